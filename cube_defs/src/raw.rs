@@ -1,0 +1,212 @@
+//! Raw types: the YAML file exactly as written, with the position of everything a user can get
+//! wrong. Nothing here is trusted; [`crate::validate`] turns a [`RawCube`] into a
+//! [`crate::Model`]. Maps keep their order and the position of each key ([`SpannedMap`]).
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A YAML mapping whose keys are names a user chose (dimensions, levels, measures), kept in
+/// file order with the position of every key.
+#[derive(Debug)]
+pub struct SpannedMap<T>(pub Vec<(Spanned<String>, T)>);
+
+impl<T> Default for SpannedMap<T> {
+    fn default() -> Self {
+        SpannedMap(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for SpannedMap<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for MapVisitor<T> {
+            type Value = SpannedMap<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names to definitions")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    let value = map.next_value::<T>()?;
+                    entries.push((key, value));
+                }
+                Ok(SpannedMap(entries))
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(PhantomData))
+    }
+}
+
+/// A number as written in the file (bucket edges), kept as text so it converts to an exact
+/// decimal without passing through binary floating point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawNumber(pub String);
+
+impl<'de> Deserialize<'de> for RawNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumVisitor;
+        impl Visitor<'_> for NumVisitor {
+            type Value = RawNumber;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawNumber, E> {
+                Ok(RawNumber(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawNumber, E> {
+                Ok(RawNumber(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawNumber, E> {
+                // `{}` prints the shortest text that reads back as the same f64, i.e. what the
+                // user wrote for any edge with up to 15 significant digits.
+                Ok(RawNumber(format!("{v}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawNumber, E> {
+                Ok(RawNumber(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(NumVisitor)
+    }
+}
+
+/// A whole definition file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCube {
+    pub version: Spanned<u32>,
+    pub cube: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub sources: SpannedMap<RawSource>,
+    pub facts: SpannedMap<RawFact>,
+    pub dimensions: SpannedMap<RawDimension>,
+    pub measures: SpannedMap<RawMeasure>,
+    #[serde(default)]
+    pub aggregates: Option<RawAggregates>,
+}
+
+/// `sources.<table>`: where a table's rows are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+}
+
+/// `facts.<table>`: a fact table, its time column and the dimensions whose keys it carries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFact {
+    #[serde(default)]
+    pub time: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dimensions: Vec<Spanned<String>>,
+}
+
+/// `dimensions.<name>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDimension {
+    /// `time` for the time dimension; absent for ordinary ones.
+    #[serde(default, rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    #[serde(default)]
+    pub table: Option<Spanned<String>>,
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// Another dimension whose table carries this dimension's key (a customer's home branch).
+    #[serde(default)]
+    pub via: Option<Spanned<String>>,
+    /// Snowflake joins: `lookups: { regions: { key: region_id } }` lets levels name
+    /// `regions.branch`.
+    #[serde(default)]
+    pub lookups: Option<SpannedMap<RawLookup>>,
+    #[serde(default)]
+    pub levels: Option<SpannedMap<RawLevel>>,
+    #[serde(default)]
+    pub hierarchy: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `lookups.<table>`: the dimension table's column that joins the lookup table's column of the
+/// same name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLookup {
+    pub key: Spanned<String>,
+}
+
+/// `levels.<name>`: a column, or a bucket over a column or a metric.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevel {
+    #[serde(default)]
+    pub column: Option<Spanned<String>>,
+    #[serde(default)]
+    pub bucket: Option<Spanned<RawBucket>>,
+}
+
+/// `bucket:`: fixed edges over a column, or over a metric per entity and period.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBucket {
+    #[serde(default)]
+    pub column: Option<Spanned<String>>,
+    #[serde(default)]
+    pub metric: Option<Spanned<String>>,
+    #[serde(default)]
+    pub per: Option<Spanned<Vec<Spanned<String>>>>,
+    pub edges: Spanned<Vec<Spanned<RawNumber>>>,
+    #[serde(default)]
+    pub labels: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `measures.<name>`: an aggregation over a fact column, or a derived expression.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeasure {
+    #[serde(default)]
+    pub fact: Option<Spanned<String>>,
+    #[serde(default)]
+    pub agg: Option<Spanned<String>>,
+    #[serde(default)]
+    pub column: Option<Spanned<String>>,
+    #[serde(default)]
+    pub over_time: Option<Spanned<String>>,
+    #[serde(default)]
+    pub expr: Option<Spanned<String>>,
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `aggregates:`: which cuboids to precompute.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAggregates {
+    pub mode: Spanned<String>,
+    #[serde(default)]
+    pub budget_mb: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub cuboids: Vec<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub groups: Vec<RawAggGroup>,
+}
+
+/// One Kylin-style aggregation group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAggGroup {
+    pub includes: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub mandatory: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub hierarchies: Vec<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub joint: Vec<Vec<Spanned<String>>>,
+}

@@ -1,0 +1,43 @@
+//! The engine's one error type. User errors (bad data, a definition that does not match its data)
+//! are kept apart from `Internal`, which is only for broken invariants.
+
+use std::path::PathBuf;
+
+use lattice_defs::Diagnostics;
+
+/// Everything that can go wrong between a validated `Model` and an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A file or folder could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Parquet file could not be written or read.
+    #[error("{}: {source}", path.display())]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// An Arrow operation failed (building or converting batches).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// DataFusion failed to plan or run a query over the sources.
+    #[error("datafusion: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// The definition does not match its data (missing columns, wrong types, a hierarchy that is
+    /// not functional). Each diagnostic points at the place in the YAML.
+    #[error("{0}")]
+    Definition(Diagnostics),
+    /// A generator option is out of range.
+    #[error("invalid generator option '{option}': {message}")]
+    InvalidOption { option: &'static str, message: String },
+    /// A broken invariant inside the engine: a bug, never the user's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
