@@ -87,16 +87,22 @@ pub fn load_file(path: &Path) -> Result<Model, Diagnostics> {
     parse_str(&text, &file, base)
 }
 
-/// The parser's message without its own location prefix or snippet (we print those ourselves).
+/// The parser's message without its own location prefix (the diagnostic says where).
 fn syntax_message(err: &serde_saphyr::Error) -> String {
     let text = err.to_string();
-    let first = text.lines().next().unwrap_or("").trim();
-    // serde-saphyr appends " at line L, column C"; the diagnostic already says where.
-    let msg = match first.rfind(" at line ") {
-        Some(i) => &first[..i],
-        None => first,
-    };
-    msg.trim_end_matches(':').to_string()
+    let mut msg = text.lines().next().unwrap_or("").trim();
+    msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    // "line L column C: message"
+    if msg.starts_with("line ")
+        && let Some((_, rest)) = msg.split_once(": ")
+    {
+        msg = rest;
+    }
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        return format!("duplicate name '{key}': each name may appear once in a mapping");
+    }
+    msg.to_string()
 }
 
 /// The key path of the mapping entry at `pos`, read from the block structure of the text

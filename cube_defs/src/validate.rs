@@ -92,6 +92,7 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
     if let Some(measures) = &measures {
         derived_cycles(measures, &raw, ctx);
     }
+    let clean_so_far = ctx.diags.is_empty();
 
     let mut model = Model {
         name: raw.cube.value.clone(),
@@ -100,11 +101,15 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
         sources,
         facts,
         dimensions: dimensions?,
-        measures: measures?,
+        measures: measures.unwrap_or_default(),
         aggregates: Aggregates::default(),
     };
+    // Level references resolve even when other sections have errors, so they are reported in
+    // the same run; the cross-checks below only make sense on an otherwise clean definition.
     model.aggregates = aggregates(raw.aggregates.as_ref(), &model, ctx);
-    metric_buckets_vary(&model, &raw, ctx);
+    if clean_so_far {
+        metric_buckets_vary(&model, &raw, ctx);
+    }
     ctx.diags.is_empty().then_some(model)
 }
 
@@ -382,7 +387,6 @@ fn table_dimension(
     time_levels: &[(String, TimeGrain)],
     raw: &RawCube,
 ) -> Option<Dimension> {
-    let before = ctx.diags.len();
     let (Some(table), Some(key)) = (&dim.table, &dim.key) else {
         ctx.invalid(
             pos(name),
@@ -588,7 +592,7 @@ fn table_dimension(
         }
     }
 
-    (ctx.diags.len() == before).then(|| Dimension {
+    Some(Dimension {
         name: name.value.clone(),
         kind: DimensionKind::Table {
             table: table.value.clone(),
@@ -740,7 +744,7 @@ fn bucket(
     let labels = match &b.labels {
         Some(labels) => {
             let n = b.edges.value.len() + 1;
-            if labels.value.len() != n {
+            if labels.value.len() != n && !b.edges.value.is_empty() {
                 ctx.report(
                     pos(labels),
                     format!("{base}.labels"),

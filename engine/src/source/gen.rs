@@ -184,12 +184,12 @@ const COLLAPSE_KEEP_PERCENT: (i64, i64) = (10, 40);
 const REFUND_SHARE: f64 = 0.01;
 
 /// Activity weights: Pareto with this shape, capped so one customer cannot dwarf a branch.
-const PARETO_ALPHA: f64 = 1.3;
+const PARETO_ALPHA: f64 = 2.0;
 const WEIGHT_CAP: f64 = 2_000.0;
 /// Transaction count and ticket size both grow with the weight to these powers.
 const COUNT_EXPONENT: f64 = 0.5;
 const TICKET_EXPONENT: f64 = 0.5;
-const BALANCE_EXPONENT: f64 = 0.5;
+const BALANCE_EXPONENT: f64 = 0.3;
 /// Spread (log scale) of single amounts, balance levels and incomes around their typical value.
 const AMOUNT_SPREAD: f64 = 0.7;
 const BALANCE_SPREAD: f64 = 0.5;
@@ -214,8 +214,8 @@ const CREDIT_LINE_RAISE_BP: (i64, i64) = (1_000, 2_500);
 const CREDIT_LINE_UNIT_CENTS: i64 = 1_000_00;
 
 /// Branch operating cost per month: fixed (per city tier, times the scale) plus per customer.
-const BRANCH_FIXED_COST_CNY: f64 = 3_000.0;
-const COST_PER_CUSTOMER_CNY: f64 = 30.0;
+const BRANCH_FIXED_COST_CNY: f64 = 300_000.0;
+const COST_PER_CUSTOMER_CNY: f64 = 350.0;
 const COST_INFLATION: f64 = 0.003;
 const COST_NOISE: f64 = 0.05;
 
@@ -266,6 +266,16 @@ impl Category {
             Category::Intermediary => "intermediary",
         }
     }
+
+    /// How balances grow with the segment's `balance_factor`: wealthier customers hold much more
+    /// money, borrow somewhat more and get somewhat higher credit lines.
+    fn balance_elasticity(self) -> f64 {
+        match self {
+            Category::Deposit | Category::Wealth | Category::Intermediary => 1.0,
+            Category::Loan => 0.75,
+            Category::Card => 0.5,
+        }
+    }
 }
 
 /// A product and how customers use it. Money is in CNY for a mass customer of weight 1.
@@ -282,8 +292,8 @@ struct Product {
     fee_bp: i64,
     /// Yearly interest margin on the balance, in basis points.
     margin_bp: i64,
-    /// The balance (or credit line) as a share of the segment's typical wealth.
-    balance_share: f64,
+    /// Typical balance (or credit line), CNY.
+    balance_cny: f64,
 }
 
 const fn product(
@@ -293,7 +303,7 @@ const fn product(
     activity: f64,
     ticket_cny: f64,
     (fee_bp, margin_bp): (i64, i64),
-    balance_share: f64,
+    balance_cny: f64,
 ) -> Product {
     Product {
         name,
@@ -304,33 +314,33 @@ const fn product(
         ticket_cny,
         fee_bp,
         margin_bp,
-        balance_share,
+        balance_cny,
     }
 }
 
 use Category::{Card, Deposit, Intermediary, Loan, Wealth};
 /// Everyone holds the first product, the demand deposit account.
 const PRODUCTS: [Product; 20] = [
-    product("Demand Deposit", Deposit, (0.0, 0.0), 10.0, 800.0, (5, 150), 0.35),
-    product("Time Deposit 1Y", Deposit, (5.0, 4.0), 0.3, 20_000.0, (0, 120), 0.6),
-    product("Time Deposit 3Y", Deposit, (3.0, 2.0), 0.2, 50_000.0, (0, 100), 0.8),
-    product("Large-Denomination CD", Deposit, (1.0, 4.0), 0.2, 200_000.0, (0, 80), 1.5),
-    product("Mortgage", Loan, (4.0, 0.0), 1.0, 5_000.0, (10, 180), 4.0),
-    product("Consumer Loan", Loan, (3.0, 0.0), 1.0, 2_000.0, (30, 400), 0.3),
-    product("Auto Loan", Loan, (2.0, 0.0), 1.0, 3_000.0, (20, 300), 0.8),
-    product("Business Loan", Loan, (1.0, 6.0), 1.0, 50_000.0, (25, 250), 1.5),
-    product("Working Capital Loan", Loan, (0.0, 6.0), 1.5, 80_000.0, (25, 220), 2.0),
-    product("Classic Credit Card", Card, (6.0, 0.0), 8.0, 300.0, (60, 300), 0.15),
-    product("Platinum Credit Card", Card, (2.0, 0.0), 8.0, 1_200.0, (60, 300), 0.4),
-    product("Corporate Card", Card, (0.0, 4.0), 6.0, 3_000.0, (50, 200), 0.1),
-    product("Money Market Fund", Wealth, (5.0, 3.0), 1.0, 10_000.0, (10, 40), 0.5),
-    product("Bond Fund", Wealth, (3.0, 2.0), 0.5, 30_000.0, (30, 60), 0.6),
-    product("Equity Fund", Wealth, (3.0, 1.0), 0.8, 20_000.0, (120, 80), 0.5),
-    product("Structured Note", Wealth, (1.0, 2.0), 0.3, 100_000.0, (80, 70), 1.0),
-    product("Insurance Agency", Intermediary, (3.0, 2.0), 0.3, 5_000.0, (800, 0), 0.0),
-    product("FX Service", Intermediary, (2.0, 4.0), 0.5, 10_000.0, (50, 0), 0.0),
-    product("Payroll Service", Intermediary, (0.0, 5.0), 2.0, 50_000.0, (5, 0), 0.0),
-    product("Cash Management", Intermediary, (0.0, 4.0), 2.0, 100_000.0, (8, 0), 0.0),
+    product("Demand Deposit", Deposit, (0.0, 0.0), 10.0, 2_400.0, (10, 150), 8_000.0),
+    product("Time Deposit 1Y", Deposit, (5.0, 4.0), 0.3, 60_000.0, (0, 120), 30_000.0),
+    product("Time Deposit 3Y", Deposit, (3.0, 2.0), 0.2, 150_000.0, (0, 100), 50_000.0),
+    product("Large-Denomination CD", Deposit, (1.0, 4.0), 0.2, 600_000.0, (0, 80), 100_000.0),
+    product("Mortgage", Loan, (4.0, 0.0), 1.0, 15_000.0, (20, 180), 300_000.0),
+    product("Consumer Loan", Loan, (3.0, 0.0), 1.0, 6_000.0, (60, 400), 20_000.0),
+    product("Auto Loan", Loan, (2.0, 0.0), 1.0, 9_000.0, (40, 300), 60_000.0),
+    product("Business Loan", Loan, (1.0, 6.0), 1.0, 60_000.0, (20, 250), 100_000.0),
+    product("Working Capital Loan", Loan, (0.0, 6.0), 1.5, 90_000.0, (16, 220), 150_000.0),
+    product("Classic Credit Card", Card, (6.0, 0.0), 8.0, 900.0, (120, 300), 15_000.0),
+    product("Platinum Credit Card", Card, (2.0, 0.0), 8.0, 3_600.0, (80, 300), 50_000.0),
+    product("Corporate Card", Card, (0.0, 4.0), 6.0, 9_000.0, (60, 200), 20_000.0),
+    product("Money Market Fund", Wealth, (5.0, 3.0), 1.0, 15_000.0, (20, 40), 20_000.0),
+    product("Bond Fund", Wealth, (3.0, 2.0), 0.5, 30_000.0, (60, 60), 30_000.0),
+    product("Equity Fund", Wealth, (3.0, 1.0), 0.8, 24_000.0, (100, 80), 25_000.0),
+    product("Structured Note", Wealth, (1.0, 2.0), 0.3, 90_000.0, (100, 70), 100_000.0),
+    product("Insurance Agency", Intermediary, (3.0, 2.0), 0.3, 9_000.0, (600, 0), 0.0),
+    product("FX Service", Intermediary, (2.0, 4.0), 0.5, 30_000.0, (60, 0), 0.0),
+    product("Payroll Service", Intermediary, (0.0, 5.0), 2.0, 90_000.0, (6, 0), 0.0),
+    product("Cash Management", Intermediary, (0.0, 4.0), 2.0, 150_000.0, (6, 0), 0.0),
 ];
 const MAX_HOLDINGS: usize = 6;
 
@@ -362,8 +372,8 @@ enum Segment {
 struct SegmentProfile {
     name: &'static str,
     corporate: bool,
-    /// Typical deposits plus wealth (CNY) of a customer of weight 1.
-    wealth_cny: f64,
+    /// Balances relative to a mass customer (see `Category::balance_elasticity`).
+    balance_factor: f64,
     /// Ticket sizes relative to a mass customer.
     ticket_factor: f64,
     /// Products held, inclusive range.
@@ -381,7 +391,7 @@ const SEGMENTS: [SegmentProfile; 5] = [
     SegmentProfile {
         name: "mass",
         corporate: false,
-        wealth_cny: 30_000.0,
+        balance_factor: 1.0,
         ticket_factor: 1.0,
         holdings: (1, 3),
         channel_bias: [0.8, 1.3, 1.1, 0.6, 0.9, 1.3],
@@ -392,8 +402,8 @@ const SEGMENTS: [SegmentProfile; 5] = [
     SegmentProfile {
         name: "affluent",
         corporate: false,
-        wealth_cny: 300_000.0,
-        ticket_factor: 1.5,
+        balance_factor: 4.0,
+        ticket_factor: 1.3,
         holdings: (2, 5),
         channel_bias: [1.0, 1.0, 1.0, 1.0, 1.1, 1.1],
         education: [15.0, 50.0, 28.0, 7.0],
@@ -403,8 +413,8 @@ const SEGMENTS: [SegmentProfile; 5] = [
     SegmentProfile {
         name: "private",
         corporate: false,
-        wealth_cny: 3_000_000.0,
-        ticket_factor: 3.0,
+        balance_factor: 20.0,
+        ticket_factor: 2.0,
         holdings: (3, 6),
         channel_bias: [2.0, 0.5, 1.0, 2.5, 1.0, 0.8],
         education: [10.0, 40.0, 35.0, 15.0],
@@ -414,8 +424,8 @@ const SEGMENTS: [SegmentProfile; 5] = [
     SegmentProfile {
         name: "sme",
         corporate: true,
-        wealth_cny: 1_000_000.0,
-        ticket_factor: 4.0,
+        balance_factor: 8.0,
+        ticket_factor: 2.0,
         holdings: (2, 5),
         channel_bias: [1.5, 0.8, 0.6, 1.0, 1.5, 0.7],
         education: [0.0; 4],
@@ -425,8 +435,8 @@ const SEGMENTS: [SegmentProfile; 5] = [
     SegmentProfile {
         name: "large_corp",
         corporate: true,
-        wealth_cny: 20_000_000.0,
-        ticket_factor: 12.0,
+        balance_factor: 30.0,
+        ticket_factor: 4.0,
         holdings: (3, 6),
         channel_bias: [2.0, 0.2, 0.3, 1.0, 2.5, 0.3],
         education: [0.0; 4],
@@ -1043,13 +1053,13 @@ fn write_balances(bank: &Bank, seed: u64, writer: &TableWriter<'_>) -> Result<Ta
 }
 
 fn initial_balance(c: &Customer, spec: &Product, rng: &mut ChaCha8Rng) -> i64 {
-    let typical = c.segment.profile().wealth_cny * spec.balance_share;
-    let cny = typical * c.weight.powf(BALANCE_EXPONENT) * lognormal(rng, BALANCE_SPREAD);
-    let cents = (cny * 100.0).round() as i64;
+    let factor = c.segment.profile().balance_factor.powf(spec.category.balance_elasticity());
+    let spread = c.weight.powf(BALANCE_EXPONENT) * lognormal(rng, BALANCE_SPREAD);
+    let cents = (spec.balance_cny * factor * spread * 100.0).round() as i64;
     match spec.category {
+        Deposit | Loan | Wealth => cents,
         Card => round_credit_line(cents),
         Intermediary => 0,
-        Deposit | Loan | Wealth => cents,
     }
 }
 
@@ -1277,7 +1287,7 @@ fn branch_costs_batch(bank: &Bank, seed: u64) -> Result<RecordBatch> {
     for m in &bank.calendar {
         let inflation = (1.0 + COST_INFLATION).powi(m.index as i32);
         for (i, branch) in bank.branches.iter().enumerate() {
-            let fixed = BRANCH_FIXED_COST_CNY * f64::from(branch.tier) * bank.scale;
+            let fixed = BRANCH_FIXED_COST_CNY * bank.scale;
             let variable = COST_PER_CUSTOMER_CNY * f64::from(customers[i]);
             let noise = 1.0 + COST_NOISE * (2.0 * rng.random::<f64>() - 1.0);
             let cents = ((fixed + variable) * inflation * noise * 100.0).round() as i128;
@@ -1475,5 +1485,19 @@ fn csv_error(path: &Path, error: ArrowError) -> EngineError {
     match error {
         ArrowError::IoError(_, source) => EngineError::Io { path: path.into(), source },
         other => EngineError::Arrow(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmp_dump() {
+        let Ok(dir) = std::env::var("GEN_DUMP_DIR") else { return };
+        let scale: f64 = std::env::var("GEN_DUMP_SCALE").unwrap().parse().unwrap();
+        let t = std::time::Instant::now();
+        let s = generate(&GenOptions { scale, seed: 42, format: DataFormat::Parquet }, Path::new(&dir)).unwrap();
+        eprintln!("{:?} in {:?}", s, t.elapsed());
     }
 }

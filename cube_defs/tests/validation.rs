@@ -1,0 +1,351 @@
+//! One negative case per validation rule: each asserts the whole message, its line, column and
+//! key path. The base definition is valid; each case changes one thing.
+
+use std::path::Path;
+
+use lattice_defs::{check_catalog, parse_str, Catalog, ColumnType, Model, TableSchema};
+
+const BASE: &str = r#"version: 1
+cube: shop
+sources:
+  sales: { path: sales.csv }
+  stores: { path: stores.csv }
+facts:
+  sales: { time: day, dimensions: [store] }
+dimensions:
+  time:
+    type: time
+    hierarchy: [year, month]
+  store:
+    table: stores
+    key: store_id
+    levels:
+      region: { column: region }
+      city: { column: city }
+      size_band:
+        bucket: { column: floor_area, edges: [100, 500], labels: [small, medium, large] }
+      revenue_band:
+        bucket:
+          metric: revenue
+          per: [store, time.month]
+          edges: [1000, 10000]
+    hierarchy: [region, city]
+measures:
+  revenue: { fact: sales, agg: sum, column: amount }
+  orders: { fact: sales, agg: count }
+  avg_order: { expr: revenue / orders }
+aggregates:
+  mode: auto
+  cuboids: [[store.region, time.month]]
+"#;
+
+/// `BASE` with the first occurrence of `from` replaced by `to` (which must exist).
+fn with(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "test bug: '{from}' is not in BASE");
+    BASE.replacen(from, to, 1)
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    match parse_str(yaml, "shop.yaml", Path::new("/data")) {
+        Ok(_) => vec![],
+        Err(d) => d.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn model(yaml: &str) -> Model {
+    parse_str(yaml, "shop.yaml", Path::new("/data")).unwrap_or_else(|d| panic!("{d}"))
+}
+
+#[track_caller]
+fn assert_errors(yaml: &str, expected: &[&str]) {
+    assert_eq!(errors(yaml), expected, "definition:\n{yaml}");
+}
+
+#[test]
+fn base_is_valid() {
+    let m = model(BASE);
+    assert_eq!(m.name, "shop");
+    assert_eq!(m.dimensions.len(), 2);
+    assert_eq!(m.measures.len(), 3);
+    assert_eq!(m.sources[0].path, Path::new("/data/sales.csv"));
+    let band = m.level("store.size_band").expect("level");
+    assert_eq!(m.level_name(band), "store.size_band");
+}
+
+#[test]
+fn unknown_level_in_hierarchy_suggests() {
+    assert_errors(
+        &with("hierarchy: [region, city]", "hierarchy: [regon, city]"),
+        &["shop.yaml:25:17: dimensions.store.hierarchy[0]: unknown level 'regon' in dimension 'store' (did you mean 'region'?)"],
+    );
+}
+
+#[test]
+fn unknown_table_suggests() {
+    assert_errors(
+        &with("table: stores", "table: stors"),
+        &["shop.yaml:13:12: dimensions.store.table: unknown table 'stors' in sources (did you mean 'stores'?)"],
+    );
+}
+
+#[test]
+fn unknown_measure_in_expression_points_inside_it() {
+    assert_errors(
+        &with("expr: revenue / orders", "expr: revenue / ordrs"),
+        &["shop.yaml:29:32: measures.avg_order.expr: unknown measure 'ordrs' (did you mean 'orders'?)"],
+    );
+}
+
+#[test]
+fn unknown_fact_suggests() {
+    assert_errors(
+        &with("{ fact: sales, agg: count }", "{ fact: sale, agg: count }"),
+        &["shop.yaml:28:19: measures.orders.fact: unknown fact 'sale' in facts (did you mean 'sales'?)"],
+    );
+}
+
+#[test]
+fn unknown_dimension_of_a_fact_suggests() {
+    assert_errors(
+        &with("dimensions: [store]", "dimensions: [stor]"),
+        &["shop.yaml:7:36: facts.sales.dimensions: unknown dimension 'stor' (did you mean 'store'?)"],
+    );
+}
+
+#[test]
+fn unknown_level_in_aggregates_suggests() {
+    assert_errors(
+        &with("[[store.region, time.month]]", "[[store.regin, time.month]]"),
+        &["shop.yaml:32:14: aggregates.cuboids[0][0]: unknown level 'store.regin' (did you mean 'store.region'?)"],
+    );
+}
+
+#[test]
+fn unknown_time_grain_suggests() {
+    let errs = errors(&with("hierarchy: [year, month]", "hierarchy: [year, mnth]"));
+    assert_eq!(
+        errs[0],
+        "shop.yaml:11:23: dimensions.time.hierarchy[1]: unknown level 'mnth' in time dimension 'time' \
+         (time levels: year, quarter, month, day) (did you mean 'month'?)"
+    );
+}
+
+#[test]
+fn duplicate_measure_name() {
+    assert_errors(
+        &with(
+            "  orders: { fact: sales, agg: count }",
+            "  orders: { fact: sales, agg: count }\n  orders: { fact: sales, agg: count }",
+        ),
+        &["shop.yaml:29:3: measures.orders: duplicate name 'orders': each name may appear once in a mapping"],
+    );
+}
+
+#[test]
+fn duplicate_level_in_hierarchy() {
+    assert_errors(
+        &with("hierarchy: [region, city]", "hierarchy: [region, city, region]"),
+        &["shop.yaml:25:31: dimensions.store.hierarchy[2]: duplicate level in hierarchy 'region' (first defined at line 25)"],
+    );
+}
+
+#[test]
+fn duplicate_bucket_label() {
+    assert_errors(
+        &with("labels: [small, medium, large]", "labels: [small, medium, small]"),
+        &["shop.yaml:19:82: dimensions.store.levels.size_band.bucket.labels[2]: duplicate bucket label 'small'"],
+    );
+}
+
+#[test]
+fn edges_must_ascend() {
+    assert_errors(
+        &with("edges: [100, 500]", "edges: [500, 100]"),
+        &["shop.yaml:19:52: dimensions.store.levels.size_band.bucket.edges: bucket edges must be strictly ascending: 500 is followed by 100"],
+    );
+}
+
+#[test]
+fn edges_must_not_repeat() {
+    assert_errors(
+        &with("edges: [100, 500]", "edges: [100, 100]"),
+        &["shop.yaml:19:52: dimensions.store.levels.size_band.bucket.edges: bucket edges must be strictly ascending: 100 is followed by 100"],
+    );
+}
+
+#[test]
+fn edges_must_be_numbers_and_present() {
+    assert_errors(
+        &with("edges: [100, 500]", "edges: [100, abc]"),
+        &["shop.yaml:19:52: dimensions.store.levels.size_band.bucket.edges[1]: edge 'abc' is not a number with at most 6 decimals"],
+    );
+    assert_errors(
+        &with("edges: [100, 500]", "edges: []"),
+        &["shop.yaml:19:46: dimensions.store.levels.size_band.bucket.edges: a bucket needs at least one edge"],
+    );
+}
+
+#[test]
+fn label_count_must_match_buckets() {
+    assert_errors(
+        &with("labels: [small, medium, large]", "labels: [small, large]"),
+        &["shop.yaml:19:66: dimensions.store.levels.size_band.bucket.labels: 2 labels given for 3 buckets (2 edges make 3 buckets)"],
+    );
+}
+
+#[test]
+fn derived_measure_referring_to_itself() {
+    assert_errors(
+        &with("expr: revenue / orders", "expr: avg_order / orders"),
+        &["shop.yaml:29:22: measures.avg_order.expr: derived measure 'avg_order' refers to itself: avg_order -> avg_order"],
+    );
+}
+
+#[test]
+fn derived_measures_in_a_cycle() {
+    assert_errors(
+        &with(
+            "  avg_order: { expr: revenue / orders }",
+            "  avg_order: { expr: revenue / ratio }\n  ratio: { expr: avg_order * 2 }",
+        ),
+        &[
+            "shop.yaml:29:22: measures.avg_order.expr: derived measure 'avg_order' refers to itself: avg_order -> ratio -> avg_order",
+            "shop.yaml:30:18: measures.ratio.expr: derived measure 'ratio' refers to itself: ratio -> avg_order -> ratio",
+        ],
+    );
+}
+
+#[test]
+fn unsupported_aggregation() {
+    assert_errors(
+        &with("{ fact: sales, agg: sum, column: amount }", "{ fact: sales, agg: avg, column: amount }"),
+        &["shop.yaml:27:32: measures.revenue.agg: unsupported aggregation 'avg' (supported: sum, count, min, max, distinct) \
+           (for an average, define a derived measure such as `expr: total / count`)"],
+    );
+    assert_errors(
+        &with("agg: sum, column: amount", "agg: sum"),
+        &["shop.yaml:27:32: measures.revenue: aggregation 'sum' needs a column"],
+    );
+    assert_errors(
+        &with("{ fact: sales, agg: count }", "{ fact: sales, agg: distinct, column: c, over_time: last }"),
+        &["shop.yaml:28:63: measures.orders.over_time: `over_time: last` applies to sum, count, min and max, not to distinct counts"],
+    );
+}
+
+#[test]
+fn unknown_key_is_a_syntax_error_with_its_path() {
+    assert_errors(
+        &with("edges: [1000, 10000]", "edgs: [1000, 10000]"),
+        &["shop.yaml:24:11: dimensions.store.levels.revenue_band.bucket.edgs: unknown field `edgs`, \
+           expected one of column, metric, per, edges, labels"],
+    );
+    assert_errors(
+        &with("  orders: { fact: sales, agg: count }", "  orders: { fact: sales, agg: count "),
+        &["shop.yaml:29:12: measures.avg_order: while parsing a flow mapping, did not find expected ',' or '}'"],
+    );
+}
+
+#[test]
+fn metric_bucket_needs_its_entity_and_a_period() {
+    assert_errors(
+        &with("          per: [store, time.month]\n", ""),
+        &["shop.yaml:22:11: dimensions.store.levels.revenue_band.bucket: a metric bucket needs `per`: \
+           the entity and period it is computed for, e.g. `per: [store, time.month]`"],
+    );
+    assert_errors(
+        &with("per: [store, time.month]", "per: [time.month]"),
+        &["shop.yaml:23:16: dimensions.store.levels.revenue_band.bucket.per: `per` must name the entity 'store' whose metric decides the bucket"],
+    );
+}
+
+#[test]
+fn unsupported_version() {
+    assert_errors(
+        &with("version: 1", "version: 2"),
+        &["shop.yaml:1:10: version: unsupported definition version 2 (this Lattice reads version 1)"],
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once_in_document_order() {
+    let yaml = with("table: stores", "table: stors")
+        .replace("agg: count", "agg: median")
+        .replace("[[store.region", "[[store.regon");
+    assert_errors(
+        &yaml,
+        &[
+            "shop.yaml:13:12: dimensions.store.table: unknown table 'stors' in sources (did you mean 'stores'?)",
+            "shop.yaml:28:31: measures.orders.agg: unsupported aggregation 'median' (supported: sum, count, min, max, distinct) \
+             (for an average, define a derived measure such as `expr: total / count`)",
+            "shop.yaml:32:14: aggregates.cuboids[0][0]: unknown level 'store.regon' (did you mean 'store.region'?)",
+        ],
+    );
+}
+
+fn catalog(amount: ColumnType) -> Catalog {
+    let table = |name: &str, cols: Vec<(&str, ColumnType)>| TableSchema {
+        name: name.into(),
+        file: format!("/data/{name}.csv"),
+        columns: cols.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
+    };
+    Catalog {
+        tables: vec![
+            table(
+                "sales",
+                vec![("day", ColumnType::Date), ("store_id", ColumnType::Integer), ("amount", amount)],
+            ),
+            table(
+                "stores",
+                vec![
+                    ("store_id", ColumnType::Integer),
+                    ("region", ColumnType::Text),
+                    ("city", ColumnType::Text),
+                    ("floor_area", ColumnType::Integer),
+                ],
+            ),
+        ],
+    }
+}
+
+#[test]
+fn catalog_matches_base() {
+    let diags = check_catalog(&model(BASE), &catalog(ColumnType::Decimal { scale: 2 }));
+    assert!(diags.is_empty(), "{diags}");
+}
+
+#[test]
+fn unknown_column_names_the_file_and_suggests() {
+    let m = model(&with("column: amount", "column: amout"));
+    let diags = check_catalog(&m, &catalog(ColumnType::Decimal { scale: 2 }));
+    assert_eq!(
+        diags.to_string(),
+        "shop.yaml:27:45: measures.revenue.column: column 'amout' not found in table 'sales' (/data/sales.csv) (did you mean 'amount'?)"
+    );
+}
+
+#[test]
+fn wrong_column_type() {
+    let diags = check_catalog(&model(BASE), &catalog(ColumnType::Text));
+    assert_eq!(
+        diags.to_string(),
+        "shop.yaml:27:45: measures.revenue.column: column 'sales.amount' has type text, but a number (integer, decimal or float) is needed here"
+    );
+    let m = model(&with("{ time: day,", "{ time: store_id,"));
+    assert_eq!(
+        check_catalog(&m, &catalog(ColumnType::Float)).to_string(),
+        "shop.yaml:7:18: facts.sales.time: column 'sales.store_id' has type integer, but a date is needed here"
+    );
+}
+
+#[test]
+fn model_knows_which_levels_a_measure_varies_by() {
+    let m = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", Path::new("/d"))
+        .unwrap_or_else(|d| panic!("{d}"));
+    let level = |n: &str| m.level(n).unwrap_or_else(|| panic!("no level {n}"));
+    let measure = |n: &str| m.measure(n).unwrap_or_else(|| panic!("no measure {n}"));
+    assert!(!m.measure_varies_by(measure("deposit_balance"), level("channel.channel")));
+    assert!(m.measure_varies_by(measure("txn_amount"), level("channel.channel")));
+    assert!(m.measure_varies_by(measure("deposit_balance"), level("region.province")));
+    assert!(m.measure_varies_by(measure("avg_ticket"), level("manager.branch")));
+    assert!(m.measure_varies_by(measure("customers"), level("time.month")));
+}
