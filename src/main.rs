@@ -1,1 +1,268 @@
-fn main(){}
+//! `lattice`: the command-line program. Each subcommand is a thin shell over the crates:
+//! `gen` (engine::source::synth), `validate` (cube_defs + engine::source::load) and `serve`
+//! (server). Logs go to stderr through `tracing`; `RUST_LOG` picks what is shown.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use lattice_engine::EngineError;
+use lattice_engine::source::load;
+use lattice_engine::source::synth::{self, DataFormat, GenOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lattice",
+    version,
+    about = "Columnar in-memory OLAP cube engine"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Parquet,
+    Csv,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write the synthetic bank data set (DESIGN.md's default data set).
+    Gen {
+        /// 1 = about 100k customers and 2M transactions over 24 months; linear in scale.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Parquet)]
+        format: Format,
+    },
+    /// Check a cube definition, and its data when --data is given; print every error.
+    Validate {
+        /// The definition (YAML).
+        file: PathBuf,
+        /// Folder that relative source paths resolve against (default: the definition's folder).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Serve cubes over HTTP. With no arguments: generate the default data set into a cache
+    /// folder if it is not there, load the default cube and serve it.
+    Serve {
+        /// A definition file, or a folder of them (default: the shipped bank_crm cube).
+        #[arg(long)]
+        defs: Option<PathBuf>,
+        /// The data folder (default: a generated scale-1 data set in the cache folder).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Gen {
+            scale,
+            seed,
+            out,
+            format,
+        } => {
+            let format = match format {
+                Format::Parquet => DataFormat::Parquet,
+                Format::Csv => DataFormat::Csv,
+            };
+            let started = Instant::now();
+            let summary = synth::generate(
+                &GenOptions {
+                    scale,
+                    seed,
+                    format,
+                },
+                &out,
+            )?;
+            for t in &summary.tables {
+                println!("{:>12} {:>10} rows  {}", t.name, t.rows, t.path.display());
+            }
+            println!("generated in {:.2} s", started.elapsed().as_secs_f64());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { file, data } => validate(&file, data.as_deref()),
+        Command::Serve { defs, data, addr } => serve(defs, data, &addr),
+    }
+}
+
+/// Parses a definition from a file; relative source paths resolve against `data` if given.
+fn read_definition(
+    file: &Path,
+    data: Option<&Path>,
+) -> Result<lattice_defs::Model, lattice_defs::Diagnostics> {
+    match data {
+        None => lattice_defs::load_file(file),
+        Some(dir) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                lattice_defs::Diagnostics(vec![lattice_defs::Diagnostic {
+                    file: file.display().to_string(),
+                    pos: lattice_defs::Pos::UNKNOWN,
+                    path: String::new(),
+                    error: lattice_defs::DefError::Invalid {
+                        message: format!("cannot read the definition: {e}"),
+                    },
+                }])
+            })?;
+            lattice_defs::parse_str(&text, &file.display().to_string(), dir)
+        }
+    }
+}
+
+fn validate(file: &Path, data: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let model = match read_definition(file, data) {
+        Ok(m) => m,
+        Err(diags) => return Ok(report(&diags)),
+    };
+    if data.is_some() {
+        match runtime()?.block_on(load::load(&model)) {
+            Ok(_) => {}
+            Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!(
+        "{}: ok — cube '{}': {} dimensions, {} levels, {} measures{}",
+        file.display(),
+        model.name,
+        model.dimensions.len(),
+        model.level_names().len(),
+        model.measures.len(),
+        if data.is_some() {
+            ", data checked"
+        } else {
+            " (no --data: data not checked)"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(diags: &lattice_defs::Diagnostics) -> ExitCode {
+    for d in diags.iter() {
+        eprintln!("{d}");
+    }
+    eprintln!(
+        "{} error{}",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" }
+    );
+    ExitCode::FAILURE
+}
+
+/// Where `serve` keeps the generated default data set.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("LATTICE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lattice")))
+        .unwrap_or_else(|| PathBuf::from(".lattice-cache"))
+}
+
+fn serve(defs: Option<PathBuf>, data: Option<PathBuf>, addr: &str) -> anyhow::Result<ExitCode> {
+    let data = match data {
+        Some(d) => d,
+        None => {
+            let dir = cache_dir().join("data-scale1-seed42");
+            if !dir.join("transactions.parquet").is_file() {
+                tracing::info!(dir = %dir.display(), "generating the default data set (scale 1)");
+                let started = Instant::now();
+                synth::generate(
+                    &GenOptions {
+                        scale: 1.0,
+                        seed: 42,
+                        format: DataFormat::Parquet,
+                    },
+                    &dir,
+                )?;
+                tracing::info!(secs = started.elapsed().as_secs_f64(), "data set ready");
+            }
+            dir
+        }
+    };
+    let files = match &defs {
+        None => vec![None],
+        Some(p) if p.is_dir() => {
+            let mut v: Vec<_> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .map(Some)
+                .collect();
+            v.sort();
+            v
+        }
+        Some(p) => vec![Some(p.clone())],
+    };
+    let rt = runtime()?;
+    let mut cubes = Vec::new();
+    for file in files {
+        let model = match &file {
+            Some(f) => read_definition(f, Some(&data)),
+            None => lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &data),
+        };
+        let model = match model {
+            Ok(m) => m,
+            Err(diags) => return Ok(report(&diags)),
+        };
+        let started = Instant::now();
+        match rt.block_on(load::load(&model)) {
+            Ok(_) => {}
+            Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(cube = %model.name, secs = started.elapsed().as_secs_f64(), "cube loaded");
+        cubes.push(lattice_server::CubeInfo::from_model(&model));
+    }
+    rt.block_on(lattice_server::serve(addr, cubes))?;
+    Ok(ExitCode::SUCCESS)
+}

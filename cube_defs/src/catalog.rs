@@ -3,7 +3,7 @@
 //! column a definition names that is missing or has a type that cannot serve its purpose, at
 //! the line and column where the definition names it.
 
-use crate::diag::{suggest, DefError, Diagnostic, Diagnostics, Pos};
+use crate::diag::{DefError, Diagnostic, Diagnostics, Pos, suggest};
 use crate::model::*;
 
 /// A column's type, as far as the definition language cares.
@@ -20,7 +20,10 @@ pub enum ColumnType {
 
 impl ColumnType {
     fn is_numeric(&self) -> bool {
-        matches!(self, ColumnType::Integer | ColumnType::Decimal { .. } | ColumnType::Float)
+        matches!(
+            self,
+            ColumnType::Integer | ColumnType::Decimal { .. } | ColumnType::Float
+        )
     }
 
     fn describe(&self) -> String {
@@ -110,7 +113,14 @@ impl Checker<'_> {
     }
 
     /// Checks that `table.column` exists with a type `want` accepts; returns its type.
-    fn column(&mut self, table: &str, column: &str, pos: Pos, path: &str, want: Want) -> Option<ColumnType> {
+    fn column(
+        &mut self,
+        table: &str,
+        column: &str,
+        pos: Pos,
+        path: &str,
+        want: Want,
+    ) -> Option<ColumnType> {
         let Some(schema) = self.catalog.table(table) else {
             // An unreadable source is reported once, by whoever built the catalog.
             return None;
@@ -179,7 +189,9 @@ pub fn check_catalog(model: &Model, catalog: &Catalog) -> Diagnostics {
         {
             c.column_ref(key, Want::Key);
             if let Some(v) = via
-                && let DimensionKind::Table { table: via_table, .. } = &model.dimensions[*v].kind
+                && let DimensionKind::Table {
+                    table: via_table, ..
+                } = &model.dimensions[*v].kind
             {
                 c.column(via_table, &key.column, key.pos, &key.path, Want::Key);
             }

@@ -148,9 +148,9 @@ impl DefError {
                 suggestion: Some(s),
                 ..
             } => Some(format!("did you mean '{s}'?")),
-            DefError::UnsupportedAggregation { .. } => {
-                Some("for an average, define a derived measure such as `expr: total / count`".into())
-            }
+            DefError::UnsupportedAggregation { .. } => Some(
+                "for an average, define a derived measure such as `expr: total / count`".into(),
+            ),
             _ => None,
         }
     }

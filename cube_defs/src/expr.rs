@@ -66,7 +66,9 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
             let ch = text[start..].chars().next().unwrap_or(c);
             return Err(ExprError {
                 offset: start,
-                message: format!("unexpected character '{ch}' (expressions use measure names, numbers, + - * / and parentheses)"),
+                message: format!(
+                    "unexpected character '{ch}' (expressions use measure names, numbers, + - * / and parentheses)"
+                ),
             });
         }
     }
@@ -184,7 +186,11 @@ mod tests {
             ParsedExpr::Binary(
                 BinOp::Add,
                 name("a", 0),
-                Box::new(ParsedExpr::Binary(BinOp::Mul, name("b", 4), Box::new(ParsedExpr::Number(2.0))))
+                Box::new(ParsedExpr::Binary(
+                    BinOp::Mul,
+                    name("b", 4),
+                    Box::new(ParsedExpr::Number(2.0))
+                ))
             )
         );
         let e = parse("(a - b) / -b").unwrap();

@@ -29,7 +29,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use catalog::{check_catalog, Catalog, ColumnType, TableSchema};
+pub use catalog::{Catalog, ColumnType, TableSchema, check_catalog};
 pub use diag::{DefError, Diagnostic, Diagnostics, Pos};
 pub use model::Model;
 pub use validate::default_labels;

@@ -177,12 +177,19 @@ impl Decimal {
         if int_part.is_empty() && frac_part.is_empty() {
             return None;
         }
-        if !int_part.chars().chain(frac_part.chars()).all(|c| c.is_ascii_digit()) {
+        if !int_part
+            .chars()
+            .chain(frac_part.chars())
+            .all(|c| c.is_ascii_digit())
+        {
             return None;
         }
         let all: String = format!("{int_part}{frac_part}");
         let shift = Decimal::SCALE as i32 - frac_part.len() as i32 + exp;
-        let mut value: i128 = all.parse::<i128>().ok().or(if all.is_empty() { Some(0) } else { None })?;
+        let mut value: i128 =
+            all.parse::<i128>()
+                .ok()
+                .or(if all.is_empty() { Some(0) } else { None })?;
         if shift >= 0 {
             value = value.checked_mul(10i128.checked_pow(shift as u32)?)?;
         } else {
@@ -440,7 +447,11 @@ impl Model {
     pub fn level_names(&self) -> Vec<String> {
         self.dimensions
             .iter()
-            .flat_map(|d| d.levels.iter().map(move |l| format!("{}.{}", d.name, l.name)))
+            .flat_map(|d| {
+                d.levels
+                    .iter()
+                    .map(move |l| format!("{}.{}", d.name, l.name))
+            })
             .collect()
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_saphyr::Spanned;
 
-use crate::diag::{suggest, DefError, Diagnostic, Pos};
+use crate::diag::{DefError, Diagnostic, Pos, suggest};
 use crate::expr::{self, ParsedExpr};
 use crate::model::*;
 use crate::raw::*;
@@ -81,9 +81,24 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
     }
 
     let sources = sources(&raw.sources, ctx, base_dir);
-    let source_names: Vec<&str> = raw.sources.0.iter().map(|(k, _)| k.value.as_str()).collect();
-    let dim_names: Vec<&str> = raw.dimensions.0.iter().map(|(k, _)| k.value.as_str()).collect();
-    let measure_names: Vec<&str> = raw.measures.0.iter().map(|(k, _)| k.value.as_str()).collect();
+    let source_names: Vec<&str> = raw
+        .sources
+        .0
+        .iter()
+        .map(|(k, _)| k.value.as_str())
+        .collect();
+    let dim_names: Vec<&str> = raw
+        .dimensions
+        .0
+        .iter()
+        .map(|(k, _)| k.value.as_str())
+        .collect();
+    let measure_names: Vec<&str> = raw
+        .measures
+        .0
+        .iter()
+        .map(|(k, _)| k.value.as_str())
+        .collect();
     let fact_names: Vec<&str> = raw.facts.0.iter().map(|(k, _)| k.value.as_str()).collect();
 
     let facts = facts(&raw.facts, ctx, &source_names, &dim_names);
@@ -168,7 +183,11 @@ fn facts(
     dims: &[&str],
 ) -> Vec<Fact> {
     if raw.0.is_empty() {
-        ctx.invalid(Pos::UNKNOWN, "facts", "the cube needs at least one fact table");
+        ctx.invalid(
+            Pos::UNKNOWN,
+            "facts",
+            "the cube needs at least one fact table",
+        );
     }
     let mut out = Vec::new();
     for (name, fact) in &raw.0 {
@@ -231,7 +250,12 @@ fn dimensions(
     sources: &[&str],
     measures: &[&str],
 ) -> Option<Vec<Dimension>> {
-    let dim_names: Vec<&str> = raw.dimensions.0.iter().map(|(k, _)| k.value.as_str()).collect();
+    let dim_names: Vec<&str> = raw
+        .dimensions
+        .0
+        .iter()
+        .map(|(k, _)| k.value.as_str())
+        .collect();
     let time_dims: Vec<&Spanned<String>> = raw
         .dimensions
         .0
@@ -256,7 +280,9 @@ fn dimensions(
             d.hierarchy.as_ref().map(|h| {
                 h.value
                     .iter()
-                    .filter_map(|l| TimeGrain::parse(&l.value).map(|g| (format!("{}.{}", n.value, l.value), g)))
+                    .filter_map(|l| {
+                        TimeGrain::parse(&l.value).map(|g| (format!("{}.{}", n.value, l.value), g))
+                    })
                     .collect()
             })
         })
@@ -283,7 +309,16 @@ fn dimensions(
             time_dimension(name, dim, ctx, &base)
         } else {
             table_dimension(
-                di, name, dim, ctx, &base, sources, &dim_names, measures, &time_levels, raw,
+                di,
+                name,
+                dim,
+                ctx,
+                &base,
+                sources,
+                &dim_names,
+                measures,
+                &time_levels,
+                raw,
             )
         };
         match built {
@@ -341,7 +376,10 @@ fn time_dimension(
                 path,
                 "level",
                 &l.value,
-                Some(format!("time dimension '{}' (time levels: year, quarter, month, day)", name.value)),
+                Some(format!(
+                    "time dimension '{}' (time levels: year, quarter, month, day)",
+                    name.value
+                )),
                 TimeGrain::ALL.iter().map(|g| g.name()),
             );
             continue;
@@ -352,7 +390,11 @@ fn time_dimension(
             ctx.invalid(
                 pos(l),
                 path,
-                format!("time levels go from coarse to fine: '{}' cannot follow '{}'", g.name(), p.name()),
+                format!(
+                    "time levels go from coarse to fine: '{}' cannot follow '{}'",
+                    g.name(),
+                    p.name()
+                ),
             );
             continue;
         }
@@ -439,7 +481,14 @@ fn table_dimension(
                 Some(i)
             }
             None => {
-                ctx.unknown(pos(v), path, "dimension", &v.value, None, dim_names.iter().copied());
+                ctx.unknown(
+                    pos(v),
+                    path,
+                    "dimension",
+                    &v.value,
+                    None,
+                    dim_names.iter().copied(),
+                );
                 None
             }
         }
@@ -507,11 +556,15 @@ fn table_dimension(
             for (lname, level) in &map.0 {
                 let lbase = format!("{base}.levels.{}", lname.value);
                 let kind = match (&level.column, &level.bucket) {
-                    (Some(c), None) => Some(LevelKind::Column(column_ref(c, format!("{lbase}.column"), ctx))),
-                    (None, Some(b)) => bucket(
-                        b, &lbase, ctx, name, measures, time_levels, &column_ref,
-                    )
-                    .map(LevelKind::Bucket),
+                    (Some(c), None) => Some(LevelKind::Column(column_ref(
+                        c,
+                        format!("{lbase}.column"),
+                        ctx,
+                    ))),
+                    (None, Some(b)) => {
+                        bucket(b, &lbase, ctx, name, measures, time_levels, &column_ref)
+                            .map(LevelKind::Bucket)
+                    }
                     _ => {
                         ctx.invalid(
                             pos(lname),
@@ -535,12 +588,20 @@ fn table_dimension(
                 for (i, l) in h.value.iter().enumerate() {
                     levels.push(Level {
                         name: l.value.clone(),
-                        kind: LevelKind::Column(column_ref(l, format!("{base}.hierarchy[{i}]"), ctx)),
+                        kind: LevelKind::Column(column_ref(
+                            l,
+                            format!("{base}.hierarchy[{i}]"),
+                            ctx,
+                        )),
                         pos: pos(l),
                     });
                 }
             } else {
-                ctx.invalid(pos(name), base, "a dimension needs `levels` or a `hierarchy`");
+                ctx.invalid(
+                    pos(name),
+                    base,
+                    "a dimension needs `levels` or a `hierarchy`",
+                );
             }
         }
     }
@@ -561,8 +622,9 @@ fn table_dimension(
                     DefError::Duplicate {
                         what: "level in hierarchy",
                         name: l.value.clone(),
-                        first_line: hierarchy_pos[hierarchy.iter().position(|x| *x == li).unwrap_or(0)]
-                            .line,
+                        first_line: hierarchy_pos
+                            [hierarchy.iter().position(|x| *x == li).unwrap_or(0)]
+                        .line,
                     },
                 ),
                 Some(li) => {
@@ -580,7 +642,10 @@ fn table_dimension(
             }
         }
         for (i, &li) in hierarchy.iter().enumerate() {
-            if let Some(Level { kind: LevelKind::Bucket(b), .. }) = levels.get(li)
+            if let Some(Level {
+                kind: LevelKind::Bucket(b),
+                ..
+            }) = levels.get(li)
                 && matches!(b.source, BucketSource::Metric { .. })
             {
                 ctx.invalid(
@@ -635,7 +700,11 @@ fn bucket(
                     "`per` belongs to metric buckets; a column bucket is per row of the dimension table",
                 );
             }
-            Some(BucketSource::Column(column_ref(c, format!("{base}.column"), ctx)))
+            Some(BucketSource::Column(column_ref(
+                c,
+                format!("{base}.column"),
+                ctx,
+            )))
         }
         (None, Some(m)) => {
             let measure = measures.iter().position(|n| *n == m.value);
@@ -701,7 +770,11 @@ fn bucket(
             measure.map(|measure| BucketSource::Metric { measure, period })
         }
         _ => {
-            ctx.invalid(b_pos, &base, "a bucket needs exactly one of `column` or `metric`");
+            ctx.invalid(
+                b_pos,
+                &base,
+                "a bucket needs exactly one of `column` or `metric`",
+            );
             None
         }
     };
@@ -756,7 +829,8 @@ fn bucket(
                 );
             }
             for (i, l) in labels.value.iter().enumerate() {
-                if labels.value[..i].iter().any(|p| p.value == l.value) || l.value == UNKNOWN_MEMBER {
+                if labels.value[..i].iter().any(|p| p.value == l.value) || l.value == UNKNOWN_MEMBER
+                {
                     ctx.report(
                         pos(l),
                         format!("{base}.labels[{i}]"),
@@ -784,7 +858,11 @@ pub fn default_labels(edges: &[Decimal]) -> Vec<String> {
         return vec!["all".into()];
     };
     let mut out = vec![format!("<{}", compact(*first))];
-    out.extend(edges.windows(2).map(|w| format!("{}-{}", compact(w[0]), compact(w[1]))));
+    out.extend(
+        edges
+            .windows(2)
+            .map(|w| format!("{}-{}", compact(w[0]), compact(w[1]))),
+    );
     out.push(format!("{}+", compact(*last)));
     out
 }
@@ -815,7 +893,10 @@ fn measures(
                 ctx.invalid(
                     pos(f),
                     format!("{base}.format"),
-                    format!("unknown format '{}' (money, integer, number, percent)", f.value),
+                    format!(
+                        "unknown format '{}' (money, integer, number, percent)",
+                        f.value
+                    ),
                 );
             }
             parsed
@@ -839,7 +920,11 @@ fn measures(
             }
             (None, Some(agg)) => aggregate(m, agg, &base, ctx, facts),
             (Some(e), Some(_)) => {
-                ctx.invalid(pos(e), &base, "a measure has either `agg` (with `fact`) or `expr`, not both");
+                ctx.invalid(
+                    pos(e),
+                    &base,
+                    "a measure has either `agg` (with `fact`) or `expr`, not both",
+                );
                 None
             }
             (None, None) => {
@@ -901,7 +986,10 @@ fn aggregate(
             ctx.invalid(
                 pos(agg),
                 base,
-                format!("which fact table? add `fact:` (one of: {})", facts.join(", ")),
+                format!(
+                    "which fact table? add `fact:` (one of: {})",
+                    facts.join(", ")
+                ),
             );
             None
         }
@@ -923,7 +1011,9 @@ fn aggregate(
                 ctx.invalid(
                     pos(o),
                     format!("{base}.over_time"),
-                    format!("unknown over_time '{other}' (use `last` for balances, or leave it out)"),
+                    format!(
+                        "unknown over_time '{other}' (use `last` for balances, or leave it out)"
+                    ),
                 );
                 OverTime::Additive
             }
@@ -979,18 +1069,19 @@ fn offset_pos(ctx: &Ctx<'_>, at: Pos, offset: usize) -> Pos {
     Pos::new(at.line, at.column + offset as u64 + u64::from(quoted))
 }
 
-fn derived(
-    e: &Spanned<String>,
-    base: &str,
-    ctx: &mut Ctx<'_>,
-    measures: &[&str],
-) -> Option<Expr> {
+fn derived(e: &Spanned<String>, base: &str, ctx: &mut Ctx<'_>, measures: &[&str]) -> Option<Expr> {
     let path = format!("{base}.expr");
     let parsed = match expr::parse(&e.value) {
         Ok(p) => p,
         Err(err) => {
             let p = offset_pos(ctx, pos(e), err.offset);
-            ctx.report(p, path, DefError::Expression { message: err.message });
+            ctx.report(
+                p,
+                path,
+                DefError::Expression {
+                    message: err.message,
+                },
+            );
             return None;
         }
     };
@@ -1131,7 +1222,11 @@ fn aggregates(raw: Option<&RawAggregates>, model: &Model, ctx: &mut Ctx<'_>) -> 
     };
     let budget_mb = match &raw.budget_mb {
         Some(b) if b.value == 0 => {
-            ctx.invalid(pos(b), "aggregates.budget_mb", "the budget must be at least 1 MB");
+            ctx.invalid(
+                pos(b),
+                "aggregates.budget_mb",
+                "the budget must be at least 1 MB",
+            );
             1
         }
         Some(b) => b.value,
@@ -1141,7 +1236,14 @@ fn aggregates(raw: Option<&RawAggregates>, model: &Model, ctx: &mut Ctx<'_>) -> 
     let resolve = |l: &Spanned<String>, path: String, ctx: &mut Ctx<'_>| -> Option<LevelRef> {
         let r = model.level(&l.value);
         if r.is_none() {
-            ctx.unknown(pos(l), path, "level", &l.value, None, all_levels.iter().map(String::as_str));
+            ctx.unknown(
+                pos(l),
+                path,
+                "level",
+                &l.value,
+                None,
+                all_levels.iter().map(String::as_str),
+            );
         }
         r
     };
@@ -1156,10 +1258,18 @@ fn aggregates(raw: Option<&RawAggregates>, model: &Model, ctx: &mut Ctx<'_>) -> 
         cuboids.push(levels);
     }
     if mode == AggMode::Explicit && raw.cuboids.is_empty() {
-        ctx.invalid(pos(&raw.mode), "aggregates.mode", "`mode: explicit` needs a `cuboids:` list");
+        ctx.invalid(
+            pos(&raw.mode),
+            "aggregates.mode",
+            "`mode: explicit` needs a `cuboids:` list",
+        );
     }
     if mode == AggMode::Groups && raw.groups.is_empty() {
-        ctx.invalid(pos(&raw.mode), "aggregates.mode", "`mode: groups` needs a `groups:` list");
+        ctx.invalid(
+            pos(&raw.mode),
+            "aggregates.mode",
+            "`mode: groups` needs a `groups:` list",
+        );
     }
     let mut groups = Vec::new();
     for (gi, g) in raw.groups.iter().enumerate() {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use lattice_defs::{check_catalog, parse_str, Catalog, ColumnType, Model, TableSchema};
+use lattice_defs::{Catalog, ColumnType, Model, TableSchema, check_catalog, parse_str};
 
 const BASE: &str = r#"version: 1
 cube: shop
@@ -76,7 +76,9 @@ fn base_is_valid() {
 fn unknown_level_in_hierarchy_suggests() {
     assert_errors(
         &with("hierarchy: [region, city]", "hierarchy: [regon, city]"),
-        &["shop.yaml:25:17: dimensions.store.hierarchy[0]: unknown level 'regon' in dimension 'store' (did you mean 'region'?)"],
+        &[
+            "shop.yaml:25:17: dimensions.store.hierarchy[0]: unknown level 'regon' in dimension 'store' (did you mean 'region'?)",
+        ],
     );
 }
 
@@ -84,7 +86,9 @@ fn unknown_level_in_hierarchy_suggests() {
 fn unknown_table_suggests() {
     assert_errors(
         &with("table: stores", "table: stors"),
-        &["shop.yaml:13:12: dimensions.store.table: unknown table 'stors' in sources (did you mean 'stores'?)"],
+        &[
+            "shop.yaml:13:12: dimensions.store.table: unknown table 'stors' in sources (did you mean 'stores'?)",
+        ],
     );
 }
 
@@ -92,7 +96,9 @@ fn unknown_table_suggests() {
 fn unknown_measure_in_expression_points_inside_it() {
     assert_errors(
         &with("expr: revenue / orders", "expr: revenue / ordrs"),
-        &["shop.yaml:29:32: measures.avg_order.expr: unknown measure 'ordrs' (did you mean 'orders'?)"],
+        &[
+            "shop.yaml:29:32: measures.avg_order.expr: unknown measure 'ordrs' (did you mean 'orders'?)",
+        ],
     );
 }
 
@@ -100,7 +106,9 @@ fn unknown_measure_in_expression_points_inside_it() {
 fn unknown_fact_suggests() {
     assert_errors(
         &with("{ fact: sales, agg: count }", "{ fact: sale, agg: count }"),
-        &["shop.yaml:28:19: measures.orders.fact: unknown fact 'sale' in facts (did you mean 'sales'?)"],
+        &[
+            "shop.yaml:28:19: measures.orders.fact: unknown fact 'sale' in facts (did you mean 'sales'?)",
+        ],
     );
 }
 
@@ -108,15 +116,22 @@ fn unknown_fact_suggests() {
 fn unknown_dimension_of_a_fact_suggests() {
     assert_errors(
         &with("dimensions: [store]", "dimensions: [stor]"),
-        &["shop.yaml:7:36: facts.sales.dimensions: unknown dimension 'stor' (did you mean 'store'?)"],
+        &[
+            "shop.yaml:7:36: facts.sales.dimensions: unknown dimension 'stor' (did you mean 'store'?)",
+        ],
     );
 }
 
 #[test]
 fn unknown_level_in_aggregates_suggests() {
     assert_errors(
-        &with("[[store.region, time.month]]", "[[store.regin, time.month]]"),
-        &["shop.yaml:32:14: aggregates.cuboids[0][0]: unknown level 'store.regin' (did you mean 'store.region'?)"],
+        &with(
+            "[[store.region, time.month]]",
+            "[[store.regin, time.month]]",
+        ),
+        &[
+            "shop.yaml:32:14: aggregates.cuboids[0][0]: unknown level 'store.regin' (did you mean 'store.region'?)",
+        ],
     );
 }
 
@@ -137,23 +152,35 @@ fn duplicate_measure_name() {
             "  orders: { fact: sales, agg: count }",
             "  orders: { fact: sales, agg: count }\n  orders: { fact: sales, agg: count }",
         ),
-        &["shop.yaml:29:3: measures.orders: duplicate name 'orders': each name may appear once in a mapping"],
+        &[
+            "shop.yaml:29:3: measures.orders: duplicate name 'orders': each name may appear once in a mapping",
+        ],
     );
 }
 
 #[test]
 fn duplicate_level_in_hierarchy() {
     assert_errors(
-        &with("hierarchy: [region, city]", "hierarchy: [region, city, region]"),
-        &["shop.yaml:25:31: dimensions.store.hierarchy[2]: duplicate level in hierarchy 'region' (first defined at line 25)"],
+        &with(
+            "hierarchy: [region, city]",
+            "hierarchy: [region, city, region]",
+        ),
+        &[
+            "shop.yaml:25:31: dimensions.store.hierarchy[2]: duplicate level in hierarchy 'region' (first defined at line 25)",
+        ],
     );
 }
 
 #[test]
 fn duplicate_bucket_label() {
     assert_errors(
-        &with("labels: [small, medium, large]", "labels: [small, medium, small]"),
-        &["shop.yaml:19:82: dimensions.store.levels.size_band.bucket.labels[2]: duplicate bucket label 'small'"],
+        &with(
+            "labels: [small, medium, large]",
+            "labels: [small, medium, small]",
+        ),
+        &[
+            "shop.yaml:19:82: dimensions.store.levels.size_band.bucket.labels[2]: duplicate bucket label 'small'",
+        ],
     );
 }
 
@@ -161,7 +188,9 @@ fn duplicate_bucket_label() {
 fn edges_must_ascend() {
     assert_errors(
         &with("edges: [100, 500]", "edges: [500, 100]"),
-        &["shop.yaml:19:52: dimensions.store.levels.size_band.bucket.edges: bucket edges must be strictly ascending: 500 is followed by 100"],
+        &[
+            "shop.yaml:19:52: dimensions.store.levels.size_band.bucket.edges: bucket edges must be strictly ascending: 500 is followed by 100",
+        ],
     );
 }
 
@@ -169,7 +198,9 @@ fn edges_must_ascend() {
 fn edges_must_not_repeat() {
     assert_errors(
         &with("edges: [100, 500]", "edges: [100, 100]"),
-        &["shop.yaml:19:52: dimensions.store.levels.size_band.bucket.edges: bucket edges must be strictly ascending: 100 is followed by 100"],
+        &[
+            "shop.yaml:19:52: dimensions.store.levels.size_band.bucket.edges: bucket edges must be strictly ascending: 100 is followed by 100",
+        ],
     );
 }
 
@@ -177,11 +208,15 @@ fn edges_must_not_repeat() {
 fn edges_must_be_numbers_and_present() {
     assert_errors(
         &with("edges: [100, 500]", "edges: [100, abc]"),
-        &["shop.yaml:19:52: dimensions.store.levels.size_band.bucket.edges[1]: edge 'abc' is not a number with at most 6 decimals"],
+        &[
+            "shop.yaml:19:52: dimensions.store.levels.size_band.bucket.edges[1]: edge 'abc' is not a number with at most 6 decimals",
+        ],
     );
     assert_errors(
         &with("edges: [100, 500]", "edges: []"),
-        &["shop.yaml:19:46: dimensions.store.levels.size_band.bucket.edges: a bucket needs at least one edge"],
+        &[
+            "shop.yaml:19:46: dimensions.store.levels.size_band.bucket.edges: a bucket needs at least one edge",
+        ],
     );
 }
 
@@ -189,7 +224,9 @@ fn edges_must_be_numbers_and_present() {
 fn label_count_must_match_buckets() {
     assert_errors(
         &with("labels: [small, medium, large]", "labels: [small, large]"),
-        &["shop.yaml:19:66: dimensions.store.levels.size_band.bucket.labels: 2 labels given for 3 buckets (2 edges make 3 buckets)"],
+        &[
+            "shop.yaml:19:66: dimensions.store.levels.size_band.bucket.labels: 2 labels given for 3 buckets (2 edges make 3 buckets)",
+        ],
     );
 }
 
@@ -197,7 +234,9 @@ fn label_count_must_match_buckets() {
 fn derived_measure_referring_to_itself() {
     assert_errors(
         &with("expr: revenue / orders", "expr: avg_order / orders"),
-        &["shop.yaml:29:22: measures.avg_order.expr: derived measure 'avg_order' refers to itself: avg_order -> avg_order"],
+        &[
+            "shop.yaml:29:22: measures.avg_order.expr: derived measure 'avg_order' refers to itself: avg_order -> avg_order",
+        ],
     );
 }
 
@@ -218,17 +257,27 @@ fn derived_measures_in_a_cycle() {
 #[test]
 fn unsupported_aggregation() {
     assert_errors(
-        &with("{ fact: sales, agg: sum, column: amount }", "{ fact: sales, agg: avg, column: amount }"),
-        &["shop.yaml:27:32: measures.revenue.agg: unsupported aggregation 'avg' (supported: sum, count, min, max, distinct) \
-           (for an average, define a derived measure such as `expr: total / count`)"],
+        &with(
+            "{ fact: sales, agg: sum, column: amount }",
+            "{ fact: sales, agg: avg, column: amount }",
+        ),
+        &[
+            "shop.yaml:27:32: measures.revenue.agg: unsupported aggregation 'avg' (supported: sum, count, min, max, distinct) \
+           (for an average, define a derived measure such as `expr: total / count`)",
+        ],
     );
     assert_errors(
         &with("agg: sum, column: amount", "agg: sum"),
         &["shop.yaml:27:32: measures.revenue: aggregation 'sum' needs a column"],
     );
     assert_errors(
-        &with("{ fact: sales, agg: count }", "{ fact: sales, agg: distinct, column: c, over_time: last }"),
-        &["shop.yaml:28:63: measures.orders.over_time: `over_time: last` applies to sum, count, min and max, not to distinct counts"],
+        &with(
+            "{ fact: sales, agg: count }",
+            "{ fact: sales, agg: distinct, column: c, over_time: last }",
+        ),
+        &[
+            "shop.yaml:28:63: measures.orders.over_time: `over_time: last` applies to sum, count, min and max, not to distinct counts",
+        ],
     );
 }
 
@@ -236,12 +285,19 @@ fn unsupported_aggregation() {
 fn unknown_key_is_a_syntax_error_with_its_path() {
     assert_errors(
         &with("edges: [1000, 10000]", "edgs: [1000, 10000]"),
-        &["shop.yaml:24:11: dimensions.store.levels.revenue_band.bucket.edgs: unknown field `edgs`, \
-           expected one of column, metric, per, edges, labels"],
+        &[
+            "shop.yaml:24:11: dimensions.store.levels.revenue_band.bucket.edgs: unknown field `edgs`, \
+           expected one of column, metric, per, edges, labels",
+        ],
     );
     assert_errors(
-        &with("  orders: { fact: sales, agg: count }", "  orders: { fact: sales, agg: count "),
-        &["shop.yaml:29:12: measures.avg_order: while parsing a flow mapping, did not find expected ',' or '}'"],
+        &with(
+            "  orders: { fact: sales, agg: count }",
+            "  orders: { fact: sales, agg: count ",
+        ),
+        &[
+            "shop.yaml:29:12: measures.avg_order: while parsing a flow mapping, did not find expected ',' or '}'",
+        ],
     );
 }
 
@@ -249,12 +305,16 @@ fn unknown_key_is_a_syntax_error_with_its_path() {
 fn metric_bucket_needs_its_entity_and_a_period() {
     assert_errors(
         &with("          per: [store, time.month]\n", ""),
-        &["shop.yaml:22:11: dimensions.store.levels.revenue_band.bucket: a metric bucket needs `per`: \
-           the entity and period it is computed for, e.g. `per: [store, time.month]`"],
+        &[
+            "shop.yaml:22:11: dimensions.store.levels.revenue_band.bucket: a metric bucket needs `per`: \
+           the entity and period it is computed for, e.g. `per: [store, time.month]`",
+        ],
     );
     assert_errors(
         &with("per: [store, time.month]", "per: [time.month]"),
-        &["shop.yaml:23:16: dimensions.store.levels.revenue_band.bucket.per: `per` must name the entity 'store' whose metric decides the bucket"],
+        &[
+            "shop.yaml:23:16: dimensions.store.levels.revenue_band.bucket.per: `per` must name the entity 'store' whose metric decides the bucket",
+        ],
     );
 }
 
@@ -262,7 +322,9 @@ fn metric_bucket_needs_its_entity_and_a_period() {
 fn unsupported_version() {
     assert_errors(
         &with("version: 1", "version: 2"),
-        &["shop.yaml:1:10: version: unsupported definition version 2 (this Lattice reads version 1)"],
+        &[
+            "shop.yaml:1:10: version: unsupported definition version 2 (this Lattice reads version 1)",
+        ],
     );
 }
 
@@ -292,7 +354,11 @@ fn catalog(amount: ColumnType) -> Catalog {
         tables: vec![
             table(
                 "sales",
-                vec![("day", ColumnType::Date), ("store_id", ColumnType::Integer), ("amount", amount)],
+                vec![
+                    ("day", ColumnType::Date),
+                    ("store_id", ColumnType::Integer),
+                    ("amount", amount),
+                ],
             ),
             table(
                 "stores",
@@ -339,8 +405,12 @@ fn wrong_column_type() {
 
 #[test]
 fn model_knows_which_levels_a_measure_varies_by() {
-    let m = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", Path::new("/d"))
-        .unwrap_or_else(|d| panic!("{d}"));
+    let m = lattice_defs::parse_str(
+        lattice_defs::BANK_CRM_YAML,
+        "bank_crm.yaml",
+        Path::new("/d"),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
     let level = |n: &str| m.level(n).unwrap_or_else(|| panic!("no level {n}"));
     let measure = |n: &str| m.measure(n).unwrap_or_else(|| panic!("no measure {n}"));
     assert!(!m.measure_varies_by(measure("deposit_balance"), level("channel.channel")));

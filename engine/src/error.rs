@@ -34,7 +34,10 @@ pub enum EngineError {
     Definition(Diagnostics),
     /// A generator option is out of range.
     #[error("invalid generator option '{option}': {message}")]
-    InvalidOption { option: &'static str, message: String },
+    InvalidOption {
+        option: &'static str,
+        message: String,
+    },
     /// A broken invariant inside the engine: a bug, never the user's fault.
     #[error("internal error: {0}")]
     Internal(String),

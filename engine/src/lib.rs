@@ -6,7 +6,7 @@
 //! Model --source--> registered tables (DataFusion) --build--> cuboids --store--> query
 //! ```
 //!
-//! - [`source`]: the synthetic bank data set ([`source::gen`]) and loading the sources a
+//! - [`source`]: the synthetic bank data set ([`source::synth`]) and loading the sources a
 //!   definition names, with their schemas checked ([`source::load`]).
 //!
 //! Nothing here knows about HTTP; the server crate is a thin shell over this one.

@@ -1,1 +1,6 @@
-fn main(){}
+//! Integration tests, compiled as one binary so the suite links once.
+
+mod cli;
+mod load;
+mod synth;
+mod util;

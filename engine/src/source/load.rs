@@ -1,1 +1,307 @@
-//! placeholder
+//! Loading: register the sources a [`Model`] names with DataFusion, check their schemas against
+//! the definition, and check what only the data can show: that dimension keys are unique and
+//! that each hierarchy step is functional (a city lies under one province).
+//!
+//! CSV has no types; DataFusion infers them, and any column it infers as a float is read as an
+//! exact `Decimal128(38, 6)` instead, so money from CSV stays exact to the cent.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+use lattice_defs::model::{
+    Bucket, BucketSource, ColumnRef, Dimension, DimensionKind, Level, LevelKind, SourceFormat,
+};
+use lattice_defs::{
+    Catalog, ColumnType, DefError, Diagnostic, Diagnostics, Model, Pos, TableSchema, check_catalog,
+};
+use tracing::{debug, instrument};
+
+use crate::{EngineError, Result};
+
+/// Scale CSV fractions are read at: exact for money (2) and for rates up to 6 places.
+pub const CSV_DECIMAL_SCALE: i8 = 6;
+
+/// The sources of a model, registered with a DataFusion session under their table names, and
+/// the schemas that were checked against the definition.
+pub struct Sources {
+    pub ctx: SessionContext,
+    pub catalog: Catalog,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources")
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Registers and checks every source of `model`. Problems in the definition-versus-data come
+/// back as [`EngineError::Definition`], all of them at once.
+#[instrument(skip_all, fields(cube = %model.name))]
+pub async fn load(model: &Model) -> Result<Sources> {
+    let ctx = SessionContext::new();
+    let mut catalog = Catalog::default();
+    let mut diags = Vec::new();
+    for source in &model.sources {
+        let path = source.path.display().to_string();
+        let unreadable = |message: String| Diagnostic {
+            file: model.file.clone(),
+            pos: source.pos,
+            path: format!("sources.{}.path", source.name),
+            error: DefError::SourceUnreadable {
+                table: source.name.clone(),
+                message,
+            },
+        };
+        if !source.path.is_file() {
+            diags.push(unreadable(format!("no file at {path}")));
+            continue;
+        }
+        match register(&ctx, &source.name, &path, source.format).await {
+            Ok(schema) => catalog.tables.push(TableSchema {
+                name: source.name.clone(),
+                file: path,
+                columns: schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), column_type(f.data_type())))
+                    .collect(),
+            }),
+            Err(e) => diags.push(unreadable(e.to_string())),
+        }
+    }
+    diags.extend(check_catalog(model, &catalog).0);
+    if diags.is_empty() {
+        diags.extend(check_data(model, &ctx).await?.0);
+    }
+    if !diags.is_empty() {
+        return Err(EngineError::Definition(Diagnostics(diags)));
+    }
+    Ok(Sources { ctx, catalog })
+}
+
+async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    path: &str,
+    format: SourceFormat,
+) -> Result<Arc<Schema>> {
+    match format {
+        SourceFormat::Parquet => {
+            ctx.register_parquet(name, path, ParquetReadOptions::default())
+                .await?;
+        }
+        SourceFormat::Csv => {
+            ctx.register_csv(name, path, CsvReadOptions::new().has_header(true))
+                .await?;
+            let inferred = ctx.table_provider(name).await?.schema();
+            let exact = Schema::new(
+                inferred
+                    .fields()
+                    .iter()
+                    .map(|f| match f.data_type() {
+                        DataType::Float64 | DataType::Float32 => {
+                            Field::new(f.name(), DataType::Decimal128(38, CSV_DECIMAL_SCALE), true)
+                        }
+                        _ => f.as_ref().clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            ctx.deregister_table(name)?;
+            ctx.register_csv(
+                name,
+                path,
+                CsvReadOptions::new().has_header(true).schema(&exact),
+            )
+            .await?;
+        }
+    }
+    let schema = ctx.table_provider(name).await?.schema();
+    debug!(
+        table = name,
+        columns = schema.fields().len(),
+        "registered source"
+    );
+    Ok(schema)
+}
+
+fn column_type(t: &DataType) -> ColumnType {
+    match t {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => ColumnType::Integer,
+        DataType::Decimal32(_, s)
+        | DataType::Decimal64(_, s)
+        | DataType::Decimal128(_, s)
+        | DataType::Decimal256(_, s) => ColumnType::Decimal { scale: *s },
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => ColumnType::Float,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ColumnType::Text,
+        DataType::Date32 | DataType::Date64 => ColumnType::Date,
+        DataType::Boolean => ColumnType::Boolean,
+        other => ColumnType::Other(other.to_string()),
+    }
+}
+
+/// Quotes an identifier for DataFusion SQL.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for DataFusion SQL.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The `FROM` clause that gives one row per member of a table dimension, with its lookups
+/// joined: `"customers" AS d LEFT JOIN "regions" ON d."region_id" = "regions"."region_id"`.
+pub fn dimension_from(dim: &Dimension) -> Option<String> {
+    let DimensionKind::Table { table, lookups, .. } = &dim.kind else {
+        return None;
+    };
+    let mut sql = format!("{} AS d", ident(table));
+    for l in lookups {
+        let t = ident(&l.table);
+        let k = ident(&l.key.column);
+        sql.push_str(&format!(" LEFT JOIN {t} ON d.{k} = {t}.{k}"));
+    }
+    Some(sql)
+}
+
+fn column_sql(c: &ColumnRef, dim_table: &str) -> String {
+    if c.table == dim_table {
+        format!("d.{}", ident(&c.column))
+    } else {
+        format!("{}.{}", ident(&c.table), ident(&c.column))
+    }
+}
+
+/// The SQL expression of a level's member name over [`dimension_from`], for column levels and
+/// column buckets (`None` for time levels and metric buckets, which need facts).
+pub fn level_member_sql(dim: &Dimension, level: &Level) -> Option<String> {
+    let DimensionKind::Table { table, .. } = &dim.kind else {
+        return None;
+    };
+    match &level.kind {
+        LevelKind::Column(c) => Some(format!("CAST({} AS VARCHAR)", column_sql(c, table))),
+        LevelKind::Bucket(
+            b @ Bucket {
+                source: BucketSource::Column(c),
+                ..
+            },
+        ) => Some(bucket_case_sql(&column_sql(c, table), b)),
+        LevelKind::Bucket(_) | LevelKind::Time(_) => None,
+    }
+}
+
+/// `CASE WHEN x IS NULL THEN 'unknown' WHEN x < e1 THEN 'l0' ... ELSE 'ln' END`.
+pub fn bucket_case_sql(value: &str, b: &Bucket) -> String {
+    let mut sql = format!(
+        "CASE WHEN {value} IS NULL THEN {}",
+        literal(lattice_defs::model::UNKNOWN_MEMBER)
+    );
+    for (edge, label) in b.edges.iter().zip(&b.labels) {
+        sql.push_str(&format!(
+            " WHEN {value} < CAST({edge} AS DECIMAL(38, 6)) THEN {}",
+            literal(label)
+        ));
+    }
+    let last = b.labels.last().map_or(String::new(), |l| literal(l));
+    sql.push_str(&format!(" ELSE {last} END"));
+    sql
+}
+
+/// Keys unique in their table; each hierarchy step functional. Runs one small query per check.
+async fn check_data(model: &Model, ctx: &SessionContext) -> Result<Diagnostics> {
+    let mut diags = Vec::new();
+    for dim in &model.dimensions {
+        let DimensionKind::Table { table, key, .. } = &dim.kind else {
+            continue;
+        };
+        let k = ident(&key.column);
+        let sql = format!(
+            "SELECT member, n FROM (SELECT CAST({k} AS VARCHAR) AS member, COUNT(*) AS n FROM {} GROUP BY {k}) \
+             WHERE n > 1 ORDER BY member LIMIT 1",
+            ident(table)
+        );
+        if let Some((member, count)) = first_pair(ctx, &sql).await? {
+            diags.push(Diagnostic {
+                file: model.file.clone(),
+                pos: key.pos,
+                path: key.path.clone(),
+                error: DefError::Invalid {
+                    message: format!(
+                        "key '{}' is not unique in table '{table}': {member} appears {count} times",
+                        key.column
+                    ),
+                },
+            });
+        }
+        diags.extend(check_hierarchy(model, dim, ctx).await?);
+    }
+    Ok(Diagnostics(diags))
+}
+
+async fn check_hierarchy(
+    model: &Model,
+    dim: &Dimension,
+    ctx: &SessionContext,
+) -> Result<Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let Some(from) = dimension_from(dim) else {
+        return Ok(diags);
+    };
+    for (step, pair) in dim.hierarchy.windows(2).enumerate() {
+        let (parent, child) = (&dim.levels[pair[0]], &dim.levels[pair[1]]);
+        let (Some(p), Some(c)) = (level_member_sql(dim, parent), level_member_sql(dim, child))
+        else {
+            continue;
+        };
+        let sql = format!(
+            "SELECT child, COUNT(DISTINCT parent), MIN(parent), MAX(parent) \
+             FROM (SELECT {p} AS parent, {c} AS child FROM {from}) \
+             WHERE child IS NOT NULL GROUP BY child HAVING COUNT(DISTINCT parent) > 1 ORDER BY child LIMIT 1"
+        );
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+            continue;
+        };
+        let text = |col: usize| -> String {
+            arrow::util::display::array_value_to_string(batch.column(col), 0).unwrap_or_default()
+        };
+        diags.push(Diagnostic {
+            file: model.file.clone(),
+            pos: dim
+                .hierarchy_pos
+                .get(step + 1)
+                .copied()
+                .unwrap_or(Pos::UNKNOWN),
+            path: format!("dimensions.{}.hierarchy[{}]", dim.name, step + 1),
+            error: DefError::NotFunctional {
+                dimension: dim.name.clone(),
+                parent: parent.name.clone(),
+                child: child.name.clone(),
+                member: text(0),
+                count: text(1).parse().unwrap_or(2),
+                examples: format!("'{}', '{}'", text(2), text(3)),
+            },
+        });
+    }
+    Ok(diags)
+}
+
+/// The first row of a two-column result, as text.
+async fn first_pair(ctx: &SessionContext, sql: &str) -> Result<Option<(String, String)>> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let cell = |col: usize| arrow::util::display::array_value_to_string(batch.column(col), 0);
+    Ok(Some((cell(0)?, cell(1)?)))
+}

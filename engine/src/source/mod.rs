@@ -1,8 +1,8 @@
 //! Reading facts and dimension tables, and making the synthetic bank data set.
 //!
-//! - [`gen`] writes the default data set of DESIGN.md (Parquet or CSV), deterministically.
+//! - [`synth`] writes the default data set of DESIGN.md (Parquet or CSV), deterministically.
 //! - [`load`] registers the sources a definition names with DataFusion, checks their schemas
 //!   against the definition, and checks what only data can show (hierarchies that are functional).
 
-pub mod r#gen;
 pub mod load;
+pub mod synth;

@@ -33,9 +33,10 @@
 //! - **Abnormal change.** About 5% of customers go dormant: no transactions from some month on
 //!   (their balances carry on). About 1% collapse: in one month their deposit and wealth
 //!   balances fall to 10-40% of the month before and stay low.
-//! - **Costs.** `branch_costs` has a fixed part per branch (by city size, times the scale) and a
-//!   part per customer of the branch, with a little inflation and noise, so that contribution
-//!   (margin + fees - cost) is positive for the bank but not for every branch.
+//! - **Costs.** `branch_costs` has a fixed part per branch (the same everywhere, times the scale)
+//!   and a part per customer of the branch, with a little inflation and noise. Costs are about
+//!   70% of margin plus fees, so contribution is positive for the bank, and negative for a few
+//!   branches in small cities (fewer customers carrying the same fixed cost).
 //!
 //! # Determinism
 //!
@@ -97,7 +98,11 @@ pub struct GenOptions {
 
 impl Default for GenOptions {
     fn default() -> Self {
-        GenOptions { scale: 1.0, seed: 42, format: DataFormat::Parquet }
+        GenOptions {
+            scale: 1.0,
+            seed: 42,
+            format: DataFormat::Parquet,
+        }
     }
 }
 
@@ -120,9 +125,15 @@ pub struct TableSummary {
 #[tracing::instrument(skip_all, fields(scale = opts.scale, seed = opts.seed))]
 pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
     check_scale(opts.scale)?;
-    fs::create_dir_all(out).map_err(|source| EngineError::Io { path: out.into(), source })?;
+    fs::create_dir_all(out).map_err(|source| EngineError::Io {
+        path: out.into(),
+        source,
+    })?;
     let bank = Bank::build(opts.scale, opts.seed);
-    let writer = TableWriter { out, format: opts.format };
+    let writer = TableWriter {
+        out,
+        format: opts.format,
+    };
 
     let (transactions, balances, dimensions) = thread::scope(|s| {
         let transactions = s.spawn(|| write_transactions(&bank, opts.seed, &writer));
@@ -130,7 +141,14 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
         let dimensions = write_dimensions(&bank, opts.seed, &writer);
         (join(transactions), join(balances), dimensions)
     });
-    let [customers, products, regions, managers, channels, branch_costs] = dimensions?;
+    let [
+        customers,
+        products,
+        regions,
+        managers,
+        channels,
+        branch_costs,
+    ] = dimensions?;
     let tables = vec![
         customers,
         products,
@@ -141,7 +159,10 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
         balances?,
         branch_costs,
     ];
-    tracing::info!(rows = tables.iter().map(|t| t.rows).sum::<usize>(), "generated data set");
+    tracing::info!(
+        rows = tables.iter().map(|t| t.rows).sum::<usize>(),
+        "generated data set"
+    );
     Ok(GenSummary { tables })
 }
 
@@ -156,7 +177,9 @@ fn check_scale(scale: f64) -> Result<()> {
 }
 
 fn join<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
-    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,7 +208,7 @@ const REFUND_SHARE: f64 = 0.01;
 
 /// Activity weights: Pareto with this shape, capped so one customer cannot dwarf a branch.
 const PARETO_ALPHA: f64 = 2.0;
-const WEIGHT_CAP: f64 = 2_000.0;
+const WEIGHT_CAP: f64 = 100.0;
 /// Transaction count and ticket size both grow with the weight to these powers.
 const COUNT_EXPONENT: f64 = 0.5;
 const TICKET_EXPONENT: f64 = 0.5;
@@ -201,6 +224,7 @@ const LARGE_CORP_SHARE: f64 = 0.15;
 
 /// Transaction volume by calendar month (January first): New Year, summer dip, Golden Week,
 /// Singles' Day, year end.
+#[rustfmt::skip]
 const SEASON: [f64; 12] = [1.20, 1.15, 0.95, 0.95, 1.00, 1.05, 0.85, 0.85, 0.95, 1.05, 1.10, 1.25];
 const MONTHLY_GROWTH: f64 = 0.008;
 /// A customer's volume in a month varies by up to this fraction around its expectation.
@@ -211,11 +235,13 @@ const DEPOSIT_STEP_BP: (i64, i64) = (-300, 340);
 const LOAN_STEP_BP: (i64, i64) = (-150, -30);
 const CREDIT_LINE_RAISE_SHARE: f64 = 0.04;
 const CREDIT_LINE_RAISE_BP: (i64, i64) = (1_000, 2_500);
-const CREDIT_LINE_UNIT_CENTS: i64 = 1_000_00;
+/// Credit lines are whole thousands of yuan.
+const CREDIT_LINE_UNIT_CENTS: i64 = 100_000;
 
-/// Branch operating cost per month: fixed (per city tier, times the scale) plus per customer.
-const BRANCH_FIXED_COST_CNY: f64 = 300_000.0;
-const COST_PER_CUSTOMER_CNY: f64 = 350.0;
+/// Branch operating cost per month: a fixed part (the same for every branch, times the scale)
+/// plus a part per customer of the branch.
+const BRANCH_FIXED_COST_CNY: f64 = 200_000.0;
+const COST_PER_CUSTOMER_CNY: f64 = 230.0;
 const COST_INFLATION: f64 = 0.003;
 const COST_NOISE: f64 = 0.05;
 
@@ -230,18 +256,18 @@ const MONEY: DataType = DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE);
 // Fixed dimension tables
 // ---------------------------------------------------------------------------------------------
 
-/// Province, then its cities with (number of branches, tier); a city's tier sets how many
-/// customers each of its branches has.
-const PROVINCES: [(&str, &[(&str, u32, u32)]); 6] = [
-    ("Zhejiang", &[("Hangzhou", 5, 3), ("Ningbo", 4, 2), ("Wenzhou", 3, 2), ("Shaoxing", 2, 1)]),
-    ("Jiangsu", &[("Nanjing", 5, 3), ("Suzhou", 4, 3), ("Wuxi", 3, 2)]),
-    (
-        "Guangdong",
-        &[("Guangzhou", 5, 3), ("Shenzhen", 5, 3), ("Dongguan", 3, 2), ("Foshan", 2, 2)],
-    ),
-    ("Shandong", &[("Jinan", 3, 2), ("Qingdao", 4, 2)]),
-    ("Sichuan", &[("Chengdu", 5, 3), ("Mianyang", 2, 1)]),
-    ("Hubei", &[("Wuhan", 4, 3), ("Yichang", 2, 1), ("Xiangyang", 2, 1)]),
+/// A city: name, number of branches, tier (how many customers each of its branches has).
+type City = (&'static str, u32, u32);
+
+/// The provinces and their cities.
+#[rustfmt::skip]
+const PROVINCES: [(&str, &[City]); 6] = [
+    ("Zhejiang",  &[("Hangzhou", 5, 3), ("Ningbo", 4, 2), ("Wenzhou", 3, 2), ("Shaoxing", 2, 1)]),
+    ("Jiangsu",   &[("Nanjing", 5, 3), ("Suzhou", 4, 3), ("Wuxi", 3, 2)]),
+    ("Guangdong", &[("Guangzhou", 5, 3), ("Shenzhen", 5, 3), ("Dongguan", 3, 2), ("Foshan", 2, 2)]),
+    ("Shandong",  &[("Jinan", 3, 2), ("Qingdao", 4, 2)]),
+    ("Sichuan",   &[("Chengdu", 5, 3), ("Mianyang", 2, 1)]),
+    ("Hubei",     &[("Wuhan", 4, 3), ("Yichang", 2, 1), ("Xiangyang", 2, 1)]),
 ];
 const BRANCH_NAMES: [&str; 5] = ["Central", "East", "West", "North", "South"];
 /// The first ("Central") branch of a city is this much busier than the others.
@@ -319,28 +345,31 @@ const fn product(
 }
 
 use Category::{Card, Deposit, Intermediary, Loan, Wealth};
-/// Everyone holds the first product, the demand deposit account.
+/// The products; `product_id` is the position plus one. Everyone holds the first, the demand
+/// deposit account, so its holding weights are unused.
+#[rustfmt::skip]
 const PRODUCTS: [Product; 20] = [
-    product("Demand Deposit", Deposit, (0.0, 0.0), 10.0, 2_400.0, (10, 150), 8_000.0),
-    product("Time Deposit 1Y", Deposit, (5.0, 4.0), 0.3, 60_000.0, (0, 120), 30_000.0),
-    product("Time Deposit 3Y", Deposit, (3.0, 2.0), 0.2, 150_000.0, (0, 100), 50_000.0),
-    product("Large-Denomination CD", Deposit, (1.0, 4.0), 0.2, 600_000.0, (0, 80), 100_000.0),
-    product("Mortgage", Loan, (4.0, 0.0), 1.0, 15_000.0, (20, 180), 300_000.0),
-    product("Consumer Loan", Loan, (3.0, 0.0), 1.0, 6_000.0, (60, 400), 20_000.0),
-    product("Auto Loan", Loan, (2.0, 0.0), 1.0, 9_000.0, (40, 300), 60_000.0),
-    product("Business Loan", Loan, (1.0, 6.0), 1.0, 60_000.0, (20, 250), 100_000.0),
-    product("Working Capital Loan", Loan, (0.0, 6.0), 1.5, 90_000.0, (16, 220), 150_000.0),
-    product("Classic Credit Card", Card, (6.0, 0.0), 8.0, 900.0, (120, 300), 15_000.0),
-    product("Platinum Credit Card", Card, (2.0, 0.0), 8.0, 3_600.0, (80, 300), 50_000.0),
-    product("Corporate Card", Card, (0.0, 4.0), 6.0, 9_000.0, (60, 200), 20_000.0),
-    product("Money Market Fund", Wealth, (5.0, 3.0), 1.0, 15_000.0, (20, 40), 20_000.0),
-    product("Bond Fund", Wealth, (3.0, 2.0), 0.5, 30_000.0, (60, 60), 30_000.0),
-    product("Equity Fund", Wealth, (3.0, 1.0), 0.8, 24_000.0, (100, 80), 25_000.0),
-    product("Structured Note", Wealth, (1.0, 2.0), 0.3, 90_000.0, (100, 70), 100_000.0),
-    product("Insurance Agency", Intermediary, (3.0, 2.0), 0.3, 9_000.0, (600, 0), 0.0),
-    product("FX Service", Intermediary, (2.0, 4.0), 0.5, 30_000.0, (60, 0), 0.0),
-    product("Payroll Service", Intermediary, (0.0, 5.0), 2.0, 90_000.0, (6, 0), 0.0),
-    product("Cash Management", Intermediary, (0.0, 4.0), 2.0, 150_000.0, (6, 0), 0.0),
+    //       name                     category      held by (ind, corp)  activity  ticket   (fee, margin) bp  balance
+    product("Demand Deposit",        Deposit,      (0.0, 0.0), 10.0,   2_400.0, (10, 150),   8_000.0),
+    product("Time Deposit 1Y",       Deposit,      (5.0, 4.0),  0.3,  60_000.0, (0, 120),   30_000.0),
+    product("Time Deposit 3Y",       Deposit,      (3.0, 2.0),  0.2, 150_000.0, (0, 100),   50_000.0),
+    product("Large-Denomination CD", Deposit,      (1.0, 4.0),  0.2, 600_000.0, (0, 80),   100_000.0),
+    product("Mortgage",              Loan,         (4.0, 0.0),  1.0,  15_000.0, (20, 180), 300_000.0),
+    product("Consumer Loan",         Loan,         (3.0, 0.0),  1.0,   6_000.0, (60, 400),  20_000.0),
+    product("Auto Loan",             Loan,         (2.0, 0.0),  1.0,   9_000.0, (40, 300),  60_000.0),
+    product("Business Loan",         Loan,         (1.0, 6.0),  1.0,  60_000.0, (20, 250), 100_000.0),
+    product("Working Capital Loan",  Loan,         (0.0, 6.0),  1.5,  90_000.0, (16, 220), 150_000.0),
+    product("Classic Credit Card",   Card,         (6.0, 0.0),  8.0,     900.0, (120, 300), 15_000.0),
+    product("Platinum Credit Card",  Card,         (2.0, 0.0),  8.0,   3_600.0, (80, 300),  50_000.0),
+    product("Corporate Card",        Card,         (0.0, 4.0),  6.0,   9_000.0, (60, 200),  20_000.0),
+    product("Money Market Fund",     Wealth,       (5.0, 3.0),  1.0,  15_000.0, (20, 40),   20_000.0),
+    product("Bond Fund",             Wealth,       (3.0, 2.0),  0.5,  30_000.0, (60, 60),   30_000.0),
+    product("Equity Fund",           Wealth,       (3.0, 1.0),  0.8,  24_000.0, (100, 80),  25_000.0),
+    product("Structured Note",       Wealth,       (1.0, 2.0),  0.3,  90_000.0, (100, 70), 100_000.0),
+    product("Insurance Agency",      Intermediary, (3.0, 2.0),  0.3,   9_000.0, (600, 0),        0.0),
+    product("FX Service",            Intermediary, (2.0, 4.0),  0.5,  30_000.0, (60, 0),         0.0),
+    product("Payroll Service",       Intermediary, (0.0, 5.0),  2.0,  90_000.0, (6, 0),          0.0),
+    product("Cash Management",       Intermediary, (0.0, 4.0),  2.0, 150_000.0, (6, 0),          0.0),
 ];
 const MAX_HOLDINGS: usize = 6;
 
@@ -393,7 +422,7 @@ const SEGMENTS: [SegmentProfile; 5] = [
         corporate: false,
         balance_factor: 1.0,
         ticket_factor: 1.0,
-        holdings: (1, 3),
+        holdings: (1, 4),
         channel_bias: [0.8, 1.3, 1.1, 0.6, 0.9, 1.3],
         education: [40.0, 45.0, 12.0, 3.0],
         mean_age: 40.0,
@@ -504,7 +533,6 @@ struct Branch {
     province: &'static str,
     city: &'static str,
     name: String,
-    tier: u32,
     /// Share of customers, relative to the other branches.
     weight: f64,
 }
@@ -523,13 +551,31 @@ struct Holdings {
 }
 
 impl Holdings {
-    fn iter(&self) -> impl Iterator<Item = &'static Product> + '_ {
-        self.indexes().map(|p| &PRODUCTS[p])
+    /// How often each held product is used, by slot (0 for empty slots).
+    fn activity(&self) -> [f64; MAX_HOLDINGS] {
+        let mut activity = [0.0; MAX_HOLDINGS];
+        for (slot, product) in self.indexes().enumerate() {
+            activity[slot] = PRODUCTS[product].activity;
+        }
+        activity
     }
 
     fn indexes(&self) -> impl Iterator<Item = usize> + '_ {
-        self.products[..self.len as usize].iter().map(|&p| p as usize)
+        self.products[..self.len as usize]
+            .iter()
+            .map(|&p| p as usize)
     }
+}
+
+/// Who a customer is; corporates have no age and education `n/a`.
+#[derive(Debug)]
+struct Person {
+    age: Option<i32>,
+    education: &'static str,
+    /// Monthly income (revenue for corporates); `None` when not disclosed.
+    income_cents: Option<i64>,
+    /// Indexes into the name lists (surname and given name, or firm name and kind).
+    name: (u8, u8),
 }
 
 #[derive(Debug)]
@@ -547,11 +593,7 @@ struct Customer {
     active_until: usize,
     collapse_month: Option<usize>,
     holdings: Holdings,
-    age: Option<i32>,
-    income_cents: Option<i64>,
-    education: &'static str,
-    /// Indexes into the name lists (surname and given name, or firm name and kind).
-    name: (u8, u8),
+    person: Person,
     /// Expected transactions in a month of seasonal weight 1.
     txn_rate: f64,
 }
@@ -577,7 +619,13 @@ impl Bank {
             .collect();
         let managers = assign_managers(&mut customers, branches.len(), &mut rng);
         set_txn_rates(&mut customers, &calendar, count as f64 * TXNS_PER_CUSTOMER);
-        Bank { scale, branches, managers, customers, calendar }
+        Bank {
+            scale,
+            branches,
+            managers,
+            customers,
+            calendar,
+        }
     }
 
     fn branch(&self, region_id: i32) -> &Branch {
@@ -595,7 +643,6 @@ fn branches() -> Vec<Branch> {
                     province,
                     city,
                     name: format!("{city} {suffix}"),
-                    tier,
                     weight: f64::from(tier) * central,
                 });
             }
@@ -617,21 +664,7 @@ fn draw_customer(id: i64, branch_weights: &[f64], rng: &mut ChaCha8Rng) -> Custo
     let active_until = draw_dormancy(rng, first_month).unwrap_or(MONTHS);
     let collapse_month = draw_collapse(rng, first_month);
     let holdings = draw_holdings(rng, profile);
-    let (age, education, income_cents) = if corporate {
-        let income = profile.income_cny * lognormal(rng, INCOME_SPREAD);
-        (None, CORPORATE_EDUCATION, Some(yuan_to_cents(income.round())))
-    } else {
-        let age = (profile.mean_age + AGE_SPREAD * normal(rng)).clamp(MIN_AGE, MAX_AGE);
-        let education = EDUCATIONS[pick(rng, &profile.education)];
-        let income = profile.income_cny * lognormal(rng, INCOME_SPREAD);
-        let disclosed = !rng.random_bool(UNDISCLOSED_INCOME_SHARE);
-        (Some(age.round() as i32), education, disclosed.then(|| yuan_to_cents(income.round())))
-    };
-    let name = if corporate {
-        (rng.random_range(0..FIRM_NAMES.len()) as u8, rng.random_range(0..FIRM_KINDS.len()) as u8)
-    } else {
-        (rng.random_range(0..SURNAMES.len()) as u8, rng.random_range(0..GIVEN_NAMES.len()) as u8)
-    };
+    let person = draw_person(rng, profile);
     Customer {
         id,
         segment,
@@ -643,19 +676,53 @@ fn draw_customer(id: i64, branch_weights: &[f64], rng: &mut ChaCha8Rng) -> Custo
         active_until,
         collapse_month,
         holdings,
-        age,
-        income_cents,
-        education,
-        name,
+        person,
         txn_rate: 0.0,
     }
+}
+
+/// Age, education, income and name, as the segment makes them likely.
+fn draw_person(rng: &mut ChaCha8Rng, profile: &SegmentProfile) -> Person {
+    let income = profile.income_cny * lognormal(rng, INCOME_SPREAD);
+    let income_cents = Some(yuan_to_cents(income.round()));
+    if profile.corporate {
+        let name = (
+            random_index(rng, &FIRM_NAMES),
+            random_index(rng, &FIRM_KINDS),
+        );
+        return Person {
+            age: None,
+            education: CORPORATE_EDUCATION,
+            income_cents,
+            name,
+        };
+    }
+    let age = (profile.mean_age + AGE_SPREAD * normal(rng)).clamp(MIN_AGE, MAX_AGE);
+    let disclosed = !rng.random_bool(UNDISCLOSED_INCOME_SHARE);
+    Person {
+        age: Some(age.round() as i32),
+        education: EDUCATIONS[pick(rng, &profile.education)],
+        income_cents: income_cents.filter(|_| disclosed),
+        name: (
+            random_index(rng, &SURNAMES),
+            random_index(rng, &GIVEN_NAMES),
+        ),
+    }
+}
+
+fn random_index(rng: &mut ChaCha8Rng, names: &[&str]) -> u8 {
+    rng.random_range(0..names.len()) as u8
 }
 
 /// Segments follow the weight: the heaviest individuals are private clients, the heaviest
 /// corporates are large ones. Thresholds are the Pareto quantiles of the wanted shares.
 fn segment_for(corporate: bool, weight: f64) -> Segment {
     let above = |share: f64| weight >= share.powf(-1.0 / PARETO_ALPHA);
-    match (corporate, above(PRIVATE_SHARE), above(AFFLUENT_OR_PRIVATE_SHARE)) {
+    match (
+        corporate,
+        above(PRIVATE_SHARE),
+        above(AFFLUENT_OR_PRIVATE_SHARE),
+    ) {
         (true, ..) if above(LARGE_CORP_SHARE) => Segment::LargeCorp,
         (true, ..) => Segment::Sme,
         (false, true, _) => Segment::Private,
@@ -697,10 +764,14 @@ fn draw_collapse(rng: &mut ChaCha8Rng, first_month: usize) -> Option<usize> {
 fn draw_holdings(rng: &mut ChaCha8Rng, profile: &SegmentProfile) -> Holdings {
     let (min, max) = profile.holdings;
     let count = rng.random_range(min..=max);
-    let mut weights: Vec<f64> = PRODUCTS
-        .iter()
-        .map(|p| if profile.corporate { p.corporate } else { p.individual })
-        .collect();
+    let mut weights: [f64; PRODUCTS.len()] = std::array::from_fn(|i| {
+        let p = &PRODUCTS[i];
+        if profile.corporate {
+            p.corporate
+        } else {
+            p.individual
+        }
+    });
     let mut products = [0u8; MAX_HOLDINGS];
     for slot in products.iter_mut().take(count).skip(1) {
         let chosen = pick(rng, &weights);
@@ -708,7 +779,10 @@ fn draw_holdings(rng: &mut ChaCha8Rng, profile: &SegmentProfile) -> Holdings {
         *slot = chosen as u8;
     }
     products[..count].sort_unstable();
-    Holdings { products, len: count as u8 }
+    Holdings {
+        products,
+        len: count as u8,
+    }
 }
 
 /// One manager per `CUSTOMERS_PER_MANAGER` customers of a branch (at least one where it has
@@ -737,7 +811,10 @@ fn assign_managers(
             let surname = SURNAMES[rng.random_range(0..SURNAMES.len())];
             let given = GIVEN_NAMES[rng.random_range(0..GIVEN_NAMES.len())];
             let name = format!("M{id:04} {surname} {given}");
-            managers.push(Manager { name, region_id: branch as i32 + 1 });
+            managers.push(Manager {
+                name,
+                region_id: branch as i32 + 1,
+            });
         }
     }
     for c in customers.iter_mut() {
@@ -754,7 +831,10 @@ fn set_txn_rates(customers: &mut [Customer], calendar: &[Month; MONTHS], target:
             .map(|m| calendar[m].volume * calendar[m].open_fraction(c.open_date))
             .sum()
     };
-    let total: f64 = customers.iter().map(|c| c.weight.powf(COUNT_EXPONENT) * exposure(c)).sum();
+    let total: f64 = customers
+        .iter()
+        .map(|c| c.weight.powf(COUNT_EXPONENT) * exposure(c))
+        .sum();
     let per_weight = if total > 0.0 { target / total } else { 0.0 };
     for c in customers.iter_mut() {
         c.txn_rate = per_weight * c.weight.powf(COUNT_EXPONENT);
@@ -802,7 +882,10 @@ impl Month {
 /// (year, month 1-12) of a month counted from January of `FIRST_YEAR`.
 fn year_month(month: i64) -> (i32, u32) {
     let absolute = i64::from(FIRST_YEAR) * 12 + month;
-    (absolute.div_euclid(12) as i32, absolute.rem_euclid(12) as u32 + 1)
+    (
+        absolute.div_euclid(12) as i32,
+        absolute.rem_euclid(12) as u32 + 1,
+    )
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
@@ -894,7 +977,7 @@ struct Txn {
     fee: i64,
 }
 
-/// Cumulative-free channel weights per (segment, category) for one month.
+/// Channel weights (in the order of `CHANNELS`) by segment and product category, for one month.
 type ChannelMix = [[[f64; 6]; 5]; 5];
 
 fn channel_mix(month: &Month) -> ChannelMix {
@@ -912,7 +995,7 @@ fn channel_mix(month: &Month) -> ChannelMix {
 fn write_transactions(bank: &Bank, seed: u64, writer: &TableWriter<'_>) -> Result<TableSummary> {
     let mut rng = rng_for(seed, Stream::Transactions);
     let mut sink = writer.create("transactions", transactions_schema())?;
-    let mut columns = TxnColumns::default();
+    let mut columns = TxnColumns::new();
     let mut month_txns = Vec::new();
     let mut next_id = 1i64;
     for month in &bank.calendar {
@@ -943,18 +1026,30 @@ fn month_transactions(bank: &Bank, month: &Month, rng: &mut ChaCha8Rng, out: &mu
         if count == 0 {
             continue;
         }
-        let activity: Vec<f64> = c.holdings.iter().map(|p| p.activity).collect();
+        let activity = c.holdings.activity();
         let first_day = month.first_open_day(c.open_date);
         for _ in 0..count {
             let day = rng.random_range(first_day..month.days);
-            let product = c.holdings.indexes().nth(pick(rng, &activity)).unwrap_or(0);
-            out.push(draw_txn(c, product, month.first_day + day as i32, &mix, rng));
+            let product = c.holdings.products[pick(rng, &activity)] as usize;
+            out.push(draw_txn(
+                c,
+                product,
+                month.first_day + day as i32,
+                &mix,
+                rng,
+            ));
         }
     }
     out.sort_by_key(|t| (t.date, t.customer_id));
 }
 
-fn draw_txn(c: &Customer, product: usize, date: i32, mix: &ChannelMix, rng: &mut ChaCha8Rng) -> Txn {
+fn draw_txn(
+    c: &Customer,
+    product: usize,
+    date: i32,
+    mix: &ChannelMix,
+    rng: &mut ChaCha8Rng,
+) -> Txn {
     let spec = &PRODUCTS[product];
     let profile = c.segment.profile();
     let channel = pick(rng, &mix[c.segment as usize][spec.category as usize]);
@@ -964,7 +1059,10 @@ fn draw_txn(c: &Customer, product: usize, date: i32, mix: &ChannelMix, rng: &mut
         // A reversal: the money goes back, the fee is not charged.
         (-cents, 0)
     } else {
-        (cents, apply_bp(cents, spec.fee_bp) + CHANNEL_FEE_CENTS[channel])
+        (
+            cents,
+            apply_bp(cents, spec.fee_bp) + CHANNEL_FEE_CENTS[channel],
+        )
     };
     Txn {
         date,
@@ -976,7 +1074,7 @@ fn draw_txn(c: &Customer, product: usize, date: i32, mix: &ChannelMix, rng: &mut
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TxnColumns {
     id: Vec<i64>,
     date: Vec<i32>,
@@ -988,6 +1086,18 @@ struct TxnColumns {
 }
 
 impl TxnColumns {
+    fn new() -> TxnColumns {
+        TxnColumns {
+            id: Vec::with_capacity(BATCH_ROWS),
+            date: Vec::with_capacity(BATCH_ROWS),
+            customer: Vec::with_capacity(BATCH_ROWS),
+            product: Vec::with_capacity(BATCH_ROWS),
+            channel: Vec::with_capacity(BATCH_ROWS),
+            amount: Vec::with_capacity(BATCH_ROWS),
+            fee: Vec::with_capacity(BATCH_ROWS),
+        }
+    }
+
     fn push(&mut self, id: i64, t: &Txn) {
         self.id.push(id);
         self.date.push(t.date);
@@ -1003,7 +1113,7 @@ impl TxnColumns {
     }
 
     fn take(&mut self) -> Result<RecordBatch> {
-        let t = std::mem::take(self);
+        let t = std::mem::replace(self, TxnColumns::new());
         batch(
             transactions_schema(),
             vec![
@@ -1026,7 +1136,7 @@ impl TxnColumns {
 fn write_balances(bank: &Bank, seed: u64, writer: &TableWriter<'_>) -> Result<TableSummary> {
     let mut rng = rng_for(seed, Stream::Balances);
     let mut sink = writer.create("balances", balances_schema())?;
-    let mut columns = BalanceColumns::default();
+    let mut columns = BalanceColumns::new();
     // The current balance (or credit line) of each customer's holdings, in cents.
     let mut state = vec![[0i64; MAX_HOLDINGS]; bank.customers.len()];
     for month in &bank.calendar {
@@ -1039,7 +1149,12 @@ fn write_balances(bank: &Bank, seed: u64, writer: &TableWriter<'_>) -> Result<Ta
                 current[slot] = if month.index == c.first_month {
                     initial_balance(c, spec, &mut rng)
                 } else {
-                    next_balance(current[slot], spec, c.collapse_month == Some(month.index), &mut rng)
+                    next_balance(
+                        current[slot],
+                        spec,
+                        c.collapse_month == Some(month.index),
+                        &mut rng,
+                    )
                 };
                 columns.push(month.first_day, c.id, product, current[slot]);
                 if columns.len() == BATCH_ROWS {
@@ -1053,7 +1168,11 @@ fn write_balances(bank: &Bank, seed: u64, writer: &TableWriter<'_>) -> Result<Ta
 }
 
 fn initial_balance(c: &Customer, spec: &Product, rng: &mut ChaCha8Rng) -> i64 {
-    let factor = c.segment.profile().balance_factor.powf(spec.category.balance_elasticity());
+    let factor = c
+        .segment
+        .profile()
+        .balance_factor
+        .powf(spec.category.balance_elasticity());
     let spread = c.weight.powf(BALANCE_EXPONENT) * lognormal(rng, BALANCE_SPREAD);
     let cents = (spec.balance_cny * factor * spread * 100.0).round() as i64;
     match spec.category {
@@ -1091,7 +1210,7 @@ fn round_credit_line(cents: i64) -> i64 {
     (cents / CREDIT_LINE_UNIT_CENTS).max(1) * CREDIT_LINE_UNIT_CENTS
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct BalanceColumns {
     month: Vec<i32>,
     customer: Vec<i64>,
@@ -1103,17 +1222,34 @@ struct BalanceColumns {
 }
 
 impl BalanceColumns {
+    fn new() -> BalanceColumns {
+        BalanceColumns {
+            month: Vec::with_capacity(BATCH_ROWS),
+            customer: Vec::with_capacity(BATCH_ROWS),
+            product: Vec::with_capacity(BATCH_ROWS),
+            deposit: Vec::with_capacity(BATCH_ROWS),
+            loan: Vec::with_capacity(BATCH_ROWS),
+            credit_line: Vec::with_capacity(BATCH_ROWS),
+            margin: Vec::with_capacity(BATCH_ROWS),
+        }
+    }
+
     /// One row; `balance` goes to the column of the product's category.
     fn push(&mut self, month: i32, customer: i64, product: usize, balance: i64) {
         let spec = &PRODUCTS[product];
         let balance = i128::from(balance);
-        let in_category = |c: &[Category]| if c.contains(&spec.category) { balance } else { 0 };
+        let (deposit, loan, credit_line) = match spec.category {
+            Deposit | Wealth => (balance, 0, 0),
+            Loan => (0, balance, 0),
+            Card => (0, 0, balance),
+            Intermediary => (0, 0, 0),
+        };
         self.month.push(month);
         self.customer.push(customer);
         self.product.push(product as i32 + 1);
-        self.deposit.push(in_category(&[Deposit, Wealth]));
-        self.loan.push(in_category(&[Loan]));
-        self.credit_line.push(in_category(&[Card]));
+        self.deposit.push(deposit);
+        self.loan.push(loan);
+        self.credit_line.push(credit_line);
         // Yearly basis points over 12 months: balance * bp / 120_000, rounded half up.
         let margin = (balance * i128::from(spec.margin_bp) + 60_000) / 120_000;
         self.margin.push(margin);
@@ -1124,7 +1260,7 @@ impl BalanceColumns {
     }
 
     fn take(&mut self) -> Result<RecordBatch> {
-        let b = std::mem::take(self);
+        let b = std::mem::replace(self, BalanceColumns::new());
         batch(
             balances_schema(),
             vec![
@@ -1145,11 +1281,7 @@ impl BalanceColumns {
 // ---------------------------------------------------------------------------------------------
 
 /// customers, products, regions, managers, channels, branch_costs.
-fn write_dimensions(
-    bank: &Bank,
-    seed: u64,
-    writer: &TableWriter<'_>,
-) -> Result<[TableSummary; 6]> {
+fn write_dimensions(bank: &Bank, seed: u64, writer: &TableWriter<'_>) -> Result<[TableSummary; 6]> {
     Ok([
         write_customers(bank, writer)?,
         writer.write_one("products", products_batch()?)?,
@@ -1176,16 +1308,22 @@ fn customers_batch(bank: &Bank, customers: &[Customer]) -> Result<RecordBatch> {
     let mut segment = StringBuilder::with_capacity(n, n * 8);
     for c in customers {
         let profile = c.segment.profile();
-        let (first, second) = (c.name.0 as usize, c.name.1 as usize);
+        let (first, second) = (c.person.name.0 as usize, c.person.name.1 as usize);
         if profile.corporate {
             kind.append_value("corporate");
             let city = bank.branch(c.region_id).city;
-            write_str(&mut name, format_args!("{city} {} {}", FIRM_NAMES[first], FIRM_KINDS[second]))?;
+            write_str(
+                &mut name,
+                format_args!("{city} {} {}", FIRM_NAMES[first], FIRM_KINDS[second]),
+            )?;
         } else {
             kind.append_value("individual");
-            write_str(&mut name, format_args!("{} {}", SURNAMES[first], GIVEN_NAMES[second]))?;
+            write_str(
+                &mut name,
+                format_args!("{} {}", SURNAMES[first], GIVEN_NAMES[second]),
+            )?;
         }
-        education.append_value(c.education);
+        education.append_value(c.person.education);
         segment.append_value(profile.name);
     }
     batch(
@@ -1194,13 +1332,25 @@ fn customers_batch(bank: &Bank, customers: &[Customer]) -> Result<RecordBatch> {
             Arc::new(Int64Array::from_iter_values(customers.iter().map(|c| c.id))),
             Arc::new(kind.finish()),
             Arc::new(name.finish()),
-            Arc::new(Int32Array::from_iter(customers.iter().map(|c| c.age))),
-            nullable_money(customers.iter().map(|c| c.income_cents.map(i128::from)).collect())?,
+            Arc::new(Int32Array::from_iter(
+                customers.iter().map(|c| c.person.age),
+            )),
+            money(Decimal128Array::from_iter(
+                customers
+                    .iter()
+                    .map(|c| c.person.income_cents.map(i128::from)),
+            ))?,
             Arc::new(education.finish()),
             Arc::new(segment.finish()),
-            Arc::new(Int32Array::from_iter_values(customers.iter().map(|c| c.region_id))),
-            Arc::new(Int32Array::from_iter_values(customers.iter().map(|c| c.manager_id))),
-            Arc::new(Date32Array::from_iter_values(customers.iter().map(|c| c.open_date))),
+            Arc::new(Int32Array::from_iter_values(
+                customers.iter().map(|c| c.region_id),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                customers.iter().map(|c| c.manager_id),
+            )),
+            Arc::new(Date32Array::from_iter_values(
+                customers.iter().map(|c| c.open_date),
+            )),
         ],
     )
 }
@@ -1223,8 +1373,12 @@ fn products_batch() -> Result<RecordBatch> {
         ]),
         vec![
             Arc::new(Int32Array::from_iter_values(1..=PRODUCTS.len() as i32)),
-            Arc::new(StringArray::from_iter_values(PRODUCTS.iter().map(|p| p.name))),
-            Arc::new(StringArray::from_iter_values(PRODUCTS.iter().map(|p| p.category.name()))),
+            Arc::new(StringArray::from_iter_values(
+                PRODUCTS.iter().map(|p| p.name),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                PRODUCTS.iter().map(|p| p.category.name()),
+            )),
         ],
     )
 }
@@ -1242,7 +1396,9 @@ fn regions_batch(bank: &Bank) -> Result<RecordBatch> {
             Arc::new(Int32Array::from_iter_values(1..=b.len() as i32)),
             Arc::new(StringArray::from_iter_values(b.iter().map(|b| b.province))),
             Arc::new(StringArray::from_iter_values(b.iter().map(|b| b.city))),
-            Arc::new(StringArray::from_iter_values(b.iter().map(|b| b.name.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                b.iter().map(|b| b.name.as_str()),
+            )),
         ],
     )
 }
@@ -1257,7 +1413,9 @@ fn managers_batch(bank: &Bank) -> Result<RecordBatch> {
         ]),
         vec![
             Arc::new(Int32Array::from_iter_values(1..=m.len() as i32)),
-            Arc::new(StringArray::from_iter_values(m.iter().map(|m| m.name.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                m.iter().map(|m| m.name.as_str()),
+            )),
             Arc::new(Int32Array::from_iter_values(m.iter().map(|m| m.region_id))),
         ],
     )
@@ -1273,8 +1431,8 @@ fn channels_batch() -> Result<RecordBatch> {
     )
 }
 
-/// One row per (month, branch): a fixed part by city tier (times the scale, so the ratio of cost
-/// to revenue does not depend on it) plus a part per customer of the branch.
+/// One row per (month, branch): a fixed part (times the scale, so that the ratio of cost to
+/// revenue does not depend on it) plus a part per customer of the branch.
 fn branch_costs_batch(bank: &Bank, seed: u64) -> Result<RecordBatch> {
     let mut rng = rng_for(seed, Stream::BranchCosts);
     let mut customers = vec![0u32; bank.branches.len()];
@@ -1282,13 +1440,16 @@ fn branch_costs_batch(bank: &Bank, seed: u64) -> Result<RecordBatch> {
         customers[c.region_id as usize - 1] += 1;
     }
     let rows = MONTHS * bank.branches.len();
-    let (mut month, mut region, mut cost) =
-        (Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows));
+    let (mut month, mut region, mut cost) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
     for m in &bank.calendar {
         let inflation = (1.0 + COST_INFLATION).powi(m.index as i32);
-        for (i, branch) in bank.branches.iter().enumerate() {
+        for (i, &branch_customers) in customers.iter().enumerate() {
             let fixed = BRANCH_FIXED_COST_CNY * bank.scale;
-            let variable = COST_PER_CUSTOMER_CNY * f64::from(customers[i]);
+            let variable = COST_PER_CUSTOMER_CNY * f64::from(branch_customers);
             let noise = 1.0 + COST_NOISE * (2.0 * rng.random::<f64>() - 1.0);
             let cents = ((fixed + variable) * inflation * noise * 100.0).round() as i128;
             month.push(m.first_day);
@@ -1313,7 +1474,10 @@ fn branch_costs_batch(bank: &Bank, seed: u64) -> Result<RecordBatch> {
 /// A schema of non-nullable columns.
 fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
     Arc::new(Schema::new(
-        columns.iter().map(|(name, t)| Field::new(*name, t.clone(), false)).collect::<Vec<_>>(),
+        columns
+            .iter()
+            .map(|(name, t)| Field::new(*name, t.clone(), false))
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -1371,13 +1535,12 @@ fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// A Decimal128(18, 2) column from cents.
-fn money(cents: Vec<i128>) -> Result<ArrayRef> {
-    Ok(Arc::new(Decimal128Array::from(cents).with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?))
-}
-
-fn nullable_money(cents: Vec<Option<i128>>) -> Result<ArrayRef> {
-    Ok(Arc::new(Decimal128Array::from(cents).with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?))
+/// A Decimal128(18, 2) column from cents (`Vec<i128>`, or `Vec<Option<i128>>` with nulls).
+fn money(cents: impl Into<Decimal128Array>) -> Result<ArrayRef> {
+    let array = cents.into();
+    Ok(Arc::new(
+        array.with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1394,23 +1557,38 @@ struct TableWriter<'a> {
 impl TableWriter<'_> {
     fn create(&self, name: &'static str, schema: SchemaRef) -> Result<TableSink> {
         let path = self.out.join(format!("{name}.{}", self.format.extension()));
-        let file =
-            File::create(&path).map_err(|source| EngineError::Io { path: path.clone(), source })?;
+        let file = File::create(&path).map_err(|source| EngineError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let writer = match self.format {
             DataFormat::Parquet => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
                     .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                     .build();
-                let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-                    .map_err(|source| EngineError::Parquet { path: path.clone(), source })?;
+                let writer =
+                    ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {
+                        EngineError::Parquet {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
                 FileWriter::Parquet(writer)
             }
             DataFormat::Csv => FileWriter::Csv(
-                arrow::csv::WriterBuilder::new().with_header(true).build(BufWriter::new(file)),
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(BufWriter::new(file)),
             ),
         };
-        Ok(TableSink { name, path, schema, rows: 0, writer })
+        Ok(TableSink {
+            name,
+            path,
+            schema,
+            rows: 0,
+            writer,
+        })
     }
 
     fn write_one(&self, name: &'static str, batch: RecordBatch) -> Result<TableSummary> {
@@ -1457,47 +1635,234 @@ impl TableSink {
     }
 
     fn finish(self) -> Result<TableSummary> {
-        let TableSink { name, path, schema, rows, writer } = self;
+        let TableSink {
+            name,
+            path,
+            schema,
+            rows,
+            writer,
+        } = self;
         match writer {
             FileWriter::Parquet(w) => {
-                w.close().map_err(|source| EngineError::Parquet { path: path.clone(), source })?;
+                w.close().map_err(|source| EngineError::Parquet {
+                    path: path.clone(),
+                    source,
+                })?;
             }
             FileWriter::Csv(mut w) => {
                 if rows == 0 {
                     // An empty batch still writes the header line.
-                    w.write(&RecordBatch::new_empty(schema)).map_err(|e| csv_error(&path, e))?;
+                    w.write(&RecordBatch::new_empty(schema))
+                        .map_err(|e| csv_error(&path, e))?;
                 }
-                w.into_inner()
-                    .flush()
-                    .map_err(|source| EngineError::Io { path: path.clone(), source })?;
+                w.into_inner().flush().map_err(|source| EngineError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
             }
         }
         Ok(TableSummary { name, rows, path })
     }
 
     fn parquet_error(&self, source: parquet::errors::ParquetError) -> EngineError {
-        EngineError::Parquet { path: self.path.clone(), source }
+        EngineError::Parquet {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
 /// CSV errors are Arrow errors; keep the file's path when it is an I/O failure.
 fn csv_error(path: &Path, error: ArrowError) -> EngineError {
     match error {
-        ArrowError::IoError(_, source) => EngineError::Io { path: path.into(), source },
+        ArrowError::IoError(_, source) => EngineError::Io {
+            path: path.into(),
+            source,
+        },
         other => EngineError::Arrow(other),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::time::Instant;
+
     use super::*;
 
+    fn options(seed: u64, format: DataFormat) -> GenOptions {
+        GenOptions {
+            scale: 0.01,
+            seed,
+            format,
+        }
+    }
+
+    fn generate_into(opts: &GenOptions) -> (tempfile::TempDir, GenSummary) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let summary = generate(opts, dir.path()).expect("generate");
+        (dir, summary)
+    }
+
+    fn read(path: &Path) -> Vec<u8> {
+        fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
     #[test]
-    fn tmp_dump() {
-        let Ok(dir) = std::env::var("GEN_DUMP_DIR") else { return };
-        let scale: f64 = std::env::var("GEN_DUMP_SCALE").unwrap().parse().unwrap();
-        let t = std::time::Instant::now();
-        let s = generate(&GenOptions { scale, seed: 42, format: DataFormat::Parquet }, Path::new(&dir)).unwrap();
-        eprintln!("{:?} in {:?}", s, t.elapsed());
+    fn same_seed_writes_the_same_bytes_and_another_seed_does_not() {
+        let (_a, first) = generate_into(&options(7, DataFormat::Parquet));
+        let (_b, second) = generate_into(&options(7, DataFormat::Parquet));
+        for (x, y) in first.tables.iter().zip(&second.tables) {
+            assert_eq!(
+                read(&x.path),
+                read(&y.path),
+                "{} differs between runs",
+                x.name
+            );
+        }
+        let (_c, other) = generate_into(&options(8, DataFormat::Parquet));
+        let transactions = |s: &GenSummary| read(&s.tables[5].path);
+        assert_ne!(transactions(&first), transactions(&other));
+    }
+
+    #[test]
+    fn summary_lists_the_eight_tables_in_design_order() {
+        let (dir, summary) = generate_into(&options(1, DataFormat::Parquet));
+        let rows: Vec<(&str, usize)> = summary.tables.iter().map(|t| (t.name, t.rows)).collect();
+        let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(
+            names,
+            [
+                "customers",
+                "products",
+                "regions",
+                "managers",
+                "channels",
+                "transactions",
+                "balances",
+                "branch_costs"
+            ]
+        );
+        assert_eq!(rows[0].1, 1_000);
+        assert_eq!(rows[1].1, PRODUCTS.len());
+        assert_eq!(rows[2].1, 63);
+        assert_eq!(rows[4].1, CHANNELS.len());
+        assert!(
+            (17_000..23_000).contains(&rows[5].1),
+            "transactions: {}",
+            rows[5].1
+        );
+        assert_eq!(rows[7].1, MONTHS * 63);
+        for t in &summary.tables {
+            assert_eq!(t.path, dir.path().join(format!("{}.parquet", t.name)));
+        }
+    }
+
+    #[test]
+    fn csv_writes_every_table_with_a_header() {
+        let (_dir, summary) = generate_into(&options(3, DataFormat::Csv));
+        assert_eq!(summary.tables.len(), 8);
+        for table in &summary.tables {
+            assert_eq!(table.path.extension().and_then(|e| e.to_str()), Some("csv"));
+            let text = String::from_utf8(read(&table.path)).expect("utf-8");
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            let first_column = header.split(',').next().unwrap_or_default();
+            assert!(
+                first_column.ends_with("_id") || first_column == "month",
+                "{header}"
+            );
+            assert_eq!(lines.count(), table.rows, "{} data lines", table.name);
+        }
+        let customers = String::from_utf8(read(&summary.tables[0].path)).expect("utf-8");
+        assert!(customers.starts_with(
+            "customer_id,customer_type,name,age,monthly_income,education,segment,region_id,\
+             manager_id,open_date\n"
+        ));
+    }
+
+    #[test]
+    fn rejects_a_scale_out_of_range() {
+        let out = Path::new("/nonexistent/never-created");
+        for scale in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e6] {
+            let opts = GenOptions {
+                scale,
+                ..GenOptions::default()
+            };
+            let err = generate(&opts, out).expect_err("scale {scale} accepted");
+            assert!(
+                matches!(
+                    err,
+                    EngineError::InvalidOption {
+                        option: "scale",
+                        ..
+                    }
+                ),
+                "{scale}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn bank_keeps_its_invariants() {
+        let bank = Bank::build(0.05, 11);
+        let manager_branch: Vec<i32> = bank.managers.iter().map(|m| m.region_id).collect();
+        for c in &bank.customers {
+            assert_eq!(
+                manager_branch[c.manager_id as usize - 1],
+                c.region_id,
+                "customer {}",
+                c.id
+            );
+            let held: HashSet<usize> = c.holdings.indexes().collect();
+            assert!((1..=MAX_HOLDINGS).contains(&held.len()));
+            assert_eq!(held.len(), c.holdings.len as usize, "distinct products");
+            assert!(held.contains(&0), "everyone has a demand deposit account");
+            assert_eq!(c.person.age.is_none(), c.segment.profile().corporate);
+            assert!(c.first_month < MONTHS && c.active_until <= MONTHS);
+        }
+        let dormant = bank
+            .customers
+            .iter()
+            .filter(|c| c.active_until < MONTHS)
+            .count();
+        let collapsing = bank
+            .customers
+            .iter()
+            .filter(|c| c.collapse_month.is_some())
+            .count();
+        assert!((150..350).contains(&dormant), "{dormant} dormant of 5000");
+        assert!(
+            (20..90).contains(&collapsing),
+            "{collapsing} collapsing of 5000"
+        );
+    }
+
+    #[test]
+    fn dates_and_integer_money_are_exact() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2024, 1, 1), 19_723);
+        assert_eq!(days_from_civil(2025, 12, 31), 20_453);
+        assert_eq!(year_month(-1), (2023, 12));
+        assert_eq!(year_month(23), (2025, 12));
+        assert_eq!(apply_bp(15, 5_000), 8);
+        assert_eq!(apply_bp(-15, 5_000), -8);
+        assert_eq!(apply_bp(100_000, 150), 1_500);
+    }
+
+    /// Scale 1 end to end; run with `cargo test --release -p lattice-engine -- --ignored
+    /// --nocapture gen`.
+    #[test]
+    #[ignore = "generates the full scale-1 data set (slow in debug builds)"]
+    fn scale_one_generation_time() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let start = Instant::now();
+        let summary = generate(&GenOptions::default(), dir.path()).expect("generate");
+        println!("scale 1 generated in {:.2?}", start.elapsed());
+        for t in &summary.tables {
+            let bytes = fs::metadata(&t.path).map(|m| m.len()).unwrap_or(0);
+            println!("{:>14} {:>10} rows {:>12} bytes", t.name, t.rows, bytes);
+        }
     }
 }
