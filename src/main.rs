@@ -60,6 +60,17 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Build a cube from its definition and data, and report what was built.
+    Build {
+        /// The definition (YAML).
+        file: PathBuf,
+        /// Folder that relative source paths resolve against (default: the definition's folder).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Print every cuboid chosen, its cells and bytes, and why it was chosen.
+        #[arg(long)]
+        explain: bool,
+    },
     /// Serve cubes over HTTP. With no arguments: generate the default data set into a cache
     /// folder if it is not there, load the default cube and serve it.
     Serve {
@@ -133,6 +144,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file, data } => validate(&file, data.as_deref()),
+        Command::Build { file, data, explain } => build(&file, data.as_deref(), explain),
         Command::Serve { defs, data, addr } => serve(defs, data, &addr),
     }
 }
@@ -184,6 +196,50 @@ fn validate(file: &Path, data: Option<&Path>) -> anyhow::Result<ExitCode> {
         } else {
             " (no --data: data not checked)"
         }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build(file: &Path, data: Option<&Path>, explain: bool) -> anyhow::Result<ExitCode> {
+    let model = match read_definition(file, data) {
+        Ok(m) => m,
+        Err(diags) => return Ok(report(&diags)),
+    };
+    let rt = runtime()?;
+    let started = Instant::now();
+    let sources = match rt.block_on(load::load(&model)) {
+        Ok(s) => s,
+        Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
+        Err(e) => return Err(e.into()),
+    };
+    let options = lattice_engine::build::BuildOptions { progress: true };
+    let (cube, rep) = rt.block_on(lattice_engine::build::build_cube_with_report(&model, &sources, &options))?;
+    let secs = started.elapsed().as_secs_f64();
+    if explain {
+        println!("{:<14} {:>10} {:>12} {:>12}  {:<60} why", "fact", "cells", "bytes", "est. cells", "levels");
+        for (plan, (cells, bytes)) in rep.plans.iter().zip(&rep.built) {
+            let levels: Vec<String> = plan.levels.iter().map(|l| model.level_name(*l)).collect();
+            let levels = if levels.is_empty() { "(grand total)".to_string() } else { levels.join(", ") };
+            println!(
+                "{:<14} {:>10} {:>12} {:>12}  {:<60} {}",
+                model.facts[plan.fact].name, cells, bytes, plan.est_cells, levels, plan.reason
+            );
+        }
+    }
+    for (f, fact) in model.facts.iter().enumerate() {
+        println!(
+            "{}: {} fact rows -> {} rows at the cube grain",
+            fact.name, rep.fact_rows[f], rep.base_rows[f]
+        );
+    }
+    let stages: Vec<String> = rep.stages.iter().map(|(n, d)| format!("{n} {:.2}s", d.as_secs_f64())).collect();
+    println!(
+        "built cube '{}' in {secs:.2} s ({}): {} cuboids, {} cells, {:.1} MB",
+        model.name,
+        stages.join(", "),
+        cube.cuboids.len(),
+        cube.cuboids.iter().map(|c| c.len()).sum::<usize>(),
+        cube.memory_bytes() as f64 / 1e6
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -38,6 +38,9 @@ pub enum EngineError {
         option: &'static str,
         message: String,
     },
+    /// The definition asks for something this build cannot do yet.
+    #[error("not supported yet: {what}")]
+    Unsupported { what: String },
     /// A broken invariant inside the engine: a bug, never the user's fault.
     #[error("internal error: {0}")]
     Internal(String),

@@ -11,7 +11,9 @@
 //!
 //! Nothing here knows about HTTP; the server crate is a thin shell over this one.
 
+pub mod build;
 pub mod error;
 pub mod source;
+pub mod store;
 
 pub use error::{EngineError, Result};

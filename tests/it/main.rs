@@ -2,5 +2,6 @@
 
 mod cli;
 mod load;
+mod reference;
 mod synth;
 mod util;

@@ -1,0 +1,319 @@
+//! Stage 2: the base table of each fact — the raw facts aggregated by one DataFusion plan to
+//! the cube grain: the key of every dimension the fact carries and the finest time period.
+//! This is the only step that reads raw facts, so the same plan could run on a distributed
+//! DataFusion; everything after it works on this much smaller table.
+
+use std::collections::HashMap;
+
+use arrow::array::Array;
+use datafusion::prelude::SessionContext;
+use lattice_defs::model::{Agg, FactId, MeasureId, MeasureKind, Model, OverTime};
+use lattice_defs::{Catalog, ColumnType};
+use roaring::RoaringBitmap;
+
+use super::arrays::{decimals, ints, keys, query, KeyValue};
+use super::dims::{key_sql, Dims};
+use super::time::period_sql;
+use crate::source::load::ident;
+use crate::store::MeasureColumn;
+use crate::{EngineError, Result};
+
+/// How a stored measure combines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MeasureSpec {
+    pub agg: Agg,
+    /// Semi-additive: only closing-period rows count.
+    pub semi: bool,
+}
+
+/// The aggregate measures of a fact, with their specs and decimal scales.
+pub(crate) fn fact_measures(model: &Model, fact: FactId) -> Vec<(MeasureId, MeasureSpec)> {
+    model
+        .measures
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| match &m.kind {
+            MeasureKind::Aggregate { fact: f, agg, over_time, .. } if *f == fact => Some((
+                i,
+                MeasureSpec {
+                    agg: *agg,
+                    semi: *over_time == OverTime::Last,
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A fact at the cube grain: `codes` holds one column per direct dimension (key codes) and,
+/// last, the period (0 when the fact has no time); no two rows share all codes.
+#[derive(Debug)]
+pub(crate) struct BaseTable {
+    pub codes: Vec<Vec<u32>>,
+    pub measure_ids: Vec<MeasureId>,
+    pub specs: Vec<MeasureSpec>,
+    pub measures: Vec<MeasureColumn>,
+    /// Rows of raw facts read.
+    pub fact_rows: u64,
+}
+
+impl BaseTable {
+    pub fn len(&self) -> usize {
+        self.codes.last().map_or(0, Vec::len)
+    }
+}
+
+fn column_scale(catalog: &Catalog, table: &str, column: &str) -> i8 {
+    match catalog.table(table).and_then(|t| t.columns.iter().find(|(n, _)| n == column)) {
+        Some((_, ColumnType::Decimal { scale })) => *scale,
+        Some((_, ColumnType::Float)) => 6,
+        _ => 0,
+    }
+}
+
+fn is_integer(catalog: &Catalog, table: &str, column: &str) -> bool {
+    matches!(
+        catalog.table(table).and_then(|t| t.columns.iter().find(|(n, _)| n == column)),
+        Some((_, ColumnType::Integer))
+    )
+}
+
+pub(crate) fn empty_column(spec: MeasureSpec, scale: i8) -> MeasureColumn {
+    match spec.agg {
+        Agg::Count => MeasureColumn::Count(Vec::new()),
+        Agg::Distinct => MeasureColumn::Distinct(Vec::new()),
+        Agg::Sum | Agg::Min | Agg::Max => MeasureColumn::Decimal {
+            values: Vec::new(),
+            valid: Vec::new(),
+            scale,
+        },
+    }
+}
+
+/// Reads one fact at the cube grain.
+pub(crate) async fn build_base(
+    model: &Model,
+    catalog: &Catalog,
+    ctx: &SessionContext,
+    dims: &Dims,
+    fact: FactId,
+) -> Result<BaseTable> {
+    let f = &model.facts[fact];
+    let measures = fact_measures(model, fact);
+    let mut inner = Vec::new();
+    let mut group = Vec::new();
+    let mut integer_keys = Vec::new();
+    for (i, &d) in f.direct.iter().enumerate() {
+        let codes = dims.codes[d]
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("a fact's direct dimension is the time dimension".into()))?;
+        let lattice_defs::model::DimensionKind::Table { key, .. } = &model.dimensions[d].kind else {
+            return Err(EngineError::Internal("direct time dimension".into()));
+        };
+        inner.push(format!("{} AS k{i}", key_sql(&format!("f.{}", ident(&key.column)), codes.integer_key)));
+        group.push(format!("k{i}"));
+        integer_keys.push(codes.integer_key);
+    }
+    let p_sql = match (&f.time, &dims.time) {
+        (Some(t), Some(axis)) => format!("{} - {}", period_sql(&format!("f.{}", ident(&t.column)), axis.grain), axis.first),
+        _ => "CAST(0 AS BIGINT)".into(),
+    };
+    inner.push(format!("{p_sql} AS p"));
+    group.push("p".into());
+
+    let mut outer_aggs = Vec::new();
+    let mut scales = Vec::new();
+    let mut distinct_integer = Vec::new();
+    for (j, (m, spec)) in measures.iter().enumerate() {
+        let MeasureKind::Aggregate { column, .. } = &model.measures[*m].kind else {
+            continue;
+        };
+        let scale = column.as_ref().map_or(0, |c| column_scale(catalog, &f.name, &c.column));
+        scales.push(scale);
+        let x = column.as_ref().map(|c| format!("f.{}", ident(&c.column)));
+        match (spec.agg, &x) {
+            (Agg::Distinct, Some(x)) => {
+                let int = column.as_ref().is_some_and(|c| is_integer(catalog, &f.name, &c.column));
+                distinct_integer.push(int);
+                inner.push(format!("{} AS x{j}", key_sql(x, int)));
+                group.push(format!("x{j}"));
+            }
+            (Agg::Count, None) => outer_aggs.push("COUNT(*)".into()),
+            (agg, Some(x)) => {
+                let x = if scale == 6 && matches!(agg, Agg::Sum | Agg::Min | Agg::Max) {
+                    format!("CAST({x} AS DECIMAL(38, 6))")
+                } else {
+                    x.clone()
+                };
+                inner.push(format!("{x} AS x{j}"));
+                outer_aggs.push(match agg {
+                    Agg::Sum => format!("SUM(x{j})"),
+                    Agg::Min => format!("MIN(x{j})"),
+                    Agg::Max => format!("MAX(x{j})"),
+                    _ => format!("COUNT(x{j})"),
+                });
+            }
+            (_, None) => return Err(EngineError::Internal("aggregate without a column".into())),
+        }
+    }
+    let sql = format!(
+        "SELECT {}, COUNT(*) AS fact_rows{} FROM (SELECT {} FROM {} AS f) GROUP BY {}",
+        group.join(", "),
+        outer_aggs.iter().map(|a| format!(", {a}")).collect::<String>(),
+        inner.join(", "),
+        ident(&f.name),
+        group.join(", ")
+    );
+    let batches = query(ctx, &sql).await?;
+
+    // Aggregate DataFusion's groups (which may be split by distinct values) into grain rows.
+    let n_keys = f.direct.len();
+    let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
+    let mut codes: Vec<Vec<u32>> = vec![Vec::new(); n_keys + 1];
+    let mut cols: Vec<MeasureColumn> = measures.iter().zip(&scales).map(|((_, s), sc)| empty_column(*s, *sc)).collect();
+    let mut fact_rows = 0u64;
+    let n_group = group.len();
+    // Outer aggregate columns follow the group columns and fact_rows; distinct values are
+    // group columns (after the keys and the period).
+    let mut agg_cols = Vec::new();
+    let (mut next_outer, mut next_group) = (n_group + 1, n_keys + 1);
+    for (_, spec) in &measures {
+        let next = if spec.agg == Agg::Distinct { &mut next_group } else { &mut next_outer };
+        agg_cols.push(*next);
+        *next += 1;
+    }
+    let mut read = Vec::new();
+    for b in &batches {
+        let key_cols: Vec<Vec<Option<KeyValue>>> =
+            (0..n_keys).map(|i| keys(b, i, integer_keys[i])).collect::<Result<_>>()?;
+        let mut readers = Vec::new();
+        let mut distinct_pos = 0;
+        for (j, (_, spec)) in measures.iter().enumerate() {
+            let c = agg_cols[j];
+            readers.push(match spec.agg {
+                Agg::Count => Reader::Count(ints(b, c)?),
+                Agg::Distinct => {
+                    let int = distinct_integer[distinct_pos];
+                    distinct_pos += 1;
+                    Reader::Distinct(keys(b, c, int)?)
+                }
+                _ => Reader::Decimal(decimals(b, c, scales[j])?),
+            });
+        }
+        read.push((key_cols, ints(b, n_keys)?, ints(b, n_group)?, readers));
+    }
+    // Distinct values are kept as themselves when every one is a u32 (customer ids stay ids),
+    // else through a dictionary.
+    let mut distinct_dict: Vec<Option<HashMap<KeyValue, u32>>> = (0..measures.len())
+        .map(|j| {
+            let all_u32 = read.iter().all(|(_, _, _, readers)| match &readers[j] {
+                Reader::Distinct(vals) => vals
+                    .iter()
+                    .flatten()
+                    .all(|v| matches!(v, KeyValue::Int(i) if u32::try_from(*i).is_ok())),
+                _ => true,
+            });
+            (!all_u32).then(HashMap::new)
+        })
+        .collect();
+    for (key_cols, periods, rows_col, readers) in &read {
+        for r in 0..periods.len() {
+            let mut key: Vec<u32> = (0..n_keys)
+                .map(|i| {
+                    let d = f.direct[i];
+                    dims.codes[d].as_ref().map_or(0, |c| c.key_code(&key_cols[i][r]))
+                })
+                .collect();
+            key.push(if periods.is_valid(r) { periods.value(r) as u32 } else { 0 });
+            fact_rows += rows_col.value(r) as u64;
+            let cell = *index.entry(key.clone()).or_insert_with(|| {
+                for (k, c) in key.iter().enumerate() {
+                    codes[k].push(*c);
+                }
+                for col in cols.iter_mut() {
+                    push_empty(col);
+                }
+                codes[0].len() - 1
+            });
+            for (j, reader) in readers.iter().enumerate() {
+                reader.merge_into(r, &mut cols[j], cell, measures[j].1.agg, &mut distinct_dict[j]);
+            }
+        }
+    }
+    Ok(BaseTable {
+        codes,
+        measure_ids: measures.iter().map(|(m, _)| *m).collect(),
+        specs: measures.iter().map(|(_, s)| *s).collect(),
+        measures: cols,
+        fact_rows,
+    })
+}
+
+enum Reader {
+    Count(arrow::array::Int64Array),
+    Decimal(arrow::array::Decimal128Array),
+    Distinct(Vec<Option<KeyValue>>),
+}
+
+impl Reader {
+    fn merge_into(
+        &self,
+        r: usize,
+        col: &mut MeasureColumn,
+        cell: usize,
+        agg: Agg,
+        dict: &mut Option<HashMap<KeyValue, u32>>,
+    ) {
+        match (self, col) {
+            (Reader::Count(a), MeasureColumn::Count(v)) => v[cell] += a.value(r) as u64,
+            (Reader::Decimal(a), MeasureColumn::Decimal { values, valid, .. }) => {
+                if a.is_valid(r) {
+                    merge_decimal(values, valid, cell, a.value(r), agg);
+                }
+            }
+            (Reader::Distinct(k), MeasureColumn::Distinct(v)) => {
+                if let Some(value) = &k[r] {
+                    v[cell].insert(distinct_code(value, dict));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The code a distinct value is kept under: the value itself, or its dictionary code.
+fn distinct_code(value: &KeyValue, dict: &mut Option<HashMap<KeyValue, u32>>) -> u32 {
+    match (value, dict) {
+        (KeyValue::Int(i), None) => *i as u32,
+        (_, Some(dict)) => {
+            let next = dict.len() as u32;
+            *dict.entry(value.clone()).or_insert(next)
+        }
+        (KeyValue::Text(_), None) => 0, // unreachable: text values always get a dictionary
+    }
+}
+
+pub(crate) fn push_empty(col: &mut MeasureColumn) {
+    match col {
+        MeasureColumn::Count(v) => v.push(0),
+        MeasureColumn::Decimal { values, valid, .. } => {
+            values.push(0);
+            valid.push(false);
+        }
+        MeasureColumn::Distinct(v) => v.push(RoaringBitmap::new()),
+    }
+}
+
+pub(crate) fn merge_decimal(values: &mut [i128], valid: &mut [bool], cell: usize, x: i128, agg: Agg) {
+    if !valid[cell] {
+        values[cell] = x;
+        valid[cell] = true;
+        return;
+    }
+    values[cell] = match agg {
+        Agg::Min => values[cell].min(x),
+        Agg::Max => values[cell].max(x),
+        _ => values[cell] + x,
+    };
+}
+

@@ -1,0 +1,432 @@
+//! Stage 1: dimensions. Every table dimension is read once (with its lookups joined) and each
+//! level dictionary-encoded; each key gets a code, and each key code maps to its member of
+//! every column level (`by_key`). Dimensions reached `via` another get a map from the other's
+//! key codes to theirs. Metric buckets are computed per entity and period.
+//!
+//! Every key count `n` has an extra code `n` for facts whose key is NULL or not in the
+//! dimension table; it maps to `unknown` in every level.
+
+use std::collections::HashMap;
+
+use datafusion::prelude::SessionContext;
+use lattice_defs::model::{
+    Agg, BucketSource, Decimal, DimId, DimensionKind, LevelKind, MeasureKind, Model, TimeGrain, UNKNOWN_MEMBER,
+};
+use lattice_defs::{Catalog, ColumnType};
+
+use super::arrays::{decimals, ints, keys, query, strings, KeyValue};
+use super::time::{coarsen, period_sql, TimeAxis};
+use crate::source::load::{dimension_from, ident, level_member_sql};
+use crate::store::LevelDict;
+use crate::{EngineError, Result};
+
+/// Scale metric values are compared with bucket edges at.
+const METRIC_SCALE: i8 = Decimal::SCALE as i8;
+
+/// Codes of one table dimension.
+#[derive(Debug)]
+pub(crate) struct DimCodes {
+    /// Number of keys; code `n_keys` is the "unknown key".
+    pub n_keys: usize,
+    pub key_map: HashMap<KeyValue, u32>,
+    pub integer_key: bool,
+    /// Per level: key code -> member code (column levels and column buckets).
+    pub by_key: Vec<Option<Vec<u32>>>,
+    /// Per level: metric bucket codes.
+    pub metric: Vec<Option<MetricCodes>>,
+}
+
+impl DimCodes {
+    pub fn key_code(&self, key: &Option<KeyValue>) -> u32 {
+        key.as_ref()
+            .and_then(|k| self.key_map.get(k))
+            .copied()
+            .unwrap_or(self.n_keys as u32)
+    }
+}
+
+/// A metric bucket's member per (entity key code, period of its grain).
+#[derive(Debug)]
+pub(crate) struct MetricCodes {
+    /// `None`: one period (the metric over all time).
+    pub grain: Option<TimeGrain>,
+    /// Absolute period of index 0 at `grain`.
+    pub first: i64,
+    pub periods: usize,
+    /// `codes[key * periods + period]`.
+    pub codes: Vec<u32>,
+}
+
+impl MetricCodes {
+    /// The member for a key code and an absolute period of the axis grain.
+    pub fn code(&self, key: u32, axis: Option<&TimeAxis>, period: u32) -> u32 {
+        let p = match (self.grain, axis) {
+            (Some(g), Some(axis)) => (coarsen(axis.abs(period), axis.grain, g) - self.first) as usize,
+            _ => 0,
+        };
+        self.codes[key as usize * self.periods + p]
+    }
+}
+
+/// Everything stage 1 produces.
+#[derive(Debug)]
+pub(crate) struct Dims {
+    pub time: Option<TimeAxis>,
+    /// Per dimension (None for the time dimension).
+    pub codes: Vec<Option<DimCodes>>,
+    /// Per dimension with `via: V`: V's key code -> this dimension's key code.
+    pub via: Vec<Option<Vec<u32>>>,
+    /// Member dictionaries, `dicts[dim][level]`.
+    pub dicts: Vec<Vec<LevelDict>>,
+    /// Roll-up arrays `(dim, child level, ancestor level)` -> child code -> ancestor code, for
+    /// every pair of a hierarchy; `None` where a child member (such as `unknown`) lies under
+    /// several ancestors, so that roll-up must start from finer data.
+    pub parents: HashMap<(usize, usize, usize), Option<Vec<u32>>>,
+}
+
+fn is_integer(catalog: &Catalog, table: &str, column: &str) -> bool {
+    matches!(
+        catalog.table(table).and_then(|t| t.columns.iter().find(|(n, _)| n == column)),
+        Some((_, ColumnType::Integer))
+    )
+}
+
+fn is_numeric(catalog: &Catalog, table: &str, column: &str) -> bool {
+    matches!(
+        catalog.table(table).and_then(|t| t.columns.iter().find(|(n, _)| n == column)),
+        Some((_, ColumnType::Integer | ColumnType::Decimal { .. } | ColumnType::Float))
+    )
+}
+
+/// SQL casting a key column to the type keys are compared in.
+pub(crate) fn key_sql(expr: &str, integer: bool) -> String {
+    if integer {
+        format!("CAST({expr} AS BIGINT)")
+    } else {
+        format!("CAST({expr} AS VARCHAR)")
+    }
+}
+
+pub(crate) async fn build_dims(model: &Model, catalog: &Catalog, ctx: &SessionContext) -> Result<Dims> {
+    let time = time_axis(model, ctx).await?;
+    let mut codes = Vec::new();
+    let mut dicts = Vec::new();
+    for dim in &model.dimensions {
+        match &dim.kind {
+            DimensionKind::Time => {
+                let names = |g| LevelDict {
+                    names: time.as_ref().map_or_else(Vec::new, |t| t.names(g)),
+                };
+                dicts.push(
+                    dim.levels
+                        .iter()
+                        .map(|l| match l.kind {
+                            LevelKind::Time(g) => names(g),
+                            _ => LevelDict::default(),
+                        })
+                        .collect(),
+                );
+                codes.push(None);
+            }
+            DimensionKind::Table { .. } => {
+                let (c, d) = encode_table_dim(dim, catalog, ctx).await?;
+                codes.push(Some(c));
+                dicts.push(d);
+            }
+        }
+    }
+    let via = via_maps(model, catalog, ctx, &codes).await?;
+    let mut dims = Dims {
+        time,
+        codes,
+        via,
+        dicts,
+        parents: HashMap::new(),
+    };
+    metric_buckets(model, catalog, ctx, &mut dims).await?;
+    for (d, dim) in model.dimensions.iter().enumerate() {
+        for (i, &ancestor) in dim.hierarchy.iter().enumerate() {
+            for &child in &dim.hierarchy[i + 1..] {
+                let map = super::lattice::parent_array(&dims, d, child, ancestor);
+                dims.parents.insert((d, child, ancestor), map);
+            }
+        }
+    }
+    Ok(dims)
+}
+
+async fn time_axis(model: &Model, ctx: &SessionContext) -> Result<Option<TimeAxis>> {
+    let Some(t) = model.time_dimension() else {
+        return Ok(None);
+    };
+    let dim = &model.dimensions[t];
+    let Some(&finest) = dim.hierarchy.last() else {
+        return Ok(None);
+    };
+    let LevelKind::Time(grain) = dim.levels[finest].kind else {
+        return Err(EngineError::Internal("time dimension with a non-time level".into()));
+    };
+    if grain == TimeGrain::Day {
+        return Err(EngineError::Unsupported {
+            what: "a day grain in the time dimension (the build aggregates to months, quarters or years)".into(),
+        });
+    }
+    let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
+    for fact in &model.facts {
+        let Some(col) = &fact.time else { continue };
+        let p = period_sql(&ident(&col.column), grain);
+        let sql = format!("SELECT MIN({p}), MAX({p}) FROM {}", ident(&fact.name));
+        for b in query(ctx, &sql).await? {
+            let (min, max) = (ints(&b, 0)?, ints(&b, 1)?);
+            if b.num_rows() > 0 && min.is_valid(0) {
+                lo = Some(lo.map_or(min.value(0), |l| l.min(min.value(0))));
+                hi = Some(hi.map_or(max.value(0), |h| h.max(max.value(0))));
+            }
+        }
+    }
+    Ok(Some(match (lo, hi) {
+        (Some(lo), Some(hi)) => TimeAxis {
+            grain,
+            first: lo,
+            len: (hi - lo + 1) as usize,
+        },
+        _ => TimeAxis {
+            grain,
+            first: 0,
+            len: 0,
+        },
+    }))
+}
+
+use arrow::array::Array;
+
+/// Reads one table dimension: key codes in key order, and the members of its column levels.
+async fn encode_table_dim(
+    dim: &lattice_defs::model::Dimension,
+    catalog: &Catalog,
+    ctx: &SessionContext,
+) -> Result<(DimCodes, Vec<LevelDict>)> {
+    let DimensionKind::Table { table, key, .. } = &dim.kind else {
+        return Err(EngineError::Internal("encode_table_dim on a time dimension".into()));
+    };
+    let integer_key = is_integer(catalog, table, &key.column);
+    let from = dimension_from(dim).ok_or_else(|| EngineError::Internal("no FROM for a table dimension".into()))?;
+    let level_sql: Vec<Option<String>> = dim.levels.iter().map(|l| level_member_sql(dim, l)).collect();
+    let mut select = vec![format!("{} AS k", key_sql(&format!("d.{}", ident(&key.column)), integer_key))];
+    select.extend(level_sql.iter().flatten().enumerate().map(|(i, s)| format!("{s} AS l{i}")));
+    let sql = format!("SELECT {} FROM {from} ORDER BY 1", select.join(", "));
+    let batches = query(ctx, &sql).await?;
+
+    let mut key_map = HashMap::new();
+    // Per level with SQL: the member name of each key (in key order).
+    let mut names_by_key: Vec<Vec<Option<String>>> = vec![Vec::new(); level_sql.iter().flatten().count()];
+    for b in &batches {
+        let ks = keys(b, 0, integer_key)?;
+        let cols: Vec<_> = (0..names_by_key.len()).map(|i| strings(b, i + 1)).collect::<Result<_>>()?;
+        for (r, k) in ks.into_iter().enumerate() {
+            let Some(k) = k else { continue }; // a NULL key cannot be referenced by a fact
+            let code = key_map.len() as u32;
+            if key_map.insert(k, code).is_some() {
+                return Err(EngineError::Internal(format!("duplicate key in {table} after the uniqueness check")));
+            }
+            for (names, col) in names_by_key.iter_mut().zip(&cols) {
+                names.push(col.is_valid(r).then(|| col.value(r).to_string()));
+            }
+        }
+    }
+    let n_keys = key_map.len();
+
+    let mut by_key = Vec::new();
+    let mut dicts = Vec::new();
+    let mut next_sql_col = 0;
+    for (level, sql) in dim.levels.iter().zip(&level_sql) {
+        if sql.is_none() {
+            by_key.push(None);
+            dicts.push(LevelDict::default()); // metric buckets fill theirs later
+            continue;
+        }
+        let names = &names_by_key[next_sql_col];
+        next_sql_col += 1;
+        let dict = level_dictionary(level, names, catalog);
+        let index: HashMap<&str, u32> = dict.names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
+        let unknown = index[UNKNOWN_MEMBER];
+        let mut map: Vec<u32> = names
+            .iter()
+            .map(|n| n.as_deref().map_or(unknown, |n| index[n]))
+            .collect();
+        map.push(unknown); // the unknown key
+        by_key.push(Some(map));
+        dicts.push(dict);
+    }
+    let codes = DimCodes {
+        n_keys,
+        key_map,
+        integer_key,
+        by_key,
+        metric: dim.levels.iter().map(|_| None).collect(),
+    };
+    Ok((codes, dicts))
+}
+
+/// Members in the order a person expects: bucket labels in bucket order; numbers by value;
+/// text alphabetically; `unknown` last.
+fn level_dictionary(level: &lattice_defs::model::Level, names: &[Option<String>], catalog: &Catalog) -> LevelDict {
+    let mut out: Vec<String> = match &level.kind {
+        LevelKind::Bucket(b) => b.labels.clone(),
+        LevelKind::Column(c) => {
+            let mut distinct: Vec<String> = names.iter().flatten().cloned().collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            distinct.retain(|n| n != UNKNOWN_MEMBER);
+            if is_numeric(catalog, &c.table, &c.column) {
+                distinct.sort_by_key(|n| Decimal::parse(n).map(|d| d.0).unwrap_or(i128::MAX));
+            }
+            distinct
+        }
+        LevelKind::Time(_) => Vec::new(),
+    };
+    out.push(UNKNOWN_MEMBER.to_string());
+    LevelDict { names: out }
+}
+
+/// For each dimension with `via: V`: V's key code -> this dimension's key code.
+async fn via_maps(
+    model: &Model,
+    catalog: &Catalog,
+    ctx: &SessionContext,
+    codes: &[Option<DimCodes>],
+) -> Result<Vec<Option<Vec<u32>>>> {
+    let mut out = Vec::new();
+    for (d, dim) in model.dimensions.iter().enumerate() {
+        let DimensionKind::Table { key, via: Some(v), .. } = &dim.kind else {
+            out.push(None);
+            continue;
+        };
+        let (Some(mine), Some(theirs)) = (&codes[d], &codes[*v]) else {
+            return Err(EngineError::Internal("via between non-table dimensions".into()));
+        };
+        let DimensionKind::Table { table: vt, key: vkey, .. } = &model.dimensions[*v].kind else {
+            return Err(EngineError::Internal("via to a time dimension".into()));
+        };
+        let sql = format!(
+            "SELECT {} AS v, {} AS k FROM {}",
+            key_sql(&ident(&vkey.column), theirs.integer_key),
+            key_sql(&ident(&key.column), is_integer(catalog, vt, &key.column) && mine.integer_key),
+            ident(vt)
+        );
+        let mut map = vec![mine.n_keys as u32; theirs.n_keys + 1];
+        for b in query(ctx, &sql).await? {
+            let vk = keys(&b, 0, theirs.integer_key)?;
+            let mk = keys(&b, 1, mine.integer_key)?;
+            for (a, m) in vk.iter().zip(&mk) {
+                let from = theirs.key_code(a);
+                if (from as usize) < theirs.n_keys {
+                    map[from as usize] = mine.key_code(m);
+                }
+            }
+        }
+        out.push(Some(map));
+    }
+    Ok(out)
+}
+
+/// The SQL of dimension `dim`'s key as seen from a row of `fact` (`f`), and the joins it needs.
+pub(crate) fn fact_key_sql(model: &Model, fact: usize, dim: DimId) -> Option<(String, String)> {
+    let f = &model.facts[fact];
+    let DimensionKind::Table { key, via, .. } = &model.dimensions[dim].kind else {
+        return None;
+    };
+    if f.direct.contains(&dim) {
+        return Some((format!("f.{}", ident(&key.column)), String::new()));
+    }
+    let v = (*via)?;
+    let (vexpr, vjoins) = fact_key_sql(model, fact, v)?;
+    let DimensionKind::Table { table: vt, key: vkey, .. } = &model.dimensions[v].kind else {
+        return None;
+    };
+    let alias = format!("via_{v}");
+    let joins = format!(
+        "{vjoins} LEFT JOIN {} AS {alias} ON {vexpr} = {alias}.{}",
+        ident(vt),
+        ident(&vkey.column)
+    );
+    Some((format!("{alias}.{}", ident(&key.column)), joins))
+}
+
+async fn metric_buckets(model: &Model, catalog: &Catalog, ctx: &SessionContext, dims: &mut Dims) -> Result<()> {
+    for (d, dim) in model.dimensions.iter().enumerate() {
+        for (l, level) in dim.levels.iter().enumerate() {
+            let LevelKind::Bucket(b) = &level.kind else { continue };
+            let BucketSource::Metric { measure, period } = &b.source else { continue };
+            let MeasureKind::Aggregate { fact, agg, column, .. } = &model.measures[*measure].kind else {
+                return Err(EngineError::Internal("metric bucket over a derived measure".into()));
+            };
+            let (key_expr, joins) = fact_key_sql(model, *fact, d)
+                .ok_or_else(|| EngineError::Internal("metric measure does not reach its entity".into()))?;
+            let codes = dims.codes[d].as_ref().ok_or_else(|| EngineError::Internal("metric on time".into()))?;
+            let time_col = model.facts[*fact].time.as_ref();
+            let (grain, first, periods) = match (period, &dims.time, time_col) {
+                (Some(g), Some(axis), Some(_)) if axis.len > 0 => {
+                    let first = coarsen(axis.first, axis.grain, *g);
+                    let last = coarsen(axis.abs(axis.len as u32 - 1), axis.grain, *g);
+                    (Some(*g), first, (last - first + 1) as usize)
+                }
+                _ => (None, 0, 1),
+            };
+            let p_sql = match (grain, time_col) {
+                (Some(g), Some(t)) => period_sql(&format!("f.{}", ident(&t.column)), g),
+                _ => "CAST(0 AS BIGINT)".to_string(),
+            };
+            let value = match (agg, column) {
+                (_, None) => "COUNT(*)".to_string(),
+                (Agg::Count, Some(_)) => "COUNT(x)".to_string(),
+                (Agg::Sum, Some(_)) => "SUM(x)".to_string(),
+                (Agg::Min, Some(_)) => "MIN(x)".to_string(),
+                (Agg::Max, Some(_)) => "MAX(x)".to_string(),
+                (Agg::Distinct, Some(_)) => "COUNT(DISTINCT x)".to_string(),
+            };
+            let x = column
+                .as_ref()
+                .map_or("NULL".to_string(), |c| format!("f.{}", ident(&c.column)));
+            let sql = format!(
+                "SELECT k, p, {value} FROM (SELECT {} AS k, {p_sql} AS p, {x} AS x FROM {} AS f {joins}) GROUP BY k, p",
+                key_sql(&key_expr, codes.integer_key),
+                ident(&model.facts[*fact].name)
+            );
+            let zero_is_default = matches!(agg, Agg::Sum | Agg::Count | Agg::Distinct);
+            let n = b.labels.len() as u32; // code of `unknown`
+            let default = if zero_is_default { b.index_of(Decimal(0)) as u32 } else { n };
+            let mut out = vec![default; (codes.n_keys + 1) * periods];
+            for batch in query(ctx, &sql).await? {
+                let ks = keys(&batch, 0, codes.integer_key)?;
+                let ps = ints(&batch, 1)?;
+                let vs = decimals(&batch, 2, METRIC_SCALE)?;
+                for r in 0..batch.num_rows() {
+                    let k = codes.key_code(&ks[r]) as usize;
+                    let p = (ps.value(r) - first) as usize;
+                    let code = if vs.is_valid(r) {
+                        b.index_of(Decimal(vs.value(r))) as u32
+                    } else {
+                        n
+                    };
+                    if p < periods {
+                        out[k * periods + p] = code;
+                    }
+                }
+            }
+            let mut dict: Vec<String> = b.labels.clone();
+            dict.push(UNKNOWN_MEMBER.to_string());
+            dims.dicts[d][l] = LevelDict { names: dict };
+            let _ = catalog;
+            if let Some(c) = dims.codes[d].as_mut() {
+                c.metric[l] = Some(MetricCodes {
+                    grain,
+                    first,
+                    periods,
+                    codes: out,
+                });
+            }
+        }
+    }
+    Ok(())
+}

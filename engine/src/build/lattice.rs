@@ -1,0 +1,342 @@
+//! Stage 3: the lattice. Each chosen cuboid is aggregated from its smallest already-built
+//! parent that can derive every one of its levels (the same level, a finer level of the same
+//! hierarchy, or a finer time grain), else from the fact's base table. Semi-additive measures
+//! keep only closing-period contributions (see [`crate::store::Cuboid`]).
+
+use std::collections::HashMap;
+
+use lattice_defs::model::{DimensionKind, FactId, LevelKind, LevelRef, Model, TimeGrain};
+
+use super::base::{empty_column, push_empty, merge_decimal, BaseTable, MeasureSpec};
+use super::dims::Dims;
+use super::time::coarsen;
+use crate::store::{Cuboid, MeasureColumn};
+use crate::{EngineError, Result};
+
+/// Closing periods of a fact: per grain, per member, the last period present in the fact.
+#[derive(Debug)]
+pub(crate) struct Closing {
+    by_grain: HashMap<TimeGrain, Vec<Option<u32>>>,
+    latest: Option<u32>,
+}
+
+impl Closing {
+    pub fn new(base: &BaseTable, dims: &Dims, model: &Model) -> Closing {
+        let mut by_grain = HashMap::new();
+        let periods = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
+        let latest = periods.iter().max().copied();
+        if let (Some(axis), Some(t)) = (&dims.time, model.time_dimension()) {
+            for level in &model.dimensions[t].levels {
+                let LevelKind::Time(g) = level.kind else { continue };
+                let mut closing = vec![None; axis.names(g).len()];
+                for &p in periods {
+                    let m = axis.code(p, g) as usize;
+                    closing[m] = Some(closing[m].map_or(p, |c: u32| c.max(p)));
+                }
+                by_grain.insert(g, closing);
+            }
+        }
+        Closing { by_grain, latest }
+    }
+
+    /// Whether a contribution at period `p` is the closing one for the member of `grain`
+    /// containing it (or the latest overall when `grain` is None).
+    fn is_closing(&self, p: u32, grain: Option<TimeGrain>, dims: &Dims) -> bool {
+        match (grain, &dims.time) {
+            (Some(g), Some(axis)) => self.by_grain[&g][axis.code(p, g) as usize] == Some(p),
+            _ => self.latest == Some(p),
+        }
+    }
+
+    fn closing_of(&self, grain: TimeGrain, member: u32) -> Option<u32> {
+        self.by_grain.get(&grain).and_then(|v| v[member as usize])
+    }
+}
+
+/// The time grain of a level, if it is a time level.
+fn time_grain(model: &Model, l: LevelRef) -> Option<TimeGrain> {
+    match model.dimensions[l.dim].levels[l.level].kind {
+        LevelKind::Time(g) => Some(g),
+        _ => None,
+    }
+}
+
+/// Key code of dimension `dim` for base row `r` (following `via`).
+fn base_key(model: &Model, dims: &Dims, base: &BaseTable, fact: FactId, dim: usize, r: usize) -> u32 {
+    let f = &model.facts[fact];
+    if let Some(i) = f.direct.iter().position(|d| *d == dim) {
+        return base.codes[i][r];
+    }
+    let DimensionKind::Table { via: Some(v), .. } = &model.dimensions[dim].kind else {
+        return 0;
+    };
+    let from = base_key(model, dims, base, fact, *v, r);
+    dims.via[dim].as_ref().map_or(0, |m| m[from as usize])
+}
+
+/// The member code of `level` for base row `r`.
+fn base_level_code(model: &Model, dims: &Dims, base: &BaseTable, fact: FactId, level: LevelRef, r: usize) -> u32 {
+    let period = base.codes.last().map_or(0, |p| p[r]);
+    match &model.dimensions[level.dim].levels[level.level].kind {
+        LevelKind::Time(g) => dims.time.as_ref().map_or(0, |a| a.code(period, *g)),
+        _ => {
+            let codes = dims.codes[level.dim].as_ref().expect("table dimension has codes");
+            let key = base_key(model, dims, base, fact, level.dim, r);
+            if let Some(map) = &codes.by_key[level.level] {
+                map[key as usize]
+            } else if let Some(metric) = &codes.metric[level.level] {
+                metric.code(key, dims.time.as_ref(), period)
+            } else {
+                0
+            }
+        }
+    }
+}
+
+/// How a target level's code is obtained from a parent cuboid's codes.
+enum Derive {
+    Copy(usize),
+    Time { from: usize, fine: TimeGrain, coarse: TimeGrain },
+    Parent { from: usize, map: Vec<u32> },
+}
+
+/// Parent array from `child` to `ancestor` (levels of one table dimension), if every child
+/// member lies under one ancestor member.
+pub(crate) fn parent_array(dims: &Dims, dim: usize, child: usize, ancestor: usize) -> Option<Vec<u32>> {
+    let codes = dims.codes[dim].as_ref()?;
+    let (c, a) = (codes.by_key[child].as_ref()?, codes.by_key[ancestor].as_ref()?);
+    let mut map = vec![u32::MAX; dims.dicts[dim][child].len()];
+    for (cc, ac) in c.iter().zip(a) {
+        let slot = &mut map[*cc as usize];
+        if *slot == u32::MAX {
+            *slot = *ac;
+        } else if *slot != *ac {
+            return None;
+        }
+    }
+    Some(map)
+}
+
+fn derivation(model: &Model, dims: &Dims, parent: &[LevelRef], target: LevelRef) -> Option<Derive> {
+    if let Some(i) = parent.iter().position(|l| *l == target) {
+        return Some(Derive::Copy(i));
+    }
+    if let Some(coarse) = time_grain(model, target) {
+        return parent.iter().enumerate().find_map(|(i, l)| {
+            let fine = time_grain(model, *l)?;
+            (l.dim == target.dim && fine > coarse).then_some(Derive::Time { from: i, fine, coarse })
+        });
+    }
+    let h = &model.dimensions[target.dim].hierarchy;
+    let pos = h.iter().position(|x| *x == target.level)?;
+    parent.iter().enumerate().find_map(|(i, l)| {
+        let lpos = h.iter().position(|x| *x == l.level)?;
+        if l.dim != target.dim || lpos <= pos {
+            return None;
+        }
+        dims.parents
+            .get(&(target.dim, l.level, target.level))
+            .cloned()
+            .flatten()
+            .map(|map| Derive::Parent { from: i, map })
+    })
+}
+
+/// A source of rows to aggregate: the base table, or a built cuboid.
+pub(crate) enum Source<'a> {
+    Base(&'a BaseTable),
+    Cuboid(&'a Cuboid),
+}
+
+/// Whether `parent` can derive every level of `target`.
+pub(crate) fn can_derive(model: &Model, dims: &Dims, parent: &[LevelRef], target: &[LevelRef]) -> bool {
+    target.iter().all(|t| derivation(model, dims, parent, *t).is_some())
+}
+
+/// Aggregates `levels` of `fact` from `source`.
+pub(crate) fn aggregate(
+    model: &Model,
+    dims: &Dims,
+    fact: FactId,
+    base: &BaseTable,
+    closing: &Closing,
+    source: Source<'_>,
+    parent_index: Option<usize>,
+    levels: &[LevelRef],
+    base_codes: Option<&HashMap<LevelRef, Vec<u32>>>,
+) -> Result<Cuboid> {
+    let target_grain = levels.iter().find_map(|l| time_grain(model, *l));
+    let (rows, columns, specs): (usize, &[MeasureColumn], &[MeasureSpec]) = match &source {
+        Source::Base(b) => (b.len(), &b.measures, &b.specs),
+        Source::Cuboid(c) => (c.len(), &c.measures, &base.specs),
+    };
+    // Row -> target codes, and whether its semi-additive values count.
+    let mut row_codes: Vec<Vec<u32>> = vec![Vec::with_capacity(rows); levels.len()];
+    let mut semi_ok: Vec<bool> = Vec::with_capacity(rows);
+    match &source {
+        Source::Base(b) => {
+            let periods = b.codes.last().map(Vec::as_slice).unwrap_or(&[]);
+            for (k, l) in levels.iter().enumerate() {
+                row_codes[k] = match base_codes.and_then(|bc| bc.get(l)) {
+                    Some(col) => col.clone(),
+                    None => (0..rows).map(|r| base_level_code(model, dims, b, fact, *l, r)).collect(),
+                };
+            }
+            semi_ok = periods.iter().map(|p| closing.is_closing(*p, target_grain, dims)).collect();
+        }
+        Source::Cuboid(c) => {
+            let derive: Vec<Derive> = levels
+                .iter()
+                .map(|t| derivation(model, dims, &c.levels, *t))
+                .collect::<Option<_>>()
+                .ok_or_else(|| EngineError::Internal("parent cannot derive the cuboid".into()))?;
+            let parent_time = c.levels.iter().enumerate().find_map(|(i, l)| time_grain(model, *l).map(|g| (i, g)));
+            for r in 0..rows {
+                for (k, d) in derive.iter().enumerate() {
+                    let code = match d {
+                        Derive::Copy(i) => c.codes[*i][r],
+                        Derive::Parent { from, map } => map[c.codes[*from][r] as usize],
+                        Derive::Time { from, fine, coarse } => {
+                            let axis = dims.time.as_ref().expect("time levels need an axis");
+                            let first_fine = coarsen(axis.first, axis.grain, *fine);
+                            let abs = first_fine + c.codes[*from][r] as i64;
+                            (coarsen(abs, *fine, *coarse) - coarsen(axis.first, axis.grain, *coarse)) as u32
+                        }
+                    };
+                    row_codes[k].push(code);
+                }
+                // The parent cell's semi-additive values are at its closing period; they count
+                // if that is also the closing period of the target cell's time member.
+                semi_ok.push(match parent_time {
+                    None => true,
+                    Some((i, g)) => closing
+                        .closing_of(g, c.codes[i][r])
+                        .is_some_and(|p| closing.is_closing(p, target_grain, dims)),
+                });
+            }
+        }
+    }
+
+    let (cell_of_row, keys) = group_rows(&row_codes, rows, levels, dims);
+    let n_cells = keys.len();
+    let mut out: Vec<MeasureColumn> = specs
+        .iter()
+        .zip(columns)
+        .map(|(s, c)| {
+            let scale = match c {
+                MeasureColumn::Decimal { scale, .. } => *scale,
+                _ => 0,
+            };
+            let mut col = empty_column(*s, scale);
+            for _ in 0..n_cells {
+                push_empty(&mut col);
+            }
+            col
+        })
+        .collect();
+    for (r, &cell) in cell_of_row.iter().enumerate() {
+        for ((spec, src), dst) in specs.iter().zip(columns).zip(out.iter_mut()) {
+            if spec.semi && !semi_ok[r] {
+                continue;
+            }
+            match (src, dst) {
+                (MeasureColumn::Count(s), MeasureColumn::Count(d)) => d[cell] += s[r],
+                (
+                    MeasureColumn::Decimal { values: sv, valid: sok, .. },
+                    MeasureColumn::Decimal { values, valid, .. },
+                ) => {
+                    if sok[r] {
+                        merge_decimal(values, valid, cell, sv[r], spec.agg);
+                    }
+                }
+                (MeasureColumn::Distinct(s), MeasureColumn::Distinct(d)) => d[cell] |= &s[r],
+                _ => return Err(EngineError::Internal("measure column kinds differ".into())),
+            }
+        }
+    }
+
+    // Cells in code order.
+    let mut order: Vec<usize> = (0..n_cells).collect();
+    order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+    let codes: Vec<Vec<u32>> = (0..levels.len())
+        .map(|k| order.iter().map(|&c| keys[c][k]).collect())
+        .collect();
+    let measures = out.into_iter().map(|col| reorder(col, &order)).collect();
+    Ok(Cuboid {
+        fact,
+        levels: levels.to_vec(),
+        codes,
+        measure_ids: base.measure_ids.clone(),
+        measures,
+        parent: parent_index,
+    })
+}
+
+/// Assigns each row its cell: rows with the same codes share one. Codes are packed into one
+/// `u64` when the levels' member counts allow (the common case), else hashed as vectors.
+fn group_rows(row_codes: &[Vec<u32>], rows: usize, levels: &[LevelRef], dims: &Dims) -> (Vec<usize>, Vec<Vec<u32>>) {
+    let bits: Vec<u32> = levels
+        .iter()
+        .map(|l| {
+            let n = dims.dicts[l.dim][l.level].len().max(1) as u64;
+            64 - n.leading_zeros()
+        })
+        .collect();
+    let mut cell_of_row = Vec::with_capacity(rows);
+    let mut keys: Vec<Vec<u32>> = Vec::new();
+    if bits.iter().sum::<u32>() <= 64 {
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        for r in 0..rows {
+            let mut packed = 0u64;
+            for (k, b) in bits.iter().enumerate() {
+                packed = (packed << b) | u64::from(row_codes[k][r]);
+            }
+            let next = keys.len();
+            let cell = *index.entry(packed).or_insert_with(|| {
+                keys.push(row_codes.iter().map(|c| c[r]).collect());
+                next
+            });
+            cell_of_row.push(cell);
+        }
+    } else {
+        let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
+        for r in 0..rows {
+            let key: Vec<u32> = row_codes.iter().map(|c| c[r]).collect();
+            let next = keys.len();
+            let cell = *index.entry(key.clone()).or_insert_with(|| {
+                keys.push(key);
+                next
+            });
+            cell_of_row.push(cell);
+        }
+    }
+    (cell_of_row, keys)
+}
+
+/// Member codes of `levels` for every row of a base table, computed once per build.
+pub(crate) fn base_level_codes(
+    model: &Model,
+    dims: &Dims,
+    base: &BaseTable,
+    fact: FactId,
+    levels: impl IntoIterator<Item = LevelRef>,
+) -> HashMap<LevelRef, Vec<u32>> {
+    levels
+        .into_iter()
+        .map(|l| (l, (0..base.len()).map(|r| base_level_code(model, dims, base, fact, l, r)).collect()))
+        .collect()
+}
+
+fn reorder(col: MeasureColumn, order: &[usize]) -> MeasureColumn {
+    match col {
+        MeasureColumn::Count(v) => MeasureColumn::Count(order.iter().map(|&i| v[i]).collect()),
+        MeasureColumn::Decimal { values, valid, scale } => MeasureColumn::Decimal {
+            values: order.iter().map(|&i| values[i]).collect(),
+            valid: order.iter().map(|&i| valid[i]).collect(),
+            scale,
+        },
+        MeasureColumn::Distinct(mut v) => {
+            MeasureColumn::Distinct(order.iter().map(|&i| std::mem::take(&mut v[i])).collect())
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Building a cube: from a validated [`Model`] and its registered [`Sources`] to a [`Cube`].
+//!
+//! 1. [`dims`] — read every dimension table once, dictionary-encode every level (member names
+//!    once per level, in the order a person expects) and map each key to its members; metric
+//!    buckets: aggregate the metric per entity and period and bucket it;
+//! 2. [`base`] — one DataFusion plan per fact table aggregates the raw facts to the cube grain
+//!    (the keys the fact carries and the finest time period); the only step that reads raw
+//!    facts;
+//! 3. [`select`] chooses cuboids, and [`lattice`] aggregates each from its smallest built parent
+//!    (or the base table), in parallel across cores, level count by level count.
+
+mod arrays;
+mod base;
+mod dims;
+mod lattice;
+pub mod select;
+mod time;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use lattice_defs::model::LevelRef;
+use lattice_defs::Model;
+use tracing::{info, instrument};
+
+use crate::source::load::Sources;
+use crate::store::{Cube, Cuboid};
+use crate::Result;
+pub use select::Plan;
+
+/// How to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Show progress on the terminal (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// What a build did, for `lattice build --explain` and logs.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub plans: Vec<Plan>,
+    /// Built cells and bytes per plan (parallel to `plans`).
+    pub built: Vec<(usize, usize)>,
+    /// Raw fact rows read per fact, and rows of each base table.
+    pub fact_rows: Vec<u64>,
+    pub base_rows: Vec<usize>,
+    pub stages: Vec<(&'static str, Duration)>,
+}
+
+/// Builds the cube of `model` over `sources` (registered by [`crate::source::load::load`]).
+pub async fn build_cube(model: &Model, sources: &Sources, opts: &BuildOptions) -> Result<Cube> {
+    Ok(build_cube_with_report(model, sources, opts).await?.0)
+}
+
+/// [`build_cube`], and what it chose and measured.
+#[instrument(skip_all, fields(cube = %model.name))]
+pub async fn build_cube_with_report(model: &Model, sources: &Sources, opts: &BuildOptions) -> Result<(Cube, BuildReport)> {
+    let progress = if opts.progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    progress.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    progress.enable_steady_tick(Duration::from_millis(120));
+    let mut stages = Vec::new();
+
+    let t = Instant::now();
+    progress.set_message("encoding dimensions");
+    let dims = dims::build_dims(model, &sources.catalog, &sources.ctx).await?;
+    stages.push(("dimensions", t.elapsed()));
+
+    let t = Instant::now();
+    let mut bases = Vec::new();
+    for fact in 0..model.facts.len() {
+        progress.set_message(format!("aggregating {} to the cube grain", model.facts[fact].name));
+        bases.push(base::build_base(model, &sources.catalog, &sources.ctx, &dims, fact).await?);
+    }
+    let fact_rows: Vec<u64> = bases.iter().map(|b| b.fact_rows).collect();
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    info!(rows = fact_rows.iter().sum::<u64>(), rows_per_s = (fact_rows.iter().sum::<u64>() as f64 / secs) as u64, "base tables");
+    stages.push(("base", t.elapsed()));
+
+    let t = Instant::now();
+    let plans = select::choose(model, &dims, &bases)?;
+    stages.push(("select", t.elapsed()));
+
+    let t = Instant::now();
+    progress.finish_and_clear();
+    let bar = if opts.progress { ProgressBar::new(plans.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} cuboids [{elapsed}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let cuboids = build_lattice(model, &dims, &bases, &plans, &bar)?;
+    bar.finish_and_clear();
+    stages.push(("lattice", t.elapsed()));
+
+    let built = cuboids.iter().map(|c| (c.len(), c.memory_bytes())).collect();
+    let closing_dicts = dims.dicts;
+    let cube = Cube {
+        model: model.clone(),
+        levels: closing_dicts,
+        cuboids,
+    };
+    info!(cuboids = cube.cuboids.len(), bytes = cube.memory_bytes(), "cube built");
+    let report = BuildReport {
+        plans,
+        built,
+        fact_rows,
+        base_rows: bases.iter().map(|b| b.len()).collect(),
+        stages,
+    };
+    Ok((cube, report))
+}
+
+/// Builds the planned cuboids, finest first; each from its smallest built parent. Cuboids
+/// with the same number of levels do not depend on each other and are built in parallel.
+fn build_lattice(
+    model: &Model,
+    dims: &dims::Dims,
+    bases: &[base::BaseTable],
+    plans: &[Plan],
+    bar: &ProgressBar,
+) -> Result<Vec<Cuboid>> {
+    let closing: Vec<lattice::Closing> = bases.iter().map(|b| lattice::Closing::new(b, dims, model)).collect();
+    // Every level a plan needs, as a column over its fact's base rows (computed once).
+    let base_codes: Vec<HashMap<LevelRef, Vec<u32>>> = bases
+        .iter()
+        .enumerate()
+        .map(|(f, b)| {
+            let mut needed: Vec<LevelRef> = plans.iter().filter(|p| p.fact == f).flat_map(|p| p.levels.clone()).collect();
+            needed.sort_unstable();
+            needed.dedup();
+            lattice::base_level_codes(model, dims, b, f, needed)
+        })
+        .collect();
+    // Order: more levels first, then larger first; `slots[i]` receives plan i's cuboid.
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(plans[i].levels.len()), std::cmp::Reverse(plans[i].est_cells)));
+    let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut start = 0;
+    while start < order.len() {
+        let width = plans[order[start]].levels.len();
+        let end = order[start..]
+            .iter()
+            .position(|&i| plans[i].levels.len() != width)
+            .map_or(order.len(), |p| start + p);
+        let layer = &order[start..end];
+        let built: Vec<(usize, Result<Cuboid>)> = std::thread::scope(|s| {
+            let slots = &slots;
+            let closing = &closing;
+            let base_codes = &base_codes;
+            let chunks: Vec<Vec<usize>> = (0..workers)
+                .map(|w| layer.iter().copied().skip(w).step_by(workers).collect())
+                .collect();
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .into_iter()
+                            .map(|i| {
+                                let r = build_one(model, dims, bases, closing, base_codes, plans, slots, i);
+                                bar.inc(1);
+                                (i, r)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        });
+        for (i, r) in built {
+            slots[i] = Some(r?);
+        }
+        start = end;
+    }
+    slots
+        .into_iter()
+        .map(|c| c.ok_or_else(|| crate::EngineError::Internal("a planned cuboid was not built".into())))
+        .collect()
+}
+
+fn build_one(
+    model: &Model,
+    dims: &dims::Dims,
+    bases: &[base::BaseTable],
+    closing: &[lattice::Closing],
+    base_codes: &[HashMap<LevelRef, Vec<u32>>],
+    plans: &[Plan],
+    slots: &[Option<Cuboid>],
+    i: usize,
+) -> Result<Cuboid> {
+    let plan = &plans[i];
+    let parent = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(j, c)| c.as_ref().map(|c| (j, c)))
+        .filter(|(_, c)| {
+            c.fact == plan.fact
+                && select::derives(model, &c.levels, &plan.levels)
+                && lattice::can_derive(model, dims, &c.levels, &plan.levels)
+        })
+        .min_by_key(|(_, c)| c.len());
+    let base = &bases[plan.fact];
+    let source = match parent {
+        Some((_, c)) => lattice::Source::Cuboid(c),
+        None => lattice::Source::Base(base),
+    };
+    lattice::aggregate(
+        model,
+        dims,
+        plan.fact,
+        base,
+        &closing[plan.fact],
+        source,
+        parent.map(|(j, _)| j),
+        &plan.levels,
+        Some(&base_codes[plan.fact]),
+    )
+}

@@ -1,0 +1,157 @@
+//! A cuboid: the aggregates of one fact table grouped by a set of levels.
+//!
+//! # Invariants
+//!
+//! - `codes[k][cell]` is the member code of `levels[k]` for `cell`; no two cells have the same
+//!   codes; cells are sorted by their codes (lexicographically, in `levels` order).
+//! - `measures[j]` holds the values of `measure_ids[j]` for every cell (`len()` entries).
+//! - Money and other decimals are exact integers at the source column's `scale`.
+//! - Semi-additive (`over_time: last`) measures hold, per cell, the value at the closing
+//!   period of the cell's time member (the last period of that member present in the fact
+//!   table), or at the latest period when the cuboid has no time level.
+
+use lattice_defs::model::{FactId, LevelRef, MeasureId};
+use roaring::RoaringBitmap;
+
+/// One measure's values over the cells of a cuboid.
+#[derive(Debug, Clone)]
+pub enum MeasureColumn {
+    /// Sums, minimums or maximums at `scale`; `valid[cell]` is false where every input was null
+    /// (SQL's NULL).
+    Decimal {
+        values: Vec<i128>,
+        valid: Vec<bool>,
+        scale: i8,
+    },
+    /// Row counts (or non-null counts).
+    Count(Vec<u64>),
+    /// Exact distinct sets: the codes of the distinct values per cell.
+    Distinct(Vec<RoaringBitmap>),
+}
+
+impl MeasureColumn {
+    fn memory_bytes(&self) -> usize {
+        match self {
+            MeasureColumn::Decimal { values, valid, .. } => values.len() * 16 + valid.len(),
+            MeasureColumn::Count(v) => v.len() * 8,
+            MeasureColumn::Distinct(v) => v.iter().map(|b| b.serialized_size() + 8).sum(),
+        }
+    }
+}
+
+/// A measure value of one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellValue {
+    /// An exact decimal: `value * 10^-scale`.
+    Decimal { value: i128, scale: i8 },
+    /// A count (rows, non-null values, or distinct values).
+    Count(u64),
+    Null,
+}
+
+impl std::fmt::Display for CellValue {
+    /// Decimals with exactly their scale's digits (`-12.50`), counts as integers, `NULL`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            CellValue::Null => f.write_str("NULL"),
+            CellValue::Count(n) => write!(f, "{n}"),
+            CellValue::Decimal { value, scale } if scale <= 0 => write!(f, "{value}"),
+            CellValue::Decimal { value, scale } => {
+                let unit = 10u128.pow(scale as u32);
+                let sign = if value < 0 { "-" } else { "" };
+                let abs = value.unsigned_abs();
+                write!(f, "{sign}{}.{:0width$}", abs / unit, abs % unit, width = scale as usize)
+            }
+        }
+    }
+}
+
+/// The aggregates of one fact table grouped by `levels`.
+#[derive(Debug, Clone)]
+pub struct Cuboid {
+    pub fact: FactId,
+    pub levels: Vec<LevelRef>,
+    /// `codes[k][cell]`: member code of `levels[k]`.
+    pub codes: Vec<Vec<u32>>,
+    pub measure_ids: Vec<MeasureId>,
+    pub measures: Vec<MeasureColumn>,
+    /// Which cuboid it was aggregated from (`None`: from the base table of the fact).
+    pub parent: Option<usize>,
+}
+
+impl Cuboid {
+    pub fn fact(&self) -> FactId {
+        self.fact
+    }
+
+    pub fn levels(&self) -> &[LevelRef] {
+        &self.levels
+    }
+
+    pub(crate) fn sorted_levels(&self) -> Vec<LevelRef> {
+        let mut v = self.levels.clone();
+        v.sort_unstable();
+        v
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.codes.first().map_or(self.cell_count_without_levels(), Vec::len)
+    }
+
+    fn cell_count_without_levels(&self) -> usize {
+        match self.measures.first() {
+            Some(MeasureColumn::Decimal { values, .. }) => values.len(),
+            Some(MeasureColumn::Count(v)) => v.len(),
+            Some(MeasureColumn::Distinct(v)) => v.len(),
+            None => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The member codes of a cell, one per level.
+    pub fn cell_codes(&self, cell: usize) -> Vec<u32> {
+        self.codes.iter().map(|c| c[cell]).collect()
+    }
+
+    fn column(&self, measure: MeasureId) -> Option<&MeasureColumn> {
+        let j = self.measure_ids.iter().position(|m| *m == measure)?;
+        self.measures.get(j)
+    }
+
+    /// The value of an aggregate measure of this cuboid's fact in `cell` (`None` if the measure
+    /// is not stored here).
+    pub fn value(&self, cell: usize, measure: MeasureId) -> Option<CellValue> {
+        Some(match self.column(measure)? {
+            MeasureColumn::Decimal { values, valid, scale } => {
+                if valid[cell] {
+                    CellValue::Decimal {
+                        value: values[cell],
+                        scale: *scale,
+                    }
+                } else {
+                    CellValue::Null
+                }
+            }
+            MeasureColumn::Count(v) => CellValue::Count(v[cell]),
+            MeasureColumn::Distinct(v) => CellValue::Count(v[cell].len()),
+        })
+    }
+
+    /// The exact set behind a distinct measure in `cell`.
+    pub fn member_set(&self, cell: usize, measure: MeasureId) -> Option<&RoaringBitmap> {
+        match self.column(measure)? {
+            MeasureColumn::Distinct(v) => v.get(cell),
+            _ => None,
+        }
+    }
+
+    /// Bytes of codes, values and bitmaps.
+    pub fn memory_bytes(&self) -> usize {
+        self.codes.iter().map(|c| c.len() * 4).sum::<usize>()
+            + self.measures.iter().map(MeasureColumn::memory_bytes).sum::<usize>()
+    }
+}
