@@ -1,7 +1,9 @@
 //! Integration tests, compiled as one binary so the suite links once.
 
 mod cli;
+mod cube_build;
 mod load;
+mod random_cube;
 mod reference;
 mod synth;
 mod util;

@@ -23,7 +23,7 @@ use lattice_engine::source::load::load;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
-use crate::reference::{check_cube, describe_cuboid};
+use crate::reference::{check_cube, describe_cuboid, reference_cells};
 
 /// A column type of a generated table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +133,10 @@ impl Table {
     }
 }
 
+/// Whether time hierarchies may end in `day`. Off: the build does not support a day grain yet
+/// ("not supported yet: a day grain in the time dimension"); turn on when it does.
+const DAY_GRAIN: bool = false;
+
 /// splitmix64: a small deterministic generator, so that a case is its seed.
 #[derive(Debug)]
 struct Rng(u64);
@@ -157,7 +161,7 @@ impl Rng {
     }
 
     fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 < p
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -260,7 +264,7 @@ fn generate(seed: u64, fact_rows: usize, n_dims: usize) -> Case {
             .copied()
             .filter(|_| rng.chance(0.6))
             .collect();
-        if rng.chance(0.1) {
+        if DAY_GRAIN && rng.chance(0.1) {
             t.push("day");
         }
         if t.is_empty() {
@@ -463,7 +467,7 @@ fn generate(seed: u64, fact_rows: usize, n_dims: usize) -> Case {
     let mut measures: Vec<(String, &str, bool)> = Vec::new();
     let mut measure_yaml = String::new();
     for m in 0..n_measures {
-        let (agg, column) = *rng.pick(&templates);
+        let (agg, column) = templates.remove(rng.below(templates.len())); if templates.is_empty() { break; }
         let last = agg != "distinct" && rng.chance(0.3);
         write!(measure_yaml, "  m{m}: {{ fact: facts, agg: {agg}").unwrap();
         if let Some(c) = column {
@@ -508,9 +512,9 @@ fn generate(seed: u64, fact_rows: usize, n_dims: usize) -> Case {
     for _ in 0..1 + rng.below(4) {
         let size = rng.below(4.min(all_levels.len() + 1));
         let mut c: Vec<String> = Vec::new();
-        while c.len() < size {
+        for _ in 0..20 { if c.len() >= size { break; }
             let l = rng.pick(&all_levels).clone();
-            if !c.contains(&l) {
+            if !c.contains(&l) && !(l.starts_with("time.") && c.iter().any(|x| x.starts_with("time."))) {
                 c.push(l);
             }
         }
@@ -610,7 +614,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 24,
+        cases: 200,
         // The case is its seed, printed on failure; no regression files in the source tree.
         failure_persistence: None,
         ..ProptestConfig::default()
@@ -623,8 +627,9 @@ proptest! {
     }
 }
 
-/// Every generated definition validates and loads (a check of the generator itself, which
-/// runs without the build).
+/// Every generated definition validates and loads, and the reference puts each fact row of
+/// every cuboid in one cell (a check of the generator and of the reference, without the
+/// build).
 #[test]
 fn random_definitions_validate_and_load() {
     let mut rng = Rng(42);
@@ -647,9 +652,21 @@ fn random_definitions_validate_and_load() {
                 )
             });
         block_on(async {
-            if let Err(e) = load(&model).await {
+            let sources = load(&model).await.unwrap_or_else(|e| {
                 panic!(
                     "seed={seed} rows={rows} dims={dims}: load: {e}\n{}",
+                    case.describe()
+                )
+            });
+            // The reference runs on every cuboid and puts each fact row in one cell.
+            let fact = model.fact("facts").expect("fact");
+            for c in &case.cuboids {
+                let levels: Vec<_> = c.iter().map(|l| model.level(l).expect("level")).collect();
+                let cells = reference_cells(&model, &sources.ctx, fact, &levels).await;
+                assert_eq!(
+                    cells.iter().map(|(_, n)| *n as usize).sum::<usize>(),
+                    rows,
+                    "seed={seed} rows={rows} dims={dims}: cuboid {c:?}\n{}",
                     case.describe()
                 );
             }

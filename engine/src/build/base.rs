@@ -182,10 +182,18 @@ pub(crate) async fn build_base(
         agg_cols.push(*next);
         *next += 1;
     }
-    let mut read = Vec::new();
+    let mut dictionaries: Vec<HashMap<KeyValue, u32>> = vec![HashMap::new(); measures.len()];
     for b in &batches {
-        let key_cols: Vec<Vec<Option<KeyValue>>> =
-            (0..n_keys).map(|i| keys(b, i, integer_keys[i])).collect::<Result<_>>()?;
+        // Key columns straight to key codes.
+        let key_codes: Vec<Vec<u32>> = (0..n_keys)
+            .map(|i| {
+                let d = f.direct[i];
+                let codes = dims.codes[d].as_ref().ok_or_else(|| EngineError::Internal("no codes".into()))?;
+                Ok(keys(b, i, integer_keys[i])?.iter().map(|k| codes.key_code(k)).collect())
+            })
+            .collect::<Result<_>>()?;
+        let periods = ints(b, n_keys)?;
+        let rows_col = ints(b, n_group)?;
         let mut readers = Vec::new();
         let mut distinct_pos = 0;
         for (j, (_, spec)) in measures.iter().enumerate() {
@@ -195,35 +203,13 @@ pub(crate) async fn build_base(
                 Agg::Distinct => {
                     let int = distinct_integer[distinct_pos];
                     distinct_pos += 1;
-                    Reader::Distinct(keys(b, c, int)?)
+                    Reader::Distinct(distinct_codes(&keys(b, c, int)?, &mut dictionaries[j])?)
                 }
                 _ => Reader::Decimal(decimals(b, c, scales[j])?),
             });
         }
-        read.push((key_cols, ints(b, n_keys)?, ints(b, n_group)?, readers));
-    }
-    // Distinct values are kept as themselves when every one is a u32 (customer ids stay ids),
-    // else through a dictionary.
-    let mut distinct_dict: Vec<Option<HashMap<KeyValue, u32>>> = (0..measures.len())
-        .map(|j| {
-            let all_u32 = read.iter().all(|(_, _, _, readers)| match &readers[j] {
-                Reader::Distinct(vals) => vals
-                    .iter()
-                    .flatten()
-                    .all(|v| matches!(v, KeyValue::Int(i) if u32::try_from(*i).is_ok())),
-                _ => true,
-            });
-            (!all_u32).then(HashMap::new)
-        })
-        .collect();
-    for (key_cols, periods, rows_col, readers) in &read {
-        for r in 0..periods.len() {
-            let mut key: Vec<u32> = (0..n_keys)
-                .map(|i| {
-                    let d = f.direct[i];
-                    dims.codes[d].as_ref().map_or(0, |c| c.key_code(&key_cols[i][r]))
-                })
-                .collect();
+        for r in 0..b.num_rows() {
+            let mut key: Vec<u32> = key_codes.iter().map(|k| k[r]).collect();
             key.push(if periods.is_valid(r) { periods.value(r) as u32 } else { 0 });
             fact_rows += rows_col.value(r) as u64;
             let cell = *index.entry(key.clone()).or_insert_with(|| {
@@ -236,7 +222,7 @@ pub(crate) async fn build_base(
                 codes[0].len() - 1
             });
             for (j, reader) in readers.iter().enumerate() {
-                reader.merge_into(r, &mut cols[j], cell, measures[j].1.agg, &mut distinct_dict[j]);
+                reader.merge_into(r, &mut cols[j], cell, measures[j].1.agg);
             }
         }
     }
@@ -252,18 +238,12 @@ pub(crate) async fn build_base(
 enum Reader {
     Count(arrow::array::Int64Array),
     Decimal(arrow::array::Decimal128Array),
-    Distinct(Vec<Option<KeyValue>>),
+    /// Distinct values as codes (`None` for NULL).
+    Distinct(Vec<Option<u32>>),
 }
 
 impl Reader {
-    fn merge_into(
-        &self,
-        r: usize,
-        col: &mut MeasureColumn,
-        cell: usize,
-        agg: Agg,
-        dict: &mut Option<HashMap<KeyValue, u32>>,
-    ) {
+    fn merge_into(&self, r: usize, col: &mut MeasureColumn, cell: usize, agg: Agg) {
         match (self, col) {
             (Reader::Count(a), MeasureColumn::Count(v)) => v[cell] += a.value(r) as u64,
             (Reader::Decimal(a), MeasureColumn::Decimal { values, valid, .. }) => {
@@ -272,8 +252,8 @@ impl Reader {
                 }
             }
             (Reader::Distinct(k), MeasureColumn::Distinct(v)) => {
-                if let Some(value) = &k[r] {
-                    v[cell].insert(distinct_code(value, dict));
+                if let Some(code) = k[r] {
+                    v[cell].insert(code);
                 }
             }
             _ => {}
@@ -281,16 +261,22 @@ impl Reader {
     }
 }
 
-/// The code a distinct value is kept under: the value itself, or its dictionary code.
-fn distinct_code(value: &KeyValue, dict: &mut Option<HashMap<KeyValue, u32>>) -> u32 {
-    match (value, dict) {
-        (KeyValue::Int(i), None) => *i as u32,
-        (_, Some(dict)) => {
-            let next = dict.len() as u32;
-            *dict.entry(value.clone()).or_insert(next)
-        }
-        (KeyValue::Text(_), None) => 0, // unreachable: text values always get a dictionary
-    }
+/// The codes distinct values are kept under: integer values as themselves (customer ids stay
+/// ids, so a cell's set is the customers behind it), text through a dictionary.
+fn distinct_codes(values: &[Option<KeyValue>], dict: &mut HashMap<KeyValue, u32>) -> Result<Vec<Option<u32>>> {
+    values
+        .iter()
+        .map(|v| match v {
+            None => Ok(None),
+            Some(KeyValue::Int(i)) => u32::try_from(*i).map(Some).map_err(|_| EngineError::Unsupported {
+                what: format!("a distinct count over the integer {i}: distinct integers must lie in 0..=4294967295"),
+            }),
+            Some(text) => {
+                let next = dict.len() as u32;
+                Ok(Some(*dict.entry(text.clone()).or_insert(next)))
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn push_empty(col: &mut MeasureColumn) {

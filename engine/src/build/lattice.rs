@@ -234,24 +234,36 @@ pub(crate) fn aggregate(
             col
         })
         .collect();
-    for (r, &cell) in cell_of_row.iter().enumerate() {
-        for ((spec, src), dst) in specs.iter().zip(columns).zip(out.iter_mut()) {
-            if spec.semi && !semi_ok[r] {
-                continue;
+    // Column by column: each measure's rows merge into their cells.
+    for ((spec, src), dst) in specs.iter().zip(columns).zip(out.iter_mut()) {
+        let counts = |r: usize| !spec.semi || semi_ok[r];
+        match (src, dst) {
+            (MeasureColumn::Count(s), MeasureColumn::Count(d)) => {
+                for (r, &cell) in cell_of_row.iter().enumerate() {
+                    if counts(r) {
+                        d[cell] += s[r];
+                    }
+                }
             }
-            match (src, dst) {
-                (MeasureColumn::Count(s), MeasureColumn::Count(d)) => d[cell] += s[r],
-                (
-                    MeasureColumn::Decimal { values: sv, valid: sok, .. },
-                    MeasureColumn::Decimal { values, valid, .. },
-                ) => {
-                    if sok[r] {
+            (MeasureColumn::Decimal { values: sv, valid: sok, .. }, MeasureColumn::Decimal { values, valid, .. }) => {
+                for (r, &cell) in cell_of_row.iter().enumerate() {
+                    if counts(r) && sok[r] {
                         merge_decimal(values, valid, cell, sv[r], spec.agg);
                     }
                 }
-                (MeasureColumn::Distinct(s), MeasureColumn::Distinct(d)) => d[cell] |= &s[r],
-                _ => return Err(EngineError::Internal("measure column kinds differ".into())),
             }
+            (MeasureColumn::Distinct(s), MeasureColumn::Distinct(d)) => {
+                for (r, &cell) in cell_of_row.iter().enumerate() {
+                    // Base rows hold one value each: an insert is much cheaper than a union.
+                    match (s[r].len(), s[r].min()) {
+                        (1, Some(v)) => {
+                            d[cell].insert(v);
+                        }
+                        _ => d[cell] |= &s[r],
+                    }
+                }
+            }
+            _ => return Err(EngineError::Internal("measure column kinds differ".into())),
         }
     }
 
