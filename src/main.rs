@@ -144,7 +144,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { file, data } => validate(&file, data.as_deref()),
-        Command::Build { file, data, explain } => build(&file, data.as_deref(), explain),
+        Command::Build {
+            file,
+            data,
+            explain,
+        } => build(&file, data.as_deref(), explain),
         Command::Serve { defs, data, addr } => serve(defs, data, &addr),
     }
 }
@@ -213,13 +217,22 @@ fn build(file: &Path, data: Option<&Path>, explain: bool) -> anyhow::Result<Exit
         Err(e) => return Err(e.into()),
     };
     let options = lattice_engine::build::BuildOptions { progress: true };
-    let (cube, rep) = rt.block_on(lattice_engine::build::build_cube_with_report(&model, &sources, &options))?;
+    let (cube, rep) = rt.block_on(lattice_engine::build::build_cube_with_report(
+        &model, &sources, &options,
+    ))?;
     let secs = started.elapsed().as_secs_f64();
     if explain {
-        println!("{:<14} {:>10} {:>12} {:>12}  {:<60} why", "fact", "cells", "bytes", "est. cells", "levels");
+        println!(
+            "{:<14} {:>10} {:>12} {:>12}  {:<60} why",
+            "fact", "cells", "bytes", "est. cells", "levels"
+        );
         for (plan, (cells, bytes)) in rep.plans.iter().zip(&rep.built) {
             let levels: Vec<String> = plan.levels.iter().map(|l| model.level_name(*l)).collect();
-            let levels = if levels.is_empty() { "(grand total)".to_string() } else { levels.join(", ") };
+            let levels = if levels.is_empty() {
+                "(grand total)".to_string()
+            } else {
+                levels.join(", ")
+            };
             println!(
                 "{:<14} {:>10} {:>12} {:>12}  {:<60} {}",
                 model.facts[plan.fact].name, cells, bytes, plan.est_cells, levels, plan.reason
@@ -232,7 +245,11 @@ fn build(file: &Path, data: Option<&Path>, explain: bool) -> anyhow::Result<Exit
             fact.name, rep.fact_rows[f], rep.base_rows[f]
         );
     }
-    let stages: Vec<String> = rep.stages.iter().map(|(n, d)| format!("{n} {:.2}s", d.as_secs_f64())).collect();
+    let stages: Vec<String> = rep
+        .stages
+        .iter()
+        .map(|(n, d)| format!("{n} {:.2}s", d.as_secs_f64()))
+        .collect();
     println!(
         "built cube '{}' in {secs:.2} s ({}): {} cuboids, {} cells, {:.1} MB",
         model.name,

@@ -8,6 +8,11 @@
 //!
 //! - [`source`]: the synthetic bank data set ([`source::synth`]) and loading the sources a
 //!   definition names, with their schemas checked ([`source::load`]).
+//! - [`build`]: dimension encoding, one DataFusion plan per fact down to the cube grain, cuboid
+//!   selection and roll-up ([`build::build_cube`]).
+//! - [`store`]: the built [`store::Cube`] — member dictionaries and [`store::Cuboid`]s, the API
+//!   the query layer uses (find a cuboid by level set, iterate its cells, read a cell's values
+//!   and member sets).
 //!
 //! Nothing here knows about HTTP; the server crate is a thin shell over this one.
 

@@ -1,8 +1,11 @@
 //! The cube build against its slow twin: every cuboid of the default cube on the generated
-//! data set equals the SQL reference ([`crate::reference`]), and so do the cuboids of small
-//! hand-written cubes made for one edge case each (an empty fact table, an empty bucket,
-//! NULLs, refunds, a one-member dimension, a key missing from its dimension table, a level
-//! with 120,000 members).
+//! data set equals the SQL reference ([`crate::reference`]) — the cuboids its own selection
+//! chooses, and cuboids this file chooses (the large and the per-month ones) — and so do the
+//! cuboids of small hand-written cubes made for one edge case each (an empty fact table, an
+//! empty bucket, NULLs, refunds, a one-member dimension, a key missing from its dimension
+//! table, a level with 120,000 members, year and month in one cuboid, two measures alike).
+//!
+//! `LATTICE_SHOW_CUBOIDS=1` prints the cuboids the default cube's selection built.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -50,12 +53,8 @@ fn cuboid<'c>(cube: &'c Cube, fact: &str, levels: &[&str]) -> &'c Cuboid {
         .iter()
         .map(|l| model.level(l).unwrap_or_else(|| panic!("level {l}")))
         .collect();
-    cube.cuboid(f, &refs).unwrap_or_else(|| {
-        panic!(
-            "no cuboid {fact} {levels:?}; built:\n{}",
-            built_list(cube)
-        )
-    })
+    cube.cuboid(f, &refs)
+        .unwrap_or_else(|| panic!("no cuboid {fact} {levels:?}; built:\n{}", built_list(cube)))
 }
 
 /// The rows of a cuboid with its columns in the order of `levels` (the cuboid may keep its
@@ -67,7 +66,10 @@ fn rows_by(cube: &Cube, fact: &str, levels: &[&str]) -> Vec<Vec<String>> {
         .iter()
         .map(|l| {
             let r = model.level(l).expect("level");
-            c.levels().iter().position(|x| *x == r).expect("level in cuboid")
+            c.levels()
+                .iter()
+                .position(|x| *x == r)
+                .expect("level in cuboid")
         })
         .collect();
     let mut rows: Vec<Vec<String>> = cube_rows(cube, c)
@@ -110,6 +112,9 @@ async fn every_cuboid_equals_sql() {
     let cube = build(&model, &sources).await;
     let built = started.elapsed();
     let list = built_list(&cube);
+    if std::env::var_os("LATTICE_SHOW_CUBOIDS").is_some() {
+        eprintln!("built:\n{list}");
+    }
 
     // Each fact is served, and so are the bands and time (a real requirement of the default
     // cube, whatever the selection).
@@ -137,6 +142,58 @@ async fn every_cuboid_equals_sql() {
     );
 }
 
+/// The default cube with cuboids the test chooses: the large ones (customer by month), the
+/// per-month bands with the month, whole hierarchies, and levels reached through lookups.
+#[tokio::test]
+async fn bank_cuboids_chosen_by_the_test_equal_sql() {
+    let cuboids = [
+        "[customer.id, time.month]",
+        "[customer.deposit_band, time.month]",
+        "[customer.txn_count_band, customer.products_band, time.quarter]",
+        "[customer.loan_band, customer.credit_line_band, customer.txn_amount_band]",
+        "[customer.age_band, customer.income_band, customer.type, customer.segment, customer.education]",
+        "[region.province, region.city, region.branch]",
+        "[manager.branch, manager.manager, customer.segment]",
+        "[channel.channel, product.category, product.product, time.year]",
+        "[time.year, time.quarter, time.month]",
+    ];
+    let yaml = lattice_defs::BANK_CRM_YAML.replace(
+        "aggregates:\n  mode: auto\n  budget_mb: 1024",
+        &format!(
+            "aggregates:\n  mode: explicit\n  cuboids:\n{}",
+            cuboids
+                .iter()
+                .map(|c| format!("    - {c}\n"))
+                .collect::<String>()
+        ),
+    );
+    assert!(
+        yaml.contains("mode: explicit"),
+        "the shipped aggregates block changed"
+    );
+    let model = lattice_defs::parse_str(&yaml, "bank_crm.yaml", parquet_dir()).expect("definition");
+    let sources = load(&model).await.expect("load");
+    let cube = build(&model, &sources).await;
+    let list = built_list(&cube);
+    // Every listed cuboid, for every fact that reaches its levels.
+    for (f, fact) in model.facts.iter().enumerate() {
+        for c in &model.aggregates.cuboids {
+            if c.iter().all(|l| model.fact_has_dimension(f, l.dim)) {
+                assert!(
+                    cube.cuboid(f, c).is_some(),
+                    "{} was not built; built:\n{list}",
+                    describe_cuboid(&model, f, c),
+                );
+            } else {
+                assert!(cube.cuboid(f, c).is_none(), "{} was built", fact.name);
+            }
+        }
+    }
+    check_cube(&cube, &sources.ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// The shop of [`crate::reference`]: NULLs in a bucketed and in a plain level column, a fact
 /// key missing from its dimension, a dimension reached `via` another, metric bands over the
 /// same and over another fact, semi-additive balances.
@@ -161,9 +218,29 @@ async fn shop_cuboids_equal_sql_and_hand_numbers() {
             &["customer.kind", "city.city", "customer.age_band"]
         ),
         rows(&[
-            &["retail", "Oslo", "young", "8.250000", "2", "2", "-2.250000", "1"],
-            &["retail", "Bergen", "old", "100.000000", "1", "1", "100.000000", "1"],
-            &["unknown", "unknown", "unknown", "7.000000", "2", "1", "7.000000", "2"],
+            &[
+                "retail",
+                "Oslo",
+                "young",
+                "8.250000",
+                "2",
+                "2",
+                "-2.250000",
+                "1"
+            ],
+            &[
+                "retail",
+                "Bergen",
+                "old",
+                "100.000000",
+                "1",
+                "1",
+                "100.000000",
+                "1"
+            ],
+            &[
+                "unknown", "unknown", "unknown", "7.000000", "2", "1", "7.000000", "2"
+            ],
         ])
     );
     assert_eq!(
@@ -473,5 +550,104 @@ aggregates:
     eprintln!(
         "120k members: built in {built:.2?}, checked in {:.2?}",
         started.elapsed() - built
+    );
+}
+
+const BALANCES_YAML: &str = r#"
+version: 1
+cube: balances
+sources:
+  customers: { path: customers.csv }
+  balances:  { path: balances.csv }
+facts:
+  balances: { time: month, dimensions: [customer] }
+dimensions:
+  time: { type: time, hierarchy: [year, quarter, month] }
+  customer:
+    table: customers
+    key: customer_id
+    levels:
+      segment: { column: segment }
+      balance_band:
+        bucket: { metric: balance, per: [customer, time.month], edges: [100], labels: ["small", "large"] }
+measures:
+  balance:  { agg: sum, column: balance, over_time: last }
+  accounts: { agg: count, over_time: last }
+  rows:     { agg: count, column: customer_id }
+aggregates:
+  mode: explicit
+  cuboids: CUBOIDS
+"#;
+
+const BALANCES_FILES: &[(&str, &str)] = &[
+    ("customers.csv", "customer_id,segment\n1,mass\n2,private\n"),
+    (
+        "balances.csv",
+        "month,customer_id,balance\n\
+         2025-01-01,1,10.00\n2025-01-01,2,200.00\n\
+         2025-02-01,1,20.00\n2025-03-01,1,30.00\n2025-03-01,2,300.00\n\
+         2025-04-01,9,5.00\n",
+    ),
+];
+
+/// A cell of a cuboid with both year and month is one month: its semi-additive values are
+/// that month's, not those of the year's closing month.
+#[tokio::test]
+async fn semi_additive_closes_on_the_cells_finest_time_level() {
+    let yaml = BALANCES_YAML.replace(
+        "CUBOIDS",
+        "[[time.year, time.month], [time.year, time.quarter, time.month, customer.segment]]",
+    );
+    let (_dir, cube) = build_and_check(&yaml, BALANCES_FILES).await;
+    // balance (last), accounts (last), rows
+    assert_eq!(
+        rows_by(&cube, "balances", &["time.year", "time.month"]),
+        rows(&[
+            &["2025", "2025-01", "210.000000", "2", "2"],
+            &["2025", "2025-02", "20.000000", "1", "1"],
+            &["2025", "2025-03", "330.000000", "2", "2"],
+            &["2025", "2025-04", "5.000000", "1", "1"],
+        ])
+    );
+}
+
+/// A fact whose key is not in the dimension table is `unknown` in every level of that
+/// dimension, metric bands included (its metric is not that of some other entity).
+#[tokio::test]
+async fn a_key_missing_from_its_dimension_has_unknown_metric_bands() {
+    let yaml = BALANCES_YAML.replace("CUBOIDS", "[[time.quarter, customer.balance_band]]");
+    let (_dir, cube) = build_and_check(&yaml, BALANCES_FILES).await;
+    assert_eq!(
+        rows_by(
+            &cube,
+            "balances",
+            &["time.quarter", "customer.balance_band"]
+        ),
+        rows(&[
+            // Q1 closes in March: customer 1 (30.00, small) and 2 (300.00, large).
+            &["2025-Q1", "small", "30.000000", "1", "3"],
+            &["2025-Q1", "large", "300.000000", "1", "2"],
+            // Customer 9 is not in customers.csv.
+            &["2025-Q2", "unknown", "5.000000", "1", "1"],
+        ])
+    );
+}
+
+/// Two measures may aggregate the same column the same way (a renamed copy, a second format).
+#[tokio::test]
+async fn two_measures_with_the_same_definition() {
+    let yaml = BALANCES_YAML.replace("CUBOIDS", "[[customer.segment]]").replace(
+        "  rows:     { agg: count, column: customer_id }",
+        "  rows:     { agg: count, column: customer_id }\n  rows_too: { agg: count }\n  accounts_too: { agg: count, over_time: last }",
+    );
+    let (_dir, cube) = build_and_check(&yaml, BALANCES_FILES).await;
+    // balance, accounts, rows, rows_too, accounts_too; the grand total closes in April.
+    assert_eq!(
+        rows_by(&cube, "balances", &["customer.segment"]),
+        rows(&[
+            &["mass", "NULL", "0", "3", "3", "0"],
+            &["private", "NULL", "0", "2", "2", "0"],
+            &["unknown", "5.000000", "1", "1", "1", "1"],
+        ])
     );
 }

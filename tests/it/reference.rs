@@ -26,11 +26,11 @@ use std::path::Path;
 use arrow::array::{Array, ArrayRef, Decimal128Array};
 use arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
+use lattice_defs::Model;
 use lattice_defs::model::{
     Agg, Bucket, BucketSource, ColumnRef, DimId, DimensionKind, FactId, LevelKind, LevelRef,
     MeasureId, MeasureKind, OverTime, TimeGrain, UNKNOWN_MEMBER,
 };
-use lattice_defs::Model;
 use lattice_engine::source::load::{Sources, load};
 use lattice_engine::store::{Cube, Cuboid};
 
@@ -263,7 +263,10 @@ impl Query<'_> {
         let dim = &self.model.dimensions[level.dim];
         match &dim.levels[level.level].kind {
             LevelKind::Time(g) => time_member(
-                &self.joins.time().expect("a time level of a fact without time"),
+                &self
+                    .joins
+                    .time()
+                    .expect("a time level of a fact without time"),
                 *g,
             ),
             LevelKind::Column(c) => format!(
@@ -322,7 +325,9 @@ impl Query<'_> {
             Agg::Sum | Agg::Count | Agg::Distinct => "0",
             Agg::Min | Agg::Max => "NULL",
         };
-        format!("CASE WHEN {row_key} IS NULL THEN NULL WHEN {n}.k IS NULL THEN {empty} ELSE {n}.v END")
+        format!(
+            "CASE WHEN {row_key} IS NULL THEN NULL WHEN {n}.k IS NULL THEN {empty} ELSE {n}.v END"
+        )
     }
 }
 
@@ -338,18 +343,18 @@ pub fn reference_sql(model: &Model, fact: FactId, levels: &[LevelRef]) -> String
     let members: Vec<String> = levels.iter().map(|l| query.member(*l)).collect();
     let time = query.joins.time();
     let grain = finest_grain(model).filter(|_| time.is_some());
-    let row_period = time
-        .as_ref()
-        .map_or("0".into(), |t| period(t, grain));
+    let row_period = time.as_ref().map_or("0".into(), |t| period(t, grain));
     // The cell's time member: that of its finest time level (the closing period is the latest
     // period of that member); without one, the whole table.
     let cell_time = levels
         .iter()
         .zip(&members)
-        .filter_map(|(l, m)| match model.dimensions[l.dim].levels[l.level].kind {
-            LevelKind::Time(g) => Some((g, m)),
-            _ => None,
-        })
+        .filter_map(
+            |(l, m)| match model.dimensions[l.dim].levels[l.level].kind {
+                LevelKind::Time(g) => Some((g, m)),
+                _ => None,
+            },
+        )
         .max_by_key(|(g, _)| *g)
         .map_or("''".into(), |(_, m)| m.clone());
     let measures = fact_measures(model, fact);
@@ -451,7 +456,11 @@ async fn measure_scale(model: &Model, ctx: &SessionContext, m: MeasureId) -> Opt
         .await
         .expect("source table")
         .schema();
-    match schema.field_with_name(&c.column).expect("column").data_type() {
+    match schema
+        .field_with_name(&c.column)
+        .expect("column")
+        .data_type()
+    {
         DataType::Decimal128(_, s) | DataType::Decimal256(_, s) => Some(*s as u32),
         _ => None,
     }
@@ -462,10 +471,7 @@ fn cell_text(array: &ArrayRef, row: usize, scale: Option<u32>) -> String {
     if array.is_null(row) {
         return "NULL".into();
     }
-    if let (Some(scale), Some(d)) = (
-        scale,
-        array.as_any().downcast_ref::<Decimal128Array>(),
-    ) {
+    if let (Some(scale), Some(d)) = (scale, array.as_any().downcast_ref::<Decimal128Array>()) {
         let (value, have) = (d.value(row), d.scale() as u32);
         if have >= scale {
             let div = 10i128.pow(have - scale);
@@ -518,8 +524,8 @@ pub async fn reference_cells(
     let mut cells = Vec::new();
     for batch in &batches {
         let rows_col = batch.num_columns() - 1;
-        let counts = arrow::compute::cast(batch.column(rows_col), &DataType::Int64)
-            .expect("count as int64");
+        let counts =
+            arrow::compute::cast(batch.column(rows_col), &DataType::Int64).expect("count as int64");
         let counts = counts
             .as_any()
             .downcast_ref::<arrow::array::Int64Array>()
@@ -760,7 +766,13 @@ async fn shop_rows(names: &[&str], fact: &str) -> Vec<Vec<String>> {
         .iter()
         .map(|n| model.level(n).expect("level"))
         .collect();
-    reference_rows(&model, &sources.ctx, model.fact(fact).expect("fact"), &levels).await
+    reference_rows(
+        &model,
+        &sources.ctx,
+        model.fact(fact).expect("fact"),
+        &levels,
+    )
+    .await
 }
 
 fn rows(expected: &[&[&str]]) -> Vec<Vec<String>> {
@@ -790,12 +802,36 @@ async fn reference_grand_total_by_hand() {
 #[tokio::test]
 async fn reference_members_and_unknowns_by_hand() {
     assert_eq!(
-        shop_rows(&["customer.kind", "city.city", "customer.age_band"], "sales").await,
+        shop_rows(
+            &["customer.kind", "city.city", "customer.age_band"],
+            "sales"
+        )
+        .await,
         rows(&[
-            &["retail", "Oslo", "young", "8.250000", "2", "2", "-2.250000", "1"],
-            &["retail", "Bergen", "old", "100.000000", "1", "1", "100.000000", "1"],
+            &[
+                "retail",
+                "Oslo",
+                "young",
+                "8.250000",
+                "2",
+                "2",
+                "-2.250000",
+                "1"
+            ],
+            &[
+                "retail",
+                "Bergen",
+                "old",
+                "100.000000",
+                "1",
+                "1",
+                "100.000000",
+                "1"
+            ],
             // Customer 3 (no kind, city or age) and customer 4 (not in customers.csv).
-            &["unknown", "unknown", "unknown", "7.000000", "2", "1", "7.000000", "2"],
+            &[
+                "unknown", "unknown", "unknown", "7.000000", "2", "1", "7.000000", "2"
+            ],
         ])
     );
     assert_eq!(
@@ -828,7 +864,11 @@ async fn reference_time_and_metric_bands_by_hand() {
     // Balance band: the customer's balance that month (NULL -> unknown).
     assert_eq!(
         shop_rows(
-            &["time.quarter", "customer.sales_band", "customer.balance_band"],
+            &[
+                "time.quarter",
+                "customer.sales_band",
+                "customer.balance_band"
+            ],
             "balances"
         )
         .await,
@@ -867,7 +907,10 @@ async fn reference_partitions_the_bank_facts_by_every_level() {
     for (f, fact) in model.facts.iter().enumerate() {
         let batches = sources
             .ctx
-            .sql(&format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {}", q(&fact.name)))
+            .sql(&format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM {}",
+                q(&fact.name)
+            ))
             .await
             .expect("sql")
             .collect()
@@ -888,7 +931,12 @@ async fn reference_partitions_the_bank_facts_by_every_level() {
                 let l = LevelRef { dim: d, level };
                 let cells = reference_cells(&model, &sources.ctx, f, &[l]).await;
                 let members: BTreeSet<&String> = cells.iter().map(|(r, _)| &r[0]).collect();
-                assert_eq!(members.len(), cells.len(), "{}", describe_cuboid(&model, f, &[l]));
+                assert_eq!(
+                    members.len(),
+                    cells.len(),
+                    "{}",
+                    describe_cuboid(&model, f, &[l])
+                );
                 assert_eq!(
                     cells.iter().map(|(_, n)| n).sum::<i64>(),
                     table_rows,

@@ -16,7 +16,11 @@ pub(crate) async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordB
 }
 
 fn cast_to(col: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
-    Ok(if col.data_type() == to { Arc::clone(col) } else { cast(col, to)? })
+    Ok(if col.data_type() == to {
+        Arc::clone(col)
+    } else {
+        cast(col, to)?
+    })
 }
 
 /// Column `i` as text (NULL stays `None`).
@@ -63,7 +67,10 @@ pub(crate) fn keys(batch: &RecordBatch, i: usize, integer: bool) -> Result<Vec<O
     } else {
         let a = strings(batch, i)?;
         Ok((0..a.len())
-            .map(|r| a.is_valid(r).then(|| KeyValue::Text(a.value(r).to_string())))
+            .map(|r| {
+                a.is_valid(r)
+                    .then(|| KeyValue::Text(a.value(r).to_string()))
+            })
             .collect())
     }
 }

@@ -11,11 +11,11 @@ use lattice_defs::model::{Agg, FactId, MeasureId, MeasureKind, Model, OverTime};
 use lattice_defs::{Catalog, ColumnType};
 use roaring::RoaringBitmap;
 
-use super::arrays::{decimals, ints, keys, query, KeyValue};
-use super::dims::{key_sql, Dims};
+use super::arrays::{KeyValue, decimals, ints, keys, query};
+use super::dims::{Dims, key_sql};
 use super::time::period_sql;
 use crate::source::load::ident;
-use crate::store::MeasureColumn;
+use crate::store::{MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
 /// How a stored measure combines.
@@ -33,7 +33,12 @@ pub(crate) fn fact_measures(model: &Model, fact: FactId) -> Vec<(MeasureId, Meas
         .iter()
         .enumerate()
         .filter_map(|(i, m)| match &m.kind {
-            MeasureKind::Aggregate { fact: f, agg, over_time, .. } if *f == fact => Some((
+            MeasureKind::Aggregate {
+                fact: f,
+                agg,
+                over_time,
+                ..
+            } if *f == fact => Some((
                 i,
                 MeasureSpec {
                     agg: *agg,
@@ -64,7 +69,10 @@ impl BaseTable {
 }
 
 fn column_scale(catalog: &Catalog, table: &str, column: &str) -> i8 {
-    match catalog.table(table).and_then(|t| t.columns.iter().find(|(n, _)| n == column)) {
+    match catalog
+        .table(table)
+        .and_then(|t| t.columns.iter().find(|(n, _)| n == column))
+    {
         Some((_, ColumnType::Decimal { scale })) => *scale,
         Some((_, ColumnType::Float)) => 6,
         _ => 0,
@@ -73,7 +81,9 @@ fn column_scale(catalog: &Catalog, table: &str, column: &str) -> i8 {
 
 fn is_integer(catalog: &Catalog, table: &str, column: &str) -> bool {
     matches!(
-        catalog.table(table).and_then(|t| t.columns.iter().find(|(n, _)| n == column)),
+        catalog
+            .table(table)
+            .and_then(|t| t.columns.iter().find(|(n, _)| n == column)),
         Some((_, ColumnType::Integer))
     )
 }
@@ -104,18 +114,26 @@ pub(crate) async fn build_base(
     let mut group = Vec::new();
     let mut integer_keys = Vec::new();
     for (i, &d) in f.direct.iter().enumerate() {
-        let codes = dims.codes[d]
-            .as_ref()
-            .ok_or_else(|| EngineError::Internal("a fact's direct dimension is the time dimension".into()))?;
-        let lattice_defs::model::DimensionKind::Table { key, .. } = &model.dimensions[d].kind else {
+        let codes = dims.codes[d].as_ref().ok_or_else(|| {
+            EngineError::Internal("a fact's direct dimension is the time dimension".into())
+        })?;
+        let lattice_defs::model::DimensionKind::Table { key, .. } = &model.dimensions[d].kind
+        else {
             return Err(EngineError::Internal("direct time dimension".into()));
         };
-        inner.push(format!("{} AS k{i}", key_sql(&format!("f.{}", ident(&key.column)), codes.integer_key)));
+        inner.push(format!(
+            "{} AS k{i}",
+            key_sql(&format!("f.{}", ident(&key.column)), codes.integer_key)
+        ));
         group.push(format!("k{i}"));
         integer_keys.push(codes.integer_key);
     }
     let p_sql = match (&f.time, &dims.time) {
-        (Some(t), Some(axis)) => format!("{} - {}", period_sql(&format!("f.{}", ident(&t.column)), axis.grain), axis.first),
+        (Some(t), Some(axis)) => format!(
+            "{} - {}",
+            period_sql(&format!("f.{}", ident(&t.column)), axis.grain),
+            axis.first
+        ),
         _ => "CAST(0 AS BIGINT)".into(),
     };
     inner.push(format!("{p_sql} AS p"));
@@ -128,12 +146,16 @@ pub(crate) async fn build_base(
         let MeasureKind::Aggregate { column, .. } = &model.measures[*m].kind else {
             continue;
         };
-        let scale = column.as_ref().map_or(0, |c| column_scale(catalog, &f.name, &c.column));
+        let scale = column
+            .as_ref()
+            .map_or(0, |c| column_scale(catalog, &f.name, &c.column));
         scales.push(scale);
         let x = column.as_ref().map(|c| format!("f.{}", ident(&c.column)));
         match (spec.agg, &x) {
             (Agg::Distinct, Some(x)) => {
-                let int = column.as_ref().is_some_and(|c| is_integer(catalog, &f.name, &c.column));
+                let int = column
+                    .as_ref()
+                    .is_some_and(|c| is_integer(catalog, &f.name, &c.column));
                 distinct_integer.push(int);
                 inner.push(format!("{} AS x{j}", key_sql(x, int)));
                 group.push(format!("x{j}"));
@@ -159,18 +181,28 @@ pub(crate) async fn build_base(
     let sql = format!(
         "SELECT {}, COUNT(*) AS fact_rows{} FROM (SELECT {} FROM {} AS f) GROUP BY {}",
         group.join(", "),
-        outer_aggs.iter().map(|a| format!(", {a}")).collect::<String>(),
+        outer_aggs
+            .iter()
+            .map(|a| format!(", {a}"))
+            .collect::<String>(),
         inner.join(", "),
         ident(&f.name),
         group.join(", ")
     );
     let batches = query(ctx, &sql).await?;
 
-    // Aggregate DataFusion's groups (which may be split by distinct values) into grain rows.
+    // DataFusion's groups are the base rows: the grain is the keys, the period and the
+    // distinct values, so each row holds at most one value per distinct measure.
     let n_keys = f.direct.len();
-    let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
     let mut codes: Vec<Vec<u32>> = vec![Vec::new(); n_keys + 1];
-    let mut cols: Vec<MeasureColumn> = measures.iter().zip(&scales).map(|((_, s), sc)| empty_column(*s, *sc)).collect();
+    let mut cols: Vec<MeasureColumn> = measures
+        .iter()
+        .zip(&scales)
+        .map(|((_, s), sc)| match s.agg {
+            Agg::Distinct => MeasureColumn::DistinctValues(Vec::new()),
+            _ => empty_column(*s, *sc),
+        })
+        .collect();
     let mut fact_rows = 0u64;
     let n_group = group.len();
     // Outer aggregate columns follow the group columns and fact_rows; distinct values are
@@ -184,45 +216,32 @@ pub(crate) async fn build_base(
     }
     let mut dictionaries: Vec<HashMap<KeyValue, u32>> = vec![HashMap::new(); measures.len()];
     for b in &batches {
-        // Key columns straight to key codes.
-        let key_codes: Vec<Vec<u32>> = (0..n_keys)
-            .map(|i| {
-                let d = f.direct[i];
-                let codes = dims.codes[d].as_ref().ok_or_else(|| EngineError::Internal("no codes".into()))?;
-                Ok(keys(b, i, integer_keys[i])?.iter().map(|k| codes.key_code(k)).collect())
-            })
-            .collect::<Result<_>>()?;
+        for (i, &d) in f.direct.iter().enumerate() {
+            let dc = dims.codes[d].as_ref().ok_or_else(|| EngineError::Internal("no codes".into()))?;
+            codes[i].extend(keys(b, i, integer_keys[i])?.iter().map(|k| dc.key_code(k)));
+        }
         let periods = ints(b, n_keys)?;
-        let rows_col = ints(b, n_group)?;
-        let mut readers = Vec::new();
+        codes[n_keys].extend((0..b.num_rows()).map(|r| if periods.is_valid(r) { periods.value(r) as u32 } else { 0 }));
+        fact_rows += ints(b, n_group)?.values().iter().map(|v| *v as u64).sum::<u64>();
         let mut distinct_pos = 0;
         for (j, (_, spec)) in measures.iter().enumerate() {
             let c = agg_cols[j];
-            readers.push(match spec.agg {
-                Agg::Count => Reader::Count(ints(b, c)?),
-                Agg::Distinct => {
+            match (&mut cols[j], spec.agg) {
+                (MeasureColumn::Count(v), _) => v.extend(ints(b, c)?.values().iter().map(|x| *x as u64)),
+                (MeasureColumn::DistinctValues(v), _) => {
                     let int = distinct_integer[distinct_pos];
                     distinct_pos += 1;
-                    Reader::Distinct(distinct_codes(&keys(b, c, int)?, &mut dictionaries[j])?)
+                    let vals = distinct_codes(&keys(b, c, int)?, &mut dictionaries[j])?;
+                    v.extend(vals.into_iter().map(|x| x.unwrap_or(NO_VALUE)));
                 }
-                _ => Reader::Decimal(decimals(b, c, scales[j])?),
-            });
-        }
-        for r in 0..b.num_rows() {
-            let mut key: Vec<u32> = key_codes.iter().map(|k| k[r]).collect();
-            key.push(if periods.is_valid(r) { periods.value(r) as u32 } else { 0 });
-            fact_rows += rows_col.value(r) as u64;
-            let cell = *index.entry(key.clone()).or_insert_with(|| {
-                for (k, c) in key.iter().enumerate() {
-                    codes[k].push(*c);
+                (MeasureColumn::Decimal { values, valid, .. }, _) => {
+                    let a = decimals(b, c, scales[j])?;
+                    values.extend(a.values().iter().copied());
+                    valid.extend((0..a.len()).map(|r| a.is_valid(r)));
                 }
-                for col in cols.iter_mut() {
-                    push_empty(col);
+                (MeasureColumn::Distinct(_), _) => {
+                    return Err(EngineError::Internal("bitmaps in a base table".into()));
                 }
-                codes[0].len() - 1
-            });
-            for (j, reader) in readers.iter().enumerate() {
-                reader.merge_into(r, &mut cols[j], cell, measures[j].1.agg);
             }
         }
     }
@@ -235,35 +254,12 @@ pub(crate) async fn build_base(
     })
 }
 
-enum Reader {
-    Count(arrow::array::Int64Array),
-    Decimal(arrow::array::Decimal128Array),
-    /// Distinct values as codes (`None` for NULL).
-    Distinct(Vec<Option<u32>>),
-}
-
-impl Reader {
-    fn merge_into(&self, r: usize, col: &mut MeasureColumn, cell: usize, agg: Agg) {
-        match (self, col) {
-            (Reader::Count(a), MeasureColumn::Count(v)) => v[cell] += a.value(r) as u64,
-            (Reader::Decimal(a), MeasureColumn::Decimal { values, valid, .. }) => {
-                if a.is_valid(r) {
-                    merge_decimal(values, valid, cell, a.value(r), agg);
-                }
-            }
-            (Reader::Distinct(k), MeasureColumn::Distinct(v)) => {
-                if let Some(code) = k[r] {
-                    v[cell].insert(code);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 /// The codes distinct values are kept under: integer values as themselves (customer ids stay
 /// ids, so a cell's set is the customers behind it), text through a dictionary.
-fn distinct_codes(values: &[Option<KeyValue>], dict: &mut HashMap<KeyValue, u32>) -> Result<Vec<Option<u32>>> {
+fn distinct_codes(
+    values: &[Option<KeyValue>],
+    dict: &mut HashMap<KeyValue, u32>,
+) -> Result<Vec<Option<u32>>> {
     values
         .iter()
         .map(|v| match v {
@@ -287,10 +283,17 @@ pub(crate) fn push_empty(col: &mut MeasureColumn) {
             valid.push(false);
         }
         MeasureColumn::Distinct(v) => v.push(RoaringBitmap::new()),
+        MeasureColumn::DistinctValues(v) => v.push(NO_VALUE),
     }
 }
 
-pub(crate) fn merge_decimal(values: &mut [i128], valid: &mut [bool], cell: usize, x: i128, agg: Agg) {
+pub(crate) fn merge_decimal(
+    values: &mut [i128],
+    valid: &mut [bool],
+    cell: usize,
+    x: i128,
+    agg: Agg,
+) {
     if !valid[cell] {
         values[cell] = x;
         valid[cell] = true;
@@ -302,4 +305,3 @@ pub(crate) fn merge_decimal(values: &mut [i128], valid: &mut [bool], cell: usize
         _ => values[cell] + x,
     };
 }
-

@@ -10,12 +10,13 @@ use std::collections::HashMap;
 
 use datafusion::prelude::SessionContext;
 use lattice_defs::model::{
-    Agg, BucketSource, Decimal, DimId, DimensionKind, LevelKind, MeasureKind, Model, TimeGrain, UNKNOWN_MEMBER,
+    Agg, BucketSource, Decimal, DimId, DimensionKind, LevelKind, MeasureKind, Model, TimeGrain,
+    UNKNOWN_MEMBER,
 };
 use lattice_defs::{Catalog, ColumnType};
 
-use super::arrays::{decimals, ints, keys, query, strings, KeyValue};
-use super::time::{coarsen, period_sql, TimeAxis};
+use super::arrays::{KeyValue, decimals, ints, keys, query, strings};
+use super::time::{TimeAxis, coarsen, period_sql};
 use crate::source::load::{dimension_from, ident, level_member_sql};
 use crate::store::LevelDict;
 use crate::{EngineError, Result};
@@ -61,7 +62,9 @@ impl MetricCodes {
     /// The member for a key code and an absolute period of the axis grain.
     pub fn code(&self, key: u32, axis: Option<&TimeAxis>, period: u32) -> u32 {
         let p = match (self.grain, axis) {
-            (Some(g), Some(axis)) => (coarsen(axis.abs(period), axis.grain, g) - self.first) as usize,
+            (Some(g), Some(axis)) => {
+                (coarsen(axis.abs(period), axis.grain, g) - self.first) as usize
+            }
             _ => 0,
         };
         self.codes[key as usize * self.periods + p]
@@ -86,15 +89,22 @@ pub(crate) struct Dims {
 
 fn is_integer(catalog: &Catalog, table: &str, column: &str) -> bool {
     matches!(
-        catalog.table(table).and_then(|t| t.columns.iter().find(|(n, _)| n == column)),
+        catalog
+            .table(table)
+            .and_then(|t| t.columns.iter().find(|(n, _)| n == column)),
         Some((_, ColumnType::Integer))
     )
 }
 
 fn is_numeric(catalog: &Catalog, table: &str, column: &str) -> bool {
     matches!(
-        catalog.table(table).and_then(|t| t.columns.iter().find(|(n, _)| n == column)),
-        Some((_, ColumnType::Integer | ColumnType::Decimal { .. } | ColumnType::Float))
+        catalog
+            .table(table)
+            .and_then(|t| t.columns.iter().find(|(n, _)| n == column)),
+        Some((
+            _,
+            ColumnType::Integer | ColumnType::Decimal { .. } | ColumnType::Float
+        ))
     )
 }
 
@@ -107,7 +117,11 @@ pub(crate) fn key_sql(expr: &str, integer: bool) -> String {
     }
 }
 
-pub(crate) async fn build_dims(model: &Model, catalog: &Catalog, ctx: &SessionContext) -> Result<Dims> {
+pub(crate) async fn build_dims(
+    model: &Model,
+    catalog: &Catalog,
+    ctx: &SessionContext,
+) -> Result<Dims> {
     let time = time_axis(model, ctx).await?;
     let mut codes = Vec::new();
     let mut dicts = Vec::new();
@@ -164,7 +178,9 @@ async fn time_axis(model: &Model, ctx: &SessionContext) -> Result<Option<TimeAxi
         return Ok(None);
     };
     let LevelKind::Time(grain) = dim.levels[finest].kind else {
-        return Err(EngineError::Internal("time dimension with a non-time level".into()));
+        return Err(EngineError::Internal(
+            "time dimension with a non-time level".into(),
+        ));
     };
     if grain == TimeGrain::Day {
         return Err(EngineError::Unsupported {
@@ -207,27 +223,48 @@ async fn encode_table_dim(
     ctx: &SessionContext,
 ) -> Result<(DimCodes, Vec<LevelDict>)> {
     let DimensionKind::Table { table, key, .. } = &dim.kind else {
-        return Err(EngineError::Internal("encode_table_dim on a time dimension".into()));
+        return Err(EngineError::Internal(
+            "encode_table_dim on a time dimension".into(),
+        ));
     };
     let integer_key = is_integer(catalog, table, &key.column);
-    let from = dimension_from(dim).ok_or_else(|| EngineError::Internal("no FROM for a table dimension".into()))?;
-    let level_sql: Vec<Option<String>> = dim.levels.iter().map(|l| level_member_sql(dim, l)).collect();
-    let mut select = vec![format!("{} AS k", key_sql(&format!("d.{}", ident(&key.column)), integer_key))];
-    select.extend(level_sql.iter().flatten().enumerate().map(|(i, s)| format!("{s} AS l{i}")));
+    let from = dimension_from(dim)
+        .ok_or_else(|| EngineError::Internal("no FROM for a table dimension".into()))?;
+    let level_sql: Vec<Option<String>> = dim
+        .levels
+        .iter()
+        .map(|l| level_member_sql(dim, l))
+        .collect();
+    let mut select = vec![format!(
+        "{} AS k",
+        key_sql(&format!("d.{}", ident(&key.column)), integer_key)
+    )];
+    select.extend(
+        level_sql
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, s)| format!("{s} AS l{i}")),
+    );
     let sql = format!("SELECT {} FROM {from} ORDER BY 1", select.join(", "));
     let batches = query(ctx, &sql).await?;
 
     let mut key_map = HashMap::new();
     // Per level with SQL: the member name of each key (in key order).
-    let mut names_by_key: Vec<Vec<Option<String>>> = vec![Vec::new(); level_sql.iter().flatten().count()];
+    let mut names_by_key: Vec<Vec<Option<String>>> =
+        vec![Vec::new(); level_sql.iter().flatten().count()];
     for b in &batches {
         let ks = keys(b, 0, integer_key)?;
-        let cols: Vec<_> = (0..names_by_key.len()).map(|i| strings(b, i + 1)).collect::<Result<_>>()?;
+        let cols: Vec<_> = (0..names_by_key.len())
+            .map(|i| strings(b, i + 1))
+            .collect::<Result<_>>()?;
         for (r, k) in ks.into_iter().enumerate() {
             let Some(k) = k else { continue }; // a NULL key cannot be referenced by a fact
             let code = key_map.len() as u32;
             if key_map.insert(k, code).is_some() {
-                return Err(EngineError::Internal(format!("duplicate key in {table} after the uniqueness check")));
+                return Err(EngineError::Internal(format!(
+                    "duplicate key in {table} after the uniqueness check"
+                )));
             }
             for (names, col) in names_by_key.iter_mut().zip(&cols) {
                 names.push(col.is_valid(r).then(|| col.value(r).to_string()));
@@ -248,7 +285,12 @@ async fn encode_table_dim(
         let names = &names_by_key[next_sql_col];
         next_sql_col += 1;
         let dict = level_dictionary(level, names, catalog);
-        let index: HashMap<&str, u32> = dict.names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
+        let index: HashMap<&str, u32> = dict
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as u32))
+            .collect();
         let unknown = index[UNKNOWN_MEMBER];
         let mut map: Vec<u32> = names
             .iter()
@@ -270,7 +312,11 @@ async fn encode_table_dim(
 
 /// Members in the order a person expects: bucket labels in bucket order; numbers by value;
 /// text alphabetically; `unknown` last.
-fn level_dictionary(level: &lattice_defs::model::Level, names: &[Option<String>], catalog: &Catalog) -> LevelDict {
+fn level_dictionary(
+    level: &lattice_defs::model::Level,
+    names: &[Option<String>],
+    catalog: &Catalog,
+) -> LevelDict {
     let mut out: Vec<String> = match &level.kind {
         LevelKind::Bucket(b) => b.labels.clone(),
         LevelKind::Column(c) => {
@@ -298,20 +344,33 @@ async fn via_maps(
 ) -> Result<Vec<Option<Vec<u32>>>> {
     let mut out = Vec::new();
     for (d, dim) in model.dimensions.iter().enumerate() {
-        let DimensionKind::Table { key, via: Some(v), .. } = &dim.kind else {
+        let DimensionKind::Table {
+            key, via: Some(v), ..
+        } = &dim.kind
+        else {
             out.push(None);
             continue;
         };
         let (Some(mine), Some(theirs)) = (&codes[d], &codes[*v]) else {
-            return Err(EngineError::Internal("via between non-table dimensions".into()));
+            return Err(EngineError::Internal(
+                "via between non-table dimensions".into(),
+            ));
         };
-        let DimensionKind::Table { table: vt, key: vkey, .. } = &model.dimensions[*v].kind else {
+        let DimensionKind::Table {
+            table: vt,
+            key: vkey,
+            ..
+        } = &model.dimensions[*v].kind
+        else {
             return Err(EngineError::Internal("via to a time dimension".into()));
         };
         let sql = format!(
             "SELECT {} AS v, {} AS k FROM {}",
             key_sql(&ident(&vkey.column), theirs.integer_key),
-            key_sql(&ident(&key.column), is_integer(catalog, vt, &key.column) && mine.integer_key),
+            key_sql(
+                &ident(&key.column),
+                is_integer(catalog, vt, &key.column) && mine.integer_key
+            ),
             ident(vt)
         );
         let mut map = vec![mine.n_keys as u32; theirs.n_keys + 1];
@@ -341,7 +400,12 @@ pub(crate) fn fact_key_sql(model: &Model, fact: usize, dim: DimId) -> Option<(St
     }
     let v = (*via)?;
     let (vexpr, vjoins) = fact_key_sql(model, fact, v)?;
-    let DimensionKind::Table { table: vt, key: vkey, .. } = &model.dimensions[v].kind else {
+    let DimensionKind::Table {
+        table: vt,
+        key: vkey,
+        ..
+    } = &model.dimensions[v].kind
+    else {
         return None;
     };
     let alias = format!("via_{v}");
@@ -353,17 +417,34 @@ pub(crate) fn fact_key_sql(model: &Model, fact: usize, dim: DimId) -> Option<(St
     Some((format!("{alias}.{}", ident(&key.column)), joins))
 }
 
-async fn metric_buckets(model: &Model, catalog: &Catalog, ctx: &SessionContext, dims: &mut Dims) -> Result<()> {
+async fn metric_buckets(
+    model: &Model,
+    catalog: &Catalog,
+    ctx: &SessionContext,
+    dims: &mut Dims,
+) -> Result<()> {
     for (d, dim) in model.dimensions.iter().enumerate() {
         for (l, level) in dim.levels.iter().enumerate() {
-            let LevelKind::Bucket(b) = &level.kind else { continue };
-            let BucketSource::Metric { measure, period } = &b.source else { continue };
-            let MeasureKind::Aggregate { fact, agg, column, .. } = &model.measures[*measure].kind else {
-                return Err(EngineError::Internal("metric bucket over a derived measure".into()));
+            let LevelKind::Bucket(b) = &level.kind else {
+                continue;
             };
-            let (key_expr, joins) = fact_key_sql(model, *fact, d)
-                .ok_or_else(|| EngineError::Internal("metric measure does not reach its entity".into()))?;
-            let codes = dims.codes[d].as_ref().ok_or_else(|| EngineError::Internal("metric on time".into()))?;
+            let BucketSource::Metric { measure, period } = &b.source else {
+                continue;
+            };
+            let MeasureKind::Aggregate {
+                fact, agg, column, ..
+            } = &model.measures[*measure].kind
+            else {
+                return Err(EngineError::Internal(
+                    "metric bucket over a derived measure".into(),
+                ));
+            };
+            let (key_expr, joins) = fact_key_sql(model, *fact, d).ok_or_else(|| {
+                EngineError::Internal("metric measure does not reach its entity".into())
+            })?;
+            let codes = dims.codes[d]
+                .as_ref()
+                .ok_or_else(|| EngineError::Internal("metric on time".into()))?;
             let time_col = model.facts[*fact].time.as_ref();
             let (grain, first, periods) = match (period, &dims.time, time_col) {
                 (Some(g), Some(axis), Some(_)) if axis.len > 0 => {
@@ -395,7 +476,11 @@ async fn metric_buckets(model: &Model, catalog: &Catalog, ctx: &SessionContext, 
             );
             let zero_is_default = matches!(agg, Agg::Sum | Agg::Count | Agg::Distinct);
             let n = b.labels.len() as u32; // code of `unknown`
-            let default = if zero_is_default { b.index_of(Decimal(0)) as u32 } else { n };
+            let default = if zero_is_default {
+                b.index_of(Decimal(0)) as u32
+            } else {
+                n
+            };
             let mut out = vec![default; (codes.n_keys + 1) * periods];
             for batch in query(ctx, &sql).await? {
                 let ks = keys(&batch, 0, codes.integer_key)?;

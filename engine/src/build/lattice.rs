@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use lattice_defs::model::{DimensionKind, FactId, LevelKind, LevelRef, Model, TimeGrain};
 
-use super::base::{empty_column, push_empty, merge_decimal, BaseTable, MeasureSpec};
+use super::base::{BaseTable, MeasureSpec, empty_column, merge_decimal, push_empty};
 use super::dims::Dims;
 use super::time::coarsen;
-use crate::store::{Cuboid, MeasureColumn};
+use crate::store::{Cuboid, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
 /// Closing periods of a fact: per grain, per member, the last period present in the fact.
@@ -27,7 +27,9 @@ impl Closing {
         let latest = periods.iter().max().copied();
         if let (Some(axis), Some(t)) = (&dims.time, model.time_dimension()) {
             for level in &model.dimensions[t].levels {
-                let LevelKind::Time(g) = level.kind else { continue };
+                let LevelKind::Time(g) = level.kind else {
+                    continue;
+                };
                 let mut closing = vec![None; axis.names(g).len()];
                 for &p in periods {
                     let m = axis.code(p, g) as usize;
@@ -62,7 +64,14 @@ fn time_grain(model: &Model, l: LevelRef) -> Option<TimeGrain> {
 }
 
 /// Key code of dimension `dim` for base row `r` (following `via`).
-fn base_key(model: &Model, dims: &Dims, base: &BaseTable, fact: FactId, dim: usize, r: usize) -> u32 {
+fn base_key(
+    model: &Model,
+    dims: &Dims,
+    base: &BaseTable,
+    fact: FactId,
+    dim: usize,
+    r: usize,
+) -> u32 {
     let f = &model.facts[fact];
     if let Some(i) = f.direct.iter().position(|d| *d == dim) {
         return base.codes[i][r];
@@ -75,12 +84,21 @@ fn base_key(model: &Model, dims: &Dims, base: &BaseTable, fact: FactId, dim: usi
 }
 
 /// The member code of `level` for base row `r`.
-fn base_level_code(model: &Model, dims: &Dims, base: &BaseTable, fact: FactId, level: LevelRef, r: usize) -> u32 {
+fn base_level_code(
+    model: &Model,
+    dims: &Dims,
+    base: &BaseTable,
+    fact: FactId,
+    level: LevelRef,
+    r: usize,
+) -> u32 {
     let period = base.codes.last().map_or(0, |p| p[r]);
     match &model.dimensions[level.dim].levels[level.level].kind {
         LevelKind::Time(g) => dims.time.as_ref().map_or(0, |a| a.code(period, *g)),
         _ => {
-            let codes = dims.codes[level.dim].as_ref().expect("table dimension has codes");
+            let codes = dims.codes[level.dim]
+                .as_ref()
+                .expect("table dimension has codes");
             let key = base_key(model, dims, base, fact, level.dim, r);
             if let Some(map) = &codes.by_key[level.level] {
                 map[key as usize]
@@ -96,15 +114,30 @@ fn base_level_code(model: &Model, dims: &Dims, base: &BaseTable, fact: FactId, l
 /// How a target level's code is obtained from a parent cuboid's codes.
 enum Derive {
     Copy(usize),
-    Time { from: usize, fine: TimeGrain, coarse: TimeGrain },
-    Parent { from: usize, map: Vec<u32> },
+    Time {
+        from: usize,
+        fine: TimeGrain,
+        coarse: TimeGrain,
+    },
+    Parent {
+        from: usize,
+        map: Vec<u32>,
+    },
 }
 
 /// Parent array from `child` to `ancestor` (levels of one table dimension), if every child
 /// member lies under one ancestor member.
-pub(crate) fn parent_array(dims: &Dims, dim: usize, child: usize, ancestor: usize) -> Option<Vec<u32>> {
+pub(crate) fn parent_array(
+    dims: &Dims,
+    dim: usize,
+    child: usize,
+    ancestor: usize,
+) -> Option<Vec<u32>> {
     let codes = dims.codes[dim].as_ref()?;
-    let (c, a) = (codes.by_key[child].as_ref()?, codes.by_key[ancestor].as_ref()?);
+    let (c, a) = (
+        codes.by_key[child].as_ref()?,
+        codes.by_key[ancestor].as_ref()?,
+    );
     let mut map = vec![u32::MAX; dims.dicts[dim][child].len()];
     for (cc, ac) in c.iter().zip(a) {
         let slot = &mut map[*cc as usize];
@@ -124,7 +157,11 @@ fn derivation(model: &Model, dims: &Dims, parent: &[LevelRef], target: LevelRef)
     if let Some(coarse) = time_grain(model, target) {
         return parent.iter().enumerate().find_map(|(i, l)| {
             let fine = time_grain(model, *l)?;
-            (l.dim == target.dim && fine > coarse).then_some(Derive::Time { from: i, fine, coarse })
+            (l.dim == target.dim && fine > coarse).then_some(Derive::Time {
+                from: i,
+                fine,
+                coarse,
+            })
         });
     }
     let h = &model.dimensions[target.dim].hierarchy;
@@ -149,8 +186,15 @@ pub(crate) enum Source<'a> {
 }
 
 /// Whether `parent` can derive every level of `target`.
-pub(crate) fn can_derive(model: &Model, dims: &Dims, parent: &[LevelRef], target: &[LevelRef]) -> bool {
-    target.iter().all(|t| derivation(model, dims, parent, *t).is_some())
+pub(crate) fn can_derive(
+    model: &Model,
+    dims: &Dims,
+    parent: &[LevelRef],
+    target: &[LevelRef],
+) -> bool {
+    target
+        .iter()
+        .all(|t| derivation(model, dims, parent, *t).is_some())
 }
 
 /// Aggregates `levels` of `fact` from `source`.
@@ -179,10 +223,15 @@ pub(crate) fn aggregate(
             for (k, l) in levels.iter().enumerate() {
                 row_codes[k] = match base_codes.and_then(|bc| bc.get(l)) {
                     Some(col) => col.clone(),
-                    None => (0..rows).map(|r| base_level_code(model, dims, b, fact, *l, r)).collect(),
+                    None => (0..rows)
+                        .map(|r| base_level_code(model, dims, b, fact, *l, r))
+                        .collect(),
                 };
             }
-            semi_ok = periods.iter().map(|p| closing.is_closing(*p, target_grain, dims)).collect();
+            semi_ok = periods
+                .iter()
+                .map(|p| closing.is_closing(*p, target_grain, dims))
+                .collect();
         }
         Source::Cuboid(c) => {
             let derive: Vec<Derive> = levels
@@ -190,7 +239,11 @@ pub(crate) fn aggregate(
                 .map(|t| derivation(model, dims, &c.levels, *t))
                 .collect::<Option<_>>()
                 .ok_or_else(|| EngineError::Internal("parent cannot derive the cuboid".into()))?;
-            let parent_time = c.levels.iter().enumerate().find_map(|(i, l)| time_grain(model, *l).map(|g| (i, g)));
+            let parent_time = c
+                .levels
+                .iter()
+                .enumerate()
+                .find_map(|(i, l)| time_grain(model, *l).map(|g| (i, g)));
             for r in 0..rows {
                 for (k, d) in derive.iter().enumerate() {
                     let code = match d {
@@ -200,7 +253,9 @@ pub(crate) fn aggregate(
                             let axis = dims.time.as_ref().expect("time levels need an axis");
                             let first_fine = coarsen(axis.first, axis.grain, *fine);
                             let abs = first_fine + c.codes[*from][r] as i64;
-                            (coarsen(abs, *fine, *coarse) - coarsen(axis.first, axis.grain, *coarse)) as u32
+                            (coarsen(abs, *fine, *coarse)
+                                - coarsen(axis.first, axis.grain, *coarse))
+                                as u32
                         }
                     };
                     row_codes[k].push(code);
@@ -245,7 +300,14 @@ pub(crate) fn aggregate(
                     }
                 }
             }
-            (MeasureColumn::Decimal { values: sv, valid: sok, .. }, MeasureColumn::Decimal { values, valid, .. }) => {
+            (
+                MeasureColumn::Decimal {
+                    values: sv,
+                    valid: sok,
+                    ..
+                },
+                MeasureColumn::Decimal { values, valid, .. },
+            ) => {
                 for (r, &cell) in cell_of_row.iter().enumerate() {
                     if counts(r) && sok[r] {
                         merge_decimal(values, valid, cell, sv[r], spec.agg);
@@ -254,12 +316,13 @@ pub(crate) fn aggregate(
             }
             (MeasureColumn::Distinct(s), MeasureColumn::Distinct(d)) => {
                 for (r, &cell) in cell_of_row.iter().enumerate() {
-                    // Base rows hold one value each: an insert is much cheaper than a union.
-                    match (s[r].len(), s[r].min()) {
-                        (1, Some(v)) => {
-                            d[cell].insert(v);
-                        }
-                        _ => d[cell] |= &s[r],
+                    d[cell] |= &s[r];
+                }
+            }
+            (MeasureColumn::DistinctValues(s), MeasureColumn::Distinct(d)) => {
+                for (r, &cell) in cell_of_row.iter().enumerate() {
+                    if s[r] != NO_VALUE {
+                        d[cell].insert(s[r]);
                     }
                 }
             }
@@ -286,7 +349,12 @@ pub(crate) fn aggregate(
 
 /// Assigns each row its cell: rows with the same codes share one. Codes are packed into one
 /// `u64` when the levels' member counts allow (the common case), else hashed as vectors.
-fn group_rows(row_codes: &[Vec<u32>], rows: usize, levels: &[LevelRef], dims: &Dims) -> (Vec<usize>, Vec<Vec<u32>>) {
+fn group_rows(
+    row_codes: &[Vec<u32>],
+    rows: usize,
+    levels: &[LevelRef],
+    dims: &Dims,
+) -> (Vec<usize>, Vec<Vec<u32>>) {
     let bits: Vec<u32> = levels
         .iter()
         .map(|l| {
@@ -335,18 +403,30 @@ pub(crate) fn base_level_codes(
 ) -> HashMap<LevelRef, Vec<u32>> {
     levels
         .into_iter()
-        .map(|l| (l, (0..base.len()).map(|r| base_level_code(model, dims, base, fact, l, r)).collect()))
+        .map(|l| {
+            (
+                l,
+                (0..base.len())
+                    .map(|r| base_level_code(model, dims, base, fact, l, r))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
 fn reorder(col: MeasureColumn, order: &[usize]) -> MeasureColumn {
     match col {
         MeasureColumn::Count(v) => MeasureColumn::Count(order.iter().map(|&i| v[i]).collect()),
-        MeasureColumn::Decimal { values, valid, scale } => MeasureColumn::Decimal {
+        MeasureColumn::Decimal {
+            values,
+            valid,
+            scale,
+        } => MeasureColumn::Decimal {
             values: order.iter().map(|&i| values[i]).collect(),
             valid: order.iter().map(|&i| valid[i]).collect(),
             scale,
         },
+        MeasureColumn::DistinctValues(v) => MeasureColumn::DistinctValues(order.iter().map(|&i| v[i]).collect()),
         MeasureColumn::Distinct(mut v) => {
             MeasureColumn::Distinct(order.iter().map(|&i| std::mem::take(&mut v[i])).collect())
         }

@@ -20,13 +20,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lattice_defs::model::LevelRef;
 use lattice_defs::Model;
+use lattice_defs::model::LevelRef;
 use tracing::{info, instrument};
 
+use crate::Result;
 use crate::source::load::Sources;
 use crate::store::{Cube, Cuboid};
-use crate::Result;
 pub use select::Plan;
 
 /// How to build.
@@ -55,9 +55,20 @@ pub async fn build_cube(model: &Model, sources: &Sources, opts: &BuildOptions) -
 
 /// [`build_cube`], and what it chose and measured.
 #[instrument(skip_all, fields(cube = %model.name))]
-pub async fn build_cube_with_report(model: &Model, sources: &Sources, opts: &BuildOptions) -> Result<(Cube, BuildReport)> {
-    let progress = if opts.progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-    progress.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+pub async fn build_cube_with_report(
+    model: &Model,
+    sources: &Sources,
+    opts: &BuildOptions,
+) -> Result<(Cube, BuildReport)> {
+    let progress = if opts.progress {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     progress.enable_steady_tick(Duration::from_millis(120));
     let mut stages = Vec::new();
 
@@ -69,12 +80,19 @@ pub async fn build_cube_with_report(model: &Model, sources: &Sources, opts: &Bui
     let t = Instant::now();
     let mut bases = Vec::new();
     for fact in 0..model.facts.len() {
-        progress.set_message(format!("aggregating {} to the cube grain", model.facts[fact].name));
+        progress.set_message(format!(
+            "aggregating {} to the cube grain",
+            model.facts[fact].name
+        ));
         bases.push(base::build_base(model, &sources.catalog, &sources.ctx, &dims, fact).await?);
     }
     let fact_rows: Vec<u64> = bases.iter().map(|b| b.fact_rows).collect();
     let secs = t.elapsed().as_secs_f64().max(1e-9);
-    info!(rows = fact_rows.iter().sum::<u64>(), rows_per_s = (fact_rows.iter().sum::<u64>() as f64 / secs) as u64, "base tables");
+    info!(
+        rows = fact_rows.iter().sum::<u64>(),
+        rows_per_s = (fact_rows.iter().sum::<u64>() as f64 / secs) as u64,
+        "base tables"
+    );
     stages.push(("base", t.elapsed()));
 
     let t = Instant::now();
@@ -83,7 +101,11 @@ pub async fn build_cube_with_report(model: &Model, sources: &Sources, opts: &Bui
 
     let t = Instant::now();
     progress.finish_and_clear();
-    let bar = if opts.progress { ProgressBar::new(plans.len() as u64) } else { ProgressBar::hidden() };
+    let bar = if opts.progress {
+        ProgressBar::new(plans.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} cuboids [{elapsed}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -92,14 +114,21 @@ pub async fn build_cube_with_report(model: &Model, sources: &Sources, opts: &Bui
     bar.finish_and_clear();
     stages.push(("lattice", t.elapsed()));
 
-    let built = cuboids.iter().map(|c| (c.len(), c.memory_bytes())).collect();
+    let built = cuboids
+        .iter()
+        .map(|c| (c.len(), c.memory_bytes()))
+        .collect();
     let closing_dicts = dims.dicts;
     let cube = Cube {
         model: model.clone(),
         levels: closing_dicts,
         cuboids,
     };
-    info!(cuboids = cube.cuboids.len(), bytes = cube.memory_bytes(), "cube built");
+    info!(
+        cuboids = cube.cuboids.len(),
+        bytes = cube.memory_bytes(),
+        "cube built"
+    );
     let report = BuildReport {
         plans,
         built,
@@ -119,13 +148,20 @@ fn build_lattice(
     plans: &[Plan],
     bar: &ProgressBar,
 ) -> Result<Vec<Cuboid>> {
-    let closing: Vec<lattice::Closing> = bases.iter().map(|b| lattice::Closing::new(b, dims, model)).collect();
+    let closing: Vec<lattice::Closing> = bases
+        .iter()
+        .map(|b| lattice::Closing::new(b, dims, model))
+        .collect();
     // Every level a plan needs, as a column over its fact's base rows (computed once).
     let base_codes: Vec<HashMap<LevelRef, Vec<u32>>> = bases
         .iter()
         .enumerate()
         .map(|(f, b)| {
-            let mut needed: Vec<LevelRef> = plans.iter().filter(|p| p.fact == f).flat_map(|p| p.levels.clone()).collect();
+            let mut needed: Vec<LevelRef> = plans
+                .iter()
+                .filter(|p| p.fact == f)
+                .flat_map(|p| p.levels.clone())
+                .collect();
             needed.sort_unstable();
             needed.dedup();
             lattice::base_level_codes(model, dims, b, f, needed)
@@ -133,7 +169,12 @@ fn build_lattice(
         .collect();
     // Order: more levels first, then larger first; `slots[i]` receives plan i's cuboid.
     let mut order: Vec<usize> = (0..plans.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(plans[i].levels.len()), std::cmp::Reverse(plans[i].est_cells)));
+    order.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(plans[i].levels.len()),
+            std::cmp::Reverse(plans[i].est_cells),
+        )
+    });
     let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut start = 0;
@@ -158,7 +199,9 @@ fn build_lattice(
                         chunk
                             .into_iter()
                             .map(|i| {
-                                let r = build_one(model, dims, bases, closing, base_codes, plans, slots, i);
+                                let r = build_one(
+                                    model, dims, bases, closing, base_codes, plans, slots, i,
+                                );
                                 bar.inc(1);
                                 (i, r)
                             })
@@ -166,7 +209,10 @@ fn build_lattice(
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
         });
         for (i, r) in built {
             slots[i] = Some(r?);
@@ -175,7 +221,9 @@ fn build_lattice(
     }
     slots
         .into_iter()
-        .map(|c| c.ok_or_else(|| crate::EngineError::Internal("a planned cuboid was not built".into())))
+        .map(|c| {
+            c.ok_or_else(|| crate::EngineError::Internal("a planned cuboid was not built".into()))
+        })
         .collect()
 }
 

@@ -58,7 +58,10 @@ pub(crate) fn derives(model: &Model, parent: &[LevelRef], target: &[LevelRef]) -
                 return pg > tg;
             }
             let h = &model.dimensions[t.dim].hierarchy;
-            match (h.iter().position(|x| *x == p.level), h.iter().position(|x| *x == t.level)) {
+            match (
+                h.iter().position(|x| *x == p.level),
+                h.iter().position(|x| *x == t.level),
+            ) {
                 (Some(pp), Some(tp)) => pp > tp,
                 _ => false,
             }
@@ -107,13 +110,18 @@ pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<
                 .map(|m| match m {
                     crate::store::MeasureColumn::Decimal { .. } => 17,
                     crate::store::MeasureColumn::Count(_) => 8,
-                    crate::store::MeasureColumn::Distinct(_) => 0,
+                    crate::store::MeasureColumn::Distinct(_) | crate::store::MeasureColumn::DistinctValues(_) => 0,
                 })
                 .sum(),
             distinct_measures: base
                 .measures
                 .iter()
-                .filter(|m| matches!(m, crate::store::MeasureColumn::Distinct(_)))
+                .filter(|m| {
+                    matches!(
+                        m,
+                        crate::store::MeasureColumn::Distinct(_) | crate::store::MeasureColumn::DistinctValues(_)
+                    )
+                })
                 .count() as u64,
         };
         let plan = |levels: Vec<LevelRef>, reason: String| Plan {
@@ -137,7 +145,10 @@ pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<
                 for (gi, g) in model.aggregates.groups.iter().enumerate() {
                     if g.includes.len() > 20 {
                         return Err(EngineError::Unsupported {
-                            what: format!("aggregation group {gi} with {} levels (at most 20)", g.includes.len()),
+                            what: format!(
+                                "aggregation group {gi} with {} levels (at most 20)",
+                                g.includes.len()
+                            ),
                         });
                     }
                     for mask in 0u32..(1 << g.includes.len()) {
@@ -155,9 +166,14 @@ pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<
                             })
                             && g.hierarchies.iter().all(|h| {
                                 // A level only with every level above it.
-                                h.iter().enumerate().all(|(i, l)| !subset.contains(l) || h[..i].iter().all(|a| subset.contains(a)))
+                                h.iter().enumerate().all(|(i, l)| {
+                                    !subset.contains(l) || h[..i].iter().all(|a| subset.contains(a))
+                                })
                             });
-                        if ok && reachable(&subset) && !chosen.iter().any(|p| same(&p.levels, &subset)) {
+                        if ok
+                            && reachable(&subset)
+                            && !chosen.iter().any(|p| same(&p.levels, &subset))
+                        {
                             chosen.push(plan(subset, format!("aggregation group {gi}")));
                         }
                     }
@@ -201,8 +217,16 @@ fn greedy(
             }
         }
     }
-    let times: Vec<LevelRef> = levels.iter().copied().filter(|l| time_grain(model, *l).is_some()).collect();
-    let others: Vec<LevelRef> = levels.iter().copied().filter(|l| time_grain(model, *l).is_none()).collect();
+    let times: Vec<LevelRef> = levels
+        .iter()
+        .copied()
+        .filter(|l| time_grain(model, *l).is_some())
+        .collect();
+    let others: Vec<LevelRef> = levels
+        .iter()
+        .copied()
+        .filter(|l| time_grain(model, *l).is_none())
+        .collect();
     for t in &times {
         for (i, a) in others.iter().enumerate() {
             for b in &others[i + 1..] {
@@ -229,7 +253,10 @@ fn greedy(
         })
         .collect();
     let mut used: u64 = chosen.iter().map(|p| p.est_bytes).sum();
-    let mut taken: Vec<bool> = workload.iter().map(|w| chosen.iter().any(|p| same(&p.levels, w))).collect();
+    let mut taken: Vec<bool> = workload
+        .iter()
+        .map(|w| chosen.iter().any(|p| same(&p.levels, w)))
+        .collect();
     let bytes: Vec<u64> = workload.iter().map(|w| est.bytes(w).max(1)).collect();
     while chosen.len() < AUTO_MAX_PER_FACT {
         let mut best: Option<(f64, usize, u64)> = None;
@@ -246,7 +273,9 @@ fn greedy(
                 best = Some((score, v, benefit));
             }
         }
-        let Some((score, v, benefit)) = best else { break };
+        let Some((score, v, benefit)) = best else {
+            break;
+        };
         taken[v] = true;
         for w in 0..workload.len() {
             if answers[v][w] {

@@ -87,7 +87,10 @@ mod tests {
             first: 2024 * 12 + 10,
             len: 4,
         };
-        assert_eq!(axis.names(TimeGrain::Month), ["2024-11", "2024-12", "2025-01", "2025-02"]);
+        assert_eq!(
+            axis.names(TimeGrain::Month),
+            ["2024-11", "2024-12", "2025-01", "2025-02"]
+        );
         assert_eq!(axis.names(TimeGrain::Quarter), ["2024-Q4", "2025-Q1"]);
         assert_eq!(axis.names(TimeGrain::Year), ["2024", "2025"]);
         assert_eq!(axis.code(3, TimeGrain::Quarter), 1);

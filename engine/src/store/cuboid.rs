@@ -27,7 +27,13 @@ pub enum MeasureColumn {
     Count(Vec<u64>),
     /// Exact distinct sets: the codes of the distinct values per cell.
     Distinct(Vec<RoaringBitmap>),
+    /// One distinct value per row ([`NO_VALUE`] for none): the form a base table keeps them in
+    /// (its grain includes the distinct values). Never in a cuboid.
+    DistinctValues(Vec<u32>),
 }
+
+/// Marks a row without a value in [`MeasureColumn::DistinctValues`].
+pub const NO_VALUE: u32 = u32::MAX;
 
 impl MeasureColumn {
     fn memory_bytes(&self) -> usize {
@@ -35,6 +41,7 @@ impl MeasureColumn {
             MeasureColumn::Decimal { values, valid, .. } => values.len() * 16 + valid.len(),
             MeasureColumn::Count(v) => v.len() * 8,
             MeasureColumn::Distinct(v) => v.iter().map(|b| b.serialized_size() + 8).sum(),
+            MeasureColumn::DistinctValues(v) => v.len() * 4,
         }
     }
 }
@@ -43,7 +50,10 @@ impl MeasureColumn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CellValue {
     /// An exact decimal: `value * 10^-scale`.
-    Decimal { value: i128, scale: i8 },
+    Decimal {
+        value: i128,
+        scale: i8,
+    },
     /// A count (rows, non-null values, or distinct values).
     Count(u64),
     Null,
@@ -60,7 +70,13 @@ impl std::fmt::Display for CellValue {
                 let unit = 10u128.pow(scale as u32);
                 let sign = if value < 0 { "-" } else { "" };
                 let abs = value.unsigned_abs();
-                write!(f, "{sign}{}.{:0width$}", abs / unit, abs % unit, width = scale as usize)
+                write!(
+                    f,
+                    "{sign}{}.{:0width$}",
+                    abs / unit,
+                    abs % unit,
+                    width = scale as usize
+                )
             }
         }
     }
@@ -96,7 +112,9 @@ impl Cuboid {
 
     /// Number of cells.
     pub fn len(&self) -> usize {
-        self.codes.first().map_or(self.cell_count_without_levels(), Vec::len)
+        self.codes
+            .first()
+            .map_or(self.cell_count_without_levels(), Vec::len)
     }
 
     fn cell_count_without_levels(&self) -> usize {
@@ -104,6 +122,7 @@ impl Cuboid {
             Some(MeasureColumn::Decimal { values, .. }) => values.len(),
             Some(MeasureColumn::Count(v)) => v.len(),
             Some(MeasureColumn::Distinct(v)) => v.len(),
+            Some(MeasureColumn::DistinctValues(v)) => v.len(),
             None => 0,
         }
     }
@@ -126,7 +145,11 @@ impl Cuboid {
     /// is not stored here).
     pub fn value(&self, cell: usize, measure: MeasureId) -> Option<CellValue> {
         Some(match self.column(measure)? {
-            MeasureColumn::Decimal { values, valid, scale } => {
+            MeasureColumn::Decimal {
+                values,
+                valid,
+                scale,
+            } => {
                 if valid[cell] {
                     CellValue::Decimal {
                         value: values[cell],
@@ -138,6 +161,7 @@ impl Cuboid {
             }
             MeasureColumn::Count(v) => CellValue::Count(v[cell]),
             MeasureColumn::Distinct(v) => CellValue::Count(v[cell].len()),
+            MeasureColumn::DistinctValues(v) => CellValue::Count(u64::from(v[cell] != NO_VALUE)),
         })
     }
 
@@ -152,7 +176,11 @@ impl Cuboid {
     /// Bytes of codes, values and bitmaps.
     pub fn memory_bytes(&self) -> usize {
         self.codes.iter().map(|c| c.len() * 4).sum::<usize>()
-            + self.measures.iter().map(MeasureColumn::memory_bytes).sum::<usize>()
+            + self
+                .measures
+                .iter()
+                .map(MeasureColumn::memory_bytes)
+                .sum::<usize>()
     }
 }
 
@@ -171,7 +199,12 @@ impl Cuboid {
     /// Evaluates a derived measure's expression over this cell's aggregates, after aggregation.
     /// `None` (SQL NULL) when an input is NULL, not stored here, or a division is by zero —
     /// never a panic or an infinity.
-    pub fn derived(&self, cell: usize, expr: &lattice_defs::model::Expr, model: &lattice_defs::Model) -> Option<f64> {
+    pub fn derived(
+        &self,
+        cell: usize,
+        expr: &lattice_defs::model::Expr,
+        model: &lattice_defs::Model,
+    ) -> Option<f64> {
         use lattice_defs::model::{BinOp, Expr, MeasureKind};
         match expr {
             Expr::Number(n) => Some(*n),
@@ -221,8 +254,18 @@ mod tests {
 
     #[test]
     fn values_render_exactly() {
-        assert_eq!(CellValue::Decimal { value: -1250, scale: 2 }.to_string(), "-12.50");
-        assert_eq!(CellValue::Decimal { value: 5, scale: 2 }.to_string(), "0.05");
+        assert_eq!(
+            CellValue::Decimal {
+                value: -1250,
+                scale: 2
+            }
+            .to_string(),
+            "-12.50"
+        );
+        assert_eq!(
+            CellValue::Decimal { value: 5, scale: 2 }.to_string(),
+            "0.05"
+        );
         assert_eq!(CellValue::Decimal { value: 7, scale: 0 }.to_string(), "7");
         assert_eq!(CellValue::Count(3).to_string(), "3");
         assert_eq!(CellValue::Null.to_string(), "NULL");

@@ -13,7 +13,7 @@
 
 mod cuboid;
 
-pub use cuboid::{CellValue, Cuboid, MeasureColumn};
+pub use cuboid::{CellValue, Cuboid, MeasureColumn, NO_VALUE};
 
 use lattice_defs::model::{FactId, LevelRef, Model};
 
@@ -57,7 +57,9 @@ impl Cube {
     pub fn cuboid(&self, fact: FactId, levels: &[LevelRef]) -> Option<&Cuboid> {
         let mut want = levels.to_vec();
         want.sort_unstable();
-        self.cuboids.iter().find(|c| c.fact == fact && c.sorted_levels() == want)
+        self.cuboids
+            .iter()
+            .find(|c| c.fact == fact && c.sorted_levels() == want)
     }
 
     /// The members of a level.
