@@ -160,7 +160,7 @@ pub(crate) async fn build_base(
                 inner.push(format!("{} AS x{j}", key_sql(x, int)));
                 group.push(format!("x{j}"));
             }
-            (Agg::Count, None) => outer_aggs.push("COUNT(*)".into()),
+            (Agg::Count, None) => outer_aggs.push(format!("COUNT(*) AS a{j}")),
             (agg, Some(x)) => {
                 let x = if scale == 6 && matches!(agg, Agg::Sum | Agg::Min | Agg::Max) {
                     format!("CAST({x} AS DECIMAL(38, 6))")
@@ -169,10 +169,10 @@ pub(crate) async fn build_base(
                 };
                 inner.push(format!("{x} AS x{j}"));
                 outer_aggs.push(match agg {
-                    Agg::Sum => format!("SUM(x{j})"),
-                    Agg::Min => format!("MIN(x{j})"),
-                    Agg::Max => format!("MAX(x{j})"),
-                    _ => format!("COUNT(x{j})"),
+                    Agg::Sum => format!("SUM(x{j}) AS a{j}"),
+                    Agg::Min => format!("MIN(x{j}) AS a{j}"),
+                    Agg::Max => format!("MAX(x{j}) AS a{j}"),
+                    _ => format!("COUNT(x{j}) AS a{j}"),
                 });
             }
             (_, None) => return Err(EngineError::Internal("aggregate without a column".into())),
@@ -210,24 +210,42 @@ pub(crate) async fn build_base(
     let mut agg_cols = Vec::new();
     let (mut next_outer, mut next_group) = (n_group + 1, n_keys + 1);
     for (_, spec) in &measures {
-        let next = if spec.agg == Agg::Distinct { &mut next_group } else { &mut next_outer };
+        let next = if spec.agg == Agg::Distinct {
+            &mut next_group
+        } else {
+            &mut next_outer
+        };
         agg_cols.push(*next);
         *next += 1;
     }
     let mut dictionaries: Vec<HashMap<KeyValue, u32>> = vec![HashMap::new(); measures.len()];
     for b in &batches {
         for (i, &d) in f.direct.iter().enumerate() {
-            let dc = dims.codes[d].as_ref().ok_or_else(|| EngineError::Internal("no codes".into()))?;
+            let dc = dims.codes[d]
+                .as_ref()
+                .ok_or_else(|| EngineError::Internal("no codes".into()))?;
             codes[i].extend(keys(b, i, integer_keys[i])?.iter().map(|k| dc.key_code(k)));
         }
         let periods = ints(b, n_keys)?;
-        codes[n_keys].extend((0..b.num_rows()).map(|r| if periods.is_valid(r) { periods.value(r) as u32 } else { 0 }));
-        fact_rows += ints(b, n_group)?.values().iter().map(|v| *v as u64).sum::<u64>();
+        codes[n_keys].extend((0..b.num_rows()).map(|r| {
+            if periods.is_valid(r) {
+                periods.value(r) as u32
+            } else {
+                0
+            }
+        }));
+        fact_rows += ints(b, n_group)?
+            .values()
+            .iter()
+            .map(|v| *v as u64)
+            .sum::<u64>();
         let mut distinct_pos = 0;
         for (j, (_, spec)) in measures.iter().enumerate() {
             let c = agg_cols[j];
             match (&mut cols[j], spec.agg) {
-                (MeasureColumn::Count(v), _) => v.extend(ints(b, c)?.values().iter().map(|x| *x as u64)),
+                (MeasureColumn::Count(v), _) => {
+                    v.extend(ints(b, c)?.values().iter().map(|x| *x as u64))
+                }
                 (MeasureColumn::DistinctValues(v), _) => {
                     let int = distinct_integer[distinct_pos];
                     distinct_pos += 1;

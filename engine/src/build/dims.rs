@@ -482,21 +482,25 @@ async fn metric_buckets(
                 n
             };
             let mut out = vec![default; (codes.n_keys + 1) * periods];
+            // The unknown key (facts whose key is NULL or not in the table) is `unknown` in
+            // every level, metric buckets included.
+            let unknown_key = codes.n_keys * periods;
+            out[unknown_key..].fill(n);
             for batch in query(ctx, &sql).await? {
                 let ks = keys(&batch, 0, codes.integer_key)?;
                 let ps = ints(&batch, 1)?;
                 let vs = decimals(&batch, 2, METRIC_SCALE)?;
-                for r in 0..batch.num_rows() {
-                    let k = codes.key_code(&ks[r]) as usize;
+                for (r, key) in ks.iter().enumerate() {
+                    let k = codes.key_code(key) as usize;
                     let p = (ps.value(r) - first) as usize;
-                    let code = if vs.is_valid(r) {
+                    if k == codes.n_keys || p >= periods {
+                        continue;
+                    }
+                    out[k * periods + p] = if vs.is_valid(r) {
                         b.index_of(Decimal(vs.value(r))) as u32
                     } else {
                         n
                     };
-                    if p < periods {
-                        out[k * periods + p] = code;
-                    }
                 }
             }
             let mut dict: Vec<String> = b.labels.clone();

@@ -197,19 +197,34 @@ pub(crate) fn can_derive(
         .all(|t| derivation(model, dims, parent, *t).is_some())
 }
 
-/// Aggregates `levels` of `fact` from `source`.
+/// What every cuboid of one fact is built from.
+pub(crate) struct FactInputs<'a> {
+    pub model: &'a Model,
+    pub dims: &'a Dims,
+    pub fact: FactId,
+    pub base: &'a BaseTable,
+    pub closing: &'a Closing,
+    /// Member codes of the levels plans need, per base row (see [`base_level_codes`]).
+    pub base_codes: &'a HashMap<LevelRef, Vec<u32>>,
+}
+
+/// Aggregates `levels` of the fact from `source` (cuboid `parent_index`, or the base table).
 pub(crate) fn aggregate(
-    model: &Model,
-    dims: &Dims,
-    fact: FactId,
-    base: &BaseTable,
-    closing: &Closing,
+    inputs: &FactInputs<'_>,
     source: Source<'_>,
     parent_index: Option<usize>,
     levels: &[LevelRef],
-    base_codes: Option<&HashMap<LevelRef, Vec<u32>>>,
 ) -> Result<Cuboid> {
-    let target_grain = levels.iter().find_map(|l| time_grain(model, *l));
+    let FactInputs {
+        model,
+        dims,
+        fact,
+        base,
+        closing,
+        base_codes,
+    } = *inputs;
+    // The finest time level of the cuboid decides its cells' closing periods.
+    let target_grain = levels.iter().filter_map(|l| time_grain(model, *l)).max();
     let (rows, columns, specs): (usize, &[MeasureColumn], &[MeasureSpec]) = match &source {
         Source::Base(b) => (b.len(), &b.measures, &b.specs),
         Source::Cuboid(c) => (c.len(), &c.measures, &base.specs),
@@ -221,7 +236,7 @@ pub(crate) fn aggregate(
         Source::Base(b) => {
             let periods = b.codes.last().map(Vec::as_slice).unwrap_or(&[]);
             for (k, l) in levels.iter().enumerate() {
-                row_codes[k] = match base_codes.and_then(|bc| bc.get(l)) {
+                row_codes[k] = match base_codes.get(l) {
                     Some(col) => col.clone(),
                     None => (0..rows)
                         .map(|r| base_level_code(model, dims, b, fact, *l, r))
@@ -243,7 +258,8 @@ pub(crate) fn aggregate(
                 .levels
                 .iter()
                 .enumerate()
-                .find_map(|(i, l)| time_grain(model, *l).map(|g| (i, g)));
+                .filter_map(|(i, l)| time_grain(model, *l).map(|g| (i, g)))
+                .max_by_key(|(_, g)| *g);
             for r in 0..rows {
                 for (k, d) in derive.iter().enumerate() {
                     let code = match d {
@@ -426,7 +442,9 @@ fn reorder(col: MeasureColumn, order: &[usize]) -> MeasureColumn {
             valid: order.iter().map(|&i| valid[i]).collect(),
             scale,
         },
-        MeasureColumn::DistinctValues(v) => MeasureColumn::DistinctValues(order.iter().map(|&i| v[i]).collect()),
+        MeasureColumn::DistinctValues(v) => {
+            MeasureColumn::DistinctValues(order.iter().map(|&i| v[i]).collect())
+        }
         MeasureColumn::Distinct(mut v) => {
             MeasureColumn::Distinct(order.iter().map(|&i| std::mem::take(&mut v[i])).collect())
         }

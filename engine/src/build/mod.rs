@@ -167,6 +167,18 @@ fn build_lattice(
             lattice::base_level_codes(model, dims, b, f, needed)
         })
         .collect();
+    let inputs: Vec<lattice::FactInputs<'_>> = bases
+        .iter()
+        .enumerate()
+        .map(|(fact, base)| lattice::FactInputs {
+            model,
+            dims,
+            fact,
+            base,
+            closing: &closing[fact],
+            base_codes: &base_codes[fact],
+        })
+        .collect();
     // Order: more levels first, then larger first; `slots[i]` receives plan i's cuboid.
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by_key(|&i| {
@@ -187,8 +199,7 @@ fn build_lattice(
         let layer = &order[start..end];
         let built: Vec<(usize, Result<Cuboid>)> = std::thread::scope(|s| {
             let slots = &slots;
-            let closing = &closing;
-            let base_codes = &base_codes;
+            let inputs = &inputs;
             let chunks: Vec<Vec<usize>> = (0..workers)
                 .map(|w| layer.iter().copied().skip(w).step_by(workers).collect())
                 .collect();
@@ -199,9 +210,7 @@ fn build_lattice(
                         chunk
                             .into_iter()
                             .map(|i| {
-                                let r = build_one(
-                                    model, dims, bases, closing, base_codes, plans, slots, i,
-                                );
+                                let r = build_one(&inputs[plans[i].fact], &plans[i], slots);
                                 bar.inc(1);
                                 (i, r)
                             })
@@ -228,16 +237,11 @@ fn build_lattice(
 }
 
 fn build_one(
-    model: &Model,
-    dims: &dims::Dims,
-    bases: &[base::BaseTable],
-    closing: &[lattice::Closing],
-    base_codes: &[HashMap<LevelRef, Vec<u32>>],
-    plans: &[Plan],
+    inputs: &lattice::FactInputs<'_>,
+    plan: &Plan,
     slots: &[Option<Cuboid>],
-    i: usize,
 ) -> Result<Cuboid> {
-    let plan = &plans[i];
+    let (model, dims) = (inputs.model, inputs.dims);
     let parent = slots
         .iter()
         .enumerate()
@@ -248,20 +252,9 @@ fn build_one(
                 && lattice::can_derive(model, dims, &c.levels, &plan.levels)
         })
         .min_by_key(|(_, c)| c.len());
-    let base = &bases[plan.fact];
     let source = match parent {
         Some((_, c)) => lattice::Source::Cuboid(c),
-        None => lattice::Source::Base(base),
+        None => lattice::Source::Base(inputs.base),
     };
-    lattice::aggregate(
-        model,
-        dims,
-        plan.fact,
-        base,
-        &closing[plan.fact],
-        source,
-        parent.map(|(j, _)| j),
-        &plan.levels,
-        Some(&base_codes[plan.fact]),
-    )
+    lattice::aggregate(inputs, source, parent.map(|(j, _)| j), &plan.levels)
 }

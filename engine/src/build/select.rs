@@ -110,7 +110,8 @@ pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<
                 .map(|m| match m {
                     crate::store::MeasureColumn::Decimal { .. } => 17,
                     crate::store::MeasureColumn::Count(_) => 8,
-                    crate::store::MeasureColumn::Distinct(_) | crate::store::MeasureColumn::DistinctValues(_) => 0,
+                    crate::store::MeasureColumn::Distinct(_)
+                    | crate::store::MeasureColumn::DistinctValues(_) => 0,
                 })
                 .sum(),
             distinct_measures: base
@@ -119,7 +120,8 @@ pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<
                 .filter(|m| {
                     matches!(
                         m,
-                        crate::store::MeasureColumn::Distinct(_) | crate::store::MeasureColumn::DistinctValues(_)
+                        crate::store::MeasureColumn::Distinct(_)
+                            | crate::store::MeasureColumn::DistinctValues(_)
                     )
                 })
                 .count() as u64,
