@@ -618,7 +618,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 24,
+        cases: std::env::var("LATTICE_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
         // The case is its seed, printed on failure; no regression files in the source tree.
         failure_persistence: None,
         ..ProptestConfig::default()
