@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use arrow::array::Array;
+
 use datafusion::prelude::SessionContext;
 use lattice_defs::model::{
     Agg, BucketSource, Decimal, DimId, DimensionKind, LevelKind, MeasureKind, Model, TimeGrain,
@@ -157,7 +159,7 @@ pub(crate) async fn build_dims(
         dicts,
         parents: HashMap::new(),
     };
-    metric_buckets(model, catalog, ctx, &mut dims).await?;
+    metric_buckets(model, ctx, &mut dims).await?;
     for (d, dim) in model.dimensions.iter().enumerate() {
         for (i, &ancestor) in dim.hierarchy.iter().enumerate() {
             for &child in &dim.hierarchy[i + 1..] {
@@ -213,8 +215,6 @@ async fn time_axis(model: &Model, ctx: &SessionContext) -> Result<Option<TimeAxi
         },
     }))
 }
-
-use arrow::array::Array;
 
 /// Reads one table dimension: key codes in key order, and the members of its column levels.
 async fn encode_table_dim(
@@ -417,12 +417,7 @@ pub(crate) fn fact_key_sql(model: &Model, fact: usize, dim: DimId) -> Option<(St
     Some((format!("{alias}.{}", ident(&key.column)), joins))
 }
 
-async fn metric_buckets(
-    model: &Model,
-    catalog: &Catalog,
-    ctx: &SessionContext,
-    dims: &mut Dims,
-) -> Result<()> {
+async fn metric_buckets(model: &Model, ctx: &SessionContext, dims: &mut Dims) -> Result<()> {
     for (d, dim) in model.dimensions.iter().enumerate() {
         for (l, level) in dim.levels.iter().enumerate() {
             let LevelKind::Bucket(b) = &level.kind else {
@@ -506,7 +501,6 @@ async fn metric_buckets(
             let mut dict: Vec<String> = b.labels.clone();
             dict.push(UNKNOWN_MEMBER.to_string());
             dims.dicts[d][l] = LevelDict { names: dict };
-            let _ = catalog;
             if let Some(c) = dims.codes[d].as_mut() {
                 c.metric[l] = Some(MetricCodes {
                     grain,
