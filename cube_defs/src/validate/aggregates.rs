@@ -1,0 +1,133 @@
+//! The aggregates policy: mode, budget, listed cuboids and aggregation groups.
+
+use serde_saphyr::Spanned;
+
+use super::{Ctx, pos};
+use crate::model::*;
+use crate::raw::*;
+
+pub(super) fn aggregates(
+    raw: Option<&RawAggregates>,
+    model: &Model,
+    ctx: &mut Ctx<'_>,
+) -> Aggregates {
+    let Some(raw) = raw else {
+        return Aggregates::default();
+    };
+    let mode = match raw.mode.value.as_str() {
+        "auto" => AggMode::Auto,
+        "explicit" => AggMode::Explicit,
+        "groups" => AggMode::Groups,
+        other => {
+            ctx.invalid(
+                pos(&raw.mode),
+                "aggregates.mode",
+                format!("unknown mode '{other}' (auto, explicit, groups)"),
+            );
+            AggMode::Auto
+        }
+    };
+    let budget_mb = match &raw.budget_mb {
+        Some(b) if b.value == 0 => {
+            ctx.invalid(
+                pos(b),
+                "aggregates.budget_mb",
+                "the budget must be at least 1 MB",
+            );
+            1
+        }
+        Some(b) => b.value,
+        None => Aggregates::default().budget_mb,
+    };
+    let all_levels = model.level_names();
+    let resolve = |l: &Spanned<String>, path: String, ctx: &mut Ctx<'_>| -> Option<LevelRef> {
+        let r = model.level(&l.value);
+        if r.is_none() {
+            ctx.unknown(
+                pos(l),
+                path,
+                "level",
+                &l.value,
+                None,
+                all_levels.iter().map(String::as_str),
+            );
+        }
+        r
+    };
+    let mut cuboids = Vec::new();
+    for (i, c) in raw.cuboids.iter().enumerate() {
+        let levels: Vec<LevelRef> = c
+            .value
+            .iter()
+            .enumerate()
+            .filter_map(|(j, l)| resolve(l, format!("aggregates.cuboids[{i}][{j}]"), ctx))
+            .collect();
+        cuboids.push(levels);
+    }
+    if mode == AggMode::Explicit && raw.cuboids.is_empty() {
+        ctx.invalid(
+            pos(&raw.mode),
+            "aggregates.mode",
+            "`mode: explicit` needs a `cuboids:` list",
+        );
+    }
+    if mode == AggMode::Groups && raw.groups.is_empty() {
+        ctx.invalid(
+            pos(&raw.mode),
+            "aggregates.mode",
+            "`mode: groups` needs a `groups:` list",
+        );
+    }
+    let mut groups = Vec::new();
+    for (gi, g) in raw.groups.iter().enumerate() {
+        let base = format!("aggregates.groups[{gi}]");
+        let includes: Vec<LevelRef> = g
+            .includes
+            .value
+            .iter()
+            .enumerate()
+            .filter_map(|(j, l)| resolve(l, format!("{base}.includes[{j}]"), ctx))
+            .collect();
+        let subset = |list: &[Spanned<String>], path: String, ctx: &mut Ctx<'_>| -> Vec<LevelRef> {
+            let mut out = Vec::new();
+            for (j, l) in list.iter().enumerate() {
+                if let Some(r) = resolve(l, format!("{path}[{j}]"), ctx) {
+                    if !includes.contains(&r) {
+                        ctx.invalid(
+                            pos(l),
+                            format!("{path}[{j}]"),
+                            format!("'{}' is not in this group's `includes`", l.value),
+                        );
+                    }
+                    out.push(r);
+                }
+            }
+            out
+        };
+        let mandatory = subset(&g.mandatory, format!("{base}.mandatory"), ctx);
+        let hierarchies = g
+            .hierarchies
+            .iter()
+            .enumerate()
+            .map(|(k, h)| subset(h, format!("{base}.hierarchies[{k}]"), ctx))
+            .collect();
+        let joint = g
+            .joint
+            .iter()
+            .enumerate()
+            .map(|(k, h)| subset(h, format!("{base}.joint[{k}]"), ctx))
+            .collect();
+        groups.push(AggGroup {
+            includes,
+            mandatory,
+            hierarchies,
+            joint,
+        });
+    }
+    Aggregates {
+        mode,
+        budget_mb,
+        cuboids,
+        groups,
+    }
+}
