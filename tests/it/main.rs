@@ -5,5 +5,6 @@ mod cube_build;
 mod load;
 mod random_cube;
 mod reference;
+mod select;
 mod synth;
 mod util;
