@@ -328,13 +328,26 @@ fn serve(defs: Option<PathBuf>, data: Option<PathBuf>, addr: &str) -> anyhow::Re
             Err(diags) => return Ok(report(&diags)),
         };
         let started = Instant::now();
-        match rt.block_on(load::load(&model)) {
-            Ok(_) => {}
+        let sources = match rt.block_on(load::load(&model)) {
+            Ok(s) => s,
             Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
             Err(e) => return Err(e.into()),
-        }
-        tracing::info!(cube = %model.name, secs = started.elapsed().as_secs_f64(), "cube loaded");
-        cubes.push(lattice_server::CubeInfo::from_model(&model));
+        };
+        let options = lattice_engine::build::BuildOptions { progress: true };
+        let (cube, rep) = rt.block_on(lattice_engine::build::build_cube_with_report(
+            &model, &sources, &options,
+        ))?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(cube = %model.name, seconds, cuboids = cube.cuboids.len(), "cube built");
+        let mut info = lattice_server::CubeInfo::from_model(&model);
+        info.build = Some(lattice_server::BuildInfo {
+            seconds,
+            cuboids: cube.cuboids.len(),
+            cells: cube.cuboids.iter().map(|c| c.len()).sum(),
+            bytes: cube.memory_bytes(),
+            fact_rows: rep.fact_rows.iter().sum(),
+        });
+        cubes.push(info);
     }
     rt.block_on(lattice_server::serve(addr, cubes))?;
     Ok(ExitCode::SUCCESS)

@@ -25,8 +25,20 @@ use serde_json::json;
 pub struct CubeInfo {
     pub name: String,
     pub description: Option<String>,
+    /// How the served snapshot was built (absent when only the definition is known).
+    pub build: Option<BuildInfo>,
     pub dimensions: Vec<DimensionInfo>,
     pub measures: Vec<MeasureInfo>,
+}
+
+/// What the build of a served cube did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildInfo {
+    pub seconds: f64,
+    pub cuboids: usize,
+    pub cells: usize,
+    pub bytes: usize,
+    pub fact_rows: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +68,7 @@ impl CubeInfo {
         CubeInfo {
             name: model.name.clone(),
             description: model.description.clone(),
+            build: None,
             dimensions: model
                 .dimensions
                 .iter()
@@ -144,7 +157,7 @@ async fn list_cubes(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
     let cubes: Vec<_> = state
         .cubes
         .iter()
-        .map(|c| json!({"name": c.name, "description": c.description}))
+        .map(|c| json!({"name": c.name, "description": c.description, "build": c.build}))
         .collect();
     Json(json!({ "cubes": cubes }))
 }
