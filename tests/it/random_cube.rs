@@ -133,9 +133,8 @@ impl Table {
     }
 }
 
-/// Whether time hierarchies may end in `day`. Off: the build does not support a day grain yet
-/// ("not supported yet: a day grain in the time dimension"); turn on when it does.
-const DAY_GRAIN: bool = false;
+/// Whether time hierarchies may end in `day` (one case in ten does).
+const DAY_GRAIN: bool = true;
 
 /// splitmix64: a small deterministic generator, so that a case is its seed.
 #[derive(Debug)]
@@ -407,6 +406,9 @@ fn generate(seed: u64, fact_rows: usize, n_dims: usize) -> Case {
         (0..fact_rows)
             .map(|_| {
                 let month = rng.below(18); // 2024-01 .. 2025-06
+                if rng.chance(0.03) {
+                    return None; // a fact without a date belongs to `unknown` in time
+                }
                 Some(format!(
                     "{}-{:02}-{:02}",
                     2024 + month / 12,

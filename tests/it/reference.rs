@@ -325,8 +325,14 @@ impl Query<'_> {
             Agg::Sum | Agg::Count | Agg::Distinct => "0",
             Agg::Min | Agg::Max => "NULL",
         };
+        // A row without a date has no period, so no band for it: `unknown`.
+        let no_period = if grain.is_some() {
+            format!("WHEN {row_period} IS NULL THEN NULL ")
+        } else {
+            String::new()
+        };
         format!(
-            "CASE WHEN {row_key} IS NULL THEN NULL WHEN {n}.k IS NULL THEN {empty} ELSE {n}.v END"
+            "CASE WHEN {row_key} IS NULL THEN NULL {no_period}WHEN {n}.k IS NULL THEN {empty} ELSE {n}.v END"
         )
     }
 }

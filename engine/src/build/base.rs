@@ -13,7 +13,7 @@ use roaring::RoaringBitmap;
 
 use super::arrays::{KeyValue, decimals, ints, keys, query};
 use super::dims::{Dims, key_sql};
-use super::time::period_sql;
+use super::time::{NO_PERIOD, period_sql};
 use crate::source::load::ident;
 use crate::store::{MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
@@ -231,7 +231,7 @@ pub(crate) async fn build_base(
             if periods.is_valid(r) {
                 periods.value(r) as u32
             } else {
-                0
+                NO_PERIOD
             }
         }));
         fact_rows += ints(b, n_group)?

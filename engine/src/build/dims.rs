@@ -18,7 +18,7 @@ use lattice_defs::model::{
 use lattice_defs::{Catalog, ColumnType};
 
 use super::arrays::{KeyValue, decimals, ints, keys, query, strings};
-use super::time::{TimeAxis, coarsen, period_sql};
+use super::time::{NO_PERIOD, TimeAxis, coarsen, period_sql};
 use crate::source::load::{dimension_from, ident, level_member_sql};
 use crate::store::LevelDict;
 use crate::{EngineError, Result};
@@ -58,11 +58,16 @@ pub(crate) struct MetricCodes {
     pub periods: usize,
     /// `codes[key * periods + period]`.
     pub codes: Vec<u32>,
+    /// The code of `unknown` (for facts without a period).
+    pub unknown: u32,
 }
 
 impl MetricCodes {
     /// The member for a key code and an absolute period of the axis grain.
     pub fn code(&self, key: u32, axis: Option<&TimeAxis>, period: u32) -> u32 {
+        if period == NO_PERIOD && self.grain.is_some() {
+            return self.unknown;
+        }
         let p = match (self.grain, axis) {
             (Some(g), Some(axis)) => {
                 (coarsen(axis.abs(period), axis.grain, g) - self.first) as usize
@@ -130,8 +135,11 @@ pub(crate) async fn build_dims(
     for dim in &model.dimensions {
         match &dim.kind {
             DimensionKind::Time => {
-                let names = |g| LevelDict {
-                    names: time.as_ref().map_or_else(Vec::new, |t| t.names(g)),
+                // Time members, then `unknown` (facts whose date is NULL).
+                let names = |g| {
+                    let mut names = time.as_ref().map_or_else(Vec::new, |t| t.names(g));
+                    names.push(UNKNOWN_MEMBER.to_string());
+                    LevelDict { names }
                 };
                 dicts.push(
                     dim.levels
@@ -184,11 +192,6 @@ async fn time_axis(model: &Model, ctx: &SessionContext) -> Result<Option<TimeAxi
             "time dimension with a non-time level".into(),
         ));
     };
-    if grain == TimeGrain::Day {
-        return Err(EngineError::Unsupported {
-            what: "a day grain in the time dimension (the build aggregates to months, quarters or years)".into(),
-        });
-    }
     let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
     for fact in &model.facts {
         let Some(col) = &fact.time else { continue };
@@ -507,6 +510,7 @@ async fn metric_buckets(model: &Model, ctx: &SessionContext, dims: &mut Dims) ->
                     first,
                     periods,
                     codes: out,
+                    unknown: n,
                 });
             }
         }

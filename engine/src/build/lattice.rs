@@ -9,7 +9,7 @@ use lattice_defs::model::{DimensionKind, FactId, LevelKind, LevelRef, Model, Tim
 
 use super::base::{BaseTable, MeasureSpec, empty_column, merge_decimal, push_empty};
 use super::dims::Dims;
-use super::time::coarsen;
+use super::time::{NO_PERIOD, coarsen};
 use crate::store::{Cuboid, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
@@ -24,14 +24,16 @@ impl Closing {
     pub fn new(base: &BaseTable, dims: &Dims, model: &Model) -> Closing {
         let mut by_grain = HashMap::new();
         let periods = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
-        let latest = periods.iter().max().copied();
+        let dated = || periods.iter().copied().filter(|p| *p != NO_PERIOD);
+        let latest = dated().max();
         if let (Some(axis), Some(t)) = (&dims.time, model.time_dimension()) {
             for level in &model.dimensions[t].levels {
                 let LevelKind::Time(g) = level.kind else {
                     continue;
                 };
-                let mut closing = vec![None; axis.names(g).len()];
-                for &p in periods {
+                // One slot per member, and one for `unknown` (never closing).
+                let mut closing = vec![None; axis.names(g).len() + 1];
+                for p in dated() {
                     let m = axis.code(p, g) as usize;
                     closing[m] = Some(closing[m].map_or(p, |c: u32| c.max(p)));
                 }
@@ -267,6 +269,10 @@ pub(crate) fn aggregate(
                         Derive::Parent { from, map } => map[c.codes[*from][r] as usize],
                         Derive::Time { from, fine, coarse } => {
                             let axis = dims.time.as_ref().expect("time levels need an axis");
+                            if c.codes[*from][r] == axis.unknown_code(*fine) {
+                                row_codes[k].push(axis.unknown_code(*coarse));
+                                continue;
+                            }
                             let first_fine = coarsen(axis.first, axis.grain, *fine);
                             let abs = first_fine + c.codes[*from][r] as i64;
                             (coarsen(abs, *fine, *coarse)

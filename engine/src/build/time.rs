@@ -5,8 +5,26 @@
 use lattice_defs::model::TimeGrain;
 
 /// An absolute period number of a grain: years, `year*4 + q-1` for quarters, `year*12 + m-1`
-/// for months.
+/// for months, days since 1970-01-01 for days.
 pub(crate) type AbsPeriod = i64;
+
+/// The period of a fact row whose date is NULL: it belongs to `unknown` at every grain.
+pub(crate) const NO_PERIOD: u32 = u32::MAX;
+
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (proleptic Gregorian; Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
 
 /// The SQL expression of a date's absolute period at `grain`.
 pub(crate) fn period_sql(date: &str, grain: TimeGrain) -> String {
@@ -16,8 +34,8 @@ pub(crate) fn period_sql(date: &str, grain: TimeGrain) -> String {
         TimeGrain::Year => year,
         TimeGrain::Quarter => format!("({year} * 4 + ({month} - 1) / 3)"),
         TimeGrain::Month => format!("({year} * 12 + {month} - 1)"),
-        // Days since 1970-01-01.
-        TimeGrain::Day => format!("CAST(CAST({date} AS DATE) - DATE '1970-01-01' AS BIGINT)"),
+        // Days since 1970-01-01 (a date's timestamp is a whole number of days).
+        TimeGrain::Day => format!("(to_unixtime(CAST({date} AS TIMESTAMP)) / 86400)"),
     }
 }
 
@@ -28,7 +46,11 @@ pub(crate) fn coarsen(p: AbsPeriod, fine: TimeGrain, coarse: TimeGrain) -> AbsPe
         (TimeGrain::Month, TimeGrain::Quarter) => p.div_euclid(3),
         (TimeGrain::Month, TimeGrain::Year) => p.div_euclid(12),
         (TimeGrain::Quarter, TimeGrain::Year) => p.div_euclid(4),
-        // Days are not coarsened by arithmetic here (the build rejects a day grain).
+        (TimeGrain::Day, coarse) => {
+            let (y, m, _) = civil_from_days(p);
+            coarsen(y * 12 + m - 1, TimeGrain::Month, coarse)
+        }
+        // A coarser period has no single finer one; callers only coarsen.
         _ => p,
     }
 }
@@ -39,7 +61,10 @@ pub(crate) fn period_name(p: AbsPeriod, grain: TimeGrain) -> String {
         TimeGrain::Year => format!("{p}"),
         TimeGrain::Quarter => format!("{}-Q{}", p.div_euclid(4), p.rem_euclid(4) + 1),
         TimeGrain::Month => format!("{}-{:02}", p.div_euclid(12), p.rem_euclid(12) + 1),
-        TimeGrain::Day => format!("day {p}"),
+        TimeGrain::Day => {
+            let (y, m, d) = civil_from_days(p);
+            format!("{y}-{m:02}-{d:02}")
+        }
     }
 }
 
@@ -58,10 +83,19 @@ impl TimeAxis {
         self.first + period as AbsPeriod
     }
 
-    /// Member code of `period` at `grain` (codes count from the first member of that grain).
+    /// Member code of `period` at `grain` (codes count from the first member of that grain;
+    /// [`NO_PERIOD`] is `unknown`, the code after the last member).
     pub fn code(&self, period: u32, grain: TimeGrain) -> u32 {
+        if period == NO_PERIOD {
+            return self.unknown_code(grain);
+        }
         let first = coarsen(self.first, self.grain, grain);
         (coarsen(self.abs(period), self.grain, grain) - first) as u32
+    }
+
+    /// The code of `unknown` at `grain`: one past the last member.
+    pub fn unknown_code(&self, grain: TimeGrain) -> u32 {
+        self.names(grain).len() as u32
     }
 
     /// The member names of a grain over the axis, in time order.
@@ -96,5 +130,30 @@ mod tests {
         assert_eq!(axis.code(3, TimeGrain::Quarter), 1);
         assert_eq!(axis.code(1, TimeGrain::Year), 0);
         assert_eq!(axis.code(2, TimeGrain::Year), 1);
+        assert_eq!(axis.code(NO_PERIOD, TimeGrain::Quarter), 2);
+    }
+
+    #[test]
+    fn days_coarsen_through_the_calendar() {
+        // 2024-02-29 is day 19782 since 1970-01-01; 1969-12-31 is day -1.
+        assert_eq!(period_name(19_782, TimeGrain::Day), "2024-02-29");
+        assert_eq!(period_name(-1, TimeGrain::Day), "1969-12-31");
+        assert_eq!(period_name(0, TimeGrain::Day), "1970-01-01");
+        assert_eq!(
+            coarsen(19_782, TimeGrain::Day, TimeGrain::Month),
+            2024 * 12 + 1
+        );
+        assert_eq!(
+            coarsen(19_782, TimeGrain::Day, TimeGrain::Quarter),
+            2024 * 4
+        );
+        assert_eq!(coarsen(-1, TimeGrain::Day, TimeGrain::Year), 1969);
+        let axis = TimeAxis {
+            grain: TimeGrain::Day,
+            first: 19_782,
+            len: 3,
+        };
+        assert_eq!(axis.names(TimeGrain::Month), ["2024-02", "2024-03"]);
+        assert_eq!(axis.code(2, TimeGrain::Month), 1);
     }
 }
