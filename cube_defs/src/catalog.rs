@@ -72,7 +72,6 @@ enum Want {
     Key,
     Numeric,
     Date,
-    Ordered,
 }
 
 impl Want {
@@ -82,7 +81,6 @@ impl Want {
             Want::Key => matches!(t, ColumnType::Integer | ColumnType::Text),
             Want::Numeric => t.is_numeric(),
             Want::Date => matches!(t, ColumnType::Date),
-            Want::Ordered => t.is_numeric() || matches!(t, ColumnType::Date),
         }
     }
     fn describe(self) -> &'static str {
@@ -91,7 +89,6 @@ impl Want {
             Want::Key => "an integer or text key",
             Want::Numeric => "a number (integer, decimal or float)",
             Want::Date => "a date",
-            Want::Ordered => "a number or a date",
         }
     }
 }
@@ -224,7 +221,7 @@ pub fn check_catalog(model: &Model, catalog: &Catalog) -> Diagnostics {
         {
             let want = match agg {
                 Agg::Sum => Want::Numeric,
-                Agg::Min | Agg::Max => Want::Ordered,
+                Agg::Min | Agg::Max => Want::Numeric,
                 Agg::Count | Agg::Distinct => Want::Any,
             };
             c.column_ref(col, want);
