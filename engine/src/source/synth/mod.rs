@@ -45,6 +45,13 @@
 //! cents from the start (`f64` only shapes random draws, each rounded to cents once); sums and
 //! margins are integer arithmetic. Parquet files carry no timestamps. The same binary on the same
 //! platform writes the same bytes; another platform's `libm` could round a draw differently.
+//!
+//! # Layout
+//!
+//! [`generate`] draws the `bank::Bank` once (the fixed `catalog`, the `customers` and their
+//! managers, over the `calendar`), then writes `transactions` and `balances` on two threads
+//! and the `dimensions` tables on the calling one, each through `write` as Parquet or CSV.
+//! `random` holds the seeded streams and draws, `columns` the Arrow helpers all tables share.
 
 mod balances;
 mod bank;
