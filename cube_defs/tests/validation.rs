@@ -419,3 +419,29 @@ fn model_knows_which_levels_a_measure_varies_by() {
     assert!(m.measure_varies_by(measure("avg_ticket"), level("manager.branch")));
     assert!(m.measure_varies_by(measure("customers"), level("time.month")));
 }
+
+#[test]
+fn a_listed_cuboid_must_be_one_fact_s_and_list_a_level_once() {
+    let two_facts = BASE
+        .replace(
+            "  stores: { path: stores.csv }",
+            "  stores: { path: stores.csv }\n  stock: { path: stock.csv }\n  items: { path: items.csv }",
+        )
+        .replace(
+            "  sales: { time: day, dimensions: [store] }",
+            "  sales: { time: day, dimensions: [store] }\n  stock: { time: day, dimensions: [item] }",
+        )
+        .replace(
+            "dimensions:\n  time:",
+            "dimensions:\n  item: { table: items, key: item_id, hierarchy: [family] }\n  time:",
+        )
+        .replace("[[store.region, time.month]]", "[[store.region, item.family], [time.month, time.month]]");
+    assert_errors(
+        &two_facts,
+        &[
+            "shop.yaml:36:13: aggregates.cuboids[0]: no fact varies by all of store.region, item.family: \
+             each cuboid aggregates one fact table",
+            "shop.yaml:36:55: aggregates.cuboids[1][1]: duplicate level in cuboid 'time.month' (first defined at line 36)",
+        ],
+    );
+}

@@ -3,6 +3,7 @@
 use serde_saphyr::Spanned;
 
 use super::{Ctx, pos};
+use crate::diag::DefError;
 use crate::model::*;
 use crate::raw::*;
 
@@ -62,6 +63,35 @@ pub(super) fn aggregates(
             .enumerate()
             .filter_map(|(j, l)| resolve(l, format!("aggregates.cuboids[{i}][{j}]"), ctx))
             .collect();
+        let path = format!("aggregates.cuboids[{i}]");
+        for (j, l) in levels.iter().enumerate() {
+            if let Some(first) = levels[..j].iter().position(|x| x == l) {
+                ctx.report(
+                    pos(&c.value[j]),
+                    format!("{path}[{j}]"),
+                    DefError::Duplicate {
+                        what: "level in cuboid",
+                        name: model.level_name(*l),
+                        first_line: pos(&c.value[first]).line,
+                    },
+                );
+            }
+        }
+        // A cuboid aggregates one fact: some fact must vary by every one of its levels.
+        let dims: Vec<usize> = levels.iter().map(|l| l.dim).collect();
+        if levels.len() == c.value.len()
+            && !(0..model.facts.len()).any(|f| dims.iter().all(|d| model.fact_has_dimension(f, *d)))
+        {
+            let names: Vec<String> = levels.iter().map(|l| model.level_name(*l)).collect();
+            ctx.invalid(
+                pos(c),
+                path,
+                format!(
+                    "no fact varies by all of {}: each cuboid aggregates one fact table",
+                    names.join(", ")
+                ),
+            );
+        }
         cuboids.push(levels);
     }
     if mode == AggMode::Explicit && raw.cuboids.is_empty() {
