@@ -15,6 +15,8 @@ pub(super) fn aggregates(
     let Some(raw) = raw else {
         return Aggregates::default();
     };
+    // Cross-checks against facts only mean something when the rest is clean.
+    let clean = ctx.diags.is_empty();
     let mode = match raw.mode.value.as_str() {
         "auto" => AggMode::Auto,
         "explicit" => AggMode::Explicit,
@@ -79,7 +81,8 @@ pub(super) fn aggregates(
         }
         // A cuboid aggregates one fact: some fact must vary by every one of its levels.
         let dims: Vec<usize> = levels.iter().map(|l| l.dim).collect();
-        if levels.len() == c.value.len()
+        if clean
+            && levels.len() == c.value.len()
             && !(0..model.facts.len()).any(|f| dims.iter().all(|d| model.fact_has_dimension(f, *d)))
         {
             let names: Vec<String> = levels.iter().map(|l| model.level_name(*l)).collect();
