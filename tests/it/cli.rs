@@ -78,3 +78,68 @@ fn gen_rejects_a_bad_scale() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("scale"));
 }
+
+/// `lattice serve` over a real socket: it builds the cube, says where it listens, answers, and
+/// stops cleanly on SIGTERM.
+#[test]
+fn serve_answers_over_a_socket_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let mut child = lattice()
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(parquet_dir())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start lattice serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("serve ended before saying where it listens");
+        };
+        if let Some(rest) = line.split("serving on http://").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+
+    let get = |path: &str| -> String {
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut response = String::new();
+        s.read_to_string(&mut response).expect("read");
+        response
+    };
+    let cubes = get("/v1/cubes");
+    assert!(cubes.starts_with("HTTP/1.1 200"), "{cubes}");
+    assert!(
+        cubes.contains("\"name\":\"bank_crm\"") && cubes.contains("\"cuboids\":"),
+        "{cubes}"
+    );
+    let missing = get("/v1/cubes/nope");
+    assert!(
+        missing.starts_with("HTTP/1.1 404") && missing.contains("unknown_cube"),
+        "{missing}"
+    );
+
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "serve exited with {status} after SIGTERM");
+}
