@@ -7,11 +7,12 @@ use std::collections::HashMap;
 
 use arrow::array::Array;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use lattice_defs::model::{Agg, FactId, MeasureId, MeasureKind, Model, OverTime};
 use lattice_defs::{Catalog, ColumnType};
 use roaring::RoaringBitmap;
 
-use super::arrays::{KeyValue, decimals, ints, keys, query};
+use super::arrays::{KeyValue, decimals, ints, keys};
 use super::dims::{Dims, key_sql};
 use super::time::{NO_PERIOD, period_sql};
 use crate::source::load::ident;
@@ -189,7 +190,10 @@ pub(crate) async fn build_base(
         ident(&f.name),
         group.join(", ")
     );
-    let batches = query(ctx, &sql).await?;
+    // Streamed: each batch is converted to codes and dropped, so the raw groups and the base
+    // table are never both whole in memory.
+    tracing::debug!(sql, "base query");
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
 
     // DataFusion's groups are the base rows: the grain is the keys, the period and the
     // distinct values, so each row holds at most one value per distinct measure.
@@ -219,7 +223,8 @@ pub(crate) async fn build_base(
         *next += 1;
     }
     let mut dictionaries: Vec<HashMap<KeyValue, u32>> = vec![HashMap::new(); measures.len()];
-    for b in &batches {
+    while let Some(batch) = stream.next().await {
+        let b = &batch?;
         for (i, &d) in f.direct.iter().enumerate() {
             let dc = dims.codes[d]
                 .as_ref()
