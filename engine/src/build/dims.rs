@@ -420,7 +420,21 @@ pub(crate) fn fact_key_sql(model: &Model, fact: usize, dim: DimId) -> Option<(St
     Some((format!("{alias}.{}", ident(&key.column)), joins))
 }
 
+/// One metric bucket level to compute.
+struct MetricLevel<'m> {
+    dim: DimId,
+    level: usize,
+    bucket: &'m lattice_defs::model::Bucket,
+    agg: Agg,
+    /// SQL of the aggregate over the inner column `x{i}`, and of that column.
+    value: String,
+    column: String,
+}
+
+/// Metric buckets, computed with one query per (fact, entity, period grain): all the metrics
+/// of a customer's month over balances come from one scan.
 async fn metric_buckets(model: &Model, ctx: &SessionContext, dims: &mut Dims) -> Result<()> {
+    let mut groups: Vec<((usize, DimId, Option<TimeGrain>), Vec<MetricLevel<'_>>)> = Vec::new();
     for (d, dim) in model.dimensions.iter().enumerate() {
         for (l, level) in dim.levels.iter().enumerate() {
             let LevelKind::Bucket(b) = &level.kind else {
@@ -437,80 +451,127 @@ async fn metric_buckets(model: &Model, ctx: &SessionContext, dims: &mut Dims) ->
                     "metric bucket over a derived measure".into(),
                 ));
             };
-            let (key_expr, joins) = fact_key_sql(model, *fact, d).ok_or_else(|| {
-                EngineError::Internal("metric measure does not reach its entity".into())
-            })?;
-            let codes = dims.codes[d]
-                .as_ref()
-                .ok_or_else(|| EngineError::Internal("metric on time".into()))?;
-            let time_col = model.facts[*fact].time.as_ref();
-            let (grain, first, periods) = match (period, &dims.time, time_col) {
-                (Some(g), Some(axis), Some(_)) if axis.len > 0 => {
-                    let first = coarsen(axis.first, axis.grain, *g);
-                    let last = coarsen(axis.abs(axis.len as u32 - 1), axis.grain, *g);
-                    (Some(*g), first, (last - first + 1) as usize)
+            let grain = match (period, &dims.time, &model.facts[*fact].time) {
+                (Some(g), Some(axis), Some(_)) if axis.len > 0 => Some(*g),
+                _ => None,
+            };
+            let key = (*fact, d, grain);
+            let at = match groups.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    groups.push((key, Vec::new()));
+                    groups.len() - 1
                 }
-                _ => (None, 0, 1),
             };
-            let p_sql = match (grain, time_col) {
-                (Some(g), Some(t)) => period_sql(&format!("f.{}", ident(&t.column)), g),
-                _ => "CAST(0 AS BIGINT)".to_string(),
-            };
+            let i = groups[at].1.len();
             let value = match (agg, column) {
                 (_, None) => "COUNT(*)".to_string(),
-                (Agg::Count, Some(_)) => "COUNT(x)".to_string(),
-                (Agg::Sum, Some(_)) => "SUM(x)".to_string(),
-                (Agg::Min, Some(_)) => "MIN(x)".to_string(),
-                (Agg::Max, Some(_)) => "MAX(x)".to_string(),
-                (Agg::Distinct, Some(_)) => "COUNT(DISTINCT x)".to_string(),
+                (Agg::Count, Some(_)) => format!("COUNT(x{i})"),
+                (Agg::Sum, Some(_)) => format!("SUM(x{i})"),
+                (Agg::Min, Some(_)) => format!("MIN(x{i})"),
+                (Agg::Max, Some(_)) => format!("MAX(x{i})"),
+                (Agg::Distinct, Some(_)) => format!("COUNT(DISTINCT x{i})"),
             };
-            let x = column
+            let column = column
                 .as_ref()
                 .map_or("NULL".to_string(), |c| format!("f.{}", ident(&c.column)));
-            let sql = format!(
-                "SELECT k, p, {value} FROM (SELECT {} AS k, {p_sql} AS p, {x} AS x FROM {} AS f {joins}) GROUP BY k, p",
-                key_sql(&key_expr, codes.integer_key),
-                ident(&model.facts[*fact].name)
-            );
-            let zero_is_default = matches!(agg, Agg::Sum | Agg::Count | Agg::Distinct);
-            let n = b.labels.len() as u32; // code of `unknown`
-            let default = if zero_is_default {
-                b.index_of(Decimal(0)) as u32
-            } else {
-                n
-            };
-            let mut out = vec![default; (codes.n_keys + 1) * periods];
-            // The unknown key (facts whose key is NULL or not in the table) is `unknown` in
-            // every level, metric buckets included.
-            let unknown_key = codes.n_keys * periods;
-            out[unknown_key..].fill(n);
-            for batch in query(ctx, &sql).await? {
-                let ks = keys(&batch, 0, codes.integer_key)?;
-                let ps = ints(&batch, 1)?;
-                let vs = decimals(&batch, 2, METRIC_SCALE)?;
-                for (r, key) in ks.iter().enumerate() {
-                    let k = codes.key_code(key) as usize;
-                    let p = (ps.value(r) - first) as usize;
-                    if k == codes.n_keys || p >= periods {
-                        continue;
-                    }
-                    out[k * periods + p] = if vs.is_valid(r) {
-                        b.index_of(Decimal(vs.value(r))) as u32
+            groups[at].1.push(MetricLevel {
+                dim: d,
+                level: l,
+                bucket: b,
+                agg: *agg,
+                value: format!("{value} AS v{i}"),
+                column: format!("{column} AS x{i}"),
+            });
+        }
+    }
+    for ((fact, d, grain), levels) in groups {
+        let (key_expr, joins) = fact_key_sql(model, fact, d).ok_or_else(|| {
+            EngineError::Internal("metric measure does not reach its entity".into())
+        })?;
+        let codes = dims.codes[d]
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("metric on time".into()))?;
+        let (first, periods) = match (grain, &dims.time) {
+            (Some(g), Some(axis)) => {
+                let first = coarsen(axis.first, axis.grain, g);
+                let last = coarsen(axis.abs(axis.len as u32 - 1), axis.grain, g);
+                (first, (last - first + 1) as usize)
+            }
+            _ => (0, 1),
+        };
+        let p_sql = match (grain, &model.facts[fact].time) {
+            (Some(g), Some(t)) => period_sql(&format!("f.{}", ident(&t.column)), g),
+            _ => "CAST(0 AS BIGINT)".to_string(),
+        };
+        let sql = format!(
+            "SELECT k, p, {} FROM (SELECT {} AS k, {p_sql} AS p, {} FROM {} AS f {joins}) GROUP BY k, p",
+            levels
+                .iter()
+                .map(|m| m.value.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            key_sql(&key_expr, codes.integer_key),
+            levels
+                .iter()
+                .map(|m| m.column.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            ident(&model.facts[fact].name)
+        );
+        // Per level: entities without facts in a period have a metric of 0 (sum, count,
+        // distinct) or none (min, max); the unknown key (facts whose key is NULL or not in the
+        // table) is `unknown` in every level, metric buckets included.
+        let mut outs: Vec<Vec<u32>> = levels
+            .iter()
+            .map(|m| {
+                let unknown = m.bucket.labels.len() as u32;
+                let default = if matches!(m.agg, Agg::Sum | Agg::Count | Agg::Distinct) {
+                    m.bucket.index_of(Decimal(0)) as u32
+                } else {
+                    unknown
+                };
+                let mut out = vec![default; (codes.n_keys + 1) * periods];
+                out[codes.n_keys * periods..].fill(unknown);
+                out
+            })
+            .collect();
+        for batch in query(ctx, &sql).await? {
+            let ks = keys(&batch, 0, codes.integer_key)?;
+            let ps = ints(&batch, 1)?;
+            let vs: Vec<_> = (0..levels.len())
+                .map(|i| decimals(&batch, 2 + i, METRIC_SCALE))
+                .collect::<Result<_>>()?;
+            for (r, key) in ks.iter().enumerate() {
+                let k = codes.key_code(key) as usize;
+                if k == codes.n_keys || ps.is_null(r) {
+                    continue;
+                }
+                let p = (ps.value(r) - first) as usize;
+                if p >= periods {
+                    continue;
+                }
+                for ((m, v), out) in levels.iter().zip(&vs).zip(outs.iter_mut()) {
+                    out[k * periods + p] = if v.is_valid(r) {
+                        m.bucket.index_of(Decimal(v.value(r))) as u32
                     } else {
-                        n
+                        m.bucket.labels.len() as u32
                     };
                 }
             }
-            let mut dict: Vec<String> = b.labels.clone();
-            dict.push(UNKNOWN_MEMBER.to_string());
-            dims.dicts[d][l] = LevelDict { names: dict };
-            if let Some(c) = dims.codes[d].as_mut() {
-                c.metric[l] = Some(MetricCodes {
+        }
+        for (m, out) in levels.iter().zip(outs) {
+            let unknown = m.bucket.labels.len() as u32;
+            let mut names = m.bucket.labels.clone();
+            names.push(UNKNOWN_MEMBER.to_string());
+            dims.dicts[m.dim][m.level] = LevelDict { names };
+            if let Some(c) = dims.codes[m.dim].as_mut() {
+                c.metric[m.level] = Some(MetricCodes {
                     grain,
                     first,
                     periods,
                     codes: out,
-                    unknown: n,
+                    unknown,
                 });
             }
         }
