@@ -420,6 +420,9 @@ pub(crate) fn fact_key_sql(model: &Model, fact: usize, dim: DimId) -> Option<(St
     Some((format!("{alias}.{}", ident(&key.column)), joins))
 }
 
+/// The facts one metric query scans: (fact, entity dimension, period grain).
+type MetricScan = (usize, DimId, Option<TimeGrain>);
+
 /// One metric bucket level to compute.
 struct MetricLevel<'m> {
     dim: DimId,
@@ -434,7 +437,7 @@ struct MetricLevel<'m> {
 /// Metric buckets, computed with one query per (fact, entity, period grain): all the metrics
 /// of a customer's month over balances come from one scan.
 async fn metric_buckets(model: &Model, ctx: &SessionContext, dims: &mut Dims) -> Result<()> {
-    let mut groups: Vec<((usize, DimId, Option<TimeGrain>), Vec<MetricLevel<'_>>)> = Vec::new();
+    let mut groups: Vec<(MetricScan, Vec<MetricLevel<'_>>)> = Vec::new();
     for (d, dim) in model.dimensions.iter().enumerate() {
         for (l, level) in dim.levels.iter().enumerate() {
             let LevelKind::Bucket(b) = &level.kind else {
