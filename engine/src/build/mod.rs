@@ -110,6 +110,11 @@ pub async fn build_cube_with_report(
         ProgressStyle::with_template("{bar:40} {pos}/{len} cuboids [{elapsed}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let total_rows: u64 = fact_rows.iter().sum();
+    bar.set_message(format!(
+        "(base: {total_rows} fact rows at {:.0} rows/s)",
+        total_rows as f64 / secs
+    ));
     let cuboids = build_lattice(model, &dims, &bases, &plans, &bar)?;
     bar.finish_and_clear();
     stages.push(("lattice", t.elapsed()));
