@@ -233,7 +233,9 @@ pub(crate) fn aggregate(
     };
     // Row -> target codes, and whether its semi-additive values count.
     let mut row_codes: Vec<Vec<u32>> = vec![Vec::with_capacity(rows); levels.len()];
-    let mut semi_ok: Vec<bool> = Vec::with_capacity(rows);
+    // Only facts with semi-additive measures need to know which rows close their period.
+    let any_semi = specs.iter().any(|s| s.semi);
+    let mut semi_ok: Vec<bool> = Vec::with_capacity(if any_semi { rows } else { 0 });
     match &source {
         Source::Base(b) => {
             let periods = b.codes.last().map(Vec::as_slice).unwrap_or(&[]);
@@ -245,10 +247,17 @@ pub(crate) fn aggregate(
                         .collect(),
                 };
             }
-            semi_ok = periods
-                .iter()
-                .map(|p| closing.is_closing(*p, target_grain, dims))
-                .collect();
+            if any_semi {
+                // Which periods close their member of the target grain, once per cuboid.
+                let axis_len = dims.time.as_ref().map_or(0, |a| a.len);
+                let flags: Vec<bool> = (0..axis_len as u32)
+                    .map(|p| closing.is_closing(p, target_grain, dims))
+                    .collect();
+                semi_ok = periods
+                    .iter()
+                    .map(|&p| flags.get(p as usize).copied().unwrap_or(false))
+                    .collect();
+            }
         }
         Source::Cuboid(c) => {
             let derive: Vec<Derive> = levels
@@ -284,6 +293,9 @@ pub(crate) fn aggregate(
                 }
                 // The parent cell's semi-additive values are at its closing period; they count
                 // if that is also the closing period of the target cell's time member.
+                if !any_semi {
+                    continue;
+                }
                 semi_ok.push(match parent_time {
                     None => true,
                     Some((i, g)) => closing
@@ -369,6 +381,9 @@ pub(crate) fn aggregate(
     })
 }
 
+/// Cuboids with at most this many possible cells group rows through an array, not a hash map.
+const DENSE_SLOTS: usize = 1 << 22;
+
 /// Assigns each row its cell: rows with the same codes share one. Codes are packed into one
 /// `u64` when the levels' member counts allow (the common case), else hashed as vectors.
 fn group_rows(
@@ -386,7 +401,26 @@ fn group_rows(
         .collect();
     let mut cell_of_row = Vec::with_capacity(rows);
     let mut keys: Vec<Vec<u32>> = Vec::new();
-    if bits.iter().sum::<u32>() <= 64 {
+    let cards: Vec<usize> = levels
+        .iter()
+        .map(|l| dims.dicts[l.dim][l.level].len().max(1))
+        .collect();
+    let slots = cards.iter().try_fold(1usize, |acc, c| acc.checked_mul(*c));
+    if let Some(slots) = slots.filter(|s| *s <= DENSE_SLOTS) {
+        // Few possible cells: a mixed-radix index into an array, no hashing.
+        let mut index = vec![u32::MAX; slots];
+        for r in 0..rows {
+            let mut at = 0usize;
+            for (k, card) in cards.iter().enumerate() {
+                at = at * card + row_codes[k][r] as usize;
+            }
+            if index[at] == u32::MAX {
+                index[at] = keys.len() as u32;
+                keys.push(row_codes.iter().map(|c| c[r]).collect());
+            }
+            cell_of_row.push(index[at] as usize);
+        }
+    } else if bits.iter().sum::<u32>() <= 64 {
         let mut index: HashMap<u64, usize> = HashMap::new();
         for r in 0..rows {
             let mut packed = 0u64;

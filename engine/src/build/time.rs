@@ -95,7 +95,12 @@ impl TimeAxis {
 
     /// The code of `unknown` at `grain`: one past the last member.
     pub fn unknown_code(&self, grain: TimeGrain) -> u32 {
-        self.names(grain).len() as u32
+        if self.len == 0 {
+            return 0;
+        }
+        let first = coarsen(self.first, self.grain, grain);
+        let last = coarsen(self.abs(self.len as u32 - 1), self.grain, grain);
+        (last - first + 1) as u32
     }
 
     /// The member names of a grain over the axis, in time order.
