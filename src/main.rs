@@ -204,6 +204,32 @@ fn validate(file: &Path, data: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Loads a model's sources and builds its cube, with progress on a terminal. `Ok(None)` when
+/// the definition does not match its data; those errors are printed.
+fn load_and_build(
+    rt: &tokio::runtime::Runtime,
+    model: &lattice_defs::Model,
+) -> anyhow::Result<
+    Option<(
+        lattice_engine::store::Cube,
+        lattice_engine::build::BuildReport,
+    )>,
+> {
+    let sources = match rt.block_on(load::load(model)) {
+        Ok(s) => s,
+        Err(EngineError::Definition(diags)) => {
+            report(&diags);
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let options = lattice_engine::build::BuildOptions { progress: true };
+    let built = rt.block_on(lattice_engine::build::build_cube_with_report(
+        model, &sources, &options,
+    ))?;
+    Ok(Some(built))
+}
+
 fn build(file: &Path, data: Option<&Path>, explain: bool) -> anyhow::Result<ExitCode> {
     let model = match read_definition(file, data) {
         Ok(m) => m,
@@ -211,15 +237,9 @@ fn build(file: &Path, data: Option<&Path>, explain: bool) -> anyhow::Result<Exit
     };
     let rt = runtime()?;
     let started = Instant::now();
-    let sources = match rt.block_on(load::load(&model)) {
-        Ok(s) => s,
-        Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
-        Err(e) => return Err(e.into()),
+    let Some((cube, rep)) = load_and_build(&rt, &model)? else {
+        return Ok(ExitCode::FAILURE);
     };
-    let options = lattice_engine::build::BuildOptions { progress: true };
-    let (cube, rep) = rt.block_on(lattice_engine::build::build_cube_with_report(
-        &model, &sources, &options,
-    ))?;
     let secs = started.elapsed().as_secs_f64();
     if explain {
         println!(
@@ -328,15 +348,9 @@ fn serve(defs: Option<PathBuf>, data: Option<PathBuf>, addr: &str) -> anyhow::Re
             Err(diags) => return Ok(report(&diags)),
         };
         let started = Instant::now();
-        let sources = match rt.block_on(load::load(&model)) {
-            Ok(s) => s,
-            Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
-            Err(e) => return Err(e.into()),
+        let Some((cube, rep)) = load_and_build(&rt, &model)? else {
+            return Ok(ExitCode::FAILURE);
         };
-        let options = lattice_engine::build::BuildOptions { progress: true };
-        let (cube, rep) = rt.block_on(lattice_engine::build::build_cube_with_report(
-            &model, &sources, &options,
-        ))?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(cube = %model.name, seconds, cuboids = cube.cuboids.len(), "cube built");
         let mut info = lattice_server::CubeInfo::from_model(&model);
