@@ -18,8 +18,8 @@ use lattice_engine::store::{Cube, Cuboid};
 
 use crate::random_cube::{ColType, Table};
 use crate::reference::{
-    SHOP_FILES, SHOP_YAML, check_cube, check_cuboid, cube_rows, describe_cuboid, load_yaml,
-    write_files,
+    SHOP_FILES, SHOP_SALES_BY_KIND_CITY_AGE, SHOP_YAML, check_cube, check_cuboid, cube_rows,
+    describe_cuboid, load_yaml, write_files,
 };
 use crate::util::{bank_crm, parquet_dir};
 
@@ -217,31 +217,7 @@ async fn shop_cuboids_equal_sql_and_hand_numbers() {
             "sales",
             &["customer.kind", "city.city", "customer.age_band"]
         ),
-        rows(&[
-            &[
-                "retail",
-                "Oslo",
-                "young",
-                "8.250000",
-                "2",
-                "2",
-                "-2.250000",
-                "1"
-            ],
-            &[
-                "retail",
-                "Bergen",
-                "old",
-                "100.000000",
-                "1",
-                "1",
-                "100.000000",
-                "1"
-            ],
-            &[
-                "unknown", "unknown", "unknown", "7.000000", "2", "1", "7.000000", "2"
-            ],
-        ])
+        rows(SHOP_SALES_BY_KIND_CITY_AGE)
     );
     assert_eq!(
         rows_by(&cube, "sales", &[]),

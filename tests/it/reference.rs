@@ -739,6 +739,35 @@ aggregates:
   cuboids: [[customer.kind]]
 "#;
 
+/// Sales of the shop by kind, city and age band, worked out by hand: amount, sales_count,
+/// priced, low, buyers. Customer 3 (no kind, city or age) and customer 4 (not in
+/// customers.csv) are `unknown`.
+pub const SHOP_SALES_BY_KIND_CITY_AGE: &[&[&str]] = &[
+    &[
+        "retail",
+        "Oslo",
+        "young",
+        "8.250000",
+        "2",
+        "2",
+        "-2.250000",
+        "1",
+    ],
+    &[
+        "retail",
+        "Bergen",
+        "old",
+        "100.000000",
+        "1",
+        "1",
+        "100.000000",
+        "1",
+    ],
+    &[
+        "unknown", "unknown", "unknown", "7.000000", "2", "1", "7.000000", "2",
+    ],
+];
+
 /// Customer 4 has no row in customers.csv; customer 3 has no city and no age.
 pub const SHOP_FILES: &[(&str, &str)] = &[
     (
@@ -813,32 +842,7 @@ async fn reference_members_and_unknowns_by_hand() {
             "sales"
         )
         .await,
-        rows(&[
-            &[
-                "retail",
-                "Oslo",
-                "young",
-                "8.250000",
-                "2",
-                "2",
-                "-2.250000",
-                "1"
-            ],
-            &[
-                "retail",
-                "Bergen",
-                "old",
-                "100.000000",
-                "1",
-                "1",
-                "100.000000",
-                "1"
-            ],
-            // Customer 3 (no kind, city or age) and customer 4 (not in customers.csv).
-            &[
-                "unknown", "unknown", "unknown", "7.000000", "2", "1", "7.000000", "2"
-            ],
-        ])
+        rows(SHOP_SALES_BY_KIND_CITY_AGE)
     );
     assert_eq!(
         shop_rows(&["customer.id"], "sales").await,
