@@ -229,6 +229,29 @@ where
         .map(|(_, c)| c.to_string())
 }
 
+/// Up to `n` candidates close to `name` (by edit distance, or containing it), closest first.
+pub fn suggest_many<'a, I>(name: &str, candidates: I, n: usize) -> Vec<String>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let limit = (name.chars().count() / 3).max(1) + 1;
+    let lower = name.to_lowercase();
+    let mut scored: Vec<(usize, &str)> = candidates
+        .into_iter()
+        .filter_map(|c| {
+            let d = levenshtein(name, c);
+            let contains = !lower.is_empty() && c.to_lowercase().contains(&lower);
+            (d <= limit || contains).then_some((d, c))
+        })
+        .collect();
+    scored.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
 fn levenshtein(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
     let b: Vec<char> = b.to_lowercase().chars().collect();

@@ -3,6 +3,7 @@
 mod cli;
 mod cube_build;
 mod load;
+mod query;
 mod random_cube;
 mod reference;
 mod select;

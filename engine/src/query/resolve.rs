@@ -1,0 +1,284 @@
+//! Resolution: a [`Query`] checked against a built cube, with names turned into indices and
+//! filter values into sets of member codes.
+
+use lattice_defs::diag::{suggest, suggest_many};
+use lattice_defs::model::{LevelKind, LevelRef, MeasureId};
+use roaring::RoaringBitmap;
+
+use super::error::QueryError;
+use super::spec::{Direction, FilterOp, HavingOp, Query};
+use crate::store::Cube;
+
+/// Close members suggested for a value that is not one.
+const SUGGESTIONS: usize = 3;
+
+/// One filter, as the member codes it lets through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedFilter {
+    pub level: LevelRef,
+    pub members: RoaringBitmap,
+}
+
+/// What a query orders by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderKey {
+    Measure(MeasureId),
+    Level(LevelRef),
+}
+
+/// A query whose every name the cube knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub measures: Vec<MeasureId>,
+    pub rows: Vec<LevelRef>,
+    pub columns: Vec<LevelRef>,
+    /// Several filters on one level intersect.
+    pub filters: Vec<ResolvedFilter>,
+    pub having: Vec<(MeasureId, HavingOp, f64)>,
+    pub order: Vec<(OrderKey, Direction)>,
+    pub limit: Option<u64>,
+    pub offset: u64,
+    pub totals: bool,
+    pub compare: Option<(LevelRef, u32)>,
+    pub explain: bool,
+}
+
+/// Checks `query` against `cube` and resolves it; the first problem found is the error.
+pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
+    let model = cube.model();
+    let level_names = model.level_names();
+    let level = |name: &str| {
+        model.level(name).ok_or_else(|| QueryError::UnknownLevel {
+            name: name.to_string(),
+            suggestion: suggest(name, level_names.iter().map(String::as_str)),
+        })
+    };
+    let measure = |name: &str| {
+        model
+            .measure(name)
+            .ok_or_else(|| QueryError::UnknownMeasure {
+                name: name.to_string(),
+                suggestion: suggest(name, model.measures.iter().map(|m| m.name.as_str())),
+            })
+    };
+
+    if query.measures.is_empty() {
+        return Err(QueryError::NoMeasures);
+    }
+    let measures = query
+        .measures
+        .iter()
+        .map(|m| measure(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = query
+        .rows
+        .iter()
+        .map(|l| level(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let columns = query
+        .columns
+        .iter()
+        .map(|l| level(l))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let grouped: Vec<(LevelRef, &'static str)> = rows
+        .iter()
+        .map(|l| (*l, "rows"))
+        .chain(columns.iter().map(|l| (*l, "columns")))
+        .collect();
+    for (i, (l, place)) in grouped.iter().enumerate() {
+        if let Some((_, first)) = grouped[..i].iter().find(|(x, _)| x == l) {
+            return Err(QueryError::LevelTwice {
+                level: model.level_name(*l),
+                first,
+                second: place,
+            });
+        }
+    }
+
+    let mut filters = Vec::new();
+    for f in &query.filters {
+        let l = level(&f.level)?;
+        filters.push(ResolvedFilter {
+            level: l,
+            members: filter_members(
+                cube,
+                l,
+                &f.level,
+                f.op,
+                f.value.as_deref(),
+                f.values.as_deref(),
+            )?,
+        });
+    }
+
+    // Every measure must vary by every level the query groups or filters by.
+    for &m in &measures {
+        for l in grouped
+            .iter()
+            .map(|(l, _)| *l)
+            .chain(filters.iter().map(|f| f.level))
+        {
+            if !model.measure_varies_by(m, l) {
+                return Err(QueryError::MeasureDoesNotVary {
+                    measure: model.measures[m].name.clone(),
+                    level: model.level_name(l),
+                    dimension: model.dimensions[l.dim].name.clone(),
+                });
+            }
+        }
+    }
+
+    let mut having = Vec::new();
+    for h in &query.having {
+        let m = measure(&h.measure)?;
+        if !measures.contains(&m) {
+            return Err(QueryError::HavingNotAsked {
+                measure: h.measure.clone(),
+            });
+        }
+        having.push((m, h.op, h.value));
+    }
+
+    let mut order = Vec::new();
+    for o in &query.order {
+        let key = match (model.measure(&o.by), model.level(&o.by)) {
+            (Some(m), _) if measures.contains(&m) => OrderKey::Measure(m),
+            (_, Some(l)) if grouped.iter().any(|(g, _)| *g == l) => OrderKey::Level(l),
+            _ => return Err(QueryError::BadOrder { by: o.by.clone() }),
+        };
+        order.push((key, o.dir));
+    }
+
+    let compare = match &query.compare {
+        None => None,
+        Some(c) => {
+            let l = level(&c.level)?;
+            let bad = |message: &str| QueryError::BadCompare {
+                level: c.level.clone(),
+                message: message.to_string(),
+            };
+            if !is_ordered(cube, l) {
+                return Err(bad("compare needs an ordered level (time or bands)"));
+            }
+            if !grouped.iter().any(|(g, _)| *g == l) {
+                return Err(bad("the level must be on rows or columns"));
+            }
+            if c.lag == 0 {
+                return Err(bad("lag must be at least 1"));
+            }
+            Some((l, c.lag))
+        }
+    };
+
+    Ok(Resolved {
+        measures,
+        rows,
+        columns,
+        filters,
+        having,
+        order,
+        limit: query.limit,
+        offset: query.offset,
+        totals: query.totals,
+        compare,
+        explain: query.explain,
+    })
+}
+
+/// Time levels and bands have an order a comparison or a range can follow.
+fn is_ordered(cube: &Cube, l: LevelRef) -> bool {
+    matches!(
+        cube.model().dimensions[l.dim].levels[l.level].kind,
+        LevelKind::Time(_) | LevelKind::Bucket(_)
+    )
+}
+
+fn filter_members(
+    cube: &Cube,
+    l: LevelRef,
+    name: &str,
+    op: FilterOp,
+    value: Option<&str>,
+    values: Option<&[String]>,
+) -> Result<RoaringBitmap, QueryError> {
+    let dict = cube.members(l);
+    let bad = |message: String| QueryError::BadFilter {
+        level: name.to_string(),
+        message,
+    };
+    let code = |v: &str| {
+        dict.code(v).ok_or_else(|| QueryError::UnknownMember {
+            level: name.to_string(),
+            value: v.to_string(),
+            suggestions: suggest_many(v, dict.names.iter().map(String::as_str), SUGGESTIONS),
+        })
+    };
+    let one = || value.ok_or_else(|| bad(format!("`{}` needs `value`", op_name(op))));
+    let many = || match values {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(bad(format!(
+            "`{}` needs a non-empty `values` list",
+            op_name(op)
+        ))),
+    };
+    let all = || (0..dict.len() as u32).collect::<RoaringBitmap>();
+    Ok(match op {
+        FilterOp::Eq => std::iter::once(code(one()?)?).collect(),
+        FilterOp::In => many()?.iter().map(|v| code(v)).collect::<Result<_, _>>()?,
+        FilterOp::NotIn => {
+            let out: RoaringBitmap = many()?.iter().map(|v| code(v)).collect::<Result<_, _>>()?;
+            all() - out
+        }
+        FilterOp::Between => {
+            let v = many()?;
+            let [low, high] = v else {
+                return Err(bad(format!(
+                    "`between` needs exactly two values [low, high], not {}",
+                    v.len()
+                )));
+            };
+            if !is_ordered(cube, l) {
+                return Err(bad(
+                    "`between` needs an ordered level (time or bands)".into()
+                ));
+            }
+            let (lo, hi) = (code(low)?, code(high)?);
+            if lo > hi {
+                return Err(bad(format!(
+                    "'{low}' comes after '{high}'; write [low, high]"
+                )));
+            }
+            (lo..=hi).collect()
+        }
+        FilterOp::Prefix => {
+            let p = one()?;
+            dict.names
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.starts_with(p))
+                .map(|(i, _)| i as u32)
+                .collect()
+        }
+        FilterOp::Search => {
+            let s = one()?.to_lowercase();
+            dict.names
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.to_lowercase().contains(&s))
+                .map(|(i, _)| i as u32)
+                .collect()
+        }
+    })
+}
+
+fn op_name(op: FilterOp) -> &'static str {
+    match op {
+        FilterOp::Eq => "eq",
+        FilterOp::In => "in",
+        FilterOp::NotIn => "not_in",
+        FilterOp::Between => "between",
+        FilterOp::Prefix => "prefix",
+        FilterOp::Search => "search",
+    }
+}

@@ -1,0 +1,227 @@
+//! Resolving queries against the default cube: every error case gives its code and a message
+//! that says what would be valid; valid filters become the member codes they name.
+
+use lattice_engine::build::{BuildOptions, build_cube};
+use lattice_engine::query::{Query, QueryError, resolve};
+use lattice_engine::store::Cube;
+use tokio::sync::OnceCell;
+
+use crate::util::{bank_crm, parquet_dir};
+
+async fn cube() -> &'static Cube {
+    static CUBE: OnceCell<Cube> = OnceCell::const_new();
+    CUBE.get_or_init(|| async {
+        let model = bank_crm(parquet_dir(), false).expect("definition");
+        let sources = lattice_engine::source::load::load(&model)
+            .await
+            .expect("load");
+        build_cube(&model, &sources, &BuildOptions::default())
+            .await
+            .expect("build")
+    })
+    .await
+}
+
+async fn error(json: &str) -> QueryError {
+    let query = match Query::from_json(json) {
+        Ok(q) => q,
+        Err(e) => return e,
+    };
+    match resolve(&query, cube().await) {
+        Ok(r) => panic!("expected an error for {json}, got {r:?}"),
+        Err(e) => e,
+    }
+}
+
+#[track_caller]
+fn assert_error(e: &QueryError, code: &str, message: &str) {
+    assert_eq!((e.code(), e.to_string().as_str()), (code, message));
+}
+
+#[tokio::test]
+async fn names_that_do_not_exist_get_suggestions() {
+    let e = error(r#"{"measures": ["fee_incme"]}"#).await;
+    assert_error(
+        &e,
+        "unknown_measure",
+        "unknown measure 'fee_incme' (did you mean 'fee_income'?)",
+    );
+    let e = error(r#"{"measures": ["fee_income"], "rows": ["region.provnce"]}"#).await;
+    assert_error(
+        &e,
+        "unknown_level",
+        "unknown level 'region.provnce' (did you mean 'region.province'?)",
+    );
+    let e = error(r#"{"measures": ["fee_income"], "filters": [{"level": "time.yaer", "op": "eq", "value": "2025"}]}"#).await;
+    assert_error(
+        &e,
+        "unknown_level",
+        "unknown level 'time.yaer' (did you mean 'time.year'?)",
+    );
+}
+
+#[tokio::test]
+async fn malformed_documents_and_empty_questions() {
+    let e = error(r#"{"measures": ["fee_income"], "rowz": []}"#).await;
+    assert_eq!(e.code(), "malformed_query");
+    assert!(e.to_string().contains("unknown field `rowz`"), "{e}");
+    let e = error(r#"{"measures": "fee_income"}"#).await;
+    assert_eq!(e.code(), "malformed_query");
+    assert!(e.to_string().contains("invalid type"), "{e}");
+    let e = error(r#"{"measures": []}"#).await;
+    assert_error(&e, "no_measures", "a query needs at least one measure");
+}
+
+#[tokio::test]
+async fn a_level_used_twice() {
+    let e =
+        error(r#"{"measures": ["txn_count"], "rows": ["time.month"], "columns": ["time.month"]}"#)
+            .await;
+    assert_error(
+        &e,
+        "level_twice",
+        "level 'time.month' is used twice (in rows and in columns)",
+    );
+}
+
+#[tokio::test]
+async fn a_measure_that_does_not_vary_by_a_level() {
+    let e = error(r#"{"measures": ["deposit_balance"], "rows": ["channel.channel"]}"#).await;
+    assert_error(
+        &e,
+        "measure_does_not_vary",
+        "measure 'deposit_balance' does not vary by 'channel.channel' (its facts have no 'channel'); ask for them in separate queries",
+    );
+    // Also when the level only filters.
+    let e = error(r#"{"measures": ["customers"], "filters": [{"level": "channel.channel", "op": "eq", "value": "ATM"}]}"#).await;
+    assert_eq!(e.code(), "measure_does_not_vary");
+}
+
+#[tokio::test]
+async fn filter_values_that_are_not_members_get_close_members() {
+    let e = error(r#"{"measures": ["txn_count"], "filters": [{"level": "channel.channel", "op": "in", "values": ["ATM", "mobil"]}]}"#).await;
+    assert_error(
+        &e,
+        "unknown_member",
+        "'mobil' is not a member of 'channel.channel' (close members: 'mobile')",
+    );
+    let e = error(r#"{"measures": ["txn_count"], "filters": [{"level": "time.year", "op": "eq", "value": "2031"}]}"#).await;
+    assert_error(
+        &e,
+        "unknown_member",
+        "'2031' is not a member of 'time.year' (close members: '2024', '2025')",
+    );
+}
+
+#[tokio::test]
+async fn filters_of_the_wrong_shape() {
+    let cases = [
+        (
+            r#"{"level": "time.year", "op": "eq"}"#,
+            "filter on 'time.year': `eq` needs `value`",
+        ),
+        (
+            r#"{"level": "time.year", "op": "in", "values": []}"#,
+            "filter on 'time.year': `in` needs a non-empty `values` list",
+        ),
+        (
+            r#"{"level": "time.month", "op": "between", "values": ["2025-01"]}"#,
+            "filter on 'time.month': `between` needs exactly two values [low, high], not 1",
+        ),
+        (
+            r#"{"level": "time.month", "op": "between", "values": ["2025-06", "2025-01"]}"#,
+            "filter on 'time.month': '2025-06' comes after '2025-01'; write [low, high]",
+        ),
+        (
+            r#"{"level": "region.province", "op": "between", "values": ["Hubei", "Sichuan"]}"#,
+            "filter on 'region.province': `between` needs an ordered level (time or bands)",
+        ),
+    ];
+    for (filter, message) in cases {
+        let e = error(&format!(
+            r#"{{"measures": ["txn_count"], "filters": [{filter}]}}"#
+        ))
+        .await;
+        assert_error(&e, "bad_filter", message);
+    }
+}
+
+#[tokio::test]
+async fn having_order_and_compare_must_fit_the_question() {
+    let e = error(r#"{"measures": ["txn_count"], "having": [{"measure": "fee_income", "op": "gt", "value": 1}]}"#).await;
+    assert_error(
+        &e,
+        "having_not_asked",
+        "having on 'fee_income': the measure is not asked for in `measures`",
+    );
+    let e = error(r#"{"measures": ["txn_count"], "rows": ["time.year"], "order": [{"by": "region.province"}]}"#).await;
+    assert_error(
+        &e,
+        "bad_order",
+        "cannot order by 'region.province': it is neither a measure of the query nor a grouped level",
+    );
+    let e = error(r#"{"measures": ["txn_count"], "rows": ["region.province"], "compare": {"level": "region.province", "lag": 1}}"#).await;
+    assert_error(
+        &e,
+        "bad_compare",
+        "compare on 'region.province': compare needs an ordered level (time or bands)",
+    );
+    let e = error(r#"{"measures": ["txn_count"], "rows": ["time.year"], "compare": {"level": "time.month", "lag": 1}}"#).await;
+    assert_error(
+        &e,
+        "bad_compare",
+        "compare on 'time.month': the level must be on rows or columns",
+    );
+    let e = error(r#"{"measures": ["txn_count"], "rows": ["time.month"], "compare": {"level": "time.month", "lag": 0}}"#).await;
+    assert_error(
+        &e,
+        "bad_compare",
+        "compare on 'time.month': lag must be at least 1",
+    );
+}
+
+#[tokio::test]
+async fn valid_filters_become_member_codes() {
+    let cube = cube().await;
+    let query = Query::from_json(
+        r#"{"measures": ["fee_income", "avg_ticket"], "rows": ["region.province"], "columns": ["time.quarter"],
+            "filters": [
+              {"level": "time.month", "op": "between", "values": ["2025-02", "2025-04"]},
+              {"level": "channel.channel", "op": "not_in", "values": ["ATM", "POS"]},
+              {"level": "customer.deposit_band", "op": "in", "values": ["<10k", "1M+"]},
+              {"level": "region.city", "op": "prefix", "value": "Hang"},
+              {"level": "product.product", "op": "search", "value": "LOAN"}
+            ],
+            "order": [{"by": "fee_income", "dir": "desc"}], "limit": 5}"#,
+    )
+    .expect("query");
+    let r = resolve(&query, cube).expect("resolves");
+    let names = |i: usize| -> Vec<String> {
+        let f = &r.filters[i];
+        f.members
+            .iter()
+            .map(|c| cube.member_name(f.level, c).to_string())
+            .collect()
+    };
+    assert_eq!(names(0), ["2025-02", "2025-03", "2025-04"]);
+    // Every channel but the two excluded, and `unknown`.
+    let mut channels = names(1);
+    channels.sort();
+    assert_eq!(
+        channels,
+        ["counter", "mobile", "online", "phone", "unknown"]
+    );
+    assert_eq!(names(2), ["<10k", "1M+"]);
+    assert!(
+        !names(3).is_empty() && names(3).iter().all(|c| c.starts_with("Hang")),
+        "{:?}",
+        names(3)
+    );
+    assert!(
+        !names(4).is_empty() && names(4).iter().all(|p| p.to_lowercase().contains("loan")),
+        "{:?}",
+        names(4)
+    );
+    assert_eq!(r.limit, Some(5));
+    assert_eq!(r.measures.len(), 2);
+}
