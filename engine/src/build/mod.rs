@@ -123,10 +123,9 @@ pub async fn build_cube_with_report(
         .iter()
         .map(|c| (c.len(), c.memory_bytes()))
         .collect();
-    let closing_dicts = dims.dicts;
     let cube = Cube {
         model: model.clone(),
-        levels: closing_dicts,
+        levels: dims.dicts,
         cuboids,
     };
     info!(
