@@ -1,7 +1,7 @@
 //! Stage 1: dimensions. Every table dimension is read once (with its lookups joined) and each
 //! level dictionary-encoded; each key gets a code, and each key code maps to its member of
 //! every column level (`by_key`). Dimensions reached `via` another get a map from the other's
-//! key codes to theirs. Metric buckets are computed per entity and period.
+//! key codes to theirs. Metric buckets come later, from the base tables ([`super::metrics`]).
 //!
 //! Every key count `n` has an extra code `n` for facts whose key is NULL or not in the
 //! dimension table; it maps to `unknown` in every level.
@@ -11,20 +11,14 @@ use std::collections::HashMap;
 use arrow::array::Array;
 
 use datafusion::prelude::SessionContext;
-use lattice_defs::model::{
-    Agg, BucketSource, Decimal, DimId, DimensionKind, LevelKind, MeasureKind, Model, TimeGrain,
-    UNKNOWN_MEMBER,
-};
+use lattice_defs::model::{Decimal, DimensionKind, LevelKind, Model, TimeGrain, UNKNOWN_MEMBER};
 use lattice_defs::{Catalog, ColumnType};
 
-use super::arrays::{KeyValue, decimals, ints, keys, query, strings};
+use super::arrays::{KeyValue, ints, keys, query, strings};
 use super::time::{NO_PERIOD, TimeAxis, coarsen, period_sql};
 use crate::source::load::{dimension_from, ident, level_member_sql};
 use crate::store::LevelDict;
 use crate::{EngineError, Result};
-
-/// Scale metric values are compared with bucket edges at.
-const METRIC_SCALE: i8 = Decimal::SCALE as i8;
 
 /// Codes of one table dimension.
 #[derive(Debug)]
@@ -167,7 +161,6 @@ pub(crate) async fn build_dims(
         dicts,
         parents: HashMap::new(),
     };
-    metric_buckets(model, ctx, &mut dims).await?;
     for (d, dim) in model.dimensions.iter().enumerate() {
         for (i, &ancestor) in dim.hierarchy.iter().enumerate() {
             for &child in &dim.hierarchy[i + 1..] {
@@ -390,194 +383,4 @@ async fn via_maps(
         out.push(Some(map));
     }
     Ok(out)
-}
-
-/// The SQL of dimension `dim`'s key as seen from a row of `fact` (`f`), and the joins it needs.
-pub(crate) fn fact_key_sql(model: &Model, fact: usize, dim: DimId) -> Option<(String, String)> {
-    let f = &model.facts[fact];
-    let DimensionKind::Table { key, via, .. } = &model.dimensions[dim].kind else {
-        return None;
-    };
-    if f.direct.contains(&dim) {
-        return Some((format!("f.{}", ident(&key.column)), String::new()));
-    }
-    let v = (*via)?;
-    let (vexpr, vjoins) = fact_key_sql(model, fact, v)?;
-    let DimensionKind::Table {
-        table: vt,
-        key: vkey,
-        ..
-    } = &model.dimensions[v].kind
-    else {
-        return None;
-    };
-    let alias = format!("via_{v}");
-    let joins = format!(
-        "{vjoins} LEFT JOIN {} AS {alias} ON {vexpr} = {alias}.{}",
-        ident(vt),
-        ident(&vkey.column)
-    );
-    Some((format!("{alias}.{}", ident(&key.column)), joins))
-}
-
-/// The facts one metric query scans: (fact, entity dimension, period grain).
-type MetricScan = (usize, DimId, Option<TimeGrain>);
-
-/// One metric bucket level to compute.
-struct MetricLevel<'m> {
-    dim: DimId,
-    level: usize,
-    bucket: &'m lattice_defs::model::Bucket,
-    agg: Agg,
-    /// SQL of the aggregate over the inner column `x{i}`, and of that column.
-    value: String,
-    column: String,
-}
-
-/// Metric buckets, computed with one query per (fact, entity, period grain): all the metrics
-/// of a customer's month over balances come from one scan.
-async fn metric_buckets(model: &Model, ctx: &SessionContext, dims: &mut Dims) -> Result<()> {
-    let mut groups: Vec<(MetricScan, Vec<MetricLevel<'_>>)> = Vec::new();
-    for (d, dim) in model.dimensions.iter().enumerate() {
-        for (l, level) in dim.levels.iter().enumerate() {
-            let LevelKind::Bucket(b) = &level.kind else {
-                continue;
-            };
-            let BucketSource::Metric { measure, period } = &b.source else {
-                continue;
-            };
-            let MeasureKind::Aggregate {
-                fact, agg, column, ..
-            } = &model.measures[*measure].kind
-            else {
-                return Err(EngineError::Internal(
-                    "metric bucket over a derived measure".into(),
-                ));
-            };
-            let grain = match (period, &dims.time, &model.facts[*fact].time) {
-                (Some(g), Some(axis), Some(_)) if axis.len > 0 => Some(*g),
-                _ => None,
-            };
-            let key = (*fact, d, grain);
-            let at = match groups.iter().position(|(k, _)| *k == key) {
-                Some(i) => i,
-                None => {
-                    groups.push((key, Vec::new()));
-                    groups.len() - 1
-                }
-            };
-            let i = groups[at].1.len();
-            let value = match (agg, column) {
-                (_, None) => "COUNT(*)".to_string(),
-                (Agg::Count, Some(_)) => format!("COUNT(x{i})"),
-                (Agg::Sum, Some(_)) => format!("SUM(x{i})"),
-                (Agg::Min, Some(_)) => format!("MIN(x{i})"),
-                (Agg::Max, Some(_)) => format!("MAX(x{i})"),
-                (Agg::Distinct, Some(_)) => format!("COUNT(DISTINCT x{i})"),
-            };
-            let column = column
-                .as_ref()
-                .map_or("NULL".to_string(), |c| format!("f.{}", ident(&c.column)));
-            groups[at].1.push(MetricLevel {
-                dim: d,
-                level: l,
-                bucket: b,
-                agg: *agg,
-                value: format!("{value} AS v{i}"),
-                column: format!("{column} AS x{i}"),
-            });
-        }
-    }
-    for ((fact, d, grain), levels) in groups {
-        let (key_expr, joins) = fact_key_sql(model, fact, d).ok_or_else(|| {
-            EngineError::Internal("metric measure does not reach its entity".into())
-        })?;
-        let codes = dims.codes[d]
-            .as_ref()
-            .ok_or_else(|| EngineError::Internal("metric on time".into()))?;
-        let (first, periods) = match (grain, &dims.time) {
-            (Some(g), Some(axis)) => {
-                let first = coarsen(axis.first, axis.grain, g);
-                let last = coarsen(axis.abs(axis.len as u32 - 1), axis.grain, g);
-                (first, (last - first + 1) as usize)
-            }
-            _ => (0, 1),
-        };
-        let p_sql = match (grain, &model.facts[fact].time) {
-            (Some(g), Some(t)) => period_sql(&format!("f.{}", ident(&t.column)), g),
-            _ => "CAST(0 AS BIGINT)".to_string(),
-        };
-        let sql = format!(
-            "SELECT k, p, {} FROM (SELECT {} AS k, {p_sql} AS p, {} FROM {} AS f {joins}) GROUP BY k, p",
-            levels
-                .iter()
-                .map(|m| m.value.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            key_sql(&key_expr, codes.integer_key),
-            levels
-                .iter()
-                .map(|m| m.column.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            ident(&model.facts[fact].name)
-        );
-        // Per level: entities without facts in a period have a metric of 0 (sum, count,
-        // distinct) or none (min, max); the unknown key (facts whose key is NULL or not in the
-        // table) is `unknown` in every level, metric buckets included.
-        let mut outs: Vec<Vec<u32>> = levels
-            .iter()
-            .map(|m| {
-                let unknown = m.bucket.labels.len() as u32;
-                let default = if matches!(m.agg, Agg::Sum | Agg::Count | Agg::Distinct) {
-                    m.bucket.index_of(Decimal(0)) as u32
-                } else {
-                    unknown
-                };
-                let mut out = vec![default; (codes.n_keys + 1) * periods];
-                out[codes.n_keys * periods..].fill(unknown);
-                out
-            })
-            .collect();
-        for batch in query(ctx, &sql).await? {
-            let ks = keys(&batch, 0, codes.integer_key)?;
-            let ps = ints(&batch, 1)?;
-            let vs: Vec<_> = (0..levels.len())
-                .map(|i| decimals(&batch, 2 + i, METRIC_SCALE))
-                .collect::<Result<_>>()?;
-            for (r, key) in ks.iter().enumerate() {
-                let k = codes.key_code(key) as usize;
-                if k == codes.n_keys || ps.is_null(r) {
-                    continue;
-                }
-                let p = (ps.value(r) - first) as usize;
-                if p >= periods {
-                    continue;
-                }
-                for ((m, v), out) in levels.iter().zip(&vs).zip(outs.iter_mut()) {
-                    out[k * periods + p] = if v.is_valid(r) {
-                        m.bucket.index_of(Decimal(v.value(r))) as u32
-                    } else {
-                        m.bucket.labels.len() as u32
-                    };
-                }
-            }
-        }
-        for (m, out) in levels.iter().zip(outs) {
-            let unknown = m.bucket.labels.len() as u32;
-            let mut names = m.bucket.labels.clone();
-            names.push(UNKNOWN_MEMBER.to_string());
-            dims.dicts[m.dim][m.level] = LevelDict { names };
-            if let Some(c) = dims.codes[m.dim].as_mut() {
-                c.metric[m.level] = Some(MetricCodes {
-                    grain,
-                    first,
-                    periods,
-                    codes: out,
-                    unknown,
-                });
-            }
-        }
-    }
-    Ok(())
 }

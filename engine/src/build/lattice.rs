@@ -66,7 +66,7 @@ fn time_grain(model: &Model, l: LevelRef) -> Option<TimeGrain> {
 }
 
 /// Key code of dimension `dim` for base row `r` (following `via`).
-fn base_key(
+pub(crate) fn base_key(
     model: &Model,
     dims: &Dims,
     base: &BaseTable,

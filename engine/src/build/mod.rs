@@ -1,11 +1,11 @@
 //! Building a cube: from a validated [`Model`] and its registered [`Sources`] to a [`Cube`].
 //!
 //! 1. [`dims`] — read every dimension table once, dictionary-encode every level (member names
-//!    once per level, in the order a person expects) and map each key to its members; metric
-//!    buckets: aggregate the metric per entity and period and bucket it;
+//!    once per level, in the order a person expects) and map each key to its members;
 //! 2. [`base`] — one DataFusion plan per fact table aggregates the raw facts to the cube grain
 //!    (the keys the fact carries and the finest time period); the only step that reads raw
-//!    facts;
+//!    facts; metric buckets ([`metrics`]) follow from the base tables (the metric per
+//!    entity and period, bucketed);
 //! 3. [`select`] chooses cuboids, and [`lattice`] aggregates each from its smallest built parent
 //!    (or the base table), in parallel across cores, level count by level count.
 
@@ -13,6 +13,7 @@ mod arrays;
 mod base;
 mod dims;
 mod lattice;
+mod metrics;
 pub mod select;
 mod time;
 
@@ -86,6 +87,8 @@ pub async fn build_cube_with_report(
         ));
         bases.push(base::build_base(model, &sources.catalog, &sources.ctx, &dims, fact).await?);
     }
+    let mut dims = dims;
+    metrics::metric_buckets(model, &mut dims, &bases)?;
     let fact_rows: Vec<u64> = bases.iter().map(|b| b.fact_rows).collect();
     let secs = t.elapsed().as_secs_f64().max(1e-9);
     info!(
