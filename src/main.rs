@@ -158,22 +158,7 @@ fn read_definition(
     file: &Path,
     data: Option<&Path>,
 ) -> Result<lattice_defs::Model, lattice_defs::Diagnostics> {
-    match data {
-        None => lattice_defs::load_file(file),
-        Some(dir) => {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                lattice_defs::Diagnostics(vec![lattice_defs::Diagnostic {
-                    file: file.display().to_string(),
-                    pos: lattice_defs::Pos::UNKNOWN,
-                    path: String::new(),
-                    error: lattice_defs::DefError::Invalid {
-                        message: format!("cannot read the definition: {e}"),
-                    },
-                }])
-            })?;
-            lattice_defs::parse_str(&text, &file.display().to_string(), dir)
-        }
-    }
+    lattice_defs::load_file_in(file, data)
 }
 
 fn validate(file: &Path, data: Option<&Path>) -> anyhow::Result<ExitCode> {

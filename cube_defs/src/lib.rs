@@ -72,6 +72,12 @@ pub fn parse_str(text: &str, file: &str, base_dir: &Path) -> Result<Model, Diagn
 
 /// Reads, parses and validates a definition file.
 pub fn load_file(path: &Path) -> Result<Model, Diagnostics> {
+    load_file_in(path, None)
+}
+
+/// Reads, parses and validates a definition file; relative source paths resolve against
+/// `base_dir` when given (a data folder), else against the file's folder.
+pub fn load_file_in(path: &Path, base_dir: Option<&Path>) -> Result<Model, Diagnostics> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics(vec![Diagnostic {
@@ -83,7 +89,7 @@ pub fn load_file(path: &Path) -> Result<Model, Diagnostics> {
             },
         }])
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = base_dir.unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")));
     parse_str(&text, &file, base)
 }
 

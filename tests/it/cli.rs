@@ -4,27 +4,37 @@ use std::process::Command;
 
 use crate::util::parquet_dir;
 
-fn lattice() -> Command {
+pub fn lattice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lattice"))
 }
 
-#[test]
-fn validate_accepts_the_shipped_cube_with_its_data() {
+/// Runs `lattice <args> <bank_crm.yaml> [rest] --data <test data>`, insists it succeeds, and
+/// returns what it printed.
+pub fn run_on_test_data(args: &[&str]) -> String {
+    let (cmd, rest) = args.split_first().expect("a subcommand");
     let out = lattice()
-        .args([
-            "validate",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/cube_defs/bank_crm.yaml"),
-            "--data",
-        ])
+        .arg(cmd)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/cube_defs/bank_crm.yaml"
+        ))
+        .args(rest)
+        .arg("--data")
         .arg(parquet_dir())
         .output()
         .expect("run lattice");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "stdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn validate_accepts_the_shipped_cube_with_its_data() {
+    let stdout = run_on_test_data(&["validate"]);
     assert!(
         stdout.contains("cube 'bank_crm'") && stdout.contains("data checked"),
         "{stdout}"

@@ -79,6 +79,24 @@ fn cents(text: &str) -> i128 {
     if neg { -v } else { v }
 }
 
+/// The first cell of a one-decimal-column result, with its scale; it must not be NULL.
+async fn first_decimal(ctx: &SessionContext, sql: &str) -> (i128, i8) {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("sql")
+        .collect()
+        .await
+        .expect("collect");
+    let a = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Decimal128Array>()
+        .expect("decimal");
+    assert!(!a.is_null(0), "NULL from {sql}");
+    (a.value(0), a.scale())
+}
+
 /// Reads transactions.csv as text, no CSV library.
 fn csv_totals(dir: &Path) -> Totals {
     let text = fs::read_to_string(dir.join("transactions.csv")).expect("read csv");
@@ -153,21 +171,9 @@ async fn parquet_through_the_definition_matches_the_files() {
     // A few customers' totals, by SQL against the independent sums.
     for (&cust, &cents) in per_customer.iter().take(5) {
         let sql = format!("SELECT SUM(amount) FROM transactions WHERE customer_id = {cust}");
-        let b = &sources
-            .ctx
-            .sql(&sql)
-            .await
-            .expect("sql")
-            .collect()
-            .await
-            .expect("collect")[0];
-        let a = b
-            .column(0)
-            .as_any()
-            .downcast_ref::<Decimal128Array>()
-            .expect("decimal");
+        let (value, scale) = first_decimal(&sources.ctx, &sql).await;
         assert_eq!(
-            a.value(0) / 10i128.pow(a.scale() as u32 - 2),
+            value / 10i128.pow(scale as u32 - 2),
             cents,
             "customer {cust}"
         );
@@ -332,24 +338,7 @@ async fn a_functional_hierarchy_loads() {
     );
     let model = lattice_defs::parse_str(SHOP, "shop.yaml", dir.path()).expect("definition");
     let sources = load(&model).await.expect("loads");
-    let b = &sources
-        .ctx
-        .sql("SELECT SUM(amount) FROM sales")
-        .await
-        .expect("sql")
-        .collect()
-        .await
-        .expect("collect")[0];
-    let a = b
-        .column(0)
-        .as_any()
-        .downcast_ref::<Decimal128Array>()
-        .expect("decimal");
-    assert_eq!(
-        a.value(0),
-        14_250_000,
-        "10.50 - 3.25 + 7.00 at scale {}",
-        a.scale()
-    );
-    assert!(!a.is_null(0));
+    // Not NULL (first_decimal checks), and exact at the CSV scale.
+    let (value, scale) = first_decimal(&sources.ctx, "SELECT SUM(amount) FROM sales").await;
+    assert_eq!(value, 14_250_000, "10.50 - 3.25 + 7.00 at scale {scale}");
 }

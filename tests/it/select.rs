@@ -2,10 +2,10 @@
 //! rules allow; `auto` stays inside its memory budget; `lattice build --explain` says why.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use lattice_engine::build::{BuildOptions, build_cube_with_report};
 
+use crate::cli::run_on_test_data;
 use crate::reference::{SHOP_FILES, SHOP_YAML, check_cube, load_yaml, write_files};
 use crate::util::{bank_crm, parquet_dir};
 
@@ -113,22 +113,7 @@ async fn auto_stays_inside_its_budget_and_says_why() {
 
 #[test]
 fn build_explain_lists_cuboids_and_reasons() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lattice"))
-        .args([
-            "build",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/cube_defs/bank_crm.yaml"),
-            "--explain",
-            "--data",
-        ])
-        .arg(parquet_dir())
-        .output()
-        .expect("run lattice");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_on_test_data(&["build", "--explain"]);
     assert!(
         stdout.contains("(grand total)") && stdout.contains("greedy: saves"),
         "{stdout}"

@@ -3,6 +3,7 @@
 //! hierarchy, or a finer time grain), else from the fact's base table. Semi-additive measures
 //! keep only closing-period contributions (see [`crate::store::Cuboid`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use lattice_defs::model::{DimensionKind, FactId, LevelKind, LevelRef, Model, TimeGrain};
@@ -232,7 +233,9 @@ pub(crate) fn aggregate(
         Source::Cuboid(c) => (c.len(), &c.measures, &base.specs),
     };
     // Row -> target codes, and whether its semi-additive values count.
-    let mut row_codes: Vec<Vec<u32>> = vec![Vec::with_capacity(rows); levels.len()];
+    // Base sources borrow the precomputed code columns; parent cuboids derive owned ones.
+    let mut row_codes: Vec<Cow<'_, [u32]>> =
+        vec![Cow::Owned(Vec::with_capacity(rows)); levels.len()];
     // Only facts with semi-additive measures need to know which rows close their period.
     let any_semi = specs.iter().any(|s| s.semi);
     let mut semi_ok: Vec<bool> = Vec::with_capacity(if any_semi { rows } else { 0 });
@@ -241,10 +244,12 @@ pub(crate) fn aggregate(
             let periods = b.codes.last().map(Vec::as_slice).unwrap_or(&[]);
             for (k, l) in levels.iter().enumerate() {
                 row_codes[k] = match base_codes.get(l) {
-                    Some(col) => col.clone(),
-                    None => (0..rows)
-                        .map(|r| base_level_code(model, dims, b, fact, *l, r))
-                        .collect(),
+                    Some(col) => Cow::Borrowed(col.as_slice()),
+                    None => Cow::Owned(
+                        (0..rows)
+                            .map(|r| base_level_code(model, dims, b, fact, *l, r))
+                            .collect(),
+                    ),
                 };
             }
             if any_semi {
@@ -279,7 +284,7 @@ pub(crate) fn aggregate(
                         Derive::Time { from, fine, coarse } => {
                             let axis = dims.time.as_ref().expect("time levels need an axis");
                             if c.codes[*from][r] == axis.unknown_code(*fine) {
-                                row_codes[k].push(axis.unknown_code(*coarse));
+                                row_codes[k].to_mut().push(axis.unknown_code(*coarse));
                                 continue;
                             }
                             let first_fine = coarsen(axis.first, axis.grain, *fine);
@@ -289,7 +294,7 @@ pub(crate) fn aggregate(
                                 as u32
                         }
                     };
-                    row_codes[k].push(code);
+                    row_codes[k].to_mut().push(code);
                 }
                 // The parent cell's semi-additive values are at its closing period; they count
                 // if that is also the closing period of the target cell's time member.
@@ -387,7 +392,7 @@ const DENSE_SLOTS: usize = 1 << 22;
 /// Assigns each row its cell: rows with the same codes share one. Codes are packed into one
 /// `u64` when the levels' member counts allow (the common case), else hashed as vectors.
 fn group_rows(
-    row_codes: &[Vec<u32>],
+    row_codes: &[Cow<'_, [u32]>],
     rows: usize,
     levels: &[LevelRef],
     dims: &Dims,
