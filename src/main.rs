@@ -71,6 +71,20 @@ enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Answer one query (JSON, as over HTTP) and print the JSON answer.
+    Query {
+        /// The definition (YAML).
+        file: PathBuf,
+        /// Folder that relative source paths resolve against (default: the definition's folder).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The query document: a file, or `-` for standard input.
+        #[arg(long)]
+        json: PathBuf,
+        /// A drill-through document instead of a query.
+        #[arg(long)]
+        drill: bool,
+    },
     /// Serve cubes over HTTP. With no arguments: generate the default data set into a cache
     /// folder if it is not there, load the default cube and serve it.
     Serve {
@@ -150,6 +164,60 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             explain,
         } => build(&file, data.as_deref(), explain),
         Command::Serve { defs, data, addr } => serve(defs, data, &addr),
+        Command::Query {
+            file,
+            data,
+            json,
+            drill,
+        } => query(&file, data.as_deref(), &json, drill),
+    }
+}
+
+/// Builds the cube quietly, answers one query and prints the answer (or the query's error as
+/// the same JSON error document the server sends, with exit code 2).
+fn query(file: &Path, data: Option<&Path>, json: &Path, drill: bool) -> anyhow::Result<ExitCode> {
+    let text = if json == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(json)
+            .map_err(|e| anyhow::anyhow!("cannot read the query {}: {e}", json.display()))?
+    };
+    let model = match read_definition(file, data) {
+        Ok(m) => m,
+        Err(diags) => return Ok(report(&diags)),
+    };
+    let rt = runtime()?;
+    let sources = match rt.block_on(load::load(&model)) {
+        Ok(s) => s,
+        Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
+        Err(e) => return Err(e.into()),
+    };
+    let cube = rt.block_on(lattice_engine::build::build_cube(
+        &model,
+        &sources,
+        &lattice_engine::build::BuildOptions::default(),
+    ))?;
+    let answer = if drill {
+        lattice_engine::query::DrillQuery::from_json(&text).and_then(|q| {
+            rt.block_on(lattice_engine::query::drill_through(&cube, &q))
+                .map(|a| serde_json::to_string_pretty(&a).unwrap_or_default())
+        })
+    } else {
+        lattice_engine::query::Query::from_json(&text).and_then(|q| {
+            rt.block_on(lattice_engine::query::execute(&cube, &q))
+                .map(|a| serde_json::to_string_pretty(&a).unwrap_or_default())
+        })
+    };
+    match answer {
+        Ok(a) => {
+            println!("{a}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let doc = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(ExitCode::from(2))
+        }
     }
 }
 

@@ -133,7 +133,7 @@ pub(crate) async fn build_dims(
                 let names = |g| {
                     let mut names = time.as_ref().map_or_else(Vec::new, |t| t.names(g));
                     names.push(UNKNOWN_MEMBER.to_string());
-                    LevelDict { names }
+                    LevelDict::new(names)
                 };
                 dicts.push(
                     dim.levels
@@ -328,7 +328,7 @@ fn level_dictionary(
         LevelKind::Time(_) => Vec::new(),
     };
     out.push(UNKNOWN_MEMBER.to_string());
-    LevelDict { names: out }
+    LevelDict::new(out)
 }
 
 /// For each dimension with `via: V`: V's key code -> this dimension's key code.

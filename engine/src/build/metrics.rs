@@ -166,7 +166,7 @@ pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]
             }
             let mut names = b.labels.clone();
             names.push(UNKNOWN_MEMBER.to_string());
-            dims.dicts[d][l] = LevelDict { names };
+            dims.dicts[d][l] = LevelDict::new(names);
             if let Some(c) = dims.codes[d].as_mut() {
                 c.metric[l] = Some(MetricCodes {
                     grain: grain.map(|(g, _)| g),

@@ -9,25 +9,25 @@
 //! 3. [`select`] chooses cuboids, and [`lattice`] aggregates each from its smallest built parent
 //!    (or the base table), in parallel across cores, level count by level count.
 
-mod arrays;
-mod base;
-mod dims;
+pub(crate) mod arrays;
+pub(crate) mod base;
+pub(crate) mod dims;
 mod lattice;
 mod metrics;
 pub mod select;
-mod time;
+pub(crate) mod time;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lattice_defs::Model;
-use lattice_defs::model::LevelRef;
+use lattice_defs::model::{LevelKind, LevelRef};
 use tracing::{info, instrument};
 
 use crate::Result;
 use crate::source::load::Sources;
-use crate::store::{Cube, Cuboid};
+use crate::store::{Cube, Cuboid, Rollup};
 pub use select::Plan;
 
 /// How to build.
@@ -126,10 +126,20 @@ pub async fn build_cube_with_report(
         .iter()
         .map(|c| (c.len(), c.memory_bytes()))
         .collect();
+    let rollup = rollup(model, &dims, &bases);
+    let mut dims = dims;
+    let levels = std::mem::take(&mut dims.dicts);
     let cube = Cube {
         model: model.clone(),
-        levels: dims.dicts,
+        levels,
         cuboids,
+        version: 1,
+        rollup,
+        fallback: Some(std::sync::Arc::new(crate::query::FallbackData::new(
+            sources.ctx.clone(),
+            sources.catalog.clone(),
+            dims,
+        ))),
     };
     info!(
         cuboids = cube.cuboids.len(),
@@ -144,6 +154,68 @@ pub async fn build_cube_with_report(
         stages,
     };
     Ok((cube, report))
+}
+
+/// What the query layer needs beyond the cuboids: roll-up maps (time included), the periods
+/// present in each fact, and each measure's decimal scale.
+fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup {
+    let mut parents: HashMap<(usize, usize, usize), Vec<u32>> = dims
+        .parents
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
+        .collect();
+    let mut finest_time = None;
+    if let (Some(t), Some(axis)) = (model.time_dimension(), &dims.time) {
+        let dim = &model.dimensions[t];
+        let grain = |l: usize| match dim.levels[l].kind {
+            LevelKind::Time(g) => Some(g),
+            _ => None,
+        };
+        finest_time = dim.hierarchy.last().map(|&l| LevelRef { dim: t, level: l });
+        for (i, &anc) in dim.hierarchy.iter().enumerate() {
+            for &child in &dim.hierarchy[i + 1..] {
+                let (Some(ga), Some(gc)) = (grain(anc), grain(child)) else {
+                    continue;
+                };
+                let first_c = time::coarsen(axis.first, axis.grain, gc);
+                let first_a = time::coarsen(axis.first, axis.grain, ga);
+                let n = axis.names(gc).len();
+                let mut map: Vec<u32> = (0..n)
+                    .map(|c| (time::coarsen(first_c + c as i64, gc, ga) - first_a) as u32)
+                    .collect();
+                map.push(axis.unknown_code(ga)); // unknown lies under unknown
+                parents.insert((t, child, anc), map);
+            }
+        }
+    }
+    let present = bases
+        .iter()
+        .map(|b| {
+            b.codes
+                .last()
+                .map(|p| {
+                    p.iter()
+                        .copied()
+                        .filter(|p| *p != time::NO_PERIOD)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut scales = vec![0i8; model.measures.len()];
+    for b in bases {
+        for (m, col) in b.measure_ids.iter().zip(&b.measures) {
+            if let crate::store::MeasureColumn::Decimal { scale, .. } = col {
+                scales[*m] = *scale;
+            }
+        }
+    }
+    Rollup {
+        parents,
+        finest_time,
+        present,
+        scales,
+    }
 }
 
 /// Builds the planned cuboids, finest first; each from its smallest built parent. Cuboids

@@ -46,6 +46,13 @@ pub enum QueryError {
     BadOrder { by: String },
     #[error("compare on '{level}': {message}")]
     BadCompare { level: String, message: String },
+    #[error("drill-through to '{level}': {message}")]
+    BadDrill { level: String, message: String },
+    #[error("the answer has {rows} rows, more than the limit of {limit}; add filters or a `limit`")]
+    TooManyRows { rows: usize, limit: usize },
+    /// Not the query's fault: the engine could not answer it.
+    #[error("{message}")]
+    Engine { message: String },
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
@@ -82,6 +89,9 @@ impl QueryError {
             QueryError::HavingNotAsked { .. } => "having_not_asked",
             QueryError::BadOrder { .. } => "bad_order",
             QueryError::BadCompare { .. } => "bad_compare",
+            QueryError::BadDrill { .. } => "bad_drill",
+            QueryError::TooManyRows { .. } => "too_many_rows",
+            QueryError::Engine { .. } => "internal",
         }
     }
 }

@@ -1,17 +1,56 @@
-//! Queries over a built cube. So far: the query document (the same JSON over HTTP, the CLI
-//! and the Rust API) and its resolution against a [`crate::store::Cube`] — every name checked,
-//! every filter value turned into member codes — with errors that carry a stable code and say
-//! what would be valid. The planner and executor build on [`Resolved`].
+//! Queries over a built cube: the query document (the same JSON over HTTP, the CLI and the
+//! Rust API), its resolution against a [`crate::store::Cube`], planning, execution and the
+//! answer.
 //!
 //! ```text
-//! Query (serde) --resolve(&Cube)--> Resolved (levels, measures, member-code filters)
-//!                           \-----> QueryError { code(), message with suggestions }
+//! Query --resolve--> Resolved (indices, filters as member-code sets)
+//!   --plan, per fact--> smallest cuboid deriving every grouped and filtered level
+//!                       | none: fallback (DataFusion SQL over the raw facts)
+//!   --scan / SQL--> Grouped (codes + aggregates, one shape for both paths)
+//!   --finish--> derived measures, compare, having, pivot, order, limit, totals --> Answer
 //! ```
+//!
+//! # Semantics (the differential tests hold both paths to these)
+//!
+//! - A row exists for every combination of grouped members that has at least one fact row
+//!   passing the filters (for several facts: in any of them; the others' measures are null).
+//!   Without grouped levels the answer has exactly one row, as SQL's aggregate without GROUP
+//!   BY: sums null, counts 0 when nothing passes.
+//! - Semi-additive (`over_time: last`) measures read, per group, only the fact rows of its
+//!   closing period: the latest period present in the fact table (anywhere in it) that lies in
+//!   the group's finest grouped time member and passes every time filter; without a time
+//!   level, the latest such period overall.
+//! - Derived measures follow SQL over the aggregates: null in, null out; `+ - *` exact on
+//!   decimals; `/` a float, null when dividing by zero.
+//! - `compare` (level L, lag n) adds `<m>_prev`, the row with L's member n steps earlier,
+//!   computed with the query's filters except those on L's dimension (so January's previous
+//!   month is December even when the year is filtered), and `<m>_change` = (m - prev) / prev,
+//!   null when either is null or prev is 0. `unknown` has no previous member.
+//! - `having` compares measure values at the full grain (rows and columns) as numbers; null
+//!   fails every condition.
+//! - Rows come in member order of the grouped levels (rows, then columns) unless `order` says
+//!   otherwise; ties keep member order; nulls sort last in either direction. In a pivot,
+//!   ordering by a measure orders rows by the row total of that measure (the measure at the
+//!   grain of `rows` alone).
+//! - A pivot has one row per `rows` key and a column `<m1>|..|<mk>|<measure>` per columns
+//!   key present after `having`, in member order.
+//! - `totals`: the measures over all the filtered facts (not limited by having or limit),
+//!   sub-totals per leading part of `rows`, and in a pivot the column and row totals.
 
+mod answer;
+mod drill;
 mod error;
+mod exec;
+mod fallback;
+mod group;
 mod resolve;
+mod scan;
 mod spec;
 
+pub use answer::{Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal};
+pub use drill::{DEFAULT_DRILL_LIMIT, DrillAnswer, DrillMeta, DrillQuery, drill_through};
 pub use error::QueryError;
-pub use resolve::{Resolved, ResolvedFilter, resolve};
+pub use exec::execute;
+pub use fallback::FallbackData;
+pub use resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
 pub use spec::{Compare, Direction, Filter, FilterOp, Having, HavingOp, Order, Query};

@@ -15,23 +15,46 @@ mod cuboid;
 
 pub use cuboid::{CellValue, Cuboid, MeasureColumn, NO_VALUE};
 
+use std::collections::HashMap;
+
 use lattice_defs::model::{FactId, LevelRef, Model};
+use roaring::RoaringBitmap;
 
 /// One level's members: `names[code]`.
 #[derive(Debug, Clone, Default)]
 pub struct LevelDict {
     pub names: Vec<String>,
+    /// name -> code, built on first use for long levels.
+    index: std::sync::OnceLock<HashMap<String, u32>>,
 }
 
 impl LevelDict {
+    pub fn new(names: Vec<String>) -> LevelDict {
+        LevelDict {
+            names,
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.names.len()
     }
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+    /// The code of the member named `name`.
     pub fn code(&self, name: &str) -> Option<u32> {
-        self.names.iter().position(|n| n == name).map(|i| i as u32)
+        if self.names.len() <= 32 {
+            return self.names.iter().position(|n| n == name).map(|i| i as u32);
+        }
+        let index = self.index.get_or_init(|| {
+            self.names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i as u32))
+                .collect()
+        });
+        index.get(name).copied()
     }
 }
 
@@ -42,6 +65,26 @@ pub struct Cube {
     /// `levels[dim][level]`, parallel to the model's dimensions and levels.
     pub levels: Vec<Vec<LevelDict>>,
     pub cuboids: Vec<Cuboid>,
+    /// Snapshot number: a server counts the cubes it swaps in; answers and cache keys carry it.
+    pub version: u64,
+    /// How members roll up and which periods each fact has, for the query layer.
+    pub(crate) rollup: Rollup,
+    /// What the fallback needs to ask DataFusion (none for a cube built without sources).
+    pub(crate) fallback: Option<std::sync::Arc<crate::query::FallbackData>>,
+}
+
+/// Query-time structure of a cube beyond its cuboids.
+#[derive(Debug, Default)]
+pub(crate) struct Rollup {
+    /// `(dim, child level, ancestor level)` -> ancestor code per child code, for every pair of a
+    /// hierarchy (time included) where each child member lies under one ancestor.
+    pub parents: HashMap<(usize, usize, usize), Vec<u32>>,
+    /// The finest time level (its codes are the periods of the time axis).
+    pub finest_time: Option<LevelRef>,
+    /// Per fact: the finest-time codes present in its facts (closing periods come from these).
+    pub present: Vec<RoaringBitmap>,
+    /// Per measure: the decimal scale of its values (0 for counts and derived measures).
+    pub scales: Vec<i8>,
 }
 
 impl Cube {
@@ -70,6 +113,15 @@ impl Cube {
     /// A member's name.
     pub fn member_name(&self, level: LevelRef, code: u32) -> &str {
         &self.levels[level.dim][level.level].names[code as usize]
+    }
+
+    /// The map from `child` codes to `ancestor` codes of one dimension, if every child member
+    /// lies under one ancestor.
+    pub fn parent_map(&self, dim: usize, child: usize, ancestor: usize) -> Option<&[u32]> {
+        self.rollup
+            .parents
+            .get(&(dim, child, ancestor))
+            .map(Vec::as_slice)
     }
 
     /// Bytes the cuboids take in memory (cells, codes, values and bitmaps).

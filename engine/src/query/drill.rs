@@ -1,0 +1,371 @@
+//! Drill-through: the members of an entity level (say `customer.id`) behind a cell — the same
+//! filters as a query — found by uniting the roaring sets of a distinct measure over the
+//! entity's key (`active_customers`, `customers`) in the smallest covering cuboid, not by a
+//! rescan. Paged in member order, or by a measure, whose values come from a query grouped by
+//! the level and restricted to the members found.
+
+use std::time::Instant;
+
+use lattice_defs::model::{Agg, DimensionKind, FactId, LevelRef, MeasureId, MeasureKind};
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::answer::Column;
+use super::error::QueryError;
+use super::exec::execute_resolved;
+use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
+use super::scan::derive;
+use super::spec::{Direction, Filter, Order, Query};
+use crate::build::arrays::KeyValue;
+use crate::store::{Cube, MeasureColumn};
+
+/// Members listed when a drill-through names no `limit`.
+pub const DEFAULT_DRILL_LIMIT: u64 = 100;
+
+/// A drill-through request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillQuery {
+    /// The level whose members to list (`customer.id`).
+    pub level: String,
+    /// The cell: the same filters as a query.
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    /// Measures to show per member (under the same filters).
+    #[serde(default)]
+    pub measures: Vec<String>,
+    /// By a measure of `measures` or by the level; default member order.
+    #[serde(default)]
+    pub order: Vec<Order>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub offset: u64,
+}
+
+impl DrillQuery {
+    pub fn from_json(text: &str) -> Result<DrillQuery, QueryError> {
+        serde_json::from_str(text).map_err(|e| QueryError::Malformed {
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The members behind a cell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillAnswer {
+    pub level: String,
+    /// Members behind the cell (before paging).
+    pub total: u64,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Json>>,
+    pub meta: DrillMeta,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrillMeta {
+    /// `member_sets` (united roaring sets of a cuboid) or `fallback` (a grouped query).
+    pub source: &'static str,
+    /// The distinct measure whose sets were used.
+    pub via_measure: String,
+    pub cuboid: Option<Vec<String>>,
+    pub elapsed_us: u64,
+    pub snapshot: u64,
+}
+
+/// Lists the members of `q.level` behind the cell `q.filters`.
+pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, QueryError> {
+    let start = Instant::now();
+    let model = &cube.model;
+    let bad = |message: String| QueryError::BadDrill {
+        level: q.level.clone(),
+        message,
+    };
+    let level = model
+        .level(&q.level)
+        .ok_or_else(|| QueryError::UnknownLevel {
+            name: q.level.clone(),
+            suggestion: lattice_defs::diag::suggest(
+                &q.level,
+                model.level_names().iter().map(String::as_str),
+            ),
+        })?;
+    let DimensionKind::Table { key, .. } = &model.dimensions[level.dim].kind else {
+        return Err(bad(
+            "drill-through lists the members of an entity such as customer.id, not time".into(),
+        ));
+    };
+    // Distinct measures over the entity's key, on facts that carry it.
+    let entity_measures: Vec<(MeasureId, FactId)> = model
+        .measures
+        .iter()
+        .enumerate()
+        .filter_map(|(m, meas)| match &meas.kind {
+            MeasureKind::Aggregate {
+                fact,
+                agg: Agg::Distinct,
+                column: Some(c),
+                ..
+            } if c.column == key.column && model.facts[*fact].direct.contains(&level.dim) => {
+                Some((m, *fact))
+            }
+            _ => None,
+        })
+        .collect();
+    if entity_measures.is_empty() {
+        return Err(bad(format!(
+            "no distinct measure counts the keys of '{}' ({}); drill-through needs one",
+            model.dimensions[level.dim].name, key.column
+        )));
+    }
+    // Resolve the filters (and measures) as a query would, with each candidate measure;
+    // the first whose fact varies by every filter level is the one whose sets are used.
+    let mut last_err = None;
+    let mut chosen = None;
+    for &(m, fact) in &entity_measures {
+        let probe = Query {
+            measures: vec![model.measures[m].name.clone()],
+            filters: q.filters.clone(),
+            ..Query::default()
+        };
+        match resolve(&probe, cube) {
+            Ok(r) => {
+                chosen = Some((m, fact, r.filters));
+                break;
+            }
+            Err(e @ QueryError::MeasureDoesNotVary { .. }) => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    let Some((via, fact, filters)) = chosen else {
+        return Err(last_err.unwrap_or_else(|| bad("no fact varies by the filters".into())));
+    };
+    let requested = Query {
+        measures: q.measures.clone(),
+        rows: vec![q.level.clone()],
+        filters: q.filters.clone(),
+        order: q.order.clone(),
+        ..Query::default()
+    };
+    let r_req = if q.measures.is_empty() {
+        None
+    } else {
+        Some(resolve(&requested, cube)?)
+    };
+    for o in &q.order {
+        let ok = o.by == q.level || q.measures.contains(&o.by);
+        if !ok {
+            return Err(QueryError::BadOrder { by: o.by.clone() });
+        }
+    }
+
+    // The members, from the sets of the smallest cuboid that covers the filters.
+    let (members, source, cuboid) = match member_sets(cube, fact, via, level, &filters) {
+        Some((set, c)) => (set, "member_sets", Some(c)),
+        None => {
+            let r = Resolved {
+                measures: vec![via],
+                rows: vec![level],
+                filters: filters.clone(),
+                ..empty_resolved()
+            };
+            let codes = grouped_codes(cube, &r).await?;
+            (codes, "fallback", None)
+        }
+    };
+    let total = members.len();
+    let limit = q.limit.unwrap_or(DEFAULT_DRILL_LIMIT);
+    let by_measure = q
+        .order
+        .iter()
+        .any(|o| o.by != q.level && q.measures.contains(&o.by));
+    let desc = q
+        .order
+        .iter()
+        .find(|o| o.by == q.level)
+        .is_some_and(|o| o.dir == Direction::Desc);
+
+    let mut columns = vec![Column {
+        name: q.level.clone(),
+        kind: "level",
+        ty: None,
+    }];
+    let rows: Vec<Vec<Json>> = match r_req {
+        None => page(&members, desc, q.offset, limit)
+            .into_iter()
+            .map(|c| vec![Json::String(cube.member_name(level, c).to_string())])
+            .collect(),
+        Some(mut r) => {
+            // Values for the page's members (or, to order by a measure, for all of them).
+            let scope = if by_measure {
+                members.clone()
+            } else {
+                page(&members, desc, q.offset, limit).into_iter().collect()
+            };
+            r.filters.push(ResolvedFilter {
+                level,
+                members: scope.clone(),
+            });
+            if !by_measure {
+                r.order = vec![(
+                    OrderKey::Level(level),
+                    if desc {
+                        Direction::Desc
+                    } else {
+                        Direction::Asc
+                    },
+                )];
+            }
+            r.limit = None;
+            r.offset = 0;
+            let answer = execute_resolved(cube, &r).await?;
+            columns.extend(answer.columns.iter().skip(1).cloned());
+            let width = answer.columns.len();
+            let mut seen = RoaringBitmap::new();
+            let mut rows: Vec<Vec<Json>> = Vec::new();
+            for row in answer.rows {
+                if let Some(code) = row
+                    .first()
+                    .and_then(Json::as_str)
+                    .and_then(|n| cube.members(level).code(n))
+                {
+                    seen.insert(code);
+                }
+                rows.push(row);
+            }
+            // Members behind the cell without a value for these measures: nulls, last.
+            let rest = &scope - &seen;
+            let ordered: Vec<u32> = if desc {
+                rest.iter().rev().collect()
+            } else {
+                rest.iter().collect()
+            };
+            for c in ordered {
+                let mut row = vec![Json::String(cube.member_name(level, c).to_string())];
+                row.resize(width, Json::Null);
+                rows.push(row);
+            }
+            if by_measure {
+                rows.into_iter()
+                    .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
+                    .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                    .collect()
+            } else {
+                rows
+            }
+        }
+    };
+    Ok(DrillAnswer {
+        level: q.level.clone(),
+        total,
+        columns,
+        rows,
+        meta: DrillMeta {
+            source,
+            via_measure: model.measures[via].name.clone(),
+            cuboid: cuboid
+                .map(|ls: Vec<LevelRef>| ls.iter().map(|l| model.level_name(*l)).collect()),
+            elapsed_us: start.elapsed().as_micros() as u64,
+            snapshot: cube.version,
+        },
+    })
+}
+
+fn empty_resolved() -> Resolved {
+    Resolved {
+        measures: Vec::new(),
+        rows: Vec::new(),
+        columns: Vec::new(),
+        filters: Vec::new(),
+        having: Vec::new(),
+        order: Vec::new(),
+        limit: None,
+        offset: 0,
+        totals: false,
+        compare: None,
+        explain: false,
+    }
+}
+
+/// `limit` codes of `set` from `offset`, ascending or descending.
+fn page(set: &RoaringBitmap, desc: bool, offset: u64, limit: u64) -> Vec<u32> {
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if desc {
+        set.iter().rev().skip(offset).take(limit).collect()
+    } else {
+        set.iter().skip(offset).take(limit).collect()
+    }
+}
+
+/// The members of `level` behind the filtered cells, from the distinct sets of `via` in the
+/// smallest cuboid of `fact` covering the filters. `None` when no cuboid covers them or the
+/// keys are not integers (only integer keys are kept as themselves in the sets).
+fn member_sets(
+    cube: &Cube,
+    fact: FactId,
+    via: MeasureId,
+    level: LevelRef,
+    filters: &[ResolvedFilter],
+) -> Option<(RoaringBitmap, Vec<LevelRef>)> {
+    let fb = cube.fallback.as_ref()?;
+    let codes = fb.dims().codes[level.dim].as_ref()?;
+    let by_key = codes.by_key[level.level].as_ref()?;
+    if !codes.integer_key {
+        return None;
+    }
+    let cuboid = cube
+        .cuboids
+        .iter()
+        .filter(|c| c.fact == fact && filters.iter().all(|f| derive(cube, c, f.level).is_some()))
+        .min_by_key(|c| c.len())?;
+    let j = cuboid.measure_ids.iter().position(|m| *m == via)?;
+    let MeasureColumn::Distinct(sets) = &cuboid.measures[j] else {
+        return None;
+    };
+    let masks: Vec<(usize, Vec<bool>)> = filters
+        .iter()
+        .filter_map(|f| {
+            let d = derive(cube, cuboid, f.level)?;
+            let size = cube.members(cuboid.levels[d.col]).len();
+            let mask = (0..size as u32)
+                .map(|c| f.members.contains(d.map.map_or(c, |m| m[c as usize])))
+                .collect();
+            Some((d.col, mask))
+        })
+        .collect();
+    let mut values = RoaringBitmap::new();
+    for (cell, set) in sets.iter().enumerate() {
+        if masks
+            .iter()
+            .all(|(col, mask)| mask[cuboid.codes[*col][cell] as usize])
+        {
+            values |= set;
+        }
+    }
+    let members = values
+        .iter()
+        .map(|v| {
+            let key = codes
+                .key_map
+                .get(&KeyValue::Int(i64::from(v)))
+                .copied()
+                .unwrap_or(codes.n_keys as u32);
+            by_key[key as usize]
+        })
+        .collect();
+    Some((members, cuboid.levels.clone()))
+}
+
+/// The members of the single grouped level of `r` that have rows.
+async fn grouped_codes(cube: &Cube, r: &Resolved) -> Result<RoaringBitmap, QueryError> {
+    let answer = execute_resolved(cube, r).await?;
+    let level = r.rows[0];
+    Ok(answer
+        .rows
+        .iter()
+        .filter_map(|row| row.first()?.as_str())
+        .filter_map(|n| cube.members(level).code(n))
+        .collect())
+}

@@ -1,0 +1,641 @@
+//! Planning and executing a query: per fact, the smallest cuboid that can derive every level
+//! the query groups or filters by (else the fallback), then one shared finish — derived
+//! measures, comparison, having, pivot, order, paging and totals — over the merged groups.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use lattice_defs::model::{FactId, LevelRef, MeasureId, MeasureKind, UNKNOWN_MEMBER};
+use serde_json::Value as Json;
+
+use super::answer::{
+    Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal, V, eval, measure_type,
+};
+use super::error::QueryError;
+use super::fallback;
+use super::group::{AggRequest, Grouped};
+use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
+use super::scan::{closing_periods, derive, scan};
+use super::spec::{Direction, HavingOp, Query};
+use crate::store::Cube;
+
+/// Answers `query` from `cube`.
+pub async fn execute(cube: &Cube, query: &Query) -> Result<Answer, QueryError> {
+    let start = Instant::now();
+    let r = resolve(query, cube)?;
+    let mut answer = Exec::new(cube, &r).run().await?;
+    answer.meta.elapsed_us = start.elapsed().as_micros() as u64;
+    Ok(answer)
+}
+
+/// Answers an already resolved query.
+pub(crate) async fn execute_resolved(cube: &Cube, r: &Resolved) -> Result<Answer, QueryError> {
+    let start = Instant::now();
+    let mut answer = Exec::new(cube, r).run().await?;
+    answer.meta.elapsed_us = start.elapsed().as_micros() as u64;
+    Ok(answer)
+}
+
+/// A measure column of the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MCol {
+    Plain(MeasureId),
+    Prev(MeasureId),
+    Change(MeasureId),
+}
+
+/// Groups of every fact merged: per key (member codes of `levels`), the value of each leaf
+/// (aggregate) measure, in [`Exec::leaves`] order.
+struct Table {
+    rows: BTreeMap<Vec<u32>, Vec<V>>,
+}
+
+struct Exec<'a> {
+    cube: &'a Cube,
+    r: &'a Resolved,
+    /// Aggregate measures the query needs (requested or inside derived ones), by fact.
+    facts: BTreeMap<FactId, Vec<MeasureId>>,
+    leaves: Vec<MeasureId>,
+    mcols: Vec<MCol>,
+}
+
+impl<'a> Exec<'a> {
+    fn new(cube: &'a Cube, r: &'a Resolved) -> Exec<'a> {
+        let model = &cube.model;
+        let mut leaves = Vec::new();
+        for &m in &r.measures {
+            collect_leaves(model, m, &mut leaves);
+        }
+        leaves.sort_unstable();
+        leaves.dedup();
+        let mut facts: BTreeMap<FactId, Vec<MeasureId>> = BTreeMap::new();
+        for &m in &leaves {
+            if let MeasureKind::Aggregate { fact, .. } = model.measures[m].kind {
+                facts.entry(fact).or_default().push(m);
+            }
+        }
+        let mut mcols = Vec::new();
+        for &m in &r.measures {
+            mcols.push(MCol::Plain(m));
+            if r.compare.is_some() {
+                mcols.push(MCol::Prev(m));
+                mcols.push(MCol::Change(m));
+            }
+        }
+        Exec {
+            cube,
+            r,
+            facts,
+            leaves,
+            mcols,
+        }
+    }
+
+    fn grain(&self) -> Vec<LevelRef> {
+        self.r.rows.iter().chain(&self.r.columns).copied().collect()
+    }
+
+    async fn run(&self) -> Result<Answer, QueryError> {
+        let r = self.r;
+        let model = &self.cube.model;
+        let pivot = !r.columns.is_empty();
+        let grain = self.grain();
+        let mut metas = Vec::new();
+        let main = self.table(&grain, &r.filters, Some(&mut metas)).await?;
+
+        // Comparison: the same grain with the compare dimension's filters lifted, so that the
+        // first member shown still has its predecessor.
+        let prev = match r.compare {
+            None => None,
+            Some((l, _)) if r.filters.iter().all(|f| f.level.dim != l.dim) => None,
+            Some((l, _)) => {
+                let kept: Vec<ResolvedFilter> = r
+                    .filters
+                    .iter()
+                    .filter(|f| f.level.dim != l.dim)
+                    .cloned()
+                    .collect();
+                Some(self.table(&grain, &kept, None).await?)
+            }
+        };
+        let prev = prev.as_ref().unwrap_or(&main);
+
+        // Logical rows: key, then the value of every measure column.
+        let mut rows: Vec<(Vec<u32>, Vec<V>)> = Vec::with_capacity(main.rows.len());
+        for (key, vals) in &main.rows {
+            let plain = self.outputs(vals);
+            let mut out = Vec::with_capacity(self.mcols.len());
+            let before = r.compare.and_then(|(l, lag)| {
+                let k = grain.iter().position(|g| *g == l)?;
+                let code = key[k];
+                let dict = self.cube.members(l);
+                if code < lag || dict.names[code as usize] == UNKNOWN_MEMBER {
+                    return None;
+                }
+                let mut pk = key.clone();
+                pk[k] = code - lag;
+                prev.rows.get(&pk).map(|v| self.outputs(v))
+            });
+            for (i, v) in plain.iter().enumerate() {
+                out.push(*v);
+                if r.compare.is_some() {
+                    let p = before.as_ref().map_or(V::Null, |b| b[i]);
+                    out.push(p);
+                    out.push(change(*v, p));
+                }
+            }
+            rows.push((key.clone(), out));
+        }
+
+        // Having, on the measures at the full grain.
+        rows.retain(|(_, vals)| {
+            r.having.iter().all(|(m, op, x)| {
+                let i = self.mcols.iter().position(|c| *c == MCol::Plain(*m));
+                i.and_then(|i| vals[i].as_f64())
+                    .is_some_and(|v| having(*op, v, *x))
+            })
+        });
+
+        let mut columns: Vec<Column> = r
+            .rows
+            .iter()
+            .map(|l| Column {
+                name: model.level_name(*l),
+                kind: "level",
+                ty: None,
+            })
+            .collect();
+        let mut out_rows: Vec<(Vec<u32>, Vec<V>)>;
+        if pivot {
+            let nr = r.rows.len();
+            let col_keys: BTreeSet<Vec<u32>> = rows.iter().map(|(k, _)| k[nr..].to_vec()).collect();
+            let col_keys: Vec<Vec<u32>> = col_keys.into_iter().collect();
+            let col_index: HashMap<&[u32], usize> = col_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_slice(), i))
+                .collect();
+            for ck in &col_keys {
+                let member = self.member_path(&r.columns, ck);
+                for mc in &self.mcols {
+                    columns.push(Column {
+                        name: format!("{member}|{}", self.mcol_name(*mc)),
+                        kind: "measure",
+                        ty: Some(self.mcol_type(*mc)),
+                    });
+                }
+            }
+            let width = self.mcols.len();
+            let mut by_row: BTreeMap<Vec<u32>, Vec<V>> = BTreeMap::new();
+            for (k, vals) in &rows {
+                let slot = by_row
+                    .entry(k[..nr].to_vec())
+                    .or_insert_with(|| vec![V::Null; width * col_keys.len()]);
+                let c = col_index[&k[nr..]];
+                slot[c * width..(c + 1) * width].copy_from_slice(vals);
+            }
+            out_rows = by_row.into_iter().collect();
+        } else {
+            for mc in &self.mcols {
+                columns.push(Column {
+                    name: self.mcol_name(*mc),
+                    kind: "measure",
+                    ty: Some(self.mcol_type(*mc)),
+                });
+            }
+            out_rows = rows;
+        }
+
+        // Order: the keys asked for, then member order (the rows are already in it).
+        let row_totals = if pivot
+            && (r.totals
+                || r.order
+                    .iter()
+                    .any(|(k, _)| matches!(k, OrderKey::Measure(_))))
+        {
+            Some(self.table(&r.rows, &r.filters, None).await?)
+        } else {
+            None
+        };
+        if !r.order.is_empty() {
+            let mut sort_keys: Vec<Vec<SortKey>> = Vec::with_capacity(out_rows.len());
+            for (k, vals) in &out_rows {
+                let mut sk = Vec::new();
+                for (key, dir) in &r.order {
+                    sk.push(match key {
+                        OrderKey::Level(l) => {
+                            let Some(i) = grain.iter().position(|g| g == l) else {
+                                continue;
+                            };
+                            if i >= r.rows.len() {
+                                return Err(QueryError::BadOrder {
+                                    by: model.level_name(*l),
+                                });
+                            }
+                            SortKey::code(k[i], *dir)
+                        }
+                        OrderKey::Measure(m) => {
+                            let v = match &row_totals {
+                                Some(t) => t
+                                    .rows
+                                    .get(&k[..r.rows.len()])
+                                    .map_or(V::Null, |v| self.value_of(*m, v)),
+                                None => self
+                                    .mcols
+                                    .iter()
+                                    .position(|c| *c == MCol::Plain(*m))
+                                    .map_or(V::Null, |i| vals[i]),
+                            };
+                            SortKey::value(v, *dir)
+                        }
+                    });
+                }
+                sort_keys.push(sk);
+            }
+            let mut idx: Vec<usize> = (0..out_rows.len()).collect();
+            idx.sort_by(|a, b| cmp_keys(&sort_keys[*a], &sort_keys[*b]));
+            let mut taken: Vec<Option<(Vec<u32>, Vec<V>)>> =
+                out_rows.into_iter().map(Some).collect();
+            out_rows = idx.into_iter().filter_map(|i| taken[i].take()).collect();
+        }
+
+        let total_rows = out_rows.len();
+        let offset = usize::try_from(r.offset).unwrap_or(usize::MAX);
+        let limit = r
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        let nr = r.rows.len();
+        let json_rows: Vec<Vec<Json>> = out_rows
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(k, vals)| {
+                let keys = if pivot { &k[..] } else { &k[..nr] };
+                self.member_json(&r.rows, keys)
+                    .into_iter()
+                    .chain(vals.into_iter().map(V::json))
+                    .collect()
+            })
+            .collect();
+
+        let (totals, subtotals) = if r.totals {
+            self.totals(row_totals.as_ref()).await?
+        } else {
+            (None, Vec::new())
+        };
+
+        let all_cuboid = metas.iter().all(|m: &FactMeta| m.source == "cuboid");
+        Ok(Answer {
+            columns,
+            rows: json_rows,
+            totals,
+            subtotals,
+            meta: Meta {
+                source: if all_cuboid { "cuboid" } else { "fallback" },
+                cuboid: metas.first().and_then(|m| m.cuboid.clone()),
+                facts: metas,
+                total_rows,
+                elapsed_us: 0,
+                snapshot: self.cube.version,
+                cached: false,
+            },
+        })
+    }
+
+    /// Grand totals (and pivot column totals), and sub-totals.
+    async fn totals(
+        &self,
+        row_totals: Option<&Table>,
+    ) -> Result<(Option<serde_json::Map<String, Json>>, Vec<Subtotal>), QueryError> {
+        let r = self.r;
+        let model = &self.cube.model;
+        let mut map = serde_json::Map::new();
+        let grand = self.table(&[], &r.filters, None).await?;
+        let values = grand
+            .rows
+            .get(&Vec::new())
+            .cloned()
+            .unwrap_or_else(|| self.empty_leaves());
+        for (m, v) in r.measures.iter().zip(self.outputs(&values)) {
+            map.insert(model.measures[*m].name.clone(), v.json());
+        }
+        if !r.columns.is_empty() {
+            let by_col = self.table(&r.columns, &r.filters, None).await?;
+            for (k, vals) in &by_col.rows {
+                let member = self.member_path(&r.columns, k);
+                for (m, v) in r.measures.iter().zip(self.outputs(vals)) {
+                    map.insert(format!("{member}|{}", model.measures[*m].name), v.json());
+                }
+            }
+        }
+        let mut subtotals = Vec::new();
+        for n in 1..r.rows.len() {
+            let t = self.table(&r.rows[..n], &r.filters, None).await?;
+            subtotals.push(self.subtotal(&r.rows[..n], &t));
+        }
+        if let Some(t) = row_totals {
+            subtotals.push(self.subtotal(&r.rows, t));
+        }
+        Ok((Some(map), subtotals))
+    }
+
+    fn subtotal(&self, levels: &[LevelRef], t: &Table) -> Subtotal {
+        let model = &self.cube.model;
+        Subtotal {
+            levels: levels.iter().map(|l| model.level_name(*l)).collect(),
+            rows: t
+                .rows
+                .iter()
+                .map(|(k, vals)| {
+                    self.member_json(levels, k)
+                        .into_iter()
+                        .chain(self.outputs(vals).into_iter().map(V::json))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    fn member_json(&self, levels: &[LevelRef], key: &[u32]) -> Vec<Json> {
+        levels
+            .iter()
+            .zip(key)
+            .map(|(l, c)| Json::String(self.cube.member_name(*l, *c).to_string()))
+            .collect()
+    }
+
+    fn member_path(&self, levels: &[LevelRef], key: &[u32]) -> String {
+        levels
+            .iter()
+            .zip(key)
+            .map(|(l, c)| self.cube.member_name(*l, *c))
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+
+    fn mcol_name(&self, c: MCol) -> String {
+        let name = |m: MeasureId| self.cube.model.measures[m].name.clone();
+        match c {
+            MCol::Plain(m) => name(m),
+            MCol::Prev(m) => format!("{}_prev", name(m)),
+            MCol::Change(m) => format!("{}_change", name(m)),
+        }
+    }
+
+    fn mcol_type(&self, c: MCol) -> &'static str {
+        match c {
+            MCol::Plain(m) | MCol::Prev(m) => {
+                measure_type(&self.cube.model, &self.cube.rollup.scales, m)
+            }
+            MCol::Change(_) => "number",
+        }
+    }
+
+    /// The requested measures' values from a row's leaf values.
+    fn outputs(&self, leaf_values: &[V]) -> Vec<V> {
+        self.r
+            .measures
+            .iter()
+            .map(|m| self.value_of(*m, leaf_values))
+            .collect()
+    }
+
+    fn value_of(&self, m: MeasureId, leaf_values: &[V]) -> V {
+        let get = |x: MeasureId| {
+            self.leaves
+                .iter()
+                .position(|l| *l == x)
+                .map_or(V::Null, |i| leaf_values[i])
+        };
+        eval(&self.cube.model, m, &get)
+    }
+
+    /// Leaf values of an aggregate over no rows: SQL's NULL for sums, 0 for counts.
+    fn empty_leaves(&self) -> Vec<V> {
+        self.leaves
+            .iter()
+            .map(|m| match &self.cube.model.measures[*m].kind {
+                MeasureKind::Aggregate {
+                    agg: lattice_defs::model::Agg::Count | lattice_defs::model::Agg::Distinct,
+                    ..
+                } => V::Int(0),
+                _ => V::Null,
+            })
+            .collect()
+    }
+
+    /// Every fact's aggregates at `levels`, merged by key.
+    async fn table(
+        &self,
+        levels: &[LevelRef],
+        filters: &[ResolvedFilter],
+        mut metas: Option<&mut Vec<FactMeta>>,
+    ) -> Result<Table, QueryError> {
+        let mut rows: BTreeMap<Vec<u32>, Vec<V>> = BTreeMap::new();
+        let n = self.leaves.len();
+        if levels.is_empty() {
+            // Like SQL's aggregate without GROUP BY: one row, even over no facts.
+            rows.insert(Vec::new(), self.empty_leaves());
+        }
+        for (&fact, measures) in &self.facts {
+            let req = AggRequest {
+                fact,
+                levels,
+                filters,
+                measures,
+            };
+            let (grouped, meta) = aggregate(self.cube, &req, self.r.explain).await?;
+            if let Some(metas) = metas.as_deref_mut() {
+                metas.push(meta);
+            }
+            for g in 0..grouped.len() {
+                let slot = rows
+                    .entry(grouped.key(g).to_vec())
+                    .or_insert_with(|| vec![V::Null; n]);
+                for &m in measures {
+                    if let Some(i) = self.leaves.iter().position(|l| *l == m) {
+                        slot[i] = grouped.value(g, m).into();
+                    }
+                }
+            }
+        }
+        Ok(Table { rows })
+    }
+}
+
+/// Aggregates one fact: from the smallest cuboid that covers the request, else the fallback.
+pub(crate) async fn aggregate(
+    cube: &Cube,
+    req: &AggRequest<'_>,
+    explain: bool,
+) -> Result<(Grouped, FactMeta), QueryError> {
+    let model = &cube.model;
+    let mut needs: Vec<LevelRef> = req.levels.to_vec();
+    needs.extend(req.filters.iter().map(|f| f.level));
+    needs.sort_unstable();
+    needs.dedup();
+    let mut candidates: Vec<usize> = cube
+        .cuboids
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.fact == req.fact && needs.iter().all(|l| derive(cube, c, *l).is_some()))
+        .map(|(i, _)| i)
+        .collect();
+    candidates.sort_by_key(|&i| (cube.cuboids[i].len(), cube.cuboids[i].levels.len()));
+    let closing = closing_periods(cube, req.fact, req.levels, req.filters);
+    let names = |ls: &[LevelRef]| ls.iter().map(|l| model.level_name(*l)).collect::<Vec<_>>();
+    let fact_name = model.facts[req.fact].name.clone();
+    let explained = |reason: String, sql: Option<String>| {
+        explain.then(|| Explain {
+            needs: names(&needs),
+            candidates: candidates
+                .iter()
+                .map(|&i| Candidate {
+                    cuboid: names(&cube.cuboids[i].levels),
+                    cells: cube.cuboids[i].len(),
+                })
+                .collect(),
+            reason,
+            sql,
+        })
+    };
+    if let Some(&best) = candidates.first() {
+        let c = &cube.cuboids[best];
+        let grouped = scan(cube, c, req, closing.as_ref());
+        let reason = format!(
+            "the smallest of {} cuboids that hold (or roll up to) every grouped and filtered level",
+            candidates.len()
+        );
+        return Ok((
+            grouped,
+            FactMeta {
+                fact: fact_name,
+                source: "cuboid",
+                cuboid: Some(names(&c.levels)),
+                cells: Some(c.len()),
+                explain: explained(reason, None),
+            },
+        ));
+    }
+    let fb = cube.fallback.as_ref().ok_or_else(|| QueryError::Engine {
+        message: format!(
+            "no cuboid of {fact_name} holds {} and this cube has no sources to fall back to",
+            names(&needs).join(", ")
+        ),
+    })?;
+    let (grouped, sql) = fallback::aggregate(cube, fb, req, closing.as_ref())
+        .await
+        .map_err(|e| QueryError::Engine {
+            message: format!("the fallback query failed: {e}"),
+        })?;
+    let reason = format!(
+        "no cuboid of {fact_name} holds {}; answered by DataFusion over the raw facts",
+        names(&needs).join(", ")
+    );
+    Ok((
+        grouped,
+        FactMeta {
+            fact: fact_name,
+            source: "fallback",
+            cuboid: None,
+            cells: None,
+            explain: explained(reason, Some(sql)),
+        },
+    ))
+}
+
+fn collect_leaves(model: &lattice_defs::Model, m: MeasureId, out: &mut Vec<MeasureId>) {
+    match &model.measures[m].kind {
+        MeasureKind::Aggregate { .. } => out.push(m),
+        MeasureKind::Derived(e) => {
+            let mut refs = Vec::new();
+            e.measures(&mut refs);
+            for x in refs {
+                collect_leaves(model, x, out);
+            }
+        }
+    }
+}
+
+/// `(current - previous) / previous`; NULL when either is NULL or the previous is 0.
+fn change(cur: V, prev: V) -> V {
+    match (cur.as_f64(), prev.as_f64()) {
+        (Some(c), Some(p)) if p != 0.0 => {
+            let x = (c - p) / p;
+            if x.is_finite() { V::Float(x) } else { V::Null }
+        }
+        _ => V::Null,
+    }
+}
+
+fn having(op: HavingOp, v: f64, x: f64) -> bool {
+    match op {
+        HavingOp::Gt => v > x,
+        HavingOp::Ge => v >= x,
+        HavingOp::Lt => v < x,
+        HavingOp::Le => v <= x,
+        HavingOp::Eq => v == x,
+        HavingOp::Ne => v != x,
+    }
+}
+
+/// One part of a row's sort key.
+#[derive(Debug, Clone, Copy)]
+enum SortKey {
+    Code(u32, Direction),
+    /// `None`: NULL, which sorts last in both directions.
+    Value(Option<V>, Direction),
+}
+
+impl SortKey {
+    fn code(c: u32, d: Direction) -> SortKey {
+        SortKey::Code(c, d)
+    }
+    fn value(v: V, d: Direction) -> SortKey {
+        SortKey::Value((v != V::Null).then_some(v), d)
+    }
+}
+
+fn cmp_v(a: V, b: V) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let exact = |v: V| match v {
+        V::Dec(x, s) => Some((x, s)),
+        V::Int(i) => Some((i, 0)),
+        _ => None,
+    };
+    if let (Some((x, sx)), Some((y, sy))) = (exact(a), exact(b)) {
+        let s = sx.max(sy);
+        let up = |v: i128, from: i8| v.checked_mul(10i128.pow((s - from) as u32));
+        if let (Some(x), Some(y)) = (up(x, sx), up(y, sy)) {
+            return x.cmp(&y);
+        }
+    }
+    a.as_f64()
+        .partial_cmp(&b.as_f64())
+        .unwrap_or(Ordering::Equal)
+}
+
+fn cmp_keys(a: &[SortKey], b: &[SortKey]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for (x, y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (SortKey::Code(x, d), SortKey::Code(y, _)) => directed(x.cmp(y), *d),
+            (SortKey::Value(None, _), SortKey::Value(None, _)) => Ordering::Equal,
+            (SortKey::Value(None, _), SortKey::Value(Some(_), _)) => Ordering::Greater,
+            (SortKey::Value(Some(_), _), SortKey::Value(None, _)) => Ordering::Less,
+            (SortKey::Value(Some(x), d), SortKey::Value(Some(y), _)) => directed(cmp_v(*x, *y), *d),
+            _ => Ordering::Equal,
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+fn directed(o: std::cmp::Ordering, d: Direction) -> std::cmp::Ordering {
+    match d {
+        Direction::Asc => o,
+        Direction::Desc => o.reverse(),
+    }
+}

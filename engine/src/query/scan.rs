@@ -1,0 +1,222 @@
+//! The cuboid path: filter a cuboid's cells by member-code masks and re-aggregate them into the
+//! query's grain, rolling members up through parent arrays where the cuboid is finer.
+
+use lattice_defs::model::{Agg, LevelRef, MeasureKind, OverTime};
+use roaring::RoaringBitmap;
+
+use super::group::{Acc, AggRequest, Grouped, Grouper};
+use super::resolve::ResolvedFilter;
+use crate::store::{Cube, Cuboid, MeasureColumn};
+
+/// How a level's code is read from a cuboid: column `col`, through `map` when the cuboid holds
+/// a finer level of the same hierarchy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Derive<'a> {
+    pub col: usize,
+    pub map: Option<&'a [u32]>,
+}
+
+impl Derive<'_> {
+    #[inline]
+    fn code(&self, c: u32) -> u32 {
+        self.map.map_or(c, |m| m[c as usize])
+    }
+}
+
+/// How `cuboid` yields `target`, if it can.
+pub(crate) fn derive<'a>(cube: &'a Cube, cuboid: &Cuboid, target: LevelRef) -> Option<Derive<'a>> {
+    if let Some(col) = cuboid.levels.iter().position(|l| *l == target) {
+        return Some(Derive { col, map: None });
+    }
+    cuboid.levels.iter().enumerate().find_map(|(col, l)| {
+        if l.dim != target.dim {
+            return None;
+        }
+        cube.parent_map(l.dim, l.level, target.level)
+            .map(|map| Derive {
+                col,
+                map: Some(map),
+            })
+    })
+}
+
+/// The finest-time codes at which semi-additive measures are read: for each group's time
+/// member (of the finest time level the request groups by; one group when none), the latest
+/// period present in the fact that passes every time filter. `None` when the fact has no
+/// time.
+pub(crate) fn closing_periods(
+    cube: &Cube,
+    fact: usize,
+    levels: &[LevelRef],
+    filters: &[ResolvedFilter],
+) -> Option<RoaringBitmap> {
+    let finest = cube.rollup.finest_time?;
+    cube.model.facts[fact].time.as_ref()?;
+    let hierarchy = &cube.model.dimensions[finest.dim].hierarchy;
+    let to = |l: LevelRef| -> Option<&[u32]> {
+        if l == finest {
+            None
+        } else {
+            cube.parent_map(finest.dim, finest.level, l.level)
+        }
+    };
+    let time_filters: Vec<(Option<&[u32]>, &RoaringBitmap)> = filters
+        .iter()
+        .filter(|f| f.level.dim == finest.dim)
+        .map(|f| (to(f.level), &f.members))
+        .collect();
+    let group = levels
+        .iter()
+        .filter(|l| l.dim == finest.dim)
+        .max_by_key(|l| hierarchy.iter().position(|h| *h == l.level))
+        .map(|l| to(*l));
+    let mut best: std::collections::BTreeMap<u32, u32> = Default::default();
+    for p in &cube.rollup.present[fact] {
+        let at = |m: Option<&[u32]>| m.map_or(p, |m| m[p as usize]);
+        if time_filters.iter().all(|(m, set)| set.contains(at(*m))) {
+            let g = group.map_or(0, at);
+            let e = best.entry(g).or_insert(p);
+            *e = (*e).max(p);
+        }
+    }
+    Some(best.into_values().collect())
+}
+
+/// Aggregates `req` from `cuboid`, which must be able to derive every level of the request.
+pub(crate) fn scan(
+    cube: &Cube,
+    cuboid: &Cuboid,
+    req: &AggRequest<'_>,
+    closing: Option<&RoaringBitmap>,
+) -> Grouped {
+    let model = &cube.model;
+    let n = cuboid.len();
+    // One mask per filtered cuboid column: which of its members pass every filter on it.
+    let mut masks: Vec<(usize, Vec<bool>)> = Vec::new();
+    for f in req.filters {
+        let Some(d) = derive(cube, cuboid, f.level) else {
+            continue;
+        };
+        let size = cube.members(cuboid.levels[d.col]).len();
+        let slot = match masks.iter().position(|(c, _)| *c == d.col) {
+            Some(i) => i,
+            None => {
+                masks.push((d.col, vec![true; size]));
+                masks.len() - 1
+            }
+        };
+        for (c, keep) in masks[slot].1.iter_mut().enumerate() {
+            *keep = *keep && f.members.contains(d.code(c as u32));
+        }
+    }
+    let group: Vec<Derive<'_>> = req
+        .levels
+        .iter()
+        .filter_map(|l| derive(cube, cuboid, *l))
+        .collect();
+    let sizes: Vec<usize> = req.levels.iter().map(|l| cube.members(*l).len()).collect();
+
+    // Pass 1: the group of every cell (u32::MAX: filtered out).
+    let mut grouper = Grouper::new(&sizes);
+    let mut keys: Vec<u32> = Vec::new();
+    let mut groups = 0u32;
+    let mut cell_group = vec![u32::MAX; n];
+    let mut codes = vec![0u32; group.len()];
+    'cells: for (cell, slot) in cell_group.iter_mut().enumerate() {
+        for (col, mask) in &masks {
+            if !mask[cuboid.codes[*col][cell] as usize] {
+                continue 'cells;
+            }
+        }
+        for (k, d) in group.iter().enumerate() {
+            codes[k] = d.code(cuboid.codes[d.col][cell]);
+        }
+        let g = grouper.group(&codes, groups);
+        if g == groups {
+            groups += 1;
+            keys.extend_from_slice(&codes);
+        }
+        *slot = g;
+    }
+    let groups = groups as usize;
+
+    // Semi-additive measures read only the cells of each group's closing period.
+    let closing_mask: Option<(usize, Vec<bool>)> = closing.and_then(|set| {
+        let finest = cube.rollup.finest_time?;
+        let hierarchy = &model.dimensions[finest.dim].hierarchy;
+        let (col, t) = cuboid
+            .levels
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.dim == finest.dim)
+            .max_by_key(|(_, l)| hierarchy.iter().position(|h| *h == l.level))?;
+        let map = if *t == finest {
+            None
+        } else {
+            cube.parent_map(finest.dim, finest.level, t.level)
+        };
+        let mut mask = vec![false; cube.members(*t).len()];
+        for p in set {
+            mask[map.map_or(p, |m| m[p as usize]) as usize] = true;
+        }
+        Some((col, mask))
+    });
+
+    let mut accs = Vec::with_capacity(req.measures.len());
+    for &m in req.measures {
+        let MeasureKind::Aggregate { agg, over_time, .. } = &model.measures[m].kind else {
+            continue;
+        };
+        let semi = *over_time == OverTime::Last;
+        let column = cuboid
+            .measure_ids
+            .iter()
+            .position(|x| *x == m)
+            .map(|j| &cuboid.measures[j]);
+        let mut acc = Acc::new(*agg, cube.rollup.scales[m]);
+        for _ in 0..groups {
+            acc.push_empty();
+        }
+        let counts = |cell: usize| match (&closing_mask, semi) {
+            (Some((col, mask)), true) => mask[cuboid.codes[*col][cell] as usize],
+            _ => true,
+        };
+        match (column, &mut acc) {
+            (Some(MeasureColumn::Decimal { values, valid, .. }), Acc::Decimal { .. }) => {
+                for (cell, g) in cell_group.iter().enumerate() {
+                    if *g != u32::MAX && valid[cell] && counts(cell) {
+                        acc.add_decimal(*g as usize, values[cell]);
+                    }
+                }
+            }
+            (Some(MeasureColumn::Count(values)), Acc::Count(out)) => {
+                for (cell, g) in cell_group.iter().enumerate() {
+                    if *g != u32::MAX && counts(cell) {
+                        out[*g as usize] += values[cell];
+                    }
+                }
+            }
+            (Some(MeasureColumn::Distinct(sets)), Acc::Sets(out)) => {
+                for (cell, g) in cell_group.iter().enumerate() {
+                    if *g != u32::MAX && counts(cell) {
+                        out[*g as usize] |= &sets[cell];
+                    }
+                }
+            }
+            _ => {}
+        }
+        debug_assert!(!matches!(agg, Agg::Distinct) || matches!(acc, Acc::Sets(_)));
+        accs.push(acc);
+    }
+    Grouped {
+        levels: req.levels.to_vec(),
+        keys,
+        measures: req
+            .measures
+            .iter()
+            .copied()
+            .filter(|m| matches!(model.measures[*m].kind, MeasureKind::Aggregate { .. }))
+            .collect(),
+        accs,
+    }
+}
