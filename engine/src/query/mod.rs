@@ -38,6 +38,7 @@
 //!   sub-totals per leading part of `rows`, and in a pivot the column and row totals.
 
 mod answer;
+mod cache;
 mod drill;
 mod error;
 mod exec;
@@ -48,6 +49,7 @@ mod scan;
 mod spec;
 
 pub use answer::{Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal};
+pub use cache::QueryCache;
 pub use drill::{DEFAULT_DRILL_LIMIT, DrillAnswer, DrillMeta, DrillQuery, drill_through};
 pub use error::QueryError;
 pub use exec::execute;
