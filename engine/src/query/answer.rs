@@ -155,10 +155,11 @@ impl V {
             if let Some(v) = exact {
                 return V::from_exact(v, s, int);
             }
-            if op == BinOp::Mul && i32::from(sx) + i32::from(sy) <= 18 {
-                if let Some(v) = x.checked_mul(y) {
-                    return V::from_exact(v, sx + sy, int);
-                }
+            if op == BinOp::Mul
+                && i32::from(sx) + i32::from(sy) <= 18
+                && let Some(v) = x.checked_mul(y)
+            {
+                return V::from_exact(v, sx + sy, int);
             }
         }
         let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) else {

@@ -46,11 +46,10 @@ pub struct Resolved {
 /// Checks `query` against `cube` and resolves it; the first problem found is the error.
 pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
     let model = cube.model();
-    let level_names = model.level_names();
     let level = |name: &str| {
         model.level(name).ok_or_else(|| QueryError::UnknownLevel {
             name: name.to_string(),
-            suggestion: suggest(name, level_names.iter().map(String::as_str)),
+            suggestion: suggest(name, model.level_names().iter().map(String::as_str)),
         })
     };
     let measure = |name: &str| {

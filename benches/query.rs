@@ -1,0 +1,103 @@
+//! Query latency over the hand-written question suite (`tests/questions.rs`), each question
+//! answered by Lattice (engine only: resolve, plan, scan or fallback, finish to JSON values)
+//! and by DataFusion running the question's SQL twin over the raw Parquet, in the same run.
+//!
+//! Data: the synthetic bank data set at scale 1 (100k customers, ~2M transactions, 24 months;
+//! `LATTICE_BENCH_SCALE` overrides), generated once into `~/.cache/lattice/`. Each question is
+//! a criterion group `q/<path>/<name>` (path: `cuboid` or `fallback`, as the engine answers it)
+//! with two functions, `lattice` and `datafusion`; `scripts/bench_table.py` turns criterion's
+//! medians into the table of docs/perf/README.md.
+//!
+//! `LATTICE_BENCH_FILTER=substring` limits the questions; `LATTICE_BENCH_SKIP_DF=1` benches
+//! only Lattice.
+
+#[path = "../tests/questions.rs"]
+mod questions;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use lattice_engine::build::{BuildOptions, build_cube};
+use lattice_engine::query::{Query, execute};
+use lattice_engine::source::load::load;
+use lattice_engine::source::synth::{DataFormat, GenOptions, generate};
+
+fn data_dir(scale: f64) -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = home
+        .join(".cache/lattice")
+        .join(format!("data-scale{scale}-seed42"));
+    if !dir.join("transactions.parquet").exists() {
+        generate(
+            &GenOptions {
+                scale,
+                seed: 42,
+                format: DataFormat::Parquet,
+            },
+            &dir,
+        )
+        .expect("generate the bench data set");
+    }
+    dir
+}
+
+fn bench_queries(c: &mut Criterion) {
+    let scale: f64 = std::env::var("LATTICE_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let filter = std::env::var("LATTICE_BENCH_FILTER").unwrap_or_default();
+    let skip_df = std::env::var_os("LATTICE_BENCH_SKIP_DF").is_some();
+    let dir = data_dir(scale);
+    let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &dir)
+        .expect("definition");
+    // A multi-threaded runtime, so that DataFusion gets every core.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sources = runtime.block_on(load(&model)).expect("load");
+    let cube = runtime
+        .block_on(build_cube(&model, &sources, &BuildOptions::default()))
+        .expect("build");
+    // DataFusion gets its own session over the same files, with the default (all cores)
+    // parallelism.
+    let df = runtime.block_on(load(&model)).expect("load for DataFusion");
+
+    for q in questions::questions() {
+        if !q.name.contains(&filter) {
+            continue;
+        }
+        let query = Query::from_json(q.query).expect("question parses");
+        let first = runtime
+            .block_on(execute(&cube, &query))
+            .expect("question answers");
+        let path = first.meta.source;
+        let mut group = c.benchmark_group(format!("q/{path}/{}", q.name));
+        group.sample_size(if path == "cuboid" { 50 } else { 10 });
+        group.warm_up_time(Duration::from_millis(300));
+        group.measurement_time(Duration::from_secs(if path == "cuboid" { 1 } else { 3 }));
+        group.bench_function("lattice", |b| {
+            b.iter(|| runtime.block_on(execute(&cube, &query)).expect("answer"))
+        });
+        if !skip_df {
+            group.sample_size(10);
+            group.measurement_time(Duration::from_secs(3));
+            group.bench_function("datafusion", |b| {
+                b.iter(|| {
+                    runtime.block_on(async {
+                        df.ctx
+                            .sql(q.sql)
+                            .await
+                            .expect("plan")
+                            .collect()
+                            .await
+                            .expect("run")
+                    })
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_queries);
+criterion_main!(benches);
