@@ -129,7 +129,7 @@ pub async fn build_cube_with_report(
     let rollup = rollup(model, &dims, &bases);
     let mut dims = dims;
     let levels = std::mem::take(&mut dims.dicts);
-    let cube = Cube {
+    let mut cube = Cube {
         model: model.clone(),
         levels,
         cuboids,
@@ -141,6 +141,7 @@ pub async fn build_cube_with_report(
             dims,
         ))),
     };
+    cube.index_cuboids();
     info!(
         cuboids = cube.cuboids.len(),
         bytes = cube.memory_bytes(),
@@ -215,6 +216,7 @@ fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup
         finest_time,
         present,
         scales,
+        ..Rollup::default()
     }
 }
 

@@ -15,7 +15,7 @@ use super::error::QueryError;
 use super::fallback;
 use super::group::{AggRequest, Grouped};
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
-use super::scan::{closing_periods, derive, scan};
+use super::scan::{closing_periods, scan};
 use super::spec::{Direction, HavingOp, Query};
 use crate::store::Cube;
 
@@ -474,14 +474,16 @@ pub(crate) async fn aggregate(
     needs.extend(req.filters.iter().map(|f| f.level));
     needs.sort_unstable();
     needs.dedup();
-    let mut candidates: Vec<usize> = cube
-        .cuboids
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.fact == req.fact && needs.iter().all(|l| derive(cube, c, *l).is_some()))
-        .map(|(i, _)| i)
-        .collect();
-    candidates.sort_by_key(|&i| (cube.cuboids[i].len(), cube.cuboids[i].levels.len()));
+    let covering = |i: &usize| {
+        let c = &cube.cuboids[*i];
+        c.fact == req.fact && needs.iter().all(|l| cube.covers(*i, *l))
+    };
+    // Every covering cuboid only to explain; else the first (smallest) one.
+    let candidates: Vec<usize> = if explain {
+        cube.cuboids_by_size().iter().copied().filter(covering).collect()
+    } else {
+        cube.cuboids_by_size().iter().copied().find(covering).into_iter().collect()
+    };
     let closing = closing_periods(cube, req.fact, req.levels, req.filters);
     let names = |ls: &[LevelRef]| ls.iter().map(|l| model.level_name(*l)).collect::<Vec<_>>();
     let fact_name = model.facts[req.fact].name.clone();
@@ -503,7 +505,7 @@ pub(crate) async fn aggregate(
         let c = &cube.cuboids[best];
         let grouped = scan(cube, c, req, closing.as_ref());
         let reason = format!(
-            "the smallest of {} cuboids that hold (or roll up to) every grouped and filtered level",
+            "the smallest of the {} cuboids that hold (or roll up to) every grouped and filtered level",
             candidates.len()
         );
         return Ok((

@@ -85,6 +85,12 @@ pub(crate) struct Rollup {
     pub present: Vec<RoaringBitmap>,
     /// Per measure: the decimal scale of its values (0 for counts and derived measures).
     pub scales: Vec<i8>,
+    /// Index of the first level of each dimension in a flat numbering of all levels.
+    pub level_base: Vec<usize>,
+    /// Per cuboid, per level (flat): whether the cuboid holds the level or rolls up to it.
+    pub covers: Vec<Vec<bool>>,
+    /// Cuboid indices, smallest first (cells, then levels).
+    pub by_size: Vec<usize>,
 }
 
 impl Cube {
@@ -122,6 +128,48 @@ impl Cube {
             .parents
             .get(&(dim, child, ancestor))
             .map(Vec::as_slice)
+    }
+
+    /// Whether cuboid `i` holds `level` or a finer level of its hierarchy that rolls up to it.
+    pub fn covers(&self, i: usize, level: LevelRef) -> bool {
+        self.rollup.covers[i][self.rollup.level_base[level.dim] + level.level]
+    }
+
+    /// Cuboid indices, smallest first.
+    pub fn cuboids_by_size(&self) -> &[usize] {
+        &self.rollup.by_size
+    }
+
+    /// Fills the cuboid indexes of [`Rollup`] (after the cuboids and parent maps are set).
+    pub(crate) fn index_cuboids(&mut self) {
+        let mut base = Vec::new();
+        let mut n = 0;
+        for d in &self.model.dimensions {
+            base.push(n);
+            n += d.levels.len();
+        }
+        let covers = self
+            .cuboids
+            .iter()
+            .map(|c| {
+                let mut v = vec![false; n];
+                for (d, dim) in self.model.dimensions.iter().enumerate() {
+                    for l in 0..dim.levels.len() {
+                        let target = LevelRef { dim: d, level: l };
+                        v[base[d] + l] = c.levels.iter().any(|x| {
+                            *x == target
+                                || (x.dim == d && self.parent_map(d, x.level, l).is_some())
+                        });
+                    }
+                }
+                v
+            })
+            .collect();
+        let mut by_size: Vec<usize> = (0..self.cuboids.len()).collect();
+        by_size.sort_by_key(|&i| (self.cuboids[i].len(), self.cuboids[i].levels.len()));
+        self.rollup.level_base = base;
+        self.rollup.covers = covers;
+        self.rollup.by_size = by_size;
     }
 
     /// Bytes the cuboids take in memory (cells, codes, values and bitmaps).
