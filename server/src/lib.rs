@@ -8,6 +8,8 @@
 //! Errors everywhere have one shape: an HTTP status and
 //! `{"error": {"code": "...", "message": "...", "details": {...}}}` ([`ApiError`]).
 
+pub mod cubejs;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -1,0 +1,424 @@
+//! # The Cube REST API
+//!
+//! Lattice speaks the REST API of [Cube](https://cube.dev) under `/cubejs-api/v1/`, so
+//! dashboards built on `@cubejs-client/core` (and `@cubejs-client/react`) can point at
+//! Lattice unchanged. It is a translation, not a second engine:
+//!
+//! ```text
+//! GET/POST /load --request--> CubeQuery --translate(Catalog)--> Plan(s): native Query + outputs
+//!   --lattice_engine::query::execute--> Answer --response--> {queryType, results[], pivotQuery}
+//! GET /meta --Catalog::meta--> {cubes: [...], compilerId}
+//! ```
+//!
+//! - [`request`]: the Cube query document, read as Cube reads it.
+//! - [`catalog`]: a built cube under Cube names (`bank_crm.fee_income`,
+//!   `bank_crm.region_province`, the time dimension `bank_crm.time`) and `/meta`.
+//! - [`filters`]: Cube filters (`and`/`or`, 24 operators) as member sets of levels, periods
+//!   of the time dimension and `having`.
+//! - [`translate`]: the whole query, with Cube's defaults (order, limit) and
+//!   `compareDateRange` as one native query per range.
+//! - [`response`]: answers in the shape the client pivots.
+//! - [`dates`]: the zone-less calendar of the cube's time members; relative ranges.
+//!
+//! Errors are `{"error": "..."}` with a 4xx status for anything the client sent
+//! ([`CubeJsError`], mapped in one exhaustive function); never 502, which the client retries.
+
+mod catalog;
+mod dates;
+mod filters;
+mod request;
+mod response;
+mod translate;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use lattice_engine::query::QueryError;
+use lattice_engine::store::Cube;
+use serde_json::{Value as Json, json};
+
+use catalog::Catalog;
+use request::QueryParam;
+
+/// Where the Cube API finds the cubes it serves (the server's current snapshots).
+pub trait CubeSource: Send + Sync + 'static {
+    /// The names of the cubes served, in the order `/meta` lists them.
+    fn cube_names(&self) -> Vec<String>;
+    /// The current snapshot of a cube.
+    fn cube(&self, name: &str) -> Option<Arc<Cube>>;
+}
+
+/// A request the Cube API cannot answer as sent.
+#[derive(Debug, thiserror::Error)]
+pub enum CubeJsError {
+    #[error("Query param is required")]
+    MissingQuery,
+    #[error("Invalid query format: {message}")]
+    InvalidQuery { message: String },
+    #[error("{part} is not supported by Lattice's Cube API: {hint}")]
+    Unsupported { part: String, hint: String },
+    #[error(
+        "Query should contain either measures, dimensions or timeDimensions with granularities in order to be valid"
+    )]
+    EmptyQuery,
+    #[error("Cube '{cube}' not found{}", did_you_mean(suggestion))]
+    UnknownCube {
+        cube: String,
+        suggestion: Option<String>,
+    },
+    #[error(
+        "a query reads one cube, but this one names members of {}; Lattice cubes do not join",
+        cubes.join(", ")
+    )]
+    SeveralCubes { cubes: Vec<String> },
+    #[error("'{member}' not found{}", did_you_mean(suggestion))]
+    UnknownMember {
+        member: String,
+        suggestion: Option<String>,
+    },
+    #[error("'{member}' is {is}; it cannot be in `{place}`")]
+    WrongKind {
+        member: String,
+        is: &'static str,
+        place: &'static str,
+    },
+    #[error("segment '{segment}' not found: cube '{cube}' has no segments")]
+    UnknownSegment { segment: String, cube: String },
+    #[error(
+        "granularity '{granularity}' of '{member}' is not available; the cube's time dimension has {}",
+        available.join(", ")
+    )]
+    BadGranularity {
+        member: String,
+        granularity: String,
+        available: Vec<String>,
+    },
+    #[error("filter on '{member}': {message}")]
+    BadFilter { member: String, message: String },
+    #[error("date range {range} of '{member}': {message}")]
+    BadDateRange {
+        member: String,
+        range: String,
+        message: String,
+    },
+    #[error(
+        "{condition} on '{member}' covers part of the {grain} {period}; the cube's finest time grain is the {grain}, so a date condition must select whole {grain}s (from the first day of one to the last day of one)"
+    )]
+    PartialPeriod {
+        member: String,
+        condition: String,
+        period: String,
+        grain: &'static str,
+    },
+    #[error(
+        "an `or` across different members ({}) is not supported by Lattice's Cube API: the cube slices one level at a time and intersects the slices; an `or` may only combine conditions on the same dimension",
+        members.join(", ")
+    )]
+    OrAcrossMembers { members: Vec<String> },
+    #[error(
+        "measure '{measure}' does not vary by '{member}' (its facts have no '{dimension}'); ask for them in separate queries"
+    )]
+    MeasureDoesNotVary {
+        measure: String,
+        member: String,
+        dimension: String,
+    },
+    #[error(
+        "no fact table varies by all of {}; ask for a measure, or for them in separate queries",
+        members.join(", ")
+    )]
+    NoFacts { members: Vec<String> },
+    #[error("cannot order by '{member}': {reason}")]
+    BadOrder { member: String, reason: String },
+    #[error("The query limit has been exceeded: {limit} is more than the maximum of {max} rows")]
+    LimitTooLarge { limit: u64, max: u64 },
+    #[error("'{query_type}' query type is not supported by the client.Please update the client.")]
+    NeedsMulti { query_type: &'static str },
+    #[error("Authorization header isn't set")]
+    MissingToken,
+    #[error("Invalid token")]
+    InvalidToken,
+    #[error(
+        "unknown Cube API endpoint '/cubejs-api/v1/{path}'; Lattice serves meta, load, subscribe and dry-run"
+    )]
+    UnknownEndpoint { path: String },
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+fn did_you_mean(s: &Option<String>) -> String {
+    s.as_ref()
+        .map_or(String::new(), |s| format!(" (did you mean '{s}'?)"))
+}
+
+impl CubeJsError {
+    /// The HTTP status: 4xx for whatever the request got wrong, 500 only for the engine's own
+    /// failures. Never 502: the client retries those forever.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            CubeJsError::MissingToken | CubeJsError::InvalidToken => StatusCode::FORBIDDEN,
+            CubeJsError::UnknownEndpoint { .. } => StatusCode::NOT_FOUND,
+            CubeJsError::MissingQuery
+            | CubeJsError::InvalidQuery { .. }
+            | CubeJsError::Unsupported { .. }
+            | CubeJsError::EmptyQuery
+            | CubeJsError::UnknownCube { .. }
+            | CubeJsError::SeveralCubes { .. }
+            | CubeJsError::UnknownMember { .. }
+            | CubeJsError::WrongKind { .. }
+            | CubeJsError::UnknownSegment { .. }
+            | CubeJsError::BadGranularity { .. }
+            | CubeJsError::BadFilter { .. }
+            | CubeJsError::BadDateRange { .. }
+            | CubeJsError::PartialPeriod { .. }
+            | CubeJsError::OrAcrossMembers { .. }
+            | CubeJsError::MeasureDoesNotVary { .. }
+            | CubeJsError::NoFacts { .. }
+            | CubeJsError::BadOrder { .. }
+            | CubeJsError::LimitTooLarge { .. }
+            | CubeJsError::NeedsMulti { .. } => StatusCode::BAD_REQUEST,
+            CubeJsError::Query(e) => match e {
+                QueryError::Malformed { .. }
+                | QueryError::UnknownLevel { .. }
+                | QueryError::UnknownMeasure { .. }
+                | QueryError::NoMeasures
+                | QueryError::LevelTwice { .. }
+                | QueryError::MeasureDoesNotVary { .. }
+                | QueryError::UnknownMember { .. }
+                | QueryError::BadFilter { .. }
+                | QueryError::HavingNotAsked { .. }
+                | QueryError::BadOrder { .. }
+                | QueryError::BadCompare { .. }
+                | QueryError::BadDrill { .. }
+                | QueryError::TooManyRows { .. } => StatusCode::BAD_REQUEST,
+                QueryError::Engine { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+}
+
+impl IntoResponse for CubeJsError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, "cube api: the engine failed");
+            "internal error; the server log has the details".to_string()
+        } else {
+            self.to_string()
+        };
+        (status, axum::Json(json!({ "error": message }))).into_response()
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    source: Arc<dyn CubeSource>,
+    token: Option<Arc<str>>,
+    /// When this server first served each (cube, snapshot): Cube's `lastRefreshTime`.
+    first_seen: Arc<Mutex<HashMap<(String, u64), SystemTime>>>,
+}
+
+/// The Cube API routes over `source`, accepting any `Authorization` header.
+pub fn router(source: Arc<dyn CubeSource>) -> Router {
+    router_with_token(source, None)
+}
+
+/// The Cube API routes; with `token`, a request must carry it in `Authorization`, raw or
+/// after `Bearer ` (403 otherwise), as the client sends its API token.
+pub fn router_with_token(source: Arc<dyn CubeSource>, token: Option<String>) -> Router {
+    let state = AppState {
+        source,
+        token: token.map(Arc::from),
+        first_seen: Arc::default(),
+    };
+    Router::new()
+        .route("/cubejs-api/v1/meta", get(meta))
+        .route("/cubejs-api/v1/load", get(load_get).post(load_post))
+        .route("/cubejs-api/v1/subscribe", get(load_get).post(load_post))
+        .route("/cubejs-api/v1/dry-run", get(dry_get).post(dry_post))
+        .route(
+            "/cubejs-api/v1/{*rest}",
+            axum::routing::any(|Path(rest): Path<String>| async move { unknown_endpoint(rest) }),
+        )
+        .with_state(state)
+}
+
+/// Serves the Cube API alone on `listener` until `shutdown` resolves (tests, embedding).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    source: Arc<dyn CubeSource>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(source))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn unknown_endpoint(path: String) -> CubeJsError {
+    let first = path.split('/').next().unwrap_or_default();
+    match first {
+        "sql" | "cubesql" | "graphql" | "graphql-to-json" | "convert-query" | "running-query"
+        | "pre-aggregations" => CubeJsError::Unsupported {
+            part: format!("the /cubejs-api/v1/{first} endpoint"),
+            hint: "Lattice serves meta, load, subscribe and dry-run; its own query API is /v1"
+                .into(),
+        },
+        _ => CubeJsError::UnknownEndpoint { path },
+    }
+}
+
+fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), CubeJsError> {
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(CubeJsError::MissingToken)?
+        .to_str()
+        .map_err(|_| CubeJsError::InvalidToken)?;
+    let given = given.strip_prefix("Bearer ").unwrap_or(given).trim();
+    if given == token.as_ref() {
+        Ok(())
+    } else {
+        Err(CubeJsError::InvalidToken)
+    }
+}
+
+async fn meta(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, CubeJsError> {
+    check_token(&state, &headers)?;
+    let mut cubes = Vec::new();
+    let mut versions = Vec::new();
+    for name in state.source.cube_names() {
+        if let Some(cube) = state.source.cube(&name) {
+            cubes.push(Catalog::new(&name, &cube).meta());
+            versions.push(format!("{name}@{}", cube.version));
+        }
+    }
+    // One cube: its snapshot version; several: each cube's, so that any swap changes it.
+    let compiler_id = match versions.as_slice() {
+        [one] => one.rsplit('@').next().unwrap_or_default().to_string(),
+        _ => versions.join(","),
+    };
+    Ok(axum::Json(json!({"cubes": cubes, "compilerId": compiler_id})).into_response())
+}
+
+async fn load_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    UrlQuery(params): UrlQuery<HashMap<String, String>>,
+) -> Result<Response, CubeJsError> {
+    let query = params
+        .get("query")
+        .filter(|q| !q.is_empty() && q.as_str() != "undefined")
+        .map(|q| request::parse_query(q))
+        .transpose()?;
+    answer(
+        &state,
+        &headers,
+        query,
+        params.get("queryType").cloned(),
+        false,
+    )
+    .await
+}
+
+async fn load_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, CubeJsError> {
+    let body = request::parse_body(&body)?;
+    answer(&state, &headers, body.query, body.query_type, false).await
+}
+
+async fn dry_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    UrlQuery(params): UrlQuery<HashMap<String, String>>,
+) -> Result<Response, CubeJsError> {
+    let query = params
+        .get("query")
+        .map(|q| request::parse_query(q))
+        .transpose()?;
+    answer(&state, &headers, query, Some("multi".into()), true).await
+}
+
+async fn dry_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, CubeJsError> {
+    let body = request::parse_body(&body)?;
+    answer(&state, &headers, body.query, Some("multi".into()), true).await
+}
+
+/// Translates, runs and shapes one `/load` (or, with `dry`, `/dry-run`) request.
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<QueryParam>,
+    query_type: Option<String>,
+    dry: bool,
+) -> Result<Response, CubeJsError> {
+    check_token(state, headers)?;
+    let q = match query {
+        None => return Err(CubeJsError::MissingQuery),
+        Some(QueryParam::Many(n)) => {
+            return Err(CubeJsError::Unsupported {
+                part: format!("data blending (an array of {n} queries)"),
+                hint: "send the queries one at a time".into(),
+            });
+        }
+        Some(QueryParam::One(q)) => q,
+    };
+    let name = translate::cube_of(&q)?;
+    let cube = state
+        .source
+        .cube(&name)
+        .ok_or_else(|| CubeJsError::UnknownCube {
+            suggestion: lattice_defs::diag::suggest(
+                &name,
+                state.source.cube_names().iter().map(String::as_str),
+            ),
+            cube: name.clone(),
+        })?;
+    let cat = Catalog::new(&name, &cube);
+    let t = translate::translate(&cat, &q)?;
+    let multi = query_type.as_deref() == Some("multi");
+    if t.query_type != translate::QueryType::Regular && !multi {
+        return Err(CubeJsError::NeedsMulti {
+            query_type: t.query_type.name(),
+        });
+    }
+    if dry {
+        return Ok(axum::Json(response::dry_run(&t)).into_response());
+    }
+    let refreshed = {
+        let mut seen = state
+            .first_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *seen
+            .entry((name.clone(), cube.version))
+            .or_insert_with(SystemTime::now)
+    };
+    let refreshed = dates::format_utc(refreshed);
+    let mut results = Vec::with_capacity(t.plans.len());
+    for plan in &t.plans {
+        let a = lattice_engine::query::execute(&cube, &plan.native).await?;
+        results.push(response::result(plan, &a, &refreshed));
+    }
+    let body: Json = response::load(&t, results, multi);
+    Ok(axum::Json(body).into_response())
+}
+
+#[cfg(test)]
+mod tests;
