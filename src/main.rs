@@ -86,17 +86,49 @@ enum Command {
         drill: bool,
     },
     /// Serve cubes over HTTP. With no arguments: generate the default data set into a cache
-    /// folder if it is not there, load the default cube and serve it.
-    Serve {
-        /// A definition file, or a folder of them (default: the shipped bank_crm cube).
-        #[arg(long)]
-        defs: Option<PathBuf>,
-        /// The data folder (default: a generated scale-1 data set in the cache folder).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: String,
-    },
+    /// folder if it is not there, build the default cube and serve it.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// A folder of definitions (every `*.yaml` in it is served; PUTs of new cubes land there),
+    /// or one definition file (default: cube_defs/bank_crm.yaml, else the shipped bank_crm
+    /// cube copied into the cache folder).
+    #[arg(long)]
+    defs: Option<PathBuf>,
+    /// The data folder (default: a generated scale-1 data set in the cache folder).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// An origin browsers may call from (repeat for several; `*` for any). None by default.
+    #[arg(long = "cors-origin")]
+    cors_origins: Vec<String>,
+    /// Time limit of a query or drill-through, in milliseconds (504 query_timeout beyond).
+    #[arg(long, default_value_t = 30_000)]
+    query_timeout_ms: u64,
+    /// Most rows an answer may carry (400 too_many_rows beyond).
+    #[arg(long, default_value_t = 100_000)]
+    max_rows: usize,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Queries running at once (default: twice the cores, at least 4).
+    #[arg(long)]
+    max_concurrent_queries: Option<usize>,
+    /// Queries waiting for a turn (429 too_many_queries beyond).
+    #[arg(long, default_value_t = 1024)]
+    max_queued_queries: usize,
+    /// Definition builds running at once (429 too_many_builds beyond).
+    #[arg(long, default_value_t = 1)]
+    max_builds: usize,
+    /// Answers kept in the query cache (0: no cache).
+    #[arg(long, default_value_t = 4096)]
+    cache_entries: usize,
+    /// How often definition files are checked for edits, in milliseconds (0: never).
+    #[arg(long, default_value_t = 1000)]
+    watch_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -163,7 +195,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data,
             explain,
         } => build(&file, data.as_deref(), explain),
-        Command::Serve { defs, data, addr } => serve(defs, data, &addr),
+        Command::Serve(args) => serve(args),
         Command::Query {
             file,
             data,
@@ -354,68 +386,139 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".lattice-cache"))
 }
 
-fn serve(defs: Option<PathBuf>, data: Option<PathBuf>, addr: &str) -> anyhow::Result<ExitCode> {
-    let data = match data {
+/// The data folder `serve` uses without `--data`: the default data set, generated into the
+/// cache folder the first time.
+fn default_data() -> anyhow::Result<PathBuf> {
+    let dir = cache_dir().join("data-scale1-seed42");
+    if !dir.join("transactions.parquet").is_file() {
+        eprintln!(
+            "generating the default data set (scale 1: 100k customers, 2M transactions) into {} ...",
+            dir.display()
+        );
+        let started = Instant::now();
+        synth::generate(
+            &GenOptions {
+                scale: 1.0,
+                seed: 42,
+                format: DataFormat::Parquet,
+            },
+            &dir,
+        )?;
+        eprintln!("data set ready in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(dir)
+}
+
+/// The definition `serve` uses without `--defs`: the shipped file when run from a checkout,
+/// else a copy of the shipped definition in the cache folder (so that hot reload has a file to
+/// write).
+fn default_definition() -> anyhow::Result<PathBuf> {
+    let shipped = PathBuf::from("cube_defs/bank_crm.yaml");
+    if shipped.is_file() {
+        return Ok(shipped);
+    }
+    let copy = cache_dir().join("defs/bank_crm.yaml");
+    if !copy.is_file() {
+        let dir = cache_dir().join("defs");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::write(&copy, lattice_defs::BANK_CRM_YAML)
+            .with_context(|| format!("cannot write {}", copy.display()))?;
+    }
+    Ok(copy)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let data = match args.data {
         Some(d) => d,
-        None => {
-            let dir = cache_dir().join("data-scale1-seed42");
-            if !dir.join("transactions.parquet").is_file() {
-                tracing::info!(dir = %dir.display(), "generating the default data set (scale 1)");
-                let started = Instant::now();
-                synth::generate(
-                    &GenOptions {
-                        scale: 1.0,
-                        seed: 42,
-                        format: DataFormat::Parquet,
-                    },
-                    &dir,
-                )?;
-                tracing::info!(secs = started.elapsed().as_secs_f64(), "data set ready");
-            }
-            dir
-        }
+        None => default_data()?,
     };
-    let files = match &defs {
-        None => vec![None],
+    let (files, definitions_dir) = match args.defs {
+        None => (vec![default_definition()?], None),
         Some(p) if p.is_dir() => {
-            let mut v: Vec<_> = std::fs::read_dir(p)
+            let mut v: Vec<_> = std::fs::read_dir(&p)
                 .with_context(|| format!("cannot read {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .map(Some)
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
                 .collect();
             v.sort();
-            v
+            if v.is_empty() {
+                anyhow::bail!("no definitions (*.yaml) in {}", p.display());
+            }
+            (v, Some(p))
         }
-        Some(p) => vec![Some(p.clone())],
+        Some(p) => (vec![p], None),
     };
     let rt = runtime()?;
     let mut cubes = Vec::new();
     for file in files {
-        let model = match &file {
-            Some(f) => read_definition(f, Some(&data)),
-            None => lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &data),
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        eprintln!(
+            "building {} over the data in {} ...",
+            file.display(),
+            data.display()
+        );
+        let built = rt.block_on(lattice_server::build_definition(
+            text,
+            Some(&file),
+            Some(&data),
+            true,
+        ));
+        let built = match built {
+            Ok(b) => b,
+            Err(lattice_server::BuildError::Invalid(diags)) => return Ok(report(&diags)),
+            Err(e) => return Err(e.into()),
         };
-        let model = match model {
-            Ok(m) => m,
-            Err(diags) => return Ok(report(&diags)),
-        };
-        let started = Instant::now();
-        let Some((cube, rep)) = load_and_build(&rt, &model)? else {
-            return Ok(ExitCode::FAILURE);
-        };
-        let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(cube = %model.name, seconds, cuboids = cube.cuboids.len(), "cube built");
-        let mut info = lattice_server::CubeInfo::from_model(&model);
-        info.build = Some(lattice_server::BuildInfo {
-            seconds,
-            cuboids: cube.cuboids.len(),
-            cells: cube.cuboids.iter().map(|c| c.len()).sum(),
-            bytes: cube.memory_bytes(),
-            fact_rows: rep.fact_rows.iter().sum(),
+        eprintln!(
+            "built cube '{}' in {:.1} s: {} cuboids, {:.1} MB",
+            built.cube.model.name,
+            built.seconds,
+            built.cube.cuboids.len(),
+            built.cube.memory_bytes() as f64 / 1e6
+        );
+        cubes.push(lattice_server::Served {
+            built,
+            path: Some(file),
         });
-        cubes.push(info);
     }
-    rt.block_on(lattice_server::serve(addr, cubes))?;
+    let first = cubes
+        .first()
+        .map_or_else(String::new, |c| c.built.cube.model.name.clone());
+    let defaults = lattice_server::Limits::default();
+    let config = lattice_server::Config {
+        definitions_dir,
+        data_dir: Some(data),
+        limits: lattice_server::Limits {
+            max_body_bytes: args.max_body_bytes,
+            query_timeout: std::time::Duration::from_millis(args.query_timeout_ms),
+            max_result_rows: args.max_rows,
+            max_concurrent_queries: args
+                .max_concurrent_queries
+                .unwrap_or(defaults.max_concurrent_queries),
+            max_queued_queries: args.max_queued_queries,
+            max_concurrent_builds: args.max_builds,
+        },
+        cors_origins: args.cors_origins,
+        cache_entries: args.cache_entries,
+        watch_interval: (args.watch_ms > 0)
+            .then(|| std::time::Duration::from_millis(args.watch_ms)),
+    };
+    let server = lattice_server::Server::new(config, cubes)?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(&args.addr))
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "serving");
+    eprintln!(
+        "Lattice is serving on http://{local}  (try: curl -s http://{local}/v1/cubes/{first})"
+    );
+    eprintln!(
+        "  a query: curl -s http://{local}/v1/cubes/{first}/query -H 'content-type: application/json' -d '{{\"measures\": [\"txn_amount\", \"active_customers\"], \"rows\": [\"time.year\"]}}'"
+    );
+    eprintln!(
+        "  the API: http://{local}/openapi.json   metrics: http://{local}/metrics   stop: Ctrl-C"
+    );
+    rt.block_on(server.serve(listener, lattice_server::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,207 +1,297 @@
 //! # lattice-server
 //!
-//! The HTTP shell over the engine: axum routes, JSON codecs, one error shape. It holds no
-//! analytics of its own. Today it serves what the engine can answer so far — the cubes that
-//! are loaded and their metadata — under `/v1`, plus `/health`; the query, drill-through,
-//! definition and metrics routes of DESIGN.md come with the query engine.
+//! The HTTP shell over the engine: axum routes, limits, metrics and hot reload. It holds no
+//! analytics of its own.
+//!
+//! ```text
+//! request --metrics (route, status, latency)--> catch panics --> CORS --> body limit --> route
+//!   /v1/cubes/{cube}/query --Registry: the cube's slot --> Arc<Snapshot> (loaded once)
+//!       --Admission (bounded running + bounded queue: 429)--> QueryCache / engine
+//!       (inline when a cuboid answers; on the query runtime when DataFusion must: 504 on time)
+//!   PUT /v1/cubes/{cube}/definition --parse (400 with line:column)--> build runtime
+//!       --load + build--> write the file (temporary + rename) --> swap the slot's snapshot
+//! ```
+//!
+//! - [`Server`]: the state and the router; [`Server::serve`] runs it until a shutdown signal
+//!   and lets the requests in flight finish.
+//! - [`registry`]: the served cubes, one atomically swapped [`registry::Snapshot`] each.
+//! - [`build`]: definition text to a built cube, the same at start and on reload.
+//! - `reload`: `PUT .../definition` and the watcher of definition files.
+//! - `query`: the query and drill-through routes and the limits they run under.
+//! - [`metrics`]: per-route counters and HDR latency histograms, Prometheus text.
+//! - [`openapi`]: `GET /openapi.json`, generated from the types.
 //!
 //! Errors everywhere have one shape: an HTTP status and
 //! `{"error": {"code": "...", "message": "...", "details": {...}}}` ([`ApiError`]).
 
 pub mod cubejs;
 
-use std::net::SocketAddr;
+pub mod build;
+pub mod config;
+pub mod error;
+pub mod info;
+pub mod metrics;
+pub mod openapi;
+mod query;
+pub mod registry;
+mod reload;
+mod routes;
+
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use lattice_defs::model::{DimensionKind, LevelKind, MeasureKind, Model};
-use serde::Serialize;
-use serde_json::json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use lattice_engine::query::QueryCache;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-/// What `/v1/cubes/{cube}` says about a cube.
-#[derive(Debug, Clone, Serialize)]
-pub struct CubeInfo {
-    pub name: String,
-    pub description: Option<String>,
-    /// How the served snapshot was built (absent when only the definition is known).
-    pub build: Option<BuildInfo>,
-    pub dimensions: Vec<DimensionInfo>,
-    pub measures: Vec<MeasureInfo>,
+pub use build::{Built, build_definition};
+pub use config::{Config, Limits};
+pub use error::{ApiError, BuildError};
+pub use info::CubeInfo;
+
+use metrics::Metrics;
+use query::Admission;
+use registry::{Registry, Slot, Snapshot};
+
+/// Every route, as written in the router (the metrics' `route` label, the OpenAPI paths).
+pub const ROUTES: [&str; 9] = [
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/v1/cubes",
+    "/v1/cubes/{cube}",
+    "/v1/cubes/{cube}/members/{dimension}/{level}",
+    "/v1/cubes/{cube}/query",
+    "/v1/cubes/{cube}/drillthrough",
+    "/v1/cubes/{cube}/definition",
+];
+
+/// A cube built at start, and the file it came from.
+#[derive(Debug)]
+pub struct Served {
+    pub built: Built,
+    pub path: Option<PathBuf>,
 }
 
-/// What the build of a served cube did.
-#[derive(Debug, Clone, Serialize)]
-pub struct BuildInfo {
-    pub seconds: f64,
-    pub cuboids: usize,
-    pub cells: usize,
-    pub bytes: usize,
-    pub fact_rows: u64,
+/// The runtimes beside the I/O one: queries that DataFusion answers, and builds.
+#[derive(Debug)]
+pub(crate) struct Runtimes {
+    query: Option<tokio::runtime::Runtime>,
+    build: Option<tokio::runtime::Runtime>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct DimensionInfo {
-    pub name: String,
-    pub kind: &'static str,
-    pub levels: Vec<LevelInfo>,
-    /// Level names from the coarsest to the finest.
-    pub hierarchy: Vec<String>,
+impl Runtimes {
+    fn new() -> std::io::Result<Runtimes> {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let make = |name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name(name)
+                .enable_all()
+                .build()
+        };
+        Ok(Runtimes {
+            query: Some(make("lattice-query")?),
+            build: Some(make("lattice-build")?),
+        })
+    }
+
+    pub(crate) fn query(&self) -> &tokio::runtime::Handle {
+        self.query
+            .as_ref()
+            .expect("runtime lives until drop")
+            .handle()
+    }
+
+    pub(crate) fn build(&self) -> &tokio::runtime::Handle {
+        self.build
+            .as_ref()
+            .expect("runtime lives until drop")
+            .handle()
+    }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct LevelInfo {
-    pub name: String,
-    pub kind: &'static str,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct MeasureInfo {
-    pub name: String,
-    pub kind: &'static str,
-    pub description: Option<String>,
-}
-
-impl CubeInfo {
-    pub fn from_model(model: &Model) -> Self {
-        CubeInfo {
-            name: model.name.clone(),
-            description: model.description.clone(),
-            build: None,
-            dimensions: model
-                .dimensions
-                .iter()
-                .map(|d| DimensionInfo {
-                    name: d.name.clone(),
-                    kind: match d.kind {
-                        DimensionKind::Time => "time",
-                        DimensionKind::Table { .. } => "table",
-                    },
-                    levels: d
-                        .levels
-                        .iter()
-                        .map(|l| LevelInfo {
-                            name: l.name.clone(),
-                            kind: match l.kind {
-                                LevelKind::Column(_) => "column",
-                                LevelKind::Time(_) => "time",
-                                LevelKind::Bucket(_) => "bucket",
-                            },
-                        })
-                        .collect(),
-                    hierarchy: d
-                        .hierarchy
-                        .iter()
-                        .map(|&i| d.levels[i].name.clone())
-                        .collect(),
-                })
-                .collect(),
-            measures: model
-                .measures
-                .iter()
-                .map(|m| MeasureInfo {
-                    name: m.name.clone(),
-                    kind: match m.kind {
-                        MeasureKind::Aggregate { .. } => "aggregate",
-                        MeasureKind::Derived(_) => "derived",
-                    },
-                    description: m.description.clone(),
-                })
-                .collect(),
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        // Without blocking: the server may be dropped inside another runtime. Tasks still
+        // running (a build nobody waits for) are cancelled.
+        for rt in [self.query.take(), self.build.take()].into_iter().flatten() {
+            rt.shutdown_background();
         }
     }
 }
 
-/// An error answered to a client: status, stable code, a message a person can act on.
+/// Everything the routes share.
 #[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub details: serde_json::Value,
+pub(crate) struct AppState {
+    pub config: Config,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub cache: Arc<QueryCache>,
+    pub admission: Admission,
+    pub builds: Arc<Semaphore>,
+    pub runtimes: Runtimes,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
-        (self.status, Json(body)).into_response()
+impl AppState {
+    /// The slot of a served cube, or 404 `unknown_cube`.
+    pub(crate) fn slot(&self, name: &str) -> Result<Arc<Slot>, ApiError> {
+        self.registry
+            .get(name)
+            .ok_or_else(|| ApiError::unknown_cube(name, self.registry.names()))
     }
 }
 
-#[derive(Debug)]
-struct AppState {
-    cubes: Vec<CubeInfo>,
+/// An HTTP server over built cubes.
+#[derive(Debug, Clone)]
+pub struct Server {
+    state: Arc<AppState>,
 }
 
-/// The routes, over the cubes given.
-pub fn router(cubes: Vec<CubeInfo>) -> Router {
-    let state = Arc::new(AppState { cubes });
-    Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/v1/cubes", get(list_cubes))
-        .route("/v1/cubes/{cube}", get(cube_metadata))
-        .fallback(|| async {
-            ApiError {
-                status: StatusCode::NOT_FOUND,
-                code: "not_found",
-                message: "no such route; see /v1/cubes".into(),
-                details: json!({}),
-            }
+impl Server {
+    /// A server for `cubes` (snapshot versions are numbered from 1 in this order).
+    pub fn new(config: Config, cubes: Vec<Served>) -> std::io::Result<Server> {
+        let registry = Arc::new(Registry::default());
+        for served in cubes {
+            let snapshot = Snapshot::new(served.built, registry.next_version());
+            registry.insert(Slot::new(snapshot, served.path));
+        }
+        let limits = &config.limits;
+        let state = AppState {
+            registry,
+            metrics: Arc::new(Metrics::new(&ROUTES)),
+            cache: Arc::new(QueryCache::new(config.cache_entries)),
+            admission: Admission::new(limits.max_concurrent_queries, limits.max_queued_queries),
+            builds: Arc::new(Semaphore::new(limits.max_concurrent_builds.max(1))),
+            runtimes: Runtimes::new()?,
+            config,
+        };
+        Ok(Server {
+            state: Arc::new(state),
         })
-        .with_state(state)
+    }
+
+    /// The served cubes (for other front ends that answer from the same snapshots).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.state.registry
+    }
+
+    /// The routes, with their limits, CORS and metrics.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        let limits = &state.config.limits;
+        let mut router = Router::new()
+            .route(ROUTES[0], get(routes::health))
+            .route(ROUTES[1], get(routes::metrics))
+            .route(ROUTES[2], get(routes::openapi))
+            .route(ROUTES[3], get(routes::list_cubes))
+            .route(ROUTES[4], get(routes::cube_metadata))
+            .route(ROUTES[5], get(routes::members))
+            .route(ROUTES[6], post(query::query))
+            .route(ROUTES[7], post(query::drillthrough))
+            .route(
+                ROUTES[8],
+                get(routes::get_definition).put(reload::put_definition),
+            )
+            .fallback(|| async {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such route; GET /openapi.json lists the routes",
+                )
+            })
+            .method_not_allowed_fallback(|method: Method| async move {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not allowed on this route; GET /openapi.json lists the methods of each route"),
+                )
+            })
+            .with_state(state.clone())
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+        if let Some(cors) = cors(&state.config.cors_origins) {
+            router = router.layer(cors);
+        }
+        router
+            .layer(CatchPanicLayer::custom(
+                |_: Box<dyn std::any::Any + Send>| {
+                    ApiError::internal("answering a request", &"a handler panicked").into_response()
+                },
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.metrics.clone(),
+                metrics::track,
+            ))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops taking connections and
+    /// lets the requests in flight finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let watcher = self
+            .state
+            .config
+            .watch_interval
+            .map(|every| tokio::spawn(reload::watch(self.state.clone(), every, stopped)));
+        let router = self.router();
+        drop(self);
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop.send(true);
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
+        result
+    }
 }
 
-async fn list_cubes(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let cubes: Vec<_> = state
-        .cubes
-        .iter()
-        .map(|c| json!({"name": c.name, "description": c.description, "build": c.build}))
-        .collect();
-    Json(json!({ "cubes": cubes }))
+/// CORS for browser front ends: none without origins, any origin for `*`.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT])
+        .expose_headers([header::ETAG])
+        .max_age(Duration::from_secs(600));
+    Some(if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        layer.allow_origin(AllowOrigin::list(
+            origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+    })
 }
 
-async fn cube_metadata(
-    State(state): State<Arc<AppState>>,
-    Path(cube): Path<String>,
-) -> Result<Json<CubeInfo>, ApiError> {
-    state
-        .cubes
-        .iter()
-        .find(|c| c.name == cube)
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "unknown_cube",
-            message: format!("unknown cube '{cube}'"),
-            details: json!({"cube": cube, "cubes": state.cubes.iter().map(|c| c.name.clone()).collect::<Vec<_>>()}),
-        })
-}
-
-/// Serves `cubes` on `addr` until Ctrl-C or SIGTERM, finishing requests in flight.
-pub async fn serve(addr: &str, cubes: Vec<CubeInfo>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local: SocketAddr = listener.local_addr()?;
-    tracing::info!(%local, "serving; try: curl http://{local}/v1/cubes");
-    eprintln!("Lattice is serving on http://{local}  (try: curl http://{local}/v1/cubes/bank_crm)");
-    axum::serve(listener, router(cubes))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-}
-
-async fn shutdown_signal() {
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
@@ -210,7 +300,7 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: finishing the requests in flight");
 }
 
 #[cfg(test)]
@@ -219,50 +309,114 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;
+    use serde_json::{Value, json};
     use tower::ServiceExt;
 
+    /// A server with no cubes: everything but the cube routes.
     fn app() -> Router {
-        let model = lattice_defs::parse_str(
-            lattice_defs::BANK_CRM_YAML,
-            "bank_crm.yaml",
-            std::path::Path::new("."),
-        )
-        .expect("shipped cube is valid");
-        router(vec![CubeInfo::from_model(&model)])
+        let config = Config {
+            cors_origins: vec!["https://bi.example".into()],
+            watch_interval: None,
+            ..Config::default()
+        };
+        Server::new(config, Vec::new()).expect("server").router()
     }
 
-    async fn get_json(uri: &str) -> (StatusCode, serde_json::Value) {
-        let resp = app()
-            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-            .await
-            .expect("infallible");
+    async fn send(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let resp = app().oneshot(req).await.expect("infallible");
         let status = resp.status();
+        let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, serde_json::from_slice(&bytes).expect("json body"))
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    fn get(uri: &str) -> Request<Body> {
+        Request::get(uri).body(Body::empty()).expect("request")
     }
 
     #[tokio::test]
-    async fn lists_and_describes_cubes() {
-        let (status, body) = get_json("/v1/cubes").await;
+    async fn health_and_an_empty_cube_list() {
+        let (status, _, body) = send(get("/health")).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["cubes"][0]["name"], "bank_crm");
-        let (status, body) = get_json("/v1/cubes/bank_crm").await;
-        assert_eq!(status, StatusCode::OK);
-        let region = body["dimensions"]
-            .as_array()
-            .and_then(|d| d.iter().find(|d| d["name"] == "region"))
-            .expect("region dimension");
-        assert_eq!(region["hierarchy"], json!(["province", "city", "branch"]));
+        assert_eq!(
+            body,
+            json!({"status": "ok", "cubes": 0, "builds_in_progress": 0})
+        );
+        let (status, _, body) = send(get("/v1/cubes")).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"cubes": []})));
     }
 
     #[tokio::test]
-    async fn unknown_cube_and_route_use_the_error_shape() {
-        let (status, body) = get_json("/v1/cubes/bank").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(body["error"]["code"], "unknown_cube");
-        assert_eq!(body["error"]["details"]["cubes"], json!(["bank_crm"]));
-        let (status, body) = get_json("/nope").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(body["error"]["code"], "not_found");
+    async fn unknown_cubes_routes_and_methods_use_the_error_shape() {
+        for uri in [
+            "/v1/cubes/bank",
+            "/v1/cubes/bank/definition",
+            "/v1/cubes/bank/members/a/b",
+        ] {
+            let (status, _, body) = send(get(uri)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+            assert_eq!(body["error"]["code"], "unknown_cube", "{uri}");
+            assert_eq!(body["error"]["details"]["cubes"], json!([]));
+        }
+        let (status, _, body) = send(get("/nope")).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (StatusCode::NOT_FOUND, &json!("not_found"))
+        );
+        let (status, _, body) = send(get("/v1/cubes/bank/query")).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("GET"))
+        );
+    }
+
+    #[tokio::test]
+    async fn cors_preflight_names_the_allowed_origin() {
+        let req = Request::options("/v1/cubes/bank_crm/query")
+            .header(header::ORIGIN, "https://bi.example")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .body(Body::empty())
+            .expect("request");
+        let (status, headers, _) = send(req).await;
+        assert!(status.is_success(), "{status}");
+        assert_eq!(
+            headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://bi.example"
+        );
+        let req = Request::get("/health")
+            .header(header::ORIGIN, "https://evil.example")
+            .body(Body::empty())
+            .expect("request");
+        let (_, headers, _) = send(req).await;
+        assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    }
+
+    #[tokio::test]
+    async fn openapi_and_metrics_are_served() {
+        let (status, headers, body) = send(get("/openapi.json")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert!(body["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
+        let resp = app().oneshot(get("/metrics")).await.expect("infallible");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+                .to_vec(),
+        )
+        .expect("utf-8");
+        assert!(
+            text.contains("# TYPE lattice_http_request_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(text.contains("lattice_queries_running 0"), "{text}");
     }
 }

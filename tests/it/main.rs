@@ -7,5 +7,6 @@ mod query;
 mod random_cube;
 mod reference;
 mod select;
+mod server;
 mod synth;
 mod util;

@@ -1,0 +1,139 @@
+//! From definition text to a cube ready to serve, the same way at start (the CLI calls
+//! [`build_definition`]) and on every reload; and the atomic write of an accepted definition.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use lattice_defs::Model;
+use lattice_engine::EngineError;
+use lattice_engine::build::{BuildOptions, build_cube_with_report};
+use lattice_engine::store::Cube;
+
+use crate::error::BuildError;
+
+/// A cube built from a definition, not yet serving.
+#[derive(Debug)]
+pub struct Built {
+    pub cube: Cube,
+    /// The definition's text, as served by `GET .../definition`.
+    pub yaml: String,
+    /// Wall time of loading and building.
+    pub seconds: f64,
+    /// Raw fact rows read.
+    pub fact_rows: u64,
+}
+
+/// The folder relative source paths resolve against: the data folder when given, else the
+/// definition's folder.
+pub fn base_dir(file: Option<&Path>, data_dir: Option<&Path>) -> PathBuf {
+    match (data_dir, file) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Some(f)) => f
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        (None, None) => PathBuf::from("."),
+    }
+}
+
+/// Validates a definition's text (every error, located; `file` names it in them).
+pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Model, BuildError> {
+    lattice_defs::parse_str(text, file, base_dir).map_err(BuildError::Invalid)
+}
+
+/// Loads the sources of a validated definition (checking them against it) and builds its cube.
+/// Runs wherever it is awaited; the server awaits it on its build runtime.
+pub async fn build_model(model: Model, yaml: String, progress: bool) -> Result<Built, BuildError> {
+    let started = Instant::now();
+    let sources = match lattice_engine::source::load::load(&model).await {
+        Ok(s) => s,
+        Err(EngineError::Definition(diags)) => return Err(BuildError::Invalid(diags)),
+        Err(e) => return Err(e.into()),
+    };
+    let (cube, report) =
+        build_cube_with_report(&model, &sources, &BuildOptions { progress }).await?;
+    Ok(Built {
+        cube,
+        yaml,
+        seconds: started.elapsed().as_secs_f64(),
+        fact_rows: report.fact_rows.iter().sum(),
+    })
+}
+
+/// Validates and builds the definition in `text` (from `file`, when it has one).
+pub async fn build_definition(
+    text: String,
+    file: Option<&Path>,
+    data_dir: Option<&Path>,
+    progress: bool,
+) -> Result<Built, BuildError> {
+    let label = file.map_or_else(|| "<input>".to_string(), |f| f.display().to_string());
+    let model = parse(&text, &label, &base_dir(file, data_dir))?;
+    build_model(model, text, progress).await
+}
+
+/// Writes `text` to `path` so that a reader (or a crash) sees either the old file or the new
+/// one, never half of it: a temporary file in the same folder, flushed to disk, renamed over
+/// the target.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = base_dir(Some(path), None);
+    let name = path
+        .file_name()
+        .map_or_else(|| "definition".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable once the folder is.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("lattice-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("cube.yaml");
+        std::fs::write(&path, "old").expect("write");
+        write_atomically(&path, "new text").expect("atomic write");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "new text");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("cube.yaml")]);
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    #[test]
+    fn sources_resolve_against_the_data_folder_first() {
+        let f = Path::new("/defs/cube.yaml");
+        assert_eq!(
+            base_dir(Some(f), Some(Path::new("/data"))),
+            Path::new("/data")
+        );
+        assert_eq!(base_dir(Some(f), None), Path::new("/defs"));
+        assert_eq!(base_dir(Some(Path::new("cube.yaml")), None), Path::new("."));
+    }
+}

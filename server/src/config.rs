@@ -1,0 +1,68 @@
+//! What a server is told at start: where definitions and data live, and how far it lets a
+//! request go.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a [`crate::Server`] runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The folder of definitions (`*.yaml`): a `PUT` of a cube that is not served creates
+    /// `<cube>.yaml` here, and new files that appear here are built and served. `None` when the
+    /// server was given single files (a `PUT` may then only replace a served cube).
+    pub definitions_dir: Option<PathBuf>,
+    /// The folder relative source paths resolve against (default: each definition's folder).
+    pub data_dir: Option<PathBuf>,
+    pub limits: Limits,
+    /// Origins allowed to call from a browser (`*` for any); empty sends no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Answers kept by the query cache (0 turns it off).
+    pub cache_entries: usize,
+    /// How often definition files are checked for edits on disk (`None`: never).
+    pub watch_interval: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            definitions_dir: None,
+            data_dir: None,
+            limits: Limits::default(),
+            cors_origins: Vec::new(),
+            cache_entries: 4096,
+            watch_interval: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Bounds on what one request, and all of them together, may take.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body (413 `body_too_large` above it).
+    pub max_body_bytes: usize,
+    /// Time a query or drill-through may take, waiting for its turn included (504
+    /// `query_timeout`; the query is cancelled).
+    pub query_timeout: Duration,
+    /// Most rows an answer may carry (400 `too_many_rows`).
+    pub max_result_rows: usize,
+    /// Queries running at once.
+    pub max_concurrent_queries: usize,
+    /// Queries waiting for a turn; one more is refused (429 `too_many_queries`).
+    pub max_queued_queries: usize,
+    /// Definition builds running at once; one more is refused (429 `too_many_builds`).
+    pub max_concurrent_builds: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Limits {
+            max_body_bytes: 1 << 20,
+            query_timeout: Duration::from_secs(30),
+            max_result_rows: 100_000,
+            max_concurrent_queries: (2 * cores).max(4),
+            max_queued_queries: 1024,
+            max_concurrent_builds: 1,
+        }
+    }
+}

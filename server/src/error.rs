@@ -1,0 +1,287 @@
+//! The one error shape: an HTTP status and
+//! `{"error": {"code": "...", "message": "...", "details": {...}}}`.
+//!
+//! Every error the engine or the definition language can return is mapped here, in
+//! exhaustive matches with no `_` arm, so that a new variant forces a decision about its status.
+//! Internal failures are logged with their detail and answered with a generic message.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lattice_defs::Diagnostics;
+use lattice_engine::EngineError;
+use lattice_engine::query::QueryError;
+use serde_json::{Value, json};
+
+/// An error answered to a client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// Stable, machine-readable name of the problem.
+    pub code: &'static str,
+    /// What is wrong, for a person, with the fix where there is one.
+    pub message: String,
+    pub details: Value,
+}
+
+/// The error code of a response, left in its extensions for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
+    }
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: json!({}),
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = details;
+        self
+    }
+
+    pub fn unknown_cube(cube: &str, served: Vec<String>) -> ApiError {
+        let suggestion = lattice_defs::diag::suggest(cube, served.iter().map(String::as_str));
+        let hint = suggestion
+            .as_ref()
+            .map_or(String::new(), |s| format!(" (did you mean '{s}'?)"));
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_cube",
+            format!("unknown cube '{cube}'{hint}; GET /v1/cubes lists the cubes served"),
+        )
+        .with_details(json!({"cube": cube, "cubes": served, "suggestion": suggestion}))
+    }
+
+    pub fn unsupported_media_type(expected: &[&str], found: Option<&str>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "the body must be sent as {} (content-type was {})",
+                expected.join(" or "),
+                found.map_or("missing".to_string(), |f| format!("'{f}'"))
+            ),
+        )
+        .with_details(json!({"expected": expected, "found": found}))
+    }
+
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+        .with_details(json!({"limit_bytes": limit}))
+    }
+
+    pub fn query_timeout(limit: Duration) -> ApiError {
+        let ms = limit.as_millis() as u64;
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "query_timeout",
+            format!(
+                "the query took longer than the limit of {ms} ms and was cancelled; add filters, or ask at a coarser level that a cuboid answers"
+            ),
+        )
+        .with_details(json!({"limit_ms": ms}))
+    }
+
+    pub fn too_many_queries(running: usize, queued: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_queries",
+            format!("{running} queries are running and {queued} waiting, the most this server queues; retry shortly"),
+        )
+        .with_details(json!({"max_concurrent": running, "max_queued": queued}))
+    }
+
+    /// A failure that is not the client's: logged in full, answered with a generic message.
+    pub fn internal(context: &str, detail: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "{context}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error while {context}; the server log has the details"),
+        )
+    }
+
+    /// A definition that does not validate, or does not match its data: every diagnostic, each
+    /// with its line and column.
+    pub fn invalid_definition(diags: &Diagnostics) -> ApiError {
+        let errors: Vec<Value> = diags.iter().map(diagnostic_json).collect();
+        let first = diags
+            .iter()
+            .next()
+            .map_or(String::new(), |d| format!(": {d}"));
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_definition",
+            format!(
+                "the definition has {} error{}{first}; the cube keeps serving its previous definition",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            ),
+        )
+        .with_details(json!({"errors": errors}))
+    }
+}
+
+/// One diagnostic as JSON: where, what, and the fix.
+pub fn diagnostic_json(d: &lattice_defs::Diagnostic) -> Value {
+    json!({
+        "file": d.file,
+        "line": d.pos.line,
+        "column": d.pos.column,
+        "path": d.path,
+        "code": d.error.code(),
+        "message": d.error.to_string(),
+        "help": d.error.help(),
+    })
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> ApiError {
+        let bad = StatusCode::BAD_REQUEST;
+        let (status, details) = match &e {
+            QueryError::Malformed { .. } => (bad, json!({})),
+            QueryError::UnknownLevel { name, suggestion } => {
+                (bad, json!({"level": name, "suggestion": suggestion}))
+            }
+            QueryError::UnknownMeasure { name, suggestion } => {
+                (bad, json!({"measure": name, "suggestion": suggestion}))
+            }
+            QueryError::NoMeasures => (bad, json!({})),
+            QueryError::LevelTwice {
+                level,
+                first,
+                second,
+            } => (
+                bad,
+                json!({"level": level, "first": first, "second": second}),
+            ),
+            QueryError::MeasureDoesNotVary {
+                measure,
+                level,
+                dimension,
+            } => (
+                bad,
+                json!({"measure": measure, "level": level, "dimension": dimension}),
+            ),
+            QueryError::UnknownMember {
+                level,
+                value,
+                suggestions,
+            } => (
+                bad,
+                json!({"level": level, "value": value, "suggestions": suggestions}),
+            ),
+            QueryError::BadFilter { level, .. } => (bad, json!({"level": level})),
+            QueryError::HavingNotAsked { measure } => (bad, json!({"measure": measure})),
+            QueryError::BadOrder { by } => (bad, json!({"by": by})),
+            QueryError::BadCompare { level, .. } => (bad, json!({"level": level})),
+            QueryError::BadDrill { level, .. } => (bad, json!({"level": level})),
+            QueryError::TooManyRows { rows, limit } => (bad, json!({"rows": rows, "limit": limit})),
+            QueryError::Engine { message } => {
+                return ApiError::internal("answering a query", message);
+            }
+        };
+        ApiError::new(status, e.code(), e.to_string()).with_details(details)
+    }
+}
+
+/// Why a definition could not become a served cube.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// It does not validate, or does not match its data: located diagnostics.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    /// The build failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The accepted definition could not be written to disk (the cube was not swapped).
+    #[error("cannot write the definition to {path}: {source}")]
+    Persist {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The build task ended without an answer (it panicked, or the server is stopping).
+    #[error("the build task ended early: {0}")]
+    Aborted(String),
+}
+
+impl From<&BuildError> for ApiError {
+    fn from(e: &BuildError) -> ApiError {
+        let failed = |message: String| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "build_failed",
+                format!("{message}; the cube keeps serving its previous definition"),
+            )
+        };
+        match e {
+            BuildError::Invalid(diags) => ApiError::invalid_definition(diags),
+            BuildError::Engine(engine) => match engine {
+                // The data the definition names cannot be read or used: the definition's author
+                // can act on these, so the message goes back.
+                EngineError::Io { .. }
+                | EngineError::Parquet { .. }
+                | EngineError::Arrow(_)
+                | EngineError::DataFusion(_)
+                | EngineError::Unsupported { .. }
+                | EngineError::InvalidOption { .. } => failed(engine.to_string()),
+                EngineError::Definition(diags) => ApiError::invalid_definition(diags),
+                EngineError::Internal(_) => ApiError::internal("building a cube", engine),
+            },
+            BuildError::Persist { .. } | BuildError::Aborted(_) => {
+                ApiError::internal("replacing a definition", e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_errors_keep_their_code_and_data() {
+        let e = ApiError::from(QueryError::UnknownMeasure {
+            name: "fee_incme".into(),
+            suggestion: Some("fee_income".into()),
+        });
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.code, "unknown_measure");
+        assert_eq!(e.details["suggestion"], "fee_income");
+        let e = ApiError::from(QueryError::TooManyRows { rows: 10, limit: 5 });
+        assert_eq!(
+            (e.code, e.details["limit"].as_u64()),
+            ("too_many_rows", Some(5))
+        );
+    }
+
+    #[test]
+    fn engine_failures_are_internal_and_say_nothing_inside() {
+        let e = ApiError::from(QueryError::Engine {
+            message: "secret path /x/y".into(),
+        });
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code, "internal");
+        assert!(!e.message.contains("/x/y"), "{}", e.message);
+    }
+}

@@ -1,0 +1,196 @@
+//! What the server says about a served cube (`GET /v1/cubes`, `GET /v1/cubes/{cube}`), computed
+//! once per snapshot from its model and member dictionaries.
+
+use lattice_defs::model::{Agg, DimensionKind, Format, LevelKind, MeasureKind, OverTime};
+use lattice_engine::store::Cube;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A served cube's metadata.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CubeInfo {
+    pub name: String,
+    pub description: Option<String>,
+    /// The snapshot number; answers carry it as `meta.snapshot`.
+    pub version: u64,
+    pub build: BuildInfo,
+    pub dimensions: Vec<DimensionInfo>,
+    pub measures: Vec<MeasureInfo>,
+    pub facts: Vec<FactInfo>,
+}
+
+/// What the build of a snapshot did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BuildInfo {
+    /// Wall time of loading and building.
+    pub seconds: f64,
+    /// When the snapshot started serving, in seconds since the Unix epoch.
+    pub served_since: u64,
+    pub cuboids: usize,
+    pub cells: usize,
+    /// Bytes the cuboids take in memory.
+    pub bytes: usize,
+    /// Raw fact rows read.
+    pub fact_rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DimensionInfo {
+    pub name: String,
+    /// `time` (calendar levels of the facts' dates) or `table` (columns of a dimension table).
+    pub kind: &'static str,
+    pub levels: Vec<LevelInfo>,
+    /// Level names from the coarsest to the finest: each rolls up into the one before.
+    pub hierarchy: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LevelInfo {
+    pub name: String,
+    /// `dimension.level`, as queries name it.
+    pub qualified: String,
+    /// `column`, `time` or `bucket`.
+    pub kind: &'static str,
+    /// Members of the level (`unknown` included when present).
+    pub members: usize,
+    /// The level above it in the dimension's hierarchy, if any.
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MeasureInfo {
+    pub name: String,
+    /// `aggregate` (over a fact's rows) or `derived` (an expression over other measures).
+    pub kind: &'static str,
+    /// The fact table of an aggregate measure.
+    pub fact: Option<String>,
+    /// `sum`, `count`, `min`, `max` or `distinct`.
+    pub agg: Option<&'static str>,
+    /// `last` for semi-additive measures (balances), else `additive`.
+    pub over_time: Option<&'static str>,
+    /// How a front end should show values: `money`, `integer`, `number` or `percent`.
+    pub format: Option<&'static str>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FactInfo {
+    pub name: String,
+    /// Dimensions whose levels the fact's measures vary by.
+    pub dimensions: Vec<String>,
+}
+
+impl CubeInfo {
+    pub fn new(cube: &Cube, build: BuildInfo) -> CubeInfo {
+        let model = &cube.model;
+        CubeInfo {
+            name: model.name.clone(),
+            description: model.description.clone(),
+            version: cube.version,
+            build,
+            dimensions: model
+                .dimensions
+                .iter()
+                .enumerate()
+                .map(|(d, dim)| DimensionInfo {
+                    name: dim.name.clone(),
+                    kind: match dim.kind {
+                        DimensionKind::Time => "time",
+                        DimensionKind::Table { .. } => "table",
+                    },
+                    levels: dim
+                        .levels
+                        .iter()
+                        .enumerate()
+                        .map(|(l, level)| {
+                            let at = dim.hierarchy.iter().position(|&h| h == l);
+                            LevelInfo {
+                                name: level.name.clone(),
+                                qualified: format!("{}.{}", dim.name, level.name),
+                                kind: match level.kind {
+                                    LevelKind::Column(_) => "column",
+                                    LevelKind::Time(_) => "time",
+                                    LevelKind::Bucket(_) => "bucket",
+                                },
+                                members: cube.levels[d][l].len(),
+                                parent: at
+                                    .and_then(|i| i.checked_sub(1))
+                                    .map(|i| dim.levels[dim.hierarchy[i]].name.clone()),
+                            }
+                        })
+                        .collect(),
+                    hierarchy: dim
+                        .hierarchy
+                        .iter()
+                        .map(|&i| dim.levels[i].name.clone())
+                        .collect(),
+                })
+                .collect(),
+            measures: model
+                .measures
+                .iter()
+                .map(|m| {
+                    let (fact, agg, over_time) = match &m.kind {
+                        MeasureKind::Aggregate {
+                            fact,
+                            agg,
+                            over_time,
+                            ..
+                        } => (
+                            Some(model.facts[*fact].name.clone()),
+                            Some(agg_name(*agg)),
+                            Some(match over_time {
+                                OverTime::Additive => "additive",
+                                OverTime::Last => "last",
+                            }),
+                        ),
+                        MeasureKind::Derived(_) => (None, None, None),
+                    };
+                    MeasureInfo {
+                        name: m.name.clone(),
+                        kind: match m.kind {
+                            MeasureKind::Aggregate { .. } => "aggregate",
+                            MeasureKind::Derived(_) => "derived",
+                        },
+                        fact,
+                        agg,
+                        over_time,
+                        format: m.format.map(format_name),
+                        description: m.description.clone(),
+                    }
+                })
+                .collect(),
+            facts: model
+                .facts
+                .iter()
+                .enumerate()
+                .map(|(f, fact)| FactInfo {
+                    name: fact.name.clone(),
+                    dimensions: (0..model.dimensions.len())
+                        .filter(|&d| model.fact_has_dimension(f, d))
+                        .map(|d| model.dimensions[d].name.clone())
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn agg_name(agg: Agg) -> &'static str {
+    match agg {
+        Agg::Sum => "sum",
+        Agg::Count => "count",
+        Agg::Min => "min",
+        Agg::Max => "max",
+        Agg::Distinct => "distinct",
+    }
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Money => "money",
+        Format::Integer => "integer",
+        Format::Number => "number",
+        Format::Percent => "percent",
+    }
+}

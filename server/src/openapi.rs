@@ -1,0 +1,480 @@
+//! `GET /openapi.json`, generated from the types: the server's own response types derive
+//! `ToSchema`, each route carries `#[utoipa::path]`, and [`ApiDoc`] lists the routes.
+//!
+//! The query, drill-through and answer documents are the engine's types, which do not derive
+//! `ToSchema` (the engine knows nothing about HTTP). Their schemas come from the mirrors below,
+//! which the tests hold in lockstep with the engine's serde shapes: a fully populated engine
+//! document must read into its mirror (which denies unknown fields) and back, so a field added
+//! to either side fails a test until the other follows.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
+
+/// A slice-and-dice question (`lattice_engine::query::Query`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Query)]
+pub struct QueryDoc {
+    /// Measures to compute, by name.
+    pub measures: Vec<String>,
+    /// Levels on rows (`dimension.level`).
+    #[serde(default)]
+    pub rows: Vec<String>,
+    /// Levels on columns: a pivot.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub filters: Vec<FilterDoc>,
+    /// Conditions on measure values after aggregation.
+    #[serde(default)]
+    pub having: Vec<HavingDoc>,
+    #[serde(default)]
+    pub order: Vec<OrderDoc>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub offset: u64,
+    /// Grand and sub-totals of the grouped levels.
+    #[serde(default)]
+    pub totals: bool,
+    /// Each measure also against the member `lag` steps earlier on an ordered level.
+    #[serde(default)]
+    pub compare: Option<CompareDoc>,
+    /// Say which cuboid answers, and why.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = FilterOp)]
+pub enum FilterOpDoc {
+    Eq,
+    In,
+    NotIn,
+    /// Inclusive, on ordered levels (time, bands).
+    Between,
+    /// Member names starting with `value`.
+    Prefix,
+    /// Member names containing `value`, ignoring case.
+    Search,
+}
+
+/// A slice of the cube on one level.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Filter)]
+pub struct FilterDoc {
+    pub level: String,
+    pub op: FilterOpDoc,
+    /// For `eq`, `prefix`, `search`.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// For `in`, `not_in`, and `between` (two members).
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = HavingOp)]
+pub enum HavingOpDoc {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Having)]
+pub struct HavingDoc {
+    pub measure: String,
+    pub op: HavingOpDoc,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Direction)]
+pub enum DirectionDoc {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// Order by a measure or a grouped level.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Order)]
+pub struct OrderDoc {
+    pub by: String,
+    #[serde(default)]
+    pub dir: DirectionDoc,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Compare)]
+pub struct CompareDoc {
+    pub level: String,
+    pub lag: u32,
+}
+
+/// The answer to a query (`lattice_engine::query::Answer`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Answer)]
+pub struct AnswerDoc {
+    pub columns: Vec<ColumnDoc>,
+    /// One array per row: level members as strings, then measures (decimals as exact
+    /// strings, counts as integers, ratios as numbers, an empty cell as null).
+    pub rows: Vec<Vec<Value>>,
+    /// Grand totals per measure (and per pivot column, `<member>|<measure>`), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub totals: Option<serde_json::Map<String, Value>>,
+    /// Measures grouped by each leading part of `rows`, when totals are asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtotals: Vec<SubtotalDoc>,
+    pub meta: MetaDoc,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Column)]
+pub struct ColumnDoc {
+    pub name: String,
+    /// `level` or `measure`.
+    pub kind: String,
+    /// For measures: `decimal` (exact, as a string), `integer` or `number`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub ty: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Subtotal)]
+pub struct SubtotalDoc {
+    pub levels: Vec<String>,
+    /// Members of `levels`, then the measures.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// How an answer was found.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Meta)]
+pub struct MetaDoc {
+    /// `cuboid` when every fact was answered from a cuboid, else `fallback`.
+    pub source: String,
+    /// The levels of the cuboid that answered (the first fact's); null for the fallback.
+    pub cuboid: Option<Vec<String>>,
+    pub facts: Vec<FactMetaDoc>,
+    /// Rows before `offset` and `limit`.
+    pub total_rows: usize,
+    pub elapsed_us: u64,
+    /// The snapshot (cube version) that answered.
+    pub snapshot: u64,
+    /// Whether the answer came from the result cache.
+    pub cached: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = FactMeta)]
+pub struct FactMetaDoc {
+    pub fact: String,
+    pub source: String,
+    pub cuboid: Option<Vec<String>>,
+    /// Cells of the cuboid scanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cells: Option<usize>,
+    /// With `explain`: every cuboid that could answer, and why this path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<ExplainDoc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Explain)]
+pub struct ExplainDoc {
+    pub needs: Vec<String>,
+    pub candidates: Vec<CandidateDoc>,
+    pub reason: String,
+    /// The SQL the fallback ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Candidate)]
+pub struct CandidateDoc {
+    pub cuboid: Vec<String>,
+    pub cells: usize,
+}
+
+/// A drill-through request (`lattice_engine::query::DrillQuery`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = DrillQuery)]
+pub struct DrillDoc {
+    /// The level whose members to list (`customer.id`).
+    pub level: String,
+    /// The cell: the same filters as a query.
+    #[serde(default)]
+    pub filters: Vec<FilterDoc>,
+    /// Measures to show per member.
+    #[serde(default)]
+    pub measures: Vec<String>,
+    #[serde(default)]
+    pub order: Vec<OrderDoc>,
+    /// Default 100.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub offset: u64,
+}
+
+/// The members behind a cell (`lattice_engine::query::DrillAnswer`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = DrillAnswer)]
+pub struct DrillAnswerDoc {
+    pub level: String,
+    /// Members behind the cell, before paging.
+    pub total: u64,
+    pub columns: Vec<ColumnDoc>,
+    pub rows: Vec<Vec<Value>>,
+    pub meta: DrillMetaDoc,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = DrillMeta)]
+pub struct DrillMetaDoc {
+    /// `member_sets` (united roaring sets of a cuboid) or `fallback`.
+    pub source: String,
+    /// The distinct measure whose sets were used.
+    pub via_measure: String,
+    pub cuboid: Option<Vec<String>>,
+    pub elapsed_us: u64,
+    pub snapshot: u64,
+}
+
+/// Every error: `{"error": {"code", "message", "details"}}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Error)]
+pub struct ErrorDoc {
+    pub error: ErrorBodyDoc,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ErrorBody)]
+pub struct ErrorBodyDoc {
+    /// Stable, machine-readable name of the problem (`unknown_level`, `query_timeout`, ...).
+    pub code: String,
+    /// What is wrong, for a person, with the fix where there is one.
+    pub message: String,
+    /// The data of the problem (names, suggestions, limits, located definition errors).
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Lattice",
+        description = "Slice-and-dice queries over in-memory OLAP cubes, with hot reload of their definitions."
+    ),
+    paths(
+        crate::routes::health,
+        crate::routes::metrics,
+        crate::routes::openapi,
+        crate::routes::list_cubes,
+        crate::routes::cube_metadata,
+        crate::routes::members,
+        crate::query::query,
+        crate::query::drillthrough,
+        crate::routes::get_definition,
+        crate::reload::put_definition,
+    ),
+    tags(
+        (name = "query", description = "Slice-and-dice queries and drill-through"),
+        (name = "cubes", description = "What is served: cubes, their metadata and members"),
+        (name = "definitions", description = "Cube definitions: read, replace (hot reload)"),
+        (name = "server", description = "Health, metrics, this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as JSON, made once.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        ApiDoc::openapi().to_json().unwrap_or_else(|e| {
+            format!("{{\"error\": \"cannot write the OpenAPI document: {e}\"}}")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lattice_engine::query::{
+        Compare, Direction, DrillQuery, Filter, FilterOp, Having, HavingOp, Order, Query,
+    };
+
+    /// Every field set, every enum's variants used somewhere.
+    fn full_query() -> Query {
+        Query {
+            measures: vec!["txn_amount".into()],
+            rows: vec!["time.year".into()],
+            columns: vec!["channel.channel".into()],
+            filters: vec![
+                Filter {
+                    level: "region.province".into(),
+                    op: FilterOp::In,
+                    value: Some("x".into()),
+                    values: Some(vec!["a".into()]),
+                },
+                Filter {
+                    level: "a.b".into(),
+                    op: FilterOp::NotIn,
+                    value: None,
+                    values: None,
+                },
+                Filter {
+                    level: "a.b".into(),
+                    op: FilterOp::Between,
+                    value: None,
+                    values: None,
+                },
+                Filter {
+                    level: "a.b".into(),
+                    op: FilterOp::Prefix,
+                    value: None,
+                    values: None,
+                },
+                Filter {
+                    level: "a.b".into(),
+                    op: FilterOp::Search,
+                    value: None,
+                    values: None,
+                },
+                Filter {
+                    level: "a.b".into(),
+                    op: FilterOp::Eq,
+                    value: None,
+                    values: None,
+                },
+            ],
+            having: [
+                HavingOp::Gt,
+                HavingOp::Ge,
+                HavingOp::Lt,
+                HavingOp::Le,
+                HavingOp::Eq,
+                HavingOp::Ne,
+            ]
+            .into_iter()
+            .map(|op| Having {
+                measure: "txn_amount".into(),
+                op,
+                value: 1.5,
+            })
+            .collect(),
+            order: vec![
+                Order {
+                    by: "txn_amount".into(),
+                    dir: Direction::Desc,
+                },
+                Order {
+                    by: "time.year".into(),
+                    dir: Direction::Asc,
+                },
+            ],
+            limit: Some(10),
+            offset: 5,
+            totals: true,
+            compare: Some(Compare {
+                level: "time.year".into(),
+                lag: 1,
+            }),
+            explain: true,
+        }
+    }
+
+    #[test]
+    fn the_query_schema_follows_the_engine_query() {
+        let engine = full_query();
+        let json = serde_json::to_string(&engine).expect("serialise");
+        let mirror: QueryDoc = serde_json::from_str(&json).expect("the mirror reads every field");
+        let back = serde_json::to_string(&mirror).expect("serialise");
+        assert_eq!(
+            Query::from_json(&back).expect("the engine reads the mirror"),
+            engine
+        );
+    }
+
+    #[test]
+    fn the_drill_schema_follows_the_engine_drill_query() {
+        let engine = DrillQuery {
+            level: "customer.id".into(),
+            filters: full_query().filters,
+            measures: vec!["txn_amount".into()],
+            order: full_query().order,
+            limit: Some(3),
+            offset: 1,
+        };
+        let json = serde_json::to_string(&engine).expect("serialise");
+        let mirror: DrillDoc = serde_json::from_str(&json).expect("the mirror reads every field");
+        let back = serde_json::to_string(&mirror).expect("serialise");
+        assert_eq!(
+            DrillQuery::from_json(&back).expect("the engine reads the mirror"),
+            engine
+        );
+    }
+
+    #[test]
+    fn the_document_lists_every_route_with_its_schemas() {
+        let doc: Value = serde_json::from_str(document()).expect("json");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut listed: Vec<&str> = paths.keys().map(String::as_str).collect();
+        listed.sort_unstable();
+        let mut routes: Vec<&str> = crate::ROUTES.to_vec();
+        routes.sort_unstable();
+        assert_eq!(listed, routes);
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for name in [
+            "Query",
+            "Filter",
+            "Answer",
+            "Meta",
+            "DrillQuery",
+            "DrillAnswer",
+            "Error",
+            "CubeDetail",
+            "Members",
+        ] {
+            assert!(
+                schemas.contains_key(name),
+                "no schema {name}: {:?}",
+                schemas.keys()
+            );
+        }
+        assert_eq!(
+            doc["paths"]["/v1/cubes/{cube}/query"]["post"]["requestBody"]["content"]["application/json"]
+                ["schema"]["$ref"],
+            "#/components/schemas/Query"
+        );
+    }
+}

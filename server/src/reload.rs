@@ -1,0 +1,379 @@
+//! Hot reload: a changed definition — the body of `PUT /v1/cubes/{cube}/definition`, or the
+//! file edited on disk — is validated, built on the build runtime and swapped in atomically.
+//!
+//! ```text
+//! text --parse--> Model | 400 invalid_definition (every error, with line and column)
+//!      --ticket (one build per cube: 409) + build permit (bounded: 429)
+//!      --build runtime: load + build--> Built | errors; the old snapshot keeps serving
+//!      --write the file (temporary + rename), when it came from a PUT
+//!      --swap the slot's pointer--> new snapshot; queries in flight finish on the old one
+//! ```
+//!
+//! The build runs in its own task: a client that stops waiting does not stop it. The watcher
+//! polls the definition files' modification times; an edit whose text differs from the served
+//! (or building) one starts the same reload, and new files in the definitions folder become
+//! new cubes.
+
+use std::collections::HashMap;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::build::{self, base_dir, write_atomically};
+use crate::error::{ApiError, BuildError};
+use crate::info::BuildInfo;
+use crate::query::{read_body, require_content_type};
+use crate::registry::{ReloadOutcome, Slot, Snapshot, lock, stamp, unix_now};
+
+/// Media types a definition may be sent as.
+pub const YAML_TYPES: &[&str] = &[
+    "application/yaml",
+    "application/x-yaml",
+    "text/yaml",
+    "text/x-yaml",
+];
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PutParams {
+    /// Wait for the build and answer with its outcome (default), or answer 202 at once.
+    pub wait: Option<bool>,
+}
+
+/// A reload that went well.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reloaded {
+    pub cube: String,
+    /// The snapshot now serving.
+    pub version: u64,
+    /// The snapshot it replaced (none for a new cube).
+    pub previous_version: Option<u64>,
+    pub build: BuildInfo,
+    /// Where the definition was written, when it has a file.
+    pub file: Option<String>,
+}
+
+/// `PUT ...?wait=false`: the build started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Building {
+    pub cube: String,
+    /// `building`; `GET /v1/cubes/{cube}` shows the outcome as `last_reload`.
+    pub status: &'static str,
+}
+
+/// Replaces (or creates) a cube's definition.
+#[utoipa::path(put, path = "/v1/cubes/{cube}/definition", tag = "definitions",
+    params(("cube" = String, Path, description = "The cube's name (the definition's `cube:`)"), PutParams),
+    request_body(content = String, content_type = "application/yaml", description = "The definition, as YAML"),
+    responses(
+        (status = 200, description = "Built and serving", body = Reloaded),
+        (status = 201, description = "A new cube, built and serving", body = Reloaded),
+        (status = 202, description = "Valid; building in the background (`wait=false`)", body = Building),
+        (status = 400, description = "The definition does not validate, or does not match its data: every error with its line and column", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube, and no definitions folder to create it in", body = crate::openapi::ErrorDoc),
+        (status = 409, description = "A build of this cube is in progress", body = crate::openapi::ErrorDoc),
+        (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorDoc),
+        (status = 415, description = "Body not sent as YAML", body = crate::openapi::ErrorDoc),
+        (status = 422, description = "The build failed", body = crate::openapi::ErrorDoc),
+        (status = 429, description = "Too many builds running", body = crate::openapi::ErrorDoc),
+    ))]
+pub(crate) async fn put_definition(
+    State(state): State<Arc<AppState>>,
+    Path(cube): Path<String>,
+    params: Result<UrlQuery<PutParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let UrlQuery(params) = params.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters",
+            format!("{}; expected wait=true|false", e.body_text()),
+        )
+    })?;
+    let existing = state.registry.get(&cube);
+    let path = match &existing {
+        Some(slot) => slot.path.clone(),
+        None => match &state.config.definitions_dir {
+            Some(dir) if valid_file_name(&cube) => Some(dir.join(format!("{cube}.yaml"))),
+            _ => return Err(ApiError::unknown_cube(&cube, state.registry.names())),
+        },
+    };
+    require_content_type(&headers, YAML_TYPES)?;
+    let body = read_body(body, state.config.limits.max_body_bytes)?;
+    let text = String::from_utf8(body.to_vec()).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("the definition is not UTF-8 text ({e})"),
+        )
+    })?;
+    let task = start_reload(&state, &cube, text, path, true, "put")?;
+    if params.wait == Some(false) {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(Building {
+                cube,
+                status: "building",
+            }),
+        )
+            .into_response());
+    }
+    match task.await {
+        Ok(Ok(done)) => {
+            let status = if done.previous_version.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok((status, Json(done)).into_response())
+        }
+        Ok(Err(e)) => Err(ApiError::from(&e)),
+        Err(join) => Err(ApiError::from(&BuildError::Aborted(join.to_string()))),
+    }
+}
+
+/// A cube name that can be a file name as it is.
+fn valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Validates `text` as the definition of cube `name` and starts its build. `persist`: write the
+/// accepted text to `path` before swapping (a PUT); the watcher's reloads read it from there.
+pub(crate) fn start_reload(
+    state: &Arc<AppState>,
+    name: &str,
+    text: String,
+    path: Option<PathBuf>,
+    persist: bool,
+    trigger: &'static str,
+) -> Result<JoinHandle<Result<Reloaded, BuildError>>, ApiError> {
+    let label = path.as_deref().and_then(FsPath::file_name).map_or_else(
+        || format!("{name}.yaml"),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let base = base_dir(path.as_deref(), state.config.data_dir.as_deref());
+    let model = build::parse(&text, &label, &base).map_err(|e| ApiError::from(&e))?;
+    if model.name != name {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "cube_name_mismatch",
+            format!(
+                "the definition is of cube '{}', but it was sent for cube '{name}'; send it to /v1/cubes/{}/definition or change its `cube:`",
+                model.name, model.name
+            ),
+        )
+        .with_details(serde_json::json!({"expected": name, "found": model.name})));
+    }
+    let Some(ticket) = state.registry.begin_build(name, &text) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "build_in_progress",
+            format!(
+                "a build of cube '{name}' is in progress; retry when it ends (GET /v1/cubes/{name} shows its outcome)"
+            ),
+        ));
+    };
+    let Ok(permit) = state.builds.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_builds",
+            format!(
+                "{} builds are running, the most this server runs at once; retry when one ends",
+                state.config.limits.max_concurrent_builds
+            ),
+        ));
+    };
+    let registry = state.registry.clone();
+    let metrics = state.metrics.clone();
+    let name = name.to_string();
+    Ok(state.runtimes.build().spawn(async move {
+        let _ticket = ticket;
+        let _permit = permit;
+        let started = Instant::now();
+        let result = async {
+            let built = build::build_model(model, text, false).await?;
+            if persist && let Some(p) = &path {
+                write_atomically(p, &built.yaml).map_err(|source| BuildError::Persist {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+            }
+            let snapshot = Snapshot::new(built, registry.next_version());
+            let version = snapshot.info.version;
+            let build = snapshot.info.build.clone();
+            let (slot, previous_version) = match registry.get(&name) {
+                Some(slot) => {
+                    let old = slot.current.swap(Arc::new(snapshot));
+                    (slot, Some(old.info.version))
+                }
+                None => (registry.insert(Slot::new(snapshot, path.clone())), None),
+            };
+            if let Some(p) = &slot.path {
+                *lock(&slot.seen) = stamp(p);
+            }
+            Ok(Reloaded {
+                cube: name.clone(),
+                version,
+                previous_version,
+                build,
+                file: slot.path.as_ref().map(|p| p.display().to_string()),
+            })
+        }
+        .await;
+        metrics.build(result.is_ok(), started.elapsed());
+        let outcome = match &result {
+            Ok(done) => {
+                tracing::info!(cube = %name, version = done.version, previous = ?done.previous_version, trigger, seconds = done.build.seconds, "definition reloaded");
+                ReloadOutcome { at: unix_now(), trigger, ok: true, version: Some(done.version), error: None }
+            }
+            Err(e) => {
+                tracing::warn!(cube = %name, trigger, error = %e, "reload rejected; the previous snapshot keeps serving");
+                failed(trigger, &ApiError::from(e))
+            }
+        };
+        if let Some(slot) = registry.get(&name) {
+            *lock(&slot.last_reload) = Some(outcome);
+        }
+        result
+    }))
+}
+
+fn failed(trigger: &'static str, e: &ApiError) -> ReloadOutcome {
+    ReloadOutcome {
+        at: unix_now(),
+        trigger,
+        ok: false,
+        version: None,
+        error: Some(
+            serde_json::json!({"code": e.code, "message": e.message, "details": e.details}),
+        ),
+    }
+}
+
+/// Polls the definition files every `every` until `stop` changes, reloading edited ones and
+/// serving new ones.
+pub(crate) async fn watch(
+    state: Arc<AppState>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Files in the folder that serve no cube, as last seen (so a bad one is reported once).
+    let mut strangers: HashMap<PathBuf, Option<crate::registry::FileStamp>> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for slot in state.registry.slots() {
+            check_file(&state, &slot);
+        }
+        if let Some(dir) = &state.config.definitions_dir {
+            scan_folder(&state, dir, &mut strangers);
+        }
+    }
+}
+
+/// Reloads `slot` if its file changed to a text that is neither served nor being built.
+fn check_file(state: &Arc<AppState>, slot: &Slot) {
+    let Some(path) = &slot.path else { return };
+    let now = stamp(path);
+    if now.is_none() || *lock(&slot.seen) == now {
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    if text == slot.load().yaml || state.registry.is_building(&slot.name, &text) {
+        *lock(&slot.seen) = now;
+        return;
+    }
+    match start_reload(state, &slot.name, text, Some(path.clone()), false, "file") {
+        Ok(_) => *lock(&slot.seen) = now,
+        // Busy: try again on the next tick.
+        Err(e) if e.code == "build_in_progress" || e.code == "too_many_builds" => {}
+        Err(e) => {
+            tracing::warn!(cube = %slot.name, file = %path.display(), error = %e.message, details = %e.details, "edited definition rejected; the previous snapshot keeps serving");
+            *lock(&slot.last_reload) = Some(failed("file", &e));
+            *lock(&slot.seen) = now;
+        }
+    }
+}
+
+/// Serves the cubes of new definition files in the folder.
+fn scan_folder(
+    state: &Arc<AppState>,
+    dir: &FsPath,
+    strangers: &mut HashMap<PathBuf, Option<crate::registry::FileStamp>>,
+) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let slots = state.registry.slots();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let is_yaml = path.extension().is_some_and(|x| x == "yaml" || x == "yml");
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if !is_yaml
+            || hidden
+            || slots
+                .iter()
+                .any(|s| s.path.as_deref() == Some(path.as_path()))
+        {
+            continue;
+        }
+        let now = stamp(&path);
+        if strangers.get(&path) == Some(&now) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let base = base_dir(Some(&path), state.config.data_dir.as_deref());
+        let label = path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        let name = match build::parse(&text, &label, &base) {
+            Ok(model) => model.name,
+            Err(e) => {
+                let e = ApiError::from(&e);
+                tracing::warn!(file = %path.display(), error = %e.message, details = %e.details, "new definition file rejected");
+                strangers.insert(path, now);
+                continue;
+            }
+        };
+        if let Some(slot) = state.registry.get(&name) {
+            tracing::warn!(file = %path.display(), cube = %name, served_from = ?slot.path, "new definition file names a cube that is already served; ignored");
+            strangers.insert(path, now);
+            continue;
+        }
+        match start_reload(state, &name, text, Some(path.clone()), false, "file") {
+            Ok(_) => {
+                strangers.insert(path, now);
+            }
+            Err(e) if e.code == "build_in_progress" || e.code == "too_many_builds" => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e.message, "new definition file rejected");
+                strangers.insert(path, now);
+            }
+        }
+    }
+}

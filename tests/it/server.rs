@@ -1,0 +1,882 @@
+//! The HTTP server end to end, over a real socket on 127.0.0.1: every route, every error
+//! shape, hot reload (good and bad definitions, from a PUT and from an edit on disk, queries
+//! during a swap), the limits (time, rows, queue, body size) and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lattice_server::{Config, Limits, Served, Server};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::util::parquet_dir;
+
+/// The shipped definition with the age bands changed: answers by `customer.age_band` differ.
+fn two_age_bands() -> String {
+    let yaml = lattice_defs::BANK_CRM_YAML.replace(
+        "edges: [25, 35, 45, 55, 65]\n          labels: [\"<25\", \"25-34\", \"35-44\", \"45-54\", \"55-64\", \"65+\"]",
+        "edges: [40]\n          labels: [\"under 40\", \"40 and over\"]",
+    );
+    assert_ne!(
+        yaml,
+        lattice_defs::BANK_CRM_YAML,
+        "the age bands moved in bank_crm.yaml"
+    );
+    yaml
+}
+
+/// A server on a free port, serving bank_crm over the test data from a definitions folder.
+struct TestServer {
+    client: Client,
+    defs: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
+    let defs = tempfile::tempdir().expect("tempdir");
+    let path = defs.path().join("bank_crm.yaml");
+    std::fs::write(&path, lattice_defs::BANK_CRM_YAML).expect("write definition");
+    let built = lattice_server::build_definition(
+        lattice_defs::BANK_CRM_YAML.to_string(),
+        Some(&path),
+        Some(parquet_dir()),
+        false,
+    )
+    .await
+    .expect("the shipped cube builds");
+    let mut config = Config {
+        definitions_dir: Some(defs.path().to_path_buf()),
+        data_dir: Some(parquet_dir().to_path_buf()),
+        watch_interval: None,
+        ..Config::default()
+    };
+    tune(&mut config);
+    let server = Server::new(
+        config,
+        vec![Served {
+            built,
+            path: Some(path),
+        }],
+    )
+    .expect("server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        client: Client { addr },
+        defs,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A response, as read off the socket.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The error document's code, after checking the shape.
+    #[track_caller]
+    fn error(&self, status: u16, code: &str) -> Value {
+        let body = self.json();
+        assert_eq!(
+            (self.status, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        let error = body["error"].as_object().expect("error object");
+        let mut keys: Vec<_> = error.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["code", "details", "message"], "{body}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        body["error"].clone()
+    }
+}
+
+/// Talks HTTP/1.1 to a test server; cheap to copy into client tasks.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    addr: SocketAddr,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Client {
+    /// One request on its own connection (`Connection: close`).
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
+        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if let Some(ct) = content_type {
+            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).await.expect("send head");
+        // A server may answer (413) before reading all of a large body; that is fine.
+        let _ = s.write_all(body).await;
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut raw))
+            .await
+            .expect("an answer within a minute")
+            .expect("read");
+        parse(&raw)
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None, b"").await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(
+            "POST",
+            path,
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        )
+        .await
+    }
+
+    async fn query(&self, q: &Value) -> Reply {
+        self.post("/v1/cubes/bank_crm/query", q).await
+    }
+
+    async fn put_definition(&self, cube: &str, yaml: &str) -> Reply {
+        self.send(
+            "PUT",
+            &format!("/v1/cubes/{cube}/definition"),
+            Some("application/yaml"),
+            yaml.as_bytes(),
+        )
+        .await
+    }
+}
+
+impl TestServer {
+    fn definition_file(&self, cube: &str) -> PathBuf {
+        self.defs.path().join(format!("{cube}.yaml"))
+    }
+
+    /// Stops the server as SIGTERM would and waits until it has stopped.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("the server stops")
+            .expect("the server task")
+            .expect("serve ends cleanly");
+    }
+}
+
+fn parse(raw: &[u8]) -> Reply {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("chunk size");
+            let size = usize::from_str_radix(
+                String::from_utf8_lossy(&rest[..eol])
+                    .split(';')
+                    .next()
+                    .unwrap_or("0")
+                    .trim(),
+                16,
+            )
+            .expect("hex size");
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[eol + 2 + size + 2..];
+        }
+        body = out;
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Polls `check` every 50 ms for up to 60 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn by_year() -> Value {
+    json!({"measures": ["txn_amount", "txn_count"], "rows": ["time.year"]})
+}
+
+fn by_age_band() -> Value {
+    json!({"measures": ["txn_count"], "rows": ["customer.age_band"]})
+}
+
+/// A question no cuboid answers: it goes to DataFusion over the raw facts.
+fn by_customer(offset: u64) -> Value {
+    json!({"measures": ["txn_amount"], "rows": ["customer.id"], "limit": 5, "offset": offset})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_and_every_error_has_the_one_shape() {
+    let srv = start(|c| c.limits.max_body_bytes = 64 * 1024).await;
+
+    let health = srv.get("/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["cubes"], 1);
+
+    let cubes = srv.get("/v1/cubes").await.json();
+    assert_eq!(cubes["cubes"][0]["name"], "bank_crm");
+    assert_eq!(cubes["cubes"][0]["version"], 1);
+    assert!(
+        cubes["cubes"][0]["build"]["cuboids"].as_u64() > Some(0),
+        "{cubes}"
+    );
+
+    // Metadata: dimensions, levels with member counts, hierarchies, measures with formats.
+    let meta = srv.get("/v1/cubes/bank_crm").await;
+    assert_eq!(meta.status, 200);
+    let meta = meta.json();
+    let region = meta["dimensions"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == "region"))
+        .expect("region");
+    assert_eq!(region["hierarchy"], json!(["province", "city", "branch"]));
+    let province = &region["levels"][0];
+    assert_eq!(
+        (&province["name"], &province["qualified"]),
+        (&json!("province"), &json!("region.province"))
+    );
+    let provinces = province["members"].as_u64().expect("member count");
+    assert!(provinces > 1, "{region}");
+    assert_eq!(region["levels"][1]["parent"], "province");
+    let txn_amount = meta["measures"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == "txn_amount"))
+        .expect("txn_amount");
+    assert_eq!(
+        (
+            &txn_amount["format"],
+            &txn_amount["agg"],
+            &txn_amount["fact"]
+        ),
+        (&json!("money"), &json!("sum"), &json!("transactions"))
+    );
+    assert!(
+        meta["facts"].as_array().is_some_and(|f| f.len() == 2),
+        "{meta}"
+    );
+
+    // Members: paged, searched, with their parents.
+    let all = srv
+        .get("/v1/cubes/bank_crm/members/region/province?limit=1000")
+        .await
+        .json();
+    assert_eq!(all["total"].as_u64(), Some(provinces));
+    let names: Vec<&str> = all["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    let page = srv
+        .get("/v1/cubes/bank_crm/members/region/province?limit=1&offset=1")
+        .await
+        .json();
+    assert_eq!(page["members"], json!([{"name": names[1]}]));
+    assert_eq!(
+        (page["limit"].as_u64(), page["offset"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let needle = &names[0][..names[0].len().min(3)];
+    let found = srv
+        .get(&format!(
+            "/v1/cubes/bank_crm/members/region/province?search={}",
+            needle.to_lowercase()
+        ))
+        .await
+        .json();
+    assert!(
+        found["members"].as_array().is_some_and(|m| !m.is_empty()
+            && m.iter().all(|m| m["name"]
+                .as_str()
+                .is_some_and(|n| n.to_lowercase().contains(&needle.to_lowercase())))),
+        "{found}"
+    );
+    let cities = srv
+        .get("/v1/cubes/bank_crm/members/region/city?limit=3")
+        .await
+        .json();
+    assert!(
+        cities["members"][0]["parent"]
+            .as_str()
+            .is_some_and(|p| names.contains(&p)),
+        "{cities}"
+    );
+    srv.get("/v1/cubes/bank_crm/members/regoin/province")
+        .await
+        .error(404, "unknown_dimension");
+    let e = srv
+        .get("/v1/cubes/bank_crm/members/region/provnce")
+        .await
+        .error(404, "unknown_level");
+    assert_eq!(e["details"]["suggestion"], "province");
+    srv.get("/v1/cubes/bank_crm/members/region/province?limit=many")
+        .await
+        .error(400, "bad_parameters");
+    srv.get("/v1/cubes/bank_crm/members/region/province?limit=1000000")
+        .await
+        .error(400, "too_many_rows");
+
+    // A query, then the same query from the cache.
+    let first = srv.query(&by_year()).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let first = first.json();
+    assert_eq!(
+        first["columns"]
+            .as_array()
+            .map(|c| c.iter().map(|c| c["name"].clone()).collect::<Vec<_>>()),
+        Some(vec![
+            json!("time.year"),
+            json!("txn_amount"),
+            json!("txn_count")
+        ])
+    );
+    assert_eq!(first["meta"]["snapshot"], 1);
+    assert_eq!(first["meta"]["cached"], false);
+    let again = srv.query(&by_year()).await.json();
+    assert_eq!(again["meta"]["cached"], true);
+    assert_eq!(again["rows"], first["rows"]);
+
+    // Every part of an answer reads into the OpenAPI schema's mirror (which denies unknown
+    // fields): the published schema is the engine's shape.
+    let full = srv
+        .query(&json!({
+            "measures": ["txn_amount", "deposit_balance"],
+            "rows": ["time.year", "customer.segment"],
+            "totals": true, "explain": true,
+            "compare": {"level": "time.year", "lag": 1}
+        }))
+        .await;
+    assert_eq!(full.status, 200, "{}", full.text());
+    let doc: lattice_server::openapi::AnswerDoc =
+        serde_json::from_slice(&full.body).expect("the answer schema");
+    assert!(doc.totals.is_some() && !doc.subtotals.is_empty());
+    assert!(doc.meta.facts.iter().any(|f| f.explain.is_some()));
+
+    // Query errors: the engine's code, a 4xx, never a 500.
+    let e = srv
+        .query(&json!({"measures": ["fee_incme"]}))
+        .await
+        .error(400, "unknown_measure");
+    assert_eq!(e["details"]["suggestion"], "fee_income");
+    srv.send(
+        "POST",
+        "/v1/cubes/bank_crm/query",
+        Some("application/json"),
+        b"{\"measures\": [",
+    )
+    .await
+    .error(400, "malformed_query");
+    srv.query(&json!({"measures": ["txn_count"], "rows": ["channel.channel"], "filters": [{"level": "channel.channel", "op": "eq", "value": "telegraph"}]}))
+        .await
+        .error(400, "unknown_member");
+    let e = srv
+        .send(
+            "POST",
+            "/v1/cubes/bank_crm/query",
+            Some("text/plain"),
+            by_year().to_string().as_bytes(),
+        )
+        .await
+        .error(415, "unsupported_media_type");
+    assert_eq!(e["details"]["found"], "text/plain");
+    srv.send(
+        "POST",
+        "/v1/cubes/bank_crm/query",
+        None,
+        by_year().to_string().as_bytes(),
+    )
+    .await
+    .error(415, "unsupported_media_type");
+    srv.send(
+        "POST",
+        "/v1/cubes/bank_crm/query",
+        Some("application/json; charset=utf-8"),
+        by_year().to_string().as_bytes(),
+    )
+    .await;
+    let e = srv
+        .post("/v1/cubes/bank_crn/query", &by_year())
+        .await
+        .error(404, "unknown_cube");
+    assert_eq!(e["details"]["suggestion"], "bank_crm");
+    let big = format!(
+        "{{\"measures\": [\"txn_count\"], \"pad\": \"{}\"}}",
+        "x".repeat(100 * 1024)
+    );
+    let e = srv
+        .send(
+            "POST",
+            "/v1/cubes/bank_crm/query",
+            Some("application/json"),
+            big.as_bytes(),
+        )
+        .await
+        .error(413, "body_too_large");
+    assert_eq!(e["details"]["limit_bytes"], 64 * 1024);
+
+    // Drill-through: the customers behind a cell, paged.
+    let drill = srv
+        .post(
+            "/v1/cubes/bank_crm/drillthrough",
+            &json!({"level": "customer.id", "filters": [{"level": "time.year", "op": "eq", "value": "2025"}],
+                    "measures": ["txn_amount"], "limit": 5}),
+        )
+        .await;
+    assert_eq!(drill.status, 200, "{}", drill.text());
+    let drill_doc: lattice_server::openapi::DrillAnswerDoc =
+        serde_json::from_slice(&drill.body).expect("the drill-through schema");
+    assert!(
+        drill_doc.total > 5 && drill_doc.rows.len() == 5,
+        "{}",
+        drill.text()
+    );
+    srv.post(
+        "/v1/cubes/bank_crm/drillthrough",
+        &json!({"level": "time.month"}),
+    )
+    .await
+    .error(400, "bad_drill");
+    srv.post(
+        "/v1/cubes/nope/drillthrough",
+        &json!({"level": "customer.id"}),
+    )
+    .await
+    .error(404, "unknown_cube");
+
+    // The definition, as served.
+    let def = srv.get("/v1/cubes/bank_crm/definition").await;
+    assert_eq!(def.status, 200);
+    assert_eq!(def.header("content-type"), Some("application/yaml"));
+    assert_eq!(def.header("etag"), Some("\"1\""));
+    assert_eq!(def.text(), lattice_defs::BANK_CRM_YAML);
+
+    // Routes and methods that do not exist.
+    srv.get("/v2/cubes").await.error(404, "not_found");
+    srv.send("DELETE", "/v1/cubes/bank_crm", None, b"")
+        .await
+        .error(405, "method_not_allowed");
+
+    // The OpenAPI document and the metrics.
+    let api = srv.get("/openapi.json").await.json();
+    assert_eq!(
+        api["paths"].as_object().map(|p| p.len()),
+        Some(lattice_server::ROUTES.len())
+    );
+    let metrics = srv.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    for line in [
+        "lattice_http_errors_total{route=\"/v1/cubes/{cube}/query\",code=\"unknown_measure\"} 1",
+        "lattice_http_errors_total{route=\"/v1/cubes/{cube}/query\",code=\"body_too_large\"} 1",
+        "lattice_http_errors_total{route=\"unmatched\",code=\"not_found\"} 1",
+        "lattice_queries_total{path=\"cache\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+    }
+    for prefix in [
+        "lattice_http_requests_total{route=\"/v1/cubes/{cube}/query\",status=\"2xx\"}",
+        "lattice_http_request_duration_seconds_bucket{route=\"/v1/cubes/{cube}/query\",le=\"+Inf\"}",
+        "lattice_http_request_duration_quantile_seconds{route=\"/v1/cubes/{cube}/query\",quantile=\"0.99\"}",
+        "lattice_cube_bytes{cube=\"bank_crm\"}",
+        "lattice_cube_version{cube=\"bank_crm\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(prefix)),
+            "no {prefix} in\n{text}"
+        );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_swaps_good_definitions_and_rejects_bad_ones_with_their_place() {
+    let srv = start(|c| c.watch_interval = Some(Duration::from_millis(50))).await;
+    let file = srv.definition_file("bank_crm");
+    let old = srv.query(&by_age_band()).await.json();
+
+    // Not YAML, a definition with a typo, one that does not match its data: all rejected with
+    // every error located, and the old snapshot keeps serving; the file is untouched.
+    srv.send(
+        "PUT",
+        "/v1/cubes/bank_crm/definition",
+        Some("application/json"),
+        b"{}",
+    )
+    .await
+    .error(415, "unsupported_media_type");
+    let typo = lattice_defs::BANK_CRM_YAML.replace(
+        "hierarchy: [category, product]",
+        "hierarchy: [categry, product]",
+    );
+    let line = typo
+        .lines()
+        .position(|l| l.contains("categry"))
+        .expect("line")
+        + 1;
+    let e = srv
+        .put_definition("bank_crm", &typo)
+        .await
+        .error(400, "invalid_definition");
+    assert_eq!(
+        (
+            &e["details"]["errors"][0]["line"],
+            &e["details"]["errors"][0]["column"],
+            &e["details"]["errors"][0]["code"]
+        ),
+        (&json!(line), &json!(17), &json!("unknown_level")),
+        "{e}"
+    );
+    assert_eq!(
+        e["details"]["errors"][0]["help"],
+        "did you mean 'category'?"
+    );
+    let wrong_column = lattice_defs::BANK_CRM_YAML.replace("column: amount,", "column: amont,");
+    let line = wrong_column
+        .lines()
+        .position(|l| l.contains("amont"))
+        .expect("line")
+        + 1;
+    let e = srv
+        .put_definition("bank_crm", &wrong_column)
+        .await
+        .error(400, "invalid_definition");
+    assert_eq!(e["details"]["errors"][0]["line"], json!(line), "{e}");
+    assert!(
+        e["details"]["errors"][0]["column"].as_u64() > Some(0),
+        "{e}"
+    );
+    let e = srv
+        .put_definition("other", lattice_defs::BANK_CRM_YAML)
+        .await
+        .error(400, "cube_name_mismatch");
+    assert_eq!(e["details"]["found"], "bank_crm");
+    let still = srv.query(&by_age_band()).await.json();
+    assert_eq!(
+        (&still["meta"]["snapshot"], &still["rows"]),
+        (&json!(1), &old["rows"])
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file"),
+        lattice_defs::BANK_CRM_YAML
+    );
+
+    // A good definition: built, written to disk, swapped in.
+    let yaml = two_age_bands();
+    let done = srv.put_definition("bank_crm", &yaml).await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let done = done.json();
+    assert_eq!(
+        (&done["version"], &done["previous_version"]),
+        (&json!(2), &json!(1))
+    );
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), yaml);
+    let new = srv.query(&by_age_band()).await.json();
+    assert_eq!(new["meta"]["snapshot"], 2);
+    let bands: Vec<&Value> = new["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| &r[0])
+        .collect();
+    assert!(bands.contains(&&json!("under 40")), "{new}");
+    assert_eq!(srv.get("/v1/cubes/bank_crm/definition").await.text(), yaml);
+    let meta = srv.get("/v1/cubes/bank_crm").await.json();
+    assert_eq!(
+        (
+            &meta["version"],
+            &meta["last_reload"]["ok"],
+            &meta["last_reload"]["trigger"]
+        ),
+        (&json!(2), &json!(true), &json!("put"))
+    );
+
+    // A new cube, created by PUT into the definitions folder.
+    let copy = lattice_defs::BANK_CRM_YAML.replace("cube: bank_crm", "cube: bank_copy");
+    let created = srv.put_definition("bank_copy", &copy).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(
+        std::fs::read_to_string(srv.definition_file("bank_copy")).expect("new file"),
+        copy
+    );
+    let names: Vec<Value> = srv.get("/v1/cubes").await.json()["cubes"]
+        .as_array()
+        .expect("cubes")
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("bank_copy"), json!("bank_crm")]);
+
+    // The file edited on disk: a bad edit is reported and ignored, a good one is served.
+    std::fs::write(&file, &typo).expect("edit");
+    eventually("the bad edit is reported", async || {
+        let m = srv.get("/v1/cubes/bank_crm").await.json();
+        m["last_reload"]["trigger"] == "file" && m["last_reload"]["ok"] == false
+    })
+    .await;
+    let m = srv.get("/v1/cubes/bank_crm").await.json();
+    assert_eq!(m["version"], 2);
+    assert_eq!(
+        m["last_reload"]["error"]["code"], "invalid_definition",
+        "{m}"
+    );
+    std::fs::write(&file, lattice_defs::BANK_CRM_YAML).expect("edit");
+    eventually("the good edit is served", async || {
+        srv.query(&by_age_band()).await.json()["rows"] == old["rows"]
+    })
+    .await;
+    let m = srv.get("/v1/cubes/bank_crm").await.json();
+    assert_eq!(
+        (&m["last_reload"]["ok"], &m["last_reload"]["trigger"]),
+        (&json!(true), &json!("file"))
+    );
+    assert!(m["version"].as_u64() > Some(2), "{m}");
+    let metrics = srv.get("/metrics").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("lattice_builds_total{outcome=\"ok\"} ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_during_a_swap_are_answered_by_exactly_one_snapshot() {
+    let srv = start(|_| {}).await;
+    let old = srv.query(&by_age_band()).await.json();
+    assert_eq!(old["meta"]["snapshot"], 1);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (client, stop) = (srv.client, stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client.query(&by_age_band()).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                answers.push(r.json());
+            }
+            answers
+        }));
+    }
+    let put = srv.put_definition("bank_crm", &two_age_bands()).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let new = srv.query(&by_age_band()).await.json();
+    assert_eq!(new["meta"]["snapshot"], 2);
+    assert_ne!(new["rows"], old["rows"]);
+    // Let the clients see the new snapshot too.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut olds, mut news) = (0, 0);
+    for c in clients {
+        for a in c.await.expect("client") {
+            match a["meta"]["snapshot"].as_u64() {
+                Some(1) => {
+                    assert_eq!(a["rows"], old["rows"]);
+                    olds += 1;
+                }
+                Some(2) => {
+                    assert_eq!(a["rows"], new["rows"]);
+                    news += 1;
+                }
+                other => panic!("snapshot {other:?} in {a}"),
+            }
+        }
+    }
+    assert!(
+        olds > 0 && news > 0,
+        "old answers {olds}, new answers {news}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_time_out_slow_queries_bound_rows_and_refuse_a_full_queue() {
+    let srv = start(|c| {
+        c.limits = Limits {
+            query_timeout: Duration::from_millis(1),
+            max_result_rows: 10,
+            max_concurrent_queries: 1,
+            max_queued_queries: 1,
+            ..Limits::default()
+        };
+        c.cache_entries = 0;
+    })
+    .await;
+    // DataFusion's answer over the raw facts takes longer than 1 ms: cancelled, 504.
+    let e = srv.query(&by_customer(0)).await.error(504, "query_timeout");
+    assert_eq!(e["details"]["limit_ms"], 1);
+    // A cuboid still answers at once.
+    let r = srv
+        .query(&json!({"measures": ["txn_count"], "rows": ["time.year"]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // 24 months are more rows than the limit of 10, unless the query asks for fewer.
+    let e = srv
+        .query(&json!({"measures": ["txn_count"], "rows": ["time.month"]}))
+        .await
+        .error(400, "too_many_rows");
+    assert_eq!(
+        (&e["details"]["limit"], &e["details"]["rows"]),
+        (&json!(10), &json!(24))
+    );
+    assert!(
+        e["message"].as_str().is_some_and(|m| m.contains("10")),
+        "{e}"
+    );
+    let r = srv
+        .query(&json!({"measures": ["txn_count"], "rows": ["time.month"], "limit": 10}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // One running, one waiting: a burst of slow queries gets some 429s, never a pile-up.
+    let mut refused = 0;
+    for _ in 0..5 {
+        let burst: Vec<_> = (0..16)
+            .map(|i| {
+                let client = srv.client;
+                tokio::spawn(async move { client.query(&by_customer(i)).await })
+            })
+            .collect();
+        for r in burst {
+            let r = r.await.expect("client");
+            match r.status {
+                429 => {
+                    r.error(429, "too_many_queries");
+                    refused += 1;
+                }
+                _ => {
+                    r.error(504, "query_timeout");
+                }
+            }
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "no query was refused");
+    let metrics = srv.get("/metrics").await.text();
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("lattice_queries_rejected_total{reason=\"queue_full\"} ")
+            && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_requests_in_flight() {
+    let mut srv = start(|_| {}).await;
+    // A request that takes a while: a PUT waits for its build.
+    let put = {
+        let client = srv.client;
+        tokio::spawn(async move { client.put_definition("bank_crm", &two_age_bands()).await })
+    };
+    eventually("the build is running", async || {
+        srv.get("/health").await.json()["builds_in_progress"] == 1
+    })
+    .await;
+    let addr = srv.addr;
+    let stopping = srv.stop.take().expect("not stopped");
+    let _ = stopping.send(());
+    let reply = put.await.expect("client");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["version"], 2);
+    srv.stop().await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
