@@ -4,9 +4,14 @@ mod cli;
 mod cube_build;
 mod load;
 mod query;
+mod query_suite;
 mod random_cube;
 mod reference;
 mod select;
 mod server;
 mod synth;
 mod util;
+
+/// The question suite with SQL twins, shared with the query benchmark.
+#[path = "../questions.rs"]
+mod questions;

@@ -225,3 +225,214 @@ async fn valid_filters_become_member_codes() {
     assert_eq!(r.limit, Some(5));
     assert_eq!(r.measures.len(), 2);
 }
+
+/// Answers `json` through [`execute`], expecting an error.
+async fn execute_error(json: &str) -> QueryError {
+    let query = match Query::from_json(json) {
+        Ok(q) => q,
+        Err(e) => return e,
+    };
+    match lattice_engine::query::execute(cube().await, &query).await {
+        Ok(a) => panic!(
+            "expected an error for {json}, got {}",
+            serde_json::to_string(&a).expect("json")
+        ),
+        Err(e) => e,
+    }
+}
+
+/// Every code a query can fail with, through the whole engine (resolution, planning and the
+/// finish): one question each, with its message.
+#[tokio::test]
+async fn every_query_error_code_through_execute() {
+    let cases = [
+        (
+            r#"{"measures": ["txn_count"], "limit": "ten"}"#,
+            "malformed_query",
+            "the query is not valid JSON for a query: invalid type: string \"ten\", expected u64 at line 1 column 42",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "rows": ["time.months"]}"#,
+            "unknown_level",
+            "unknown level 'time.months' (did you mean 'time.month'?)",
+        ),
+        (
+            r#"{"measures": ["avg_tiket"]}"#,
+            "unknown_measure",
+            "unknown measure 'avg_tiket' (did you mean 'avg_ticket'?)",
+        ),
+        (
+            r#"{"measures": [], "rows": ["time.year"]}"#,
+            "no_measures",
+            "a query needs at least one measure",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "rows": ["region.city", "region.city"]}"#,
+            "level_twice",
+            "level 'region.city' is used twice (in rows and in rows)",
+        ),
+        (
+            r#"{"measures": ["txn_count", "customers"], "rows": ["channel.channel"]}"#,
+            "measure_does_not_vary",
+            "measure 'customers' does not vary by 'channel.channel' (its facts have no 'channel'); ask for them in separate queries",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "filters": [{"level": "region.province", "op": "eq", "value": "Zhejang"}]}"#,
+            "unknown_member",
+            "'Zhejang' is not a member of 'region.province' (close members: 'Zhejiang')",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "filters": [{"level": "customer.deposit_band", "op": "between", "values": ["1M+", "<10k"]}]}"#,
+            "bad_filter",
+            "filter on 'customer.deposit_band': '1M+' comes after '<10k'; write [low, high]",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "rows": ["time.year"], "having": [{"measure": "avg_ticket", "op": "lt", "value": 5}]}"#,
+            "having_not_asked",
+            "having on 'avg_ticket': the measure is not asked for in `measures`",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "rows": ["time.year"], "order": [{"by": "fee_income"}]}"#,
+            "bad_order",
+            "cannot order by 'fee_income': it is neither a measure of the query nor a grouped level",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "rows": ["channel.channel"], "compare": {"level": "channel.channel", "lag": 1}}"#,
+            "bad_compare",
+            "compare on 'channel.channel': compare needs an ordered level (time or bands)",
+        ),
+    ];
+    for (json, code, message) in cases {
+        let e = execute_error(json).await;
+        assert_eq!(
+            (e.code(), e.to_string().as_str()),
+            (code, message),
+            "{json}"
+        );
+    }
+}
+
+/// Ordering a pivot by a level on its columns: the rows have no single member of it.
+#[tokio::test]
+async fn a_pivot_cannot_be_ordered_by_a_column_level() {
+    let e = execute_error(
+        r#"{"measures": ["txn_count"], "rows": ["region.province"], "columns": ["time.year"],
+            "order": [{"by": "time.year", "dir": "desc"}]}"#,
+    )
+    .await;
+    assert_error(
+        &e,
+        "bad_order",
+        "cannot order by 'time.year': it is neither a measure of the query nor a grouped level",
+    );
+}
+
+/// A filter naming no member of an ordered level, and the shapes `between` refuses, through
+/// the whole engine.
+#[tokio::test]
+async fn bad_filters_through_execute() {
+    let cases = [
+        (
+            r#"{"level": "customer.products_band", "op": "between", "values": ["3-4", "1"]}"#,
+            "filter on 'customer.products_band': '3-4' comes after '1'; write [low, high]",
+        ),
+        (
+            r#"{"level": "customer.segment", "op": "between", "values": ["affluent", "mass"]}"#,
+            "filter on 'customer.segment': `between` needs an ordered level (time or bands)",
+        ),
+        (
+            r#"{"level": "region.city", "op": "prefix"}"#,
+            "filter on 'region.city': `prefix` needs `value`",
+        ),
+        (
+            r#"{"level": "channel.channel", "op": "not_in"}"#,
+            "filter on 'channel.channel': `not_in` needs a non-empty `values` list",
+        ),
+    ];
+    for (filter, message) in cases {
+        let e = execute_error(&format!(
+            r#"{{"measures": ["txn_count"], "filters": [{filter}]}}"#
+        ))
+        .await;
+        assert_error(&e, "bad_filter", message);
+    }
+}
+
+async fn drill_error(json: &str) -> QueryError {
+    let q = match lattice_engine::query::DrillQuery::from_json(json) {
+        Ok(q) => q,
+        Err(e) => return e,
+    };
+    match lattice_engine::query::drill_through(cube().await, &q).await {
+        Ok(a) => panic!(
+            "expected an error for {json}, got {}",
+            serde_json::to_string(&a).expect("json")
+        ),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn drill_through_needs_an_entity_and_a_distinct_measure_over_it() {
+    let e = drill_error(r#"{"level": "time.month"}"#).await;
+    assert_error(
+        &e,
+        "bad_drill",
+        "drill-through to 'time.month': drill-through lists the members of an entity such as customer.id, not time",
+    );
+    let e = drill_error(r#"{"level": "region.branch"}"#).await;
+    assert_error(
+        &e,
+        "bad_drill",
+        "drill-through to 'region.branch': no distinct measure counts the keys of 'region' (region_id); drill-through needs one",
+    );
+    let e = drill_error(r#"{"level": "channel.channel", "filters": []}"#).await;
+    assert_error(
+        &e,
+        "bad_drill",
+        "drill-through to 'channel.channel': no distinct measure counts the keys of 'channel' (channel_id); drill-through needs one",
+    );
+}
+
+#[tokio::test]
+async fn drill_through_checks_names_filters_and_order_like_a_query() {
+    let e = drill_error(r#"{"level": "customer.id", "limt": 5}"#).await;
+    assert_eq!(e.code(), "malformed_query");
+    assert!(e.to_string().contains("unknown field `limt`"), "{e}");
+    let e = drill_error(r#"{"level": "customer.idd"}"#).await;
+    assert_error(
+        &e,
+        "unknown_level",
+        "unknown level 'customer.idd' (did you mean 'customer.id'?)",
+    );
+    let e = drill_error(
+        r#"{"level": "customer.id", "filters": [{"level": "channel.channel", "op": "eq", "value": "ATMs"}]}"#,
+    )
+    .await;
+    assert_error(
+        &e,
+        "unknown_member",
+        "'ATMs' is not a member of 'channel.channel' (close members: 'ATM')",
+    );
+    // Products are listed through `products_held`, a balances measure: balances have no channel.
+    let e = drill_error(
+        r#"{"level": "product.product", "filters": [{"level": "channel.channel", "op": "eq", "value": "ATM"}]}"#,
+    )
+    .await;
+    assert_error(
+        &e,
+        "measure_does_not_vary",
+        "measure 'products_held' does not vary by 'channel.channel' (its facts have no 'channel'); ask for them in separate queries",
+    );
+    let e = drill_error(r#"{"level": "customer.id", "order": [{"by": "txn_count"}]}"#).await;
+    assert_error(
+        &e,
+        "bad_order",
+        "cannot order by 'txn_count': it is neither a measure of the query nor a grouped level",
+    );
+    let e = drill_error(
+        r#"{"level": "customer.id", "measures": ["txn_count"], "order": [{"by": "fee_income"}]}"#,
+    )
+    .await;
+    assert_eq!(e.code(), "bad_order");
+}
