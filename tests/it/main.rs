@@ -2,6 +2,7 @@
 
 mod cli;
 mod cube_build;
+mod cubejs;
 mod load;
 mod query;
 mod query_suite;

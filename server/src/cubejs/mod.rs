@@ -251,13 +251,15 @@ pub fn router_with_token(source: Arc<dyn CubeSource>, token: Option<String>) -> 
         .with_state(state)
 }
 
-/// Serves the Cube API alone on `listener` until `shutdown` resolves (tests, embedding).
+/// Serves the Cube API alone on `listener` until `shutdown` resolves (tests, embedding); with
+/// `token`, as [`router_with_token`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     source: Arc<dyn CubeSource>,
+    token: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(source))
+    axum::serve(listener, router_with_token(source, token))
         .with_graceful_shutdown(shutdown)
         .await
 }
