@@ -15,6 +15,7 @@
 //!   `bank_crm.region_province`, the time dimension `bank_crm.time`) and `/meta`.
 //! - [`filters`]: Cube filters (`and`/`or`, 24 operators) as member sets of levels, periods
 //!   of the time dimension and `having`.
+//! - [`members`]: the measures, dimensions and time dimensions a query asks for.
 //! - [`translate`]: the whole query, with Cube's defaults (order, limit) and
 //!   `compareDateRange` as one native query per range.
 //! - [`response`]: answers in the shape the client pivots.
@@ -26,6 +27,7 @@
 mod catalog;
 mod dates;
 mod filters;
+mod members;
 mod request;
 mod response;
 mod translate;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use lattice_defs::model::{Agg, FactId, LevelRef, MeasureId, MeasureKind, TimeGrain};
+use lattice_defs::model::{LevelRef, MeasureId, TimeGrain};
 use lattice_engine::query::{Direction, Order, Query};
 use serde_json::{Value as Json, json};
 
@@ -17,7 +17,8 @@ use super::CubeJsError;
 use super::catalog::{Catalog, Member};
 use super::dates::Range;
 use super::filters::{self, Constraint};
-use super::request::{CubeQuery, DateRangeInput, FilterNode};
+use super::members::{self, Selection};
+use super::request::{CubeQuery, FilterNode};
 
 /// Rows a query returns when it sets no limit (Cube's `CUBEJS_DB_QUERY_DEFAULT_LIMIT`).
 pub(crate) const DEFAULT_LIMIT: u64 = 10_000;
@@ -151,14 +152,6 @@ pub(crate) fn cube_of(q: &CubeQuery) -> Result<String, CubeJsError> {
     }
 }
 
-/// A time dimension entry after reading: the granularity level (if grouped) and its range.
-struct Td {
-    dimension: String,
-    grain: Option<(TimeGrain, LevelRef)>,
-    range: Option<Range>,
-    compare: Option<Vec<Range>>,
-}
-
 /// Translates `q` for the cube of `cat`.
 pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, CubeJsError> {
     check_supported(q)?;
@@ -188,152 +181,7 @@ pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, Cub
             cube: cat.name.to_string(),
         });
     }
-
-    // Measures.
-    let mut measures: Vec<MeasureId> = Vec::new();
-    for name in &q.measures {
-        match cat.member(name)? {
-            Member::Measure(m) if !measures.contains(&m) => measures.push(m),
-            Member::Measure(_) => {}
-            _ => return Err(wrong_kind(name, "a dimension", "measures")),
-        }
-    }
-
-    // Dimensions, and time dimensions written as `<cube>.time.<granularity>`.
-    let mut levels: Vec<(LevelRef, String)> = Vec::new();
-    let mut tds: Vec<Td> = Vec::new();
-    let mut td_json: Vec<Json> = Vec::new();
-    let mut regular_dims: Vec<String> = Vec::new();
-    let mut as_time: Vec<(String, String)> = Vec::new();
-    for name in &q.dimensions {
-        if let Some((dim, g)) = time_with_grain(cat, name) {
-            as_time.push((dim, g));
-            continue;
-        }
-        match cat.member(name)? {
-            Member::Level(l) => {
-                if !levels.iter().any(|(x, _)| *x == l) {
-                    levels.push((l, name.clone()));
-                }
-                regular_dims.push(name.clone());
-            }
-            Member::Time => {
-                return Err(CubeJsError::BadGranularity {
-                    member: name.clone(),
-                    granularity: "none".into(),
-                    available: cat
-                        .time
-                        .as_ref()
-                        .map(|t| t.grain_names())
-                        .unwrap_or_default(),
-                });
-            }
-            Member::Measure(_) => return Err(wrong_kind(name, "a measure", "dimensions")),
-        }
-    }
-    let mut compare_at: Option<usize> = None;
-    let entries = q
-        .time_dimensions
-        .iter()
-        .map(|t| {
-            if let Some(k) = t.unknown.keys().next() {
-                return Err(CubeJsError::InvalidQuery {
-                    message: format!("timeDimensions: \"{k}\" is not allowed"),
-                });
-            }
-            Ok((
-                t.dimension.clone(),
-                t.granularity.clone(),
-                t.date_range.clone(),
-                t.compare_date_range.clone(),
-            ))
-        })
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .chain(as_time.into_iter().map(|(d, g)| (d, Some(g), None, None)));
-    for (dimension, granularity, date_range, compare) in entries {
-        if cat.member(&dimension)? != Member::Time {
-            return Err(wrong_kind(
-                &dimension,
-                "not the time dimension",
-                "timeDimensions",
-            ));
-        }
-        let t = cat
-            .time
-            .as_ref()
-            .expect("a time member implies a time dimension");
-        let grain = match &granularity {
-            None => None,
-            Some(g) => {
-                let level =
-                    TimeGrain::parse(g).and_then(|grain| t.level(grain).map(|l| (grain, l)));
-                Some(level.ok_or_else(|| CubeJsError::BadGranularity {
-                    member: dimension.clone(),
-                    granularity: g.clone(),
-                    available: t.grain_names(),
-                })?)
-            }
-        };
-        if date_range.is_some() && compare.is_some() {
-            return Err(CubeJsError::InvalidQuery {
-                message: format!(
-                    "timeDimensions '{dimension}': dateRange and compareDateRange exclude each other"
-                ),
-            });
-        }
-        let range = date_range
-            .as_ref()
-            .map(|r| range_of(cat, &dimension, r))
-            .transpose()?;
-        let compare = match compare {
-            None => None,
-            Some(ranges) => {
-                if compare_at.is_some() {
-                    return Err(CubeJsError::Unsupported {
-                        part: "compareDateRange on more than one time dimension".into(),
-                        hint: "compare one time dimension at a time".into(),
-                    });
-                }
-                if ranges.is_empty() {
-                    return Err(CubeJsError::InvalidQuery {
-                        message: "compareDateRange needs at least one date range".into(),
-                    });
-                }
-                compare_at = Some(tds.len());
-                Some(
-                    ranges
-                        .iter()
-                        .map(|r| range_of(cat, &dimension, r))
-                        .collect::<Result<Vec<_>, _>>()?,
-                )
-            }
-        };
-        let mut j = json!({"dimension": dimension});
-        if let Some(g) = &granularity {
-            j["granularity"] = json!(g);
-        }
-        if let Some(r) = range {
-            j["dateRange"] = json!(r.formatted());
-        }
-        td_json.push(j);
-        tds.push(Td {
-            dimension,
-            grain,
-            range,
-            compare,
-        });
-    }
-
-    // Grouped time levels, once per grain, before the dimensions.
-    let mut time_levels: Vec<(TimeGrain, LevelRef, String)> = Vec::new();
-    for td in &tds {
-        if let Some((g, l)) = td.grain
-            && !time_levels.iter().any(|(x, ..)| *x == g)
-        {
-            time_levels.push((g, l, format!("{}.{}", td.dimension, g.name())));
-        }
-    }
+    let sel = members::select(cat, q)?;
 
     // Filters, and the date ranges of timeDimensions.
     let nodes = q
@@ -345,203 +193,47 @@ pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, Cub
     for n in &nodes {
         base = base.and(filters::constraint(cat, n)?);
     }
-    for td in &tds {
+    for td in &sel.tds {
         if let Some(r) = td.range {
-            base = base.and(range_constraint(cat, &td.dimension, r)?);
+            base = base.and(members::range_constraint(cat, &td.dimension, r)?);
         }
     }
 
-    // Hidden measures: those the conditions and the order name, and for a query without
-    // measures one per fact that can tell which member combinations have facts.
-    let mut native_measures = measures.clone();
-    let add_hidden = |m: MeasureId, list: &mut Vec<MeasureId>| {
-        if !list.contains(&m) {
-            list.push(m);
-        }
-    };
+    // The measures the engine computes: those asked for, then hidden ones — those the
+    // conditions name, and for a query without measures one per fact that can tell which
+    // member combinations have facts — then those only the order names.
+    let mut native_measures = sel.measures.clone();
     for h in &base.having {
         let m = model
             .measure(&h.measure)
             .expect("having names a measure of the cube");
-        add_hidden(m, &mut native_measures);
+        add(&mut native_measures, m);
     }
-    let grouped: Vec<LevelRef> = time_levels
-        .iter()
-        .map(|(_, l, _)| *l)
-        .chain(levels.iter().map(|(l, _)| *l))
-        .collect();
+    let grouped = sel.grouped();
     let filtered: Vec<LevelRef> = base.levels.keys().copied().collect();
     if native_measures.is_empty() {
-        for m in presence_measures(cat, grouped.iter().chain(&filtered).copied()) {
-            add_hidden(m, &mut native_measures);
+        for m in members::presence_measures(cat, grouped.iter().chain(&filtered).copied()) {
+            add(&mut native_measures, m);
         }
         if native_measures.is_empty() {
             return Err(CubeJsError::NoFacts {
-                members: levels.iter().map(|(_, n)| n.clone()).collect(),
+                members: sel.levels.iter().map(|(_, n)| n.clone()).collect(),
             });
         }
     }
+    let order = order(cat, q, &sel, &mut native_measures)?;
+    check_varies(cat, &native_measures, grouped.iter().chain(&filtered))?;
 
-    // Order.
-    let explicit = q.order.as_ref().map(|o| o.0.clone());
-    let written = match &explicit {
-        Some(o) => o.clone(),
-        None => match (
-            time_levels.first(),
-            q.measures.first(),
-            regular_dims.first(),
-        ) {
-            (Some((_, _, key)), ..) => vec![(key.clone(), "asc".to_string())],
-            (None, Some(m), _) => vec![(m.clone(), "desc".to_string())],
-            (None, None, Some(d)) => vec![(d.clone(), "asc".to_string())],
-            _ => Vec::new(),
-        },
-    };
-    let mut order = Vec::new();
-    let mut order_cube = Vec::new();
-    for (key, dir) in &written {
-        let desc = match dir.as_str() {
-            "asc" => false,
-            "desc" => true,
-            other => {
-                return Err(CubeJsError::InvalidQuery {
-                    message: format!("order of '{key}' must be 'asc' or 'desc', not '{other}'"),
-                });
-            }
-        };
-        let by = match time_with_grain(cat, key) {
-            Some((_, g)) => {
-                let grain = TimeGrain::parse(&g);
-                let l = time_levels
-                    .iter()
-                    .find(|(x, ..)| Some(*x) == grain)
-                    .ok_or_else(|| bad_order(key, "that granularity is not in the query"))?;
-                cat.native_level(l.1)
-            }
-            None => match cat.member(key)? {
-                Member::Measure(m) => {
-                    add_hidden(m, &mut native_measures);
-                    model.measures[m].name.clone()
-                }
-                Member::Level(l) => {
-                    if !levels.iter().any(|(x, _)| *x == l) {
-                        return Err(bad_order(key, "it is not a dimension of the query"));
-                    }
-                    cat.native_level(l)
-                }
-                Member::Time => {
-                    let (_, l, _) = time_levels
-                        .first()
-                        .ok_or_else(|| bad_order(key, "the query groups it by no granularity"))?;
-                    cat.native_level(*l)
-                }
-            },
-        };
-        order.push(Order {
-            by,
-            dir: if desc {
-                Direction::Desc
-            } else {
-                Direction::Asc
-            },
-        });
-        order_cube.push((key.clone(), desc));
-    }
-
-    // Every measure must vary by every level the query groups or filters by.
-    for &m in &native_measures {
-        for &l in grouped.iter().chain(&filtered) {
-            if !model.measure_varies_by(m, l) {
-                let member = match &cat.time {
-                    Some(t) if t.dim == l.dim => t.member.clone(),
-                    _ => cat.level_name(l),
-                };
-                return Err(CubeJsError::MeasureDoesNotVary {
-                    measure: cat.measure_name(m),
-                    member,
-                    dimension: model.dimensions[l.dim].name.clone(),
-                });
-            }
-        }
-    }
-
-    // Outputs, in the answer's column order: rows (time levels, then dimensions), measures.
-    let mut outputs = Vec::new();
-    for (i, (g, _, key)) in time_levels.iter().enumerate() {
-        outputs.push(Output::Time {
-            key: key.clone(),
-            bare: (i == 0 && format == ResponseFormat::Default)
-                .then(|| {
-                    tds.iter()
-                        .find(|t| t.grain.is_some())
-                        .map(|t| t.dimension.clone())
-                })
-                .flatten(),
-            grain: *g,
-        });
-    }
-    for (_, name) in &levels {
-        outputs.push(Output::Level { key: name.clone() });
-    }
-    for &m in &native_measures {
-        outputs.push(if measures.contains(&m) {
-            Output::Measure {
-                key: cat.measure_name(m),
-            }
-        } else {
-            Output::Hidden
-        });
-    }
-
-    // Annotation.
-    let mut ann_t = serde_json::Map::new();
-    for (g, _, key) in &time_levels {
-        ann_t.insert(key.clone(), cat.time_annotation(Some(*g)));
-    }
-    if let Some(td) = tds.iter().find(|t| t.grain.is_some()) {
-        ann_t.insert(td.dimension.clone(), cat.time_annotation(None));
-    }
-    let annotation = json!({
-        "measures": measures.iter().map(|&m| (cat.measure_name(m), cat.measure_annotation(m))).collect::<serde_json::Map<_, _>>(),
-        "dimensions": levels.iter().map(|(l, n)| (n.clone(), cat.level_annotation(*l))).collect::<serde_json::Map<_, _>>(),
-        "segments": {},
-        "timeDimensions": ann_t,
-    });
-
-    // The normalised query (before compareDateRange splits it).
-    let mut normalized = json!({
-        "measures": q.measures,
-        "dimensions": regular_dims,
-        "segments": [],
-        "filters": nodes.iter().map(FilterNode::normalized).collect::<Vec<_>>(),
-        "timeDimensions": td_json,
-        "limit": limit,
-        "rowLimit": limit,
-        "timezone": q.timezone.clone().unwrap_or_else(|| "UTC".into()),
-    });
-    if let Some(o) = &explicit {
-        normalized["order"] = o
-            .iter()
-            .map(|(k, d)| json!({"id": k, "desc": d == "desc"}))
-            .collect();
-    }
-    if let Some(o) = q.offset {
-        normalized["offset"] = json!(o);
-    }
-    if let Some(t) = q.total {
-        normalized["total"] = json!(t);
-    }
-    if let Some(f) = &q.response_format {
-        normalized["responseFormat"] = json!(f);
-    }
-
+    let outputs = outputs(cat, &sel, &native_measures, format);
+    let annotation = annotation(cat, &sel);
+    let normalized = normalized(q, &sel, &nodes, limit);
     let rows: Vec<String> = grouped.iter().map(|l| cat.native_level(*l)).collect();
     let plan = |extra: Option<(usize, Range)>| -> Result<Plan, CubeJsError> {
         let mut c = base.clone();
         let mut normalized = normalized.clone();
         let mut compare_label = None;
         if let Some((i, r)) = extra {
-            c = c.and(range_constraint(cat, &tds[i].dimension, r)?);
+            c = c.and(members::range_constraint(cat, &sel.tds[i].dimension, r)?);
             let [from, to] = r.formatted();
             normalized["timeDimensions"][i]["dateRange"] = json!([from, to]);
             compare_label = Some(format!("{from} - {to}"));
@@ -559,7 +251,7 @@ pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, Cub
                 .filter_map(|(l, set)| filters::native_filter(cat, *l, set))
                 .collect(),
             having: c.having.clone(),
-            order: order.clone(),
+            order: order.iter().map(|(o, _)| o.clone()).collect(),
             limit: Some(limit),
             offset: q.offset.unwrap_or(0),
             totals: false,
@@ -571,17 +263,17 @@ pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, Cub
             outputs: outputs.clone(),
             normalized,
             annotation: annotation.clone(),
-            order: order_cube.clone(),
+            order: order.iter().map(|(_, c)| c.clone()).collect(),
             compare_label,
             total: q.total.unwrap_or(false),
             format,
         })
     };
-    let (query_type, plans) = match compare_at {
+    let (query_type, plans) = match sel.compare_at {
         None => (QueryType::Regular, vec![plan(None)?]),
         Some(i) => (
             QueryType::CompareDateRange,
-            tds[i]
+            sel.tds[i]
                 .compare
                 .as_ref()
                 .expect("compare_at points at a compareDateRange")
@@ -593,7 +285,7 @@ pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, Cub
     let mut pivot_query = plans[0].normalized.clone();
     if query_type == QueryType::CompareDateRange {
         let mut dims = vec![json!("compareDateRange")];
-        dims.extend(regular_dims.iter().map(|d| json!(d)));
+        dims.extend(sel.dimensions.iter().map(|d| json!(d)));
         pivot_query["dimensions"] = Json::Array(dims);
     }
     pivot_query["queryType"] = json!(query_type.name());
@@ -602,6 +294,206 @@ pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, Cub
         plans,
         pivot_query,
     })
+}
+
+/// One order key: native, and in Cube names (member, descending).
+type OrderKey = (Order, (String, bool));
+
+fn add(list: &mut Vec<MeasureId>, m: MeasureId) {
+    if !list.contains(&m) {
+        list.push(m);
+    }
+}
+
+/// The order as written, or Cube's default; native and in Cube names (member, descending).
+/// A measure ordered by but not asked for is computed hidden.
+fn order(
+    cat: &Catalog,
+    q: &CubeQuery,
+    sel: &Selection,
+    native_measures: &mut Vec<MeasureId>,
+) -> Result<Vec<OrderKey>, CubeJsError> {
+    let written = match &q.order {
+        Some(o) => o.0.clone(),
+        None => match (
+            sel.time_levels.first(),
+            q.measures.first(),
+            sel.dimensions.first(),
+        ) {
+            (Some((_, _, key)), ..) => vec![(key.clone(), "asc".to_string())],
+            (None, Some(m), _) => vec![(m.clone(), "desc".to_string())],
+            (None, None, Some(d)) => vec![(d.clone(), "asc".to_string())],
+            _ => Vec::new(),
+        },
+    };
+    let bad_order = |member: &str, reason: &str| CubeJsError::BadOrder {
+        member: member.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut order = Vec::new();
+    for (key, dir) in written {
+        let desc = match dir.as_str() {
+            "asc" => false,
+            "desc" => true,
+            other => {
+                return Err(CubeJsError::InvalidQuery {
+                    message: format!("order of '{key}' must be 'asc' or 'desc', not '{other}'"),
+                });
+            }
+        };
+        let by = match members::time_with_grain(cat, &key) {
+            Some((_, g)) => {
+                let grain = TimeGrain::parse(&g);
+                let l = sel
+                    .time_levels
+                    .iter()
+                    .find(|(x, ..)| Some(*x) == grain)
+                    .ok_or_else(|| bad_order(&key, "that granularity is not in the query"))?;
+                cat.native_level(l.1)
+            }
+            None => match cat.member(&key)? {
+                Member::Measure(m) => {
+                    add(native_measures, m);
+                    cat.cube.model().measures[m].name.clone()
+                }
+                Member::Level(l) => {
+                    if !sel.levels.iter().any(|(x, _)| *x == l) {
+                        return Err(bad_order(&key, "it is not a dimension of the query"));
+                    }
+                    cat.native_level(l)
+                }
+                Member::Time => {
+                    let (_, l, _) = sel
+                        .time_levels
+                        .first()
+                        .ok_or_else(|| bad_order(&key, "the query groups it by no granularity"))?;
+                    cat.native_level(*l)
+                }
+            },
+        };
+        let dir = if desc {
+            Direction::Desc
+        } else {
+            Direction::Asc
+        };
+        order.push((Order { by, dir }, (key, desc)));
+    }
+    Ok(order)
+}
+
+/// Every measure must vary by every level the query groups or filters by (the engine says
+/// so too, in its own names; this says it in Cube's).
+fn check_varies<'a>(
+    cat: &Catalog,
+    measures: &[MeasureId],
+    levels: impl Iterator<Item = &'a LevelRef> + Clone,
+) -> Result<(), CubeJsError> {
+    let model = cat.cube.model();
+    for &m in measures {
+        for &l in levels.clone() {
+            if !model.measure_varies_by(m, l) {
+                let member = match &cat.time {
+                    Some(t) if t.dim == l.dim => t.member.clone(),
+                    _ => cat.level_name(l),
+                };
+                return Err(CubeJsError::MeasureDoesNotVary {
+                    measure: cat.measure_name(m),
+                    member,
+                    dimension: model.dimensions[l.dim].name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How the answer's columns — rows (time levels, then dimensions), then measures — appear.
+fn outputs(
+    cat: &Catalog,
+    sel: &Selection,
+    native_measures: &[MeasureId],
+    format: ResponseFormat,
+) -> Vec<Output> {
+    let bare = sel
+        .tds
+        .iter()
+        .find(|t| t.grain.is_some())
+        .map(|t| t.dimension.clone())
+        .filter(|_| format == ResponseFormat::Default);
+    let time = sel
+        .time_levels
+        .iter()
+        .enumerate()
+        .map(|(i, (g, _, key))| Output::Time {
+            key: key.clone(),
+            bare: bare.clone().filter(|_| i == 0),
+            grain: *g,
+        });
+    let levels = sel
+        .levels
+        .iter()
+        .map(|(_, name)| Output::Level { key: name.clone() });
+    let measures = native_measures.iter().map(|&m| {
+        if sel.measures.contains(&m) {
+            Output::Measure {
+                key: cat.measure_name(m),
+            }
+        } else {
+            Output::Hidden
+        }
+    });
+    time.chain(levels).chain(measures).collect()
+}
+
+/// Titles and types of the members shown, as Cube annotates a result.
+fn annotation(cat: &Catalog, sel: &Selection) -> Json {
+    let mut times = serde_json::Map::new();
+    for (g, _, key) in &sel.time_levels {
+        times.insert(key.clone(), cat.time_annotation(Some(*g)));
+    }
+    if let Some(td) = sel.tds.iter().find(|t| t.grain.is_some()) {
+        times.insert(td.dimension.clone(), cat.time_annotation(None));
+    }
+    json!({
+        "measures": sel.measures.iter()
+            .map(|&m| (cat.measure_name(m), cat.measure_annotation(m)))
+            .collect::<serde_json::Map<_, _>>(),
+        "dimensions": sel.levels.iter()
+            .map(|(l, n)| (n.clone(), cat.level_annotation(*l)))
+            .collect::<serde_json::Map<_, _>>(),
+        "segments": {},
+        "timeDimensions": times,
+    })
+}
+
+/// The query as Cube normalises it (before `compareDateRange` splits it).
+fn normalized(q: &CubeQuery, sel: &Selection, nodes: &[FilterNode], limit: u64) -> Json {
+    let mut n = json!({
+        "measures": q.measures,
+        "dimensions": sel.dimensions,
+        "segments": [],
+        "filters": nodes.iter().map(FilterNode::normalized).collect::<Vec<_>>(),
+        "timeDimensions": sel.tds_normalized,
+        "limit": limit,
+        "rowLimit": limit,
+        "timezone": q.timezone.clone().unwrap_or_else(|| "UTC".into()),
+    });
+    if let Some(o) = &q.order {
+        n["order"] =
+            o.0.iter()
+                .map(|(k, d)| json!({"id": k, "desc": d == "desc"}))
+                .collect();
+    }
+    if let Some(o) = q.offset {
+        n["offset"] = json!(o);
+    }
+    if let Some(t) = q.total {
+        n["total"] = json!(t);
+    }
+    if let Some(f) = &q.response_format {
+        n["responseFormat"] = json!(f);
+    }
+    n
 }
 
 /// Rejects the parts of the Cube query format Lattice does not answer, naming them.
@@ -630,75 +522,4 @@ fn check_supported(q: &CubeQuery) -> Result<(), CubeJsError> {
         return unsupported("joinHints", "a Lattice cube has its joins built in");
     }
     Ok(())
-}
-
-/// `<cube>.<time>.<granularity>`: (`<cube>.<time>`, granularity).
-fn time_with_grain(cat: &Catalog, name: &str) -> Option<(String, String)> {
-    let t = cat.time.as_ref()?;
-    let g = name.strip_prefix(t.member.as_str())?.strip_prefix('.')?;
-    Some((t.member.clone(), g.to_string()))
-}
-
-fn range_of(cat: &Catalog, member: &str, r: &DateRangeInput) -> Result<Range, CubeJsError> {
-    match r {
-        DateRangeInput::Text(s) => filters::date_range(cat, member, &[s.as_str()]),
-        DateRangeInput::Pair(v) => {
-            let v: Vec<&str> = v.iter().map(String::as_str).collect();
-            match v.as_slice() {
-                [one] => filters::date_range(cat, member, &[one, one]),
-                _ => filters::date_range(cat, member, &v),
-            }
-        }
-    }
-}
-
-/// The finest-level members a date range of a time dimension covers.
-fn range_constraint(cat: &Catalog, member: &str, r: Range) -> Result<Constraint, CubeJsError> {
-    let t = cat
-        .time
-        .as_ref()
-        .expect("a time member implies a time dimension");
-    let names = &cat.cube.members(t.finest.1).names;
-    let set = filters::periods_covered(member, "dateRange", t.finest.0, names, &[(r.from, r.to)])?;
-    Ok(Constraint {
-        levels: [(t.finest.1, set)].into_iter().collect(),
-        having: Vec::new(),
-        members: [member.to_string()].into_iter().collect(),
-    })
-}
-
-/// For a query without measures: per fact that varies by every level, one measure of it (its
-/// row count when it has one), so that a row exists where any such fact has rows.
-fn presence_measures(
-    cat: &Catalog,
-    levels: impl Iterator<Item = LevelRef> + Clone,
-) -> Vec<MeasureId> {
-    let model = cat.cube.model();
-    (0..model.facts.len())
-        .filter(|&f| levels.clone().all(|l| model.fact_has_dimension(f, l.dim)))
-        .filter_map(|f: FactId| {
-            let of_fact = |m: &&lattice_defs::model::Measure| {
-                matches!(m.kind, MeasureKind::Aggregate { fact, .. } if fact == f)
-            };
-            let count = model.measures.iter().position(|m| {
-                of_fact(&m) && matches!(m.kind, MeasureKind::Aggregate { agg: Agg::Count, .. })
-            });
-            count.or_else(|| model.measures.iter().position(|m| of_fact(&m)))
-        })
-        .collect()
-}
-
-fn wrong_kind(member: &str, is: &'static str, place: &'static str) -> CubeJsError {
-    CubeJsError::WrongKind {
-        member: member.to_string(),
-        is,
-        place,
-    }
-}
-
-fn bad_order(member: &str, reason: &str) -> CubeJsError {
-    CubeJsError::BadOrder {
-        member: member.to_string(),
-        reason: reason.to_string(),
-    }
 }
