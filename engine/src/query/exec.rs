@@ -480,9 +480,18 @@ pub(crate) async fn aggregate(
     };
     // Every covering cuboid only to explain; else the first (smallest) one.
     let candidates: Vec<usize> = if explain {
-        cube.cuboids_by_size().iter().copied().filter(covering).collect()
+        cube.cuboids_by_size()
+            .iter()
+            .copied()
+            .filter(covering)
+            .collect()
     } else {
-        cube.cuboids_by_size().iter().copied().find(covering).into_iter().collect()
+        cube.cuboids_by_size()
+            .iter()
+            .copied()
+            .find(covering)
+            .into_iter()
+            .collect()
     };
     let closing = closing_periods(cube, req.fact, req.levels, req.filters);
     let names = |ls: &[LevelRef]| ls.iter().map(|l| model.level_name(*l)).collect::<Vec<_>>();

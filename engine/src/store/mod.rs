@@ -157,8 +157,7 @@ impl Cube {
                     for l in 0..dim.levels.len() {
                         let target = LevelRef { dim: d, level: l };
                         v[base[d] + l] = c.levels.iter().any(|x| {
-                            *x == target
-                                || (x.dim == d && self.parent_map(d, x.level, l).is_some())
+                            *x == target || (x.dim == d && self.parent_map(d, x.level, l).is_some())
                         });
                     }
                 }
