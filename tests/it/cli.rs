@@ -153,3 +153,102 @@ fn serve_answers_over_a_socket_and_stops_on_sigterm() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "serve exited with {status} after SIGTERM");
 }
+
+/// Runs `lattice query` on the test data with `doc` on standard input.
+fn query_on_test_data(doc: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    use std::io::Write as _;
+    let mut child = lattice()
+        .arg("query")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/cube_defs/bank_crm.yaml"
+        ))
+        .arg("--data")
+        .arg(parquet_dir())
+        .args(["--json", "-"])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lattice");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(doc.as_bytes())
+        .expect("write the query");
+    let out = child.wait_with_output().expect("lattice ends");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), json)
+}
+
+/// Cents of an exact decimal string.
+fn cents(v: &serde_json::Value) -> i64 {
+    let s = v.as_str().expect("a decimal string");
+    let (int, frac) = s.split_once('.').expect("two decimals");
+    assert_eq!(frac.len(), 2, "{s}");
+    let sign = if int.starts_with('-') { -1 } else { 1 };
+    int.parse::<i64>().expect("integer part") * 100 + sign * frac.parse::<i64>().expect("cents")
+}
+
+#[test]
+fn query_prints_the_answer_whose_rows_add_up_to_its_totals() {
+    let (code, answer) = query_on_test_data(
+        r#"{"measures": ["fee_income", "txn_count"], "rows": ["channel.channel"], "totals": true}"#,
+        &[],
+    );
+    assert_eq!(code, Some(0), "{answer}");
+    let rows = answer["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 6, "six channels: {answer}");
+    let fee: i64 = rows.iter().map(|r| cents(&r[1])).sum();
+    let count: i64 = rows.iter().map(|r| r[2].as_i64().expect("a count")).sum();
+    assert_eq!(fee, cents(&answer["totals"]["fee_income"]));
+    assert_eq!(
+        count,
+        answer["totals"]["txn_count"].as_i64().expect("count")
+    );
+    assert_eq!(answer["meta"]["source"], "cuboid");
+    assert_eq!(answer["columns"][1]["type"], "decimal");
+}
+
+#[test]
+fn query_errors_are_json_with_a_code_and_exit_2() {
+    let (code, answer) = query_on_test_data(
+        r#"{"measures": ["fee_income"], "rows": ["region.provnce"]}"#,
+        &[],
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(answer["error"]["code"], "unknown_level");
+    assert_eq!(
+        answer["error"]["message"],
+        "unknown level 'region.provnce' (did you mean 'region.province'?)"
+    );
+}
+
+#[test]
+fn query_drills_through_to_the_customers_behind_a_cell() {
+    let cell = r#"[{"level": "channel.channel", "op": "eq", "value": "ATM"}]"#;
+    let (code, drill) = query_on_test_data(
+        &format!(r#"{{"level": "customer.id", "filters": {cell}, "limit": 1000000}}"#),
+        &["--drill"],
+    );
+    assert_eq!(code, Some(0), "{drill}");
+    // The same cell's distinct customers, as a query counts them.
+    let (_, answer) = query_on_test_data(
+        &format!(r#"{{"measures": ["active_customers"], "filters": {cell}}}"#),
+        &[],
+    );
+    let customers = answer["rows"][0][0].as_u64().expect("a count");
+    assert_eq!(drill["total"].as_u64(), Some(customers));
+    assert_eq!(
+        drill["rows"].as_array().expect("rows").len() as u64,
+        customers
+    );
+}
