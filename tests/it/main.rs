@@ -5,6 +5,7 @@ mod cube_build;
 mod cubejs;
 mod load;
 mod query;
+mod query_props;
 mod query_suite;
 mod random_cube;
 mod reference;
