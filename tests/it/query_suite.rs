@@ -651,3 +651,139 @@ async fn drill_through_with_measures_in_member_order_and_a_cell_no_cuboid_holds(
     )
     .await;
 }
+
+#[tokio::test]
+async fn drill_through_to_products_through_their_holders() {
+    // Products are listed through `products_held`, the distinct products of balances.
+    let q = DrillQuery {
+        level: "product.product".into(),
+        filters: vec![
+            filter("region.province", FilterOp::Eq, &["Sichuan"]),
+            filter("customer.deposit_band", FilterOp::In, &["200k-1M", "1M+"]),
+        ],
+        ..DrillQuery::default()
+    };
+    let cell = "FROM balances b
+         JOIN customers c ON c.customer_id = b.customer_id
+         JOIN regions r ON r.region_id = c.region_id
+         JOIN products p ON p.product_id = b.product_id
+         JOIN (SELECT customer_id, month, SUM(deposit_balance) AS deposit FROM balances GROUP BY 1, 2) d
+           ON d.customer_id = b.customer_id AND d.month = b.month
+         WHERE r.province = 'Sichuan' AND d.deposit >= 200000";
+    check_drill(
+        &q,
+        &format!(
+            r#"SELECT DISTINCT p.product_name AS "product.product" {cell} ORDER BY 1 LIMIT 100"#
+        ),
+        &format!("SELECT COUNT(DISTINCT p.product_name) {cell}"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn drill_through_with_a_measure_of_the_other_fact() {
+    // Customers with a transaction in a month they held under 10k, by their deposits at the
+    // latest month: balances of the months in that band, so a customer above 10k by then has
+    // a row with no deposit; NULLs come last, in member order like any tie.
+    let q = DrillQuery {
+        level: "customer.id".into(),
+        filters: vec![filter("customer.deposit_band", FilterOp::Eq, &["<10k"])],
+        measures: vec!["deposit_balance".into()],
+        order: vec![Order {
+            by: "deposit_balance".into(),
+            dir: Direction::Desc,
+        }],
+        limit: Some(500),
+        offset: 0,
+    };
+    let deposits =
+        "SELECT customer_id, month, SUM(deposit_balance) AS deposit FROM balances GROUP BY 1, 2";
+    let members = format!(
+        "SELECT DISTINCT t.customer_id FROM transactions t
+         LEFT JOIN ({deposits}) d ON d.customer_id = t.customer_id AND d.month = date_trunc('month', t.txn_date)
+         WHERE COALESCE(d.deposit, 0) < 10000"
+    );
+    check_drill(
+        &q,
+        &format!(
+            r#"WITH members AS ({members}),
+               closing AS (SELECT MAX(month) AS last_month FROM balances),
+               held AS (
+                 SELECT b.customer_id,
+                     SUM(CASE WHEN b.month = closing.last_month THEN b.deposit_balance END) AS deposit_balance
+                 FROM balances b
+                 JOIN ({deposits}) d ON d.customer_id = b.customer_id AND d.month = b.month
+                 CROSS JOIN closing
+                 WHERE d.deposit < 10000
+                 GROUP BY b.customer_id)
+               SELECT CAST(m.customer_id AS VARCHAR) AS "customer.id", h.deposit_balance
+               FROM members m LEFT JOIN held h ON h.customer_id = m.customer_id
+               ORDER BY h.deposit_balance DESC NULLS LAST, m.customer_id LIMIT 500"#
+        ),
+        &format!("SELECT COUNT(*) FROM ({members})"),
+    )
+    .await;
+}
+
+/// Drill-through ordered by a measure: a member whose row has no value and a member with no
+/// row at all both have NULL, a tie, so they keep member order (customer 1 before 2), as
+/// `ORDER BY balance DESC NULLS LAST, customer_id` would list them.
+#[tokio::test]
+async fn drill_through_ordered_by_a_measure_keeps_member_order_among_nulls() {
+    let yaml = r#"
+version: 1
+cube: shop
+sources:
+  customers: { path: customers.csv }
+  sales:     { path: sales.csv }
+  balances:  { path: balances.csv }
+facts:
+  sales:    { time: day, dimensions: [customer] }
+  balances: { time: month, dimensions: [customer] }
+dimensions:
+  time: { type: time, hierarchy: [year, quarter, month] }
+  customer:
+    table: customers
+    key: customer_id
+    levels:
+      id: { column: customer_id }
+measures:
+  buyers:  { fact: sales, agg: distinct, column: customer_id }
+  balance: { fact: balances, agg: sum, column: balance, over_time: last }
+aggregates:
+  mode: explicit
+  cuboids: [[time.month]]
+"#;
+    // Customers 1 and 2 buy; 2 has a balance in January only, so none at the closing month
+    // (February, customer 3's); 1 has no balance at all.
+    let dir = crate::reference::write_files(&[
+        ("customers.csv", "customer_id\n1\n2\n3\n"),
+        ("sales.csv", "day,customer_id\n2025-01-05,1\n2025-01-06,2\n"),
+        (
+            "balances.csv",
+            "month,customer_id,balance\n2025-01-01,2,100.00\n2025-02-01,3,50.00\n",
+        ),
+    ]);
+    let (model, sources) = crate::reference::load_yaml(yaml, dir.path()).await;
+    let cube = build_cube(&model, &sources, &BuildOptions::default())
+        .await
+        .expect("build");
+    let q = DrillQuery {
+        level: "customer.id".into(),
+        measures: vec!["balance".into()],
+        order: vec![Order {
+            by: "balance".into(),
+            dir: Direction::Desc,
+        }],
+        ..DrillQuery::default()
+    };
+    let d = drill_through(&cube, &q).await.expect("drill");
+    assert_eq!(d.total, 2);
+    assert_eq!(
+        d.rows,
+        vec![
+            vec![Json::from("1"), Json::Null],
+            vec![Json::from("2"), Json::Null]
+        ]
+    );
+}
