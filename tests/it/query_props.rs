@@ -1,6 +1,6 @@
 //! Random queries over the default cube: measures, levels on rows and columns, filters of
-//! every kind with members drawn from the cube's dictionaries, having, order, paging, totals
-//! and comparisons.
+//! every kind with members drawn from the cube's dictionaries, having, order, paging, totals,
+//! comparisons and `explain`.
 //!
 //! Every query gets the same answer from the default cube and from the same model built
 //! without cuboids (all of it through the fallback), or the same error from both. Grouped
@@ -171,6 +171,9 @@ fn random_query(cube: &Cube, rng: &mut Rng) -> Json {
     }
     if rng.chance(20) {
         q["totals"] = json!(true);
+    }
+    if rng.chance(10) {
+        q["explain"] = json!(true);
     }
     if rng.chance(25) {
         let mut ordered: Vec<String> = grouped
