@@ -4,9 +4,9 @@
 //! facts, and the two answers equal each other exactly. Drill-through is held to
 //! `SELECT DISTINCT customer_id` the same way.
 //!
-//! Values compare by kind: members as text, decimals exactly (as numbers, whatever the scale
-//! SQL computed them at), integers exactly, ratios with a relative tolerance of 1e-9. Rows
-//! compare in order: the twins spell out the answer's order.
+//! Values compare by kind: members as text, decimals as exact strings (value and scale),
+//! integers exactly, ratios with a relative tolerance of 1e-9. Rows compare in order: the
+//! twins spell out the answer's order.
 //!
 //! `LATTICE_QUESTION=substring` runs only the matching questions and prints their answers.
 
@@ -94,14 +94,10 @@ impl std::fmt::Display for Cell {
 }
 
 impl Cell {
-    /// Equal as the suite means it: decimals as numbers, floats within 1e-9 relative.
+    /// Equal as the suite means it: decimals digit for digit (the same value at the same
+    /// scale, as SQL keeps the source's), floats within 1e-9 relative.
     pub fn same(&self, other: &Cell) -> bool {
         match (self, other) {
-            (Cell::Dec(a, sa), Cell::Dec(b, sb)) => {
-                let s = (*sa).max(*sb);
-                let up = |v: i128, from: u32| v.checked_mul(10i128.checked_pow(s - from)?);
-                up(*a, *sa).is_some() && up(*a, *sa) == up(*b, *sb)
-            }
             (Cell::Float(a), Cell::Float(b)) => {
                 a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
             }
