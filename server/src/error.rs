@@ -192,7 +192,9 @@ impl From<QueryError> for ApiError {
             ),
             QueryError::BadFilter { level, .. } => (bad, json!({"level": level})),
             QueryError::HavingNotAsked { measure } => (bad, json!({"measure": measure})),
-            QueryError::BadOrder { by } => (bad, json!({"by": by})),
+            QueryError::BadOrder { by } | QueryError::OrderByColumn { by } => {
+                (bad, json!({"by": by}))
+            }
             QueryError::BadCompare { level, .. } => (bad, json!({"level": level})),
             QueryError::BadDrill { level, .. } => (bad, json!({"level": level})),
             QueryError::TooManyRows { rows, limit } => (bad, json!({"rows": rows, "limit": limit})),

@@ -323,7 +323,7 @@ async fn a_pivot_cannot_be_ordered_by_a_column_level() {
     assert_error(
         &e,
         "bad_order",
-        "cannot order by 'time.year': it is neither a measure of the query nor a grouped level",
+        "cannot order by 'time.year': it is on the pivot's columns; order a pivot by a row level or by a measure (its row total)",
     );
 }
 

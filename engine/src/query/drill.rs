@@ -222,30 +222,47 @@ pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, Q
             let answer = execute_resolved(cube, &r).await?;
             columns.extend(answer.columns.iter().skip(1).cloned());
             let width = answer.columns.len();
-            let mut seen = RoaringBitmap::new();
-            let mut rows: Vec<Vec<Json>> = Vec::new();
-            for row in answer.rows {
-                if let Some(code) = row
-                    .first()
-                    .and_then(Json::as_str)
-                    .and_then(|n| cube.members(level).code(n))
-                {
-                    seen.insert(code);
-                }
-                rows.push(row);
-            }
-            // Members behind the cell without a value for these measures: nulls, last.
-            let rest = &scope - &seen;
-            let ordered: Vec<u32> = if desc {
-                rest.iter().rev().collect()
+            // Columns of the measures ordered by: a row whose values there are all null ties
+            // with a member without a row, and ties keep member order.
+            let order_cols: Vec<usize> = q
+                .order
+                .iter()
+                .filter_map(|o| answer.columns.iter().position(|c| c.name == o.by))
+                .filter(|&i| i > 0)
+                .collect();
+            let mut rows: Vec<(u32, Vec<Json>)> = answer
+                .rows
+                .into_iter()
+                .map(|row| {
+                    let code = row
+                        .first()
+                        .and_then(Json::as_str)
+                        .and_then(|n| cube.members(level).code(n))
+                        .unwrap_or(u32::MAX);
+                    (code, row)
+                })
+                .collect();
+            let seen: RoaringBitmap = rows.iter().map(|(c, _)| *c).collect();
+            let all_null = |row: &Vec<Json>| order_cols.iter().all(|&i| row[i].is_null());
+            let tail_start = if by_measure {
+                rows.iter()
+                    .rposition(|(_, r)| !all_null(r))
+                    .map_or(0, |i| i + 1)
             } else {
-                rest.iter().collect()
+                0 // in member order throughout
             };
-            for c in ordered {
+            let mut tail = rows.split_off(tail_start);
+            for c in &scope - &seen {
                 let mut row = vec![Json::String(cube.member_name(level, c).to_string())];
                 row.resize(width, Json::Null);
-                rows.push(row);
+                tail.push((c, row));
             }
+            tail.sort_by_key(|(c, _)| *c);
+            if desc {
+                tail.reverse();
+            }
+            rows.extend(tail);
+            let rows: Vec<Vec<Json>> = rows.into_iter().map(|(_, r)| r).collect();
             if by_measure {
                 rows.into_iter()
                     .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))

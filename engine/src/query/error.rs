@@ -44,6 +44,10 @@ pub enum QueryError {
     HavingNotAsked { measure: String },
     #[error("cannot order by '{by}': it is neither a measure of the query nor a grouped level")]
     BadOrder { by: String },
+    #[error(
+        "cannot order by '{by}': it is on the pivot's columns; order a pivot by a row level or by a measure (its row total)"
+    )]
+    OrderByColumn { by: String },
     #[error("compare on '{level}': {message}")]
     BadCompare { level: String, message: String },
     #[error("drill-through to '{level}': {message}")]
@@ -87,7 +91,7 @@ impl QueryError {
             QueryError::UnknownMember { .. } => "unknown_member",
             QueryError::BadFilter { .. } => "bad_filter",
             QueryError::HavingNotAsked { .. } => "having_not_asked",
-            QueryError::BadOrder { .. } => "bad_order",
+            QueryError::BadOrder { .. } | QueryError::OrderByColumn { .. } => "bad_order",
             QueryError::BadCompare { .. } => "bad_compare",
             QueryError::BadDrill { .. } => "bad_drill",
             QueryError::TooManyRows { .. } => "too_many_rows",

@@ -227,11 +227,6 @@ impl<'a> Exec<'a> {
                             let Some(i) = grain.iter().position(|g| g == l) else {
                                 continue;
                             };
-                            if i >= r.rows.len() {
-                                return Err(QueryError::BadOrder {
-                                    by: model.level_name(*l),
-                                });
-                            }
                             SortKey::code(k[i], *dir)
                         }
                         OrderKey::Measure(m) => {

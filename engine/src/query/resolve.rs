@@ -143,6 +143,9 @@ pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
     for o in &query.order {
         let key = match (model.measure(&o.by), model.level(&o.by)) {
             (Some(m), _) if measures.contains(&m) => OrderKey::Measure(m),
+            (_, Some(l)) if columns.contains(&l) => {
+                return Err(QueryError::OrderByColumn { by: o.by.clone() });
+            }
             (_, Some(l)) if grouped.iter().any(|(g, _)| *g == l) => OrderKey::Level(l),
             _ => return Err(QueryError::BadOrder { by: o.by.clone() }),
         };

@@ -198,6 +198,7 @@ impl CubeJsError {
                 | QueryError::BadFilter { .. }
                 | QueryError::HavingNotAsked { .. }
                 | QueryError::BadOrder { .. }
+                | QueryError::OrderByColumn { .. }
                 | QueryError::BadCompare { .. }
                 | QueryError::BadDrill { .. }
                 | QueryError::TooManyRows { .. } => StatusCode::BAD_REQUEST,
