@@ -129,6 +129,9 @@ struct ServeArgs {
     /// How often definition files are checked for edits, in milliseconds (0: never).
     #[arg(long, default_value_t = 1000)]
     watch_ms: u64,
+    /// The token the Cube REST API (/cubejs-api/v1) requires (default: none required).
+    #[arg(long)]
+    cubejs_token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -503,6 +506,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         cache_entries: args.cache_entries,
         watch_interval: (args.watch_ms > 0)
             .then(|| std::time::Duration::from_millis(args.watch_ms)),
+        cubejs_token: args.cubejs_token,
     };
     let server = lattice_server::Server::new(config, cubes)?;
     let listener = rt

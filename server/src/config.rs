@@ -20,6 +20,9 @@ pub struct Config {
     pub cache_entries: usize,
     /// How often definition files are checked for edits on disk (`None`: never).
     pub watch_interval: Option<Duration>,
+    /// The token the Cube REST API (`/cubejs-api/v1`) requires in `Authorization`; `None`
+    /// lets every request in.
+    pub cubejs_token: Option<String>,
 }
 
 impl Default for Config {
@@ -31,6 +34,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             cache_entries: 4096,
             watch_interval: Some(Duration::from_secs(1)),
+            cubejs_token: None,
         }
     }
 }

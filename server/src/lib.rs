@@ -20,6 +20,8 @@
 //! - `query`: the query and drill-through routes and the limits they run under.
 //! - [`metrics`]: per-route counters and HDR latency histograms, Prometheus text.
 //! - [`openapi`]: `GET /openapi.json`, generated from the types.
+//! - [`cubejs`]: Cube's REST API under `/cubejs-api/v1`, answered from the same snapshots
+//!   (the registry is its [`cubejs::CubeSource`]); its errors keep Cube's own shape.
 //!
 //! Errors everywhere have one shape: an HTTP status and
 //! `{"error": {"code": "...", "message": "...", "details": {...}}}` ([`ApiError`]).
@@ -62,7 +64,8 @@ use metrics::Metrics;
 use query::Admission;
 use registry::{Registry, Slot, Snapshot};
 
-/// Every route, as written in the router (the metrics' `route` label, the OpenAPI paths).
+/// Every route of the native API, as written in the router (the metrics' `route` label, the
+/// OpenAPI paths). The Cube API's routes are merged beside them.
 pub const ROUTES: [&str; 9] = [
     "/health",
     "/metrics",
@@ -217,6 +220,10 @@ impl Server {
                 )
             })
             .with_state(state.clone())
+            .merge(cubejs::router_with_token(
+                state.registry.clone(),
+                state.config.cubejs_token.clone(),
+            ))
             .layer(DefaultBodyLimit::max(limits.max_body_bytes));
         if let Some(cors) = cors(&state.config.cors_origins) {
             router = router.layer(cors);
@@ -256,6 +263,16 @@ impl Server {
             let _ = w.await;
         }
         result
+    }
+}
+
+impl cubejs::CubeSource for Registry {
+    fn cube_names(&self) -> Vec<String> {
+        self.names()
+    }
+
+    fn cube(&self, name: &str) -> Option<Arc<lattice_engine::store::Cube>> {
+        Registry::cube(self, name)
     }
 }
 

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -32,13 +32,25 @@ const UNMATCHED: &str = "unmatched";
 
 #[derive(Debug)]
 struct RouteStats {
-    route: &'static str,
+    route: String,
     /// 1xx .. 5xx.
     status: [AtomicU64; 5],
     errors: Mutex<BTreeMap<&'static str, u64>>,
     /// Microseconds.
     latency: Mutex<Histogram<u64>>,
     sum_us: AtomicU64,
+}
+
+impl RouteStats {
+    fn new(route: &str) -> RouteStats {
+        RouteStats {
+            route: route.to_string(),
+            status: Default::default(),
+            errors: Mutex::new(BTreeMap::new()),
+            latency: Mutex::new(histogram(3_600_000_000)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Which path answered a query.
@@ -59,8 +71,8 @@ pub enum Rejection {
 
 #[derive(Debug)]
 pub struct Metrics {
-    routes: Vec<RouteStats>,
-    index: HashMap<&'static str, usize>,
+    /// By route template: the router's templates are few, so the label set stays bounded.
+    routes: RwLock<HashMap<String, Arc<RouteStats>>>,
     /// By [`QueryPath`].
     queries: [AtomicU64; 3],
     /// By [`Rejection`].
@@ -78,28 +90,17 @@ fn histogram(max: u64) -> Histogram<u64> {
 }
 
 impl Metrics {
-    /// Metrics for the route templates given (as written in the router).
-    pub fn new(routes: &[&'static str]) -> Metrics {
-        let routes: Vec<RouteStats> = routes
+    /// Metrics with the route templates given listed from the start (others are added as
+    /// requests reach them).
+    pub fn new(routes: &[&str]) -> Metrics {
+        let routes = routes
             .iter()
             .copied()
             .chain([UNMATCHED])
-            .map(|route| RouteStats {
-                route,
-                status: Default::default(),
-                errors: Mutex::new(BTreeMap::new()),
-                latency: Mutex::new(histogram(3_600_000_000)),
-                sum_us: AtomicU64::new(0),
-            })
-            .collect();
-        let index = routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.route, i))
+            .map(|r| (r.to_string(), Arc::new(RouteStats::new(r))))
             .collect();
         Metrics {
-            routes,
-            index,
+            routes: RwLock::new(routes),
             queries: Default::default(),
             rejected: Default::default(),
             builds_ok: AtomicU64::new(0),
@@ -110,12 +111,38 @@ impl Metrics {
         }
     }
 
+    fn route(&self, route: &str) -> Arc<RouteStats> {
+        let known = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(route)
+            .cloned();
+        known.unwrap_or_else(|| {
+            self.routes
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(route.to_string())
+                .or_insert_with(|| Arc::new(RouteStats::new(route)))
+                .clone()
+        })
+    }
+
+    /// The routes' stats, by template.
+    fn all_routes(&self) -> Vec<Arc<RouteStats>> {
+        let mut v: Vec<_> = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.route.cmp(&b.route));
+        v
+    }
+
     fn record(&self, route: Option<&str>, status: u16, code: Option<&'static str>, took: Duration) {
-        let i = route
-            .and_then(|r| self.index.get(r))
-            .copied()
-            .unwrap_or(self.routes.len() - 1);
-        let r = &self.routes[i];
+        let r = self.route(route.unwrap_or(UNMATCHED));
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         r.status[class].fetch_add(1, Ordering::Relaxed);
         let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
@@ -148,6 +175,7 @@ impl Metrics {
 
     /// Writes this registry's series in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
+        let routes = self.all_routes();
         header(
             out,
             "lattice_uptime_seconds",
@@ -166,7 +194,7 @@ impl Metrics {
             "counter",
             "HTTP requests answered, by route and status class.",
         );
-        for r in &self.routes {
+        for r in &routes {
             for (c, n) in r.status.iter().enumerate() {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {
@@ -185,7 +213,7 @@ impl Metrics {
             "counter",
             "Error answers, by route and error code.",
         );
-        for r in &self.routes {
+        for r in &routes {
             for (code, n) in lock(&r.errors).iter() {
                 let _ = writeln!(
                     out,
@@ -202,7 +230,7 @@ impl Metrics {
             "Time from a request's arrival to its response, by route.",
         );
         let mut quantiles = String::new();
-        for r in &self.routes {
+        for r in &routes {
             let h = lock(&r.latency).clone();
             if h.is_empty() {
                 continue;
@@ -346,14 +374,11 @@ pub async fn track(
     next: Next,
 ) -> Response {
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
     metrics.record(
-        route.as_deref(),
+        route.as_ref().map(MatchedPath::as_str),
         response.status().as_u16(),
         code,
         start.elapsed(),

@@ -295,6 +295,13 @@ fn by_customer(offset: u64) -> Value {
     json!({"measures": ["txn_amount"], "rows": ["customer.id"], "limit": 5, "offset": offset})
 }
 
+/// A heavier one: both facts, by customer and month, with totals — many milliseconds of
+/// DataFusion work even on the small test data.
+fn heavy(offset: u64) -> Value {
+    json!({"measures": ["txn_amount", "active_customers", "deposit_balance"],
+           "rows": ["customer.id", "time.month"], "totals": true, "limit": 5, "offset": offset})
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_and_every_error_has_the_one_shape() {
     let srv = start(|c| c.limits.max_body_bytes = 64 * 1024).await;
@@ -426,6 +433,13 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
     assert_eq!(again["meta"]["cached"], true);
     assert_eq!(again["rows"], first["rows"]);
 
+    // A question no cuboid answers goes to DataFusion (on the query runtime) and answers.
+    let slow = srv.query(&by_customer(0)).await;
+    assert_eq!(slow.status, 200, "{}", slow.text());
+    let slow = slow.json();
+    assert_eq!(slow["meta"]["source"], "fallback", "{slow}");
+    assert_eq!(slow["rows"].as_array().map(Vec::len), Some(5));
+
     // Every part of an answer reads into the OpenAPI schema's mirror (which denies unknown
     // fields): the published schema is the engine's shape.
     let full = srv
@@ -546,6 +560,11 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
         .await
         .error(405, "method_not_allowed");
 
+    // Cube's REST API answers from the same snapshot.
+    let cube_meta = srv.get("/cubejs-api/v1/meta").await;
+    assert_eq!(cube_meta.status, 200, "{}", cube_meta.text());
+    assert_eq!(cube_meta.json()["cubes"][0]["name"], "bank_crm");
+
     // The OpenAPI document and the metrics.
     let api = srv.get("/openapi.json").await.json();
     assert_eq!(
@@ -569,6 +588,7 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
         "lattice_http_request_duration_quantile_seconds{route=\"/v1/cubes/{cube}/query\",quantile=\"0.99\"}",
         "lattice_cube_bytes{cube=\"bank_crm\"}",
         "lattice_cube_version{cube=\"bank_crm\"} 1",
+        "lattice_http_requests_total{route=\"/cubejs-api/v1/meta\",status=\"2xx\"} 1",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(prefix)),
@@ -795,7 +815,7 @@ async fn limits_time_out_slow_queries_bound_rows_and_refuse_a_full_queue() {
     })
     .await;
     // DataFusion's answer over the raw facts takes longer than 1 ms: cancelled, 504.
-    let e = srv.query(&by_customer(0)).await.error(504, "query_timeout");
+    let e = srv.query(&heavy(0)).await.error(504, "query_timeout");
     assert_eq!(e["details"]["limit_ms"], 1);
     // A cuboid still answers at once.
     let r = srv
@@ -826,7 +846,7 @@ async fn limits_time_out_slow_queries_bound_rows_and_refuse_a_full_queue() {
         let burst: Vec<_> = (0..16)
             .map(|i| {
                 let client = srv.client;
-                tokio::spawn(async move { client.query(&by_customer(i)).await })
+                tokio::spawn(async move { client.query(&heavy(i)).await })
             })
             .collect();
         for r in burst {
@@ -836,9 +856,10 @@ async fn limits_time_out_slow_queries_bound_rows_and_refuse_a_full_queue() {
                     r.error(429, "too_many_queries");
                     refused += 1;
                 }
-                _ => {
+                504 => {
                     r.error(504, "query_timeout");
                 }
+                other => assert_eq!(other, 200, "{}", r.text()),
             }
         }
         if refused > 0 {
