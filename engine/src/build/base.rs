@@ -14,7 +14,7 @@ use roaring::RoaringBitmap;
 
 use super::arrays::{KeyValue, decimals, ints, keys};
 use super::dims::{Dims, key_sql};
-use super::time::{NO_PERIOD, period_sql};
+use super::time::{NO_PERIOD, fact_period_sql};
 use crate::source::load::ident;
 use crate::store::{MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
@@ -129,15 +129,10 @@ pub(crate) async fn build_base(
         group.push(format!("k{i}"));
         integer_keys.push(codes.integer_key);
     }
-    let p_sql = match (&f.time, &dims.time) {
-        (Some(t), Some(axis)) => format!(
-            "{} - {}",
-            period_sql(&format!("f.{}", ident(&t.column)), axis.grain),
-            axis.first
-        ),
-        _ => "CAST(0 AS BIGINT)".into(),
-    };
-    inner.push(format!("{p_sql} AS p"));
+    inner.push(format!(
+        "{} AS p",
+        fact_period_sql(f.time.as_ref(), dims.time.as_ref())
+    ));
     group.push("p".into());
 
     let mut outer_aggs = Vec::new();

@@ -39,6 +39,25 @@ pub(crate) fn period_sql(date: &str, grain: TimeGrain) -> String {
     }
 }
 
+/// The SQL of a fact row's period on the axis (periods since the axis's first; 0 for a fact
+/// without a date column), over the fact aliased `f`.
+pub(crate) fn fact_period_sql(
+    time: Option<&lattice_defs::model::ColumnRef>,
+    axis: Option<&TimeAxis>,
+) -> String {
+    match (time, axis) {
+        (Some(t), Some(axis)) => format!(
+            "{} - {}",
+            period_sql(
+                &format!("f.{}", crate::source::load::ident(&t.column)),
+                axis.grain
+            ),
+            axis.first
+        ),
+        _ => "CAST(0 AS BIGINT)".into(),
+    }
+}
+
 /// The absolute period of `coarse` that contains absolute period `p` of `fine`.
 pub(crate) fn coarsen(p: AbsPeriod, fine: TimeGrain, coarse: TimeGrain) -> AbsPeriod {
     match (fine, coarse) {

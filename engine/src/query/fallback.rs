@@ -26,7 +26,7 @@ use roaring::RoaringBitmap;
 use super::group::{Acc, AggRequest, Grouped};
 use crate::build::arrays::{KeyValue, decimals, ints};
 use crate::build::dims::{Dims, key_sql};
-use crate::build::time::period_sql;
+use crate::build::time::fact_period_sql;
 use crate::source::load::ident;
 use crate::store::Cube;
 use crate::{EngineError, Result};
@@ -256,15 +256,10 @@ pub(crate) fn sql(
             key_sql(&format!("f.{}", ident(&key.column)), codes.integer_key)
         ));
     }
-    let p_sql = match (&f.time, &dims.time) {
-        (Some(t), Some(axis)) => format!(
-            "{} - {}",
-            period_sql(&format!("f.{}", ident(&t.column)), axis.grain),
-            axis.first
-        ),
-        _ => "CAST(0 AS BIGINT)".into(),
-    };
-    inner.push(format!("{p_sql} AS p"));
+    inner.push(format!(
+        "{} AS p",
+        fact_period_sql(f.time.as_ref(), dims.time.as_ref())
+    ));
 
     let mut joins: Vec<String> = Vec::new();
     let level_expr = |l: LevelRef, joins: &mut Vec<String>| -> Result<String> {
