@@ -34,7 +34,6 @@ def fmt(ns):
 
 rows = []
 for path in ("cuboid", "fallback"):
-    base = root / f"q_{path}"
     # criterion turns "/" in group names into "_"
     for group in sorted(root.glob(f"q_{path}_*")):
         name = group.name[len(f"q_{path}_"):]
@@ -45,7 +44,7 @@ for path in ("cuboid", "fallback"):
 print("| path | question | Lattice median | DataFusion median | speed-up |")
 print("| --- | --- | ---: | ---: | ---: |")
 for path, name, lat, df in rows:
-    ratio = f"{df / lat:,.0f}x" if lat and df else "-"
+    ratio = "-" if not (lat and df) else (f"{df / lat:,.0f}x" if df / lat >= 10 else f"{df / lat:.2f}x")
     print(f"| {path} | {name} | {fmt(lat)} | {fmt(df)} | {ratio} |")
 for path in ("cuboid", "fallback"):
     lats = [r[2] for r in rows if r[0] == path and r[2]]
@@ -53,5 +52,5 @@ for path in ("cuboid", "fallback"):
     if lats:
         print(
             f"\n{path}: {len(lats)} questions, median of medians {fmt(statistics.median(lats))}"
-            + (f", median speed-up {statistics.median(ratios):,.0f}x, min {min(ratios):,.1f}x" if ratios else "")
+            + (f", median speed-up {statistics.median(ratios):,.2f}x, min {min(ratios):,.2f}x" if ratios else "")
         )
