@@ -213,7 +213,7 @@ impl<'a> Exec<'a> {
                     .iter()
                     .any(|(k, _)| matches!(k, OrderKey::Measure(_))))
         {
-            Some(self.table(&r.rows, &r.filters, None).await?)
+            Some(self.coarser(&main, &r.rows).await?)
         } else {
             None
         };
@@ -274,7 +274,7 @@ impl<'a> Exec<'a> {
             .collect();
 
         let (totals, subtotals) = if r.totals {
-            self.totals(row_totals.as_ref()).await?
+            self.totals(&main, row_totals.as_ref()).await?
         } else {
             (None, Vec::new())
         };
@@ -300,12 +300,13 @@ impl<'a> Exec<'a> {
     /// Grand totals (and pivot column totals), and sub-totals.
     async fn totals(
         &self,
+        main: &Table,
         row_totals: Option<&Table>,
     ) -> Result<(Option<serde_json::Map<String, Json>>, Vec<Subtotal>), QueryError> {
         let r = self.r;
         let model = &self.cube.model;
         let mut map = serde_json::Map::new();
-        let grand = self.table(&[], &r.filters, None).await?;
+        let grand = self.coarser(main, &[]).await?;
         let values = grand
             .rows
             .get(&Vec::new())
@@ -315,7 +316,7 @@ impl<'a> Exec<'a> {
             map.insert(model.measures[*m].name.clone(), v.json());
         }
         if !r.columns.is_empty() {
-            let by_col = self.table(&r.columns, &r.filters, None).await?;
+            let by_col = self.coarser(main, &r.columns).await?;
             for (k, vals) in &by_col.rows {
                 let member = self.member_path(&r.columns, k);
                 for (m, v) in r.measures.iter().zip(self.outputs(vals)) {
@@ -325,13 +326,60 @@ impl<'a> Exec<'a> {
         }
         let mut subtotals = Vec::new();
         for n in 1..r.rows.len() {
-            let t = self.table(&r.rows[..n], &r.filters, None).await?;
+            let t = self.coarser(main, &r.rows[..n]).await?;
             subtotals.push(self.subtotal(&r.rows[..n], &t));
         }
         if let Some(t) = row_totals {
             subtotals.push(self.subtotal(&r.rows, t));
         }
         Ok((Some(map), subtotals))
+    }
+
+    /// The aggregates at `levels`, part of the grain, over the query's filters: rolled up in
+    /// memory from `main` (the grain's aggregates) when every leaf measure adds up (sums,
+    /// counts, minimums, maximums; not distinct counts, not closing-period balances), else
+    /// aggregated again from a cuboid or the fallback.
+    async fn coarser(&self, main: &Table, levels: &[LevelRef]) -> Result<Table, QueryError> {
+        use lattice_defs::model::{Agg, OverTime};
+        let model = &self.cube.model;
+        let grain = self.grain();
+        let aggs: Option<Vec<Agg>> = self
+            .leaves
+            .iter()
+            .map(|m| match &model.measures[*m].kind {
+                MeasureKind::Aggregate {
+                    agg: agg @ (Agg::Sum | Agg::Count | Agg::Min | Agg::Max),
+                    over_time: OverTime::Additive,
+                    ..
+                } => Some(*agg),
+                _ => None,
+            })
+            .collect();
+        let positions: Option<Vec<usize>> = levels
+            .iter()
+            .map(|l| grain.iter().position(|g| g == l))
+            .collect();
+        let (Some(aggs), Some(positions)) = (aggs, positions) else {
+            return self.table(levels, &self.r.filters, None).await;
+        };
+        let mut rows: BTreeMap<Vec<u32>, Vec<V>> = BTreeMap::new();
+        if levels.is_empty() {
+            rows.insert(Vec::new(), self.empty_leaves());
+        }
+        for (key, vals) in &main.rows {
+            let k: Vec<u32> = positions.iter().map(|&i| key[i]).collect();
+            match rows.entry(k) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(vals.clone());
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    for ((acc, v), agg) in e.get_mut().iter_mut().zip(vals).zip(&aggs) {
+                        *acc = fold(*agg, *acc, *v);
+                    }
+                }
+            }
+        }
+        Ok(Table { rows })
     }
 
     fn subtotal(&self, levels: &[LevelRef], t: &Table) -> Subtotal {
@@ -560,6 +608,21 @@ fn collect_leaves(model: &lattice_defs::Model, m: MeasureId, out: &mut Vec<Measu
                 collect_leaves(model, x, out);
             }
         }
+    }
+}
+
+/// Two partial aggregates of one measure combined, as SQL would over their rows (NULL is no
+/// value).
+fn fold(agg: lattice_defs::model::Agg, a: V, b: V) -> V {
+    use lattice_defs::model::{Agg, BinOp};
+    match (a, b) {
+        (V::Null, x) | (x, V::Null) => x,
+        _ => match agg {
+            Agg::Min if cmp_v(b, a).is_lt() => b,
+            Agg::Max if cmp_v(b, a).is_gt() => b,
+            Agg::Min | Agg::Max => a,
+            _ => V::binary(BinOp::Add, a, b),
+        },
     }
 }
 
