@@ -25,3 +25,8 @@ pub mod source;
 pub mod store;
 
 pub use error::{EngineError, Result};
+
+/// Calendar arithmetic shared with the server (Cube API dates).
+pub mod calendar {
+    pub use crate::build::time::civil_from_days;
+}

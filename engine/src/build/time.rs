@@ -13,7 +13,7 @@ pub(crate) const NO_PERIOD: u32 = u32::MAX;
 
 /// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (proleptic Gregorian; Howard
 /// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
