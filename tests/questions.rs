@@ -528,6 +528,34 @@ fn having_order_totals() -> Vec<Question> {
 fn compare() -> Vec<Question> {
     vec![
         ask(
+            "month_on_month_across_years_on_rows",
+            // January's previous month is December of the year before: the year on the rows
+            // moves with the month.
+            r#"{"measures": ["txn_count"], "rows": ["time.year", "time.month"],
+                "compare": {"level": "time.month", "lag": 1}}"#,
+            r#"WITH by_month AS (
+               SELECT date_trunc('month', txn_date) AS period, COUNT(*) AS n FROM transactions GROUP BY 1)
+             SELECT to_char(cur.period, '%Y') AS "time.year", to_char(cur.period, '%Y-%m') AS "time.month",
+                cur.n AS txn_count, prev.n AS txn_count_prev,
+                CAST(cur.n - prev.n AS DOUBLE) / NULLIF(prev.n, 0) AS txn_count_change
+             FROM by_month cur LEFT JOIN by_month prev ON prev.period = cur.period - INTERVAL '1 month'
+             ORDER BY cur.period"#,
+        ),
+        ask(
+            "year_on_year_with_months_on_rows",
+            // The year before (2025, 2025-03) is (2024, 2024-03): the month moves with the year.
+            r#"{"measures": ["fee_income"], "rows": ["time.year", "time.month"],
+                "compare": {"level": "time.year", "lag": 1}}"#,
+            r#"WITH by_month AS (
+               SELECT date_trunc('month', txn_date) AS period, SUM(fee_income) AS fee_income
+               FROM transactions GROUP BY 1)
+             SELECT to_char(cur.period, '%Y') AS "time.year", to_char(cur.period, '%Y-%m') AS "time.month",
+                cur.fee_income, prev.fee_income AS fee_income_prev,
+                CAST(cur.fee_income - prev.fee_income AS DOUBLE) / NULLIF(CAST(prev.fee_income AS DOUBLE), 0) AS fee_income_change
+             FROM by_month cur LEFT JOIN by_month prev ON prev.period = cur.period - INTERVAL '12 months'
+             ORDER BY cur.period"#,
+        ),
+        ask(
             "month_on_month_in_2025",
             r#"{"measures": ["txn_amount", "txn_count"], "rows": ["time.month"],
                 "filters": [{"level": "time.year", "op": "eq", "value": "2025"}],

@@ -125,17 +125,11 @@ impl<'a> Exec<'a> {
         for (key, vals) in &main.rows {
             let plain = self.outputs(vals);
             let mut out = Vec::with_capacity(self.mcols.len());
-            let before = r.compare.and_then(|(l, lag)| {
-                let k = grain.iter().position(|g| *g == l)?;
-                let code = key[k];
-                let dict = self.cube.members(l);
-                if code < lag || dict.names[code as usize] == UNKNOWN_MEMBER {
-                    return None;
-                }
-                let mut pk = key.clone();
-                pk[k] = code - lag;
-                prev.rows.get(&pk).map(|v| self.outputs(v))
-            });
+            let before = r
+                .compare
+                .and_then(|(l, lag)| self.prev_key(&grain, key, l, lag))
+                .and_then(|pk| prev.rows.get(&pk))
+                .map(|v| self.outputs(v));
             for (i, v) in plain.iter().enumerate() {
                 out.push(*v);
                 if r.compare.is_some() {
@@ -295,6 +289,53 @@ impl<'a> Exec<'a> {
                 cached: false,
             },
         })
+    }
+
+    /// The key of the row `lag` members of `l` before `key`. Other grouped levels of the same
+    /// hierarchy move with it: a coarser one to the shifted member's parent (March's previous
+    /// month in the rows `[year, month]` is February, and January's is December of the year
+    /// before), a finer time level by as many of its periods (the year before 2025-03 is
+    /// 2024-03). `None` when there is no such member.
+    fn prev_key(&self, grain: &[LevelRef], key: &[u32], l: LevelRef, lag: u32) -> Option<Vec<u32>> {
+        use lattice_defs::model::{LevelKind, TimeGrain};
+        let names = |lv: LevelRef| &self.cube.members(lv).names;
+        let k = grain.iter().position(|g| *g == l)?;
+        let code = key[k];
+        if code < lag || names(l)[code as usize] == UNKNOWN_MEMBER {
+            return None;
+        }
+        let shifted = code - lag;
+        let mut pk = key.to_vec();
+        pk[k] = shifted;
+        let model = &self.cube.model;
+        let grain_of = |lv: LevelRef| match model.dimensions[lv.dim].levels[lv.level].kind {
+            LevelKind::Time(g) => Some(g),
+            _ => None,
+        };
+        let per_year = |g: TimeGrain| match g {
+            TimeGrain::Year => Some(1),
+            TimeGrain::Quarter => Some(4),
+            TimeGrain::Month => Some(12),
+            TimeGrain::Day => None,
+        };
+        for (i, g) in grain.iter().enumerate() {
+            if i == k || g.dim != l.dim {
+                continue;
+            }
+            if let Some(map) = self.cube.parent_map(l.dim, l.level, g.level) {
+                pk[i] = map[shifted as usize];
+            } else if let (Some(gl), Some(gg)) = (grain_of(l), grain_of(*g))
+                && gg > gl
+            {
+                let ratio = per_year(gg)? / per_year(gl)?;
+                let by = lag.checked_mul(ratio)?;
+                if key[i] < by || names(*g)[key[i] as usize] == UNKNOWN_MEMBER {
+                    return None;
+                }
+                pk[i] = key[i] - by;
+            }
+        }
+        Some(pk)
     }
 
     /// Grand totals (and pivot column totals), and sub-totals.

@@ -25,7 +25,10 @@
 //! - `compare` (level L, lag n) adds `<m>_prev`, the row with L's member n steps earlier,
 //!   computed with the query's filters except those on L's dimension (so January's previous
 //!   month is December even when the year is filtered), and `<m>_change` = (m - prev) / prev,
-//!   null when either is null or prev is 0. `unknown` has no previous member.
+//!   null when either is null or prev is 0. `unknown` has no previous member. Other grouped
+//!   levels of L's hierarchy move with it: a coarser one to the earlier member's parent
+//!   (rows `[year, month]`: January's previous month is December of the year before), a finer
+//!   time level by as many of its periods (the year before (2025, 2025-03) is (2024, 2024-03)).
 //! - `having` compares measure values at the full grain (rows and columns) as numbers; null
 //!   fails every condition.
 //! - Rows come in member order of the grouped levels (rows, then columns) unless `order` says
