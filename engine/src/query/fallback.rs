@@ -19,14 +19,16 @@ use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use lattice_defs::model::{Agg, DimensionKind, LevelKind, LevelRef, MeasureKind, OverTime};
+use lattice_defs::model::{
+    Agg, DimensionKind, LevelKind, LevelRef, MeasureKind, OverTime, TimeGrain,
+};
 use lattice_defs::{Catalog, ColumnType};
 use roaring::RoaringBitmap;
 
 use super::group::{Acc, AggRequest, Grouped};
 use crate::build::arrays::{KeyValue, decimals, ints};
 use crate::build::dims::{Dims, key_sql};
-use crate::build::time::fact_period_sql;
+use crate::build::time::{TimeAxis, coarsen, fact_period_sql};
 use crate::source::load::ident;
 use crate::store::Cube;
 use crate::{EngineError, Result};
@@ -234,6 +236,55 @@ fn in_list(set: &RoaringBitmap) -> String {
     format!("({})", items.join(", "))
 }
 
+/// A predicate on a fact's date column that holds exactly for the periods of `grain` in
+/// `members` (member codes; the last code past the axis is `unknown`: a NULL date), as
+/// half-open date ranges, one per run of consecutive members.
+fn date_ranges_sql(
+    date: &str,
+    members: &RoaringBitmap,
+    grain: TimeGrain,
+    axis: &TimeAxis,
+) -> String {
+    let first = coarsen(axis.first, axis.grain, grain);
+    let unknown = axis.unknown_code(grain);
+    let mut parts = Vec::new();
+    let mut codes = members.iter().filter(|c| *c < unknown).peekable();
+    while let Some(start) = codes.next() {
+        let mut end = start;
+        while codes.peek() == Some(&(end + 1)) {
+            end += 1;
+            codes.next();
+        }
+        let from = period_start(first + i64::from(start), grain);
+        let to = period_start(first + i64::from(end) + 1, grain);
+        parts.push(format!(
+            "({date} >= DATE '{from}' AND {date} < DATE '{to}')"
+        ));
+    }
+    if members.contains(unknown) {
+        parts.push(format!("{date} IS NULL"));
+    }
+    if parts.is_empty() {
+        "FALSE".into()
+    } else {
+        format!("({})", parts.join(" OR "))
+    }
+}
+
+/// The first day (`YYYY-MM-DD`) of an absolute period of `grain`.
+fn period_start(p: i64, grain: TimeGrain) -> String {
+    let (y, m) = match grain {
+        TimeGrain::Year => (p, 1),
+        TimeGrain::Quarter => (p.div_euclid(4), p.rem_euclid(4) * 3 + 1),
+        TimeGrain::Month => (p.div_euclid(12), p.rem_euclid(12) + 1),
+        TimeGrain::Day => {
+            let (y, m, d) = crate::build::time::civil_from_days(p);
+            return format!("{y:04}-{m:02}-{d:02}");
+        }
+    };
+    format!("{y:04}-{m:02}-01")
+}
+
 /// The SQL the fallback runs for `req`.
 pub(crate) fn sql(
     cube: &Cube,
@@ -278,7 +329,18 @@ pub(crate) fn sql(
         group.push(format!("g{k}"));
     }
     let mut filters = Vec::new();
+    // Time filters become ranges of the raw date column, which the scan can prune by.
+    let mut date_filters = Vec::new();
     for flt in req.filters {
+        if let (LevelKind::Time(g), Some(t), Some(axis)) = (
+            &model.dimensions[flt.level.dim].levels[flt.level.level].kind,
+            &f.time,
+            &dims.time,
+        ) {
+            let date = format!("f.{}", ident(&t.column));
+            date_filters.push(date_ranges_sql(&date, &flt.members, *g, axis));
+            continue;
+        }
         filters.push(format!(
             "{} IN {}",
             level_expr(flt.level, &mut joins)?,
@@ -325,8 +387,13 @@ pub(crate) fn sql(
             Agg::Distinct => format!("COUNT(DISTINCT {arg}) AS a{j}"),
         });
     }
+    let scan_where = if date_filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", date_filters.join(" AND "))
+    };
     let mut sql = format!(
-        "SELECT {} FROM (SELECT {} FROM {} AS f) AS b {}",
+        "SELECT {} FROM (SELECT {} FROM {} AS f{scan_where}) AS b {}",
         select.join(", "),
         inner.join(", "),
         ident(&f.name),
