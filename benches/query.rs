@@ -8,8 +8,8 @@
 //! with two functions, `lattice` and `datafusion`; `scripts/bench_table.py` turns criterion's
 //! medians into the table of docs/perf/README.md.
 //!
-//! `LATTICE_BENCH_FILTER=substring` limits the questions; `LATTICE_BENCH_SKIP_DF=1` benches
-//! only Lattice.
+//! `LATTICE_BENCH_FILTER=substring` limits the questions, `LATTICE_BENCH_PATH=fallback` (or
+//! `cuboid`) to one path; `LATTICE_BENCH_SKIP_DF=1` benches only Lattice.
 
 #[path = "../tests/questions.rs"]
 mod questions;
@@ -49,6 +49,7 @@ fn bench_queries(c: &mut Criterion) {
         .unwrap_or(1.0);
     let filter = std::env::var("LATTICE_BENCH_FILTER").unwrap_or_default();
     let skip_df = std::env::var_os("LATTICE_BENCH_SKIP_DF").is_some();
+    let only_path = std::env::var("LATTICE_BENCH_PATH").ok();
     let dir = data_dir(scale);
     let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &dir)
         .expect("definition");
@@ -71,6 +72,9 @@ fn bench_queries(c: &mut Criterion) {
             .block_on(execute(&cube, &query))
             .expect("question answers");
         let path = first.meta.source;
+        if only_path.as_deref().is_some_and(|p| p != path) {
+            continue;
+        }
         let mut group = c.benchmark_group(format!("q/{path}/{}", q.name));
         group.sample_size(if path == "cuboid" { 50 } else { 10 });
         group.warm_up_time(Duration::from_millis(300));
