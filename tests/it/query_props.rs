@@ -837,17 +837,9 @@ async fn check_against_sql(fx: &Fixture, q: &Query, a: &Answer) -> Result<(), St
     Ok(())
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("LATTICE_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(32),
+        cases: crate::util::proptest_cases(32),
         // The case is its seed, printed on failure; no regression files in the source tree.
         failure_persistence: None,
         ..ProptestConfig::default()
@@ -855,7 +847,7 @@ proptest! {
 
     #[test]
     fn random_queries_agree_with_and_without_cuboids_and_with_sql(seed in any::<u64>()) {
-        let result = block_on(async { check_case(fixture().await, seed).await });
+        let result = crate::util::block_on(async { check_case(fixture().await, seed).await });
         prop_assert!(result.is_ok(), "seed {seed}: {}", result.unwrap_err());
     }
 }
@@ -869,7 +861,7 @@ fn replay_random_query() {
         .expect("LATTICE_QUERY_SEED")
         .parse()
         .expect("a seed");
-    block_on(async {
+    crate::util::block_on(async {
         let fx = fixture().await;
         println!("{}", random_query(&fx.cube, &mut Rng(seed)));
         check_case(fx, seed).await

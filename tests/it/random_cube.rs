@@ -610,17 +610,9 @@ async fn run_case(seed: u64, rows: usize, dims: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("LATTICE_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
+        cases: crate::util::proptest_cases(24),
         // The case is its seed, printed on failure; no regression files in the source tree.
         failure_persistence: None,
         ..ProptestConfig::default()
@@ -628,7 +620,7 @@ proptest! {
 
     #[test]
     fn random_cubes_equal_sql(seed in any::<u64>(), rows in 0usize..200, dims in 1usize..=3) {
-        let result = block_on(run_case(seed, rows, dims));
+        let result = crate::util::block_on(run_case(seed, rows, dims));
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
 }
@@ -657,7 +649,7 @@ fn random_definitions_validate_and_load() {
                     case.describe()
                 )
             });
-        block_on(async {
+        crate::util::block_on(async {
             let sources = load(&model).await.unwrap_or_else(|e| {
                 panic!(
                     "seed={seed} rows={rows} dims={dims}: load: {e}\n{}",
@@ -694,7 +686,7 @@ fn replay_random_cube() {
     };
     let case = generate(seed, rows as usize, dims as usize);
     println!("{}", case.describe());
-    if let Err(e) = block_on(run_case(seed, rows as usize, dims as usize)) {
+    if let Err(e) = crate::util::block_on(run_case(seed, rows as usize, dims as usize)) {
         panic!("{e}");
     }
 }

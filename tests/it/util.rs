@@ -49,3 +49,20 @@ pub fn bank_crm(dir: &Path, csv: bool) -> Result<lattice_defs::Model, lattice_de
     };
     lattice_defs::parse_str(&yaml, "bank_crm.yaml", dir)
 }
+
+/// Runs a future to completion on a fresh single-threaded runtime (for proptest bodies).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// Proptest cases per run: `LATTICE_PROPTEST_CASES`, else `default`.
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("LATTICE_PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default)
+}

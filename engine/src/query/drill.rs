@@ -13,9 +13,10 @@ use serde_json::Value as Json;
 
 use super::answer::Column;
 use super::error::QueryError;
-use super::exec::execute_resolved;
-use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
-use super::scan::derive;
+use super::exec::{aggregate, execute_resolved};
+use super::group::AggRequest;
+use super::resolve::{OrderKey, ResolvedFilter, resolve};
+use super::scan::{derive, filter_masks, passes};
 use super::spec::{Direction, Filter, Order, Query};
 use crate::build::arrays::KeyValue;
 use crate::store::{Cube, MeasureColumn};
@@ -164,13 +165,15 @@ pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, Q
     let (members, source, cuboid) = match member_sets(cube, fact, via, level, &filters) {
         Some((set, c)) => (set, "member_sets", Some(c)),
         None => {
-            let r = Resolved {
-                measures: vec![via],
-                rows: vec![level],
-                filters: filters.clone(),
-                ..empty_resolved()
+            // The level's groups under the filters (a cuboid holding the level, else SQL).
+            let req = AggRequest {
+                fact,
+                levels: &[level],
+                filters: &filters,
+                measures: &[via],
             };
-            let codes = grouped_codes(cube, &r).await?;
+            let (grouped, _) = aggregate(cube, &req, false).await?;
+            let codes = (0..grouped.len()).map(|g| grouped.key(g)[0]).collect();
             (codes, "fallback", None)
         }
     };
@@ -289,22 +292,6 @@ pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, Q
     })
 }
 
-fn empty_resolved() -> Resolved {
-    Resolved {
-        measures: Vec::new(),
-        rows: Vec::new(),
-        columns: Vec::new(),
-        filters: Vec::new(),
-        having: Vec::new(),
-        order: Vec::new(),
-        limit: None,
-        offset: 0,
-        totals: false,
-        compare: None,
-        explain: false,
-    }
-}
-
 /// `limit` codes of `set` from `offset`, ascending or descending.
 fn page(set: &RoaringBitmap, desc: bool, offset: u64, limit: u64) -> Vec<u32> {
     let offset = usize::try_from(offset).unwrap_or(usize::MAX);
@@ -341,23 +328,10 @@ fn member_sets(
     let MeasureColumn::Distinct(sets) = &cuboid.measures[j] else {
         return None;
     };
-    let masks: Vec<(usize, Vec<bool>)> = filters
-        .iter()
-        .filter_map(|f| {
-            let d = derive(cube, cuboid, f.level)?;
-            let size = cube.members(cuboid.levels[d.col]).len();
-            let mask = (0..size as u32)
-                .map(|c| f.members.contains(d.map.map_or(c, |m| m[c as usize])))
-                .collect();
-            Some((d.col, mask))
-        })
-        .collect();
+    let masks = filter_masks(cube, cuboid, filters);
     let mut values = RoaringBitmap::new();
     for (cell, set) in sets.iter().enumerate() {
-        if masks
-            .iter()
-            .all(|(col, mask)| mask[cuboid.codes[*col][cell] as usize])
-        {
+        if passes(cuboid, &masks, cell) {
             values |= set;
         }
     }
@@ -373,16 +347,4 @@ fn member_sets(
         })
         .collect();
     Some((members, cuboid.levels.clone()))
-}
-
-/// The members of the single grouped level of `r` that have rows.
-async fn grouped_codes(cube: &Cube, r: &Resolved) -> Result<RoaringBitmap, QueryError> {
-    let answer = execute_resolved(cube, r).await?;
-    let level = r.rows[0];
-    Ok(answer
-        .rows
-        .iter()
-        .filter_map(|row| row.first()?.as_str())
-        .filter_map(|n| cube.members(level).code(n))
-        .collect())
 }

@@ -532,14 +532,19 @@ impl<'a> Exec<'a> {
             if let Some(metas) = metas.as_deref_mut() {
                 metas.push(meta);
             }
+            // Where each of the fact's aggregates goes among the leaves, found once.
+            let slots: Vec<(usize, usize)> = grouped
+                .measures
+                .iter()
+                .enumerate()
+                .filter_map(|(j, m)| Some((j, self.leaves.iter().position(|l| l == m)?)))
+                .collect();
             for g in 0..grouped.len() {
                 let slot = rows
                     .entry(grouped.key(g).to_vec())
                     .or_insert_with(|| vec![V::Null; n]);
-                for &m in measures {
-                    if let Some(i) = self.leaves.iter().position(|l| *l == m) {
-                        slot[i] = grouped.value(g, m).into();
-                    }
+                for &(j, i) in &slots {
+                    slot[i] = grouped.accs[j].value(g).into();
                 }
             }
         }

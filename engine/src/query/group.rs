@@ -131,13 +131,6 @@ impl Grouped {
         let n = self.levels.len();
         &self.keys[g * n..(g + 1) * n]
     }
-
-    pub fn value(&self, g: usize, m: MeasureId) -> CellValue {
-        self.measures
-            .iter()
-            .position(|x| *x == m)
-            .map_or(CellValue::Null, |j| self.accs[j].value(g))
-    }
 }
 
 /// A fast hasher for keys that are already well-spread integers (packed member codes).

@@ -52,7 +52,6 @@ pub(crate) fn closing_periods(
 ) -> Option<RoaringBitmap> {
     let finest = cube.rollup.finest_time?;
     cube.model.facts[fact].time.as_ref()?;
-    let hierarchy = &cube.model.dimensions[finest.dim].hierarchy;
     let to = |l: LevelRef| -> Option<&[u32]> {
         if l == finest {
             None
@@ -65,11 +64,7 @@ pub(crate) fn closing_periods(
         .filter(|f| f.level.dim == finest.dim)
         .map(|f| (to(f.level), &f.members))
         .collect();
-    let group = levels
-        .iter()
-        .filter(|l| l.dim == finest.dim)
-        .max_by_key(|l| hierarchy.iter().position(|h| *h == l.level))
-        .map(|l| to(*l));
+    let group = finest_time_level(cube, levels).map(|(_, l)| to(l));
     let mut best: std::collections::BTreeMap<u32, u32> = Default::default();
     for p in &cube.rollup.present[fact] {
         let at = |m: Option<&[u32]>| m.map_or(p, |m| m[p as usize]);
@@ -82,6 +77,52 @@ pub(crate) fn closing_periods(
     Some(best.into_values().collect())
 }
 
+/// One mask per filtered column of `cuboid`: which of its members pass every filter on it.
+pub(crate) fn filter_masks(
+    cube: &Cube,
+    cuboid: &Cuboid,
+    filters: &[ResolvedFilter],
+) -> Vec<(usize, Vec<bool>)> {
+    let mut masks: Vec<(usize, Vec<bool>)> = Vec::new();
+    for f in filters {
+        let Some(d) = derive(cube, cuboid, f.level) else {
+            continue;
+        };
+        let slot = match masks.iter().position(|(c, _)| *c == d.col) {
+            Some(i) => i,
+            None => {
+                let size = cube.members(cuboid.levels[d.col]).len();
+                masks.push((d.col, vec![true; size]));
+                masks.len() - 1
+            }
+        };
+        for (c, keep) in masks[slot].1.iter_mut().enumerate() {
+            *keep = *keep && f.members.contains(d.code(c as u32));
+        }
+    }
+    masks
+}
+
+/// Whether `cell` passes every mask of [`filter_masks`].
+#[inline]
+pub(crate) fn passes(cuboid: &Cuboid, masks: &[(usize, Vec<bool>)], cell: usize) -> bool {
+    masks
+        .iter()
+        .all(|(col, mask)| mask[cuboid.codes[*col][cell] as usize])
+}
+
+/// The finest time level among `levels` (deepest in the time hierarchy), with its position.
+fn finest_time_level(cube: &Cube, levels: &[LevelRef]) -> Option<(usize, LevelRef)> {
+    let t = cube.rollup.finest_time?.dim;
+    let hierarchy = &cube.model.dimensions[t].hierarchy;
+    levels
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, l)| l.dim == t)
+        .max_by_key(|(_, l)| hierarchy.iter().position(|h| *h == l.level))
+}
+
 /// Aggregates `req` from `cuboid`, which must be able to derive every level of the request.
 pub(crate) fn scan(
     cube: &Cube,
@@ -91,24 +132,7 @@ pub(crate) fn scan(
 ) -> Grouped {
     let model = &cube.model;
     let n = cuboid.len();
-    // One mask per filtered cuboid column: which of its members pass every filter on it.
-    let mut masks: Vec<(usize, Vec<bool>)> = Vec::new();
-    for f in req.filters {
-        let Some(d) = derive(cube, cuboid, f.level) else {
-            continue;
-        };
-        let size = cube.members(cuboid.levels[d.col]).len();
-        let slot = match masks.iter().position(|(c, _)| *c == d.col) {
-            Some(i) => i,
-            None => {
-                masks.push((d.col, vec![true; size]));
-                masks.len() - 1
-            }
-        };
-        for (c, keep) in masks[slot].1.iter_mut().enumerate() {
-            *keep = *keep && f.members.contains(d.code(c as u32));
-        }
-    }
+    let masks = filter_masks(cube, cuboid, req.filters);
     let group: Vec<Derive<'_>> = req
         .levels
         .iter()
@@ -122,11 +146,9 @@ pub(crate) fn scan(
     let mut groups = 0u32;
     let mut cell_group = vec![u32::MAX; n];
     let mut codes = vec![0u32; group.len()];
-    'cells: for (cell, slot) in cell_group.iter_mut().enumerate() {
-        for (col, mask) in &masks {
-            if !mask[cuboid.codes[*col][cell] as usize] {
-                continue 'cells;
-            }
+    for (cell, slot) in cell_group.iter_mut().enumerate() {
+        if !passes(cuboid, &masks, cell) {
+            continue;
         }
         for (k, d) in group.iter().enumerate() {
             codes[k] = d.code(cuboid.codes[d.col][cell]);
@@ -143,19 +165,13 @@ pub(crate) fn scan(
     // Semi-additive measures read only the cells of each group's closing period.
     let closing_mask: Option<(usize, Vec<bool>)> = closing.and_then(|set| {
         let finest = cube.rollup.finest_time?;
-        let hierarchy = &model.dimensions[finest.dim].hierarchy;
-        let (col, t) = cuboid
-            .levels
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.dim == finest.dim)
-            .max_by_key(|(_, l)| hierarchy.iter().position(|h| *h == l.level))?;
-        let map = if *t == finest {
+        let (col, t) = finest_time_level(cube, &cuboid.levels)?;
+        let map = if t == finest {
             None
         } else {
             cube.parent_map(finest.dim, finest.level, t.level)
         };
-        let mut mask = vec![false; cube.members(*t).len()];
+        let mut mask = vec![false; cube.members(t).len()];
         for p in set {
             mask[map.map_or(p, |m| m[p as usize]) as usize] = true;
         }
