@@ -582,7 +582,19 @@ pub(crate) async fn aggregate(
             .into_iter()
             .collect()
     };
-    let closing = closing_periods(cube, req.fact, req.levels, req.filters);
+    // Closing periods matter only to semi-additive measures.
+    let semi = req.measures.iter().any(|m| {
+        matches!(
+            model.measures[*m].kind,
+            MeasureKind::Aggregate {
+                over_time: lattice_defs::model::OverTime::Last,
+                ..
+            }
+        )
+    });
+    let closing = semi
+        .then(|| closing_periods(cube, req.fact, req.levels, req.filters))
+        .flatten();
     let names = |ls: &[LevelRef]| ls.iter().map(|l| model.level_name(*l)).collect::<Vec<_>>();
     let fact_name = model.facts[req.fact].name.clone();
     let explained = |reason: String, sql: Option<String>| {
