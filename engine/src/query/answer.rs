@@ -269,4 +269,20 @@ mod tests {
         assert_eq!(V::Dec(-5, 2).json(), Json::String("-0.05".into()));
         assert_eq!(V::Int(7).json(), Json::from(7));
     }
+
+    #[test]
+    fn derived_divides_and_gives_null_on_zero() {
+        let model = lattice_defs::parse_str(
+            "version: 1\ncube: t\nsources: { f: { path: f.csv } }\nfacts: { f: {} }\ndimensions: {}\n\
+             measures:\n  amount: { agg: sum, column: a }\n  n: { agg: count }\n  avg: { expr: amount / n }\n",
+            "t.yaml",
+            std::path::Path::new("."),
+        )
+        .expect("valid");
+        let cell = |amount: i128, n: i128| {
+            move |m: MeasureId| if m == 0 { V::Dec(amount, 2) } else { V::Int(n) }
+        };
+        assert_eq!(eval(&model, 2, &cell(1000, 4)), V::Float(2.5));
+        assert_eq!(eval(&model, 2, &cell(500, 0)), V::Null);
+    }
 }

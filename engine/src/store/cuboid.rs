@@ -184,73 +184,9 @@ impl Cuboid {
     }
 }
 
-impl CellValue {
-    /// The value as a float, for derived measures (`None` for NULL).
-    pub fn as_f64(self) -> Option<f64> {
-        match self {
-            CellValue::Decimal { value, scale } => Some(value as f64 / 10f64.powi(scale as i32)),
-            CellValue::Count(n) => Some(n as f64),
-            CellValue::Null => None,
-        }
-    }
-}
-
-impl Cuboid {
-    /// Evaluates a derived measure's expression over this cell's aggregates, after aggregation.
-    /// `None` (SQL NULL) when an input is NULL, not stored here, or a division is by zero —
-    /// never a panic or an infinity.
-    pub fn derived(
-        &self,
-        cell: usize,
-        expr: &lattice_defs::model::Expr,
-        model: &lattice_defs::Model,
-    ) -> Option<f64> {
-        use lattice_defs::model::{BinOp, Expr, MeasureKind};
-        match expr {
-            Expr::Number(n) => Some(*n),
-            Expr::Neg(e) => self.derived(cell, e, model).map(|v| -v),
-            Expr::Measure(m) => match &model.measures[*m].kind {
-                MeasureKind::Derived(inner) => self.derived(cell, inner, model),
-                MeasureKind::Aggregate { .. } => self.value(cell, *m)?.as_f64(),
-            },
-            Expr::Binary(op, a, b) => {
-                let (a, b) = (self.derived(cell, a, model)?, self.derived(cell, b, model)?);
-                let v = match op {
-                    BinOp::Add => a + b,
-                    BinOp::Sub => a - b,
-                    BinOp::Mul => a * b,
-                    BinOp::Div if b == 0.0 => return None,
-                    BinOp::Div => a / b,
-                };
-                v.is_finite().then_some(v)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lattice_defs::model::Expr;
-
-    fn cuboid(sums: Vec<i128>, counts: Vec<u64>) -> Cuboid {
-        let n = sums.len();
-        Cuboid {
-            fact: 0,
-            levels: Vec::new(),
-            codes: Vec::new(),
-            measure_ids: vec![0, 1],
-            measures: vec![
-                MeasureColumn::Decimal {
-                    values: sums,
-                    valid: vec![true; n],
-                    scale: 2,
-                },
-                MeasureColumn::Count(counts),
-            ],
-            parent: None,
-        }
-    }
 
     #[test]
     fn values_render_exactly() {
@@ -269,20 +205,5 @@ mod tests {
         assert_eq!(CellValue::Decimal { value: 7, scale: 0 }.to_string(), "7");
         assert_eq!(CellValue::Count(3).to_string(), "3");
         assert_eq!(CellValue::Null.to_string(), "NULL");
-    }
-
-    #[test]
-    fn derived_divides_and_gives_null_on_zero() {
-        let model = lattice_defs::parse_str(
-            "version: 1\ncube: t\nsources: { f: { path: f.csv } }\nfacts: { f: {} }\ndimensions: {}\n\
-             measures:\n  amount: { agg: sum, column: a }\n  n: { agg: count }\n  avg: { expr: amount / n }\n",
-            "t.yaml",
-            std::path::Path::new("."),
-        )
-        .expect("valid");
-        let c = cuboid(vec![1000, 500], vec![4, 0]);
-        let avg = Expr::Measure(2);
-        assert_eq!(c.derived(0, &avg, &model), Some(2.5));
-        assert_eq!(c.derived(1, &avg, &model), None);
     }
 }
