@@ -198,6 +198,7 @@ impl From<QueryError> for ApiError {
             QueryError::BadCompare { level, .. } => (bad, json!({"level": level})),
             QueryError::BadDrill { level, .. } => (bad, json!({"level": level})),
             QueryError::TooManyRows { rows, limit } => (bad, json!({"rows": rows, "limit": limit})),
+            QueryError::Forbidden { .. } => (StatusCode::FORBIDDEN, json!({})),
             QueryError::Engine { message } => {
                 return ApiError::internal("answering a query", message);
             }

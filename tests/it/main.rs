@@ -1,5 +1,6 @@
 //! Integration tests, compiled as one binary so the suite links once.
 
+mod access;
 mod cli;
 mod cube_build;
 mod cubejs;

@@ -10,11 +10,13 @@
 mod aggregates;
 mod dimensions;
 mod measures;
+mod privacy;
 
 use aggregates::aggregates;
 pub use dimensions::default_labels;
 use dimensions::dimensions;
 use measures::{derived_cycles, measures, metric_buckets_vary};
+use privacy::privacy;
 
 use std::path::Path;
 
@@ -131,12 +133,14 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
         dimensions: dimensions?,
         measures: measures.unwrap_or_default(),
         aggregates: Aggregates::default(),
+        privacy: None,
     };
     // Level references resolve even when other sections have errors, so they are reported in
     // the same run; the cross-checks below only make sense on an otherwise clean definition.
     model.aggregates = aggregates(raw.aggregates.as_ref(), &model, ctx);
     if clean_so_far {
         metric_buckets_vary(&model, &raw, ctx);
+        model.privacy = privacy(raw.privacy.as_ref(), &model, ctx);
     }
     ctx.diags.is_empty().then_some(model)
 }

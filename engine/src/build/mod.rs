@@ -140,6 +140,7 @@ pub async fn build_cube_with_report(
             sources.catalog.clone(),
             dims,
         ))),
+        visible: Default::default(),
     };
     cube.index_cuboids();
     info!(

@@ -54,6 +54,9 @@ pub enum QueryError {
     BadDrill { level: String, message: String },
     #[error("the answer has {rows} rows, more than the limit of {limit}; add filters or a `limit`")]
     TooManyRows { rows: usize, limit: usize },
+    /// The principal may not ask this (their scope does not fit the cube or the measure).
+    #[error("forbidden: {message}")]
+    Forbidden { message: String },
     /// Not the query's fault: the engine could not answer it.
     #[error("{message}")]
     Engine { message: String },
@@ -95,6 +98,7 @@ impl QueryError {
             QueryError::BadCompare { .. } => "bad_compare",
             QueryError::BadDrill { .. } => "bad_drill",
             QueryError::TooManyRows { .. } => "too_many_rows",
+            QueryError::Forbidden { .. } => "forbidden",
             QueryError::Engine { .. } => "internal",
         }
     }

@@ -4,9 +4,12 @@
 use lattice_defs::diag::{suggest, suggest_many};
 use lattice_defs::model::{LevelKind, LevelRef, MeasureId};
 use roaring::RoaringBitmap;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::error::QueryError;
 use super::spec::{Direction, FilterOp, HavingOp, Query};
+use crate::access::Suppress;
 use crate::store::Cube;
 
 /// Close members suggested for a value that is not one.
@@ -41,10 +44,24 @@ pub struct Resolved {
     pub totals: bool,
     pub compare: Option<(LevelRef, u32)>,
     pub explain: bool,
+    /// The principal's scope: filters applied to every aggregate and never lifted.
+    pub(crate) scope: Vec<ResolvedFilter>,
+    /// Small-cell suppression in force for the principal.
+    pub(crate) suppress: Option<Suppress>,
 }
 
 /// Checks `query` against `cube` and resolves it; the first problem found is the error.
 pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
+    resolve_visible(query, cube, &HashMap::new())
+}
+
+/// [`resolve`] for a principal who sees only `visible` members of some levels: any other
+/// member is unknown, exactly as a name the cube does not have.
+pub(crate) fn resolve_visible(
+    query: &Query,
+    cube: &Cube,
+    visible: &HashMap<LevelRef, Arc<RoaringBitmap>>,
+) -> Result<Resolved, QueryError> {
     let model = cube.model();
     let level = |name: &str| {
         model.level(name).ok_or_else(|| QueryError::UnknownLevel {
@@ -107,6 +124,7 @@ pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
                 f.op,
                 f.value.as_deref(),
                 f.values.as_deref(),
+                visible.get(&l).map(|v| v.as_ref()),
             )?,
         });
     }
@@ -185,6 +203,8 @@ pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
         totals: query.totals,
         compare,
         explain: query.explain,
+        scope: Vec::new(),
+        suppress: None,
     })
 }
 
@@ -203,18 +223,30 @@ fn filter_members(
     op: FilterOp,
     value: Option<&str>,
     values: Option<&[String]>,
+    visible: Option<&RoaringBitmap>,
 ) -> Result<RoaringBitmap, QueryError> {
     let dict = cube.members(l);
+    let sees = |c: u32| visible.is_none_or(|v| v.contains(c));
     let bad = |message: String| QueryError::BadFilter {
         level: name.to_string(),
         message,
     };
     let code = |v: &str| {
-        dict.code(v).ok_or_else(|| QueryError::UnknownMember {
-            level: name.to_string(),
-            value: v.to_string(),
-            suggestions: suggest_many(v, dict.names.iter().map(String::as_str), SUGGESTIONS),
-        })
+        dict.code(v)
+            .filter(|c| sees(*c))
+            .ok_or_else(|| QueryError::UnknownMember {
+                level: name.to_string(),
+                value: v.to_string(),
+                suggestions: suggest_many(
+                    v,
+                    dict.names
+                        .iter()
+                        .enumerate()
+                        .filter(|(c, _)| sees(*c as u32))
+                        .map(|(_, n)| n.as_str()),
+                    SUGGESTIONS,
+                ),
+            })
     };
     let one = || value.ok_or_else(|| bad(format!("`{}` needs `value`", op_name(op))));
     let many = || match values {
@@ -224,8 +256,11 @@ fn filter_members(
             op_name(op)
         ))),
     };
-    let all = || (0..dict.len() as u32).collect::<RoaringBitmap>();
-    Ok(match op {
+    let all = || match visible {
+        Some(v) => v.clone(),
+        None => (0..dict.len() as u32).collect::<RoaringBitmap>(),
+    };
+    let set = match op {
         FilterOp::Eq => std::iter::once(code(one()?)?).collect(),
         FilterOp::In => many()?.iter().map(|v| code(v)).collect::<Result<_, _>>()?,
         FilterOp::NotIn => {
@@ -271,6 +306,10 @@ fn filter_members(
                 .map(|(i, _)| i as u32)
                 .collect()
         }
+    };
+    Ok(match visible {
+        Some(v) => set & v,
+        None => set,
     })
 }
 

@@ -202,6 +202,7 @@ impl CubeJsError {
                 | QueryError::BadCompare { .. }
                 | QueryError::BadDrill { .. }
                 | QueryError::TooManyRows { .. } => StatusCode::BAD_REQUEST,
+                QueryError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 QueryError::Engine { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
