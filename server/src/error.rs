@@ -197,6 +197,7 @@ impl From<QueryError> for ApiError {
             }
             QueryError::BadCompare { level, .. } => (bad, json!({"level": level})),
             QueryError::BadDrill { level, .. } => (bad, json!({"level": level})),
+            QueryError::BadShare { measure, .. } => (bad, json!({"measure": measure})),
             QueryError::TooManyRows { rows, limit } => (bad, json!({"rows": rows, "limit": limit})),
             QueryError::Forbidden { .. } => (StatusCode::FORBIDDEN, json!({})),
             QueryError::Engine { message } => {

@@ -526,6 +526,36 @@ async fn small_cells_and_every_total_holding_one_are_suppressed() {
             }
         }
         assert_eq!(flagged.len(), 3 * n_small, "{which}: flags");
+        // A share is withheld when its row is, or when its whole (the city) holds a small
+        // cell: the share of a shown cell would give the withheld whole away.
+        let mut with_share = query.clone();
+        with_share.shares = vec![lattice_engine::query::Share {
+            measure: "fee_income".into(),
+            of: vec!["region.city".into()],
+            name: None,
+        }];
+        let s = execute_as(cube, &with_share, &analyst).await.unwrap();
+        let s_flags: BTreeSet<[usize; 2]> = s
+            .suppressed
+            .as_ref()
+            .unwrap()
+            .cells
+            .iter()
+            .copied()
+            .collect();
+        for (j, row) in s.rows.iter().enumerate() {
+            let city = text(&Cell::from_json(&row[0], None));
+            let key = vec![city.clone(), text(&Cell::from_json(&row[1], None))];
+            let whole_hidden = small(by_city[&vec![city.clone()]])
+                || by_cell.iter().any(|(k, n)| k[0] == city && small(*n));
+            let hidden = small(by_cell[&key]) || whole_hidden;
+            assert_eq!(row[5].is_null(), hidden, "{which}: share of {key:?}");
+            assert_eq!(
+                s_flags.contains(&[j, 5]),
+                hidden,
+                "{which}: share flag of {key:?}"
+            );
+        }
         // The grand total holds small cells: withheld.
         let totals = a.totals.as_ref().unwrap();
         assert!(totals.values().all(Json::is_null), "{which}: {totals:?}");

@@ -50,6 +50,8 @@ pub enum QueryError {
     OrderByColumn { by: String },
     #[error("compare on '{level}': {message}")]
     BadCompare { level: String, message: String },
+    #[error("share of '{measure}': {message}")]
+    BadShare { measure: String, message: String },
     #[error("drill-through to '{level}': {message}")]
     BadDrill { level: String, message: String },
     #[error("the answer has {rows} rows, more than the limit of {limit}; add filters or a `limit`")]
@@ -96,6 +98,7 @@ impl QueryError {
             QueryError::HavingNotAsked { .. } => "having_not_asked",
             QueryError::BadOrder { .. } | QueryError::OrderByColumn { .. } => "bad_order",
             QueryError::BadCompare { .. } => "bad_compare",
+            QueryError::BadShare { .. } => "bad_share",
             QueryError::BadDrill { .. } => "bad_drill",
             QueryError::TooManyRows { .. } => "too_many_rows",
             QueryError::Forbidden { .. } => "forbidden",

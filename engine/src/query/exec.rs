@@ -75,6 +75,8 @@ enum MCol {
     Plain(MeasureId),
     Prev(MeasureId),
     Change(MeasureId),
+    /// The query's `shares[i]`.
+    Share(usize),
 }
 
 /// Groups of every fact merged: per key (member codes of `levels`), the value of each leaf
@@ -137,6 +139,7 @@ impl<'a> Exec<'a> {
                 mcols.push(MCol::Change(m));
             }
         }
+        mcols.extend((0..r.shares.len()).map(MCol::Share));
         Exec {
             cube,
             r,
@@ -189,11 +192,41 @@ impl<'a> Exec<'a> {
         // Logical rows: key, then the value of every measure column. Small cells (and
         // comparisons with a small earlier cell) are nulled here, before having and order.
         let suppressing = r.suppress.is_some();
-        let mut small_keys: BTreeSet<Vec<u32>> = BTreeSet::new();
+        let small_keys: BTreeSet<Vec<u32>> = if suppressing {
+            main.rows
+                .iter()
+                .filter(|(_, v)| self.small(v))
+                .map(|(k, _)| k.clone())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        // Each share's totals, and (with suppression) the totals that are small or hold a
+        // small cell: a share there would give the withheld total away.
+        let mut shares = Vec::with_capacity(r.shares.len());
+        for s in &r.shares {
+            let totals = self.coarser(&main, &s.of).await?;
+            let hidden: BTreeSet<Vec<u32>> = if suppressing {
+                small_keys
+                    .iter()
+                    .filter_map(|k| self.share_key(&grain, k, &s.of))
+                    .chain(
+                        totals
+                            .rows
+                            .iter()
+                            .filter(|(_, v)| self.small(v))
+                            .map(|(k, _)| k.clone()),
+                    )
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
+            shares.push((totals, hidden));
+        }
         let mut flags: HashMap<Vec<u32>, Vec<bool>> = HashMap::new();
         let mut rows: Vec<(Vec<u32>, Vec<V>)> = Vec::with_capacity(main.rows.len());
         for (key, vals) in &main.rows {
-            let hide = suppressing && self.small(vals);
+            let hide = small_keys.contains(key);
             let plain = self.outputs(vals);
             let mut out = Vec::with_capacity(self.mcols.len());
             let before_leaves = r
@@ -215,20 +248,31 @@ impl<'a> Exec<'a> {
                     out.push(change(v, p));
                 }
             }
-            if hide || hide_prev {
+            let mut share_hidden = vec![false; r.shares.len()];
+            for (i, (s, (totals, hidden))) in r.shares.iter().zip(&shares).enumerate() {
+                let tk = self.share_key(&grain, key, &s.of);
+                share_hidden[i] = hide || tk.as_ref().is_some_and(|k| hidden.contains(k));
+                let total = tk
+                    .and_then(|k| totals.rows.get(&k))
+                    .map_or(V::Null, |t| self.value_of(s.measure, t));
+                out.push(if share_hidden[i] {
+                    V::Null
+                } else {
+                    ratio(self.value_of(s.measure, vals), total)
+                });
+            }
+            if hide || hide_prev || share_hidden.iter().any(|h| *h) {
                 let f = self
                     .mcols
                     .iter()
                     .map(|c| match c {
                         MCol::Plain(_) => hide,
                         MCol::Prev(_) => hide_prev,
-                        MCol::Change(_) => true,
+                        MCol::Change(_) => hide || hide_prev,
+                        MCol::Share(i) => share_hidden[*i],
                     })
                     .collect();
                 flags.insert(key.clone(), f);
-            }
-            if hide {
-                small_keys.insert(key.clone());
             }
             rows.push((key.clone(), out));
         }
@@ -468,6 +512,21 @@ impl<'a> Exec<'a> {
         Some(pk)
     }
 
+    /// The key of the total a share of the row `key` (at `grain`) is divided by: each of the
+    /// share's levels read from the grain, or mapped up from a finer grouped level of its
+    /// hierarchy.
+    fn share_key(&self, grain: &[LevelRef], key: &[u32], of: &[LevelRef]) -> Option<Vec<u32>> {
+        of.iter()
+            .map(|l| match grain.iter().position(|g| g == l) {
+                Some(i) => Some(key[i]),
+                None => grain.iter().enumerate().find_map(|(i, g)| {
+                    let map = self.cube.parent_map(l.dim, g.level, l.level)?;
+                    (g.dim == l.dim).then(|| map[key[i] as usize])
+                }),
+            })
+            .collect()
+    }
+
     /// Grand totals (and pivot column totals), and sub-totals.
     /// With suppression (`sup`), a total is withheld when it is small itself or contains a
     /// small cell of `small_keys` (the grain's small keys), so that no hidden cell can be
@@ -636,6 +695,7 @@ impl<'a> Exec<'a> {
             MCol::Plain(m) => name(m),
             MCol::Prev(m) => format!("{}_prev", name(m)),
             MCol::Change(m) => format!("{}_change", name(m)),
+            MCol::Share(i) => self.r.shares[i].name.clone(),
         }
     }
 
@@ -644,7 +704,7 @@ impl<'a> Exec<'a> {
             MCol::Plain(m) | MCol::Prev(m) => {
                 measure_type(&self.cube.model, &self.cube.rollup.scales, m)
             }
-            MCol::Change(_) => "number",
+            MCol::Change(_) | MCol::Share(_) => "number",
         }
     }
 
@@ -870,6 +930,17 @@ fn fold(agg: lattice_defs::model::Agg, a: V, b: V) -> V {
             Agg::Min | Agg::Max => a,
             _ => V::binary(BinOp::Add, a, b),
         },
+    }
+}
+
+/// `part / whole` as a number; NULL when either is NULL or the whole is 0.
+fn ratio(part: V, whole: V) -> V {
+    match (part.as_f64(), whole.as_f64()) {
+        (Some(p), Some(w)) if w != 0.0 => {
+            let x = p / w;
+            if x.is_finite() { V::Float(x) } else { V::Null }
+        }
+        _ => V::Null,
     }
 }
 

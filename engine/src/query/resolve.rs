@@ -29,6 +29,14 @@ pub enum OrderKey {
     Level(LevelRef),
 }
 
+/// A share column: `measure` over its total at `of`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedShare {
+    pub measure: MeasureId,
+    pub of: Vec<LevelRef>,
+    pub name: String,
+}
+
 /// A query whose every name the cube knows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
@@ -44,6 +52,7 @@ pub struct Resolved {
     pub totals: bool,
     pub compare: Option<(LevelRef, u32)>,
     pub explain: bool,
+    pub shares: Vec<ResolvedShare>,
     /// The principal's scope: filters applied to every aggregate and never lifted.
     pub(crate) scope: Vec<ResolvedFilter>,
     /// Small-cell suppression in force for the principal.
@@ -191,6 +200,52 @@ pub(crate) fn resolve_visible(
         }
     };
 
+    let mut shares: Vec<ResolvedShare> = Vec::new();
+    for s in &query.shares {
+        let bad = |message: String| QueryError::BadShare {
+            measure: s.measure.clone(),
+            message,
+        };
+        let m = measure(&s.measure)?;
+        if !measures.contains(&m) {
+            return Err(bad("ask for the measure in `measures` too".into()));
+        }
+        let mut of = Vec::new();
+        for name in &s.of {
+            let l = level(name)?;
+            let reachable = grouped.iter().any(|(g, _)| {
+                *g == l || (g.dim == l.dim && cube.parent_map(l.dim, g.level, l.level).is_some())
+            });
+            if !reachable {
+                return Err(bad(format!(
+                    "'{name}' must be on rows or columns, or above a level there in its hierarchy"
+                )));
+            }
+            if of.contains(&l) {
+                return Err(bad(format!("'{name}' is named twice")));
+            }
+            of.push(l);
+        }
+        let name = s.name.clone().unwrap_or_else(|| {
+            if s.of.is_empty() {
+                format!("{}_share", s.measure)
+            } else {
+                format!("{}_share_of_{}", s.measure, s.of.join("_"))
+            }
+        });
+        let taken = query.measures.contains(&name) || shares.iter().any(|x| x.name == name);
+        if taken || name.is_empty() {
+            return Err(bad(format!(
+                "the column name '{name}' is taken; give the share a `name`"
+            )));
+        }
+        shares.push(ResolvedShare {
+            measure: m,
+            of,
+            name,
+        });
+    }
+
     Ok(Resolved {
         measures,
         rows,
@@ -203,6 +258,7 @@ pub(crate) fn resolve_visible(
         totals: query.totals,
         compare,
         explain: query.explain,
+        shares,
         scope: Vec::new(),
         suppress: None,
     })

@@ -201,6 +201,7 @@ impl CubeJsError {
                 | QueryError::OrderByColumn { .. }
                 | QueryError::BadCompare { .. }
                 | QueryError::BadDrill { .. }
+                | QueryError::BadShare { .. }
                 | QueryError::TooManyRows { .. } => StatusCode::BAD_REQUEST,
                 QueryError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 QueryError::Engine { .. } => StatusCode::INTERNAL_SERVER_ERROR,
