@@ -246,6 +246,7 @@ impl From<&BuildError> for ApiError {
                 | EngineError::Arrow(_)
                 | EngineError::DataFusion(_)
                 | EngineError::Unsupported { .. }
+                | EngineError::OverMemoryBudget { .. }
                 | EngineError::InvalidOption { .. } => failed(engine.to_string()),
                 EngineError::Definition(diags) => ApiError::invalid_definition(diags),
                 EngineError::Internal(_) => ApiError::internal("building a cube", engine),
