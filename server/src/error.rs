@@ -159,6 +159,9 @@ impl From<QueryError> for ApiError {
         let bad = StatusCode::BAD_REQUEST;
         let (status, details) = match &e {
             QueryError::Malformed { .. } => (bad, json!({})),
+            QueryError::TooLarge { what, found, limit } => {
+                (bad, json!({"what": what, "found": found, "limit": limit}))
+            }
             QueryError::UnknownLevel { name, suggestion } => {
                 (bad, json!({"level": name, "suggestion": suggestion}))
             }
