@@ -3,6 +3,7 @@
 mod cli;
 mod cube_build;
 mod cubejs;
+mod hostile;
 mod load;
 mod query;
 mod query_props;
