@@ -23,6 +23,10 @@ pub struct Config {
     /// The token the Cube REST API (`/cubejs-api/v1`) requires in `Authorization`; `None`
     /// lets every request in.
     pub cubejs_token: Option<String>,
+    /// Most bytes a definition's build may hold at its peak (a reload over it is refused with
+    /// the estimate, 422 `build_failed`); `None` for no limit. Default: half the machine's
+    /// memory ([`lattice_engine::build::budget::machine_budget`]).
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for Config {
@@ -35,6 +39,7 @@ impl Default for Config {
             cache_entries: 4096,
             watch_interval: Some(Duration::from_secs(1)),
             cubejs_token: None,
+            memory_budget: lattice_engine::build::budget::machine_budget(),
         }
     }
 }

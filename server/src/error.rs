@@ -159,6 +159,9 @@ impl From<QueryError> for ApiError {
         let bad = StatusCode::BAD_REQUEST;
         let (status, details) = match &e {
             QueryError::Malformed { .. } => (bad, json!({})),
+            QueryError::TooLarge { what, found, limit } => {
+                (bad, json!({"what": what, "found": found, "limit": limit}))
+            }
             QueryError::UnknownLevel { name, suggestion } => {
                 (bad, json!({"level": name, "suggestion": suggestion}))
             }
@@ -248,6 +251,7 @@ impl From<&BuildError> for ApiError {
                 | EngineError::Arrow(_)
                 | EngineError::DataFusion(_)
                 | EngineError::Unsupported { .. }
+                | EngineError::OverMemoryBudget { .. }
                 | EngineError::InvalidOption { .. } => failed(engine.to_string()),
                 EngineError::Definition(diags) => ApiError::invalid_definition(diags),
                 EngineError::Internal(_) => ApiError::internal("building a cube", engine),

@@ -55,7 +55,7 @@ use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-pub use build::{Built, build_definition};
+pub use build::{Built, build_definition, build_definition_with};
 pub use config::{Config, Limits};
 pub use error::{ApiError, BuildError};
 pub use info::CubeInfo;

@@ -4,6 +4,7 @@ mod access;
 mod cli;
 mod cube_build;
 mod cubejs;
+mod hostile;
 mod load;
 mod query;
 mod query_props;

@@ -59,6 +59,31 @@ pub struct Resolved {
     pub(crate) suppress: Option<Suppress>,
 }
 
+/// Most names of each kind one query may list. A cube has at most 256 measures and 64 levels
+/// ([`lattice_defs::limits`]), so a longer list repeats itself; refusing it first keeps a
+/// hostile query from costing more than reading it.
+const MAX_MEASURES: usize = lattice_defs::limits::MAX_MEASURES;
+const MAX_GROUPED: usize = lattice_defs::limits::MAX_LEVELS;
+const MAX_CONDITIONS: usize = 256;
+
+/// The lists of `query` within the limits above.
+fn check_size(query: &Query) -> Result<(), QueryError> {
+    let grouped = query.rows.len() + query.columns.len();
+    for (what, found, limit) in [
+        ("measures", query.measures.len(), MAX_MEASURES),
+        ("levels on rows and columns", grouped, MAX_GROUPED),
+        ("filters", query.filters.len(), MAX_CONDITIONS),
+        ("having conditions", query.having.len(), MAX_CONDITIONS),
+        ("order keys", query.order.len(), MAX_CONDITIONS),
+        ("shares", query.shares.len(), MAX_CONDITIONS),
+    ] {
+        if found > limit {
+            return Err(QueryError::TooLarge { what, found, limit });
+        }
+    }
+    Ok(())
+}
+
 /// Checks `query` against `cube` and resolves it; the first problem found is the error.
 pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
     resolve_visible(query, cube, &HashMap::new())
@@ -71,6 +96,7 @@ pub(crate) fn resolve_visible(
     cube: &Cube,
     visible: &HashMap<LevelRef, Arc<RoaringBitmap>>,
 ) -> Result<Resolved, QueryError> {
+    check_size(query)?;
     let model = cube.model();
     let level = |name: &str| {
         model.level(name).ok_or_else(|| QueryError::UnknownLevel {

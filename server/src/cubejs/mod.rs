@@ -189,6 +189,7 @@ impl CubeJsError {
             | CubeJsError::NeedsMulti { .. } => StatusCode::BAD_REQUEST,
             CubeJsError::Query(e) => match e {
                 QueryError::Malformed { .. }
+                | QueryError::TooLarge { .. }
                 | QueryError::UnknownLevel { .. }
                 | QueryError::UnknownMeasure { .. }
                 | QueryError::NoMeasures
