@@ -789,3 +789,40 @@ async fn the_analyses_answer_over_http_with_the_api_error_shape() {
     let _ = stop.send(());
     task.await.expect("join").expect("serve");
 }
+
+#[test]
+fn the_cli_runs_an_analysis_and_reports_errors_as_json() {
+    let defs = tempfile::tempdir().expect("tempdir");
+    let yaml = defs.path().join("bank_crm.yaml");
+    std::fs::write(&yaml, lattice_defs::BANK_CRM_YAML).expect("write");
+    let request = defs.path().join("q.json");
+    std::fs::write(
+        &request,
+        r#"{"kind": "dormant", "measure": "txn_count", "periods": 4, "limit": 3}"#,
+    )
+    .expect("write");
+    let run = |kind: &str, json: &std::path::Path| {
+        crate::cli::lattice()
+            .arg("analyze")
+            .arg(&yaml)
+            .arg("--data")
+            .arg(parquet_dir())
+            .args(["--kind", kind, "--json"])
+            .arg(json)
+            .output()
+            .expect("run lattice")
+    };
+    let out = run("abnormal", &request);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Json = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(answer["rows"].as_array().map(Vec::len), Some(3));
+    assert_eq!(answer["kind"], "dormant");
+    let out = run("migration", &request);
+    assert_eq!(out.status.code(), Some(2));
+    let error: Json = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(error["error"]["code"], "malformed_query");
+}
