@@ -87,6 +87,20 @@ enum Command {
         #[arg(long)]
         drill: bool,
     },
+    /// Run an analysis (JSON, as over HTTP) and print the JSON answer.
+    Analyze {
+        /// The definition (YAML).
+        file: PathBuf,
+        /// Folder that relative source paths resolve against (default: the definition's folder).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// `abnormal`, `migration` or `migration-drill`.
+        #[arg(long)]
+        kind: AnalysisKind,
+        /// The request document: a file, or `-` for standard input.
+        #[arg(long)]
+        json: PathBuf,
+    },
     /// Serve cubes over HTTP. With no arguments: generate the default data set into a cache
     /// folder if it is not there, build the default cube and serve it.
     Serve(ServeArgs),
@@ -110,6 +124,13 @@ impl BudgetArgs {
             None => lattice_engine::build::budget::machine_budget(),
         }
     }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum AnalysisKind {
+    Abnormal,
+    Migration,
+    MigrationDrill,
 }
 
 #[derive(clap::Args, Debug)]
@@ -230,6 +251,72 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
             drill,
         } => query(&file, data.as_deref(), &json, drill),
+        Command::Analyze {
+            file,
+            data,
+            kind,
+            json,
+        } => analyze(&file, data.as_deref(), kind, &json),
+    }
+}
+
+/// Builds the cube quietly, runs one analysis and prints the answer (or its error as the
+/// server's JSON error document, with exit code 2).
+fn analyze(
+    file: &Path,
+    data: Option<&Path>,
+    kind: AnalysisKind,
+    json: &Path,
+) -> anyhow::Result<ExitCode> {
+    use lattice_engine::access::Access;
+    use lattice_engine::analytics as an;
+    let text = if json == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(json)
+            .map_err(|e| anyhow::anyhow!("cannot read the request {}: {e}", json.display()))?
+    };
+    let model = match read_definition(file, data) {
+        Ok(m) => m,
+        Err(diags) => return Ok(report(&diags)),
+    };
+    let rt = runtime()?;
+    let sources = match rt.block_on(load::load(&model)) {
+        Ok(s) => s,
+        Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
+        Err(e) => return Err(e.into()),
+    };
+    let cube = rt.block_on(lattice_engine::build::build_cube(
+        &model,
+        &sources,
+        &lattice_engine::build::BuildOptions::default(),
+    ))?;
+    let all = Access::everything();
+    let pretty = |v: serde_json::Result<String>| v.unwrap_or_default();
+    let answer = match kind {
+        AnalysisKind::Abnormal => an::AbnormalQuery::from_json(&text).and_then(|q| {
+            rt.block_on(an::abnormal(&cube, &q, &all))
+                .map(|a| pretty(serde_json::to_string_pretty(&a)))
+        }),
+        AnalysisKind::Migration => an::MigrationQuery::from_json(&text).and_then(|q| {
+            rt.block_on(an::migration(&cube, &q, &all))
+                .map(|a| pretty(serde_json::to_string_pretty(&a)))
+        }),
+        AnalysisKind::MigrationDrill => an::MigrationDrill::from_json(&text).and_then(|q| {
+            rt.block_on(an::migration_drill(&cube, &q, &all))
+                .map(|a| pretty(serde_json::to_string_pretty(&a)))
+        }),
+    };
+    match answer {
+        Ok(a) => {
+            println!("{a}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let doc = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(ExitCode::from(2))
+        }
     }
 }
 

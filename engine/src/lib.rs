@@ -17,10 +17,13 @@
 //!   fallback), execution and the answer; drill-through and the result cache.
 //! - [`access`]: a principal's row-level scope and small-cell suppression, applied to every
 //!   answer given to that principal.
+//! - [`analytics`]: abnormal change and band migration, built from the query engine's
+//!   aggregation and the cuboids' member sets, under the same access.
 //!
 //! Nothing here knows about HTTP; the server crate is a thin shell over this one.
 
 pub mod access;
+pub mod analytics;
 pub mod build;
 pub mod error;
 pub mod query;

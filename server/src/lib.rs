@@ -28,6 +28,7 @@
 
 pub mod cubejs;
 
+mod analytics;
 pub mod build;
 pub mod config;
 pub mod error;
@@ -205,6 +206,7 @@ impl Server {
                 ROUTES[8],
                 get(routes::get_definition).put(reload::put_definition),
             )
+            .merge(analytics::routes())
             .fallback(|| async {
                 ApiError::new(
                     StatusCode::NOT_FOUND,

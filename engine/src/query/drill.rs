@@ -389,7 +389,7 @@ fn page(set: &RoaringBitmap, desc: bool, offset: u64, limit: u64) -> Vec<u32> {
 /// The members of `level` behind the filtered cells, from the distinct sets of `via` in the
 /// smallest cuboid of `fact` covering the filters. `None` when no cuboid covers them or the
 /// keys are not integers (only integer keys are kept as themselves in the sets).
-fn member_sets(
+pub(crate) fn member_sets(
     cube: &Cube,
     fact: FactId,
     via: MeasureId,

@@ -897,7 +897,7 @@ pub(crate) async fn aggregate(
     ))
 }
 
-fn collect_leaves(model: &lattice_defs::Model, m: MeasureId, out: &mut Vec<MeasureId>) {
+pub(crate) fn collect_leaves(model: &lattice_defs::Model, m: MeasureId, out: &mut Vec<MeasureId>) {
     match &model.measures[m].kind {
         MeasureKind::Aggregate { .. } => out.push(m),
         MeasureKind::Derived(e) => {
@@ -983,7 +983,7 @@ impl SortKey {
     }
 }
 
-fn cmp_v(a: V, b: V) -> std::cmp::Ordering {
+pub(crate) fn cmp_v(a: V, b: V) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     let exact = |v: V| match v {
         V::Dec(x, s) => Some((x, s)),

@@ -59,13 +59,16 @@ mod scan;
 mod spec;
 
 pub use answer::{Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal, Suppressed};
+pub(crate) use answer::{V, eval};
 pub use cache::QueryCache;
-pub(crate) use drill::drill_through_restricted;
 pub use drill::{DEFAULT_DRILL_LIMIT, DrillAnswer, DrillMeta, DrillQuery, drill_through};
+pub(crate) use drill::{drill_through_restricted, member_sets};
 pub use error::QueryError;
 pub use exec::execute;
-pub(crate) use exec::{aggregate_for_access, execute_restricted};
+pub(crate) use exec::{aggregate, aggregate_for_access, cmp_v, collect_leaves, execute_restricted};
 pub use fallback::FallbackData;
+pub(crate) use group::AggRequest;
 pub(crate) use resolve::resolve_visible;
 pub use resolve::{OrderKey, Resolved, ResolvedFilter, ResolvedShare, resolve};
+pub(crate) use scan::closing_periods;
 pub use spec::{Compare, Direction, Filter, FilterOp, Having, HavingOp, Order, Query, Share};

@@ -1,0 +1,153 @@
+//! `POST /v1/cubes/{cube}/analytics/abnormal`, `.../analytics/migration` and
+//! `.../analytics/migration/drill`: the engine's analyses ([`lattice_engine::analytics`]) under
+//! the same limits as queries (admission, time limit, row limit) and with the same error shape.
+//!
+//! The engine computes every analysis under an [`Access`]; these routes pass the request's
+//! principal — everything until the server authenticates principals.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use lattice_engine::access::Access;
+use lattice_engine::analytics::{
+    AbnormalAnswer, AbnormalQuery, AnalyticsError, MigrationAnswer, MigrationDrill,
+    MigrationDrillAnswer, MigrationQuery, abnormal, migration, migration_drill,
+};
+use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError};
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::query::{read_body, require_content_type, run_limited};
+
+/// The analytics routes, to merge into the server's router.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/cubes/{cube}/analytics/abnormal", post(abnormal_route))
+        .route(
+            "/v1/cubes/{cube}/analytics/migration",
+            post(migration_route),
+        )
+        .route(
+            "/v1/cubes/{cube}/analytics/migration/drill",
+            post(migration_drill_route),
+        )
+}
+
+/// An analysis error as the one error shape; every variant decided here, none by default.
+fn api_error(e: AnalyticsError) -> ApiError {
+    let bad = StatusCode::BAD_REQUEST;
+    let details = match &e {
+        AnalyticsError::Query(q) => return ApiError::from(q.clone()),
+        AnalyticsError::NotATimeLevel { level, .. } | AnalyticsError::TimeLevel { level, .. } => {
+            json!({"level": level})
+        }
+        AnalyticsError::PeriodOrder {
+            level,
+            before,
+            after,
+        } => json!({"level": level, "before": before, "after": after}),
+        AnalyticsError::BadThreshold { field, .. } => json!({"field": field}),
+        AnalyticsError::Missing { kind, field, .. }
+        | AnalyticsError::NotApplicable { kind, field } => json!({"kind": kind, "field": field}),
+        AnalyticsError::BadPeers { level, .. } => json!({"level": level}),
+    };
+    ApiError::new(bad, e.code(), e.to_string()).with_details(details)
+}
+
+fn body_text(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<String, ApiError> {
+    require_content_type(headers, &["application/json"])?;
+    let body = read_body(body, state.config.limits.max_body_bytes)?;
+    String::from_utf8(body.to_vec()).map_err(|e| {
+        QueryError::Malformed {
+            message: format!("the body is not UTF-8 text ({e})"),
+        }
+        .into()
+    })
+}
+
+/// Runs an analysis under the query limits; its errors in the API's shape.
+async fn limited<T, F>(state: &AppState, run: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, AnalyticsError>> + Send + 'static,
+{
+    // The analysis error travels through the query limits inside an Ok.
+    let out = run_limited(state, async move { Ok(run.await) }).await?;
+    out.map_err(api_error)
+}
+
+fn too_many_rows(state: &AppState, rows: usize) -> Result<(), ApiError> {
+    let limit = state.config.limits.max_result_rows;
+    if rows > limit {
+        return Err(QueryError::TooManyRows { rows, limit }.into());
+    }
+    Ok(())
+}
+
+/// Members whose measure changed abnormally (threshold, outlier among peers, dormant).
+pub(crate) async fn abnormal_route(
+    State(state): State<Arc<AppState>>,
+    Path(cube): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AbnormalAnswer>, ApiError> {
+    let slot = state.slot(&cube)?;
+    let mut q = AbnormalQuery::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
+    let max = state.config.limits.max_result_rows as u64;
+    q.limit = Some(q.limit.map_or(max + 1, |l| l.min(max + 1)));
+    let snapshot = slot.load();
+    let answer = limited(&state, async move {
+        abnormal(&snapshot.cube, &q, &Access::everything()).await
+    })
+    .await?;
+    too_many_rows(&state, answer.rows.len())?;
+    Ok(Json(answer))
+}
+
+/// The migration matrix of a band level between two periods.
+pub(crate) async fn migration_route(
+    State(state): State<Arc<AppState>>,
+    Path(cube): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<MigrationAnswer>, ApiError> {
+    let slot = state.slot(&cube)?;
+    let q = MigrationQuery::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
+    let snapshot = slot.load();
+    let answer = limited(&state, async move {
+        migration(&snapshot.cube, &q, &Access::everything()).await
+    })
+    .await?;
+    Ok(Json(answer))
+}
+
+/// The members behind one transition of a migration matrix, paged.
+pub(crate) async fn migration_drill_route(
+    State(state): State<Arc<AppState>>,
+    Path(cube): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<MigrationDrillAnswer>, ApiError> {
+    let slot = state.slot(&cube)?;
+    let mut d =
+        MigrationDrill::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
+    let max = state.config.limits.max_result_rows as u64;
+    d.limit = Some(d.limit.unwrap_or(DEFAULT_DRILL_LIMIT).min(max + 1));
+    let snapshot = slot.load();
+    let answer = limited(&state, async move {
+        migration_drill(&snapshot.cube, &d, &Access::everything()).await
+    })
+    .await?;
+    too_many_rows(&state, answer.rows.len())?;
+    Ok(Json(answer))
+}
