@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use lattice_engine::access::{Access, ScopeRule, drill_through_as, execute_as};
 use lattice_engine::build::{BuildOptions, build_cube};
 use lattice_engine::query::{DrillQuery, Query, drill_through, execute};
 use lattice_engine::source::synth::{DataFormat, GenOptions, generate};
@@ -78,30 +79,49 @@ pub fn names() -> &'static (Vec<String>, Vec<String>) {
     })
 }
 
-/// Runs a query to its answer or its error; neither may panic. Errors must name themselves.
-pub fn run_query(q: &Query) {
-    let cube = cube();
-    match runtime().block_on(execute(cube, q)) {
-        Ok(answer) => {
-            serde_json::to_string(&answer).expect("an answer serialises");
+/// A principal scoped to the first manager of the cube, with small cells suppressed: every
+/// query and drill-through also runs as them.
+pub fn scoped() -> &'static Access {
+    static ACCESS: OnceLock<Access> = OnceLock::new();
+    ACCESS.get_or_init(|| {
+        let cube = cube();
+        let level = cube.model().level("manager.manager").expect("manager level");
+        let first = cube.members(level).names[0].clone();
+        Access {
+            scope: vec![ScopeRule {
+                level: "manager.manager".into(),
+                values: vec![first],
+            }],
+            roles: vec!["analyst".into()],
         }
+    })
+}
+
+/// An answer (already serialised) or a clear error.
+fn check(what: &dyn std::fmt::Debug, result: Result<String, lattice_engine::query::QueryError>) {
+    match result {
+        Ok(json) => assert!(!json.is_empty()),
         Err(e) => {
             assert!(!e.code().is_empty() && !e.to_string().is_empty());
-            assert_ne!(e.code(), "internal", "engine error for {q:?}: {e}");
+            assert_ne!(e.code(), "internal", "engine error for {what:?}: {e}");
         }
     }
 }
 
-/// Runs a drill-through to its answer or its error.
+/// Runs a query to its answer or its error, for everyone and for a scoped principal; neither
+/// may panic. Errors must name themselves.
+pub fn run_query(q: &Query) {
+    let cube = cube();
+    let json = |a: lattice_engine::query::Answer| serde_json::to_string(&a).expect("serialises");
+    check(q, runtime().block_on(execute(cube, q)).map(json));
+    check(q, runtime().block_on(execute_as(cube, q, scoped())).map(json));
+}
+
+/// Runs a drill-through to its answer or its error, for everyone and for a scoped principal.
 pub fn run_drill(q: &DrillQuery) {
     let cube = cube();
-    match runtime().block_on(drill_through(cube, q)) {
-        Ok(answer) => {
-            serde_json::to_string(&answer).expect("an answer serialises");
-        }
-        Err(e) => {
-            assert!(!e.code().is_empty() && !e.to_string().is_empty());
-            assert_ne!(e.code(), "internal", "engine error for {q:?}: {e}");
-        }
-    }
+    let json =
+        |a: lattice_engine::query::DrillAnswer| serde_json::to_string(&a).expect("serialises");
+    check(q, runtime().block_on(drill_through(cube, q)).map(json));
+    check(q, runtime().block_on(drill_through_as(cube, q, scoped())).map(json));
 }
