@@ -97,7 +97,7 @@ pub struct Members {
 
 pub const DEFAULT_MEMBERS_LIMIT: usize = 100;
 
-#[utoipa::path(get, path = "/health", tag = "server",
+#[utoipa::path(get, path = "/health", tag = "server", security(()),
     responses((status = 200, description = "The server is up", body = Health)))]
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     Json(Health {
@@ -136,6 +136,7 @@ pub(crate) async fn list_cubes(
     params(("cube" = String, Path, description = "The cube's name")),
     responses(
         (status = 200, description = "Dimensions, levels, hierarchies, member counts, measures", body = CubeDetail),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
     ))]
 pub(crate) async fn cube_metadata(
@@ -179,6 +180,7 @@ pub(crate) async fn cube_metadata(
     responses(
         (status = 200, description = "The level's members, paged", body = Members),
         (status = 400, description = "Bad paging parameters, or a limit over the row limit", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube, dimension or level", body = crate::openapi::ErrorDoc),
     ))]
 pub(crate) async fn members(
@@ -312,6 +314,7 @@ pub const YAML: &str = "application/yaml";
     params(("cube" = String, Path, description = "The cube's name")),
     responses(
         (status = 200, description = "The YAML the serving snapshot was built from", content_type = "application/yaml", body = String),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
     ))]
 pub(crate) async fn get_definition(
@@ -334,7 +337,11 @@ pub(crate) async fn get_definition(
 type CubeGauge = (&'static str, &'static str, fn(&CubeInfo) -> f64);
 
 #[utoipa::path(get, path = "/metrics", tag = "server",
-    responses((status = 200, description = "Prometheus text format: requests, errors and latency per route, queries, builds, cube sizes", content_type = "text/plain", body = String)))]
+    responses(
+        (status = 200, description = "Prometheus text format: requests, errors and latency per route, queries, builds, cube sizes", content_type = "text/plain", body = String),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal has neither the role `admin` nor `metrics`", body = crate::openapi::ErrorDoc),
+    ))]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut out = String::with_capacity(16 * 1024);
     state.metrics.render(&mut out);
@@ -429,7 +436,7 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/openapi.json", tag = "server",
+#[utoipa::path(get, path = "/openapi.json", tag = "server", security(()),
     responses((status = 200, description = "This API as an OpenAPI document", content_type = "application/json", body = Object)))]
 pub(crate) async fn openapi() -> Response {
     (

@@ -1,5 +1,6 @@
 //! Integration tests, compiled as one binary so the suite links once.
 
+mod auth;
 mod cli;
 mod cube_build;
 mod cubejs;
