@@ -70,6 +70,8 @@ enum Command {
         /// Print every cuboid chosen, its cells and bytes, and why it was chosen.
         #[arg(long)]
         explain: bool,
+        #[command(flatten)]
+        budget: BudgetArgs,
     },
     /// Answer one query (JSON, as over HTTP) and print the JSON answer.
     Query {
@@ -103,6 +105,26 @@ enum AuthCommand {
         /// The auth file (YAML).
         file: PathBuf,
     },
+}
+
+/// How much memory a build may take.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct BudgetArgs {
+    /// Most memory a build may hold at its peak, in MiB, by its estimate: a build over it is
+    /// refused before it allocates, with the estimate (default: half the machine's memory;
+    /// 0: no limit).
+    #[arg(long)]
+    memory_budget_mb: Option<u64>,
+}
+
+impl BudgetArgs {
+    fn bytes(self) -> Option<u64> {
+        match self.memory_budget_mb {
+            Some(0) => None,
+            Some(mb) => Some(mb.saturating_mul(1 << 20)),
+            None => lattice_engine::build::budget::machine_budget(),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -162,6 +184,8 @@ struct ServeArgs {
     /// Rotated audit logs kept (PATH.1 .. PATH.N).
     #[arg(long, default_value_t = 10)]
     audit_keep: usize,
+    #[command(flatten)]
+    budget: BudgetArgs,
 }
 
 fn main() -> ExitCode {
@@ -227,7 +251,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             file,
             data,
             explain,
-        } => build(&file, data.as_deref(), explain),
+            budget,
+        } => build(&file, data.as_deref(), explain, budget),
         Command::Serve(args) => serve(args),
         Command::Auth(AuthCommand::HashKey) => {
             let mut line = String::new();
@@ -246,7 +271,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Auth(AuthCommand::Check { file }) => {
             let auth = lattice_server::auth::Auth::from_file(&file)?;
             for (name, access) in auth.key_access() {
-                let scope = access.partition();
+                let rules: Vec<String> = access.scope.iter().map(ToString::to_string).collect();
+                let scope = rules.join(" & ");
                 println!(
                     "key {name}: roles [{}], scope: {}",
                     access.roles.join(", "),
@@ -358,13 +384,14 @@ fn validate(file: &Path, data: Option<&Path>) -> anyhow::Result<ExitCode> {
 fn load_and_build(
     rt: &tokio::runtime::Runtime,
     model: &lattice_defs::Model,
+    budget: BudgetArgs,
 ) -> anyhow::Result<
     Option<(
         lattice_engine::store::Cube,
         lattice_engine::build::BuildReport,
     )>,
 > {
-    let sources = match rt.block_on(load::load(model)) {
+    let sources = match rt.block_on(load::load_within(model, budget.bytes())) {
         Ok(s) => s,
         Err(EngineError::Definition(diags)) => {
             report(&diags);
@@ -372,21 +399,29 @@ fn load_and_build(
         }
         Err(e) => return Err(e.into()),
     };
-    let options = lattice_engine::build::BuildOptions { progress: true };
+    let options = lattice_engine::build::BuildOptions {
+        progress: true,
+        memory_budget: budget.bytes(),
+    };
     let built = rt.block_on(lattice_engine::build::build_cube_with_report(
         model, &sources, &options,
     ))?;
     Ok(Some(built))
 }
 
-fn build(file: &Path, data: Option<&Path>, explain: bool) -> anyhow::Result<ExitCode> {
+fn build(
+    file: &Path,
+    data: Option<&Path>,
+    explain: bool,
+    budget: BudgetArgs,
+) -> anyhow::Result<ExitCode> {
     let model = match read_definition(file, data) {
         Ok(m) => m,
         Err(diags) => return Ok(report(&diags)),
     };
     let rt = runtime()?;
     let started = Instant::now();
-    let Some((cube, rep)) = load_and_build(&rt, &model)? else {
+    let Some((cube, rep)) = load_and_build(&rt, &model, budget)? else {
         return Ok(ExitCode::FAILURE);
     };
     let secs = started.elapsed().as_secs_f64();
@@ -587,11 +622,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             file.display(),
             data.display()
         );
-        let built = rt.block_on(lattice_server::build_definition(
+        let built = rt.block_on(lattice_server::build_definition_with(
             text,
             Some(&file),
             Some(&data),
-            true,
+            &lattice_engine::build::BuildOptions {
+                progress: true,
+                memory_budget: args.budget.bytes(),
+            },
         ));
         let built = match built {
             Ok(b) => b,
@@ -640,6 +678,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 max_bytes: args.audit_max_mb.saturating_mul(1 << 20).max(1),
                 keep: args.audit_keep,
             }),
+        memory_budget: args.budget.bytes(),
     };
     if let Some(auth) = &auth {
         check_scopes(auth, &cubes)?;

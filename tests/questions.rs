@@ -79,6 +79,7 @@ pub fn questions() -> Vec<Question> {
     all.extend(balances_and_both_facts());
     all.extend(bands_managers_and_empty());
     all.extend(more_edges());
+    all.extend(shares());
     all
 }
 
@@ -1257,6 +1258,51 @@ fn more_edges() -> Vec<Question> {
                 CAST(b25.n - b24.n AS DOUBLE) / NULLIF(b24.n, 0) AS customers_change
              FROM t t25, t t24, b b25, b b24
              WHERE t25.year = '2025' AND t24.year = '2024' AND b25.year = '2025' AND b24.year = '2024'"#,
+        ),
+    ]
+}
+
+fn shares() -> Vec<Question> {
+    vec![
+        ask(
+            "channel_share_of_each_months_transactions",
+            r#"{"measures": ["txn_count"], "rows": ["time.month", "channel.channel"],
+                "filters": [{"level": "time.quarter", "op": "eq", "value": "2025-Q2"}],
+                "shares": [{"measure": "txn_count", "of": ["time.month"]}]}"#,
+            r#"SELECT month AS "time.month", channel AS "channel.channel", n AS txn_count,
+                CAST(n AS DOUBLE) / CAST(SUM(n) OVER (PARTITION BY month) AS DOUBLE) AS "txn_count_share_of_time.month"
+             FROM (SELECT to_char(t.txn_date, '%Y-%m') AS month, ch.channel, COUNT(*) AS n
+                   FROM transactions t JOIN channels ch ON ch.channel_id = t.channel_id
+                   WHERE t.txn_date >= DATE '2025-04-01' AND t.txn_date < DATE '2025-07-01'
+                   GROUP BY 1, 2)
+             ORDER BY month, channel"#,
+        ),
+        ask(
+            "each_branchs_share_of_its_city_by_the_largest",
+            r#"{"measures": ["fee_income"], "rows": ["region.branch"],
+                "shares": [{"measure": "fee_income", "of": ["region.city"], "name": "of_city"},
+                           {"measure": "fee_income"}],
+                "order": [{"by": "fee_income", "dir": "desc"}], "limit": 8}"#,
+            r#"SELECT branch AS "region.branch", fee AS fee_income,
+                CAST(fee AS DOUBLE) / CAST(SUM(fee) OVER (PARTITION BY city) AS DOUBLE) AS of_city,
+                CAST(fee AS DOUBLE) / CAST(SUM(fee) OVER () AS DOUBLE) AS fee_income_share
+             FROM (SELECT r.city, r.branch, SUM(t.fee_income) AS fee
+                   FROM transactions t
+                   JOIN customers c ON c.customer_id = t.customer_id
+                   JOIN regions r ON r.region_id = c.region_id
+                   GROUP BY 1, 2)
+             ORDER BY fee DESC, branch LIMIT 8"#,
+        ),
+        ask(
+            "each_categorys_share_of_all_customers_counts_each_customer_once",
+            // Distinct counts do not add up: the whole is every customer holding a product.
+            r#"{"measures": ["customers"], "rows": ["product.category"],
+                "shares": [{"measure": "customers"}]}"#,
+            r#"SELECT p.category AS "product.category", COUNT(DISTINCT b.customer_id) AS customers,
+                CAST(COUNT(DISTINCT b.customer_id) AS DOUBLE)
+                  / CAST((SELECT COUNT(DISTINCT customer_id) FROM balances) AS DOUBLE) AS customers_share
+             FROM balances b JOIN products p ON p.product_id = b.product_id
+             GROUP BY p.category ORDER BY p.category"#,
         ),
     ]
 }

@@ -67,6 +67,18 @@ pub enum DefError {
     MissingColumn { agg: String },
     #[error("{message}")]
     Invalid { message: String },
+    #[error("{found} {what}, more than the limit of {limit}")]
+    TooMany {
+        what: &'static str,
+        found: u64,
+        limit: u64,
+    },
+    #[error("invalid {what} name '{}': {reason}", name.escape_debug())]
+    BadName {
+        what: &'static str,
+        name: String,
+        reason: &'static str,
+    },
     #[error("cannot parse expression: {message}")]
     Expression { message: String },
     #[error("column '{column}' not found in table '{table}' ({file})")]
@@ -99,6 +111,23 @@ pub enum DefError {
     },
 }
 
+/// How to get under a limit of [`crate::limits`], by what is over it.
+fn too_many_help(what: &str) -> Option<&'static str> {
+    Some(match what {
+        "cuboids" => {
+            "list fewer cuboids, or prune the aggregation groups with `mandatory`, `hierarchies` and `joint`; `mode: auto` chooses under `budget_mb`"
+        }
+        "levels in an aggregation group" => "split the group into smaller ones",
+        "bucket edges" | "bucket labels" => {
+            "a level with that many members is a column, not a bucket: use `column:`"
+        }
+        "terms in the expanded expression" => {
+            "a derived measure names others that name others again; write it with fewer references"
+        }
+        _ => return None,
+    })
+}
+
 fn in_scope(scope: &Option<String>) -> String {
     match scope {
         Some(s) => format!(" in {s}"),
@@ -129,6 +158,8 @@ impl DefError {
             DefError::UnsupportedAggregation { .. } => "unsupported_aggregation",
             DefError::MissingColumn { .. } => "missing_column",
             DefError::Invalid { .. } => "invalid",
+            DefError::TooMany { .. } => "too_many",
+            DefError::BadName { .. } => "bad_name",
             DefError::Expression { .. } => "bad_expression",
             DefError::ColumnNotFound { .. } => "unknown_column",
             DefError::ColumnType { .. } => "column_type",
@@ -151,6 +182,7 @@ impl DefError {
             DefError::UnsupportedAggregation { .. } => Some(
                 "for an average, define a derived measure such as `expr: total / count`".into(),
             ),
+            DefError::TooMany { what, .. } => too_many_help(what).map(String::from),
             _ => None,
         }
     }
@@ -220,9 +252,13 @@ pub fn suggest<'a, I>(name: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let limit = (name.chars().count() / 3).max(1) + 1;
+    let len = name.chars().count();
+    let limit = (len / 3).max(1) + 1;
     candidates
         .into_iter()
+        // The distance is at least the difference in length: skip the far ones unmeasured
+        // (a 500 kB name against a thousand members would take seconds).
+        .filter(|c| c.chars().count().abs_diff(len) <= limit)
         .map(|c| (levenshtein(name, c), c))
         .filter(|(d, _)| *d <= limit && *d > 0)
         .min_by_key(|(d, c)| (*d, c.to_string()))
@@ -234,13 +270,20 @@ pub fn suggest_many<'a, I>(name: &str, candidates: I, n: usize) -> Vec<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let limit = (name.chars().count() / 3).max(1) + 1;
+    let len = name.chars().count();
+    let limit = (len / 3).max(1) + 1;
     let lower = name.to_lowercase();
     let mut scored: Vec<(usize, &str)> = candidates
         .into_iter()
         .filter_map(|c| {
-            let d = levenshtein(name, c);
-            let contains = !lower.is_empty() && c.to_lowercase().contains(&lower);
+            let c_len = c.chars().count();
+            let contains = !lower.is_empty() && c_len >= len && c.to_lowercase().contains(&lower);
+            // As in `suggest`: the distance is at least the difference in length.
+            let d = if contains || c_len.abs_diff(len) <= limit {
+                levenshtein(name, c)
+            } else {
+                usize::MAX
+            };
             (d <= limit || contains).then_some((d, c))
         })
         .collect();

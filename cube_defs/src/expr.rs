@@ -2,6 +2,7 @@
 //! and measure names (`txn_amount / txn_count`, `(a - b) / b * 100`). Parsed here into names
 //! with their byte offsets; [`crate::validate`] resolves the names into [`crate::model::Expr`].
 
+use crate::limits::{MAX_EXPR_DEPTH, MAX_EXPR_TOKENS};
 use crate::model::BinOp;
 
 /// An expression whose measure names are not resolved yet.
@@ -79,6 +80,9 @@ struct Parser {
     toks: Vec<(Tok, usize)>,
     at: usize,
     end: usize,
+    /// Parentheses and unary minus open around the current token (the parser recurses on
+    /// each, so the depth is bounded by [`MAX_EXPR_DEPTH`]).
+    depth: usize,
 }
 
 impl Parser {
@@ -119,11 +123,29 @@ impl Parser {
         Ok(left)
     }
 
+    /// Runs `f` one nesting level deeper, refusing to go past [`MAX_EXPR_DEPTH`].
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ExprError>,
+    ) -> Result<T, ExprError> {
+        if self.depth >= MAX_EXPR_DEPTH {
+            return self.error(format!(
+                "the expression nests parentheses and minus signs more than {MAX_EXPR_DEPTH} deep"
+            ));
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
+    }
+
     // unary := '-' unary | atom
     fn unary(&mut self) -> Result<ParsedExpr, ExprError> {
         if let Some(Tok::Op('-')) = self.peek() {
-            self.at += 1;
-            return Ok(ParsedExpr::Neg(Box::new(self.unary()?)));
+            return self.nested(|p| {
+                p.at += 1;
+                Ok(ParsedExpr::Neg(Box::new(p.unary()?)))
+            });
         }
         self.atom()
     }
@@ -139,15 +161,15 @@ impl Parser {
                 self.at += 1;
                 Ok(ParsedExpr::Number(n))
             }
-            Some(Tok::LParen) => {
-                self.at += 1;
-                let inner = self.sum()?;
-                if self.peek() != Some(&Tok::RParen) {
-                    return self.error("expected ')'");
+            Some(Tok::LParen) => self.nested(|p| {
+                p.at += 1;
+                let inner = p.sum()?;
+                if p.peek() != Some(&Tok::RParen) {
+                    return p.error("expected ')'");
                 }
-                self.at += 1;
+                p.at += 1;
                 Ok(inner)
-            }
+            }),
             Some(Tok::RParen) => self.error("unexpected ')'"),
             Some(Tok::Op(c)) => self.error(format!("unexpected '{c}'")),
             None => self.error("expression ends too early"),
@@ -158,10 +180,20 @@ impl Parser {
 /// Parses a derived measure's expression.
 pub fn parse(text: &str) -> Result<ParsedExpr, ExprError> {
     let toks = tokenize(text)?;
+    if toks.len() > MAX_EXPR_TOKENS {
+        return Err(ExprError {
+            offset: toks[MAX_EXPR_TOKENS].1,
+            message: format!(
+                "the expression has {} names, numbers and operators, more than the limit of {MAX_EXPR_TOKENS}",
+                toks.len()
+            ),
+        });
+    }
     let mut p = Parser {
         toks,
         at: 0,
         end: text.len(),
+        depth: 0,
     };
     let e = p.sum()?;
     if p.at < p.toks.len() {
@@ -210,5 +242,25 @@ mod tests {
         assert_eq!(parse("a $ b").unwrap_err().offset, 2);
         assert_eq!(parse("(a + b").unwrap_err().message, "expected ')'");
         assert_eq!(parse("a b").unwrap_err().offset, 2);
+    }
+
+    #[test]
+    fn deep_or_long_expressions_are_refused_without_overflowing_the_stack() {
+        let deep = format!("{}a{}", "(".repeat(500), ")".repeat(500));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("more than 64 deep"), "{}", e.message);
+        assert_eq!(e.offset, 64);
+        let minus = format!("{}a", "-".repeat(1000));
+        assert!(parse(&minus).unwrap_err().message.contains("deep"));
+        let long = vec!["a"; 100_000].join(" + ");
+        let e = parse(&long).unwrap_err();
+        assert!(
+            e.message.contains("more than the limit of 1024"),
+            "{}",
+            e.message
+        );
+        // At the limits, it parses.
+        let ok = format!("{}a{}", "(".repeat(63), ")".repeat(63));
+        assert!(parse(&ok).is_ok());
     }
 }

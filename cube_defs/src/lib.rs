@@ -15,7 +15,8 @@
 //! - [`model`] is the validated form: names resolved to indices, edges as exact decimals,
 //!   derived expressions parsed and free of cycles;
 //! - [`catalog`] checks a model against its sources' schemas (missing columns, wrong types);
-//! - [`diag`] is the error type: [`DefError`] carries the data, [`Diagnostic`] the place.
+//! - [`diag`] is the error type: [`DefError`] carries the data, [`Diagnostic`] the place;
+//! - [`limits`] bounds what a definition may ask for (levels, cuboids, edges, expressions).
 //!
 //! This crate knows nothing about execution and does not depend on Arrow or DataFusion, so it
 //! builds in seconds and can be fuzzed alone. The language is documented in `README.md`.
@@ -23,6 +24,7 @@
 pub mod catalog;
 pub mod diag;
 pub mod expr;
+pub mod limits;
 pub mod model;
 pub mod raw;
 mod validate;
@@ -131,7 +133,13 @@ pub fn key_path_at(text: &str, pos: Pos) -> String {
                 && !key.contains(' ')
                 && !key.is_empty()
             {
-                keys.push(key.trim_matches(|c| c == '"' || c == '\'').to_string());
+                let key = key.trim_matches(|c| c == '"' || c == '\'');
+                // A key past any name's length is shown cut short.
+                let mut shown: String = key.chars().take(limits::MAX_NAME_CHARS).collect();
+                if shown.len() < key.len() {
+                    shown.push_str("...");
+                }
+                keys.push(shown);
             }
             limit = indent;
         }

@@ -27,6 +27,20 @@ pub struct Model {
     pub dimensions: Vec<Dimension>,
     pub measures: Vec<Measure>,
     pub aggregates: Aggregates,
+    /// Small-cell suppression, when the cube declares it.
+    pub privacy: Option<Privacy>,
+}
+
+/// `privacy:`: answers to principals with one of `applies_to`'s roles suppress every cell
+/// (and every total containing one) with fewer than `min_customers` distinct customers.
+#[derive(Debug, Clone)]
+pub struct Privacy {
+    pub min_customers: u64,
+    /// The dimension whose distinct keys are counted.
+    pub customers: DimId,
+    pub applies_to: Vec<String>,
+    /// Per fact that carries the customers' dimension: the distinct measure over its key.
+    pub counts: Vec<(FactId, MeasureId)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

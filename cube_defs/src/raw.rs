@@ -87,6 +87,20 @@ pub struct RawCube {
     pub measures: SpannedMap<RawMeasure>,
     #[serde(default)]
     pub aggregates: Option<RawAggregates>,
+    #[serde(default)]
+    pub privacy: Option<RawPrivacy>,
+}
+
+/// `privacy:`: small-cell suppression for some principals.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrivacy {
+    pub min_customers: Spanned<u64>,
+    /// The dimension whose distinct keys are the customers counted (default `customer`).
+    #[serde(default)]
+    pub customers: Option<Spanned<String>>,
+    /// Roles whose answers are suppressed.
+    pub applies_to: Spanned<Vec<Spanned<String>>>,
 }
 
 /// `sources.<table>`: where a table's rows are.

@@ -445,3 +445,47 @@ fn a_listed_cuboid_must_be_one_fact_s_and_list_a_level_once() {
         ],
     );
 }
+
+/// `BASE` with a `privacy` section appended.
+fn with_privacy(privacy: &str) -> String {
+    format!("{BASE}privacy:\n{privacy}")
+}
+
+#[test]
+fn privacy_finds_each_facts_customer_count() {
+    let yaml = with(
+        "  orders: { fact: sales, agg: count }",
+        "  orders: { fact: sales, agg: count }\n  stores_selling: { fact: sales, agg: distinct, column: store_id }",
+    );
+    let m = model(&format!(
+        "{yaml}privacy:\n  min_customers: 3\n  customers: store\n  applies_to: [analyst]\n"
+    ));
+    let p = m.privacy.as_ref().expect("privacy");
+    assert_eq!(p.min_customers, 3);
+    assert_eq!(m.dimensions[p.customers].name, "store");
+    assert_eq!(p.applies_to, vec!["analyst"]);
+    let stores = m.measure("stores_selling").expect("measure");
+    assert_eq!(p.counts, vec![(0, stores)]);
+}
+
+#[test]
+fn privacy_needs_a_distinct_measure_a_real_dimension_and_a_sane_minimum() {
+    assert_errors(
+        &with_privacy("  min_customers: 5\n  customers: store\n  applies_to: [analyst]\n"),
+        &[
+            "shop.yaml:35:14: privacy.customers: fact 'sales' has no distinct measure over store_id (e.g. `{ fact: sales, agg: distinct, column: store_id }`); suppression counts each cell's customers with one",
+        ],
+    );
+    assert_errors(
+        &with_privacy("  min_customers: 5\n  customers: shop\n  applies_to: [analyst]\n"),
+        &["shop.yaml:35:14: privacy.customers: unknown dimension 'shop'"],
+    );
+    assert_errors(
+        &with_privacy("  min_customers: 1\n  customers: time\n  applies_to: []\n"),
+        &[
+            "shop.yaml:34:18: privacy.min_customers: must be at least 2 (a cell of one customer is that customer's data)",
+            "shop.yaml:35:14: privacy.customers: 'time' is the time dimension; name the dimension whose keys are customers",
+            "shop.yaml:36:15: privacy.applies_to: name at least one role whose answers are suppressed",
+        ],
+    );
+}

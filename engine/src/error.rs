@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use lattice_defs::Diagnostics;
 
+use crate::build::budget::{Bytes, EstimateItem};
+
 /// Everything that can go wrong between a validated `Model` and an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -41,6 +43,20 @@ pub enum EngineError {
     /// The definition asks for something this build cannot do yet.
     #[error("not supported yet: {what}")]
     Unsupported { what: String },
+    /// The build's estimated peak memory is over its budget: refused before the stage that
+    /// would allocate it, with the estimate's parts ([`crate::build::budget`]).
+    #[error(
+        "the build would need about {} while {stage}, more than the memory budget of {} ({}); raise the budget (`--memory-budget-mb`), or ask for less: fewer or coarser cuboids (`aggregates`), smaller sources",
+        Bytes(*estimate_bytes),
+        Bytes(*budget_bytes),
+        items.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    OverMemoryBudget {
+        stage: &'static str,
+        estimate_bytes: u64,
+        budget_bytes: u64,
+        items: Vec<EstimateItem>,
+    },
     /// A broken invariant inside the engine: a bug, never the user's fault.
     #[error("internal error: {0}")]
     Internal(String),

@@ -13,11 +13,14 @@
 //! - [`store`]: the built [`store::Cube`] — member dictionaries and [`store::Cuboid`]s, the API
 //!   the query layer uses (find a cuboid by level set, iterate its cells, read a cell's values
 //!   and member sets).
-//! - [`query`]: the query document and its resolution against a cube (planner and executor
-//!   to come).
+//! - [`query`]: the query document, its resolution against a cube, planning (cuboid or
+//!   fallback), execution and the answer; drill-through and the result cache.
+//! - [`access`]: a principal's row-level scope and small-cell suppression, applied to every
+//!   answer given to that principal.
 //!
 //! Nothing here knows about HTTP; the server crate is a thin shell over this one.
 
+pub mod access;
 pub mod build;
 pub mod error;
 pub mod query;

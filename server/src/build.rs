@@ -45,15 +45,19 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Model, BuildErro
 
 /// Loads the sources of a validated definition (checking them against it) and builds its cube.
 /// Runs wherever it is awaited; the server awaits it on its build runtime.
-pub async fn build_model(model: Model, yaml: String, progress: bool) -> Result<Built, BuildError> {
+pub async fn build_model(
+    model: Model,
+    yaml: String,
+    options: &BuildOptions,
+) -> Result<Built, BuildError> {
     let started = Instant::now();
-    let sources = match lattice_engine::source::load::load(&model).await {
-        Ok(s) => s,
-        Err(EngineError::Definition(diags)) => return Err(BuildError::Invalid(diags)),
-        Err(e) => return Err(e.into()),
-    };
-    let (cube, report) =
-        build_cube_with_report(&model, &sources, &BuildOptions { progress }).await?;
+    let sources =
+        match lattice_engine::source::load::load_within(&model, options.memory_budget).await {
+            Ok(s) => s,
+            Err(EngineError::Definition(diags)) => return Err(BuildError::Invalid(diags)),
+            Err(e) => return Err(e.into()),
+        };
+    let (cube, report) = build_cube_with_report(&model, &sources, options).await?;
     Ok(Built {
         cube,
         yaml,
@@ -62,16 +66,31 @@ pub async fn build_model(model: Model, yaml: String, progress: bool) -> Result<B
     })
 }
 
-/// Validates and builds the definition in `text` (from `file`, when it has one).
+/// Validates and builds the definition in `text` (from `file`, when it has one), with no
+/// memory budget.
 pub async fn build_definition(
     text: String,
     file: Option<&Path>,
     data_dir: Option<&Path>,
     progress: bool,
 ) -> Result<Built, BuildError> {
+    let options = BuildOptions {
+        progress,
+        memory_budget: None,
+    };
+    build_definition_with(text, file, data_dir, &options).await
+}
+
+/// [`build_definition`] with every build option (a memory budget).
+pub async fn build_definition_with(
+    text: String,
+    file: Option<&Path>,
+    data_dir: Option<&Path>,
+    options: &BuildOptions,
+) -> Result<Built, BuildError> {
     let label = file.map_or_else(|| "<input>".to_string(), |f| f.display().to_string());
     let model = parse(&text, &label, &base_dir(file, data_dir))?;
-    build_model(model, text, progress).await
+    build_model(model, text, options).await
 }
 
 /// Writes `text` to `path` so that a reader (or a crash) sees either the old file or the new

@@ -32,6 +32,10 @@ pub struct Config {
     pub auth: Option<Arc<Auth>>,
     /// Where the audit log goes (`--audit-log`); `None` keeps none.
     pub audit: Option<AuditConfig>,
+    /// Most bytes a definition's build may hold at its peak (a reload over it is refused with
+    /// the estimate, 422 `build_failed`); `None` for no limit. Default: half the machine's
+    /// memory ([`lattice_engine::build::budget::machine_budget`]).
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for Config {
@@ -46,6 +50,7 @@ impl Default for Config {
             cubejs_token: None,
             auth: None,
             audit: None,
+            memory_budget: lattice_engine::build::budget::machine_budget(),
         }
     }
 }

@@ -169,6 +169,9 @@ impl From<QueryError> for ApiError {
         let bad = StatusCode::BAD_REQUEST;
         let (status, details) = match &e {
             QueryError::Malformed { .. } => (bad, json!({})),
+            QueryError::TooLarge { what, found, limit } => {
+                (bad, json!({"what": what, "found": found, "limit": limit}))
+            }
             QueryError::UnknownLevel { name, suggestion } => {
                 (bad, json!({"level": name, "suggestion": suggestion}))
             }
@@ -207,7 +210,9 @@ impl From<QueryError> for ApiError {
             }
             QueryError::BadCompare { level, .. } => (bad, json!({"level": level})),
             QueryError::BadDrill { level, .. } => (bad, json!({"level": level})),
+            QueryError::BadShare { measure, .. } => (bad, json!({"measure": measure})),
             QueryError::TooManyRows { rows, limit } => (bad, json!({"rows": rows, "limit": limit})),
+            QueryError::Forbidden { .. } => (StatusCode::FORBIDDEN, json!({})),
             QueryError::Engine { message } => {
                 return ApiError::internal("answering a query", message);
             }
@@ -256,6 +261,7 @@ impl From<&BuildError> for ApiError {
                 | EngineError::Arrow(_)
                 | EngineError::DataFusion(_)
                 | EngineError::Unsupported { .. }
+                | EngineError::OverMemoryBudget { .. }
                 | EngineError::InvalidOption { .. } => failed(engine.to_string()),
                 EngineError::Definition(diags) => ApiError::invalid_definition(diags),
                 EngineError::Internal(_) => ApiError::internal("building a cube", engine),

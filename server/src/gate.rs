@@ -60,7 +60,10 @@ pub(crate) async fn gate(
             method: principal.map_or(crate::auth::Method::None, |p| p.method),
             http_method: req_method.clone(),
             route: route.clone().unwrap_or_else(|| path.clone()),
-            scope: principal.map_or_else(String::new, |p| p.access.partition()),
+            scope: principal.map_or_else(String::new, |p| {
+                let rules: Vec<String> = p.access.scope.iter().map(ToString::to_string).collect();
+                rules.join(" & ")
+            }),
             params: params.clone(),
             note: note
                 .map(|n| std::mem::take(&mut *crate::registry::lock(&n.0)))

@@ -63,7 +63,7 @@ use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-pub use build::{Built, build_definition};
+pub use build::{Built, build_definition, build_definition_with};
 pub use config::{Config, Limits};
 pub use error::{ApiError, BuildError};
 pub use info::CubeInfo;
@@ -320,8 +320,6 @@ impl cubejs::CubeSource for ServedCubes {
         principal: Arc<auth::Principal>,
     ) -> cubejs::Answering<'_> {
         Box::pin(async move {
-            #[allow(unused_imports)]
-            use auth::engine::CacheAs as _;
             let cache = self.0.cache.clone();
             let access = principal.access.clone();
             query::run_limited(&self.0, &principal, async move {

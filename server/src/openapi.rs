@@ -46,6 +46,23 @@ pub struct QueryDoc {
     /// Say which cuboid answers, and why.
     #[serde(default)]
     pub explain: bool,
+    /// Measures as shares of their totals over coarser groups (a column each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<ShareDoc>,
+}
+
+/// A measure as a share of its total (`of: []`: the grand total; `of: ["time.month"]`: within
+/// each month; a level above a grouped one: the parent member).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Share)]
+pub struct ShareDoc {
+    pub measure: String,
+    #[serde(default)]
+    pub of: Vec<String>,
+    /// Default `<measure>_share` or `<measure>_share_of_<levels>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -142,7 +159,25 @@ pub struct AnswerDoc {
     /// Measures grouped by each leading part of `rows`, when totals are asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subtotals: Vec<SubtotalDoc>,
+    /// For principals with small-cell suppression: the values withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<SuppressedDoc>,
     pub meta: MetaDoc,
+}
+
+/// Cells and totals withheld because fewer than `min_customers` customers are behind them (or
+/// they contain such a cell).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Suppressed)]
+pub struct SuppressedDoc {
+    pub min_customers: u64,
+    /// `[row, column]` of each withheld value in `rows`.
+    pub cells: Vec<[usize; 2]>,
+    /// Keys of `totals` withheld.
+    pub totals: Vec<String>,
+    /// `[sub-total, row]` of each withheld sub-total row.
+    pub subtotals: Vec<[usize; 2]>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -252,6 +287,9 @@ pub struct DrillAnswerDoc {
     pub total: u64,
     pub columns: Vec<ColumnDoc>,
     pub rows: Vec<Vec<Value>>,
+    /// The cell has too few customers for the principal to see them listed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
     pub meta: DrillMetaDoc,
 }
 
@@ -358,7 +396,7 @@ pub fn document() -> &'static str {
 mod tests {
     use super::*;
     use lattice_engine::query::{
-        Compare, Direction, DrillQuery, Filter, FilterOp, Having, HavingOp, Order, Query,
+        Compare, Direction, DrillQuery, Filter, FilterOp, Having, HavingOp, Order, Query, Share,
     };
 
     /// Every field set, every enum's variants used somewhere.
@@ -438,6 +476,11 @@ mod tests {
                 lag: 1,
             }),
             explain: true,
+            shares: vec![Share {
+                measure: "txn_amount".into(),
+                of: vec!["time.year".into()],
+                name: Some("s".into()),
+            }],
         }
     }
 

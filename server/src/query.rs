@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use crate::auth::engine::{CacheAs as _, drill_through_as};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use lattice_engine::access::drill_through_as;
 use lattice_engine::query::{Answer, DrillAnswer, DrillQuery, Query, QueryError};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;

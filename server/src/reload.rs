@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use utoipa::{IntoParams, ToSchema};
 
+use lattice_engine::build::BuildOptions;
+
 use crate::AppState;
 use crate::auth::Principal;
 use crate::build::{self, base_dir, write_atomically};
@@ -207,12 +209,16 @@ pub(crate) fn start_reload(
     let registry = state.registry.clone();
     let metrics = state.metrics.clone();
     let name = name.to_string();
+    let options = BuildOptions {
+        progress: false,
+        memory_budget: state.config.memory_budget,
+    };
     Ok(state.runtimes.build().spawn(async move {
         let _ticket = ticket;
         let _permit = permit;
         let started = Instant::now();
         let result = async {
-            let built = build::build_model(model, text, false).await?;
+            let built = build::build_model(model, text, &options).await?;
             if persist && let Some(p) = &path {
                 write_atomically(p, &built.yaml).map_err(|source| BuildError::Persist {
                     path: p.display().to_string(),

@@ -16,11 +16,11 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::audit::{NoteSlot, note};
 use crate::auth::Access;
-use crate::auth::engine::visible_members;
 use crate::error::ApiError;
 use crate::info::{BuildInfo, CubeInfo};
 use crate::metrics::{header as metric_header, label};
 use crate::registry::{ReloadOutcome, lock};
+use lattice_engine::access::visible_members;
 
 /// `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -113,7 +113,8 @@ pub(crate) async fn list_cubes(
     State(state): State<Arc<AppState>>,
     Extension(access): Extension<Access>,
 ) -> Json<CubeList> {
-    let whole = access.is_everything();
+    // Roles alone (privacy rules) restrict no rows; a scope does.
+    let whole = access.scope.is_empty();
     let cubes = state
         .registry
         .slots()
@@ -146,7 +147,7 @@ pub(crate) async fn cube_metadata(
 ) -> Result<Json<CubeDetail>, ApiError> {
     let slot = state.slot(&cube)?;
     let snap = slot.load();
-    if access.is_everything() {
+    if access.scope.is_empty() {
         return Ok(Json(CubeDetail {
             info: snap.info.clone(),
             last_reload: lock(&slot.last_reload).clone(),

@@ -1,15 +1,18 @@
 //! Integration tests, compiled as one binary so the suite links once.
 
+mod access;
 mod auth;
 mod cli;
 mod cube_build;
 mod cubejs;
+mod hostile;
 mod load;
 mod query;
 mod query_props;
 mod query_suite;
 mod random_cube;
 mod reference;
+mod scoped;
 mod select;
 mod server;
 mod synth;

@@ -181,6 +181,42 @@ async fn having_order_and_compare_must_fit_the_question() {
 }
 
 #[tokio::test]
+async fn shares_must_name_an_asked_measure_and_reachable_levels() {
+    let cases = [
+        (
+            r#"{"measures": ["txn_count"], "shares": [{"measure": "fee_income"}]}"#,
+            "share of 'fee_income': ask for the measure in `measures` too",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "rows": ["region.city"], "shares": [{"measure": "txn_count", "of": ["region.branch"]}]}"#,
+            "share of 'txn_count': 'region.branch' must be on rows or columns, or above a level there in its hierarchy",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "rows": ["channel.channel"], "shares": [{"measure": "txn_count", "of": ["time.year"]}]}"#,
+            "share of 'txn_count': 'time.year' must be on rows or columns, or above a level there in its hierarchy",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "rows": ["time.month"], "shares": [{"measure": "txn_count", "of": ["time.year", "time.year"]}]}"#,
+            "share of 'txn_count': 'time.year' is named twice",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "shares": [{"measure": "txn_count"}, {"measure": "txn_count"}]}"#,
+            "share of 'txn_count': the column name 'txn_count_share' is taken; give the share a `name`",
+        ),
+        (
+            r#"{"measures": ["txn_count"], "shares": [{"measure": "txn_count", "name": "txn_count"}]}"#,
+            "share of 'txn_count': the column name 'txn_count' is taken; give the share a `name`",
+        ),
+    ];
+    for (json, message) in cases {
+        assert_error(&error(json).await, "bad_share", message);
+    }
+    // A level above a grouped one is reachable: months roll up to years.
+    let ok = r#"{"measures": ["txn_count"], "rows": ["time.month"], "shares": [{"measure": "txn_count", "of": ["time.year"]}]}"#;
+    resolve(&Query::from_json(ok).unwrap(), cube().await).expect("months roll up to years");
+}
+
+#[tokio::test]
 async fn valid_filters_become_member_codes() {
     let cube = cube().await;
     let query = Query::from_json(

@@ -837,6 +837,133 @@ async fn check_against_sql(fx: &Fixture, q: &Query, a: &Answer) -> Result<(), St
     Ok(())
 }
 
+/// A random scope: one or two rules on the levels a bank scopes by, with members of the cube.
+fn random_scope(cube: &Cube, rng: &mut Rng) -> Vec<(String, Vec<String>)> {
+    let model = cube.model();
+    let scopable = [
+        "manager.manager",
+        "manager.branch",
+        "region.province",
+        "region.city",
+        "customer.segment",
+    ];
+    let mut rules: Vec<(String, Vec<String>)> = Vec::new();
+    for _ in 0..1 + rng.below(2) {
+        let level = *rng.pick(&scopable);
+        let names = &cube.members(model.level(level).expect("level")).names;
+        let values: Vec<String> = (0..1 + rng.below(2))
+            .map(|_| rng.pick(names).clone())
+            .collect();
+        rules.push((level.to_string(), values));
+    }
+    rules
+}
+
+/// A random query under a random scope equals the same query with the scope as filters —
+/// and, without pivot or comparison, SQL over the scope's facts — on both cubes; a filter
+/// member the scope cannot see is refused as unknown.
+async fn check_scoped_case(fx: &Fixture, seed: u64) -> Result<(), String> {
+    use lattice_engine::access::{Access, ScopeRule, execute_as, visible_members};
+    let mut rng = Rng(seed);
+    let rules = random_scope(&fx.cube, &mut rng);
+    let json = random_query(&fx.cube, &mut rng);
+    let text = json.to_string();
+    let query = Query::from_json(&text).map_err(|e| {
+        format!(
+            "{e}
+{text}"
+        )
+    })?;
+    let access = Access {
+        scope: rules
+            .iter()
+            .map(|(level, values)| ScopeRule {
+                level: level.clone(),
+                values: values.clone(),
+            })
+            .collect(),
+        roles: Vec::new(),
+    };
+    let mut filtered = query.clone();
+    for (level, values) in &rules {
+        filtered.filters.push(lattice_engine::query::Filter {
+            level: level.clone(),
+            op: lattice_engine::query::FilterOp::In,
+            value: None,
+            values: Some(values.clone()),
+        });
+    }
+    let case = format!(
+        "scope {rules:?}
+{text}"
+    );
+    for cube in [&fx.cube, &fx.bare] {
+        let got = execute_as(cube, &query, &access).await;
+        let want = execute(cube, &filtered).await;
+        match (got, want) {
+            (Ok(got), Ok(want)) => {
+                if content(&got) != content(&want) {
+                    return Err(format!(
+                        "scoped and filtered differ
+{case}
+  scoped:   {}
+  filtered: {}",
+                        content(&got),
+                        content(&want)
+                    ));
+                }
+                if cube.cuboids().is_empty() && query.columns.is_empty() && query.compare.is_none()
+                {
+                    check_against_sql(fx, &filtered, &got).await.map_err(|e| {
+                        format!(
+                            "{e}
+{case}"
+                        )
+                    })?;
+                }
+            }
+            (Err(lattice_engine::query::QueryError::UnknownMember { level, value, .. }), _) => {
+                let l = cube.model().level(&level).expect("level");
+                let code = cube.members(l).code(&value).expect("a member of the cube");
+                let visible = visible_members(cube, l, &access)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if visible.is_none_or(|v| v.contains(code)) {
+                    return Err(format!(
+                        "'{value}' of {level} refused though visible
+{case}"
+                    ));
+                }
+            }
+            (Err(a), Err(b)) if a.code() == b.code() => {}
+            (Err(a), Err(b)) if a.code() == "forbidden" && b.code() == "measure_does_not_vary" => {}
+            (got, want) => {
+                return Err(format!(
+                    "scoped {:?}, filtered {:?}
+{case}",
+                    got.map(|a| content(&a)).map_err(|e| e.to_string()),
+                    want.map(|a| content(&a)).map_err(|e| e.to_string())
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: crate::util::proptest_cases(16),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_queries_under_random_scopes_equal_them_filtered_to_the_scope(seed in any::<u64>()) {
+        let result = crate::util::block_on(async { check_scoped_case(fixture().await, seed).await });
+        prop_assert!(result.is_ok(), "seed {seed}: {}", result.unwrap_err());
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: crate::util::proptest_cases(32),

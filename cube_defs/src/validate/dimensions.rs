@@ -4,6 +4,7 @@ use serde_saphyr::Spanned;
 
 use super::{Ctx, pos};
 use crate::diag::{DefError, Pos};
+use crate::limits::MAX_BUCKET_EDGES;
 use crate::model::*;
 use crate::raw::*;
 
@@ -544,7 +545,41 @@ fn bucket(
         }
     };
 
-    // Edges: exact decimals, strictly ascending.
+    // Edges: exact decimals, strictly ascending; as many as a bucket may have (labels too).
+    let too_many = if b.edges.value.len() > MAX_BUCKET_EDGES {
+        Some((
+            pos(&b.edges),
+            "edges",
+            "bucket edges",
+            b.edges.value.len(),
+            MAX_BUCKET_EDGES,
+        ))
+    } else {
+        b.labels
+            .as_ref()
+            .filter(|l| l.value.len() > MAX_BUCKET_EDGES + 1)
+            .map(|l| {
+                (
+                    pos(l),
+                    "labels",
+                    "bucket labels",
+                    l.value.len(),
+                    MAX_BUCKET_EDGES + 1,
+                )
+            })
+    };
+    if let Some((at, field, what, found, limit)) = too_many {
+        ctx.report(
+            at,
+            format!("{base}.{field}"),
+            DefError::TooMany {
+                what,
+                found: found as u64,
+                limit: limit as u64,
+            },
+        );
+        return None;
+    }
     let mut edges = Vec::new();
     if b.edges.value.is_empty() {
         ctx.report(pos(&b.edges), format!("{base}.edges"), DefError::NoEdges);

@@ -5,6 +5,7 @@ use serde_saphyr::Spanned;
 use super::{Ctx, pos};
 use crate::diag::{DefError, Pos};
 use crate::expr::{self, ParsedExpr};
+use crate::limits::MAX_EXPANDED_TERMS;
 use crate::model::*;
 use crate::raw::*;
 
@@ -257,8 +258,10 @@ pub(super) fn derived_cycles(measures: &[Measure], raw: &RawCube, ctx: &mut Ctx<
             v
         })
         .collect();
+    let mut cyclic = false;
     for start in 0..measures.len() {
         if let Some(cycle) = path_back_to(start, &deps) {
+            cyclic = true;
             let names = cycle.iter().map(|&i| measures[i].name.clone()).collect();
             let expr_pos = raw.measures.0[start]
                 .1
@@ -271,6 +274,65 @@ pub(super) fn derived_cycles(measures: &[Measure], raw: &RawCube, ctx: &mut Ctx<
                 DefError::DerivedCycle {
                     measure: measures[start].name.clone(),
                     cycle: names,
+                },
+            );
+        }
+    }
+    if !cyclic {
+        expansion_limits(measures, raw, ctx);
+    }
+}
+
+/// Evaluating a derived measure evaluates every derived measure it names, each time it names
+/// it: `m2 = m1 + m1, m3 = m2 + m2, ...` doubles the work at each step. Each derived measure's
+/// expanded size (its terms, with every derived measure named replaced by its own) stays under
+/// [`MAX_EXPANDED_TERMS`]. Needs the measures free of cycles.
+fn expansion_limits(measures: &[Measure], raw: &RawCube, ctx: &mut Ctx<'_>) {
+    fn terms(e: &Expr, sizes: &[Option<u64>]) -> u64 {
+        match e {
+            Expr::Number(_) => 1,
+            Expr::Measure(m) => sizes[*m].unwrap_or(1),
+            Expr::Neg(e) => terms(e, sizes).saturating_add(1),
+            Expr::Binary(_, a, b) => terms(a, sizes)
+                .saturating_add(terms(b, sizes))
+                .saturating_add(1),
+        }
+    }
+    // Sizes in dependency order: a measure once every derived measure it names has one.
+    let mut sizes: Vec<Option<u64>> = measures
+        .iter()
+        .map(|m| match m.kind {
+            MeasureKind::Derived(_) => None,
+            MeasureKind::Aggregate { .. } => Some(1),
+        })
+        .collect();
+    loop {
+        let mut progressed = false;
+        for (i, m) in measures.iter().enumerate() {
+            let MeasureKind::Derived(e) = &m.kind else {
+                continue;
+            };
+            let mut named = Vec::new();
+            e.measures(&mut named);
+            if sizes[i].is_none() && named.iter().all(|n| sizes[*n].is_some()) {
+                sizes[i] = Some(terms(e, &sizes));
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    for (i, m) in measures.iter().enumerate() {
+        if let Some(n) = sizes[i].filter(|n| *n > MAX_EXPANDED_TERMS) {
+            let at = raw.measures.0[i].1.expr.as_ref().map_or(m.pos, pos);
+            ctx.report(
+                at,
+                format!("measures.{}.expr", m.name),
+                DefError::TooMany {
+                    what: "terms in the expanded expression",
+                    found: n,
+                    limit: MAX_EXPANDED_TERMS,
                 },
             );
         }

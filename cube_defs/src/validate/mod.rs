@@ -10,17 +10,20 @@
 mod aggregates;
 mod dimensions;
 mod measures;
+mod privacy;
 
 use aggregates::aggregates;
 pub use dimensions::default_labels;
 use dimensions::dimensions;
 use measures::{derived_cycles, measures, metric_buckets_vary};
+use privacy::privacy;
 
 use std::path::Path;
 
 use serde_saphyr::Spanned;
 
 use crate::diag::{DefError, Diagnostic, Pos, suggest};
+use crate::limits::{MAX_LEVELS, MAX_MEASURES, MAX_NAME_CHARS, MAX_SOURCES};
 use crate::model::*;
 use crate::raw::*;
 
@@ -91,6 +94,39 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
     }
     if raw.cube.value.trim().is_empty() {
         ctx.invalid(pos(&raw.cube), "cube", "the cube needs a name");
+    } else {
+        check_name(ctx, "cube", &raw.cube, "cube".into(), false);
+    }
+    // Sizes first: past a limit nothing else is checked, so that a hostile definition costs
+    // no more than reading it.
+    if !within_limits(&raw, ctx) {
+        return None;
+    }
+    for (name, _) in &raw.sources.0 {
+        check_name(
+            ctx,
+            "source",
+            name,
+            format!("sources.{}", name.value),
+            false,
+        );
+    }
+    for (name, dim) in &raw.dimensions.0 {
+        let base = format!("dimensions.{}", name.value);
+        check_name(ctx, "dimension", name, base.clone(), true);
+        for (level, _) in dim.levels.iter().flat_map(|l| &l.0) {
+            let path = format!("{base}.levels.{}", level.value);
+            check_name(ctx, "level", level, path, false);
+        }
+    }
+    for (name, _) in &raw.measures.0 {
+        check_name(
+            ctx,
+            "measure",
+            name,
+            format!("measures.{}", name.value),
+            false,
+        );
     }
 
     let sources = sources(&raw.sources, ctx, base_dir);
@@ -131,14 +167,120 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
         dimensions: dimensions?,
         measures: measures.unwrap_or_default(),
         aggregates: Aggregates::default(),
+        privacy: None,
     };
     // Level references resolve even when other sections have errors, so they are reported in
     // the same run; the cross-checks below only make sense on an otherwise clean definition.
     model.aggregates = aggregates(raw.aggregates.as_ref(), &model, ctx);
     if clean_so_far {
         metric_buckets_vary(&model, &raw, ctx);
+        model.privacy = privacy(raw.privacy.as_ref(), &model, ctx);
     }
     ctx.diags.is_empty().then_some(model)
+}
+
+/// Whether the definition is within [`crate::limits`] in the number of its sources,
+/// dimensions, levels and measures; reports the first entry over each limit otherwise.
+fn within_limits(raw: &RawCube, ctx: &mut Ctx<'_>) -> bool {
+    let mut ok = true;
+    let mut over = |ctx: &mut Ctx<'_>,
+                    at: Option<&Spanned<String>>,
+                    path: &str,
+                    what,
+                    found: usize,
+                    limit: usize| {
+        if found > limit {
+            ok = false;
+            ctx.report(
+                at.map_or(Pos::UNKNOWN, pos),
+                path,
+                DefError::TooMany {
+                    what,
+                    found: found as u64,
+                    limit: limit as u64,
+                },
+            );
+        }
+    };
+    let key = |map_len: usize, i: usize| (i < map_len).then_some(i);
+    let s = &raw.sources.0;
+    over(
+        ctx,
+        key(s.len(), MAX_SOURCES).map(|i| &s[i].0),
+        "sources",
+        "sources",
+        s.len(),
+        MAX_SOURCES,
+    );
+    let m = &raw.measures.0;
+    over(
+        ctx,
+        key(m.len(), MAX_MEASURES).map(|i| &m[i].0),
+        "measures",
+        "measures",
+        m.len(),
+        MAX_MEASURES,
+    );
+    // Every dimension has at least one level, so this bounds the dimensions too.
+    let d = &raw.dimensions.0;
+    let levels_of = |dim: &RawDimension| {
+        dim.levels
+            .as_ref()
+            .map(|l| l.0.len())
+            .or_else(|| dim.hierarchy.as_ref().map(|h| h.value.len()))
+            .unwrap_or(0)
+            .max(1)
+    };
+    let mut total = 0;
+    let mut first_over = None;
+    for (name, dim) in d {
+        total += levels_of(dim);
+        if total > MAX_LEVELS && first_over.is_none() {
+            first_over = Some(name);
+        }
+    }
+    over(ctx, first_over, "dimensions", "levels", total, MAX_LEVELS);
+    ok
+}
+
+/// The rules every name follows: not empty, at most [`MAX_NAME_CHARS`] characters, no control
+/// characters; a dimension's name has no `.` (it separates the dimension from the level in
+/// `region.city`).
+fn check_name(
+    ctx: &mut Ctx<'_>,
+    what: &'static str,
+    name: &Spanned<String>,
+    path: String,
+    no_dot: bool,
+) {
+    let n = &name.value;
+    let reason = if n.is_empty() {
+        "a name cannot be empty"
+    } else if n.chars().count() > MAX_NAME_CHARS {
+        "a name has at most 128 characters"
+    } else if n.chars().any(char::is_control) {
+        "a name cannot contain control characters (tabs, line breaks, NUL, ...)"
+    } else if no_dot && n.contains('.') {
+        "a dimension's name cannot contain '.', which separates it from the level ('region.city')"
+    } else {
+        return;
+    };
+    // A name that is too long is shown cut short.
+    let shown: String = n.chars().take(MAX_NAME_CHARS).collect();
+    let shown = if shown.len() < n.len() {
+        format!("{shown}...")
+    } else {
+        shown
+    };
+    ctx.report(
+        pos(name),
+        path,
+        DefError::BadName {
+            what,
+            name: shown,
+            reason,
+        },
+    );
 }
 
 fn sources(raw: &SpannedMap<RawSource>, ctx: &mut Ctx<'_>, base_dir: &Path) -> Vec<Source> {

@@ -8,9 +8,13 @@
 //!    entity and period, bucketed);
 //! 3. [`select`] chooses cuboids, and [`lattice`] aggregates each from its smallest built parent
 //!    (or the base table), in parallel across cores, level count by level count.
+//!
+//! [`budget`] estimates the memory of steps 1-2 before any data is read, and of step 3 before
+//! it starts; a build over [`BuildOptions::memory_budget`] is refused there.
 
 pub(crate) mod arrays;
 pub(crate) mod base;
+pub mod budget;
 pub(crate) mod dims;
 mod lattice;
 mod metrics;
@@ -35,6 +39,9 @@ pub use select::Plan;
 pub struct BuildOptions {
     /// Show progress on the terminal (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// Most bytes the build may hold at its peak, by [`budget`]'s estimate; `None` for no
+    /// limit (the command line and the server default to [`budget::machine_budget`]).
+    pub memory_budget: Option<u64>,
 }
 
 /// What a build did, for `lattice build --explain` and logs.
@@ -73,6 +80,10 @@ pub async fn build_cube_with_report(
     progress.enable_steady_tick(Duration::from_millis(120));
     let mut stages = Vec::new();
 
+    if let Some(b) = opts.memory_budget {
+        budget::check_sources(model, &sources.catalog, b)?;
+    }
+
     let t = Instant::now();
     progress.set_message("encoding dimensions");
     let dims = dims::build_dims(model, &sources.catalog, &sources.ctx).await?;
@@ -101,6 +112,9 @@ pub async fn build_cube_with_report(
     let t = Instant::now();
     let plans = select::choose(model, &dims, &bases)?;
     stages.push(("select", t.elapsed()));
+    if let Some(b) = opts.memory_budget {
+        budget::check_plans(model, &dims, &bases, &plans, b)?;
+    }
 
     let t = Instant::now();
     progress.finish_and_clear();
@@ -140,6 +154,7 @@ pub async fn build_cube_with_report(
             sources.catalog.clone(),
             dims,
         ))),
+        visible: Default::default(),
     };
     cube.index_cuboids();
     info!(

@@ -6,6 +6,7 @@
 //! its levels' member counts and never more than the fact's base table. The workload `auto`
 //! optimises for is every group-by of up to two levels, plus a time level with two others.
 
+use lattice_defs::limits::MAX_GROUP_LEVELS;
 use lattice_defs::model::{AggMode, FactId, LevelKind, LevelRef, Model, TimeGrain};
 
 use super::base::BaseTable;
@@ -14,6 +15,11 @@ use crate::{EngineError, Result};
 
 /// Most cuboids `auto` picks per fact, whatever the budget.
 pub const AUTO_MAX_PER_FACT: usize = 64;
+
+/// Most group-bys `auto` weighs (singles first, then pairs, then triples): each step of the
+/// greedy choice compares every one with every other, so a cube with many levels (64 levels
+/// make over 8,000 group-bys of up to three) would take minutes to choose.
+pub const AUTO_MAX_WORKLOAD: usize = 2048;
 
 /// A cuboid to build, and why.
 #[derive(Debug, Clone)]
@@ -98,7 +104,7 @@ impl Estimator<'_> {
 /// Chooses the cuboids of every fact.
 pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<Vec<Plan>> {
     let mut plans = Vec::new();
-    let budget = model.aggregates.budget_mb * 1024 * 1024;
+    let budget = model.aggregates.budget_mb.saturating_mul(1024 * 1024);
     for (fact, base) in bases.iter().enumerate() {
         let levels = fact_levels(model, fact);
         let est = Estimator {
@@ -145,10 +151,11 @@ pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<
             AggMode::Explicit => {}
             AggMode::Groups => {
                 for (gi, g) in model.aggregates.groups.iter().enumerate() {
-                    if g.includes.len() > 20 {
+                    // Validation refuses these; a model built by hand might not be validated.
+                    if g.includes.len() > MAX_GROUP_LEVELS {
                         return Err(EngineError::Unsupported {
                             what: format!(
-                                "aggregation group {gi} with {} levels (at most 20)",
+                                "aggregation group {gi} with {} levels (at most {MAX_GROUP_LEVELS})",
                                 g.includes.len()
                             ),
                         });
@@ -229,12 +236,22 @@ fn greedy(
         .copied()
         .filter(|l| time_grain(model, *l).is_none())
         .collect();
-    for t in &times {
+    'triples: for t in &times {
         for (i, a) in others.iter().enumerate() {
             for b in &others[i + 1..] {
+                if workload.len() >= AUTO_MAX_WORKLOAD {
+                    break 'triples;
+                }
                 workload.push(vec![*t, *a, *b]);
             }
         }
+    }
+    if workload.len() > AUTO_MAX_WORKLOAD {
+        // Every single level stays; pairs and triples fill the rest, in order.
+        let (singles, more): (Vec<_>, Vec<_>) = workload.into_iter().partition(|w| w.len() == 1);
+        workload = singles;
+        workload.extend(more);
+        workload.truncate(AUTO_MAX_WORKLOAD);
     }
     let sizes: Vec<u64> = workload.iter().map(|w| est.cells(w)).collect();
     // answers[v][w]: cuboid v can answer query w (computed once; the loop below is hot).

@@ -20,7 +20,24 @@ pub struct Answer {
     /// all of `rows`: the row totals across columns), when totals are asked for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subtotals: Vec<Subtotal>,
+    /// Present when small cells are suppressed for the principal: which values came back null
+    /// because too few customers are behind them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppressed>,
     pub meta: Meta,
+}
+
+/// The cells (and totals) withheld from an answer because fewer than `min_customers`
+/// distinct customers are behind them, or because they contain such a cell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Suppressed {
+    pub min_customers: u64,
+    /// `[row, column]` of each null value in `rows` that hides a small cell.
+    pub cells: Vec<[usize; 2]>,
+    /// Keys of `totals` withheld.
+    pub totals: Vec<String>,
+    /// `[sub-total, row]` of each withheld row of `subtotals` (its measures are null).
+    pub subtotals: Vec<[usize; 2]>,
 }
 
 /// One column of an answer.

@@ -9,8 +9,9 @@ use dashmap::DashMap;
 
 use super::answer::Answer;
 use super::error::QueryError;
-use super::exec::execute;
+use super::exec::{execute, execute_restricted};
 use super::spec::Query;
+use crate::access::{Access, apply};
 use crate::store::Cube;
 
 /// Cache key: cube name, snapshot version, normalised query, and a caller's partition (for
@@ -46,6 +47,21 @@ impl QueryCache {
         self.execute_in(cube, query, "").await
     }
 
+    /// [`QueryCache::execute`] as `access` may see it: each access has its own partition, so
+    /// no principal is ever served another's answer.
+    pub async fn execute_as(
+        &self,
+        cube: &Cube,
+        query: &Query,
+        access: &Access,
+    ) -> Result<Answer, QueryError> {
+        let applied = apply(cube, access)?;
+        self.run(cube, query, &applied.partition, || {
+            execute_restricted(cube, query, &applied)
+        })
+        .await
+    }
+
     /// [`QueryCache::execute`] within a partition of the cache.
     pub async fn execute_in(
         &self,
@@ -53,8 +69,23 @@ impl QueryCache {
         query: &Query,
         partition: &str,
     ) -> Result<Answer, QueryError> {
+        self.run(cube, query, partition, || execute(cube, query))
+            .await
+    }
+
+    async fn run<F, Fut>(
+        &self,
+        cube: &Cube,
+        query: &Query,
+        partition: &str,
+        answer: F,
+    ) -> Result<Answer, QueryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Answer, QueryError>>,
+    {
         if self.capacity == 0 {
-            return execute(cube, query).await;
+            return answer().await;
         }
         let start = Instant::now();
         let key = (
@@ -71,7 +102,7 @@ impl QueryCache {
             answer.meta.elapsed_us = start.elapsed().as_micros() as u64;
             return Ok(answer);
         }
-        let answer = execute(cube, query).await?;
+        let answer = answer().await?;
         if self.map.len() >= self.capacity {
             let version = cube.version;
             self.map.retain(|k, _| k.1 == version);

@@ -15,11 +15,13 @@ use super::answer::Column;
 use super::error::QueryError;
 use super::exec::{aggregate, execute_resolved};
 use super::group::AggRequest;
-use super::resolve::{OrderKey, ResolvedFilter, resolve};
+use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve_visible};
 use super::scan::{derive, filter_masks, passes};
 use super::spec::{Direction, Filter, Order, Query};
+use crate::access::{Applied, restrict, visible_for};
 use crate::build::arrays::KeyValue;
 use crate::store::{Cube, MeasureColumn};
+use std::collections::HashMap;
 
 /// Members listed when a drill-through names no `limit`.
 pub const DEFAULT_DRILL_LIMIT: u64 = 100;
@@ -61,6 +63,9 @@ pub struct DrillAnswer {
     pub total: u64,
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Json>>,
+    /// The cell has fewer customers than the principal may see listed: no members are given.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
     pub meta: DrillMeta,
 }
 
@@ -77,7 +82,40 @@ pub struct DrillMeta {
 
 /// Lists the members of `q.level` behind the cell `q.filters`.
 pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, QueryError> {
+    drill(cube, q, None).await
+}
+
+/// [`drill_through`] under a principal's applied access: the scope joins the cell's filters,
+/// filters see only visible members, and with suppression a cell of too few customers lists
+/// no one (and each member's values are suppressed as any small cell is).
+pub(crate) async fn drill_through_restricted(
+    cube: &Cube,
+    q: &DrillQuery,
+    applied: &Applied,
+) -> Result<DrillAnswer, QueryError> {
+    if applied.is_unrestricted() {
+        return drill(cube, q, None).await;
+    }
+    drill(cube, q, Some(applied)).await
+}
+
+async fn drill(
+    cube: &Cube,
+    q: &DrillQuery,
+    applied: Option<&Applied>,
+) -> Result<DrillAnswer, QueryError> {
     let start = Instant::now();
+    let visible = match applied {
+        Some(a) => visible_for(cube, a, q.filters.iter().map(|f| f.level.as_str())).await?,
+        None => HashMap::new(),
+    };
+    let resolve = |query: &Query| -> Result<Resolved, QueryError> {
+        let mut r = resolve_visible(query, cube, &visible)?;
+        if let Some(a) = applied {
+            restrict(cube, &mut r, a)?;
+        }
+        Ok(r)
+    };
     let model = &cube.model;
     let bad = |message: String| QueryError::BadDrill {
         level: q.level.clone(),
@@ -130,12 +168,16 @@ pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, Q
             filters: q.filters.clone(),
             ..Query::default()
         };
-        match resolve(&probe, cube) {
+        match resolve(&probe) {
             Ok(r) => {
-                chosen = Some((m, fact, r.filters));
+                let mut filters = r.filters;
+                filters.extend(r.scope);
+                chosen = Some((m, fact, filters));
                 break;
             }
-            Err(e @ QueryError::MeasureDoesNotVary { .. }) => last_err = Some(e),
+            Err(e @ (QueryError::MeasureDoesNotVary { .. } | QueryError::Forbidden { .. })) => {
+                last_err = Some(e)
+            }
             Err(e) => return Err(e),
         }
     }
@@ -152,12 +194,52 @@ pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, Q
     let r_req = if q.measures.is_empty() {
         None
     } else {
-        Some(resolve(&requested, cube)?)
+        Some(resolve(&requested)?)
     };
     for o in &q.order {
         let ok = o.by == q.level || q.measures.contains(&o.by);
         if !ok {
             return Err(QueryError::BadOrder { by: o.by.clone() });
+        }
+    }
+
+    // A cell of too few customers lists no one.
+    let counter = applied
+        .and_then(|a| a.suppress.as_ref())
+        .and_then(|s| Some((s.min, s.counts.iter().find(|(f, _)| *f == fact)?.1)));
+    if let Some((min, count)) = counter {
+        let req = AggRequest {
+            fact,
+            levels: &[],
+            filters: &filters,
+            measures: &[count],
+        };
+        let (grouped, _) = aggregate(cube, &req, false).await?;
+        let n: u64 = (0..grouped.len())
+            .map(|g| match grouped.accs[0].value(g) {
+                crate::store::CellValue::Count(n) => n,
+                _ => 0,
+            })
+            .sum();
+        if n > 0 && n < min {
+            return Ok(DrillAnswer {
+                level: q.level.clone(),
+                total: 0,
+                columns: vec![Column {
+                    name: q.level.clone(),
+                    kind: "level",
+                    ty: None,
+                }],
+                rows: Vec::new(),
+                suppressed: true,
+                meta: DrillMeta {
+                    source: "suppressed",
+                    via_measure: model.measures[via].name.clone(),
+                    cuboid: None,
+                    elapsed_us: start.elapsed().as_micros() as u64,
+                    snapshot: cube.version,
+                },
+            });
         }
     }
 
@@ -281,6 +363,7 @@ pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, Q
         total,
         columns,
         rows,
+        suppressed: false,
         meta: DrillMeta {
             source,
             via_measure: model.measures[via].name.clone(),

@@ -6,12 +6,18 @@
 pub enum QueryError {
     #[error("the query is not valid JSON for a query: {message}")]
     Malformed { message: String },
-    #[error("unknown level '{name}'{}", did_you_mean(suggestion))]
+    #[error("the query names {found} {what}, more than the limit of {limit}")]
+    TooLarge {
+        what: &'static str,
+        found: usize,
+        limit: usize,
+    },
+    #[error("unknown level '{}'{}", shown(name), did_you_mean(suggestion))]
     UnknownLevel {
         name: String,
         suggestion: Option<String>,
     },
-    #[error("unknown measure '{name}'{}", did_you_mean(suggestion))]
+    #[error("unknown measure '{}'{}", shown(name), did_you_mean(suggestion))]
     UnknownMeasure {
         name: String,
         suggestion: Option<String>,
@@ -32,7 +38,12 @@ pub enum QueryError {
         level: String,
         dimension: String,
     },
-    #[error("'{value}' is not a member of '{level}'{}", close_members(suggestions))]
+    #[error(
+        "'{}' is not a member of '{}'{}",
+        shown(value),
+        shown(level),
+        close_members(suggestions)
+    )]
     UnknownMember {
         level: String,
         value: String,
@@ -50,13 +61,28 @@ pub enum QueryError {
     OrderByColumn { by: String },
     #[error("compare on '{level}': {message}")]
     BadCompare { level: String, message: String },
+    #[error("share of '{measure}': {message}")]
+    BadShare { measure: String, message: String },
     #[error("drill-through to '{level}': {message}")]
     BadDrill { level: String, message: String },
     #[error("the answer has {rows} rows, more than the limit of {limit}; add filters or a `limit`")]
     TooManyRows { rows: usize, limit: usize },
+    /// The principal may not ask this (their scope does not fit the cube or the measure).
+    #[error("forbidden: {message}")]
+    Forbidden { message: String },
     /// Not the query's fault: the engine could not answer it.
     #[error("{message}")]
     Engine { message: String },
+}
+
+/// A name or value as a message shows it: cut short past 128 characters (the error's details
+/// carry it whole).
+fn shown(s: &str) -> String {
+    const MAX: usize = 128;
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &s[..cut]),
+        None => s.to_string(),
+    }
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
@@ -83,6 +109,7 @@ impl QueryError {
     pub fn code(&self) -> &'static str {
         match self {
             QueryError::Malformed { .. } => "malformed_query",
+            QueryError::TooLarge { .. } => "query_too_large",
             QueryError::UnknownLevel { .. } => "unknown_level",
             QueryError::UnknownMeasure { .. } => "unknown_measure",
             QueryError::NoMeasures => "no_measures",
@@ -93,8 +120,10 @@ impl QueryError {
             QueryError::HavingNotAsked { .. } => "having_not_asked",
             QueryError::BadOrder { .. } | QueryError::OrderByColumn { .. } => "bad_order",
             QueryError::BadCompare { .. } => "bad_compare",
+            QueryError::BadShare { .. } => "bad_share",
             QueryError::BadDrill { .. } => "bad_drill",
             QueryError::TooManyRows { .. } => "too_many_rows",
+            QueryError::Forbidden { .. } => "forbidden",
             QueryError::Engine { .. } => "internal",
         }
     }

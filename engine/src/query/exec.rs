@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use lattice_defs::model::{FactId, LevelRef, MeasureId, MeasureKind, UNKNOWN_MEMBER};
+use roaring::RoaringBitmap;
 use serde_json::Value as Json;
 
 use super::answer::{
-    Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal, V, eval, measure_type,
+    Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal, Suppressed, V, eval, measure_type,
 };
 use super::error::QueryError;
 use super::fallback;
@@ -17,6 +18,7 @@ use super::group::{AggRequest, Grouped};
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
 use super::scan::{closing_periods, scan};
 use super::spec::{Direction, HavingOp, Query};
+use crate::access::{Applied, resolve_restricted};
 use crate::store::Cube;
 
 /// Answers `query` from `cube`.
@@ -26,6 +28,37 @@ pub async fn execute(cube: &Cube, query: &Query) -> Result<Answer, QueryError> {
     let mut answer = Exec::new(cube, &r).run().await?;
     answer.meta.elapsed_us = start.elapsed().as_micros() as u64;
     Ok(answer)
+}
+
+/// Answers `query` under a principal's applied access.
+pub(crate) async fn execute_restricted(
+    cube: &Cube,
+    query: &Query,
+    applied: &Applied,
+) -> Result<Answer, QueryError> {
+    if applied.is_unrestricted() {
+        return execute(cube, query).await;
+    }
+    let r = resolve_restricted(cube, query, applied).await?;
+    execute_resolved(cube, &r).await
+}
+
+/// The members of `level` with facts of `fact` under `filters` (a principal's scope).
+pub(crate) async fn aggregate_for_access(
+    cube: &Cube,
+    fact: FactId,
+    level: LevelRef,
+    filters: &[ResolvedFilter],
+    measure: MeasureId,
+) -> Result<RoaringBitmap, QueryError> {
+    let req = AggRequest {
+        fact,
+        levels: &[level],
+        filters,
+        measures: &[measure],
+    };
+    let (grouped, _) = aggregate(cube, &req, false).await?;
+    Ok((0..grouped.len()).map(|g| grouped.key(g)[0]).collect())
 }
 
 /// Answers an already resolved query.
@@ -42,6 +75,8 @@ enum MCol {
     Plain(MeasureId),
     Prev(MeasureId),
     Change(MeasureId),
+    /// The query's `shares[i]`.
+    Share(usize),
 }
 
 /// Groups of every fact merged: per key (member codes of `levels`), the value of each leaf
@@ -57,6 +92,10 @@ struct Exec<'a> {
     facts: BTreeMap<FactId, Vec<MeasureId>>,
     leaves: Vec<MeasureId>,
     mcols: Vec<MCol>,
+    /// With small-cell suppression: the fewest customers a cell needs, and the leaf positions
+    /// of the customer counts of the facts asked about.
+    min_customers: u64,
+    counts: Vec<usize>,
 }
 
 impl<'a> Exec<'a> {
@@ -66,8 +105,26 @@ impl<'a> Exec<'a> {
         for &m in &r.measures {
             collect_leaves(model, m, &mut leaves);
         }
+        // Suppression counts the customers of every fact asked about.
+        let counts_of: Vec<MeasureId> = r.suppress.as_ref().map_or(Vec::new(), |s| {
+            s.counts
+                .iter()
+                .filter(|(f, _)| {
+                    leaves.iter().any(|m| {
+                        matches!(model.measures[*m].kind, MeasureKind::Aggregate { fact, .. } if fact == *f)
+                    })
+                })
+                .map(|(_, m)| *m)
+                .collect()
+        });
+        leaves.extend(&counts_of);
         leaves.sort_unstable();
         leaves.dedup();
+        let counts = counts_of
+            .iter()
+            .filter_map(|m| leaves.iter().position(|l| l == m))
+            .collect();
+        let min_customers = r.suppress.as_ref().map_or(0, |s| s.min);
         let mut facts: BTreeMap<FactId, Vec<MeasureId>> = BTreeMap::new();
         for &m in &leaves {
             if let MeasureKind::Aggregate { fact, .. } = model.measures[m].kind {
@@ -82,13 +139,25 @@ impl<'a> Exec<'a> {
                 mcols.push(MCol::Change(m));
             }
         }
+        mcols.extend((0..r.shares.len()).map(MCol::Share));
         Exec {
             cube,
             r,
             facts,
             leaves,
             mcols,
+            min_customers,
+            counts,
         }
+    }
+
+    /// Whether a group's leaf values have too few customers to be shown (some fact has
+    /// between 1 and `min_customers - 1` of them).
+    fn small(&self, leaf_values: &[V]) -> bool {
+        self.counts.iter().any(|&i| match leaf_values[i] {
+            V::Int(n) => n > 0 && n < i128::from(self.min_customers),
+            _ => false,
+        })
     }
 
     fn grain(&self) -> Vec<LevelRef> {
@@ -120,23 +189,90 @@ impl<'a> Exec<'a> {
         };
         let prev = prev.as_ref().unwrap_or(&main);
 
-        // Logical rows: key, then the value of every measure column.
+        // Logical rows: key, then the value of every measure column. Small cells (and
+        // comparisons with a small earlier cell) are nulled here, before having and order.
+        let suppressing = r.suppress.is_some();
+        let small_keys: BTreeSet<Vec<u32>> = if suppressing {
+            main.rows
+                .iter()
+                .filter(|(_, v)| self.small(v))
+                .map(|(k, _)| k.clone())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        // Each share's totals, and (with suppression) the totals that are small or hold a
+        // small cell: a share there would give the withheld total away.
+        let mut shares = Vec::with_capacity(r.shares.len());
+        for s in &r.shares {
+            let totals = self.coarser(&main, &s.of).await?;
+            let hidden: BTreeSet<Vec<u32>> = if suppressing {
+                small_keys
+                    .iter()
+                    .filter_map(|k| self.share_key(&grain, k, &s.of))
+                    .chain(
+                        totals
+                            .rows
+                            .iter()
+                            .filter(|(_, v)| self.small(v))
+                            .map(|(k, _)| k.clone()),
+                    )
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
+            shares.push((totals, hidden));
+        }
+        let mut flags: HashMap<Vec<u32>, Vec<bool>> = HashMap::new();
         let mut rows: Vec<(Vec<u32>, Vec<V>)> = Vec::with_capacity(main.rows.len());
         for (key, vals) in &main.rows {
+            let hide = small_keys.contains(key);
             let plain = self.outputs(vals);
             let mut out = Vec::with_capacity(self.mcols.len());
-            let before = r
+            let before_leaves = r
                 .compare
                 .and_then(|(l, lag)| self.prev_key(&grain, key, l, lag))
-                .and_then(|pk| prev.rows.get(&pk))
-                .map(|v| self.outputs(v));
+                .and_then(|pk| prev.rows.get(&pk));
+            let hide_prev = suppressing && before_leaves.is_some_and(|b| self.small(b));
+            let before = before_leaves.map(|v| self.outputs(v));
             for (i, v) in plain.iter().enumerate() {
-                out.push(*v);
+                let v = if hide { V::Null } else { *v };
+                out.push(v);
                 if r.compare.is_some() {
-                    let p = before.as_ref().map_or(V::Null, |b| b[i]);
+                    let p = if hide_prev {
+                        V::Null
+                    } else {
+                        before.as_ref().map_or(V::Null, |b| b[i])
+                    };
                     out.push(p);
-                    out.push(change(*v, p));
+                    out.push(change(v, p));
                 }
+            }
+            let mut share_hidden = vec![false; r.shares.len()];
+            for (i, (s, (totals, hidden))) in r.shares.iter().zip(&shares).enumerate() {
+                let tk = self.share_key(&grain, key, &s.of);
+                share_hidden[i] = hide || tk.as_ref().is_some_and(|k| hidden.contains(k));
+                let total = tk
+                    .and_then(|k| totals.rows.get(&k))
+                    .map_or(V::Null, |t| self.value_of(s.measure, t));
+                out.push(if share_hidden[i] {
+                    V::Null
+                } else {
+                    ratio(self.value_of(s.measure, vals), total)
+                });
+            }
+            if hide || hide_prev || share_hidden.iter().any(|h| *h) {
+                let f = self
+                    .mcols
+                    .iter()
+                    .map(|c| match c {
+                        MCol::Plain(_) => hide,
+                        MCol::Prev(_) => hide_prev,
+                        MCol::Change(_) => hide || hide_prev,
+                        MCol::Share(i) => share_hidden[*i],
+                    })
+                    .collect();
+                flags.insert(key.clone(), f);
             }
             rows.push((key.clone(), out));
         }
@@ -160,10 +296,11 @@ impl<'a> Exec<'a> {
             })
             .collect();
         let mut out_rows: Vec<(Vec<u32>, Vec<V>)>;
+        let mut col_keys: Vec<Vec<u32>> = Vec::new();
         if pivot {
             let nr = r.rows.len();
-            let col_keys: BTreeSet<Vec<u32>> = rows.iter().map(|(k, _)| k[nr..].to_vec()).collect();
-            let col_keys: Vec<Vec<u32>> = col_keys.into_iter().collect();
+            let keys: BTreeSet<Vec<u32>> = rows.iter().map(|(k, _)| k[nr..].to_vec()).collect();
+            col_keys = keys.into_iter().collect();
             let col_index: HashMap<&[u32], usize> = col_keys
                 .iter()
                 .enumerate()
@@ -211,6 +348,16 @@ impl<'a> Exec<'a> {
         } else {
             None
         };
+        // Row totals that hold a small cell (or are small) order as nulls.
+        let hidden_row_totals: BTreeSet<Vec<u32>> = match &row_totals {
+            Some(t) if suppressing => t
+                .rows
+                .iter()
+                .filter(|(k, v)| self.small(v) || contains_small(&small_keys, 0, k))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => BTreeSet::new(),
+        };
         if !r.order.is_empty() {
             let mut sort_keys: Vec<Vec<SortKey>> = Vec::with_capacity(out_rows.len());
             for (k, vals) in &out_rows {
@@ -225,6 +372,9 @@ impl<'a> Exec<'a> {
                         }
                         OrderKey::Measure(m) => {
                             let v = match &row_totals {
+                                Some(_) if hidden_row_totals.contains(&k[..r.rows.len()]) => {
+                                    V::Null
+                                }
                                 Some(t) => t
                                     .rows
                                     .get(&k[..r.rows.len()])
@@ -254,11 +404,33 @@ impl<'a> Exec<'a> {
             .limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let nr = r.rows.len();
+        let width = self.mcols.len();
+        let mut suppressed = r.suppress.as_ref().map(|s| Suppressed {
+            min_customers: s.min,
+            ..Suppressed::default()
+        });
         let json_rows: Vec<Vec<Json>> = out_rows
             .into_iter()
             .skip(offset)
             .take(limit)
-            .map(|(k, vals)| {
+            .enumerate()
+            .map(|(j, (k, vals))| {
+                if let Some(sup) = suppressed.as_mut() {
+                    let mut mark = |full: &[u32], first: usize| {
+                        if let Some(f) = flags.get(full) {
+                            let cols = f.iter().enumerate().filter(|(_, h)| **h);
+                            sup.cells.extend(cols.map(|(i, _)| [j, first + i]));
+                        }
+                    };
+                    if pivot {
+                        for (c, ck) in col_keys.iter().enumerate() {
+                            let full: Vec<u32> = k.iter().chain(ck).copied().collect();
+                            mark(&full, nr + c * width);
+                        }
+                    } else {
+                        mark(&k, nr);
+                    }
+                }
                 let keys = if pivot { &k[..] } else { &k[..nr] };
                 self.member_json(&r.rows, keys)
                     .into_iter()
@@ -268,7 +440,8 @@ impl<'a> Exec<'a> {
             .collect();
 
         let (totals, subtotals) = if r.totals {
-            self.totals(&main, row_totals.as_ref()).await?
+            self.totals(&main, row_totals.as_ref(), &small_keys, suppressed.as_mut())
+                .await?
         } else {
             (None, Vec::new())
         };
@@ -279,6 +452,7 @@ impl<'a> Exec<'a> {
             rows: json_rows,
             totals,
             subtotals,
+            suppressed,
             meta: Meta {
                 source: if all_cuboid { "cuboid" } else { "fallback" },
                 cuboid: metas.first().and_then(|m| m.cuboid.clone()),
@@ -338,14 +512,39 @@ impl<'a> Exec<'a> {
         Some(pk)
     }
 
+    /// The key of the total a share of the row `key` (at `grain`) is divided by: each of the
+    /// share's levels read from the grain, or mapped up from a finer grouped level of its
+    /// hierarchy.
+    fn share_key(&self, grain: &[LevelRef], key: &[u32], of: &[LevelRef]) -> Option<Vec<u32>> {
+        of.iter()
+            .map(|l| match grain.iter().position(|g| g == l) {
+                Some(i) => Some(key[i]),
+                None => grain.iter().enumerate().find_map(|(i, g)| {
+                    let map = self.cube.parent_map(l.dim, g.level, l.level)?;
+                    (g.dim == l.dim).then(|| map[key[i] as usize])
+                }),
+            })
+            .collect()
+    }
+
     /// Grand totals (and pivot column totals), and sub-totals.
+    /// With suppression (`sup`), a total is withheld when it is small itself or contains a
+    /// small cell of `small_keys` (the grain's small keys), so that no hidden cell can be
+    /// recovered by subtracting the cells shown from a total.
     async fn totals(
         &self,
         main: &Table,
         row_totals: Option<&Table>,
+        small_keys: &BTreeSet<Vec<u32>>,
+        mut sup: Option<&mut Suppressed>,
     ) -> Result<(Option<serde_json::Map<String, Json>>, Vec<Subtotal>), QueryError> {
         let r = self.r;
         let model = &self.cube.model;
+        let nr = r.rows.len();
+        let suppressing = sup.is_some();
+        let hidden = |vals: &[V], start: usize, key: &[u32]| {
+            suppressing && (self.small(vals) || contains_small(small_keys, start, key))
+        };
         let mut map = serde_json::Map::new();
         let grand = self.coarser(main, &[]).await?;
         let values = grand
@@ -353,25 +552,75 @@ impl<'a> Exec<'a> {
             .get(&Vec::new())
             .cloned()
             .unwrap_or_else(|| self.empty_leaves());
+        let hide = hidden(&values, 0, &[]);
         for (m, v) in r.measures.iter().zip(self.outputs(&values)) {
-            map.insert(model.measures[*m].name.clone(), v.json());
+            let name = model.measures[*m].name.clone();
+            if hide {
+                map.insert(name.clone(), Json::Null);
+                if let Some(s) = sup.as_deref_mut() {
+                    s.totals.push(name);
+                }
+            } else {
+                map.insert(name, v.json());
+            }
         }
         if !r.columns.is_empty() {
             let by_col = self.coarser(main, &r.columns).await?;
             for (k, vals) in &by_col.rows {
                 let member = self.member_path(&r.columns, k);
+                let hide = hidden(vals, nr, k);
                 for (m, v) in r.measures.iter().zip(self.outputs(vals)) {
-                    map.insert(format!("{member}|{}", model.measures[*m].name), v.json());
+                    let name = format!("{member}|{}", model.measures[*m].name);
+                    if hide {
+                        map.insert(name.clone(), Json::Null);
+                        if let Some(s) = sup.as_deref_mut() {
+                            s.totals.push(name);
+                        }
+                    } else {
+                        map.insert(name, v.json());
+                    }
                 }
             }
         }
         let mut subtotals = Vec::new();
-        for n in 1..r.rows.len() {
-            let t = self.coarser(main, &r.rows[..n]).await?;
-            subtotals.push(self.subtotal(&r.rows[..n], &t));
-        }
-        if let Some(t) = row_totals {
-            subtotals.push(self.subtotal(&r.rows, t));
+        for n in 1..=nr {
+            let owned;
+            let t: &Table = match (n == nr, row_totals) {
+                (true, Some(t)) => t,
+                (true, None) => break,
+                (false, _) => {
+                    owned = self.coarser(main, &r.rows[..n]).await?;
+                    &owned
+                }
+            };
+            let index = subtotals.len();
+            let mut hidden_rows = Vec::new();
+            let rows = t
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(j, (k, vals))| {
+                    let hide = hidden(vals, 0, k);
+                    if hide {
+                        hidden_rows.push([index, j]);
+                    }
+                    self.member_json(&r.rows[..n], k)
+                        .into_iter()
+                        .chain(
+                            self.outputs(vals)
+                                .into_iter()
+                                .map(|v| if hide { Json::Null } else { v.json() }),
+                        )
+                        .collect()
+                })
+                .collect();
+            if let Some(s) = sup.as_deref_mut() {
+                s.subtotals.extend(hidden_rows);
+            }
+            subtotals.push(Subtotal {
+                levels: r.rows[..n].iter().map(|l| model.level_name(*l)).collect(),
+                rows,
+            });
         }
         Ok((Some(map), subtotals))
     }
@@ -423,23 +672,6 @@ impl<'a> Exec<'a> {
         Ok(Table { rows })
     }
 
-    fn subtotal(&self, levels: &[LevelRef], t: &Table) -> Subtotal {
-        let model = &self.cube.model;
-        Subtotal {
-            levels: levels.iter().map(|l| model.level_name(*l)).collect(),
-            rows: t
-                .rows
-                .iter()
-                .map(|(k, vals)| {
-                    self.member_json(levels, k)
-                        .into_iter()
-                        .chain(self.outputs(vals).into_iter().map(V::json))
-                        .collect()
-                })
-                .collect(),
-        }
-    }
-
     fn member_json(&self, levels: &[LevelRef], key: &[u32]) -> Vec<Json> {
         levels
             .iter()
@@ -463,6 +695,7 @@ impl<'a> Exec<'a> {
             MCol::Plain(m) => name(m),
             MCol::Prev(m) => format!("{}_prev", name(m)),
             MCol::Change(m) => format!("{}_change", name(m)),
+            MCol::Share(i) => self.r.shares[i].name.clone(),
         }
     }
 
@@ -471,7 +704,7 @@ impl<'a> Exec<'a> {
             MCol::Plain(m) | MCol::Prev(m) => {
                 measure_type(&self.cube.model, &self.cube.rollup.scales, m)
             }
-            MCol::Change(_) => "number",
+            MCol::Change(_) | MCol::Share(_) => "number",
         }
     }
 
@@ -515,6 +748,14 @@ impl<'a> Exec<'a> {
         filters: &[ResolvedFilter],
         mut metas: Option<&mut Vec<FactMeta>>,
     ) -> Result<Table, QueryError> {
+        // The principal's scope applies to every aggregate, whatever else is lifted.
+        let scoped: Vec<ResolvedFilter>;
+        let filters = if self.r.scope.is_empty() {
+            filters
+        } else {
+            scoped = filters.iter().chain(&self.r.scope).cloned().collect();
+            &scoped
+        };
         let mut rows: BTreeMap<Vec<u32>, Vec<V>> = BTreeMap::new();
         let n = self.leaves.len();
         if levels.is_empty() {
@@ -669,6 +910,14 @@ fn collect_leaves(model: &lattice_defs::Model, m: MeasureId, out: &mut Vec<Measu
     }
 }
 
+/// Whether some small key has `key` as its part from `start` (the key's levels being the
+/// grain's levels `start..start + key.len()`, or a leading part of rows when `start` is 0).
+fn contains_small(small_keys: &BTreeSet<Vec<u32>>, start: usize, key: &[u32]) -> bool {
+    small_keys
+        .iter()
+        .any(|s| s.get(start..start + key.len()) == Some(key))
+}
+
 /// Two partial aggregates of one measure combined, as SQL would over their rows (NULL is no
 /// value).
 fn fold(agg: lattice_defs::model::Agg, a: V, b: V) -> V {
@@ -681,6 +930,17 @@ fn fold(agg: lattice_defs::model::Agg, a: V, b: V) -> V {
             Agg::Min | Agg::Max => a,
             _ => V::binary(BinOp::Add, a, b),
         },
+    }
+}
+
+/// `part / whole` as a number; NULL when either is NULL or the whole is 0.
+fn ratio(part: V, whole: V) -> V {
+    match (part.as_f64(), whole.as_f64()) {
+        (Some(p), Some(w)) if w != 0.0 => {
+            let x = p / w;
+            if x.is_finite() { V::Float(x) } else { V::Null }
+        }
+        _ => V::Null,
     }
 }
 

@@ -37,8 +37,15 @@
 //!   grain of `rows` alone).
 //! - A pivot has one row per `rows` key and a column `<m1>|..|<mk>|<measure>` per columns
 //!   key present after `having`, in member order.
+//! - `shares`: a measure divided by its total over the rows that share the members of the
+//!   share's levels (none: the grand total; a level above a grouped one: its parent member),
+//!   a number; null when the total is null or zero. The totals cover every filtered fact, as
+//!   `totals` do (not limited by having or limit).
 //! - `totals`: the measures over all the filtered facts (not limited by having or limit),
 //!   sub-totals per leading part of `rows`, and in a pivot the column and row totals.
+//! - A principal's access ([`crate::access`]) adds its scope to every aggregate (never
+//!   lifted) and, with small-cell suppression, nulls and flags every cell with too few
+//!   customers and every total containing one, before `having`, order and paging.
 
 mod answer;
 mod cache;
@@ -51,11 +58,14 @@ mod resolve;
 mod scan;
 mod spec;
 
-pub use answer::{Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal};
+pub use answer::{Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal, Suppressed};
 pub use cache::QueryCache;
+pub(crate) use drill::drill_through_restricted;
 pub use drill::{DEFAULT_DRILL_LIMIT, DrillAnswer, DrillMeta, DrillQuery, drill_through};
 pub use error::QueryError;
 pub use exec::execute;
+pub(crate) use exec::{aggregate_for_access, execute_restricted};
 pub use fallback::FallbackData;
-pub use resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
-pub use spec::{Compare, Direction, Filter, FilterOp, Having, HavingOp, Order, Query};
+pub(crate) use resolve::resolve_visible;
+pub use resolve::{OrderKey, Resolved, ResolvedFilter, ResolvedShare, resolve};
+pub use spec::{Compare, Direction, Filter, FilterOp, Having, HavingOp, Order, Query, Share};

@@ -4,9 +4,12 @@
 use lattice_defs::diag::{suggest, suggest_many};
 use lattice_defs::model::{LevelKind, LevelRef, MeasureId};
 use roaring::RoaringBitmap;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::error::QueryError;
 use super::spec::{Direction, FilterOp, HavingOp, Query};
+use crate::access::Suppress;
 use crate::store::Cube;
 
 /// Close members suggested for a value that is not one.
@@ -26,6 +29,14 @@ pub enum OrderKey {
     Level(LevelRef),
 }
 
+/// A share column: `measure` over its total at `of`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedShare {
+    pub measure: MeasureId,
+    pub of: Vec<LevelRef>,
+    pub name: String,
+}
+
 /// A query whose every name the cube knows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
@@ -41,10 +52,51 @@ pub struct Resolved {
     pub totals: bool,
     pub compare: Option<(LevelRef, u32)>,
     pub explain: bool,
+    pub shares: Vec<ResolvedShare>,
+    /// The principal's scope: filters applied to every aggregate and never lifted.
+    pub(crate) scope: Vec<ResolvedFilter>,
+    /// Small-cell suppression in force for the principal.
+    pub(crate) suppress: Option<Suppress>,
+}
+
+/// Most names of each kind one query may list. A cube has at most 256 measures and 64 levels
+/// ([`lattice_defs::limits`]), so a longer list repeats itself; refusing it first keeps a
+/// hostile query from costing more than reading it.
+const MAX_MEASURES: usize = lattice_defs::limits::MAX_MEASURES;
+const MAX_GROUPED: usize = lattice_defs::limits::MAX_LEVELS;
+const MAX_CONDITIONS: usize = 256;
+
+/// The lists of `query` within the limits above.
+fn check_size(query: &Query) -> Result<(), QueryError> {
+    let grouped = query.rows.len() + query.columns.len();
+    for (what, found, limit) in [
+        ("measures", query.measures.len(), MAX_MEASURES),
+        ("levels on rows and columns", grouped, MAX_GROUPED),
+        ("filters", query.filters.len(), MAX_CONDITIONS),
+        ("having conditions", query.having.len(), MAX_CONDITIONS),
+        ("order keys", query.order.len(), MAX_CONDITIONS),
+        ("shares", query.shares.len(), MAX_CONDITIONS),
+    ] {
+        if found > limit {
+            return Err(QueryError::TooLarge { what, found, limit });
+        }
+    }
+    Ok(())
 }
 
 /// Checks `query` against `cube` and resolves it; the first problem found is the error.
 pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
+    resolve_visible(query, cube, &HashMap::new())
+}
+
+/// [`resolve`] for a principal who sees only `visible` members of some levels: any other
+/// member is unknown, exactly as a name the cube does not have.
+pub(crate) fn resolve_visible(
+    query: &Query,
+    cube: &Cube,
+    visible: &HashMap<LevelRef, Arc<RoaringBitmap>>,
+) -> Result<Resolved, QueryError> {
+    check_size(query)?;
     let model = cube.model();
     let level = |name: &str| {
         model.level(name).ok_or_else(|| QueryError::UnknownLevel {
@@ -107,6 +159,7 @@ pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
                 f.op,
                 f.value.as_deref(),
                 f.values.as_deref(),
+                visible.get(&l).map(|v| v.as_ref()),
             )?,
         });
     }
@@ -173,6 +226,52 @@ pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
         }
     };
 
+    let mut shares: Vec<ResolvedShare> = Vec::new();
+    for s in &query.shares {
+        let bad = |message: String| QueryError::BadShare {
+            measure: s.measure.clone(),
+            message,
+        };
+        let m = measure(&s.measure)?;
+        if !measures.contains(&m) {
+            return Err(bad("ask for the measure in `measures` too".into()));
+        }
+        let mut of = Vec::new();
+        for name in &s.of {
+            let l = level(name)?;
+            let reachable = grouped.iter().any(|(g, _)| {
+                *g == l || (g.dim == l.dim && cube.parent_map(l.dim, g.level, l.level).is_some())
+            });
+            if !reachable {
+                return Err(bad(format!(
+                    "'{name}' must be on rows or columns, or above a level there in its hierarchy"
+                )));
+            }
+            if of.contains(&l) {
+                return Err(bad(format!("'{name}' is named twice")));
+            }
+            of.push(l);
+        }
+        let name = s.name.clone().unwrap_or_else(|| {
+            if s.of.is_empty() {
+                format!("{}_share", s.measure)
+            } else {
+                format!("{}_share_of_{}", s.measure, s.of.join("_"))
+            }
+        });
+        let taken = query.measures.contains(&name) || shares.iter().any(|x| x.name == name);
+        if taken || name.is_empty() {
+            return Err(bad(format!(
+                "the column name '{name}' is taken; give the share a `name`"
+            )));
+        }
+        shares.push(ResolvedShare {
+            measure: m,
+            of,
+            name,
+        });
+    }
+
     Ok(Resolved {
         measures,
         rows,
@@ -185,6 +284,9 @@ pub fn resolve(query: &Query, cube: &Cube) -> Result<Resolved, QueryError> {
         totals: query.totals,
         compare,
         explain: query.explain,
+        shares,
+        scope: Vec::new(),
+        suppress: None,
     })
 }
 
@@ -203,18 +305,30 @@ fn filter_members(
     op: FilterOp,
     value: Option<&str>,
     values: Option<&[String]>,
+    visible: Option<&RoaringBitmap>,
 ) -> Result<RoaringBitmap, QueryError> {
     let dict = cube.members(l);
+    let sees = |c: u32| visible.is_none_or(|v| v.contains(c));
     let bad = |message: String| QueryError::BadFilter {
         level: name.to_string(),
         message,
     };
     let code = |v: &str| {
-        dict.code(v).ok_or_else(|| QueryError::UnknownMember {
-            level: name.to_string(),
-            value: v.to_string(),
-            suggestions: suggest_many(v, dict.names.iter().map(String::as_str), SUGGESTIONS),
-        })
+        dict.code(v)
+            .filter(|c| sees(*c))
+            .ok_or_else(|| QueryError::UnknownMember {
+                level: name.to_string(),
+                value: v.to_string(),
+                suggestions: suggest_many(
+                    v,
+                    dict.names
+                        .iter()
+                        .enumerate()
+                        .filter(|(c, _)| sees(*c as u32))
+                        .map(|(_, n)| n.as_str()),
+                    SUGGESTIONS,
+                ),
+            })
     };
     let one = || value.ok_or_else(|| bad(format!("`{}` needs `value`", op_name(op))));
     let many = || match values {
@@ -224,8 +338,11 @@ fn filter_members(
             op_name(op)
         ))),
     };
-    let all = || (0..dict.len() as u32).collect::<RoaringBitmap>();
-    Ok(match op {
+    let all = || match visible {
+        Some(v) => v.clone(),
+        None => (0..dict.len() as u32).collect::<RoaringBitmap>(),
+    };
+    let set = match op {
         FilterOp::Eq => std::iter::once(code(one()?)?).collect(),
         FilterOp::In => many()?.iter().map(|v| code(v)).collect::<Result<_, _>>()?,
         FilterOp::NotIn => {
@@ -271,6 +388,10 @@ fn filter_members(
                 .map(|(i, _)| i as u32)
                 .collect()
         }
+    };
+    Ok(match visible {
+        Some(v) => set & v,
+        None => set,
     })
 }
 

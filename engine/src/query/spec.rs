@@ -34,6 +34,26 @@ pub struct Query {
     /// Say which cuboid answers, and why.
     #[serde(default)]
     pub explain: bool,
+    /// Measures as shares of their totals over coarser groups (a column each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<Share>,
+}
+
+/// A measure as a share of its total: of the grand total (`of: []`), within each member of
+/// some grouped levels (`of: ["time.month"]`: each channel's share of the month's
+/// transactions), or of a parent member (`of: ["region.city"]` with `region.branch` on rows:
+/// each branch's share of its city).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Share {
+    /// A measure of `measures`.
+    pub measure: String,
+    /// The levels the total keeps; each grouped, or above a grouped level of its hierarchy.
+    #[serde(default)]
+    pub of: Vec<String>,
+    /// The column's name; default `<measure>_share`, or `<measure>_share_of_<level>[_<level>..]`.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

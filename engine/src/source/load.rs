@@ -39,8 +39,14 @@ impl std::fmt::Debug for Sources {
 
 /// Registers and checks every source of `model`. Problems in the definition-versus-data come
 /// back as [`EngineError::Definition`], all of them at once.
-#[instrument(skip_all, fields(cube = %model.name))]
 pub async fn load(model: &Model) -> Result<Sources> {
+    load_within(model, None).await
+}
+
+/// [`load`], refused before the data checks read any data when building the cube would need
+/// more than `memory_budget` bytes ([`crate::build::budget`]).
+#[instrument(skip_all, fields(cube = %model.name))]
+pub async fn load_within(model: &Model, memory_budget: Option<u64>) -> Result<Sources> {
     let ctx = SessionContext::new();
     let mut catalog = Catalog::default();
     let mut diags = Vec::new();
@@ -74,6 +80,9 @@ pub async fn load(model: &Model) -> Result<Sources> {
     }
     diags.extend(check_catalog(model, &catalog).0);
     if diags.is_empty() {
+        if let Some(budget) = memory_budget {
+            crate::build::budget::check_sources(model, &catalog, budget)?;
+        }
         diags.extend(check_data(model, &ctx).await?.0);
     }
     if !diags.is_empty() {

@@ -71,6 +71,8 @@ pub struct Cube {
     pub(crate) rollup: Rollup,
     /// What the fallback needs to ask DataFusion (none for a cube built without sources).
     pub(crate) fallback: Option<std::sync::Arc<crate::query::FallbackData>>,
+    /// Members visible under each access asked about so far (this snapshot's).
+    pub(crate) visible: crate::access::VisibleCache,
 }
 
 /// Query-time structure of a cube beyond its cuboids.

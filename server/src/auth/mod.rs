@@ -20,8 +20,6 @@
 pub(crate) mod file;
 pub(crate) mod jwt;
 
-mod access_stub;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -30,13 +28,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-pub use access_stub::{Access, ScopeRule};
-/// The engine's scoped entry points (the one seam between the server and `access`).
-pub(crate) mod engine {
-    #[allow(unused_imports)]
-    pub use super::access_stub::{CacheAs, drill_through_as, execute_as, visible_members};
-}
 pub use file::AuthFileError;
+pub use lattice_engine::access::{Access, ScopeRule};
 
 use crate::error::ApiError;
 use crate::query::Admission;
@@ -121,7 +114,7 @@ impl Principal {
     /// `admin` (which the auth file and tokens only allow without a scope).
     pub fn is_admin(&self) -> bool {
         self.method == Method::None
-            || (self.access.is_everything() && self.access.roles.iter().any(|r| r == ROLE_ADMIN))
+            || (self.access.scope.is_empty() && self.access.roles.iter().any(|r| r == ROLE_ADMIN))
     }
 
     /// May read `/metrics`.
@@ -384,6 +377,12 @@ mod tests {
     fn the_anonymous_principal_is_admin_and_sees_everything() {
         let p = Principal::anonymous();
         assert!(p.is_admin() && p.access.is_everything() && p.turns.is_none());
+        // Roles alone restrict nothing; the admin role needs no scope.
+        let a = auth();
+        let admin = a
+            .authenticate(Some(&bearer("admin-secret")), false)
+            .expect("admin");
+        assert!(admin.access.scope.is_empty() && !admin.access.is_everything());
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub trait CubeSource: Send + Sync + 'static {
     /// use; this default asks the engine directly.
     fn execute(&self, cube: Arc<Cube>, query: Query, principal: Arc<Principal>) -> Answering<'_> {
         Box::pin(async move {
-            Ok(crate::auth::engine::execute_as(&cube, &query, &principal.access).await?)
+            Ok(lattice_engine::access::execute_as(&cube, &query, &principal.access).await?)
         })
     }
 }
@@ -208,6 +208,7 @@ impl CubeJsError {
             CubeJsError::Server(e) => e.status,
             CubeJsError::Query(e) => match e {
                 QueryError::Malformed { .. }
+                | QueryError::TooLarge { .. }
                 | QueryError::UnknownLevel { .. }
                 | QueryError::UnknownMeasure { .. }
                 | QueryError::NoMeasures
@@ -220,7 +221,9 @@ impl CubeJsError {
                 | QueryError::OrderByColumn { .. }
                 | QueryError::BadCompare { .. }
                 | QueryError::BadDrill { .. }
+                | QueryError::BadShare { .. }
                 | QueryError::TooManyRows { .. } => StatusCode::BAD_REQUEST,
+                QueryError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 QueryError::Engine { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

@@ -257,6 +257,7 @@ pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, Cub
             totals: false,
             compare: None,
             explain: false,
+            shares: Vec::new(),
         };
         Ok(Plan {
             native,

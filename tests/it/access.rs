@@ -1,0 +1,797 @@
+//! A principal's access, applied by the engine (`engine/src/access/`): scoped answers are the
+//! unscoped answers restricted to the principal's customers — checked against every question
+//! of the suite and against SQL written here — members outside the scope are invisible (and
+//! as unknown as a missing name), and small cells are suppressed so that no total gives one
+//! away.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lattice_engine::access::{Access, ScopeRule, drill_through_as, execute_as, visible_members};
+use lattice_engine::query::{
+    Answer, DrillQuery, Filter, FilterOp, Query, QueryCache, QueryError, execute,
+};
+use serde_json::Value as Json;
+
+use crate::query_suite::{Cell, Fixture, compare_rows, fixture, run_sql};
+use crate::questions::questions;
+
+/// Fewest customers per cell the default cube's `privacy` allows the `analyst` role.
+const MIN_CUSTOMERS: i128 = 5;
+
+fn rule(s: &str) -> ScopeRule {
+    s.parse().expect("scope rule")
+}
+
+fn scoped(rules: &[&str], roles: &[&str]) -> Access {
+    Access {
+        scope: rules.iter().map(|r| rule(r)).collect(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+fn filter_in(level: &str, values: &[String]) -> Filter {
+    Filter {
+        level: level.into(),
+        op: FilterOp::In,
+        value: None,
+        values: Some(values.to_vec()),
+    }
+}
+
+/// The manager with the most customers in the test data.
+async fn busiest_manager(fx: &Fixture) -> String {
+    let t = run_sql(
+        &fx.sql,
+        "SELECT m.manager_name, COUNT(*) AS n FROM customers c
+         JOIN managers m ON m.manager_id = c.manager_id
+         GROUP BY m.manager_name ORDER BY n DESC, m.manager_name LIMIT 1",
+    )
+    .await
+    .expect("SQL");
+    match &t.rows[0][0] {
+        Cell::Text(s) => s.clone(),
+        other => panic!("manager name {other}"),
+    }
+}
+
+/// An answer's JSON without `meta`.
+fn content(a: &Answer) -> Json {
+    let mut v = serde_json::to_value(a).expect("answer as JSON");
+    v.as_object_mut().expect("object").remove("meta");
+    v
+}
+
+fn cells(rows: &[Vec<Json>], types: &[Option<&str>]) -> Vec<Vec<Cell>> {
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .zip(types)
+                .map(|(v, t)| Cell::from_json(v, *t))
+                .collect()
+        })
+        .collect()
+}
+
+fn types(a: &Answer) -> Vec<Option<&'static str>> {
+    a.columns
+        .iter()
+        .map(|c| if c.kind == "level" { None } else { c.ty })
+        .collect()
+}
+
+fn text(c: &Cell) -> String {
+    match c {
+        Cell::Text(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn int(c: &Cell) -> i128 {
+    match c {
+        Cell::Int(i) => *i,
+        other => panic!("expected an integer, got {other}"),
+    }
+}
+
+/// Whether the level is one whose members the scope of a manager restricts.
+fn restricted_by_a_managers_scope(level: &str) -> bool {
+    let restricted = ["customer.", "region.", "manager."];
+    let labels = ["_band"];
+    restricted.iter().any(|p| level.starts_with(p)) && !labels.iter().any(|b| level.contains(b))
+}
+
+#[tokio::test]
+async fn every_question_under_a_managers_scope_equals_it_filtered_to_the_manager() {
+    let fx = fixture().await;
+    let manager = busiest_manager(fx).await;
+    let access = scoped(&[&format!("manager.manager = {manager}")], &[]);
+    let mut failures = Vec::new();
+    let mut answered = 0;
+    for q in questions() {
+        let query = Query::from_json(q.query).expect("question");
+        let mut filtered = query.clone();
+        filtered
+            .filters
+            .push(filter_in("manager.manager", std::slice::from_ref(&manager)));
+        for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+            let want = execute(cube, &filtered).await;
+            match (execute_as(cube, &query, &access).await, want) {
+                (Ok(got), Ok(want)) => {
+                    answered += 1;
+                    if content(&got) != content(&want) {
+                        failures.push(format!(
+                            "{} ({which}): scoped {}\n  filtered {}",
+                            q.name,
+                            content(&got),
+                            content(&want)
+                        ));
+                    }
+                }
+                // A filter naming a member outside the scope: as unknown as a missing one.
+                (Err(QueryError::UnknownMember { level, value, .. }), _) => {
+                    let l = cube.model().level(&level).expect("level");
+                    let code = cube.members(l).code(&value).expect("a real member");
+                    let visible = visible_members(cube, l, &access).await.expect("visible");
+                    assert!(
+                        restricted_by_a_managers_scope(&level)
+                            && visible.is_some_and(|v| !v.contains(code)),
+                        "{}: '{value}' of {level} was refused though visible",
+                        q.name
+                    );
+                }
+                (got, want) => failures.push(format!(
+                    "{} ({which}): scoped {:?}, filtered {:?}",
+                    q.name,
+                    got.map(|a| content(&a)),
+                    want.map(|a| content(&a))
+                )),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(answered > 100, "only {answered} answers compared");
+}
+
+#[tokio::test]
+async fn a_managers_answers_and_totals_equal_sql_over_their_customers() {
+    let fx = fixture().await;
+    let manager = busiest_manager(fx).await;
+    let access = scoped(&[&format!("manager.manager = {manager}")], &[]);
+    let query = Query::from_json(
+        r#"{"measures": ["fee_income", "txn_count", "active_customers"],
+            "rows": ["time.year", "channel.channel"], "totals": true}"#,
+    )
+    .unwrap();
+    let cell = format!(
+        "FROM transactions t
+         JOIN customers c ON c.customer_id = t.customer_id
+         JOIN managers m ON m.manager_id = c.manager_id
+         JOIN channels ch ON ch.channel_id = t.channel_id
+         WHERE m.manager_name = '{manager}'"
+    );
+    let sums = "SUM(t.fee_income) AS fee_income, COUNT(*) AS txn_count,
+                COUNT(DISTINCT t.customer_id) AS active_customers";
+    for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+        let a = execute_as(cube, &query, &access).await.expect("answer");
+        let ty = types(&a);
+        let rows = run_sql(
+            &fx.sql,
+            &format!(
+                "SELECT to_char(t.txn_date, '%Y') AS y, ch.channel, {sums} {cell}
+                 GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+        )
+        .await
+        .unwrap();
+        compare_rows(which, &cells(&a.rows, &ty), &rows.rows).unwrap();
+        let grand = run_sql(&fx.sql, &format!("SELECT {sums} {cell}"))
+            .await
+            .unwrap();
+        let totals = a.totals.as_ref().expect("totals");
+        let got: Vec<Cell> = ["fee_income", "txn_count", "active_customers"]
+            .iter()
+            .zip(&ty[2..])
+            .map(|(m, t)| Cell::from_json(&totals[*m], *t))
+            .collect();
+        compare_rows(which, &[got], &grand.rows).unwrap();
+        let by_year = run_sql(
+            &fx.sql,
+            &format!("SELECT to_char(t.txn_date, '%Y') AS y, {sums} {cell} GROUP BY 1 ORDER BY 1"),
+        )
+        .await
+        .unwrap();
+        let mut sub_types = vec![None];
+        sub_types.extend_from_slice(&ty[2..]);
+        compare_rows(
+            which,
+            &cells(&a.subtotals[0].rows, &sub_types),
+            &by_year.rows,
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_provinces_scope_reads_balances_of_its_customers_only() {
+    let fx = fixture().await;
+    let provinces = run_sql(
+        &fx.sql,
+        "SELECT DISTINCT province FROM regions ORDER BY province LIMIT 2",
+    )
+    .await
+    .unwrap();
+    let [a, b] = [text(&provinces.rows[0][0]), text(&provinces.rows[1][0])];
+    let access = scoped(&[&format!("region.province in [{a}, {b}]")], &[]);
+    let query = Query::from_json(
+        r#"{"measures": ["interest_margin", "customers", "deposit_balance"],
+            "rows": ["product.category"], "filters": [{"level": "time.year", "op": "eq", "value": "2025"}]}"#,
+    )
+    .unwrap();
+    let sql = format!(
+        r#"WITH scoped AS (
+             SELECT b.* FROM balances b
+             JOIN customers c ON c.customer_id = b.customer_id
+             JOIN regions r ON r.region_id = c.region_id
+             WHERE r.province IN ('{a}', '{b}') AND to_char(b.month, '%Y') = '2025'),
+           closing AS (SELECT MAX(month) AS month FROM balances WHERE to_char(month, '%Y') = '2025')
+           SELECT p.category, SUM(s.interest_margin) AS interest_margin,
+                  COUNT(DISTINCT s.customer_id) AS customers,
+                  SUM(CASE WHEN s.month = (SELECT month FROM closing) THEN s.deposit_balance END) AS deposit_balance
+           FROM scoped s JOIN products p ON p.product_id = s.product_id
+           GROUP BY p.category ORDER BY p.category"#
+    );
+    let want = run_sql(&fx.sql, &sql).await.unwrap();
+    for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+        let got = execute_as(cube, &query, &access).await.expect("answer");
+        compare_rows(which, &cells(&got.rows, &types(&got)), &want.rows).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn members_outside_the_scope_are_invisible_and_unknown() {
+    let fx = fixture().await;
+    let manager = busiest_manager(fx).await;
+    let access = scoped(&[&format!("manager.manager = {manager}")], &[]);
+    let theirs = run_sql(
+        &fx.sql,
+        &format!(
+            "SELECT DISTINCT CAST(customer_id AS VARCHAR) FROM (
+               SELECT customer_id FROM transactions UNION ALL SELECT customer_id FROM balances) f
+             WHERE customer_id IN (SELECT c.customer_id FROM customers c
+               JOIN managers m ON m.manager_id = c.manager_id WHERE m.manager_name = '{manager}')"
+        ),
+    )
+    .await
+    .unwrap();
+    let want: BTreeSet<String> = theirs.rows.iter().map(|r| text(&r[0])).collect();
+    assert!(
+        want.len() >= 5,
+        "the busiest manager has {} customers",
+        want.len()
+    );
+    let other = run_sql(
+        &fx.sql,
+        &format!(
+            "SELECT CAST(MIN(t.customer_id) AS VARCHAR) FROM transactions t
+             JOIN customers c ON c.customer_id = t.customer_id
+             JOIN managers m ON m.manager_id = c.manager_id WHERE m.manager_name <> '{manager}'"
+        ),
+    )
+    .await
+    .unwrap();
+    let other = text(&other.rows[0][0]);
+
+    for cube in [&fx.cube, &fx.bare] {
+        let id = cube.model().level("customer.id").unwrap();
+        let visible = visible_members(cube, id, &access)
+            .await
+            .unwrap()
+            .expect("restricted");
+        let got: BTreeSet<String> = visible
+            .iter()
+            .map(|c| cube.member_name(id, c).to_string())
+            .collect();
+        assert_eq!(got, want);
+        // Channels are not the principal's customers: every one is listed.
+        let channel = cube.model().level("channel.channel").unwrap();
+        assert!(
+            visible_members(cube, channel, &access)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Bands are the definition's labels.
+        let band = cube.model().level("customer.deposit_band").unwrap();
+        assert!(
+            visible_members(cube, band, &access)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Another manager's customer is refused exactly as a missing one.
+        let ask = |value: &str| {
+            Query::from_json(&format!(
+                r#"{{"measures": ["txn_count"], "filters": [{{"level": "customer.id", "op": "eq", "value": "{value}"}}]}}"#
+            ))
+            .unwrap()
+        };
+        let not_theirs = execute_as(cube, &ask(&other), &access).await.unwrap_err();
+        let missing = execute_as(cube, &ask("99999999"), &access)
+            .await
+            .unwrap_err();
+        for e in [&not_theirs, &missing] {
+            let QueryError::UnknownMember { suggestions, .. } = e else {
+                panic!("expected unknown_member, got {e:?}");
+            };
+            assert!(
+                suggestions.iter().all(|s| want.contains(s)),
+                "suggested someone else's customer: {suggestions:?}"
+            );
+        }
+        assert_eq!(not_theirs.code(), missing.code());
+        assert_eq!(
+            not_theirs.to_string().replace(&other, "X"),
+            execute_as(cube, &ask(&other), &access)
+                .await
+                .unwrap_err()
+                .to_string()
+                .replace(&other, "X"),
+        );
+        // Their own customer is found.
+        let mine = want.iter().next().unwrap();
+        execute_as(cube, &ask(mine), &access)
+            .await
+            .expect("own customer");
+    }
+}
+
+#[tokio::test]
+async fn a_comparison_never_lifts_the_scope() {
+    let fx = fixture().await;
+    // Scope and comparison on the same dimension: a query's own filter there would be lifted.
+    let access = scoped(&["customer.segment = mass"], &[]);
+    let query = Query::from_json(
+        r#"{"measures": ["txn_count"], "rows": ["customer.txn_count_band"],
+            "compare": {"level": "customer.txn_count_band", "lag": 1}}"#,
+    )
+    .unwrap();
+    for cube in [&fx.cube, &fx.bare] {
+        let a = execute_as(cube, &query, &access).await.unwrap();
+        let plain = Query::from_json(
+            r#"{"measures": ["txn_count"], "rows": ["customer.txn_count_band"],
+                "filters": [{"level": "customer.segment", "op": "eq", "value": "mass"}]}"#,
+        )
+        .unwrap();
+        let want = execute(cube, &plain).await.unwrap();
+        // Each band's earlier value is the band before's value within the scope.
+        let value: BTreeMap<&str, &Json> = want
+            .rows
+            .iter()
+            .map(|r| (r[0].as_str().unwrap(), &r[1]))
+            .collect();
+        let names = &cube
+            .members(cube.model().level("customer.txn_count_band").unwrap())
+            .names;
+        for row in &a.rows {
+            let band = row[0].as_str().unwrap();
+            assert_eq!(&row[1], value[band], "{band}");
+            let i = names.iter().position(|n| n == band).unwrap();
+            let before = (i > 0 && band != "unknown")
+                .then(|| value.get(names[i - 1].as_str()).copied())
+                .flatten();
+            assert_eq!(Some(&row[2]), Some(before.unwrap_or(&Json::Null)), "{band}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn scopes_that_do_not_fit_are_forbidden() {
+    let fx = fixture().await;
+    let query = Query::from_json(r#"{"measures": ["txn_count"]}"#).unwrap();
+    let e = execute_as(&fx.cube, &query, &scoped(&["branch.nowhere = x"], &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "forbidden");
+    assert!(e.to_string().contains("branch.nowhere"), "{e}");
+    // Balances do not vary by channel: a channel scope cannot restrict them.
+    let balances = Query::from_json(r#"{"measures": ["deposit_balance"]}"#).unwrap();
+    let e = execute_as(
+        &fx.cube,
+        &balances,
+        &scoped(&["channel.channel = ATM"], &[]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), "forbidden");
+    assert!(e.to_string().contains("deposit_balance"), "{e}");
+    // A member the cube does not have matches nothing.
+    let a = execute_as(
+        &fx.cube,
+        &query,
+        &scoped(&["manager.manager = nobody"], &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.rows, vec![vec![Json::from(0)]]);
+}
+
+#[tokio::test]
+async fn the_result_cache_keeps_principals_apart() {
+    let fx = fixture().await;
+    let manager = busiest_manager(fx).await;
+    let cache = QueryCache::new(100);
+    let query =
+        Query::from_json(r#"{"measures": ["txn_count"], "rows": ["channel.channel"]}"#).unwrap();
+    let mine = scoped(&[&format!("manager.manager = {manager}")], &[]);
+    let all = cache
+        .execute_as(&fx.cube, &query, &Access::everything())
+        .await
+        .unwrap();
+    let scoped_first = cache.execute_as(&fx.cube, &query, &mine).await.unwrap();
+    let scoped_again = cache.execute_as(&fx.cube, &query, &mine).await.unwrap();
+    let all_again = cache
+        .execute_as(&fx.cube, &query, &Access::everything())
+        .await
+        .unwrap();
+    assert!(!scoped_first.meta.cached && scoped_again.meta.cached && all_again.meta.cached);
+    assert_eq!(content(&scoped_first), content(&scoped_again));
+    assert_eq!(content(&all), content(&all_again));
+    assert_ne!(content(&all), content(&scoped_first));
+    assert_eq!(
+        content(&scoped_first),
+        content(&execute_as(&fx.cube, &query, &mine).await.unwrap())
+    );
+}
+
+// ---- small-cell suppression ----
+
+/// Distinct customers per key, from SQL returning the key's columns then the count.
+async fn counts(fx: &Fixture, sql: &str) -> BTreeMap<Vec<String>, i128> {
+    let t = run_sql(&fx.sql, sql).await.unwrap();
+    t.rows
+        .iter()
+        .map(|r| {
+            let n = r.len() - 1;
+            (r[..n].iter().map(text).collect(), int(&r[n]))
+        })
+        .collect()
+}
+
+fn small(n: i128) -> bool {
+    n > 0 && n < MIN_CUSTOMERS
+}
+
+#[tokio::test]
+async fn small_cells_and_every_total_holding_one_are_suppressed() {
+    let fx = fixture().await;
+    let query = Query::from_json(
+        r#"{"measures": ["fee_income", "active_customers", "avg_ticket"],
+            "rows": ["region.city", "channel.channel"],
+            "filters": [{"level": "time.quarter", "op": "eq", "value": "2025-Q1"}], "totals": true}"#,
+    )
+    .unwrap();
+    let cell = "FROM transactions t JOIN customers c ON c.customer_id = t.customer_id
+                JOIN regions r ON r.region_id = c.region_id JOIN channels ch ON ch.channel_id = t.channel_id
+                WHERE t.txn_date >= DATE '2025-01-01' AND t.txn_date < DATE '2025-04-01'";
+    let by_cell = counts(
+        fx,
+        &format!("SELECT r.city, ch.channel, COUNT(DISTINCT t.customer_id) {cell} GROUP BY 1, 2"),
+    )
+    .await;
+    let by_city = counts(
+        fx,
+        &format!("SELECT r.city, COUNT(DISTINCT t.customer_id) {cell} GROUP BY 1"),
+    )
+    .await;
+    let n_small = by_cell.values().filter(|n| small(**n)).count();
+    assert!(
+        n_small > 0 && n_small < by_cell.len(),
+        "the test needs both small and large cells: {n_small} of {}",
+        by_cell.len()
+    );
+    let analyst = scoped(&[], &["analyst"]);
+    for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+        let open = execute(cube, &query).await.unwrap();
+        let a = execute_as(cube, &query, &analyst).await.unwrap();
+        let sup = a.suppressed.as_ref().expect("suppression reported");
+        assert_eq!(i128::from(sup.min_customers), MIN_CUSTOMERS);
+        assert_eq!(a.rows.len(), open.rows.len(), "{which}");
+        let flagged: BTreeSet<[usize; 2]> = sup.cells.iter().copied().collect();
+        let mut small_cities = BTreeSet::new();
+        for (j, (row, plain)) in a.rows.iter().zip(&open.rows).enumerate() {
+            let key = vec![
+                text(&Cell::from_json(&row[0], None)),
+                text(&Cell::from_json(&row[1], None)),
+            ];
+            let n = by_cell[&key];
+            if small(n) {
+                small_cities.insert(key[0].clone());
+                assert!(
+                    row[2..].iter().all(Json::is_null),
+                    "{which}: {key:?} shown with {n} customers"
+                );
+                for c in 2..5 {
+                    assert!(
+                        flagged.contains(&[j, c]),
+                        "{which}: {key:?} column {c} not flagged"
+                    );
+                }
+            } else {
+                assert_eq!(row, plain, "{which}: {key:?} with {n} customers");
+                assert!(
+                    (2..5).all(|c| !flagged.contains(&[j, c])),
+                    "{which}: {key:?} flagged"
+                );
+            }
+        }
+        assert_eq!(flagged.len(), 3 * n_small, "{which}: flags");
+        // A share is withheld when its row is, or when its whole (the city) holds a small
+        // cell: the share of a shown cell would give the withheld whole away.
+        let mut with_share = query.clone();
+        with_share.shares = vec![lattice_engine::query::Share {
+            measure: "fee_income".into(),
+            of: vec!["region.city".into()],
+            name: None,
+        }];
+        let s = execute_as(cube, &with_share, &analyst).await.unwrap();
+        let s_flags: BTreeSet<[usize; 2]> = s
+            .suppressed
+            .as_ref()
+            .unwrap()
+            .cells
+            .iter()
+            .copied()
+            .collect();
+        for (j, row) in s.rows.iter().enumerate() {
+            let city = text(&Cell::from_json(&row[0], None));
+            let key = vec![city.clone(), text(&Cell::from_json(&row[1], None))];
+            let whole_hidden = small(by_city[&vec![city.clone()]])
+                || by_cell.iter().any(|(k, n)| k[0] == city && small(*n));
+            let hidden = small(by_cell[&key]) || whole_hidden;
+            assert_eq!(row[5].is_null(), hidden, "{which}: share of {key:?}");
+            assert_eq!(
+                s_flags.contains(&[j, 5]),
+                hidden,
+                "{which}: share flag of {key:?}"
+            );
+        }
+        // The grand total holds small cells: withheld.
+        let totals = a.totals.as_ref().unwrap();
+        assert!(totals.values().all(Json::is_null), "{which}: {totals:?}");
+        assert_eq!(sup.totals.len(), 3);
+        // A city's sub-total is shown only if none of its cells (nor itself) is small, and then
+        // equals the unsuppressed one.
+        let open_sub = &open.subtotals[0].rows;
+        for (j, (row, plain)) in a.subtotals[0].rows.iter().zip(open_sub).enumerate() {
+            let city = text(&Cell::from_json(&row[0], None));
+            let hidden = small_cities.contains(&city) || small(by_city[&vec![city.clone()]]);
+            assert_eq!(sup.subtotals.contains(&[0, j]), hidden, "{which}: {city}");
+            if hidden {
+                assert!(row[1..].iter().all(Json::is_null), "{which}: {city}");
+            } else {
+                assert_eq!(row, plain, "{which}: {city}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_suppressed_cell_can_be_recovered_from_a_pivots_totals() {
+    let fx = fixture().await;
+    let manager = busiest_manager(fx).await;
+    let access = scoped(&[&format!("manager.manager = {manager}")], &["analyst"]);
+    let query = Query::from_json(
+        r#"{"measures": ["txn_count"], "rows": ["channel.channel"], "columns": ["time.quarter"],
+            "totals": true}"#,
+    )
+    .unwrap();
+    let by_cell = counts(
+        fx,
+        &format!(
+            "SELECT ch.channel, to_char(t.txn_date, '%Y') || '-Q' || CAST(CAST(date_part('quarter', t.txn_date) AS BIGINT) AS VARCHAR),
+                    COUNT(DISTINCT t.customer_id)
+             FROM transactions t JOIN customers c ON c.customer_id = t.customer_id
+             JOIN managers m ON m.manager_id = c.manager_id JOIN channels ch ON ch.channel_id = t.channel_id
+             WHERE m.manager_name = '{manager}' GROUP BY 1, 2"
+        ),
+    )
+    .await;
+    assert!(by_cell.values().any(|n| small(*n)), "no small cell to test");
+    for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+        let a = execute_as(cube, &query, &access).await.unwrap();
+        let sup = a.suppressed.as_ref().unwrap();
+        let flagged: BTreeSet<[usize; 2]> = sup.cells.iter().copied().collect();
+        let mut small_rows = BTreeSet::new();
+        let mut small_cols = BTreeSet::new();
+        for (j, row) in a.rows.iter().enumerate() {
+            let channel = row[0].as_str().unwrap();
+            for (c, col) in a.columns.iter().enumerate().skip(1) {
+                let quarter = col.name.split('|').next().unwrap();
+                let n = by_cell
+                    .get(&vec![channel.to_string(), quarter.to_string()])
+                    .copied()
+                    .unwrap_or(0);
+                assert_eq!(
+                    flagged.contains(&[j, c]),
+                    small(n),
+                    "{which}: {channel} {quarter}"
+                );
+                if small(n) {
+                    assert!(row[c].is_null());
+                    small_rows.insert(channel.to_string());
+                    small_cols.insert(quarter.to_string());
+                } else if n > 0 {
+                    assert!(!row[c].is_null(), "{which}: {channel} {quarter}");
+                }
+            }
+        }
+        // Every total shown sums cells that are all shown: subtracting them reveals nothing.
+        let totals = a.totals.as_ref().unwrap();
+        for (key, v) in totals {
+            let quarter = key.split('|').next().unwrap();
+            let holds_small = key == "txn_count" || small_cols.contains(quarter);
+            assert_eq!(v.is_null(), holds_small, "{which}: total {key}");
+            assert_eq!(
+                sup.totals.contains(key),
+                holds_small,
+                "{which}: flag of {key}"
+            );
+        }
+        let row_totals = a.subtotals.last().unwrap();
+        assert_eq!(row_totals.levels, vec!["channel.channel"]);
+        for (j, row) in row_totals.rows.iter().enumerate() {
+            let channel = row[0].as_str().unwrap();
+            let holds_small = small_rows.contains(channel);
+            assert_eq!(
+                row[1].is_null(),
+                holds_small,
+                "{which}: row total {channel}"
+            );
+            let index = a.subtotals.len() - 1;
+            assert_eq!(sup.subtotals.contains(&[index, j]), holds_small);
+        }
+    }
+}
+
+#[tokio::test]
+async fn comparisons_order_and_having_do_not_reveal_small_cells() {
+    let fx = fixture().await;
+    let manager = busiest_manager(fx).await;
+    let access = scoped(&[&format!("manager.manager = {manager}")], &["analyst"]);
+    let by_month = counts(
+        fx,
+        &format!(
+            "SELECT to_char(t.txn_date, '%Y-%m'), COUNT(DISTINCT t.customer_id)
+             FROM transactions t JOIN customers c ON c.customer_id = t.customer_id
+             JOIN managers m ON m.manager_id = c.manager_id JOIN channels ch ON ch.channel_id = t.channel_id
+             WHERE m.manager_name = '{manager}' AND ch.channel = 'ATM' GROUP BY 1"
+        ),
+    )
+    .await;
+    assert!(by_month.values().any(|n| small(*n)) && by_month.values().any(|n| !small(*n)));
+    let query = Query::from_json(
+        r#"{"measures": ["fee_income"], "rows": ["time.month"],
+            "filters": [{"level": "channel.channel", "op": "eq", "value": "ATM"}],
+            "compare": {"level": "time.month", "lag": 1}}"#,
+    )
+    .unwrap();
+    let count = |m: &str| by_month.get(&vec![m.to_string()]).copied().unwrap_or(0);
+    for cube in [&fx.cube, &fx.bare] {
+        let a = execute_as(cube, &query, &access).await.unwrap();
+        let months = &cube
+            .members(cube.model().level("time.month").unwrap())
+            .names;
+        for row in &a.rows {
+            let m = row[0].as_str().unwrap();
+            assert_eq!(row[1].is_null(), small(count(m)), "{m}");
+            let i = months.iter().position(|x| x == m).unwrap();
+            if i > 0 && small(count(&months[i - 1])) {
+                assert!(
+                    row[2].is_null() && row[3].is_null(),
+                    "{m}: the earlier month is small"
+                );
+            }
+        }
+        // Ordered by the measure, suppressed months come last (as nulls), and having drops
+        // them: neither tells their value.
+        let mut ordered = query.clone();
+        ordered.compare = None;
+        ordered.order = vec![lattice_engine::query::Order {
+            by: "fee_income".into(),
+            dir: lattice_engine::query::Direction::Desc,
+        }];
+        let a = execute_as(cube, &ordered, &access).await.unwrap();
+        let first_null = a.rows.iter().position(|r| r[1].is_null()).unwrap();
+        assert!(a.rows[first_null..].iter().all(|r| r[1].is_null()));
+        let mut having = ordered.clone();
+        having.having = vec![lattice_engine::query::Having {
+            measure: "fee_income".into(),
+            op: lattice_engine::query::HavingOp::Ge,
+            value: 0.0,
+        }];
+        let a = execute_as(cube, &having, &access).await.unwrap();
+        assert_eq!(a.rows.len(), first_null);
+    }
+}
+
+#[tokio::test]
+async fn drill_through_lists_no_one_behind_a_small_cell() {
+    let fx = fixture().await;
+    let manager = busiest_manager(fx).await;
+    let access = scoped(&[&format!("manager.manager = {manager}")], &["analyst"]);
+    let by_channel = counts(
+        fx,
+        &format!(
+            "SELECT ch.channel, COUNT(DISTINCT t.customer_id)
+             FROM transactions t JOIN customers c ON c.customer_id = t.customer_id
+             JOIN managers m ON m.manager_id = c.manager_id JOIN channels ch ON ch.channel_id = t.channel_id
+             WHERE m.manager_name = '{manager}' AND to_char(t.txn_date, '%Y-%m') = '2025-03' GROUP BY 1"
+        ),
+    )
+    .await;
+    let pick = |want_small: bool| {
+        by_channel
+            .iter()
+            .find(|(_, n)| small(**n) == want_small)
+            .map(|(k, n)| (k[0].clone(), *n))
+    };
+    let drill = |channel: &str| DrillQuery {
+        level: "customer.id".into(),
+        filters: vec![
+            filter_in("channel.channel", &[channel.to_string()]),
+            filter_in("time.month", &["2025-03".to_string()]),
+        ],
+        measures: vec!["fee_income".into()],
+        ..DrillQuery::default()
+    };
+    for cube in [&fx.cube, &fx.bare] {
+        if let Some((channel, _)) = pick(true) {
+            let d = drill_through_as(cube, &drill(&channel), &access)
+                .await
+                .unwrap();
+            assert!(
+                d.suppressed && d.rows.is_empty() && d.total == 0,
+                "{channel}: {d:?}"
+            );
+        }
+        let (channel, n) = pick(false).expect("a cell large enough to list");
+        let d = drill_through_as(cube, &drill(&channel), &access)
+            .await
+            .unwrap();
+        assert!(!d.suppressed);
+        assert_eq!(i128::from(d.total), n);
+        // Each member is one customer: their own values are small cells.
+        assert!(d.rows.iter().all(|r| r[1].is_null()), "{d:?}");
+        // Without the role the same principal sees the values.
+        let open = scoped(&[&format!("manager.manager = {manager}")], &[]);
+        let d = drill_through_as(cube, &drill(&channel), &open)
+            .await
+            .unwrap();
+        assert!(d.rows.iter().any(|r| !r[1].is_null()));
+    }
+}
+
+#[tokio::test]
+async fn roles_outside_the_privacy_rule_are_not_suppressed() {
+    let fx = fixture().await;
+    let query =
+        Query::from_json(r#"{"measures": ["txn_count"], "rows": ["customer.id"], "limit": 3}"#)
+            .unwrap();
+    let a = execute_as(&fx.cube, &query, &scoped(&[], &["admin"]))
+        .await
+        .unwrap();
+    assert!(a.suppressed.is_none());
+    assert_eq!(
+        content(&a),
+        content(&execute(&fx.cube, &query).await.unwrap())
+    );
+    let a = execute_as(&fx.cube, &query, &scoped(&[], &["analyst"]))
+        .await
+        .unwrap();
+    assert!(
+        a.rows.iter().all(|r| r[1].is_null()),
+        "one customer per row: {:?}",
+        a.rows
+    );
+}
