@@ -17,7 +17,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::SystemTime;
 
 use axum::body::Bytes;
@@ -124,6 +124,8 @@ struct Line<'a> {
 
 /// The most of a query document kept in a line.
 const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// How long the writer waits for more lines before it flushes what it has.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 /// Records waiting for the writer; more are dropped and counted.
 const CHANNEL: usize = 16 * 1024;
 
@@ -223,14 +225,27 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, records: Receiver<Record>) {
-        // Blocks for the next record; writes every one already queued, then flushes.
-        while let Ok(first) = records.recv() {
-            self.write(&first);
-            while let Ok(next) = records.try_recv() {
-                self.write(&next);
-            }
-            if let Err(e) = self.out.flush() {
-                tracing::error!(error = %e, path = %self.config.path.display(), "cannot write the audit log");
+        // Lines are buffered and flushed once no record has come for FLUSH_AFTER (or the buffer
+        // fills): one write per burst, not per request.
+        let mut unflushed = false;
+        loop {
+            let next = if unflushed {
+                records.recv_timeout(FLUSH_AFTER)
+            } else {
+                records.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            };
+            match next {
+                Ok(record) => {
+                    self.write(&record);
+                    unflushed = true;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.out.flush() {
+                        tracing::error!(error = %e, path = %self.config.path.display(), "cannot write the audit log");
+                    }
+                    unflushed = false;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         let _ = self.out.flush();
