@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! gate (per request) --Record, try_send--> bounded channel --> writer thread
-//!   --serialize, append, flush when the channel is empty--> PATH
+//!   --serialize, append; flush after 50 ms without a line--> PATH
 //!   --over max_bytes--> PATH.1 .. PATH.<keep> (the oldest is deleted)
 //! ```
 //!
