@@ -104,6 +104,21 @@ enum Command {
     /// Serve cubes over HTTP. With no arguments: generate the default data set into a cache
     /// folder if it is not there, build the default cube and serve it.
     Serve(ServeArgs),
+    /// Helpers for the auth file of `serve --auth`.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuthCommand {
+    /// Print the SHA-256 of an API key, as the auth file's `sha256:` wants it. The key is read
+    /// from standard input (one line), so that it stays out of the shell's history.
+    HashKey,
+    /// Check an auth file and print its principals (no secrets).
+    Check {
+        /// The auth file (YAML).
+        file: PathBuf,
+    },
 }
 
 /// How much memory a build may take.
@@ -173,8 +188,23 @@ struct ServeArgs {
     #[arg(long, default_value_t = 1000)]
     watch_ms: u64,
     /// The token the Cube REST API (/cubejs-api/v1) requires (default: none required).
-    #[arg(long)]
+    /// Not allowed with --auth, whose principals the Cube API takes too.
+    #[arg(long, conflicts_with = "auth")]
     cubejs_token: Option<String>,
+    /// The auth file: API keys, JWT verification, row-level scopes and per-principal limits
+    /// (README, "Authentication"). Without it the server is unauthenticated and listens on
+    /// loopback only.
+    #[arg(long)]
+    auth: Option<PathBuf>,
+    /// Write an audit log here: one JSON line per request (who, what, when, how long, rows).
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// Rotate the audit log when it passes this many megabytes.
+    #[arg(long, default_value_t = 100)]
+    audit_max_mb: u64,
+    /// Rotated audit logs kept (PATH.1 .. PATH.N).
+    #[arg(long, default_value_t = 10)]
+    audit_keep: usize,
     #[command(flatten)]
     budget: BudgetArgs,
 }
@@ -245,6 +275,38 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             budget,
         } => build(&file, data.as_deref(), explain, budget),
         Command::Serve(args) => serve(args),
+        Command::Auth(AuthCommand::HashKey) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the key from standard input")?;
+            let key = line.trim_end_matches(['\r', '\n']);
+            if key.is_empty() {
+                anyhow::bail!(
+                    "no key on standard input; try: echo -n \"$KEY\" | lattice auth hash-key"
+                );
+            }
+            println!("{}", lattice_server::auth::hash_key(key));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Auth(AuthCommand::Check { file }) => {
+            let auth = lattice_server::auth::Auth::from_file(&file)?;
+            for (name, access) in auth.key_access() {
+                let rules: Vec<String> = access.scope.iter().map(ToString::to_string).collect();
+                let scope = rules.join(" & ");
+                println!(
+                    "key {name}: roles [{}], scope: {}",
+                    access.roles.join(", "),
+                    if scope.is_empty() {
+                        "everything"
+                    } else {
+                        &scope
+                    }
+                );
+            }
+            println!("{}: ok", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Query {
             file,
             data,
@@ -502,6 +564,59 @@ fn report(diags: &lattice_defs::Diagnostics) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Without `--auth`, an address that is not loopback is refused: an unauthenticated server
+/// must not be reachable from other machines.
+fn refuse_open_listen(addr: &str) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    let resolved: Vec<std::net::SocketAddr> = addr
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve --addr {addr}"))?
+        .collect();
+    if resolved.is_empty() || resolved.iter().any(|a| !a.ip().is_loopback()) {
+        anyhow::bail!(
+            "--addr {addr} is reachable from other machines, and this server has no --auth: give --auth FILE (README, \"Authentication\"; examples/auth.yaml is a start), or listen on 127.0.0.1"
+        );
+    }
+    Ok(())
+}
+
+/// A key whose scope fits none of the served cubes is an error (a typo would otherwise refuse
+/// the principal every answer); one that fits some is a warning: on the others the engine
+/// refuses it (403), as it cannot restrict them.
+fn check_scopes(
+    auth: &lattice_server::auth::Auth,
+    cubes: &[lattice_server::Served],
+) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for (name, access) in auth.key_access() {
+        let misfits: Vec<String> = cubes
+            .iter()
+            .filter_map(|served| {
+                let model = &served.built.cube.model;
+                access
+                    .check(model)
+                    .err()
+                    .map(|e| format!("cube '{}': {e}", model.name))
+            })
+            .collect();
+        if misfits.is_empty() {
+            continue;
+        }
+        if misfits.len() == cubes.len() {
+            problems.push(format!("key '{name}': {}", misfits.join("; ")));
+        } else {
+            tracing::warn!(key = %name, cubes = %misfits.join("; "), "the key's scope does not fit these cubes; it is refused on them");
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "the auth file's scopes fit none of the served cubes:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
 /// Where `serve` keeps the generated default data set.
 fn cache_dir() -> PathBuf {
     std::env::var_os("LATTICE_CACHE")
@@ -553,6 +668,17 @@ fn default_definition() -> anyhow::Result<PathBuf> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Before anything slow: a server without auth answers everyone, so it listens on this
+    // machine only.
+    let auth = match &args.auth {
+        Some(file) => Some(std::sync::Arc::new(lattice_server::auth::Auth::from_file(
+            file,
+        )?)),
+        None => {
+            refuse_open_listen(&args.addr)?;
+            None
+        }
+    };
     let data = match args.data {
         Some(d) => d,
         None => default_data()?,
@@ -631,14 +757,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         watch_interval: (args.watch_ms > 0)
             .then(|| std::time::Duration::from_millis(args.watch_ms)),
         cubejs_token: args.cubejs_token,
+        auth: auth.clone(),
+        audit: args
+            .audit_log
+            .map(|path| lattice_server::audit::AuditConfig {
+                path,
+                max_bytes: args.audit_max_mb.saturating_mul(1 << 20).max(1),
+                keep: args.audit_keep,
+            }),
         memory_budget: args.budget.bytes(),
     };
+    if let Some(auth) = &auth {
+        check_scopes(auth, &cubes)?;
+    }
     let server = lattice_server::Server::new(config, cubes)?;
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(&args.addr))
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let local = listener.local_addr()?;
     tracing::info!(%local, "serving");
+    match &args.auth {
+        Some(file) => eprintln!(
+            "authentication: principals from {} (send Authorization: Bearer <key or JWT>)",
+            file.display()
+        ),
+        None => tracing::warn!(
+            %local,
+            "UNAUTHENTICATED: no --auth file, so every request is answered as an admin that sees everything; listening on loopback only"
+        ),
+    }
     eprintln!(
         "Lattice is serving on http://{local}  (try: curl -s http://{local}/v1/cubes/{first})"
     );

@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use lattice_engine::access::Access;
 use lattice_engine::analytics::{
     AbnormalAnswer, AbnormalQuery, AnalyticsError, MigrationAnswer, MigrationDrill,
     MigrationDrillAnswer, MigrationQuery, abnormal, migration, migration_drill,
@@ -22,6 +21,7 @@ use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError};
 use serde_json::json;
 
 use crate::AppState;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::query::{read_body, require_content_type, run_limited};
 
@@ -76,13 +76,13 @@ fn body_text(
 }
 
 /// Runs an analysis under the query limits; its errors in the API's shape.
-async fn limited<T, F>(state: &AppState, run: F) -> Result<T, ApiError>
+async fn limited<T, F>(state: &AppState, principal: &Principal, run: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: Future<Output = Result<T, AnalyticsError>> + Send + 'static,
 {
     // The analysis error travels through the query limits inside an Ok.
-    let out = run_limited(state, async move { Ok(run.await) }).await?;
+    let out = run_limited(state, principal, async move { Ok(run.await) }).await?;
     out.map_err(api_error)
 }
 
@@ -97,6 +97,7 @@ fn too_many_rows(state: &AppState, rows: usize) -> Result<(), ApiError> {
 /// Members whose measure changed abnormally (threshold, outlier among peers, dormant).
 pub(crate) async fn abnormal_route(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(cube): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -106,8 +107,9 @@ pub(crate) async fn abnormal_route(
     let max = state.config.limits.max_result_rows as u64;
     q.limit = Some(q.limit.map_or(max + 1, |l| l.min(max + 1)));
     let snapshot = slot.load();
-    let answer = limited(&state, async move {
-        abnormal(&snapshot.cube, &q, &Access::everything()).await
+    let access = principal.access.clone();
+    let answer = limited(&state, &principal, async move {
+        abnormal(&snapshot.cube, &q, &access).await
     })
     .await?;
     too_many_rows(&state, answer.rows.len())?;
@@ -117,6 +119,7 @@ pub(crate) async fn abnormal_route(
 /// The migration matrix of a band level between two periods.
 pub(crate) async fn migration_route(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(cube): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -124,8 +127,9 @@ pub(crate) async fn migration_route(
     let slot = state.slot(&cube)?;
     let q = MigrationQuery::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
     let snapshot = slot.load();
-    let answer = limited(&state, async move {
-        migration(&snapshot.cube, &q, &Access::everything()).await
+    let access = principal.access.clone();
+    let answer = limited(&state, &principal, async move {
+        migration(&snapshot.cube, &q, &access).await
     })
     .await?;
     Ok(Json(answer))
@@ -134,6 +138,7 @@ pub(crate) async fn migration_route(
 /// The members behind one transition of a migration matrix, paged.
 pub(crate) async fn migration_drill_route(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(cube): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -144,8 +149,9 @@ pub(crate) async fn migration_drill_route(
     let max = state.config.limits.max_result_rows as u64;
     d.limit = Some(d.limit.unwrap_or(DEFAULT_DRILL_LIMIT).min(max + 1));
     let snapshot = slot.load();
-    let answer = limited(&state, async move {
-        migration_drill(&snapshot.cube, &d, &Access::everything()).await
+    let access = principal.access.clone();
+    let answer = limited(&state, &principal, async move {
+        migration_drill(&snapshot.cube, &d, &access).await
     })
     .await?;
     too_many_rows(&state, answer.rows.len())?;

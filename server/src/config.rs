@@ -2,7 +2,11 @@
 //! request go.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::audit::AuditConfig;
+use crate::auth::Auth;
 
 /// How a [`crate::Server`] runs.
 #[derive(Debug, Clone)]
@@ -21,8 +25,13 @@ pub struct Config {
     /// How often definition files are checked for edits on disk (`None`: never).
     pub watch_interval: Option<Duration>,
     /// The token the Cube REST API (`/cubejs-api/v1`) requires in `Authorization`; `None`
-    /// lets every request in.
+    /// lets every request in. Not used with `auth`, whose principals the Cube API takes too.
     pub cubejs_token: Option<String>,
+    /// The principals let in (`--auth FILE`); `None` answers everyone as an anonymous admin
+    /// (the CLI then listens on loopback only).
+    pub auth: Option<Arc<Auth>>,
+    /// Where the audit log goes (`--audit-log`); `None` keeps none.
+    pub audit: Option<AuditConfig>,
     /// Most bytes a definition's build may hold at its peak (a reload over it is refused with
     /// the estimate, 422 `build_failed`); `None` for no limit. Default: half the machine's
     /// memory ([`lattice_engine::build::budget::machine_budget`]).
@@ -39,6 +48,8 @@ impl Default for Config {
             cache_entries: 4096,
             watch_interval: Some(Duration::from_secs(1)),
             cubejs_token: None,
+            auth: None,
+            audit: None,
             memory_budget: lattice_engine::build::budget::machine_budget(),
         }
     }

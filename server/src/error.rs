@@ -110,6 +110,16 @@ impl ApiError {
         .with_details(json!({"max_concurrent": running, "max_queued": queued}))
     }
 
+    /// A principal over its own limit (the auth file's `max_concurrent`, `max_queued`).
+    pub fn too_many_queries_of(principal: &str, running: usize, queued: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_queries",
+            format!("'{principal}' has {running} queries running and {queued} waiting, the most its limits allow; retry when one has finished"),
+        )
+        .with_details(json!({"principal": principal, "max_concurrent": running, "max_queued": queued}))
+    }
+
     /// A failure that is not the client's: logged in full, answered with a generic message.
     pub fn internal(context: &str, detail: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%detail, "{context}");

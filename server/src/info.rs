@@ -13,7 +13,9 @@ pub struct CubeInfo {
     pub description: Option<String>,
     /// The snapshot number; answers carry it as `meta.snapshot`.
     pub version: u64,
-    pub build: BuildInfo,
+    /// Absent for a scoped principal: the cube's size counts every customer's data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildInfo>,
     pub dimensions: Vec<DimensionInfo>,
     pub measures: Vec<MeasureInfo>,
     pub facts: Vec<FactInfo>,
@@ -51,7 +53,8 @@ pub struct LevelInfo {
     pub qualified: String,
     /// `column`, `time` or `bucket`.
     pub kind: &'static str,
-    /// Members of the level (`unknown` included when present).
+    /// Members of the level (`unknown` included when present); for a scoped principal, the
+    /// members it may see.
     pub members: usize,
     /// The level above it in the dimension's hierarchy, if any.
     pub parent: Option<String>,
@@ -87,7 +90,7 @@ impl CubeInfo {
             name: model.name.clone(),
             description: model.description.clone(),
             version: cube.version,
-            build,
+            build: Some(build),
             dimensions: model
                 .dimensions
                 .iter()

@@ -4,7 +4,8 @@
 //! analytics of its own.
 //!
 //! ```text
-//! request --metrics (route, status, latency)--> catch panics --> CORS --> body limit --> route
+//! request --metrics (route, status, latency)--> catch panics --> CORS
+//!   --gate: Authorization -> Principal (401), audit line after the answer--> body limit --> route
 //!   /v1/cubes/{cube}/query --Registry: the cube's slot --> Arc<Snapshot> (loaded once)
 //!       --Admission (bounded running + bounded queue: 429)--> QueryCache / engine
 //!       (inline when a cuboid answers; on the query runtime when DataFusion must: 504 on time)
@@ -18,6 +19,10 @@
 //! - [`build`]: definition text to a built cube, the same at start and on reload.
 //! - `reload`: `PUT .../definition` and the watcher of definition files.
 //! - `query`: the query and drill-through routes and the limits they run under.
+//! - [`auth`]: API keys and JWTs -> a [`auth::Principal`] with the engine's `Access`; the
+//!   auth file. `gate`: the middleware that authenticates every request and writes its line in
+//!   the [`audit`] log (JSON lines, rotated, off the request path). Every route answers for the
+//!   principal's access only; the query limits apply per principal too.
 //! - [`metrics`]: per-route counters and HDR latency histograms, Prometheus text.
 //! - [`openapi`]: `GET /openapi.json`, generated from the types.
 //! - [`cubejs`]: Cube's REST API under `/cubejs-api/v1`, answered from the same snapshots
@@ -29,9 +34,12 @@
 pub mod cubejs;
 
 mod analytics;
+pub mod audit;
+pub mod auth;
 pub mod build;
 pub mod config;
 pub mod error;
+mod gate;
 pub mod info;
 pub mod metrics;
 pub mod openapi;
@@ -144,6 +152,7 @@ pub(crate) struct AppState {
     pub admission: Admission,
     pub builds: Arc<Semaphore>,
     pub runtimes: Runtimes,
+    pub audit: Option<audit::AuditLog>,
 }
 
 impl AppState {
@@ -177,6 +186,11 @@ impl Server {
             admission: Admission::new(limits.max_concurrent_queries, limits.max_queued_queries),
             builds: Arc::new(Semaphore::new(limits.max_concurrent_builds.max(1))),
             runtimes: Runtimes::new()?,
+            audit: config
+                .audit
+                .clone()
+                .map(audit::AuditLog::open)
+                .transpose()?,
             config,
         };
         Ok(Server {
@@ -223,10 +237,19 @@ impl Server {
             })
             .with_state(state.clone())
             .merge(cubejs::router_with_token(
-                state.registry.clone(),
-                state.config.cubejs_token.clone(),
+                Arc::new(ServedCubes(state.clone())),
+                // With an auth file the gate lets principals in, the Cube API's included.
+                state
+                    .config
+                    .cubejs_token
+                    .clone()
+                    .filter(|_| state.config.auth.is_none()),
             ))
-            .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                gate::gate,
+            ));
         if let Some(cors) = cors(&state.config.cors_origins) {
             router = router.layer(cors);
         }
@@ -275,6 +298,38 @@ impl cubejs::CubeSource for Registry {
 
     fn cube(&self, name: &str) -> Option<Arc<lattice_engine::store::Cube>> {
         Registry::cube(self, name)
+    }
+}
+
+/// The Cube API's view of the server: the registry's cubes, and queries through the cache and
+/// the limits (the server's and the principal's) that the native routes use.
+#[derive(Debug)]
+struct ServedCubes(Arc<AppState>);
+
+impl cubejs::CubeSource for ServedCubes {
+    fn cube_names(&self) -> Vec<String> {
+        self.0.registry.names()
+    }
+
+    fn cube(&self, name: &str) -> Option<Arc<lattice_engine::store::Cube>> {
+        self.0.registry.cube(name)
+    }
+
+    fn execute(
+        &self,
+        cube: Arc<lattice_engine::store::Cube>,
+        query: lattice_engine::query::Query,
+        principal: Arc<auth::Principal>,
+    ) -> cubejs::Answering<'_> {
+        Box::pin(async move {
+            let cache = self.0.cache.clone();
+            let access = principal.access.clone();
+            query::run_limited(&self.0, &principal, async move {
+                cache.execute_as(&cube, &query, &access).await
+            })
+            .await
+            .map_err(cubejs::CubeJsError::Server)
+        })
     }
 }
 

@@ -345,6 +345,7 @@ pub struct ErrorBodyDoc {
         crate::routes::get_definition,
         crate::reload::put_definition,
     ),
+    modifiers(&BearerAuth),
     tags(
         (name = "query", description = "Slice-and-dice queries and drill-through"),
         (name = "cubes", description = "What is served: cubes, their metadata and members"),
@@ -353,6 +354,33 @@ pub struct ErrorBodyDoc {
     )
 )]
 pub struct ApiDoc;
+
+/// With `--auth`, every route but `/health` and `/openapi.json` needs
+/// `Authorization: Bearer <API key or JWT>` (README, "Authentication").
+#[derive(Debug)]
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key of the auth file, or a JWT (HS256/RS256); only with `--auth`",
+                    ))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
 
 /// The OpenAPI document as JSON, made once.
 pub fn document() -> &'static str {

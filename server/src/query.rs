@@ -18,13 +18,16 @@ use std::task::{Context, Poll, Waker};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use lattice_engine::query::{Answer, DrillAnswer, DrillQuery, Query, QueryError, drill_through};
+use lattice_engine::access::drill_through_as;
+use lattice_engine::query::{Answer, DrillAnswer, DrillQuery, Query, QueryError};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 use crate::AppState;
+use crate::audit::{NoteSlot, note};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::metrics::{QueryPath, Rejection};
 
@@ -103,15 +106,42 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs a query under the server's limits: a turn from [`Admission`], the time limit, inline
-/// when it completes at once and on the query runtime otherwise (see the module docs).
-pub(crate) async fn run_limited<T, F>(state: &AppState, query: F) -> Result<T, ApiError>
+/// Runs a query under the limits: the principal's turn and time limit (from the auth file),
+/// then a turn from the server's [`Admission`], inline when it completes at once and on the
+/// query runtime otherwise (see the module docs).
+pub(crate) async fn run_limited<T, F>(
+    state: &AppState,
+    principal: &Principal,
+    query: F,
+) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: Future<Output = Result<T, QueryError>> + Send + 'static,
 {
-    let limit = state.config.limits.query_timeout;
+    let limit = principal
+        .query_timeout
+        .unwrap_or(state.config.limits.query_timeout);
     let deadline = Instant::now() + limit;
+    // The principal's own turn first: a principal over its limit waits in its own queue and
+    // holds none of the server's turns meanwhile.
+    let _own_turn = match &principal.turns {
+        None => None,
+        Some(turns) => match turns.enter(deadline).await {
+            Ok(turn) => Some(turn),
+            Err(Refused::QueueFull) => {
+                state.metrics.rejected(Rejection::QueueFull);
+                return Err(ApiError::too_many_queries_of(
+                    &principal.name,
+                    turns.max_running(),
+                    turns.max_waiting(),
+                ));
+            }
+            Err(Refused::Timeout) => {
+                state.metrics.rejected(Rejection::Timeout);
+                return Err(ApiError::query_timeout(limit));
+            }
+        },
+    };
     let _turn = match state.admission.enter(deadline).await {
         Ok(turn) => turn,
         Err(Refused::QueueFull) => {
@@ -225,6 +255,8 @@ const JSON: &[&str] = &["application/json"];
     responses(
         (status = 200, description = "The answer", body = crate::openapi::AnswerDoc),
         (status = 400, description = "A query the cube cannot answer as asked (unknown names, too many rows, ...)", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal's scope forbids it", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
         (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorDoc),
         (status = 415, description = "Body not sent as application/json", body = crate::openapi::ErrorDoc),
@@ -234,24 +266,29 @@ const JSON: &[&str] = &["application/json"];
 )]
 pub(crate) async fn query(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    audit: Option<Extension<NoteSlot>>,
     Path(cube): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Answer>, ApiError> {
+    let audit = audit.map(|Extension(n)| n);
     let slot = state.slot(&cube)?;
     require_content_type(&headers, JSON)?;
     let body = read_body(body, state.config.limits.max_body_bytes)?;
+    note(audit.as_ref(), |n| n.set_query(&cube, body.clone()));
     let mut q = Query::from_json(text(&body)?)?;
     let max_rows = state.config.limits.max_result_rows;
     q.limit = capped(q.limit, max_rows);
     let offset = q.offset;
     let snapshot = slot.load();
     let cache = state.cache.clone();
-    let answer = run_limited(
-        &state,
-        async move { cache.execute(&snapshot.cube, &q).await },
-    )
+    let access = principal.access.clone();
+    let answer = run_limited(&state, &principal, async move {
+        cache.execute_as(&snapshot.cube, &q, &access).await
+    })
     .await?;
+    note(audit.as_ref(), |n| n.set_rows(answer.rows.len()));
     if answer.rows.len() > max_rows {
         return Err(too_many_rows(&state, answer.meta.total_rows, offset));
     }
@@ -275,6 +312,8 @@ pub(crate) async fn query(
     responses(
         (status = 200, description = "The members behind the cell, paged", body = crate::openapi::DrillAnswerDoc),
         (status = 400, description = "A drill-through the cube cannot answer as asked", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal's scope forbids it", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
         (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorDoc),
         (status = 415, description = "Body not sent as application/json", body = crate::openapi::ErrorDoc),
@@ -284,13 +323,17 @@ pub(crate) async fn query(
 )]
 pub(crate) async fn drillthrough(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    audit: Option<Extension<NoteSlot>>,
     Path(cube): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<DrillAnswer>, ApiError> {
+    let audit = audit.map(|Extension(n)| n);
     let slot = state.slot(&cube)?;
     require_content_type(&headers, JSON)?;
     let body = read_body(body, state.config.limits.max_body_bytes)?;
+    note(audit.as_ref(), |n| n.set_query(&cube, body.clone()));
     let mut q = DrillQuery::from_json(text(&body)?)?;
     let max_rows = state.config.limits.max_result_rows;
     q.limit = capped(
@@ -302,11 +345,12 @@ pub(crate) async fn drillthrough(
     );
     let offset = q.offset;
     let snapshot = slot.load();
-    let answer = run_limited(
-        &state,
-        async move { drill_through(&snapshot.cube, &q).await },
-    )
+    let access = principal.access.clone();
+    let answer = run_limited(&state, &principal, async move {
+        drill_through_as(&snapshot.cube, &q, &access).await
+    })
     .await?;
+    note(audit.as_ref(), |n| n.set_rows(answer.rows.len()));
     if answer.rows.len() > max_rows {
         return Err(too_many_rows(&state, answer.total as usize, offset));
     }

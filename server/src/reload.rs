@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query as UrlQuery, State};
+use axum::extract::{Extension, Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ use utoipa::{IntoParams, ToSchema};
 use lattice_engine::build::BuildOptions;
 
 use crate::AppState;
+use crate::auth::Principal;
 use crate::build::{self, base_dir, write_atomically};
 use crate::error::{ApiError, BuildError};
 use crate::info::BuildInfo;
@@ -61,7 +62,7 @@ pub struct Reloaded {
     pub version: u64,
     /// The snapshot it replaced (none for a new cube).
     pub previous_version: Option<u64>,
-    pub build: BuildInfo,
+    pub build: Option<BuildInfo>,
     /// Where the definition was written, when it has a file.
     pub file: Option<String>,
 }
@@ -83,6 +84,8 @@ pub struct Building {
         (status = 201, description = "A new cube, built and serving", body = Reloaded),
         (status = 202, description = "Valid; building in the background (`wait=false`)", body = Building),
         (status = 400, description = "The definition does not validate, or does not match its data: every error with its line and column", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal lacks the role `admin`", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube, and no definitions folder to create it in", body = crate::openapi::ErrorDoc),
         (status = 409, description = "A build of this cube is in progress", body = crate::openapi::ErrorDoc),
         (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorDoc),
@@ -92,11 +95,13 @@ pub struct Building {
     ))]
 pub(crate) async fn put_definition(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(cube): Path<String>,
     params: Result<UrlQuery<PutParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    principal.require_admin("replacing a definition")?;
     let UrlQuery(params) = params.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -245,7 +250,7 @@ pub(crate) fn start_reload(
         metrics.build(result.is_ok(), started.elapsed());
         let outcome = match &result {
             Ok(done) => {
-                tracing::info!(cube = %name, version = done.version, previous = ?done.previous_version, trigger, seconds = done.build.seconds, "definition reloaded");
+                tracing::info!(cube = %name, version = done.version, previous = ?done.previous_version, trigger, seconds = done.build.as_ref().map_or(0.0, |b| b.seconds), "definition reloaded");
                 ReloadOutcome { at: unix_now(), trigger, ok: true, version: Some(done.version), error: None }
             }
             Err(e) => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query as UrlQuery, State};
+use axum::extract::{Extension, Path, Query as UrlQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lattice_defs::model::LevelRef;
@@ -14,10 +14,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::audit::{NoteSlot, note};
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::info::{BuildInfo, CubeInfo};
 use crate::metrics::{header as metric_header, label};
 use crate::registry::{ReloadOutcome, lock};
+use lattice_engine::access::visible_members;
 
 /// `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -35,7 +38,11 @@ pub struct CubeSummary {
     pub name: String,
     pub description: Option<String>,
     pub version: u64,
-    pub build: BuildInfo,
+    /// Absent for a scoped principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildInfo>,
+    /// Absent for a scoped principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reload: Option<ReloadOutcome>,
 }
 
@@ -49,6 +56,8 @@ pub struct CubeList {
 pub struct CubeDetail {
     #[serde(flatten)]
     pub info: CubeInfo,
+    /// Absent for a scoped principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reload: Option<ReloadOutcome>,
 }
 
@@ -88,7 +97,7 @@ pub struct Members {
 
 pub const DEFAULT_MEMBERS_LIMIT: usize = 100;
 
-#[utoipa::path(get, path = "/health", tag = "server",
+#[utoipa::path(get, path = "/health", tag = "server", security(()),
     responses((status = 200, description = "The server is up", body = Health)))]
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     Json(Health {
@@ -100,7 +109,12 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
 
 #[utoipa::path(get, path = "/v1/cubes", tag = "cubes",
     responses((status = 200, description = "The cubes served", body = CubeList)))]
-pub(crate) async fn list_cubes(State(state): State<Arc<AppState>>) -> Json<CubeList> {
+pub(crate) async fn list_cubes(
+    State(state): State<Arc<AppState>>,
+    Extension(access): Extension<Access>,
+) -> Json<CubeList> {
+    // Roles alone (privacy rules) restrict no rows; a scope does.
+    let whole = access.scope.is_empty();
     let cubes = state
         .registry
         .slots()
@@ -111,8 +125,8 @@ pub(crate) async fn list_cubes(State(state): State<Arc<AppState>>) -> Json<CubeL
                 name: snap.info.name.clone(),
                 description: snap.info.description.clone(),
                 version: snap.info.version,
-                build: snap.info.build.clone(),
-                last_reload: lock(&slot.last_reload).clone(),
+                build: snap.info.build.clone().filter(|_| whole),
+                last_reload: lock(&slot.last_reload).clone().filter(|_| whole),
             }
         })
         .collect();
@@ -123,16 +137,37 @@ pub(crate) async fn list_cubes(State(state): State<Arc<AppState>>) -> Json<CubeL
     params(("cube" = String, Path, description = "The cube's name")),
     responses(
         (status = 200, description = "Dimensions, levels, hierarchies, member counts, measures", body = CubeDetail),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
     ))]
 pub(crate) async fn cube_metadata(
     State(state): State<Arc<AppState>>,
+    Extension(access): Extension<Access>,
     Path(cube): Path<String>,
 ) -> Result<Json<CubeDetail>, ApiError> {
     let slot = state.slot(&cube)?;
+    let snap = slot.load();
+    if access.scope.is_empty() {
+        return Ok(Json(CubeDetail {
+            info: snap.info.clone(),
+            last_reload: lock(&slot.last_reload).clone(),
+        }));
+    }
+    // A scoped principal: member counts of what it may see, and nothing about the whole cube.
+    let mut info = snap.info.clone();
+    info.build = None;
+    for (d, dim) in info.dimensions.iter_mut().enumerate() {
+        for (l, level) in dim.levels.iter_mut().enumerate() {
+            let visible =
+                visible_members(&snap.cube, LevelRef { dim: d, level: l }, &access).await?;
+            if let Some(v) = visible {
+                level.members = v.len() as usize;
+            }
+        }
+    }
     Ok(Json(CubeDetail {
-        info: slot.load().info.clone(),
-        last_reload: lock(&slot.last_reload).clone(),
+        info,
+        last_reload: None,
     }))
 }
 
@@ -146,13 +181,18 @@ pub(crate) async fn cube_metadata(
     responses(
         (status = 200, description = "The level's members, paged", body = Members),
         (status = 400, description = "Bad paging parameters, or a limit over the row limit", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube, dimension or level", body = crate::openapi::ErrorDoc),
     ))]
 pub(crate) async fn members(
     State(state): State<Arc<AppState>>,
+    Extension(access): Extension<Access>,
+    audit: Option<Extension<NoteSlot>>,
     Path((cube, dimension, level)): Path<(String, String, String)>,
     params: Result<UrlQuery<MembersParams>, QueryRejection>,
 ) -> Result<Json<Members>, ApiError> {
+    let audit = audit.map(|Extension(n)| n);
+    note(audit.as_ref(), |n| n.set_cube(&cube));
     let slot = state.slot(&cube)?;
     let UrlQuery(params) = params.map_err(|e| {
         ApiError::new(
@@ -191,7 +231,10 @@ pub(crate) async fn members(
         .into());
     }
     let offset = params.offset.unwrap_or(0);
-    let names = &snap.cube.members(LevelRef { dim: d, level: l }).names;
+    let at = LevelRef { dim: d, level: l };
+    // The members the principal may see (None: all of them).
+    let visible = visible_members(&snap.cube, at, &access).await?;
+    let names = &snap.cube.members(at).names;
     // The parent level in the hierarchy, and each member's parent code when it has one.
     let parent = dim
         .hierarchy
@@ -209,6 +252,11 @@ pub(crate) async fn members(
     let matching = names
         .iter()
         .enumerate()
+        .filter(|(code, _)| {
+            visible
+                .as_ref()
+                .is_none_or(|v| u32::try_from(*code).is_ok_and(|c| v.contains(c)))
+        })
         .filter(|(_, n)| needle.as_ref().is_none_or(|s| n.to_lowercase().contains(s)));
     let mut total = 0;
     let mut page = Vec::new();
@@ -222,6 +270,7 @@ pub(crate) async fn members(
         }
         total += 1;
     }
+    note(audit.as_ref(), |n| n.set_rows(page.len()));
     Ok(Json(Members {
         cube,
         dimension,
@@ -266,6 +315,7 @@ pub const YAML: &str = "application/yaml";
     params(("cube" = String, Path, description = "The cube's name")),
     responses(
         (status = 200, description = "The YAML the serving snapshot was built from", content_type = "application/yaml", body = String),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
     ))]
 pub(crate) async fn get_definition(
@@ -288,7 +338,11 @@ pub(crate) async fn get_definition(
 type CubeGauge = (&'static str, &'static str, fn(&CubeInfo) -> f64);
 
 #[utoipa::path(get, path = "/metrics", tag = "server",
-    responses((status = 200, description = "Prometheus text format: requests, errors and latency per route, queries, builds, cube sizes", content_type = "text/plain", body = String)))]
+    responses(
+        (status = 200, description = "Prometheus text format: requests, errors and latency per route, queries, builds, cube sizes", content_type = "text/plain", body = String),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal has neither the role `admin` nor `metrics`", body = crate::openapi::ErrorDoc),
+    ))]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut out = String::with_capacity(16 * 1024);
     state.metrics.render(&mut out);
@@ -320,6 +374,15 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "Definition builds running now.",
         state.registry.builds_in_progress() as f64,
     );
+    if let Some(audit) = &state.audit {
+        metric_header(
+            &mut out,
+            "lattice_audit_dropped_lines_total",
+            "counter",
+            "Audit lines dropped because the writer fell behind.",
+        );
+        let _ = writeln!(out, "lattice_audit_dropped_lines_total {}", audit.dropped());
+    }
     let infos: Vec<_> = state.registry.slots().iter().map(|s| s.load()).collect();
     let per_cube: [CubeGauge; 6] = [
         (
@@ -330,27 +393,27 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         (
             "lattice_cube_bytes",
             "Bytes the serving snapshot's cuboids take.",
-            |c| c.build.bytes as f64,
+            |c| c.build.as_ref().map_or(0.0, |b| b.bytes as f64),
         ),
         (
             "lattice_cube_cuboids",
             "Cuboids in the serving snapshot.",
-            |c| c.build.cuboids as f64,
+            |c| c.build.as_ref().map_or(0.0, |b| b.cuboids as f64),
         ),
         (
             "lattice_cube_cells",
             "Cells in the serving snapshot's cuboids.",
-            |c| c.build.cells as f64,
+            |c| c.build.as_ref().map_or(0.0, |b| b.cells as f64),
         ),
         (
             "lattice_cube_fact_rows",
             "Raw fact rows the serving snapshot was built from.",
-            |c| c.build.fact_rows as f64,
+            |c| c.build.as_ref().map_or(0.0, |b| b.fact_rows as f64),
         ),
         (
             "lattice_cube_build_seconds",
             "How long the serving snapshot took to build.",
-            |c| c.build.seconds,
+            |c| c.build.as_ref().map_or(0.0, |b| b.seconds),
         ),
     ];
     for (name, help, value) in per_cube {
@@ -374,7 +437,7 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/openapi.json", tag = "server",
+#[utoipa::path(get, path = "/openapi.json", tag = "server", security(()),
     responses((status = 200, description = "This API as an OpenAPI document", content_type = "application/json", body = Object)))]
 pub(crate) async fn openapi() -> Response {
     (

@@ -2,6 +2,7 @@
 
 mod access;
 mod analytics;
+mod auth;
 mod cli;
 mod cube_build;
 mod cubejs;
@@ -12,6 +13,7 @@ mod query_props;
 mod query_suite;
 mod random_cube;
 mod reference;
+mod scoped;
 mod select;
 mod server;
 mod synth;

@@ -25,7 +25,7 @@
 //! ([`CubeJsError`], mapped in one exhaustive function); never 502, which the client retries.
 
 mod catalog;
-mod dates;
+pub(crate) mod dates;
 mod filters;
 mod members;
 mod request;
@@ -34,21 +34,28 @@ mod translate;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query as UrlQuery, State};
+use axum::extract::{Extension, Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use lattice_engine::query::QueryError;
+use lattice_engine::query::{Answer, Query, QueryError};
 use lattice_engine::store::Cube;
 use serde_json::{Value as Json, json};
 
+use crate::audit::{NoteSlot, note};
+use crate::auth::Principal;
+use crate::error::ApiError;
 use catalog::Catalog;
 use request::QueryParam;
+
+/// An answer on its way.
+pub type Answering<'a> = Pin<Box<dyn Future<Output = Result<Answer, CubeJsError>> + Send + 'a>>;
 
 /// Where the Cube API finds the cubes it serves (the server's current snapshots).
 pub trait CubeSource: Send + Sync + 'static {
@@ -56,6 +63,14 @@ pub trait CubeSource: Send + Sync + 'static {
     fn cube_names(&self) -> Vec<String>;
     /// The current snapshot of a cube.
     fn cube(&self, name: &str) -> Option<Arc<Cube>>;
+    /// Answers one native query for `principal`, restricted to what its access lets it see.
+    /// The server's source runs it through the query cache and the limits its native routes
+    /// use; this default asks the engine directly.
+    fn execute(&self, cube: Arc<Cube>, query: Query, principal: Arc<Principal>) -> Answering<'_> {
+        Box::pin(async move {
+            Ok(lattice_engine::access::execute_as(&cube, &query, &principal.access).await?)
+        })
+    }
 }
 
 /// A request the Cube API cannot answer as sent.
@@ -154,6 +169,9 @@ pub enum CubeJsError {
     UnknownEndpoint { path: String },
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// Refused or failed by the server that runs the query (its limits: 429, 504).
+    #[error("{}", .0.message)]
+    Server(ApiError),
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
@@ -187,6 +205,7 @@ impl CubeJsError {
             | CubeJsError::BadOrder { .. }
             | CubeJsError::LimitTooLarge { .. }
             | CubeJsError::NeedsMulti { .. } => StatusCode::BAD_REQUEST,
+            CubeJsError::Server(e) => e.status,
             CubeJsError::Query(e) => match e {
                 QueryError::Malformed { .. }
                 | QueryError::TooLarge { .. }
@@ -300,6 +319,14 @@ fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), CubeJsError>
     }
 }
 
+/// Who asks: the server's gate puts the principal in the request; a Cube API served alone
+/// (with its own token, or none) answers everything.
+type Asker = Option<Extension<Arc<Principal>>>;
+
+fn asker(p: Asker) -> Arc<Principal> {
+    p.map_or_else(|| Arc::new(Principal::anonymous()), |Extension(p)| p)
+}
+
 async fn meta(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, CubeJsError> {
     check_token(&state, &headers)?;
     let mut cubes = Vec::new();
@@ -320,6 +347,8 @@ async fn meta(State(state): State<AppState>, headers: HeaderMap) -> Result<Respo
 
 async fn load_get(
     State(state): State<AppState>,
+    who: Asker,
+    audit: Option<Extension<NoteSlot>>,
     headers: HeaderMap,
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, CubeJsError> {
@@ -328,27 +357,37 @@ async fn load_get(
         .filter(|q| !q.is_empty() && q.as_str() != "undefined")
         .map(|q| request::parse_query(q))
         .transpose()?;
-    answer(
-        &state,
-        &headers,
-        query,
-        params.get("queryType").cloned(),
-        false,
-    )
-    .await
+    let ask = Ask {
+        principal: asker(who),
+        audit: audit.map(|Extension(n)| n),
+        query_type: params.get("queryType").cloned(),
+        dry: false,
+    };
+    answer(&state, &headers, query, ask).await
 }
 
 async fn load_post(
     State(state): State<AppState>,
+    who: Asker,
+    audit: Option<Extension<NoteSlot>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, CubeJsError> {
+    let audit = audit.map(|Extension(n)| n);
+    note(audit.as_ref(), |n| n.set_body(body.clone()));
     let body = request::parse_body(&body)?;
-    answer(&state, &headers, body.query, body.query_type, false).await
+    let ask = Ask {
+        principal: asker(who),
+        audit,
+        query_type: body.query_type,
+        dry: false,
+    };
+    answer(&state, &headers, body.query, ask).await
 }
 
 async fn dry_get(
     State(state): State<AppState>,
+    who: Asker,
     headers: HeaderMap,
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, CubeJsError> {
@@ -356,16 +395,38 @@ async fn dry_get(
         .get("query")
         .map(|q| request::parse_query(q))
         .transpose()?;
-    answer(&state, &headers, query, Some("multi".into()), true).await
+    let ask = Ask {
+        principal: asker(who),
+        audit: None,
+        query_type: Some("multi".into()),
+        dry: true,
+    };
+    answer(&state, &headers, query, ask).await
 }
 
 async fn dry_post(
     State(state): State<AppState>,
+    who: Asker,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, CubeJsError> {
     let body = request::parse_body(&body)?;
-    answer(&state, &headers, body.query, Some("multi".into()), true).await
+    let ask = Ask {
+        principal: asker(who),
+        audit: None,
+        query_type: Some("multi".into()),
+        dry: true,
+    };
+    answer(&state, &headers, body.query, ask).await
+}
+
+/// Who asks, and how.
+struct Ask {
+    principal: Arc<Principal>,
+    audit: Option<NoteSlot>,
+    query_type: Option<String>,
+    /// `/dry-run`: translate only.
+    dry: bool,
 }
 
 /// Translates, runs and shapes one `/load` (or, with `dry`, `/dry-run`) request.
@@ -373,9 +434,14 @@ async fn answer(
     state: &AppState,
     headers: &HeaderMap,
     query: Option<QueryParam>,
-    query_type: Option<String>,
-    dry: bool,
+    ask: Ask,
 ) -> Result<Response, CubeJsError> {
+    let Ask {
+        principal,
+        audit,
+        query_type,
+        dry,
+    } = ask;
     check_token(state, headers)?;
     let q = match query {
         None => return Err(CubeJsError::MissingQuery),
@@ -388,6 +454,7 @@ async fn answer(
         Some(QueryParam::One(q)) => q,
     };
     let name = translate::cube_of(&q)?;
+    note(audit.as_ref(), |n| n.set_cube(&name));
     let cube = state
         .source
         .cube(&name)
@@ -420,10 +487,16 @@ async fn answer(
     };
     let refreshed = dates::format_utc(refreshed);
     let mut results = Vec::with_capacity(t.plans.len());
+    let mut rows = 0;
     for plan in &t.plans {
-        let a = lattice_engine::query::execute(&cube, &plan.native).await?;
+        let a = state
+            .source
+            .execute(cube.clone(), plan.native.clone(), principal.clone())
+            .await?;
+        rows += a.rows.len();
         results.push(response::result(plan, &a, &refreshed));
     }
+    note(audit.as_ref(), |n| n.set_rows(rows));
     let body: Json = response::load(&t, results, multi);
     Ok(axum::Json(body).into_response())
 }
