@@ -77,7 +77,9 @@ fn main() -> anyhow::Result<()> {
         let mut times: Vec<Duration> = (0..runs)
             .map(|_| {
                 let t = Instant::now();
-                runtime.block_on(execute(&cube, &query)).map(|_| t.elapsed())
+                runtime
+                    .block_on(execute(&cube, &query))
+                    .map(|_| t.elapsed())
             })
             .collect::<Result<_, _>>()?;
         times.sort_unstable();
