@@ -332,27 +332,11 @@ fn analyze(
 ) -> anyhow::Result<ExitCode> {
     use lattice_engine::access::Access;
     use lattice_engine::analytics as an;
-    let text = if json == Path::new("-") {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        std::fs::read_to_string(json)
-            .map_err(|e| anyhow::anyhow!("cannot read the request {}: {e}", json.display()))?
+    let text = read_request(json, "request")?;
+    let (rt, cube) = match build_quietly(file, data)? {
+        Ok(built) => built,
+        Err(code) => return Ok(code),
     };
-    let model = match read_definition(file, data) {
-        Ok(m) => m,
-        Err(diags) => return Ok(report(&diags)),
-    };
-    let rt = runtime()?;
-    let sources = match rt.block_on(load::load(&model)) {
-        Ok(s) => s,
-        Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
-        Err(e) => return Err(e.into()),
-    };
-    let cube = rt.block_on(lattice_engine::build::build_cube(
-        &model,
-        &sources,
-        &lattice_engine::build::BuildOptions::default(),
-    ))?;
     let all = Access::everything();
     let pretty = |v: serde_json::Result<String>| v.unwrap_or_default();
     let answer = match kind {
@@ -369,43 +353,17 @@ fn analyze(
                 .map(|a| pretty(serde_json::to_string_pretty(&a)))
         }),
     };
-    match answer {
-        Ok(a) => {
-            println!("{a}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            let doc = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
-            println!("{}", serde_json::to_string_pretty(&doc)?);
-            Ok(ExitCode::from(2))
-        }
-    }
+    print_answer(answer.map_err(|e| (e.code(), e.to_string())))
 }
 
 /// Builds the cube quietly, answers one query and prints the answer (or the query's error as
 /// the same JSON error document the server sends, with exit code 2).
 fn query(file: &Path, data: Option<&Path>, json: &Path, drill: bool) -> anyhow::Result<ExitCode> {
-    let text = if json == Path::new("-") {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        std::fs::read_to_string(json)
-            .map_err(|e| anyhow::anyhow!("cannot read the query {}: {e}", json.display()))?
+    let text = read_request(json, "query")?;
+    let (rt, cube) = match build_quietly(file, data)? {
+        Ok(built) => built,
+        Err(code) => return Ok(code),
     };
-    let model = match read_definition(file, data) {
-        Ok(m) => m,
-        Err(diags) => return Ok(report(&diags)),
-    };
-    let rt = runtime()?;
-    let sources = match rt.block_on(load::load(&model)) {
-        Ok(s) => s,
-        Err(EngineError::Definition(diags)) => return Ok(report(&diags)),
-        Err(e) => return Err(e.into()),
-    };
-    let cube = rt.block_on(lattice_engine::build::build_cube(
-        &model,
-        &sources,
-        &lattice_engine::build::BuildOptions::default(),
-    ))?;
     let answer = if drill {
         lattice_engine::query::DrillQuery::from_json(&text).and_then(|q| {
             rt.block_on(lattice_engine::query::drill_through(&cube, &q))
@@ -417,13 +375,53 @@ fn query(file: &Path, data: Option<&Path>, json: &Path, drill: bool) -> anyhow::
                 .map(|a| serde_json::to_string_pretty(&a).unwrap_or_default())
         })
     };
+    print_answer(answer.map_err(|e| (e.code(), e.to_string())))
+}
+
+/// The request document of `lattice query` or `lattice analyze`: a file, or `-` for standard
+/// input.
+fn read_request(json: &Path, what: &str) -> anyhow::Result<String> {
+    if json == Path::new("-") {
+        return Ok(std::io::read_to_string(std::io::stdin())?);
+    }
+    std::fs::read_to_string(json)
+        .map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", json.display()))
+}
+
+/// Loads and builds the cube of `file` without progress output; a definition's errors are
+/// reported and become the exit code.
+fn build_quietly(
+    file: &Path,
+    data: Option<&Path>,
+) -> anyhow::Result<Result<(tokio::runtime::Runtime, lattice_engine::store::Cube), ExitCode>> {
+    let model = match read_definition(file, data) {
+        Ok(m) => m,
+        Err(diags) => return Ok(Err(report(&diags))),
+    };
+    let rt = runtime()?;
+    let sources = match rt.block_on(load::load(&model)) {
+        Ok(s) => s,
+        Err(EngineError::Definition(diags)) => return Ok(Err(report(&diags))),
+        Err(e) => return Err(e.into()),
+    };
+    let cube = rt.block_on(lattice_engine::build::build_cube(
+        &model,
+        &sources,
+        &lattice_engine::build::BuildOptions::default(),
+    ))?;
+    Ok(Ok((rt, cube)))
+}
+
+/// Prints an answer (already JSON), or an error as the server's JSON error document with exit
+/// code 2.
+fn print_answer(answer: Result<String, (&str, String)>) -> anyhow::Result<ExitCode> {
     match answer {
         Ok(a) => {
             println!("{a}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            let doc = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
+        Err((code, message)) => {
+            let doc = serde_json::json!({"error": {"code": code, "message": message}});
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(ExitCode::from(2))
         }
