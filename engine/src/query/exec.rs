@@ -552,34 +552,26 @@ impl<'a> Exec<'a> {
             .get(&Vec::new())
             .cloned()
             .unwrap_or_else(|| self.empty_leaves());
-        let hide = hidden(&values, 0, &[]);
-        for (m, v) in r.measures.iter().zip(self.outputs(&values)) {
-            let name = model.measures[*m].name.clone();
-            if hide {
-                map.insert(name.clone(), Json::Null);
-                if let Some(s) = sup.as_deref_mut() {
-                    s.totals.push(name);
+        // One total per measure under `prefix` (a pivot column's members), withheld or not.
+        let mut put = |prefix: &str, vals: &[V], hide: bool| {
+            for (m, v) in r.measures.iter().zip(self.outputs(vals)) {
+                let name = format!("{prefix}{}", model.measures[*m].name);
+                if hide {
+                    if let Some(s) = sup.as_deref_mut() {
+                        s.totals.push(name.clone());
+                    }
+                    map.insert(name, Json::Null);
+                } else {
+                    map.insert(name, v.json());
                 }
-            } else {
-                map.insert(name, v.json());
             }
-        }
+        };
+        put("", &values, hidden(&values, 0, &[]));
         if !r.columns.is_empty() {
             let by_col = self.coarser(main, &r.columns).await?;
             for (k, vals) in &by_col.rows {
                 let member = self.member_path(&r.columns, k);
-                let hide = hidden(vals, nr, k);
-                for (m, v) in r.measures.iter().zip(self.outputs(vals)) {
-                    let name = format!("{member}|{}", model.measures[*m].name);
-                    if hide {
-                        map.insert(name.clone(), Json::Null);
-                        if let Some(s) = sup.as_deref_mut() {
-                            s.totals.push(name);
-                        }
-                    } else {
-                        map.insert(name, v.json());
-                    }
-                }
+                put(&format!("{member}|"), vals, hidden(vals, nr, k));
             }
         }
         let mut subtotals = Vec::new();
