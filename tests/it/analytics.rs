@@ -722,14 +722,8 @@ async fn the_analyses_answer_over_http_with_the_api_error_shape() {
         vec![lattice_server::Served { built, path: None }],
     )
     .expect("server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let listening = crate::util::listen(server).await;
+    let addr = listening.addr;
 
     let request = r#"{"kind": "change", "measure": "deposit_balance", "before": "2025-02", "after": "2025-03", "relative": 0.5, "direction": "down"}"#;
     let (status, body) = post(addr, "/v1/cubes/bank_crm/analytics/abnormal", request).await;
@@ -786,8 +780,7 @@ async fn the_analyses_answer_over_http_with_the_api_error_shape() {
         "{body}"
     );
 
-    let _ = stop.send(());
-    task.await.expect("join").expect("serve");
+    listening.stop().await;
 }
 
 #[test]

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lattice_server::audit::AuditConfig;
 use lattice_server::auth::{Auth, hash_key};
-use lattice_server::{Config, Served, Server};
+use lattice_server::{Config, Server};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -140,16 +140,7 @@ pub async fn app(
     tune: impl FnOnce(&mut Config, &Path),
 ) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bank_crm.yaml");
-    std::fs::write(&path, lattice_defs::BANK_CRM_YAML).expect("write definition");
-    let built = lattice_server::build_definition(
-        lattice_defs::BANK_CRM_YAML.to_string(),
-        Some(&path),
-        Some(parquet_dir()),
-        false,
-    )
-    .await
-    .expect("the shipped cube builds");
+    let served = crate::util::shipped_cube_in(dir.path()).await;
     let mut config = Config {
         definitions_dir: Some(dir.path().to_path_buf()),
         data_dir: Some(parquet_dir().to_path_buf()),
@@ -161,14 +152,7 @@ pub async fn app(
         ..Config::default()
     };
     tune(&mut config, dir.path());
-    let server = Server::new(
-        config,
-        vec![Served {
-            built,
-            path: Some(path),
-        }],
-    )
-    .expect("server");
+    let server = Server::new(config, vec![served]).expect("server");
     App {
         router: server.router(),
         dir,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use lattice_engine::EngineError;
 use lattice_engine::build::BuildOptions;
 use lattice_engine::query::{Having, HavingOp, Query, execute};
-use lattice_server::{BuildError, Config, Served, Server};
+use lattice_server::{BuildError, Config, Server};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -190,19 +190,10 @@ measures:
 async fn hostile_requests_get_clear_4xx_answers() {
     let started = Instant::now();
     let defs = tempfile::tempdir().expect("tempdir");
-    let path = defs.path().join("bank_crm.yaml");
-    std::fs::write(&path, lattice_defs::BANK_CRM_YAML).expect("write definition");
-    let built = lattice_server::build_definition(
-        lattice_defs::BANK_CRM_YAML.to_string(),
-        Some(&path),
-        Some(parquet_dir()),
-        false,
-    )
-    .await
-    .expect("the shipped cube builds");
+    let served = crate::util::shipped_cube_in(defs.path()).await;
 
     // What JSON cannot carry goes to the engine directly, before the cube moves to the server.
-    engine_cases(&built.cube).await;
+    engine_cases(&served.built.cube).await;
 
     let config = Config {
         definitions_dir: Some(defs.path().to_path_buf()),
@@ -211,22 +202,9 @@ async fn hostile_requests_get_clear_4xx_answers() {
         memory_budget: Some(64 << 20),
         ..Config::default()
     };
-    let server = Server::new(
-        config,
-        vec![Served {
-            built,
-            path: Some(path),
-        }],
-    )
-    .expect("server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let server = Server::new(config, vec![served]).expect("server");
+    let listening = crate::util::listen(server).await;
+    let addr = listening.addr;
 
     json_shape_cases(addr).await;
     name_and_value_cases(addr).await;
@@ -238,12 +216,7 @@ async fn hostile_requests_get_clear_4xx_answers() {
     let r = query(addr, &json!({"measures": ["txn_count"]})).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), task)
-        .await
-        .expect("the server stops")
-        .expect("the server task")
-        .expect("serve ends cleanly");
+    listening.stop().await;
     eprintln!("hostile HTTP cases took {:?}", started.elapsed());
 }
 

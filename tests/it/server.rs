@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lattice_server::{Config, Limits, Served, Server};
+use lattice_server::{Config, Limits, Server};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,22 +31,12 @@ fn two_age_bands() -> String {
 struct TestServer {
     client: Client,
     defs: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    listening: crate::util::Listening,
 }
 
 async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
     let defs = tempfile::tempdir().expect("tempdir");
-    let path = defs.path().join("bank_crm.yaml");
-    std::fs::write(&path, lattice_defs::BANK_CRM_YAML).expect("write definition");
-    let built = lattice_server::build_definition(
-        lattice_defs::BANK_CRM_YAML.to_string(),
-        Some(&path),
-        Some(parquet_dir()),
-        false,
-    )
-    .await
-    .expect("the shipped cube builds");
+    let served = crate::util::shipped_cube_in(defs.path()).await;
     let mut config = Config {
         definitions_dir: Some(defs.path().to_path_buf()),
         data_dir: Some(parquet_dir().to_path_buf()),
@@ -54,27 +44,14 @@ async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
         ..Config::default()
     };
     tune(&mut config);
-    let server = Server::new(
-        config,
-        vec![Served {
-            built,
-            path: Some(path),
-        }],
-    )
-    .expect("server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let server = Server::new(config, vec![served]).expect("server");
+    let listening = crate::util::listen(server).await;
     TestServer {
-        client: Client { addr },
+        client: Client {
+            addr: listening.addr,
+        },
         defs,
-        stop: Some(stop),
-        task,
+        listening,
     }
 }
 
@@ -207,15 +184,8 @@ impl TestServer {
     }
 
     /// Stops the server as SIGTERM would and waits until it has stopped.
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
-            .await
-            .expect("the server stops")
-            .expect("the server task")
-            .expect("serve ends cleanly");
+    async fn stop(self) {
+        self.listening.stop().await;
     }
 }
 
@@ -890,8 +860,7 @@ async fn shutdown_finishes_the_requests_in_flight() {
     })
     .await;
     let addr = srv.addr;
-    let stopping = srv.stop.take().expect("not stopped");
-    let _ = stopping.send(());
+    srv.listening.signal_stop();
     let reply = put.await.expect("client");
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json()["version"], 2);

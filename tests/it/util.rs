@@ -66,3 +66,66 @@ pub fn proptest_cases(default: u32) -> u32 {
         .and_then(|c| c.parse().ok())
         .unwrap_or(default)
 }
+
+/// The shipped `bank_crm` definition written into `dir` and built over the test data, for a
+/// server to serve from that folder.
+pub async fn shipped_cube_in(dir: &Path) -> lattice_server::Served {
+    let path = dir.join("bank_crm.yaml");
+    std::fs::write(&path, lattice_defs::BANK_CRM_YAML).expect("write definition");
+    let built = lattice_server::build_definition(
+        lattice_defs::BANK_CRM_YAML.to_string(),
+        Some(&path),
+        Some(parquet_dir()),
+        false,
+    )
+    .await
+    .expect("the shipped cube builds");
+    lattice_server::Served {
+        built,
+        path: Some(path),
+    }
+}
+
+/// A server listening on a free loopback port until [`Listening::stop`].
+#[derive(Debug)]
+pub struct Listening {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Serves `server` on 127.0.0.1 at a free port.
+pub async fn listen(server: lattice_server::Server) -> Listening {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Listening {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+impl Listening {
+    /// Tells the server to stop as SIGTERM would, without waiting.
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Stops the server as SIGTERM would and waits (at most 30 s) until it has stopped.
+    pub async fn stop(mut self) {
+        self.signal_stop();
+        tokio::time::timeout(std::time::Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("the server stops")
+            .expect("the server task")
+            .expect("serve ends cleanly");
+    }
+}
