@@ -465,3 +465,167 @@ async fn bad_searches_say_what_and_where() {
         assert!(e.to_string().contains(says), "{json}: {e}");
     }
 }
+
+// ---- HTTP ----
+
+/// An engine answer as a client reads it, without `meta` (which says how, not what).
+fn what(answer: &impl serde::Serialize) -> Value {
+    let mut v: Value =
+        serde_json::from_str(&serde_json::to_string(answer).expect("JSON")).expect("JSON");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("meta");
+    }
+    v
+}
+
+#[tokio::test]
+async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_may_see() {
+    let fx = fixture().await;
+    let manager = example_manager(fx).await;
+    let rule = format!("manager.manager = {manager}");
+    let app = crate::auth::app(
+        Some(&move |d: &std::path::Path| crate::auth::auth_file(d, &rule)),
+        |_, _| {},
+    )
+    .await;
+    let (admin, scoped) = (crate::auth::ADMIN_KEY, crate::auth::MANAGER_KEY);
+    let doc: Value = serde_json::from_str(EXAMPLE).expect("JSON");
+    let path = "/v1/cubes/bank_crm/searches/affluent_digital_no_loan";
+
+    // Saving needs `admin`; the file beside the definition holds what was saved.
+    app.as_(scoped, "PUT", path, Some(&doc))
+        .await
+        .error(403, "forbidden");
+    let r = app.as_(admin, "PUT", path, Some(&doc)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(app.as_(admin, "PUT", path, Some(&doc)).await.status, 200);
+    let file = app.dir.path().join("bank_crm.searches.json");
+    let kept: Vec<Search> =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
+    assert_eq!(kept, vec![search(EXAMPLE)]);
+    let r = app
+        .as_(scoped, "GET", "/v1/cubes/bank_crm/searches", None)
+        .await;
+    assert_eq!(
+        r.body["searches"][0]["name"], "affluent_digital_no_loan",
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["searches"][0]["source"], "api");
+    let mut r = app.as_(scoped, "GET", path, None).await;
+    r.body.as_object_mut().expect("object").remove("source");
+    let read: Search = serde_json::from_value(r.body).expect("a search document");
+    assert_eq!(read, search(EXAMPLE));
+
+    // Runs answer as the engine does for each principal.
+    let s = search(EXAMPLE);
+    let body = json!({"measures": ["deposit_balance"], "limit": 5000});
+    let opts: SearchRun = serde_json::from_value(body.clone()).expect("run");
+    for (key, access) in [(admin, everyone()), (scoped, manager_scope(&manager))] {
+        let r = app
+            .as_(key, "POST", &format!("{path}/run"), Some(&body))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let engine = run(&fx.cube, &s, &opts, &access).await.expect("run");
+        let mut got = r.body.clone();
+        got.as_object_mut().expect("object").remove("meta");
+        assert_eq!(got, what(&engine));
+        // Ad hoc, the same.
+        let mut adhoc = body.clone();
+        adhoc["search"] = doc.clone();
+        let r = app
+            .as_(key, "POST", "/v1/cubes/bank_crm/searches/run", Some(&adhoc))
+            .await;
+        let mut got = r.body.clone();
+        got.as_object_mut().expect("object").remove("meta");
+        assert_eq!(got, what(&engine), "{}", r.text);
+        // CSV: a header and one line per member.
+        let r = app
+            .as_(key, "POST", &format!("{path}/run?format=csv"), Some(&body))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(
+            r.headers[axum::http::header::CONTENT_TYPE]
+                .to_str()
+                .expect("type")
+                .starts_with("text/csv")
+        );
+        let lines: Vec<&str> = r.text.lines().collect();
+        assert_eq!(lines[0], "customer.id,deposit_balance");
+        assert_eq!(lines.len() - 1, engine.rows.len());
+        let first = &engine.rows[0];
+        assert_eq!(
+            lines[1],
+            format!(
+                "{},{}",
+                first[0].as_str().unwrap(),
+                first[1].as_str().unwrap()
+            )
+        );
+        // A query with the segment equals the engine's with the members written out.
+        let ids = names(&fx.cube, &s, &access).await;
+        let q = json!({"measures": ["txn_amount", "active_customers"], "rows": ["channel.channel"],
+                       "segments": ["affluent_digital_no_loan"]});
+        let r = app.query_as(key, &q).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let explicit: Query = serde_json::from_value(json!({
+            "measures": ["txn_amount", "active_customers"], "rows": ["channel.channel"],
+            "filters": [{"level": "customer.id", "op": "in", "values": ids}]}))
+        .expect("query");
+        let want = execute_as(&fx.cube, &explicit, &access)
+            .await
+            .expect("query");
+        assert_eq!(r.body["rows"], what(&want)["rows"]);
+    }
+
+    // Errors say what and where.
+    let r = app
+        .as_(
+            admin,
+            "POST",
+            "/v1/cubes/bank_crm/searches/affluent_digital_no_lon/run",
+            None,
+        )
+        .await;
+    let e = r.error(404, "unknown_search");
+    assert!(
+        e["message"].as_str().unwrap().contains("did you mean"),
+        "{e}"
+    );
+    let bad = json!({"name": "bad", "where": {"all": [{"level": "customer.segment"}]}});
+    let r = app
+        .as_(admin, "PUT", "/v1/cubes/bank_crm/searches/bad", Some(&bad))
+        .await;
+    assert_eq!(
+        r.error(400, "bad_condition")["details"]["at"],
+        "where.all[0]"
+    );
+    let r = app
+        .query_as(
+            admin,
+            &json!({"measures": ["txn_count"], "segments": ["nope"]}),
+        )
+        .await;
+    r.error(404, "unknown_search");
+    let r = app
+        .as_(
+            admin,
+            "PUT",
+            "/v1/cubes/bank_crm/searches/other",
+            Some(&doc),
+        )
+        .await;
+    r.error(400, "bad_search_name");
+
+    // Deleting needs `admin`, and empties the file.
+    app.as_(scoped, "DELETE", path, None)
+        .await
+        .error(403, "forbidden");
+    assert_eq!(app.as_(admin, "DELETE", path, None).await.status, 204);
+    app.as_(admin, "DELETE", path, None)
+        .await
+        .error(404, "unknown_search");
+    let kept: Vec<Search> =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
+    assert!(kept.is_empty());
+}
