@@ -19,6 +19,8 @@
 //!   answer given to that principal.
 //! - [`analytics`]: abnormal change and band migration, built from the query engine's
 //!   aggregation and the cuboids' member sets, under the same access.
+//! - [`search`]: target-customer searches — conditions on attributes, bands and per-period
+//!   measures evaluated to roaring member sets — listed, counted and used as query segments.
 //!
 //! Nothing here knows about HTTP; the server crate is a thin shell over this one.
 
@@ -27,6 +29,7 @@ pub mod analytics;
 pub mod build;
 pub mod error;
 pub mod query;
+pub mod search;
 pub mod source;
 pub mod store;
 

@@ -40,7 +40,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
 }
 
 /// An analysis error as the one error shape; every variant decided here, none by default.
-fn api_error(e: AnalyticsError) -> ApiError {
+pub(crate) fn api_error(e: AnalyticsError) -> ApiError {
     let bad = StatusCode::BAD_REQUEST;
     let details = match &e {
         AnalyticsError::Query(q) => return ApiError::from(q.clone()),

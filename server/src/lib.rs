@@ -19,6 +19,8 @@
 //! - [`build`]: definition text to a built cube, the same at start and on reload.
 //! - `reload`: `PUT .../definition` and the watcher of definition files.
 //! - `query`: the query and drill-through routes and the limits they run under.
+//! - `searches`: saved target-customer searches (CRUD kept in a file beside the definition,
+//!   runs, CSV export); a query's `segments` name them.
 //! - [`auth`]: API keys and JWTs -> a [`auth::Principal`] with the engine's `Access`; the
 //!   auth file. `gate`: the middleware that authenticates every request and writes its line in
 //!   the [`audit`] log (JSON lines, rotated, off the request path). Every route answers for the
@@ -47,6 +49,7 @@ mod query;
 pub mod registry;
 mod reload;
 mod routes;
+mod searches;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -153,6 +156,8 @@ pub(crate) struct AppState {
     pub builds: Arc<Semaphore>,
     pub runtimes: Runtimes,
     pub audit: Option<audit::AuditLog>,
+    /// Target-customer searches saved over the API, per cube.
+    pub searches: searches::Store,
 }
 
 impl AppState {
@@ -186,6 +191,7 @@ impl Server {
             admission: Admission::new(limits.max_concurrent_queries, limits.max_queued_queries),
             builds: Arc::new(Semaphore::new(limits.max_concurrent_builds.max(1))),
             runtimes: Runtimes::new()?,
+            searches: searches::Store::default(),
             audit: config
                 .audit
                 .clone()
@@ -221,6 +227,7 @@ impl Server {
                 get(routes::get_definition).put(reload::put_definition),
             )
             .merge(analytics::routes())
+            .merge(searches::routes())
             .fallback(|| async {
                 ApiError::new(
                     StatusCode::NOT_FOUND,

@@ -49,6 +49,9 @@ pub struct QueryDoc {
     /// Measures as shares of their totals over coarser groups (a column each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<ShareDoc>,
+    /// Saved searches whose customers filter the query (several intersect).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<String>,
 }
 
 /// A measure as a share of its total (`of: []`: the grand total; `of: ["time.month"]`: within
@@ -481,6 +484,7 @@ mod tests {
                 of: vec!["time.year".into()],
                 name: Some("s".into()),
             }],
+            segments: vec!["s".into()],
         }
     }
 

@@ -22,6 +22,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use lattice_engine::access::drill_through_as;
 use lattice_engine::query::{Answer, DrillAnswer, DrillQuery, Query, QueryError};
+use lattice_engine::search::expand_segments;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
@@ -284,10 +285,22 @@ pub(crate) async fn query(
     let snapshot = slot.load();
     let cache = state.cache.clone();
     let access = principal.access.clone();
+    // Segments (saved searches) become filters on their entity's members first.
+    let searches = if q.segments.is_empty() {
+        None
+    } else {
+        Some(crate::searches::all_searches(&state, &cube)?)
+    };
     let answer = run_limited(&state, &principal, async move {
-        cache.execute_as(&snapshot.cube, &q, &access).await
+        if let Some(searches) = searches
+            && let Err(e) = expand_segments(&snapshot.cube, &mut q, &access, &searches).await
+        {
+            return Ok(Err(e));
+        }
+        cache.execute_as(&snapshot.cube, &q, &access).await.map(Ok)
     })
-    .await?;
+    .await?
+    .map_err(crate::searches::api_error)?;
     note(audit.as_ref(), |n| n.set_rows(answer.rows.len()));
     if answer.rows.len() > max_rows {
         return Err(too_many_rows(&state, answer.meta.total_rows, offset));

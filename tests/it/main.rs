@@ -14,6 +14,7 @@ mod query_suite;
 mod random_cube;
 mod reference;
 mod scoped;
+mod searches;
 mod select;
 mod server;
 mod synth;

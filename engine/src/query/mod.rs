@@ -65,7 +65,9 @@ pub use drill::{DEFAULT_DRILL_LIMIT, DrillAnswer, DrillMeta, DrillQuery, drill_t
 pub(crate) use drill::{drill_through_restricted, member_sets};
 pub use error::QueryError;
 pub use exec::execute;
-pub(crate) use exec::{aggregate, aggregate_for_access, cmp_v, collect_leaves, execute_restricted};
+pub(crate) use exec::{
+    aggregate, aggregate_for_access, cmp_v, collect_leaves, execute_resolved, execute_restricted,
+};
 pub use fallback::FallbackData;
 pub(crate) use group::AggRequest;
 pub(crate) use resolve::resolve_visible;

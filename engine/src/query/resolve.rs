@@ -97,6 +97,14 @@ pub(crate) fn resolve_visible(
     visible: &HashMap<LevelRef, Arc<RoaringBitmap>>,
 ) -> Result<Resolved, QueryError> {
     check_size(query)?;
+    if let Some(name) = query.segments.first() {
+        return Err(QueryError::BadFilter {
+            level: format!("segment '{name}'"),
+            message: "segments are saved searches; run the query through a server or \
+                      `lattice_engine::search::expand_segments`, which knows them"
+                .into(),
+        });
+    }
     let model = cube.model();
     let level = |name: &str| {
         model.level(name).ok_or_else(|| QueryError::UnknownLevel {

@@ -37,6 +37,10 @@ pub struct Query {
     /// Measures as shares of their totals over coarser groups (a column each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shares: Vec<Share>,
+    /// Saved searches whose members filter the query (on each search's entity level; several
+    /// intersect). Expanded by [`crate::search::expand_segments`] before the query resolves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<String>,
 }
 
 /// A measure as a share of its total: of the grand total (`of: []`), within each member of

@@ -258,6 +258,7 @@ pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, Cub
             compare: None,
             explain: false,
             shares: Vec::new(),
+            segments: Vec::new(),
         };
         Ok(Plan {
             native,

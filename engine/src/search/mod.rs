@@ -1,0 +1,502 @@
+//! Target-customer search: saved conditions on an entity's attributes, bands and per-period
+//! measures that evaluate to the set of entity members (customers) satisfying them, listed
+//! (paged, sortable by the entity or a measure) and counted, and usable as a segment (a filter
+//! on the entity level) in any query.
+//!
+//! ```text
+//! Search { where: all / any / not / atom }
+//!   --atoms, each--> member atom: distinct-customer roaring sets of the smallest covering
+//!                    cuboid (`member_sets`), else a query grouped by the entity
+//!                    measure atom: the measure per entity member (the engine's aggregation),
+//!                    compared exactly with the threshold
+//!   --set algebra--> all = intersection, any = union, not = universe minus the set
+//!   --∩ universe (the entity's members, minus `unknown`, that the principal may see)--> members
+//! ```
+//!
+//! A principal's [`Access`] applies to everything: its scope filters every aggregate and set
+//! an atom reads, and the universe `not` is relative to is the members the principal may see,
+//! so a scoped principal's result is the unscoped result restricted to their customers.
+
+mod eval;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use lattice_defs::diag::suggest;
+use lattice_defs::model::LevelRef;
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::access::{Access, resolve_restricted};
+use crate::analytics::{AnalyticsError, Ctx, default_entity, default_level};
+use crate::query::{
+    Column, DEFAULT_DRILL_LIMIT, Direction, FactMeta, Filter, FilterOp, OrderKey, Query,
+    QueryError, ResolvedFilter, execute_resolved, resolve,
+};
+use crate::store::Cube;
+
+/// A saved (or ad hoc) search document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The level whose members are searched (default `customer.id`).
+    #[serde(default = "default_entity")]
+    pub entity: String,
+    /// The condition.
+    #[serde(rename = "where")]
+    pub condition: Condition,
+}
+
+impl Search {
+    /// Reads a search document; malformed JSON, unknown keys and wrong types are
+    /// `malformed_query` with serde's line and column.
+    pub fn from_json(text: &str) -> Result<Search, SearchError> {
+        serde_json::from_str(text).map_err(|e| {
+            QueryError::Malformed {
+                message: e.to_string(),
+            }
+            .into()
+        })
+    }
+}
+
+/// One condition: exactly one of `all`, `any`, `not`, `level` (a member atom) or `measure` (a
+/// measure atom). Written as one flat object so that a wrong key is named by serde and a
+/// wrong combination by [`SearchError::BadCondition`] with its path (`where.all[1]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// Every condition holds (intersection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<Vec<Condition>>,
+    /// At least one holds (union).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any: Option<Vec<Condition>>,
+    /// Does not hold: every member of the entity (the principal may see) minus the set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not: Option<Box<Condition>>,
+    /// Member atom: the members with facts in these members of `level` (a query filter's
+    /// `op`, `value`, `values`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    /// Measure atom: the members whose `measure` under `filters` compares true with `value`
+    /// (`op`: gt, ge, lt, le, eq, ne).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    /// A member name (member atom) or a number (measure atom; exact decimals compare exactly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Json>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    /// Measure atom: which facts count, as a query's filters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<Filter>,
+    /// The periods the atom reads (default: all time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+}
+
+/// The periods an atom reads: `last` periods of `level` ending at `value` (a member name or
+/// `latest`, the latest period with facts of the atom's fact table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    #[serde(default = "default_level")]
+    pub level: String,
+    #[serde(default = "latest")]
+    pub value: String,
+    #[serde(default = "one")]
+    pub last: u32,
+}
+
+fn latest() -> String {
+    "latest".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The searches a query's `segments` and the run routes can name.
+pub type SearchSet = BTreeMap<String, Search>;
+
+/// How to list a search's members.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRun {
+    /// An ad hoc search (the `/searches/run` route); a named run leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<Search>,
+    /// Measures shown per member (over all the member's facts).
+    #[serde(default)]
+    pub measures: Vec<String>,
+    /// By the entity level or a measure of `measures`; default member order.
+    #[serde(default)]
+    pub order: Vec<crate::query::Order>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub offset: u64,
+}
+
+impl SearchRun {
+    pub fn from_json(text: &str) -> Result<SearchRun, SearchError> {
+        if text.trim().is_empty() {
+            return Ok(SearchRun::default());
+        }
+        serde_json::from_str(text).map_err(|e| {
+            QueryError::Malformed {
+                message: e.to_string(),
+            }
+            .into()
+        })
+    }
+}
+
+/// What can be wrong with a search; each has a stable [`SearchError::code`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SearchError {
+    /// A problem any query or analysis could have (unknown level, measure or member, bad
+    /// filter, a scope that does not fit, a bad period).
+    #[error(transparent)]
+    Analytics(#[from] AnalyticsError),
+    #[error("unknown search '{name}'{}", suggestion.as_ref().map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default())]
+    UnknownSearch {
+        name: String,
+        suggestion: Option<String>,
+    },
+    #[error("{at}: {message}")]
+    BadCondition { at: String, message: String },
+    #[error("{at}: period: {message}")]
+    BadPeriod { at: String, message: String },
+    #[error("search name '{name}': {message}")]
+    BadName { name: String, message: String },
+    #[error(
+        "search '{name}' is defined in the cube's definition; change it there, or save this one under another name"
+    )]
+    ReadOnly { name: String },
+}
+
+impl From<QueryError> for SearchError {
+    fn from(e: QueryError) -> SearchError {
+        SearchError::Analytics(AnalyticsError::Query(e))
+    }
+}
+
+impl SearchError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            SearchError::Analytics(e) => e.code(),
+            SearchError::UnknownSearch { .. } => "unknown_search",
+            SearchError::BadCondition { .. } => "bad_condition",
+            SearchError::BadPeriod { .. } => "bad_period",
+            SearchError::BadName { .. } => "bad_search_name",
+            SearchError::ReadOnly { .. } => "search_read_only",
+        }
+    }
+}
+
+/// Checks a search's name: 1 to 64 letters, digits, `_` or `-` (it is a path segment and a
+/// file key).
+pub fn check_name(name: &str) -> Result<(), SearchError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SearchError::BadName {
+            name: name.to_string(),
+            message: "use 1 to 64 letters, digits, '_' or '-'".into(),
+        })
+    }
+}
+
+/// The members a search selects, as `access` may see them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Members {
+    pub entity: LevelRef,
+    pub members: RoaringBitmap,
+    /// Every member of the entity the principal may see (what `not` is relative to).
+    pub universe: RoaringBitmap,
+    pub facts: Vec<FactMeta>,
+    /// Per atom, in document order: `member_sets` or `grouped`.
+    pub sources: Vec<&'static str>,
+}
+
+/// Evaluates `search` on `cube` as `access` may see it.
+pub async fn members(
+    cube: &Cube,
+    search: &Search,
+    access: &Access,
+) -> Result<Members, SearchError> {
+    let mut ctx = Ctx::new(cube, access).await?;
+    eval::evaluate(&mut ctx, search).await
+}
+
+/// A search's answer: the members (paged), their count and the measures asked for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchAnswer {
+    pub name: String,
+    pub entity: String,
+    /// Members the search selects (before paging).
+    pub count: u64,
+    /// Members of the entity the principal may see (the count's denominator).
+    pub total: u64,
+    pub columns: Vec<Column>,
+    /// `[member, measure..]` per member.
+    pub rows: Vec<Vec<Json>>,
+    /// Too few customers for the principal to see them listed: no rows, count 0.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
+    pub meta: SearchMeta,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchMeta {
+    /// Per atom, in document order: `member_sets` (roaring sets of a cuboid) or `grouped`.
+    pub atoms: Vec<&'static str>,
+    pub facts: Vec<FactMeta>,
+    pub elapsed_us: u64,
+    pub snapshot: u64,
+}
+
+/// Runs `search`: its members (paged, ordered), counts, and `run.measures` per member.
+pub async fn run(
+    cube: &Cube,
+    search: &Search,
+    run: &SearchRun,
+    access: &Access,
+) -> Result<SearchAnswer, SearchError> {
+    let start = Instant::now();
+    let mut ctx = Ctx::new(cube, access).await?;
+    let found = eval::evaluate(&mut ctx, search).await?;
+    let entity = found.entity;
+    let mut columns = vec![Column {
+        name: search.entity.clone(),
+        kind: "level",
+        ty: None,
+    }];
+    let meta = |facts: Vec<FactMeta>| SearchMeta {
+        atoms: found.sources.clone(),
+        facts,
+        elapsed_us: start.elapsed().as_micros() as u64,
+        snapshot: cube.version,
+    };
+    let count = found.members.len();
+    let small = ctx
+        .applied
+        .suppress
+        .as_ref()
+        .is_some_and(|s| count > 0 && count < s.min);
+    if small {
+        return Ok(SearchAnswer {
+            name: search.name.clone(),
+            entity: search.entity.clone(),
+            count: 0,
+            total: found.universe.len(),
+            columns,
+            rows: Vec::new(),
+            suppressed: true,
+            meta: meta(found.facts),
+        });
+    }
+    let limit = run.limit.unwrap_or(DEFAULT_DRILL_LIMIT);
+    for o in &run.order {
+        if o.by != search.entity && !run.measures.contains(&o.by) {
+            return Err(QueryError::BadOrder { by: o.by.clone() }.into());
+        }
+    }
+    let desc = run
+        .order
+        .iter()
+        .find(|o| o.by == search.entity)
+        .is_some_and(|o| o.dir == Direction::Desc);
+    let by_measure = run.order.iter().any(|o| o.by != search.entity);
+    let name = |c: u32| Json::String(cube.member_name(entity, c).to_string());
+    let mut facts = found.facts.clone();
+    let rows = if run.measures.is_empty() {
+        page(&found.members, desc, run.offset, limit)
+            .into_iter()
+            .map(|c| vec![name(c)])
+            .collect()
+    } else {
+        let q = Query {
+            measures: run.measures.clone(),
+            rows: vec![search.entity.clone()],
+            order: run.order.clone(),
+            ..Query::default()
+        };
+        let mut r = if ctx.applied.is_unrestricted() {
+            resolve(&q, cube)?
+        } else {
+            resolve_restricted(cube, &q, &ctx.applied).await?
+        };
+        // Values for the page's members (or, to order by a measure, for all of them).
+        let scope: RoaringBitmap = if by_measure {
+            found.members.clone()
+        } else {
+            page(&found.members, desc, run.offset, limit)
+                .into_iter()
+                .collect()
+        };
+        r.filters.push(ResolvedFilter {
+            level: entity,
+            members: scope.clone(),
+        });
+        if !by_measure {
+            let dir = if desc {
+                Direction::Desc
+            } else {
+                Direction::Asc
+            };
+            r.order = vec![(OrderKey::Level(entity), dir)];
+        }
+        r.limit = None;
+        r.offset = 0;
+        let answer = execute_resolved(cube, &r).await?;
+        facts.extend(answer.meta.facts.iter().cloned());
+        columns.extend(answer.columns.iter().skip(1).cloned());
+        let width = answer.columns.len();
+        let dict = cube.members(entity);
+        let mut rows: Vec<(u32, Vec<Json>)> = answer
+            .rows
+            .into_iter()
+            .map(|row| {
+                let code = row
+                    .first()
+                    .and_then(Json::as_str)
+                    .and_then(|n| dict.code(n))
+                    .unwrap_or(u32::MAX);
+                (code, row)
+            })
+            .collect();
+        let seen: RoaringBitmap = rows.iter().map(|(c, _)| *c).collect();
+        // Members without any value: nulls, which sort last (ties in member order).
+        let mut tail: Vec<(u32, Vec<Json>)> = (&scope - &seen)
+            .iter()
+            .map(|c| {
+                let mut row = vec![name(c)];
+                row.resize(width, Json::Null);
+                (c, row)
+            })
+            .collect();
+        if by_measure {
+            rows.extend(tail);
+            rows.into_iter()
+                .map(|(_, r)| r)
+                .skip(usize::try_from(run.offset).unwrap_or(usize::MAX))
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .collect()
+        } else {
+            rows.append(&mut tail);
+            rows.sort_by_key(|(c, _)| *c);
+            if desc {
+                rows.reverse();
+            }
+            rows.into_iter().map(|(_, r)| r).collect()
+        }
+    };
+    Ok(SearchAnswer {
+        name: search.name.clone(),
+        entity: search.entity.clone(),
+        count,
+        total: found.universe.len(),
+        columns,
+        rows,
+        suppressed: false,
+        meta: meta(facts),
+    })
+}
+
+/// `limit` codes of `set` from `offset`, ascending or descending.
+fn page(set: &RoaringBitmap, desc: bool, offset: u64, limit: u64) -> Vec<u32> {
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if desc {
+        set.iter().rev().skip(offset).take(limit).collect()
+    } else {
+        set.iter().skip(offset).take(limit).collect()
+    }
+}
+
+/// Replaces a query's `segments` by filters on their entity levels: per entity, an `in`
+/// filter listing the members every segment on it selects (as `access` may see them), so the
+/// answer equals the same query with that filter written out (and the query cache keys on
+/// the members, not on a search's name whose definition may change). A segment selecting no
+/// one becomes a filter no member passes.
+pub async fn expand_segments(
+    cube: &Cube,
+    query: &mut Query,
+    access: &Access,
+    searches: &SearchSet,
+) -> Result<(), SearchError> {
+    if query.segments.is_empty() {
+        return Ok(());
+    }
+    let mut by_entity: BTreeMap<String, RoaringBitmap> = BTreeMap::new();
+    for name in std::mem::take(&mut query.segments) {
+        let search = find(searches, &name)?;
+        let found = members(cube, search, access).await?;
+        by_entity
+            .entry(search.entity.clone())
+            .and_modify(|s| *s &= &found.members)
+            .or_insert(found.members);
+    }
+    for (level, set) in by_entity {
+        let l = cube
+            .model
+            .level(&level)
+            .ok_or_else(|| QueryError::UnknownLevel {
+                name: level.clone(),
+                suggestion: None,
+            })?;
+        let filter = if set.is_empty() {
+            // No member name contains NUL.
+            Filter {
+                level,
+                op: FilterOp::Search,
+                value: Some("\u{0}".into()),
+                values: None,
+            }
+        } else {
+            Filter {
+                level,
+                op: FilterOp::In,
+                value: None,
+                values: Some(
+                    set.iter()
+                        .map(|c| cube.member_name(l, c).to_string())
+                        .collect(),
+                ),
+            }
+        };
+        query.filters.push(filter);
+    }
+    Ok(())
+}
+
+/// The search `name` of `searches`, or `unknown_search` with a suggestion.
+pub fn find<'s>(searches: &'s SearchSet, name: &str) -> Result<&'s Search, SearchError> {
+    searches
+        .get(name)
+        .ok_or_else(|| SearchError::UnknownSearch {
+            name: name.to_string(),
+            suggestion: suggest(name, searches.keys().map(String::as_str)),
+        })
+}
+
+/// The searches a cube's definition names. The definition language has no `searches:`
+/// section yet, so this is empty; the server already treats these as read-only and unique
+/// with the saved ones.
+pub fn definition_searches(_model: &lattice_defs::Model) -> SearchSet {
+    SearchSet::new()
+}

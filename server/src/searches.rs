@@ -1,0 +1,391 @@
+//! Saved target-customer searches over HTTP ([`lattice_engine::search`]):
+//!
+//! - `GET  /v1/cubes/{cube}/searches` — every search, the definition's and the saved ones;
+//! - `GET | PUT | DELETE /v1/cubes/{cube}/searches/{name}` — one search; PUT and DELETE need
+//!   the role `admin`, as replacing a definition does;
+//! - `POST /v1/cubes/{cube}/searches/{name}/run` and `POST /v1/cubes/{cube}/searches/run` (an
+//!   ad hoc search in the body): the members, paged and ordered, with counts; as CSV with
+//!   `?format=csv` or `Accept: text/csv`.
+//!
+//! Searches saved over the API are kept per cube in `<definition stem>.searches.json` beside
+//! the served definition, written atomically (temporary file + rename). The file is read on
+//! first use and is written only here, so memory and file agree; a reload of the definition
+//! keeps them. Names are unique across the definition's and the saved ones; the definition's
+//! cannot be replaced or deleted over the API. Every route answers as the request's principal
+//! may see (the engine applies its scope) and runs under the query limits.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError};
+use lattice_engine::search::{
+    Search, SearchAnswer, SearchError, SearchRun, SearchSet, check_name, find, members, run,
+};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::query::{read_body, require_content_type, run_limited};
+use crate::registry::{Slot, lock};
+
+/// The searches saved over the API, per cube (loaded from its file on first use).
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    saved: Mutex<HashMap<String, Arc<SearchSet>>>,
+}
+
+/// Where a cube's saved searches are kept: `bank_crm.yaml` -> `bank_crm.searches.json`.
+fn file_of(slot: &Slot) -> Option<PathBuf> {
+    slot.path
+        .as_ref()
+        .map(|p| p.with_extension("searches.json"))
+}
+
+impl Store {
+    /// The searches saved for `cube` over the API.
+    fn saved(&self, cube: &str, slot: &Slot) -> Result<Arc<SearchSet>, ApiError> {
+        if let Some(s) = lock(&self.saved).get(cube) {
+            return Ok(s.clone());
+        }
+        let set = match file_of(slot) {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| ApiError::internal("reading the saved searches", &e))?;
+                let list: Vec<Search> = serde_json::from_str(&text)
+                    .map_err(|e| ApiError::internal("reading the saved searches", &e))?;
+                list.into_iter().map(|s| (s.name.clone(), s)).collect()
+            }
+            _ => SearchSet::new(),
+        };
+        let set = Arc::new(set);
+        Ok(lock(&self.saved)
+            .entry(cube.to_string())
+            .or_insert(set)
+            .clone())
+    }
+
+    /// Replaces the saved searches of `cube`: the file first, then memory.
+    fn replace(&self, cube: &str, slot: &Slot, set: SearchSet) -> Result<(), ApiError> {
+        if let Some(path) = file_of(slot) {
+            let list: Vec<&Search> = set.values().collect();
+            let text = serde_json::to_string_pretty(&list)
+                .map_err(|e| ApiError::internal("writing the saved searches", &e))?;
+            crate::build::write_atomically(&path, &text)
+                .map_err(|e| ApiError::internal("writing the saved searches", &e))?;
+        }
+        lock(&self.saved).insert(cube.to_string(), Arc::new(set));
+        Ok(())
+    }
+}
+
+/// Every search of `cube`: the definition's, then the saved ones.
+pub(crate) fn all_searches(state: &AppState, cube: &str) -> Result<SearchSet, ApiError> {
+    let slot = state.slot(cube)?;
+    let mut all = definition_searches(&slot);
+    for (name, s) in state.searches.saved(cube, &slot)?.iter() {
+        all.entry(name.clone()).or_insert_with(|| s.clone());
+    }
+    Ok(all)
+}
+
+fn definition_searches(slot: &Slot) -> SearchSet {
+    lattice_engine::search::definition_searches(&slot.load().cube.model)
+}
+
+/// The search routes, to merge into the server's router.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/cubes/{cube}/searches", get(list))
+        .route("/v1/cubes/{cube}/searches/run", post(run_adhoc))
+        .route(
+            "/v1/cubes/{cube}/searches/{name}",
+            get(get_one).put(put_one).delete(delete_one),
+        )
+        .route("/v1/cubes/{cube}/searches/{name}/run", post(run_named))
+}
+
+/// A search error as the one error shape; every variant decided here, none by default.
+pub(crate) fn api_error(e: SearchError) -> ApiError {
+    let details = match &e {
+        SearchError::Analytics(a) => return crate::analytics::api_error(a.clone()),
+        SearchError::UnknownSearch { name, suggestion } => {
+            return ApiError::new(StatusCode::NOT_FOUND, e.code(), e.to_string())
+                .with_details(json!({"name": name, "suggestion": suggestion}));
+        }
+        SearchError::ReadOnly { name } => {
+            return ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
+                .with_details(json!({"name": name}));
+        }
+        SearchError::BadCondition { at, .. } | SearchError::BadPeriod { at, .. } => {
+            json!({"at": at})
+        }
+        SearchError::BadName { name, .. } => json!({"name": name}),
+    };
+    ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).with_details(details)
+}
+
+fn body_text(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    optional: bool,
+) -> Result<String, ApiError> {
+    let body = read_body(body, state.config.limits.max_body_bytes)?;
+    if optional && body.is_empty() {
+        return Ok(String::new());
+    }
+    require_content_type(headers, &["application/json"])?;
+    String::from_utf8(body.to_vec()).map_err(|e| {
+        QueryError::Malformed {
+            message: format!("the body is not UTF-8 text ({e})"),
+        }
+        .into()
+    })
+}
+
+/// One search as listed: the document and where it comes from.
+fn listed(s: &Search, source: &str) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    v["source"] = json!(source);
+    v
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Path(cube): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let slot = state.slot(&cube)?;
+    let defined = definition_searches(&slot);
+    let saved = state.searches.saved(&cube, &slot)?;
+    let mut out: Vec<Value> = defined.values().map(|s| listed(s, "definition")).collect();
+    out.extend(
+        saved
+            .values()
+            .filter(|s| !defined.contains_key(&s.name))
+            .map(|s| listed(s, "api")),
+    );
+    Ok(Json(json!({"searches": out})))
+}
+
+async fn get_one(
+    State(state): State<Arc<AppState>>,
+    Path((cube, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let slot = state.slot(&cube)?;
+    let defined = definition_searches(&slot);
+    if let Some(s) = defined.get(&name) {
+        return Ok(Json(listed(s, "definition")));
+    }
+    let all = all_searches(&state, &cube)?;
+    let s = find(&all, &name).map_err(api_error)?;
+    Ok(Json(listed(s, "api")))
+}
+
+async fn put_one(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path((cube, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    principal.require_admin("saving a search")?;
+    let slot = state.slot(&cube)?;
+    check_name(&name).map_err(api_error)?;
+    let search =
+        Search::from_json(&body_text(&state, &headers, body, false)?).map_err(api_error)?;
+    if search.name != name {
+        return Err(api_error(SearchError::BadName {
+            name: search.name.clone(),
+            message: format!("the document's name must be the path's, '{name}'"),
+        }));
+    }
+    if definition_searches(&slot).contains_key(&name) {
+        return Err(api_error(SearchError::ReadOnly { name }));
+    }
+    // Checked against the serving cube (names, members, periods) before it is kept.
+    let snapshot = slot.load();
+    let check = search.clone();
+    let access = principal.access.clone();
+    limited(&state, &principal, async move {
+        members(&snapshot.cube, &check, &access).await.map(|_| ())
+    })
+    .await?;
+    let mut saved = (*state.searches.saved(&cube, &slot)?).clone();
+    let created = saved.insert(name, search.clone()).is_none();
+    state.searches.replace(&cube, &slot, saved)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(listed(&search, "api"))).into_response())
+}
+
+async fn delete_one(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path((cube, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    principal.require_admin("deleting a search")?;
+    let slot = state.slot(&cube)?;
+    if definition_searches(&slot).contains_key(&name) {
+        return Err(api_error(SearchError::ReadOnly { name }));
+    }
+    let mut saved = (*state.searches.saved(&cube, &slot)?).clone();
+    if saved.remove(&name).is_none() {
+        let all = all_searches(&state, &cube)?;
+        return Err(api_error(find(&all, &name).err().unwrap_or(
+            SearchError::UnknownSearch {
+                name: name.clone(),
+                suggestion: None,
+            },
+        )));
+    }
+    state.searches.replace(&cube, &slot, saved)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs a search analysis under the query limits; its errors in the API's shape.
+async fn limited<T, F>(state: &AppState, principal: &Principal, run: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, SearchError>> + Send + 'static,
+{
+    // The search error travels through the query limits inside an Ok.
+    let out = run_limited(state, principal, async move { Ok(run.await) }).await?;
+    out.map_err(api_error)
+}
+
+async fn run_named(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path((cube, name)): Path<(String, String)>,
+    RawQuery(params): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let all = all_searches(&state, &cube)?;
+    let search = find(&all, &name).map_err(api_error)?.clone();
+    let r = SearchRun::from_json(&body_text(&state, &headers, body, true)?).map_err(api_error)?;
+    if r.search.is_some() {
+        return Err(QueryError::Malformed {
+            message: "a named run takes its search from the name; leave out `search`".into(),
+        }
+        .into());
+    }
+    answer(&state, &principal, &cube, search, r, params, &headers).await
+}
+
+async fn run_adhoc(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(cube): Path<String>,
+    RawQuery(params): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    state.slot(&cube)?;
+    let mut r =
+        SearchRun::from_json(&body_text(&state, &headers, body, false)?).map_err(api_error)?;
+    let search = r.search.take().ok_or_else(|| {
+        ApiError::from(QueryError::Malformed {
+            message: "an ad hoc run needs `search`: {\"name\": .., \"where\": ..}".into(),
+        })
+    })?;
+    answer(&state, &principal, &cube, search, r, params, &headers).await
+}
+
+async fn answer(
+    state: &AppState,
+    principal: &Principal,
+    cube: &str,
+    search: Search,
+    mut r: SearchRun,
+    params: Option<String>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(params.as_deref(), headers);
+    let max = state.config.limits.max_result_rows as u64;
+    if !csv {
+        r.limit = Some(r.limit.unwrap_or(DEFAULT_DRILL_LIMIT).min(max + 1));
+    } else if r.limit.is_none() {
+        // An export lists every member up to the row limit.
+        r.limit = Some(max + 1);
+    }
+    let snapshot = state.slot(cube)?.load();
+    let access = principal.access.clone();
+    let a = limited(state, principal, async move {
+        run(&snapshot.cube, &search, &r, &access).await
+    })
+    .await?;
+    if a.rows.len() as u64 > max {
+        return Err(QueryError::TooManyRows {
+            rows: a.rows.len(),
+            limit: max as usize,
+        }
+        .into());
+    }
+    if csv {
+        let mut resp = to_csv(&a).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        return Ok(resp);
+    }
+    Ok(Json(a).into_response())
+}
+
+fn wants_csv(params: Option<&str>, headers: &HeaderMap) -> bool {
+    let by_param = params.is_some_and(|p| p.split('&').any(|kv| kv == "format=csv"));
+    let by_accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    by_param || by_accept
+}
+
+/// The answer's columns and rows as CSV (RFC 4180: fields with a comma, a quote or a line
+/// break quoted; null empty).
+pub(crate) fn to_csv(a: &SearchAnswer) -> String {
+    fn field(out: &mut String, s: &str) {
+        if s.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&s.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(s);
+        }
+    }
+    let mut out = String::new();
+    for (i, c) in a.columns.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        field(&mut out, &c.name);
+    }
+    out.push_str("\r\n");
+    for row in &a.rows {
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match v {
+                Value::Null => {}
+                Value::String(s) => field(&mut out, s),
+                other => field(&mut out, &other.to_string()),
+            }
+        }
+        out.push_str("\r\n");
+    }
+    out
+}

@@ -1,0 +1,631 @@
+//! Target-customer searches (`engine/src/search/`): the issue's example and other conditions
+//! equal a SQL twin over the raw tables, on the default cube, on the cube without cuboids (the
+//! fallback) and on a cube whose cuboids hold the atoms' member sets; a scoped principal gets
+//! the unscoped list restricted to their customers; a search used as a segment equals the same
+//! query with the members written out; and over HTTP: CRUD kept on disk, runs, scope, CSV.
+
+use std::collections::BTreeSet;
+
+use lattice_defs::model::AggMode;
+use lattice_engine::access::{Access, ScopeRule, execute_as};
+use lattice_engine::build::{BuildOptions, build_cube};
+use lattice_engine::query::Query;
+use lattice_engine::search::{
+    Search, SearchAnswer, SearchRun, SearchSet, expand_segments, members, run,
+};
+use lattice_engine::source::load::load;
+use lattice_engine::store::Cube;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use crate::query_suite::{Cell, Fixture, fixture, run_sql};
+use crate::util::{bank_crm, parquet_dir};
+
+/// The issue's example: deposit band 200k+ in the latest month, no loan product (in the
+/// latest month), used online or mobile in the last three months.
+pub const EXAMPLE: &str = r#"{
+  "name": "affluent_digital_no_loan",
+  "description": "deposits of 200k+ in the latest month, no loan, online or mobile in the last 3 months",
+  "where": {"all": [
+    {"level": "customer.deposit_band", "op": "in", "values": ["200k-1M", "1M+"],
+     "period": {"level": "time.month", "value": "latest"}},
+    {"not": {"measure": "customers", "op": "gt", "value": 0,
+             "filters": [{"level": "product.category", "op": "eq", "value": "loan"}],
+             "period": {"value": "latest"}}},
+    {"measure": "txn_count", "op": "gt", "value": 0,
+     "filters": [{"level": "channel.channel", "op": "in", "values": ["online", "mobile"]}],
+     "period": {"level": "time.month", "value": "latest", "last": 3}}
+  ]}
+}"#;
+
+/// SQL: the example's customers, the latest months written out (checked below).
+const EXAMPLE_SQL: &str = "
+WITH d AS (SELECT customer_id, SUM(deposit_balance) AS v FROM balances
+           WHERE month = DATE '2025-12-01' GROUP BY 1),
+     loan AS (SELECT DISTINCT b.customer_id FROM balances b JOIN products p ON p.product_id = b.product_id
+              WHERE p.category = 'loan' AND b.month = DATE '2025-12-01'),
+     digital AS (SELECT DISTINCT t.customer_id FROM transactions t JOIN channels ch ON ch.channel_id = t.channel_id
+                 WHERE ch.channel IN ('online', 'mobile') AND t.txn_date >= DATE '2025-10-01')
+SELECT CAST(customer_id AS VARCHAR) FROM d
+WHERE v >= 200000
+  AND customer_id NOT IN (SELECT customer_id FROM loan)
+  AND customer_id IN (SELECT customer_id FROM digital)";
+
+fn search(json: &str) -> Search {
+    Search::from_json(json).unwrap_or_else(|e| panic!("{e}\n{json}"))
+}
+
+fn everyone() -> Access {
+    Access::everything()
+}
+
+fn manager_scope(manager: &str) -> Access {
+    let rule: ScopeRule = format!("manager.manager = {manager}")
+        .parse()
+        .expect("scope rule");
+    Access {
+        scope: vec![rule],
+        roles: Vec::new(),
+    }
+}
+
+/// The default model with cuboids holding every atom's member sets (deposit band per month,
+/// product category per month, channel per month), also per manager for scopes.
+async fn with_sets() -> &'static Cube {
+    static CUBE: OnceCell<Cube> = OnceCell::const_new();
+    CUBE.get_or_init(|| async {
+        let mut model = bank_crm(parquet_dir(), false).expect("definition");
+        let level = |n: &str| model.level(n).expect(n);
+        let (band, month, manager) = (
+            level("customer.deposit_band"),
+            level("time.month"),
+            level("manager.manager"),
+        );
+        let (category, channel) = (level("product.category"), level("channel.channel"));
+        model.aggregates.mode = AggMode::Explicit;
+        model.aggregates.cuboids = vec![
+            vec![band, month, manager],
+            vec![category, month, manager],
+            vec![channel, month, manager],
+        ];
+        let sources = load(&model).await.expect("load");
+        build_cube(&model, &sources, &BuildOptions::default())
+            .await
+            .expect("build")
+    })
+    .await
+}
+
+async fn sql_set(fx: &Fixture, sql: &str) -> BTreeSet<String> {
+    let t = run_sql(&fx.sql, sql).await.expect("SQL");
+    t.rows
+        .iter()
+        .map(|r| match &r[0] {
+            Cell::Text(s) => s.clone(),
+            other => panic!("{other}"),
+        })
+        .collect()
+}
+
+async fn names(cube: &Cube, s: &Search, access: &Access) -> BTreeSet<String> {
+    let m = members(cube, s, access)
+        .await
+        .unwrap_or_else(|e| panic!("{e} ({})", e.code()));
+    m.members
+        .iter()
+        .map(|c| cube.member_name(m.entity, c).to_string())
+        .collect()
+}
+
+/// The three cubes with the paths they take for `s`.
+async fn cubes(fx: &'static Fixture) -> [(&'static str, &'static Cube); 3] {
+    [
+        ("default", &fx.cube),
+        ("no cuboids", &fx.bare),
+        ("member sets", with_sets().await),
+    ]
+}
+
+#[tokio::test]
+async fn the_issue_example_equals_sql_on_every_path() {
+    let fx = fixture().await;
+    let latest = sql_set(
+        fx,
+        "SELECT CAST(MAX(month) AS VARCHAR) FROM balances UNION ALL
+         SELECT CAST(date_trunc('month', MAX(txn_date)) AS VARCHAR) FROM transactions",
+    )
+    .await;
+    assert!(
+        latest.iter().all(|m| m.starts_with("2025-12-01")),
+        "the SQL twin assumes December 2025 is the latest month: {latest:?}"
+    );
+    let want = sql_set(fx, EXAMPLE_SQL).await;
+    assert!(!want.is_empty(), "the example selects someone");
+    let s = search(EXAMPLE);
+    for (what, cube) in cubes(fx).await {
+        assert_eq!(names(cube, &s, &everyone()).await, want, "{what}");
+    }
+    let sets = members(with_sets().await, &s, &everyone())
+        .await
+        .expect("run");
+    assert_eq!(sets.sources, ["member_sets", "member_sets", "member_sets"]);
+    let bare = members(&fx.bare, &s, &everyone()).await.expect("run");
+    assert_eq!(bare.sources, ["grouped", "grouped", "grouped"]);
+    println!("example: {} customers", want.len());
+}
+
+#[tokio::test]
+async fn any_not_bands_over_periods_and_exact_thresholds_equal_sql() {
+    let fx = fixture().await;
+    let cases = [
+        (
+            // Static attributes: customers with any fact, by segment.
+            r#"{"name": "a", "where": {"any": [
+                {"level": "customer.segment", "op": "eq", "value": "private"},
+                {"all": [{"level": "customer.type", "op": "eq", "value": "corporate"},
+                         {"not": {"level": "region.province", "op": "in", "values": ["Zhejiang"]}}]}]}}"#,
+            "SELECT CAST(c.customer_id AS VARCHAR) FROM customers c JOIN regions r ON r.region_id = c.region_id
+             WHERE (c.segment = 'private' OR (c.customer_type = 'corporate' AND r.province <> 'Zhejiang'))
+               AND (c.customer_id IN (SELECT customer_id FROM balances)
+                    OR c.customer_id IN (SELECT customer_id FROM transactions))",
+        ),
+        (
+            // In the <10k band in any of 2025-04..2025-06.
+            r#"{"name": "b", "where": {"level": "customer.deposit_band", "op": "eq", "value": "<10k",
+                "period": {"value": "2025-06", "last": 3}}}"#,
+            "SELECT DISTINCT CAST(customer_id AS VARCHAR) FROM
+               (SELECT customer_id, month, SUM(deposit_balance) AS v FROM balances GROUP BY 1, 2)
+             WHERE v < 10000 AND month BETWEEN DATE '2025-04-01' AND DATE '2025-06-01'",
+        ),
+        (
+            // An exact decimal threshold, over a quarter, on a derived-free sum.
+            r#"{"name": "c", "where": {"measure": "txn_amount", "op": "ge", "value": 12345.67,
+                "period": {"level": "time.quarter", "value": "2025-Q2"}}}"#,
+            "SELECT CAST(customer_id AS VARCHAR) FROM transactions
+             WHERE txn_date BETWEEN DATE '2025-04-01' AND DATE '2025-06-30'
+             GROUP BY customer_id HAVING SUM(amount) >= 12345.67",
+        ),
+        (
+            // A semi-additive measure over several months reads the last of them.
+            r#"{"name": "d", "where": {"measure": "loan_balance", "op": "gt", "value": "100000",
+                "period": {"value": "2025-09", "last": 6}}}"#,
+            "SELECT CAST(customer_id AS VARCHAR) FROM balances WHERE month = DATE '2025-09-01'
+             GROUP BY customer_id HAVING SUM(loan_balance) > 100000",
+        ),
+    ];
+    for (json, sql) in cases {
+        let want = sql_set(fx, sql).await;
+        assert!(!want.is_empty(), "{json}: SQL selects someone");
+        let s = search(json);
+        for (what, cube) in cubes(fx).await {
+            assert_eq!(names(cube, &s, &everyone()).await, want, "{what}: {json}");
+        }
+    }
+}
+
+/// The customer ids of a manager, in SQL.
+async fn customers_of(fx: &Fixture, manager: &str) -> BTreeSet<String> {
+    sql_set(
+        fx,
+        &format!(
+            "SELECT CAST(c.customer_id AS VARCHAR) FROM customers c JOIN managers m ON m.manager_id = c.manager_id
+             WHERE m.manager_name = '{manager}'"
+        ),
+    )
+    .await
+}
+
+/// The manager of the most customers the example selects.
+async fn example_manager(fx: &Fixture) -> String {
+    let t = run_sql(
+        &fx.sql,
+        &format!(
+            "SELECT m.manager_name FROM customers c JOIN managers m ON m.manager_id = c.manager_id
+             WHERE CAST(c.customer_id AS VARCHAR) IN ({EXAMPLE_SQL})
+             GROUP BY 1 ORDER BY COUNT(*) DESC, 1 LIMIT 1"
+        ),
+    )
+    .await
+    .expect("SQL");
+    match &t.rows[0][0] {
+        Cell::Text(s) => s.clone(),
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_scoped_principal_gets_the_unscoped_list_restricted_to_their_customers() {
+    let fx = fixture().await;
+    let manager = example_manager(fx).await;
+    let theirs = customers_of(fx, &manager).await;
+    let access = manager_scope(&manager);
+    let with_not = r#"{"name": "n", "where": {"not": {"level": "customer.segment", "op": "eq", "value": "mass"}}}"#;
+    for json in [EXAMPLE, with_not] {
+        let s = search(json);
+        let all = names(&fx.cube, &s, &everyone()).await;
+        let want: BTreeSet<String> = all.intersection(&theirs).cloned().collect();
+        assert!(!want.is_empty() && want.len() < all.len(), "{json}");
+        for (what, cube) in cubes(fx).await {
+            assert_eq!(names(cube, &s, &access).await, want, "{what}: {json}");
+        }
+        // The run's count and rows too; `total` is the principal's customers.
+        let a = run(
+            &fx.cube,
+            &s,
+            &SearchRun {
+                limit: Some(10_000),
+                ..SearchRun::default()
+            },
+            &access,
+        )
+        .await
+        .expect("run");
+        assert_eq!(a.count, want.len() as u64);
+        let listed: BTreeSet<String> = a
+            .rows
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(listed, want);
+        assert!(a.total <= theirs.len() as u64);
+    }
+}
+
+fn ids(a: &SearchAnswer) -> Vec<String> {
+    a.rows
+        .iter()
+        .map(|r| r[0].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn runs_page_and_order_by_the_entity_or_a_measure() {
+    let fx = fixture().await;
+    let s = search(EXAMPLE);
+    let all = run(
+        &fx.cube,
+        &s,
+        &SearchRun {
+            measures: vec!["deposit_balance".into(), "txn_count".into()],
+            limit: Some(100_000),
+            ..SearchRun::default()
+        },
+        &everyone(),
+    )
+    .await
+    .expect("run");
+    assert_eq!(all.count as usize, all.rows.len());
+    let names: Vec<&str> = all.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["customer.id", "deposit_balance", "txn_count"]);
+    // Pages in member order, then descending.
+    let page = |order: Value, offset: u64, limit: u64| {
+        let s = s.clone();
+        async move {
+            let r: SearchRun = serde_json::from_value(json!({
+                "measures": ["deposit_balance", "txn_count"], "order": order,
+                "offset": offset, "limit": limit
+            }))
+            .expect("run");
+            run(&fx.cube, &s, &r, &everyone()).await.expect("run")
+        }
+    };
+    let p = page(json!([]), 2, 3).await;
+    assert_eq!(p.rows, all.rows[2..5].to_vec());
+    assert_eq!(p.count, all.count);
+    let p = page(json!([{"by": "customer.id", "dir": "desc"}]), 0, 2).await;
+    let mut rev = all.rows.clone();
+    rev.reverse();
+    assert_eq!(p.rows, rev[..2].to_vec());
+    // By a measure, descending: the same order the deposits give, ties in member order.
+    let p = page(json!([{"by": "deposit_balance", "dir": "desc"}]), 1, 4).await;
+    let mut by = all.rows.clone();
+    // Two-place decimals: exact enough as floats to order; nulls last.
+    let num = |v: &Value| match v {
+        Value::String(s) => s.parse::<f64>().ok(),
+        v => v.as_f64(),
+    };
+    by.sort_by(|a, b| match (num(&a[1]), num(&b[1])) {
+        (Some(x), Some(y)) => y.total_cmp(&x),
+        (x, y) => x.is_none().cmp(&y.is_none()),
+    });
+    assert_eq!(
+        ids(&p),
+        by[1..5]
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    // Ordering by something not listed is an error.
+    let r: SearchRun =
+        serde_json::from_value(json!({"order": [{"by": "fee_income"}]})).expect("run");
+    let e = run(&fx.cube, &s, &r, &everyone())
+        .await
+        .expect_err("bad order");
+    assert_eq!(e.code(), "bad_order");
+}
+
+#[tokio::test]
+async fn a_search_as_a_segment_equals_the_query_with_its_members_written_out() {
+    let fx = fixture().await;
+    let s = search(EXAMPLE);
+    let searches: SearchSet = [(s.name.clone(), s.clone())].into_iter().collect();
+    let manager = example_manager(fx).await;
+    for access in [everyone(), manager_scope(&manager)] {
+        let ids = names(&fx.cube, &s, &access).await;
+        for doc in [
+            json!({"measures": ["txn_amount", "active_customers"], "rows": ["channel.channel"]}),
+            json!({"measures": ["deposit_balance", "customers"], "rows": ["customer.segment"], "totals": true}),
+        ] {
+            let mut with_segment = doc.clone();
+            with_segment["segments"] = json!([s.name]);
+            let mut q: Query = serde_json::from_value(with_segment).expect("query");
+            for cube in [&fx.cube, &fx.bare] {
+                let mut expanded = q.clone();
+                expand_segments(cube, &mut expanded, &access, &searches)
+                    .await
+                    .expect("segments");
+                let got = execute_as(cube, &expanded, &access).await.expect("query");
+                let mut explicit = doc.clone();
+                explicit["filters"] = json!([{"level": "customer.id", "op": "in", "values": ids}]);
+                let explicit: Query = serde_json::from_value(explicit).expect("query");
+                let want = execute_as(cube, &explicit, &access).await.expect("query");
+                assert_eq!(got.rows, want.rows, "{doc}");
+                assert_eq!(got.totals, want.totals, "{doc}");
+            }
+            // Unexpanded, a query says what segments need; unknown names are named.
+            let e = lattice_engine::query::execute(&fx.cube, &q)
+                .await
+                .expect_err("raw");
+            assert_eq!(e.code(), "bad_filter");
+            q.segments = vec!["affluent_digital_no_lon".into()];
+            let e = expand_segments(&fx.cube, &mut q, &access, &searches)
+                .await
+                .expect_err("unknown");
+            assert_eq!(e.code(), "unknown_search");
+            assert!(
+                e.to_string()
+                    .contains("did you mean 'affluent_digital_no_loan'"),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_searches_say_what_and_where() {
+    let fx = fixture().await;
+    let cases = [
+        (
+            r#"{"name": "x", "where": {"all": [{"level": "customer.segmnt", "op": "eq", "value": "mass"}]}}"#,
+            "unknown_level",
+            "segment",
+        ),
+        (
+            r#"{"name": "x", "where": {"measure": "txn_cnt", "op": "gt", "value": 0}}"#,
+            "unknown_measure",
+            "txn_count",
+        ),
+        (
+            r#"{"name": "x", "where": {"level": "customer.segment", "op": "eq", "value": "rich"}}"#,
+            "unknown_member",
+            "rich",
+        ),
+        (
+            r#"{"name": "x", "where": {"any": [{"level": "customer.segment", "measure": "txn_count", "op": "eq"}]}}"#,
+            "bad_condition",
+            "where.any[0]: a condition has exactly one",
+        ),
+        (
+            r#"{"name": "x", "where": {"all": []}}"#,
+            "bad_condition",
+            "`all` needs at least one",
+        ),
+        (
+            r#"{"name": "x", "where": {"measure": "txn_count", "op": "gt", "value": "lots"}}"#,
+            "bad_condition",
+            "number `value`",
+        ),
+        (
+            r#"{"name": "x", "where": {"measure": "txn_count", "op": "bigger", "value": 1}}"#,
+            "bad_condition",
+            "unknown op 'bigger'",
+        ),
+        (
+            r#"{"name": "x", "where": {"not": {"measure": "txn_count", "op": "gt", "value": 0, "period": {"last": 0}}}}"#,
+            "bad_period",
+            "where.not: period: `last`",
+        ),
+        (
+            r#"{"name": "x", "where": {"measure": "txn_count", "op": "gt", "value": 0, "period": {"value": "2031-01"}}}"#,
+            "unknown_member",
+            "2031-01",
+        ),
+        (
+            r#"{"name": "x", "where": {"measure": "txn_count", "op": "gt", "value": 0, "period": {"level": "customer.segment"}}}"#,
+            "bad_period",
+            "not a time level",
+        ),
+        (
+            r#"{"name": "x", "where": {"level": "time.month", "op": "eq", "value": "2025-01"}}"#,
+            "bad_condition",
+            "say which periods",
+        ),
+        (
+            r#"{"name": "x", "where": {"level": "customer.segment", "op": "eq", "value": "mass", "colour": 1}}"#,
+            "malformed_query",
+            "colour",
+        ),
+    ];
+    for (json, code, says) in cases {
+        let e = match Search::from_json(json) {
+            Ok(s) => members(&fx.cube, &s, &everyone()).await.expect_err(json),
+            Err(e) => e,
+        };
+        assert_eq!(e.code(), code, "{json}: {e}");
+        assert!(e.to_string().contains(says), "{json}: {e}");
+    }
+}
+
+// ---- HTTP ----
+
+/// An engine answer as a client reads it, without `meta` (which says how, not what).
+fn what(answer: &impl serde::Serialize) -> Value {
+    let mut v: Value =
+        serde_json::from_str(&serde_json::to_string(answer).expect("JSON")).expect("JSON");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("meta");
+    }
+    v
+}
+
+#[tokio::test]
+async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_may_see() {
+    let fx = fixture().await;
+    let manager = example_manager(fx).await;
+    let rule = format!("manager.manager = {manager}");
+    let app = crate::auth::app(
+        Some(&move |d: &std::path::Path| crate::auth::auth_file(d, &rule)),
+        |_, _| {},
+    )
+    .await;
+    let (admin, scoped) = (crate::auth::ADMIN_KEY, crate::auth::MANAGER_KEY);
+    let doc: Value = serde_json::from_str(EXAMPLE).expect("JSON");
+    let path = "/v1/cubes/bank_crm/searches/affluent_digital_no_loan";
+
+    // Saving needs `admin`; the file beside the definition holds what was saved.
+    app.as_(scoped, "PUT", path, Some(&doc))
+        .await
+        .error(403, "forbidden");
+    let r = app.as_(admin, "PUT", path, Some(&doc)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(app.as_(admin, "PUT", path, Some(&doc)).await.status, 200);
+    let file = app.dir.path().join("bank_crm.searches.json");
+    let kept: Vec<Search> =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
+    assert_eq!(kept, vec![search(EXAMPLE)]);
+    let r = app
+        .as_(scoped, "GET", "/v1/cubes/bank_crm/searches", None)
+        .await;
+    assert_eq!(
+        r.body["searches"][0]["name"], "affluent_digital_no_loan",
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["searches"][0]["source"], "api");
+    let mut r = app.as_(scoped, "GET", path, None).await;
+    r.body.as_object_mut().expect("object").remove("source");
+    let read: Search = serde_json::from_value(r.body).expect("a search document");
+    assert_eq!(read, search(EXAMPLE));
+
+    // Runs answer as the engine does for each principal.
+    let s = search(EXAMPLE);
+    let body = json!({"measures": ["deposit_balance"], "limit": 5000});
+    let opts: SearchRun = serde_json::from_value(body.clone()).expect("run");
+    for (key, access) in [(admin, everyone()), (scoped, manager_scope(&manager))] {
+        let r = app
+            .as_(key, "POST", &format!("{path}/run"), Some(&body))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let engine = run(&fx.cube, &s, &opts, &access).await.expect("run");
+        let mut got = r.body.clone();
+        got.as_object_mut().expect("object").remove("meta");
+        assert_eq!(got, what(&engine));
+        // Ad hoc, the same.
+        let mut adhoc = body.clone();
+        adhoc["search"] = doc.clone();
+        let r = app
+            .as_(key, "POST", "/v1/cubes/bank_crm/searches/run", Some(&adhoc))
+            .await;
+        let mut got = r.body.clone();
+        got.as_object_mut().expect("object").remove("meta");
+        assert_eq!(got, what(&engine), "{}", r.text);
+        // CSV: a header and one line per member.
+        let r = app
+            .as_(key, "POST", &format!("{path}/run?format=csv"), Some(&body))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(
+            r.headers[axum::http::header::CONTENT_TYPE]
+                .to_str()
+                .expect("type")
+                .starts_with("text/csv")
+        );
+        let lines: Vec<&str> = r.text.lines().collect();
+        assert_eq!(lines[0], "customer.id,deposit_balance");
+        assert_eq!(lines.len() - 1, engine.rows.len());
+        let first = &engine.rows[0];
+        assert_eq!(
+            lines[1],
+            format!(
+                "{},{}",
+                first[0].as_str().unwrap(),
+                first[1].as_str().unwrap()
+            )
+        );
+        // A query with the segment equals the engine's with the members written out.
+        let ids = names(&fx.cube, &s, &access).await;
+        let q = json!({"measures": ["txn_amount", "active_customers"], "rows": ["channel.channel"],
+                       "segments": ["affluent_digital_no_loan"]});
+        let r = app.query_as(key, &q).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let explicit: Query = serde_json::from_value(json!({
+            "measures": ["txn_amount", "active_customers"], "rows": ["channel.channel"],
+            "filters": [{"level": "customer.id", "op": "in", "values": ids}]}))
+        .expect("query");
+        let want = execute_as(&fx.cube, &explicit, &access)
+            .await
+            .expect("query");
+        assert_eq!(r.body["rows"], what(&want)["rows"]);
+    }
+
+    // Errors say what and where.
+    let r = app
+        .as_(
+            admin,
+            "POST",
+            "/v1/cubes/bank_crm/searches/affluent_digital_no_lon/run",
+            None,
+        )
+        .await;
+    let e = r.error(404, "unknown_search");
+    assert!(
+        e["message"].as_str().unwrap().contains("did you mean"),
+        "{e}"
+    );
+    let bad = json!({"name": "bad", "where": {"all": [{"level": "customer.segment"}]}});
+    let r = app
+        .as_(admin, "PUT", "/v1/cubes/bank_crm/searches/bad", Some(&bad))
+        .await;
+    assert_eq!(
+        r.error(400, "bad_condition")["details"]["at"],
+        "where.all[0]"
+    );
+    let r = app
+        .query_as(
+            admin,
+            &json!({"measures": ["txn_count"], "segments": ["nope"]}),
+        )
+        .await;
+    r.error(404, "unknown_search");
+    let r = app
+        .as_(
+            admin,
+            "PUT",
+            "/v1/cubes/bank_crm/searches/other",
+            Some(&doc),
+        )
+        .await;
+    r.error(400, "bad_search_name");
+
+    // Deleting needs `admin`, and empties the file.
+    app.as_(scoped, "DELETE", path, None)
+        .await
+        .error(403, "forbidden");
+    assert_eq!(app.as_(admin, "DELETE", path, None).await.status, 204);
+    app.as_(admin, "DELETE", path, None)
+        .await
+        .error(404, "unknown_search");
+    let kept: Vec<Search> =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
+    assert!(kept.is_empty());
+}
