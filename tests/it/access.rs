@@ -12,7 +12,8 @@ use lattice_engine::query::{
 };
 use serde_json::Value as Json;
 
-use crate::query_suite::{Cell, Fixture, compare_rows, fixture, run_sql};
+use crate::query_props::answer_cells;
+use crate::query_suite::{Cell, Fixture, compare_rows, fixture, run_sql, without_meta};
 use crate::questions::questions;
 
 /// Fewest customers per cell the default cube's `privacy` allows the `analyst` role.
@@ -52,24 +53,6 @@ async fn busiest_manager(fx: &Fixture) -> String {
         Cell::Text(s) => s.clone(),
         other => panic!("manager name {other}"),
     }
-}
-
-/// An answer's JSON without `meta`.
-fn content(a: &Answer) -> Json {
-    let mut v = serde_json::to_value(a).expect("answer as JSON");
-    v.as_object_mut().expect("object").remove("meta");
-    v
-}
-
-fn cells(rows: &[Vec<Json>], types: &[Option<&str>]) -> Vec<Vec<Cell>> {
-    rows.iter()
-        .map(|r| {
-            r.iter()
-                .zip(types)
-                .map(|(v, t)| Cell::from_json(v, *t))
-                .collect()
-        })
-        .collect()
 }
 
 fn types(a: &Answer) -> Vec<Option<&'static str>> {
@@ -118,12 +101,12 @@ async fn every_question_under_a_managers_scope_equals_it_filtered_to_the_manager
             match (execute_as(cube, &query, &access).await, want) {
                 (Ok(got), Ok(want)) => {
                     answered += 1;
-                    if content(&got) != content(&want) {
+                    if without_meta(&got) != without_meta(&want) {
                         failures.push(format!(
                             "{} ({which}): scoped {}\n  filtered {}",
                             q.name,
-                            content(&got),
-                            content(&want)
+                            without_meta(&got),
+                            without_meta(&want)
                         ));
                     }
                 }
@@ -142,8 +125,8 @@ async fn every_question_under_a_managers_scope_equals_it_filtered_to_the_manager
                 (got, want) => failures.push(format!(
                     "{} ({which}): scoped {:?}, filtered {:?}",
                     q.name,
-                    got.map(|a| content(&a)),
-                    want.map(|a| content(&a))
+                    got.map(|a| without_meta(&a)),
+                    want.map(|a| without_meta(&a))
                 )),
             }
         }
@@ -183,7 +166,7 @@ async fn a_managers_answers_and_totals_equal_sql_over_their_customers() {
         )
         .await
         .unwrap();
-        compare_rows(which, &cells(&a.rows, &ty), &rows.rows).unwrap();
+        compare_rows(which, &answer_cells(&a.rows, &ty), &rows.rows).unwrap();
         let grand = run_sql(&fx.sql, &format!("SELECT {sums} {cell}"))
             .await
             .unwrap();
@@ -204,7 +187,7 @@ async fn a_managers_answers_and_totals_equal_sql_over_their_customers() {
         sub_types.extend_from_slice(&ty[2..]);
         compare_rows(
             which,
-            &cells(&a.subtotals[0].rows, &sub_types),
+            &answer_cells(&a.subtotals[0].rows, &sub_types),
             &by_year.rows,
         )
         .unwrap();
@@ -243,7 +226,7 @@ async fn a_provinces_scope_reads_balances_of_its_customers_only() {
     let want = run_sql(&fx.sql, &sql).await.unwrap();
     for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
         let got = execute_as(cube, &query, &access).await.expect("answer");
-        compare_rows(which, &cells(&got.rows, &types(&got)), &want.rows).unwrap();
+        compare_rows(which, &answer_cells(&got.rows, &types(&got)), &want.rows).unwrap();
     }
 }
 
@@ -435,12 +418,12 @@ async fn the_result_cache_keeps_principals_apart() {
         .await
         .unwrap();
     assert!(!scoped_first.meta.cached && scoped_again.meta.cached && all_again.meta.cached);
-    assert_eq!(content(&scoped_first), content(&scoped_again));
-    assert_eq!(content(&all), content(&all_again));
-    assert_ne!(content(&all), content(&scoped_first));
+    assert_eq!(without_meta(&scoped_first), without_meta(&scoped_again));
+    assert_eq!(without_meta(&all), without_meta(&all_again));
+    assert_ne!(without_meta(&all), without_meta(&scoped_first));
     assert_eq!(
-        content(&scoped_first),
-        content(&execute_as(&fx.cube, &query, &mine).await.unwrap())
+        without_meta(&scoped_first),
+        without_meta(&execute_as(&fx.cube, &query, &mine).await.unwrap())
     );
 }
 
@@ -783,8 +766,8 @@ async fn roles_outside_the_privacy_rule_are_not_suppressed() {
         .unwrap();
     assert!(a.suppressed.is_none());
     assert_eq!(
-        content(&a),
-        content(&execute(&fx.cube, &query).await.unwrap())
+        without_meta(&a),
+        without_meta(&execute(&fx.cube, &query).await.unwrap())
     );
     let a = execute_as(&fx.cube, &query, &scoped(&[], &["analyst"]))
         .await

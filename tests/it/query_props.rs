@@ -23,7 +23,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use serde_json::{Value as Json, json};
 
-use crate::query_suite::{Cell, Fixture, compare_rows, fixture, run_sql};
+use crate::query_suite::{Cell, Fixture, compare_rows, fixture, run_sql, without_meta};
 use crate::reference::{fact_measures, reference_rows};
 
 /// SplitMix64: the choices of one case, from its seed.
@@ -194,13 +194,6 @@ fn random_query(cube: &Cube, rng: &mut Rng) -> Json {
     q
 }
 
-/// An answer's JSON without `meta`.
-fn content(a: &Answer) -> Json {
-    let mut v = serde_json::to_value(a).expect("answer as JSON");
-    v.as_object_mut().expect("object").remove("meta");
-    v
-}
-
 /// Whether the query asks a balances measure by channel: the one question the generator
 /// makes that the cube must refuse.
 fn must_refuse(model: &Model, q: &Query) -> bool {
@@ -244,19 +237,19 @@ async fn check_case(fx: &Fixture, seed: u64) -> Result<(), String> {
         (a, b) => {
             return Err(format!(
                 "one answers, one refuses:\n  cube: {:?}\n  fallback: {:?}\n{text}",
-                a.map(|a| content(&a)).map_err(|e| e.to_string()),
-                b.map(|b| content(&b)).map_err(|e| e.to_string())
+                a.map(|a| without_meta(&a)).map_err(|e| e.to_string()),
+                b.map(|b| without_meta(&b)).map_err(|e| e.to_string())
             ));
         }
     };
     if refuse {
         return Err(format!("answered a question it must refuse\n{text}"));
     }
-    if content(&built) != content(&bare) {
+    if without_meta(&built) != without_meta(&bare) {
         return Err(format!(
             "the cube and the fallback differ\n{text}\n  cube:     {}\n  fallback: {}",
-            content(&built),
-            content(&bare)
+            without_meta(&built),
+            without_meta(&bare)
         ));
     }
     if bare.meta.source != "fallback" || built.meta.total_rows != bare.meta.total_rows {
@@ -706,7 +699,7 @@ fn order_rows(q: &Query, rows: &mut [(Vec<u32>, Vec<Cell>)]) {
     });
 }
 
-fn answer_cells(rows: &[Vec<Json>], types: &[Option<&str>]) -> Vec<Vec<Cell>> {
+pub fn answer_cells(rows: &[Vec<Json>], types: &[Option<&str>]) -> Vec<Vec<Cell>> {
     rows.iter()
         .map(|r| {
             r.iter()
@@ -902,14 +895,14 @@ async fn check_scoped_case(fx: &Fixture, seed: u64) -> Result<(), String> {
         let want = execute(cube, &filtered).await;
         match (got, want) {
             (Ok(got), Ok(want)) => {
-                if content(&got) != content(&want) {
+                if without_meta(&got) != without_meta(&want) {
                     return Err(format!(
                         "scoped and filtered differ
 {case}
   scoped:   {}
   filtered: {}",
-                        content(&got),
-                        content(&want)
+                        without_meta(&got),
+                        without_meta(&want)
                     ));
                 }
                 if cube.cuboids().is_empty() && query.columns.is_empty() && query.compare.is_none()
@@ -941,8 +934,8 @@ async fn check_scoped_case(fx: &Fixture, seed: u64) -> Result<(), String> {
                 return Err(format!(
                     "scoped {:?}, filtered {:?}
 {case}",
-                    got.map(|a| content(&a)).map_err(|e| e.to_string()),
-                    want.map(|a| content(&a)).map_err(|e| e.to_string())
+                    got.map(|a| without_meta(&a)).map_err(|e| e.to_string()),
+                    want.map(|a| without_meta(&a)).map_err(|e| e.to_string())
                 ));
             }
         }

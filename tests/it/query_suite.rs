@@ -241,7 +241,7 @@ fn measure_type(a: &Answer, name: &str) -> Option<&'static str> {
 }
 
 /// An answer's JSON without `meta` (which says how, not what).
-fn without_meta(a: &Answer) -> Json {
+pub fn without_meta(a: &Answer) -> Json {
     let mut v = serde_json::to_value(a).expect("answer as JSON");
     v.as_object_mut().expect("object").remove("meta");
     v

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::query::{
     Answer, DrillAnswer, DrillQuery, Query, QueryError, Resolved, ResolvedFilter,
-    aggregate_for_access, drill_through_restricted, execute_restricted, resolve_visible,
+    drill_through_restricted, execute_restricted, level_members, resolve_visible,
 };
 use crate::store::Cube;
 
@@ -339,7 +339,7 @@ pub(crate) async fn visible(
         let Some(m) = additive_measure(model, fact) else {
             continue;
         };
-        members |= aggregate_for_access(cube, fact, level, &applied.scope, m).await?;
+        members |= level_members(cube, fact, level, &applied.scope, m).await?;
     }
     let members = Arc::new(members);
     if cube.visible.map.len() >= VISIBLE_CACHE_ENTRIES {

@@ -55,6 +55,9 @@ impl QueryCache {
         query: &Query,
         access: &Access,
     ) -> Result<Answer, QueryError> {
+        if access.is_everything() {
+            return self.execute_in(cube, query, "").await;
+        }
         let applied = apply(cube, access)?;
         self.run(cube, query, &applied.partition, || {
             execute_restricted(cube, query, &applied)

@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 
 use super::answer::Column;
 use super::error::QueryError;
-use super::exec::{aggregate, execute_resolved};
+use super::exec::{aggregate, execute_resolved, level_members};
 use super::group::AggRequest;
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve_visible};
 use super::scan::{derive, filter_masks, passes};
@@ -248,14 +248,7 @@ async fn drill(
         Some((set, c)) => (set, "member_sets", Some(c)),
         None => {
             // The level's groups under the filters (a cuboid holding the level, else SQL).
-            let req = AggRequest {
-                fact,
-                levels: &[level],
-                filters: &filters,
-                measures: &[via],
-            };
-            let (grouped, _) = aggregate(cube, &req, false).await?;
-            let codes = (0..grouped.len()).map(|g| grouped.key(g)[0]).collect();
+            let codes = level_members(cube, fact, level, &filters, via).await?;
             (codes, "fallback", None)
         }
     };

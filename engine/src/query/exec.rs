@@ -43,8 +43,9 @@ pub(crate) async fn execute_restricted(
     execute_resolved(cube, &r).await
 }
 
-/// The members of `level` with facts of `fact` under `filters` (a principal's scope).
-pub(crate) async fn aggregate_for_access(
+/// The members of `level` with facts of `fact` under `filters` (a cell's filters, a
+/// principal's scope), from the smallest cuboid holding them, else the fallback.
+pub(crate) async fn level_members(
     cube: &Cube,
     fact: FactId,
     level: LevelRef,

@@ -66,7 +66,7 @@ pub(crate) use drill::{drill_through_restricted, member_sets};
 pub use error::QueryError;
 pub use exec::execute;
 pub(crate) use exec::{
-    aggregate, aggregate_for_access, cmp_v, collect_leaves, execute_resolved, execute_restricted,
+    aggregate, cmp_v, collect_leaves, execute_resolved, execute_restricted, level_members,
 };
 pub use fallback::FallbackData;
 pub(crate) use group::AggRequest;
