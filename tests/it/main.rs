@@ -8,6 +8,7 @@ mod cube_build;
 mod cubejs;
 mod hostile;
 mod load;
+mod performance;
 mod query;
 mod query_props;
 mod query_suite;

@@ -10,6 +10,9 @@
 //!   (deposit band in 2025-Q1 against 2025-Q2), with counts and measure totals per transition,
 //!   and drill-through from any transition to its members. Built from the cuboids' roaring
 //!   member sets; a grouped query where no cuboid holds them.
+//! - [`performance`]: per member of a level (a manager) and period, the customers managed,
+//!   new and lost since the previous period, measures, the share of high-value customers and
+//!   the rank within a parent level (the branch).
 //!
 //! ```text
 //! request --resolve (names, filters, the principal's scope)--> levels, filter code sets
@@ -26,6 +29,7 @@
 
 pub mod abnormal;
 pub mod migration;
+pub mod performance;
 
 pub use abnormal::{
     AbnormalAnswer, AbnormalKind, AbnormalQuery, AbnormalRow, Basis, ChangeDirection, abnormal,
@@ -33,6 +37,10 @@ pub use abnormal::{
 pub use migration::{
     MigrationAnswer, MigrationCell, MigrationDrill, MigrationDrillAnswer, MigrationMeta,
     MigrationQuery, migration, migration_drill,
+};
+pub use performance::{
+    CustomersSpec, HighValue, PerformanceAnswer, PerformanceMeta, PerformanceQuery, PerformanceRow,
+    RankSpec, performance,
 };
 
 use std::collections::BTreeMap;
@@ -90,6 +98,26 @@ pub enum AnalyticsError {
     },
     #[error("peers '{level}': {message}")]
     BadPeers { level: String, message: String },
+    /// A problem with the value of one request field (`high_value.level`, `rank.by`).
+    #[error("`{field}`: {source}")]
+    At {
+        field: String,
+        source: Box<AnalyticsError>,
+    },
+    #[error(
+        "`rank.within`: '{within}' is not above '{level}' in its dimension's hierarchy; rank within one of: {}",
+        if ancestors.is_empty() { "(none: the level is the top of its hierarchy)".to_string() } else { ancestors.join(", ") }
+    )]
+    NotAnAncestor {
+        within: String,
+        level: String,
+        ancestors: Vec<String>,
+    },
+    #[error("`{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl AnalyticsError {
@@ -105,6 +133,9 @@ impl AnalyticsError {
             AnalyticsError::Missing { .. } => "missing_field",
             AnalyticsError::NotApplicable { .. } => "field_not_applicable",
             AnalyticsError::BadPeers { .. } => "bad_peers",
+            AnalyticsError::At { source, .. } => source.code(),
+            AnalyticsError::NotAnAncestor { .. } => "bad_rank",
+            AnalyticsError::Invalid { .. } => "invalid_field",
         }
     }
 }
