@@ -630,3 +630,98 @@ async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Json)
     let status = head[9..12].parse().expect("status");
     (status, serde_json::from_str(body).expect("JSON body"))
 }
+
+#[tokio::test]
+async fn small_counts_are_suppressed_for_a_suppressed_role() {
+    // An analyst (privacy.min_customers 5) sees the same rows, with every count of 1 to 4
+    // customers, and the share it would reveal, hidden.
+    let fx = fixture().await;
+    let q = PerformanceQuery::from_json(
+        r#"{"level": "manager.manager", "from": "2025-01", "to": "2025-06",
+            "measures": ["fee_income"],
+            "high_value": {"level": "customer.deposit_band", "members": ["1M+"]},
+            "rank": {"within": "manager.branch", "by": "fee_income"}}"#,
+    )
+    .expect("request");
+    let analyst = Access {
+        scope: Vec::new(),
+        roles: vec!["analyst".into()],
+    };
+    let open = performance(&fx.cube, &q, &Access::everything())
+        .await
+        .expect("open");
+    let hidden = performance(&fx.cube, &q, &analyst).await.expect("analyst");
+    assert_eq!(open.rows.len(), hidden.rows.len());
+    let small = |n: Option<u64>| n.is_some_and(|n| (1..5).contains(&n));
+    let mut seen_small = false;
+    let key = |r: &lattice_engine::analytics::PerformanceRow| (r.period.clone(), r.member.clone());
+    let mut open_rows = open.rows.clone();
+    open_rows.sort_by_key(key);
+    let mut hidden_rows = hidden.rows.clone();
+    hidden_rows.sort_by_key(key);
+    // Suppressed rows rank nowhere, so a parent with one is ranked among fewer members.
+    let with_suppressed: std::collections::BTreeSet<(String, Option<String>)> = hidden_rows
+        .iter()
+        .filter(|r| r.suppressed)
+        .map(|r| (r.period.clone(), r.parent.clone()))
+        .collect();
+    for (o, h) in open_rows.iter().zip(&hidden_rows) {
+        assert_eq!((&o.period, &o.member), (&h.period, &h.member));
+        if small(o.customers) {
+            seen_small = true;
+            assert!(h.suppressed && h.customers.is_none() && h.rank.is_none());
+            assert!(h.values.values().all(Json::is_null));
+            continue;
+        }
+        for (a, b) in [
+            (o.new_customers, h.new_customers),
+            (o.lost_customers, h.lost_customers),
+            (o.high_value_customers, h.high_value_customers),
+        ] {
+            seen_small |= small(a);
+            assert_eq!(b, if small(a) { None } else { a });
+        }
+        if small(o.high_value_customers) {
+            assert_eq!(h.high_value_share, None);
+        } else {
+            assert_eq!(h.high_value_share, o.high_value_share);
+        }
+        assert_eq!(h.values, o.values);
+        if !with_suppressed.contains(&(o.period.clone(), o.parent.clone())) {
+            assert_eq!(h.rank, o.rank);
+        }
+    }
+    assert!(seen_small, "no small count to hide");
+}
+
+#[test]
+fn the_cli_runs_a_performance_request() {
+    let defs = tempfile::tempdir().expect("tempdir");
+    let yaml = defs.path().join("bank_crm.yaml");
+    std::fs::write(&yaml, lattice_defs::BANK_CRM_YAML).expect("write");
+    let request = defs.path().join("q.json");
+    std::fs::write(
+        &request,
+        r#"{"level": "manager.manager", "period": "time.quarter", "from": "2025-Q1", "to": "2025-Q1",
+            "measures": ["fee_income"], "rank": {"within": "manager.branch", "by": "fee_income"}}"#,
+    )
+    .expect("write");
+    let out = crate::cli::lattice()
+        .arg("analyze")
+        .arg(&yaml)
+        .arg("--data")
+        .arg(parquet_dir())
+        .args(["--kind", "performance", "--json"])
+        .arg(&request)
+        .output()
+        .expect("run lattice");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Json = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(answer["periods"], serde_json::json!(["2025-Q1"]));
+    assert!(answer["rows"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(answer["rows"][0]["values"]["fee_income"].is_string());
+}
