@@ -266,36 +266,60 @@ async fn sets_by(
 
 /// Standard competition ranks (largest first, `None` last and tied) of `values`.
 fn ranks(values: &[Option<V>]) -> Vec<u64> {
-    values
-        .iter()
-        .map(|v| {
-            let better = values
-                .iter()
-                .filter(|w| match (v, w) {
-                    (Some(v), Some(w)) => cmp_v(*w, *v).is_gt(),
-                    (None, Some(_)) => true,
-                    _ => false,
-                })
-                .count();
-            better as u64 + 1
-        })
-        .collect()
+    // Best first: values descending, then the missing ones.
+    let order = |x: &Option<V>, y: &Option<V>| match (x, y) {
+        (Some(x), Some(y)) => cmp_v(*y, *x),
+        (x, y) => y.is_some().cmp(&x.is_some()),
+    };
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&i, &j| order(&values[i], &values[j]));
+    let mut out = vec![0; values.len()];
+    for (pos, &i) in idx.iter().enumerate() {
+        out[i] = match pos.checked_sub(1).map(|p| idx[p]) {
+            Some(prev) if order(&values[prev], &values[i]).is_eq() => out[prev],
+            _ => pos as u64 + 1,
+        };
+    }
+    out
 }
 
-/// Performance of the members of `q.level` per period of `q.period`, as `access` may see it.
-pub async fn performance(
-    cube: &Cube,
-    q: &PerformanceQuery,
-    access: &Access,
-) -> Result<PerformanceAnswer, AnalyticsError> {
-    let start = Instant::now();
-    let mut ctx = Ctx::new(cube, access).await?;
-    let model = ctx.model();
+/// A request's names resolved, with the filters of the customer sets.
+struct Plan {
+    level: LevelRef,
+    period: LevelRef,
+    /// The first and last period's codes.
+    from: u32,
+    to: u32,
+    entity: LevelRef,
+    via: MeasureId,
+    fact: FactId,
+    measures: Vec<MeasureId>,
+    /// `rank.within` and `rank.by`.
+    rank: Option<(LevelRef, MeasureId)>,
+    /// The request's filters and the scope, resolved for the customer sets.
+    base: Vec<ResolvedFilter>,
+    /// The periods of `period` with facts of the customers' fact.
+    present: BTreeSet<u32>,
+}
+
+impl Plan {
+    /// The period before `p` when the customers' fact has data there.
+    fn prev(&self, p: u32) -> Option<u32> {
+        p.checked_sub(1).filter(|p| self.present.contains(p))
+    }
+
+    fn range(&self) -> std::ops::RangeInclusive<u32> {
+        self.from..=self.to
+    }
+}
+
+async fn plan(ctx: &Ctx<'_>, q: &PerformanceQuery) -> Result<Plan, AnalyticsError> {
+    let cube = ctx.cube;
     let level = at("level", ctx.entity_level(&q.level, "`level`"))?;
     let period = at("period", ctx.time_level(&q.period, "`period`"))?;
-    let pa = at("from", ctx.period(period, &q.from))?;
-    let pb = at("to", ctx.period(period, &q.to))?;
-    if pa > pb {
+    let from = at("from", ctx.period(period, &q.from))?;
+    let to = at("to", ctx.period(period, &q.to))?;
+    if from > to {
         return Err(AnalyticsError::PeriodOrder {
             level: q.period.clone(),
             before: q.from.clone(),
@@ -307,7 +331,7 @@ pub async fn performance(
         ctx.entity_level(&q.customers.level, "`customers.level`"),
     )?;
     let via = at("customers.measure", ctx.measure(&q.customers.measure))?;
-    let fact = customers_fact(&ctx, via, entity).map_err(|message| AnalyticsError::Invalid {
+    let fact = customers_fact(ctx, via, entity).map_err(|message| AnalyticsError::Invalid {
         field: "customers.measure",
         message,
     })?;
@@ -319,12 +343,12 @@ pub async fn performance(
     let rank = match &q.rank {
         Some(r) => {
             let within = at("rank.within", ctx.level(&r.within))?;
-            check_ancestor(&ctx, level, within)?;
+            check_ancestor(ctx, level, within)?;
             Some((within, at("rank.by", ctx.measure(&r.by))?))
         }
         None => None,
     };
-    // The grouping itself first, so that a level the customers' fact lacks is named as such.
+    // The grouping alone first, so that a level the customers' fact lacks is named as such.
     at(
         "level",
         ctx.filters(via, &[entity, level, period], &[]).await,
@@ -333,36 +357,134 @@ pub async fn performance(
         "filters",
         ctx.filters(via, &[entity, level, period], &q.filters).await,
     )?;
-    let finest = cube.rollup.finest_time.ok_or_else(|| QueryError::Engine {
-        message: "a cube with a time level has a finest time level".into(),
-    })?;
-    let to_period = |p: u32| -> u32 {
-        if period == finest {
-            p
-        } else {
-            cube.parent_map(finest.dim, finest.level, period.level)
-                .map_or(p, |m| m[p as usize])
+    let finest = finest(cube)?;
+    let to_period = cube.parent_map(finest.dim, finest.level, period.level);
+    let present = cube.rollup.present[fact]
+        .iter()
+        .map(|p| to_period.map_or(p, |m| m[p as usize]))
+        .collect();
+    Ok(Plan {
+        level,
+        period,
+        from,
+        to,
+        entity,
+        via,
+        fact,
+        measures,
+        rank,
+        base,
+        present,
+    })
+}
+
+fn finest(cube: &Cube) -> Result<LevelRef, AnalyticsError> {
+    cube.rollup.finest_time.ok_or_else(|| {
+        QueryError::Engine {
+            message: "a cube with a time level has a finest time level".into(),
         }
-    };
-    let present: BTreeSet<u32> = cube.rollup.present[fact].iter().map(to_period).collect();
-    let prev_of = |p: u32| p.checked_sub(1).filter(|p| present.contains(p));
+        .into()
+    })
+}
+
+/// Per period, the customers who are high-value at its closing period (and those closing
+/// periods, for the answer's meta).
+async fn high_value(
+    ctx: &mut Ctx<'_>,
+    q: &PerformanceQuery,
+    hv: &HighValue,
+    plan: &Plan,
+) -> Result<(HashMap<u32, RoaringBitmap>, Vec<Option<String>>), AnalyticsError> {
+    let cube = ctx.cube;
+    let band = at(
+        "high_value.level",
+        ctx.entity_level(&hv.level, "`high_value.level`"),
+    )?;
+    if hv.members.is_empty() {
+        return Err(AnalyticsError::Invalid {
+            field: "high_value.members",
+            message: format!("name at least one member of '{}'", hv.level),
+        });
+    }
+    at(
+        "high_value.level",
+        ctx.filters(plan.via, &[plan.entity, band], &[]).await,
+    )?;
+    let mut filters = q.filters.clone();
+    filters.push(Filter {
+        level: hv.level.clone(),
+        op: FilterOp::In,
+        value: None,
+        values: Some(hv.members.clone()),
+    });
+    let mut f = at(
+        "high_value.members",
+        ctx.filters(plan.via, &[plan.entity, band], &filters).await,
+    )?;
+    let finest = finest(cube)?;
+    let mut period_of: HashMap<u32, u32> = HashMap::new();
+    let mut closing = Vec::new();
+    for p in plan.range() {
+        let mut with_period = plan.base.clone();
+        with_period.push(only(plan.period, [p]));
+        let c =
+            closing_periods(cube, plan.fact, &[plan.period], &with_period).and_then(|c| c.min());
+        closing.push(c.map(|c| cube.member_name(finest, c).to_string()));
+        if let Some(c) = c {
+            period_of.insert(c, p);
+        }
+    }
+    f.push(only(finest, period_of.keys().copied()));
+    let (by_close, _) = sets_by(ctx, plan.fact, plan.via, plan.entity, &[finest], &f).await?;
+    let sets = by_close
+        .into_iter()
+        .filter_map(|(k, s)| Some((*period_of.get(&k[0])?, s)))
+        .collect();
+    Ok((sets, closing))
+}
+
+/// One row before ranking, with what it is sorted and ranked by.
+struct Built {
+    period: u32,
+    parent: Option<u32>,
+    member: u32,
+    by: Option<V>,
+    row: PerformanceRow,
+}
+
+/// Performance of the members of `q.level` per period of `q.period`, as `access` may see it.
+pub async fn performance(
+    cube: &Cube,
+    q: &PerformanceQuery,
+    access: &Access,
+) -> Result<PerformanceAnswer, AnalyticsError> {
+    let start = Instant::now();
+    let mut ctx = Ctx::new(cube, access).await?;
+    let model = ctx.model();
+    let plan = plan(&ctx, q).await?;
+    let (level, period) = (plan.level, plan.period);
 
     // Customers per (member, period), the period before `from` included.
-    let first = prev_of(pa).unwrap_or(pa);
-    let mut f = base.clone();
-    f.push(only(period, first..=pb));
-    let (sets, cuboid) = sets_by(&mut ctx, fact, via, entity, &[level, period], &f).await?;
-    let source = if cuboid.is_some() {
-        "member_sets"
-    } else {
-        "grouped"
-    };
+    let mut f = plan.base.clone();
+    f.push(only(
+        period,
+        plan.prev(plan.from).unwrap_or(plan.from)..=plan.to,
+    ));
+    let (sets, cuboid) = sets_by(
+        &mut ctx,
+        plan.fact,
+        plan.via,
+        plan.entity,
+        &[level, period],
+        &f,
+    )
+    .await?;
     let empty = RoaringBitmap::new();
     let set = |m: u32, p: u32| sets.get(&vec![m, p]).unwrap_or(&empty);
 
     // Measures per (member, period); the rank's too when it is not among them.
-    let mut wanted = measures.clone();
-    if let Some((_, by)) = rank
+    let mut wanted = plan.measures.clone();
+    if let Some((_, by)) = plan.rank
         && !wanted.contains(&by)
     {
         wanted.push(by);
@@ -373,72 +495,30 @@ pub async fn performance(
             "measures",
             ctx.filters(m, &[level, period], &q.filters).await,
         )?;
-        f.push(only(period, pa..=pb));
+        f.push(only(period, plan.range()));
         values.push(ctx.values(m, &[level, period], &f).await?);
     }
 
-    // High-value customers per period, at its closing finest-time period.
-    let mut high: HashMap<u32, RoaringBitmap> = HashMap::new();
-    let mut closing = Vec::new();
-    if let Some(hv) = &q.high_value {
-        let hv_level = at(
-            "high_value.level",
-            ctx.entity_level(&hv.level, "`high_value.level`"),
-        )?;
-        if hv.members.is_empty() {
-            return Err(AnalyticsError::Invalid {
-                field: "high_value.members",
-                message: format!("name at least one member of '{}'", hv.level),
-            });
-        }
-        at(
-            "high_value.level",
-            ctx.filters(via, &[entity, hv_level], &[]).await,
-        )?;
-        let mut filters = q.filters.clone();
-        filters.push(Filter {
-            level: hv.level.clone(),
-            op: FilterOp::In,
-            value: None,
-            values: Some(hv.members.clone()),
-        });
-        let mut f = at(
-            "high_value.members",
-            ctx.filters(via, &[entity, hv_level], &filters).await,
-        )?;
-        let mut close_of: HashMap<u32, u32> = HashMap::new();
-        for p in pa..=pb {
-            let mut with_period = base.clone();
-            with_period.push(only(period, [p]));
-            let c = closing_periods(cube, fact, &[period], &with_period).and_then(|c| c.min());
-            closing.push(c.map(|c| cube.member_name(finest, c).to_string()));
-            if let Some(c) = c {
-                close_of.insert(c, p);
-            }
-        }
-        f.push(only(finest, close_of.keys().copied()));
-        let (by_close, _) = sets_by(&mut ctx, fact, via, entity, &[finest], &f).await?;
-        for (k, s) in by_close {
-            if let Some(p) = close_of.get(&k[0]) {
-                high.insert(*p, s);
-            }
-        }
-    }
+    let (high, closing) = match &q.high_value {
+        Some(hv) => high_value(&mut ctx, q, hv, &plan).await?,
+        None => (HashMap::new(), Vec::new()),
+    };
 
-    // The (period, member) pairs with customers now or before, or a value.
+    // The (period, member) pairs with customers now or the period before, or a value.
     let mut pairs: BTreeSet<(u32, u32)> = BTreeSet::new();
     for (k, s) in &sets {
         if s.is_empty() {
             continue;
         }
-        if (pa..=pb).contains(&k[1]) {
-            pairs.insert((k[1], k[0]));
+        let (m, p) = (k[0], k[1]);
+        if plan.range().contains(&p) {
+            pairs.insert((p, m));
         }
-        if let Some(next) = k[1].checked_add(1)
-            && (pa..=pb).contains(&next)
-            && prev_of(next) == Some(k[1])
+        if let Some(next) = p.checked_add(1)
+            && plan.range().contains(&next)
+            && plan.prev(next) == Some(p)
         {
-            pairs.insert((next, k[0]));
+            pairs.insert((next, m));
         }
     }
     for vals in &values {
@@ -451,70 +531,62 @@ pub async fn performance(
 
     let min = ctx.applied.suppress.as_ref().map(|s| s.min);
     let hide = |n: u64| min.is_some_and(|min| n > 0 && n < min);
-    let parent_map = rank.and_then(|(w, _)| cube.parent_map(level.dim, level.level, w.level));
+    let within = plan.rank.map(|(w, _)| w);
+    let parent_map = within.and_then(|w| cube.parent_map(level.dim, level.level, w.level));
     let parent_of = |m: u32| parent_map.map(|map| map[m as usize]);
-    struct Built {
-        period: u32,
-        parent: Option<u32>,
-        member: u32,
-        by: Option<V>,
-        row: PerformanceRow,
-    }
-    let mut built: Vec<Built> = Vec::new();
+    let mut built: Vec<Built> = Vec::with_capacity(pairs.len());
     for &(p, m) in &pairs {
         let now = set(m, p);
         let n = now.len();
         let suppressed = hide(n);
-        let prev = prev_of(p).map(|pp| set(m, pp));
         let count = |x: u64| (!suppressed && !hide(x)).then_some(x);
-        let new_customers = prev.and_then(|prev| count((now - prev).len()));
-        let lost_customers = prev.and_then(|prev| count((prev - now).len()));
+        let prev = plan.prev(p).map(|pp| set(m, pp));
         let value = |i: usize| -> V {
-            values[i]
-                .get(&vec![m, p])
-                .copied()
-                .filter(|_| !suppressed)
-                .unwrap_or(V::Null)
-        };
-        let mut shown = serde_json::Map::new();
-        for (i, &mid) in measures.iter().enumerate() {
-            shown.insert(model.measures[mid].name.clone(), value(i).json());
-        }
-        let (high_value_customers, high_value_share) = match &q.high_value {
-            Some(_) => {
-                let h = high.get(&p).map_or(0, |s| (now & s).len());
-                let h = count(h);
-                let share = h.filter(|_| n > 0).map(|h| h as f64 / n as f64);
-                (h, share)
+            match values[i].get(&vec![m, p]) {
+                Some(v) if !suppressed => *v,
+                _ => V::Null,
             }
-            None => (None, None),
         };
-        let by = rank.and_then(|(_, by)| {
+        let shown = plan
+            .measures
+            .iter()
+            .enumerate()
+            .map(|(i, &mid)| (model.measures[mid].name.clone(), value(i).json()))
+            .collect();
+        let high_value_customers = q
+            .high_value
+            .as_ref()
+            .and_then(|_| count(high.get(&p).map_or(0, |s| (now & s).len())));
+        let by = plan.rank.and_then(|(_, by)| {
             let i = wanted.iter().position(|w| *w == by)?;
             Some(value(i)).filter(|v| *v != V::Null)
         });
+        let parent = parent_of(m);
         built.push(Built {
             period: p,
-            parent: parent_of(m),
+            parent,
             member: m,
             by,
             row: PerformanceRow {
                 period: cube.member_name(period, p).to_string(),
                 member: cube.member_name(level, m).to_string(),
-                parent: rank
-                    .and_then(|(w, _)| parent_of(m).map(|c| cube.member_name(w, c).to_string())),
+                parent: within
+                    .zip(parent)
+                    .map(|(w, c)| cube.member_name(w, c).to_string()),
                 customers: (!suppressed).then_some(n),
-                new_customers,
-                lost_customers,
+                new_customers: prev.and_then(|prev| count((now - prev).len())),
+                lost_customers: prev.and_then(|prev| count((prev - now).len())),
                 values: shown,
                 high_value_customers,
-                high_value_share,
+                high_value_share: high_value_customers
+                    .filter(|_| n > 0)
+                    .map(|h| h as f64 / n as f64),
                 rank: None,
                 suppressed,
             },
         });
     }
-    if rank.is_some() {
+    if plan.rank.is_some() {
         let mut groups: BTreeMap<(u32, Option<u32>), Vec<usize>> = BTreeMap::new();
         for (i, b) in built.iter().enumerate() {
             if !b.row.suppressed {
@@ -522,8 +594,8 @@ pub async fn performance(
             }
         }
         for idx in groups.values() {
-            let vals: Vec<Option<V>> = idx.iter().map(|&i| built[i].by).collect();
-            for (&i, r) in idx.iter().zip(ranks(&vals)) {
+            let by: Vec<Option<V>> = idx.iter().map(|&i| built[i].by).collect();
+            for (&i, r) in idx.iter().zip(ranks(&by)) {
                 built[i].row.rank = Some(r);
             }
         }
@@ -535,8 +607,12 @@ pub async fn performance(
         .map(|b| b.row)
         .collect();
     let meta = PerformanceMeta {
-        source,
-        via_measure: model.measures[via].name.clone(),
+        source: if cuboid.is_some() {
+            "member_sets"
+        } else {
+            "grouped"
+        },
+        via_measure: model.measures[plan.via].name.clone(),
         cuboid: cuboid.map(|ls| ls.iter().map(|l| model.level_name(*l)).collect()),
         closing,
         run: ctx.meta(start),
@@ -544,7 +620,8 @@ pub async fn performance(
     Ok(PerformanceAnswer {
         level: q.level.clone(),
         period: q.period.clone(),
-        periods: (pa..=pb)
+        periods: plan
+            .range()
             .map(|p| cube.member_name(period, p).to_string())
             .collect(),
         measures: q.measures.clone(),
@@ -565,6 +642,9 @@ mod tests {
             ranks(&[v(5), v(9), v(5), None, v(1), None]),
             vec![2, 1, 2, 5, 4, 5]
         );
+        let d = |x: i128, s: i8| Some(V::Dec(x, s));
+        // 1.50 and 1.5 are equal; exact decimals compare across scales.
+        assert_eq!(ranks(&[d(150, 2), d(15, 1), d(2, 0)]), vec![2, 2, 1]);
         assert_eq!(ranks(&[]), Vec::<u64>::new());
     }
 
