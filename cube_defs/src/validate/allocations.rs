@@ -235,7 +235,7 @@ pub(super) fn allocations(
             }
             Some(DimensionKind::Table { key, .. }) => Some(key.column.clone()),
         };
-        if let (Some(m), Some(_)) = (member, from)
+        if let (Some(m), Some(_), Some(_)) = (member, from, &member_key)
             && !direct.is_empty()
             && !reaches(dimensions, &direct, m)
         {
