@@ -287,7 +287,8 @@ async fn allocate(
         .collect();
     let (member, joins) = member_sql(model, &fact.direct, a.pool.member)?;
     let (weight, weight_scale) = match a.driver {
-        Driver::Equal => ("COUNT(*)".to_string(), 0),
+        // Every cell weighs the same (any positive constant).
+        Driver::Equal => ("MIN(1)".to_string(), 0),
         Driver::Measure(m) => match &model.measures[m].kind {
             MeasureKind::Aggregate {
                 agg: Agg::Count,
