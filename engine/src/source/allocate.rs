@@ -379,9 +379,9 @@ async fn allocate(
         unallocated: Vec::new(),
     };
     let mut by_pool: HashMap<(&str, i32), usize> = HashMap::new();
-    for i in 0..pools.num_rows() {
+    for (i, member) in pool_member.iter().enumerate() {
         report.total += pool_amount.value(i);
-        if let (Some(m), true) = (&pool_member[i], pool_period.is_valid(i)) {
+        if let (Some(m), true) = (member, pool_period.is_valid(i)) {
             by_pool.insert((m.as_str(), pool_period.value(i)), i);
         }
     }
