@@ -26,7 +26,7 @@ use std::path::Path;
 use serde_saphyr::Spanned;
 
 use crate::diag::{DefError, Diagnostic, Pos, suggest};
-use crate::limits::{MAX_LEVELS, MAX_MEASURES, MAX_NAME_CHARS, MAX_SOURCES};
+use crate::limits::{MAX_ALLOCATIONS, MAX_LEVELS, MAX_MEASURES, MAX_NAME_CHARS, MAX_SOURCES};
 use crate::model::*;
 use crate::raw::*;
 
@@ -243,6 +243,15 @@ fn within_limits(raw: &RawCube, ctx: &mut Ctx<'_>) -> bool {
         "sources",
         s.len(),
         MAX_SOURCES,
+    );
+    let a = &raw.allocations.0;
+    over(
+        ctx,
+        key(a.len(), MAX_ALLOCATIONS).map(|i| &a[i].0),
+        "allocations",
+        "allocations",
+        a.len(),
+        MAX_ALLOCATIONS,
     );
     let m = &raw.measures.0;
     over(
