@@ -539,6 +539,39 @@ fn build(
             fact.name, rep.fact_rows[f], rep.base_rows[f]
         );
     }
+    for a in &rep.allocations {
+        let money = |units: i128| {
+            lattice_engine::store::CellValue::Decimal {
+                value: units,
+                scale: a.scale,
+            }
+            .to_string()
+        };
+        let from = model
+            .fact(&a.name)
+            .and_then(|f| model.allocation_of(f))
+            .map_or("", |x| model.facts[x.from].name.as_str());
+        println!(
+            "allocation {}: {} pools totalling {} split over {} cells of {from} ({} split equally: no driver); unallocated: {}",
+            a.name,
+            a.pools,
+            money(a.total),
+            a.rows,
+            a.equal_split,
+            money(a.unallocated_total())
+        );
+        for u in a.unallocated.iter().take(20) {
+            println!(
+                "  unallocated: member {} in {}: {} (no cell of that member in that period)",
+                u.member.as_deref().unwrap_or("(none)"),
+                u.period.as_deref().unwrap_or("(no date)"),
+                money(u.amount)
+            );
+        }
+        if a.unallocated.len() > 20 {
+            println!("  ... and {} more", a.unallocated.len() - 20);
+        }
+    }
     let stages: Vec<String> = rep
         .stages
         .iter()

@@ -1,7 +1,7 @@
 //! Questions over the default cube (`cube_defs/bank_crm.yaml`), each with its SQL twin: the same
 //! question asked by hand in DataFusion SQL over the raw tables, as `lattice_engine::source`
 //! registers them (`transactions`, `balances`, `customers`, `regions`, `managers`, `products`,
-//! `channels`).
+//! `channels`, and `branch_cost`, the table the cost allocation computes).
 //!
 //! A twin returns the answer's columns in order under the answer's names (levels as
 //! `"region.province"`, measures by name, pivot cells as `"2025|txn_amount"`, comparisons as
@@ -689,6 +689,28 @@ fn compare() -> Vec<Question> {
 
 fn balances_and_both_facts() -> Vec<Question> {
     vec![
+        ask(
+            "contribution_by_province_highest_first",
+            r#"{"measures": ["contribution", "allocated_cost"], "rows": ["region.province"],
+                "order": [{"by": "contribution", "dir": "desc"}]}"#,
+            // Margin + fees - allocated cost, each fact's part per province, a missing part 0.
+            // `branch_cost` is the table the allocation computes at build time (its split is
+            // held to SQL in tests/it/allocation.rs), read here as the cube reads it.
+            r#"WITH b AS (SELECT r.province AS k, SUM(f.interest_margin) AS v FROM balances f
+                 JOIN customers c ON c.customer_id = f.customer_id JOIN regions r ON r.region_id = c.region_id
+                 GROUP BY r.province),
+             t AS (SELECT r.province AS k, SUM(f.fee_income) AS v FROM transactions f
+                 JOIN customers c ON c.customer_id = f.customer_id JOIN regions r ON r.region_id = c.region_id
+                 GROUP BY r.province),
+             a AS (SELECT r.province AS k, SUM(f.operating_cost) AS v FROM branch_cost f
+                 JOIN customers c ON c.customer_id = f.customer_id JOIN regions r ON r.region_id = c.region_id
+                 GROUP BY r.province)
+             SELECT COALESCE(b.k, t.k, a.k) AS "region.province",
+                COALESCE(b.v, 0) + COALESCE(t.v, 0) - COALESCE(a.v, 0) AS contribution,
+                a.v AS allocated_cost
+             FROM b FULL JOIN t ON t.k = b.k FULL JOIN a ON a.k = COALESCE(b.k, t.k)
+             ORDER BY contribution DESC, "region.province""#,
+        ),
         ask(
             "balances_grand_total",
             r#"{"measures": ["deposit_balance", "loan_balance", "credit_line", "interest_margin", "customers", "products_held"]}"#,

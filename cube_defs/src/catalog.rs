@@ -71,6 +71,8 @@ enum Want {
     Any,
     Key,
     Numeric,
+    /// Integer or decimal: money that must stay exact.
+    Exact,
     Date,
 }
 
@@ -80,6 +82,7 @@ impl Want {
             Want::Any => true,
             Want::Key => matches!(t, ColumnType::Integer | ColumnType::Text),
             Want::Numeric => t.is_numeric(),
+            Want::Exact => matches!(t, ColumnType::Integer | ColumnType::Decimal { .. }),
             Want::Date => matches!(t, ColumnType::Date),
         }
     }
@@ -88,6 +91,9 @@ impl Want {
             Want::Any => "any type",
             Want::Key => "an integer or text key",
             Want::Numeric => "a number (integer, decimal or float)",
+            Want::Exact => {
+                "an exact number (integer or decimal; a float cannot be split to the cent)"
+            }
             Want::Date => "a date",
         }
     }
@@ -161,6 +167,40 @@ impl Checker<'_> {
     }
 }
 
+/// The schema of the table an allocation computes, from the schemas of its driver fact and
+/// pool (`None` while either is missing): each of the allocated fact's dimensions' key columns
+/// as the driver fact has it, the pool's time column (a date) and its amount column (the
+/// pool's decimal scale; 0 for an integer amount).
+pub fn allocation_schema(
+    model: &Model,
+    catalog: &Catalog,
+    allocation: &Allocation,
+) -> Option<TableSchema> {
+    let fact = &model.facts[allocation.fact];
+    let driver = catalog.table(&model.facts[allocation.from].name)?;
+    let pool = catalog.table(&allocation.pool.table)?;
+    let mut columns = Vec::new();
+    for &d in &fact.direct {
+        if let DimensionKind::Table { key, .. } = &model.dimensions[d].kind {
+            columns.push((key.column.clone(), driver.column(&key.column)?.clone()));
+        }
+    }
+    columns.push((allocation.pool.time.column.clone(), ColumnType::Date));
+    let scale = match pool.column(&allocation.pool.amount.column)? {
+        ColumnType::Decimal { scale } => *scale,
+        _ => 0,
+    };
+    columns.push((
+        allocation.pool.amount.column.clone(),
+        ColumnType::Decimal { scale },
+    ));
+    Some(TableSchema {
+        name: fact.name.clone(),
+        file: format!("allocation '{}'", fact.name),
+        columns,
+    })
+}
+
 /// Every way the model disagrees with the schemas of its sources.
 pub fn check_catalog(model: &Model, catalog: &Catalog) -> Diagnostics {
     let mut c = Checker {
@@ -211,6 +251,11 @@ pub fn check_catalog(model: &Model, catalog: &Catalog) -> Diagnostics {
                 LevelKind::Bucket(_) | LevelKind::Time(_) => {}
             }
         }
+    }
+    for a in &model.allocations {
+        c.column_ref(&a.pool.amount, Want::Exact);
+        c.column_ref(&a.pool.time, Want::Date);
+        c.column_ref(&a.pool.key, Want::Key);
     }
     for m in &model.measures {
         if let MeasureKind::Aggregate {

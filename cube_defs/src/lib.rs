@@ -31,7 +31,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use catalog::{Catalog, ColumnType, TableSchema, check_catalog};
+pub use catalog::{Catalog, ColumnType, TableSchema, allocation_schema, check_catalog};
 pub use diag::{DefError, Diagnostic, Diagnostics, Pos};
 pub use model::Model;
 pub use validate::default_labels;

@@ -3,7 +3,8 @@
 //! million cuboids, a bucket with 100,000 edges, a derived measure that expands to 2^60 terms —
 //! and is checked during validation, so such a definition is refused with a located
 //! [`crate::DefError::TooMany`] before any data is read. They are far above what a real cube
-//! needs (the shipped `bank_crm` has 25 levels, 14 measures and buckets of at most 7 edges).
+//! needs (the shipped `bank_crm` has 25 levels, 14 measures, one allocation and buckets of at
+//! most 7 edges).
 
 /// Characters in any name (cube, source, dimension, level, measure).
 pub const MAX_NAME_CHARS: usize = 128;
@@ -12,6 +13,8 @@ pub const MAX_SOURCES: usize = 256;
 /// Levels over all dimensions: the cuboid lattice has 2^levels nodes, and `auto` weighs
 /// every pair of levels against every other.
 pub const MAX_LEVELS: usize = 64;
+/// Allocations: each is a fact the build computes from a split of its pool.
+pub const MAX_ALLOCATIONS: usize = 64;
 /// Measures, aggregated and derived.
 pub const MAX_MEASURES: usize = 256;
 /// Edges of one bucket (a bucket has one member more than it has edges).

@@ -26,6 +26,9 @@ pub struct Model {
     pub facts: Vec<Fact>,
     pub dimensions: Vec<Dimension>,
     pub measures: Vec<Measure>,
+    /// Facts the build computes rather than reads: each allocation is the fact
+    /// `facts[allocation.fact]`, after the facts read from sources.
+    pub allocations: Vec<Allocation>,
     pub aggregates: Aggregates,
     /// Small-cell suppression, when the cube declares it.
     pub privacy: Option<Privacy>,
@@ -79,6 +82,44 @@ pub struct Fact {
     pub direct: Vec<DimId>,
     /// Where each of `direct` is named (`facts.<name>.dimensions[i]`).
     pub direct_pos: Vec<Pos>,
+}
+
+/// A fact table computed by the build: every pool row (an amount of `pool.member`'s dimension
+/// in a period of the time dimension's finest grain) is spread over the cells of `from` (its
+/// rows grouped by the allocated fact's dimensions and that period) whose member is the pool
+/// row's, in proportion to the driver, exactly by the largest-remainder method. Its table has
+/// the key column of each of `facts[fact].direct`, the time column `pool.time.column` (the
+/// period's first day) and the amount column `pool.amount.column`, at the pool's scale.
+#[derive(Debug, Clone)]
+pub struct Allocation {
+    /// The fact it creates (its name is the allocation's).
+    pub fact: FactId,
+    pub pool: Pool,
+    pub driver: Driver,
+    /// The fact whose cells receive the amounts.
+    pub from: FactId,
+    pub pos: Pos,
+}
+
+/// Where an allocation's amounts come from.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub table: String,
+    pub amount: ColumnRef,
+    pub time: ColumnRef,
+    /// The dimension each pool row's key belongs to.
+    pub member: DimId,
+    /// The pool's column holding that key.
+    pub key: ColumnRef,
+}
+
+/// How an allocation weighs the cells that share a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// In proportion to an additive (sum or count) measure of the driver fact, per cell.
+    Measure(MeasureId),
+    /// The same weight for every cell.
+    Equal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -437,6 +478,11 @@ impl Model {
 
     pub fn fact(&self, name: &str) -> Option<FactId> {
         self.facts.iter().position(|f| f.name == name)
+    }
+
+    /// The allocation that computes `fact`, if the build computes it.
+    pub fn allocation_of(&self, fact: FactId) -> Option<&Allocation> {
+        self.allocations.iter().find(|a| a.fact == fact)
     }
 
     pub fn source(&self, name: &str) -> Option<&Source> {

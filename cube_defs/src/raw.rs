@@ -85,6 +85,9 @@ pub struct RawCube {
     pub facts: SpannedMap<RawFact>,
     pub dimensions: SpannedMap<RawDimension>,
     pub measures: SpannedMap<RawMeasure>,
+    /// Computed fact tables: a cost pool spread over a driver fact's cells.
+    #[serde(default)]
+    pub allocations: SpannedMap<RawAllocation>,
     #[serde(default)]
     pub aggregates: Option<RawAggregates>,
     #[serde(default)]
@@ -197,6 +200,50 @@ pub struct RawMeasure {
     pub format: Option<Spanned<String>>,
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// `allocations.<name>`: a fact table the build computes by spreading each row of a pool
+/// (an amount per member and period) over the cells of a driver fact that lie under that
+/// member in that period, in proportion to a driver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllocation {
+    pub pool: Spanned<RawPool>,
+    pub driver: Spanned<RawDriver>,
+    /// The dimensions of the allocated fact (default: every dimension the driver fact carries).
+    #[serde(default)]
+    pub dimensions: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `pool:`: the amounts to spread, one per member of a dimension and period.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub source: Spanned<String>,
+    pub amount: Spanned<String>,
+    pub time: Spanned<String>,
+    pub member: Spanned<RawPoolMember>,
+}
+
+/// `member:`: the dimension each pool row belongs to and the pool's column holding its key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoolMember {
+    pub dimension: Spanned<String>,
+    /// Default: the dimension's key column name.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+}
+
+/// `driver:`: `{ measure: m }` (shares in proportion to a sum or count measure) or
+/// `{ equal: fact }` (the same share for every cell of the fact).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDriver {
+    #[serde(default)]
+    pub measure: Option<Spanned<String>>,
+    #[serde(default)]
+    pub equal: Option<Spanned<String>>,
 }
 
 /// `aggregates:`: which cuboids to precompute.

@@ -95,6 +95,25 @@ fn too_many_measures() {
 }
 
 #[test]
+fn too_many_allocations() {
+    let allocations: String = (0..100)
+        .map(|i| {
+            format!(
+                "  a{i}:\n    pool: {{ source: stores, amount: cost, time: month, member: {{ dimension: store }} }}\n    driver: {{ measure: revenue }}\n"
+            )
+        })
+        .collect();
+    let yaml = cube(&plain_levels(1), "", "").replace(
+        "dimensions:\n  time:",
+        &format!("allocations:\n{allocations}dimensions:\n  time:"),
+    );
+    let d = refused(&yaml);
+    let text = assert_one(&d, "too_many", &["100 allocations", "limit of 64"]);
+    assert!(text.contains(": allocations: "), "{text}");
+    assert_eq!(d.len(), 1, "{d}");
+}
+
+#[test]
 fn a_bucket_with_100k_edges() {
     let edges: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
     let level = format!(

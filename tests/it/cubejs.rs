@@ -800,7 +800,10 @@ fn check_meta(out: &Json, version: u64) -> Result<(), String> {
     };
     want(cube["name"] == C && cube["type"] == "cube", "the cube")?;
     want(
-        names("measures").len() == 11 && names("measures").contains(&m("fee_income")),
+        // bank_crm's 14 measures, the allocated cost and contribution among them.
+        names("measures").len() == 14
+            && names("measures").contains(&m("fee_income"))
+            && names("measures").contains(&m("contribution")),
         "measures",
     )?;
     want(

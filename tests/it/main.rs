@@ -1,6 +1,7 @@
 //! Integration tests, compiled as one binary so the suite links once.
 
 mod access;
+mod allocation;
 mod analytics;
 mod auth;
 mod cli;

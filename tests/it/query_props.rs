@@ -194,10 +194,10 @@ fn random_query(cube: &Cube, rng: &mut Rng) -> Json {
     q
 }
 
-/// Whether the query asks a balances measure by channel: the one question the generator
-/// makes that the cube must refuse.
+/// Whether the query asks a measure of a fact without channel (balances, the allocated
+/// cost) by channel: the one question the generator makes that the cube must refuse.
 fn must_refuse(model: &Model, q: &Query) -> bool {
-    let balances = model.fact("balances").expect("balances");
+    let channel = model.dimension("channel").expect("channel");
     let by_channel = q
         .rows
         .iter()
@@ -207,7 +207,10 @@ fn must_refuse(model: &Model, q: &Query) -> bool {
     by_channel
         && q.measures.iter().any(|m| {
             let id = model.measure(m).expect("measure");
-            model.measure_facts(id).contains(&balances)
+            model
+                .measure_facts(id)
+                .into_iter()
+                .any(|f| !model.fact_has_dimension(f, channel))
         })
 }
 
@@ -279,6 +282,12 @@ fn fact_sql(name: &str) -> FactSql {
         },
         "balances" => FactSql {
             table: "balances",
+            date: "f.month",
+        },
+        // The table the allocation computed (registered by the engine's load; its split is
+        // held to SQL in `crate::allocation`): here it is read like any fact.
+        "branch_cost" => FactSql {
+            table: "branch_cost",
             date: "f.month",
         },
         other => panic!("no SQL for fact {other}"),
@@ -446,9 +455,9 @@ fn filter_sql(model: &Model, f: &lattice_engine::query::Filter, member: &str) ->
     }
 }
 
-/// One fact's part of the answer: the grouped members `g0..`, then `m0..` for the query's
-/// measures of this fact (derived ones included when all their inputs are here).
-fn fact_query(model: &Model, q: &Query, fact: &str, outputs: &[(usize, String)]) -> String {
+/// One fact's part of the answer: the grouped members `g0..`, then each of `outputs` (a
+/// column name and its aggregate over this fact's rows).
+fn fact_query(model: &Model, q: &Query, fact: &str, outputs: &[(String, String)]) -> String {
     let FactSql { date, .. } = fact_sql(fact);
     let members: Vec<String> = q.rows.iter().map(|l| member_sql(l, date)).collect();
     let conditions: Vec<String> = q
@@ -474,8 +483,8 @@ fn fact_query(model: &Model, q: &Query, fact: &str, outputs: &[(usize, String)])
         .enumerate()
         .map(|(i, m)| format!("{m} AS g{i}"))
         .collect();
-    for (i, expr) in outputs {
-        select.push(format!("{expr} AS m{i}"));
+    for (name, expr) in outputs {
+        select.push(format!("{expr} AS {name}"));
     }
     let mut sql = if fact == "balances" {
         let time_where = if time_filters.is_empty() {
@@ -531,63 +540,92 @@ fn measure_sql(measure: &str) -> (&'static str, String) {
         "deposit_balance" => ("balances", last("deposit_balance")),
         "loan_balance" => ("balances", last("loan_balance")),
         "credit_line" => ("balances", last("credit_line")),
+        "allocated_cost" => ("branch_cost", "SUM(f.operating_cost)".into()),
+        "cost_customers" => ("branch_cost", "COUNT(DISTINCT f.customer_id)".into()),
         other => panic!("no SQL for measure {other}"),
     }
 }
 
 /// The whole question in SQL: each fact's part, FULL JOINed on the members (a row where any
-/// fact has rows), having on top.
+/// fact has rows), having on top. A measure is one aggregate of one fact, except
+/// `contribution`, whose three parts come from three facts and add up with a missing one as 0
+/// (null when all are).
 fn question_sql(model: &Model, q: &Query) -> String {
-    let mut facts: Vec<(&str, Vec<(usize, String)>)> = Vec::new();
+    let mut facts: Vec<(&str, Vec<(String, String)>)> = Vec::new();
+    let mut outputs = Vec::new();
     for (i, m) in q.measures.iter().enumerate() {
-        let (fact, expr) = measure_sql(m);
-        match facts.iter_mut().find(|(f, _)| *f == fact) {
-            Some((_, outs)) => outs.push((i, expr)),
-            None => facts.push((fact, vec![(i, expr)])),
+        let parts = match m.as_str() {
+            "contribution" => vec![
+                measure_sql("interest_margin"),
+                measure_sql("fee_income"),
+                measure_sql("allocated_cost"),
+            ],
+            other => vec![measure_sql(other)],
+        };
+        let mut names = Vec::new();
+        for (j, (fact, expr)) in parts.into_iter().enumerate() {
+            let name = format!("s{i}_{j}");
+            names.push(name.clone());
+            match facts.iter_mut().find(|(f, _)| *f == fact) {
+                Some((_, outs)) => outs.push((name, expr)),
+                None => facts.push((fact, vec![(name, expr)])),
+            }
         }
+        outputs.push(match names.as_slice() {
+            [one] => one.clone(),
+            [margin, fees, cost] => format!(
+                "CASE WHEN {margin} IS NULL AND {fees} IS NULL AND {cost} IS NULL THEN NULL \
+                 ELSE COALESCE({margin}, 0) + COALESCE({fees}, 0) - COALESCE({cost}, 0) END"
+            ),
+            _ => unreachable!("one or three parts"),
+        });
     }
     let n = q.rows.len();
     let parts: Vec<String> = facts
         .iter()
         .map(|(fact, outs)| fact_query(model, q, fact, outs))
         .collect();
-    let mut sql = format!("SELECT * FROM ({}) AS q0", parts[0]);
-    if let Some(second) = parts.get(1) {
-        // Without members each part is one row.
-        let join = if n == 0 {
-            "CROSS JOIN".to_string()
+    // q0 FULL JOIN q1 ON q1.g = q0.g FULL JOIN q2 ON q2.g = COALESCE(q0.g, q1.g) ...; without
+    // members each part is one row.
+    let key = |i: usize, upto: usize| {
+        let all: Vec<String> = (0..upto).map(|p| format!("q{p}.g{i}")).collect();
+        if upto == 1 {
+            all[0].clone()
         } else {
-            "FULL JOIN".to_string()
-        };
-        let on = if n == 0 {
-            String::new()
-        } else {
-            format!(
-                "ON {}",
-                (0..n)
-                    .map(|i| format!("q0.g{i} = q1.g{i}"))
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
-            )
-        };
-        let keys: Vec<String> = (0..n)
-            .map(|i| format!("COALESCE(q0.g{i}, q1.g{i}) AS g{i}"))
-            .collect();
-        let mut cols = keys;
-        for (fi, (_, outs)) in facts.iter().enumerate() {
-            for (i, _) in outs {
-                cols.push(format!("q{fi}.m{i} AS m{i}"));
-            }
+            format!("COALESCE({})", all.join(", "))
         }
-        sql = format!(
-            "SELECT {} FROM ({}) AS q0 {join} ({second}) AS q1 {on}",
-            cols.join(", "),
-            parts[0]
-        );
+    };
+    let mut from = format!("({}) AS q0", parts[0]);
+    for (p, part) in parts.iter().enumerate().skip(1) {
+        if n == 0 {
+            write!(from, " CROSS JOIN ({part}) AS q{p}").unwrap();
+        } else {
+            let on: Vec<String> = (0..n)
+                .map(|i| format!("q{p}.g{i} = {}", key(i, p)))
+                .collect();
+            write!(from, " FULL JOIN ({part}) AS q{p} ON {}", on.join(" AND ")).unwrap();
+        }
     }
+    let mut cols: Vec<String> = (0..n)
+        .map(|i| format!("{} AS g{i}", key(i, parts.len())))
+        .collect();
+    for (fi, (_, outs)) in facts.iter().enumerate() {
+        for (name, _) in outs {
+            cols.push(format!("q{fi}.{name} AS {name}"));
+        }
+    }
+    let sql = format!("SELECT {} FROM {from}", cols.join(", "));
     let mut select: Vec<String> = (0..n).map(|i| format!("g{i}")).collect();
-    select.extend((0..q.measures.len()).map(|i| format!("m{i}")));
-    let mut out = format!("SELECT {} FROM ({sql}) AS joined", select.join(", "));
+    select.extend(
+        outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| format!("{o} AS m{i}")),
+    );
+    let mut out = format!(
+        "SELECT * FROM (SELECT {} FROM ({sql}) AS joined) AS answer",
+        select.join(", ")
+    );
     if !q.having.is_empty() {
         let conditions: Vec<String> = q
             .having

@@ -318,7 +318,8 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
         (&json!("money"), &json!("sum"), &json!("transactions"))
     );
     assert!(
-        meta["facts"].as_array().is_some_and(|f| f.len() == 2),
+        // transactions, balances and the allocated branch_cost.
+        meta["facts"].as_array().is_some_and(|f| f.len() == 3),
         "{meta}"
     );
 

@@ -5,14 +5,17 @@
 //! - this module: the entry point, sources and facts;
 //! - [`dimensions`]: dimensions, levels, hierarchies and buckets;
 //! - [`measures`]: aggregations, derived expressions and their cycles;
+//! - [`allocations`]: fact tables computed by spreading a pool over a driver fact's cells;
 //! - [`aggregates`]: which cuboids to precompute.
 
 mod aggregates;
+mod allocations;
 mod dimensions;
 mod measures;
 mod privacy;
 
 use aggregates::aggregates;
+use allocations::allocations;
 pub use dimensions::default_labels;
 use dimensions::dimensions;
 use measures::{derived_cycles, measures, metric_buckets_vary};
@@ -23,7 +26,7 @@ use std::path::Path;
 use serde_saphyr::Spanned;
 
 use crate::diag::{DefError, Diagnostic, Pos, suggest};
-use crate::limits::{MAX_LEVELS, MAX_MEASURES, MAX_NAME_CHARS, MAX_SOURCES};
+use crate::limits::{MAX_ALLOCATIONS, MAX_LEVELS, MAX_MEASURES, MAX_NAME_CHARS, MAX_SOURCES};
 use crate::model::*;
 use crate::raw::*;
 
@@ -119,6 +122,15 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
             check_name(ctx, "level", level, path, false);
         }
     }
+    for (name, _) in &raw.allocations.0 {
+        check_name(
+            ctx,
+            "allocation",
+            name,
+            format!("allocations.{}", name.value),
+            false,
+        );
+    }
     for (name, _) in &raw.measures.0 {
         check_name(
             ctx,
@@ -148,13 +160,32 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
         .iter()
         .map(|(k, _)| k.value.as_str())
         .collect();
-    let fact_names: Vec<&str> = raw.facts.0.iter().map(|(k, _)| k.value.as_str()).collect();
+    // Allocations are facts too, after those read from sources: measures may name them.
+    let fact_names: Vec<&str> = raw
+        .facts
+        .0
+        .iter()
+        .map(|(k, _)| k.value.as_str())
+        .chain(raw.allocations.0.iter().map(|(k, _)| k.value.as_str()))
+        .collect();
 
-    let facts = facts(&raw.facts, ctx, &source_names, &dim_names);
+    let mut facts = facts(&raw.facts, ctx, &source_names, &dim_names);
     let dimensions = dimensions(&raw, ctx, &source_names, &measure_names);
     let measures = measures(&raw, ctx, &fact_names, &measure_names);
     if let Some(measures) = &measures {
         derived_cycles(measures, &raw, ctx);
+    }
+    let dimensions = dimensions?;
+    let mut allocated = Vec::new();
+    if let Some(measures) = &measures
+        && facts.len() == raw.facts.0.len()
+    {
+        let (more, list) = allocations(&raw, ctx, &source_names, &facts, &dimensions, measures);
+        facts.extend(more);
+        allocated = list;
+    } else if !raw.allocations.0.is_empty() {
+        // Reported once the facts and measures they name are valid.
+        return None;
     }
     let clean_so_far = ctx.diags.is_empty();
 
@@ -164,8 +195,9 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
         file: ctx.file.to_string(),
         sources,
         facts,
-        dimensions: dimensions?,
+        dimensions,
         measures: measures.unwrap_or_default(),
+        allocations: allocated,
         aggregates: Aggregates::default(),
         privacy: None,
     };
@@ -211,6 +243,15 @@ fn within_limits(raw: &RawCube, ctx: &mut Ctx<'_>) -> bool {
         "sources",
         s.len(),
         MAX_SOURCES,
+    );
+    let a = &raw.allocations.0;
+    over(
+        ctx,
+        key(a.len(), MAX_ALLOCATIONS).map(|i| &a[i].0),
+        "allocations",
+        "allocations",
+        a.len(),
+        MAX_ALLOCATIONS,
     );
     let m = &raw.measures.0;
     over(

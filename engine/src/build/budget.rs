@@ -180,7 +180,11 @@ pub(crate) fn check_sources(model: &Model, catalog: &Catalog, budget: u64) -> Re
         });
     }
     for (f, fact) in model.facts.iter().enumerate() {
-        let rows = source_rows(model, catalog, &fact.name);
+        // An allocated fact has at most a row per cell of its driver fact.
+        let table = model
+            .allocation_of(f)
+            .map_or(&fact.name, |a| &model.facts[a.from].name);
+        let rows = source_rows(model, catalog, table);
         let row = base_row_bytes(model, f);
         items.push(EstimateItem {
             what: format!(

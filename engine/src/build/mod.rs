@@ -54,6 +54,8 @@ pub struct BuildReport {
     pub fact_rows: Vec<u64>,
     pub base_rows: Vec<usize>,
     pub stages: Vec<(&'static str, Duration)>,
+    /// What each allocation split, and what it could not.
+    pub allocations: Vec<crate::source::allocate::AllocationReport>,
 }
 
 /// Builds the cube of `model` over `sources` (registered by [`crate::source::load::load`]).
@@ -168,6 +170,7 @@ pub async fn build_cube_with_report(
         fact_rows,
         base_rows: bases.iter().map(|b| b.len()).collect(),
         stages,
+        allocations: sources.allocations.clone(),
     };
     Ok((cube, report))
 }

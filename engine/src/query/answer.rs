@@ -214,7 +214,40 @@ fn int_json(i: i128) -> Json {
 }
 
 /// Evaluates a measure from the aggregates of a row (`value(m)` of aggregate measures).
+///
+/// A derived measure over several facts (`interest_margin + fee_income - allocated_cost`)
+/// reads a null sum, count or distinct count as 0: a row where one fact has no rows (a
+/// customer with balances but no transactions that month) still has the others' part, as a
+/// `COALESCE(x, 0)` over each fact's aggregate would give. It is null only when every input
+/// is. Over one fact, derived measures follow SQL: null in, null out.
 pub(crate) fn eval(model: &Model, m: MeasureId, value: &impl Fn(MeasureId) -> V) -> V {
+    match &model.measures[m].kind {
+        MeasureKind::Aggregate { .. } => value(m),
+        MeasureKind::Derived(e) if model.measure_facts(m).len() > 1 => {
+            let any = std::cell::Cell::new(false);
+            let filled = |x: MeasureId| {
+                let v = value(x);
+                if v != V::Null {
+                    any.set(true);
+                    return v;
+                }
+                match &model.measures[x].kind {
+                    MeasureKind::Aggregate {
+                        agg: Agg::Sum | Agg::Count | Agg::Distinct,
+                        ..
+                    } => V::Int(0),
+                    _ => V::Null,
+                }
+            };
+            let v = eval_expr(model, e, &filled);
+            if any.get() { v } else { V::Null }
+        }
+        MeasureKind::Derived(e) => eval_expr(model, e, value),
+    }
+}
+
+/// A measure as it is, inside an expression (the outermost measure decided how nulls read).
+fn eval_inner(model: &Model, m: MeasureId, value: &impl Fn(MeasureId) -> V) -> V {
     match &model.measures[m].kind {
         MeasureKind::Aggregate { .. } => value(m),
         MeasureKind::Derived(e) => eval_expr(model, e, value),
@@ -231,7 +264,7 @@ fn eval_expr(model: &Model, e: &Expr, value: &impl Fn(MeasureId) -> V) -> V {
             V::Float(f) => V::Float(-f),
             V::Null => V::Null,
         },
-        Expr::Measure(m) => eval(model, *m, value),
+        Expr::Measure(m) => eval_inner(model, *m, value),
         Expr::Binary(op, a, b) => {
             V::binary(*op, eval_expr(model, a, value), eval_expr(model, b, value))
         }

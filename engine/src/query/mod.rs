@@ -21,7 +21,8 @@
 //!   the group's finest grouped time member and passes every time filter; without a time
 //!   level, the latest such period overall.
 //! - Derived measures follow SQL over the aggregates: null in, null out; `+ - *` exact on
-//!   decimals; `/` a float, null when dividing by zero.
+//!   decimals; `/` a float, null when dividing by zero. A derived measure over several facts
+//!   reads each null sum or count as 0 (`COALESCE(x, 0)`), null only when every input is.
 //! - `compare` (level L, lag n) adds `<m>_prev`, the row with L's member n steps earlier,
 //!   computed with the query's filters except those on L's dimension (so January's previous
 //!   month is December even when the year is filtered), and `<m>_change` = (m - prev) / prev,

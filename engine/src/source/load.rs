@@ -13,9 +13,12 @@ use lattice_defs::model::{
     Bucket, BucketSource, ColumnRef, Dimension, DimensionKind, Level, LevelKind, SourceFormat,
 };
 use lattice_defs::{
-    Catalog, ColumnType, DefError, Diagnostic, Diagnostics, Model, Pos, TableSchema, check_catalog,
+    Catalog, ColumnType, DefError, Diagnostic, Diagnostics, Model, Pos, TableSchema,
+    allocation_schema, check_catalog,
 };
 use tracing::{debug, instrument};
+
+use super::allocate::{AllocationReport, allocate_all};
 
 use crate::{EngineError, Result};
 
@@ -27,6 +30,8 @@ pub const CSV_DECIMAL_SCALE: i8 = 6;
 pub struct Sources {
     pub ctx: SessionContext,
     pub catalog: Catalog,
+    /// What each of the definition's allocations did (their tables are registered in `ctx`).
+    pub allocations: Vec<AllocationReport>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -78,6 +83,12 @@ pub async fn load_within(model: &Model, memory_budget: Option<u64>) -> Result<So
             Err(e) => diags.push(unreadable(e.to_string())),
         }
     }
+    // Allocated facts are checked like sources, against the schema their tables will have.
+    for a in &model.allocations {
+        if let Some(schema) = allocation_schema(model, &catalog, a) {
+            catalog.tables.push(schema);
+        }
+    }
     diags.extend(check_catalog(model, &catalog).0);
     if diags.is_empty() {
         if let Some(budget) = memory_budget {
@@ -88,7 +99,12 @@ pub async fn load_within(model: &Model, memory_budget: Option<u64>) -> Result<So
     if !diags.is_empty() {
         return Err(EngineError::Definition(Diagnostics(diags)));
     }
-    Ok(Sources { ctx, catalog })
+    let allocations = allocate_all(model, &ctx, &catalog).await?;
+    Ok(Sources {
+        ctx,
+        catalog,
+        allocations,
+    })
 }
 
 async fn register(

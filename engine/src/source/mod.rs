@@ -3,6 +3,9 @@
 //! - [`synth`] writes the default data set of DESIGN.md (Parquet or CSV), deterministically.
 //! - [`load`] registers the sources a definition names with DataFusion, checks their schemas
 //!   against the definition, and checks what only data can show (hierarchies that are functional).
+//! - [`allocate`] computes the fact tables of a definition's `allocations:` (a cost pool split
+//!   exactly over a driver fact's cells) and registers them beside the sources.
 
+pub mod allocate;
 pub mod load;
 pub mod synth;

@@ -1,0 +1,525 @@
+//! Allocations: the fact tables a definition's `allocations:` compute from other sources,
+//! registered with DataFusion beside them so that the build and the fallback read them like
+//! any source.
+//!
+//! For each allocation, two queries: the pool, summed per (member key, period), and the driver
+//! fact's cells (its rows grouped by the allocated fact's dimension keys and the period), each
+//! with the member it lies under and its weight. Each pool is then split over the cells with
+//! its member and period by [`split`], in integer units of the pool's scale (cents):
+//!
+//! - shares are in proportion to the weights: `floor(pool * w / W)`, and the units left over go
+//!   one each to the cells with the largest remainders, ties to the smaller keys (the keys in
+//!   the order of the allocated fact's dimensions), so a pool's shares sum back to it exactly;
+//! - a negative driver value weighs 0; when the weights of a pool's cells sum to 0 (no cell has
+//!   a positive driver) every cell weighs 1: an equal split;
+//! - a negative pool (a credit) is split as its absolute value and every share negated;
+//! - a pool with no cell under its member in its period (or with no member or period) stays
+//!   unallocated: [`AllocationReport::unallocated`] lists it, and the build reports it.
+//!
+//! The allocated table has one row per receiving cell (a cell whose share is 0 included), with
+//! the keys, the period's first day and the share.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Date32Array, Decimal128Array, RecordBatch, UInt32Array};
+use arrow::compute::{cast, concat_batches, take};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use lattice_defs::model::{
+    Agg, Allocation, DimId, DimensionKind, Driver, LevelKind, MeasureKind, TimeGrain,
+};
+use lattice_defs::{Catalog, ColumnType, Model};
+use tracing::{info, instrument, warn};
+
+use super::load::ident;
+use crate::build::time::civil_from_days;
+use crate::{EngineError, Result};
+
+/// What one allocation did, for the build report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationReport {
+    /// The allocation (and its fact).
+    pub name: String,
+    /// Decimal scale of the amounts (2: cents).
+    pub scale: i8,
+    /// Pools read (pool rows summed per member and period).
+    pub pools: usize,
+    /// Their total, in units of `scale`.
+    pub total: i128,
+    /// The part split over cells; `total - allocated` is what no cell received.
+    pub allocated: i128,
+    /// Rows of the allocated table (receiving cells).
+    pub rows: usize,
+    /// Pools whose cells' driver summed to 0, split equally.
+    pub equal_split: usize,
+    /// Pools no cell received: member key, period (first day) and amount.
+    pub unallocated: Vec<Unallocated>,
+}
+
+/// A pool that no cell received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unallocated {
+    /// The member's key as text (`None`: the pool row has none).
+    pub member: Option<String>,
+    /// `YYYY-MM-DD` (`None`: the pool row has no date).
+    pub period: Option<String>,
+    /// In units of the report's scale.
+    pub amount: i128,
+}
+
+impl AllocationReport {
+    /// The amount no cell received, in units of `scale`.
+    pub fn unallocated_total(&self) -> i128 {
+        self.total - self.allocated
+    }
+}
+
+/// Splits `amount` over cells in proportion to `weights`, exactly: the shares sum to
+/// `amount`. Largest remainder, ties to the earlier cell; negative weights count as 0; all
+/// weights 0 (or none positive) is an equal split; a negative amount is split as its absolute
+/// value, negated. `None` when the arithmetic would pass 128 bits, or there are no cells.
+pub fn split(amount: i128, weights: &[i128]) -> Option<Vec<i128>> {
+    if weights.is_empty() {
+        return None;
+    }
+    let mut w: Vec<i128> = weights.iter().map(|&x| x.max(0)).collect();
+    let mut total = w.iter().try_fold(0i128, |acc, &x| acc.checked_add(x))?;
+    if total == 0 {
+        w.fill(1);
+        total = w.len() as i128;
+    }
+    let a = amount.checked_abs()?;
+    let mut shares = Vec::with_capacity(w.len());
+    let mut remainders = Vec::with_capacity(w.len());
+    let mut given = 0i128;
+    for &x in &w {
+        let p = a.checked_mul(x)?;
+        shares.push(p / total);
+        remainders.push(p % total);
+        given += p / total;
+    }
+    // Fewer units are left than cells: each remainder is under `total`, and they sum to
+    // (a - given) * total.
+    let left = (a - given) as usize;
+    let mut order: Vec<usize> = (0..w.len()).collect();
+    order.sort_by(|&i, &j| remainders[j].cmp(&remainders[i]).then(i.cmp(&j)));
+    for &i in &order[..left] {
+        shares[i] += 1;
+    }
+    if amount < 0 {
+        shares.iter_mut().for_each(|s| *s = -*s);
+    }
+    Some(shares)
+}
+
+/// Computes every allocation of `model` over the sources registered in `ctx` and registers
+/// each result under its fact's name.
+#[instrument(skip_all, fields(cube = %model.name))]
+pub(crate) async fn allocate_all(
+    model: &Model,
+    ctx: &SessionContext,
+    catalog: &Catalog,
+) -> Result<Vec<AllocationReport>> {
+    let mut reports = Vec::new();
+    for a in &model.allocations {
+        let report = allocate(model, ctx, catalog, a).await?;
+        let unit = 10f64.powi(i32::from(report.scale));
+        if report.unallocated.is_empty() {
+            info!(
+                allocation = report.name,
+                pools = report.pools,
+                rows = report.rows,
+                "allocated"
+            );
+        } else {
+            warn!(
+                allocation = report.name,
+                pools = report.unallocated.len(),
+                amount = report.unallocated_total() as f64 / unit,
+                "pools without receiving cells stay unallocated"
+            );
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// The finest grain of the time dimension: the period each pool is spread within.
+fn period_grain(model: &Model) -> Result<TimeGrain> {
+    let t = model
+        .time_dimension()
+        .ok_or_else(|| EngineError::Internal("allocation without a time dimension".into()))?;
+    let dim = &model.dimensions[t];
+    match dim.hierarchy.last().map(|&l| &dim.levels[l].kind) {
+        Some(LevelKind::Time(g)) => Ok(*g),
+        _ => Err(EngineError::Internal(
+            "time dimension without a time level".into(),
+        )),
+    }
+}
+
+/// The first day of the period of `grain` holding the date `x`, as a DATE.
+fn period_sql(x: &str, grain: TimeGrain) -> String {
+    match grain {
+        TimeGrain::Day => format!("CAST({x} AS DATE)"),
+        g => format!("CAST(date_trunc('{}', {x}) AS DATE)", g.name()),
+    }
+}
+
+/// The SQL of the member key of `member` for a fact row aliased `f` whose dimensions are
+/// `direct`, and the joins it needs: `f.key` when the fact carries it, else through the
+/// dimension tables of its `via` chain.
+fn member_sql(model: &Model, direct: &[DimId], member: DimId) -> Result<(String, String)> {
+    let key_of = |d: DimId| match &model.dimensions[d].kind {
+        DimensionKind::Table {
+            key, via, table, ..
+        } => Ok((key.column.as_str(), *via, table)),
+        DimensionKind::Time => Err(EngineError::Internal(
+            "time dimension in a via chain".into(),
+        )),
+    };
+    // member, via(member), via(via(member)), ... up to one the fact carries.
+    let mut chain = vec![member];
+    while !direct.contains(chain.last().expect("not empty")) {
+        let (_, via, _) = key_of(*chain.last().expect("not empty"))?;
+        match via {
+            Some(v) if chain.len() <= model.dimensions.len() => chain.push(v),
+            _ => {
+                return Err(EngineError::Internal(
+                    "allocation member not reached from its fact".into(),
+                ));
+            }
+        }
+    }
+    let (carried, _, _) = key_of(*chain.last().expect("not empty"))?;
+    let mut expr = format!("f.{}", ident(carried));
+    let mut joins = String::new();
+    for j in (0..chain.len() - 1).rev() {
+        let (via_key, _, via_table) = key_of(chain[j + 1])?;
+        let (key, _, _) = key_of(chain[j])?;
+        let alias = format!("v{j}");
+        joins.push_str(&format!(
+            " LEFT JOIN {} AS {alias} ON {alias}.{} = {expr}",
+            ident(via_table),
+            ident(via_key)
+        ));
+        expr = format!("{alias}.{}", ident(key));
+    }
+    Ok((expr, joins))
+}
+
+fn scale_of(catalog: &Catalog, table: &str, column: &str) -> i8 {
+    catalog
+        .table(table)
+        .and_then(|t| t.columns.iter().find(|(n, _)| n == column))
+        .map_or(0, |(_, t)| match t {
+            ColumnType::Decimal { scale } => *scale,
+            ColumnType::Float => super::load::CSV_DECIMAL_SCALE,
+            _ => 0,
+        })
+}
+
+async fn query(ctx: &SessionContext, sql: &str) -> Result<RecordBatch> {
+    let df = ctx.sql(sql).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok(concat_batches(&schema, &batches)?)
+}
+
+/// A column as i128 units at `scale` (integers and decimals).
+fn units(col: &ArrayRef, scale: i8) -> Result<Decimal128Array> {
+    let c = cast(col, &DataType::Decimal128(38, scale))?;
+    Ok(c.as_any()
+        .downcast_ref::<Decimal128Array>()
+        .ok_or_else(|| EngineError::Internal("cast to decimal".into()))?
+        .clone())
+}
+
+fn texts(col: &ArrayRef) -> Result<Vec<Option<String>>> {
+    let c = cast(col, &DataType::Utf8)?;
+    let s = c
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .ok_or_else(|| EngineError::Internal("cast to text".into()))?;
+    Ok((0..s.len())
+        .map(|i| s.is_valid(i).then(|| s.value(i).to_string()))
+        .collect())
+}
+
+fn dates(col: &ArrayRef) -> Result<Date32Array> {
+    let c = cast(col, &DataType::Date32)?;
+    Ok(c.as_any()
+        .downcast_ref::<Date32Array>()
+        .ok_or_else(|| EngineError::Internal("cast to date".into()))?
+        .clone())
+}
+
+fn day_text(days: i32) -> String {
+    let (y, m, d) = civil_from_days(i64::from(days));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+async fn allocate(
+    model: &Model,
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    a: &Allocation,
+) -> Result<AllocationReport> {
+    let fact = &model.facts[a.fact];
+    let from = &model.facts[a.from];
+    let grain = period_grain(model)?;
+    let scale = scale_of(catalog, &a.pool.table, &a.pool.amount.column);
+    let time = from
+        .time
+        .as_ref()
+        .ok_or_else(|| EngineError::Internal("allocation driver fact without time".into()))?;
+
+    // The driver's cells: keys, period, member, weight; in member, period, key order.
+    let keys: Vec<&str> = fact
+        .direct
+        .iter()
+        .filter_map(|&d| match &model.dimensions[d].kind {
+            DimensionKind::Table { key, .. } => Some(key.column.as_str()),
+            DimensionKind::Time => None,
+        })
+        .collect();
+    let (member, joins) = member_sql(model, &fact.direct, a.pool.member)?;
+    let (weight, weight_scale) = match a.driver {
+        // Every cell weighs the same (any positive constant).
+        Driver::Equal => ("MIN(1)".to_string(), 0),
+        Driver::Measure(m) => match &model.measures[m].kind {
+            MeasureKind::Aggregate {
+                agg: Agg::Count,
+                column: None,
+                ..
+            } => ("COUNT(*)".to_string(), 0),
+            MeasureKind::Aggregate {
+                agg: Agg::Count,
+                column: Some(c),
+                ..
+            } => (format!("COUNT(f.{})", ident(&c.column)), 0),
+            MeasureKind::Aggregate {
+                agg: Agg::Sum,
+                column: Some(c),
+                ..
+            } => {
+                let s = scale_of(catalog, &from.name, &c.column);
+                (
+                    format!("SUM(CAST(f.{} AS DECIMAL(38, {s})))", ident(&c.column)),
+                    s,
+                )
+            }
+            _ => {
+                return Err(EngineError::Internal(
+                    "allocation driver is not a sum or count".into(),
+                ));
+            }
+        },
+    };
+    let key_exprs: Vec<String> = keys.iter().map(|k| format!("f.{}", ident(k))).collect();
+    let period = period_sql(&format!("f.{}", ident(&time.column)), grain);
+    let member_text = format!("CAST({member} AS VARCHAR)");
+    let mut group = key_exprs.clone();
+    group.push(period.clone());
+    group.push(member_text.clone());
+    let select: Vec<String> = key_exprs
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{k} AS k{i}"))
+        .chain([
+            format!("{period} AS p"),
+            format!("{member_text} AS m"),
+            format!("{weight} AS w"),
+        ])
+        .collect();
+    let order: Vec<String> = ["m".to_string(), "p".to_string()]
+        .into_iter()
+        .chain((0..keys.len()).map(|i| format!("k{i}")))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} AS f{joins} WHERE f.{} IS NOT NULL GROUP BY {} ORDER BY {}",
+        select.join(", "),
+        ident(&from.name),
+        ident(&time.column),
+        group.join(", "),
+        order.join(", ")
+    );
+    tracing::debug!(sql, "allocation cells");
+    let cells = query(ctx, &sql).await?;
+    let n_keys = keys.len();
+    let cell_period = dates(cells.column(n_keys))?;
+    let cell_member = texts(cells.column(n_keys + 1))?;
+    let cell_weight = units(cells.column(n_keys + 2), weight_scale)?;
+
+    // The pools, one per member and period.
+    let pool_sql = format!(
+        "SELECT {m} AS m, {period} AS p, \
+         CAST(SUM(CAST(p.{amount} AS DECIMAL(38, {scale}))) AS DECIMAL(38, {scale})) AS a \
+         FROM {table} AS p WHERE p.{amount} IS NOT NULL GROUP BY {m}, {period} ORDER BY m, p",
+        m = format!("CAST(p.{} AS VARCHAR)", ident(&a.pool.key.column)),
+        period = period_sql(&format!("p.{}", ident(&a.pool.time.column)), grain),
+        amount = ident(&a.pool.amount.column),
+        table = ident(&a.pool.table),
+    );
+    let pools = query(ctx, &pool_sql).await?;
+    let pool_member = texts(pools.column(0))?;
+    let pool_period = dates(pools.column(1))?;
+    let pool_amount = units(pools.column(2), scale)?;
+
+    let mut report = AllocationReport {
+        name: fact.name.clone(),
+        scale,
+        pools: pools.num_rows(),
+        total: 0,
+        allocated: 0,
+        rows: 0,
+        equal_split: 0,
+        unallocated: Vec::new(),
+    };
+    let mut by_pool: HashMap<(&str, i32), usize> = HashMap::new();
+    for (i, member) in pool_member.iter().enumerate() {
+        report.total += pool_amount.value(i);
+        if let (Some(m), true) = (member, pool_period.is_valid(i)) {
+            by_pool.insert((m.as_str(), pool_period.value(i)), i);
+        }
+    }
+    let mut received = vec![false; pools.num_rows()];
+    let mut rows: Vec<u32> = Vec::new();
+    let mut amounts: Vec<i128> = Vec::new();
+    let mut start = 0;
+    let n = cells.num_rows();
+    while start < n {
+        let same = |i: usize| {
+            cell_member[i] == cell_member[start]
+                && cell_period.is_valid(i) == cell_period.is_valid(start)
+                && cell_period.value(i) == cell_period.value(start)
+        };
+        let mut end = start + 1;
+        while end < n && same(end) {
+            end += 1;
+        }
+        let pool = match (&cell_member[start], cell_period.is_valid(start)) {
+            (Some(m), true) => by_pool
+                .get(&(m.as_str(), cell_period.value(start)))
+                .copied(),
+            _ => None,
+        };
+        if let Some(p) = pool {
+            let weights: Vec<i128> = (start..end)
+                .map(|i| {
+                    if cell_weight.is_valid(i) {
+                        cell_weight.value(i)
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            if weights.iter().all(|w| *w <= 0) {
+                report.equal_split += 1;
+            }
+            let amount = pool_amount.value(p);
+            let shares = split(amount, &weights).ok_or_else(|| EngineError::Unsupported {
+                what: format!(
+                    "allocation '{}': the pool of {} at {} times its driver passes 128-bit arithmetic",
+                    fact.name,
+                    pool_member[p].as_deref().unwrap_or(""),
+                    day_text(pool_period.value(p))
+                ),
+            })?;
+            received[p] = true;
+            report.allocated += amount;
+            rows.extend((start..end).map(|i| i as u32));
+            amounts.extend(shares);
+        }
+        start = end;
+    }
+    for (i, got) in received.iter().enumerate() {
+        if !got {
+            report.unallocated.push(Unallocated {
+                member: pool_member[i].clone(),
+                period: pool_period
+                    .is_valid(i)
+                    .then(|| day_text(pool_period.value(i))),
+                amount: pool_amount.value(i),
+            });
+        }
+    }
+    report.rows = rows.len();
+
+    // The allocated table: keys, period, share.
+    let idx = UInt32Array::from(rows);
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let col = take(cells.column(i).as_ref(), &idx, None)?;
+        fields.push(Field::new(*k, col.data_type().clone(), true));
+        columns.push(col);
+    }
+    fields.push(Field::new(&a.pool.time.column, DataType::Date32, true));
+    columns.push(take(&cell_period, &idx, None)?);
+    fields.push(Field::new(
+        &a.pool.amount.column,
+        DataType::Decimal128(38, scale),
+        true,
+    ));
+    columns.push(Arc::new(
+        Decimal128Array::from(amounts).with_precision_and_scale(38, scale)?,
+    ));
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let table = MemTable::try_new(schema, vec![vec![batch]])?;
+    ctx.register_table(fact.name.as_str(), Arc::new(table))?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn shares_sum_back_with_largest_remainders() {
+        // 100 over 1:1:1 -> 33.33.. each; the one unit left goes to the first (ties by order).
+        assert_eq!(split(100, &[1, 1, 1]), Some(vec![34, 33, 33]));
+        // 10 over 1:2:3 -> 1.67, 3.33, 5: remainders 4, 2, 0 (of 6): +1 to the first.
+        assert_eq!(split(10, &[1, 2, 3]), Some(vec![2, 3, 5]));
+        // Negative pools mirror positive ones.
+        assert_eq!(split(-10, &[1, 2, 3]), Some(vec![-2, -3, -5]));
+        // No positive weight: an equal split; negative weights receive nothing otherwise.
+        assert_eq!(split(5, &[0, 0]), Some(vec![3, 2]));
+        assert_eq!(split(5, &[-4, 1]), Some(vec![0, 5]));
+        assert_eq!(split(0, &[3, 1]), Some(vec![0, 0]));
+        assert_eq!(split(7, &[]), None);
+        assert_eq!(split(i128::MAX, &[3, 1]), None);
+    }
+
+    #[test]
+    fn shares_always_sum_to_the_pool() {
+        let mut seed = 42u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as i128
+        };
+        for _ in 0..500 {
+            let n = (next() % 20 + 1) as usize;
+            let weights: Vec<i128> = (0..n).map(|_| next() % 1000 - 100).collect();
+            let amount = next() % 1_000_000 - 300_000;
+            let shares = split(amount, &weights).expect("small numbers");
+            assert_eq!(shares.iter().sum::<i128>(), amount, "{weights:?}");
+            let positive: i128 = weights.iter().map(|w| (*w).max(0)).sum();
+            for (s, w) in shares.iter().zip(&weights) {
+                if positive > 0 {
+                    // Each share is within one unit of its exact proportion.
+                    let exact = amount * (*w).max(0);
+                    assert!(
+                        (s * positive - exact).abs() < positive,
+                        "{s} {w} {weights:?}"
+                    );
+                }
+            }
+        }
+    }
+}
