@@ -19,6 +19,7 @@ mod select;
 mod server;
 mod synth;
 mod util;
+mod value_class;
 
 /// The question suite with SQL twins, shared with the query benchmark.
 #[path = "../questions.rs"]
