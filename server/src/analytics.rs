@@ -1,5 +1,5 @@
-//! `POST /v1/cubes/{cube}/analytics/abnormal`, `.../analytics/migration` and
-//! `.../analytics/migration/drill`: the engine's analyses ([`lattice_engine::analytics`]) under
+//! `POST /v1/cubes/{cube}/analytics/abnormal`, `.../analytics/migration`,
+//! `.../analytics/migration/drill` and `.../analytics/pareto`: the engine's analyses ([`lattice_engine::analytics`]) under
 //! the same limits as queries (admission, time limit, row limit) and with the same error shape.
 //!
 //! The engine computes every analysis under an [`Access`]; these routes pass the request's
@@ -15,7 +15,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use lattice_engine::analytics::{
     AbnormalAnswer, AbnormalQuery, AnalyticsError, MigrationAnswer, MigrationDrill,
-    MigrationDrillAnswer, MigrationQuery, abnormal, migration, migration_drill,
+    MigrationDrillAnswer, MigrationQuery, ParetoAnswer, ParetoQuery, abnormal, migration,
+    migration_drill, pareto,
 };
 use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError};
 use serde_json::json;
@@ -37,6 +38,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/v1/cubes/{cube}/analytics/migration/drill",
             post(migration_drill_route),
         )
+        .route("/v1/cubes/{cube}/analytics/pareto", post(pareto_route))
 }
 
 /// An analysis error as the one error shape; every variant decided here, none by default.
@@ -56,6 +58,7 @@ pub(crate) fn api_error(e: AnalyticsError) -> ApiError {
         AnalyticsError::Missing { kind, field, .. }
         | AnalyticsError::NotApplicable { kind, field } => json!({"kind": kind, "field": field}),
         AnalyticsError::BadPeers { level, .. } => json!({"level": level}),
+        AnalyticsError::InexactMeasure { measure } => json!({"measure": measure}),
     };
     ApiError::new(bad, e.code(), e.to_string()).with_details(details)
 }
@@ -155,5 +158,24 @@ pub(crate) async fn migration_drill_route(
     })
     .await?;
     too_many_rows(&state, answer.rows.len())?;
+    Ok(Json(answer))
+}
+
+/// How concentrated a measure is over a level's members: the 80/20 curve and cuts.
+pub(crate) async fn pareto_route(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(cube): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ParetoAnswer>, ApiError> {
+    let slot = state.slot(&cube)?;
+    let q = ParetoQuery::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
+    let snapshot = slot.load();
+    let access = principal.access.clone();
+    let answer = limited(&state, &principal, async move {
+        pareto(&snapshot.cube, &q, &access).await
+    })
+    .await?;
     Ok(Json(answer))
 }

@@ -8,6 +8,7 @@ mod cube_build;
 mod cubejs;
 mod hostile;
 mod load;
+mod pareto;
 mod query;
 mod query_props;
 mod query_suite;

@@ -10,6 +10,8 @@
 //!   (deposit band in 2025-Q1 against 2025-Q2), with counts and measure totals per transition,
 //!   and drill-through from any transition to its members. Built from the cuboids' roaring
 //!   member sets; a grouped query where no cuboid holds them.
+//! - [`pareto`]: how concentrated a measure is over a level's members (the 80/20 view): the
+//!   cumulative share curve, what the top 20% (any cut) hold, and how many members reach 80%.
 //!
 //! ```text
 //! request --resolve (names, filters, the principal's scope)--> levels, filter code sets
@@ -26,6 +28,7 @@
 
 pub mod abnormal;
 pub mod migration;
+pub mod pareto;
 
 pub use abnormal::{
     AbnormalAnswer, AbnormalKind, AbnormalQuery, AbnormalRow, Basis, ChangeDirection, abnormal,
@@ -34,6 +37,7 @@ pub use migration::{
     MigrationAnswer, MigrationCell, MigrationDrill, MigrationDrillAnswer, MigrationMeta,
     MigrationQuery, migration, migration_drill,
 };
+pub use pareto::{ParetoAnswer, ParetoCut, ParetoPoint, ParetoQuery, ParetoReach, pareto};
 
 use std::collections::BTreeMap;
 
@@ -90,6 +94,10 @@ pub enum AnalyticsError {
     },
     #[error("peers '{level}': {message}")]
     BadPeers { level: String, message: String },
+    #[error(
+        "measure '{measure}' has inexact values (a ratio); shares of a total need a sum, a count, or sums and differences of them"
+    )]
+    InexactMeasure { measure: String },
 }
 
 impl AnalyticsError {
@@ -105,6 +113,7 @@ impl AnalyticsError {
             AnalyticsError::Missing { .. } => "missing_field",
             AnalyticsError::NotApplicable { .. } => "field_not_applicable",
             AnalyticsError::BadPeers { .. } => "bad_peers",
+            AnalyticsError::InexactMeasure { .. } => "bad_measure",
         }
     }
 }
