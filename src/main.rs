@@ -94,7 +94,7 @@ enum Command {
         /// Folder that relative source paths resolve against (default: the definition's folder).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// `abnormal`, `migration`, `migration-drill` or `pareto`.
+        /// `abnormal`, `migration`, `migration-drill`, `pareto` or `performance`.
         #[arg(long)]
         kind: AnalysisKind,
         /// The request document: a file, or `-` for standard input.
@@ -147,6 +147,7 @@ enum AnalysisKind {
     Migration,
     MigrationDrill,
     Pareto,
+    Performance,
 }
 
 #[derive(clap::Args, Debug)]
@@ -355,6 +356,10 @@ fn analyze(
         }),
         AnalysisKind::Pareto => an::ParetoQuery::from_json(&text).and_then(|q| {
             rt.block_on(an::pareto(&cube, &q, &all))
+                .map(|a| pretty(serde_json::to_string_pretty(&a)))
+        }),
+        AnalysisKind::Performance => an::PerformanceQuery::from_json(&text).and_then(|q| {
+            rt.block_on(an::performance(&cube, &q, &all))
                 .map(|a| pretty(serde_json::to_string_pretty(&a)))
         }),
     };

@@ -309,6 +309,212 @@ pub struct DrillMetaDoc {
     pub snapshot: u64,
 }
 
+/// Manager performance (`lattice_engine::analytics::PerformanceQuery`): per member of `level`
+/// and period, customers managed, new and lost, measures, high-value share and rank.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PerformanceQuery)]
+pub struct PerformanceDoc {
+    /// The level assessed (`manager.manager`).
+    pub level: String,
+    /// The time level of the periods (default `time.month`).
+    #[serde(default)]
+    pub period: Option<String>,
+    /// First and last period, inclusive.
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub customers: Option<CustomersDoc>,
+    #[serde(default)]
+    pub measures: Vec<String>,
+    #[serde(default)]
+    pub high_value: Option<HighValueDoc>,
+    #[serde(default)]
+    pub rank: Option<RankDoc>,
+    #[serde(default)]
+    pub filters: Vec<FilterDoc>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub offset: u64,
+}
+
+/// The customer level and the distinct measure that counts them.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PerformanceCustomers)]
+pub struct CustomersDoc {
+    /// Default `customer.id`.
+    #[serde(default)]
+    pub level: Option<String>,
+    /// Default `customers`.
+    #[serde(default)]
+    pub measure: Option<String>,
+}
+
+/// High-value customers: members of `level` (a band or class) at the period's close.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = HighValue)]
+pub struct HighValueDoc {
+    pub level: String,
+    pub members: Vec<String>,
+}
+
+/// Standard competition rank (1 = largest `by`) within the members of `within`, an ancestor
+/// of the level, per period.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Rank)]
+pub struct RankDoc {
+    pub within: String,
+    pub by: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PerformanceAnswer)]
+pub struct PerformanceAnswerDoc {
+    pub level: String,
+    pub period: String,
+    pub periods: Vec<String>,
+    pub measures: Vec<String>,
+    /// Rows before paging.
+    pub total: usize,
+    pub rows: Vec<PerformanceRowDoc>,
+    pub meta: PerformanceMetaDoc,
+}
+
+/// One member in one period.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PerformanceRow)]
+pub struct PerformanceRowDoc {
+    pub period: String,
+    pub member: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub customers: Option<u64>,
+    /// Null where the data has no previous period.
+    pub new_customers: Option<u64>,
+    pub lost_customers: Option<u64>,
+    /// Per measure its value (decimals as exact strings).
+    #[schema(value_type = Object)]
+    pub values: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_value_customers: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_value_share: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suppressed: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PerformanceMeta)]
+pub struct PerformanceMetaDoc {
+    /// `member_sets` (roaring sets of a cuboid) or `grouped`.
+    pub source: String,
+    pub via_measure: String,
+    pub cuboid: Option<Vec<String>>,
+    /// Per period, the closing finest-time period where high value is read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closing: Vec<Option<String>>,
+    pub facts: Vec<FactMetaDoc>,
+    pub elapsed_us: u64,
+    pub snapshot: u64,
+}
+
+/// A Pareto request (`lattice_engine::analytics::ParetoQuery`): how concentrated `measure` is
+/// over the members of `level`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoQuery)]
+pub struct ParetoDoc {
+    /// The level whose members are ranked (default `customer.id`).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// An exact measure: a sum, a count, or sums and differences of them.
+    pub measure: String,
+    #[serde(default)]
+    pub filters: Vec<FilterDoc>,
+    /// Shares of the members from the top, each in (0, 1] with at most 6 decimals (default
+    /// `[0.2]`).
+    #[serde(default)]
+    pub cuts: Option<Vec<f64>>,
+    /// Shares of the total to reach (default `[0.8]`).
+    #[serde(default)]
+    pub reach: Option<Vec<f64>>,
+    /// Curve resolution, 1 to 10,000 (default 100).
+    #[serde(default)]
+    pub points: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoAnswer)]
+pub struct ParetoAnswerDoc {
+    pub level: String,
+    pub measure: String,
+    /// Members with a value.
+    pub members: usize,
+    pub negative_members: usize,
+    /// The sum of the members' values (a decimal as an exact string, or an integer).
+    #[schema(value_type = Object)]
+    pub total: Value,
+    pub curve: Vec<ParetoPointDoc>,
+    pub cuts: Vec<ParetoCutDoc>,
+    pub reach: Vec<ParetoReachDoc>,
+    pub meta: AnalyticsMetaDoc,
+}
+
+/// The top `members` (share `x` of all) hold `cumulative`, share `y` of the total (null when
+/// the total is not positive).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoPoint)]
+pub struct ParetoPointDoc {
+    pub members: usize,
+    pub x: f64,
+    #[schema(value_type = Object)]
+    pub cumulative: Value,
+    pub y: Option<f64>,
+}
+
+/// The top `ceil(cut * N)` members, their exact value and share.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoCut)]
+pub struct ParetoCutDoc {
+    pub cut: f64,
+    pub members: usize,
+    #[schema(value_type = Object)]
+    pub value: Value,
+    pub share: Option<f64>,
+}
+
+/// The fewest top members holding at least `share` of the total.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoReach)]
+pub struct ParetoReachDoc {
+    pub share: f64,
+    pub members: Option<usize>,
+    pub member_share: Option<f64>,
+}
+
+/// How an analysis was answered.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AnalyticsMeta)]
+pub struct AnalyticsMetaDoc {
+    pub facts: Vec<FactMetaDoc>,
+    pub elapsed_us: u64,
+    pub snapshot: u64,
+}
+
 /// Every error: `{"error": {"code", "message", "details"}}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -347,12 +553,15 @@ pub struct ErrorBodyDoc {
         crate::query::drillthrough,
         crate::routes::get_definition,
         crate::reload::put_definition,
+        crate::analytics::pareto_route,
+        crate::analytics::performance_route,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "query", description = "Slice-and-dice queries and drill-through"),
         (name = "cubes", description = "What is served: cubes, their metadata and members"),
         (name = "definitions", description = "Cube definitions: read, replace (hot reload)"),
+        (name = "analytics", description = "Analyses over the cube: Pareto (80/20), manager performance"),
         (name = "server", description = "Health, metrics, this document"),
     )
 )]
@@ -520,6 +729,61 @@ mod tests {
     }
 
     #[test]
+    fn the_performance_schema_follows_the_engine_request() {
+        use lattice_engine::analytics::{CustomersSpec, HighValue, PerformanceQuery, RankSpec};
+        let engine = PerformanceQuery {
+            level: "manager.manager".into(),
+            period: "time.quarter".into(),
+            from: "2025-Q1".into(),
+            to: "2025-Q2".into(),
+            customers: CustomersSpec {
+                level: "customer.id".into(),
+                measure: "customers".into(),
+            },
+            measures: vec!["fee_income".into()],
+            high_value: Some(HighValue {
+                level: "customer.deposit_band".into(),
+                members: vec!["1M+".into()],
+            }),
+            rank: Some(RankSpec {
+                within: "manager.branch".into(),
+                by: "fee_income".into(),
+            }),
+            filters: full_query().filters,
+            limit: Some(3),
+            offset: 1,
+        };
+        let json = serde_json::to_string(&engine).expect("serialise");
+        let mirror: PerformanceDoc =
+            serde_json::from_str(&json).expect("the mirror reads every field");
+        let back = serde_json::to_string(&mirror).expect("serialise");
+        assert_eq!(
+            PerformanceQuery::from_json(&back).expect("the engine reads the mirror"),
+            engine
+        );
+    }
+
+    #[test]
+    fn the_pareto_schema_follows_the_engine_request() {
+        use lattice_engine::analytics::ParetoQuery;
+        let engine = ParetoQuery {
+            level: "customer.segment".into(),
+            measure: "fee_income".into(),
+            filters: full_query().filters,
+            cuts: vec![0.2, 0.05],
+            reach: vec![0.8],
+            points: 50,
+        };
+        let json = serde_json::to_string(&engine).expect("serialise");
+        let mirror: ParetoDoc = serde_json::from_str(&json).expect("the mirror reads every field");
+        let back = serde_json::to_string(&mirror).expect("serialise");
+        assert_eq!(
+            ParetoQuery::from_json(&back).expect("the engine reads the mirror"),
+            engine
+        );
+    }
+
+    #[test]
     fn the_document_lists_every_route_with_its_schemas() {
         let doc: Value = serde_json::from_str(document()).expect("json");
         let paths = doc["paths"].as_object().expect("paths");
@@ -539,6 +803,10 @@ mod tests {
             "Error",
             "CubeDetail",
             "Members",
+            "PerformanceQuery",
+            "PerformanceAnswer",
+            "ParetoQuery",
+            "ParetoAnswer",
         ] {
             assert!(
                 schemas.contains_key(name),

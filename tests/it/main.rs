@@ -9,6 +9,7 @@ mod cubejs;
 mod hostile;
 mod load;
 mod pareto;
+mod performance;
 mod query;
 mod query_props;
 mod query_suite;

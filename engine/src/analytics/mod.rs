@@ -12,6 +12,9 @@
 //!   member sets; a grouped query where no cuboid holds them.
 //! - [`pareto`]: how concentrated a measure is over a level's members (the 80/20 view): the
 //!   cumulative share curve, what the top 20% (any cut) hold, and how many members reach 80%.
+//! - [`performance`]: per member of a level (a manager) and period, the customers managed,
+//!   new and lost since the previous period, measures, the share of high-value customers and
+//!   the rank within a parent level (the branch).
 //!
 //! ```text
 //! request --resolve (names, filters, the principal's scope)--> levels, filter code sets
@@ -29,6 +32,7 @@
 pub mod abnormal;
 pub mod migration;
 pub mod pareto;
+pub mod performance;
 
 pub use abnormal::{
     AbnormalAnswer, AbnormalKind, AbnormalQuery, AbnormalRow, Basis, ChangeDirection, abnormal,
@@ -38,6 +42,10 @@ pub use migration::{
     MigrationQuery, migration, migration_drill,
 };
 pub use pareto::{ParetoAnswer, ParetoCut, ParetoPoint, ParetoQuery, ParetoReach, pareto};
+pub use performance::{
+    CustomersSpec, HighValue, PerformanceAnswer, PerformanceMeta, PerformanceQuery, PerformanceRow,
+    RankSpec, performance,
+};
 
 use std::collections::BTreeMap;
 
@@ -98,6 +106,26 @@ pub enum AnalyticsError {
         "measure '{measure}' has inexact values (a ratio); shares of a total need a sum, a count, or sums and differences of them"
     )]
     InexactMeasure { measure: String },
+    /// A problem with the value of one request field (`high_value.level`, `rank.by`).
+    #[error("`{field}`: {source}")]
+    At {
+        field: String,
+        source: Box<AnalyticsError>,
+    },
+    #[error(
+        "`rank.within`: '{within}' is not above '{level}' in its dimension's hierarchy; rank within one of: {}",
+        if ancestors.is_empty() { "(none: the level is the top of its hierarchy)".to_string() } else { ancestors.join(", ") }
+    )]
+    NotAnAncestor {
+        within: String,
+        level: String,
+        ancestors: Vec<String>,
+    },
+    #[error("`{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl AnalyticsError {
@@ -114,6 +142,9 @@ impl AnalyticsError {
             AnalyticsError::NotApplicable { .. } => "field_not_applicable",
             AnalyticsError::BadPeers { .. } => "bad_peers",
             AnalyticsError::InexactMeasure { .. } => "bad_measure",
+            AnalyticsError::At { source, .. } => source.code(),
+            AnalyticsError::NotAnAncestor { .. } => "bad_rank",
+            AnalyticsError::Invalid { .. } => "invalid_field",
         }
     }
 }

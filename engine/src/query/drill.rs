@@ -21,7 +21,7 @@ use super::spec::{Direction, Filter, Order, Query};
 use crate::access::{Applied, restrict, visible_for};
 use crate::build::arrays::KeyValue;
 use crate::store::{Cube, MeasureColumn};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Members listed when a drill-through names no `limit`.
 pub const DEFAULT_DRILL_LIMIT: u64 = 100;
@@ -389,6 +389,24 @@ pub(crate) fn member_sets(
     level: LevelRef,
     filters: &[ResolvedFilter],
 ) -> Option<(RoaringBitmap, Vec<LevelRef>)> {
+    let (mut groups, cuboid) = member_sets_by(cube, fact, via, level, &[], filters)?;
+    Some((groups.remove(&Vec::new()).unwrap_or_default(), cuboid))
+}
+
+/// Members per group: the group's member codes (of the grouping levels, in order) -> the set.
+pub(crate) type MemberSets = BTreeMap<Vec<u32>, RoaringBitmap>;
+
+/// [`member_sets`] per group of `by` (member codes of those levels, in order), in one pass over
+/// the smallest cuboid of `fact` covering the filters and `by`. Groups without members are
+/// absent.
+pub(crate) fn member_sets_by(
+    cube: &Cube,
+    fact: FactId,
+    via: MeasureId,
+    level: LevelRef,
+    by: &[LevelRef],
+    filters: &[ResolvedFilter],
+) -> Option<(MemberSets, Vec<LevelRef>)> {
     let fb = cube.fallback.as_ref()?;
     let codes = fb.dims().codes[level.dim].as_ref()?;
     let by_key = codes.by_key[level.level].as_ref()?;
@@ -398,29 +416,47 @@ pub(crate) fn member_sets(
     let cuboid = cube
         .cuboids
         .iter()
-        .filter(|c| c.fact == fact && filters.iter().all(|f| derive(cube, c, f.level).is_some()))
+        .filter(|c| {
+            c.fact == fact
+                && filters.iter().all(|f| derive(cube, c, f.level).is_some())
+                && by.iter().all(|l| derive(cube, c, *l).is_some())
+        })
         .min_by_key(|c| c.len())?;
     let j = cuboid.measure_ids.iter().position(|m| *m == via)?;
     let MeasureColumn::Distinct(sets) = &cuboid.measures[j] else {
         return None;
     };
+    let groups: Vec<_> = by
+        .iter()
+        .map(|l| derive(cube, cuboid, *l))
+        .collect::<Option<_>>()?;
     let masks = filter_masks(cube, cuboid, filters);
-    let mut values = RoaringBitmap::new();
+    let mut values: BTreeMap<Vec<u32>, RoaringBitmap> = BTreeMap::new();
     for (cell, set) in sets.iter().enumerate() {
-        if passes(cuboid, &masks, cell) {
-            values |= set;
+        if passes(cuboid, &masks, cell) && !set.is_empty() {
+            let key = groups
+                .iter()
+                .map(|d| d.code(cuboid.codes[d.col][cell]))
+                .collect();
+            *values.entry(key).or_default() |= set;
         }
     }
+    let to_members = |values: RoaringBitmap| -> RoaringBitmap {
+        values
+            .iter()
+            .map(|v| {
+                let key = codes
+                    .key_map
+                    .get(&KeyValue::Int(i64::from(v)))
+                    .copied()
+                    .unwrap_or(codes.n_keys as u32);
+                by_key[key as usize]
+            })
+            .collect()
+    };
     let members = values
-        .iter()
-        .map(|v| {
-            let key = codes
-                .key_map
-                .get(&KeyValue::Int(i64::from(v)))
-                .copied()
-                .unwrap_or(codes.n_keys as u32);
-            by_key[key as usize]
-        })
+        .into_iter()
+        .map(|(k, v)| (k, to_members(v)))
         .collect();
     Some((members, cuboid.levels.clone()))
 }

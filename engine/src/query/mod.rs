@@ -62,7 +62,7 @@ pub use answer::{Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal, S
 pub(crate) use answer::{V, eval};
 pub use cache::QueryCache;
 pub use drill::{DEFAULT_DRILL_LIMIT, DrillAnswer, DrillMeta, DrillQuery, drill_through};
-pub(crate) use drill::{drill_through_restricted, member_sets};
+pub(crate) use drill::{MemberSets, drill_through_restricted, member_sets, member_sets_by};
 pub use error::QueryError;
 pub use exec::execute;
 pub(crate) use exec::{

@@ -18,7 +18,7 @@ pub(crate) struct Derive<'a> {
 
 impl Derive<'_> {
     #[inline]
-    fn code(&self, c: u32) -> u32 {
+    pub(crate) fn code(&self, c: u32) -> u32 {
         self.map.map_or(c, |m| m[c as usize])
     }
 }
