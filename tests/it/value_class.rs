@@ -116,3 +116,77 @@ async fn customers_and_fees_per_class_and_year_equal_sql_and_the_top_fifth_is_b_
         assert!((0.03..=0.06).contains(&a), "{year}: A {a}");
     }
 }
+
+/// Quantile buckets over other periods and metrics: one rank over the whole window (`per:
+/// [customer]`), per quarter, and over a count and a closing balance; every cuboid of each
+/// cube (on transactions and on balances, which carry the class of their period) equals the
+/// SQL reference, which ranks with `CUME_DIST()`.
+#[tokio::test]
+async fn quantile_classes_over_other_periods_and_metrics_equal_the_sql_reference() {
+    let variants = [
+        (
+            "per: [customer, time.year]",
+            "per: [customer]",
+            "quantiles: [0.8, 0.95]",
+        ),
+        (
+            "per: [customer, time.year]",
+            "per: [customer, time.quarter]",
+            "quantiles: [0.5, 0.9]",
+        ),
+        (
+            "metric: fee_income",
+            "metric: txn_count",
+            "quantiles: [0.25, 0.5, 0.75]",
+        ),
+        (
+            "metric: fee_income",
+            "metric: deposit_balance",
+            "quantiles: [0.1, 0.5]",
+        ),
+    ];
+    for (from, to, quantiles) in variants {
+        let labels = match quantiles.matches(',').count() {
+            1 => "[low, mid, top]",
+            2 => "[q1, q2, q3, q4]",
+            _ => unreachable!(),
+        };
+        let yaml = lattice_defs::BANK_CRM_YAML
+            .replacen(
+                "          metric: fee_income\n          per: [customer, time.year]\n          quantiles: [0.8, 0.95]\n          labels: [C, B, A]",
+                &format!(
+                    "          metric: fee_income\n          per: [customer, time.year]\n          {quantiles}\n          labels: {labels}"
+                ),
+                1,
+            )
+            .replacen(
+                "aggregates:\n  mode: auto\n  budget_mb: 1024",
+                "aggregates:\n  mode: explicit\n  cuboids:\n    - [customer.value_class]\n    - [customer.value_class, time.month]\n    - [customer.value_class, customer.segment, time.year]",
+                1,
+            );
+        // The variant's own change, inside the value_class block only.
+        let at = yaml.find("value_class:").expect("value_class");
+        let (head, tail) = yaml.split_at(at);
+        let yaml = format!("{head}{}", tail.replacen(from, to, 1));
+        assert!(
+            yaml.contains("mode: explicit") && yaml.contains(to),
+            "the shipped YAML changed"
+        );
+        let model = lattice_defs::parse_str(&yaml, "bank_crm.yaml", crate::util::parquet_dir())
+            .unwrap_or_else(|d| panic!("{d}"));
+        let sources = lattice_engine::source::load::load(&model)
+            .await
+            .expect("load");
+        let cube = lattice_engine::build::build_cube(
+            &model,
+            &sources,
+            &lattice_engine::build::BuildOptions::default(),
+        )
+        .await
+        .expect("build");
+        assert!(cube.cuboids().len() >= 3, "{to}: cuboids built");
+        crate::reference::check_cube(&cube, &sources.ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{to} {quantiles}: {e}"));
+    }
+}

@@ -215,7 +215,8 @@ pub async fn pareto(
         };
         ranked.push((x, s, cube.member_name(level, key[0])));
     }
-    let scale = ranked.iter().map(|r| r.1).max().unwrap_or(0);
+    // The finest scale among the values (integers are scale 0).
+    let scale = ranked.iter().map(|r| r.1).max().unwrap_or(0).max(0);
     let overflow = || QueryError::Engine {
         message: format!("the values of '{}' overflow 128 bits", q.measure),
     };
