@@ -94,7 +94,7 @@ enum Command {
         /// Folder that relative source paths resolve against (default: the definition's folder).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// `abnormal`, `migration`, `migration-drill` or `performance`.
+        /// `abnormal`, `migration`, `migration-drill`, `pareto` or `performance`.
         #[arg(long)]
         kind: AnalysisKind,
         /// The request document: a file, or `-` for standard input.
@@ -146,6 +146,7 @@ enum AnalysisKind {
     Abnormal,
     Migration,
     MigrationDrill,
+    Pareto,
     Performance,
 }
 
@@ -351,6 +352,10 @@ fn analyze(
         }),
         AnalysisKind::MigrationDrill => an::MigrationDrill::from_json(&text).and_then(|q| {
             rt.block_on(an::migration_drill(&cube, &q, &all))
+                .map(|a| pretty(serde_json::to_string_pretty(&a)))
+        }),
+        AnalysisKind::Pareto => an::ParetoQuery::from_json(&text).and_then(|q| {
+            rt.block_on(an::pareto(&cube, &q, &all))
                 .map(|a| pretty(serde_json::to_string_pretty(&a)))
         }),
         AnalysisKind::Performance => an::PerformanceQuery::from_json(&text).and_then(|q| {

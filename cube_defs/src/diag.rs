@@ -47,14 +47,19 @@ pub enum DefError {
         name: String,
         first_line: u64,
     },
-    #[error("bucket edges must be strictly ascending: {previous} is followed by {next}")]
-    EdgesNotAscending { previous: String, next: String },
-    #[error("a bucket needs at least one edge")]
-    NoEdges,
-    #[error("{labels} labels given for {buckets} buckets ({edges} edges make {buckets} buckets)")]
+    #[error("bucket {what}s must be strictly ascending: {previous} is followed by {next}")]
+    EdgesNotAscending {
+        what: &'static str,
+        previous: String,
+        next: String,
+    },
+    #[error("a bucket needs at least one {what}")]
+    NoEdges { what: &'static str },
+    #[error("{labels} labels given for {buckets} buckets ({cuts} {what}s make {buckets} buckets)")]
     LabelCount {
         labels: usize,
-        edges: usize,
+        cuts: usize,
+        what: &'static str,
         buckets: usize,
     },
     #[error("duplicate bucket label '{label}'")]
@@ -151,7 +156,7 @@ impl DefError {
             },
             DefError::Duplicate { .. } => "duplicate_name",
             DefError::EdgesNotAscending { .. } => "edges_not_ascending",
-            DefError::NoEdges => "no_edges",
+            DefError::NoEdges { .. } => "no_edges",
             DefError::LabelCount { .. } => "label_count",
             DefError::DuplicateLabel { .. } => "duplicate_label",
             DefError::DerivedCycle { .. } => "derived_cycle",

@@ -283,19 +283,63 @@ impl fmt::Display for Decimal {
     }
 }
 
-/// Fixed-edge buckets: bucket `i` holds `edges[i-1] <= v < edges[i]`, with an open first and
-/// last bucket. `labels.len() == edges.len() + 1`.
+/// Buckets over a column or a metric: by fixed edges, or (metrics only) by rank within the
+/// period. `labels.len() == cuts.len() + 1`.
 #[derive(Debug, Clone)]
 pub struct Bucket {
     pub source: BucketSource,
-    pub edges: Vec<Decimal>,
+    pub cuts: Cuts,
     pub labels: Vec<String>,
 }
 
-impl Bucket {
-    /// The bucket index a value falls in.
-    pub fn index_of(&self, value: Decimal) -> usize {
-        self.edges.partition_point(|e| *e <= value)
+/// Where one bucket ends and the next begins.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cuts {
+    /// Fixed edges, strictly ascending: bucket `i` holds `edges[i-1] <= v < edges[i]`, with an
+    /// open first and last bucket.
+    Edges(Vec<Decimal>),
+    /// Quantiles, strictly ascending and strictly between 0 and 1, of a metric bucket: within
+    /// each period, over the entities with a value of the metric in it, an entity's bucket is the
+    /// number of quantiles `q` with `cume_dist > q`, where `cume_dist` is the share of those
+    /// entities whose value is at most the entity's (SQL's `CUME_DIST() OVER (PARTITION BY
+    /// period ORDER BY value)`; ties share a bucket).
+    Quantiles(Vec<Decimal>),
+}
+
+impl Cuts {
+    /// How many cuts (one bucket fewer than labels).
+    pub fn len(&self) -> usize {
+        match self {
+            Cuts::Edges(c) | Cuts::Quantiles(c) => c.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bucket a value falls in, for fixed edges; `None` for quantiles, whose bucket
+    /// depends on the other entities' values ([`Cuts::quantile_class`]).
+    pub fn index_of(&self, value: Decimal) -> Option<usize> {
+        match self {
+            Cuts::Edges(edges) => Some(edges.partition_point(|e| *e <= value)),
+            Cuts::Quantiles(_) => None,
+        }
+    }
+
+    /// The quantile bucket of an entity that `at_most` of the period's `of` ranked entities do
+    /// not exceed (itself and its ties included): the number of quantiles below
+    /// `cume_dist = at_most / of`, compared exactly. `None` for fixed edges.
+    pub fn quantile_class(&self, at_most: u64, of: u64) -> Option<usize> {
+        let Cuts::Quantiles(qs) = self else {
+            return None;
+        };
+        let unit = 10i128.pow(Decimal::SCALE);
+        Some(
+            qs.iter()
+                .filter(|q| i128::from(at_most) * unit > q.0 * i128::from(of))
+                .count(),
+        )
     }
 }
 
@@ -591,14 +635,37 @@ mod tests {
                 measure: 0,
                 period: None,
             },
-            edges: vec![Decimal::parse("25").unwrap(), Decimal::parse("35").unwrap()],
+            cuts: Cuts::Edges(vec![
+                Decimal::parse("25").unwrap(),
+                Decimal::parse("35").unwrap(),
+            ]),
             labels: vec!["<25".into(), "25-34".into(), "35+".into()],
         };
-        let at = |v: &str| b.index_of(Decimal::parse(v).unwrap());
+        let at = |v: &str| b.cuts.index_of(Decimal::parse(v).unwrap()).unwrap();
         assert_eq!(at("24.99"), 0);
         assert_eq!(at("25"), 1);
         assert_eq!(at("34.999"), 1);
         assert_eq!(at("35"), 2);
         assert_eq!(at("-1000"), 0);
+        assert_eq!(b.cuts.quantile_class(1, 2), None);
+    }
+
+    #[test]
+    fn quantile_class_counts_quantiles_below_cume_dist() {
+        let cuts = Cuts::Quantiles(vec![
+            Decimal::parse("0.8").unwrap(),
+            Decimal::parse("0.95").unwrap(),
+        ]);
+        let class = |at_most, of| cuts.quantile_class(at_most, of).unwrap();
+        // Ten entities: the eighth sits exactly at 0.8 (not above it), the ninth above.
+        assert_eq!(class(8, 10), 0);
+        assert_eq!(class(9, 10), 1);
+        assert_eq!(class(10, 10), 2);
+        // Twenty: the nineteenth is at 0.95 exactly, so B; only the top one is A.
+        assert_eq!(class(19, 20), 1);
+        assert_eq!(class(20, 20), 2);
+        // A lone entity is at the top.
+        assert_eq!(class(1, 1), 2);
+        assert_eq!(cuts.index_of(Decimal(0)), None);
     }
 }

@@ -167,7 +167,8 @@ pub struct RawLevel {
     pub bucket: Option<Spanned<RawBucket>>,
 }
 
-/// `bucket:`: fixed edges over a column, or over a metric per entity and period.
+/// `bucket:`: fixed edges over a column, or fixed edges or quantiles over a metric per entity
+/// and period.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBucket {
@@ -177,7 +178,11 @@ pub struct RawBucket {
     pub metric: Option<Spanned<String>>,
     #[serde(default)]
     pub per: Option<Spanned<Vec<Spanned<String>>>>,
-    pub edges: Spanned<Vec<Spanned<RawNumber>>>,
+    #[serde(default)]
+    pub edges: Option<Spanned<Vec<Spanned<RawNumber>>>>,
+    /// Rank-based cuts of a metric bucket (instead of `edges`): `[0.8, 0.95]`.
+    #[serde(default)]
+    pub quantiles: Option<Spanned<Vec<Spanned<RawNumber>>>>,
     #[serde(default)]
     pub labels: Option<Spanned<Vec<Spanned<String>>>>,
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use lattice_defs::model::{Cuts, Decimal, LevelKind};
 use lattice_defs::{Catalog, ColumnType, Model, TableSchema, check_catalog, parse_str};
 
 const BASE: &str = r#"version: 1
@@ -287,7 +288,7 @@ fn unknown_key_is_a_syntax_error_with_its_path() {
         &with("edges: [1000, 10000]", "edgs: [1000, 10000]"),
         &[
             "shop.yaml:24:11: dimensions.store.levels.revenue_band.bucket.edgs: unknown field `edgs`, \
-           expected one of column, metric, per, edges, labels",
+           expected one of column, metric, per, edges, quantiles, labels",
         ],
     );
     assert_errors(
@@ -486,6 +487,89 @@ fn privacy_needs_a_distinct_measure_a_real_dimension_and_a_sane_minimum() {
             "shop.yaml:34:18: privacy.min_customers: must be at least 2 (a cell of one customer is that customer's data)",
             "shop.yaml:35:14: privacy.customers: 'time' is the time dimension; name the dimension whose keys are customers",
             "shop.yaml:36:15: privacy.applies_to: name at least one role whose answers are suppressed",
+        ],
+    );
+}
+
+#[test]
+fn quantile_bucket_over_a_metric() {
+    let m = model(&with("edges: [1000, 10000]", "quantiles: [0.8, 0.95]"));
+    let l = m.level("store.revenue_band").expect("level");
+    let LevelKind::Bucket(b) = &m.dimensions[l.dim].levels[l.level].kind else {
+        panic!("a bucket");
+    };
+    assert_eq!(
+        b.cuts,
+        Cuts::Quantiles(vec![
+            Decimal::parse("0.8").unwrap(),
+            Decimal::parse("0.95").unwrap()
+        ])
+    );
+    assert_eq!(b.labels, ["<p80", "p80-p95", "p95+"]);
+}
+
+#[test]
+fn quantiles_lie_between_0_and_1_and_ascend() {
+    assert_errors(
+        &with("edges: [1000, 10000]", "quantiles: [0, 1.5]"),
+        &[
+            "shop.yaml:24:23: dimensions.store.levels.revenue_band.bucket.quantiles[0]: quantile 0 must lie strictly between 0 and 1 (0.8: the top 20% are above it)",
+            "shop.yaml:24:26: dimensions.store.levels.revenue_band.bucket.quantiles[1]: quantile 1.5 must lie strictly between 0 and 1 (0.8: the top 20% are above it)",
+        ],
+    );
+    assert_errors(
+        &with("edges: [1000, 10000]", "quantiles: [0.9, 0.5]"),
+        &[
+            "shop.yaml:24:28: dimensions.store.levels.revenue_band.bucket.quantiles: bucket quantiles must be strictly ascending: 0.9 is followed by 0.5",
+        ],
+    );
+    assert_errors(
+        &with("edges: [1000, 10000]", "quantiles: [0.8, top]"),
+        &[
+            "shop.yaml:24:28: dimensions.store.levels.revenue_band.bucket.quantiles[1]: quantile 'top' is not a number with at most 6 decimals",
+        ],
+    );
+    assert_errors(
+        &with("edges: [1000, 10000]", "quantiles: []"),
+        &[
+            "shop.yaml:24:22: dimensions.store.levels.revenue_band.bucket.quantiles: a bucket needs at least one quantile",
+        ],
+    );
+}
+
+#[test]
+fn quantile_labels_count_and_one_kind_of_cuts() {
+    assert_errors(
+        &with(
+            "edges: [1000, 10000]",
+            "quantiles: [0.8, 0.95]\n          labels: [C, B]",
+        ),
+        &[
+            "shop.yaml:25:19: dimensions.store.levels.revenue_band.bucket.labels: 2 labels given for 3 buckets (2 quantiles make 3 buckets)",
+        ],
+    );
+    assert_errors(
+        &with(
+            "edges: [1000, 10000]",
+            "edges: [1000, 10000]\n          quantiles: [0.5]",
+        ),
+        &[
+            "shop.yaml:25:22: dimensions.store.levels.revenue_band.bucket.quantiles: a bucket has `edges` (fixed cuts) or `quantiles` (cuts by rank), not both",
+        ],
+    );
+    assert_errors(
+        &with("\n          edges: [1000, 10000]", ""),
+        &[
+            "shop.yaml:22:11: dimensions.store.levels.revenue_band.bucket: a bucket needs `edges` (fixed cuts, e.g. `edges: [1000, 10000]`) or, over a metric, `quantiles` (cuts by rank, e.g. `quantiles: [0.8, 0.95]`)",
+        ],
+    );
+    assert_errors(
+        &with(
+            "edges: [100, 500], labels: [small, medium, large]",
+            "quantiles: [0.5], labels: [low, high]",
+        ),
+        &[
+            "shop.yaml:19:50: dimensions.store.levels.size_band.bucket.quantiles: `quantiles` rank entities by a metric within a period; a column bucket needs `edges`",
         ],
     );
 }

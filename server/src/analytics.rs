@@ -1,5 +1,6 @@
 //! `POST /v1/cubes/{cube}/analytics/abnormal`, `.../analytics/migration`,
-//! `.../analytics/migration/drill` and `.../analytics/performance`: the engine's analyses ([`lattice_engine::analytics`]) under
+//! `.../analytics/migration/drill`, `.../analytics/pareto` and `.../analytics/performance`: the
+//! engine's analyses ([`lattice_engine::analytics`]) under
 //! the same limits as queries (admission, time limit, row limit) and with the same error shape.
 //!
 //! The engine computes every analysis under an [`Access`]; these routes pass the request's
@@ -15,8 +16,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use lattice_engine::analytics::{
     AbnormalAnswer, AbnormalQuery, AnalyticsError, MigrationAnswer, MigrationDrill,
-    MigrationDrillAnswer, MigrationQuery, PerformanceAnswer, PerformanceQuery, abnormal, migration,
-    migration_drill, performance,
+    MigrationDrillAnswer, MigrationQuery, ParetoAnswer, ParetoQuery, PerformanceAnswer,
+    PerformanceQuery, abnormal, migration, migration_drill, pareto, performance,
 };
 use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError};
 use serde_json::json;
@@ -38,6 +39,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/v1/cubes/{cube}/analytics/migration/drill",
             post(migration_drill_route),
         )
+        .route("/v1/cubes/{cube}/analytics/pareto", post(pareto_route))
         .route(
             "/v1/cubes/{cube}/analytics/performance",
             post(performance_route),
@@ -61,6 +63,7 @@ pub(crate) fn api_error(e: AnalyticsError) -> ApiError {
         AnalyticsError::Missing { kind, field, .. }
         | AnalyticsError::NotApplicable { kind, field } => json!({"kind": kind, "field": field}),
         AnalyticsError::BadPeers { level, .. } => json!({"level": level}),
+        AnalyticsError::InexactMeasure { measure } => json!({"measure": measure}),
         AnalyticsError::At { field, source } => {
             // The inner problem's status and details, with the field that has it.
             let mut inner = api_error((**source).clone());
@@ -219,5 +222,42 @@ pub(crate) async fn performance_route(
     })
     .await?;
     too_many_rows(&state, answer.rows.len())?;
+    Ok(Json(answer))
+}
+
+/// How concentrated a measure is over a level's members: the 80/20 curve, cuts and reaches.
+#[utoipa::path(
+    post,
+    path = "/v1/cubes/{cube}/analytics/pareto",
+    tag = "analytics",
+    params(("cube" = String, Path, description = "The cube's name")),
+    request_body(content = crate::openapi::ParetoDoc, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Member count, exact total, the cumulative share curve, the cuts and the reaches", body = crate::openapi::ParetoAnswerDoc),
+        (status = 400, description = "A request the cube cannot answer as asked (unknown level or measure, a time level, a cut or reach not in (0, 1], a measure without exact values, ...); `details.field` names a bad number", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal's scope or role forbids it (small-cell suppression)", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
+        (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorDoc),
+        (status = 415, description = "Body not sent as application/json", body = crate::openapi::ErrorDoc),
+        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
+        (status = 504, description = "Over the time limit; cancelled", body = crate::openapi::ErrorDoc),
+    )
+)]
+pub(crate) async fn pareto_route(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(cube): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ParetoAnswer>, ApiError> {
+    let slot = state.slot(&cube)?;
+    let q = ParetoQuery::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
+    let snapshot = slot.load();
+    let access = principal.access.clone();
+    let answer = limited(&state, &principal, async move {
+        pareto(&snapshot.cube, &q, &access).await
+    })
+    .await?;
     Ok(Json(answer))
 }

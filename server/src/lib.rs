@@ -78,7 +78,7 @@ use registry::{Registry, Slot, Snapshot};
 
 /// Every route of the native API, as written in the router (the metrics' `route` label, the
 /// OpenAPI paths). The Cube API's routes are merged beside them.
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 11] = [
     "/health",
     "/metrics",
     "/openapi.json",
@@ -88,6 +88,7 @@ pub const ROUTES: [&str; 10] = [
     "/v1/cubes/{cube}/query",
     "/v1/cubes/{cube}/drillthrough",
     "/v1/cubes/{cube}/definition",
+    "/v1/cubes/{cube}/analytics/pareto",
     "/v1/cubes/{cube}/analytics/performance",
 ];
 

@@ -427,6 +427,94 @@ pub struct PerformanceMetaDoc {
     pub snapshot: u64,
 }
 
+/// A Pareto request (`lattice_engine::analytics::ParetoQuery`): how concentrated `measure` is
+/// over the members of `level`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoQuery)]
+pub struct ParetoDoc {
+    /// The level whose members are ranked (default `customer.id`).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// An exact measure: a sum, a count, or sums and differences of them.
+    pub measure: String,
+    #[serde(default)]
+    pub filters: Vec<FilterDoc>,
+    /// Shares of the members from the top, each in (0, 1] with at most 6 decimals (default
+    /// `[0.2]`).
+    #[serde(default)]
+    pub cuts: Option<Vec<f64>>,
+    /// Shares of the total to reach (default `[0.8]`).
+    #[serde(default)]
+    pub reach: Option<Vec<f64>>,
+    /// Curve resolution, 1 to 10,000 (default 100).
+    #[serde(default)]
+    pub points: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoAnswer)]
+pub struct ParetoAnswerDoc {
+    pub level: String,
+    pub measure: String,
+    /// Members with a value.
+    pub members: usize,
+    pub negative_members: usize,
+    /// The sum of the members' values (a decimal as an exact string, or an integer).
+    #[schema(value_type = Object)]
+    pub total: Value,
+    pub curve: Vec<ParetoPointDoc>,
+    pub cuts: Vec<ParetoCutDoc>,
+    pub reach: Vec<ParetoReachDoc>,
+    pub meta: AnalyticsMetaDoc,
+}
+
+/// The top `members` (share `x` of all) hold `cumulative`, share `y` of the total (null when
+/// the total is not positive).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoPoint)]
+pub struct ParetoPointDoc {
+    pub members: usize,
+    pub x: f64,
+    #[schema(value_type = Object)]
+    pub cumulative: Value,
+    pub y: Option<f64>,
+}
+
+/// The top `ceil(cut * N)` members, their exact value and share.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoCut)]
+pub struct ParetoCutDoc {
+    pub cut: f64,
+    pub members: usize,
+    #[schema(value_type = Object)]
+    pub value: Value,
+    pub share: Option<f64>,
+}
+
+/// The fewest top members holding at least `share` of the total.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ParetoReach)]
+pub struct ParetoReachDoc {
+    pub share: f64,
+    pub members: Option<usize>,
+    pub member_share: Option<f64>,
+}
+
+/// How an analysis was answered.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AnalyticsMeta)]
+pub struct AnalyticsMetaDoc {
+    pub facts: Vec<FactMetaDoc>,
+    pub elapsed_us: u64,
+    pub snapshot: u64,
+}
+
 /// Every error: `{"error": {"code", "message", "details"}}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -465,6 +553,7 @@ pub struct ErrorBodyDoc {
         crate::query::drillthrough,
         crate::routes::get_definition,
         crate::reload::put_definition,
+        crate::analytics::pareto_route,
         crate::analytics::performance_route,
     ),
     modifiers(&BearerAuth),
@@ -472,7 +561,7 @@ pub struct ErrorBodyDoc {
         (name = "query", description = "Slice-and-dice queries and drill-through"),
         (name = "cubes", description = "What is served: cubes, their metadata and members"),
         (name = "definitions", description = "Cube definitions: read, replace (hot reload)"),
-        (name = "analytics", description = "Analyses over the cube: manager performance"),
+        (name = "analytics", description = "Analyses over the cube: Pareto (80/20), manager performance"),
         (name = "server", description = "Health, metrics, this document"),
     )
 )]
@@ -675,6 +764,26 @@ mod tests {
     }
 
     #[test]
+    fn the_pareto_schema_follows_the_engine_request() {
+        use lattice_engine::analytics::ParetoQuery;
+        let engine = ParetoQuery {
+            level: "customer.segment".into(),
+            measure: "fee_income".into(),
+            filters: full_query().filters,
+            cuts: vec![0.2, 0.05],
+            reach: vec![0.8],
+            points: 50,
+        };
+        let json = serde_json::to_string(&engine).expect("serialise");
+        let mirror: ParetoDoc = serde_json::from_str(&json).expect("the mirror reads every field");
+        let back = serde_json::to_string(&mirror).expect("serialise");
+        assert_eq!(
+            ParetoQuery::from_json(&back).expect("the engine reads the mirror"),
+            engine
+        );
+    }
+
+    #[test]
     fn the_document_lists_every_route_with_its_schemas() {
         let doc: Value = serde_json::from_str(document()).expect("json");
         let paths = doc["paths"].as_object().expect("paths");
@@ -696,6 +805,8 @@ mod tests {
             "Members",
             "PerformanceQuery",
             "PerformanceAnswer",
+            "ParetoQuery",
+            "ParetoAnswer",
         ] {
             assert!(
                 schemas.contains_key(name),

@@ -156,6 +156,8 @@ async fn bank_cuboids_chosen_by_the_test_equal_sql() {
         "[manager.branch, manager.manager, customer.segment]",
         "[channel.channel, product.category, product.product, time.year]",
         "[time.year, time.quarter, time.month]",
+        "[customer.value_class, time.month]",
+        "[customer.value_class, customer.segment]",
     ];
     let yaml = lattice_defs::BANK_CRM_YAML.replace(
         "aggregates:\n  mode: auto\n  budget_mb: 1024",

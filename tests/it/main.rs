@@ -9,6 +9,7 @@ mod cube_build;
 mod cubejs;
 mod hostile;
 mod load;
+mod pareto;
 mod performance;
 mod query;
 mod query_props;
@@ -21,6 +22,7 @@ mod select;
 mod server;
 mod synth;
 mod util;
+mod value_class;
 
 /// The question suite with SQL twins, shared with the query benchmark.
 #[path = "../questions.rs"]

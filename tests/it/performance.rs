@@ -6,7 +6,7 @@
 //! with a filter, under a manager's scope, on the default cube, a cube whose cuboids hold the
 //! customer sets, and one without cuboids (grouped queries). Then bad requests, HTTP and CLI.
 
-use lattice_defs::model::{AggMode, LevelKind};
+use lattice_defs::model::{AggMode, Cuts, LevelKind};
 use lattice_engine::access::{Access, ScopeRule};
 use lattice_engine::analytics::{AnalyticsError, PerformanceAnswer, PerformanceQuery, performance};
 use lattice_engine::build::{BuildOptions, build_cube};
@@ -61,8 +61,11 @@ fn band_sql(cube: &Cube, v: &str) -> String {
     let LevelKind::Bucket(b) = &model.dimensions[l.dim].levels[l.level].kind else {
         panic!("deposit_band is a bucket");
     };
+    let Cuts::Edges(edges) = &b.cuts else {
+        panic!("deposit_band has fixed edges");
+    };
     let mut sql = "CASE".to_string();
-    for (edge, label) in b.edges.iter().zip(&b.labels) {
+    for (edge, label) in edges.iter().zip(&b.labels) {
         sql.push_str(&format!(" WHEN {v} < {edge} THEN '{label}'"));
     }
     sql.push_str(&format!(" ELSE '{}' END", b.labels.last().expect("labels")));

@@ -365,6 +365,10 @@ fn member_sql(level: &str, date: &str) -> String {
             &["1", "5", "20", "50"],
             &["0", "1-4", "5-19", "20-49", "50+"],
         ),
+        // Ranked within the year among the customers with fees in it (`vc`).
+        "customer.value_class" => "CASE WHEN vc.cd IS NULL THEN NULL WHEN vc.cd > 0.95 THEN 'A' \
+             WHEN vc.cd > 0.8 THEN 'B' ELSE 'C' END"
+            .into(),
         "region.province" => "r.province".into(),
         "region.city" => "r.city".into(),
         "region.branch" => "r.branch".into(),
@@ -379,7 +383,7 @@ fn member_sql(level: &str, date: &str) -> String {
 }
 
 /// The fact `f` with everything its members come from; per-month metrics of the customer in
-/// `tx` (transactions) and `bx` (balances).
+/// `tx` (transactions) and `bx` (balances), and their yearly value class in `vc`.
 fn from_clause(fact: &str) -> String {
     let FactSql { table, date } = fact_sql(fact);
     let mut from = format!(
@@ -390,7 +394,8 @@ fn from_clause(fact: &str) -> String {
          LEFT JOIN regions mr ON mr.region_id = m.region_id
          LEFT JOIN products p ON p.product_id = f.product_id
          LEFT JOIN tx ON tx.customer_id = c.customer_id AND tx.period = date_trunc('month', {date})
-         LEFT JOIN bx ON bx.customer_id = c.customer_id AND bx.period = date_trunc('month', {date})"
+         LEFT JOIN bx ON bx.customer_id = c.customer_id AND bx.period = date_trunc('month', {date})
+         LEFT JOIN vc ON vc.customer_id = c.customer_id AND vc.y = date_part('year', {date})"
     );
     if fact == "transactions" {
         from.push_str(" LEFT JOIN channels ch ON ch.channel_id = f.channel_id");
@@ -402,7 +407,12 @@ const METRICS: &str = "tx AS (SELECT customer_id, date_trunc('month', txn_date) 
         SUM(amount) AS amount, COUNT(*) AS n FROM transactions GROUP BY 1, 2),
     bx AS (SELECT customer_id, date_trunc('month', month) AS period,
         SUM(deposit_balance) AS deposit, SUM(loan_balance) AS loan, SUM(credit_line) AS line,
-        COUNT(DISTINCT product_id) AS held FROM balances GROUP BY 1, 2)";
+        COUNT(DISTINCT product_id) AS held FROM balances GROUP BY 1, 2),
+    vc AS (SELECT customer_id, y, CUME_DIST() OVER (PARTITION BY y ORDER BY v) AS cd
+        FROM (SELECT c0.customer_id, date_part('year', t.txn_date) AS y, SUM(t.fee_income) AS v
+              FROM transactions t JOIN customers c0 ON c0.customer_id = t.customer_id
+              WHERE t.txn_date IS NOT NULL GROUP BY 1, 2)
+        WHERE v IS NOT NULL)";
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))

@@ -10,7 +10,9 @@
 //! - column buckets are `CASE` expressions over exact decimals (left-closed, right-open);
 //! - time members are built from `date_part` (`2025`, `2025-Q1`, `2025-03`, `2025-03-14`);
 //! - metric buckets join a per-(entity key, period) aggregate of the metric's own fact table
-//!   (no rows: 0 for sum, count and distinct);
+//!   (no rows: 0 for sum, count and distinct); quantile buckets rank it with `CUME_DIST() OVER
+//!   (PARTITION BY period ORDER BY value)` over the known entities with a value (no rows or
+//!   no value: `unknown`);
 //! - semi-additive measures (`over_time: last`) count only rows of the closing period of the
 //!   cell's time member (the latest period of that member anywhere in the fact table; without a
 //!   time level, the latest period of the table);
@@ -28,8 +30,8 @@ use arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 use lattice_defs::Model;
 use lattice_defs::model::{
-    Agg, Bucket, BucketSource, ColumnRef, DimId, DimensionKind, FactId, LevelKind, LevelRef,
-    MeasureId, MeasureKind, OverTime, TimeGrain, UNKNOWN_MEMBER,
+    Agg, Bucket, BucketSource, ColumnRef, Cuts, Decimal, DimId, DimensionKind, FactId, LevelKind,
+    LevelRef, MeasureId, MeasureKind, OverTime, TimeGrain, UNKNOWN_MEMBER,
 };
 use lattice_engine::source::load::{Sources, load};
 use lattice_engine::store::{Cube, Cuboid};
@@ -112,11 +114,25 @@ fn period(t: &str, grain: Option<TimeGrain>) -> String {
     }
 }
 
+/// `CASE WHEN cd IS NULL THEN 'unknown' WHEN cd > qn THEN ln ... WHEN cd > q1 THEN l1 ELSE l0
+/// END`: the number of quantiles below the `CUME_DIST`.
+fn quantile_bucket(cume_dist: &str, quantiles: &[Decimal], labels: &[String]) -> String {
+    let mut sql = format!("CASE WHEN {cume_dist} IS NULL THEN {}", lit(UNKNOWN_MEMBER));
+    for (q, label) in quantiles.iter().zip(&labels[1..]).rev() {
+        write!(sql, " WHEN {cume_dist} > {q} THEN {}", lit(label)).unwrap();
+    }
+    write!(sql, " ELSE {} END", lit(&labels[0])).unwrap();
+    sql
+}
+
 /// `CASE WHEN v IS NULL THEN 'unknown' WHEN v < e1 THEN l0 ... ELSE ln END`, exact decimals.
 fn bucket(value: &str, b: &Bucket) -> String {
+    let Cuts::Edges(edges) = &b.cuts else {
+        panic!("fixed-edge bucket expected");
+    };
     let v = format!("CAST({value} AS DECIMAL(38, 6))");
     let mut sql = format!("CASE WHEN {v} IS NULL THEN {}", lit(UNKNOWN_MEMBER));
-    for (edge, label) in b.edges.iter().zip(&b.labels) {
+    for (edge, label) in edges.iter().zip(&b.labels) {
         write!(
             sql,
             " WHEN {v} < CAST({} AS DECIMAL(38, 6)) THEN {}",
@@ -276,17 +292,31 @@ impl Query<'_> {
             ),
             LevelKind::Bucket(b) => match &b.source {
                 BucketSource::Column(c) => bucket(&self.joins.dim_column(level.dim, c), b),
-                BucketSource::Metric { measure, period: p } => {
-                    let value = self.metric(level.dim, *measure, *p);
-                    bucket(&value, b)
-                }
+                BucketSource::Metric { measure, period: p } => match &b.cuts {
+                    Cuts::Edges(_) => {
+                        let value = self.metric(level.dim, *measure, *p, false);
+                        bucket(&value, b)
+                    }
+                    Cuts::Quantiles(qs) => {
+                        let cume_dist = self.metric(level.dim, *measure, *p, true);
+                        quantile_bucket(&cume_dist, qs, &b.labels)
+                    }
+                },
             },
         }
     }
 
     /// The value of `measure` aggregated over its own fact's rows with this row's entity key
-    /// (of `entity`) and period; joins the aggregate and returns the value expression.
-    fn metric(&mut self, entity: DimId, measure: MeasureId, grain: Option<TimeGrain>) -> String {
+    /// (of `entity`) and period; joins the aggregate and returns the value expression. With
+    /// `rank`, the value's `CUME_DIST` among the period's known entities with a value instead
+    /// (NULL for the others).
+    fn metric(
+        &mut self,
+        entity: DimId,
+        measure: MeasureId,
+        grain: Option<TimeGrain>,
+        rank: bool,
+    ) -> String {
         let MeasureKind::Aggregate {
             fact, agg, column, ..
         } = &self.model.measures[measure].kind
@@ -307,11 +337,20 @@ impl Query<'_> {
             Agg::Max => "MAX(v)",
             Agg::Distinct => "COUNT(DISTINCT v)",
         };
-        self.ctes.push(format!(
-            "{} AS (SELECT k, p, {aggregate} AS v FROM (SELECT {key} AS k, {p} AS p, {v} AS v FROM {}) GROUP BY k, p)",
-            q(&name),
+        let grouped = format!(
+            "SELECT k, p, {aggregate} AS v FROM (SELECT {key} AS k, {p} AS p, {v} AS v FROM {}) GROUP BY k, p",
             inner.from
-        ));
+        );
+        let body = if rank {
+            format!(
+                "SELECT k, p, v, CASE WHEN k IS NULL OR v IS NULL THEN NULL ELSE \
+                 CUME_DIST() OVER (PARTITION BY p, k IS NULL OR v IS NULL ORDER BY v) END AS cd \
+                 FROM ({grouped})"
+            )
+        } else {
+            grouped
+        };
+        self.ctes.push(format!("{} AS ({body})", q(&name)));
         let row_key = self.joins.dim_key(entity);
         let row_period = period(&self.joins.time().unwrap_or_else(|| "NULL".into()), grain);
         let n = q(&name);
@@ -320,11 +359,14 @@ impl Query<'_> {
             " LEFT JOIN {n} ON {n}.k = {row_key} AND {n}.p = {row_period}"
         )
         .unwrap();
-        // No rows for this entity and period: 0 for sums and counts; nothing for min/max.
+        // No rows for this entity and period: 0 for sums and counts; nothing for min/max, and
+        // no rank.
         let empty = match agg {
+            _ if rank => "NULL",
             Agg::Sum | Agg::Count | Agg::Distinct => "0",
             Agg::Min | Agg::Max => "NULL",
         };
+        let value = if rank { "cd" } else { "v" };
         // A row without a date has no period, so no band for it: `unknown`.
         let no_period = if grain.is_some() {
             format!("WHEN {row_period} IS NULL THEN NULL ")
@@ -332,7 +374,7 @@ impl Query<'_> {
             String::new()
         };
         format!(
-            "CASE WHEN {row_key} IS NULL THEN NULL {no_period}WHEN {n}.k IS NULL THEN {empty} ELSE {n}.v END"
+            "CASE WHEN {row_key} IS NULL THEN NULL {no_period}WHEN {n}.k IS NULL THEN {empty} ELSE {n}.{value} END"
         )
     }
 }

@@ -545,13 +545,43 @@ fn bucket(
         }
     };
 
-    // Edges: exact decimals, strictly ascending; as many as a bucket may have (labels too).
-    let too_many = if b.edges.value.len() > MAX_BUCKET_EDGES {
+    // Cuts: exactly one of `edges` (fixed) or `quantiles` (by rank, metric buckets only), exact
+    // decimals, strictly ascending; as many as a bucket may have (labels too).
+    let (field, what, cuts) = match (&b.edges, &b.quantiles) {
+        (Some(e), None) => ("edges", "edge", e),
+        (None, Some(q)) => {
+            if b.column.is_some() {
+                ctx.invalid(
+                    pos(q),
+                    format!("{base}.quantiles"),
+                    "`quantiles` rank entities by a metric within a period; a column bucket needs `edges`",
+                );
+            }
+            ("quantiles", "quantile", q)
+        }
+        (Some(_), Some(q)) => {
+            ctx.invalid(
+                pos(q),
+                format!("{base}.quantiles"),
+                "a bucket has `edges` (fixed cuts) or `quantiles` (cuts by rank), not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            ctx.invalid(
+                b_pos,
+                &base,
+                "a bucket needs `edges` (fixed cuts, e.g. `edges: [1000, 10000]`) or, over a metric, `quantiles` (cuts by rank, e.g. `quantiles: [0.8, 0.95]`)",
+            );
+            return None;
+        }
+    };
+    let too_many = if cuts.value.len() > MAX_BUCKET_EDGES {
         Some((
-            pos(&b.edges),
-            "edges",
+            pos(cuts),
+            field,
             "bucket edges",
-            b.edges.value.len(),
+            cuts.value.len(),
             MAX_BUCKET_EDGES,
         ))
     } else {
@@ -580,50 +610,66 @@ fn bucket(
         );
         return None;
     }
-    let mut edges = Vec::new();
-    if b.edges.value.is_empty() {
-        ctx.report(pos(&b.edges), format!("{base}.edges"), DefError::NoEdges);
+    let mut values: Vec<Decimal> = Vec::new();
+    if cuts.value.is_empty() {
+        ctx.report(
+            pos(cuts),
+            format!("{base}.{field}"),
+            DefError::NoEdges { what },
+        );
     }
-    for (i, e) in b.edges.value.iter().enumerate() {
-        let path = format!("{base}.edges[{i}]");
+    let one = Decimal(10i128.pow(Decimal::SCALE));
+    for (i, e) in cuts.value.iter().enumerate() {
+        let path = format!("{base}.{field}[{i}]");
         match Decimal::parse(&e.value.0) {
             None => ctx.invalid(
                 pos(e),
                 path,
                 format!(
-                    "edge '{}' is not a number with at most {} decimals",
+                    "{what} '{}' is not a number with at most {} decimals",
                     e.value.0,
                     Decimal::SCALE
                 ),
             ),
             Some(v) => {
-                if let Some(prev) = edges.last()
+                if field == "quantiles" && (v.0 <= 0 || v >= one) {
+                    ctx.invalid(
+                        pos(e),
+                        path,
+                        format!(
+                            "quantile {v} must lie strictly between 0 and 1 (0.8: the top 20% are above it)"
+                        ),
+                    );
+                }
+                if let Some(prev) = values.last()
                     && v <= *prev
                 {
                     ctx.report(
                         pos(e),
-                        format!("{base}.edges"),
+                        format!("{base}.{field}"),
                         DefError::EdgesNotAscending {
+                            what,
                             previous: prev.to_string(),
                             next: v.to_string(),
                         },
                     );
                 }
-                edges.push(v);
+                values.push(v);
             }
         }
     }
 
     let labels = match &b.labels {
         Some(labels) => {
-            let n = b.edges.value.len() + 1;
-            if labels.value.len() != n && !b.edges.value.is_empty() {
+            let n = cuts.value.len() + 1;
+            if labels.value.len() != n && !cuts.value.is_empty() {
                 ctx.report(
                     pos(labels),
                     format!("{base}.labels"),
                     DefError::LabelCount {
                         labels: labels.value.len(),
-                        edges: b.edges.value.len(),
+                        cuts: cuts.value.len(),
+                        what,
                         buckets: n,
                     },
                 );
@@ -642,12 +688,18 @@ fn bucket(
             }
             labels.value.iter().map(|l| l.value.clone()).collect()
         }
-        None => default_labels(&edges),
+        None if field == "quantiles" => quantile_labels(&values),
+        None => default_labels(&values),
     };
     let source = source?;
+    let cuts = if field == "quantiles" {
+        Cuts::Quantiles(values)
+    } else {
+        Cuts::Edges(values)
+    };
     (ctx.diags.len() == before).then_some(Bucket {
         source,
-        edges,
+        cuts,
         labels,
     })
 }
@@ -664,6 +716,22 @@ pub fn default_labels(edges: &[Decimal]) -> Vec<String> {
             .map(|w| format!("{}-{}", compact(w[0]), compact(w[1]))),
     );
     out.push(format!("{}+", compact(*last)));
+    out
+}
+
+/// `<p80`, `p80-p95`, `p95+`: quantiles as percentiles, first and last bucket open.
+fn quantile_labels(quantiles: &[Decimal]) -> Vec<String> {
+    let p = |q: &Decimal| format!("p{}", Decimal(q.0 * 100));
+    let Some((first, last)) = quantiles.first().zip(quantiles.last()) else {
+        return vec!["all".into()];
+    };
+    let mut out = vec![format!("<{}", p(first))];
+    out.extend(
+        quantiles
+            .windows(2)
+            .map(|w| format!("{}-{}", p(&w[0]), p(&w[1]))),
+    );
+    out.push(format!("{}+", p(last)));
     out
 }
 

@@ -10,6 +10,8 @@
 //!   (deposit band in 2025-Q1 against 2025-Q2), with counts and measure totals per transition,
 //!   and drill-through from any transition to its members. Built from the cuboids' roaring
 //!   member sets; a grouped query where no cuboid holds them.
+//! - [`pareto`]: how concentrated a measure is over a level's members (the 80/20 view): the
+//!   cumulative share curve, what the top 20% (any cut) hold, and how many members reach 80%.
 //! - [`performance`]: per member of a level (a manager) and period, the customers managed,
 //!   new and lost since the previous period, measures, the share of high-value customers and
 //!   the rank within a parent level (the branch).
@@ -29,6 +31,7 @@
 
 pub mod abnormal;
 pub mod migration;
+pub mod pareto;
 pub mod performance;
 
 pub use abnormal::{
@@ -38,6 +41,7 @@ pub use migration::{
     MigrationAnswer, MigrationCell, MigrationDrill, MigrationDrillAnswer, MigrationMeta,
     MigrationQuery, migration, migration_drill,
 };
+pub use pareto::{ParetoAnswer, ParetoCut, ParetoPoint, ParetoQuery, ParetoReach, pareto};
 pub use performance::{
     CustomersSpec, HighValue, PerformanceAnswer, PerformanceMeta, PerformanceQuery, PerformanceRow,
     RankSpec, performance,
@@ -98,6 +102,10 @@ pub enum AnalyticsError {
     },
     #[error("peers '{level}': {message}")]
     BadPeers { level: String, message: String },
+    #[error(
+        "measure '{measure}' has inexact values (a ratio); shares of a total need a sum, a count, or sums and differences of them"
+    )]
+    InexactMeasure { measure: String },
     /// A problem with the value of one request field (`high_value.level`, `rank.by`).
     #[error("`{field}`: {source}")]
     At {
@@ -133,6 +141,7 @@ impl AnalyticsError {
             AnalyticsError::Missing { .. } => "missing_field",
             AnalyticsError::NotApplicable { .. } => "field_not_applicable",
             AnalyticsError::BadPeers { .. } => "bad_peers",
+            AnalyticsError::InexactMeasure { .. } => "bad_measure",
             AnalyticsError::At { source, .. } => source.code(),
             AnalyticsError::NotAnAncestor { .. } => "bad_rank",
             AnalyticsError::Invalid { .. } => "invalid_field",

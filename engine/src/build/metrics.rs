@@ -5,9 +5,14 @@
 //! An entity with no facts in a period has a metric of 0 for sum, count and distinct, and none
 //! (`unknown`) for min and max; so does an all-NULL sum. The unknown key (facts whose key is
 //! NULL or not in the dimension table) and facts without a date are `unknown`.
+//!
+//! Quantile buckets rank instead: within each period, the entities with a metric value in it
+//! are ordered by value and an entity's bucket is the number of quantiles below its
+//! `cume_dist` (SQL's `CUME_DIST() OVER (PARTITION BY period ORDER BY value)`). Entities with
+//! no value in the period (no facts, or only NULLs) are `unknown`.
 
 use lattice_defs::model::{
-    Agg, BucketSource, Decimal, LevelKind, MeasureKind, Model, UNKNOWN_MEMBER,
+    Agg, BucketSource, Cuts, Decimal, LevelKind, MeasureKind, Model, UNKNOWN_MEMBER,
 };
 
 use super::base::BaseTable;
@@ -121,46 +126,65 @@ pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]
                     }
                 }
             }
-            let unknown = b.labels.len() as u32;
-            let zero_band = b.index_of(Decimal(0)) as u32;
-            let empty = if matches!(agg, Agg::Sum | Agg::Count | Agg::Distinct) {
-                zero_band
-            } else {
-                unknown
-            };
-            let mut codes = vec![empty; slots];
-            codes[n_keys * periods..].fill(unknown);
-            let band = |count: u64| {
-                b.index_of(Decimal(i128::from(count) * 10i128.pow(Decimal::SCALE))) as u32
-            };
+            // The metric per slot that saw facts, at the scale of the edges; `None` where all
+            // its values were NULL.
+            let unit = 10i128.pow(Decimal::SCALE);
+            let mut metric: Vec<Option<i128>> = vec![None; slots];
             match acc {
                 Acc::Decimal {
                     values,
                     valid,
                     scale,
                 } => {
-                    for slot in (0..n_keys * periods).filter(|s| seen[*s]) {
-                        codes[slot] = if valid[slot] {
-                            b.index_of(Decimal(at_edge_scale(values[slot], scale)?)) as u32
-                        } else {
-                            unknown
-                        };
+                    for slot in (0..n_keys * periods).filter(|s| seen[*s] && valid[*s]) {
+                        metric[slot] = Some(at_edge_scale(values[slot], scale)?);
                     }
                 }
                 Acc::Count(counts) => {
                     for slot in (0..n_keys * periods).filter(|s| seen[*s]) {
-                        codes[slot] = band(counts[slot]);
+                        metric[slot] = Some(i128::from(counts[slot]) * unit);
                     }
                 }
                 Acc::Distinct(mut pairs) => {
                     pairs.sort_unstable();
                     pairs.dedup();
-                    let mut counts = vec![0u64; slots];
+                    let mut counts = vec![0i128; slots];
                     for (slot, _) in pairs {
                         counts[slot] += 1;
                     }
                     for slot in (0..n_keys * periods).filter(|s| seen[*s]) {
-                        codes[slot] = band(counts[slot]);
+                        metric[slot] = Some(counts[slot] * unit);
+                    }
+                }
+            }
+            let unknown = b.labels.len() as u32;
+            // No facts in the period: the band of 0 for sums and counts over fixed edges;
+            // `unknown` for min and max, and for quantiles (nothing to rank).
+            let empty = match (agg, b.cuts.index_of(Decimal(0))) {
+                (Agg::Sum | Agg::Count | Agg::Distinct, Some(zero_band)) => zero_band as u32,
+                _ => unknown,
+            };
+            let mut codes = vec![empty; slots];
+            codes[n_keys * periods..].fill(unknown);
+            for slot in (0..n_keys * periods).filter(|s| seen[*s]) {
+                codes[slot] = unknown;
+            }
+            match &b.cuts {
+                Cuts::Edges(_) => {
+                    for slot in (0..n_keys * periods).filter(|s| seen[*s]) {
+                        if let Some(v) = metric[slot] {
+                            codes[slot] = b.cuts.index_of(Decimal(v)).unwrap_or(0) as u32;
+                        }
+                    }
+                }
+                Cuts::Quantiles(_) => {
+                    for pi in 0..periods {
+                        let ranked = (0..n_keys)
+                            .map(|k| k * periods + pi)
+                            .filter_map(|slot| metric[slot].map(|v| (v, slot)));
+                        for (slot, class) in quantile_classes(&b.cuts, ranked) {
+                            codes[slot] = class;
+                        }
                     }
                 }
             }
@@ -179,6 +203,25 @@ pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]
         }
     }
     Ok(())
+}
+
+/// The quantile bucket of each `(value, slot)` ranked together (one period's entities): the
+/// number of quantiles below the slot's `cume_dist`, the share of values at most its own (ties
+/// share a bucket).
+fn quantile_classes(cuts: &Cuts, ranked: impl Iterator<Item = (i128, usize)>) -> Vec<(usize, u32)> {
+    let mut ranked: Vec<(i128, usize)> = ranked.collect();
+    ranked.sort_unstable();
+    let n = ranked.len() as u64;
+    let mut out = Vec::with_capacity(ranked.len());
+    let mut i = 0;
+    while i < ranked.len() {
+        let ties = ranked[i..].partition_point(|(v, _)| *v == ranked[i].0);
+        let at_most = (i + ties) as u64;
+        let class = cuts.quantile_class(at_most, n).unwrap_or(0) as u32;
+        out.extend(ranked[i..i + ties].iter().map(|(_, slot)| (*slot, class)));
+        i += ties;
+    }
+    out
 }
 
 /// A value at `scale` as a [`Decimal`] (the scale bucket edges are kept at).

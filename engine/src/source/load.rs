@@ -10,7 +10,8 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 use lattice_defs::model::{
-    Bucket, BucketSource, ColumnRef, Dimension, DimensionKind, Level, LevelKind, SourceFormat,
+    Bucket, BucketSource, ColumnRef, Cuts, Decimal, Dimension, DimensionKind, Level, LevelKind,
+    SourceFormat,
 };
 use lattice_defs::{
     Catalog, ColumnType, DefError, Diagnostic, Diagnostics, Model, Pos, TableSchema,
@@ -215,29 +216,28 @@ pub fn level_member_sql(dim: &Dimension, level: &Level) -> Option<String> {
     };
     match &level.kind {
         LevelKind::Column(c) => Some(format!("CAST({} AS VARCHAR)", column_sql(c, table))),
-        LevelKind::Bucket(
-            b @ Bucket {
-                source: BucketSource::Column(c),
-                ..
-            },
-        ) => Some(bucket_case_sql(&column_sql(c, table), b)),
+        LevelKind::Bucket(Bucket {
+            source: BucketSource::Column(c),
+            cuts: Cuts::Edges(edges),
+            labels,
+        }) => Some(bucket_case_sql(&column_sql(c, table), edges, labels)),
         LevelKind::Bucket(_) | LevelKind::Time(_) => None,
     }
 }
 
 /// `CASE WHEN x IS NULL THEN 'unknown' WHEN x < e1 THEN 'l0' ... ELSE 'ln' END`.
-pub fn bucket_case_sql(value: &str, b: &Bucket) -> String {
+pub fn bucket_case_sql(value: &str, edges: &[Decimal], labels: &[String]) -> String {
     let mut sql = format!(
         "CASE WHEN {value} IS NULL THEN {}",
         literal(lattice_defs::model::UNKNOWN_MEMBER)
     );
-    for (edge, label) in b.edges.iter().zip(&b.labels) {
+    for (edge, label) in edges.iter().zip(labels) {
         sql.push_str(&format!(
             " WHEN {value} < CAST({edge} AS DECIMAL(38, 6)) THEN {}",
             literal(label)
         ));
     }
-    let last = b.labels.last().map_or(String::new(), |l| literal(l));
+    let last = labels.last().map_or(String::new(), |l| literal(l));
     sql.push_str(&format!(" ELSE {last} END"));
     sql
 }
