@@ -21,6 +21,7 @@
 //! - `query`: the query and drill-through routes and the limits they run under.
 //! - `searches`: saved target-customer searches (CRUD kept in a file beside the definition,
 //!   runs, CSV export); a query's `segments` name them.
+//! - `entities`: the single entity view (`GET .../entities/{dimension}/{id}`).
 //! - [`auth`]: API keys and JWTs -> a [`auth::Principal`] with the engine's `Access`; the
 //!   auth file. `gate`: the middleware that authenticates every request and writes its line in
 //!   the [`audit`] log (JSON lines, rotated, off the request path). Every route answers for the
@@ -40,6 +41,7 @@ pub mod audit;
 pub mod auth;
 pub mod build;
 pub mod config;
+mod entities;
 pub mod error;
 mod gate;
 pub mod info;
@@ -228,6 +230,7 @@ impl Server {
             )
             .merge(analytics::routes())
             .merge(searches::routes())
+            .merge(entities::routes())
             .fallback(|| async {
                 ApiError::new(
                     StatusCode::NOT_FOUND,

@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod cube_build;
 mod cubejs;
+mod entities;
 mod hostile;
 mod load;
 mod query;

@@ -39,7 +39,7 @@ pub const EXAMPLE: &str = r#"{
 }"#;
 
 /// SQL: the example's customers, the latest months written out (checked below).
-const EXAMPLE_SQL: &str = "
+pub const EXAMPLE_SQL: &str = "
 WITH d AS (SELECT customer_id, SUM(deposit_balance) AS v FROM balances
            WHERE month = DATE '2025-12-01' GROUP BY 1),
      loan AS (SELECT DISTINCT b.customer_id FROM balances b JOIN products p ON p.product_id = b.product_id
