@@ -18,7 +18,7 @@ use lattice_defs::model::{
 use lattice_engine::access::{Access, ScopeRule, execute_as};
 use lattice_engine::entity::{EntityView, entity_view};
 use lattice_engine::query::{Filter, FilterOp, Query};
-use lattice_engine::search::{Search, SearchSet, members};
+use lattice_engine::search::{Search, SearchSet, definition_searches, members};
 use lattice_engine::store::Cube;
 use serde_json::Value;
 
@@ -695,7 +695,10 @@ async fn the_view_over_http_is_the_engines_and_out_of_scope_is_404() {
 
     let r = app.as_(admin, "GET", &path(&own), None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let engine = entity_view(&fx.cube, &everyone(), "customer", &own, &SearchSet::new())
+    // The server's searches: the definition's (none saved over the API here).
+    let defined = definition_searches(&fx.cube.model);
+    assert!(defined.contains_key("affluent_digital_no_loan"));
+    let engine = entity_view(&fx.cube, &everyone(), "customer", &own, &defined)
         .await
         .expect("view");
     let mut got = r.body.clone();

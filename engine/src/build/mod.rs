@@ -157,6 +157,10 @@ pub async fn build_cube_with_report(
         visible: Default::default(),
     };
     cube.index_cuboids();
+    // The definition's searches name members only the data can confirm.
+    crate::search::check_definition_searches(&cube)
+        .await
+        .map_err(crate::EngineError::Definition)?;
     info!(
         cuboids = cube.cuboids.len(),
         bytes = cube.memory_bytes(),
