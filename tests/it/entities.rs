@@ -719,3 +719,29 @@ async fn the_view_over_http_is_the_engines_and_out_of_scope_is_404() {
         .await;
     r.error(404, "unknown_dimension");
 }
+
+#[tokio::test]
+async fn lattice_entity_prints_the_engines_view() {
+    let fx = fixture().await;
+    let id = customers(fx).await[0].1.clone();
+    let out = crate::cli::run_on_test_data(&["entity", &id]);
+    let mut printed: Value = serde_json::from_str(&out).expect("JSON");
+    printed.as_object_mut().expect("object").remove("meta");
+    let defined = definition_searches(&fx.cube.model);
+    let engine = entity_view(&fx.cube, &everyone(), "customer", &id, &defined)
+        .await
+        .expect("view");
+    // Ratios (floats) as the suite compares them: to 1e-9 relative; everything else exactly.
+    assert_eq!(rounded(printed), rounded(without_meta(&engine)));
+}
+
+fn rounded(v: Value) -> Value {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            Value::String(format!("{:.9e}", n.as_f64().unwrap_or(0.0)))
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(rounded).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, rounded(v))).collect()),
+        v => v,
+    }
+}

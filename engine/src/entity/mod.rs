@@ -262,8 +262,12 @@ pub async fn entity_view(
             let closing = model.measures.iter().any(|m| {
                 matches!(m.kind, MeasureKind::Aggregate { fact, over_time: OverTime::Last, .. } if fact == f)
             });
-            let (Some(m), Some(latest)) = (row_measure(model, f), cube.rollup.present[f].max())
-            else {
+            // The fact's latest period (not `unknown`, which holds facts without a date).
+            let latest = cube.rollup.present[f]
+                .iter()
+                .rev()
+                .find(|&c| cube.member_name(finest, c) != UNKNOWN_MEMBER);
+            let (Some(m), Some(latest)) = (row_measure(model, f), latest) else {
                 continue;
             };
             if !closing {
