@@ -1,7 +1,9 @@
 //! Target-customer search: saved conditions on an entity's attributes, bands and per-period
 //! measures that evaluate to the set of entity members (customers) satisfying them, listed
 //! (paged, sortable by the entity or a measure) and counted, and usable as a segment (a filter
-//! on the entity level) in any query.
+//! on the entity level) in any query. Searches come as JSON documents (saved over the API) or
+//! from the definition's `searches:` ([`definition_searches`], checked against the data at
+//! build time by [`check_definition_searches`]).
 //!
 //! ```text
 //! Search { where: all / any / not / atom }
