@@ -101,6 +101,20 @@ enum Command {
         #[arg(long)]
         json: PathBuf,
     },
+    /// Print the single entity view of one member (a customer) as JSON, with the definition's
+    /// saved searches.
+    Entity {
+        /// The definition (YAML).
+        file: PathBuf,
+        /// Folder that relative source paths resolve against (default: the definition's folder).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// A dimension with a level on its key column.
+        #[arg(long, default_value = "customer")]
+        dimension: String,
+        /// The member of the key level (a customer id).
+        id: String,
+    },
     /// Serve cubes over HTTP. With no arguments: generate the default data set into a cache
     /// folder if it is not there, build the default cube and serve it.
     Serve(ServeArgs),
@@ -321,7 +335,30 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             kind,
             json,
         } => analyze(&file, data.as_deref(), kind, &json),
+        Command::Entity {
+            file,
+            data,
+            dimension,
+            id,
+        } => entity(&file, data.as_deref(), &dimension, &id),
     }
+}
+
+/// Builds the cube quietly and prints one member's entity view (or its error as the server's
+/// JSON error document, with exit code 2).
+fn entity(file: &Path, data: Option<&Path>, dimension: &str, id: &str) -> anyhow::Result<ExitCode> {
+    let (rt, cube) = match build_quietly(file, data)? {
+        Ok(built) => built,
+        Err(code) => return Ok(code),
+    };
+    let searches = lattice_engine::search::definition_searches(&cube.model);
+    let all = lattice_engine::access::Access::everything();
+    let view = rt
+        .block_on(lattice_engine::entity::entity_view(
+            &cube, &all, dimension, id, &searches,
+        ))
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default());
+    print_answer(view.map_err(|e| (e.code(), e.to_string())))
 }
 
 /// Builds the cube quietly, runs one analysis and prints the answer (or its error as the
@@ -414,11 +451,16 @@ fn build_quietly(
         Err(EngineError::Definition(diags)) => return Ok(Err(report(&diags))),
         Err(e) => return Err(e.into()),
     };
-    let cube = rt.block_on(lattice_engine::build::build_cube(
+    let cube = match rt.block_on(lattice_engine::build::build_cube(
         &model,
         &sources,
         &lattice_engine::build::BuildOptions::default(),
-    ))?;
+    )) {
+        Ok(cube) => cube,
+        // What only the data shows (a search naming a member it lacks), at its line.
+        Err(EngineError::Definition(diags)) => return Ok(Err(report(&diags))),
+        Err(e) => return Err(e.into()),
+    };
     Ok(Ok((rt, cube)))
 }
 
@@ -498,9 +540,16 @@ fn load_and_build(
         progress: true,
         memory_budget: budget.bytes(),
     };
-    let built = rt.block_on(lattice_engine::build::build_cube_with_report(
+    let built = match rt.block_on(lattice_engine::build::build_cube_with_report(
         model, &sources, &options,
-    ))?;
+    )) {
+        Ok(built) => built,
+        Err(EngineError::Definition(diags)) => {
+            report(&diags);
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Some(built))
 }
 

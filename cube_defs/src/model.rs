@@ -32,6 +32,60 @@ pub struct Model {
     pub aggregates: Aggregates,
     /// Small-cell suppression, when the cube declares it.
     pub privacy: Option<Privacy>,
+    /// Saved target-customer searches the definition names (`searches:`), in file order.
+    pub searches: Vec<SavedSearch>,
+}
+
+/// `searches.<name>`: a search over the members of `entity`, the API's document
+/// (docs/searches.md) with its names checked. Whether its members and periods exist is known
+/// only with the data: the engine checks that when it builds the cube.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedSearch {
+    pub name: String,
+    pub description: Option<String>,
+    /// `dimension.level` (default `customer.id`).
+    pub entity: String,
+    pub condition: SearchCondition,
+    /// Where the search's name is.
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchCondition {
+    All(Vec<SearchCondition>),
+    Any(Vec<SearchCondition>),
+    Not(Box<SearchCondition>),
+    /// The members with facts in these members of `level` (a query filter's `op`).
+    Member {
+        filter: SearchFilter,
+        period: Option<SearchPeriod>,
+    },
+    /// The members whose `measure` over the facts passing `filters` compares true (`op`: gt,
+    /// ge, lt, le, eq, ne) with `value` (an exact decimal as written).
+    Measure {
+        measure: String,
+        op: String,
+        value: String,
+        filters: Vec<SearchFilter>,
+        period: Option<SearchPeriod>,
+    },
+}
+
+/// A query filter: `op` one of eq, in, not_in, between, prefix, search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchFilter {
+    pub level: String,
+    pub op: String,
+    pub value: Option<String>,
+    pub values: Option<Vec<String>>,
+}
+
+/// The `last` periods of time level `level` ending at `value` (a member or `latest`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPeriod {
+    pub level: String,
+    pub value: String,
+    pub last: u32,
 }
 
 /// `privacy:`: answers to principals with one of `applies_to`'s roles suppress every cell

@@ -92,6 +92,104 @@ pub struct RawCube {
     pub aggregates: Option<RawAggregates>,
     #[serde(default)]
     pub privacy: Option<RawPrivacy>,
+    #[serde(default)]
+    pub searches: Option<SpannedMap<RawSearch>>,
+}
+
+/// A scalar as written (a member name, a period, a threshold), kept as text so a number
+/// converts to an exact decimal and a name like `2025` stays the name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawScalar(pub String);
+
+impl<'de> Deserialize<'de> for RawScalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = RawScalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name or a number")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawScalar, E> {
+                Ok(RawScalar(format!("{v}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawScalar, E> {
+                Ok(RawScalar(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// `searches.<name>`: a saved target-customer search, the same document as the API's
+/// (docs/searches.md) less its name, which is the key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearch {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub entity: Option<Spanned<String>>,
+    #[serde(rename = "where")]
+    pub condition: Spanned<RawCondition>,
+}
+
+/// One condition: exactly one of `all`, `any`, `not`, `level` (member atom), `measure`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCondition {
+    #[serde(default)]
+    pub all: Option<Vec<Spanned<RawCondition>>>,
+    #[serde(default)]
+    pub any: Option<Vec<Spanned<RawCondition>>>,
+    #[serde(default)]
+    pub not: Option<Box<Spanned<RawCondition>>>,
+    #[serde(default)]
+    pub level: Option<Spanned<String>>,
+    #[serde(default)]
+    pub measure: Option<Spanned<String>>,
+    #[serde(default)]
+    pub op: Option<Spanned<String>>,
+    #[serde(default)]
+    pub value: Option<Spanned<RawScalar>>,
+    #[serde(default)]
+    pub values: Option<Spanned<Vec<Spanned<RawScalar>>>>,
+    #[serde(default)]
+    pub filters: Vec<Spanned<RawSearchFilter>>,
+    #[serde(default)]
+    pub period: Option<Spanned<RawPeriod>>,
+}
+
+/// A measure atom's filter: a query filter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearchFilter {
+    pub level: Spanned<String>,
+    pub op: Spanned<String>,
+    #[serde(default)]
+    pub value: Option<Spanned<RawScalar>>,
+    #[serde(default)]
+    pub values: Option<Spanned<Vec<Spanned<RawScalar>>>>,
+}
+
+/// The periods an atom reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeriod {
+    #[serde(default)]
+    pub level: Option<Spanned<String>>,
+    #[serde(default)]
+    pub value: Option<Spanned<RawScalar>>,
+    #[serde(default)]
+    pub last: Option<Spanned<u32>>,
 }
 
 /// `privacy:`: small-cell suppression for some principals.

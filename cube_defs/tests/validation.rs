@@ -573,3 +573,172 @@ fn quantile_labels_count_and_one_kind_of_cuts() {
         ],
     );
 }
+
+/// `BASE` with a `searches` section appended.
+fn with_searches(searches: &str) -> String {
+    format!("{BASE}searches:\n{searches}")
+}
+
+#[test]
+fn searches_read_into_the_model() {
+    let m = model(&with_searches(
+        "  big_stores:
+    description: large stores that sold online lately
+    entity: store.city
+    where:
+      all:
+        - { level: store.size_band, op: in, values: [large] }
+        - not: { measure: revenue, op: lt, value: 1000.50, period: { value: latest, last: 3 } }
+        - measure: orders
+          op: gt
+          value: 0
+          filters: [{ level: time.month, op: between, values: [2025-01, 2025-03] }]
+",
+    ));
+    assert_eq!(m.searches.len(), 1);
+    let s = &m.searches[0];
+    assert_eq!(
+        (s.name.as_str(), s.entity.as_str()),
+        ("big_stores", "store.city")
+    );
+    assert_eq!((s.pos.line, s.pos.column), (34, 3));
+    use lattice_defs::model::{SearchCondition as C, SearchFilter, SearchPeriod};
+    let C::All(parts) = &s.condition else {
+        panic!("{:?}", s.condition)
+    };
+    assert_eq!(
+        parts[0],
+        C::Member {
+            filter: SearchFilter {
+                level: "store.size_band".into(),
+                op: "in".into(),
+                value: None,
+                values: Some(vec!["large".into()]),
+            },
+            period: None,
+        }
+    );
+    let C::Not(inner) = &parts[1] else {
+        panic!("{:?}", parts[1])
+    };
+    let C::Measure { value, period, .. } = &**inner else {
+        panic!("{inner:?}")
+    };
+    assert_eq!(value, "1000.5");
+    assert_eq!(
+        period,
+        &Some(SearchPeriod {
+            level: "time.month".into(),
+            value: "latest".into(),
+            last: 3
+        })
+    );
+    // The shipped definition's search reads too.
+    let bank = parse_str(
+        lattice_defs::BANK_CRM_YAML,
+        "bank_crm.yaml",
+        Path::new("/data"),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(bank.searches[0].name, "affluent_digital_no_loan");
+}
+
+#[test]
+fn search_errors_name_the_search_the_condition_and_the_place() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "  s1:\n    entity: store.city\n    where: { level: store.regon, op: eq, value: north }\n",
+            &[
+                "shop.yaml:36:21: searches.s1.where.level: unknown level 'store.regon' in search 's1' (did you mean 'store.region'?)",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { measure: revenu, op: gt, value: 5 }\n",
+            &[
+                "shop.yaml:36:23: searches.s1.where.measure: unknown measure 'revenu' in search 's1' (did you mean 'revenue'?)",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { measure: revenue, op: above, value: 5 }\n",
+            &[
+                "shop.yaml:36:36: searches.s1.where.op: unknown comparison 'above' for a measure atom (one of gt, ge, lt, le, eq, ne)",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { measure: revenue, op: gt, value: lots }\n",
+            &[
+                "shop.yaml:36:47: searches.s1.where.value: 'lots' is not a number (a measure atom's threshold, e.g. 200000 or 0.5)",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { level: store.region, op: in, value: north }\n",
+            &[
+                "shop.yaml:36:39: searches.s1.where.op: `in` takes a list of members, `values: [..]`, and no `value`",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { level: store.region, op: between, values: [a, b, c] }\n",
+            &[
+                "shop.yaml:36:56: searches.s1.where.values: `between` takes two members, the first and the last, not 3",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { level: time.month, op: eq, value: 2025-01 }\n",
+            &[
+                "shop.yaml:36:21: searches.s1.where.level: 'time.month' is a time level; a search's entity and member atoms name levels of other dimensions, and say which periods with `period`",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { measure: orders, op: gt, value: 0, period: { level: store.city } }\n",
+            &[
+                "shop.yaml:36:66: searches.s1.where.period.level: 'store.city' is not a time level; periods are members of a time level such as time.month",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { measure: orders, op: gt, value: 0, period: { last: 0 } }\n",
+            &["shop.yaml:36:65: searches.s1.where.period.last: `last` counts periods: at least 1"],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { all: [{ level: store.region, measure: orders, op: gt, value: 0 }] }\n",
+            &[
+                "shop.yaml:36:20: searches.s1.where.all[0]: a condition has exactly one of `all`, `any`, `not`, `level` or `measure`, not level and measure",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { any: [], op: eq }\n",
+            &["shop.yaml:36:12: searches.s1.where: `op` belongs to an atom, not to `any`"],
+        ),
+        (
+            "  s1:\n    entity: time.year\n    where: { measure: orders, op: gt, value: 0 }\n",
+            &[
+                "shop.yaml:35:13: searches.s1.entity: 'time.year' is a time level; a search's entity and member atoms name levels of other dimensions, and say which periods with `period`",
+            ],
+        ),
+        (
+            "  bad name:\n    entity: store.city\n    where: { measure: orders, op: gt, value: 0 }\n",
+            &[
+                "shop.yaml:34:3: searches.bad name: invalid search name 'bad name': a search's name has 1 to 64 letters, digits, '_' or '-' (it is a path segment of the API)",
+            ],
+        ),
+        (
+            "  s1:\n    entity: store.city\n    where: { measure: orders, op: gt, value: 0, colour: red }\n",
+            &[
+                "shop.yaml:36:49: searches.s1.where: unknown field `colour`, expected one of all, any, not, level, measure, op, value, values, filters, period",
+            ],
+        ),
+    ];
+    assert_errors(
+        &with_searches("  s1:\n    where: { measure: orders, op: gt, value: 0 }\n"),
+        &[
+            "shop.yaml:34:3: searches.s1: a search lists the members of its `entity`, by default 'customer.id', which this cube does not have; name one (`entity: dimension.level`)",
+        ],
+    );
+    let mut wrong = Vec::new();
+    for (section, want) in cases {
+        let got = errors(&with_searches(section));
+        if &got != want {
+            wrong.push(format!("{section}  got {got:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

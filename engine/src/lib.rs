@@ -21,12 +21,15 @@
 //!   aggregation and the cuboids' member sets, under the same access.
 //! - [`search`]: target-customer searches — conditions on attributes, bands and per-period
 //!   measures evaluated to roaring member sets — listed, counted and used as query segments.
+//! - [`entity`]: the single entity view (a customer's attributes, holdings, measures and bands
+//!   per period, breakdowns and matching searches), every number a query under the same access.
 //!
 //! Nothing here knows about HTTP; the server crate is a thin shell over this one.
 
 pub mod access;
 pub mod analytics;
 pub mod build;
+pub mod entity;
 pub mod error;
 pub mod query;
 pub mod search;

@@ -120,6 +120,22 @@ fn too_many_rows(state: &AppState, rows: usize) -> Result<(), ApiError> {
 }
 
 /// Members whose measure changed abnormally (threshold, outlier among peers, dormant).
+#[utoipa::path(
+    post,
+    path = "/v1/cubes/{cube}/analytics/abnormal",
+    tag = "analytics",
+    params(("cube" = String, Path, description = "The cube's name")),
+    request_body(content = Object, content_type = "application/json", description = "An abnormal-change request (docs/analytics.md)"),
+    responses(
+        (status = 200, description = "The members that changed abnormally, by impact", body = Object),
+        (status = 400, description = "A request the cube cannot answer as asked (unknown names, bad periods or thresholds, too many rows)", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal's scope forbids it", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
+        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
+        (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
+    )
+)]
 pub(crate) async fn abnormal_route(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,
@@ -142,6 +158,22 @@ pub(crate) async fn abnormal_route(
 }
 
 /// The migration matrix of a band level between two periods.
+#[utoipa::path(
+    post,
+    path = "/v1/cubes/{cube}/analytics/migration",
+    tag = "analytics",
+    params(("cube" = String, Path, description = "The cube's name")),
+    request_body(content = Object, content_type = "application/json", description = "A band-migration request (docs/analytics.md)"),
+    responses(
+        (status = 200, description = "The matrix of transitions with counts and measure totals", body = Object),
+        (status = 400, description = "A request the cube cannot answer as asked (unknown names, bad periods or thresholds, too many rows)", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal's scope forbids it", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
+        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
+        (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
+    )
+)]
 pub(crate) async fn migration_route(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,
@@ -161,6 +193,22 @@ pub(crate) async fn migration_route(
 }
 
 /// The members behind one transition of a migration matrix, paged.
+#[utoipa::path(
+    post,
+    path = "/v1/cubes/{cube}/analytics/migration/drill",
+    tag = "analytics",
+    params(("cube" = String, Path, description = "The cube's name")),
+    request_body(content = Object, content_type = "application/json", description = "One transition of a migration (docs/analytics.md)"),
+    responses(
+        (status = 200, description = "The members behind the transition, paged", body = Object),
+        (status = 400, description = "A request the cube cannot answer as asked (unknown names, bad periods or thresholds, too many rows)", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal's scope forbids it", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
+        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
+        (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
+    )
+)]
 pub(crate) async fn migration_drill_route(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,

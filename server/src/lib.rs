@@ -21,6 +21,7 @@
 //! - `query`: the query and drill-through routes and the limits they run under.
 //! - `searches`: saved target-customer searches (CRUD kept in a file beside the definition,
 //!   runs, CSV export); a query's `segments` name them.
+//! - `entities`: the single entity view (`GET .../entities/{dimension}/{id}`).
 //! - [`auth`]: API keys and JWTs -> a [`auth::Principal`] with the engine's `Access`; the
 //!   auth file. `gate`: the middleware that authenticates every request and writes its line in
 //!   the [`audit`] log (JSON lines, rotated, off the request path). Every route answers for the
@@ -40,6 +41,7 @@ pub mod audit;
 pub mod auth;
 pub mod build;
 pub mod config;
+mod entities;
 pub mod error;
 mod gate;
 pub mod info;
@@ -77,8 +79,10 @@ use query::Admission;
 use registry::{Registry, Slot, Snapshot};
 
 /// Every route of the native API, as written in the router (the metrics' `route` label, the
-/// OpenAPI paths). The Cube API's routes are merged beside them.
-pub const ROUTES: [&str; 11] = [
+/// OpenAPI paths). The Cube API's routes are merged beside them. The first nine are routed
+/// here; the analytics, search and entity routes by their modules' `routes()` (a test holds
+/// every one of these to an answer that is not the router's `not_found`).
+pub const ROUTES: [&str; 19] = [
     "/health",
     "/metrics",
     "/openapi.json",
@@ -88,6 +92,14 @@ pub const ROUTES: [&str; 11] = [
     "/v1/cubes/{cube}/query",
     "/v1/cubes/{cube}/drillthrough",
     "/v1/cubes/{cube}/definition",
+    "/v1/cubes/{cube}/analytics/abnormal",
+    "/v1/cubes/{cube}/analytics/migration",
+    "/v1/cubes/{cube}/analytics/migration/drill",
+    "/v1/cubes/{cube}/searches",
+    "/v1/cubes/{cube}/searches/run",
+    "/v1/cubes/{cube}/searches/{name}",
+    "/v1/cubes/{cube}/searches/{name}/run",
+    "/v1/cubes/{cube}/entities/{dimension}/{id}",
     "/v1/cubes/{cube}/analytics/pareto",
     "/v1/cubes/{cube}/analytics/performance",
 ];
@@ -230,6 +242,7 @@ impl Server {
             )
             .merge(analytics::routes())
             .merge(searches::routes())
+            .merge(entities::routes())
             .fallback(|| async {
                 ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -455,6 +468,38 @@ mod tests {
                 .as_str()
                 .is_some_and(|m| m.starts_with("GET"))
         );
+    }
+
+    /// Every route listed in `ROUTES` is routed with every method the OpenAPI document gives
+    /// it: each answers with the route's own answer, never the router's `not_found` nor
+    /// `method_not_allowed`. With the OpenAPI test (its paths are exactly `ROUTES`), a route
+    /// added to a module's router but not listed, or listed but not routed, fails a test.
+    #[tokio::test]
+    async fn every_listed_route_is_routed_with_its_documented_methods() {
+        let doc: Value = serde_json::from_str(openapi::document()).expect("json");
+        for route in ROUTES {
+            let uri = route
+                .replace("{cube}", "bank")
+                .replace("{dimension}", "customer")
+                .replace("{level}", "id")
+                .replace("{name}", "some_search")
+                .replace("{id}", "1");
+            let methods = doc["paths"][route].as_object().expect(route);
+            assert!(!methods.is_empty(), "{route}");
+            for method in methods.keys() {
+                let req = Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .expect("request");
+                let (status, _, body) = send(req).await;
+                let code = &body["error"]["code"];
+                assert!(
+                    code != "not_found" && code != "method_not_allowed",
+                    "{method} {route}: {status} {body}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

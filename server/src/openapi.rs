@@ -553,6 +553,16 @@ pub struct ErrorBodyDoc {
         crate::query::drillthrough,
         crate::routes::get_definition,
         crate::reload::put_definition,
+        crate::analytics::abnormal_route,
+        crate::analytics::migration_route,
+        crate::analytics::migration_drill_route,
+        crate::searches::list,
+        crate::searches::run_adhoc,
+        crate::searches::get_one,
+        crate::searches::put_one,
+        crate::searches::delete_one,
+        crate::searches::run_named,
+        crate::entities::entity_route,
         crate::analytics::pareto_route,
         crate::analytics::performance_route,
     ),
@@ -563,6 +573,8 @@ pub struct ErrorBodyDoc {
         (name = "definitions", description = "Cube definitions: read, replace (hot reload)"),
         (name = "analytics", description = "Analyses over the cube: Pareto (80/20), manager performance"),
         (name = "server", description = "Health, metrics, this document"),
+        (name = "analytics", description = "Abnormal change, band migration, the single entity (customer) view"),
+        (name = "searches", description = "Target-customer searches: the definition's and those saved over the API, run as lists"),
     )
 )]
 pub struct ApiDoc;

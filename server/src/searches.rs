@@ -159,7 +159,19 @@ fn listed(s: &Search, source: &str) -> Value {
     v
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/v1/cubes/{cube}/searches",
+    tag = "searches",
+    params(("cube" = String, Path, description = "The cube's name")),
+    responses(
+        (status = 200, description = "Every search: the definition's (`source: definition`), then those saved over the API (`source: api`)", body = Object),
+        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Path(cube): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -176,7 +188,19 @@ async fn list(
     Ok(Json(json!({"searches": out})))
 }
 
-async fn get_one(
+#[utoipa::path(
+    get,
+    path = "/v1/cubes/{cube}/searches/{name}",
+    tag = "searches",
+    params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
+    responses(
+        (status = 200, description = "The search document and its source", body = Object),
+        (status = 404, description = "Unknown cube or search", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+    )
+)]
+pub(crate) async fn get_one(
     State(state): State<Arc<AppState>>,
     Path((cube, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -190,7 +214,23 @@ async fn get_one(
     Ok(Json(listed(s, "api")))
 }
 
-async fn put_one(
+#[utoipa::path(
+    put,
+    path = "/v1/cubes/{cube}/searches/{name}",
+    tag = "searches",
+    params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
+    request_body(content = Object, content_type = "application/json", description = "The search document (docs/searches.md); its name must be the path's"),
+    responses(
+        (status = 200, description = "Replaced", body = Object),
+        (status = 201, description = "Created", body = Object),
+        (status = 400, description = "A search the cube cannot evaluate (`bad_condition` with its path, unknown names, a bad name)", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
+        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+    )
+)]
+pub(crate) async fn put_one(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,
     Path((cube, name)): Path<(String, String)>,
@@ -230,7 +270,20 @@ async fn put_one(
     Ok((status, Json(listed(&search, "api"))).into_response())
 }
 
-async fn delete_one(
+#[utoipa::path(
+    delete,
+    path = "/v1/cubes/{cube}/searches/{name}",
+    tag = "searches",
+    params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Unknown cube or search", body = crate::openapi::ErrorDoc),
+        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+    )
+)]
+pub(crate) async fn delete_one(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,
     Path((cube, name)): Path<(String, String)>,
@@ -265,7 +318,23 @@ where
     out.map_err(api_error)
 }
 
-async fn run_named(
+#[utoipa::path(
+    post,
+    path = "/v1/cubes/{cube}/searches/{name}/run",
+    tag = "searches",
+    params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
+    request_body(content = Object, content_type = "application/json", description = "Optional: measures per member, order, limit, offset"),
+    responses(
+        (status = 200, description = "The members (paged, ordered) with counts; CSV with `?format=csv` or `Accept: text/csv`", body = Object),
+        (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube or search", body = crate::openapi::ErrorDoc),
+        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
+        (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+    )
+)]
+pub(crate) async fn run_named(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,
     Path((cube, name)): Path<(String, String)>,
@@ -285,7 +354,23 @@ async fn run_named(
     answer(&state, &principal, &cube, search, r, params, &headers).await
 }
 
-async fn run_adhoc(
+#[utoipa::path(
+    post,
+    path = "/v1/cubes/{cube}/searches/run",
+    tag = "searches",
+    params(("cube" = String, Path, description = "The cube's name")),
+    request_body(content = Object, content_type = "application/json", description = "`search` (an ad hoc document), and measures per member, order, limit, offset"),
+    responses(
+        (status = 200, description = "The members (paged, ordered) with counts; CSV with `?format=csv` or `Accept: text/csv`", body = Object),
+        (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube or search", body = crate::openapi::ErrorDoc),
+        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
+        (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+    )
+)]
+pub(crate) async fn run_adhoc(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,
     Path(cube): Path<String>,

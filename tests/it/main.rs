@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod cube_build;
 mod cubejs;
+mod entities;
 mod hostile;
 mod load;
 mod pareto;

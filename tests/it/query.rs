@@ -472,3 +472,31 @@ async fn drill_through_checks_names_filters_and_order_like_a_query() {
     .await;
     assert_eq!(e.code(), "bad_order");
 }
+
+/// Two cubes built from the same loaded sources share its DataFusion session: each one's
+/// fallback registers its own code tables there without colliding with the other's.
+#[tokio::test]
+async fn cubes_built_from_the_same_sources_each_answer_by_the_fallback() {
+    let mut model = bank_crm(parquet_dir(), false).expect("definition");
+    model.aggregates.mode = lattice_defs::model::AggMode::Explicit;
+    model.aggregates.cuboids.clear();
+    let sources = lattice_engine::source::load::load(&model)
+        .await
+        .expect("load");
+    let q = Query::from_json(
+        r#"{"measures": ["txn_amount", "deposit_balance"], "rows": ["region.province", "customer.deposit_band"]}"#,
+    )
+    .expect("query");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let cube = build_cube(&model, &sources, &BuildOptions::default())
+            .await
+            .expect("build");
+        let a = lattice_engine::query::execute(&cube, &q)
+            .await
+            .expect("the fallback answers");
+        assert_eq!(a.meta.source, "fallback");
+        answers.push(a.rows);
+    }
+    assert_eq!(answers[0], answers[1]);
+}

@@ -11,7 +11,7 @@ use lattice_engine::access::{Access, ScopeRule, execute_as};
 use lattice_engine::build::{BuildOptions, build_cube};
 use lattice_engine::query::Query;
 use lattice_engine::search::{
-    Search, SearchAnswer, SearchRun, SearchSet, expand_segments, members, run,
+    Search, SearchAnswer, SearchRun, SearchSet, definition_searches, expand_segments, members, run,
 };
 use lattice_engine::source::load::load;
 use lattice_engine::store::Cube;
@@ -39,7 +39,7 @@ pub const EXAMPLE: &str = r#"{
 }"#;
 
 /// SQL: the example's customers, the latest months written out (checked below).
-const EXAMPLE_SQL: &str = "
+pub const EXAMPLE_SQL: &str = "
 WITH d AS (SELECT customer_id, SUM(deposit_balance) AS v FROM balances
            WHERE month = DATE '2025-12-01' GROUP BY 1),
      loan AS (SELECT DISTINCT b.customer_id FROM balances b JOIN products p ON p.product_id = b.product_id
@@ -489,8 +489,10 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
     )
     .await;
     let (admin, scoped) = (crate::auth::ADMIN_KEY, crate::auth::MANAGER_KEY);
-    let doc: Value = serde_json::from_str(EXAMPLE).expect("JSON");
-    let path = "/v1/cubes/bank_crm/searches/affluent_digital_no_loan";
+    // The definition names the example; the API saves it under another name.
+    let saved = EXAMPLE.replace("affluent_digital_no_loan", "saved_digital_no_loan");
+    let doc: Value = serde_json::from_str(&saved).expect("JSON");
+    let path = "/v1/cubes/bank_crm/searches/saved_digital_no_loan";
 
     // Saving needs `admin`; the file beside the definition holds what was saved.
     app.as_(scoped, "PUT", path, Some(&doc))
@@ -502,23 +504,30 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
     let file = app.dir.path().join("bank_crm.searches.json");
     let kept: Vec<Search> =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
-    assert_eq!(kept, vec![search(EXAMPLE)]);
+    assert_eq!(kept, vec![search(&saved)]);
     let r = app
         .as_(scoped, "GET", "/v1/cubes/bank_crm/searches", None)
         .await;
     assert_eq!(
-        r.body["searches"][0]["name"], "affluent_digital_no_loan",
+        r.body["searches"][1]["name"], "saved_digital_no_loan",
         "{}",
         r.text
     );
-    assert_eq!(r.body["searches"][0]["source"], "api");
+    assert_eq!(r.body["searches"][1]["source"], "api");
+    assert_eq!(
+        (
+            &r.body["searches"][0]["name"],
+            &r.body["searches"][0]["source"]
+        ),
+        (&json!("affluent_digital_no_loan"), &json!("definition"))
+    );
     let mut r = app.as_(scoped, "GET", path, None).await;
     r.body.as_object_mut().expect("object").remove("source");
     let read: Search = serde_json::from_value(r.body).expect("a search document");
-    assert_eq!(read, search(EXAMPLE));
+    assert_eq!(read, search(&saved));
 
     // Runs answer as the engine does for each principal.
-    let s = search(EXAMPLE);
+    let s = search(&saved);
     let body = json!({"measures": ["deposit_balance"], "limit": 5000});
     let opts: SearchRun = serde_json::from_value(body.clone()).expect("run");
     for (key, access) in [(admin, everyone()), (scoped, manager_scope(&manager))] {
@@ -565,7 +574,7 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
         // A query with the segment equals the engine's with the members written out.
         let ids = names(&fx.cube, &s, &access).await;
         let q = json!({"measures": ["txn_amount", "active_customers"], "rows": ["channel.channel"],
-                       "segments": ["affluent_digital_no_loan"]});
+                       "segments": ["saved_digital_no_loan"]});
         let r = app.query_as(key, &q).await;
         assert_eq!(r.status, 200, "{}", r.text);
         let explicit: Query = serde_json::from_value(json!({
@@ -583,7 +592,7 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
         .as_(
             admin,
             "POST",
-            "/v1/cubes/bank_crm/searches/affluent_digital_no_lon/run",
+            "/v1/cubes/bank_crm/searches/saved_digital_no_lon/run",
             None,
         )
         .await;
@@ -617,6 +626,31 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
         .await;
     r.error(400, "bad_search_name");
 
+    // The definition's search: run by name as the engine runs it, and read-only.
+    let yaml_path = "/v1/cubes/bank_crm/searches/affluent_digital_no_loan";
+    let r = app
+        .as_(admin, "POST", &format!("{yaml_path}/run"), Some(&body))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let engine = run(&fx.cube, &search(EXAMPLE), &opts, &everyone())
+        .await
+        .expect("run");
+    let mut got = r.body.clone();
+    got.as_object_mut().expect("object").remove("meta");
+    assert_eq!(got, what(&engine));
+    let example: Value = serde_json::from_str(EXAMPLE).expect("JSON");
+    for (method, body) in [("PUT", Some(&example)), ("DELETE", None)] {
+        let r = app.as_(admin, method, yaml_path, body).await;
+        let e = r.error(409, "search_read_only");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("defined in the cube's definition"),
+            "{e}"
+        );
+    }
+
     // Deleting needs `admin`, and empties the file.
     app.as_(scoped, "DELETE", path, None)
         .await
@@ -628,4 +662,59 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
     let kept: Vec<Search> =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
     assert!(kept.is_empty());
+}
+
+// ---- the definition's searches (`searches:` in the YAML) ----
+
+#[tokio::test]
+async fn the_yaml_search_is_the_issue_example_and_equals_sql_on_every_path() {
+    let fx = fixture().await;
+    let defined = definition_searches(&fx.cube.model);
+    let s = defined
+        .get("affluent_digital_no_loan")
+        .expect("the shipped definition names the example");
+    assert_eq!(s, &search(EXAMPLE));
+    let want = sql_set(fx, EXAMPLE_SQL).await;
+    assert!(!want.is_empty());
+    for (what, cube) in cubes(fx).await {
+        assert_eq!(names(cube, s, &everyone()).await, want, "{what}");
+    }
+    // As a segment, as the server expands it (the definition's searches with the saved).
+    let mut q: Query = serde_json::from_value(json!({
+        "measures": ["customers"], "segments": ["affluent_digital_no_loan"]}))
+    .expect("query");
+    expand_segments(&fx.cube, &mut q, &everyone(), &defined)
+        .await
+        .expect("segments");
+    let a = execute_as(&fx.cube, &q, &everyone()).await.expect("query");
+    assert_eq!(a.rows[0][0], json!(want.len()));
+}
+
+#[tokio::test]
+async fn a_yaml_search_naming_a_member_the_data_lacks_fails_the_build_at_its_line() {
+    let yaml = lattice_defs::BANK_CRM_YAML.replace(
+        r#"values: ["200k-1M", "1M+"]"#,
+        r#"values: ["200k-1M", "2M+"]"#,
+    );
+    let model = lattice_defs::parse_str(&yaml, "bank_crm.yaml", parquet_dir())
+        .expect("valid without the data");
+    let sources = load(&model).await.expect("load");
+    let e = build_cube(&model, &sources, &BuildOptions::default())
+        .await
+        .expect_err("no member 2M+");
+    let text = e.to_string();
+    let line = 1 + yaml
+        .lines()
+        .position(|l| l.trim_start().starts_with("affluent_digital_no_loan:"))
+        .expect("the search");
+    assert!(
+        text.contains(&format!(
+            "bank_crm.yaml:{line}:3: searches.affluent_digital_no_loan: search 'affluent_digital_no_loan': "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("'2M+' is not a member of 'customer.deposit_band'"),
+        "{text}"
+    );
 }

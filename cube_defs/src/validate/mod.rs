@@ -6,13 +6,15 @@
 //! - [`dimensions`]: dimensions, levels, hierarchies and buckets;
 //! - [`measures`]: aggregations, derived expressions and their cycles;
 //! - [`allocations`]: fact tables computed by spreading a pool over a driver fact's cells;
-//! - [`aggregates`]: which cuboids to precompute.
+//! - [`aggregates`]: which cuboids to precompute;
+//! - [`searches`]: saved target-customer searches (their names, shapes and references).
 
 mod aggregates;
 mod allocations;
 mod dimensions;
 mod measures;
 mod privacy;
+mod searches;
 
 use aggregates::aggregates;
 use allocations::allocations;
@@ -20,6 +22,7 @@ pub use dimensions::default_labels;
 use dimensions::dimensions;
 use measures::{derived_cycles, measures, metric_buckets_vary};
 use privacy::privacy;
+use searches::searches;
 
 use std::path::Path;
 
@@ -200,10 +203,12 @@ pub(crate) fn validate(raw: RawCube, ctx: &mut Ctx<'_>, base_dir: &Path) -> Opti
         allocations: allocated,
         aggregates: Aggregates::default(),
         privacy: None,
+        searches: Vec::new(),
     };
     // Level references resolve even when other sections have errors, so they are reported in
     // the same run; the cross-checks below only make sense on an otherwise clean definition.
     model.aggregates = aggregates(raw.aggregates.as_ref(), &model, ctx);
+    model.searches = searches(raw.searches.as_ref(), &model, &measure_names, ctx);
     if clean_so_far {
         metric_buckets_vary(&model, &raw, ctx);
         model.privacy = privacy(raw.privacy.as_ref(), &model, ctx);

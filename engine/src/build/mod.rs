@@ -10,7 +10,9 @@
 //!    (or the base table), in parallel across cores, level count by level count.
 //!
 //! [`budget`] estimates the memory of steps 1-2 before any data is read, and of step 3 before
-//! it starts; a build over [`BuildOptions::memory_budget`] is refused there.
+//! it starts; a build over [`BuildOptions::memory_budget`] is refused there. Last, the
+//! definition's saved searches are evaluated once on the built cube, so one naming a member or
+//! period the data lacks fails the build at its line (`EngineError::Definition`).
 
 pub(crate) mod arrays;
 pub(crate) mod base;
@@ -58,7 +60,8 @@ pub struct BuildReport {
     pub allocations: Vec<crate::source::allocate::AllocationReport>,
 }
 
-/// Builds the cube of `model` over `sources` (registered by [`crate::source::load::load`]).
+/// Builds the cube of `model` over `sources` (registered by [`crate::source::load::load`]),
+/// and checks the definition's searches against it.
 pub async fn build_cube(model: &Model, sources: &Sources, opts: &BuildOptions) -> Result<Cube> {
     Ok(build_cube_with_report(model, sources, opts).await?.0)
 }
@@ -159,6 +162,10 @@ pub async fn build_cube_with_report(
         visible: Default::default(),
     };
     cube.index_cuboids();
+    // The definition's searches name members only the data can confirm.
+    crate::search::check_definition_searches(&cube)
+        .await
+        .map_err(crate::EngineError::Definition)?;
     info!(
         cuboids = cube.cuboids.len(),
         bytes = cube.memory_bytes(),

@@ -7,12 +7,13 @@
 //! SELECT COALESCE(l0.c, 7) AS g0, SUM(b.x0) AS a0, COUNT(DISTINCT b.x1) AS a1
 //! FROM (SELECT CAST(f."customer_id" AS BIGINT) AS k0, <period> AS p, f."amount" AS x0, ...
 //!       FROM "transactions" AS f) AS b
-//! LEFT JOIN __lattice_d1_l3_x1 AS l0 ON l0.k = b.k0
+//! LEFT JOIN __lattice0_d1_l3_x1 AS l0 ON l0.k = b.k0
 //! WHERE COALESCE(l0.c, 7) IN (0, 2)
 //! GROUP BY 1
 //! ```
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -33,6 +34,9 @@ use crate::source::load::ident;
 use crate::store::Cube;
 use crate::{EngineError, Result};
 
+/// Numbers the fallbacks of this process, for their code tables' names.
+static NEXT_FALLBACK: AtomicU64 = AtomicU64::new(0);
+
 /// What the fallback keeps of a build: the sources' session and the dimension encoding.
 pub struct FallbackData {
     ctx: SessionContext,
@@ -40,6 +44,10 @@ pub struct FallbackData {
     dims: Dims,
     /// Code tables already registered in `ctx`.
     registered: Mutex<HashSet<String>>,
+    /// Starts the name of every code table this cube registers: cubes built from the same
+    /// sources share `ctx`, and their code tables (which differ when their models do) must not
+    /// collide.
+    prefix: String,
 }
 
 impl std::fmt::Debug for FallbackData {
@@ -57,6 +65,10 @@ impl FallbackData {
             catalog,
             dims,
             registered: Mutex::new(HashSet::new()),
+            prefix: format!(
+                "__lattice{}_",
+                NEXT_FALLBACK.fetch_add(1, Ordering::Relaxed)
+            ),
         }
     }
 
@@ -147,7 +159,7 @@ fn level_sql(cube: &Cube, fb: &FallbackData, fact: usize, l: LevelRef) -> Result
             .time
             .as_ref()
             .ok_or_else(|| EngineError::Internal("time level without a time axis".into()))?;
-        let name = format!("__lattice_time_{}", l.level);
+        let name = format!("{}time_{}", fb.prefix, l.level);
         fb.ensure(&name, || {
             let p: Vec<i64> = (0..axis.len as i64).collect();
             let c: Vec<i64> = (0..axis.len as u32)
@@ -172,7 +184,7 @@ fn level_sql(cube: &Cube, fb: &FallbackData, fact: usize, l: LevelRef) -> Result
     let codes = dims.codes[l.dim]
         .as_ref()
         .ok_or_else(|| EngineError::Internal("codes of a table dimension".into()))?;
-    let name = format!("__lattice_d{}_l{}_x{}", l.dim, l.level, x);
+    let name = format!("{}d{}_l{}_x{}", fb.prefix, l.dim, l.level, x);
     let alias = format!("l{}_{}", l.dim, l.level);
     let n_x = to_dim.len() - 1; // the last entry is the unknown key of x
     if let Some(by_key) = &codes.by_key[l.level] {

@@ -1,7 +1,9 @@
 //! Target-customer search: saved conditions on an entity's attributes, bands and per-period
 //! measures that evaluate to the set of entity members (customers) satisfying them, listed
 //! (paged, sortable by the entity or a measure) and counted, and usable as a segment (a filter
-//! on the entity level) in any query.
+//! on the entity level) in any query. Searches come as JSON documents (saved over the API) or
+//! from the definition's `searches:` ([`definition_searches`], checked against the data at
+//! build time by [`check_definition_searches`]).
 //!
 //! ```text
 //! Search { where: all / any / not / atom }
@@ -23,7 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use lattice_defs::diag::suggest;
-use lattice_defs::model::LevelRef;
+use lattice_defs::model::{LevelRef, SearchCondition, SearchFilter, SearchPeriod};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -494,9 +496,111 @@ pub fn find<'s>(searches: &'s SearchSet, name: &str) -> Result<&'s Search, Searc
         })
 }
 
-/// The searches a cube's definition names. The definition language has no `searches:`
-/// section yet, so this is empty; the server already treats these as read-only and unique
-/// with the saved ones.
-pub fn definition_searches(_model: &lattice_defs::Model) -> SearchSet {
-    SearchSet::new()
+/// The searches a cube's definition names (`searches:`), as documents. The server lists and
+/// runs them beside the saved ones and refuses to replace or delete them over the API.
+pub fn definition_searches(model: &lattice_defs::Model) -> SearchSet {
+    model
+        .searches
+        .iter()
+        .map(|s| {
+            let search = Search {
+                name: s.name.clone(),
+                description: s.description.clone().unwrap_or_default(),
+                entity: s.entity.clone(),
+                condition: condition_of(&s.condition),
+            };
+            (s.name.clone(), search)
+        })
+        .collect()
+}
+
+fn condition_of(c: &SearchCondition) -> Condition {
+    let period = |p: &Option<SearchPeriod>| {
+        p.as_ref().map(|p| Period {
+            level: p.level.clone(),
+            value: p.value.clone(),
+            last: p.last,
+        })
+    };
+    match c {
+        SearchCondition::All(cs) => Condition {
+            all: Some(cs.iter().map(condition_of).collect()),
+            ..Condition::default()
+        },
+        SearchCondition::Any(cs) => Condition {
+            any: Some(cs.iter().map(condition_of).collect()),
+            ..Condition::default()
+        },
+        SearchCondition::Not(c) => Condition {
+            not: Some(Box::new(condition_of(c))),
+            ..Condition::default()
+        },
+        SearchCondition::Member { filter, period: p } => Condition {
+            level: Some(filter.level.clone()),
+            op: Some(filter.op.clone()),
+            value: filter.value.clone().map(Json::String),
+            values: filter.values.clone(),
+            period: period(p),
+            ..Condition::default()
+        },
+        SearchCondition::Measure {
+            measure,
+            op,
+            value,
+            filters,
+            period: p,
+        } => Condition {
+            measure: Some(measure.clone()),
+            op: Some(op.clone()),
+            // An integer as a JSON number, as a document would have it; anything else as the
+            // exact decimal text (a JSON number could round it).
+            value: Some(
+                value
+                    .parse::<i64>()
+                    .map_or_else(|_| Json::String(value.clone()), Json::from),
+            ),
+            filters: filters.iter().filter_map(filter_of).collect(),
+            period: period(p),
+            ..Condition::default()
+        },
+    }
+}
+
+/// A validated filter as a query's (the definition checked the op's name).
+fn filter_of(f: &SearchFilter) -> Option<Filter> {
+    Some(Filter {
+        level: f.level.clone(),
+        op: serde_json::from_value(Json::String(f.op.clone())).ok()?,
+        value: f.value.clone(),
+        values: f.values.clone(),
+    })
+}
+
+/// Checks the definition's searches against a built cube — what only the data can show:
+/// that the members and periods they name exist. Each search that fails is a diagnostic at
+/// its name, saying which condition and what is wrong.
+pub async fn check_definition_searches(cube: &Cube) -> Result<(), lattice_defs::Diagnostics> {
+    let model = &cube.model;
+    let documents = definition_searches(model);
+    let mut diags = Vec::new();
+    for s in &model.searches {
+        let Some(search) = documents.get(&s.name) else {
+            continue;
+        };
+        if let Err(e) = members(cube, search, &Access::everything()).await {
+            diags.push(lattice_defs::Diagnostic {
+                file: model.file.clone(),
+                pos: s.pos,
+                path: format!("searches.{}", s.name),
+                error: lattice_defs::DefError::Invalid {
+                    message: format!("search '{}': {e}", s.name),
+                },
+            });
+        }
+    }
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(lattice_defs::Diagnostics(diags))
+    }
 }
