@@ -159,8 +159,8 @@ async fn bank_cuboids_chosen_by_the_test_equal_sql() {
         "[customer.value_class, time.month]",
         "[customer.value_class, customer.segment]",
     ];
-    let yaml = lattice_defs::BANK_CRM_YAML.replace(
-        "aggregates:\n  mode: auto\n  budget_mb: 1024",
+    let yaml = crate::util::with_aggregates(
+        lattice_defs::BANK_CRM_YAML,
         &format!(
             "aggregates:\n  mode: explicit\n  cuboids:\n{}",
             cuboids

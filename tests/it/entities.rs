@@ -176,7 +176,37 @@ fn derived_sql(model: &Model, m: MeasureId) -> String {
         }
     }
     match &model.measures[m].kind {
-        MeasureKind::Derived(e) => expr(model, e),
+        MeasureKind::Derived(e) => {
+            // Over several facts a missing part reads as 0, and the whole is null only when
+            // every part is (docs/query.md, "Derived measures over several facts").
+            let mut leaves = Vec::new();
+            collect_aggregates(model, m, &mut leaves);
+            let facts: BTreeSet<usize> = leaves
+                .iter()
+                .map(|&l| match model.measures[l].kind {
+                    MeasureKind::Aggregate { fact, .. } => fact,
+                    MeasureKind::Derived(_) => unreachable!(),
+                })
+                .collect();
+            let plain = expr(model, e);
+            if facts.len() < 2 {
+                return plain;
+            }
+            let mut names: Vec<String> = leaves
+                .iter()
+                .map(|&l| format!("\"{}\"", model.measures[l].name))
+                .collect();
+            names.dedup();
+            let mut zeroed = plain;
+            for n in &names {
+                zeroed = zeroed.replace(n, &format!("COALESCE({n}, 0)"));
+            }
+            let all_null: Vec<String> = names.iter().map(|n| format!("{n} IS NULL")).collect();
+            format!(
+                "(CASE WHEN {} THEN NULL ELSE {zeroed} END)",
+                all_null.join(" AND ")
+            )
+        }
         MeasureKind::Aggregate { .. } => format!("\"{}\"", model.measures[m].name),
     }
 }

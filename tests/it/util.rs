@@ -50,6 +50,16 @@ pub fn bank_crm(dir: &Path, csv: bool) -> Result<lattice_defs::Model, lattice_de
     lattice_defs::parse_str(&yaml, "bank_crm.yaml", dir)
 }
 
+/// `yaml` (a definition shaped like the shipped one) with its whole `aggregates:` section — up
+/// to the next blank line — replaced by `section`.
+pub fn with_aggregates(yaml: &str, section: &str) -> String {
+    let start = yaml.find("\naggregates:\n").expect("an aggregates section") + 1;
+    let end = yaml[start..]
+        .find("\n\n")
+        .map_or(yaml.len(), |e| start + e + 1);
+    format!("{}{section}{}", &yaml[..start], &yaml[end..])
+}
+
 /// Runs a future to completion on a fresh single-threaded runtime (for proptest bodies).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

@@ -151,17 +151,15 @@ async fn quantile_classes_over_other_periods_and_metrics_equal_the_sql_reference
             2 => "[q1, q2, q3, q4]",
             _ => unreachable!(),
         };
-        let yaml = lattice_defs::BANK_CRM_YAML
-            .replacen(
+        let yaml = crate::util::with_aggregates(
+            lattice_defs::BANK_CRM_YAML,
+            "aggregates:\n  mode: explicit\n  cuboids:\n    - [customer.value_class]\n    - [customer.value_class, time.month]\n    - [customer.value_class, customer.segment, time.year]\n",
+        )
+        .replacen(
                 "          metric: fee_income\n          per: [customer, time.year]\n          quantiles: [0.8, 0.95]\n          labels: [C, B, A]",
                 &format!(
                     "          metric: fee_income\n          per: [customer, time.year]\n          {quantiles}\n          labels: {labels}"
                 ),
-                1,
-            )
-            .replacen(
-                "aggregates:\n  mode: auto\n  budget_mb: 1024",
-                "aggregates:\n  mode: explicit\n  cuboids:\n    - [customer.value_class]\n    - [customer.value_class, time.month]\n    - [customer.value_class, customer.segment, time.year]",
                 1,
             );
         // The variant's own change, inside the value_class block only.
