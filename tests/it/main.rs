@@ -24,6 +24,7 @@ mod server;
 mod synth;
 mod util;
 mod value_class;
+mod walkthrough;
 
 /// The question suite with SQL twins, shared with the query benchmark.
 #[path = "../questions.rs"]
