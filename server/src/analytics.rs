@@ -14,6 +14,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use lattice_engine::access::Access;
 use lattice_engine::analytics::{
     AbnormalAnswer, AbnormalQuery, AnalyticsError, MigrationAnswer, MigrationDrill,
     MigrationDrillAnswer, MigrationQuery, ParetoAnswer, ParetoQuery, PerformanceAnswer,
@@ -26,6 +27,7 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::query::{read_body, require_content_type, run_limited};
+use crate::registry::Snapshot;
 
 /// The analytics routes, to merge into the server's router.
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -111,6 +113,36 @@ where
     out.map_err(api_error)
 }
 
+/// One analysis over HTTP: the request read from the JSON body with `parse`, answered by `run`
+/// on the serving snapshot under the principal's access and the query limits.
+async fn analyse<Q, A, Fut>(
+    state: &AppState,
+    principal: &Principal,
+    cube: &str,
+    (headers, body): (&HeaderMap, Result<Bytes, BytesRejection>),
+    parse: fn(&str) -> Result<Q, AnalyticsError>,
+    run: impl FnOnce(Arc<Snapshot>, Q, Access) -> Fut,
+) -> Result<A, ApiError>
+where
+    A: Send + 'static,
+    Fut: Future<Output = Result<A, AnalyticsError>> + Send + 'static,
+{
+    let slot = state.slot(cube)?;
+    let q = parse(&body_text(state, headers, body)?).map_err(api_error)?;
+    limited(
+        state,
+        principal,
+        run(slot.load(), q, principal.access.clone()),
+    )
+    .await
+}
+
+/// The most rows a paged analysis may produce: one over the row limit, so that an answer
+/// that would exceed it is refused (`too_many_rows`) rather than cut short.
+fn row_cap(state: &AppState) -> u64 {
+    state.config.limits.max_result_rows as u64 + 1
+}
+
 fn too_many_rows(state: &AppState, rows: usize) -> Result<(), ApiError> {
     let limit = state.config.limits.max_result_rows;
     if rows > limit {
@@ -143,15 +175,19 @@ pub(crate) async fn abnormal_route(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AbnormalAnswer>, ApiError> {
-    let slot = state.slot(&cube)?;
-    let mut q = AbnormalQuery::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
-    let max = state.config.limits.max_result_rows as u64;
-    q.limit = Some(q.limit.map_or(max + 1, |l| l.min(max + 1)));
-    let snapshot = slot.load();
-    let access = principal.access.clone();
-    let answer = limited(&state, &principal, async move {
-        abnormal(&snapshot.cube, &q, &access).await
-    })
+    let cap = row_cap(&state);
+    let request = (&headers, body);
+    let answer = analyse(
+        &state,
+        &principal,
+        &cube,
+        request,
+        AbnormalQuery::from_json,
+        move |s, mut q, access| async move {
+            q.limit = Some(q.limit.map_or(cap, |l| l.min(cap)));
+            abnormal(&s.cube, &q, &access).await
+        },
+    )
     .await?;
     too_many_rows(&state, answer.rows.len())?;
     Ok(Json(answer))
@@ -181,13 +217,15 @@ pub(crate) async fn migration_route(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<MigrationAnswer>, ApiError> {
-    let slot = state.slot(&cube)?;
-    let q = MigrationQuery::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
-    let snapshot = slot.load();
-    let access = principal.access.clone();
-    let answer = limited(&state, &principal, async move {
-        migration(&snapshot.cube, &q, &access).await
-    })
+    let request = (&headers, body);
+    let answer = analyse(
+        &state,
+        &principal,
+        &cube,
+        request,
+        MigrationQuery::from_json,
+        |s, q, access| async move { migration(&s.cube, &q, &access).await },
+    )
     .await?;
     Ok(Json(answer))
 }
@@ -216,16 +254,19 @@ pub(crate) async fn migration_drill_route(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<MigrationDrillAnswer>, ApiError> {
-    let slot = state.slot(&cube)?;
-    let mut d =
-        MigrationDrill::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
-    let max = state.config.limits.max_result_rows as u64;
-    d.limit = Some(d.limit.unwrap_or(DEFAULT_DRILL_LIMIT).min(max + 1));
-    let snapshot = slot.load();
-    let access = principal.access.clone();
-    let answer = limited(&state, &principal, async move {
-        migration_drill(&snapshot.cube, &d, &access).await
-    })
+    let cap = row_cap(&state);
+    let request = (&headers, body);
+    let answer = analyse(
+        &state,
+        &principal,
+        &cube,
+        request,
+        MigrationDrill::from_json,
+        move |s, mut d, access| async move {
+            d.limit = Some(d.limit.unwrap_or(DEFAULT_DRILL_LIMIT).min(cap));
+            migration_drill(&s.cube, &d, &access).await
+        },
+    )
     .await?;
     too_many_rows(&state, answer.rows.len())?;
     Ok(Json(answer))
@@ -258,16 +299,19 @@ pub(crate) async fn performance_route(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PerformanceAnswer>, ApiError> {
-    let slot = state.slot(&cube)?;
-    let mut q =
-        PerformanceQuery::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
-    let max = state.config.limits.max_result_rows as u64;
-    q.limit = Some(q.limit.map_or(max + 1, |l| l.min(max + 1)));
-    let snapshot = slot.load();
-    let access = principal.access.clone();
-    let answer = limited(&state, &principal, async move {
-        performance(&snapshot.cube, &q, &access).await
-    })
+    let cap = row_cap(&state);
+    let request = (&headers, body);
+    let answer = analyse(
+        &state,
+        &principal,
+        &cube,
+        request,
+        PerformanceQuery::from_json,
+        move |s, mut q, access| async move {
+            q.limit = Some(q.limit.map_or(cap, |l| l.min(cap)));
+            performance(&s.cube, &q, &access).await
+        },
+    )
     .await?;
     too_many_rows(&state, answer.rows.len())?;
     Ok(Json(answer))
@@ -299,13 +343,15 @@ pub(crate) async fn pareto_route(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ParetoAnswer>, ApiError> {
-    let slot = state.slot(&cube)?;
-    let q = ParetoQuery::from_json(&body_text(&state, &headers, body)?).map_err(api_error)?;
-    let snapshot = slot.load();
-    let access = principal.access.clone();
-    let answer = limited(&state, &principal, async move {
-        pareto(&snapshot.cube, &q, &access).await
-    })
+    let request = (&headers, body);
+    let answer = analyse(
+        &state,
+        &principal,
+        &cube,
+        request,
+        ParetoQuery::from_json,
+        |s, q, access| async move { pareto(&s.cube, &q, &access).await },
+    )
     .await?;
     Ok(Json(answer))
 }
