@@ -18,6 +18,7 @@ use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
 use crate::query_suite::{Cell, Fixture, compare_rows, fixture, run_sql};
+use crate::util::post_json;
 use crate::util::{bank_crm, parquet_dir};
 
 fn everyone() -> Access {
@@ -690,47 +691,14 @@ async fn migration_drill_lists_a_transitions_customers_and_scope_restricts_the_m
 
 // ---- HTTP ----
 
-/// POSTs `body` to `path` of a server on `addr`; the status and the JSON body.
-async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Json) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let status = head[9..12].parse().expect("status");
-    (status, serde_json::from_str(body).expect("JSON body"))
-}
-
 #[tokio::test]
 async fn the_analyses_answer_over_http_with_the_api_error_shape() {
     let fx = fixture().await;
-    let built = lattice_server::build_definition(
-        lattice_defs::BANK_CRM_YAML.to_string(),
-        None,
-        Some(parquet_dir()),
-        false,
-    )
-    .await
-    .expect("the shipped cube builds");
-    let server = lattice_server::Server::new(
-        lattice_server::Config {
-            watch_interval: None,
-            ..lattice_server::Config::default()
-        },
-        vec![lattice_server::Served { built, path: None }],
-    )
-    .expect("server");
-    let listening = crate::util::listen(server).await;
+    let listening = crate::util::serve_shipped().await;
     let addr = listening.addr;
 
     let request = r#"{"kind": "change", "measure": "deposit_balance", "before": "2025-02", "after": "2025-03", "relative": 0.5, "direction": "down"}"#;
-    let (status, body) = post(addr, "/v1/cubes/bank_crm/analytics/abnormal", request).await;
+    let (status, body) = post_json(addr, "/v1/cubes/bank_crm/analytics/abnormal", request).await;
     assert_eq!(status, 200, "{body}");
     let engine = ask(&fx.cube, &abnormal_query(request), &everyone()).await;
     assert_eq!(
@@ -739,7 +707,7 @@ async fn the_analyses_answer_over_http_with_the_api_error_shape() {
     );
     assert_eq!(body["total"], engine.total);
 
-    let (status, body) = post(
+    let (status, body) = post_json(
         addr,
         "/v1/cubes/bank_crm/analytics/abnormal",
         r#"{"kind": "change", "measure": "deposit_balance", "before": "2025-03", "after": "2025-02", "relative": 0.5}"#,
@@ -753,7 +721,7 @@ async fn the_analyses_answer_over_http_with_the_api_error_shape() {
     assert_eq!(body["error"]["details"]["before"], "2025-03");
 
     let migration = r#"{"band": "customer.deposit_band", "level": "time.quarter", "from": "2025-Q1", "to": "2025-Q2"}"#;
-    let (status, body) = post(addr, "/v1/cubes/bank_crm/analytics/migration", migration).await;
+    let (status, body) = post_json(addr, "/v1/cubes/bank_crm/analytics/migration", migration).await;
     assert_eq!(status, 200, "{body}");
     let total: u64 = body["cells"]
         .as_array()
@@ -762,7 +730,7 @@ async fn the_analyses_answer_over_http_with_the_api_error_shape() {
         .map(|c| c["members"].as_u64().expect("members"))
         .sum();
     assert!(total > 900, "{total} customers in the matrix");
-    let (status, body) = post(
+    let (status, body) = post_json(
         addr,
         "/v1/cubes/bank_crm/analytics/migration/drill",
         &format!(
@@ -772,7 +740,7 @@ async fn the_analyses_answer_over_http_with_the_api_error_shape() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"].as_array().map(Vec::len), Some(5));
-    let (status, body) = post(
+    let (status, body) = post_json(
         addr,
         "/v1/cubes/bank_crm/analytics/migration",
         r#"{"band": "customer.deposit_bnd", "from": "2025-01", "to": "2025-02"}"#,

@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 
 use crate::query_suite::{Cell, Fixture, fixture, run_sql};
 use crate::util::parquet_dir;
+use crate::util::post_json;
 
 fn request(json: &str) -> ParetoQuery {
     ParetoQuery::from_json(json).expect("request")
@@ -316,23 +317,6 @@ async fn bad_requests_say_what_is_wrong() {
     }
 }
 
-/// POSTs `body` to `path` of a server on `addr`; the status and the JSON body.
-async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Json) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let status = head[9..12].parse().expect("status");
-    (status, serde_json::from_str(body).expect("JSON body"))
-}
-
 /// The answer as a client reads it (through JSON text, as floats round-trip there), without
 /// its timings.
 fn without_meta(a: &ParetoAnswer) -> Json {
@@ -345,33 +329,17 @@ fn without_meta(a: &ParetoAnswer) -> Json {
 #[tokio::test]
 async fn pareto_answers_over_http_and_from_the_cli() {
     let fx = fixture().await;
-    let built = lattice_server::build_definition(
-        lattice_defs::BANK_CRM_YAML.to_string(),
-        None,
-        Some(parquet_dir()),
-        false,
-    )
-    .await
-    .expect("the shipped cube builds");
-    let server = lattice_server::Server::new(
-        lattice_server::Config {
-            watch_interval: None,
-            ..lattice_server::Config::default()
-        },
-        vec![lattice_server::Served { built, path: None }],
-    )
-    .expect("server");
-    let listening = crate::util::listen(server).await;
+    let listening = crate::util::serve_shipped().await;
     let path = "/v1/cubes/bank_crm/analytics/pareto";
     let json = r#"{"measure": "fee_income", "cuts": [0.2, 0.05], "points": 10}"#;
-    let (status, mut body) = post(listening.addr, path, json).await;
+    let (status, mut body) = post_json(listening.addr, path, json).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_value::<lattice_server::openapi::ParetoAnswerDoc>(body.clone())
         .expect("the answer reads into its OpenAPI mirror");
     body.as_object_mut().expect("object").remove("meta");
     let engine = ask(&fx.cube, json, &Access::everything()).await;
     assert_eq!(body, without_meta(&engine));
-    let (status, body) = post(
+    let (status, body) = post_json(
         listening.addr,
         path,
         r#"{"measure": "fee_income", "cuts": [2]}"#,

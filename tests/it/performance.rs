@@ -16,6 +16,7 @@ use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
 use crate::query_suite::{Cell, Fixture, compare_rows, fixture, run_sql};
+use crate::util::post_json;
 use crate::util::{bank_crm, parquet_dir};
 
 fn manager_scope(manager: &str) -> Access {
@@ -554,30 +555,14 @@ async fn bad_requests_name_the_field_and_what_would_do() {
 #[tokio::test]
 async fn performance_answers_over_http_and_pages() {
     let fx = fixture().await;
-    let built = lattice_server::build_definition(
-        lattice_defs::BANK_CRM_YAML.to_string(),
-        None,
-        Some(parquet_dir()),
-        false,
-    )
-    .await
-    .expect("the shipped cube builds");
-    let server = lattice_server::Server::new(
-        lattice_server::Config {
-            watch_interval: None,
-            ..lattice_server::Config::default()
-        },
-        vec![lattice_server::Served { built, path: None }],
-    )
-    .expect("server");
-    let listening = crate::util::listen(server).await;
+    let listening = crate::util::serve_shipped().await;
     let addr = listening.addr;
     let path = "/v1/cubes/bank_crm/analytics/performance";
     let request = r#"{"level": "manager.manager", "period": "time.quarter", "from": "2025-Q1", "to": "2025-Q2",
         "measures": ["deposit_balance", "fee_income"],
         "high_value": {"level": "customer.deposit_band", "members": ["200k-1M", "1M+"]},
         "rank": {"within": "manager.branch", "by": "fee_income"}, "limit": 5, "offset": 2}"#;
-    let (status, body) = post(addr, path, request).await;
+    let (status, body) = post_json(addr, path, request).await;
     assert_eq!(status, 200, "{body}");
     let engine = performance(
         &fx.cube,
@@ -597,7 +582,7 @@ async fn performance_answers_over_http_and_pages() {
     serde_json::from_value::<lattice_server::openapi::PerformanceAnswerDoc>(body.clone())
         .expect("the answer reads into its OpenAPI mirror");
 
-    let (status, body) = post(
+    let (status, body) = post_json(
         addr,
         path,
         r#"{"level": "manager.manager", "from": "2025-01", "to": "2025-02",
@@ -610,7 +595,7 @@ async fn performance_answers_over_http_and_pages() {
         "{body}"
     );
     assert_eq!(body["error"]["details"]["field"], "rank.within");
-    let (status, body) = post(
+    let (status, body) = post_json(
         addr,
         path,
         r#"{"level": "manager.manager", "from": "2025-01", "to": "2025-02", "measures": ["fee_incme"]}"#,
@@ -623,23 +608,6 @@ async fn performance_answers_over_http_and_pages() {
     );
     assert_eq!(body["error"]["details"]["field"], "measures");
     listening.stop().await;
-}
-
-/// POSTs `body` to `path` of a server on `addr`; the status and the JSON body.
-async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, Json) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let status = head[9..12].parse().expect("status");
-    (status, serde_json::from_str(body).expect("JSON body"))
 }
 
 #[tokio::test]

@@ -96,6 +96,50 @@ pub async fn shipped_cube_in(dir: &Path) -> lattice_server::Served {
     }
 }
 
+/// The shipped cube over the test data, served (without watching files) on a free loopback
+/// port.
+pub async fn serve_shipped() -> Listening {
+    let built = lattice_server::build_definition(
+        lattice_defs::BANK_CRM_YAML.to_string(),
+        None,
+        Some(parquet_dir()),
+        false,
+    )
+    .await
+    .expect("the shipped cube builds");
+    let server = lattice_server::Server::new(
+        lattice_server::Config {
+            watch_interval: None,
+            ..lattice_server::Config::default()
+        },
+        vec![lattice_server::Served { built, path: None }],
+    )
+    .expect("server");
+    listen(server).await
+}
+
+/// POSTs the JSON `body` to `path` of a server on `addr` over a fresh connection; the status
+/// and the JSON body.
+pub async fn post_json(
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let status = head[9..12].parse().expect("status");
+    (status, serde_json::from_str(body).expect("JSON body"))
+}
+
 /// A server listening on a free loopback port until [`Listening::stop`].
 #[derive(Debug)]
 pub struct Listening {
