@@ -398,6 +398,8 @@ const DENSE_SLOTS: usize = 1 << 22;
 /// Assigns each row its cell: rows with the same codes share one. Returns each row's cell and
 /// the cells' codes, flat (`levels.len()` codes per cell). Codes are packed into one `u64`
 /// when the levels' member counts allow (the common case), else hashed as vectors.
+// Row `r` indexes every level's code column at once; an iterator would not read better.
+#[allow(clippy::needless_range_loop)]
 fn group_rows(
     row_codes: &[Cow<'_, [u32]>],
     rows: usize,
