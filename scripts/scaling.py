@@ -25,7 +25,13 @@ VENV = Path.home() / ".cache" / "lattice" / "venv-plot"
 
 
 def run_scale(scale: str) -> dict:
-    cmd = ["cargo", "run", "--quiet", "--release", "--example", "scaling", "--", scale]
+    # LATTICE_SCALING_BIN: a private copy of the built example (the shared target dir holds
+    # one copy, which other builds overwrite).
+    binary = os.environ.get("LATTICE_SCALING_BIN")
+    if binary:
+        cmd = [binary, scale]
+    else:
+        cmd = ["cargo", "run", "--quiet", "--release", "--example", "scaling", "--", scale]
     print("$", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -48,6 +54,7 @@ def summary(point: dict) -> dict:
         "cuboid_max_us": max(by_path["cuboid"], default=None),
         "fallback_n": len(by_path["fallback"]),
         "fallback_ms": (med(by_path["fallback"]) or 0) / 1e3,
+        "stages_s": point.get("stages_s", {}),
     }
 
 
@@ -66,6 +73,14 @@ def table(rows: list) -> str:
             f"| {r['cuboid_us']:.1f} µs ({r['cuboid_max_us']:.0f} µs), {r['cuboid_n']} q "
             f"| {r['fallback_ms']:.0f} ms, {r['fallback_n']} q |"
         )
+    names = []
+    for r in rows:
+        names += [n for n in r["stages_s"] if n not in names]
+    lines += ["", "Build stages (seconds):", "", "| scale | " + " | ".join(names) + " |",
+              "| ---: |" + " ---: |" * len(names)]
+    for r in rows:
+        cells = " | ".join(f"{r['stages_s'].get(n, 0):.1f}" for n in names)
+        lines.append(f"| {r['scale']:g} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

@@ -138,6 +138,17 @@ pub(crate) async fn build_base(
     let mut outer_aggs = Vec::new();
     let mut scales = Vec::new();
     let mut distinct_integer = Vec::new();
+    // A distinct count over the column of a key already in the grain (customers of a fact
+    // keyed by customer) reads that key's column instead of grouping by it twice.
+    let mut reuse_key: Vec<Option<usize>> = vec![None; measures.len()];
+    let key_columns: Vec<Option<&str>> = f
+        .direct
+        .iter()
+        .map(|&d| match &model.dimensions[d].kind {
+            lattice_defs::model::DimensionKind::Table { key, .. } => Some(key.column.as_str()),
+            _ => None,
+        })
+        .collect();
     for (j, (m, spec)) in measures.iter().enumerate() {
         let MeasureKind::Aggregate { column, .. } = &model.measures[*m].kind else {
             continue;
@@ -153,8 +164,18 @@ pub(crate) async fn build_base(
                     .as_ref()
                     .is_some_and(|c| is_integer(catalog, &f.name, &c.column));
                 distinct_integer.push(int);
-                inner.push(format!("{} AS x{j}", key_sql(x, int)));
-                group.push(format!("x{j}"));
+                let same_key = column.as_ref().and_then(|c| {
+                    key_columns
+                        .iter()
+                        .zip(&integer_keys)
+                        .position(|(k, ik)| *k == Some(c.column.as_str()) && *ik == int)
+                });
+                if let Some(i) = same_key {
+                    reuse_key[j] = Some(i);
+                } else {
+                    inner.push(format!("{} AS x{j}", key_sql(x, int)));
+                    group.push(format!("x{j}"));
+                }
             }
             (Agg::Count, None) => outer_aggs.push(format!("COUNT(*) AS a{j}")),
             (agg, Some(x)) => {
@@ -208,7 +229,11 @@ pub(crate) async fn build_base(
     // group columns (after the keys and the period).
     let mut agg_cols = Vec::new();
     let (mut next_outer, mut next_group) = (n_group + 1, n_keys + 1);
-    for (_, spec) in &measures {
+    for (j, (_, spec)) in measures.iter().enumerate() {
+        if let Some(i) = reuse_key[j] {
+            agg_cols.push(i);
+            continue;
+        }
         let next = if spec.agg == Agg::Distinct {
             &mut next_group
         } else {
@@ -224,7 +249,7 @@ pub(crate) async fn build_base(
             let dc = dims.codes[d]
                 .as_ref()
                 .ok_or_else(|| EngineError::Internal("no codes".into()))?;
-            codes[i].extend(keys(b, i, integer_keys[i])?.iter().map(|k| dc.key_code(k)));
+            codes[i].extend(dc.column_codes(b, i)?);
         }
         let periods = ints(b, n_keys)?;
         codes[n_keys].extend((0..b.num_rows()).map(|r| {
@@ -249,8 +274,12 @@ pub(crate) async fn build_base(
                 (MeasureColumn::DistinctValues(v), _) => {
                     let int = distinct_integer[distinct_pos];
                     distinct_pos += 1;
-                    let vals = distinct_codes(&keys(b, c, int)?, &mut dictionaries[j])?;
-                    v.extend(vals.into_iter().map(|x| x.unwrap_or(NO_VALUE)));
+                    if int {
+                        v.extend(distinct_ints(&ints(b, c)?)?);
+                    } else {
+                        let vals = distinct_codes(&keys(b, c, int)?, &mut dictionaries[j])?;
+                        v.extend(vals.into_iter().map(|x| x.unwrap_or(NO_VALUE)));
+                    }
                 }
                 (MeasureColumn::Decimal { values, valid, .. }, _) => {
                     let a = decimals(b, c, scales[j])?;
@@ -270,6 +299,21 @@ pub(crate) async fn build_base(
         measures: cols,
         fact_rows,
     })
+}
+
+/// Integer distinct values as themselves ([`NO_VALUE`] for NULL), as [`distinct_codes`] does.
+fn distinct_ints(a: &arrow::array::Int64Array) -> Result<Vec<u32>> {
+    (0..a.len())
+        .map(|r| {
+            if !a.is_valid(r) {
+                return Ok(NO_VALUE);
+            }
+            let i = a.value(r);
+            u32::try_from(i).map_err(|_| EngineError::Unsupported {
+                what: format!("a distinct count over the integer {i}: distinct integers must lie in 0..=4294967295"),
+            })
+        })
+        .collect()
 }
 
 /// The codes distinct values are kept under: integer values as themselves (customer ids stay

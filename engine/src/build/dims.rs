@@ -27,6 +27,9 @@ pub(crate) struct DimCodes {
     pub n_keys: usize,
     pub key_map: HashMap<KeyValue, u32>,
     pub integer_key: bool,
+    /// Integer keys in a compact range: `(smallest key, key - smallest -> code)`, so facts are
+    /// coded by indexing instead of hashing (`n_keys` where a key is absent).
+    pub dense: Option<(i64, Vec<u32>)>,
     /// Per level: key code -> member code (column levels and column buckets).
     pub by_key: Vec<Option<Vec<u32>>>,
     /// Per level: metric bucket codes.
@@ -40,6 +43,56 @@ impl DimCodes {
             .copied()
             .unwrap_or(self.n_keys as u32)
     }
+
+    /// The key codes of column `i` of `batch` (unknown keys get code `n_keys`).
+    pub fn column_codes(&self, batch: &arrow::array::RecordBatch, i: usize) -> Result<Vec<u32>> {
+        let unknown = self.n_keys as u32;
+        match &self.dense {
+            Some((min, slots)) => {
+                let a = ints(batch, i)?;
+                Ok((0..a.len())
+                    .map(|r| {
+                        if !a.is_valid(r) {
+                            return unknown;
+                        }
+                        a.value(r)
+                            .checked_sub(*min)
+                            .and_then(|o| usize::try_from(o).ok())
+                            .and_then(|o| slots.get(o).copied())
+                            .unwrap_or(unknown)
+                    })
+                    .collect())
+            }
+            None => Ok(keys(batch, i, self.integer_key)?
+                .iter()
+                .map(|k| self.key_code(k))
+                .collect()),
+        }
+    }
+}
+
+/// The direct-index table of integer keys spanning at most four slots per key.
+fn dense_keys(key_map: &HashMap<KeyValue, u32>, n_keys: usize) -> Option<(i64, Vec<u32>)> {
+    let ints: Vec<(i64, u32)> = key_map
+        .iter()
+        .map(|(k, c)| match k {
+            KeyValue::Int(i) => Some((*i, *c)),
+            KeyValue::Text(_) => None,
+        })
+        .collect::<Option<_>>()?;
+    let min = ints.iter().map(|(k, _)| *k).min()?;
+    let max = ints.iter().map(|(k, _)| *k).max()?;
+    let span = usize::try_from(max.checked_sub(min)?)
+        .ok()?
+        .checked_add(1)?;
+    if span > 4 * n_keys + 1024 {
+        return None;
+    }
+    let mut slots = vec![n_keys as u32; span];
+    for (k, c) in ints {
+        slots[(k - min) as usize] = c;
+    }
+    Some((min, slots))
 }
 
 /// A metric bucket's member per (entity key code, period of its grain).
@@ -296,10 +349,16 @@ async fn encode_table_dim(
         by_key.push(Some(map));
         dicts.push(dict);
     }
+    let dense = if integer_key {
+        dense_keys(&key_map, n_keys)
+    } else {
+        None
+    };
     let codes = DimCodes {
         n_keys,
         key_map,
         integer_key,
+        dense,
         by_key,
         metric: dim.levels.iter().map(|_| None).collect(),
     };

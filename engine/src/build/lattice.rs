@@ -312,7 +312,12 @@ pub(crate) fn aggregate(
     }
 
     let (cell_of_row, keys) = group_rows(&row_codes, rows, levels, dims);
-    let n_cells = keys.len();
+    drop(row_codes);
+    let width = levels.len();
+    let n_cells = keys
+        .len()
+        .checked_div(width)
+        .unwrap_or(usize::from(rows > 0));
     let mut out: Vec<MeasureColumn> = specs
         .iter()
         .zip(columns)
@@ -333,7 +338,7 @@ pub(crate) fn aggregate(
         let counts = |r: usize| !spec.semi || semi_ok[r];
         match (src, dst) {
             (MeasureColumn::Count(s), MeasureColumn::Count(d)) => {
-                for (r, &cell) in cell_of_row.iter().enumerate() {
+                for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
                     if counts(r) {
                         d[cell] += s[r];
                     }
@@ -347,19 +352,19 @@ pub(crate) fn aggregate(
                 },
                 MeasureColumn::Decimal { values, valid, .. },
             ) => {
-                for (r, &cell) in cell_of_row.iter().enumerate() {
+                for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
                     if counts(r) && sok[r] {
                         merge_decimal(values, valid, cell, sv[r], spec.agg);
                     }
                 }
             }
             (MeasureColumn::Distinct(s), MeasureColumn::Distinct(d)) => {
-                for (r, &cell) in cell_of_row.iter().enumerate() {
+                for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
                     d[cell] |= &s[r];
                 }
             }
             (MeasureColumn::DistinctValues(s), MeasureColumn::Distinct(d)) => {
-                for (r, &cell) in cell_of_row.iter().enumerate() {
+                for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
                     if s[r] != NO_VALUE {
                         d[cell].insert(s[r]);
                     }
@@ -370,10 +375,11 @@ pub(crate) fn aggregate(
     }
 
     // Cells in code order.
+    let key = |c: usize| &keys[c * width..(c + 1) * width];
     let mut order: Vec<usize> = (0..n_cells).collect();
-    order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
-    let codes: Vec<Vec<u32>> = (0..levels.len())
-        .map(|k| order.iter().map(|&c| keys[c][k]).collect())
+    order.sort_unstable_by(|a, b| key(*a).cmp(key(*b)));
+    let codes: Vec<Vec<u32>> = (0..width)
+        .map(|k| order.iter().map(|&c| keys[c * width + k]).collect())
         .collect();
     let measures = out.into_iter().map(|col| reorder(col, &order)).collect();
     Ok(Cuboid {
@@ -389,14 +395,17 @@ pub(crate) fn aggregate(
 /// Cuboids with at most this many possible cells group rows through an array, not a hash map.
 const DENSE_SLOTS: usize = 1 << 22;
 
-/// Assigns each row its cell: rows with the same codes share one. Codes are packed into one
-/// `u64` when the levels' member counts allow (the common case), else hashed as vectors.
+/// Assigns each row its cell: rows with the same codes share one. Returns each row's cell and
+/// the cells' codes, flat (`levels.len()` codes per cell). Codes are packed into one `u64`
+/// when the levels' member counts allow (the common case), else hashed as vectors.
+// Row `r` indexes every level's code column at once; an iterator would not read better.
+#[allow(clippy::needless_range_loop)]
 fn group_rows(
     row_codes: &[Cow<'_, [u32]>],
     rows: usize,
     levels: &[LevelRef],
     dims: &Dims,
-) -> (Vec<usize>, Vec<Vec<u32>>) {
+) -> (Vec<u32>, Vec<u32>) {
     let bits: Vec<u32> = levels
         .iter()
         .map(|l| {
@@ -404,14 +413,20 @@ fn group_rows(
             64 - n.leading_zeros()
         })
         .collect();
+    let width = levels.len();
     let mut cell_of_row = Vec::with_capacity(rows);
-    let mut keys: Vec<Vec<u32>> = Vec::new();
+    let mut keys: Vec<u32> = Vec::new();
+    let push_key = |keys: &mut Vec<u32>, r: usize| keys.extend(row_codes.iter().map(|c| c[r]));
     let cards: Vec<usize> = levels
         .iter()
         .map(|l| dims.dicts[l.dim][l.level].len().max(1))
         .collect();
     let slots = cards.iter().try_fold(1usize, |acc, c| acc.checked_mul(*c));
-    if let Some(slots) = slots.filter(|s| *s <= DENSE_SLOTS) {
+    let mut n_cells = 0u32;
+    // The array is filled before use, so it must not dwarf the rows (a small parent would
+    // spend its time zeroing pages).
+    let dense_limit = DENSE_SLOTS.min(rows.saturating_mul(4).max(4096));
+    if let Some(slots) = slots.filter(|s| *s <= dense_limit) {
         // Few possible cells: a mixed-radix index into an array, no hashing.
         let mut index = vec![u32::MAX; slots];
         for r in 0..rows {
@@ -420,37 +435,39 @@ fn group_rows(
                 at = at * card + row_codes[k][r] as usize;
             }
             if index[at] == u32::MAX {
-                index[at] = keys.len() as u32;
-                keys.push(row_codes.iter().map(|c| c[r]).collect());
+                index[at] = n_cells;
+                n_cells += 1;
+                push_key(&mut keys, r);
             }
-            cell_of_row.push(index[at] as usize);
+            cell_of_row.push(index[at]);
         }
     } else if bits.iter().sum::<u32>() <= 64 {
-        let mut index: HashMap<u64, usize> = HashMap::new();
+        let mut index: HashMap<u64, u32> = HashMap::with_capacity(rows.min(1 << 20));
         for r in 0..rows {
             let mut packed = 0u64;
             for (k, b) in bits.iter().enumerate() {
                 packed = (packed << b) | u64::from(row_codes[k][r]);
             }
-            let next = keys.len();
             let cell = *index.entry(packed).or_insert_with(|| {
-                keys.push(row_codes.iter().map(|c| c[r]).collect());
-                next
+                push_key(&mut keys, r);
+                n_cells += 1;
+                n_cells - 1
             });
             cell_of_row.push(cell);
         }
     } else {
-        let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
+        let mut index: HashMap<Vec<u32>, u32> = HashMap::new();
         for r in 0..rows {
             let key: Vec<u32> = row_codes.iter().map(|c| c[r]).collect();
-            let next = keys.len();
-            let cell = *index.entry(key.clone()).or_insert_with(|| {
-                keys.push(key);
-                next
+            let cell = *index.entry(key).or_insert_with(|| {
+                push_key(&mut keys, r);
+                n_cells += 1;
+                n_cells - 1
             });
             cell_of_row.push(cell);
         }
     }
+    debug_assert_eq!(keys.len(), n_cells as usize * width);
     (cell_of_row, keys)
 }
 

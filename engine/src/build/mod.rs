@@ -258,14 +258,24 @@ fn build_lattice(
         .iter()
         .map(|b| lattice::Closing::new(b, dims, model))
         .collect();
-    // Every level a plan needs, as a column over its fact's base rows (computed once).
+    // A plan is built from the base table when no plan with more levels (built in an earlier
+    // layer) derives it; only those plans' levels are kept as columns over the base rows.
+    let from_base = |p: &Plan| {
+        !plans.iter().any(|q| {
+            q.fact == p.fact
+                && q.levels.len() > p.levels.len()
+                && select::derives(model, &q.levels, &p.levels)
+                && lattice::can_derive(model, dims, &q.levels, &p.levels)
+        })
+    };
+    // Every level such a plan needs, as a column over its fact's base rows (computed once).
     let base_codes: Vec<HashMap<LevelRef, Vec<u32>>> = bases
         .iter()
         .enumerate()
         .map(|(f, b)| {
             let mut needed: Vec<LevelRef> = plans
                 .iter()
-                .filter(|p| p.fact == f)
+                .filter(|p| p.fact == f && from_base(p))
                 .flat_map(|p| p.levels.clone())
                 .collect();
             needed.sort_unstable();

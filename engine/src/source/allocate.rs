@@ -237,6 +237,14 @@ fn units(col: &ArrayRef, scale: i8) -> Result<Decimal128Array> {
         .clone())
 }
 
+fn text_array(col: &ArrayRef) -> Result<arrow::array::StringArray> {
+    let c = cast(col, &DataType::Utf8)?;
+    c.as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .cloned()
+        .ok_or_else(|| EngineError::Internal("cast to text".into()))
+}
+
 fn texts(col: &ArrayRef) -> Result<Vec<Option<String>>> {
     let c = cast(col, &DataType::Utf8)?;
     let s = c
@@ -350,7 +358,9 @@ async fn allocate(
     let cells = query(ctx, &sql).await?;
     let n_keys = keys.len();
     let cell_period = dates(cells.column(n_keys))?;
-    let cell_member = texts(cells.column(n_keys + 1))?;
+    // Members stay one text column (no string per cell); cells compare by slice.
+    let cell_member = text_array(cells.column(n_keys + 1))?;
+    let member_of = |i: usize| cell_member.is_valid(i).then(|| cell_member.value(i));
     let cell_weight = units(cells.column(n_keys + 2), weight_scale)?;
 
     // The pools, one per member and period.
@@ -392,7 +402,7 @@ async fn allocate(
     let n = cells.num_rows();
     while start < n {
         let same = |i: usize| {
-            cell_member[i] == cell_member[start]
+            member_of(i) == member_of(start)
                 && cell_period.is_valid(i) == cell_period.is_valid(start)
                 && cell_period.value(i) == cell_period.value(start)
         };
@@ -400,10 +410,8 @@ async fn allocate(
         while end < n && same(end) {
             end += 1;
         }
-        let pool = match (&cell_member[start], cell_period.is_valid(start)) {
-            (Some(m), true) => by_pool
-                .get(&(m.as_str(), cell_period.value(start)))
-                .copied(),
+        let pool = match (member_of(start), cell_period.is_valid(start)) {
+            (Some(m), true) => by_pool.get(&(m, cell_period.value(start))).copied(),
             _ => None,
         };
         if let Some(p) = pool {
