@@ -171,7 +171,7 @@ fn bench_http(c: &mut Criterion) {
         group.measurement_time(Duration::from_secs(if fast { 1 } else { 3 }));
         // `iters` requests in one go on the runtime, so that criterion times the requests and
         // not a `block_on` per request.
-        let mut requests = |conn: &mut Connection, iters: u64| {
+        let requests = |conn: &mut Connection, iters: u64| {
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
