@@ -68,7 +68,7 @@ fn bench_build(c: &mut Criterion) {
         summary
             .tables
             .iter()
-            .filter(|t| names.iter().any(|n| *n == t.name))
+            .filter(|t| names.contains(&t.name))
             .map(|t| t.rows as u64)
             .sum()
     };
