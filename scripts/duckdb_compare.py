@@ -34,7 +34,11 @@ except ImportError:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "duckdb"])
     import duckdb
 
-TABLES = ["transactions", "balances", "customers", "regions", "managers", "products", "channels"]
+# The raw tables the engine registers, and their files. Not `branch_cost`: the engine registers
+# it after allocating each branch's cost to its customers, which DuckDB does not have, so the
+# twin that reads it is listed as failing.
+TABLES = {t: f"{t}.parquet" for t in ["transactions", "balances", "customers", "regions", "managers",
+                                      "products", "channels"]}
 WARMUP = 1
 RUNS = 5
 
@@ -89,8 +93,8 @@ def main():
 
     con = duckdb.connect(":memory:")
     con.execute(f"SET threads = {args.threads}")
-    for t in TABLES:
-        path = args.data / f"{t}.parquet"
+    for t, file in TABLES.items():
+        path = args.data / file
         if not path.exists():
             sys.exit(f"missing {path}")
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{path}')")
@@ -102,10 +106,12 @@ def main():
         if args.filter not in name:
             continue
         path = None
+        group = None
         for p in ("cuboid", "fallback"):
-            if (args.criterion / f"q_{p}_{name}").is_dir():
-                path = p
-        group = args.criterion / f"q_{path}_{name}" if path else None
+            # criterion cuts a group's folder name at 64 characters.
+            candidate = args.criterion / f"q_{p}_{name}"[:64]
+            if candidate.is_dir():
+                path, group = p, candidate
         lat = median_ns(group, "lattice") if group else None
         df = median_ns(group, "datafusion") if group else None
         sql = to_duckdb(q["sql"])
