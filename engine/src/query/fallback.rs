@@ -434,6 +434,24 @@ pub(crate) fn sql(
             in_list(&flt.members)
         ));
     }
+    // The closing periods as ranges of the raw date column (no period to compute per row),
+    // where the fact has one and the finest time level has a grain.
+    let finest_grain =
+        cube.rollup
+            .finest_time
+            .and_then(|l| match model.dimensions[l.dim].levels[l.level].kind {
+                LevelKind::Time(g) => Some(g),
+                _ => None,
+            });
+    let closing_cond = match (closing, &f.time, &dims.time, finest_grain) {
+        (Some(set), Some(t), Some(axis), Some(g)) => {
+            let date = format!("f.{}", ident(&t.column));
+            inner.push(format!("{} AS c", date_ranges_sql(&date, set, g, axis)));
+            Some("b.c".to_string())
+        }
+        (Some(set), ..) => Some(format!("b.p IN {}", in_list(set))),
+        (None, ..) => None,
+    };
     for (j, &m) in req.measures.iter().enumerate() {
         let MeasureKind::Aggregate {
             agg,
@@ -460,9 +478,9 @@ pub(crate) fn sql(
         };
         inner.push(format!("{x} AS x{j}"));
         let arg = if *over_time == OverTime::Last
-            && let Some(set) = closing
+            && let Some(cond) = &closing_cond
         {
-            format!("CASE WHEN b.p IN {} THEN b.x{j} END", in_list(set))
+            format!("CASE WHEN {cond} THEN b.x{j} END")
         } else {
             format!("b.x{j}")
         };
