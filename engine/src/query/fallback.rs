@@ -323,6 +323,58 @@ fn level_sql(cube: &Cube, fb: &FallbackData, fact: usize, l: LevelRef) -> Result
     Ok(format!("{name}(b.k{i}, b.p)"))
 }
 
+/// Most raw keys a filter lists in the scan (see [`key_filter_sql`]).
+const MAX_KEY_FILTER: usize = 64;
+
+/// A filter on a column level that keeps a few keys of the fact's direct dimension, and not
+/// `unknown`, as a list of those raw keys on the fact's key column: the scan tests the column
+/// itself (and can prune by it) instead of computing every row's member. `None` otherwise.
+fn key_filter_sql(
+    cube: &Cube,
+    fb: &FallbackData,
+    fact: usize,
+    flt: &super::resolve::ResolvedFilter,
+) -> Option<String> {
+    let model = &cube.model;
+    let dims = &fb.dims;
+    let l = flt.level;
+    let by_key = dims.codes[l.dim].as_ref()?.by_key[l.level].as_ref()?;
+    let (i, to_dim) = reach(cube, dims, fact, l.dim)?;
+    let n_x = to_dim.len() - 1;
+    if flt.members.contains(by_key[to_dim[n_x] as usize]) {
+        return None;
+    }
+    let x = model.facts[fact].direct[i];
+    let x_codes = dims.codes[x].as_ref()?;
+    let DimensionKind::Table { key, .. } = &model.dimensions[x].kind else {
+        return None;
+    };
+    let mut items = Vec::new();
+    for (k, c) in &x_codes.key_map {
+        if flt.members.contains(by_key[to_dim[*c as usize] as usize]) {
+            if items.len() == MAX_KEY_FILTER {
+                return None;
+            }
+            items.push(match k {
+                KeyValue::Int(v) if x_codes.integer_key => v.to_string(),
+                KeyValue::Int(v) => format!("'{v}'"),
+                KeyValue::Text(t) => format!("'{}'", t.replace('\'', "''")),
+            });
+        }
+    }
+    if items.is_empty() {
+        return Some("FALSE".into());
+    }
+    items.sort_unstable();
+    let col = format!("f.{}", ident(&key.column));
+    let col = if x_codes.integer_key {
+        col
+    } else {
+        key_sql(&col, false)
+    };
+    Some(format!("{col} IN ({})", items.join(", ")))
+}
+
 fn in_list(set: &RoaringBitmap) -> String {
     if set.is_empty() {
         return "(NULL)".into();
@@ -426,6 +478,10 @@ pub(crate) fn sql(
         ) {
             let date = format!("f.{}", ident(&t.column));
             date_filters.push(date_ranges_sql(&date, &flt.members, *g, axis));
+            continue;
+        }
+        if let Some(keys) = key_filter_sql(cube, fb, req.fact, flt) {
+            date_filters.push(keys);
             continue;
         }
         filters.push(format!(
