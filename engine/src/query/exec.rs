@@ -84,6 +84,8 @@ enum MCol {
 /// (aggregate) measure, in [`Exec::leaves`] order.
 struct Table {
     rows: BTreeMap<Vec<u32>, Vec<V>>,
+    /// When the fallback kept only the first groups of a [`Top`]: how many there are in all.
+    groups: Option<usize>,
 }
 
 struct Exec<'a> {
@@ -171,7 +173,10 @@ impl<'a> Exec<'a> {
         let pivot = !r.columns.is_empty();
         let grain = self.grain();
         let mut metas = Vec::new();
-        let main = self.table(&grain, &r.filters, Some(&mut metas)).await?;
+        let top = self.top();
+        let main = self
+            .table(&grain, &r.filters, Some(&mut metas), top.as_ref())
+            .await?;
 
         // Comparison: the same grain with the compare dimension's filters lifted, so that the
         // first member shown still has its predecessor.
@@ -185,7 +190,7 @@ impl<'a> Exec<'a> {
                     .filter(|f| f.level.dim != l.dim)
                     .cloned()
                     .collect();
-                Some(self.table(&grain, &kept, None).await?)
+                Some(self.table(&grain, &kept, None, None).await?)
             }
         };
         let prev = prev.as_ref().unwrap_or(&main);
@@ -399,7 +404,7 @@ impl<'a> Exec<'a> {
             out_rows = idx.into_iter().filter_map(|i| taken[i].take()).collect();
         }
 
-        let total_rows = out_rows.len();
+        let total_rows = main.groups.unwrap_or(out_rows.len());
         let offset = usize::try_from(r.offset).unwrap_or(usize::MAX);
         let limit = r
             .limit
@@ -643,7 +648,7 @@ impl<'a> Exec<'a> {
             .map(|l| grain.iter().position(|g| g == l))
             .collect();
         let (Some(aggs), Some(positions)) = (aggs, positions) else {
-            return self.table(levels, &self.r.filters, None).await;
+            return self.table(levels, &self.r.filters, None, None).await;
         };
         let mut rows: BTreeMap<Vec<u32>, Vec<V>> = BTreeMap::new();
         if levels.is_empty() {
@@ -662,7 +667,7 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        Ok(Table { rows })
+        Ok(Table { rows, groups: None })
     }
 
     fn member_json(&self, levels: &[LevelRef], key: &[u32]) -> Vec<Json> {
@@ -740,6 +745,7 @@ impl<'a> Exec<'a> {
         levels: &[LevelRef],
         filters: &[ResolvedFilter],
         mut metas: Option<&mut Vec<FactMeta>>,
+        top: Option<&Top>,
     ) -> Result<Table, QueryError> {
         // The principal's scope applies to every aggregate, whatever else is lifted.
         let scoped: Vec<ResolvedFilter>;
@@ -755,14 +761,25 @@ impl<'a> Exec<'a> {
             // Like SQL's aggregate without GROUP BY: one row, even over no facts.
             rows.insert(Vec::new(), self.empty_leaves());
         }
-        for (&fact, measures) in &self.facts {
-            let req = AggRequest {
+        // Every fact at once: with two facts on the fallback, two DataFusion queries overlap.
+        let reqs: Vec<AggRequest<'_>> = self
+            .facts
+            .iter()
+            .map(|(&fact, measures)| AggRequest {
                 fact,
                 levels,
                 filters,
                 measures,
-            };
-            let (grouped, meta) = aggregate(self.cube, &req, self.r.explain).await?;
+            })
+            .collect();
+        let answers = futures::future::try_join_all(
+            reqs.iter()
+                .map(|req| aggregate_top(self.cube, req, self.r.explain, top)),
+        )
+        .await?;
+        let mut groups = None;
+        for (grouped, meta, all) in answers {
+            groups = all;
             if let Some(metas) = metas.as_deref_mut() {
                 metas.push(meta);
             }
@@ -782,8 +799,64 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        Ok(Table { rows })
+        Ok(Table { rows, groups })
     }
+
+    /// The order and limit the fallback may apply itself: with one fact and nothing after the
+    /// aggregation that needs every group (having, comparison, shares, suppression, totals,
+    /// a pivot), ordered by levels and the fact's own aggregate measures. The answer is the
+    /// same; DataFusion keeps the first `offset + limit` groups (a top-k) instead of handing
+    /// every group (100k customers) to the finish.
+    fn top(&self) -> Option<Top> {
+        let r = self.r;
+        let limit = r.limit?;
+        let grain = self.grain();
+        let (_, measures) = self.facts.iter().next()?;
+        if self.facts.len() != 1
+            || grain.is_empty()
+            || r.compare.is_some()
+            || !r.having.is_empty()
+            || !r.shares.is_empty()
+            || r.suppress.is_some()
+            || r.totals
+            || !r.columns.is_empty()
+        {
+            return None;
+        }
+        let mut order = Vec::new();
+        for (key, dir) in &r.order {
+            match key {
+                OrderKey::Level(l) => {
+                    if let Some(i) = grain.iter().position(|g| g == l) {
+                        order.push((TopKey::Level(i), *dir));
+                    }
+                }
+                // A measure not asked for orders every row alike, as in the finish.
+                OrderKey::Measure(m) if !r.measures.contains(m) => {}
+                OrderKey::Measure(m) => {
+                    let j = measures.iter().position(|x| x == m)?;
+                    order.push((TopKey::Measure(j), *dir));
+                }
+            }
+        }
+        // At least one group comes back whenever there is one, and with it the count.
+        let limit = r.offset.checked_add(limit).filter(|l| *l > 0)?;
+        Some(Top { order, limit })
+    }
+}
+
+/// What a fallback may order and keep itself: positions among the request's levels and
+/// measures, and how many groups to keep (see [`Exec::top`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Top {
+    pub order: Vec<(TopKey, Direction)>,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TopKey {
+    Level(usize),
+    Measure(usize),
 }
 
 /// Aggregates one fact: from the smallest cuboid that covers the request, else the fallback.
@@ -792,6 +865,18 @@ pub(crate) async fn aggregate(
     req: &AggRequest<'_>,
     explain: bool,
 ) -> Result<(Grouped, FactMeta), QueryError> {
+    let (grouped, meta, _) = aggregate_top(cube, req, explain, None).await?;
+    Ok((grouped, meta))
+}
+
+/// [`aggregate`], where the fallback may keep only the first groups of `top` (a cuboid scan
+/// keeps every group); then also the number of groups in all.
+async fn aggregate_top(
+    cube: &Cube,
+    req: &AggRequest<'_>,
+    explain: bool,
+    top: Option<&Top>,
+) -> Result<(Grouped, FactMeta, Option<usize>), QueryError> {
     let model = &cube.model;
     let mut needs: Vec<LevelRef> = req.levels.to_vec();
     needs.extend(req.filters.iter().map(|f| f.level));
@@ -861,6 +946,7 @@ pub(crate) async fn aggregate(
                 cells: Some(c.len()),
                 explain: explained(reason, None),
             },
+            None,
         ));
     }
     let fb = cube.fallback.as_ref().ok_or_else(|| QueryError::Engine {
@@ -869,7 +955,7 @@ pub(crate) async fn aggregate(
             names(&needs).join(", ")
         ),
     })?;
-    let (grouped, sql) = fallback::aggregate(cube, fb, req, closing.as_ref())
+    let (grouped, sql, groups) = fallback::aggregate(cube, fb, req, closing.as_ref(), top)
         .await
         .map_err(|e| QueryError::Engine {
             message: format!("the fallback query failed: {e}"),
@@ -887,6 +973,7 @@ pub(crate) async fn aggregate(
             cells: None,
             explain: explained(reason, Some(sql)),
         },
+        groups,
     ))
 }
 

@@ -1,24 +1,29 @@
 //! The fallback: a question no cuboid covers becomes one DataFusion SQL query over the raw
-//! facts. Members come from small code tables (key -> member code, per level) registered next
-//! to the sources, built from the same encoding as the cube, so both paths agree on every
-//! member, `unknown` included, and return the same [`Grouped`] shape.
+//! facts. Members come from code functions (scalar UDFs: a fact's key, and for per-period
+//! bands its period, -> member code, per level) registered next to the sources, built from the
+//! same encoding as the cube, so both paths agree on every member, `unknown` included, and
+//! return the same [`Grouped`] shape. A function is an array lookup per row, where a join to a
+//! code table (100k customers, or customers x months for a band) cost a hash join per level.
 //!
 //! ```sql
-//! SELECT COALESCE(l0.c, 7) AS g0, SUM(b.x0) AS a0, COUNT(DISTINCT b.x1) AS a1
+//! SELECT __lattice0_d1_l3_x1(b.k0) AS g0, SUM(b.x0) AS a0, COUNT(DISTINCT b.x1) AS a1
 //! FROM (SELECT CAST(f."customer_id" AS BIGINT) AS k0, <period> AS p, f."amount" AS x0, ...
 //!       FROM "transactions" AS f) AS b
-//! LEFT JOIN __lattice0_d1_l3_x1 AS l0 ON l0.k = b.k0
-//! WHERE COALESCE(l0.c, 7) IN (0, 2)
+//! WHERE __lattice0_d1_l2_x1(b.k0) IN (0, 2)
 //! GROUP BY 1
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{Field, Schema};
-use datafusion::datasource::MemTable;
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionImplementation, ScalarUDF, Signature, SimpleScalarUDF, Volatility,
+};
 use datafusion::prelude::SessionContext;
 use lattice_defs::model::{
     Agg, DimensionKind, LevelKind, LevelRef, MeasureKind, OverTime, TimeGrain,
@@ -26,9 +31,11 @@ use lattice_defs::model::{
 use lattice_defs::{Catalog, ColumnType};
 use roaring::RoaringBitmap;
 
+use super::exec::{Top, TopKey};
 use super::group::{Acc, AggRequest, Grouped};
+use super::spec::Direction;
 use crate::build::arrays::{KeyValue, decimals, ints};
-use crate::build::dims::{Dims, key_sql};
+use crate::build::dims::{DimCodes, Dims, MetricCodes, key_sql};
 use crate::build::time::{TimeAxis, coarsen, fact_period_sql};
 use crate::source::load::ident;
 use crate::store::Cube;
@@ -85,21 +92,134 @@ impl FallbackData {
             .map(|(_, ty)| ty.clone())
     }
 
-    /// Registers `name` (built by `make`) unless it already is.
-    fn ensure(&self, name: &str, make: impl FnOnce() -> Result<RecordBatch>) -> Result<()> {
+    /// Registers the code function `name` (built by `make`) unless it already is.
+    fn ensure(&self, name: &str, make: impl FnOnce() -> Result<ScalarUDF>) -> Result<()> {
         let mut done = self
             .registered
             .lock()
-            .map_err(|_| EngineError::Internal("fallback table registry poisoned".into()))?;
+            .map_err(|_| EngineError::Internal("fallback function registry poisoned".into()))?;
         if done.contains(name) {
             return Ok(());
         }
-        let batch = make()?;
-        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        self.ctx.register_table(name, Arc::new(table))?;
+        self.ctx.register_udf(make()?);
         done.insert(name.to_string());
         Ok(())
     }
+}
+
+/// A code function: `f(args) -> member code` (BIGINT), computed per batch by `codes`.
+fn code_udf(
+    name: &str,
+    arity: usize,
+    codes: impl Fn(&[ArrayRef]) -> Result<Vec<u32>> + Send + Sync + 'static,
+) -> ScalarUDF {
+    let fun: ScalarFunctionImplementation = Arc::new(move |args: &[ColumnarValue]| {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let c = codes(&arrays).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(ColumnarValue::Array(Arc::new(
+            Int64Array::from_iter_values(c.into_iter().map(i64::from)),
+        )))
+    });
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature(
+        name,
+        Signature::any(arity, Volatility::Immutable),
+        DataType::Int64,
+        fun,
+    ))
+}
+
+/// A fact's raw keys -> the key codes of their dimension (`n_keys` for NULL and keys not in
+/// the dimension table), as the build encodes them.
+enum KeyCodes {
+    /// Integer keys in a dense range: `codes[key - min]`, `u32::MAX` where no key is.
+    Dense {
+        min: i64,
+        codes: Vec<u32>,
+    },
+    Int(HashMap<i64, u32>),
+    Text(HashMap<String, u32>),
+}
+
+impl KeyCodes {
+    fn new(codes: &DimCodes) -> KeyCodes {
+        if !codes.integer_key {
+            return KeyCodes::Text(
+                codes
+                    .key_map
+                    .iter()
+                    .map(|(k, c)| {
+                        let t = match k {
+                            KeyValue::Text(t) => t.clone(),
+                            KeyValue::Int(i) => i.to_string(),
+                        };
+                        (t, *c)
+                    })
+                    .collect(),
+            );
+        }
+        let ints: HashMap<i64, u32> = codes
+            .key_map
+            .iter()
+            .filter_map(|(k, c)| match k {
+                KeyValue::Int(i) => Some((*i, *c)),
+                KeyValue::Text(_) => None,
+            })
+            .collect();
+        let (min, max) = (ints.keys().min(), ints.keys().max());
+        if let (Some(&min), Some(&max)) = (min, max)
+            && let Some(span) = max.checked_sub(min)
+            && span < 4 * ints.len() as i64 + 1024
+        {
+            let mut dense = vec![u32::MAX; span as usize + 1];
+            for (k, c) in &ints {
+                dense[(k - min) as usize] = *c;
+            }
+            return KeyCodes::Dense { min, codes: dense };
+        }
+        KeyCodes::Int(ints)
+    }
+
+    /// The key code of every row of `keys` (`unknown` for NULL and keys not in the table).
+    fn codes(&self, keys: &ArrayRef, unknown: u32) -> Result<Vec<u32>> {
+        let lookup = |c: Option<u32>| c.filter(|c| *c != u32::MAX).unwrap_or(unknown);
+        match self {
+            KeyCodes::Dense { min, codes } => {
+                let a = cast(keys, &DataType::Int64)?;
+                let a = a.as_primitive::<Int64Type>();
+                Ok(a.iter()
+                    .map(|k| {
+                        lookup(k.and_then(|k| {
+                            let i = usize::try_from(k.checked_sub(*min)?).ok()?;
+                            codes.get(i).copied()
+                        }))
+                    })
+                    .collect())
+            }
+            KeyCodes::Int(map) => {
+                let a = cast(keys, &DataType::Int64)?;
+                let a = a.as_primitive::<Int64Type>();
+                Ok(a.iter()
+                    .map(|k| lookup(k.and_then(|k| map.get(&k).copied())))
+                    .collect())
+            }
+            KeyCodes::Text(map) => {
+                let a = cast(keys, &DataType::Utf8)?;
+                let a = a.as_string::<i32>();
+                Ok(a.iter()
+                    .map(|k| lookup(k.and_then(|k| map.get(k).copied())))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// The axis periods of `p` (`None` for NULL or a period off the axis).
+fn periods(p: &ArrayRef, len: usize) -> Result<Vec<Option<usize>>> {
+    let a = cast(p, &DataType::Int64)?;
+    let a = a.as_primitive::<Int64Type>();
+    Ok(a.iter()
+        .map(|p| p.and_then(|p| usize::try_from(p).ok()).filter(|p| *p < len))
+        .collect())
 }
 
 /// The direct dimension of `fact` through which it reaches `dim` (following `via`), and the
@@ -119,38 +239,8 @@ fn reach(cube: &Cube, dims: &Dims, fact: usize, dim: usize) -> Option<(usize, Ve
     Some((i, to_v.iter().map(|k| via[*k as usize]).collect()))
 }
 
-/// Key column of a direct dimension's code table, in key-code order.
-fn key_array(dims: &Dims, dim: usize) -> Result<(ArrayRef, usize)> {
-    let codes = dims.codes[dim]
-        .as_ref()
-        .ok_or_else(|| EngineError::Internal("key table of the time dimension".into()))?;
-    let mut keys: Vec<(&KeyValue, u32)> = codes.key_map.iter().map(|(k, c)| (k, *c)).collect();
-    keys.sort_unstable_by_key(|(_, c)| *c);
-    let array: ArrayRef = if codes.integer_key {
-        Arc::new(Int64Array::from_iter_values(keys.iter().map(
-            |(k, _)| match k {
-                KeyValue::Int(i) => *i,
-                KeyValue::Text(_) => 0,
-            },
-        )))
-    } else {
-        Arc::new(StringArray::from_iter_values(keys.iter().map(
-            |(k, _)| match k {
-                KeyValue::Text(t) => t.clone(),
-                KeyValue::Int(i) => i.to_string(),
-            },
-        )))
-    };
-    Ok((array, keys.len()))
-}
-
-/// The SQL of one level's member code for the fact rows of `b`, and the joins it needs.
-struct LevelSql {
-    expr: String,
-    joins: Vec<String>,
-}
-
-fn level_sql(cube: &Cube, fb: &FallbackData, fact: usize, l: LevelRef) -> Result<LevelSql> {
+/// The SQL of one level's member code for the fact rows of `b`.
+fn level_sql(cube: &Cube, fb: &FallbackData, fact: usize, l: LevelRef) -> Result<String> {
     let model = &cube.model;
     let dims = &fb.dims;
     let level = &model.dimensions[l.dim].levels[l.level];
@@ -161,17 +251,16 @@ fn level_sql(cube: &Cube, fb: &FallbackData, fact: usize, l: LevelRef) -> Result
             .ok_or_else(|| EngineError::Internal("time level without a time axis".into()))?;
         let name = format!("{}time_{}", fb.prefix, l.level);
         fb.ensure(&name, || {
-            let p: Vec<i64> = (0..axis.len as i64).collect();
-            let c: Vec<i64> = (0..axis.len as u32)
-                .map(|p| i64::from(axis.code(p, g)))
-                .collect();
-            code_batch(vec![("p", Arc::new(Int64Array::from(p)))], c)
+            let codes: Vec<u32> = (0..axis.len as u32).map(|p| axis.code(p, g)).collect();
+            let unknown = axis.unknown_code(g);
+            Ok(code_udf(&name, 1, move |args| {
+                Ok(periods(&args[0], codes.len())?
+                    .into_iter()
+                    .map(|p| p.map_or(unknown, |p| codes[p]))
+                    .collect())
+            }))
         })?;
-        let alias = format!("t{}_{}", l.dim, l.level);
-        return Ok(LevelSql {
-            expr: format!("COALESCE({alias}.c, {})", axis.unknown_code(g)),
-            joins: vec![format!("LEFT JOIN {name} AS {alias} ON {alias}.p = b.p")],
-        });
+        return Ok(format!("{name}(b.p)"));
     }
     let (i, to_dim) = reach(cube, dims, fact, l.dim).ok_or_else(|| {
         EngineError::Internal(format!(
@@ -184,60 +273,106 @@ fn level_sql(cube: &Cube, fb: &FallbackData, fact: usize, l: LevelRef) -> Result
     let codes = dims.codes[l.dim]
         .as_ref()
         .ok_or_else(|| EngineError::Internal("codes of a table dimension".into()))?;
+    let x_codes = dims.codes[x]
+        .as_ref()
+        .ok_or_else(|| EngineError::Internal("key codes of a direct dimension".into()))?;
     let name = format!("{}d{}_l{}_x{}", fb.prefix, l.dim, l.level, x);
-    let alias = format!("l{}_{}", l.dim, l.level);
     let n_x = to_dim.len() - 1; // the last entry is the unknown key of x
     if let Some(by_key) = &codes.by_key[l.level] {
         fb.ensure(&name, || {
-            let (keys, n) = key_array(dims, x)?;
-            let c = (0..n)
-                .map(|k| i64::from(by_key[to_dim[k] as usize]))
-                .collect();
-            code_batch(vec![("k", keys)], c)
+            let keys = KeyCodes::new(x_codes);
+            let member: Vec<u32> = to_dim.iter().map(|k| by_key[*k as usize]).collect();
+            Ok(code_udf(&name, 1, move |args| {
+                Ok(keys
+                    .codes(&args[0], n_x as u32)?
+                    .into_iter()
+                    .map(|k| member[k as usize])
+                    .collect())
+            }))
         })?;
-        return Ok(LevelSql {
-            expr: format!("COALESCE({alias}.c, {})", by_key[to_dim[n_x] as usize]),
-            joins: vec![format!("LEFT JOIN {name} AS {alias} ON {alias}.k = b.k{i}")],
-        });
+        return Ok(format!("{name}(b.k{i})"));
     }
     let metric = codes.metric[l.level]
         .as_ref()
         .ok_or_else(|| EngineError::Internal("a level without codes".into()))?;
-    let periods = dims.time.as_ref().map_or(1, |a| a.len.max(1));
+    let n_periods = dims.time.as_ref().map_or(1, |a| a.len.max(1));
     fb.ensure(&name, || {
-        let (keys, n) = key_array(dims, x)?;
-        let take: Vec<u32> = (0..n as u32)
-            .flat_map(|k| std::iter::repeat_n(k, periods))
-            .collect();
-        let keys = arrow::compute::take(&keys, &arrow::array::UInt32Array::from(take), None)?;
-        let p: Vec<i64> = (0..n).flat_map(|_| 0..periods as i64).collect();
-        let c = (0..n)
-            .flat_map(|k| {
-                let key = to_dim[k];
-                (0..periods as u32).map(move |p| i64::from(metric.code(key, dims.time.as_ref(), p)))
-            })
-            .collect();
-        code_batch(vec![("k", keys), ("p", Arc::new(Int64Array::from(p)))], c)
+        let keys = KeyCodes::new(x_codes);
+        // Per key code of x, the entity's key code (`None` for the unknown key: no band).
+        let entity: Vec<Option<u32>> = (0..=n_x).map(|k| (k < n_x).then(|| to_dim[k])).collect();
+        let axis = dims.time.clone();
+        let metric = MetricCodes {
+            grain: metric.grain,
+            first: metric.first,
+            periods: metric.periods,
+            codes: metric.codes.clone(),
+            unknown: metric.unknown,
+        };
+        Ok(code_udf(&name, 2, move |args| {
+            let k = keys.codes(&args[0], n_x as u32)?;
+            let p = periods(&args[1], n_periods)?;
+            Ok(k.into_iter()
+                .zip(p)
+                .map(|(k, p)| match (entity[k as usize], p) {
+                    (Some(e), Some(p)) => metric.code(e, axis.as_ref(), p as u32),
+                    _ => metric.unknown,
+                })
+                .collect())
+        }))
     })?;
-    Ok(LevelSql {
-        expr: format!("COALESCE({alias}.c, {})", metric.unknown),
-        joins: vec![format!(
-            "LEFT JOIN {name} AS {alias} ON {alias}.k = b.k{i} AND {alias}.p = b.p"
-        )],
-    })
+    Ok(format!("{name}(b.k{i}, b.p)"))
 }
 
-fn code_batch(mut cols: Vec<(&str, ArrayRef)>, codes: Vec<i64>) -> Result<RecordBatch> {
-    cols.push(("c", Arc::new(Int64Array::from(codes))));
-    let schema = Schema::new(
-        cols.iter()
-            .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
-            .collect::<Vec<_>>(),
-    );
-    Ok(RecordBatch::try_new(
-        Arc::new(schema),
-        cols.into_iter().map(|(_, a)| a).collect(),
-    )?)
+/// Most raw keys a filter lists in the scan (see [`key_filter_sql`]).
+const MAX_KEY_FILTER: usize = 64;
+
+/// A filter on a column level that keeps a few keys of the fact's direct dimension, and not
+/// `unknown`, as a list of those raw keys on the fact's key column: the scan tests the column
+/// itself (and can prune by it) instead of computing every row's member. `None` otherwise.
+fn key_filter_sql(
+    cube: &Cube,
+    fb: &FallbackData,
+    fact: usize,
+    flt: &super::resolve::ResolvedFilter,
+) -> Option<String> {
+    let model = &cube.model;
+    let dims = &fb.dims;
+    let l = flt.level;
+    let by_key = dims.codes[l.dim].as_ref()?.by_key[l.level].as_ref()?;
+    let (i, to_dim) = reach(cube, dims, fact, l.dim)?;
+    let n_x = to_dim.len() - 1;
+    if flt.members.contains(by_key[to_dim[n_x] as usize]) {
+        return None;
+    }
+    let x = model.facts[fact].direct[i];
+    let x_codes = dims.codes[x].as_ref()?;
+    let DimensionKind::Table { key, .. } = &model.dimensions[x].kind else {
+        return None;
+    };
+    let mut items = Vec::new();
+    for (k, c) in &x_codes.key_map {
+        if flt.members.contains(by_key[to_dim[*c as usize] as usize]) {
+            if items.len() == MAX_KEY_FILTER {
+                return None;
+            }
+            items.push(match k {
+                KeyValue::Int(v) if x_codes.integer_key => v.to_string(),
+                KeyValue::Int(v) => format!("'{v}'"),
+                KeyValue::Text(t) => format!("'{}'", t.replace('\'', "''")),
+            });
+        }
+    }
+    if items.is_empty() {
+        return Some("FALSE".into());
+    }
+    items.sort_unstable();
+    let col = format!("f.{}", ident(&key.column));
+    let col = if x_codes.integer_key {
+        col
+    } else {
+        key_sql(&col, false)
+    };
+    Some(format!("{col} IN ({})", items.join(", ")))
 }
 
 fn in_list(set: &RoaringBitmap) -> String {
@@ -303,6 +438,7 @@ pub(crate) fn sql(
     fb: &FallbackData,
     req: &AggRequest<'_>,
     closing: Option<&RoaringBitmap>,
+    top: Option<&Top>,
 ) -> Result<String> {
     let model = &cube.model;
     let f = &model.facts[req.fact];
@@ -324,20 +460,11 @@ pub(crate) fn sql(
         fact_period_sql(f.time.as_ref(), dims.time.as_ref())
     ));
 
-    let mut joins: Vec<String> = Vec::new();
-    let level_expr = |l: LevelRef, joins: &mut Vec<String>| -> Result<String> {
-        let s = level_sql(cube, fb, req.fact, l)?;
-        for j in s.joins {
-            if !joins.contains(&j) {
-                joins.push(j);
-            }
-        }
-        Ok(s.expr)
-    };
+    let level_expr = |l: LevelRef| level_sql(cube, fb, req.fact, l);
     let mut select = Vec::new();
     let mut group = Vec::new();
     for (k, l) in req.levels.iter().enumerate() {
-        select.push(format!("{} AS g{k}", level_expr(*l, &mut joins)?));
+        select.push(format!("{} AS g{k}", level_expr(*l)?));
         group.push(format!("g{k}"));
     }
     let mut filters = Vec::new();
@@ -353,12 +480,34 @@ pub(crate) fn sql(
             date_filters.push(date_ranges_sql(&date, &flt.members, *g, axis));
             continue;
         }
+        if let Some(keys) = key_filter_sql(cube, fb, req.fact, flt) {
+            date_filters.push(keys);
+            continue;
+        }
         filters.push(format!(
             "{} IN {}",
-            level_expr(flt.level, &mut joins)?,
+            level_expr(flt.level)?,
             in_list(&flt.members)
         ));
     }
+    // The closing periods as ranges of the raw date column (no period to compute per row),
+    // where the fact has one and the finest time level has a grain.
+    let finest_grain =
+        cube.rollup
+            .finest_time
+            .and_then(|l| match model.dimensions[l.dim].levels[l.level].kind {
+                LevelKind::Time(g) => Some(g),
+                _ => None,
+            });
+    let closing_cond = match (closing, &f.time, &dims.time, finest_grain) {
+        (Some(set), Some(t), Some(axis), Some(g)) => {
+            let date = format!("f.{}", ident(&t.column));
+            inner.push(format!("{} AS c", date_ranges_sql(&date, set, g, axis)));
+            Some("b.c".to_string())
+        }
+        (Some(set), ..) => Some(format!("b.p IN {}", in_list(set))),
+        (None, ..) => None,
+    };
     for (j, &m) in req.measures.iter().enumerate() {
         let MeasureKind::Aggregate {
             agg,
@@ -385,9 +534,9 @@ pub(crate) fn sql(
         };
         inner.push(format!("{x} AS x{j}"));
         let arg = if *over_time == OverTime::Last
-            && let Some(set) = closing
+            && let Some(cond) = &closing_cond
         {
-            format!("CASE WHEN b.p IN {} THEN b.x{j} END", in_list(set))
+            format!("CASE WHEN {cond} THEN b.x{j} END")
         } else {
             format!("b.x{j}")
         };
@@ -405,11 +554,10 @@ pub(crate) fn sql(
         format!(" WHERE {}", date_filters.join(" AND "))
     };
     let mut sql = format!(
-        "SELECT {} FROM (SELECT {} FROM {} AS f{scan_where}) AS b {}",
+        "SELECT {} FROM (SELECT {} FROM {} AS f{scan_where}) AS b",
         select.join(", "),
         inner.join(", "),
         ident(&f.name),
-        joins.join(" ")
     );
     if !filters.is_empty() {
         sql.push_str(&format!(" WHERE {}", filters.join(" AND ")));
@@ -420,18 +568,44 @@ pub(crate) fn sql(
     } else {
         sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
     }
+    if let Some(top) = top {
+        // The finish's order: the keys asked for (NULLs last both ways), then member order;
+        // `n` counts every group before the limit.
+        let mut keys: Vec<String> = top
+            .order
+            .iter()
+            .map(|(k, d)| {
+                let dir = match d {
+                    Direction::Asc => "ASC",
+                    Direction::Desc => "DESC",
+                };
+                match k {
+                    TopKey::Level(i) => format!("g{i} {dir}"),
+                    TopKey::Measure(j) => format!("a{j} {dir} NULLS LAST"),
+                }
+            })
+            .collect();
+        keys.extend(group.iter().map(|g| format!("{g} ASC")));
+        sql = format!(
+            "SELECT *, COUNT(*) OVER () AS n FROM ({sql}) AS q ORDER BY {} LIMIT {}",
+            keys.join(", "),
+            top.limit
+        );
+    }
     Ok(sql)
 }
 
-/// Answers `req` with DataFusion over the raw facts.
+/// Answers `req` with DataFusion over the raw facts; with `top`, only its first groups, and
+/// then also the number of groups in all.
 pub(crate) async fn aggregate(
     cube: &Cube,
     fb: &FallbackData,
     req: &AggRequest<'_>,
     closing: Option<&RoaringBitmap>,
-) -> Result<(Grouped, String)> {
+    top: Option<&Top>,
+) -> Result<(Grouped, String, Option<usize>)> {
     let model = &cube.model;
-    let sql = sql(cube, fb, req, closing)?;
+    let sql = sql(cube, fb, req, closing, top)?;
     tracing::debug!(sql, "fallback query");
     let batches = fb.ctx.sql(&sql).await?.collect().await?;
     let nl = req.levels.len();
@@ -442,6 +616,7 @@ pub(crate) async fn aggregate(
         .filter(|m| matches!(model.measures[*m].kind, MeasureKind::Aggregate { .. }))
         .collect();
     let mut keys = Vec::new();
+    let mut groups = top.map(|_| 0);
     let mut accs: Vec<Acc> = measures
         .iter()
         .map(|&m| match &model.measures[m].kind {
@@ -454,6 +629,9 @@ pub(crate) async fn aggregate(
         .collect();
     for b in &batches {
         let rows = b.num_rows();
+        if top.is_some() && rows > 0 {
+            groups = Some(ints(b, nl + measures.len())?.value(0) as usize);
+        }
         let cols: Vec<Int64Array> = (0..nl).map(|k| ints(b, k)).collect::<Result<_>>()?;
         for r in 0..rows {
             for c in &cols {
@@ -485,5 +663,6 @@ pub(crate) async fn aggregate(
             accs,
         },
         sql,
+        groups,
     ))
 }
