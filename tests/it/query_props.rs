@@ -945,10 +945,15 @@ async fn check_scoped_case(fx: &Fixture, seed: u64) -> Result<(), String> {
             (Ok(got), Ok(want)) => {
                 if without_meta(&got) != without_meta(&want) {
                     return Err(format!(
-                        "scoped and filtered differ
+                        "scoped and filtered differ ({})
 {case}
   scoped:   {}
   filtered: {}",
+                        if cube.cuboids().is_empty() {
+                            "fallback"
+                        } else {
+                            "cuboids"
+                        },
                         without_meta(&got),
                         without_meta(&want)
                     ));
@@ -1035,4 +1040,12 @@ fn replay_random_query() {
         check_case(fx, seed).await
     })
     .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+}
+
+/// A case the random property found (CI, 2026-11-29): compare with lag 2 over a metric band,
+/// having on a balance, under a scope of segment and province.
+#[tokio::test]
+async fn scoped_compare_over_a_band_with_having_equals_it_filtered() {
+    let r = check_scoped_case(fixture().await, 7_159_801_047_573_266_553).await;
+    assert!(r.is_ok(), "{}", r.unwrap_err());
 }

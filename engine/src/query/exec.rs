@@ -178,19 +178,29 @@ impl<'a> Exec<'a> {
             .table(&grain, &r.filters, Some(&mut metas), top.as_ref())
             .await?;
 
-        // Comparison: the same grain with the compare dimension's filters lifted, so that the
-        // first member shown still has its predecessor.
+        // Comparison: the same grain with the filters on the compared level's hierarchy
+        // lifted, so that the first member shown still has its predecessor. Other levels of
+        // the same dimension (a customer's segment beside a band) stay filtered.
         let prev = match r.compare {
             None => None,
-            Some((l, _)) if r.filters.iter().all(|f| f.level.dim != l.dim) => None,
             Some((l, _)) => {
-                let kept: Vec<ResolvedFilter> = r
-                    .filters
-                    .iter()
-                    .filter(|f| f.level.dim != l.dim)
-                    .cloned()
-                    .collect();
-                Some(self.table(&grain, &kept, None, None).await?)
+                let hierarchy = &self.cube.model().dimensions[l.dim].hierarchy;
+                let moves = |f: &LevelRef| {
+                    f.dim == l.dim
+                        && (f.level == l.level
+                            || (hierarchy.contains(&f.level) && hierarchy.contains(&l.level)))
+                };
+                if r.filters.iter().all(|f| !moves(&f.level)) {
+                    None
+                } else {
+                    let kept: Vec<ResolvedFilter> = r
+                        .filters
+                        .iter()
+                        .filter(|f| !moves(&f.level))
+                        .cloned()
+                        .collect();
+                    Some(self.table(&grain, &kept, None, None).await?)
+                }
             }
         };
         let prev = prev.as_ref().unwrap_or(&main);
