@@ -10,33 +10,14 @@
 //! (source: the engine's `meta.source`, `member_sets` or `fallback`) with the functions
 //! `lattice` and `datafusion`.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lattice_engine::build::{BuildOptions, build_cube};
 use lattice_engine::query::{DrillQuery, drill_through};
 use lattice_engine::source::load::load;
-use lattice_engine::source::synth::{DataFormat, GenOptions, generate};
-
-fn data_dir(scale: f64) -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = home
-        .join(".cache/lattice")
-        .join(format!("data-scale{scale}-seed42"));
-    if !dir.join("transactions.parquet").exists() {
-        generate(
-            &GenOptions {
-                scale,
-                seed: 42,
-                format: DataFormat::Parquet,
-            },
-            &dir,
-        )
-        .expect("generate the bench data set");
-    }
-    dir
-}
 
 /// A drill-through and its SQL twin: the page, then the total.
 struct Drill {
@@ -119,7 +100,7 @@ fn bench_drill(c: &mut Criterion) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    let dir = data_dir(scale);
+    let dir = common::data_dir(scale);
     let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &dir)
         .expect("definition");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -17,14 +17,15 @@
 #[path = "../tests/questions.rs"]
 mod questions;
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lattice_engine::query::{Query, execute};
 use lattice_engine::source::load::load;
-use lattice_engine::source::synth::{DataFormat, GenOptions, generate};
 use lattice_server::{Config, Served, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,25 +37,6 @@ const QUESTIONS: [&str; 5] = [
     "year_on_year_by_month",
     "top_10_customers_by_amount",
 ];
-
-fn data_dir(scale: f64) -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = home
-        .join(".cache/lattice")
-        .join(format!("data-scale{scale}-seed42"));
-    if !dir.join("transactions.parquet").exists() {
-        generate(
-            &GenOptions {
-                scale,
-                seed: 42,
-                format: DataFormat::Parquet,
-            },
-            &dir,
-        )
-        .expect("generate the bench data set");
-    }
-    dir
-}
 
 /// Builds the shipped cube over `dir` and serves it on a free loopback port.
 async fn serve(dir: &Path, cache_entries: usize) -> SocketAddr {
@@ -129,7 +111,7 @@ fn bench_http(c: &mut Criterion) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    let dir = data_dir(scale);
+    let dir = common::data_dir(scale);
     let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &dir)
         .expect("definition");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

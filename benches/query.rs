@@ -14,33 +14,14 @@
 #[path = "../tests/questions.rs"]
 mod questions;
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lattice_engine::build::{BuildOptions, build_cube};
 use lattice_engine::query::{Query, execute};
 use lattice_engine::source::load::load;
-use lattice_engine::source::synth::{DataFormat, GenOptions, generate};
-
-fn data_dir(scale: f64) -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = home
-        .join(".cache/lattice")
-        .join(format!("data-scale{scale}-seed42"));
-    if !dir.join("transactions.parquet").exists() {
-        generate(
-            &GenOptions {
-                scale,
-                seed: 42,
-                format: DataFormat::Parquet,
-            },
-            &dir,
-        )
-        .expect("generate the bench data set");
-    }
-    dir
-}
 
 fn bench_queries(c: &mut Criterion) {
     let scale: f64 = std::env::var("LATTICE_BENCH_SCALE")
@@ -50,7 +31,7 @@ fn bench_queries(c: &mut Criterion) {
     let filter = std::env::var("LATTICE_BENCH_FILTER").unwrap_or_default();
     let skip_df = std::env::var_os("LATTICE_BENCH_SKIP_DF").is_some();
     let only_path = std::env::var("LATTICE_BENCH_PATH").ok();
-    let dir = data_dir(scale);
+    let dir = common::data_dir(scale);
     let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &dir)
         .expect("definition");
     // A multi-threaded runtime, so that DataFusion gets every core.
