@@ -242,6 +242,15 @@ fn parse(raw: &[u8]) -> Reply {
 }
 
 /// Polls `check` every 50 ms for up to 60 s.
+/// Replaces `file` as a careful editor does (a temporary file beside it, then a rename), so
+/// the watcher never reads a half-written definition and reports it as invalid after the
+/// whole one was served.
+fn edit_atomically(file: &std::path::Path, text: &str) {
+    let tmp = file.with_extension("editing");
+    std::fs::write(&tmp, text).expect("edit");
+    std::fs::rename(&tmp, file).expect("replace");
+}
+
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..1200 {
         if check().await {
@@ -688,7 +697,7 @@ async fn hot_reload_swaps_good_definitions_and_rejects_bad_ones_with_their_place
     assert_eq!(names, [json!("bank_copy"), json!("bank_crm")]);
 
     // The file edited on disk: a bad edit is reported and ignored, a good one is served.
-    std::fs::write(&file, &typo).expect("edit");
+    edit_atomically(&file, &typo);
     eventually("the bad edit is reported", async || {
         let m = srv.get("/v1/cubes/bank_crm").await.json();
         m["last_reload"]["trigger"] == "file" && m["last_reload"]["ok"] == false
@@ -700,7 +709,7 @@ async fn hot_reload_swaps_good_definitions_and_rejects_bad_ones_with_their_place
         m["last_reload"]["error"]["code"], "invalid_definition",
         "{m}"
     );
-    std::fs::write(&file, lattice_defs::BANK_CRM_YAML).expect("edit");
+    edit_atomically(&file, lattice_defs::BANK_CRM_YAML);
     eventually("the good edit is served", async || {
         srv.query(&by_age_band()).await.json()["rows"] == old["rows"]
     })
