@@ -208,7 +208,7 @@ pub(crate) struct FactInputs<'a> {
     pub base: &'a BaseTable,
     pub closing: &'a Closing,
     /// Member codes of the levels plans need, per base row (see [`base_level_codes`]).
-    pub base_codes: &'a HashMap<LevelRef, Vec<u32>>,
+    pub base_codes: &'a HashMap<LevelRef, CodeColumn>,
 }
 
 /// Aggregates `levels` of the fact from `source` (cuboid `parent_index`, or the base table).
@@ -234,23 +234,22 @@ pub(crate) fn aggregate(
     };
     // Row -> target codes, and whether its semi-additive values count.
     // Base sources borrow the precomputed code columns; parent cuboids derive owned ones.
-    let mut row_codes: Vec<Cow<'_, [u32]>> =
-        vec![Cow::Owned(Vec::with_capacity(rows)); levels.len()];
+    let mut row_codes: Vec<Codes<'_>> = Vec::with_capacity(levels.len());
     // Only facts with semi-additive measures need to know which rows close their period.
     let any_semi = specs.iter().any(|s| s.semi);
     let mut semi_ok: Vec<bool> = Vec::with_capacity(if any_semi { rows } else { 0 });
     match &source {
         Source::Base(b) => {
             let periods = b.codes.last().map(Vec::as_slice).unwrap_or(&[]);
-            for (k, l) in levels.iter().enumerate() {
-                row_codes[k] = match base_codes.get(l) {
-                    Some(col) => Cow::Borrowed(col.as_slice()),
-                    None => Cow::Owned(
+            for l in levels {
+                row_codes.push(match base_codes.get(l) {
+                    Some(col) => col.codes(),
+                    None => Codes::U32(Cow::Owned(
                         (0..rows)
                             .map(|r| base_level_code(model, dims, b, fact, *l, r))
                             .collect(),
-                    ),
-                };
+                    )),
+                });
             }
             if any_semi {
                 // Which periods close their member of the target grain, once per cuboid.
@@ -276,6 +275,7 @@ pub(crate) fn aggregate(
                 .enumerate()
                 .filter_map(|(i, l)| time_grain(model, *l).map(|g| (i, g)))
                 .max_by_key(|(_, g)| *g);
+            let mut owned: Vec<Vec<u32>> = vec![Vec::with_capacity(rows); levels.len()];
             for r in 0..rows {
                 for (k, d) in derive.iter().enumerate() {
                     let code = match d {
@@ -284,7 +284,7 @@ pub(crate) fn aggregate(
                         Derive::Time { from, fine, coarse } => {
                             let axis = dims.time.as_ref().expect("time levels need an axis");
                             if c.codes[*from][r] == axis.unknown_code(*fine) {
-                                row_codes[k].to_mut().push(axis.unknown_code(*coarse));
+                                owned[k].push(axis.unknown_code(*coarse));
                                 continue;
                             }
                             let first_fine = coarsen(axis.first, axis.grain, *fine);
@@ -294,7 +294,7 @@ pub(crate) fn aggregate(
                                 as u32
                         }
                     };
-                    row_codes[k].to_mut().push(code);
+                    owned[k].push(code);
                 }
                 // The parent cell's semi-additive values are at its closing period; they count
                 // if that is also the closing period of the target cell's time member.
@@ -308,6 +308,7 @@ pub(crate) fn aggregate(
                         .is_some_and(|p| closing.is_closing(p, target_grain, dims)),
                 });
             }
+            row_codes.extend(owned.into_iter().map(|v| Codes::U32(Cow::Owned(v))));
         }
     }
 
@@ -364,11 +365,7 @@ pub(crate) fn aggregate(
                 }
             }
             (MeasureColumn::DistinctValues(s), MeasureColumn::Distinct(d)) => {
-                for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
-                    if s[r] != NO_VALUE {
-                        d[cell].insert(s[r]);
-                    }
-                }
+                distinct_sets(s, &cell_of_row, d);
             }
             _ => return Err(EngineError::Internal("measure column kinds differ".into())),
         }
@@ -392,6 +389,71 @@ pub(crate) fn aggregate(
     })
 }
 
+/// Most bytes of per-cell bit sets [`distinct_sets`] fills for one measure of one cuboid.
+const BITSET_BYTES: usize = 64 << 20;
+
+/// Fills each cell's set with the distinct values of its rows (`NO_VALUE`: none).
+///
+/// A roaring insert per row (a binary search and a shift in a sorted array) was most of the
+/// build's time; instead each cell's values are gathered first and every set is made at once:
+/// into a plain bit set per cell when those fit [`BITSET_BYTES`] (setting a bit is one store),
+/// else grouped by cell, sorted and appended in order.
+fn distinct_sets(values: &[u32], cell_of_row: &[u32], sets: &mut [roaring::RoaringBitmap]) {
+    // Proportionate to the rows too, so a small input does not zero a large array.
+    let limit = BITSET_BYTES.min(values.len().saturating_mul(32).max(1 << 16));
+    distinct_sets_within(values, cell_of_row, sets, limit);
+}
+
+fn distinct_sets_within(
+    values: &[u32],
+    cell_of_row: &[u32],
+    sets: &mut [roaring::RoaringBitmap],
+    limit: usize,
+) {
+    let Some(max) = values.iter().copied().filter(|v| *v != NO_VALUE).max() else {
+        return;
+    };
+    let width = (max as usize >> 3) + 1;
+    if sets.len().saturating_mul(width) <= limit {
+        let mut bits = vec![0u8; sets.len() * width];
+        for (&v, &c) in values.iter().zip(cell_of_row) {
+            if v != NO_VALUE {
+                bits[c as usize * width + (v as usize >> 3)] |= 1 << (v & 7);
+            }
+        }
+        for (set, cell_bits) in sets.iter_mut().zip(bits.chunks_exact(width)) {
+            *set = roaring::RoaringBitmap::from_lsb0_bytes(0, cell_bits);
+        }
+        return;
+    }
+    // Counting sort of the values by cell, then each cell's run sorted.
+    let mut start = vec![0usize; sets.len() + 1];
+    for (&v, &c) in values.iter().zip(cell_of_row) {
+        if v != NO_VALUE {
+            start[c as usize + 1] += 1;
+        }
+    }
+    for c in 1..start.len() {
+        start[c] += start[c - 1];
+    }
+    let mut flat = vec![0u32; start[sets.len()]];
+    let mut next = start.clone();
+    for (&v, &c) in values.iter().zip(cell_of_row) {
+        if v != NO_VALUE {
+            flat[next[c as usize]] = v;
+            next[c as usize] += 1;
+        }
+    }
+    for (c, set) in sets.iter_mut().enumerate() {
+        let run = &mut flat[start[c]..start[c + 1]];
+        run.sort_unstable();
+        let mut last = None;
+        let unique = run.iter().copied().filter(|v| last.replace(*v) != Some(*v));
+        *set = roaring::RoaringBitmap::from_sorted_iter(unique)
+            .expect("a sorted run without repeats is sorted");
+    }
+}
+
 /// Cuboids with at most this many possible cells group rows through an array, not a hash map.
 const DENSE_SLOTS: usize = 1 << 22;
 
@@ -401,7 +463,7 @@ const DENSE_SLOTS: usize = 1 << 22;
 // Row `r` indexes every level's code column at once; an iterator would not read better.
 #[allow(clippy::needless_range_loop)]
 fn group_rows(
-    row_codes: &[Cow<'_, [u32]>],
+    row_codes: &[Codes<'_>],
     rows: usize,
     levels: &[LevelRef],
     dims: &Dims,
@@ -416,7 +478,7 @@ fn group_rows(
     let width = levels.len();
     let mut cell_of_row = Vec::with_capacity(rows);
     let mut keys: Vec<u32> = Vec::new();
-    let push_key = |keys: &mut Vec<u32>, r: usize| keys.extend(row_codes.iter().map(|c| c[r]));
+    let push_key = |keys: &mut Vec<u32>, r: usize| keys.extend(row_codes.iter().map(|c| c.get(r)));
     let cards: Vec<usize> = levels
         .iter()
         .map(|l| dims.dicts[l.dim][l.level].len().max(1))
@@ -428,12 +490,13 @@ fn group_rows(
     let dense_limit = DENSE_SLOTS.min(rows.saturating_mul(4).max(4096));
     if let Some(slots) = slots.filter(|s| *s <= dense_limit) {
         // Few possible cells: a mixed-radix index into an array, no hashing.
+        // Each row's slot, column by column (tight loops over contiguous codes).
+        let mut slot = vec![0usize; rows];
+        for (codes, card) in row_codes.iter().zip(&cards) {
+            codes.fold_into(&mut slot, |at, code| at * card + code as usize);
+        }
         let mut index = vec![u32::MAX; slots];
-        for r in 0..rows {
-            let mut at = 0usize;
-            for (k, card) in cards.iter().enumerate() {
-                at = at * card + row_codes[k][r] as usize;
-            }
+        for (r, &at) in slot.iter().enumerate() {
             if index[at] == u32::MAX {
                 index[at] = n_cells;
                 n_cells += 1;
@@ -442,12 +505,12 @@ fn group_rows(
             cell_of_row.push(index[at]);
         }
     } else if bits.iter().sum::<u32>() <= 64 {
+        let mut packed = vec![0u64; rows];
+        for (codes, b) in row_codes.iter().zip(&bits) {
+            codes.fold_into(&mut packed, |p, code| (p << b) | u64::from(code));
+        }
         let mut index: HashMap<u64, u32> = HashMap::with_capacity(rows.min(1 << 20));
-        for r in 0..rows {
-            let mut packed = 0u64;
-            for (k, b) in bits.iter().enumerate() {
-                packed = (packed << b) | u64::from(row_codes[k][r]);
-            }
+        for (r, &packed) in packed.iter().enumerate() {
             let cell = *index.entry(packed).or_insert_with(|| {
                 push_key(&mut keys, r);
                 n_cells += 1;
@@ -458,7 +521,7 @@ fn group_rows(
     } else {
         let mut index: HashMap<Vec<u32>, u32> = HashMap::new();
         for r in 0..rows {
-            let key: Vec<u32> = row_codes.iter().map(|c| c[r]).collect();
+            let key: Vec<u32> = row_codes.iter().map(|c| c.get(r)).collect();
             let cell = *index.entry(key).or_insert_with(|| {
                 push_key(&mut keys, r);
                 n_cells += 1;
@@ -478,18 +541,82 @@ pub(crate) fn base_level_codes(
     base: &BaseTable,
     fact: FactId,
     levels: impl IntoIterator<Item = LevelRef>,
-) -> HashMap<LevelRef, Vec<u32>> {
+) -> HashMap<LevelRef, CodeColumn> {
     levels
         .into_iter()
         .map(|l| {
-            (
-                l,
-                (0..base.len())
-                    .map(|r| base_level_code(model, dims, base, fact, l, r))
-                    .collect(),
-            )
+            let codes: Vec<u32> = (0..base.len())
+                .map(|r| base_level_code(model, dims, base, fact, l, r))
+                .collect();
+            (l, CodeColumn::narrow(codes))
         })
         .collect()
+}
+
+/// Member codes of one level over a base table's rows, in the narrowest integer that holds
+/// them: most levels have a few members, so a byte per row instead of four.
+#[derive(Debug)]
+pub(crate) enum CodeColumn {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+}
+
+impl CodeColumn {
+    fn narrow(codes: Vec<u32>) -> CodeColumn {
+        match codes.iter().copied().max().unwrap_or(0) {
+            m if m <= u32::from(u8::MAX) => {
+                CodeColumn::U8(codes.iter().map(|c| *c as u8).collect())
+            }
+            m if m <= u32::from(u16::MAX) => {
+                CodeColumn::U16(codes.iter().map(|c| *c as u16).collect())
+            }
+            _ => CodeColumn::U32(codes),
+        }
+    }
+
+    fn codes(&self) -> Codes<'_> {
+        match self {
+            CodeColumn::U8(v) => Codes::U8(v),
+            CodeColumn::U16(v) => Codes::U16(v),
+            CodeColumn::U32(v) => Codes::U32(Cow::Borrowed(v)),
+        }
+    }
+}
+
+/// A level's member code per input row, borrowed from a [`CodeColumn`] or derived.
+enum Codes<'a> {
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    U32(Cow<'a, [u32]>),
+}
+
+impl Codes<'_> {
+    fn get(&self, r: usize) -> u32 {
+        match self {
+            Codes::U8(v) => u32::from(v[r]),
+            Codes::U16(v) => u32::from(v[r]),
+            Codes::U32(v) => v[r],
+        }
+    }
+
+    /// `acc[r] = f(acc[r], code of row r)` for every row, one loop per code width.
+    fn fold_into<T: Copy>(&self, acc: &mut [T], f: impl Fn(T, u32) -> T) {
+        match self {
+            Codes::U8(v) => acc
+                .iter_mut()
+                .zip(v.iter())
+                .for_each(|(a, c)| *a = f(*a, u32::from(*c))),
+            Codes::U16(v) => acc
+                .iter_mut()
+                .zip(v.iter())
+                .for_each(|(a, c)| *a = f(*a, u32::from(*c))),
+            Codes::U32(v) => acc
+                .iter_mut()
+                .zip(v.iter())
+                .for_each(|(a, c)| *a = f(*a, *c)),
+        }
+    }
 }
 
 fn reorder(col: MeasureColumn, order: &[usize]) -> MeasureColumn {
@@ -509,6 +636,48 @@ fn reorder(col: MeasureColumn, order: &[usize]) -> MeasureColumn {
         }
         MeasureColumn::Distinct(mut v) => {
             MeasureColumn::Distinct(order.iter().map(|&i| std::mem::take(&mut v[i])).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roaring::RoaringBitmap;
+
+    use super::{NO_VALUE, distinct_sets_within};
+
+    /// Both ways of filling sets (bit sets, sorted runs) equal a roaring insert per row.
+    #[test]
+    fn distinct_sets_equal_inserting_row_by_row() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for case in 0..40 {
+            let cells = 1 + (next() % 50) as usize;
+            let rows = (next() % 2000) as usize;
+            let span = 1 + next() % if case % 2 == 0 { 300 } else { 200_000 };
+            let cell_of_row: Vec<u32> = (0..rows).map(|_| (next() % cells as u64) as u32).collect();
+            let values: Vec<u32> = (0..rows)
+                .map(|_| match next() % 10 {
+                    0 => NO_VALUE,
+                    _ => (next() % span) as u32,
+                })
+                .collect();
+            let mut want = vec![RoaringBitmap::new(); cells];
+            for (&v, &c) in values.iter().zip(&cell_of_row) {
+                if v != NO_VALUE {
+                    want[c as usize].insert(v);
+                }
+            }
+            for limit in [0, usize::MAX] {
+                let mut got = vec![RoaringBitmap::new(); cells];
+                distinct_sets_within(&values, &cell_of_row, &mut got, limit);
+                assert_eq!(got, want, "case {case}, limit {limit}");
+            }
         }
     }
 }

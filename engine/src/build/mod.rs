@@ -84,6 +84,17 @@ pub async fn build_cube_with_report(
     );
     progress.enable_steady_tick(Duration::from_millis(120));
     let mut stages = Vec::new();
+    let mut stage = |name: &'static str, t: Instant| {
+        let (rss_mb, peak_mb) = memory_mb().unwrap_or_default();
+        info!(
+            stage = name,
+            secs = t.elapsed().as_secs_f64(),
+            rss_mb,
+            peak_mb,
+            "build stage"
+        );
+        stages.push((name, t.elapsed()));
+    };
 
     if let Some(b) = opts.memory_budget {
         budget::check_sources(model, &sources.catalog, b)?;
@@ -92,7 +103,7 @@ pub async fn build_cube_with_report(
     let t = Instant::now();
     progress.set_message("encoding dimensions");
     let dims = dims::build_dims(model, &sources.catalog, &sources.ctx).await?;
-    stages.push(("dimensions", t.elapsed()));
+    stage("dimensions", t);
 
     let t = Instant::now();
     let mut bases = Vec::new();
@@ -112,11 +123,11 @@ pub async fn build_cube_with_report(
         rows_per_s = (fact_rows.iter().sum::<u64>() as f64 / secs) as u64,
         "base tables"
     );
-    stages.push(("base", t.elapsed()));
+    stage("base", t);
 
     let t = Instant::now();
     let plans = select::choose(model, &dims, &bases)?;
-    stages.push(("select", t.elapsed()));
+    stage("select", t);
     if let Some(b) = opts.memory_budget {
         budget::check_plans(model, &dims, &bases, &plans, b)?;
     }
@@ -139,7 +150,7 @@ pub async fn build_cube_with_report(
     ));
     let cuboids = build_lattice(model, &dims, &bases, &plans, &bar)?;
     bar.finish_and_clear();
-    stages.push(("lattice", t.elapsed()));
+    stage("lattice", t);
 
     let built = cuboids
         .iter()
@@ -269,7 +280,7 @@ fn build_lattice(
         })
     };
     // Every level such a plan needs, as a column over its fact's base rows (computed once).
-    let base_codes: Vec<HashMap<LevelRef, Vec<u32>>> = bases
+    let base_codes: Vec<HashMap<LevelRef, lattice::CodeColumn>> = bases
         .iter()
         .enumerate()
         .map(|(f, b)| {
@@ -373,4 +384,14 @@ fn build_one(
         None => lattice::Source::Base(inputs.base),
     };
     lattice::aggregate(inputs, source, parent.map(|(j, _)| j), &plan.levels)
+}
+
+/// Resident and peak resident memory of this process in MB, where the OS tells (Linux).
+fn memory_mb() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some((kb("VmRSS:")? / 1024, kb("VmHWM:")? / 1024))
 }
