@@ -539,6 +539,7 @@ fn load_and_build(
     let options = lattice_engine::build::BuildOptions {
         progress: true,
         memory_budget: budget.bytes(),
+        ..Default::default()
     };
     let built = match rt.block_on(lattice_engine::build::build_cube_with_report(
         model, &sources, &options,
@@ -806,6 +807,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             &lattice_engine::build::BuildOptions {
                 progress: true,
                 memory_budget: args.budget.bytes(),
+                ..Default::default()
             },
         ));
         let built = match built {

@@ -77,6 +77,7 @@ pub async fn build_definition(
     let options = BuildOptions {
         progress,
         memory_budget: None,
+        ..Default::default()
     };
     build_definition_with(text, file, data_dir, &options).await
 }

@@ -212,6 +212,7 @@ pub(crate) fn start_reload(
     let options = BuildOptions {
         progress: false,
         memory_budget: state.config.memory_budget,
+        ..Default::default()
     };
     Ok(state.runtimes.build().spawn(async move {
         let _ticket = ticket;

@@ -742,6 +742,7 @@ async fn a_build_over_its_memory_budget_is_refused_before_it_allocates() {
         let options = BuildOptions {
             progress: false,
             memory_budget: Some(budget),
+            ..Default::default()
         };
         let file = parquet_dir().join("bank_crm.yaml");
         lattice_server::build_definition_with(yaml, Some(&file), Some(parquet_dir()), &options)

@@ -61,6 +61,8 @@ pub(crate) struct BaseTable {
     pub measures: Vec<MeasureColumn>,
     /// Rows of raw facts read.
     pub fact_rows: u64,
+    /// Queries the raw facts were read with (one per range of periods).
+    pub queries: usize,
 }
 
 impl BaseTable {
@@ -108,6 +110,7 @@ pub(crate) async fn build_base(
     ctx: &SessionContext,
     dims: &Dims,
     fact: FactId,
+    range_rows: u64,
 ) -> Result<BaseTable> {
     let f = &model.facts[fact];
     let measures = fact_measures(model, fact);
@@ -195,21 +198,19 @@ pub(crate) async fn build_base(
             (_, None) => return Err(EngineError::Internal("aggregate without a column".into())),
         }
     }
-    let sql = format!(
-        "SELECT {}, COUNT(*) AS fact_rows{} FROM (SELECT {} FROM {} AS f) GROUP BY {}",
-        group.join(", "),
-        outer_aggs
-            .iter()
-            .map(|a| format!(", {a}"))
-            .collect::<String>(),
-        inner.join(", "),
-        ident(&f.name),
-        group.join(", ")
-    );
-    // Streamed: each batch is converted to codes and dropped, so the raw groups and the base
-    // table are never both whole in memory.
-    tracing::debug!(sql, "base query");
-    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    let sql = |filter: &str| {
+        format!(
+            "SELECT {}, COUNT(*) AS fact_rows{} FROM (SELECT {} FROM {} AS f{filter}) GROUP BY {}",
+            group.join(", "),
+            outer_aggs
+                .iter()
+                .map(|a| format!(", {a}"))
+                .collect::<String>(),
+            inner.join(", "),
+            ident(&f.name),
+            group.join(", ")
+        )
+    };
 
     // DataFusion's groups are the base rows: the grain is the keys, the period and the
     // distinct values, so each row holds at most one value per distinct measure.
@@ -243,53 +244,79 @@ pub(crate) async fn build_base(
         *next += 1;
     }
     let mut dictionaries: Vec<HashMap<KeyValue, u32>> = vec![HashMap::new(); measures.len()];
-    while let Some(batch) = stream.next().await {
-        let b = &batch?;
-        for (i, &d) in f.direct.iter().enumerate() {
-            let dc = dims.codes[d]
-                .as_ref()
-                .ok_or_else(|| EngineError::Internal("no codes".into()))?;
-            codes[i].extend(dc.column_codes(b, i)?);
-        }
-        let periods = ints(b, n_keys)?;
-        codes[n_keys].extend((0..b.num_rows()).map(|r| {
-            if periods.is_valid(r) {
-                periods.value(r) as u32
-            } else {
-                NO_PERIOD
+    // One query per range of periods: the period is part of the grain, so the ranges' groups
+    // are disjoint and DataFusion holds one range's groups at a time. Streamed: each batch is
+    // converted to codes and dropped, so the raw groups and the base table are never both
+    // whole in memory.
+    let rows = super::budget::source_rows(model, catalog, &f.name);
+    let ranges = period_ranges(f.time.as_ref(), dims.time.as_ref(), rows, range_rows);
+    let queries = ranges.len();
+    for filter in ranges {
+        let sql = sql(&filter);
+        tracing::debug!(sql, "base query");
+        let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            let b = &batch?;
+            for (i, &d) in f.direct.iter().enumerate() {
+                let dc = dims.codes[d]
+                    .as_ref()
+                    .ok_or_else(|| EngineError::Internal("no codes".into()))?;
+                codes[i].extend(dc.column_codes(b, i)?);
             }
-        }));
-        fact_rows += ints(b, n_group)?
-            .values()
-            .iter()
-            .map(|v| *v as u64)
-            .sum::<u64>();
-        let mut distinct_pos = 0;
-        for (j, (_, spec)) in measures.iter().enumerate() {
-            let c = agg_cols[j];
-            match (&mut cols[j], spec.agg) {
-                (MeasureColumn::Count(v), _) => {
-                    v.extend(ints(b, c)?.values().iter().map(|x| *x as u64))
+            let periods = ints(b, n_keys)?;
+            codes[n_keys].extend((0..b.num_rows()).map(|r| {
+                if periods.is_valid(r) {
+                    periods.value(r) as u32
+                } else {
+                    NO_PERIOD
                 }
-                (MeasureColumn::DistinctValues(v), _) => {
-                    let int = distinct_integer[distinct_pos];
-                    distinct_pos += 1;
-                    if int {
-                        v.extend(distinct_ints(&ints(b, c)?)?);
-                    } else {
-                        let vals = distinct_codes(&keys(b, c, int)?, &mut dictionaries[j])?;
-                        v.extend(vals.into_iter().map(|x| x.unwrap_or(NO_VALUE)));
+            }));
+            fact_rows += ints(b, n_group)?
+                .values()
+                .iter()
+                .map(|v| *v as u64)
+                .sum::<u64>();
+            let mut distinct_pos = 0;
+            for (j, (_, spec)) in measures.iter().enumerate() {
+                let c = agg_cols[j];
+                match (&mut cols[j], spec.agg) {
+                    (MeasureColumn::Count(v), _) => {
+                        v.extend(ints(b, c)?.values().iter().map(|x| *x as u64))
+                    }
+                    (MeasureColumn::DistinctValues(v), _) => {
+                        let int = distinct_integer[distinct_pos];
+                        distinct_pos += 1;
+                        if int {
+                            v.extend(distinct_ints(&ints(b, c)?)?);
+                        } else {
+                            let vals = distinct_codes(&keys(b, c, int)?, &mut dictionaries[j])?;
+                            v.extend(vals.into_iter().map(|x| x.unwrap_or(NO_VALUE)));
+                        }
+                    }
+                    (MeasureColumn::Decimal { values, valid, .. }, _) => {
+                        let a = decimals(b, c, scales[j])?;
+                        values.extend(a.values().iter().copied());
+                        valid.extend((0..a.len()).map(|r| a.is_valid(r)));
+                    }
+                    (MeasureColumn::Distinct(_), _) => {
+                        return Err(EngineError::Internal("bitmaps in a base table".into()));
                     }
                 }
-                (MeasureColumn::Decimal { values, valid, .. }, _) => {
-                    let a = decimals(b, c, scales[j])?;
-                    values.extend(a.values().iter().copied());
-                    valid.extend((0..a.len()).map(|r| a.is_valid(r)));
-                }
-                (MeasureColumn::Distinct(_), _) => {
-                    return Err(EngineError::Internal("bitmaps in a base table".into()));
-                }
             }
+        }
+    }
+    // Batches were appended by doubling; give the slack back (the base table lives through
+    // the lattice stage, the build's peak).
+    codes.iter_mut().for_each(Vec::shrink_to_fit);
+    for col in &mut cols {
+        match col {
+            MeasureColumn::Count(v) => v.shrink_to_fit(),
+            MeasureColumn::DistinctValues(v) => v.shrink_to_fit(),
+            MeasureColumn::Decimal { values, valid, .. } => {
+                values.shrink_to_fit();
+                valid.shrink_to_fit();
+            }
+            MeasureColumn::Distinct(v) => v.shrink_to_fit(),
         }
     }
     Ok(BaseTable {
@@ -298,7 +325,48 @@ pub(crate) async fn build_base(
         specs: measures.iter().map(|(_, s)| *s).collect(),
         measures: cols,
         fact_rows,
+        queries,
     })
+}
+
+/// Fact rows one base query should group at most, by default: DataFusion's hash table for
+/// this many groups, with its sums, is what the base stage holds beyond the base table itself.
+pub(crate) const RANGE_ROWS: u64 = 2_000_000;
+
+/// Most queries one base table is read with (each prunes by date where the file is sorted).
+const MAX_RANGES: u64 = 12;
+
+/// `WHERE` clauses that split a fact's rows by contiguous ranges of periods, about
+/// `range_rows` rows each; the last range also takes rows without a date. One empty clause
+/// where the fact has no date or few rows.
+fn period_ranges(
+    time: Option<&lattice_defs::model::ColumnRef>,
+    axis: Option<&super::time::TimeAxis>,
+    rows: u64,
+    range_rows: u64,
+) -> Vec<String> {
+    let (Some(t), Some(axis)) = (time, axis) else {
+        return vec![String::new()];
+    };
+    let n = rows
+        .div_ceil(range_rows.max(1))
+        .clamp(1, MAX_RANGES)
+        .min(axis.len.max(1) as u64) as usize;
+    if n == 1 {
+        return vec![String::new()];
+    }
+    let col = format!("f.{}", ident(&t.column));
+    let start = |i: usize| {
+        let (y, m, d) = super::time::period_start(axis.abs((i * axis.len / n) as u32), axis.grain);
+        format!("DATE '{y:04}-{m:02}-{d:02}'")
+    };
+    (0..n)
+        .map(|i| match i {
+            0 => format!(" WHERE {col} < {}", start(1)),
+            i if i + 1 == n => format!(" WHERE {col} >= {} OR {col} IS NULL", start(i)),
+            i => format!(" WHERE {col} >= {} AND {col} < {}", start(i), start(i + 1)),
+        })
+        .collect()
 }
 
 /// Integer distinct values as themselves ([`NO_VALUE`] for NULL), as [`distinct_codes`] does.

@@ -118,7 +118,7 @@ fn over_budget(stage: &'static str, items: Vec<EstimateItem>, budget: u64) -> Re
 
 /// Rows of a source table without reading it: the Parquet footer's count, or for CSV at most
 /// one row per `columns` bytes of the file (each field takes at least a separator).
-fn source_rows(model: &Model, catalog: &Catalog, table: &str) -> u64 {
+pub(crate) fn source_rows(model: &Model, catalog: &Catalog, table: &str) -> u64 {
     let Some(source) = model.source(table) else {
         return 0;
     };

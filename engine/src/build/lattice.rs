@@ -490,27 +490,30 @@ fn group_rows(
     let dense_limit = DENSE_SLOTS.min(rows.saturating_mul(4).max(4096));
     if let Some(slots) = slots.filter(|s| *s <= dense_limit) {
         // Few possible cells: a mixed-radix index into an array, no hashing.
-        // Each row's slot, column by column (tight loops over contiguous codes).
-        let mut slot = vec![0usize; rows];
+        // Each row's slot, column by column (tight loops over contiguous codes), computed in
+        // place of its cell (`slots` fits a u32), which then replaces it.
+        cell_of_row.resize(rows, 0u32);
         for (codes, card) in row_codes.iter().zip(&cards) {
-            codes.fold_into(&mut slot, |at, code| at * card + code as usize);
+            let card = *card as u32;
+            codes.fold_into(&mut cell_of_row, |at, code| at * card + code);
         }
         let mut index = vec![u32::MAX; slots];
-        for (r, &at) in slot.iter().enumerate() {
-            if index[at] == u32::MAX {
-                index[at] = n_cells;
+        for (r, at) in cell_of_row.iter_mut().enumerate() {
+            let slot = &mut index[*at as usize];
+            if *slot == u32::MAX {
+                *slot = n_cells;
                 n_cells += 1;
                 push_key(&mut keys, r);
             }
-            cell_of_row.push(index[at]);
+            *at = *slot;
         }
     } else if bits.iter().sum::<u32>() <= 64 {
-        let mut packed = vec![0u64; rows];
-        for (codes, b) in row_codes.iter().zip(&bits) {
-            codes.fold_into(&mut packed, |p, code| (p << b) | u64::from(code));
-        }
         let mut index: HashMap<u64, u32> = HashMap::with_capacity(rows.min(1 << 20));
-        for (r, &packed) in packed.iter().enumerate() {
+        for r in 0..rows {
+            let mut packed = 0u64;
+            for (codes, b) in row_codes.iter().zip(&bits) {
+                packed = (packed << b) | u64::from(codes.get(r));
+            }
             let cell = *index.entry(packed).or_insert_with(|| {
                 push_key(&mut keys, r);
                 n_cells += 1;

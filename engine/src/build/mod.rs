@@ -44,6 +44,9 @@ pub struct BuildOptions {
     /// Most bytes the build may hold at its peak, by [`budget`]'s estimate; `None` for no
     /// limit (the command line and the server default to [`budget::machine_budget`]).
     pub memory_budget: Option<u64>,
+    /// Fact rows one base query groups at most (the fact is read by ranges of periods);
+    /// `None`: about two million.
+    pub base_range_rows: Option<u64>,
 }
 
 /// What a build did, for `lattice build --explain` and logs.
@@ -55,6 +58,8 @@ pub struct BuildReport {
     /// Raw fact rows read per fact, and rows of each base table.
     pub fact_rows: Vec<u64>,
     pub base_rows: Vec<usize>,
+    /// Queries each fact was read with (one per range of periods).
+    pub base_queries: Vec<usize>,
     pub stages: Vec<(&'static str, Duration)>,
     /// What each allocation split, and what it could not.
     pub allocations: Vec<crate::source::allocate::AllocationReport>,
@@ -112,7 +117,17 @@ pub async fn build_cube_with_report(
             "aggregating {} to the cube grain",
             model.facts[fact].name
         ));
-        bases.push(base::build_base(model, &sources.catalog, &sources.ctx, &dims, fact).await?);
+        bases.push(
+            base::build_base(
+                model,
+                &sources.catalog,
+                &sources.ctx,
+                &dims,
+                fact,
+                opts.base_range_rows.unwrap_or(base::RANGE_ROWS),
+            )
+            .await?,
+        );
     }
     let mut dims = dims;
     metrics::metric_buckets(model, &mut dims, &bases)?;
@@ -187,6 +202,7 @@ pub async fn build_cube_with_report(
         built,
         fact_rows,
         base_rows: bases.iter().map(|b| b.len()).collect(),
+        base_queries: bases.iter().map(|b| b.queries).collect(),
         stages,
         allocations: sources.allocations.clone(),
     };

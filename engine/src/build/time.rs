@@ -39,6 +39,16 @@ pub(crate) fn period_sql(date: &str, grain: TimeGrain) -> String {
     }
 }
 
+/// (year, month, day) of the first day of absolute period `p` of `grain`.
+pub(crate) fn period_start(p: AbsPeriod, grain: TimeGrain) -> (i64, i64, i64) {
+    match grain {
+        TimeGrain::Year => (p, 1, 1),
+        TimeGrain::Quarter => (p.div_euclid(4), p.rem_euclid(4) * 3 + 1, 1),
+        TimeGrain::Month => (p.div_euclid(12), p.rem_euclid(12) + 1, 1),
+        TimeGrain::Day => civil_from_days(p),
+    }
+}
+
 /// The SQL of a fact row's period on the axis (periods since the axis's first; 0 for a fact
 /// without a date column), over the fact aliased `f`.
 pub(crate) fn fact_period_sql(
