@@ -221,6 +221,11 @@ pub(crate) async fn build_base(
         .zip(&scales)
         .map(|((_, s), sc)| match s.agg {
             Agg::Distinct => MeasureColumn::DistinctValues(Vec::new()),
+            Agg::Sum | Agg::Min | Agg::Max => MeasureColumn::Decimal64 {
+                values: Vec::new(),
+                valid: Vec::new(),
+                scale: *sc,
+            },
             _ => empty_column(*s, *sc),
         })
         .collect();
@@ -293,10 +298,11 @@ pub(crate) async fn build_base(
                             v.extend(vals.into_iter().map(|x| x.unwrap_or(NO_VALUE)));
                         }
                     }
-                    (MeasureColumn::Decimal { values, valid, .. }, _) => {
-                        let a = decimals(b, c, scales[j])?;
-                        values.extend(a.values().iter().copied());
-                        valid.extend((0..a.len()).map(|r| a.is_valid(r)));
+                    (
+                        col @ (MeasureColumn::Decimal { .. } | MeasureColumn::Decimal64 { .. }),
+                        _,
+                    ) => {
+                        push_decimals(col, &decimals(b, c, scales[j])?);
                     }
                     (MeasureColumn::Distinct(_), _) => {
                         return Err(EngineError::Internal("bitmaps in a base table".into()));
@@ -313,6 +319,10 @@ pub(crate) async fn build_base(
             MeasureColumn::Count(v) => v.shrink_to_fit(),
             MeasureColumn::DistinctValues(v) => v.shrink_to_fit(),
             MeasureColumn::Decimal { values, valid, .. } => {
+                values.shrink_to_fit();
+                valid.shrink_to_fit();
+            }
+            MeasureColumn::Decimal64 { values, valid, .. } => {
                 values.shrink_to_fit();
                 valid.shrink_to_fit();
             }
@@ -369,6 +379,32 @@ fn period_ranges(
         .collect()
 }
 
+/// Appends a batch of decimals to a base column: in 64 bits while every value fits, else the
+/// column is widened to 128 bits once and stays so.
+fn push_decimals(col: &mut MeasureColumn, a: &arrow::array::Decimal128Array) {
+    if let MeasureColumn::Decimal64 {
+        values,
+        valid,
+        scale,
+    } = col
+    {
+        if a.values().iter().all(|v| i64::try_from(*v).is_ok()) {
+            values.extend(a.values().iter().map(|v| *v as i64));
+            valid.extend((0..a.len()).map(|r| a.is_valid(r)));
+            return;
+        }
+        *col = MeasureColumn::Decimal {
+            values: values.iter().map(|v| i128::from(*v)).collect(),
+            valid: std::mem::take(valid),
+            scale: *scale,
+        };
+    }
+    if let MeasureColumn::Decimal { values, valid, .. } = col {
+        values.extend(a.values().iter().copied());
+        valid.extend((0..a.len()).map(|r| a.is_valid(r)));
+    }
+}
+
 /// Integer distinct values as themselves ([`NO_VALUE`] for NULL), as [`distinct_codes`] does.
 fn distinct_ints(a: &arrow::array::Int64Array) -> Result<Vec<u32>> {
     (0..a.len())
@@ -412,6 +448,10 @@ pub(crate) fn push_empty(col: &mut MeasureColumn) {
             values.push(0);
             valid.push(false);
         }
+        MeasureColumn::Decimal64 { values, valid, .. } => {
+            values.push(0);
+            valid.push(false);
+        }
         MeasureColumn::Distinct(v) => v.push(RoaringBitmap::new()),
         MeasureColumn::DistinctValues(v) => v.push(NO_VALUE),
     }
@@ -434,4 +474,46 @@ pub(crate) fn merge_decimal(
         Agg::Max => values[cell].max(x),
         _ => values[cell] + x,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Decimal128Array;
+
+    use super::push_decimals;
+    use crate::store::MeasureColumn;
+
+    fn batch(values: &[Option<i128>]) -> Decimal128Array {
+        Decimal128Array::from(values.to_vec())
+            .with_precision_and_scale(38, 2)
+            .expect("decimal type")
+    }
+
+    /// Decimals stay in 64 bits until one does not fit; then the column holds every value,
+    /// earlier ones included, in 128 bits.
+    #[test]
+    fn base_decimals_widen_when_a_value_leaves_64_bits() {
+        let mut col = MeasureColumn::Decimal64 {
+            values: Vec::new(),
+            valid: Vec::new(),
+            scale: 2,
+        };
+        push_decimals(&mut col, &batch(&[Some(-5), None, Some(i128::from(i64::MAX))]));
+        assert!(matches!(&col, MeasureColumn::Decimal64 { values, .. } if values.len() == 3));
+        let big = i128::from(i64::MAX) + 1;
+        push_decimals(&mut col, &batch(&[Some(big), Some(7)]));
+        push_decimals(&mut col, &batch(&[Some(1)]));
+        let MeasureColumn::Decimal {
+            values,
+            valid,
+            scale,
+        } = col
+        else {
+            panic!("not widened: {col:?}");
+        };
+        assert_eq!(scale, 2);
+        assert_eq!(valid, [true, false, true, true, true, true]);
+        assert_eq!(values[0], -5);
+        assert_eq!(&values[2..], [i128::from(i64::MAX), big, 7, 1]);
+    }
 }

@@ -202,6 +202,7 @@ pub(crate) fn check_sources(model: &Model, catalog: &Catalog, budget: u64) -> Re
 fn column_bytes(c: &MeasureColumn) -> u64 {
     (match c {
         MeasureColumn::Decimal { values, valid, .. } => values.len() * 16 + valid.len(),
+        MeasureColumn::Decimal64 { values, valid, .. } => values.len() * 8 + valid.len(),
         MeasureColumn::Count(v) => v.len() * 8,
         MeasureColumn::Distinct(v) => v.iter().map(|b| b.serialized_size() + 8).sum(),
         MeasureColumn::DistinctValues(v) => v.len() * 4,

@@ -324,7 +324,9 @@ pub(crate) fn aggregate(
         .zip(columns)
         .map(|(s, c)| {
             let scale = match c {
-                MeasureColumn::Decimal { scale, .. } => *scale,
+                MeasureColumn::Decimal { scale, .. } | MeasureColumn::Decimal64 { scale, .. } => {
+                    *scale
+                }
                 _ => 0,
             };
             let mut col = empty_column(*s, scale);
@@ -356,6 +358,20 @@ pub(crate) fn aggregate(
                 for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
                     if counts(r) && sok[r] {
                         merge_decimal(values, valid, cell, sv[r], spec.agg);
+                    }
+                }
+            }
+            (
+                MeasureColumn::Decimal64 {
+                    values: sv,
+                    valid: sok,
+                    ..
+                },
+                MeasureColumn::Decimal { values, valid, .. },
+            ) => {
+                for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
+                    if counts(r) && sok[r] {
+                        merge_decimal(values, valid, cell, i128::from(sv[r]), spec.agg);
                     }
                 }
             }
@@ -630,6 +646,15 @@ fn reorder(col: MeasureColumn, order: &[usize]) -> MeasureColumn {
             valid,
             scale,
         } => MeasureColumn::Decimal {
+            values: order.iter().map(|&i| values[i]).collect(),
+            valid: order.iter().map(|&i| valid[i]).collect(),
+            scale,
+        },
+        MeasureColumn::Decimal64 {
+            values,
+            valid,
+            scale,
+        } => MeasureColumn::Decimal64 {
             values: order.iter().map(|&i| values[i]).collect(),
             valid: order.iter().map(|&i| valid[i]).collect(),
             scale,

@@ -75,11 +75,13 @@ pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]
             };
             let slots = (n_keys + 1) * periods;
             let mut acc = match column {
-                MeasureColumn::Decimal { scale, .. } => Acc::Decimal {
-                    values: vec![0; slots],
-                    valid: vec![false; slots],
-                    scale: *scale,
-                },
+                MeasureColumn::Decimal { scale, .. } | MeasureColumn::Decimal64 { scale, .. } => {
+                    Acc::Decimal {
+                        values: vec![0; slots],
+                        valid: vec![false; slots],
+                        scale: *scale,
+                    }
+                }
                 MeasureColumn::Count(_) => Acc::Count(vec![0; slots]),
                 MeasureColumn::DistinctValues(_) => Acc::Distinct(Vec::new()),
                 MeasureColumn::Distinct(_) => {
@@ -111,6 +113,19 @@ pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]
                     ) => {
                         if ok[r] {
                             super::base::merge_decimal(values, valid, slot, v[r], *agg);
+                        }
+                    }
+                    (
+                        Acc::Decimal { values, valid, .. },
+                        MeasureColumn::Decimal64 {
+                            values: v,
+                            valid: ok,
+                            ..
+                        },
+                    ) => {
+                        if ok[r] {
+                            let x = i128::from(v[r]);
+                            super::base::merge_decimal(values, valid, slot, x, *agg);
                         }
                     }
                     (Acc::Count(c), MeasureColumn::Count(v)) => c[slot] += v[r],

@@ -114,7 +114,8 @@ pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<
                 .measures
                 .iter()
                 .map(|m| match m {
-                    crate::store::MeasureColumn::Decimal { .. } => 17,
+                    crate::store::MeasureColumn::Decimal { .. }
+                    | crate::store::MeasureColumn::Decimal64 { .. } => 17,
                     crate::store::MeasureColumn::Count(_) => 8,
                     crate::store::MeasureColumn::Distinct(_)
                     | crate::store::MeasureColumn::DistinctValues(_) => 0,
