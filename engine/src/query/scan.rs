@@ -2,7 +2,7 @@
 //! query's grain, rolling members up through parent arrays where the cuboid is finer.
 
 use lattice_defs::model::{Agg, LevelRef, MeasureKind, OverTime};
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 use super::group::{Acc, AggRequest, Grouped, Grouper};
 use super::resolve::ResolvedFilter;
@@ -213,10 +213,33 @@ pub(crate) fn scan(
                 }
             }
             (Some(MeasureColumn::Distinct(sets)), Acc::Sets(out)) => {
-                for (cell, g) in cell_group.iter().enumerate() {
-                    if *g != u32::MAX && counts(cell) {
-                        out[*g as usize] |= &sets[cell];
+                // Each group's sets are unioned at once: OR-ing them in one by one re-merges
+                // the growing result every time (a group of a few thousand customer sets took
+                // a second at scale 10), where a multi-way union promotes to bit maps lazily.
+                let mut start = vec![0usize; out.len() + 1];
+                let kept = |cell: usize, g: u32| g != u32::MAX && counts(cell);
+                for (cell, &g) in cell_group.iter().enumerate() {
+                    if kept(cell, g) {
+                        start[g as usize + 1] += 1;
                     }
+                }
+                for g in 1..start.len() {
+                    start[g] += start[g - 1];
+                }
+                let mut cells = vec![0usize; start[out.len()]];
+                let mut next = start.clone();
+                for (cell, &g) in cell_group.iter().enumerate() {
+                    if kept(cell, g) {
+                        cells[next[g as usize]] = cell;
+                        next[g as usize] += 1;
+                    }
+                }
+                for (g, set) in out.iter_mut().enumerate() {
+                    *set = match &cells[start[g]..start[g + 1]] {
+                        [] => RoaringBitmap::new(),
+                        [one] => sets[*one].clone(),
+                        many => many.iter().map(|&c| &sets[c]).union(),
+                    };
                 }
             }
             _ => {}
