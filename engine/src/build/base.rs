@@ -498,7 +498,10 @@ mod tests {
             valid: Vec::new(),
             scale: 2,
         };
-        push_decimals(&mut col, &batch(&[Some(-5), None, Some(i128::from(i64::MAX))]));
+        push_decimals(
+            &mut col,
+            &batch(&[Some(-5), None, Some(i128::from(i64::MAX))]),
+        );
         assert!(matches!(&col, MeasureColumn::Decimal64 { values, .. } if values.len() == 3));
         let big = i128::from(i64::MAX) + 1;
         push_decimals(&mut col, &batch(&[Some(big), Some(7)]));
