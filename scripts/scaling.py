@@ -5,6 +5,7 @@ default cube at several scales, as a table (docs/perf/scaling.md) and a plot
 
     python3 scripts/scaling.py                 # scales 1 2 5 10
     python3 scripts/scaling.py 0.1 0.2         # a quick run
+    python3 scripts/scaling.py --replot        # table and plot again from scaling.json
 
 Each scale runs `cargo run --release --example scaling -- SCALE` in its own process (so that
 its peak memory is its own), which generates the data set into ~/.cache/lattice if missing.
@@ -98,6 +99,11 @@ x = [r["rows"] / 1e6 for r in rows]
 fig, ax = plt.subplots(1, 3, figsize=(13, 4))
 ax[0].plot(x, [r["build_s"] for r in rows], "o-", label="build")
 ax[0].plot([0, x[-1]], [0, rows[0]["build_s"] * x[-1] / x[0]], "--", color="grey", label="linear from the first")
+# The DESIGN targets at scale 10: a build under 60 s and 4 GB.
+ten = [r for r in rows if r["scale"] == 10]
+if ten:
+    ax[0].plot([ten[0]["rows"] / 1e6], [60], "x", color="red", markersize=10, label="target at scale 10")
+    ax[1].plot([ten[0]["rows"] / 1e6], [4], "x", color="red", markersize=10, label="target at scale 10")
 ax[0].set(xlabel="fact rows (millions)", ylabel="seconds", title="Build time")
 ax[0].legend()
 ax[1].plot(x, [r["peak_gb"] for r in rows], "o-", label="peak resident memory")
@@ -116,8 +122,14 @@ fig.savefig({str(path)!r}, dpi=110)
 
 
 def main() -> None:
-    scales = sys.argv[1:] or ["1", "2", "5", "10"]
-    points = [run_scale(s) for s in scales]
+    if sys.argv[1:] == ["--replot"]:
+        # The table and plot again from the points of the last run.
+        lines = (OUT / "scaling.json").read_text().splitlines()
+        points = [json.loads(line) for line in lines if line.strip()]
+        scales = [f"{p['scale']:g}" for p in points]
+    else:
+        scales = sys.argv[1:] or ["1", "2", "5", "10"]
+        points = [run_scale(s) for s in scales]
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "scaling.json").write_text("\n".join(json.dumps(p) for p in points) + "\n")
     rows = [summary(p) for p in points]
