@@ -358,13 +358,7 @@ pub(crate) fn aggregate(
                     ..
                 },
                 MeasureColumn::Decimal { values, valid, .. },
-            ) => {
-                for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
-                    if counts(r) && sok[r] {
-                        merge_decimal(values, valid, cell, sv[r], spec.agg);
-                    }
-                }
-            }
+            ) => merge_decimals(sv, sok, &cell_of_row, counts, values, valid, spec.agg),
             (
                 MeasureColumn::Decimal64 {
                     values: sv,
@@ -372,13 +366,7 @@ pub(crate) fn aggregate(
                     ..
                 },
                 MeasureColumn::Decimal { values, valid, .. },
-            ) => {
-                for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
-                    if counts(r) && sok[r] {
-                        merge_decimal(values, valid, cell, i128::from(sv[r]), spec.agg);
-                    }
-                }
-            }
+            ) => merge_decimals(sv, sok, &cell_of_row, counts, values, valid, spec.agg),
             (MeasureColumn::Distinct(s), MeasureColumn::Distinct(d)) => {
                 for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
                     d[cell] |= &s[r];
@@ -411,6 +399,23 @@ pub(crate) fn aggregate(
         measures,
         parent: parent_index,
     })
+}
+
+/// Merges each counted, non-null source row's decimal into its cell.
+fn merge_decimals<T: Copy + Into<i128>>(
+    source: &[T],
+    source_valid: &[bool],
+    cell_of_row: &[u32],
+    counts: impl Fn(usize) -> bool,
+    values: &mut [i128],
+    valid: &mut [bool],
+    agg: lattice_defs::model::Agg,
+) {
+    for (r, cell) in cell_of_row.iter().map(|c| *c as usize).enumerate() {
+        if counts(r) && source_valid[r] {
+            merge_decimal(values, valid, cell, source[r].into(), agg);
+        }
+    }
 }
 
 /// Row-sized buffers a build thread reuses from one cuboid to the next. Fresh ones per cuboid
