@@ -86,34 +86,6 @@ pub(crate) fn base_key(
     dims.via[dim].as_ref().map_or(0, |m| m[from as usize])
 }
 
-/// The member code of `level` for base row `r`.
-fn base_level_code(
-    model: &Model,
-    dims: &Dims,
-    base: &BaseTable,
-    fact: FactId,
-    level: LevelRef,
-    r: usize,
-) -> u32 {
-    let period = base.codes.last().map_or(0, |p| p[r]);
-    match &model.dimensions[level.dim].levels[level.level].kind {
-        LevelKind::Time(g) => dims.time.as_ref().map_or(0, |a| a.code(period, *g)),
-        _ => {
-            let codes = dims.codes[level.dim]
-                .as_ref()
-                .expect("table dimension has codes");
-            let key = base_key(model, dims, base, fact, level.dim, r);
-            if let Some(map) = &codes.by_key[level.level] {
-                map[key as usize]
-            } else if let Some(metric) = &codes.metric[level.level] {
-                metric.code(key, dims.time.as_ref(), period)
-            } else {
-                0
-            }
-        }
-    }
-}
-
 /// How a target level's code is obtained from a parent cuboid's codes.
 enum Derive {
     Copy(usize),
@@ -246,11 +218,9 @@ pub(crate) fn aggregate(
             for l in levels {
                 row_codes.push(match base_codes.get(l) {
                     Some(col) => col.codes(),
-                    None => Codes::U32(Cow::Owned(
-                        (0..rows)
-                            .map(|r| base_level_code(model, dims, b, fact, *l, r))
-                            .collect(),
-                    )),
+                    None => Codes::U32(Cow::Owned(level_column(
+                        model, dims, b, fact, *l, &mut None,
+                    ))),
                 });
             }
             if any_semi {
@@ -590,8 +560,8 @@ fn group_rows(
 
 /// Member codes of `levels` for every row of a base table, computed once per build, a level
 /// at a time: each dimension's key column (following `via`) is made once for all its levels,
-/// and each level's codes are one lookup per row in a tight loop ([`base_level_code`] row by
-/// row was 12% of the build at scale 5).
+/// and each level's codes are one lookup per row in a tight loop (looking codes up row by row
+/// was 12% of the build at scale 5).
 pub(crate) fn base_level_codes(
     model: &Model,
     dims: &Dims,
@@ -599,50 +569,61 @@ pub(crate) fn base_level_codes(
     fact: FactId,
     levels: impl IntoIterator<Item = LevelRef>,
 ) -> HashMap<LevelRef, CodeColumn> {
-    let periods = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
     let mut levels: Vec<LevelRef> = levels.into_iter().collect();
     levels.sort_unstable();
     let mut out = HashMap::new();
     for same_dim in levels.chunk_by(|a, b| a.dim == b.dim) {
-        let dim = same_dim[0].dim;
-        // Only the table levels read keys; a dimension's key column lives for its levels.
-        let mut key: Option<Cow<'_, [u32]>> = None;
+        // A dimension's key column lives for its levels.
+        let mut key = None;
         for &l in same_dim {
-            let codes: Vec<u32> = match &model.dimensions[dim].levels[l.level].kind {
-                LevelKind::Time(g) => match &dims.time {
-                    Some(axis) => {
-                        let table: Vec<u32> =
-                            (0..axis.len as u32).map(|p| axis.code(p, *g)).collect();
-                        periods
-                            .iter()
-                            .map(|&p| match table.get(p as usize) {
-                                Some(c) => *c,
-                                None => axis.code(p, *g),
-                            })
-                            .collect()
-                    }
-                    None => vec![0; base.len()],
-                },
-                _ => {
-                    let key = key.get_or_insert_with(|| key_column(model, dims, base, fact, dim));
-                    match dims.codes[dim].as_ref() {
-                        Some(codes) => match (&codes.by_key[l.level], &codes.metric[l.level]) {
-                            (Some(map), _) => key.iter().map(|k| map[*k as usize]).collect(),
-                            (None, Some(metric)) => key
-                                .iter()
-                                .zip(periods)
-                                .map(|(k, p)| metric.code(*k, dims.time.as_ref(), *p))
-                                .collect(),
-                            (None, None) => vec![0; base.len()],
-                        },
-                        None => vec![0; base.len()],
-                    }
-                }
-            };
+            let codes = level_column(model, dims, base, fact, l, &mut key);
             out.insert(l, CodeColumn::narrow(codes));
         }
     }
     out
+}
+
+/// The member code of `l` for every base row; `key` holds the key column of `l`'s dimension
+/// once a table level has needed it (`None` to start).
+fn level_column<'b>(
+    model: &Model,
+    dims: &Dims,
+    base: &'b BaseTable,
+    fact: FactId,
+    l: LevelRef,
+    key: &mut Option<Cow<'b, [u32]>>,
+) -> Vec<u32> {
+    let periods = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
+    match &model.dimensions[l.dim].levels[l.level].kind {
+        LevelKind::Time(g) => match &dims.time {
+            Some(axis) => {
+                let table: Vec<u32> = (0..axis.len as u32).map(|p| axis.code(p, *g)).collect();
+                periods
+                    .iter()
+                    .map(|&p| match table.get(p as usize) {
+                        Some(c) => *c,
+                        None => axis.code(p, *g),
+                    })
+                    .collect()
+            }
+            None => vec![0; base.len()],
+        },
+        _ => {
+            let key = key.get_or_insert_with(|| key_column(model, dims, base, fact, l.dim));
+            match dims.codes[l.dim].as_ref() {
+                Some(codes) => match (&codes.by_key[l.level], &codes.metric[l.level]) {
+                    (Some(map), _) => key.iter().map(|k| map[*k as usize]).collect(),
+                    (None, Some(metric)) => key
+                        .iter()
+                        .zip(periods)
+                        .map(|(k, p)| metric.code(*k, dims.time.as_ref(), *p))
+                        .collect(),
+                    (None, None) => vec![0; base.len()],
+                },
+                None => vec![0; base.len()],
+            }
+        }
+    }
 }
 
 /// Key codes of dimension `dim` for every base row: [`base_key`] column-wise, borrowed for a
