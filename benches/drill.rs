@@ -96,13 +96,7 @@ fn drills() -> Vec<Drill> {
 }
 
 fn bench_drill(c: &mut Criterion) {
-    let scale: f64 = std::env::var("LATTICE_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    let dir = common::data_dir(scale);
-    let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &dir)
-        .expect("definition");
+    let (_dir, model) = common::bench_model();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let sources = runtime.block_on(load(&model)).expect("load");
     let cube = runtime

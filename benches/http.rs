@@ -107,13 +107,7 @@ impl Connection {
 }
 
 fn bench_http(c: &mut Criterion) {
-    let scale: f64 = std::env::var("LATTICE_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    let dir = common::data_dir(scale);
-    let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &dir)
-        .expect("definition");
+    let (dir, model) = common::bench_model();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let cached_addr = runtime.block_on(serve(&dir, 4096));
     let uncached_addr = runtime.block_on(serve(&dir, 0));

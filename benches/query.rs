@@ -24,16 +24,10 @@ use lattice_engine::query::{Query, execute};
 use lattice_engine::source::load::load;
 
 fn bench_queries(c: &mut Criterion) {
-    let scale: f64 = std::env::var("LATTICE_BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
     let filter = std::env::var("LATTICE_BENCH_FILTER").unwrap_or_default();
     let skip_df = std::env::var_os("LATTICE_BENCH_SKIP_DF").is_some();
     let only_path = std::env::var("LATTICE_BENCH_PATH").ok();
-    let dir = common::data_dir(scale);
-    let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &dir)
-        .expect("definition");
+    let (_dir, model) = common::bench_model();
     // A multi-threaded runtime, so that DataFusion gets every core.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let sources = runtime.block_on(load(&model)).expect("load");

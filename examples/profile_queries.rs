@@ -12,13 +12,14 @@
 //! Arguments: the data set's scale (0.05) and the rounds over the questions (20). Prints the
 //! questions, the rounds and the answers' total JSON bytes (so the work is not optimised away).
 
+#[path = "../benches/common/mod.rs"]
+mod common;
 #[path = "../tests/questions.rs"]
 mod questions;
 
 use lattice_engine::build::{BuildOptions, build_cube};
 use lattice_engine::query::{Query, execute};
 use lattice_engine::source::load::load;
-use lattice_engine::source::synth::{DataFormat, GenOptions, generate};
 use lattice_engine::store::Cube;
 
 /// Answers every query `rounds` times and serialises each answer; returns the JSON bytes.
@@ -43,18 +44,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let scale: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(0.05);
     let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let dir = std::env::temp_dir().join(format!("lattice-profile-scale{scale}"));
-    if !dir.join("transactions.parquet").exists() {
-        generate(
-            &GenOptions {
-                scale,
-                seed: 42,
-                format: DataFormat::Parquet,
-            },
-            &dir,
-        )
-        .expect("generate");
-    }
+    let dir = common::data_dir(scale);
     let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", &dir)
         .expect("definition");
     let runtime = tokio::runtime::Builder::new_current_thread()

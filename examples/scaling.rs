@@ -10,16 +10,16 @@
 //! cargo run --release --example scaling -- 1          # scale 1: 100k customers, 2M transactions
 //! ```
 
+#[path = "../benches/common/mod.rs"]
+mod common;
 #[path = "../tests/questions.rs"]
 mod questions;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lattice_engine::build::{BuildOptions, build_cube_with_report};
 use lattice_engine::query::{Query, execute};
 use lattice_engine::source::load::load;
-use lattice_engine::source::synth::{DataFormat, GenOptions, generate};
 use serde_json::json;
 
 /// Runs of each cuboid-served question (the median is reported).
@@ -32,23 +32,8 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: scaling SCALE"))?
         .parse()?;
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    let dir = home
-        .join(".cache/lattice")
-        .join(format!("data-scale{scale}-seed42"));
-    let mut gen_s = None;
-    if !dir.join("transactions.parquet").exists() {
-        let start = Instant::now();
-        generate(
-            &GenOptions {
-                scale,
-                seed: 42,
-                format: DataFormat::Parquet,
-            },
-            &dir,
-        )?;
-        gen_s = Some(start.elapsed().as_secs_f64());
-    }
+    let (dir, generated) = common::generated_data(scale);
+    let gen_s = generated.map(|d| d.as_secs_f64());
     reset_peak_memory();
 
     let runtime = tokio::runtime::Runtime::new()?;
