@@ -69,6 +69,78 @@ impl BaseTable {
     pub fn len(&self) -> usize {
         self.codes.last().map_or(0, Vec::len)
     }
+
+    /// Puts the rows in the order of key column `k` (stable: rows with one key keep their
+    /// order). The lattice reads the base in this order, so a distinct count over that key
+    /// (customers) appends each cell's values in increasing order instead of inserting them.
+    /// Key codes follow the keys' order, so integer keys stay in numeric order.
+    pub fn sort_by_key(&mut self, k: usize) {
+        let Some(key) = self.codes.get(k) else {
+            return;
+        };
+        if key.is_sorted() {
+            return;
+        }
+        // Counting sort: where each key's rows start, then each row's new place.
+        let max = key.iter().copied().max().unwrap_or(0) as usize;
+        let mut start = vec![0u32; max + 2];
+        for &c in key {
+            start[c as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut order = vec![0u32; key.len()];
+        for (r, &c) in key.iter().enumerate() {
+            let at = &mut start[c as usize];
+            order[*at as usize] = r as u32;
+            *at += 1;
+        }
+        drop(start);
+        fn gather<T: Copy>(v: &mut Vec<T>, order: &[u32]) {
+            let sorted: Vec<T> = order.iter().map(|&r| v[r as usize]).collect();
+            *v = sorted;
+        }
+        // Column by column, both cores at once: each column is one gather.
+        let order = &order;
+        std::thread::scope(|s| {
+            let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::new();
+            for c in &mut self.codes {
+                jobs.push(Box::new(move || gather(c, order)));
+            }
+            for m in &mut self.measures {
+                match m {
+                    MeasureColumn::Count(v) => jobs.push(Box::new(move || gather(v, order))),
+                    MeasureColumn::DistinctValues(v) => {
+                        jobs.push(Box::new(move || gather(v, order)))
+                    }
+                    MeasureColumn::Decimal { values, valid, .. } => {
+                        jobs.push(Box::new(move || gather(values, order)));
+                        jobs.push(Box::new(move || gather(valid, order)));
+                    }
+                    MeasureColumn::Decimal64 { values, valid, .. } => {
+                        jobs.push(Box::new(move || gather(values, order)));
+                        jobs.push(Box::new(move || gather(valid, order)));
+                    }
+                    MeasureColumn::Distinct(v) => {
+                        let sorted = order.iter().map(|&r| std::mem::take(&mut v[r as usize]));
+                        *v = sorted.collect();
+                    }
+                }
+            }
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let shares: Vec<Vec<_>> = {
+                let mut shares: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+                for (i, job) in jobs.into_iter().enumerate() {
+                    shares[i % workers].push(job);
+                }
+                shares
+            };
+            for share in shares {
+                s.spawn(move || share.into_iter().for_each(|job| job()));
+            }
+        });
+    }
 }
 
 fn column_scale(catalog: &Catalog, table: &str, column: &str) -> i8 {
@@ -329,14 +401,21 @@ pub(crate) async fn build_base(
             MeasureColumn::Distinct(v) => v.shrink_to_fit(),
         }
     }
-    Ok(BaseTable {
+    let mut table = BaseTable {
         codes,
         measure_ids: measures.iter().map(|(m, _)| *m).collect(),
         specs: measures.iter().map(|(_, s)| *s).collect(),
         measures: cols,
         fact_rows,
         queries,
-    })
+    };
+    // In the order of the key with the most members (the customer).
+    let widest =
+        (0..n_keys).max_by_key(|&i| dims.codes[f.direct[i]].as_ref().map_or(0, |c| c.n_keys));
+    if let Some(k) = widest {
+        table.sort_by_key(k);
+    }
+    Ok(table)
 }
 
 /// Fact rows one base query should group at most, by default: DataFusion's hash table for

@@ -20,6 +20,7 @@ pub mod budget;
 pub(crate) mod dims;
 mod lattice;
 mod metrics;
+mod scan;
 pub mod select;
 pub(crate) mod time;
 
@@ -288,7 +289,7 @@ fn build_lattice(
         .map(|b| lattice::Closing::new(b, dims, model))
         .collect();
     // A plan is built from the base table when no plan with more levels (built in an earlier
-    // layer) derives it; only those plans' levels are kept as columns over the base rows.
+    // layer) derives it. Those are built first, each fact's in one pass over its base rows.
     let from_base = |p: &Plan| {
         !plans.iter().any(|q| {
             q.fact == p.fact
@@ -297,21 +298,6 @@ fn build_lattice(
                 && lattice::can_derive(model, dims, &q.levels, &p.levels)
         })
     };
-    // Every level such a plan needs, as a column over its fact's base rows (computed once).
-    let base_codes: Vec<HashMap<LevelRef, lattice::CodeColumn>> = bases
-        .iter()
-        .enumerate()
-        .map(|(f, b)| {
-            let mut needed: Vec<LevelRef> = plans
-                .iter()
-                .filter(|p| p.fact == f && from_base(p))
-                .flat_map(|p| p.levels.clone())
-                .collect();
-            needed.sort_unstable();
-            needed.dedup();
-            lattice::base_level_codes(model, dims, b, f, needed)
-        })
-        .collect();
     let inputs: Vec<lattice::FactInputs<'_>> = bases
         .iter()
         .enumerate()
@@ -321,19 +307,27 @@ fn build_lattice(
             fact,
             base,
             closing: &closing[fact],
-            base_codes: &base_codes[fact],
         })
         .collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
+    let done = || bar.inc(1);
+    for (fact, input) in inputs.iter().enumerate() {
+        let mine: Vec<usize> = (0..plans.len())
+            .filter(|&i| plans[i].fact == fact && from_base(&plans[i]))
+            .collect();
+        for (i, cuboid) in scan::build_from_base(input, plans, &mine, workers, &done)? {
+            slots[i] = Some(cuboid);
+        }
+    }
     // Order: more levels first, then larger first; `slots[i]` receives plan i's cuboid.
-    let mut order: Vec<usize> = (0..plans.len()).collect();
+    let mut order: Vec<usize> = (0..plans.len()).filter(|&i| slots[i].is_none()).collect();
     order.sort_by_key(|&i| {
         (
             std::cmp::Reverse(plans[i].levels.len()),
             std::cmp::Reverse(plans[i].est_cells),
         )
     });
-    let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut start = 0;
     while start < order.len() {
         let width = plans[order[start]].levels.len();
@@ -397,11 +391,10 @@ fn build_one(
                 && lattice::can_derive(model, dims, &c.levels, &plan.levels)
         })
         .min_by_key(|(_, c)| c.len());
-    let source = match parent {
-        Some((_, c)) => lattice::Source::Cuboid(c),
-        None => lattice::Source::Base(inputs.base),
-    };
-    lattice::aggregate(inputs, source, parent.map(|(j, _)| j), &plan.levels)
+    let (j, parent) = parent.ok_or_else(|| {
+        crate::EngineError::Internal("a cuboid not built from the base has no parent".into())
+    })?;
+    lattice::aggregate(inputs, parent, j, &plan.levels)
 }
 
 /// Resident and peak resident memory of this process in MB, where the OS tells (Linux).
