@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use lattice_defs::model::{DimensionKind, FactId, LevelKind, LevelRef, Model, TimeGrain};
+use lattice_defs::model::{FactId, LevelKind, LevelRef, Model, TimeGrain};
 
 use super::base::{BaseTable, empty_column, merge_decimal, push_empty};
 use super::dims::Dims;
@@ -63,26 +63,6 @@ pub(crate) fn time_grain(model: &Model, l: LevelRef) -> Option<TimeGrain> {
         LevelKind::Time(g) => Some(g),
         _ => None,
     }
-}
-
-/// Key code of dimension `dim` for base row `r` (following `via`).
-pub(crate) fn base_key(
-    model: &Model,
-    dims: &Dims,
-    base: &BaseTable,
-    fact: FactId,
-    dim: usize,
-    r: usize,
-) -> u32 {
-    let f = &model.facts[fact];
-    if let Some(i) = f.direct.iter().position(|d| *d == dim) {
-        return base.codes[i][r];
-    }
-    let DimensionKind::Table { via: Some(v), .. } = &model.dimensions[dim].kind else {
-        return 0;
-    };
-    let from = base_key(model, dims, base, fact, *v, r);
-    dims.via[dim].as_ref().map_or(0, |m| m[from as usize])
 }
 
 /// How a target level's code is obtained from a parent cuboid's codes.

@@ -11,213 +11,354 @@
 //! `cume_dist` (SQL's `CUME_DIST() OVER (PARTITION BY period ORDER BY value)`). Entities with
 //! no value in the period (no facts, or only NULLs) are `unknown`.
 
+use std::borrow::Cow;
+
 use lattice_defs::model::{
-    Agg, BucketSource, Cuts, Decimal, LevelKind, MeasureKind, Model, UNKNOWN_MEMBER,
+    Agg, Bucket, BucketSource, Cuts, Decimal, DimensionKind, FactId, LevelKind, MeasureId,
+    MeasureKind, Model, TimeGrain, UNKNOWN_MEMBER,
 };
 
 use super::base::BaseTable;
 use super::dims::{Dims, MetricCodes};
-use super::lattice::base_key;
-use super::time::{NO_PERIOD, coarsen};
+use super::time::coarsen;
 use crate::store::{LevelDict, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
-/// Per (entity key, period) slot: the aggregate so far.
-enum Acc {
-    Decimal {
-        values: Vec<i128>,
-        valid: Vec<bool>,
-        scale: i8,
-    },
-    Count(Vec<u64>),
-    /// (slot, value) pairs; counted after sorting away duplicates.
-    Distinct(Vec<(usize, u32)>),
-}
-
+/// Computes every metric bucket level's codes and dictionary. The bands are independent of
+/// each other, so the build's threads take them in turns.
 pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]) -> Result<()> {
+    let mut jobs = Vec::new();
     for (d, dim) in model.dimensions.iter().enumerate() {
         for (l, level) in dim.levels.iter().enumerate() {
-            let LevelKind::Bucket(b) = &level.kind else {
-                continue;
-            };
-            let BucketSource::Metric { measure, period } = &b.source else {
-                continue;
-            };
-            let MeasureKind::Aggregate { fact, agg, .. } = &model.measures[*measure].kind else {
-                return Err(EngineError::Internal(
-                    "metric bucket over a derived measure".into(),
-                ));
-            };
-            let base = &bases[*fact];
-            let column = base
-                .measure_ids
-                .iter()
-                .position(|m| m == measure)
-                .map(|j| &base.measures[j])
-                .ok_or_else(|| {
-                    EngineError::Internal("metric measure missing from its base table".into())
-                })?;
-            let n_keys = dims.codes[d]
-                .as_ref()
-                .ok_or_else(|| EngineError::Internal("metric bucket on the time dimension".into()))?
-                .n_keys;
-            let grain = match (period, &dims.time, &model.facts[*fact].time) {
-                (Some(g), Some(axis), Some(_)) if axis.len > 0 => Some((*g, axis)),
-                _ => None,
-            };
-            let (first, periods) = match grain {
-                Some((g, axis)) => {
-                    let first = coarsen(axis.first, axis.grain, g);
-                    let last = coarsen(axis.abs(axis.len as u32 - 1), axis.grain, g);
-                    (first, (last - first + 1) as usize)
-                }
-                None => (0, 1),
-            };
-            let slots = (n_keys + 1) * periods;
-            let mut acc = match column {
-                MeasureColumn::Decimal { scale, .. } | MeasureColumn::Decimal64 { scale, .. } => {
-                    Acc::Decimal {
-                        values: vec![0; slots],
-                        valid: vec![false; slots],
-                        scale: *scale,
-                    }
-                }
-                MeasureColumn::Count(_) => Acc::Count(vec![0; slots]),
-                MeasureColumn::DistinctValues(_) => Acc::Distinct(Vec::new()),
-                MeasureColumn::Distinct(_) => {
-                    return Err(EngineError::Internal("bitmaps in a base table".into()));
-                }
-            };
-            // Slots that saw at least one fact row.
-            let mut seen = vec![false; slots];
-            let period_col = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
-            for (r, &p) in period_col.iter().enumerate() {
-                let k = base_key(model, dims, base, *fact, d, r) as usize;
-                if k >= n_keys || (grain.is_some() && p == NO_PERIOD) {
-                    continue;
-                }
-                let pi = match grain {
-                    Some((g, axis)) => (coarsen(axis.abs(p), axis.grain, g) - first) as usize,
-                    None => 0,
-                };
-                let slot = k * periods + pi;
-                seen[slot] = true;
-                match (&mut acc, column) {
-                    (
-                        Acc::Decimal { values, valid, .. },
-                        MeasureColumn::Decimal {
-                            values: v,
-                            valid: ok,
-                            ..
-                        },
-                    ) => {
-                        if ok[r] {
-                            super::base::merge_decimal(values, valid, slot, v[r], *agg);
-                        }
-                    }
-                    (
-                        Acc::Decimal { values, valid, .. },
-                        MeasureColumn::Decimal64 {
-                            values: v,
-                            valid: ok,
-                            ..
-                        },
-                    ) => {
-                        if ok[r] {
-                            let x = i128::from(v[r]);
-                            super::base::merge_decimal(values, valid, slot, x, *agg);
-                        }
-                    }
-                    (Acc::Count(c), MeasureColumn::Count(v)) => c[slot] += v[r],
-                    (Acc::Distinct(pairs), MeasureColumn::DistinctValues(v)) => {
-                        if v[r] != NO_VALUE {
-                            pairs.push((slot, v[r]));
-                        }
-                    }
-                    _ => {
-                        return Err(EngineError::Internal(
-                            "metric accumulator kinds differ".into(),
-                        ));
-                    }
-                }
+            if let LevelKind::Bucket(b) = &level.kind
+                && let BucketSource::Metric { measure, period } = &b.source
+            {
+                jobs.push((d, l, b, *measure, *period));
             }
-            // The metric per slot that saw facts, at the scale of the edges; `None` where all
-            // its values were NULL.
-            let unit = 10i128.pow(Decimal::SCALE);
-            let mut metric: Vec<Option<i128>> = vec![None; slots];
-            match acc {
-                Acc::Decimal {
-                    values,
-                    valid,
-                    scale,
-                } => {
-                    for slot in (0..n_keys * periods).filter(|s| seen[*s] && valid[*s]) {
-                        metric[slot] = Some(at_edge_scale(values[slot], scale)?);
-                    }
-                }
-                Acc::Count(counts) => {
-                    for slot in (0..n_keys * periods).filter(|s| seen[*s]) {
-                        metric[slot] = Some(i128::from(counts[slot]) * unit);
-                    }
-                }
-                Acc::Distinct(mut pairs) => {
-                    pairs.sort_unstable();
-                    pairs.dedup();
-                    let mut counts = vec![0i128; slots];
-                    for (slot, _) in pairs {
-                        counts[slot] += 1;
-                    }
-                    for slot in (0..n_keys * periods).filter(|s| seen[*s]) {
-                        metric[slot] = Some(counts[slot] * unit);
-                    }
-                }
-            }
-            let unknown = b.labels.len() as u32;
-            // No facts in the period: the band of 0 for sums and counts over fixed edges;
-            // `unknown` for min and max, and for quantiles (nothing to rank).
-            let empty = match (agg, b.cuts.index_of(Decimal(0))) {
-                (Agg::Sum | Agg::Count | Agg::Distinct, Some(zero_band)) => zero_band as u32,
-                _ => unknown,
-            };
-            let mut codes = vec![empty; slots];
-            codes[n_keys * periods..].fill(unknown);
-            for slot in (0..n_keys * periods).filter(|s| seen[*s]) {
-                codes[slot] = unknown;
-            }
-            match &b.cuts {
-                Cuts::Edges(_) => {
-                    for slot in (0..n_keys * periods).filter(|s| seen[*s]) {
-                        if let Some(v) = metric[slot] {
-                            codes[slot] = b.cuts.index_of(Decimal(v)).unwrap_or(0) as u32;
-                        }
-                    }
-                }
-                Cuts::Quantiles(_) => {
-                    for pi in 0..periods {
-                        let ranked = (0..n_keys)
-                            .map(|k| k * periods + pi)
-                            .filter_map(|slot| metric[slot].map(|v| (v, slot)));
-                        for (slot, class) in quantile_classes(&b.cuts, ranked) {
-                            codes[slot] = class;
-                        }
-                    }
-                }
-            }
-            let mut names = b.labels.clone();
-            names.push(UNKNOWN_MEMBER.to_string());
-            dims.dicts[d][l] = LevelDict::new(names);
+        }
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, jobs.len().max(1));
+    let shared: &Dims = dims;
+    let done: Vec<Result<Vec<(usize, usize, LevelDict, MetricCodes)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let mine: Vec<_> = jobs.iter().skip(w).step_by(workers).collect();
+                s.spawn(move || {
+                    mine.into_iter()
+                        .map(|&(d, l, b, measure, period)| {
+                            let (dict, codes) = band(model, shared, bases, d, b, measure, period)?;
+                            Ok((d, l, dict, codes))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(EngineError::Internal("a build thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    for r in done {
+        for (d, l, dict, codes) in r? {
+            dims.dicts[d][l] = dict;
             if let Some(c) = dims.codes[d].as_mut() {
-                c.metric[l] = Some(MetricCodes {
-                    grain: grain.map(|(g, _)| g),
-                    first,
-                    periods,
-                    codes,
-                    unknown,
-                });
+                c.metric[l] = Some(codes);
             }
         }
     }
     Ok(())
+}
+
+/// One metric bucket level of dimension `d`: the metric per (key, period) slot from the
+/// measure's base table, then each slot's band.
+fn band(
+    model: &Model,
+    dims: &Dims,
+    bases: &[BaseTable],
+    d: usize,
+    b: &Bucket,
+    measure: MeasureId,
+    period: Option<TimeGrain>,
+) -> Result<(LevelDict, MetricCodes)> {
+    let MeasureKind::Aggregate { fact, agg, .. } = &model.measures[measure].kind else {
+        return Err(EngineError::Internal(
+            "metric bucket over a derived measure".into(),
+        ));
+    };
+    let agg = *agg;
+    let base = &bases[*fact];
+    let column = base
+        .measure_ids
+        .iter()
+        .position(|m| *m == measure)
+        .map(|j| &base.measures[j])
+        .ok_or_else(|| {
+            EngineError::Internal("metric measure missing from its base table".into())
+        })?;
+    let n_keys = dims.codes[d]
+        .as_ref()
+        .ok_or_else(|| EngineError::Internal("metric bucket on the time dimension".into()))?
+        .n_keys;
+    let grain = match (period, &dims.time, &model.facts[*fact].time) {
+        (Some(g), Some(axis), Some(_)) if axis.len > 0 => Some((g, axis)),
+        _ => None,
+    };
+    let (first, periods) = match grain {
+        Some((g, axis)) => {
+            let first = coarsen(axis.first, axis.grain, g);
+            let last = coarsen(axis.abs(axis.len as u32 - 1), axis.grain, g);
+            (first, (last - first + 1) as usize)
+        }
+        None => (0, 1),
+    };
+    let slots = (n_keys + 1) * periods;
+    // Each row's slot: its key's, at its period's index (none for the unknown key, or for a
+    // row without a date when the metric is per period).
+    let keys = key_column(model, dims, base, *fact, d);
+    let period_col = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
+    let index: Vec<usize> = match grain {
+        Some((g, axis)) => (0..axis.len as u32)
+            .map(|p| (coarsen(axis.abs(p), axis.grain, g) - first) as usize)
+            .collect(),
+        None => Vec::new(),
+    };
+    let slot = |r: usize| -> Option<usize> {
+        let k = keys[r] as usize;
+        if k >= n_keys {
+            return None;
+        }
+        let pi = if grain.is_some() {
+            *index.get(period_col[r] as usize)?
+        } else {
+            0
+        };
+        Some(k * periods + pi)
+    };
+    let rows = base.len();
+    // Slots that saw at least one fact row.
+    let mut seen = vec![false; slots];
+    for r in 0..rows {
+        if let Some(s) = slot(r) {
+            seen[s] = true;
+        }
+    }
+    // The metric per slot that saw facts, at the scale of the edges; `None` where all its
+    // values were NULL.
+    let unit = 10i128.pow(Decimal::SCALE);
+    let metric: Box<dyn Fn(usize) -> Result<Option<i128>> + '_> = match column {
+        MeasureColumn::Decimal64 {
+            values,
+            valid,
+            scale,
+        } => {
+            let scale = *scale;
+            match accumulate::<i64, i64>(rows, &slot, values, valid, agg, slots, |x| x) {
+                Some((acc, has)) => Box::new(move |s| {
+                    has[s]
+                        .then(|| at_edge_scale(i128::from(acc[s]), scale))
+                        .transpose()
+                }),
+                // A sum past 64 bits: again in 128.
+                None => {
+                    let (acc, has) =
+                        accumulate::<i64, i128>(rows, &slot, values, valid, agg, slots, i128::from)
+                            .ok_or_else(|| {
+                                EngineError::Internal("metric value overflows".into())
+                            })?;
+                    Box::new(move |s| has[s].then(|| at_edge_scale(acc[s], scale)).transpose())
+                }
+            }
+        }
+        MeasureColumn::Decimal {
+            values,
+            valid,
+            scale,
+        } => {
+            let scale = *scale;
+            let (acc, has) =
+                accumulate::<i128, i128>(rows, &slot, values, valid, agg, slots, |x| x)
+                    .ok_or_else(|| EngineError::Internal("metric value overflows".into()))?;
+            Box::new(move |s| has[s].then(|| at_edge_scale(acc[s], scale)).transpose())
+        }
+        MeasureColumn::Count(v) => {
+            let mut counts = vec![0u64; slots];
+            for (r, c) in v.iter().enumerate() {
+                if let Some(s) = slot(r) {
+                    counts[s] += c;
+                }
+            }
+            Box::new(move |s| Ok(Some(i128::from(counts[s]) * unit)))
+        }
+        MeasureColumn::DistinctValues(v) => {
+            let counts = distinct_counts(rows, &slot, &keys, v, slots);
+            Box::new(move |s| Ok(Some(i128::from(counts[s]) * unit)))
+        }
+        MeasureColumn::Distinct(_) => {
+            return Err(EngineError::Internal("bitmaps in a base table".into()));
+        }
+    };
+    let unknown = b.labels.len() as u32;
+    // No facts in the period: the band of 0 for sums and counts over fixed edges; `unknown`
+    // for min and max, and for quantiles (nothing to rank).
+    let empty = match (agg, b.cuts.index_of(Decimal(0))) {
+        (Agg::Sum | Agg::Count | Agg::Distinct, Some(zero_band)) => zero_band as u32,
+        _ => unknown,
+    };
+    let mut codes = vec![empty; slots];
+    codes[n_keys * periods..].fill(unknown);
+    match &b.cuts {
+        Cuts::Edges(_) => {
+            for s in (0..n_keys * periods).filter(|s| seen[*s]) {
+                codes[s] = match metric(s)? {
+                    Some(v) => b.cuts.index_of(Decimal(v)).unwrap_or(0) as u32,
+                    None => unknown,
+                };
+            }
+        }
+        Cuts::Quantiles(_) => {
+            for s in (0..n_keys * periods).filter(|s| seen[*s]) {
+                codes[s] = unknown;
+            }
+            for pi in 0..periods {
+                let mut ranked = Vec::new();
+                for s in (0..n_keys).map(|k| k * periods + pi).filter(|s| seen[*s]) {
+                    if let Some(v) = metric(s)? {
+                        ranked.push((v, s));
+                    }
+                }
+                for (s, class) in quantile_classes(&b.cuts, ranked.into_iter()) {
+                    codes[s] = class;
+                }
+            }
+        }
+    }
+    let mut names = b.labels.clone();
+    names.push(UNKNOWN_MEMBER.to_string());
+    Ok((
+        LevelDict::new(names),
+        MetricCodes {
+            grain: grain.map(|(g, _)| g),
+            first,
+            periods,
+            codes,
+            unknown,
+        },
+    ))
+}
+
+/// A checked sum for the metric's accumulator.
+trait Total: Copy + Ord + Default {
+    fn plus(self, other: Self) -> Option<Self>;
+}
+
+impl Total for i64 {
+    fn plus(self, other: i64) -> Option<i64> {
+        self.checked_add(other)
+    }
+}
+
+impl Total for i128 {
+    fn plus(self, other: i128) -> Option<i128> {
+        self.checked_add(other)
+    }
+}
+
+/// The sum, minimum or maximum of each slot's non-null values, and whether it has one;
+/// `None` when a sum leaves `T`.
+fn accumulate<S: Copy, T: Total>(
+    rows: usize,
+    slot: &impl Fn(usize) -> Option<usize>,
+    values: &[S],
+    valid: &[bool],
+    agg: Agg,
+    slots: usize,
+    widen: impl Fn(S) -> T,
+) -> Option<(Vec<T>, Vec<bool>)> {
+    let mut acc = vec![T::default(); slots];
+    let mut has = vec![false; slots];
+    for r in 0..rows {
+        let Some(s) = slot(r) else {
+            continue;
+        };
+        if !valid[r] {
+            continue;
+        }
+        let x = widen(values[r]);
+        acc[s] = if !has[s] {
+            x
+        } else {
+            match agg {
+                Agg::Min => acc[s].min(x),
+                Agg::Max => acc[s].max(x),
+                _ => acc[s].plus(x)?,
+            }
+        };
+        has[s] = true;
+    }
+    Some((acc, has))
+}
+
+/// Distinct values per slot. Base rows come in the order of their widest key, so when that
+/// is the metric's key each key's rows are together and are counted on their own; otherwise
+/// every (slot, value) pair is sorted at once.
+fn distinct_counts(
+    rows: usize,
+    slot: &impl Fn(usize) -> Option<usize>,
+    keys: &[u32],
+    values: &[u32],
+    slots: usize,
+) -> Vec<u32> {
+    let mut counts = vec![0u32; slots];
+    let mut pairs: Vec<(usize, u32)> = Vec::new();
+    let mut count = |pairs: &mut Vec<(usize, u32)>| {
+        pairs.sort_unstable();
+        pairs.dedup();
+        for (s, _) in pairs.iter() {
+            counts[*s] += 1;
+        }
+        pairs.clear();
+    };
+    let sorted = keys.is_sorted();
+    for r in 0..rows {
+        if sorted && r > 0 && keys[r] != keys[r - 1] {
+            count(&mut pairs);
+        }
+        if let Some(s) = slot(r)
+            && values[r] != NO_VALUE
+        {
+            pairs.push((s, values[r]));
+        }
+    }
+    count(&mut pairs);
+    counts
+}
+
+/// Key codes of dimension `dim` for every base row (following `via`), borrowed for a
+/// dimension the fact carries.
+fn key_column<'b>(
+    model: &Model,
+    dims: &Dims,
+    base: &'b BaseTable,
+    fact: FactId,
+    dim: usize,
+) -> Cow<'b, [u32]> {
+    if let Some(i) = model.facts[fact].direct.iter().position(|d| *d == dim) {
+        return Cow::Borrowed(&base.codes[i]);
+    }
+    let DimensionKind::Table { via: Some(v), .. } = &model.dimensions[dim].kind else {
+        return Cow::Owned(vec![0; base.len()]);
+    };
+    let from = key_column(model, dims, base, fact, *v);
+    Cow::Owned(match dims.via[dim].as_ref() {
+        Some(map) => from.iter().map(|k| map[*k as usize]).collect(),
+        None => vec![0; base.len()],
+    })
 }
 
 /// The quantile bucket of each `(value, slot)` ranked together (one period's entities): the
