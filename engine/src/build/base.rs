@@ -63,6 +63,8 @@ pub(crate) struct BaseTable {
     pub fact_rows: u64,
     /// Queries the raw facts were read with (one per range of periods).
     pub queries: usize,
+    /// The key column the rows are in the order of (then by period), if any.
+    pub sorted_by: Option<usize>,
 }
 
 impl BaseTable {
@@ -70,33 +72,52 @@ impl BaseTable {
         self.codes.last().map_or(0, Vec::len)
     }
 
-    /// Puts the rows in the order of key column `k` (stable: rows with one key keep their
-    /// order). The lattice reads the base in this order, so a distinct count over that key
-    /// (customers) appends each cell's values in increasing order instead of inserting them.
-    /// Key codes follow the keys' order, so integer keys stay in numeric order.
+    /// Puts the rows in the order of key column `k`, then period (stable otherwise). The
+    /// lattice reads the base in this order: a distinct count over that key (customers)
+    /// appends each cell's values in increasing order instead of inserting them, and the rows
+    /// of one key and period are together, so cuboids that need only that key's levels and
+    /// time merge them once ([`super::scan`]). Key codes follow the keys' order, so integer
+    /// keys stay in numeric order.
     pub fn sort_by_key(&mut self, k: usize) {
-        let Some(key) = self.codes.get(k) else {
-            return;
-        };
-        if key.is_sorted() {
+        let n = self.codes.len();
+        if k + 1 >= n {
             return;
         }
-        // Counting sort: where each key's rows start, then each row's new place.
-        let max = key.iter().copied().max().unwrap_or(0) as usize;
-        let mut start = vec![0u32; max + 2];
-        for &c in key {
-            start[c as usize + 1] += 1;
+        self.sorted_by = Some(k);
+        let (key, period) = (&self.codes[k], &self.codes[n - 1]);
+        let in_order = (1..key.len()).all(|r| (key[r - 1], period[r - 1]) <= (key[r], period[r]));
+        if in_order {
+            return;
         }
-        for i in 1..start.len() {
-            start[i] += start[i - 1];
+        // Two stable counting sorts of the row numbers, by period and then by key. Codes
+        // are dense; `NO_PERIOD` sorts last.
+        fn by(values: &[u32], rows: impl Iterator<Item = u32>) -> Vec<u32> {
+            let top = values
+                .iter()
+                .copied()
+                .filter(|v| *v != u32::MAX)
+                .max()
+                .map_or(0, |m| m as usize + 1);
+            let bucket = |v: u32| if v == u32::MAX { top } else { v as usize };
+            let mut start = vec![0u32; top + 2];
+            for &v in values {
+                start[bucket(v) + 1] += 1;
+            }
+            for i in 1..start.len() {
+                start[i] += start[i - 1];
+            }
+            let mut order = vec![0u32; values.len()];
+            for r in rows {
+                let b = bucket(values[r as usize]);
+                order[start[b] as usize] = r;
+                start[b] += 1;
+            }
+            order
         }
-        let mut order = vec![0u32; key.len()];
-        for (r, &c) in key.iter().enumerate() {
-            let at = &mut start[c as usize];
-            order[*at as usize] = r as u32;
-            *at += 1;
-        }
-        drop(start);
+        let rows = 0..key.len() as u32;
+        let by_period = by(period, rows);
+        let order = by(key, by_period.iter().copied());
+        drop(by_period);
         fn gather<T: Copy>(v: &mut Vec<T>, order: &[u32]) {
             let sorted: Vec<T> = order.iter().map(|&r| v[r as usize]).collect();
             *v = sorted;
@@ -430,6 +451,7 @@ pub(crate) async fn build_base(
         measures: cols,
         fact_rows,
         queries,
+        sorted_by: None,
     };
     // In the order of the key with the most members (the customer).
     let widest =

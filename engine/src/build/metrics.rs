@@ -24,6 +24,9 @@ use super::time::coarsen;
 use crate::store::{LevelDict, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
+/// A metric bucket level's dimension, level, dictionary and codes.
+type Band = (usize, usize, LevelDict, MetricCodes);
+
 /// Computes every metric bucket level's codes and dictionary. The bands are independent of
 /// each other, so the build's threads take them in turns.
 pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]) -> Result<()> {
@@ -41,7 +44,7 @@ pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]
         .map_or(1, |n| n.get())
         .clamp(1, jobs.len().max(1));
     let shared: &Dims = dims;
-    let done: Vec<Result<Vec<(usize, usize, LevelDict, MetricCodes)>>> = std::thread::scope(|s| {
+    let done: Vec<Result<Vec<Band>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let mine: Vec<_> = jobs.iter().skip(w).step_by(workers).collect();

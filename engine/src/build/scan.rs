@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use lattice_defs::model::{Agg, DimensionKind, LevelKind, LevelRef};
 use roaring::RoaringBitmap;
 
-use super::base::{MeasureSpec, empty_column, merge_decimal, push_empty};
+use super::base::{BaseTable, MeasureSpec, empty_column, merge_decimal, push_empty};
 use super::lattice::{FactInputs, reorder, time_grain};
 use super::select::Plan;
 use super::time::NO_PERIOD;
@@ -85,6 +85,10 @@ pub(crate) fn build_from_base(
 }
 
 /// One thread's cuboids: every chunk of the base, merged into each.
+///
+/// A cuboid whose levels all follow from the base's sort key and the period (the customer's
+/// levels, its region and manager, its bands, time) reads the chunk's runs of one key and
+/// period, each merged once; the others read the rows.
 fn scan(
     inputs: &FactInputs<'_>,
     sources: &LevelSources<'_>,
@@ -93,29 +97,75 @@ fn scan(
     done: &(dyn Fn() + Sync),
 ) -> Result<Vec<(usize, Cuboid)>> {
     let base = inputs.base;
-    // The levels this thread's cuboids need, each computed once per chunk.
-    let mut needed: Vec<LevelRef> = share
+    let by_runs: Vec<bool> = share
         .iter()
-        .flat_map(|&i| all[i].levels.iter().copied())
+        .map(|&i| sources.by_runs(&all[i].levels))
         .collect();
-    needed.sort_unstable();
-    needed.dedup();
+    // The levels each kind of cuboid needs, computed once per chunk.
+    let needed = |runs: bool| {
+        let mut v: Vec<LevelRef> = share
+            .iter()
+            .zip(&by_runs)
+            .filter(|(_, r)| **r == runs)
+            .flat_map(|(&i, _)| all[i].levels.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let (row_levels, run_levels) = (needed(false), needed(true));
+    let any_rows = by_runs.iter().any(|r| !r);
+    let any_runs = by_runs.iter().any(|r| *r);
     let mut accs: Vec<Acc> = share
         .iter()
-        .map(|&i| Acc::new(inputs, &all[i], &needed))
+        .zip(&by_runs)
+        .map(|(&i, &runs)| {
+            Acc::new(
+                inputs,
+                &all[i],
+                if runs { &run_levels } else { &row_levels },
+                runs,
+            )
+        })
         .collect();
-    let mut codes: Vec<Vec<u32>> = vec![Vec::with_capacity(CHUNK_ROWS); needed.len()];
-    let mut cells: Vec<u32> = Vec::with_capacity(CHUNK_ROWS);
-    let mut ok: Vec<bool> = Vec::with_capacity(CHUNK_ROWS);
+    let mut row_codes: Vec<Vec<u32>> = vec![Vec::with_capacity(CHUNK_ROWS); row_levels.len()];
+    let mut run_codes: Vec<Vec<u32>> = vec![Vec::with_capacity(CHUNK_ROWS); run_levels.len()];
+    let mut scratch = Scratch::default();
     let n = base.len();
+    let key = base.sorted_by.map(|k| &base.codes[k][..]);
+    let periods = &base.codes[base.codes.len() - 1][..];
+    let same_run = |r: usize| key.is_some_and(|k| k[r] == k[r - 1] && periods[r] == periods[r - 1]);
     let mut start = 0;
+    let mut at: Vec<u32> = Vec::with_capacity(CHUNK_ROWS);
     while start < n {
-        let rows = start..(start + CHUNK_ROWS).min(n);
-        sources.fill(&needed, rows.clone(), &mut codes);
-        for acc in &mut accs {
-            acc.add(inputs, rows.clone(), &codes, &mut cells, &mut ok);
+        // A chunk ends between runs.
+        let mut end = (start + CHUNK_ROWS).min(n);
+        while any_runs && end < n && same_run(end) {
+            end += 1;
         }
-        start = rows.end;
+        if any_rows {
+            at.clear();
+            at.extend(start as u32..end as u32);
+            sources.fill(&row_levels, &at, &mut row_codes);
+            let view = View::rows(base, start..end, &row_codes);
+            for acc in accs.iter_mut().filter(|a| !a.runs) {
+                acc.add(&view, &mut scratch);
+            }
+        }
+        if any_runs {
+            at.clear();
+            at.extend(
+                (start..end)
+                    .filter(|&r| r == start || !same_run(r))
+                    .map(|r| r as u32),
+            );
+            sources.fill(&run_levels, &at, &mut run_codes);
+            let view = View::runs(base, start..end, &at, &run_codes);
+            for acc in accs.iter_mut().filter(|a| a.runs) {
+                acc.add(&view, &mut scratch);
+            }
+        }
+        start = end;
     }
     // A fact without rows still has its cuboids (empty).
     Ok(share
@@ -127,6 +177,143 @@ fn scan(
             (i, cuboid)
         })
         .collect())
+}
+
+/// Buffers a thread reuses from chunk to chunk.
+#[derive(Default)]
+struct Scratch {
+    cells: Vec<u32>,
+    ok: Vec<bool>,
+}
+
+/// What a cuboid reads of one chunk: its rows, or its runs of one key and period.
+struct View<'a> {
+    len: usize,
+    /// Member codes per level (the thread's levels of this kind), per item.
+    codes: &'a [Vec<u32>],
+    periods: Cow<'a, [u32]>,
+    measures: Vec<MeasureView<'a>>,
+}
+
+/// A measure over a view's items.
+enum MeasureView<'a> {
+    Count(Cow<'a, [u64]>),
+    Decimal64(&'a [i64], &'a [bool]),
+    Decimal(Cow<'a, [i128]>, Cow<'a, [bool]>),
+    /// A distinct value per item.
+    Values(Cow<'a, [u32]>),
+    /// Distinct values per row, and each row's item (a run whose rows differ).
+    RowValues(&'a [u32], Vec<u32>),
+    None,
+}
+
+impl<'a> View<'a> {
+    fn rows(base: &'a BaseTable, rows: std::ops::Range<usize>, codes: &'a [Vec<u32>]) -> View<'a> {
+        let measures = base
+            .measures
+            .iter()
+            .map(|m| match m {
+                MeasureColumn::Count(v) => MeasureView::Count(Cow::Borrowed(&v[rows.clone()])),
+                MeasureColumn::Decimal64 { values, valid, .. } => {
+                    MeasureView::Decimal64(&values[rows.clone()], &valid[rows.clone()])
+                }
+                MeasureColumn::Decimal { values, valid, .. } => MeasureView::Decimal(
+                    Cow::Borrowed(&values[rows.clone()]),
+                    Cow::Borrowed(&valid[rows.clone()]),
+                ),
+                MeasureColumn::DistinctValues(v) => {
+                    MeasureView::Values(Cow::Borrowed(&v[rows.clone()]))
+                }
+                MeasureColumn::Distinct(_) => MeasureView::None,
+            })
+            .collect();
+        View {
+            len: rows.len(),
+            codes,
+            periods: Cow::Borrowed(&base.codes[base.codes.len() - 1][rows]),
+            measures,
+        }
+    }
+
+    /// The runs starting at rows `starts` (absolute) up to `rows.end`, each measure merged
+    /// over its run as the cuboids would merge it.
+    fn runs(
+        base: &'a BaseTable,
+        rows: std::ops::Range<usize>,
+        starts: &[u32],
+        codes: &'a [Vec<u32>],
+    ) -> View<'a> {
+        let bounds = |i: usize| {
+            let s = starts[i] as usize;
+            let e = starts.get(i + 1).map_or(rows.end, |e| *e as usize);
+            s..e
+        };
+        let runs = starts.len();
+        let measures = base
+            .measures
+            .iter()
+            .zip(&base.specs)
+            .map(|(m, spec)| match m {
+                MeasureColumn::Count(v) => MeasureView::Count(Cow::Owned(
+                    (0..runs).map(|i| v[bounds(i)].iter().sum()).collect(),
+                )),
+                MeasureColumn::Decimal64 { values, valid, .. } => {
+                    let (v, ok) = fold_runs(runs, &bounds, values, valid, spec.agg);
+                    MeasureView::Decimal(Cow::Owned(v), Cow::Owned(ok))
+                }
+                MeasureColumn::Decimal { values, valid, .. } => {
+                    let (v, ok) = fold_runs(runs, &bounds, values, valid, spec.agg);
+                    MeasureView::Decimal(Cow::Owned(v), Cow::Owned(ok))
+                }
+                MeasureColumn::DistinctValues(v) => {
+                    // One value per run where its rows share it (customers, by the key the
+                    // rows are sorted by), else each row's.
+                    let constant = (0..runs).all(|i| {
+                        let b = bounds(i);
+                        v[b.clone()].iter().all(|x| *x == v[b.start])
+                    });
+                    if constant {
+                        MeasureView::Values(Cow::Owned(
+                            starts.iter().map(|&s| v[s as usize]).collect(),
+                        ))
+                    } else {
+                        let item = (0..runs)
+                            .flat_map(|i| std::iter::repeat_n(i as u32, bounds(i).len()))
+                            .collect();
+                        MeasureView::RowValues(&v[rows.clone()], item)
+                    }
+                }
+                MeasureColumn::Distinct(_) => MeasureView::None,
+            })
+            .collect();
+        let periods = &base.codes[base.codes.len() - 1];
+        View {
+            len: runs,
+            codes,
+            periods: Cow::Owned(starts.iter().map(|&s| periods[s as usize]).collect()),
+            measures,
+        }
+    }
+}
+
+/// Each run's non-null values merged by `agg`, and whether it has one.
+fn fold_runs<T: Copy + Into<i128>>(
+    runs: usize,
+    bounds: &impl Fn(usize) -> std::ops::Range<usize>,
+    values: &[T],
+    valid: &[bool],
+    agg: Agg,
+) -> (Vec<i128>, Vec<bool>) {
+    let mut out = vec![0i128; runs];
+    let mut ok = vec![false; runs];
+    for i in 0..runs {
+        for r in bounds(i) {
+            if valid[r] {
+                merge_decimal(&mut out, &mut ok, i, values[r].into(), agg);
+            }
+        }
+    }
+    (out, ok)
 }
 
 /// How a level's member code follows from a base row.
@@ -207,12 +394,46 @@ impl<'a> LevelSources<'a> {
         LevelSources { inputs, levels }
     }
 
-    /// The member codes of `needed` over base rows `rows`, into `out` (parallel to `needed`).
-    fn fill(&self, needed: &[LevelRef], rows: std::ops::Range<usize>, out: &mut [Vec<u32>]) {
+    /// Whether every level follows from the base's sort key and the period alone.
+    fn by_runs(&self, levels: &[LevelRef]) -> bool {
         let base = self.inputs.base;
-        let periods = &base.codes[base.codes.len() - 1][rows.clone()];
+        let Some(k) = base.sorted_by else {
+            return false;
+        };
+        let sort_dim = self.inputs.model.facts[self.inputs.fact].direct[k];
+        levels
+            .iter()
+            .all(|l| match self.levels.get(l).unwrap_or(&LevelSource::Zero) {
+                LevelSource::Time { .. } | LevelSource::Zero => true,
+                LevelSource::Key { dim, .. } | LevelSource::Metric { dim, .. } => {
+                    self.reaches(*dim, sort_dim)
+                }
+            })
+    }
+
+    /// Whether dimension `dim`'s key follows from `to`'s (it is `to`, or reached through
+    /// `via` from it).
+    fn reaches(&self, dim: usize, to: usize) -> bool {
+        let model = self.inputs.model;
+        if dim == to {
+            return true;
+        }
+        if model.facts[self.inputs.fact].direct.contains(&dim) {
+            return false;
+        }
+        match &model.dimensions[dim].kind {
+            DimensionKind::Table { via: Some(v), .. } => self.reaches(*v, to),
+            _ => true, // a key of 0 for every row
+        }
+    }
+
+    /// The member codes of `needed` at base rows `at`, into `out` (parallel to `needed`).
+    fn fill(&self, needed: &[LevelRef], at: &[u32], out: &mut [Vec<u32>]) {
+        let base = self.inputs.base;
+        let period_col = &base.codes[base.codes.len() - 1];
+        let periods: Vec<u32> = at.iter().map(|&r| period_col[r as usize]).collect();
         // Key columns of the chunk, per dimension, made once for all its levels.
-        let mut keys: HashMap<usize, Cow<'_, [u32]>> = HashMap::new();
+        let mut keys: HashMap<usize, Vec<u32>> = HashMap::new();
         for (l, codes) in needed.iter().zip(out.iter_mut()) {
             codes.clear();
             match self.levels.get(l).unwrap_or(&LevelSource::Zero) {
@@ -222,9 +443,7 @@ impl<'a> LevelSources<'a> {
                         .map(|&p| by_period.get(p as usize).copied().unwrap_or(*unknown)),
                 ),
                 LevelSource::Key { dim, by_key } => {
-                    let key = keys
-                        .entry(*dim)
-                        .or_insert_with(|| self.key_chunk(*dim, rows.clone()));
+                    let key = keys.entry(*dim).or_insert_with(|| self.key_at(*dim, at));
                     codes.extend(key.iter().map(|k| by_key[*k as usize]));
                 }
                 LevelSource::Metric {
@@ -234,10 +453,8 @@ impl<'a> LevelSources<'a> {
                     index,
                     unknown,
                 } => {
-                    let key = keys
-                        .entry(*dim)
-                        .or_insert_with(|| self.key_chunk(*dim, rows.clone()));
-                    codes.extend(key.iter().zip(periods).map(|(k, p)| {
+                    let key = keys.entry(*dim).or_insert_with(|| self.key_at(*dim, at));
+                    codes.extend(key.iter().zip(&periods).map(|(k, p)| {
                         match (index.get(*p as usize), unknown) {
                             (Some(i), _) => metric[*k as usize * n + *i as usize],
                             (None, Some(u)) => *u,
@@ -246,30 +463,30 @@ impl<'a> LevelSources<'a> {
                         }
                     }));
                 }
-                LevelSource::Zero => codes.resize(rows.len(), 0),
+                LevelSource::Zero => codes.resize(at.len(), 0),
             }
         }
     }
 
-    /// Key codes of dimension `dim` over base rows `rows` (following `via`).
-    fn key_chunk(&self, dim: usize, rows: std::ops::Range<usize>) -> Cow<'a, [u32]> {
+    /// Key codes of dimension `dim` at base rows `at` (following `via`).
+    fn key_at(&self, dim: usize, at: &[u32]) -> Vec<u32> {
         let (model, dims, base) = (self.inputs.model, self.inputs.dims, self.inputs.base);
         if let Some(i) = model.facts[self.inputs.fact]
             .direct
             .iter()
             .position(|d| *d == dim)
         {
-            return Cow::Borrowed(&base.codes[i][rows]);
+            let col = &base.codes[i];
+            return at.iter().map(|&r| col[r as usize]).collect();
         }
-        let len = rows.len();
         let DimensionKind::Table { via: Some(v), .. } = &model.dimensions[dim].kind else {
-            return Cow::Owned(vec![0; len]);
+            return vec![0; at.len()];
         };
-        let from = self.key_chunk(*v, rows);
-        Cow::Owned(match dims.via[dim].as_ref() {
+        let from = self.key_at(*v, at);
+        match dims.via[dim].as_ref() {
             Some(map) => from.iter().map(|k| map[*k as usize]).collect(),
-            None => vec![0; len],
-        })
+            None => vec![0; at.len()],
+        }
     }
 }
 
@@ -364,15 +581,18 @@ struct Acc {
     /// Cells' codes, flat (`levels.len()` per cell).
     keys: Vec<u32>,
     n_cells: usize,
+    specs: Vec<MeasureSpec>,
     measures: Vec<MeasureColumn>,
     distinct: Vec<Option<DistinctAcc>>,
     /// Per axis period: whether a semi-additive value there closes its cell's time member
     /// (empty when the fact has no semi-additive measure).
     closing: Vec<bool>,
+    /// Reads runs of one key and period, not rows.
+    runs: bool,
 }
 
 impl Acc {
-    fn new(inputs: &FactInputs<'_>, plan: &Plan, needed: &[LevelRef]) -> Acc {
+    fn new(inputs: &FactInputs<'_>, plan: &Plan, needed: &[LevelRef], runs: bool) -> Acc {
         let (model, dims, base) = (inputs.model, inputs.dims, inputs.base);
         let levels = plan.levels.clone();
         let at = levels
@@ -444,9 +664,11 @@ impl Acc {
             index,
             keys: Vec::new(),
             n_cells: 0,
+            specs: base.specs.clone(),
             measures,
             distinct,
             closing,
+            runs,
         }
     }
 
@@ -463,17 +685,11 @@ impl Acc {
         cell
     }
 
-    /// Merges base rows `rows` (their codes in `codes`) into the cells.
-    fn add(
-        &mut self,
-        inputs: &FactInputs<'_>,
-        rows: std::ops::Range<usize>,
-        codes: &[Vec<u32>],
-        cells: &mut Vec<u32>,
-        ok: &mut Vec<bool>,
-    ) {
-        let base = inputs.base;
-        let n = rows.len();
+    /// Merges a chunk's items (rows or runs) into the cells.
+    fn add(&mut self, view: &View<'_>, scratch: &mut Scratch) {
+        let n = view.len;
+        let codes = view.codes;
+        let Scratch { cells, ok } = scratch;
         cells.clear();
         match &mut self.index {
             Index::Dense { cards, .. } => {
@@ -544,63 +760,60 @@ impl Acc {
                 }
             }
         }
-        // Which rows' semi-additive values count: those at their cell's closing period.
+        // Which items' semi-additive values count: those at their cell's closing period.
         ok.clear();
         if !self.closing.is_empty() {
-            let periods = &base.codes[base.codes.len() - 1][rows.clone()];
             ok.extend(
-                periods
+                view.periods
                     .iter()
                     .map(|&p| self.closing.get(p as usize).copied().unwrap_or(false)),
             );
         }
-        for (j, (spec, src)) in base.specs.iter().zip(&base.measures).enumerate() {
+        let specs = self.specs.iter();
+        for (j, (spec, src)) in specs.zip(&view.measures).enumerate() {
             let dst = &mut self.measures[j];
             let semi = spec.semi;
             match (src, dst) {
-                (MeasureColumn::Count(s), MeasureColumn::Count(d)) => {
-                    for (r, (&c, x)) in cells.iter().zip(&s[rows.clone()]).enumerate() {
+                (MeasureView::Count(s), MeasureColumn::Count(d)) => {
+                    for (r, (&c, x)) in cells.iter().zip(s.iter()).enumerate() {
                         if !semi || ok[r] {
                             d[c as usize] += x;
                         }
                     }
                 }
-                (
-                    MeasureColumn::Decimal64 {
-                        values: sv,
-                        valid: sok,
-                        ..
-                    },
-                    MeasureColumn::Decimal { values, valid, .. },
-                ) => merge(
-                    &sv[rows.clone()],
-                    &sok[rows.clone()],
-                    cells,
-                    semi.then_some(&ok[..]),
-                    values,
-                    valid,
-                    *spec,
-                ),
-                (
-                    MeasureColumn::Decimal {
-                        values: sv,
-                        valid: sok,
-                        ..
-                    },
-                    MeasureColumn::Decimal { values, valid, .. },
-                ) => merge(
-                    &sv[rows.clone()],
-                    &sok[rows.clone()],
-                    cells,
-                    semi.then_some(&ok[..]),
-                    values,
-                    valid,
-                    *spec,
-                ),
-                (MeasureColumn::DistinctValues(s), _) => {
+                (MeasureView::Decimal64(sv, sok), MeasureColumn::Decimal { values, valid, .. }) => {
+                    merge(
+                        sv,
+                        sok,
+                        cells,
+                        semi.then_some(&ok[..]),
+                        values,
+                        valid,
+                        *spec,
+                    )
+                }
+                (MeasureView::Decimal(sv, sok), MeasureColumn::Decimal { values, valid, .. }) => {
+                    merge(
+                        sv,
+                        sok,
+                        cells,
+                        semi.then_some(&ok[..]),
+                        values,
+                        valid,
+                        *spec,
+                    )
+                }
+                (MeasureView::Values(v), _) => {
                     if let Some(d) = &mut self.distinct[j] {
-                        for (&c, &v) in cells.iter().zip(&s[rows.clone()]) {
+                        for (&c, &v) in cells.iter().zip(v.iter()) {
                             d.add(c as usize, v);
+                        }
+                    }
+                }
+                (MeasureView::RowValues(v, item), _) => {
+                    if let Some(d) = &mut self.distinct[j] {
+                        for (&i, &v) in item.iter().zip(v.iter()) {
+                            d.add(cells[i as usize] as usize, v);
                         }
                     }
                 }
