@@ -72,23 +72,21 @@ impl BaseTable {
         self.codes.last().map_or(0, Vec::len)
     }
 
-    /// Puts the rows in the order of key column `k`, then period (stable otherwise). The
-    /// lattice reads the base in this order: a distinct count over that key (customers)
-    /// appends each cell's values in increasing order instead of inserting them, and the rows
-    /// of one key and period are together, so cuboids that need only that key's levels and
-    /// time merge them once ([`super::scan`]). Key codes follow the keys' order, so integer
-    /// keys stay in numeric order.
-    pub fn sort_by_key(&mut self, k: usize) {
+    /// Puts the rows in the order of key column `k`, then period, then the rest of the grain
+    /// (the other keys and the distinct-value columns `grain_values`), and merges rows of one
+    /// grain (from ranges read row by row) into one. The lattice reads the base in this
+    /// order: a distinct count over that key (customers) appends each cell's values in
+    /// increasing order instead of inserting them, and the rows of one key and period are
+    /// together, so cuboids that need only that key's levels and time merge them once
+    /// ([`super::scan`]). Key codes follow the keys' order, so integer keys stay in numeric
+    /// order.
+    pub fn sort_and_merge(&mut self, k: usize, grain_values: &[usize]) -> Result<()> {
         let n = self.codes.len();
         if k + 1 >= n {
-            return;
+            return Ok(());
         }
         self.sorted_by = Some(k);
         let (key, period) = (&self.codes[k], &self.codes[n - 1]);
-        let in_order = (1..key.len()).all(|r| (key[r - 1], period[r - 1]) <= (key[r], period[r]));
-        if in_order {
-            return;
-        }
         // Two stable counting sorts of the row numbers, by period and then by key. Codes
         // are dense; `NO_PERIOD` sorts last.
         fn by(values: &[u32], rows: impl Iterator<Item = u32>) -> Vec<u32> {
@@ -116,33 +114,87 @@ impl BaseTable {
         }
         let rows = 0..key.len() as u32;
         let by_period = by(period, rows);
-        let order = by(key, by_period.iter().copied());
+        let mut order = by(key, by_period.iter().copied());
         drop(by_period);
-        fn gather<T: Copy>(v: &mut Vec<T>, order: &[u32]) {
-            let sorted: Vec<T> = order.iter().map(|&r| v[r as usize]).collect();
-            *v = sorted;
+        // The rest of the grain, compared within each run of one key and period.
+        let rest: Vec<&[u32]> = self
+            .codes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != k && *i != n - 1)
+            .map(|(_, c)| c.as_slice())
+            .chain(
+                grain_values
+                    .iter()
+                    .filter_map(|j| match &self.measures[*j] {
+                        MeasureColumn::DistinctValues(v) => Some(v.as_slice()),
+                        _ => None,
+                    }),
+            )
+            .collect();
+        let same_run = |a: u32, b: u32| {
+            key[a as usize] == key[b as usize] && period[a as usize] == period[b as usize]
+        };
+        let cmp_rest = |a: &u32, b: &u32| {
+            rest.iter()
+                .map(|c| c[*a as usize].cmp(&c[*b as usize]))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        };
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && same_run(order[start], order[end]) {
+                end += 1;
+            }
+            if end - start > 1 && !rest.is_empty() {
+                order[start..end].sort_by(cmp_rest);
+            }
+            start = end;
         }
-        // Column by column, both cores at once: each column is one gather.
-        let order = &order;
+        // Where each grain's rows start (every row, unless rows were read ungrouped).
+        let starts: Vec<u32> = (0..order.len())
+            .filter(|&p| {
+                p == 0
+                    || !same_run(order[p - 1], order[p])
+                    || cmp_rest(&order[p - 1], &order[p]).is_ne()
+            })
+            .map(|p| p as u32)
+            .collect();
+        drop(rest);
+        let merged = starts.len() < order.len();
+        let groups = Groups {
+            order: &order,
+            starts: &starts,
+        };
+        let specs = &self.specs;
+        let overflowed = std::sync::atomic::AtomicBool::new(false);
+        let overflow = &overflowed;
+        // Column by column, both cores at once: each column is one gather (and merge).
         std::thread::scope(|s| {
             let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::new();
             for c in &mut self.codes {
-                jobs.push(Box::new(move || gather(c, order)));
+                jobs.push(Box::new(move || groups.first(c)));
             }
-            for m in &mut self.measures {
+            for (m, spec) in self.measures.iter_mut().zip(specs) {
+                let agg = spec.agg;
                 match m {
-                    MeasureColumn::Count(v) => jobs.push(Box::new(move || gather(v, order))),
+                    MeasureColumn::Count(v) => jobs.push(Box::new(move || {
+                        if merged {
+                            *v = groups.each(|rows| rows.map(|r| v[r]).sum());
+                        } else {
+                            groups.first(v);
+                        }
+                    })),
                     MeasureColumn::DistinctValues(v) => {
-                        jobs.push(Box::new(move || gather(v, order)))
+                        jobs.push(Box::new(move || groups.first(v)))
                     }
-                    MeasureColumn::Decimal { values, valid, .. } => {
-                        jobs.push(Box::new(move || gather(values, order)));
-                        jobs.push(Box::new(move || gather(valid, order)));
-                    }
-                    MeasureColumn::Decimal64 { values, valid, .. } => {
-                        jobs.push(Box::new(move || gather(values, order)));
-                        jobs.push(Box::new(move || gather(valid, order)));
-                    }
+                    col @ (MeasureColumn::Decimal { .. } | MeasureColumn::Decimal64 { .. }) => jobs
+                        .push(Box::new(move || {
+                            if !groups.merge_decimals(col, agg) {
+                                overflow.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        })),
                     MeasureColumn::Distinct(v) => {
                         let sorted = order.iter().map(|&r| std::mem::take(&mut v[r as usize]));
                         *v = sorted.collect();
@@ -161,6 +213,125 @@ impl BaseTable {
                 s.spawn(move || share.into_iter().for_each(|job| job()));
             }
         });
+        if overflowed.into_inner() {
+            return Err(EngineError::Unsupported {
+                what: "a sum of one cell of the cube grain passes 128-bit decimals".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Rows in their new order, and where each grain's rows start in it.
+#[derive(Clone, Copy)]
+struct Groups<'a> {
+    order: &'a [u32],
+    starts: &'a [u32],
+}
+
+impl Groups<'_> {
+    /// Each grain's rows (indexes into the old columns).
+    fn rows(&self, g: usize) -> impl Iterator<Item = usize> + '_ {
+        let end = self
+            .starts
+            .get(g + 1)
+            .map_or(self.order.len(), |e| *e as usize);
+        self.order[self.starts[g] as usize..end]
+            .iter()
+            .map(|r| *r as usize)
+    }
+
+    fn each<T>(&self, mut f: impl FnMut(&mut dyn Iterator<Item = usize>) -> T) -> Vec<T> {
+        (0..self.starts.len())
+            .map(|g| f(&mut self.rows(g)))
+            .collect()
+    }
+
+    /// The column in the new order, a grain's first row for the grain.
+    fn first<T: Copy>(&self, v: &mut Vec<T>) {
+        let out: Vec<T> = if self.starts.len() == self.order.len() {
+            self.order.iter().map(|&r| v[r as usize]).collect()
+        } else {
+            self.starts
+                .iter()
+                .map(|&p| v[self.order[p as usize] as usize])
+                .collect()
+        };
+        *v = out;
+    }
+
+    /// A decimal column in the new order, each grain's non-null values merged by `agg` (in 64
+    /// bits while they fit); false when a sum passes 128 bits.
+    fn merge_decimals(&self, col: &mut MeasureColumn, agg: Agg) -> bool {
+        if self.starts.len() == self.order.len() {
+            match col {
+                MeasureColumn::Decimal { values, valid, .. } => {
+                    self.first(values);
+                    self.first(valid);
+                }
+                MeasureColumn::Decimal64 { values, valid, .. } => {
+                    self.first(values);
+                    self.first(valid);
+                }
+                _ => {}
+            }
+            return true;
+        }
+        let (wide, scale) = match col {
+            MeasureColumn::Decimal {
+                values,
+                valid,
+                scale,
+            } => (self.fold(values, valid, agg), *scale),
+            MeasureColumn::Decimal64 {
+                values,
+                valid,
+                scale,
+            } => (self.fold(values, valid, agg), *scale),
+            _ => return true,
+        };
+        let Some((values, merged_ok)) = wide else {
+            return false;
+        };
+        *col = if values.iter().all(|v| i64::try_from(*v).is_ok()) {
+            MeasureColumn::Decimal64 {
+                values: values.iter().map(|v| *v as i64).collect(),
+                valid: merged_ok,
+                scale,
+            }
+        } else {
+            MeasureColumn::Decimal {
+                values,
+                valid: merged_ok,
+                scale,
+            }
+        };
+        true
+    }
+
+    fn fold<T: Copy + Into<i128>>(
+        &self,
+        values: &[T],
+        valid: &[bool],
+        agg: Agg,
+    ) -> Option<(Vec<i128>, Vec<bool>)> {
+        let mut out = Vec::with_capacity(self.starts.len());
+        let mut ok = Vec::with_capacity(self.starts.len());
+        for g in 0..self.starts.len() {
+            let mut acc: Option<i128> = None;
+            for r in self.rows(g).filter(|r| valid[*r]) {
+                let x: i128 = values[r].into();
+                acc = Some(match (acc, agg) {
+                    (None, _) => x,
+                    (Some(a), Agg::Min) => a.min(x),
+                    (Some(a), Agg::Max) => a.max(x),
+                    (Some(a), _) => a.checked_add(x)?,
+                });
+            }
+            out.push(acc.unwrap_or(0));
+            ok.push(acc.is_some());
+        }
+        Some((out, ok))
     }
 }
 
@@ -232,6 +403,8 @@ pub(crate) async fn build_base(
     group.push("p".into());
 
     let mut outer_aggs = Vec::new();
+    // The same columns per fact row, ungrouped (see `raw` below).
+    let mut raw_aggs = Vec::new();
     let mut scales = Vec::new();
     let mut distinct_integer = Vec::new();
     // A distinct count over the column of a key already in the grain (customers of a fact
@@ -273,7 +446,10 @@ pub(crate) async fn build_base(
                     group.push(format!("x{j}"));
                 }
             }
-            (Agg::Count, None) => outer_aggs.push(format!("COUNT(*) AS a{j}")),
+            (Agg::Count, None) => {
+                outer_aggs.push(format!("COUNT(*) AS a{j}"));
+                raw_aggs.push(format!("CAST(1 AS BIGINT) AS a{j}"));
+            }
             (agg, Some(x)) => {
                 let x = if scale == 6 && matches!(agg, Agg::Sum | Agg::Min | Agg::Max) {
                     format!("CAST({x} AS DECIMAL(38, 6))")
@@ -287,22 +463,37 @@ pub(crate) async fn build_base(
                     Agg::Max => format!("MAX(x{j}) AS a{j}"),
                     _ => format!("COUNT(x{j}) AS a{j}"),
                 });
+                raw_aggs.push(match agg {
+                    Agg::Sum | Agg::Min | Agg::Max => format!("x{j} AS a{j}"),
+                    _ => {
+                        format!("CAST(CASE WHEN x{j} IS NULL THEN 0 ELSE 1 END AS BIGINT) AS a{j}")
+                    }
+                });
             }
             (_, None) => return Err(EngineError::Internal("aggregate without a column".into())),
         }
     }
-    let sql = |filter: &str| {
-        format!(
-            "SELECT {}, COUNT(*) AS fact_rows{} FROM (SELECT {} FROM {} AS f{filter}) GROUP BY {}",
-            group.join(", "),
-            outer_aggs
-                .iter()
-                .map(|a| format!(", {a}"))
-                .collect::<String>(),
+    let sql = |filter: &str, raw: bool| {
+        let aggs = |aggs: &[String]| aggs.iter().map(|a| format!(", {a}")).collect::<String>();
+        let from = format!(
+            "(SELECT {} FROM {} AS f{filter})",
             inner.join(", "),
-            ident(&f.name),
-            group.join(", ")
-        )
+            ident(&f.name)
+        );
+        if raw {
+            format!(
+                "SELECT {}, CAST(1 AS BIGINT) AS fact_rows{} FROM {from}",
+                group.join(", "),
+                aggs(&raw_aggs),
+            )
+        } else {
+            format!(
+                "SELECT {}, COUNT(*) AS fact_rows{} FROM {from} GROUP BY {}",
+                group.join(", "),
+                aggs(&outer_aggs),
+                group.join(", ")
+            )
+        }
     };
 
     // DataFusion's groups are the base rows: the grain is the keys, the period and the
@@ -366,8 +557,14 @@ pub(crate) async fn build_base(
     }
     let started = std::time::Instant::now();
     let mut waited = std::time::Duration::ZERO;
-    for filter in ranges {
-        let sql = sql(&filter);
+    // A fact whose rows are (nearly) at the grain already (balances: one per customer,
+    // product and month) gains nothing from DataFusion's grouping, which then costs most of
+    // the stage: when the first range's groups are most of its rows, the other ranges are
+    // read row by row, and rows of one grain are merged after sorting (`sort_and_merge`).
+    let mut raw = false;
+    for (i, filter) in ranges.iter().enumerate() {
+        let sql = sql(filter, raw);
+        let (rows_before, facts_before) = (codes[n_keys].len(), fact_rows);
         tracing::debug!(sql, "base query");
         let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
         loop {
@@ -381,16 +578,20 @@ pub(crate) async fn build_base(
                 let dc = dims.codes[d]
                     .as_ref()
                     .ok_or_else(|| EngineError::Internal("no codes".into()))?;
-                codes[i].extend(dc.column_codes(b, i)?);
+                dc.extend_codes(b, i, &mut codes[i])?;
             }
             let periods = ints(b, n_keys)?;
-            codes[n_keys].extend((0..b.num_rows()).map(|r| {
-                if periods.is_valid(r) {
-                    periods.value(r) as u32
-                } else {
-                    NO_PERIOD
-                }
-            }));
+            if periods.null_count() == 0 {
+                codes[n_keys].extend(periods.values().iter().map(|p| *p as u32));
+            } else {
+                codes[n_keys].extend((0..b.num_rows()).map(|r| {
+                    if periods.is_valid(r) {
+                        periods.value(r) as u32
+                    } else {
+                        NO_PERIOD
+                    }
+                }));
+            }
             fact_rows += ints(b, n_group)?
                 .values()
                 .iter()
@@ -407,7 +608,7 @@ pub(crate) async fn build_base(
                         let int = distinct_integer[distinct_pos];
                         distinct_pos += 1;
                         if int {
-                            v.extend(distinct_ints(&ints(b, c)?)?);
+                            distinct_ints(&ints(b, c)?, v)?;
                         } else {
                             let vals = distinct_codes(&keys(b, c, int)?, &mut dictionaries[j])?;
                             v.extend(vals.into_iter().map(|x| x.unwrap_or(NO_VALUE)));
@@ -424,6 +625,10 @@ pub(crate) async fn build_base(
                     }
                 }
             }
+        }
+        if i == 0 && ranges.len() > 1 && n_keys > 0 {
+            let groups = (codes[n_keys].len() - rows_before) as u64;
+            raw = groups * 5 >= (fact_rows - facts_before) * 4;
         }
     }
     // Batches were appended by doubling; give the slack back (the base table lives through
@@ -458,7 +663,12 @@ pub(crate) async fn build_base(
         (0..n_keys).max_by_key(|&i| dims.codes[f.direct[i]].as_ref().map_or(0, |c| c.n_keys));
     let read = started.elapsed();
     if let Some(k) = widest {
-        table.sort_by_key(k);
+        // Distinct values are part of the grain; those of a key in the grain too, as keys
+        // outside the dimension table share the unknown key's code but not their value.
+        let grain_values: Vec<usize> = (0..measures.len())
+            .filter(|j| measures[*j].1.agg == Agg::Distinct)
+            .collect();
+        table.sort_and_merge(k, &grain_values)?;
     }
     tracing::info!(
         fact = f.name,
@@ -523,7 +733,7 @@ fn push_decimals(col: &mut MeasureColumn, a: &arrow::array::Decimal128Array) {
     {
         if a.values().iter().all(|v| i64::try_from(*v).is_ok()) {
             values.extend(a.values().iter().map(|v| *v as i64));
-            valid.extend((0..a.len()).map(|r| a.is_valid(r)));
+            push_valid(valid, a);
             return;
         }
         *col = MeasureColumn::Decimal {
@@ -534,23 +744,42 @@ fn push_decimals(col: &mut MeasureColumn, a: &arrow::array::Decimal128Array) {
     }
     if let MeasureColumn::Decimal { values, valid, .. } = col {
         values.extend(a.values().iter().copied());
+        push_valid(valid, a);
+    }
+}
+
+/// Appends whether each value of `a` is not NULL.
+fn push_valid(valid: &mut Vec<bool>, a: &arrow::array::Decimal128Array) {
+    if a.null_count() == 0 {
+        valid.resize(valid.len() + a.len(), true);
+    } else {
         valid.extend((0..a.len()).map(|r| a.is_valid(r)));
     }
 }
 
-/// Integer distinct values as themselves ([`NO_VALUE`] for NULL), as [`distinct_codes`] does.
-fn distinct_ints(a: &arrow::array::Int64Array) -> Result<Vec<u32>> {
-    (0..a.len())
-        .map(|r| {
-            if !a.is_valid(r) {
-                return Ok(NO_VALUE);
-            }
-            let i = a.value(r);
-            u32::try_from(i).map_err(|_| EngineError::Unsupported {
-                what: format!("a distinct count over the integer {i}: distinct integers must lie in 0..=4294967295"),
-            })
-        })
-        .collect()
+/// Integer distinct values as themselves ([`NO_VALUE`] for NULL), as [`distinct_codes`] does,
+/// appended to `out`.
+fn distinct_ints(a: &arrow::array::Int64Array, out: &mut Vec<u32>) -> Result<()> {
+    let out_of_range = |i: i64| EngineError::Unsupported {
+        what: format!(
+            "a distinct count over the integer {i}: distinct integers must lie in 0..=4294967295"
+        ),
+    };
+    if a.null_count() == 0 {
+        if let Some(bad) = a.values().iter().find(|v| u32::try_from(**v).is_err()) {
+            return Err(out_of_range(*bad));
+        }
+        out.extend(a.values().iter().map(|v| *v as u32));
+        return Ok(());
+    }
+    for r in 0..a.len() {
+        out.push(if a.is_valid(r) {
+            u32::try_from(a.value(r)).map_err(|_| out_of_range(a.value(r)))?
+        } else {
+            NO_VALUE
+        });
+    }
+    Ok(())
 }
 
 /// The codes distinct values are kept under: integer values as themselves (customer ids stay
@@ -612,9 +841,76 @@ pub(crate) fn merge_decimal(
 #[cfg(test)]
 mod tests {
     use arrow::array::Decimal128Array;
+    use lattice_defs::model::Agg;
 
-    use super::push_decimals;
-    use crate::store::MeasureColumn;
+    use super::{BaseTable, MeasureSpec, push_decimals};
+    use crate::store::{MeasureColumn, NO_VALUE};
+
+    /// Rows read ungrouped are sorted by key and period and merged per grain: sums add,
+    /// minimums keep the least, NULLs count for nothing, and a distinct value is part of
+    /// the grain.
+    #[test]
+    fn rows_of_one_grain_merge_after_sorting() {
+        let spec = |agg| MeasureSpec { agg, semi: false };
+        // Columns: key, other key, period. Rows 0, 2 and 4 share a grain; so do 1 and 5;
+        // row 3 differs from row 1 only in its distinct value.
+        let mut base = BaseTable {
+            codes: vec![
+                vec![2, 1, 2, 1, 2, 1, 0],
+                vec![0, 3, 0, 3, 0, 3, 0],
+                vec![5, 4, 5, 4, 5, 4, u32::MAX],
+            ],
+            measure_ids: vec![0, 1, 2, 3],
+            specs: vec![
+                spec(Agg::Count),
+                spec(Agg::Sum),
+                spec(Agg::Min),
+                spec(Agg::Distinct),
+            ],
+            measures: vec![
+                MeasureColumn::Count(vec![1, 1, 1, 1, 1, 1, 1]),
+                MeasureColumn::Decimal64 {
+                    values: vec![10, 1, 20, 2, i64::MAX, 3, 7],
+                    valid: vec![true, true, true, true, true, false, true],
+                    scale: 2,
+                },
+                MeasureColumn::Decimal64 {
+                    values: vec![10, 1, -20, 2, 0, 3, 7],
+                    valid: vec![true, false, true, true, false, false, true],
+                    scale: 2,
+                },
+                MeasureColumn::DistinctValues(vec![9, 8, 9, 7, 9, 8, NO_VALUE]),
+            ],
+            fact_rows: 7,
+            queries: 1,
+            sorted_by: None,
+        };
+        base.sort_and_merge(0, &[3]).expect("no overflow");
+        assert_eq!(base.sorted_by, Some(0));
+        assert_eq!(
+            base.codes,
+            vec![vec![0, 1, 1, 2], vec![0, 3, 3, 0], vec![u32::MAX, 4, 4, 5]]
+        );
+        let MeasureColumn::Count(count) = &base.measures[0] else {
+            panic!("count");
+        };
+        assert_eq!(count, &[1, 1, 2, 3]);
+        // The sum passes 64 bits, so the column widens.
+        let MeasureColumn::Decimal { values, valid, .. } = &base.measures[1] else {
+            panic!("sum not widened: {:?}", base.measures[1]);
+        };
+        assert_eq!(values, &[7, 2, 1, 30 + i128::from(i64::MAX)]);
+        assert_eq!(valid, &[true, true, true, true]);
+        let MeasureColumn::Decimal64 { values, valid, .. } = &base.measures[2] else {
+            panic!("min");
+        };
+        assert_eq!(valid, &[true, true, false, true]);
+        assert_eq!((values[0], values[1], values[3]), (7, 2, -20));
+        let MeasureColumn::DistinctValues(v) = &base.measures[3] else {
+            panic!("distinct");
+        };
+        assert_eq!(v, &[NO_VALUE, 7, 8, 9]);
+    }
 
     fn batch(values: &[Option<i128>]) -> Decimal128Array {
         Decimal128Array::from(values.to_vec())

@@ -44,6 +44,43 @@ impl DimCodes {
             .unwrap_or(self.n_keys as u32)
     }
 
+    /// Appends the key codes of column `i` of `batch` to `out` (unknown keys get `n_keys`).
+    pub fn extend_codes(
+        &self,
+        batch: &arrow::array::RecordBatch,
+        i: usize,
+        out: &mut Vec<u32>,
+    ) -> Result<()> {
+        let unknown = self.n_keys as u32;
+        match &self.dense {
+            Some((min, slots)) => {
+                let a = ints(batch, i)?;
+                let code = |v: i64| {
+                    v.checked_sub(*min)
+                        .and_then(|o| usize::try_from(o).ok())
+                        .and_then(|o| slots.get(o).copied())
+                        .unwrap_or(unknown)
+                };
+                if a.null_count() == 0 {
+                    out.extend(a.values().iter().map(|v| code(*v)));
+                } else {
+                    out.extend((0..a.len()).map(|r| {
+                        if a.is_valid(r) {
+                            code(a.value(r))
+                        } else {
+                            unknown
+                        }
+                    }));
+                }
+                Ok(())
+            }
+            None => {
+                out.extend(self.column_codes(batch, i)?);
+                Ok(())
+            }
+        }
+    }
+
     /// The key codes of column `i` of `batch` (unknown keys get code `n_keys`).
     pub fn column_codes(&self, batch: &arrow::array::RecordBatch, i: usize) -> Result<Vec<u32>> {
         let unknown = self.n_keys as u32;
