@@ -53,6 +53,19 @@ pub(crate) fn build_from_base(
         return Ok(Vec::new());
     }
     let sources = LevelSources::new(inputs);
+    let ranges: Vec<Option<ValueRange>> = inputs
+        .base
+        .measures
+        .iter()
+        .map(|m| match m {
+            MeasureColumn::DistinctValues(v) => Some(ValueRange {
+                max: v.iter().copied().filter(|x| *x != NO_VALUE).max(),
+                ascending: v.is_sorted(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let ranges = &ranges;
     let workers = workers.clamp(1, plans.len());
     // Larger cuboids first, dealt round the threads, so each gets a similar share.
     let mut order = plans.to_vec();
@@ -65,7 +78,7 @@ pub(crate) fn build_from_base(
             .into_iter()
             .map(|share| {
                 let sources = &sources;
-                s.spawn(move || scan(inputs, sources, all, &share, done))
+                s.spawn(move || scan(inputs, sources, ranges, all, &share, done))
             })
             .collect();
         handles
@@ -92,6 +105,7 @@ pub(crate) fn build_from_base(
 fn scan(
     inputs: &FactInputs<'_>,
     sources: &LevelSources<'_>,
+    ranges: &[Option<ValueRange>],
     all: &[Plan],
     share: &[usize],
     done: &(dyn Fn() + Sync),
@@ -125,6 +139,7 @@ fn scan(
                 &all[i],
                 if runs { &run_levels } else { &row_levels },
                 runs,
+                ranges,
             )
         })
         .collect();
@@ -521,6 +536,18 @@ enum Index {
 enum DistinctAcc {
     /// `width` bytes of bits per cell, for small value ranges.
     Bits { width: usize, bits: Vec<u8> },
+    /// Values that arrive in increasing order (customers: the base's sort key): per cell, a
+    /// window of 65,536 bits for the current high 16 bits of the values, added to the cell's
+    /// roaring set as one container when the values move past it. Setting a bit replaces a
+    /// roaring append per value (a quarter of the build).
+    Window {
+        high: u32,
+        bits: Vec<u8>,
+        /// Cells with a bit set in the window, and a flag per cell.
+        touched: Vec<u32>,
+        flag: Vec<bool>,
+        sets: Vec<RoaringBitmap>,
+    },
     /// A roaring set per cell, and the last value added to it (rows repeat a customer).
     Sets {
         sets: Vec<RoaringBitmap>,
@@ -532,6 +559,13 @@ impl DistinctAcc {
     fn new_cell(&mut self) {
         match self {
             DistinctAcc::Bits { width, bits } => bits.resize(bits.len() + *width, 0),
+            DistinctAcc::Window {
+                bits, flag, sets, ..
+            } => {
+                bits.resize(bits.len() + WINDOW, 0);
+                flag.push(false);
+                sets.push(RoaringBitmap::new());
+            }
             DistinctAcc::Sets { sets, last } => {
                 sets.push(RoaringBitmap::new());
                 last.push(NO_VALUE);
@@ -546,6 +580,29 @@ impl DistinctAcc {
         match self {
             DistinctAcc::Bits { width, bits } => {
                 bits[cell * *width + (v as usize >> 3)] |= 1 << (v & 7);
+            }
+            DistinctAcc::Window {
+                high,
+                bits,
+                touched,
+                flag,
+                sets,
+            } => {
+                let h = v >> 16;
+                if h != *high {
+                    if h < *high {
+                        // Out of order (a key outside the dimension): straight in.
+                        sets[cell].insert(v);
+                        return;
+                    }
+                    flush_window(*high, bits, touched, flag, sets);
+                    *high = h;
+                }
+                bits[cell * WINDOW + ((v & 0xffff) as usize >> 3)] |= 1 << (v & 7);
+                if !flag[cell] {
+                    flag[cell] = true;
+                    touched.push(cell as u32);
+                }
             }
             DistinctAcc::Sets { sets, last } => {
                 if last[cell] == v {
@@ -563,6 +620,16 @@ impl DistinctAcc {
 
     fn finish(self) -> Vec<RoaringBitmap> {
         match self {
+            DistinctAcc::Window {
+                high,
+                mut bits,
+                mut touched,
+                mut flag,
+                mut sets,
+            } => {
+                flush_window(high, &mut bits, &mut touched, &mut flag, &mut sets);
+                sets
+            }
             DistinctAcc::Bits { width, bits } => bits
                 .chunks_exact(width)
                 .map(|b| RoaringBitmap::from_lsb0_bytes(0, b))
@@ -570,6 +637,38 @@ impl DistinctAcc {
             DistinctAcc::Sets { sets, .. } => sets,
         }
     }
+}
+
+/// Bytes of one cell's window in [`DistinctAcc::Window`]: 65,536 bits.
+const WINDOW: usize = 8192;
+
+/// Most bytes of windows one distinct measure of one cuboid may keep.
+const WINDOW_BYTES: usize = 4 << 20;
+
+/// Adds each touched cell's window (values `high << 16` onwards) to its set, and clears it.
+fn flush_window(
+    high: u32,
+    bits: &mut [u8],
+    touched: &mut Vec<u32>,
+    flag: &mut [bool],
+    sets: &mut [RoaringBitmap],
+) {
+    for &cell in touched.iter() {
+        let cell = cell as usize;
+        let window = &mut bits[cell * WINDOW..(cell + 1) * WINDOW];
+        sets[cell] |= RoaringBitmap::from_lsb0_bytes(high << 16, window);
+        window.fill(0);
+        flag[cell] = false;
+    }
+    touched.clear();
+}
+
+/// What a fact's distinct-value columns hold, for choosing how to keep their sets.
+#[derive(Clone, Copy)]
+struct ValueRange {
+    max: Option<u32>,
+    /// Non-decreasing in the base's order (values of its sort key).
+    ascending: bool,
 }
 
 /// One cuboid's cells so far.
@@ -592,7 +691,13 @@ struct Acc {
 }
 
 impl Acc {
-    fn new(inputs: &FactInputs<'_>, plan: &Plan, needed: &[LevelRef], runs: bool) -> Acc {
+    fn new(
+        inputs: &FactInputs<'_>,
+        plan: &Plan,
+        needed: &[LevelRef],
+        runs: bool,
+        ranges: &[Option<ValueRange>],
+    ) -> Acc {
         let (model, dims, base) = (inputs.model, inputs.dims, inputs.base);
         let levels = plan.levels.clone();
         let at = levels
@@ -621,26 +726,30 @@ impl Acc {
             None => Index::Wide(HashMap::new()),
         };
         let est_cells = usize::try_from(plan.est_cells).unwrap_or(usize::MAX).max(1);
-        let distinct = base
-            .measures
+        let distinct = ranges
             .iter()
-            .map(|m| match m {
-                MeasureColumn::DistinctValues(v) => {
-                    let max = v.iter().copied().filter(|x| *x != NO_VALUE).max();
-                    let width = max.map_or(1, |m| (m as usize >> 3) + 1);
-                    Some(if est_cells.saturating_mul(width) <= BITSET_BYTES {
-                        DistinctAcc::Bits {
-                            width,
-                            bits: Vec::new(),
-                        }
-                    } else {
-                        DistinctAcc::Sets {
-                            sets: Vec::new(),
-                            last: Vec::new(),
-                        }
-                    })
-                }
-                _ => None,
+            .map(|r| {
+                let r = (*r)?;
+                let width = r.max.map_or(1, |m| (m as usize >> 3) + 1);
+                Some(if est_cells.saturating_mul(width) <= BITSET_BYTES {
+                    DistinctAcc::Bits {
+                        width,
+                        bits: Vec::new(),
+                    }
+                } else if r.ascending && est_cells.saturating_mul(WINDOW) <= WINDOW_BYTES {
+                    DistinctAcc::Window {
+                        high: 0,
+                        bits: Vec::new(),
+                        touched: Vec::new(),
+                        flag: Vec::new(),
+                        sets: Vec::new(),
+                    }
+                } else {
+                    DistinctAcc::Sets {
+                        sets: Vec::new(),
+                        last: Vec::new(),
+                    }
+                })
             })
             .collect();
         let measures = base
@@ -902,8 +1011,8 @@ mod tests {
 
     use super::{DistinctAcc, NO_VALUE};
 
-    /// Both ways of keeping a cell's values (bit sets; roaring sets appended to, or inserted
-    /// into when the values come out of order) equal a roaring insert per row.
+    /// Every way of keeping a cell's values (bit sets; windows of bits; roaring sets appended
+    /// to) equals a roaring insert per row, whether the values come in order or not.
     #[test]
     fn distinct_sets_equal_inserting_row_by_row() {
         let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -939,6 +1048,13 @@ mod tests {
                 DistinctAcc::Bits {
                     width,
                     bits: Vec::new(),
+                },
+                DistinctAcc::Window {
+                    high: 0,
+                    bits: Vec::new(),
+                    touched: Vec::new(),
+                    flag: Vec::new(),
+                    sets: Vec::new(),
                 },
                 DistinctAcc::Sets {
                     sets: Vec::new(),
