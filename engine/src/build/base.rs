@@ -80,7 +80,12 @@ impl BaseTable {
     /// together, so cuboids that need only that key's levels and time merge them once
     /// ([`super::scan`]). Key codes follow the keys' order, so integer keys stay in numeric
     /// order.
-    pub fn sort_and_merge(&mut self, k: usize, grain_values: &[usize]) -> Result<()> {
+    pub fn sort_and_merge(
+        &mut self,
+        k: usize,
+        grain_values: &[usize],
+        ungrouped: bool,
+    ) -> Result<()> {
         let n = self.codes.len();
         if k + 1 >= n {
             return Ok(());
@@ -141,26 +146,31 @@ impl BaseTable {
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
         };
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start + 1;
-            while end < order.len() && same_run(order[start], order[end]) {
-                end += 1;
+        // Rows DataFusion grouped are one per grain already.
+        let starts: Vec<u32> = if ungrouped {
+            let mut start = 0;
+            while start < order.len() {
+                let mut end = start + 1;
+                while end < order.len() && same_run(order[start], order[end]) {
+                    end += 1;
+                }
+                if end - start > 1 && !rest.is_empty() {
+                    order[start..end].sort_by(cmp_rest);
+                }
+                start = end;
             }
-            if end - start > 1 && !rest.is_empty() {
-                order[start..end].sort_by(cmp_rest);
-            }
-            start = end;
-        }
-        // Where each grain's rows start (every row, unless rows were read ungrouped).
-        let starts: Vec<u32> = (0..order.len())
-            .filter(|&p| {
-                p == 0
-                    || !same_run(order[p - 1], order[p])
-                    || cmp_rest(&order[p - 1], &order[p]).is_ne()
-            })
-            .map(|p| p as u32)
-            .collect();
+            // Where each grain's rows start.
+            (0..order.len())
+                .filter(|&p| {
+                    p == 0
+                        || !same_run(order[p - 1], order[p])
+                        || cmp_rest(&order[p - 1], &order[p]).is_ne()
+                })
+                .map(|p| p as u32)
+                .collect()
+        } else {
+            (0..order.len() as u32).collect()
+        };
         drop(rest);
         let merged = starts.len() < order.len();
         let groups = Groups {
@@ -668,7 +678,7 @@ pub(crate) async fn build_base(
         let grain_values: Vec<usize> = (0..measures.len())
             .filter(|j| measures[*j].1.agg == Agg::Distinct)
             .collect();
-        table.sort_and_merge(k, &grain_values)?;
+        table.sort_and_merge(k, &grain_values, raw)?;
     }
     tracing::info!(
         fact = f.name,
@@ -885,7 +895,7 @@ mod tests {
             queries: 1,
             sorted_by: None,
         };
-        base.sort_and_merge(0, &[3]).expect("no overflow");
+        base.sort_and_merge(0, &[3], true).expect("no overflow");
         assert_eq!(base.sorted_by, Some(0));
         assert_eq!(
             base.codes,

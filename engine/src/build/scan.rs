@@ -175,7 +175,7 @@ fn scan(
                     .map(|r| r as u32),
             );
             sources.fill(&run_levels, &at, &mut run_codes);
-            let view = View::runs(base, start..end, &at, &run_codes);
+            let view = View::runs(base, start..end, &at, &run_codes, ranges);
             for acc in accs.iter_mut().filter(|a| a.runs) {
                 acc.add(&view, &mut scratch);
             }
@@ -219,6 +219,8 @@ enum MeasureView<'a> {
     Values(Cow<'a, [u32]>),
     /// Distinct values per row, and each row's item (a run whose rows differ).
     RowValues(&'a [u32], Vec<u32>),
+    /// Per item, the set of its rows' values as bits (values under 64: products).
+    Masks(Vec<u64>),
     None,
 }
 
@@ -257,6 +259,7 @@ impl<'a> View<'a> {
         rows: std::ops::Range<usize>,
         starts: &[u32],
         codes: &'a [Vec<u32>],
+        ranges: &[Option<ValueRange>],
     ) -> View<'a> {
         let bounds = |i: usize| {
             let s = starts[i] as usize;
@@ -268,7 +271,8 @@ impl<'a> View<'a> {
             .measures
             .iter()
             .zip(&base.specs)
-            .map(|(m, spec)| match m {
+            .zip(ranges)
+            .map(|((m, spec), range)| match m {
                 MeasureColumn::Count(v) => MeasureView::Count(Cow::Owned(
                     (0..runs).map(|i| v[bounds(i)].iter().sum()).collect(),
                 )),
@@ -291,6 +295,17 @@ impl<'a> View<'a> {
                         MeasureView::Values(Cow::Owned(
                             starts.iter().map(|&s| v[s as usize]).collect(),
                         ))
+                    } else if range.is_some_and(|r| r.max.is_none_or(|m| m < 64)) {
+                        MeasureView::Masks(
+                            (0..runs)
+                                .map(|i| {
+                                    v[bounds(i)]
+                                        .iter()
+                                        .filter(|x| **x != NO_VALUE)
+                                        .fold(0u64, |m, x| m | 1 << x)
+                                })
+                                .collect(),
+                        )
                     } else {
                         let item = (0..runs)
                             .flat_map(|i| std::iter::repeat_n(i as u32, bounds(i).len()))
@@ -618,6 +633,22 @@ impl DistinctAcc {
         }
     }
 
+    /// Adds the values under 64 whose bits `mask` sets.
+    fn add_mask(&mut self, cell: usize, mut mask: u64) {
+        if let DistinctAcc::Bits { width, bits } = self {
+            let cell_bits = &mut bits[cell * *width..(cell + 1) * *width];
+            for (b, byte) in cell_bits.iter_mut().enumerate().take(8) {
+                *byte |= (mask >> (8 * b)) as u8;
+            }
+            return;
+        }
+        while mask != 0 {
+            let v = mask.trailing_zeros();
+            self.add(cell, v);
+            mask &= mask - 1;
+        }
+    }
+
     fn finish(self) -> Vec<RoaringBitmap> {
         match self {
             DistinctAcc::Window {
@@ -919,6 +950,13 @@ impl Acc {
                         }
                     }
                 }
+                (MeasureView::Masks(m), _) => {
+                    if let Some(d) = &mut self.distinct[j] {
+                        for (&c, &m) in cells.iter().zip(m.iter()) {
+                            d.add_mask(c as usize, m);
+                        }
+                    }
+                }
                 (MeasureView::RowValues(v, item), _) => {
                     if let Some(d) = &mut self.distinct[j] {
                         for (&i, &v) in item.iter().zip(v.iter()) {
@@ -1010,6 +1048,31 @@ mod tests {
     use roaring::RoaringBitmap;
 
     use super::{DistinctAcc, NO_VALUE};
+
+    /// A run's values given as a mask of bits add the same values as one by one.
+    #[test]
+    fn masks_add_their_bits_as_values() {
+        let masks = [0u64, 1, 0b1010_0110, 1 << 63 | 1 << 9, u64::MAX];
+        for mut acc in [
+            DistinctAcc::Bits {
+                width: 8,
+                bits: Vec::new(),
+            },
+            DistinctAcc::Sets {
+                sets: Vec::new(),
+                last: Vec::new(),
+            },
+        ] {
+            let mut want = vec![RoaringBitmap::new(); 2];
+            acc.new_cell();
+            acc.new_cell();
+            for (i, m) in masks.iter().enumerate() {
+                acc.add_mask(i % 2, *m);
+                want[i % 2].extend((0..64).filter(|b| m >> b & 1 == 1));
+            }
+            assert_eq!(acc.finish(), want);
+        }
+    }
 
     /// Every way of keeping a cell's values (bit sets; windows of bits; roaring sets appended
     /// to) equals a roaring insert per row, whether the values come in order or not.
