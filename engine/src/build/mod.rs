@@ -2,12 +2,16 @@
 //!
 //! 1. [`dims`] — read every dimension table once, dictionary-encode every level (member names
 //!    once per level, in the order a person expects) and map each key to its members;
-//! 2. [`base`] — one DataFusion plan per fact table aggregates the raw facts to the cube grain
-//!    (the keys the fact carries and the finest time period); the only step that reads raw
-//!    facts; metric buckets ([`metrics`]) follow from the base tables (the metric per
-//!    entity and period, bucketed);
-//! 3. [`select`] chooses cuboids, and [`lattice`] aggregates each from its smallest built parent
-//!    (or the base table), in parallel across cores, level count by level count.
+//! 2. [`base`] — DataFusion plans per fact table (one per range of periods) aggregate the raw
+//!    facts to the cube grain (the keys the fact carries and the finest time period); the only
+//!    step that reads raw facts. A fact whose rows are nearly at the grain already is read
+//!    ungrouped and its rows of one grain merged after sorting. The base rows end in the order
+//!    of the fact's widest key (the customer) and period. Metric buckets ([`metrics`]) follow
+//!    from the base tables (the metric per entity and period, bucketed);
+//! 3. [`select`] chooses cuboids. Those that no chosen cuboid with more levels derives are
+//!    aggregated from the base table all together, in one pass over its rows ([`scan`]); the
+//!    rest from their smallest built parent ([`lattice`]), level count by level count. Both
+//!    run on every core.
 //!
 //! [`budget`] estimates the memory of steps 1-2 before any data is read, and of step 3 before
 //! it starts; a build over [`BuildOptions::memory_budget`] is refused there. Last, the
