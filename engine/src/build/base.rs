@@ -571,7 +571,8 @@ pub(crate) async fn build_base(
     // product and month) gains nothing from DataFusion's grouping, which then costs most of
     // the stage: when the first range's groups are most of its rows, the other ranges are
     // read row by row, and rows of one grain are merged after sorting (`sort_and_merge`).
-    let mut raw = false;
+    // An allocated fact has one row per cell of its driver, so it is at the grain already.
+    let mut raw = model.allocation_of(fact).is_some() && n_keys > 0;
     for (i, filter) in ranges.iter().enumerate() {
         let sql = sql(filter, raw);
         let (rows_before, facts_before) = (codes[n_keys].len(), fact_rows);

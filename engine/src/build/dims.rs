@@ -417,7 +417,9 @@ fn level_dictionary(
             distinct.dedup();
             distinct.retain(|n| n != UNKNOWN_MEMBER);
             if is_numeric(catalog, &c.table, &c.column) {
-                distinct.sort_by_key(|n| Decimal::parse(n).map(|d| d.0).unwrap_or(i128::MAX));
+                // Parsed once per member (a key level has a member per key).
+                distinct
+                    .sort_by_cached_key(|n| Decimal::parse(n).map(|d| d.0).unwrap_or(i128::MAX));
             }
             distinct
         }
