@@ -278,13 +278,7 @@ pub(crate) fn aggregate(
         }
     }
 
-    // Cells in code order.
-    let key = |c: usize| &keys[c * width..(c + 1) * width];
-    let mut order: Vec<usize> = (0..n_cells).collect();
-    order.sort_unstable_by(|a, b| key(*a).cmp(key(*b)));
-    let codes: Vec<Vec<u32>> = (0..width)
-        .map(|k| order.iter().map(|&c| keys[c * width + k]).collect())
-        .collect();
+    let (order, codes) = in_code_order(&keys, width, n_cells);
     let measures = out.into_iter().map(|col| reorder(col, &order)).collect();
     Ok(Cuboid {
         fact,
@@ -294,6 +288,22 @@ pub(crate) fn aggregate(
         measures,
         parent: Some(parent_index),
     })
+}
+
+/// The cells (their codes flat in `keys`, `width` a cell) in code order: the order, and each
+/// level's codes in it.
+pub(crate) fn in_code_order(
+    keys: &[u32],
+    width: usize,
+    n_cells: usize,
+) -> (Vec<usize>, Vec<Vec<u32>>) {
+    let key = |c: usize| &keys[c * width..(c + 1) * width];
+    let mut order: Vec<usize> = (0..n_cells).collect();
+    order.sort_unstable_by(|a, b| key(*a).cmp(key(*b)));
+    let codes = (0..width)
+        .map(|k| order.iter().map(|&c| keys[c * width + k]).collect())
+        .collect();
+    (order, codes)
 }
 
 /// Cuboids with at most this many possible cells group rows through an array, not a hash map.

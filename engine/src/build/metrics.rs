@@ -44,31 +44,18 @@ pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]
         .map_or(1, |n| n.get())
         .clamp(1, jobs.len().max(1));
     let shared: &Dims = dims;
-    let done: Vec<Result<Vec<Band>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let mine: Vec<_> = jobs.iter().skip(w).step_by(workers).collect();
-                s.spawn(move || {
-                    mine.into_iter()
-                        .map(|&(d, l, b, measure, period)| {
-                            let (dict, codes) = band(model, shared, bases, d, b, measure, period)?;
-                            Ok((d, l, dict, codes))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(EngineError::Internal("a build thread panicked".into()))
-                })
+    let done: Vec<Vec<Band>> = super::on_threads(workers, |w| {
+        jobs.iter()
+            .skip(w)
+            .step_by(workers)
+            .map(|&(d, l, b, measure, period)| {
+                let (dict, codes) = band(model, shared, bases, d, b, measure, period)?;
+                Ok((d, l, dict, codes))
             })
             .collect()
-    });
-    for r in done {
-        for (d, l, dict, codes) in r? {
+    })?;
+    for part in done {
+        for (d, l, dict, codes) in part {
             dims.dicts[d][l] = dict;
             if let Some(c) = dims.codes[d].as_mut() {
                 c.metric[l] = Some(codes);

@@ -401,6 +401,28 @@ fn build_one(
     lattice::aggregate(inputs, parent, j, &plan.levels)
 }
 
+/// Runs `f(0)` to `f(workers - 1)` each on its own thread and returns their results in that
+/// order; a thread that panics is an internal error.
+pub(crate) fn on_threads<T: Send>(
+    workers: usize,
+    f: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers).map(|w| s.spawn(move || f(w))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(crate::EngineError::Internal(
+                        "a build thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    })
+}
+
 /// Resident and peak resident memory of this process in MB, where the OS tells (Linux).
 fn memory_mb() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

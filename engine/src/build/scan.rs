@@ -22,11 +22,11 @@ use lattice_defs::model::{Agg, DimensionKind, LevelKind, LevelRef};
 use roaring::RoaringBitmap;
 
 use super::base::{BaseTable, MeasureSpec, empty_column, merge_decimal, push_empty};
-use super::lattice::{FactInputs, reorder, time_grain};
+use super::lattice::{FactInputs, in_code_order, reorder, time_grain};
 use super::select::Plan;
 use super::time::NO_PERIOD;
+use crate::Result;
 use crate::store::{Cuboid, MeasureColumn, NO_VALUE};
-use crate::{EngineError, Result};
 
 /// Base rows per chunk: the chunk's member codes (a few dozen levels of 4 bytes) stay in the
 /// core's cache while every cuboid reads them.
@@ -85,36 +85,21 @@ pub(crate) fn build_from_base(
     }
     bounds.push(n);
     let parts: Vec<std::ops::Range<usize>> = bounds.windows(2).map(|b| b[0]..b[1]).collect();
-    let results: Vec<Result<Vec<Cuboid>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|rows| {
-                let sources = &sources;
-                s.spawn(move || {
-                    let t = std::time::Instant::now();
-                    let r = scan(inputs, sources, ranges, all, plans, rows.clone());
-                    tracing::debug!(
-                        fact = inputs.fact,
-                        rows = rows.len(),
-                        secs = t.elapsed().as_secs_f64(),
-                        "cuboids from the base"
-                    );
-                    r
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(EngineError::Internal("a build thread panicked".into()))
-                })
-            })
-            .collect()
-    });
+    let sources = &sources;
+    let results = super::on_threads(parts.len(), |w| {
+        let rows = parts[w].clone();
+        let t = std::time::Instant::now();
+        let r = scan(inputs, sources, ranges, all, plans, rows.clone());
+        tracing::debug!(
+            fact = inputs.fact,
+            rows = rows.len(),
+            secs = t.elapsed().as_secs_f64(),
+            "cuboids from the base"
+        );
+        r
+    })?;
     let mut merged: Option<Vec<Cuboid>> = None;
     for part in results {
-        let part = part?;
         merged = Some(match merged {
             None => part,
             Some(done) => done
@@ -1113,15 +1098,7 @@ impl Acc {
     }
 
     fn finish(self, inputs: &FactInputs<'_>) -> Cuboid {
-        let width = self.levels.len();
-        let n_cells = self.n_cells;
-        let keys = &self.keys;
-        let key = |c: usize| &keys[c * width..(c + 1) * width];
-        let mut order: Vec<usize> = (0..n_cells).collect();
-        order.sort_unstable_by(|a, b| key(*a).cmp(key(*b)));
-        let codes: Vec<Vec<u32>> = (0..width)
-            .map(|k| order.iter().map(|&c| keys[c * width + k]).collect())
-            .collect();
+        let (order, codes) = in_code_order(&self.keys, self.levels.len(), self.n_cells);
         let measures = self
             .measures
             .into_iter()
