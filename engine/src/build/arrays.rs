@@ -50,6 +50,21 @@ pub(crate) fn decimals(batch: &RecordBatch, i: usize, scale: i8) -> Result<Decim
         .ok_or_else(|| EngineError::Internal("decimal cast did not give a decimal array".into()))
 }
 
+/// Column `i`'s decimals at `scale`, at whatever precision it has: decimals at the scale
+/// already are the same values at any precision, so they are not cast (reading a base
+/// table; [`decimals`] where the type must be exact).
+pub(crate) fn decimal_values(batch: &RecordBatch, i: usize, scale: i8) -> Result<Decimal128Array> {
+    let col = batch.column(i);
+    match col.data_type() {
+        DataType::Decimal128(_, s) if *s == scale => col
+            .as_any()
+            .downcast_ref::<Decimal128Array>()
+            .cloned()
+            .ok_or_else(|| EngineError::Internal("a decimal column is not decimal".into())),
+        _ => decimals(batch, i, scale),
+    }
+}
+
 /// A key value read from a key column: integers and text keys are both allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum KeyValue {

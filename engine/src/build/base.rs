@@ -12,7 +12,7 @@ use lattice_defs::model::{Agg, FactId, MeasureId, MeasureKind, Model, OverTime};
 use lattice_defs::{Catalog, ColumnType};
 use roaring::RoaringBitmap;
 
-use super::arrays::{KeyValue, decimals, ints, keys};
+use super::arrays::{KeyValue, decimal_values, ints, keys};
 use super::dims::{Dims, key_sql};
 use super::time::{NO_PERIOD, fact_period_sql};
 use crate::source::load::ident;
@@ -629,7 +629,7 @@ pub(crate) async fn build_base(
                         col @ (MeasureColumn::Decimal { .. } | MeasureColumn::Decimal64 { .. }),
                         _,
                     ) => {
-                        push_decimals(col, &decimals(b, c, scales[j])?);
+                        push_decimals(col, &decimal_values(b, c, scales[j])?);
                     }
                     (MeasureColumn::Distinct(_), _) => {
                         return Err(EngineError::Internal("bitmaps in a base table".into()));
