@@ -72,6 +72,14 @@ impl BaseTable {
         self.codes.last().map_or(0, Vec::len)
     }
 
+    /// Frees the rows, keeping what the cuboids derived from others read (the measures'
+    /// ids and specs).
+    pub fn free_rows(&mut self) {
+        self.codes = Vec::new();
+        self.measures = Vec::new();
+        self.sorted_by = None;
+    }
+
     /// Puts the rows in the order of key column `k`, then period, then the rest of the grain
     /// (the other keys and the distinct-value columns `grain_values`), and merges rows of one
     /// grain (from ranges read row by row) into one. The lattice reads the base in this
@@ -169,13 +177,15 @@ impl BaseTable {
                 .map(|p| p as u32)
                 .collect()
         } else {
-            (0..order.len() as u32).collect()
+            Vec::new()
         };
         drop(rest);
-        let merged = starts.len() < order.len();
+        let merged = ungrouped && starts.len() < order.len();
+        let starts = if merged { starts } else { Vec::new() };
         let groups = Groups {
             order: &order,
             starts: &starts,
+            merged,
         };
         let specs = &self.specs;
         let overflowed = std::sync::atomic::AtomicBool::new(false);
@@ -237,6 +247,8 @@ impl BaseTable {
 struct Groups<'a> {
     order: &'a [u32],
     starts: &'a [u32],
+    /// Whether some grain has more than one row (else `starts` is unused).
+    merged: bool,
 }
 
 impl Groups<'_> {
@@ -259,7 +271,7 @@ impl Groups<'_> {
 
     /// The column in the new order, a grain's first row for the grain.
     fn first<T: Copy>(&self, v: &mut Vec<T>) {
-        let out: Vec<T> = if self.starts.len() == self.order.len() {
+        let out: Vec<T> = if !self.merged {
             self.order.iter().map(|&r| v[r as usize]).collect()
         } else {
             self.starts
@@ -273,7 +285,7 @@ impl Groups<'_> {
     /// A decimal column in the new order, each grain's non-null values merged by `agg` (in 64
     /// bits while they fit); false when a sum passes 128 bits.
     fn merge_decimals(&self, col: &mut MeasureColumn, agg: Agg) -> bool {
-        if self.starts.len() == self.order.len() {
+        if !self.merged {
             match col {
                 MeasureColumn::Decimal { values, valid, .. } => {
                     self.first(values);

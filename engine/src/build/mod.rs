@@ -168,7 +168,13 @@ pub async fn build_cube_with_report(
         "(base: {total_rows} fact rows at {:.0} rows/s)",
         total_rows as f64 / secs
     ));
-    let cuboids = build_lattice(model, &dims, &bases, &plans, &bar)?;
+    // What the query layer and the report need of the base tables, before the lattice frees
+    // them.
+    let rollup = rollup(model, &dims, &bases);
+    let base_rows: Vec<usize> = bases.iter().map(|b| b.len()).collect();
+    let base_queries: Vec<usize> = bases.iter().map(|b| b.queries).collect();
+    let cuboids = build_lattice(model, &dims, &mut bases, &plans, &bar)?;
+    drop(bases);
     bar.finish_and_clear();
     stage("lattice", t);
 
@@ -176,7 +182,6 @@ pub async fn build_cube_with_report(
         .iter()
         .map(|c| (c.len(), c.memory_bytes()))
         .collect();
-    let rollup = rollup(model, &dims, &bases);
     let mut dims = dims;
     let levels = std::mem::take(&mut dims.dicts);
     let mut cube = Cube {
@@ -206,8 +211,8 @@ pub async fn build_cube_with_report(
         plans,
         built,
         fact_rows,
-        base_rows: bases.iter().map(|b| b.len()).collect(),
-        base_queries: bases.iter().map(|b| b.queries).collect(),
+        base_rows,
+        base_queries,
         stages,
         allocations: sources.allocations.clone(),
     };
@@ -284,7 +289,7 @@ fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup
 fn build_lattice(
     model: &Model,
     dims: &dims::Dims,
-    bases: &[base::BaseTable],
+    bases: &mut [base::BaseTable],
     plans: &[Plan],
     bar: &ProgressBar,
 ) -> Result<Vec<Cuboid>> {
@@ -302,6 +307,29 @@ fn build_lattice(
                 && lattice::can_derive(model, dims, &q.levels, &p.levels)
         })
     };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
+    let done = || bar.inc(1);
+    for fact in 0..bases.len() {
+        let input = lattice::FactInputs {
+            model,
+            dims,
+            fact,
+            base: &bases[fact],
+            closing: &closing[fact],
+        };
+        let mine: Vec<usize> = (0..plans.len())
+            .filter(|&i| plans[i].fact == fact && from_base(&plans[i]))
+            .collect();
+        for (i, cuboid) in scan::build_from_base(&input, plans, &mine, workers, &done)? {
+            slots[i] = Some(cuboid);
+        }
+        // Nothing reads this fact's rows again (the other cuboids come from cuboids), so they
+        // go before the next fact's scan: the lattice's peak holds one base table less each
+        // fact.
+        bases[fact].free_rows();
+    }
+    let bases: &[base::BaseTable] = bases;
     let inputs: Vec<lattice::FactInputs<'_>> = bases
         .iter()
         .enumerate()
@@ -313,17 +341,6 @@ fn build_lattice(
             closing: &closing[fact],
         })
         .collect();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
-    let done = || bar.inc(1);
-    for (fact, input) in inputs.iter().enumerate() {
-        let mine: Vec<usize> = (0..plans.len())
-            .filter(|&i| plans[i].fact == fact && from_base(&plans[i]))
-            .collect();
-        for (i, cuboid) in scan::build_from_base(input, plans, &mine, workers, &done)? {
-            slots[i] = Some(cuboid);
-        }
-    }
     // Order: more levels first, then larger first; `slots[i]` receives plan i's cuboid.
     let mut order: Vec<usize> = (0..plans.len()).filter(|&i| slots[i].is_none()).collect();
     order.sort_by_key(|&i| {
