@@ -377,6 +377,14 @@ fn is_integer(catalog: &Catalog, table: &str, column: &str) -> bool {
     )
 }
 
+/// The decimal scale of a measure column (0 for counts and sets).
+pub(crate) fn column_decimal_scale(c: &MeasureColumn) -> i8 {
+    match c {
+        MeasureColumn::Decimal { scale, .. } | MeasureColumn::Decimal64 { scale, .. } => *scale,
+        _ => 0,
+    }
+}
+
 pub(crate) fn empty_column(spec: MeasureSpec, scale: i8) -> MeasureColumn {
     match spec.agg {
         Agg::Count => MeasureColumn::Count(Vec::new()),

@@ -75,35 +75,10 @@ impl DimCodes {
                 Ok(())
             }
             None => {
-                out.extend(self.column_codes(batch, i)?);
+                let keys = keys(batch, i, self.integer_key)?;
+                out.extend(keys.iter().map(|k| self.key_code(k)));
                 Ok(())
             }
-        }
-    }
-
-    /// The key codes of column `i` of `batch` (unknown keys get code `n_keys`).
-    pub fn column_codes(&self, batch: &arrow::array::RecordBatch, i: usize) -> Result<Vec<u32>> {
-        let unknown = self.n_keys as u32;
-        match &self.dense {
-            Some((min, slots)) => {
-                let a = ints(batch, i)?;
-                Ok((0..a.len())
-                    .map(|r| {
-                        if !a.is_valid(r) {
-                            return unknown;
-                        }
-                        a.value(r)
-                            .checked_sub(*min)
-                            .and_then(|o| usize::try_from(o).ok())
-                            .and_then(|o| slots.get(o).copied())
-                            .unwrap_or(unknown)
-                    })
-                    .collect())
-            }
-            None => Ok(keys(batch, i, self.integer_key)?
-                .iter()
-                .map(|k| self.key_code(k))
-                .collect()),
         }
     }
 }
@@ -152,13 +127,22 @@ impl MetricCodes {
         if period == NO_PERIOD && self.grain.is_some() {
             return self.unknown;
         }
-        let p = match (self.grain, axis) {
-            (Some(g), Some(axis)) => {
-                (coarsen(axis.abs(period), axis.grain, g) - self.first) as usize
-            }
-            _ => 0,
-        };
+        let p = metric_period(self.grain, self.first, axis, period);
         self.codes[key as usize * self.periods + p]
+    }
+}
+
+/// The index among a metric's periods (of `grain`, from absolute period `first`) of axis
+/// period `period`; 0 for a metric over all time.
+pub(crate) fn metric_period(
+    grain: Option<TimeGrain>,
+    first: i64,
+    axis: Option<&TimeAxis>,
+    period: u32,
+) -> usize {
+    match (grain, axis) {
+        (Some(g), Some(axis)) => (coarsen(axis.abs(period), axis.grain, g) - first) as usize,
+        _ => 0,
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use lattice_defs::model::{FactId, LevelKind, LevelRef, Model, TimeGrain};
 
-use super::base::{BaseTable, empty_column, merge_decimal, push_empty};
+use super::base::{BaseTable, column_decimal_scale, empty_column, merge_decimal, push_empty};
 use super::dims::Dims;
 use super::time::{NO_PERIOD, coarsen};
 use crate::store::{Cuboid, MeasureColumn};
@@ -231,13 +231,7 @@ pub(crate) fn aggregate(
         .iter()
         .zip(columns)
         .map(|(s, c)| {
-            let scale = match c {
-                MeasureColumn::Decimal { scale, .. } | MeasureColumn::Decimal64 { scale, .. } => {
-                    *scale
-                }
-                _ => 0,
-            };
-            let mut col = empty_column(*s, scale);
+            let mut col = empty_column(*s, column_decimal_scale(c));
             for _ in 0..n_cells {
                 push_empty(&mut col);
             }

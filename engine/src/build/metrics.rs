@@ -19,7 +19,7 @@ use lattice_defs::model::{
 };
 
 use super::base::BaseTable;
-use super::dims::{Dims, MetricCodes};
+use super::dims::{Dims, MetricCodes, metric_period};
 use super::time::coarsen;
 use crate::store::{LevelDict, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
@@ -114,7 +114,7 @@ fn band(
     let period_col = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
     let index: Vec<usize> = match grain {
         Some((g, axis)) => (0..axis.len as u32)
-            .map(|p| (coarsen(axis.abs(p), axis.grain, g) - first) as usize)
+            .map(|p| metric_period(Some(g), first, Some(axis), p))
             .collect(),
         None => Vec::new(),
     };

@@ -268,11 +268,7 @@ fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup
     let mut scales = vec![0i8; model.measures.len()];
     for b in bases {
         for (m, col) in b.measure_ids.iter().zip(&b.measures) {
-            if let crate::store::MeasureColumn::Decimal { scale, .. }
-            | crate::store::MeasureColumn::Decimal64 { scale, .. } = col
-            {
-                scales[*m] = *scale;
-            }
+            scales[*m] = base::column_decimal_scale(col);
         }
     }
     Rollup {

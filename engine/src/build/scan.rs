@@ -21,7 +21,10 @@ use std::collections::HashMap;
 use lattice_defs::model::{Agg, DimensionKind, LevelKind, LevelRef};
 use roaring::RoaringBitmap;
 
-use super::base::{BaseTable, MeasureSpec, empty_column, merge_decimal, push_empty};
+use super::base::{
+    BaseTable, MeasureSpec, column_decimal_scale, empty_column, merge_decimal, push_empty,
+};
+use super::dims::metric_period;
 use super::lattice::{FactInputs, in_code_order, reorder, time_grain};
 use super::select::Plan;
 use super::time::NO_PERIOD;
@@ -531,7 +534,9 @@ impl<'a> LevelSources<'a> {
                                 let axis = dims.time.as_ref();
                                 let len = axis.map_or(0, |a| a.len);
                                 let index = (0..len as u32)
-                                    .map(|p| metric_period(metric, axis, p))
+                                    .map(|p| {
+                                        metric_period(metric.grain, metric.first, axis, p) as u32
+                                    })
                                     .collect();
                                 LevelSource::Metric {
                                     dim: d,
@@ -645,20 +650,6 @@ impl<'a> LevelSources<'a> {
             Some(map) => from.iter().map(|k| map[*k as usize]).collect(),
             None => vec![0; at.len()],
         }
-    }
-}
-
-/// The index of axis period `p` among a metric's periods.
-fn metric_period(
-    metric: &super::dims::MetricCodes,
-    axis: Option<&super::time::TimeAxis>,
-    p: u32,
-) -> u32 {
-    match (metric.grain, axis) {
-        (Some(g), Some(axis)) => {
-            (super::time::coarsen(axis.abs(p), axis.grain, g) - metric.first) as u32
-        }
-        _ => 0,
     }
 }
 
@@ -915,7 +906,7 @@ impl Acc {
             .specs
             .iter()
             .zip(&base.measures)
-            .map(|(s, c)| empty_column(*s, scale(c)))
+            .map(|(s, c)| empty_column(*s, column_decimal_scale(c)))
             .collect();
         let closing = if base.specs.iter().any(|s| s.semi) {
             let target = levels.iter().filter_map(|l| time_grain(model, *l)).max();
@@ -1116,13 +1107,6 @@ impl Acc {
             measures,
             parent: None,
         }
-    }
-}
-
-fn scale(c: &MeasureColumn) -> i8 {
-    match c {
-        MeasureColumn::Decimal { scale, .. } | MeasureColumn::Decimal64 { scale, .. } => *scale,
-        _ => 0,
     }
 }
 
