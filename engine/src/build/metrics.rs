@@ -110,7 +110,7 @@ fn band(
     let slots = (n_keys + 1) * periods;
     // Each row's slot: its key's, at its period's index (none for the unknown key, or for a
     // row without a date when the metric is per period).
-    let keys = key_column(model, dims, base, *fact, d);
+    let keys = key_codes(model, dims, base, *fact, d, None);
     let period_col = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
     let index: Vec<usize> = match grain {
         Some((g, axis)) => (0..axis.len as u32)
@@ -329,25 +329,31 @@ fn distinct_counts(
     counts
 }
 
-/// Key codes of dimension `dim` for every base row (following `via`), borrowed for a
-/// dimension the fact carries.
-fn key_column<'b>(
+/// Key codes of dimension `dim` (following `via`) at base rows `at`, or at every row
+/// (borrowed for a dimension the fact carries).
+pub(crate) fn key_codes<'b>(
     model: &Model,
     dims: &Dims,
     base: &'b BaseTable,
     fact: FactId,
     dim: usize,
+    at: Option<&[u32]>,
 ) -> Cow<'b, [u32]> {
+    let len = at.map_or(base.len(), <[u32]>::len);
     if let Some(i) = model.facts[fact].direct.iter().position(|d| *d == dim) {
-        return Cow::Borrowed(&base.codes[i]);
+        let col = &base.codes[i];
+        return match at {
+            None => Cow::Borrowed(col),
+            Some(at) => Cow::Owned(at.iter().map(|&r| col[r as usize]).collect()),
+        };
     }
     let DimensionKind::Table { via: Some(v), .. } = &model.dimensions[dim].kind else {
-        return Cow::Owned(vec![0; base.len()]);
+        return Cow::Owned(vec![0; len]);
     };
-    let from = key_column(model, dims, base, fact, *v);
+    let from = key_codes(model, dims, base, fact, *v, at);
     Cow::Owned(match dims.via[dim].as_ref() {
         Some(map) => from.iter().map(|k| map[*k as usize]).collect(),
-        None => vec![0; base.len()],
+        None => vec![0; len],
     })
 }
 

@@ -606,7 +606,17 @@ impl<'a> LevelSources<'a> {
                         .map(|&p| by_period.get(p as usize).copied().unwrap_or(*unknown)),
                 ),
                 LevelSource::Key { dim, by_key } => {
-                    let key = keys.entry(*dim).or_insert_with(|| self.key_at(*dim, at));
+                    let key = keys.entry(*dim).or_insert_with(|| {
+                        super::metrics::key_codes(
+                            self.inputs.model,
+                            self.inputs.dims,
+                            self.inputs.base,
+                            self.inputs.fact,
+                            *dim,
+                            Some(at),
+                        )
+                        .into_owned()
+                    });
                     codes.extend(key.iter().map(|k| by_key[*k as usize]));
                 }
                 LevelSource::Metric {
@@ -616,7 +626,17 @@ impl<'a> LevelSources<'a> {
                     index,
                     unknown,
                 } => {
-                    let key = keys.entry(*dim).or_insert_with(|| self.key_at(*dim, at));
+                    let key = keys.entry(*dim).or_insert_with(|| {
+                        super::metrics::key_codes(
+                            self.inputs.model,
+                            self.inputs.dims,
+                            self.inputs.base,
+                            self.inputs.fact,
+                            *dim,
+                            Some(at),
+                        )
+                        .into_owned()
+                    });
                     codes.extend(key.iter().zip(&periods).map(|(k, p)| {
                         match (index.get(*p as usize), unknown) {
                             (Some(i), _) => metric[*k as usize * n + *i as usize],
@@ -628,27 +648,6 @@ impl<'a> LevelSources<'a> {
                 }
                 LevelSource::Zero => codes.resize(at.len(), 0),
             }
-        }
-    }
-
-    /// Key codes of dimension `dim` at base rows `at` (following `via`).
-    fn key_at(&self, dim: usize, at: &[u32]) -> Vec<u32> {
-        let (model, dims, base) = (self.inputs.model, self.inputs.dims, self.inputs.base);
-        if let Some(i) = model.facts[self.inputs.fact]
-            .direct
-            .iter()
-            .position(|d| *d == dim)
-        {
-            let col = &base.codes[i];
-            return at.iter().map(|&r| col[r as usize]).collect();
-        }
-        let DimensionKind::Table { via: Some(v), .. } = &model.dimensions[dim].kind else {
-            return vec![0; at.len()];
-        };
-        let from = self.key_at(*v, at);
-        match dims.via[dim].as_ref() {
-            Some(map) => from.iter().map(|k| map[*k as usize]).collect(),
-            None => vec![0; at.len()],
         }
     }
 }
