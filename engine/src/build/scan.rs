@@ -597,6 +597,10 @@ impl<'a> LevelSources<'a> {
         let periods: Vec<u32> = at.iter().map(|&r| period_col[r as usize]).collect();
         // Key columns of the chunk, per dimension, made once for all its levels.
         let mut keys: HashMap<usize, Vec<u32>> = HashMap::new();
+        let key_at = |dim: usize| {
+            let i = self.inputs;
+            super::metrics::key_codes(i.model, i.dims, i.base, i.fact, dim, Some(at)).into_owned()
+        };
         for (l, codes) in needed.iter().zip(out.iter_mut()) {
             codes.clear();
             match self.levels.get(l).unwrap_or(&LevelSource::Zero) {
@@ -606,17 +610,7 @@ impl<'a> LevelSources<'a> {
                         .map(|&p| by_period.get(p as usize).copied().unwrap_or(*unknown)),
                 ),
                 LevelSource::Key { dim, by_key } => {
-                    let key = keys.entry(*dim).or_insert_with(|| {
-                        super::metrics::key_codes(
-                            self.inputs.model,
-                            self.inputs.dims,
-                            self.inputs.base,
-                            self.inputs.fact,
-                            *dim,
-                            Some(at),
-                        )
-                        .into_owned()
-                    });
+                    let key = keys.entry(*dim).or_insert_with(|| key_at(*dim));
                     codes.extend(key.iter().map(|k| by_key[*k as usize]));
                 }
                 LevelSource::Metric {
@@ -626,17 +620,7 @@ impl<'a> LevelSources<'a> {
                     index,
                     unknown,
                 } => {
-                    let key = keys.entry(*dim).or_insert_with(|| {
-                        super::metrics::key_codes(
-                            self.inputs.model,
-                            self.inputs.dims,
-                            self.inputs.base,
-                            self.inputs.fact,
-                            *dim,
-                            Some(at),
-                        )
-                        .into_owned()
-                    });
+                    let key = keys.entry(*dim).or_insert_with(|| key_at(*dim));
                     codes.extend(key.iter().zip(&periods).map(|(k, p)| {
                         match (index.get(*p as usize), unknown) {
                             (Some(i), _) => metric[*k as usize * n + *i as usize],
