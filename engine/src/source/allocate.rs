@@ -355,7 +355,13 @@ async fn allocate(
         order.join(", ")
     );
     tracing::debug!(sql, "allocation cells");
+    let started = std::time::Instant::now();
     let cells = query(ctx, &sql).await?;
+    tracing::debug!(
+        rows = cells.num_rows(),
+        secs = started.elapsed().as_secs_f64(),
+        "allocation cells read"
+    );
     let n_keys = keys.len();
     let cell_period = dates(cells.column(n_keys))?;
     // Members stay one text column (no string per cell); cells compare by slice.
@@ -455,6 +461,7 @@ async fn allocate(
         }
     }
     report.rows = rows.len();
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "allocation split");
 
     // The allocated table: keys, period, share.
     let idx = UInt32Array::from(rows);
