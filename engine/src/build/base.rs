@@ -65,11 +65,67 @@ pub(crate) struct BaseTable {
     pub queries: usize,
     /// The key column the rows are in the order of (then by period), if any.
     pub sorted_by: Option<usize>,
+    /// Set for a fact read a range of periods at a time (this table then holds one range,
+    /// or none): the fact rows the whole fact has, for choosing its cuboids.
+    pub planned_rows: Option<u64>,
+    /// Set with `planned_rows`: the periods the whole fact has rows in.
+    pub periods_present: Option<Vec<u32>>,
 }
 
 impl BaseTable {
     pub fn len(&self) -> usize {
         self.codes.last().map_or(0, Vec::len)
+    }
+
+    /// Rows of the whole fact at the grain, for estimates: the table's, or, for a fact read
+    /// a range at a time, its fact rows (at most as many).
+    pub fn rows_hint(&self) -> usize {
+        self.planned_rows
+            .map_or(self.len(), |r| usize::try_from(r).unwrap_or(usize::MAX))
+    }
+
+    /// The periods with rows (not [`NO_PERIOD`]), in no particular order, with repeats.
+    pub fn periods(&self) -> Vec<u32> {
+        match &self.periods_present {
+            Some(p) => p.clone(),
+            None => self.codes.last().map_or_else(Vec::new, |p| {
+                p.iter().copied().filter(|p| *p != NO_PERIOD).collect()
+            }),
+        }
+    }
+
+    fn reserve(&mut self, room: usize) {
+        self.codes.iter_mut().for_each(|c| c.reserve(room));
+        for col in &mut self.measures {
+            match col {
+                MeasureColumn::Count(v) => v.reserve(room),
+                MeasureColumn::DistinctValues(v) => v.reserve(room),
+                MeasureColumn::Decimal64 { values, valid, .. } => {
+                    values.reserve(room);
+                    valid.reserve(room);
+                }
+                MeasureColumn::Decimal { .. } | MeasureColumn::Distinct(_) => {}
+            }
+        }
+    }
+
+    fn shrink(&mut self) {
+        self.codes.iter_mut().for_each(Vec::shrink_to_fit);
+        for col in &mut self.measures {
+            match col {
+                MeasureColumn::Count(v) => v.shrink_to_fit(),
+                MeasureColumn::DistinctValues(v) => v.shrink_to_fit(),
+                MeasureColumn::Decimal { values, valid, .. } => {
+                    values.shrink_to_fit();
+                    valid.shrink_to_fit();
+                }
+                MeasureColumn::Decimal64 { values, valid, .. } => {
+                    values.shrink_to_fit();
+                    valid.shrink_to_fit();
+                }
+                MeasureColumn::Distinct(v) => v.shrink_to_fit(),
+            }
+        }
     }
 
     /// Frees the rows, keeping what the cuboids derived from others read (the measures'
@@ -397,214 +453,246 @@ pub(crate) fn empty_column(spec: MeasureSpec, scale: i8) -> MeasureColumn {
     }
 }
 
-/// Reads one fact at the cube grain.
-pub(crate) async fn build_base(
-    model: &Model,
-    catalog: &Catalog,
-    ctx: &SessionContext,
-    dims: &Dims,
+/// How one fact is read at the cube grain: its DataFusion queries (one per range of periods)
+/// and where each measure lands in their results.
+pub(crate) struct BaseReader {
     fact: FactId,
-    range_rows: u64,
-) -> Result<BaseTable> {
-    let f = &model.facts[fact];
-    let measures = fact_measures(model, fact);
-    let mut inner = Vec::new();
-    let mut group = Vec::new();
-    let mut integer_keys = Vec::new();
-    for (i, &d) in f.direct.iter().enumerate() {
-        let codes = dims.codes[d].as_ref().ok_or_else(|| {
-            EngineError::Internal("a fact's direct dimension is the time dimension".into())
-        })?;
-        let lattice_defs::model::DimensionKind::Table { key, .. } = &model.dimensions[d].kind
-        else {
-            return Err(EngineError::Internal("direct time dimension".into()));
-        };
-        inner.push(format!(
-            "{} AS k{i}",
-            key_sql(&format!("f.{}", ident(&key.column)), codes.integer_key)
-        ));
-        group.push(format!("k{i}"));
-        integer_keys.push(codes.integer_key);
-    }
-    inner.push(format!(
-        "{} AS p",
-        fact_period_sql(f.time.as_ref(), dims.time.as_ref())
-    ));
-    group.push("p".into());
+    measures: Vec<(MeasureId, MeasureSpec)>,
+    /// The inner select (keys, period, measure inputs) and the group columns.
+    inner: Vec<String>,
+    group: Vec<String>,
+    outer_aggs: Vec<String>,
+    /// The same columns per fact row, ungrouped (see `raw`).
+    raw_aggs: Vec<String>,
+    scales: Vec<i8>,
+    distinct_integer: Vec<bool>,
+    /// A distinct count over the column of a key already in the grain (customers of a fact
+    /// keyed by customer) reads that key's column instead of grouping by it twice.
+    reuse_key: Vec<Option<usize>>,
+    /// Result column of each measure.
+    agg_cols: Vec<usize>,
+    dictionaries: Vec<HashMap<KeyValue, u32>>,
+    /// Read row by row (DataFusion does not group): a fact whose rows are (nearly) at the
+    /// grain already (balances: one per customer, product and month) gains nothing from
+    /// DataFusion's grouping, which then costs most of the stage. Decided by the first range:
+    /// when its groups are most of its rows, the other ranges are read row by row, and rows of
+    /// one grain are merged after sorting (`sort_and_merge`). An allocated fact has one row
+    /// per cell of its driver, so it is at the grain already.
+    pub raw: bool,
+    n_keys: usize,
+    /// The key with the most members (the customer): the rows' order.
+    widest: Option<usize>,
+}
 
-    let mut outer_aggs = Vec::new();
-    // The same columns per fact row, ungrouped (see `raw` below).
-    let mut raw_aggs = Vec::new();
-    let mut scales = Vec::new();
-    let mut distinct_integer = Vec::new();
-    // A distinct count over the column of a key already in the grain (customers of a fact
-    // keyed by customer) reads that key's column instead of grouping by it twice.
-    let mut reuse_key: Vec<Option<usize>> = vec![None; measures.len()];
-    let key_columns: Vec<Option<&str>> = f
-        .direct
-        .iter()
-        .map(|&d| match &model.dimensions[d].kind {
-            lattice_defs::model::DimensionKind::Table { key, .. } => Some(key.column.as_str()),
-            _ => None,
-        })
-        .collect();
-    for (j, (m, spec)) in measures.iter().enumerate() {
-        let MeasureKind::Aggregate { column, .. } = &model.measures[*m].kind else {
-            continue;
-        };
-        let scale = column
-            .as_ref()
-            .map_or(0, |c| column_scale(catalog, &f.name, &c.column));
-        scales.push(scale);
-        let x = column.as_ref().map(|c| format!("f.{}", ident(&c.column)));
-        match (spec.agg, &x) {
-            (Agg::Distinct, Some(x)) => {
-                let int = column
-                    .as_ref()
-                    .is_some_and(|c| is_integer(catalog, &f.name, &c.column));
-                distinct_integer.push(int);
-                let same_key = column.as_ref().and_then(|c| {
-                    key_columns
-                        .iter()
-                        .zip(&integer_keys)
-                        .position(|(k, ik)| *k == Some(c.column.as_str()) && *ik == int)
-                });
-                if let Some(i) = same_key {
-                    reuse_key[j] = Some(i);
-                } else {
-                    inner.push(format!("{} AS x{j}", key_sql(x, int)));
-                    group.push(format!("x{j}"));
+impl BaseReader {
+    pub fn new(model: &Model, catalog: &Catalog, dims: &Dims, fact: FactId) -> Result<BaseReader> {
+        let f = &model.facts[fact];
+        let measures = fact_measures(model, fact);
+        let mut inner = Vec::new();
+        let mut group = Vec::new();
+        let mut integer_keys = Vec::new();
+        for (i, &d) in f.direct.iter().enumerate() {
+            let codes = dims.codes[d].as_ref().ok_or_else(|| {
+                EngineError::Internal("a fact's direct dimension is the time dimension".into())
+            })?;
+            let lattice_defs::model::DimensionKind::Table { key, .. } = &model.dimensions[d].kind
+            else {
+                return Err(EngineError::Internal("direct time dimension".into()));
+            };
+            inner.push(format!(
+                "{} AS k{i}",
+                key_sql(&format!("f.{}", ident(&key.column)), codes.integer_key)
+            ));
+            group.push(format!("k{i}"));
+            integer_keys.push(codes.integer_key);
+        }
+        inner.push(format!(
+            "{} AS p",
+            fact_period_sql(f.time.as_ref(), dims.time.as_ref())
+        ));
+        group.push("p".into());
+
+        let mut outer_aggs = Vec::new();
+        let mut raw_aggs = Vec::new();
+        let mut scales = Vec::new();
+        let mut distinct_integer = Vec::new();
+        let mut reuse_key: Vec<Option<usize>> = vec![None; measures.len()];
+        let key_columns: Vec<Option<&str>> = f
+            .direct
+            .iter()
+            .map(|&d| match &model.dimensions[d].kind {
+                lattice_defs::model::DimensionKind::Table { key, .. } => Some(key.column.as_str()),
+                _ => None,
+            })
+            .collect();
+        for (j, (m, spec)) in measures.iter().enumerate() {
+            let MeasureKind::Aggregate { column, .. } = &model.measures[*m].kind else {
+                continue;
+            };
+            let scale = column
+                .as_ref()
+                .map_or(0, |c| column_scale(catalog, &f.name, &c.column));
+            scales.push(scale);
+            let x = column.as_ref().map(|c| format!("f.{}", ident(&c.column)));
+            match (spec.agg, &x) {
+                (Agg::Distinct, Some(x)) => {
+                    let int = column
+                        .as_ref()
+                        .is_some_and(|c| is_integer(catalog, &f.name, &c.column));
+                    distinct_integer.push(int);
+                    let same_key = column.as_ref().and_then(|c| {
+                        key_columns
+                            .iter()
+                            .zip(&integer_keys)
+                            .position(|(k, ik)| *k == Some(c.column.as_str()) && *ik == int)
+                    });
+                    if let Some(i) = same_key {
+                        reuse_key[j] = Some(i);
+                    } else {
+                        inner.push(format!("{} AS x{j}", key_sql(x, int)));
+                        group.push(format!("x{j}"));
+                    }
+                }
+                (Agg::Count, None) => {
+                    outer_aggs.push(format!("COUNT(*) AS a{j}"));
+                    raw_aggs.push(format!("CAST(1 AS BIGINT) AS a{j}"));
+                }
+                (agg, Some(x)) => {
+                    let x = if scale == 6 && matches!(agg, Agg::Sum | Agg::Min | Agg::Max) {
+                        format!("CAST({x} AS DECIMAL(38, 6))")
+                    } else {
+                        x.clone()
+                    };
+                    inner.push(format!("{x} AS x{j}"));
+                    outer_aggs.push(match agg {
+                        Agg::Sum => format!("SUM(x{j}) AS a{j}"),
+                        Agg::Min => format!("MIN(x{j}) AS a{j}"),
+                        Agg::Max => format!("MAX(x{j}) AS a{j}"),
+                        _ => format!("COUNT(x{j}) AS a{j}"),
+                    });
+                    raw_aggs.push(match agg {
+                        Agg::Sum | Agg::Min | Agg::Max => format!("x{j} AS a{j}"),
+                        _ => format!(
+                            "CAST(CASE WHEN x{j} IS NULL THEN 0 ELSE 1 END AS BIGINT) AS a{j}"
+                        ),
+                    });
+                }
+                (_, None) => {
+                    return Err(EngineError::Internal("aggregate without a column".into()));
                 }
             }
-            (Agg::Count, None) => {
-                outer_aggs.push(format!("COUNT(*) AS a{j}"));
-                raw_aggs.push(format!("CAST(1 AS BIGINT) AS a{j}"));
-            }
-            (agg, Some(x)) => {
-                let x = if scale == 6 && matches!(agg, Agg::Sum | Agg::Min | Agg::Max) {
-                    format!("CAST({x} AS DECIMAL(38, 6))")
-                } else {
-                    x.clone()
-                };
-                inner.push(format!("{x} AS x{j}"));
-                outer_aggs.push(match agg {
-                    Agg::Sum => format!("SUM(x{j}) AS a{j}"),
-                    Agg::Min => format!("MIN(x{j}) AS a{j}"),
-                    Agg::Max => format!("MAX(x{j}) AS a{j}"),
-                    _ => format!("COUNT(x{j}) AS a{j}"),
-                });
-                raw_aggs.push(match agg {
-                    Agg::Sum | Agg::Min | Agg::Max => format!("x{j} AS a{j}"),
-                    _ => {
-                        format!("CAST(CASE WHEN x{j} IS NULL THEN 0 ELSE 1 END AS BIGINT) AS a{j}")
-                    }
-                });
-            }
-            (_, None) => return Err(EngineError::Internal("aggregate without a column".into())),
         }
+        let n_keys = f.direct.len();
+        // Outer aggregate columns follow the group columns and fact_rows; distinct values are
+        // group columns (after the keys and the period).
+        let mut agg_cols = Vec::new();
+        let (mut next_outer, mut next_group) = (group.len() + 1, n_keys + 1);
+        for (j, (_, spec)) in measures.iter().enumerate() {
+            if let Some(i) = reuse_key[j] {
+                agg_cols.push(i);
+                continue;
+            }
+            let next = if spec.agg == Agg::Distinct {
+                &mut next_group
+            } else {
+                &mut next_outer
+            };
+            agg_cols.push(*next);
+            *next += 1;
+        }
+        let widest =
+            (0..n_keys).max_by_key(|&i| dims.codes[f.direct[i]].as_ref().map_or(0, |c| c.n_keys));
+        Ok(BaseReader {
+            fact,
+            dictionaries: vec![HashMap::new(); measures.len()],
+            measures,
+            inner,
+            group,
+            outer_aggs,
+            raw_aggs,
+            scales,
+            distinct_integer,
+            reuse_key,
+            agg_cols,
+            raw: model.allocation_of(fact).is_some() && n_keys > 0,
+            n_keys,
+            widest,
+        })
     }
-    let sql = |filter: &str, raw: bool| {
+
+    fn sql(&self, table: &str, filter: &str) -> String {
         let aggs = |aggs: &[String]| aggs.iter().map(|a| format!(", {a}")).collect::<String>();
         let from = format!(
             "(SELECT {} FROM {} AS f{filter})",
-            inner.join(", "),
-            ident(&f.name)
+            self.inner.join(", "),
+            ident(table)
         );
-        if raw {
+        let group = self.group.join(", ");
+        if self.raw {
             format!(
-                "SELECT {}, CAST(1 AS BIGINT) AS fact_rows{} FROM {from}",
-                group.join(", "),
-                aggs(&raw_aggs),
+                "SELECT {group}, CAST(1 AS BIGINT) AS fact_rows{} FROM {from}",
+                aggs(&self.raw_aggs),
             )
         } else {
             format!(
-                "SELECT {}, COUNT(*) AS fact_rows{} FROM {from} GROUP BY {}",
-                group.join(", "),
-                aggs(&outer_aggs),
-                group.join(", ")
+                "SELECT {group}, COUNT(*) AS fact_rows{} FROM {from} GROUP BY {group}",
+                aggs(&self.outer_aggs),
             )
         }
-    };
+    }
 
-    // DataFusion's groups are the base rows: the grain is the keys, the period and the
-    // distinct values, so each row holds at most one value per distinct measure.
-    let n_keys = f.direct.len();
-    let mut codes: Vec<Vec<u32>> = vec![Vec::new(); n_keys + 1];
-    let mut cols: Vec<MeasureColumn> = measures
-        .iter()
-        .zip(&scales)
-        .map(|((_, s), sc)| match s.agg {
-            Agg::Distinct => MeasureColumn::DistinctValues(Vec::new()),
-            Agg::Sum | Agg::Min | Agg::Max => MeasureColumn::Decimal64 {
-                values: Vec::new(),
-                valid: Vec::new(),
-                scale: *sc,
-            },
-            _ => empty_column(*s, *sc),
-        })
-        .collect();
-    let mut fact_rows = 0u64;
-    let n_group = group.len();
-    // Outer aggregate columns follow the group columns and fact_rows; distinct values are
-    // group columns (after the keys and the period).
-    let mut agg_cols = Vec::new();
-    let (mut next_outer, mut next_group) = (n_group + 1, n_keys + 1);
-    for (j, (_, spec)) in measures.iter().enumerate() {
-        if let Some(i) = reuse_key[j] {
-            agg_cols.push(i);
-            continue;
-        }
-        let next = if spec.agg == Agg::Distinct {
-            &mut next_group
-        } else {
-            &mut next_outer
-        };
-        agg_cols.push(*next);
-        *next += 1;
-    }
-    let mut dictionaries: Vec<HashMap<KeyValue, u32>> = vec![HashMap::new(); measures.len()];
-    // One query per range of periods: the period is part of the grain, so the ranges' groups
-    // are disjoint and DataFusion holds one range's groups at a time. Streamed: each batch is
-    // converted to codes and dropped, so the raw groups and the base table are never both
-    // whole in memory.
-    let rows = super::budget::source_rows(model, catalog, &f.name);
-    let ranges = period_ranges(f.time.as_ref(), dims.time.as_ref(), rows, range_rows);
-    let queries = ranges.len();
-    // A base table has at most a row per fact row: room for that many up front (address
-    // space only until written) saves copying the columns as they double.
-    let room = usize::try_from(rows).unwrap_or(0).min(1 << 31);
-    codes.iter_mut().for_each(|c| c.reserve(room));
-    for col in &mut cols {
-        match col {
-            MeasureColumn::Count(v) => v.reserve(room),
-            MeasureColumn::DistinctValues(v) => v.reserve(room),
-            MeasureColumn::Decimal64 { values, valid, .. } => {
-                values.reserve(room);
-                valid.reserve(room);
-            }
-            MeasureColumn::Decimal { .. } | MeasureColumn::Distinct(_) => {}
+    /// A table without rows, of this fact's columns.
+    pub fn table(&self) -> BaseTable {
+        let cols = self
+            .measures
+            .iter()
+            .zip(&self.scales)
+            .map(|((_, s), sc)| match s.agg {
+                Agg::Distinct => MeasureColumn::DistinctValues(Vec::new()),
+                Agg::Sum | Agg::Min | Agg::Max => MeasureColumn::Decimal64 {
+                    values: Vec::new(),
+                    valid: Vec::new(),
+                    scale: *sc,
+                },
+                _ => empty_column(*s, *sc),
+            })
+            .collect();
+        BaseTable {
+            codes: vec![Vec::new(); self.n_keys + 1],
+            measure_ids: self.measures.iter().map(|(m, _)| *m).collect(),
+            specs: self.measures.iter().map(|(_, s)| *s).collect(),
+            measures: cols,
+            fact_rows: 0,
+            queries: 0,
+            sorted_by: self.widest,
+            planned_rows: None,
+            periods_present: None,
         }
     }
-    let started = std::time::Instant::now();
-    let mut waited = std::time::Duration::ZERO;
-    // A fact whose rows are (nearly) at the grain already (balances: one per customer,
-    // product and month) gains nothing from DataFusion's grouping, which then costs most of
-    // the stage: when the first range's groups are most of its rows, the other ranges are
-    // read row by row, and rows of one grain are merged after sorting (`sort_and_merge`).
-    // An allocated fact has one row per cell of its driver, so it is at the grain already.
-    let mut raw = model.allocation_of(fact).is_some() && n_keys > 0;
-    for (i, filter) in ranges.iter().enumerate() {
-        let sql = sql(filter, raw);
-        let (rows_before, facts_before) = (codes[n_keys].len(), fact_rows);
+
+    /// Appends the fact's rows that `filter` keeps (a `WHERE` clause) to `table`, grouped to
+    /// the grain unless [`BaseReader::raw`]; returns the groups and the fact rows read.
+    /// Streamed: each batch is converted to codes and dropped, so the raw groups and the base
+    /// table are never both whole in memory.
+    pub async fn read(
+        &mut self,
+        model: &Model,
+        ctx: &SessionContext,
+        dims: &Dims,
+        filter: &str,
+        table: &mut BaseTable,
+    ) -> Result<(u64, u64)> {
+        let f = &model.facts[self.fact];
+        let n_keys = self.n_keys;
+        let n_group = self.group.len();
+        let sql = self.sql(&f.name, filter);
+        let (rows_before, facts_before) = (table.codes[n_keys].len(), table.fact_rows);
         tracing::debug!(sql, "base query");
+        table.queries += 1;
         let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
-        loop {
-            let t = std::time::Instant::now();
-            let Some(batch) = stream.next().await else {
-                break;
-            };
-            waited += t.elapsed();
+        while let Some(batch) = stream.next().await {
             let b = &batch?;
+            let codes = &mut table.codes;
             for (i, &d) in f.direct.iter().enumerate() {
                 let dc = dims.codes[d]
                     .as_ref()
@@ -623,25 +711,26 @@ pub(crate) async fn build_base(
                     }
                 }));
             }
-            fact_rows += ints(b, n_group)?
+            table.fact_rows += ints(b, n_group)?
                 .values()
                 .iter()
                 .map(|v| *v as u64)
                 .sum::<u64>();
             let mut distinct_pos = 0;
-            for (j, (_, spec)) in measures.iter().enumerate() {
-                let c = agg_cols[j];
-                match (&mut cols[j], spec.agg) {
+            for (j, (_, spec)) in self.measures.iter().enumerate() {
+                let c = self.agg_cols[j];
+                match (&mut table.measures[j], spec.agg) {
                     (MeasureColumn::Count(v), _) => {
                         v.extend(ints(b, c)?.values().iter().map(|x| *x as u64))
                     }
                     (MeasureColumn::DistinctValues(v), _) => {
-                        let int = distinct_integer[distinct_pos];
+                        let int = self.distinct_integer[distinct_pos];
                         distinct_pos += 1;
                         if int {
                             distinct_ints(&ints(b, c)?, v)?;
                         } else {
-                            let vals = distinct_codes(&keys(b, c, int)?, &mut dictionaries[j])?;
+                            let vals =
+                                distinct_codes(&keys(b, c, int)?, &mut self.dictionaries[j])?;
                             v.extend(vals.into_iter().map(|x| x.unwrap_or(NO_VALUE)));
                         }
                     }
@@ -649,7 +738,7 @@ pub(crate) async fn build_base(
                         col @ (MeasureColumn::Decimal { .. } | MeasureColumn::Decimal64 { .. }),
                         _,
                     ) => {
-                        push_decimals(col, &decimal_values(b, c, scales[j])?);
+                        push_decimals(col, &decimal_values(b, c, self.scales[j])?);
                     }
                     (MeasureColumn::Distinct(_), _) => {
                         return Err(EngineError::Internal("bitmaps in a base table".into()));
@@ -657,56 +746,149 @@ pub(crate) async fn build_base(
                 }
             }
         }
-        if i == 0 && ranges.len() > 1 && n_keys > 0 {
-            let groups = (codes[n_keys].len() - rows_before) as u64;
-            raw = groups * 5 >= (fact_rows - facts_before) * 4;
-        }
+        Ok((
+            (table.codes[n_keys].len() - rows_before) as u64,
+            table.fact_rows - facts_before,
+        ))
     }
-    // Batches were appended by doubling; give the slack back (the base table lives through
-    // the lattice stage, the build's peak).
-    codes.iter_mut().for_each(Vec::shrink_to_fit);
-    for col in &mut cols {
-        match col {
-            MeasureColumn::Count(v) => v.shrink_to_fit(),
-            MeasureColumn::DistinctValues(v) => v.shrink_to_fit(),
-            MeasureColumn::Decimal { values, valid, .. } => {
-                values.shrink_to_fit();
-                valid.shrink_to_fit();
-            }
-            MeasureColumn::Decimal64 { values, valid, .. } => {
-                values.shrink_to_fit();
-                valid.shrink_to_fit();
-            }
-            MeasureColumn::Distinct(v) => v.shrink_to_fit(),
-        }
-    }
-    let mut table = BaseTable {
-        codes,
-        measure_ids: measures.iter().map(|(m, _)| *m).collect(),
-        specs: measures.iter().map(|(_, s)| *s).collect(),
-        measures: cols,
-        fact_rows,
-        queries,
-        sorted_by: None,
-    };
-    // In the order of the key with the most members (the customer).
-    let widest =
-        (0..n_keys).max_by_key(|&i| dims.codes[f.direct[i]].as_ref().map_or(0, |c| c.n_keys));
-    let read = started.elapsed();
-    if let Some(k) = widest {
+
+    /// Puts `table`'s rows in the order of the widest key and period, rows of one grain
+    /// merged ([`BaseTable::sort_and_merge`]).
+    pub fn sort(&self, table: &mut BaseTable) -> Result<()> {
+        let Some(k) = self.widest else {
+            return Ok(());
+        };
         // Distinct values are part of the grain; those of a key in the grain too, as keys
         // outside the dimension table share the unknown key's code but not their value.
-        let grain_values: Vec<usize> = (0..measures.len())
-            .filter(|j| measures[*j].1.agg == Agg::Distinct)
+        let grain_values: Vec<usize> = (0..self.measures.len())
+            .filter(|j| self.measures[*j].1.agg == Agg::Distinct)
             .collect();
-        table.sort_and_merge(k, &grain_values, raw)?;
+        table.sort_and_merge(k, &grain_values, self.raw)
     }
+
+    /// Whether the fact can be read a range of periods at a time through the whole build:
+    /// every distinct value an integer (their range is known up front, from
+    /// [`BaseReader::stats`]; a text value's code is known only once seen).
+    pub fn streamable(&self) -> bool {
+        self.distinct_integer.iter().all(|i| *i)
+    }
+
+    /// Per period present (axis index; [`NO_PERIOD`] for rows without one), the fact rows
+    /// in it; and each distinct measure's value range over the whole fact, largest value
+    /// and whether the values follow the rows' order (those of the widest key).
+    pub async fn stats(
+        &self,
+        model: &Model,
+        ctx: &SessionContext,
+    ) -> Result<(Vec<(u32, u64)>, Vec<Option<ValueStats>>)> {
+        let f = &model.facts[self.fact];
+        let mut maxes = Vec::new();
+        let mut distinct_pos = Vec::new();
+        for (j, (_, spec)) in self.measures.iter().enumerate() {
+            if spec.agg != Agg::Distinct {
+                continue;
+            }
+            let col = match self.reuse_key[j] {
+                Some(i) => format!("k{i}"),
+                None => format!("x{j}"),
+            };
+            distinct_pos.push(j);
+            maxes.push(format!(", MAX({col}), MIN({col})"));
+        }
+        let sql = format!(
+            "SELECT p, COUNT(*){} FROM (SELECT {} FROM {} AS f) GROUP BY p",
+            maxes.concat(),
+            self.inner.join(", "),
+            ident(&f.name)
+        );
+        tracing::debug!(sql, "fact statistics");
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let mut periods = Vec::new();
+        let mut ranges: Vec<Option<ValueStats>> = vec![None; self.measures.len()];
+        let mut seen: Vec<Option<(i64, i64)>> = vec![None; distinct_pos.len()];
+        for b in &batches {
+            let p = ints(b, 0)?;
+            let n = ints(b, 1)?;
+            for r in 0..b.num_rows() {
+                let period = if p.is_valid(r) {
+                    u32::try_from(p.value(r)).unwrap_or(NO_PERIOD)
+                } else {
+                    NO_PERIOD
+                };
+                periods.push((period, n.value(r) as u64));
+            }
+            for (i, s) in seen.iter_mut().enumerate() {
+                let (hi, lo) = (ints(b, 2 + 2 * i)?, ints(b, 3 + 2 * i)?);
+                for r in (0..b.num_rows()).filter(|r| hi.is_valid(*r)) {
+                    let (h, l) = (hi.value(r), lo.value(r));
+                    *s = Some(s.map_or((h, l), |(a, b)| (a.max(h), b.min(l))));
+                }
+            }
+        }
+        for (i, &j) in distinct_pos.iter().enumerate() {
+            if let Some((hi, lo)) = seen[i] {
+                for v in [hi, lo] {
+                    if u32::try_from(v).is_err() {
+                        return Err(EngineError::Unsupported {
+                            what: format!(
+                                "a distinct count over the integer {v}: distinct integers must lie in 0..=4294967295"
+                            ),
+                        });
+                    }
+                }
+            }
+            ranges[j] = Some(ValueStats {
+                max: seen[i].map(|(hi, _)| hi as u32),
+                ascending: self.reuse_key[j].is_some() && self.reuse_key[j] == self.widest,
+            });
+        }
+        periods.sort_unstable();
+        Ok((periods, ranges))
+    }
+}
+
+/// What a fact's distinct-value columns hold, for choosing how to keep their sets.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ValueStats {
+    pub max: Option<u32>,
+    /// Non-decreasing in the base's order (values of its sort key).
+    pub ascending: bool,
+}
+
+/// Reads one fact at the cube grain, whole.
+pub(crate) async fn build_base(
+    model: &Model,
+    reader: &mut BaseReader,
+    ctx: &SessionContext,
+    dims: &Dims,
+    catalog: &Catalog,
+    range_rows: u64,
+) -> Result<BaseTable> {
+    let f = &model.facts[reader.fact];
+    let mut table = reader.table();
+    // One query per range of periods: the period is part of the grain, so the ranges' groups
+    // are disjoint and DataFusion holds one range's groups at a time.
+    let rows = super::budget::source_rows(model, catalog, &f.name);
+    let ranges = period_ranges(f.time.as_ref(), dims.time.as_ref(), rows, range_rows);
+    // A base table has at most a row per fact row: room for that many up front (address
+    // space only until written) saves copying the columns as they double.
+    table.reserve(usize::try_from(rows).unwrap_or(0).min(1 << 31));
+    let started = std::time::Instant::now();
+    for (i, filter) in ranges.iter().enumerate() {
+        let (groups, facts) = reader.read(model, ctx, dims, filter, &mut table).await?;
+        if i == 0 && ranges.len() > 1 && reader.n_keys > 0 {
+            reader.raw = groups * 5 >= facts * 4;
+        }
+    }
+    // Batches were appended by doubling; give the slack back.
+    table.shrink();
+    let read = started.elapsed();
+    reader.sort(&mut table)?;
     tracing::info!(
         fact = f.name,
         rows = table.len(),
-        fact_rows,
-        query_secs = waited.as_secs_f64(),
-        convert_secs = (read - waited).as_secs_f64(),
+        fact_rows = table.fact_rows,
+        read_secs = read.as_secs_f64(),
         sort_secs = (started.elapsed() - read).as_secs_f64(),
         "base table"
     );
@@ -749,6 +931,60 @@ fn period_ranges(
             0 => format!(" WHERE {col} < {}", start(1)),
             i if i + 1 == n => format!(" WHERE {col} >= {} OR {col} IS NULL", start(i)),
             i => format!(" WHERE {col} >= {} AND {col} < {}", start(i), start(i + 1)),
+        })
+        .collect()
+}
+
+/// A fact's ranges of periods for reading it a range at a time: axis periods `a..b` of about
+/// `range_rows` fact rows each (by `per_period`, the rows of each period), never splitting a
+/// period of any of `grains` (each metric period's bands come from one range), each with its
+/// `WHERE` clause. The last also takes the rows without a date.
+pub(crate) fn stream_ranges(
+    time: &lattice_defs::model::ColumnRef,
+    axis: &super::time::TimeAxis,
+    per_period: &[(u32, u64)],
+    range_rows: u64,
+    grains: &[lattice_defs::model::TimeGrain],
+) -> Vec<((u32, u32), String)> {
+    let len = axis.len as u32;
+    let mut rows = vec![0u64; axis.len];
+    for &(p, n) in per_period {
+        if let Some(r) = rows.get_mut(p as usize) {
+            *r += n;
+        }
+    }
+    let splits = |b: u32| {
+        grains.iter().all(|g| {
+            super::time::coarsen(axis.abs(b), axis.grain, *g)
+                != super::time::coarsen(axis.abs(b - 1), axis.grain, *g)
+        })
+    };
+    let mut bounds = vec![0u32];
+    let mut acc = 0;
+    for p in 0..len {
+        acc += rows[p as usize];
+        if acc >= range_rows.max(1) && p + 1 < len && splits(p + 1) {
+            bounds.push(p + 1);
+            acc = 0;
+        }
+    }
+    bounds.push(len.max(1));
+    let n = bounds.len() - 1;
+    let col = format!("f.{}", ident(&time.column));
+    let start = |p: u32| {
+        let (y, m, d) = super::time::period_start(axis.abs(p), axis.grain);
+        format!("DATE '{y:04}-{m:02}-{d:02}'")
+    };
+    (0..n)
+        .map(|i| {
+            let (a, b) = (bounds[i], bounds[i + 1]);
+            let filter = match i {
+                _ if n == 1 => String::new(),
+                0 => format!(" WHERE {col} < {}", start(b)),
+                i if i + 1 == n => format!(" WHERE {col} >= {} OR {col} IS NULL", start(a)),
+                _ => format!(" WHERE {col} >= {} AND {col} < {}", start(a), start(b)),
+            };
+            ((a, b), filter)
         })
         .collect()
 }
@@ -915,6 +1151,8 @@ mod tests {
             fact_rows: 7,
             queries: 1,
             sorted_by: None,
+            planned_rows: None,
+            periods_present: None,
         };
         base.sort_and_merge(0, &[3], true).expect("no overflow");
         assert_eq!(base.sorted_by, Some(0));

@@ -9,7 +9,7 @@ use lattice_defs::model::{FactId, LevelKind, LevelRef, Model, TimeGrain};
 
 use super::base::{BaseTable, column_decimal_scale, empty_column, merge_decimal, push_empty};
 use super::dims::Dims;
-use super::time::{NO_PERIOD, coarsen};
+use super::time::coarsen;
 use crate::store::{Cuboid, MeasureColumn};
 use crate::{EngineError, Result};
 
@@ -23,8 +23,8 @@ pub(crate) struct Closing {
 impl Closing {
     pub fn new(base: &BaseTable, dims: &Dims, model: &Model) -> Closing {
         let mut by_grain = HashMap::new();
-        let periods = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
-        let dated = || periods.iter().copied().filter(|p| *p != NO_PERIOD);
+        let periods = base.periods();
+        let dated = || periods.iter().copied();
         let latest = dated().max();
         if let (Some(axis), Some(t)) = (&dims.time, model.time_dimension()) {
             for level in &model.dimensions[t].levels {

@@ -24,41 +24,137 @@ use super::time::coarsen;
 use crate::store::{LevelDict, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
-/// A metric bucket level's dimension, level, dictionary and codes.
-type Band = (usize, usize, LevelDict, MetricCodes);
+/// A metric bucket level's dimension, level, dictionary and codes, and the index of the
+/// codes' first period among the metric's.
+type Band = (usize, usize, LevelDict, MetricCodes, usize);
 
-/// Computes every metric bucket level's codes and dictionary. The bands are independent of
-/// each other, so the build's threads take them in turns.
-pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]) -> Result<()> {
-    let mut jobs = Vec::new();
+/// The metric bucket levels (dimension, level, bucket, measure, period grain) whose measure
+/// aggregates `fact`.
+fn bands_of(
+    model: &Model,
+    fact: FactId,
+) -> Vec<(usize, usize, &Bucket, MeasureId, Option<TimeGrain>)> {
+    let mut out = Vec::new();
     for (d, dim) in model.dimensions.iter().enumerate() {
         for (l, level) in dim.levels.iter().enumerate() {
             if let LevelKind::Bucket(b) = &level.kind
                 && let BucketSource::Metric { measure, period } = &b.source
+                && matches!(&model.measures[*measure].kind,
+                    MeasureKind::Aggregate { fact: f, .. } if *f == fact)
             {
-                jobs.push((d, l, b, *measure, *period));
+                out.push((d, l, b, *measure, *period));
             }
         }
     }
+    out
+}
+
+/// The facts whose measures some metric bucket level reads, per fact: the facts of the
+/// metric levels its cuboids can show (its own dimensions', and those reached through `via`).
+pub(crate) fn metric_sources(model: &Model, fact: FactId) -> Vec<FactId> {
+    let mut out: Vec<FactId> = Vec::new();
+    for (d, dim) in model.dimensions.iter().enumerate() {
+        if !model.fact_has_dimension(fact, d) {
+            continue;
+        }
+        for level in &dim.levels {
+            if let LevelKind::Bucket(b) = &level.kind
+                && let BucketSource::Metric { measure, .. } = &b.source
+                && let MeasureKind::Aggregate { fact: f, .. } = &model.measures[*measure].kind
+                && !out.contains(f)
+            {
+                out.push(*f);
+            }
+        }
+    }
+    out
+}
+
+/// Whether every metric bucket over `fact`'s measures has a period grain (a fact read a
+/// range of periods at a time can decide those periods' bands from that range alone), and
+/// the grain of each (to align the ranges to).
+pub(crate) fn metric_grains(model: &Model, fact: FactId) -> Option<Vec<TimeGrain>> {
+    bands_of(model, fact)
+        .into_iter()
+        .map(|(_, _, _, _, period)| period)
+        .collect()
+}
+
+/// Computes the codes and dictionary of every metric bucket level over `fact`'s measures from
+/// its base table `base`. With `window` (axis periods `a..b`, the periods `base` holds), only
+/// the metric periods in it are computed, into codes the first window made (the other
+/// periods `unknown` until theirs come). The bands are independent of each other, so the
+/// build's threads take them in turns.
+pub(crate) fn metric_buckets(
+    model: &Model,
+    dims: &mut Dims,
+    base: &BaseTable,
+    fact: FactId,
+    window: Option<(u32, u32)>,
+) -> Result<()> {
+    let jobs = bands_of(model, fact);
+    if jobs.is_empty() {
+        return Ok(());
+    }
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .clamp(1, jobs.len().max(1));
+        .clamp(1, jobs.len());
     let shared: &Dims = dims;
     let done: Vec<Vec<Band>> = super::on_threads(workers, |w| {
         jobs.iter()
             .skip(w)
             .step_by(workers)
             .map(|&(d, l, b, measure, period)| {
-                let (dict, codes) = band(model, shared, bases, d, b, measure, period)?;
-                Ok((d, l, dict, codes))
+                let (dict, codes, lo) = band(model, shared, base, d, b, measure, period, window)?;
+                Ok((d, l, dict, codes, lo))
             })
             .collect()
     })?;
     for part in done {
-        for (d, l, dict, codes) in part {
-            dims.dicts[d][l] = dict;
-            if let Some(c) = dims.codes[d].as_mut() {
-                c.metric[l] = Some(codes);
+        for (d, l, dict, codes, lo) in part {
+            let Some(c) = dims.codes[d].as_mut() else {
+                continue;
+            };
+            match (window, c.metric[l].as_mut()) {
+                (Some(_), Some(all)) if all.periods != codes.periods => {
+                    // This window's periods into the whole metric's codes.
+                    let w = codes.periods;
+                    for (k, part) in codes.codes.chunks_exact(w).enumerate() {
+                        let at = k * all.periods + lo;
+                        all.codes[at..at + w].copy_from_slice(part);
+                    }
+                }
+                (Some(_), None) if codes.grain.is_some() => {
+                    // The first window: the whole metric's codes, `unknown` outside it.
+                    let axis = dims.time.as_ref();
+                    let periods = match (codes.grain, axis) {
+                        (Some(g), Some(axis)) => {
+                            let last = coarsen(axis.abs(axis.len as u32 - 1), axis.grain, g);
+                            (last - codes.first + 1) as usize
+                        }
+                        _ => codes.periods,
+                    };
+                    let first = codes.first - lo as i64;
+                    let unknown = codes.unknown as u8;
+                    let mut all = MetricCodes {
+                        grain: codes.grain,
+                        first,
+                        periods,
+                        codes: vec![unknown; codes.codes.len() / codes.periods.max(1) * periods],
+                        unknown: codes.unknown,
+                    };
+                    let w = codes.periods;
+                    for (k, part) in codes.codes.chunks_exact(w).enumerate() {
+                        let at = k * periods + lo;
+                        all.codes[at..at + w].copy_from_slice(part);
+                    }
+                    dims.dicts[d][l] = dict;
+                    c.metric[l] = Some(all);
+                }
+                _ => {
+                    dims.dicts[d][l] = dict;
+                    c.metric[l] = Some(codes);
+                }
             }
         }
     }
@@ -66,23 +162,35 @@ pub(crate) fn metric_buckets(model: &Model, dims: &mut Dims, bases: &[BaseTable]
 }
 
 /// One metric bucket level of dimension `d`: the metric per (key, period) slot from the
-/// measure's base table, then each slot's band.
+/// measure's base table, then each slot's band; within `window` (axis periods), the metric
+/// periods it covers, and the index of the first.
+#[allow(clippy::too_many_arguments)]
 fn band(
     model: &Model,
     dims: &Dims,
-    bases: &[BaseTable],
+    base: &BaseTable,
     d: usize,
     b: &Bucket,
     measure: MeasureId,
     period: Option<TimeGrain>,
-) -> Result<(LevelDict, MetricCodes)> {
+    window: Option<(u32, u32)>,
+) -> Result<(LevelDict, MetricCodes, usize)> {
     let MeasureKind::Aggregate { fact, agg, .. } = &model.measures[measure].kind else {
         return Err(EngineError::Internal(
             "metric bucket over a derived measure".into(),
         ));
     };
+    if b.labels.len() >= usize::from(u8::MAX) {
+        return Err(EngineError::Unsupported {
+            what: format!(
+                "a metric bucket of {} labels on dimension '{}' (at most {})",
+                b.labels.len(),
+                model.dimensions[d].name,
+                u8::MAX - 1
+            ),
+        });
+    }
     let agg = *agg;
-    let base = &bases[*fact];
     let column = base
         .measure_ids
         .iter()
@@ -99,13 +207,20 @@ fn band(
         (Some(g), Some(axis), Some(_)) if axis.len > 0 => Some((g, axis)),
         _ => None,
     };
-    let (first, periods) = match grain {
+    // The metric periods computed: all, or those of the window.
+    let (first, periods, lo) = match grain {
         Some((g, axis)) => {
-            let first = coarsen(axis.first, axis.grain, g);
-            let last = coarsen(axis.abs(axis.len as u32 - 1), axis.grain, g);
-            (first, (last - first + 1) as usize)
+            let (a, b) = window.unwrap_or((0, axis.len as u32));
+            let all_first = coarsen(axis.first, axis.grain, g);
+            let first = coarsen(axis.abs(a), axis.grain, g);
+            let last = coarsen(axis.abs(b.max(a + 1) - 1), axis.grain, g);
+            (
+                first,
+                (last - first + 1) as usize,
+                (first - all_first) as usize,
+            )
         }
-        None => (0, 1),
+        None => (0, 1, 0),
     };
     let slots = (n_keys + 1) * periods;
     // Each row's slot: its key's, at its period's index (none for the unknown key, or for a
@@ -200,13 +315,14 @@ fn band(
         (Agg::Sum | Agg::Count | Agg::Distinct, Some(zero_band)) => zero_band as u32,
         _ => unknown,
     };
+    let (empty, unknown) = (empty as u8, unknown as u8);
     let mut codes = vec![empty; slots];
     codes[n_keys * periods..].fill(unknown);
     match &b.cuts {
         Cuts::Edges(_) => {
             for s in (0..n_keys * periods).filter(|s| seen[*s]) {
                 codes[s] = match metric(s)? {
-                    Some(v) => b.cuts.index_of(Decimal(v)).unwrap_or(0) as u32,
+                    Some(v) => b.cuts.index_of(Decimal(v)).unwrap_or(0) as u8,
                     None => unknown,
                 };
             }
@@ -223,7 +339,7 @@ fn band(
                     }
                 }
                 for (s, class) in quantile_classes(&b.cuts, ranked.into_iter()) {
-                    codes[s] = class;
+                    codes[s] = class as u8;
                 }
             }
         }
@@ -237,8 +353,9 @@ fn band(
             first,
             periods,
             codes,
-            unknown,
+            unknown: u32::from(unknown),
         },
+        lo,
     ))
 }
 

@@ -65,6 +65,9 @@ pub struct BuildReport {
     pub base_rows: Vec<usize>,
     /// Queries each fact was read with (one per range of periods).
     pub base_queries: Vec<usize>,
+    /// Per fact, whether it was read a range of periods at a time through the whole build
+    /// (its base table never whole in memory).
+    pub streamed: Vec<bool>,
     pub stages: Vec<(&'static str, Duration)>,
     /// What each allocation split, and what it could not.
     pub allocations: Vec<crate::source::allocate::AllocationReport>,
@@ -116,33 +119,51 @@ pub async fn build_cube_with_report(
     stage("dimensions", t);
 
     let t = Instant::now();
-    let mut bases = Vec::new();
-    for fact in 0..model.facts.len() {
-        progress.set_message(format!(
-            "aggregating {} to the cube grain",
-            model.facts[fact].name
-        ));
-        bases.push(
-            base::build_base(
-                model,
-                &sources.catalog,
-                &sources.ctx,
-                &dims,
-                fact,
-                opts.base_range_rows.unwrap_or(base::RANGE_ROWS),
-            )
-            .await?,
-        );
-    }
+    let range_rows = opts.base_range_rows.unwrap_or(base::RANGE_ROWS);
+    let ctx = &sources.ctx;
+    let mut readers = (0..model.facts.len())
+        .map(|fact| base::BaseReader::new(model, &sources.catalog, &dims, fact))
+        .collect::<Result<Vec<_>>>()?;
+    let streamed = streamed_facts(model, sources, &dims, &readers, range_rows);
     let mut dims = dims;
-    metrics::metric_buckets(model, &mut dims, &bases)?;
-    let fact_rows: Vec<u64> = bases.iter().map(|b| b.fact_rows).collect();
-    let secs = t.elapsed().as_secs_f64().max(1e-9);
-    info!(
-        rows = fact_rows.iter().sum::<u64>(),
-        rows_per_s = (fact_rows.iter().sum::<u64>() as f64 / secs) as u64,
-        "base tables"
-    );
+    let mut bases = Vec::new();
+    // Per streamed fact, its rows per period and its distinct values' ranges.
+    let mut stats = Vec::new();
+    for (fact, reader) in readers.iter_mut().enumerate() {
+        let name = &model.facts[fact].name;
+        if streamed.contains(&fact) {
+            progress.set_message(format!("counting {name} by period"));
+            let (per_period, ranges) = reader.stats(model, ctx).await?;
+            let mut header = reader.table();
+            header.planned_rows = Some(per_period.iter().map(|(_, n)| n).sum());
+            header.periods_present = Some(
+                per_period
+                    .iter()
+                    .filter(|(p, _)| *p != time::NO_PERIOD)
+                    .map(|(p, _)| *p)
+                    .collect(),
+            );
+            info!(
+                fact = name,
+                rows = header.planned_rows,
+                "read a range of periods at a time"
+            );
+            bases.push(header);
+            stats.push(Some((per_period, ranges)));
+        } else {
+            progress.set_message(format!("aggregating {name} to the cube grain"));
+            let base =
+                base::build_base(model, reader, ctx, &dims, &sources.catalog, range_rows).await?;
+            metrics::metric_buckets(model, &mut dims, &base, fact, None)?;
+            bases.push(base);
+            stats.push(None);
+        }
+    }
+    // The bands of a streamed fact's metrics, `unknown` until each range of periods decides
+    // its own.
+    for &fact in &streamed {
+        metrics::metric_buckets(model, &mut dims, &bases[fact], fact, Some((0, 1)))?;
+    }
     stage("base", t);
 
     let t = Instant::now();
@@ -163,17 +184,101 @@ pub async fn build_cube_with_report(
         ProgressStyle::with_template("{bar:40} {pos}/{len} cuboids [{elapsed}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let total_rows: u64 = fact_rows.iter().sum();
-    bar.set_message(format!(
-        "(base: {total_rows} fact rows at {:.0} rows/s)",
-        total_rows as f64 / secs
-    ));
+    let closing: Vec<lattice::Closing> = bases
+        .iter()
+        .map(|b| lattice::Closing::new(b, &dims, model))
+        .collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
+    let done = || bar.inc(1);
+    // Streamed facts: a range of periods is read, decides its periods' bands, merges into
+    // every cuboid built from the base, and goes.
+    for &fact in &streamed {
+        let Some((per_period, ranges)) = stats[fact].take() else {
+            continue;
+        };
+        let (Some(time), Some(axis)) = (&model.facts[fact].time, dims.time.as_ref()) else {
+            continue;
+        };
+        let mine = from_base(model, &dims, &plans, fact);
+        let grains = metrics::metric_grains(model, fact).unwrap_or_default();
+        let parts = base::stream_ranges(time, axis, &per_period, range_rows, &grains);
+        bar.set_message(format!(
+            "({} in {} ranges of periods)",
+            model.facts[fact].name,
+            parts.len()
+        ));
+        let mut scanner = {
+            let inputs = lattice::FactInputs {
+                model,
+                dims: &dims,
+                fact,
+                base: &bases[fact],
+                closing: &closing[fact],
+            };
+            scan::Scanner::new(&inputs, &plans, &mine, workers, ranges)
+        };
+        let (mut fact_rows, mut rows) = (0u64, 0usize);
+        for (i, ((a, b), filter)) in parts.iter().enumerate() {
+            let started = Instant::now();
+            let reader = &mut readers[fact];
+            let mut part = reader.table();
+            let (groups, facts) = reader.read(model, ctx, &dims, filter, &mut part).await?;
+            if i == 0 && parts.len() > 1 && !model.facts[fact].direct.is_empty() {
+                reader.raw = reader.raw || groups * 5 >= facts * 4;
+            }
+            let read = started.elapsed();
+            reader.sort(&mut part)?;
+            metrics::metric_buckets(model, &mut dims, &part, fact, Some((*a, *b)))?;
+            let inputs = lattice::FactInputs {
+                model,
+                dims: &dims,
+                fact,
+                base: &part,
+                closing: &closing[fact],
+            };
+            scanner.add(&inputs);
+            (fact_rows, rows) = (fact_rows + part.fact_rows, rows + part.len());
+            tracing::debug!(
+                fact = model.facts[fact].name,
+                periods = ?(a, b),
+                rows = part.len(),
+                read_secs = read.as_secs_f64(),
+                secs = started.elapsed().as_secs_f64(),
+                "range of periods"
+            );
+        }
+        let header = &mut bases[fact];
+        (header.fact_rows, header.queries) = (fact_rows, parts.len());
+        header.planned_rows = Some(rows as u64);
+        let inputs = lattice::FactInputs {
+            model,
+            dims: &dims,
+            fact,
+            base: &bases[fact],
+            closing: &closing[fact],
+        };
+        for (i, cuboid) in scanner.finish(&inputs, &done) {
+            slots[i] = Some(cuboid);
+        }
+        let (rss_mb, peak_mb) = memory_mb().unwrap_or_default();
+        info!(
+            fact = model.facts[fact].name,
+            rows,
+            fact_rows,
+            ranges = parts.len(),
+            rss_mb,
+            peak_mb,
+            "streamed base"
+        );
+    }
+    let fact_rows: Vec<u64> = bases.iter().map(|b| b.fact_rows).collect();
     // What the query layer and the report need of the base tables, before the lattice frees
     // them.
     let rollup = rollup(model, &dims, &bases);
-    let base_rows: Vec<usize> = bases.iter().map(|b| b.len()).collect();
+    let base_rows: Vec<usize> = bases.iter().map(|b| b.rows_hint()).collect();
     let base_queries: Vec<usize> = bases.iter().map(|b| b.queries).collect();
-    let cuboids = build_lattice(model, &dims, &mut bases, &plans, &bar)?;
+    let cuboids = build_lattice(model, &dims, &mut bases, &closing, &plans, slots, &bar)?;
     drop(bases);
     bar.finish_and_clear();
     stage("lattice", t);
@@ -213,6 +318,9 @@ pub async fn build_cube_with_report(
         fact_rows,
         base_rows,
         base_queries,
+        streamed: (0..model.facts.len())
+            .map(|f| streamed.contains(&f))
+            .collect(),
         stages,
         allocations: sources.allocations.clone(),
     };
@@ -253,17 +361,7 @@ fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup
     }
     let present = bases
         .iter()
-        .map(|b| {
-            b.codes
-                .last()
-                .map(|p| {
-                    p.iter()
-                        .copied()
-                        .filter(|p| *p != time::NO_PERIOD)
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
+        .map(|b| b.periods().into_iter().collect())
         .collect();
     let mut scales = vec![0i8; model.measures.len()];
     for b in bases {
@@ -280,33 +378,97 @@ fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup
     }
 }
 
-/// Builds the planned cuboids, finest first; each from its smallest built parent. Cuboids
-/// with the same number of levels do not depend on each other and are built in parallel.
-fn build_lattice(
-    model: &Model,
-    dims: &dims::Dims,
-    bases: &mut [base::BaseTable],
-    plans: &[Plan],
-    bar: &ProgressBar,
-) -> Result<Vec<Cuboid>> {
-    let closing: Vec<lattice::Closing> = bases
-        .iter()
-        .map(|b| lattice::Closing::new(b, dims, model))
-        .collect();
-    // A plan is built from the base table when no plan with more levels (built in an earlier
-    // layer) derives it. Those are built first, each fact's in one pass over its base rows.
-    let from_base = |p: &Plan| {
-        !plans.iter().any(|q| {
+/// The plans of `fact` built from its base rows: those that no plan with more levels (built
+/// in an earlier layer) derives. Each fact's are built in one pass over its base rows.
+fn from_base(model: &Model, dims: &dims::Dims, plans: &[Plan], fact: usize) -> Vec<usize> {
+    let derived = |p: &Plan| {
+        plans.iter().any(|q| {
             q.fact == p.fact
                 && q.levels.len() > p.levels.len()
                 && select::derives(model, &q.levels, &p.levels)
                 && lattice::can_derive(model, dims, &q.levels, &p.levels)
         })
     };
+    (0..plans.len())
+        .filter(|&i| plans[i].fact == fact && !derived(&plans[i]))
+        .collect()
+}
+
+/// The facts read a range of periods at a time through the whole build, in the order to read
+/// them; the others are read whole first. A fact streams when it has more rows than one range
+/// and a date, its distinct values are integers, and every metric band over its measures is
+/// per period (a range decides its own periods' bands). The bands its cuboids show must be
+/// known before its first range, so a streamed fact may show bands of its own, of facts read
+/// whole, and of streamed facts read before it: the largest facts are taken first while that
+/// order exists (balances and transactions show each other's bands, so one is read whole).
+fn streamed_facts(
+    model: &Model,
+    sources: &Sources,
+    dims: &dims::Dims,
+    readers: &[base::BaseReader],
+    range_rows: u64,
+) -> Vec<usize> {
+    let rows = |f: usize| -> u64 {
+        let name = &model.facts[f].name;
+        match sources.allocations.iter().find(|a| &a.name == name) {
+            Some(a) => a.rows as u64,
+            None => budget::source_rows(model, &sources.catalog, name),
+        }
+    };
+    let mut candidates: Vec<(u64, usize)> = (0..model.facts.len())
+        .filter(|&f| {
+            model.facts[f].time.is_some()
+                && dims.time.as_ref().is_some_and(|a| a.len > 1)
+                && readers[f].streamable()
+                && metrics::metric_grains(model, f).is_some()
+        })
+        .map(|f| (rows(f), f))
+        .filter(|(n, _)| *n > range_rows)
+        .collect();
+    candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    // Streamed facts in an order where each shows bands only of those before it (or its own,
+    // or of facts read whole); `None` when there is none.
+    let order = |set: &[usize]| -> Option<Vec<usize>> {
+        let mut left = set.to_vec();
+        let mut out = Vec::new();
+        while !left.is_empty() {
+            let i = left.iter().position(|&f| {
+                metrics::metric_sources(model, f)
+                    .iter()
+                    .all(|g| *g == f || !left.contains(g))
+            })?;
+            out.push(left.remove(i));
+        }
+        Some(out)
+    };
+    let mut set = Vec::new();
+    for (_, f) in candidates {
+        set.push(f);
+        if order(&set).is_none() {
+            set.pop();
+        }
+    }
+    order(&set).unwrap_or_default()
+}
+
+/// Builds the planned cuboids, finest first; each from its smallest built parent. Cuboids
+/// with the same number of levels do not depend on each other and are built in parallel.
+/// `slots` holds those of streamed facts, built already.
+fn build_lattice(
+    model: &Model,
+    dims: &dims::Dims,
+    bases: &mut [base::BaseTable],
+    closing: &[lattice::Closing],
+    plans: &[Plan],
+    mut slots: Vec<Option<Cuboid>>,
+    bar: &ProgressBar,
+) -> Result<Vec<Cuboid>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
     let done = || bar.inc(1);
     for fact in 0..bases.len() {
+        if bases[fact].planned_rows.is_some() {
+            continue; // streamed: built already
+        }
         let input = lattice::FactInputs {
             model,
             dims,
@@ -314,9 +476,7 @@ fn build_lattice(
             base: &bases[fact],
             closing: &closing[fact],
         };
-        let mine: Vec<usize> = (0..plans.len())
-            .filter(|&i| plans[i].fact == fact && from_base(&plans[i]))
-            .collect();
+        let mine = from_base(model, dims, plans, fact);
         for (i, cuboid) in scan::build_from_base(&input, plans, &mine, workers, &done)? {
             slots[i] = Some(cuboid);
         }

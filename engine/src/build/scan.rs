@@ -22,7 +22,8 @@ use lattice_defs::model::{Agg, DimensionKind, LevelKind, LevelRef};
 use roaring::RoaringBitmap;
 
 use super::base::{
-    BaseTable, MeasureSpec, column_decimal_scale, empty_column, merge_decimal, push_empty,
+    BaseTable, MeasureSpec, ValueStats, column_decimal_scale, empty_column, merge_decimal,
+    push_empty,
 };
 use super::dims::metric_period;
 use super::lattice::{FactInputs, in_code_order, reorder, time_grain};
@@ -43,8 +44,8 @@ const DENSE_SLOTS: usize = 1 << 21;
 /// that (customers: 125 KB a cell at a million) its cells are roaring sets from the start.
 const BITSET_BYTES: usize = 4 << 20;
 
-/// Builds `plans` (indexes into `all`, all of `inputs`' fact) from the base table, spread over
-/// `workers` threads; returns each plan's index and cuboid.
+/// Builds `plans` (indexes into `all`, all of `inputs`' fact) from its whole base table,
+/// spread over `workers` threads; returns each plan's index and cuboid.
 pub(crate) fn build_from_base(
     inputs: &FactInputs<'_>,
     all: &[Plan],
@@ -55,69 +56,161 @@ pub(crate) fn build_from_base(
     if plans.is_empty() {
         return Ok(Vec::new());
     }
-    let sources = LevelSources::new(inputs);
-    let ranges: Vec<Option<ValueRange>> = inputs
+    let ranges: Vec<Option<ValueStats>> = inputs
         .base
         .measures
         .iter()
         .map(|m| match m {
-            MeasureColumn::DistinctValues(v) => Some(ValueRange {
+            MeasureColumn::DistinctValues(v) => Some(ValueStats {
                 max: v.iter().copied().filter(|x| *x != NO_VALUE).max(),
                 ascending: v.is_sorted(),
             }),
             _ => None,
         })
         .collect();
-    let ranges = &ranges;
-    // Each thread reads its own part of the rows, whole keys each (the customers' runs and
-    // the order of their distinct values stay whole), for every cuboid; the parts' cuboids
-    // are merged after. Splitting the cuboids instead left one thread idle up to a third of
-    // the time, and both read every chunk.
-    let base = inputs.base;
-    let n = base.len();
     // Small bases are split too: the differential tests then check the merging.
-    let workers = workers.clamp(1, n.max(1));
-    let key = base.sorted_by.map(|k| &base.codes[k][..]);
-    let mut bounds = vec![0];
-    for w in 1..workers {
-        let mut at = (n * w / workers).max(*bounds.last().unwrap_or(&0));
-        while at > 0 && at < n && key.is_some_and(|k| k[at] == k[at - 1]) {
-            at += 1;
+    let workers = workers.clamp(1, inputs.base.len().max(1));
+    let mut scanner = Scanner::new(inputs, all, plans, workers, ranges);
+    scanner.add(inputs);
+    Ok(scanner.finish(inputs, done))
+}
+
+/// The cuboids of one fact that are built from its base rows, while the rows come: a whole
+/// base table at once, or a range of periods at a time (each range's rows sorted by the
+/// widest key). Each build thread reads its own part of each range, whole keys each (the
+/// customers' runs and the order of their distinct values stay whole), for every cuboid, into
+/// its own cells; the parts' cuboids are merged at the end. Splitting the cuboids instead left
+/// one thread idle up to a third of the time, and both read every chunk.
+pub(crate) struct Scanner {
+    plans: Vec<usize>,
+    row_levels: Vec<LevelRef>,
+    run_levels: Vec<LevelRef>,
+    /// Per thread, its cells of every plan.
+    parts: Vec<Vec<Acc>>,
+    ranges: Vec<Option<ValueStats>>,
+}
+
+impl Scanner {
+    /// Cells for `plans` of `inputs`' fact; `inputs.base` need only have the fact's columns
+    /// (and its sort key, and rows or [`BaseTable::planned_rows`]); `ranges` describes its
+    /// distinct-value columns over all the rows to come.
+    pub(crate) fn new(
+        inputs: &FactInputs<'_>,
+        all: &[Plan],
+        plans: &[usize],
+        workers: usize,
+        ranges: Vec<Option<ValueStats>>,
+    ) -> Scanner {
+        let sources = LevelSources::new(inputs);
+        let by_runs: Vec<bool> = plans
+            .iter()
+            .map(|&i| sources.by_runs(&all[i].levels))
+            .collect();
+        // The levels each kind of cuboid needs, computed once per chunk.
+        let needed = |runs: bool| {
+            let mut v: Vec<LevelRef> = plans
+                .iter()
+                .zip(&by_runs)
+                .filter(|(_, r)| **r == runs)
+                .flat_map(|(&i, _)| all[i].levels.iter().copied())
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let (row_levels, run_levels) = (needed(false), needed(true));
+        let parts = (0..workers.max(1))
+            .map(|_| {
+                plans
+                    .iter()
+                    .zip(&by_runs)
+                    .map(|(&i, &runs)| {
+                        Acc::new(
+                            inputs,
+                            &all[i],
+                            if runs { &run_levels } else { &row_levels },
+                            runs,
+                            &ranges,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        Scanner {
+            plans: plans.to_vec(),
+            row_levels,
+            run_levels,
+            parts,
+            ranges,
         }
-        bounds.push(at);
     }
-    bounds.push(n);
-    let parts: Vec<std::ops::Range<usize>> = bounds.windows(2).map(|b| b[0]..b[1]).collect();
-    let sources = &sources;
-    let results = super::on_threads(parts.len(), |w| {
-        let rows = parts[w].clone();
-        let t = std::time::Instant::now();
-        let r = scan(inputs, sources, ranges, all, plans, rows.clone());
-        tracing::debug!(
-            fact = inputs.fact,
-            rows = rows.len(),
-            secs = t.elapsed().as_secs_f64(),
-            "cuboids from the base"
-        );
-        r
-    })?;
-    let mut merged: Option<Vec<Cuboid>> = None;
-    for part in results {
-        merged = Some(match merged {
-            None => part,
-            Some(done) => done
-                .into_iter()
-                .zip(part)
-                .map(|(a, b)| merge_parts(a, b, &base.specs))
-                .collect(),
+
+    /// Merges the rows of `inputs.base` (sorted by its key) into every plan's cells.
+    pub(crate) fn add(&mut self, inputs: &FactInputs<'_>) {
+        let sources = LevelSources::new(inputs);
+        let base = inputs.base;
+        let n = base.len();
+        let workers = self.parts.len();
+        let key = base.sorted_by.map(|k| &base.codes[k][..]);
+        let mut bounds = vec![0];
+        for w in 1..workers {
+            let mut at = (n * w / workers).max(*bounds.last().unwrap_or(&0));
+            while at > 0 && at < n && key.is_some_and(|k| k[at] == k[at - 1]) {
+                at += 1;
+            }
+            bounds.push(at);
+        }
+        bounds.push(n);
+        let mut parts = std::mem::take(&mut self.parts);
+        let (sources, ranges) = (&sources, &self.ranges[..]);
+        let (row_levels, run_levels) = (&self.row_levels[..], &self.run_levels[..]);
+        std::thread::scope(|s| {
+            for (w, accs) in parts.iter_mut().enumerate() {
+                let rows = bounds[w]..bounds[w + 1];
+                s.spawn(move || {
+                    let t = std::time::Instant::now();
+                    let levels = (row_levels, run_levels);
+                    scan(inputs, sources, ranges, levels, accs, rows.clone());
+                    for acc in accs.iter_mut() {
+                        acc.end_of_rows();
+                    }
+                    tracing::debug!(
+                        fact = inputs.fact,
+                        rows = rows.len(),
+                        secs = t.elapsed().as_secs_f64(),
+                        "cuboids from the base"
+                    );
+                });
+            }
         });
+        self.parts = parts;
     }
-    Ok(plans
-        .iter()
-        .copied()
-        .zip(merged.unwrap_or_default())
-        .inspect(|_| done())
-        .collect())
+
+    /// The plans' cuboids: each thread's cells, merged.
+    pub(crate) fn finish(
+        self,
+        inputs: &FactInputs<'_>,
+        done: &(dyn Fn() + Sync),
+    ) -> Vec<(usize, Cuboid)> {
+        let specs = &inputs.base.specs;
+        let mut merged: Option<Vec<Cuboid>> = None;
+        for accs in self.parts {
+            let part: Vec<Cuboid> = accs.into_iter().map(|a| a.finish(inputs)).collect();
+            merged = Some(match merged {
+                None => part,
+                Some(done) => done
+                    .into_iter()
+                    .zip(part)
+                    .map(|(a, b)| merge_parts(a, b, specs))
+                    .collect(),
+            });
+        }
+        self.plans
+            .into_iter()
+            .zip(merged.unwrap_or_default())
+            .inspect(|_| done())
+            .collect()
+    }
 }
 
 /// One cuboid from two parts of the base rows: cells of the same codes merged (both in code
@@ -236,7 +329,7 @@ fn merge_parts(a: Cuboid, b: Cuboid, specs: &[MeasureSpec]) -> Cuboid {
     }
 }
 
-/// One thread's cuboids: every chunk of the base, merged into each.
+/// Merges base rows `part` into one thread's cells (`accs`).
 ///
 /// A cuboid whose levels all follow from the base's sort key and the period (the customer's
 /// levels, its region and manager, its bands, time) reads the chunk's runs of one key and
@@ -244,44 +337,14 @@ fn merge_parts(a: Cuboid, b: Cuboid, specs: &[MeasureSpec]) -> Cuboid {
 fn scan(
     inputs: &FactInputs<'_>,
     sources: &LevelSources<'_>,
-    ranges: &[Option<ValueRange>],
-    all: &[Plan],
-    share: &[usize],
+    ranges: &[Option<ValueStats>],
+    (row_levels, run_levels): (&[LevelRef], &[LevelRef]),
+    accs: &mut [Acc],
     part: std::ops::Range<usize>,
-) -> Result<Vec<Cuboid>> {
+) {
     let base = inputs.base;
-    let by_runs: Vec<bool> = share
-        .iter()
-        .map(|&i| sources.by_runs(&all[i].levels))
-        .collect();
-    // The levels each kind of cuboid needs, computed once per chunk.
-    let needed = |runs: bool| {
-        let mut v: Vec<LevelRef> = share
-            .iter()
-            .zip(&by_runs)
-            .filter(|(_, r)| **r == runs)
-            .flat_map(|(&i, _)| all[i].levels.iter().copied())
-            .collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let (row_levels, run_levels) = (needed(false), needed(true));
-    let any_rows = by_runs.iter().any(|r| !r);
-    let any_runs = by_runs.iter().any(|r| *r);
-    let mut accs: Vec<Acc> = share
-        .iter()
-        .zip(&by_runs)
-        .map(|(&i, &runs)| {
-            Acc::new(
-                inputs,
-                &all[i],
-                if runs { &run_levels } else { &row_levels },
-                runs,
-                ranges,
-            )
-        })
-        .collect();
+    let any_rows = accs.iter().any(|a| !a.runs);
+    let any_runs = accs.iter().any(|a| a.runs);
     let mut row_codes: Vec<Vec<u32>> = vec![Vec::with_capacity(CHUNK_ROWS); row_levels.len()];
     let mut run_codes: Vec<Vec<u32>> = vec![Vec::with_capacity(CHUNK_ROWS); run_levels.len()];
     let mut scratch = Scratch::default();
@@ -300,7 +363,7 @@ fn scan(
         if any_rows {
             at.clear();
             at.extend(start as u32..end as u32);
-            sources.fill(&row_levels, &at, &mut row_codes);
+            sources.fill(row_levels, &at, &mut row_codes);
             let view = View::rows(base, start..end, &row_codes);
             for acc in accs.iter_mut().filter(|a| !a.runs) {
                 acc.add(&view, &mut scratch);
@@ -313,7 +376,7 @@ fn scan(
                     .filter(|&r| r == start || !same_run(r))
                     .map(|r| r as u32),
             );
-            sources.fill(&run_levels, &at, &mut run_codes);
+            sources.fill(run_levels, &at, &mut run_codes);
             let view = View::runs(base, start..end, &at, &run_codes, ranges);
             for acc in accs.iter_mut().filter(|a| a.runs) {
                 acc.add(&view, &mut scratch);
@@ -321,8 +384,6 @@ fn scan(
         }
         start = end;
     }
-    // A fact without rows still has its cuboids (empty).
-    Ok(accs.into_iter().map(|acc| acc.finish(inputs)).collect())
 }
 
 /// Buffers a thread reuses from chunk to chunk.
@@ -390,7 +451,7 @@ impl<'a> View<'a> {
         rows: std::ops::Range<usize>,
         starts: &[u32],
         codes: &'a [Vec<u32>],
-        ranges: &[Option<ValueRange>],
+        ranges: &[Option<ValueStats>],
     ) -> View<'a> {
         let bounds = |i: usize| {
             let s = starts[i] as usize;
@@ -492,7 +553,7 @@ enum LevelSource<'a> {
     /// A metric bucket: `codes[key * periods + period index]`, the index per axis period.
     Metric {
         dim: usize,
-        codes: &'a [u32],
+        codes: &'a [u8],
         periods: usize,
         index: Vec<u32>,
         unknown: Option<u32>,
@@ -623,10 +684,10 @@ impl<'a> LevelSources<'a> {
                     let key = keys.entry(*dim).or_insert_with(|| key_at(*dim));
                     codes.extend(key.iter().zip(&periods).map(|(k, p)| {
                         match (index.get(*p as usize), unknown) {
-                            (Some(i), _) => metric[*k as usize * n + *i as usize],
+                            (Some(i), _) => u32::from(metric[*k as usize * n + *i as usize]),
                             (None, Some(u)) => *u,
                             // No grain: one period for every row.
-                            (None, None) => metric[*k as usize * n],
+                            (None, None) => u32::from(metric[*k as usize * n]),
                         }
                     }));
                 }
@@ -796,14 +857,6 @@ fn flush_window(
     touched.clear();
 }
 
-/// What a fact's distinct-value columns hold, for choosing how to keep their sets.
-#[derive(Clone, Copy)]
-struct ValueRange {
-    max: Option<u32>,
-    /// Non-decreasing in the base's order (values of its sort key).
-    ascending: bool,
-}
-
 /// One cuboid's cells so far.
 struct Acc {
     levels: Vec<LevelRef>,
@@ -829,7 +882,7 @@ impl Acc {
         plan: &Plan,
         needed: &[LevelRef],
         runs: bool,
-        ranges: &[Option<ValueRange>],
+        ranges: &[Option<ValueStats>],
     ) -> Acc {
         let (model, dims, base) = (inputs.model, inputs.dims, inputs.base);
         let levels = plan.levels.clone();
@@ -846,7 +899,7 @@ impl Acc {
             .map(|c| 64 - (*c as u64).leading_zeros())
             .collect();
         let slots = cards.iter().try_fold(1usize, |acc, c| acc.checked_mul(*c));
-        let dense_limit = DENSE_SLOTS.min(base.len().saturating_mul(4).max(4096));
+        let dense_limit = DENSE_SLOTS.min(base.rows_hint().saturating_mul(4).max(4096));
         let index = match slots.filter(|s| *s <= dense_limit) {
             Some(slots) => Index::Dense {
                 cards: cards.iter().map(|c| *c as u32).collect(),
@@ -1067,6 +1120,24 @@ impl Acc {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// The rows so far are all there are of their keys: what waits for more of a key goes
+    /// into the cells (the next rows, another range of periods, start the keys again).
+    fn end_of_rows(&mut self) {
+        for d in self.distinct.iter_mut().flatten() {
+            if let DistinctAcc::Window {
+                high,
+                bits,
+                touched,
+                flag,
+                sets,
+            } = d
+            {
+                flush_window(*high, bits, touched, flag, sets);
+                *high = 0;
             }
         }
     }

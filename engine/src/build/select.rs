@@ -109,7 +109,7 @@ pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<
         let levels = fact_levels(model, fact);
         let est = Estimator {
             dims,
-            base_rows: base.len() as u64,
+            base_rows: base.rows_hint() as u64,
             bytes_per_cell_measures: base
                 .measures
                 .iter()
