@@ -1,7 +1,9 @@
 //! Stage 2: the base table of each fact — the raw facts aggregated by one DataFusion plan to
 //! the cube grain: the key of every dimension the fact carries and the finest time period.
 //! This is the only step that reads raw facts, so the same plan could run on a distributed
-//! DataFusion; everything after it works on this much smaller table.
+//! DataFusion; everything after it works on this much smaller table. A [`BaseReader`] reads a
+//! fact whole ([`build_base`]) or, for a fact that streams through the build, one range of
+//! periods at a time ([`stream_ranges`]).
 
 use std::collections::HashMap;
 

@@ -13,6 +13,13 @@
 //!    rest from their smallest built parent ([`lattice`]), level count by level count. Both
 //!    run on every core.
 //!
+//! The largest facts never have a whole base table ([`streamed_facts`]): they are read a range
+//! of periods at a time after step 3 has chosen their cuboids, and each range, once sorted,
+//! decides its own periods' metric buckets and is merged into every cuboid built from the
+//! base before the next is read. At scale 10 this keeps the balances' 62.5M base rows (3.5 GB)
+//! from ever being in memory together. The other facts' base tables are read whole first, as
+//! the streamed facts' cuboids show their metric buckets.
+//!
 //! [`budget`] estimates the memory of steps 1-2 before any data is read, and of step 3 before
 //! it starts; a build over [`BuildOptions::memory_budget`] is refused there. Last, the
 //! definition's saved searches are evaluated once on the built cube, so one naming a member or
