@@ -81,6 +81,16 @@ impl AllocationReport {
 /// weights 0 (or none positive) is an equal split; a negative amount is split as its absolute
 /// value, negated. `None` when the arithmetic would pass 128 bits, or there are no cells.
 pub fn split(amount: i128, weights: &[i128]) -> Option<Vec<i128>> {
+    split_by(amount, weights, |i, j| i.cmp(&j))
+}
+
+/// [`split`], with ties of remainders to the cell that `earlier` orders first (cells by their
+/// index in `weights`).
+pub fn split_by(
+    amount: i128,
+    weights: &[i128],
+    earlier: impl Fn(usize, usize) -> std::cmp::Ordering,
+) -> Option<Vec<i128>> {
     if weights.is_empty() {
         return None;
     }
@@ -101,12 +111,18 @@ pub fn split(amount: i128, weights: &[i128]) -> Option<Vec<i128>> {
         given += p / total;
     }
     // Fewer units are left than cells: each remainder is under `total`, and they sum to
-    // (a - given) * total.
+    // (a - given) * total. They go to the largest remainders; only those need finding.
     let left = (a - given) as usize;
-    let mut order: Vec<usize> = (0..w.len()).collect();
-    order.sort_by(|&i, &j| remainders[j].cmp(&remainders[i]).then(i.cmp(&j)));
-    for &i in &order[..left] {
-        shares[i] += 1;
+    if left > 0 {
+        let mut order: Vec<usize> = (0..w.len()).collect();
+        order.select_nth_unstable_by(left - 1, |&i, &j| {
+            remainders[j]
+                .cmp(&remainders[i])
+                .then_with(|| earlier(i, j))
+        });
+        for &i in &order[..left] {
+            shares[i] += 1;
+        }
     }
     if amount < 0 {
         shares.iter_mut().for_each(|s| *s = -*s);
@@ -342,17 +358,15 @@ async fn allocate(
             format!("{weight} AS w"),
         ])
         .collect();
-    let order: Vec<String> = ["m".to_string(), "p".to_string()]
-        .into_iter()
-        .chain((0..keys.len()).map(|i| format!("k{i}")))
-        .collect();
+    // In no order: a pool's cells are found by their member and period below, and only ties
+    // compare keys. Sorting the cells by member, period and keys in the query took two thirds
+    // of the allocation at scale 10 (5 of 8 s for 18.7M cells).
     let sql = format!(
-        "SELECT {} FROM {} AS f{joins} WHERE f.{} IS NOT NULL GROUP BY {} ORDER BY {}",
+        "SELECT {} FROM {} AS f{joins} WHERE f.{} IS NOT NULL GROUP BY {}",
         select.join(", "),
         ident(&from.name),
         ident(&time.column),
         group.join(", "),
-        order.join(", ")
     );
     tracing::debug!(sql, "allocation cells");
     let started = std::time::Instant::now();
@@ -364,9 +378,16 @@ async fn allocate(
     );
     let n_keys = keys.len();
     let cell_period = dates(cells.column(n_keys))?;
-    // Members stay one text column (no string per cell); cells compare by slice.
-    let cell_member = text_array(cells.column(n_keys + 1))?;
-    let member_of = |i: usize| cell_member.is_valid(i).then(|| cell_member.value(i));
+    // Members as a dictionary: each distinct member is looked up once, not once per cell.
+    let cell_member = cast(
+        cells.column(n_keys + 1),
+        &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+    )?;
+    let cell_member = cell_member
+        .as_any()
+        .downcast_ref::<arrow::array::DictionaryArray<arrow::datatypes::Int32Type>>()
+        .ok_or_else(|| EngineError::Internal("members as a dictionary".into()))?;
+    let member_names = text_array(cell_member.values())?;
     let cell_weight = units(cells.column(n_keys + 2), weight_scale)?;
 
     // The pools, one per member and period.
@@ -401,40 +422,77 @@ async fn allocate(
             by_pool.insert((m.as_str(), pool_period.value(i)), i);
         }
     }
-    let mut received = vec![false; pools.num_rows()];
-    let mut rows: Vec<u32> = Vec::new();
-    let mut amounts: Vec<i128> = Vec::new();
-    let mut start = 0;
-    let n = cells.num_rows();
-    while start < n {
-        let same = |i: usize| {
-            member_of(i) == member_of(start)
-                && cell_period.is_valid(i) == cell_period.is_valid(start)
-                && cell_period.value(i) == cell_period.value(start)
-        };
-        let mut end = start + 1;
-        while end < n && same(end) {
-            end += 1;
-        }
-        let pool = match (member_of(start), cell_period.is_valid(start)) {
-            (Some(m), true) => by_pool.get(&(m, cell_period.value(start))).copied(),
-            _ => None,
-        };
-        if let Some(p) = pool {
-            let weights: Vec<i128> = (start..end)
-                .map(|i| {
-                    if cell_weight.is_valid(i) {
-                        cell_weight.value(i)
-                    } else {
-                        0
-                    }
-                })
-                .collect();
-            if weights.iter().all(|w| *w <= 0) {
-                report.equal_split += 1;
+    // Each cell's pool (`NONE`: no pool has its member and period), then the cells of each
+    // pool together, in the pools' order (member, then period).
+    const NONE: u32 = u32::MAX;
+    let mut pool_at: HashMap<(i32, i32), u32> = HashMap::new();
+    let pool_of: Vec<u32> = (0..cells.num_rows())
+        .map(|i| {
+            if !cell_member.is_valid(i) || !cell_period.is_valid(i) {
+                return NONE;
             }
-            let amount = pool_amount.value(p);
-            let shares = split(amount, &weights).ok_or_else(|| EngineError::Unsupported {
+            let (m, day) = (cell_member.keys().value(i), cell_period.value(i));
+            *pool_at.entry((m, day)).or_insert_with(|| {
+                let name = member_names.value(m as usize);
+                by_pool.get(&(name, day)).map_or(NONE, |p| *p as u32)
+            })
+        })
+        .collect();
+    let mut start = vec![0u32; pools.num_rows() + 1];
+    for &p in pool_of.iter().filter(|p| **p != NONE) {
+        start[p as usize + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    let mut grouped = vec![0u32; start[pools.num_rows()] as usize];
+    let mut next = start.clone();
+    for (i, &p) in pool_of.iter().enumerate().filter(|(_, p)| **p != NONE) {
+        grouped[next[p as usize] as usize] = i as u32;
+        next[p as usize] += 1;
+    }
+    drop((pool_of, next, pool_at));
+    // Ties of remainders go to the smaller keys, compared as SQL orders them.
+    let options = arrow::compute::SortOptions {
+        descending: false,
+        nulls_first: false,
+    };
+    let comparators = (0..n_keys)
+        .map(|k| {
+            let c = cells.column(k);
+            arrow::array::make_comparator(c.as_ref(), c.as_ref(), options)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let by_keys = |i: u32, j: u32| {
+        comparators
+            .iter()
+            .map(|cmp| cmp(i as usize, j as usize))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    let mut received = vec![false; pools.num_rows()];
+    let mut amounts: Vec<i128> = Vec::with_capacity(grouped.len());
+    for p in 0..pools.num_rows() {
+        let cells_of = &grouped[start[p] as usize..start[p + 1] as usize];
+        if cells_of.is_empty() {
+            continue;
+        }
+        let weights: Vec<i128> = cells_of
+            .iter()
+            .map(|&i| {
+                if cell_weight.is_valid(i as usize) {
+                    cell_weight.value(i as usize)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        if weights.iter().all(|w| *w <= 0) {
+            report.equal_split += 1;
+        }
+        let amount = pool_amount.value(p);
+        let shares = split_by(amount, &weights, |a, b| by_keys(cells_of[a], cells_of[b]))
+            .ok_or_else(|| EngineError::Unsupported {
                 what: format!(
                     "allocation '{}': the pool of {} at {} times its driver passes 128-bit arithmetic",
                     fact.name,
@@ -442,13 +500,11 @@ async fn allocate(
                     day_text(pool_period.value(p))
                 ),
             })?;
-            received[p] = true;
-            report.allocated += amount;
-            rows.extend((start..end).map(|i| i as u32));
-            amounts.extend(shares);
-        }
-        start = end;
+        received[p] = true;
+        report.allocated += amount;
+        amounts.extend(shares);
     }
+    let rows = grouped;
     for (i, got) in received.iter().enumerate() {
         if !got {
             report.unallocated.push(Unallocated {
@@ -491,7 +547,22 @@ async fn allocate(
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::{split, split_by};
+
+    /// Ties of remainders go to the cells the given order puts first, whatever their place.
+    #[test]
+    fn ties_follow_the_order_given() {
+        let reversed = |i: usize, j: usize| j.cmp(&i);
+        assert_eq!(split_by(100, &[1, 1, 1], reversed), Some(vec![33, 33, 34]));
+        assert_eq!(split_by(5, &[1, 1, 1, 1], reversed), Some(vec![1, 1, 1, 2]));
+        // Larger remainders still come first: 10 over 1:2:3 leaves 4, 2, 0 (of 6).
+        assert_eq!(split_by(10, &[1, 2, 3], reversed), Some(vec![2, 3, 5]));
+        // Cells 1 and 3 tie for the last unit (remainder 1 of 2 each; cell 0 has none).
+        let shares = split_by(3, &[2, 1, 2, 1], |i, j| {
+            [3, 1, 2, 0][i].cmp(&[3, 1, 2, 0][j])
+        });
+        assert_eq!(shares, Some(vec![1, 0, 1, 1]));
+    }
 
     #[test]
     fn shares_sum_back_with_largest_remainders() {
