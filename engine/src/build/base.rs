@@ -473,6 +473,8 @@ pub(crate) struct BaseReader {
     reuse_key: Vec<Option<usize>>,
     /// Result column of each measure.
     agg_cols: Vec<usize>,
+    /// The fact's column each distinct measure counts values of (`f."column"`).
+    distinct_columns: Vec<Option<String>>,
     dictionaries: Vec<HashMap<KeyValue, u32>>,
     /// Read row by row (DataFusion does not group): a fact whose rows are (nearly) at the
     /// grain already (balances: one per customer, product and month) gains nothing from
@@ -519,6 +521,7 @@ impl BaseReader {
         let mut scales = Vec::new();
         let mut distinct_integer = Vec::new();
         let mut reuse_key: Vec<Option<usize>> = vec![None; measures.len()];
+        let mut distinct_columns: Vec<Option<String>> = vec![None; measures.len()];
         let key_columns: Vec<Option<&str>> = f
             .direct
             .iter()
@@ -538,6 +541,7 @@ impl BaseReader {
             let x = column.as_ref().map(|c| format!("f.{}", ident(&c.column)));
             match (spec.agg, &x) {
                 (Agg::Distinct, Some(x)) => {
+                    distinct_columns[j] = Some(x.clone());
                     let int = column
                         .as_ref()
                         .is_some_and(|c| is_integer(catalog, &f.name, &c.column));
@@ -616,6 +620,7 @@ impl BaseReader {
             distinct_integer,
             reuse_key,
             agg_cols,
+            distinct_columns,
             raw: model.allocation_of(fact).is_some() && n_keys > 0,
             n_keys,
             widest,
@@ -782,35 +787,20 @@ impl BaseReader {
         &self,
         model: &Model,
         ctx: &SessionContext,
+        dims: &Dims,
     ) -> Result<(Vec<(u32, u64)>, Vec<Option<ValueStats>>)> {
         let f = &model.facts[self.fact];
-        let mut maxes = Vec::new();
-        let mut distinct_pos = Vec::new();
-        for (j, (_, spec)) in self.measures.iter().enumerate() {
-            if spec.agg != Agg::Distinct {
-                continue;
-            }
-            let col = match self.reuse_key[j] {
-                Some(i) => format!("k{i}"),
-                None => format!("x{j}"),
-            };
-            distinct_pos.push(j);
-            maxes.push(format!(", MAX({col}), MIN({col})"));
-        }
+        let table = ident(&f.name);
+        // Two queries: the periods read the date column alone, and the extremes of plain
+        // columns come from the Parquet statistics where they are exact.
         let sql = format!(
-            "SELECT p, COUNT(*){} FROM (SELECT {} FROM {} AS f) GROUP BY p",
-            maxes.concat(),
-            self.inner.join(", "),
-            ident(&f.name)
+            "SELECT p, COUNT(*) FROM (SELECT {} AS p FROM {table} AS f) GROUP BY p",
+            fact_period_sql(f.time.as_ref(), dims.time.as_ref())
         );
-        tracing::debug!(sql, "fact statistics");
-        let batches = ctx.sql(&sql).await?.collect().await?;
+        tracing::debug!(sql, "fact periods");
         let mut periods = Vec::new();
-        let mut ranges: Vec<Option<ValueStats>> = vec![None; self.measures.len()];
-        let mut seen: Vec<Option<(i64, i64)>> = vec![None; distinct_pos.len()];
-        for b in &batches {
-            let p = ints(b, 0)?;
-            let n = ints(b, 1)?;
+        for b in ctx.sql(&sql).await?.collect().await? {
+            let (p, n) = (ints(&b, 0)?, ints(&b, 1)?);
             for r in 0..b.num_rows() {
                 let period = if p.is_valid(r) {
                     u32::try_from(p.value(r)).unwrap_or(NO_PERIOD)
@@ -819,16 +809,35 @@ impl BaseReader {
                 };
                 periods.push((period, n.value(r) as u64));
             }
-            for (i, s) in seen.iter_mut().enumerate() {
-                let (hi, lo) = (ints(b, 2 + 2 * i)?, ints(b, 3 + 2 * i)?);
+        }
+        let distinct: Vec<(usize, &String)> = self
+            .distinct_columns
+            .iter()
+            .enumerate()
+            .filter_map(|(j, c)| c.as_ref().map(|c| (j, c)))
+            .collect();
+        let mut ranges: Vec<Option<ValueStats>> = vec![None; self.measures.len()];
+        if distinct.is_empty() {
+            periods.sort_unstable();
+            return Ok((periods, ranges));
+        }
+        let extremes: Vec<String> = distinct
+            .iter()
+            .map(|(_, c)| format!("MAX({c}), MIN({c})"))
+            .collect();
+        let sql = format!("SELECT {} FROM {table} AS f", extremes.join(", "));
+        tracing::debug!(sql, "distinct value ranges");
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        for (i, &(j, _)) in distinct.iter().enumerate() {
+            let mut seen: Option<(i64, i64)> = None;
+            for b in &batches {
+                let (hi, lo) = (ints(b, 2 * i)?, ints(b, 2 * i + 1)?);
                 for r in (0..b.num_rows()).filter(|r| hi.is_valid(*r)) {
                     let (h, l) = (hi.value(r), lo.value(r));
-                    *s = Some(s.map_or((h, l), |(a, b)| (a.max(h), b.min(l))));
+                    seen = Some(seen.map_or((h, l), |(a, b)| (a.max(h), b.min(l))));
                 }
             }
-        }
-        for (i, &j) in distinct_pos.iter().enumerate() {
-            if let Some((hi, lo)) = seen[i] {
+            if let Some((hi, lo)) = seen {
                 for v in [hi, lo] {
                     if u32::try_from(v).is_err() {
                         return Err(EngineError::Unsupported {
@@ -840,7 +849,7 @@ impl BaseReader {
                 }
             }
             ranges[j] = Some(ValueStats {
-                max: seen[i].map(|(hi, _)| hi as u32),
+                max: seen.map(|(hi, _)| hi as u32),
                 ascending: self.reuse_key[j].is_some() && self.reuse_key[j] == self.widest,
             });
         }

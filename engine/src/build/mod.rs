@@ -140,7 +140,7 @@ pub async fn build_cube_with_report(
         let name = &model.facts[fact].name;
         if streamed.contains(&fact) {
             progress.set_message(format!("counting {name} by period"));
-            let (per_period, ranges) = reader.stats(model, ctx).await?;
+            let (per_period, ranges) = reader.stats(model, ctx, &dims).await?;
             let mut header = reader.table();
             header.planned_rows = Some(per_period.iter().map(|(_, n)| n).sum());
             header.periods_present = Some(
