@@ -821,9 +821,11 @@ impl BaseReader {
             periods.sort_unstable();
             return Ok((periods, ranges));
         }
+        // Aliased: two measures may count the same column.
         let extremes: Vec<String> = distinct
             .iter()
-            .map(|(_, c)| format!("MAX({c}), MIN({c})"))
+            .enumerate()
+            .map(|(i, (_, c))| format!("MAX({c}) AS hi{i}, MIN({c}) AS lo{i}"))
             .collect();
         let sql = format!("SELECT {} FROM {table} AS f", extremes.join(", "));
         tracing::debug!(sql, "distinct value ranges");

@@ -154,6 +154,24 @@ pub(crate) struct FactInputs<'a> {
     pub closing: &'a Closing,
 }
 
+impl<'a> FactInputs<'a> {
+    pub fn new(
+        model: &'a Model,
+        dims: &'a Dims,
+        fact: FactId,
+        base: &'a BaseTable,
+        closing: &'a Closing,
+    ) -> FactInputs<'a> {
+        FactInputs {
+            model,
+            dims,
+            fact,
+            base,
+            closing,
+        }
+    }
+}
+
 /// Aggregates `levels` of the fact from a built cuboid (`parent`, at `parent_index`); the
 /// cuboids no built cuboid derives come from the base table ([`super::scan`]).
 pub(crate) fn aggregate(

@@ -215,16 +215,9 @@ pub async fn build_cube_with_report(
             model.facts[fact].name,
             parts.len()
         ));
-        let mut scanner = {
-            let inputs = lattice::FactInputs {
-                model,
-                dims: &dims,
-                fact,
-                base: &bases[fact],
-                closing: &closing[fact],
-            };
-            scan::Scanner::new(&inputs, &plans, &mine, workers, ranges)
-        };
+        let closing = &closing[fact];
+        let header = lattice::FactInputs::new(model, &dims, fact, &bases[fact], closing);
+        let mut scanner = scan::Scanner::new(&header, &plans, &mine, workers, ranges);
         let (mut fact_rows, mut rows) = (0u64, 0usize);
         for (i, ((a, b), filter)) in parts.iter().enumerate() {
             let started = Instant::now();
@@ -237,14 +230,10 @@ pub async fn build_cube_with_report(
             let read = started.elapsed();
             reader.sort(&mut part)?;
             metrics::metric_buckets(model, &mut dims, &part, fact, Some((*a, *b)))?;
-            let inputs = lattice::FactInputs {
-                model,
-                dims: &dims,
-                fact,
-                base: &part,
-                closing: &closing[fact],
-            };
-            scanner.add(&inputs);
+            // Inputs anew for each range: it decides its own periods' bands first.
+            scanner.add(&lattice::FactInputs::new(
+                model, &dims, fact, &part, closing,
+            ));
             (fact_rows, rows) = (fact_rows + part.fact_rows, rows + part.len());
             tracing::debug!(
                 fact = model.facts[fact].name,
@@ -258,14 +247,8 @@ pub async fn build_cube_with_report(
         let header = &mut bases[fact];
         (header.fact_rows, header.queries) = (fact_rows, parts.len());
         header.planned_rows = Some(rows as u64);
-        let inputs = lattice::FactInputs {
-            model,
-            dims: &dims,
-            fact,
-            base: &bases[fact],
-            closing: &closing[fact],
-        };
-        for (i, cuboid) in scanner.finish(&inputs, &done) {
+        let header = lattice::FactInputs::new(model, &dims, fact, &bases[fact], closing);
+        for (i, cuboid) in scanner.finish(&header, &done) {
             slots[i] = Some(cuboid);
         }
         let (rss_mb, peak_mb) = memory_mb().unwrap_or_default();
@@ -476,13 +459,7 @@ fn build_lattice(
         if bases[fact].planned_rows.is_some() {
             continue; // streamed: built already
         }
-        let input = lattice::FactInputs {
-            model,
-            dims,
-            fact,
-            base: &bases[fact],
-            closing: &closing[fact],
-        };
+        let input = lattice::FactInputs::new(model, dims, fact, &bases[fact], &closing[fact]);
         let mine = from_base(model, dims, plans, fact);
         for (i, cuboid) in scan::build_from_base(&input, plans, &mine, workers, &done)? {
             slots[i] = Some(cuboid);
@@ -496,13 +473,7 @@ fn build_lattice(
     let inputs: Vec<lattice::FactInputs<'_>> = bases
         .iter()
         .enumerate()
-        .map(|(fact, base)| lattice::FactInputs {
-            model,
-            dims,
-            fact,
-            base,
-            closing: &closing[fact],
-        })
+        .map(|(fact, base)| lattice::FactInputs::new(model, dims, fact, base, &closing[fact]))
         .collect();
     // Order: more levels first, then larger first; `slots[i]` receives plan i's cuboid.
     let mut order: Vec<usize> = (0..plans.len()).filter(|&i| slots[i].is_none()).collect();
