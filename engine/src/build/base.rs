@@ -1194,6 +1194,61 @@ mod tests {
         assert_eq!(v, &[NO_VALUE, 7, 8, 9]);
     }
 
+    /// A streamed fact's ranges hold about the rows asked for, follow the rows per period,
+    /// never split a period of a metric's grain, and cover every period once; the last also
+    /// takes rows without a date.
+    #[test]
+    fn stream_ranges_follow_the_rows_and_keep_metric_periods_whole() {
+        use lattice_defs::model::{ColumnRef, TimeGrain};
+
+        use super::stream_ranges;
+        use crate::build::time::TimeAxis;
+        // Months from 2024-11: 14 periods, the year changing after period 1.
+        let axis = TimeAxis {
+            grain: TimeGrain::Month,
+            first: 2024 * 12 + 10,
+            len: 14,
+        };
+        let time = ColumnRef {
+            table: "f".into(),
+            column: "day".into(),
+            pos: lattice_defs::Pos::UNKNOWN,
+            path: String::new(),
+        };
+        let per_period: Vec<(u32, u64)> = (0..14).map(|p| (p, 100 + u64::from(p))).collect();
+        let bounds = |grains: &[TimeGrain], rows| -> Vec<(u32, u32)> {
+            let r = stream_ranges(&time, &axis, &per_period, rows, grains);
+            let b: Vec<(u32, u32)> = r.iter().map(|(b, _)| *b).collect();
+            assert_eq!(b.first().map(|b| b.0), Some(0));
+            assert_eq!(b.last().map(|b| b.1), Some(14));
+            assert!(b.windows(2).all(|w| w[0].1 == w[1].0), "{b:?}");
+            b
+        };
+        // Monthly metrics: a range closes as soon as it has 250 rows (three months here).
+        assert_eq!(
+            bounds(&[TimeGrain::Month], 250),
+            [(0, 3), (3, 6), (6, 9), (9, 12), (12, 14)]
+        );
+        // A quarterly metric: ranges end where quarters start (2025-01 is period 2).
+        assert_eq!(
+            bounds(&[TimeGrain::Month, TimeGrain::Quarter], 250),
+            [(0, 5), (5, 8), (8, 11), (11, 14)]
+        );
+        // A yearly one: one range per year at most.
+        assert_eq!(bounds(&[TimeGrain::Year], 150), [(0, 2), (2, 14)]);
+        assert_eq!(bounds(&[TimeGrain::Year], 250), [(0, 14)]);
+        // One range: no filter; several: the last takes rows without a date.
+        let one = stream_ranges(&time, &axis, &per_period, 10_000, &[]);
+        assert_eq!(one, [((0, 14), String::new())]);
+        let two = stream_ranges(&time, &axis, &per_period, 900, &[]);
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0].1, " WHERE f.\"day\" < DATE '2025-08-01'");
+        assert_eq!(
+            two[1].1,
+            " WHERE f.\"day\" >= DATE '2025-08-01' OR f.\"day\" IS NULL"
+        );
+    }
+
     fn batch(values: &[Option<i128>]) -> Decimal128Array {
         Decimal128Array::from(values.to_vec())
             .with_precision_and_scale(38, 2)
