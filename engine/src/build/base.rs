@@ -773,13 +773,6 @@ impl BaseReader {
         table.sort_and_merge(k, &grain_values, self.raw)
     }
 
-    /// Whether the fact can be read a range of periods at a time through the whole build:
-    /// every distinct value an integer (their range is known up front, from
-    /// [`BaseReader::stats`]; a text value's code is known only once seen).
-    pub fn streamable(&self) -> bool {
-        self.distinct_integer.iter().all(|i| *i)
-    }
-
     /// Per period present (axis index; [`NO_PERIOD`] for rows without one), the fact rows
     /// in it; and each distinct measure's value range over the whole fact, largest value
     /// and whether the values follow the rows' order (those of the widest key).
@@ -858,6 +851,18 @@ impl BaseReader {
         periods.sort_unstable();
         Ok((periods, ranges))
     }
+}
+
+/// Whether `fact` can be read a range of periods at a time through the whole build, as far as
+/// its columns go: every distinct value an integer (their range is known up front, from
+/// [`BaseReader::stats`]; a text value's code is known only once seen).
+pub(crate) fn distinct_values_are_integers(model: &Model, catalog: &Catalog, fact: FactId) -> bool {
+    let table = &model.facts[fact].name;
+    fact_measures(model, fact).iter().all(|(m, spec)| {
+        spec.agg != Agg::Distinct
+            || matches!(&model.measures[*m].kind, MeasureKind::Aggregate { column: Some(c), .. }
+                if is_integer(catalog, table, &c.column))
+    })
 }
 
 /// What a fact's distinct-value columns hold, for choosing how to keep their sets.

@@ -8,7 +8,8 @@
 //!    [`load_within`](crate::source::load::load_within)), from the sources' row counts (Parquet footers; for CSV, an
 //!    upper bound from the file size): the member dictionaries of every table dimension (at most
 //!    one member per table row and level) and each fact's base table (at most one row per fact
-//!    row) with the working memory of the DataFusion aggregation that makes it.
+//!    row; for a fact that streams through the build, one range of periods) with the working
+//!    memory of the DataFusion aggregation that makes it.
 //! 2. **Before the lattice**, with what stage 1 measured: the dictionaries and base tables as
 //!    built, plus every planned cuboid at its estimated size ([`super::Plan::est_bytes`]).
 //!
@@ -179,16 +180,29 @@ pub(crate) fn check_sources(model: &Model, catalog: &Catalog, budget: u64) -> Re
             bytes: rows.saturating_mul(levels * MEMBER_BYTES + DIM_ROW_BYTES),
         });
     }
-    for (f, fact) in model.facts.iter().enumerate() {
-        // An allocated fact has at most a row per cell of its driver fact.
+    // An allocated fact has at most a row per cell of its driver fact.
+    let rows = |f: usize| {
         let table = model
             .allocation_of(f)
-            .map_or(&fact.name, |a| &model.facts[a.from].name);
-        let rows = source_rows(model, catalog, table);
+            .map_or(&model.facts[f].name, |a| &model.facts[a.from].name);
+        source_rows(model, catalog, table)
+    };
+    let streamed = super::streamed_facts(model, catalog, &rows, super::base::RANGE_ROWS);
+    for (f, fact) in model.facts.iter().enumerate() {
         let row = base_row_bytes(model, f);
+        let (rows, how) = if streamed.contains(&f) {
+            // One range of periods at a time: about RANGE_ROWS rows, more where one period
+            // has more.
+            (
+                rows(f).min(2 * super::base::RANGE_ROWS),
+                "a range of periods at a time",
+            )
+        } else {
+            (rows(f), "aggregated to the cube grain")
+        };
         items.push(EstimateItem {
             what: format!(
-                "fact '{}' aggregated to the cube grain ({row} bytes a row, x{BASE_PEAK_FACTOR} while aggregating)",
+                "fact '{}' {how} ({row} bytes a row, x{BASE_PEAK_FACTOR} while aggregating)",
                 fact.name
             ),
             count: rows,

@@ -131,7 +131,15 @@ pub async fn build_cube_with_report(
     let mut readers = (0..model.facts.len())
         .map(|fact| base::BaseReader::new(model, &sources.catalog, &dims, fact))
         .collect::<Result<Vec<_>>>()?;
-    let streamed = streamed_facts(model, sources, &dims, &readers, range_rows);
+    // Rows of each fact: its file's, or the allocation's.
+    let rows = |f: usize| -> u64 {
+        let name = &model.facts[f].name;
+        match sources.allocations.iter().find(|a| &a.name == name) {
+            Some(a) => a.rows as u64,
+            None => budget::source_rows(model, &sources.catalog, name),
+        }
+    };
+    let streamed = streamed_facts(model, &sources.catalog, &rows, range_rows);
     let mut dims = dims;
     let mut bases = Vec::new();
     // Per streamed fact, its rows per period and its distinct values' ranges.
@@ -391,25 +399,17 @@ fn from_base(model: &Model, dims: &dims::Dims, plans: &[Plan], fact: usize) -> V
 /// known before its first range, so a streamed fact may show bands of its own, of facts read
 /// whole, and of streamed facts read before it: the largest facts are taken first while that
 /// order exists (balances and transactions show each other's bands, so one is read whole).
-fn streamed_facts(
+pub(crate) fn streamed_facts(
     model: &Model,
-    sources: &Sources,
-    dims: &dims::Dims,
-    readers: &[base::BaseReader],
+    catalog: &lattice_defs::Catalog,
+    rows: &dyn Fn(usize) -> u64,
     range_rows: u64,
 ) -> Vec<usize> {
-    let rows = |f: usize| -> u64 {
-        let name = &model.facts[f].name;
-        match sources.allocations.iter().find(|a| &a.name == name) {
-            Some(a) => a.rows as u64,
-            None => budget::source_rows(model, &sources.catalog, name),
-        }
-    };
     let mut candidates: Vec<(u64, usize)> = (0..model.facts.len())
         .filter(|&f| {
             model.facts[f].time.is_some()
-                && dims.time.as_ref().is_some_and(|a| a.len > 1)
-                && readers[f].streamable()
+                && model.time_dimension().is_some()
+                && base::distinct_values_are_integers(model, catalog, f)
                 && metrics::metric_grains(model, f).is_some()
         })
         .map(|f| (rows(f), f))
