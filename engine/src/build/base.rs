@@ -458,7 +458,7 @@ pub(crate) fn empty_column(spec: MeasureSpec, scale: i8) -> MeasureColumn {
 /// How one fact is read at the cube grain: its DataFusion queries (one per range of periods)
 /// and where each measure lands in their results.
 pub(crate) struct BaseReader {
-    fact: FactId,
+    pub fact: FactId,
     measures: Vec<(MeasureId, MeasureSpec)>,
     /// The inner select (keys, period, measure inputs) and the group columns.
     inner: Vec<String>,

@@ -28,12 +28,11 @@ use crate::{EngineError, Result};
 /// codes' first period among the metric's.
 type Band = (usize, usize, LevelDict, MetricCodes, usize);
 
-/// The metric bucket levels (dimension, level, bucket, measure, period grain) whose measure
-/// aggregates `fact`.
-fn bands_of(
-    model: &Model,
-    fact: FactId,
-) -> Vec<(usize, usize, &Bucket, MeasureId, Option<TimeGrain>)> {
+/// A metric bucket level: its dimension, level, bucket, measure and period grain.
+type BandLevel<'m> = (usize, usize, &'m Bucket, MeasureId, Option<TimeGrain>);
+
+/// The metric bucket levels whose measure aggregates `fact`.
+fn bands_of(model: &Model, fact: FactId) -> Vec<BandLevel<'_>> {
     let mut out = Vec::new();
     for (d, dim) in model.dimensions.iter().enumerate() {
         for (l, level) in dim.levels.iter().enumerate() {
@@ -104,9 +103,9 @@ pub(crate) fn metric_buckets(
         jobs.iter()
             .skip(w)
             .step_by(workers)
-            .map(|&(d, l, b, measure, period)| {
-                let (dict, codes, lo) = band(model, shared, base, d, b, measure, period, window)?;
-                Ok((d, l, dict, codes, lo))
+            .map(|&level| {
+                let (dict, codes, lo) = band(model, shared, base, level, window)?;
+                Ok((level.0, level.1, dict, codes, lo))
             })
             .collect()
     })?;
@@ -164,15 +163,11 @@ pub(crate) fn metric_buckets(
 /// One metric bucket level of dimension `d`: the metric per (key, period) slot from the
 /// measure's base table, then each slot's band; within `window` (axis periods), the metric
 /// periods it covers, and the index of the first.
-#[allow(clippy::too_many_arguments)]
 fn band(
     model: &Model,
     dims: &Dims,
     base: &BaseTable,
-    d: usize,
-    b: &Bucket,
-    measure: MeasureId,
-    period: Option<TimeGrain>,
+    (d, _, b, measure, period): BandLevel<'_>,
     window: Option<(u32, u32)>,
 ) -> Result<(LevelDict, MetricCodes, usize)> {
     let MeasureKind::Aggregate { fact, agg, .. } = &model.measures[measure].kind else {

@@ -209,66 +209,30 @@ pub async fn build_cube_with_report(
     // Streamed facts: a range of periods is read, decides its periods' bands, merges into
     // every cuboid built from the base, and goes.
     for &fact in &streamed {
-        let Some((per_period, ranges)) = stats[fact].take() else {
+        let Some(stats) = stats[fact].take() else {
             continue;
         };
-        let (Some(time), Some(axis)) = (&model.facts[fact].time, dims.time.as_ref()) else {
-            continue;
+        bar.set_message(format!("({} by ranges of periods)", model.facts[fact].name));
+        let streaming = Streaming {
+            model,
+            ctx,
+            plans: &plans,
+            closing: &closing[fact],
+            range_rows,
+            workers,
         };
-        let mine = from_base(model, &dims, &plans, fact);
-        let grains = metrics::metric_grains(model, fact).unwrap_or_default();
-        let parts = base::stream_ranges(time, axis, &per_period, range_rows, &grains);
-        bar.set_message(format!(
-            "({} in {} ranges of periods)",
-            model.facts[fact].name,
-            parts.len()
-        ));
-        let closing = &closing[fact];
-        let header = lattice::FactInputs::new(model, &dims, fact, &bases[fact], closing);
-        let mut scanner = scan::Scanner::new(&header, &plans, &mine, workers, ranges);
-        let (mut fact_rows, mut rows) = (0u64, 0usize);
-        for (i, ((a, b), filter)) in parts.iter().enumerate() {
-            let started = Instant::now();
-            let reader = &mut readers[fact];
-            let mut part = reader.table();
-            let (groups, facts) = reader.read(model, ctx, &dims, filter, &mut part).await?;
-            if i == 0 && parts.len() > 1 && !model.facts[fact].direct.is_empty() {
-                reader.raw = reader.raw || groups * 5 >= facts * 4;
-            }
-            let read = started.elapsed();
-            reader.sort(&mut part)?;
-            metrics::metric_buckets(model, &mut dims, &part, fact, Some((*a, *b)))?;
-            // Inputs anew for each range: it decides its own periods' bands first.
-            scanner.add(&lattice::FactInputs::new(
-                model, &dims, fact, &part, closing,
-            ));
-            (fact_rows, rows) = (fact_rows + part.fact_rows, rows + part.len());
-            tracing::debug!(
-                fact = model.facts[fact].name,
-                periods = ?(a, b),
-                rows = part.len(),
-                read_secs = read.as_secs_f64(),
-                secs = started.elapsed().as_secs_f64(),
-                "range of periods"
-            );
-        }
-        let header = &mut bases[fact];
-        (header.fact_rows, header.queries) = (fact_rows, parts.len());
-        header.planned_rows = Some(rows as u64);
-        let header = lattice::FactInputs::new(model, &dims, fact, &bases[fact], closing);
-        for (i, cuboid) in scanner.finish(&header, &done) {
+        let built = streaming
+            .run(
+                &mut dims,
+                &mut readers[fact],
+                &mut bases[fact],
+                stats,
+                &done,
+            )
+            .await?;
+        for (i, cuboid) in built {
             slots[i] = Some(cuboid);
         }
-        let (rss_mb, peak_mb) = memory_mb().unwrap_or_default();
-        info!(
-            fact = model.facts[fact].name,
-            rows,
-            fact_rows,
-            ranges = parts.len(),
-            rss_mb,
-            peak_mb,
-            "streamed base"
-        );
     }
     let fact_rows: Vec<u64> = bases.iter().map(|b| b.fact_rows).collect();
     // What the query layer and the report need of the base tables, before the lattice frees
@@ -390,6 +354,90 @@ fn from_base(model: &Model, dims: &dims::Dims, plans: &[Plan], fact: usize) -> V
     (0..plans.len())
         .filter(|&i| plans[i].fact == fact && !derived(&plans[i]))
         .collect()
+}
+
+/// What streaming a fact through the build reads (see the module docs).
+struct Streaming<'a> {
+    model: &'a Model,
+    ctx: &'a datafusion::prelude::SessionContext,
+    plans: &'a [Plan],
+    closing: &'a lattice::Closing,
+    range_rows: u64,
+    workers: usize,
+}
+
+impl Streaming<'_> {
+    /// Reads `header`'s fact a range of periods at a time: each range is sorted, decides its
+    /// own periods' bands (into `dims`), and is merged into every cuboid of the fact built from
+    /// the base; returns those cuboids (plan index, cuboid) and fills in the header's counts.
+    /// `stats` are the fact's rows per period and its distinct values' ranges.
+    async fn run(
+        &self,
+        dims: &mut dims::Dims,
+        reader: &mut base::BaseReader,
+        header: &mut base::BaseTable,
+        (per_period, ranges): (Vec<(u32, u64)>, Vec<Option<base::ValueStats>>),
+        done: &(dyn Fn() + Sync),
+    ) -> Result<Vec<(usize, Cuboid)>> {
+        let model = self.model;
+        let fact = reader.fact;
+        let name = &model.facts[fact].name;
+        let (Some(time), Some(axis)) = (&model.facts[fact].time, dims.time.as_ref()) else {
+            return Err(crate::EngineError::Internal(
+                "a streamed fact without time".into(),
+            ));
+        };
+        let mine = from_base(model, dims, self.plans, fact);
+        let grains = metrics::metric_grains(model, fact).unwrap_or_default();
+        let parts = base::stream_ranges(time, axis, &per_period, self.range_rows, &grains);
+        let inputs = lattice::FactInputs::new(model, dims, fact, header, self.closing);
+        let mut scanner = scan::Scanner::new(&inputs, self.plans, &mine, self.workers, ranges);
+        let (mut fact_rows, mut rows) = (0u64, 0usize);
+        for (i, ((a, b), filter)) in parts.iter().enumerate() {
+            let started = Instant::now();
+            let mut part = reader.table();
+            let (groups, facts) = reader
+                .read(model, self.ctx, dims, filter, &mut part)
+                .await?;
+            if i == 0 && parts.len() > 1 && !model.facts[fact].direct.is_empty() {
+                reader.raw = reader.raw || groups * 5 >= facts * 4;
+            }
+            let read = started.elapsed();
+            reader.sort(&mut part)?;
+            metrics::metric_buckets(model, dims, &part, fact, Some((*a, *b)))?;
+            scanner.add(&lattice::FactInputs::new(
+                model,
+                dims,
+                fact,
+                &part,
+                self.closing,
+            ));
+            (fact_rows, rows) = (fact_rows + part.fact_rows, rows + part.len());
+            tracing::debug!(
+                fact = name,
+                periods = ?(a, b),
+                rows = part.len(),
+                read_secs = read.as_secs_f64(),
+                secs = started.elapsed().as_secs_f64(),
+                "range of periods"
+            );
+        }
+        (header.fact_rows, header.queries) = (fact_rows, parts.len());
+        header.planned_rows = Some(rows as u64);
+        let inputs = lattice::FactInputs::new(model, dims, fact, header, self.closing);
+        let built = scanner.finish(&inputs, done);
+        let (rss_mb, peak_mb) = memory_mb().unwrap_or_default();
+        info!(
+            fact = name,
+            rows,
+            fact_rows,
+            ranges = parts.len(),
+            rss_mb,
+            peak_mb,
+            "streamed base"
+        );
+        Ok(built)
+    }
 }
 
 /// The facts read a range of periods at a time through the whole build, in the order to read
