@@ -411,7 +411,7 @@ impl Streaming<'_> {
                 fact,
                 &part,
                 self.closing,
-            ));
+            ))?;
             (fact_rows, rows) = (fact_rows + part.fact_rows, rows + part.len());
             tracing::debug!(
                 fact = name,

@@ -8,12 +8,14 @@
 //!
 //! Instead the base rows are read once, a chunk at a time. Each chunk's member codes are
 //! computed for the levels the cuboids need, while the chunk is in cache, and every cuboid
-//! merges the chunk into its cells, which persist from chunk to chunk. Each build thread takes
-//! a share of the cuboids and reads every chunk.
+//! merges the chunk into its cells, which persist from chunk to chunk (and from one range of
+//! periods to the next, for a fact streamed through the build: [`Scanner`]). Each build
+//! thread reads its own part of the rows, whole customers each, into its own cells; the parts
+//! are merged at the end.
 //!
 //! The base rows are in the order of the fact's largest key (the customer; see
-//! [`BaseTable::sort_by_key`]), so the values of a distinct count over that key reach each
-//! cell's roaring set in increasing order and are appended, not inserted.
+//! [`BaseTable::sort_and_merge`]), so the values of a distinct count over that key reach each
+//! cell in increasing order, within a range of periods.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -71,7 +73,7 @@ pub(crate) fn build_from_base(
     // Small bases are split too: the differential tests then check the merging.
     let workers = workers.clamp(1, inputs.base.len().max(1));
     let mut scanner = Scanner::new(inputs, all, plans, workers, ranges);
-    scanner.add(inputs);
+    scanner.add(inputs)?;
     Ok(scanner.finish(inputs, done))
 }
 
@@ -146,7 +148,7 @@ impl Scanner {
     }
 
     /// Merges the rows of `inputs.base` (sorted by its key) into every plan's cells.
-    pub(crate) fn add(&mut self, inputs: &FactInputs<'_>) {
+    pub(crate) fn add(&mut self, inputs: &FactInputs<'_>) -> Result<()> {
         let sources = LevelSources::new(inputs);
         let base = inputs.base;
         let n = base.len();
@@ -164,26 +166,42 @@ impl Scanner {
         let mut parts = std::mem::take(&mut self.parts);
         let (sources, ranges) = (&sources, &self.ranges[..]);
         let (row_levels, run_levels) = (&self.row_levels[..], &self.run_levels[..]);
-        std::thread::scope(|s| {
-            for (w, accs) in parts.iter_mut().enumerate() {
-                let rows = bounds[w]..bounds[w + 1];
-                s.spawn(move || {
-                    let t = std::time::Instant::now();
-                    let levels = (row_levels, run_levels);
-                    scan(inputs, sources, ranges, levels, accs, rows.clone());
-                    for acc in accs.iter_mut() {
-                        acc.end_of_rows();
-                    }
-                    tracing::debug!(
-                        fact = inputs.fact,
-                        rows = rows.len(),
-                        secs = t.elapsed().as_secs_f64(),
-                        "cuboids from the base"
-                    );
-                });
+        let result = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter_mut()
+                .enumerate()
+                .map(|(w, accs)| {
+                    let rows = bounds[w]..bounds[w + 1];
+                    s.spawn(move || {
+                        let t = std::time::Instant::now();
+                        let levels = (row_levels, run_levels);
+                        scan(inputs, sources, ranges, levels, accs, rows.clone());
+                        for acc in accs.iter_mut() {
+                            acc.end_of_rows();
+                        }
+                        tracing::debug!(
+                            fact = inputs.fact,
+                            rows = rows.len(),
+                            secs = t.elapsed().as_secs_f64(),
+                            "cuboids from the base"
+                        );
+                    })
+                })
+                .collect();
+            // Every thread is joined before the cells are used again; one that panicked is
+            // an internal error, not a panic of the build.
+            let mut result = Ok(());
+            for h in handles {
+                if h.join().is_err() {
+                    result = Err(crate::EngineError::Internal(
+                        "a build thread panicked".into(),
+                    ));
+                }
             }
+            result
         });
         self.parts = parts;
+        result
     }
 
     /// The plans' cuboids: each thread's cells, merged.
