@@ -752,6 +752,30 @@ enum DistinctAcc {
 }
 
 impl DistinctAcc {
+    fn bits(width: usize) -> DistinctAcc {
+        DistinctAcc::Bits {
+            width,
+            bits: Vec::new(),
+        }
+    }
+
+    fn window() -> DistinctAcc {
+        DistinctAcc::Window {
+            high: 0,
+            bits: Vec::new(),
+            touched: Vec::new(),
+            flag: Vec::new(),
+            sets: Vec::new(),
+        }
+    }
+
+    fn sets() -> DistinctAcc {
+        DistinctAcc::Sets {
+            sets: Vec::new(),
+            last: Vec::new(),
+        }
+    }
+
     fn new_cell(&mut self) {
         match self {
             DistinctAcc::Bits { width, bits } => bits.resize(bits.len() + *width, 0),
@@ -936,23 +960,11 @@ impl Acc {
                 let r = (*r)?;
                 let width = r.max.map_or(1, |m| (m as usize >> 3) + 1);
                 Some(if est_cells.saturating_mul(width) <= BITSET_BYTES {
-                    DistinctAcc::Bits {
-                        width,
-                        bits: Vec::new(),
-                    }
+                    DistinctAcc::bits(width)
                 } else if r.ascending && est_cells.saturating_mul(WINDOW) <= WINDOW_BYTES {
-                    DistinctAcc::Window {
-                        high: 0,
-                        bits: Vec::new(),
-                        touched: Vec::new(),
-                        flag: Vec::new(),
-                        sets: Vec::new(),
-                    }
+                    DistinctAcc::window()
                 } else {
-                    DistinctAcc::Sets {
-                        sets: Vec::new(),
-                        last: Vec::new(),
-                    }
+                    DistinctAcc::sets()
                 })
             })
             .collect();
@@ -1229,16 +1241,7 @@ mod tests {
     #[test]
     fn masks_add_their_bits_as_values() {
         let masks = [0u64, 1, 0b1010_0110, 1 << 63 | 1 << 9, u64::MAX];
-        for mut acc in [
-            DistinctAcc::Bits {
-                width: 8,
-                bits: Vec::new(),
-            },
-            DistinctAcc::Sets {
-                sets: Vec::new(),
-                last: Vec::new(),
-            },
-        ] {
+        for mut acc in [DistinctAcc::bits(8), DistinctAcc::sets()] {
             let mut want = vec![RoaringBitmap::new(); 2];
             acc.new_cell();
             acc.new_cell();
@@ -1284,21 +1287,9 @@ mod tests {
             }
             let width = (span as usize >> 3) + 1;
             let accs = [
-                DistinctAcc::Bits {
-                    width,
-                    bits: Vec::new(),
-                },
-                DistinctAcc::Window {
-                    high: 0,
-                    bits: Vec::new(),
-                    touched: Vec::new(),
-                    flag: Vec::new(),
-                    sets: Vec::new(),
-                },
-                DistinctAcc::Sets {
-                    sets: Vec::new(),
-                    last: Vec::new(),
-                },
+                DistinctAcc::bits(width),
+                DistinctAcc::window(),
+                DistinctAcc::sets(),
             ];
             for mut acc in accs {
                 // Cells appear as the scan meets them.
