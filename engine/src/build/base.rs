@@ -71,7 +71,7 @@ pub(crate) struct BaseTable {
     /// or none): the fact rows the whole fact has, for choosing its cuboids.
     pub planned_rows: Option<u64>,
     /// Set with `planned_rows`: the periods the whole fact has rows in.
-    pub periods_present: Option<Vec<u32>>,
+    pub periods_present: Option<RoaringBitmap>,
 }
 
 impl BaseTable {
@@ -86,14 +86,25 @@ impl BaseTable {
             .map_or(self.len(), |r| usize::try_from(r).unwrap_or(usize::MAX))
     }
 
-    /// The periods with rows (not [`NO_PERIOD`]), in no particular order, with repeats.
-    pub fn periods(&self) -> Vec<u32> {
-        match &self.periods_present {
-            Some(p) => p.clone(),
-            None => self.codes.last().map_or_else(Vec::new, |p| {
-                p.iter().copied().filter(|p| *p != NO_PERIOD).collect()
-            }),
+    /// The periods with rows (not [`NO_PERIOD`]), each once.
+    pub fn periods(&self) -> RoaringBitmap {
+        if let Some(p) = &self.periods_present {
+            return p.clone();
         }
+        let Some(col) = self.codes.last() else {
+            return RoaringBitmap::new();
+        };
+        // Periods are a few hundred axis indexes at most: flags, not a set insert per row.
+        let mut seen: Vec<bool> = Vec::new();
+        for &p in col.iter().filter(|p| **p != NO_PERIOD) {
+            if p as usize >= seen.len() {
+                seen.resize(p as usize + 1, false);
+            }
+            seen[p as usize] = true;
+        }
+        (0..seen.len() as u32)
+            .filter(|p| seen[*p as usize])
+            .collect()
     }
 
     fn reserve(&mut self, room: usize) {

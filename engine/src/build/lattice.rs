@@ -24,8 +24,8 @@ impl Closing {
     pub fn new(base: &BaseTable, dims: &Dims, model: &Model) -> Closing {
         let mut by_grain = HashMap::new();
         let periods = base.periods();
-        let dated = || periods.iter().copied();
-        let latest = dated().max();
+        let dated = || periods.iter();
+        let latest = periods.max();
         if let (Some(axis), Some(t)) = (&dims.time, model.time_dimension()) {
             for level in &model.dimensions[t].levels {
                 let LevelKind::Time(g) = level.kind else {

@@ -321,10 +321,7 @@ fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup
             }
         }
     }
-    let present = bases
-        .iter()
-        .map(|b| b.periods().into_iter().collect())
-        .collect();
+    let present = bases.iter().map(base::BaseTable::periods).collect();
     let mut scales = vec![0i8; model.measures.len()];
     for b in bases {
         for (m, col) in b.measure_ids.iter().zip(&b.measures) {
