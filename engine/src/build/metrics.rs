@@ -24,9 +24,17 @@ use super::time::coarsen;
 use crate::store::{LevelDict, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
-/// A metric bucket level's dimension, level, dictionary and codes, and the index of the
-/// codes' first period among the metric's.
-type Band = (usize, usize, LevelDict, MetricCodes, usize);
+/// A metric bucket level's dimension, level, dictionary and codes, and where the codes' periods
+/// lie among the whole metric's.
+type Band = (usize, usize, LevelDict, MetricCodes, Span);
+
+/// Metric periods computed (a window's) within all of the metric's: the index of the first,
+/// and how many the metric has in all.
+#[derive(Clone, Copy)]
+struct Span {
+    lo: usize,
+    all: usize,
+}
 
 /// A metric bucket level: its dimension, level, bucket, measure and period grain.
 type BandLevel<'m> = (usize, usize, &'m Bucket, MeasureId, Option<TimeGrain>);
@@ -104,56 +112,34 @@ pub(crate) fn metric_buckets(
             .skip(w)
             .step_by(workers)
             .map(|&level| {
-                let (dict, codes, lo) = band(model, shared, base, level, window)?;
-                Ok((level.0, level.1, dict, codes, lo))
+                let (dict, codes, span) = band(model, shared, base, level, window)?;
+                Ok((level.0, level.1, dict, codes, span))
             })
             .collect()
     })?;
     for part in done {
-        for (d, l, dict, codes, lo) in part {
+        for (d, l, dict, codes, span) in part {
             let Some(c) = dims.codes[d].as_mut() else {
                 continue;
             };
-            match (window, c.metric[l].as_mut()) {
-                (Some(_), Some(all)) if all.periods != codes.periods => {
-                    // This window's periods into the whole metric's codes.
-                    let w = codes.periods;
-                    for (k, part) in codes.codes.chunks_exact(w).enumerate() {
-                        let at = k * all.periods + lo;
-                        all.codes[at..at + w].copy_from_slice(part);
-                    }
-                }
-                (Some(_), None) if codes.grain.is_some() => {
-                    // The first window: the whole metric's codes, `unknown` outside it.
-                    let axis = dims.time.as_ref();
-                    let periods = match (codes.grain, axis) {
-                        (Some(g), Some(axis)) => {
-                            let last = coarsen(axis.abs(axis.len as u32 - 1), axis.grain, g);
-                            (last - codes.first + 1) as usize
-                        }
-                        _ => codes.periods,
-                    };
-                    let first = codes.first - lo as i64;
-                    let unknown = codes.unknown as u8;
-                    let mut all = MetricCodes {
-                        grain: codes.grain,
-                        first,
-                        periods,
-                        codes: vec![unknown; codes.codes.len() / codes.periods.max(1) * periods],
-                        unknown: codes.unknown,
-                    };
-                    let w = codes.periods;
-                    for (k, part) in codes.codes.chunks_exact(w).enumerate() {
-                        let at = k * periods + lo;
-                        all.codes[at..at + w].copy_from_slice(part);
-                    }
-                    dims.dicts[d][l] = dict;
-                    c.metric[l] = Some(all);
-                }
-                _ => {
-                    dims.dicts[d][l] = dict;
-                    c.metric[l] = Some(codes);
-                }
+            dims.dicts[d][l] = dict;
+            if codes.periods == span.all {
+                c.metric[l] = Some(codes);
+                continue;
+            }
+            // A window: its periods into the whole metric's codes, which the first window
+            // makes (`unknown` until each period's window comes).
+            let keys = codes.codes.len() / codes.periods;
+            let all = c.metric[l].get_or_insert_with(|| MetricCodes {
+                grain: codes.grain,
+                first: codes.first - span.lo as i64,
+                periods: span.all,
+                codes: vec![codes.unknown as u8; keys * span.all],
+                unknown: codes.unknown,
+            });
+            for (k, part) in codes.codes.chunks_exact(codes.periods).enumerate() {
+                let at = k * span.all + span.lo;
+                all.codes[at..at + codes.periods].copy_from_slice(part);
             }
         }
     }
@@ -169,7 +155,7 @@ fn band(
     base: &BaseTable,
     (d, _, b, measure, period): BandLevel<'_>,
     window: Option<(u32, u32)>,
-) -> Result<(LevelDict, MetricCodes, usize)> {
+) -> Result<(LevelDict, MetricCodes, Span)> {
     let MeasureKind::Aggregate { fact, agg, .. } = &model.measures[measure].kind else {
         return Err(EngineError::Internal(
             "metric bucket over a derived measure".into(),
@@ -203,19 +189,19 @@ fn band(
         _ => None,
     };
     // The metric periods computed: all, or those of the window.
-    let (first, periods, lo) = match grain {
+    let (first, periods, span) = match grain {
         Some((g, axis)) => {
             let (a, b) = window.unwrap_or((0, axis.len as u32));
-            let all_first = coarsen(axis.first, axis.grain, g);
-            let first = coarsen(axis.abs(a), axis.grain, g);
-            let last = coarsen(axis.abs(b.max(a + 1) - 1), axis.grain, g);
-            (
-                first,
-                (last - first + 1) as usize,
-                (first - all_first) as usize,
-            )
+            let at = |p: u32| coarsen(axis.abs(p), axis.grain, g);
+            let (all_first, all_last) = (at(0), at(axis.len as u32 - 1));
+            let (first, last) = (at(a), at(b.max(a + 1) - 1));
+            let span = Span {
+                lo: (first - all_first) as usize,
+                all: (all_last - all_first + 1) as usize,
+            };
+            (first, (last - first + 1) as usize, span)
         }
-        None => (0, 1, 0),
+        None => (0, 1, Span { lo: 0, all: 1 }),
     };
     let slots = (n_keys + 1) * periods;
     // Each row's slot: its key's, at its period's index (none for the unknown key, or for a
@@ -350,7 +336,7 @@ fn band(
             codes,
             unknown: u32::from(unknown),
         },
-        lo,
+        span,
     ))
 }
 
