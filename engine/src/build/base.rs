@@ -947,20 +947,10 @@ fn period_ranges(
         .div_ceil(range_rows.max(1))
         .clamp(1, MAX_RANGES)
         .min(axis.len.max(1) as u64) as usize;
-    if n == 1 {
-        return vec![String::new()];
-    }
-    let col = format!("f.{}", ident(&t.column));
-    let start = |i: usize| {
-        let (y, m, d) = super::time::period_start(axis.abs((i * axis.len / n) as u32), axis.grain);
-        format!("DATE '{y:04}-{m:02}-{d:02}'")
-    };
-    (0..n)
-        .map(|i| match i {
-            0 => format!(" WHERE {col} < {}", start(1)),
-            i if i + 1 == n => format!(" WHERE {col} >= {} OR {col} IS NULL", start(i)),
-            i => format!(" WHERE {col} >= {} AND {col} < {}", start(i), start(i + 1)),
-        })
+    let bounds: Vec<u32> = (0..=n).map(|i| (i * axis.len / n) as u32).collect();
+    range_filters(t, axis, &bounds)
+        .into_iter()
+        .map(|(_, f)| f)
         .collect()
 }
 
@@ -998,7 +988,18 @@ pub(crate) fn stream_ranges(
         }
     }
     bounds.push(len.max(1));
-    let n = bounds.len() - 1;
+    range_filters(time, axis, &bounds)
+}
+
+/// Per range of axis periods `bounds[i]..bounds[i + 1]`, the range and the `WHERE` clause that
+/// keeps its rows by `time`; the last also keeps rows without a date, and a single range needs
+/// no clause.
+fn range_filters(
+    time: &lattice_defs::model::ColumnRef,
+    axis: &super::time::TimeAxis,
+    bounds: &[u32],
+) -> Vec<((u32, u32), String)> {
+    let n = bounds.len().saturating_sub(1);
     let col = format!("f.{}", ident(&time.column));
     let start = |p: u32| {
         let (y, m, d) = super::time::period_start(axis.abs(p), axis.grain);
