@@ -107,7 +107,8 @@ impl BaseTable {
             .collect()
     }
 
-    fn reserve(&mut self, room: usize) {
+    /// Room for `room` more rows in every column.
+    pub fn reserve(&mut self, room: usize) {
         self.codes.iter_mut().for_each(|c| c.reserve(room));
         for col in &mut self.measures {
             match col {

@@ -393,6 +393,15 @@ impl Streaming<'_> {
         for (i, ((a, b), filter)) in parts.iter().enumerate() {
             let started = Instant::now();
             let mut part = reader.table();
+            // Room for the range's fact rows up front (at least its base rows), instead of
+            // growing each column by doubling.
+            let last = i + 1 == parts.len();
+            let room: u64 = per_period
+                .iter()
+                .filter(|(p, _)| (*a..*b).contains(p) || (last && *p == time::NO_PERIOD))
+                .map(|(_, n)| n)
+                .sum();
+            part.reserve(usize::try_from(room).unwrap_or(0));
             let (groups, facts) = reader
                 .read(model, self.ctx, dims, filter, &mut part)
                 .await?;
