@@ -231,6 +231,15 @@ pub(crate) async fn members(
         .into());
     }
     let offset = params.offset.unwrap_or(0);
+    let most = lattice_engine::query::MAX_PAGE_ROWS as usize;
+    if offset > most {
+        return Err(lattice_engine::query::QueryError::TooLarge {
+            what: "members skipped by `offset`",
+            found: offset,
+            limit: most,
+        }
+        .into());
+    }
     let at = LevelRef { dim: d, level: l };
     // The members the principal may see (None: all of them).
     let visible = visible_members(&snap.cube, at, &access).await?;

@@ -15,7 +15,7 @@ use super::answer::Column;
 use super::error::QueryError;
 use super::exec::{aggregate, execute_resolved, level_members};
 use super::group::AggRequest;
-use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve_visible};
+use super::resolve::{OrderKey, Resolved, ResolvedFilter, check_page, resolve_visible};
 use super::scan::{derive, filter_masks, passes};
 use super::spec::{Direction, Filter, Order, Query};
 use crate::access::{Applied, restrict, visible_for};
@@ -105,6 +105,7 @@ async fn drill(
     applied: Option<&Applied>,
 ) -> Result<DrillAnswer, QueryError> {
     let start = Instant::now();
+    check_page(q.limit, q.offset)?;
     let visible = match applied {
         Some(a) => visible_for(cube, a, q.filters.iter().map(|f| f.level.as_str())).await?,
         None => HashMap::new(),

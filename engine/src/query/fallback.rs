@@ -586,6 +586,8 @@ pub(crate) fn sql(
             })
             .collect();
         keys.extend(group.iter().map(|g| format!("{g} ASC")));
+        // DataFusion takes the limit as an Int64; resolution bounds `offset + limit` far below.
+        debug_assert!(i64::try_from(top.limit).is_ok(), "limit {}", top.limit);
         sql = format!(
             "SELECT *, COUNT(*) OVER () AS n FROM ({sql}) AS q ORDER BY {} LIMIT {}",
             keys.join(", "),

@@ -66,6 +66,30 @@ const MAX_MEASURES: usize = lattice_defs::limits::MAX_MEASURES;
 const MAX_GROUPED: usize = lattice_defs::limits::MAX_LEVELS;
 const MAX_CONDITIONS: usize = 256;
 
+/// Most rows a `limit` or an `offset` may name. No answer comes near it (a member code is a
+/// `u32`, and the server caps answers far lower), and keeping both under it keeps
+/// `offset + limit` inside the `Int64` that DataFusion's `LIMIT` takes: `offset` at `i64::MAX`
+/// reached its optimizer and failed there as an internal error.
+pub const MAX_PAGE_ROWS: u64 = u32::MAX as u64;
+
+/// `limit` and `offset` within [`MAX_PAGE_ROWS`], each named in the error.
+pub(crate) fn check_page(limit: Option<u64>, offset: u64) -> Result<(), QueryError> {
+    let named = [
+        ("rows by `limit`", limit),
+        ("rows skipped by `offset`", Some(offset)),
+    ];
+    for (what, found) in named {
+        if let Some(found) = found.filter(|n| *n > MAX_PAGE_ROWS) {
+            return Err(QueryError::TooLarge {
+                what,
+                found: usize::try_from(found).unwrap_or(usize::MAX),
+                limit: MAX_PAGE_ROWS as usize,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The lists of `query` within the limits above.
 fn check_size(query: &Query) -> Result<(), QueryError> {
     let grouped = query.rows.len() + query.columns.len();
@@ -81,7 +105,7 @@ fn check_size(query: &Query) -> Result<(), QueryError> {
             return Err(QueryError::TooLarge { what, found, limit });
         }
     }
-    Ok(())
+    check_page(query.limit, query.offset)
 }
 
 /// Checks `query` against `cube` and resolves it; the first problem found is the error.
