@@ -197,6 +197,20 @@ struct ServeArgs {
     /// Definition builds running at once (429 too_many_builds beyond).
     #[arg(long, default_value_t = 1)]
     max_builds: usize,
+    /// Time a request's headers may take from their first byte, in milliseconds (the
+    /// connection is closed beyond it).
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Time a request's body may take to arrive in full, in milliseconds (closed beyond it).
+    #[arg(long, default_value_t = 30_000)]
+    body_timeout_ms: u64,
+    /// Time a keep-alive connection may sit idle between requests, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+    /// Connections open at once (beyond it: 503 too_many_connections, closed at once); keep it
+    /// under the open-file limit (ulimit -n).
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
     /// Answers kept in the query cache (0: no cache).
     #[arg(long, default_value_t = 4096)]
     cache_entries: usize,
@@ -843,6 +857,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(defaults.max_concurrent_queries),
             max_queued_queries: args.max_queued_queries,
             max_concurrent_builds: args.max_builds,
+            header_read_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
+            body_read_timeout: std::time::Duration::from_millis(args.body_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(args.idle_timeout_ms),
+            max_connections: args.max_connections,
         },
         cors_origins: args.cors_origins,
         cache_entries: args.cache_entries,

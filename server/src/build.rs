@@ -126,9 +126,98 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     result
 }
 
+/// The files the server writes with [`write_atomically`]: definitions and saved searches.
+const WRITTEN: [&str; 3] = [".yaml", ".yml", ".searches.json"];
+
+/// Whether `name` is a temporary file of [`write_atomically`] for a file the server writes:
+/// `.<name>.tmp-<pid>-<seq>`; its pid, when it is one.
+fn temporary_of(name: &str) -> Option<u32> {
+    let (target, tail) = name.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    let (pid, seq) = tail.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let written = WRITTEN
+        .iter()
+        .any(|ext| target.len() > ext.len() && target.ends_with(ext));
+    if !(written && digits(pid) && digits(seq)) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Removes from `dir` the temporary files a write cut short left behind (a `kill -9` between
+/// the create and the rename), each with a log line; nothing else. A temporary of another
+/// process still running (Linux's `/proc` says so) is left to it. The number removed.
+pub fn remove_leftover_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let own = std::process::id();
+    let running = |pid: u32| pid != own && Path::new(&format!("/proc/{pid}/stat")).exists();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temporary_of) else {
+            continue;
+        };
+        if running(pid) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                removed += 1;
+                tracing::info!(path = %path.display(), "removed a temporary file left by an interrupted write");
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a leftover temporary file");
+            }
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftover_temporaries_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Pids past Linux's pid_max (no such process), and this process's own (a restart
+        // in a container often gets the pid of the process that was killed).
+        let leftovers = [
+            ".bank_crm.yaml.tmp-4000000000-0".to_string(),
+            ".bank_crm.searches.json.tmp-4000000001-17".to_string(),
+            format!(".other.yml.tmp-{}-3", std::process::id()),
+        ];
+        let kept = [
+            "bank_crm.yaml",
+            "bank_crm.searches.json",
+            ".bank_crm.yaml.tmp-",
+            ".bank_crm.yaml.tmp-12-",
+            ".bank_crm.yaml.tmp-x-1",
+            ".notes.txt.tmp-1-1",
+            "bank_crm.yaml.tmp-1-1",
+            ".yaml.tmp-1-1",
+            ".bank_crm.yaml.swp",
+        ];
+        for name in leftovers.iter().map(String::as_str).chain(kept) {
+            std::fs::write(dir.path().join(name), "x").expect("write");
+        }
+        // A folder with a temporary's name is not a file the server wrote.
+        std::fs::create_dir(dir.path().join(".dir.yaml.tmp-1-1")).expect("mkdir");
+        assert_eq!(remove_leftover_temporaries(dir.path()), leftovers.len());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected: Vec<String> = kept.iter().map(|s| s.to_string()).collect();
+        expected.push(".dir.yaml.tmp-1-1".into());
+        expected.sort();
+        assert_eq!(left, expected);
+        assert_eq!(remove_leftover_temporaries(&dir.path().join("absent")), 0);
+    }
 
     #[test]
     fn atomic_write_replaces_the_file_and_leaves_no_temporary() {

@@ -71,6 +71,17 @@ pub struct Limits {
     pub max_queued_queries: usize,
     /// Definition builds running at once; one more is refused (429 `too_many_builds`).
     pub max_concurrent_builds: usize,
+    /// Time a request's headers may take to arrive, from their first byte; the connection is
+    /// closed beyond it (a client trickling a header cannot hold it open).
+    pub header_read_timeout: Duration,
+    /// Time a request's body may take to arrive in full, from the end of its headers; the
+    /// connection is closed beyond it.
+    pub body_read_timeout: Duration,
+    /// Time a connection may sit idle between requests (keep-alive) before it is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once; one more is answered 503 `too_many_connections` and closed
+    /// at once. Keep it under the process's open-file limit (`ulimit -n`).
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -83,6 +94,10 @@ impl Default for Limits {
             max_concurrent_queries: (2 * cores).max(4),
             max_queued_queries: 1024,
             max_concurrent_builds: 1,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
         }
     }
 }

@@ -15,6 +15,8 @@
 //!
 //! - [`Server`]: the state and the router; [`Server::serve`] runs it until a shutdown signal
 //!   and lets the requests in flight finish.
+//! - `listen`: the accept loop under it: at most `max_connections` open, and read timeouts
+//!   for headers, bodies and idle keep-alive connections, so slow clients cannot hold them.
 //! - [`registry`]: the served cubes, one atomically swapped [`registry::Snapshot`] each.
 //! - [`build`]: definition text to a built cube, the same at start and on reload.
 //! - `reload`: `PUT .../definition` and the watcher of definition files.
@@ -45,6 +47,7 @@ mod entities;
 pub mod error;
 mod gate;
 pub mod info;
+mod listen;
 pub mod metrics;
 pub mod openapi;
 mod query;
@@ -288,12 +291,16 @@ impl Server {
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops taking connections and
-    /// lets the requests in flight finish.
+    /// lets the requests in flight finish. First it removes the temporary files that writes
+    /// cut short by a crash left in the served definitions' folders.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        for dir in self.definition_folders() {
+            build::remove_leftover_temporaries(&dir);
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let watcher = self
             .state
@@ -301,15 +308,31 @@ impl Server {
             .watch_interval
             .map(|every| tokio::spawn(reload::watch(self.state.clone(), every, stopped)));
         let router = self.router();
+        let limits = self.state.config.limits.clone();
         drop(self);
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = listen::serve(listener, router, &limits, shutdown).await;
         let _ = stop.send(true);
         if let Some(w) = watcher {
             let _ = w.await;
         }
         result
+    }
+
+    /// The folders the served definitions live in (the definitions folder first), once each.
+    fn definition_folders(&self) -> Vec<PathBuf> {
+        let config = &self.state.config;
+        let files = self.state.registry.slots();
+        let parents = files
+            .iter()
+            .filter_map(|slot| slot.path.as_deref())
+            .map(|p| build::base_dir(Some(p), None));
+        let mut folders: Vec<PathBuf> = Vec::new();
+        for dir in config.definitions_dir.clone().into_iter().chain(parents) {
+            if !folders.contains(&dir) {
+                folders.push(dir);
+            }
+        }
+        folders
     }
 }
 

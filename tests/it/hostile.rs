@@ -209,6 +209,7 @@ async fn hostile_requests_get_clear_4xx_answers() {
     json_shape_cases(addr).await;
     name_and_value_cases(addr).await;
     number_cases(addr).await;
+    numbers_in_every_route(addr).await;
     body_cases(addr).await;
     definition_cases(addr).await;
 
@@ -401,18 +402,33 @@ async fn number_cases(addr: SocketAddr) {
         text.pop();
         format!(r#"{text},"{key}":{raw}}}"#)
     };
-    // u64::MAX: the server's row cap applies; offsets past the end give no rows.
-    let r = post(
+    // u64::MAX and i64::MAX name more rows than any answer has: refused, the field named.
+    for (key, raw) in [
+        ("limit", "18446744073709551615"),
+        ("offset", "18446744073709551615"),
+        ("offset", "9223372036854775807"),
+    ] {
+        post(addr, QUERY, with(key, raw).as_bytes()).await.error(
+            400,
+            "query_too_large",
+            &[&format!("`{key}`"), raw],
+        );
+    }
+    // Issue 18, finding 3: an offset at i64::MAX on a question DataFusion answers reached its
+    // optimizer (`offset + limit` cast to Int64) and came back a 500.
+    let r = query(
         addr,
-        QUERY,
-        with("limit", "18446744073709551615").as_bytes(),
+        &json!({"measures": ["txn_amount"], "rows": ["customer.id"], "limit": 1,
+                "offset": i64::MAX}),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let r = post(
+    let e = r.error(400, "query_too_large", &["`offset`", "9223372036854775807"]);
+    assert_eq!(e["details"]["found"], json!(i64::MAX), "{e}");
+    // The largest page allowed is answered (no rows that far).
+    let r = query(
         addr,
-        QUERY,
-        with("offset", "18446744073709551615").as_bytes(),
+        &json!({"measures": ["txn_amount"], "rows": ["customer.id"], "limit": u32::MAX,
+                "offset": u32::MAX}),
     )
     .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -471,13 +487,142 @@ async fn number_cases(addr: SocketAddr) {
     .await;
     r.error(400, "malformed_query", &["invalid value"]);
     // Drill-through with u64::MAX paging.
-    let r = post(
+    post(
         addr,
         DRILL,
         br#"{"level":"customer.id","limit":18446744073709551615,"offset":18446744073709551615}"#,
     )
-    .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    .await
+    .error(400, "query_too_large", &["`limit`"]);
+}
+
+/// A JSON document with `raw` (any text, a number JSON may not even hold) at `path`.
+fn with_raw(doc: &Value, path: &[&str], raw: &str) -> String {
+    const MARK: &str = "__number_under_test__";
+    let mut doc = doc.clone();
+    let (last, parents) = path.split_last().expect("a field");
+    let mut at = &mut doc;
+    for key in parents {
+        at = &mut at[*key];
+    }
+    at[*last] = json!(MARK);
+    doc.to_string().replace(&format!("\"{MARK}\""), raw)
+}
+
+/// Numbers no count, page or lag needs.
+const ABSURD: [&str; 7] = [
+    "9223372036854775807",
+    "18446744073709551615",
+    "-1",
+    "-9223372036854775808",
+    "1e308",
+    "0.5",
+    "-1.5e300",
+];
+
+/// Every integer a client can send, on every route that takes one: each absurd number is a
+/// 4xx with the API's error document (never a 500, never a dropped connection), and `-0` is
+/// never a 5xx. Each request without the number is answered 200 first, so the 4xx is the
+/// number's.
+async fn numbers_in_every_route(addr: SocketAddr) {
+    let cube = |p: &str| format!("/v1/cubes/bank_crm{p}");
+    let migration = json!({"band": "customer.deposit_band", "entity": "customer.id",
+        "level": "time.quarter", "from": "2025-Q1", "to": "2025-Q2",
+        "measures": ["deposit_balance"]});
+    let cases: Vec<(String, Value, Vec<Vec<&str>>)> = vec![
+        (
+            cube("/query"),
+            json!({"measures": ["txn_amount"], "rows": ["time.month"],
+                   "compare": {"level": "time.month", "lag": 1}}),
+            vec![vec!["limit"], vec!["offset"], vec!["compare", "lag"]],
+        ),
+        (
+            cube("/drillthrough"),
+            json!({"level": "customer.id"}),
+            vec![vec!["limit"], vec!["offset"]],
+        ),
+        (
+            cube("/analytics/abnormal"),
+            json!({"kind": "change", "entity": "customer.id", "measure": "deposit_balance",
+                   "level": "time.month", "before": "2025-05", "after": "2025-06",
+                   "relative": 0.1}),
+            vec![vec!["limit"], vec!["offset"]],
+        ),
+        (
+            cube("/analytics/migration"),
+            migration.clone(),
+            vec![vec!["limit"], vec!["offset"]],
+        ),
+        (
+            cube("/analytics/migration/drill"),
+            json!({"migration": migration, "from_band": "<10k", "to_band": "10k-50k"}),
+            vec![vec!["limit"], vec!["offset"]],
+        ),
+        (
+            cube("/analytics/pareto"),
+            json!({"level": "customer.id", "measure": "fee_income"}),
+            vec![vec!["points"]],
+        ),
+        (
+            cube("/analytics/performance"),
+            json!({"level": "manager.manager", "period": "time.month", "from": "2025-01",
+                   "to": "2025-03", "measures": ["fee_income"]}),
+            vec![vec!["limit"]],
+        ),
+        (
+            cube("/searches/run"),
+            json!({"search": {"name": "adhoc", "entity": "customer.id",
+                              "where": {"measure": "txn_amount", "op": "gt", "value": 0}},
+                   "measures": ["txn_amount"]}),
+            vec![vec!["limit"], vec!["offset"]],
+        ),
+        (
+            "/cubejs-api/v1/load".to_string(),
+            json!({"query": {"measures": ["bank_crm.txn_count"],
+                             "dimensions": ["bank_crm.region_province"]}}),
+            vec![vec!["query", "limit"], vec!["query", "offset"]],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (path, doc, fields) in &cases {
+        let r = post(addr, path, doc.to_string().as_bytes()).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        for field in fields {
+            for raw in ABSURD.iter().chain(&["-0"]) {
+                let r = post(addr, path, with_raw(doc, field, raw).as_bytes()).await;
+                let client_error = (400..500).contains(&r.status);
+                let ok = if *raw == "-0" {
+                    r.status < 500
+                } else {
+                    client_error
+                };
+                if !ok || (client_error && !r.body.starts_with(b"{")) {
+                    failures.push(format!(
+                        "{path} {}={raw}: {} {}",
+                        field.join("."),
+                        r.status,
+                        String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+                    ));
+                }
+            }
+        }
+    }
+    // A level's members, paged in the URL.
+    let members = cube("/members/customer/id");
+    for key in ["limit", "offset"] {
+        for raw in ABSURD {
+            let r = send(addr, "GET", &format!("{members}?{key}={raw}"), None, b"").await;
+            if !(400..500).contains(&r.status) {
+                failures.push(format!("{members} {key}={raw}: {}", r.status));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Bodies that are not UTF-8, not JSON, not sent as JSON.
@@ -813,4 +958,271 @@ async fn a_build_over_its_memory_budget_is_refused_before_it_allocates() {
     assert_eq!(stage, "building the cuboids", "{text}");
     assert!(text.contains("8 cuboids of 'balances'"), "{text}");
     assert!(text.contains("cells"), "{text}");
+}
+
+/// How a slow client's connection ended: closed by the server after this long, or still
+/// open when the client gave up.
+type Held = Result<Duration, Duration>;
+
+/// Sends `head` (and `body`, one byte every `every`, as a client trickling it), reading
+/// whatever comes back, until the server closes the connection or `give_up` has passed.
+async fn trickle(addr: SocketAddr, head: &'static [u8], body: bool, give_up: Duration) -> Held {
+    let every = Duration::from_millis(100);
+    let start = Instant::now();
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let (first, rest) = if body {
+        (head, &b""[..])
+    } else {
+        head.split_at(head.len() / 2)
+    };
+    s.write_all(first).await.expect("send");
+    let mut trickled = rest.iter().copied().chain(std::iter::repeat(b'x'));
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < give_up {
+        tokio::select! {
+            read = s.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return Ok(start.elapsed()),
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep(every) => {
+                let byte = [trickled.next().expect("endless")];
+                if s.write_all(&byte).await.is_err() {
+                    return Ok(start.elapsed());
+                }
+            }
+        }
+    }
+    Err(start.elapsed())
+}
+
+/// Opens a connection, makes one keep-alive request, reads its answer and then sends
+/// nothing; how long the server keeps it.
+async fn idle_after_a_request(addr: SocketAddr, give_up: Duration) -> Held {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The answer: a head and a small JSON body ending in '}'.
+    while !seen.ends_with(b"}") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("read");
+        assert!(n > 0, "closed before the answer");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        seen.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    let start = Instant::now();
+    match tokio::time::timeout(give_up, s.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => Ok(start.elapsed()),
+        Ok(Ok(n)) => panic!("unasked bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(_) => Err(start.elapsed()),
+    }
+}
+
+/// A server with no cubes (nothing to build), its definitions folder `dir`, and `limits`.
+async fn bare_server(dir: &Path, limits: lattice_server::Limits) -> crate::util::Listening {
+    let config = Config {
+        definitions_dir: Some(dir.to_path_buf()),
+        watch_interval: None,
+        limits,
+        ..Config::default()
+    };
+    crate::util::listen(Server::new(config, Vec::new()).expect("server")).await
+}
+
+/// Issue 18, finding 4: slow clients held connections open for as long as they liked (300
+/// trickling a header for 45 s; 100 idle for 120 s). Now a header must arrive within its
+/// timeout from its first byte, a body within its own from the headers, and an idle
+/// keep-alive connection is closed after its idle timeout; a normal client is answered
+/// throughout the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_closed_on_time_and_others_still_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (header, body, idle) = (
+        Duration::from_millis(600),
+        Duration::from_millis(900),
+        Duration::from_millis(1500),
+    );
+    let listening = bare_server(
+        dir.path(),
+        lattice_server::Limits {
+            header_read_timeout: header,
+            body_read_timeout: body,
+            idle_timeout: idle,
+            max_connections: 256,
+            ..lattice_server::Limits::default()
+        },
+    )
+    .await;
+    let addr = listening.addr;
+    let give_up = Duration::from_secs(6);
+    const HEAD: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: yes\r\n\r\n";
+    // The body of a definition PUT (read before anything is built), declared 10 kB long.
+    const PUT: &[u8] = b"PUT /v1/cubes/slow/definition HTTP/1.1\r\nHost: x\r\nContent-Type: application/yaml\r\nContent-Length: 10000\r\n\r\nversion: 1\n";
+    let mut floods = Vec::new();
+    for _ in 0..30 {
+        floods.push(("header", tokio::spawn(trickle(addr, HEAD, false, give_up))));
+        floods.push(("body", tokio::spawn(trickle(addr, PUT, true, give_up))));
+        floods.push(("idle", tokio::spawn(idle_after_a_request(addr, give_up))));
+    }
+    // Opened and sent nothing at all: closed as idle.
+    let mut silent = Vec::new();
+    for _ in 0..30 {
+        silent.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // A normal client is answered during the flood, promptly.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let r = send(addr, "GET", "/health", None, b"").await;
+        assert_eq!(r.status, 200);
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+    let slack = Duration::from_millis(1500);
+    for (kind, task) in floods {
+        let limit = match kind {
+            "header" => header,
+            "body" => body,
+            _ => idle,
+        };
+        match task.await.expect("client task") {
+            Ok(after) => assert!(
+                after + Duration::from_millis(50) >= limit && after <= limit + slack,
+                "{kind}: closed after {after:?}, the timeout is {limit:?}"
+            ),
+            Err(after) => panic!("{kind}: still open after {after:?} (timeout {limit:?})"),
+        }
+    }
+    for mut s in silent {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(idle + slack, s.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "a silent connection still open past its idle timeout: {read:?}"
+        );
+    }
+    let r = send(addr, "GET", "/health", None, b"").await;
+    assert_eq!(r.status, 200);
+    listening.stop().await;
+}
+
+/// Issue 18, finding 4: the connection cap holds; one more is refused at once (503
+/// `too_many_connections`, or closed), and a slot that frees up is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listening = bare_server(
+        dir.path(),
+        lattice_server::Limits {
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(20),
+            ..lattice_server::Limits::default()
+        },
+    )
+    .await;
+    let addr = listening.addr;
+    // Four keep-alive connections, each answered once and then held open.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("answered")
+            .expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(s);
+    }
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let _ = s
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut raw = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut raw)).await;
+        assert!(
+            read.is_ok(),
+            "a fifth connection waited instead of being refused"
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            raw.is_empty()
+                || (text.starts_with("HTTP/1.1 503") && text.contains("too_many_connections")),
+            "{text}"
+        );
+    }
+    // One held connection closes: its slot serves a new client (within a bounded wait).
+    drop(held.pop());
+    let mut served = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let _ = s
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut raw)).await;
+        if raw.starts_with(b"HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "a freed slot was never used again");
+    drop(held);
+    listening.stop().await;
+}
+
+/// Issue 18, finding 7: a `kill -9` between writing a temporary file and renaming it left
+/// `.bank_crm.yaml.tmp-*` (and a saved search's) behind for good. A start removes the
+/// temporaries of the files the server writes, and nothing else.
+#[tokio::test]
+async fn a_start_removes_temporaries_left_by_a_killed_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leftovers = [
+        ".bank_crm.yaml.tmp-4000000000-0",
+        ".bank_crm.searches.json.tmp-4000000000-1",
+    ];
+    let kept = [
+        "bank_crm.yaml.bak",
+        "notes.txt",
+        ".bank_crm.yaml.swp",
+        ".bank_crm.yaml.tmp-mine",
+        ".notes.txt.tmp-4000000000-2",
+    ];
+    for name in leftovers.iter().chain(&kept) {
+        std::fs::write(dir.path().join(name), "x").expect("write");
+    }
+    let listening = bare_server(dir.path(), lattice_server::Limits::default()).await;
+    // Removed before the first answer.
+    let r = send(listening.addr, "GET", "/health", None, b"").await;
+    assert_eq!(r.status, 200);
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut expected: Vec<String> = kept.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(left, expected);
+    listening.stop().await;
 }
