@@ -77,7 +77,7 @@ pub(crate) async fn entity_route(
     Path((cube, dimension, id)): Path<(String, String, String)>,
 ) -> Result<Json<EntityView>, ApiError> {
     let slot = state.slot(&cube)?;
-    let searches = crate::searches::all_searches(&state, &cube)?;
+    let searches = crate::searches::all_searches(&state, &cube, &principal).await?;
     let snapshot = slot.load();
     let access = principal.access.clone();
     // The entity error travels through the query limits inside an Ok.

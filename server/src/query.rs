@@ -289,7 +289,7 @@ pub(crate) async fn query(
     let searches = if q.segments.is_empty() {
         None
     } else {
-        Some(crate::searches::all_searches(&state, &cube)?)
+        Some(crate::searches::all_searches(&state, &cube, &principal).await?)
     };
     let answer = run_limited(&state, &principal, async move {
         if let Some(searches) = searches

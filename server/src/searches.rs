@@ -1,8 +1,9 @@
 //! Saved target-customer searches over HTTP ([`lattice_engine::search`]):
 //!
-//! - `GET  /v1/cubes/{cube}/searches` — every search, the definition's and the saved ones;
-//! - `GET | PUT | DELETE /v1/cubes/{cube}/searches/{name}` — one search; PUT and DELETE need
-//!   the role `admin`, as replacing a definition does;
+//! - `GET  /v1/cubes/{cube}/searches` — the searches the principal may see: the definition's,
+//!   their own, those an admin shared;
+//! - `GET | PUT | DELETE /v1/cubes/{cube}/searches/{name}` — one search; PUT saves it as the
+//!   principal's own (replacing and deleting: its owner or an admin);
 //! - `POST /v1/cubes/{cube}/searches/{name}/run` and `POST /v1/cubes/{cube}/searches/run` (an
 //!   ad hoc search in the body): the members, paged and ordered, with counts; as CSV with
 //!   `?format=csv` or `Accept: text/csv`.
@@ -13,8 +14,18 @@
 //! keeps them. Names are unique across the definition's and the saved ones; the definition's
 //! cannot be replaced or deleted over the API. Every route answers as the request's principal
 //! may see (the engine applies its scope) and runs under the query limits.
+//!
+//! **Owners.** A saved search keeps its `owner` (the principal that first saved it, named by
+//! [`owner_of`]) and `shared` (set only by an admin). A principal sees its own searches, the
+//! shared ones, the definition's and those saved before searches had owners (an admin's, when
+//! every principal read every search: shared); an admin sees all. A search a principal may not
+//! see answers 404 on every route, as a name that does not exist, and suggestions come only
+//! from those it may see. Everything shown is redacted for the principal
+//! ([`lattice_engine::search::redact`]): no member name outside their scope appears, and a
+//! named search runs (and filters a query as a segment) without those names, as the principal
+//! would get it with them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -27,12 +38,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError};
 use lattice_engine::search::{
-    Search, SearchAnswer, SearchError, SearchRun, SearchSet, check_name, find, members, run,
+    Search, SearchAnswer, SearchError, SearchRun, SearchSet, check_name, members, redact, run,
 };
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::{Method, Principal};
 use crate::error::ApiError;
 use crate::query::{read_body, require_content_type, run_limited};
 use crate::registry::{Slot, lock};
@@ -87,14 +98,94 @@ impl Store {
     }
 }
 
-/// Every search of `cube`: the definition's, then the saved ones.
-pub(crate) fn all_searches(state: &AppState, cube: &str) -> Result<SearchSet, ApiError> {
+/// How a saved search names the principal that saved it: `key:<name>`, `jwt:<subject>`, or
+/// `anonymous` without `--auth` (a key and a token subject of the same name are two owners).
+pub(crate) fn owner_of(principal: &Principal) -> String {
+    match principal.method {
+        Method::None => "anonymous".into(),
+        Method::Key => format!("key:{}", principal.name),
+        Method::Jwt => format!("jwt:{}", principal.name),
+    }
+}
+
+/// Whether `principal` may see the saved search `s`: its own, a shared one, one saved before
+/// searches had owners; an admin sees every one.
+fn may_see(principal: &Principal, s: &Search) -> bool {
+    principal.is_admin() || s.shared || s.owner.as_deref().is_none_or(|o| o == owner_of(principal))
+}
+
+/// Whether `principal` may replace or delete the saved search `s`: its owner or an admin.
+fn may_change(principal: &Principal, s: &Search) -> bool {
+    principal.is_admin() || s.owner.as_deref() == Some(owner_of(principal).as_str())
+}
+
+/// Where a search comes from, as listed.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Definition,
+    Api,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Definition => "definition",
+            Source::Api => "api",
+        }
+    }
+}
+
+/// The searches of `cube` that `principal` may see, as written: the definition's, then the
+/// saved ones (a definition's name hides a saved one).
+fn visible(
+    state: &AppState,
+    cube: &str,
+    principal: &Principal,
+) -> Result<BTreeMap<String, (Search, Source)>, ApiError> {
     let slot = state.slot(cube)?;
-    let mut all = definition_searches(&slot);
+    let mut all: BTreeMap<String, (Search, Source)> = definition_searches(&slot)
+        .into_iter()
+        .map(|(n, s)| (n, (s, Source::Definition)))
+        .collect();
     for (name, s) in state.searches.saved(cube, &slot)?.iter() {
-        all.entry(name.clone()).or_insert_with(|| s.clone());
+        if may_see(principal, s) {
+            all.entry(name.clone())
+                .or_insert_with(|| (s.clone(), Source::Api));
+        }
     }
     Ok(all)
+}
+
+/// The search `name` among `all`, or 404 `unknown_search` suggesting only names in `all`.
+fn find_visible<'a>(
+    all: &'a BTreeMap<String, (Search, Source)>,
+    name: &str,
+) -> Result<&'a (Search, Source), ApiError> {
+    all.get(name).ok_or_else(|| {
+        api_error(SearchError::UnknownSearch {
+            name: name.to_string(),
+            suggestion: lattice_defs::diag::suggest(name, all.keys().map(String::as_str)),
+        })
+    })
+}
+
+/// Every search of `cube` that `principal` may see, as it runs for them (names outside their
+/// scope dropped): what query segments and the entity view name.
+pub(crate) async fn all_searches(
+    state: &AppState,
+    cube: &str,
+    principal: &Principal,
+) -> Result<SearchSet, ApiError> {
+    let all = visible(state, cube, principal)?;
+    let snapshot = state.slot(cube)?.load();
+    let mut out = SearchSet::new();
+    for (name, (s, _)) in all {
+        let r = redact(&snapshot.cube, &s, &principal.access)
+            .await
+            .map_err(api_error)?;
+        out.insert(name, r.runnable);
+    }
+    Ok(out)
 }
 
 fn definition_searches(slot: &Slot) -> SearchSet {
@@ -121,10 +212,23 @@ pub(crate) fn api_error(e: SearchError) -> ApiError {
             return ApiError::new(StatusCode::NOT_FOUND, e.code(), e.to_string())
                 .with_details(json!({"name": name, "suggestion": suggestion}));
         }
-        SearchError::ReadOnly { name } => {
+        SearchError::ReadOnly { name } | SearchError::NameTaken { name } => {
             return ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
                 .with_details(json!({"name": name}));
         }
+        SearchError::NotOwner { name, owner } => {
+            return ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+                .with_details(json!({"name": name, "owner": owner}));
+        }
+        SearchError::SharingNeedsAdmin { name, .. } | SearchError::Withheld { name, .. } => {
+            return ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+                .with_details(json!({"name": name}));
+        }
+        SearchError::PinsCustomers { at, level, .. } => {
+            return ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+                .with_details(json!({"at": at, "level": level}));
+        }
+        SearchError::OwnerIsKept { name, owner } => json!({"name": name, "owner": owner}),
         SearchError::BadCondition { at, .. } | SearchError::BadPeriod { at, .. } => {
             json!({"at": at})
         }
@@ -153,10 +257,29 @@ fn body_text(
 }
 
 /// One search as listed: the document and where it comes from.
-fn listed(s: &Search, source: &str) -> Value {
+fn listed(s: &Search, source: Source) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-    v["source"] = json!(source);
+    v["source"] = json!(source.name());
     v
+}
+
+/// One search as `principal` may read it: names outside their scope hidden, and how many.
+async fn shown(
+    state: &AppState,
+    cube: &str,
+    principal: &Principal,
+    s: &Search,
+    source: Source,
+) -> Result<Value, ApiError> {
+    let snapshot = state.slot(cube)?.load();
+    let r = redact(&snapshot.cube, s, &principal.access)
+        .await
+        .map_err(api_error)?;
+    let mut v = listed(&r.shown, source);
+    if r.hidden > 0 {
+        v["hidden"] = json!(r.hidden);
+    }
+    Ok(v)
 }
 
 #[utoipa::path(
@@ -168,23 +291,22 @@ fn listed(s: &Search, source: &str) -> Value {
         (status = 200, description = "Every search: the definition's (`source: definition`), then those saved over the API (`source: api`)", body = Object),
         (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
         (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
     )
 )]
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(cube): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let slot = state.slot(&cube)?;
-    let defined = definition_searches(&slot);
-    let saved = state.searches.saved(&cube, &slot)?;
-    let mut out: Vec<Value> = defined.values().map(|s| listed(s, "definition")).collect();
-    out.extend(
-        saved
-            .values()
-            .filter(|s| !defined.contains_key(&s.name))
-            .map(|s| listed(s, "api")),
-    );
+    let all = visible(&state, &cube, &principal)?;
+    let (defined, saved): (Vec<_>, Vec<_>) = all
+        .values()
+        .partition(|(_, source)| matches!(source, Source::Definition));
+    let mut out = Vec::with_capacity(all.len());
+    for (s, source) in defined.into_iter().chain(saved) {
+        out.push(shown(&state, &cube, &principal, s, *source).await?);
+    }
     Ok(Json(json!({"searches": out})))
 }
 
@@ -195,23 +317,19 @@ pub(crate) async fn list(
     params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
     responses(
         (status = 200, description = "The search document and its source", body = Object),
-        (status = 404, description = "Unknown cube or search", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = crate::openapi::ErrorDoc),
         (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
     )
 )]
 pub(crate) async fn get_one(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path((cube, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let slot = state.slot(&cube)?;
-    let defined = definition_searches(&slot);
-    if let Some(s) = defined.get(&name) {
-        return Ok(Json(listed(s, "definition")));
-    }
-    let all = all_searches(&state, &cube)?;
-    let s = find(&all, &name).map_err(api_error)?;
-    Ok(Json(listed(s, "api")))
+    let all = visible(&state, &cube, &principal)?;
+    let (s, source) = find_visible(&all, &name)?;
+    Ok(Json(shown(&state, &cube, &principal, s, *source).await?))
 }
 
 #[utoipa::path(
@@ -225,9 +343,9 @@ pub(crate) async fn get_one(
         (status = 201, description = "Created", body = Object),
         (status = 400, description = "A search the cube cannot evaluate (`bad_condition` with its path, unknown names, a bad name)", body = crate::openapi::ErrorDoc),
         (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
-        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML", body = crate::openapi::ErrorDoc),
+        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML; or another principal's search has the name (`search_name_taken`, on PUT)", body = crate::openapi::ErrorDoc),
         (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
     )
 )]
 pub(crate) async fn put_one(
@@ -237,10 +355,9 @@ pub(crate) async fn put_one(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin("saving a search")?;
     let slot = state.slot(&cube)?;
     check_name(&name).map_err(api_error)?;
-    let search =
+    let mut search =
         Search::from_json(&body_text(&state, &headers, body, false)?).map_err(api_error)?;
     if search.name != name {
         return Err(api_error(SearchError::BadName {
@@ -251,6 +368,34 @@ pub(crate) async fn put_one(
     if definition_searches(&slot).contains_key(&name) {
         return Err(api_error(SearchError::ReadOnly { name }));
     }
+    // Who owns it, and whether this principal may save it so.
+    let previous = state.searches.saved(&cube, &slot)?.get(&name).cloned();
+    let (owner, was_shared) = match &previous {
+        Some(p) if !may_see(&principal, p) => {
+            return Err(api_error(SearchError::NameTaken { name }));
+        }
+        Some(p) if !may_change(&principal, p) => {
+            return Err(api_error(SearchError::NotOwner {
+                name,
+                owner: p.owner.clone().unwrap_or_else(|| "admin".into()),
+            }));
+        }
+        Some(p) => (
+            p.owner.clone().unwrap_or_else(|| owner_of(&principal)),
+            p.shared || p.owner.is_none(),
+        ),
+        None => (owner_of(&principal), false),
+    };
+    if search.owner.as_ref().is_some_and(|o| *o != owner) {
+        return Err(api_error(SearchError::OwnerIsKept { name, owner }));
+    }
+    if search.shared != was_shared && !principal.is_admin() {
+        return Err(api_error(SearchError::SharingNeedsAdmin {
+            name,
+            shared: was_shared,
+        }));
+    }
+    search.owner = Some(owner);
     // Checked against the serving cube (names, members, periods) before it is kept.
     let snapshot = slot.load();
     let check = search.clone();
@@ -267,7 +412,8 @@ pub(crate) async fn put_one(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(listed(&search, "api"))).into_response())
+    let body = shown(&state, &cube, &principal, &search, Source::Api).await?;
+    Ok((status, Json(body)).into_response())
 }
 
 #[utoipa::path(
@@ -277,10 +423,10 @@ pub(crate) async fn put_one(
     params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "Unknown cube or search", body = crate::openapi::ErrorDoc),
-        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = crate::openapi::ErrorDoc),
+        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML; or another principal's search has the name (`search_name_taken`, on PUT)", body = crate::openapi::ErrorDoc),
         (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
     )
 )]
 pub(crate) async fn delete_one(
@@ -288,21 +434,31 @@ pub(crate) async fn delete_one(
     Extension(principal): Extension<Arc<Principal>>,
     Path((cube, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require_admin("deleting a search")?;
     let slot = state.slot(&cube)?;
     if definition_searches(&slot).contains_key(&name) {
         return Err(api_error(SearchError::ReadOnly { name }));
     }
     let mut saved = (*state.searches.saved(&cube, &slot)?).clone();
-    if saved.remove(&name).is_none() {
-        let all = all_searches(&state, &cube)?;
-        return Err(api_error(find(&all, &name).err().unwrap_or(
-            SearchError::UnknownSearch {
-                name: name.clone(),
-                suggestion: None,
-            },
-        )));
+    match saved.get(&name) {
+        Some(s) if may_see(&principal, s) => {
+            if !may_change(&principal, s) {
+                return Err(api_error(SearchError::NotOwner {
+                    name,
+                    owner: s.owner.clone().unwrap_or_else(|| "admin".into()),
+                }));
+            }
+        }
+        _ => {
+            let all = visible(&state, &cube, &principal)?;
+            return Err(find_visible(&all, &name).err().unwrap_or_else(|| {
+                api_error(SearchError::UnknownSearch {
+                    name: name.clone(),
+                    suggestion: None,
+                })
+            }));
+        }
     }
+    saved.remove(&name);
     state.searches.replace(&cube, &slot, saved)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -327,11 +483,11 @@ where
     responses(
         (status = 200, description = "The members (paged, ordered) with counts; CSV with `?format=csv` or `Accept: text/csv`", body = Object),
         (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube or search", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = crate::openapi::ErrorDoc),
         (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
         (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
         (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
     )
 )]
 pub(crate) async fn run_named(
@@ -342,8 +498,14 @@ pub(crate) async fn run_named(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let all = all_searches(&state, &cube)?;
-    let search = find(&all, &name).map_err(api_error)?.clone();
+    let all = visible(&state, &cube, &principal)?;
+    let (search, _) = find_visible(&all, &name)?;
+    // Run without the names outside the principal's scope: the same members for them.
+    let snapshot = state.slot(&cube)?.load();
+    let search = redact(&snapshot.cube, search, &principal.access)
+        .await
+        .map_err(api_error)?
+        .runnable;
     let r = SearchRun::from_json(&body_text(&state, &headers, body, true)?).map_err(api_error)?;
     if r.search.is_some() {
         return Err(QueryError::Malformed {
@@ -363,11 +525,11 @@ pub(crate) async fn run_named(
     responses(
         (status = 200, description = "The members (paged, ordered) with counts; CSV with `?format=csv` or `Accept: text/csv`", body = Object),
         (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube or search", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = crate::openapi::ErrorDoc),
         (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
         (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
         (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not (saving and deleting need the role `admin`; a scope that does not fit)", body = crate::openapi::ErrorDoc),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
     )
 )]
 pub(crate) async fn run_adhoc(

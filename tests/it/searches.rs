@@ -11,7 +11,8 @@ use lattice_engine::access::{Access, ScopeRule, execute_as};
 use lattice_engine::build::{BuildOptions, build_cube};
 use lattice_engine::query::Query;
 use lattice_engine::search::{
-    Search, SearchAnswer, SearchRun, SearchSet, definition_searches, expand_segments, members, run,
+    HIDDEN, Search, SearchAnswer, SearchRun, SearchSet, definition_searches, expand_segments,
+    members, run,
 };
 use lattice_engine::source::load::load;
 use lattice_engine::store::Cube;
@@ -260,7 +261,7 @@ async fn a_scoped_principal_gets_the_unscoped_list_restricted_to_their_customers
         )
         .await
         .expect("run");
-        assert_eq!(a.count, want.len() as u64);
+        assert_eq!(a.count, Some(want.len() as u64));
         let listed: BTreeSet<String> = a
             .rows
             .iter()
@@ -294,7 +295,7 @@ async fn runs_page_and_order_by_the_entity_or_a_measure() {
     )
     .await
     .expect("run");
-    assert_eq!(all.count as usize, all.rows.len());
+    assert_eq!(all.count, Some(all.rows.len() as u64));
     let names: Vec<&str> = all.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["customer.id", "deposit_balance", "txn_count"]);
     // Pages in member order, then descending.
@@ -489,12 +490,13 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
     )
     .await;
     let (admin, scoped) = (crate::auth::ADMIN_KEY, crate::auth::MANAGER_KEY);
-    // The definition names the example; the API saves it under another name.
+    // The definition names the example; the API saves it under another name, shared.
     let saved = EXAMPLE.replace("affluent_digital_no_loan", "saved_digital_no_loan");
-    let doc: Value = serde_json::from_str(&saved).expect("JSON");
+    let mut doc: Value = serde_json::from_str(&saved).expect("JSON");
+    doc["shared"] = json!(true);
     let path = "/v1/cubes/bank_crm/searches/saved_digital_no_loan";
 
-    // Saving needs `admin`; the file beside the definition holds what was saved.
+    // Sharing needs `admin`; the file beside the definition holds what was saved, and whose.
     app.as_(scoped, "PUT", path, Some(&doc))
         .await
         .error(403, "forbidden");
@@ -504,7 +506,10 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
     let file = app.dir.path().join("bank_crm.searches.json");
     let kept: Vec<Search> =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
-    assert_eq!(kept, vec![search(&saved)]);
+    let mut owned = search(&saved);
+    owned.owner = Some("key:admin".into());
+    owned.shared = true;
+    assert_eq!(kept, vec![owned.clone()]);
     let r = app
         .as_(scoped, "GET", "/v1/cubes/bank_crm/searches", None)
         .await;
@@ -524,7 +529,7 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
     let mut r = app.as_(scoped, "GET", path, None).await;
     r.body.as_object_mut().expect("object").remove("source");
     let read: Search = serde_json::from_value(r.body).expect("a search document");
-    assert_eq!(read, search(&saved));
+    assert_eq!(read, owned);
 
     // Runs answer as the engine does for each principal.
     let s = search(&saved);
@@ -651,7 +656,7 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
         );
     }
 
-    // Deleting needs `admin`, and empties the file.
+    // Deleting is the owner's (or an admin's), and empties the file.
     app.as_(scoped, "DELETE", path, None)
         .await
         .error(403, "forbidden");
@@ -717,4 +722,400 @@ async fn a_yaml_search_naming_a_member_the_data_lacks_fails_the_build_at_its_lin
         text.contains("'2M+' is not a member of 'customer.deposit_band'"),
         "{text}"
     );
+}
+
+// ---- owners, sharing and what a scope hides (issue 18) ----
+
+/// A manager other than `manager` with customers who have facts.
+async fn another_manager(fx: &Fixture, manager: &str) -> String {
+    let names = sql_set(
+        fx,
+        &format!(
+            "SELECT m.manager_name FROM customers c JOIN managers m ON m.manager_id = c.manager_id
+             WHERE m.manager_name <> '{manager}'
+               AND c.customer_id IN (SELECT customer_id FROM transactions)"
+        ),
+    )
+    .await;
+    names.into_iter().next().expect("another manager")
+}
+
+/// The server of the auth tests, its `manager` key scoped to `manager`.
+async fn app_scoped_to(manager: &str) -> crate::auth::App {
+    let rule = format!("manager.manager = {manager}");
+    crate::auth::app(
+        Some(&move |d: &std::path::Path| crate::auth::auth_file(d, &rule)),
+        |_, _| {},
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_saved_search_is_its_owner_s_and_others_get_404_unless_an_admin_shares_it() {
+    use crate::auth::{ADMIN_KEY, MANAGER_KEY, SERIAL_KEY, token};
+    let fx = fixture().await;
+    let manager = example_manager(fx).await;
+    let app = app_scoped_to(&manager).await;
+    // A token whose subject is named like the key, with the same scope: another principal.
+    let twin = token(
+        jsonwebtoken::Algorithm::HS256,
+        json!({"sub": "manager", "lattice_roles": ["manager"],
+               "lattice_scope": [format!("manager.manager = {manager}")]}),
+    );
+    let base = "/v1/cubes/bank_crm/searches";
+    let path = format!("{base}/my_private");
+    let mine = json!({"name": "my_private",
+                      "where": {"level": "customer.segment", "op": "eq", "value": "private"}});
+    let mut shared = mine.clone();
+    shared["shared"] = json!(true);
+
+    // Any principal saves its own, but only an admin shares.
+    let r = app.as_(MANAGER_KEY, "PUT", &path, Some(&mine)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["owner"], "key:manager", "{}", r.text);
+    app.as_(MANAGER_KEY, "PUT", &path, Some(&shared))
+        .await
+        .error(403, "forbidden");
+    let mut claimed = mine.clone();
+    claimed["owner"] = json!("key:admin");
+    app.as_(MANAGER_KEY, "PUT", &path, Some(&claimed))
+        .await
+        .error(400, "malformed_query");
+
+    // To anyone else it does not exist: not listed, 404 everywhere, never suggested.
+    for key in [SERIAL_KEY, twin.as_str()] {
+        let r = app.as_(key, "GET", base, None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(!r.text.contains("my_private"), "{}", r.text);
+        for (method, uri) in [
+            ("GET", path.clone()),
+            ("POST", format!("{path}/run")),
+            ("POST", format!("{path}/run?format=csv")),
+            ("DELETE", path.clone()),
+        ] {
+            let r = app.as_(key, method, &uri, None).await;
+            r.error(404, "unknown_search");
+            assert!(!r.text.contains("did you mean"), "{}", r.text);
+        }
+        let r = app
+            .as_(key, "GET", &format!("{base}/my_privat"), None)
+            .await;
+        r.error(404, "unknown_search");
+        assert!(!r.text.contains("my_private"), "{}", r.text);
+        app.query_as(
+            key,
+            &json!({"measures": ["customers"], "segments": ["my_private"]}),
+        )
+        .await
+        .error(404, "unknown_search");
+        // Its name is taken, and that is all a save says.
+        app.as_(key, "PUT", &path, Some(&mine))
+            .await
+            .error(409, "search_name_taken");
+    }
+    for key in [MANAGER_KEY, ADMIN_KEY] {
+        let r = app.as_(key, "GET", &path, None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = app.as_(key, "POST", &format!("{path}/run"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    // An admin shares it; it stays the manager's. Others read and run it, but may not change
+    // or delete it; the owner may not stop sharing it, and deletes it.
+    let r = app.as_(ADMIN_KEY, "PUT", &path, Some(&shared)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["owner"], "key:manager", "{}", r.text);
+    for key in [SERIAL_KEY, twin.as_str()] {
+        let r = app.as_(key, "GET", base, None).await;
+        assert!(r.text.contains("my_private"), "{}", r.text);
+        let r = app.as_(key, "POST", &format!("{path}/run"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        app.as_(key, "PUT", &path, Some(&shared))
+            .await
+            .error(403, "forbidden");
+        app.as_(key, "DELETE", &path, None)
+            .await
+            .error(403, "forbidden");
+    }
+    app.as_(MANAGER_KEY, "PUT", &path, Some(&mine))
+        .await
+        .error(403, "forbidden");
+    assert_eq!(
+        app.as_(MANAGER_KEY, "DELETE", &path, None).await.status,
+        204
+    );
+}
+
+#[tokio::test]
+async fn member_names_outside_the_scope_are_hidden_and_runs_answer_as_if_absent() {
+    use crate::auth::{ADMIN_KEY, MANAGER_KEY};
+    let fx = fixture().await;
+    let manager = example_manager(fx).await;
+    let other = another_manager(fx, &manager).await;
+    let app = app_scoped_to(&manager).await;
+    let base = "/v1/cubes/bank_crm/searches";
+    // A file from before searches had owners: an admin's, shared with every principal.
+    let legacy = json!({"name": "legacy", "where":
+        {"level": "manager.manager", "op": "in", "values": [other, manager]}});
+    std::fs::write(
+        app.dir.path().join("bank_crm.searches.json"),
+        json!([legacy]).to_string(),
+    )
+    .expect("searches file");
+    // An admin's shared search naming the other manager in a member atom and in a filter.
+    let mixed = json!({"name": "mixed", "shared": true, "where": {"any": [
+        {"level": "manager.manager", "op": "eq", "value": other},
+        {"all": [{"level": "customer.segment", "op": "eq", "value": "private"},
+                 {"measure": "txn_count", "op": "gt", "value": 0,
+                  "filters": [{"level": "manager.manager", "op": "not_in", "values": [other]}]}]}]}});
+    let r = app
+        .as_(ADMIN_KEY, "PUT", &format!("{base}/mixed"), Some(&mixed))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // The manager lists and reads both without the other's name, told how many are hidden.
+    let r = app.as_(MANAGER_KEY, "GET", base, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains(&other), "{}", r.text);
+    let r = app
+        .as_(MANAGER_KEY, "GET", &format!("{base}/legacy"), None)
+        .await;
+    assert!(!r.text.contains(&other), "{}", r.text);
+    assert_eq!(r.body["where"]["values"], json!([HIDDEN, manager]));
+    assert_eq!(r.body["hidden"], 1);
+    let r = app
+        .as_(MANAGER_KEY, "GET", &format!("{base}/mixed"), None)
+        .await;
+    assert!(!r.text.contains(&other), "{}", r.text);
+    assert_eq!(r.body["hidden"], 2);
+    // An admin reads them as written.
+    let r = app
+        .as_(ADMIN_KEY, "GET", &format!("{base}/mixed"), None)
+        .await;
+    assert!(r.text.contains(&other) && r.body.get("hidden").is_none());
+
+    // Runs, exports and segments answer as the search does for the manager: the unscoped
+    // members restricted to theirs, the hidden names nowhere.
+    let theirs = customers_of(fx, &manager).await;
+    for doc in [&legacy, &mixed] {
+        let name = doc["name"].as_str().unwrap();
+        let all = names(&fx.cube, &search(&doc.to_string()), &everyone()).await;
+        let want: BTreeSet<String> = all.intersection(&theirs).cloned().collect();
+        assert!(!want.is_empty() && want.len() < all.len(), "{doc}");
+        let body = json!({"limit": 5000});
+        let r = app
+            .as_(
+                MANAGER_KEY,
+                "POST",
+                &format!("{base}/{name}/run"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(!r.text.contains(&other), "{}", r.text);
+        let got: BTreeSet<String> = r.body["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|row| row[0].as_str().expect("id").to_string())
+            .collect();
+        assert_eq!(got, want, "{name}");
+        let r = app
+            .as_(
+                MANAGER_KEY,
+                "POST",
+                &format!("{base}/{name}/run?format=csv"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.text.lines().count()),
+            (200, want.len() + 1)
+        );
+        let r = app
+            .query_as(
+                MANAGER_KEY,
+                &json!({"measures": ["customers"], "segments": [name]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(!r.text.contains(&other), "{}", r.text);
+    }
+
+    // The search from the old file is shared, not the manager's to delete; an admin's.
+    let legacy_path = format!("{base}/legacy");
+    app.as_(MANAGER_KEY, "DELETE", &legacy_path, None)
+        .await
+        .error(403, "forbidden");
+    assert_eq!(
+        app.as_(ADMIN_KEY, "DELETE", &legacy_path, None)
+            .await
+            .status,
+        204
+    );
+}
+
+// ---- small-cell suppression (issue 18) ----
+
+fn analyst() -> Access {
+    Access {
+        scope: Vec::new(),
+        roles: vec!["analyst".into()],
+    }
+}
+
+/// The customer with the largest deposits in the latest month, the deposits of the runner-up
+/// and theirs (as exact text), and a segment the customer is not in.
+async fn top_depositor(fx: &Fixture) -> (String, String, String, String) {
+    let t = run_sql(
+        &fx.sql,
+        "WITH d AS (SELECT customer_id, SUM(deposit_balance) AS v FROM balances
+                    WHERE month = DATE '2025-12-01' GROUP BY 1)
+         SELECT CAST(d.customer_id AS VARCHAR) AS id, CAST(d.v AS VARCHAR) AS deposits, c.segment
+         FROM d JOIN customers c ON c.customer_id = d.customer_id ORDER BY d.v DESC LIMIT 2",
+    )
+    .await
+    .expect("SQL");
+    let text = |c: &Cell| match c {
+        Cell::Text(s) => s.clone(),
+        other => panic!("{other}"),
+    };
+    let (top, runner_up) = (&t.rows[0], &t.rows[1]);
+    assert_ne!(text(&top[1]), text(&runner_up[1]), "a single top depositor");
+    let segment = sql_set(
+        fx,
+        &format!(
+            "SELECT DISTINCT segment FROM customers WHERE segment <> '{}'",
+            text(&top[2])
+        ),
+    )
+    .await
+    .into_iter()
+    .next()
+    .expect("another segment");
+    (text(&top[0]), text(&runner_up[1]), text(&top[1]), segment)
+}
+
+#[tokio::test]
+async fn a_search_count_is_no_oracle_on_one_customer_under_suppression() {
+    let fx = fixture().await;
+    let (id, below, at, segment) = top_depositor(fx).await;
+    // The first branch holds the top depositor when the threshold is below their deposits,
+    // and no one at them; the second is a large group without them.
+    let oracle = |threshold: &str| {
+        search(
+            &json!({"name": "oracle", "where": {"any": [
+                {"measure": "deposit_balance", "op": "gt", "value": threshold,
+                 "period": {"value": "latest"}},
+                {"level": "customer.segment", "op": "eq", "value": segment}]}})
+            .to_string(),
+        )
+    };
+    let everyone_counts: Vec<u64> = {
+        let mut out = Vec::new();
+        for t in [&below, &at] {
+            out.push(
+                members(&fx.cube, &oracle(t), &everyone())
+                    .await
+                    .expect("run")
+                    .members
+                    .len(),
+            );
+        }
+        out
+    };
+    assert_eq!(
+        everyone_counts[0],
+        everyone_counts[1] + 1,
+        "the oracle works unsuppressed"
+    );
+    let answers: Vec<Value> = {
+        let mut out = Vec::new();
+        for t in [&below, &at] {
+            let a = run(&fx.cube, &oracle(t), &SearchRun::default(), &analyst())
+                .await
+                .expect("run");
+            assert!(
+                a.suppressed && a.count.is_none() && a.rows.is_empty(),
+                "{a:?}"
+            );
+            out.push(what(&a));
+        }
+        out
+    };
+    assert_eq!(
+        answers[0], answers[1],
+        "the answer turns on one customer's deposits"
+    );
+
+    // Nor as a segment.
+    let searches: SearchSet = [("oracle".to_string(), oracle(&below))]
+        .into_iter()
+        .collect();
+    let mut q: Query = serde_json::from_value(json!({
+        "measures": ["customers"], "segments": ["oracle"]}))
+    .expect("query");
+    let e = expand_segments(&fx.cube, &mut q, &analyst(), &searches)
+        .await
+        .expect_err("withheld");
+    assert_eq!(e.code(), "forbidden", "{e}");
+
+    // A condition on the customers' key is refused, in an atom or in a filter.
+    for doc in [
+        json!({"name": "pin", "where": {"any": [
+            {"all": [{"level": "customer.id", "op": "eq", "value": id},
+                     {"measure": "deposit_balance", "op": "gt", "value": below,
+                      "period": {"value": "latest"}}]},
+            {"level": "customer.segment", "op": "eq", "value": segment}]}}),
+        json!({"name": "pin", "where": {"measure": "deposit_balance", "op": "gt", "value": below,
+            "filters": [{"level": "customer.id", "op": "in", "values": [id]}]}}),
+    ] {
+        let e = members(&fx.cube, &search(&doc.to_string()), &analyst())
+            .await
+            .expect_err("pinned");
+        assert_eq!(e.code(), "forbidden", "{e}");
+        assert!(
+            e.to_string()
+                .contains("'customer.id' picks single customers")
+                && e.to_string().contains("small-cell suppression"),
+            "{e}"
+        );
+    }
+
+    // A search of large sets and steps still answers the suppressed role in full.
+    let plain = search(
+        &json!({"name": "plain", "where": {"level": "customer.segment", "op": "eq", "value": segment}})
+            .to_string(),
+    );
+    let a = run(&fx.cube, &plain, &SearchRun::default(), &analyst())
+        .await
+        .expect("run");
+    let want = members(&fx.cube, &plain, &everyone()).await.expect("run");
+    assert_eq!((a.count, a.suppressed), (Some(want.members.len()), false));
+}
+
+#[tokio::test]
+async fn over_http_a_suppressed_principal_gets_403_for_a_condition_on_one_customer() {
+    let fx = fixture().await;
+    let (id, below, _, segment) = top_depositor(fx).await;
+    let app = app_scoped_to(&example_manager(fx).await).await;
+    let analyst = crate::auth::token(
+        jsonwebtoken::Algorithm::HS256,
+        json!({"sub": "ana", "lattice_roles": ["analyst"], "lattice_scope": "*"}),
+    );
+    let body = json!({"search": {"name": "pin", "where": {"any": [
+        {"all": [{"level": "customer.id", "op": "eq", "value": id},
+                 {"measure": "deposit_balance", "op": "gt", "value": below,
+                  "period": {"value": "latest"}}]},
+        {"level": "customer.segment", "op": "eq", "value": segment}]}}});
+    let r = app
+        .as_(
+            &analyst,
+            "POST",
+            "/v1/cubes/bank_crm/searches/run",
+            Some(&body),
+        )
+        .await;
+    let e = r.error(403, "forbidden");
+    assert_eq!(e["details"]["level"], "customer.id", "{e}");
 }

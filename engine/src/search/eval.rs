@@ -21,6 +21,7 @@ pub(super) async fn evaluate(ctx: &mut Ctx<'_>, search: &Search) -> Result<Membe
     let entity = ctx.entity_level(&search.entity, "`entity`")?;
     let mut atoms = Vec::new();
     collect(&search.condition, "where".into(), 0, &mut atoms)?;
+    super::privacy::refuse_pinned(ctx, &atoms)?;
     let mut sets = Vec::with_capacity(atoms.len());
     let mut sources = Vec::with_capacity(atoms.len());
     for (at, c) in &atoms {
@@ -34,13 +35,16 @@ pub(super) async fn evaluate(ctx: &mut Ctx<'_>, search: &Search) -> Result<Membe
     }
     let universe = universe(ctx, entity).await?;
     let mut next = 0;
-    let members = combine(&search.condition, &sets, &mut next, &universe) & &universe;
+    let mut least = u64::MAX;
+    let members = combine(&search.condition, &sets, &mut next, &universe, &mut least);
+    let withheld = ctx.applied.suppress.as_ref().is_some_and(|s| least < s.min);
     Ok(Members {
         entity,
         members,
         universe,
         facts: std::mem::take(&mut ctx.facts),
         sources,
+        withheld,
     })
 }
 
@@ -141,33 +145,41 @@ fn reject_atom_keys(keys: &[(&str, bool)], kind: &str, at: &str) -> Result<(), S
     }
 }
 
-/// The tree's set, with the atoms' sets taken in pre-order.
+/// The tree's set within `universe`, with the atoms' sets taken in pre-order. `least` keeps
+/// the fewest members of any set formed on the way and of any one branch's step in an `all`
+/// or `any` (what suppression checks, `super::privacy`).
 fn combine(
     c: &Condition,
     sets: &[RoaringBitmap],
     next: &mut usize,
     universe: &RoaringBitmap,
+    least: &mut u64,
 ) -> RoaringBitmap {
-    if let Some(cs) = &c.all {
+    let set = if let Some(cs) = &c.all {
         let parts: Vec<RoaringBitmap> = cs
             .iter()
-            .map(|c| combine(c, sets, next, universe))
+            .map(|c| combine(c, sets, next, universe, least))
             .collect();
-        let mut it = parts.into_iter();
-        let first = it.next().unwrap_or_default();
-        return it.fold(first, |a, b| a & b);
-    }
-    if let Some(cs) = &c.any {
-        return cs
+        let mut it = parts.iter();
+        let first = it.next().cloned().unwrap_or_default();
+        let set = it.fold(first, |a, b| a & b);
+        *least = (*least).min(super::privacy::least_step_of_all(&parts, &set));
+        set
+    } else if let Some(cs) = &c.any {
+        let parts: Vec<RoaringBitmap> = cs
             .iter()
-            .map(|c| combine(c, sets, next, universe))
-            .fold(RoaringBitmap::new(), |a, b| a | b);
-    }
-    if let Some(sub) = &c.not {
-        return universe - combine(sub, sets, next, universe);
-    }
-    let set = sets[*next].clone();
-    *next += 1;
+            .map(|c| combine(c, sets, next, universe, least))
+            .collect();
+        let set = parts.iter().fold(RoaringBitmap::new(), |a, b| a | b);
+        *least = (*least).min(super::privacy::least_step_of_any(&parts, &set));
+        set
+    } else if let Some(sub) = &c.not {
+        universe - combine(sub, sets, next, universe, least)
+    } else {
+        *next += 1;
+        &sets[*next - 1] & universe
+    };
+    *least = (*least).min(set.len());
     set
 }
 

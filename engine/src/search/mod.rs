@@ -18,8 +18,17 @@
 //! A principal's [`Access`] applies to everything: its scope filters every aggregate and set
 //! an atom reads, and the universe `not` is relative to is the members the principal may see,
 //! so a scoped principal's result is the unscoped result restricted to their customers.
+//! [`redact`] shows a search someone else wrote to a scoped principal without the member
+//! names outside their scope, and gives the document to run in their place. Under small-cell
+//! suppression a condition on the customers' key is refused and an answer is withheld when
+//! any set the condition forms, or any one branch's effect on it, is smaller than the minimum
+//! (`privacy` in `eval`).
 
 mod eval;
+mod privacy;
+mod redact;
+
+pub use redact::{HIDDEN, Redacted, redact};
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -51,6 +60,15 @@ pub struct Search {
     /// The condition.
     #[serde(rename = "where")]
     pub condition: Condition,
+    /// Who saved it, as the server names principals (`key:<name>`, `jwt:<subject>`,
+    /// `anonymous`); none for the definition's searches and for those saved before searches
+    /// had owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Listed and runnable by every principal of the cube (each under their own scope, with
+    /// the names outside it hidden); only an admin may set it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 impl Search {
@@ -183,6 +201,34 @@ pub enum SearchError {
         "search '{name}' is defined in the cube's definition; change it there, or save this one under another name"
     )]
     ReadOnly { name: String },
+    /// A saved search the principal may see but not change.
+    #[error(
+        "search '{name}' belongs to '{owner}'; only its owner or an admin may change or delete it (save a copy under another name)"
+    )]
+    NotOwner { name: String, owner: String },
+    /// The name of a saved search the principal may not see.
+    #[error("the search name '{name}' is taken; save this one under another name")]
+    NameTaken { name: String },
+    /// `shared` changed by a principal that is not an admin.
+    #[error(
+        "search '{name}': only an admin may share a search or stop sharing it; leave `shared` as it is ({shared})"
+    )]
+    SharingNeedsAdmin { name: String, shared: bool },
+    /// A document naming an owner other than the one the server keeps.
+    #[error(
+        "search '{name}': `owner` is kept by the server ('{owner}'); leave it out or send it unchanged"
+    )]
+    OwnerIsKept { name: String, owner: String },
+    /// Under small-cell suppression: a condition on the customers' key pins single customers.
+    #[error(
+        "{at}: a condition on '{level}' picks single customers, and small-cell suppression (fewer than {min} customers) applies to your role; select customers by their attributes, bands or measures instead"
+    )]
+    PinsCustomers { at: String, level: String, min: u64 },
+    /// Under small-cell suppression: a segment whose members are withheld.
+    #[error(
+        "segment '{name}': the search forms a set of fewer than {min} customers (or one of its conditions changes its members by fewer), and small-cell suppression applies to your role; it cannot filter a query"
+    )]
+    Withheld { name: String, min: u64 },
 }
 
 impl From<QueryError> for SearchError {
@@ -200,6 +246,12 @@ impl SearchError {
             SearchError::BadPeriod { .. } => "bad_period",
             SearchError::BadName { .. } => "bad_search_name",
             SearchError::ReadOnly { .. } => "search_read_only",
+            SearchError::NotOwner { .. }
+            | SearchError::SharingNeedsAdmin { .. }
+            | SearchError::PinsCustomers { .. }
+            | SearchError::Withheld { .. } => "forbidden",
+            SearchError::NameTaken { .. } => "search_name_taken",
+            SearchError::OwnerIsKept { .. } => "malformed_query",
         }
     }
 }
@@ -232,6 +284,11 @@ pub struct Members {
     pub facts: Vec<FactMeta>,
     /// Per atom, in document order: `member_sets` or `grouped`.
     pub sources: Vec<&'static str>,
+    /// Under small-cell suppression: some set the condition forms (an atom, an `all`, `any`
+    /// or `not`, the whole), or the change one branch of an `all` or `any` makes to it, holds
+    /// fewer than the minimum number of members, none included. Then neither the members nor
+    /// their count may be shown, and the search may not filter a query.
+    pub withheld: bool,
 }
 
 /// Evaluates `search` on `cube` as `access` may see it.
@@ -249,14 +306,14 @@ pub async fn members(
 pub struct SearchAnswer {
     pub name: String,
     pub entity: String,
-    /// Members the search selects (before paging).
-    pub count: u64,
+    /// Members the search selects (before paging); none when withheld.
+    pub count: Option<u64>,
     /// Members of the entity the principal may see (the count's denominator).
     pub total: u64,
     pub columns: Vec<Column>,
     /// `[member, measure..]` per member.
     pub rows: Vec<Vec<Json>>,
-    /// Too few customers for the principal to see them listed: no rows, count 0.
+    /// Withheld under small-cell suppression ([`Members::withheld`]): no rows, no count.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub suppressed: bool,
     pub meta: SearchMeta,
@@ -294,16 +351,11 @@ pub async fn run(
         snapshot: cube.version,
     };
     let count = found.members.len();
-    let small = ctx
-        .applied
-        .suppress
-        .as_ref()
-        .is_some_and(|s| count > 0 && count < s.min);
-    if small {
+    if found.withheld {
         return Ok(SearchAnswer {
             name: search.name.clone(),
             entity: search.entity.clone(),
-            count: 0,
+            count: None,
             total: found.universe.len(),
             columns,
             rows: Vec::new(),
@@ -410,7 +462,7 @@ pub async fn run(
     Ok(SearchAnswer {
         name: search.name.clone(),
         entity: search.entity.clone(),
-        count,
+        count: Some(count),
         total: found.universe.len(),
         columns,
         rows,
@@ -447,7 +499,11 @@ pub async fn expand_segments(
     let mut by_entity: BTreeMap<String, RoaringBitmap> = BTreeMap::new();
     for name in std::mem::take(&mut query.segments) {
         let search = find(searches, &name)?;
-        let found = members(cube, search, access).await?;
+        let mut ctx = Ctx::new(cube, access).await?;
+        let found = eval::evaluate(&mut ctx, search).await?;
+        if let (true, Some(s)) = (found.withheld, &ctx.applied.suppress) {
+            return Err(SearchError::Withheld { name, min: s.min });
+        }
         by_entity
             .entry(search.entity.clone())
             .and_modify(|s| *s &= &found.members)
@@ -508,6 +564,9 @@ pub fn definition_searches(model: &lattice_defs::Model) -> SearchSet {
                 description: s.description.clone().unwrap_or_default(),
                 entity: s.entity.clone(),
                 condition: condition_of(&s.condition),
+                // Every principal sees the definition's searches, by where they come from.
+                owner: None,
+                shared: false,
             };
             (s.name.clone(), search)
         })
