@@ -228,8 +228,14 @@ async fn missing_malformed_unknown_expired_and_forged_credentials_get_401() {
     let app = authed().await;
     let q = by_year();
     let now = unix_now();
-    let good_hs = token(Algorithm::HS256, json!({"sub": "alice"}));
-    let good_rs = token(Algorithm::RS256, json!({"sub": "bob"}));
+    let good_hs = token(
+        Algorithm::HS256,
+        json!({"sub": "alice", "lattice_scope": "*"}),
+    );
+    let good_rs = token(
+        Algorithm::RS256,
+        json!({"sub": "bob", "lattice_scope": [some_scope()]}),
+    );
     // Both algorithms work when the token is good.
     for t in [&good_hs, &good_rs] {
         let r = app.query_as(t, &q).await;
@@ -397,6 +403,47 @@ async fn missing_malformed_unknown_expired_and_forged_credentials_get_401() {
             "invalid_credentials",
         ),
         (
+            "a token that does not state its scope",
+            format!(
+                "Bearer {}",
+                token(Algorithm::HS256, json!({"sub": "alice"}))
+            ),
+            "invalid_credentials",
+        ),
+        (
+            "a token whose scope is an empty list",
+            format!(
+                "Bearer {}",
+                token(
+                    Algorithm::HS256,
+                    json!({"sub": "alice", "lattice_scope": []})
+                )
+            ),
+            "invalid_credentials",
+        ),
+        (
+            "a token whose scope is a string other than *",
+            format!(
+                "Bearer {}",
+                token(
+                    Algorithm::RS256,
+                    json!({"sub": "alice", "lattice_scope": "everything"})
+                )
+            ),
+            "invalid_credentials",
+        ),
+        (
+            "a token whose scope is not text",
+            format!(
+                "Bearer {}",
+                token(
+                    Algorithm::HS256,
+                    json!({"sub": "alice", "lattice_scope": 1})
+                )
+            ),
+            "invalid_credentials",
+        ),
+        (
             "an admin token with a scope",
             format!(
                 "Bearer {}",
@@ -440,6 +487,59 @@ async fn missing_malformed_unknown_expired_and_forged_credentials_get_401() {
 }
 
 #[tokio::test]
+async fn a_token_must_state_its_scope_and_star_means_everything() {
+    let app = authed().await;
+    let q = json!({"measures": ["txn_count"], "rows": ["region.province"]});
+    let r = app
+        .query_as(&token(Algorithm::HS256, json!({"sub": "alice"})), &q)
+        .await;
+    let e = r.error(401, "invalid_credentials");
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("lattice_scope") && message.contains("\"*\""),
+        "{message}"
+    );
+    // On the Cube API too, in Cube's shape.
+    let r = app
+        .call(
+            "GET",
+            "/cubejs-api/v1/meta",
+            Some(&token(Algorithm::RS256, json!({"sub": "alice"}))),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body),
+        (StatusCode::FORBIDDEN, &json!({"error": "Invalid token"}))
+    );
+    // "*" reads what the admin reads; a list of rules reads its scope only.
+    let everything = app
+        .query_as(
+            &token(Algorithm::HS256, json!({"sub": "bi", "lattice_scope": "*"})),
+            &q,
+        )
+        .await;
+    let admin = app.query_as(ADMIN_KEY, &q).await;
+    let scoped = app
+        .query_as(
+            &token(
+                Algorithm::HS256,
+                json!({"sub": "bi", "lattice_scope": [some_scope()]}),
+            ),
+            &q,
+        )
+        .await;
+    assert_eq!(everything.status, StatusCode::OK, "{}", everything.text);
+    assert_eq!(everything.body["rows"], admin.body["rows"]);
+    let provinces = |r: &Reply| r.body["rows"].as_array().map_or(0, Vec::len);
+    assert!(
+        (1..=2).contains(&provinces(&scoped)) && provinces(&admin) > 2,
+        "{}",
+        scoped.text
+    );
+}
+
+#[tokio::test]
 async fn open_routes_admin_routes_and_metrics() {
     let app = authed().await;
     // Open to anyone.
@@ -479,7 +579,7 @@ async fn open_routes_admin_routes_and_metrics() {
     }
     let jwt_user = token(
         Algorithm::HS256,
-        json!({"sub": "carol", "lattice_roles": ["analyst"]}),
+        json!({"sub": "carol", "lattice_roles": ["analyst"], "lattice_scope": "*"}),
     );
     app.as_(&jwt_user, "PUT", "/v1/cubes/bank_crm/definition", None)
         .await
@@ -500,7 +600,7 @@ async fn open_routes_admin_routes_and_metrics() {
     // An admin token works as the admin key does.
     let admin_jwt = token(
         Algorithm::RS256,
-        json!({"sub": "ops", "lattice_roles": ["admin"]}),
+        json!({"sub": "ops", "lattice_roles": ["admin"], "lattice_scope": "*"}),
     );
     app.as_(&admin_jwt, "PUT", "/v1/cubes/bank_crm/definition", None)
         .await
@@ -549,7 +649,10 @@ async fn the_cube_api_takes_the_same_principals_in_cubes_shape() {
             let r = app.call("GET", uri, Some(&authorization), None).await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         }
-        let jwt = token(Algorithm::RS256, json!({"sub": "dash"}));
+        let jwt = token(
+            Algorithm::RS256,
+            json!({"sub": "dash", "lattice_scope": "*"}),
+        );
         let r = app.call("GET", uri, Some(&jwt), None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }

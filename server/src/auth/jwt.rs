@@ -4,7 +4,14 @@
 //! `sub` are required; `iss` and `aud` are checked when the file names them.
 //!
 //! Claims read: `sub` (the principal's name in the audit log), `lattice_roles` (strings) and
-//! `lattice_scope` (scope rules, as in the auth file).
+//! `lattice_scope`, which every token must state:
+//!
+//! - `"lattice_scope": ["manager.manager = M0017 Li Wei", ...]`: scope rules, as in the auth
+//!   file (every rule must hold);
+//! - `"lattice_scope": "*"`: everything, said on purpose (an admin token says this).
+//!
+//! A token without the claim, or with an empty list, is refused: a provider that forgets to add
+//! the claim must not hand out tokens that read everything.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -42,8 +49,35 @@ struct Claims {
     sub: String,
     #[serde(default)]
     lattice_roles: Vec<String>,
-    #[serde(default)]
-    lattice_scope: Vec<String>,
+    /// Absent is refused (see the module docs).
+    lattice_scope: Option<ScopeClaim>,
+}
+
+/// The marker of a token that may read everything.
+pub const EVERYTHING: &str = "*";
+
+/// `lattice_scope` as sent: `"*"` or a list of rules (anything else is refused).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ScopeClaim {
+    Rules(Vec<String>),
+    Marker(String),
+}
+
+impl ScopeClaim {
+    /// The rules of the claim (none for `"*"`), or why the claim cannot be used.
+    fn rules(self) -> Result<Vec<String>, Denied> {
+        match self {
+            ScopeClaim::Marker(m) if m == EVERYTHING => Ok(Vec::new()),
+            ScopeClaim::Marker(_) => Err(Denied::Invalid(
+                "the token's lattice_scope is a string other than \"*\"; give a list of scope rules, or \"*\" for everything",
+            )),
+            ScopeClaim::Rules(r) if r.is_empty() => Err(Denied::Invalid(
+                "the token's lattice_scope is an empty list; give scope rules, or \"*\" for a token that may read everything",
+            )),
+            ScopeClaim::Rules(r) => Ok(r),
+        }
+    }
 }
 
 /// A verified token's subject and access.
@@ -86,19 +120,23 @@ impl JwtConfig {
             ErrorKind::MissingRequiredClaim(_) => {
                 Denied::Invalid("the token lacks a required claim (exp and sub)")
             }
+            ErrorKind::Json(_) => Denied::Invalid(
+                "the token's claims cannot be read: lattice_scope is a list of strings or \"*\", lattice_roles a list of strings",
+            ),
             _ => Denied::Invalid("the token cannot be verified"),
         })?;
         let claims = data.claims;
         if claims.sub.trim().is_empty() {
             return Err(Denied::Invalid("the token's sub claim is empty"));
         }
+        let scope = claims
+            .lattice_scope
+            .ok_or(Denied::Invalid(
+                "the token has no lattice_scope claim: give a list of scope rules, or \"*\" for a token that may read everything",
+            ))?
+            .rules()?;
         let mut problems = Vec::new();
-        let access = super::file::access(
-            "token",
-            &claims.lattice_roles,
-            &claims.lattice_scope,
-            &mut problems,
-        );
+        let access = super::file::access("token", &claims.lattice_roles, &scope, &mut problems);
         if !problems.is_empty() {
             tracing::warn!(subject = %claims.sub, problems = ?problems, "a verified token carries claims that cannot be used");
             return Err(Denied::Invalid(
