@@ -209,6 +209,7 @@ pub(crate) fn start_reload(
     let registry = state.registry.clone();
     let metrics = state.metrics.clone();
     let name = name.to_string();
+    let auth = state.config.auth.clone();
     let options = BuildOptions {
         progress: false,
         memory_budget: state.config.memory_budget,
@@ -227,6 +228,9 @@ pub(crate) fn start_reload(
                 })?;
             }
             let snapshot = Snapshot::new(built, registry.next_version());
+            if let Some(auth) = &auth {
+                auth.warn_missing_members([&*snapshot.cube]);
+            }
             let version = snapshot.info.version;
             let build = snapshot.info.build.clone();
             let (slot, previous_version) = match registry.get(&name) {

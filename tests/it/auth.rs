@@ -539,6 +539,119 @@ async fn a_token_must_state_its_scope_and_star_means_everything() {
     );
 }
 
+/// A key whose scope names a member the served data lacks sees nothing there: each such rule is
+/// reported with the key, the rule and the member.
+#[tokio::test]
+async fn scope_members_the_data_lacks_are_reported_per_key_rule_and_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = crate::util::shipped_cube_in(dir.path()).await;
+    let yaml = format!(
+        r#"version: 1
+keys:
+  - {{name: admin, sha256: {admin}, roles: [admin]}}
+  - {{name: ghost-manager, sha256: {manager}, scope: ["manager.manager = M9999 Nobody"]}}
+  - {{name: half-right, sha256: {metrics}, scope: ["region.province in [Zhejiang, Atlantis]"]}}
+  - {{name: fine, sha256: {serial}, scope: [{fine:?}]}}
+"#,
+        admin = hash_key(ADMIN_KEY),
+        manager = hash_key(MANAGER_KEY),
+        metrics = hash_key(METRICS_KEY),
+        serial = hash_key(SERIAL_KEY),
+        fine = some_scope(),
+    );
+    let auth = Auth::from_yaml(&yaml, "auth.yaml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let found = auth.warn_missing_members([&served.built.cube]);
+    let got: Vec<(&str, &str, &str, &str)> = found
+        .iter()
+        .map(|m| {
+            (
+                m.principal.as_str(),
+                m.rule.as_str(),
+                m.member.as_str(),
+                m.cube.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "ghost-manager",
+                "manager.manager = M9999 Nobody",
+                "M9999 Nobody",
+                "bank_crm"
+            ),
+            (
+                "half-right",
+                "region.province in [Zhejiang, Atlantis]",
+                "Atlantis",
+                "bank_crm"
+            ),
+        ]
+    );
+    let said = found[0].to_string();
+    assert!(
+        said.contains("'ghost-manager'") && said.contains("'M9999 Nobody'"),
+        "{said}"
+    );
+}
+
+/// `lattice serve` logs the warning at start.
+#[test]
+fn serve_warns_at_start_of_scope_members_the_data_lacks() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("auth.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nkeys:\n  - {{name: ghost-manager, sha256: {}, scope: [\"manager.manager = M9999 Nobody\"]}}\n",
+            hash_key(MANAGER_KEY)
+        ),
+    )
+    .expect("auth file");
+    let mut child = crate::cli::lattice()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--watch-ms",
+            "0",
+            "--data",
+        ])
+        .arg(parquet_dir())
+        .arg("--defs")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("cube_defs/bank_crm.yaml"))
+        .arg("--auth")
+        .arg(&file)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start lattice serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut said = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        let serving = line.contains("serving on http://");
+        said.push(line);
+        if serving {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = said.join("\n");
+    assert!(
+        said.lines().any(|l| l.contains("WARN")
+            && l.contains("ghost-manager")
+            && l.contains("manager.manager = M9999 Nobody")
+            && l.contains("'M9999 Nobody'")),
+        "{said}"
+    );
+}
+
 #[tokio::test]
 async fn open_routes_admin_routes_and_metrics() {
     let app = authed().await;

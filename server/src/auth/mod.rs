@@ -11,6 +11,8 @@
 //! - [`Principal`]: a name for the audit log (never the key or token), the engine's
 //!   [`Access`] (row-level scope and roles) and the per-principal limits.
 //! - Without `--auth` every request is [`Principal::anonymous`]: everything, admin.
+//! - [`Auth::missing_members`]: scope rules naming members the served data lacks (warned
+//!   about at start and on each reload).
 //!
 //! Keys are stored as their SHA-256 only. A key is a long random string (`openssl rand -hex
 //! 32`), so an unsalted hash is as strong as the key; a leaked auth file gives nobody a key.
@@ -30,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 pub use file::AuthFileError;
 pub use lattice_engine::access::{Access, ScopeRule};
+use lattice_engine::store::Cube;
 
 use crate::error::ApiError;
 use crate::query::Admission;
@@ -72,6 +75,26 @@ pub struct Auth {
     /// The running queries of each token subject: shared while any is in flight, dropped
     /// when none is, so the map holds no more than the subjects asking now.
     subject_turns: Mutex<HashMap<String, Weak<Admission>>>,
+}
+
+/// A key's scope rule that names a member its cube does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingMember {
+    /// The key's name in the auth file.
+    pub principal: String,
+    pub rule: String,
+    pub member: String,
+    pub cube: String,
+}
+
+impl std::fmt::Display for MissingMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "key '{}': scope rule '{}' names '{}', which is not a member of cube '{}' (the key sees none of those rows); check the member's spelling, or that the data is the one the auth file was written for",
+            self.principal, self.rule, self.member, self.cube
+        )
+    }
 }
 
 /// How a principal proved who it is.
@@ -222,6 +245,46 @@ impl Auth {
             defaults,
             subject_turns: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Scope rules of the file's keys that name a member `cube` does not have: such a key sees
+    /// none of those rows, which is likely a mistake (a manager of another data set, a typo).
+    /// Levels the cube lacks are [`Access::check`]'s to report.
+    pub fn missing_members(&self, cube: &Cube) -> Vec<MissingMember> {
+        let mut found = Vec::new();
+        for key in &self.keys {
+            for rule in &key.access.scope {
+                let Some(level) = cube.model.level(&rule.level) else {
+                    continue;
+                };
+                let members = cube.members(level);
+                for value in rule.values.iter().filter(|v| members.code(v).is_none()) {
+                    found.push(MissingMember {
+                        principal: key.name.clone(),
+                        rule: rule.to_string(),
+                        member: value.clone(),
+                        cube: cube.model.name.clone(),
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// [`Auth::missing_members`] of every cube, each logged as a warning; at start and
+    /// whenever a cube's data is reloaded.
+    pub fn warn_missing_members<'a>(
+        &self,
+        cubes: impl IntoIterator<Item = &'a Cube>,
+    ) -> Vec<MissingMember> {
+        let found: Vec<MissingMember> = cubes
+            .into_iter()
+            .flat_map(|c| self.missing_members(c))
+            .collect();
+        for m in &found {
+            tracing::warn!(principal = %m.principal, rule = %m.rule, member = %m.member, cube = %m.cube, "{m}");
+        }
+        found
     }
 
     /// The names of the keys in the file.
