@@ -117,7 +117,8 @@ enum Command {
     },
     /// Serve cubes over HTTP. With no arguments: generate the default data set into a cache
     /// folder if it is not there, build the default cube and serve it.
-    Serve(ServeArgs),
+    // Boxed: its flags outweigh every other command's.
+    Serve(Box<ServeArgs>),
     /// Helpers for the auth file of `serve --auth`.
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -211,6 +212,11 @@ struct ServeArgs {
     /// under the open-file limit (ulimit -n).
     #[arg(long, default_value_t = 512)]
     max_connections: usize,
+    /// Distinct questions a principal whose answers are restricted (a scope, or a role that
+    /// withholds small cells) may ask in any minute; asking one again is free (429
+    /// too_many_questions with Retry-After beyond it; slows differencing). 0: no limit.
+    #[arg(long, default_value_t = 600)]
+    max_questions_per_minute: usize,
     /// Answers kept in the query cache (0: no cache).
     #[arg(long, default_value_t = 4096)]
     cache_entries: usize,
@@ -304,7 +310,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             explain,
             budget,
         } => build(&file, data.as_deref(), explain, budget),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Auth(AuthCommand::HashKey) => {
             let mut line = String::new();
             std::io::stdin()
@@ -864,6 +870,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             body_read_timeout: std::time::Duration::from_millis(args.body_timeout_ms),
             idle_timeout: std::time::Duration::from_millis(args.idle_timeout_ms),
             max_connections: args.max_connections,
+            max_questions_per_minute: args.max_questions_per_minute,
         },
         cors_origins: args.cors_origins,
         cache_entries: args.cache_entries,

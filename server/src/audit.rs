@@ -1,6 +1,12 @@
 //! The audit log (`--audit-log PATH`): one JSON line per request — when, who (the principal's
-//! name, never a key or token), which route and cube, what was asked, how it ended, how many
-//! rows, how long it took.
+//! name, never a key or token), which route, cube and ids, what was asked (the body, bounded),
+//! how it ended, how many rows, how long it took.
+//!
+//! The gate fills every line the same way for every route (route, path parameters, query string,
+//! body), so a new route cannot forget what it was asked; a handler adds only what it learns
+//! while answering ([`Note`]: the rows, and for the Cube API the cube its query names). Enough
+//! to replay a principal's questions, and so to see differencing (two overlapping questions
+//! whose answers subtract to a withheld cell).
 //!
 //! ```text
 //! gate (per request) --Record, try_send--> bounded channel --> writer thread
@@ -40,9 +46,8 @@ pub struct AuditConfig {
 /// What the handler learnt, for the gate's line: filled while the request is answered.
 #[derive(Debug, Default)]
 pub struct Note {
+    /// The cube, where the path does not name it (the Cube API's query names it).
     pub cube: Option<String>,
-    /// The query document as sent (a body, or a GET's `query` parameter).
-    pub query: Option<Bytes>,
     pub rows: Option<u64>,
 }
 
@@ -52,16 +57,6 @@ pub struct Note {
 pub struct NoteSlot(pub Arc<std::sync::Mutex<Note>>);
 
 impl NoteSlot {
-    pub fn set_query(&self, cube: &str, query: Bytes) {
-        let mut n = lock(&self.0);
-        n.cube = Some(cube.to_string());
-        n.query = Some(query);
-    }
-
-    pub fn set_body(&self, query: Bytes) {
-        lock(&self.0).query = Some(query);
-    }
-
     pub fn set_cube(&self, cube: &str) {
         lock(&self.0).cube = Some(cube.to_string());
     }
@@ -90,12 +85,49 @@ pub struct Record {
     pub route: String,
     /// The scope the answer was restricted by ("" for everything).
     pub scope: String,
+    /// The path's parameters as the route names them (`cube`, `dimension`, `id`, `name`).
+    pub path: Vec<(String, String)>,
+    /// The query string.
     pub params: Option<String>,
+    /// What the body held (none for a body-less request, or one refused before it was read).
+    pub body: Option<BodyCopy>,
     pub note: Note,
     pub status: u16,
     /// The error code, for an error.
     pub error: Option<&'static str>,
     pub elapsed_us: u64,
+}
+
+/// A request body as the audit line keeps it: its first [`MAX_BODY_BYTES`].
+#[derive(Debug, Clone)]
+pub struct BodyCopy {
+    /// The first bytes, at most [`MAX_BODY_BYTES`].
+    head: Bytes,
+    /// The body's length; `None` when it was over the server's body limit and not read whole.
+    len: Option<usize>,
+}
+
+impl BodyCopy {
+    /// Keeps the first [`MAX_BODY_BYTES`] of `bytes`, a body of `len` bytes (`None`: longer
+    /// than was read).
+    pub fn new(bytes: &Bytes, len: Option<usize>) -> BodyCopy {
+        BodyCopy {
+            head: bytes.slice(..bytes.len().min(MAX_BODY_BYTES)),
+            len,
+        }
+    }
+
+    fn truncated(&self) -> bool {
+        self.len != Some(self.head.len())
+    }
+
+    /// The JSON document when the body is one and is kept whole, else its text (lossy UTF-8).
+    fn value(&self) -> Value {
+        let whole = (!self.truncated())
+            .then(|| serde_json::from_slice(&self.head).ok())
+            .flatten();
+        whole.unwrap_or_else(|| Value::String(String::from_utf8_lossy(&self.head).into_owned()))
+    }
 }
 
 /// A line as written.
@@ -108,12 +140,20 @@ struct Line<'a> {
     route: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     cube: Option<&'a str>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    path: serde_json::Map<String, Value>,
     #[serde(skip_serializing_if = "str::is_empty")]
     scope: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     params: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<Value>,
+    body: Option<Value>,
+    /// The body's length (absent when it was over the server's limit and not read whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_bytes: Option<usize>,
+    /// Only the first [`MAX_BODY_BYTES`] of the body are in `body`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    body_truncated: bool,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
@@ -122,33 +162,43 @@ struct Line<'a> {
     elapsed_us: u64,
 }
 
-/// The most of a query document kept in a line.
-const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// The most of a request body kept in a line.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long the writer waits for more lines before it flushes what it has.
 const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 /// Records waiting for the writer; more are dropped and counted.
 const CHANNEL: usize = 16 * 1024;
 
 impl Record {
+    /// The cube: the path's, else the one the handler noted.
+    fn cube(&self) -> Option<&str> {
+        self.path
+            .iter()
+            .find(|(k, _)| k == "cube")
+            .map(|(_, v)| v.as_str())
+            .or(self.note.cube.as_deref())
+    }
+
     fn write(&self, out: &mut impl Write) -> std::io::Result<usize> {
-        let query = self.note.query.as_ref().map(|q| {
-            if q.len() > MAX_QUERY_BYTES {
-                Value::String(format!("({} bytes, not kept)", q.len()))
-            } else {
-                serde_json::from_slice(q)
-                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(q).into_owned()))
-            }
-        });
+        let path = self
+            .path
+            .iter()
+            .filter(|(k, _)| k != "cube")
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         let line = Line {
             time: crate::cubejs::dates::format_utc(self.time),
             principal: self.principal.as_deref(),
             auth: self.method,
             method: &self.http_method,
             route: &self.route,
-            cube: self.note.cube.as_deref(),
+            cube: self.cube(),
+            path,
             scope: &self.scope,
             params: self.params.as_deref(),
-            query,
+            body: self.body.as_ref().map(BodyCopy::value),
+            body_bytes: self.body.as_ref().and_then(|b| b.len),
+            body_truncated: self.body.as_ref().is_some_and(BodyCopy::truncated),
             status: self.status,
             error: self.error,
             rows: self.note.rows,
@@ -309,6 +359,7 @@ mod tests {
     use super::*;
 
     fn record(i: usize) -> Record {
+        let body = Bytes::from_static(br#"{"measures": ["txn_amount"]}"#);
         Record {
             time: SystemTime::UNIX_EPOCH,
             principal: Some(format!("p{i}")),
@@ -316,16 +367,24 @@ mod tests {
             http_method: "POST".into(),
             route: "/v1/cubes/{cube}/query".into(),
             scope: "manager.manager = M0001".into(),
+            path: vec![("cube".into(), "bank_crm".into())],
             params: None,
+            body: Some(BodyCopy::new(&body, Some(body.len()))),
             note: Note {
-                cube: Some("bank_crm".into()),
-                query: Some(Bytes::from_static(br#"{"measures": ["txn_amount"]}"#)),
+                cube: None,
                 rows: Some(3),
             },
             status: 200,
             error: None,
             elapsed_us: 42,
         }
+    }
+
+    fn line(r: &Record) -> Value {
+        let mut out = Vec::new();
+        r.write(&mut out).expect("write");
+        assert!(out.ends_with(b"\n"));
+        serde_json::from_slice(&out).expect("json")
     }
 
     fn lines(path: &Path) -> Vec<Value> {
@@ -338,26 +397,70 @@ mod tests {
 
     #[test]
     fn a_line_has_who_what_when_and_how_it_went() {
-        let mut out = Vec::new();
-        record(1).write(&mut out).expect("write");
-        let line: Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(
-            line,
+            line(&record(1)),
             serde_json::json!({
                 "time": "1970-01-01T00:00:00.000Z", "principal": "p1", "auth": "key",
                 "method": "POST", "route": "/v1/cubes/{cube}/query", "cube": "bank_crm",
                 "scope": "manager.manager = M0001",
-                "query": {"measures": ["txn_amount"]}, "status": 200, "rows": 3, "elapsed_us": 42
+                "body": {"measures": ["txn_amount"]}, "body_bytes": 28,
+                "status": 200, "rows": 3, "elapsed_us": 42
             })
         );
-        assert!(out.ends_with(b"\n"));
         // A body that is not JSON is kept as text.
         let mut r = record(2);
-        r.note.query = Some(Bytes::from_static(b"not json"));
-        let mut out = Vec::new();
-        r.write(&mut out).expect("write");
-        let line: Value = serde_json::from_slice(&out).expect("json");
-        assert_eq!(line["query"], "not json");
+        let text = Bytes::from_static(b"not json");
+        r.body = Some(BodyCopy::new(&text, Some(text.len())));
+        assert_eq!(line(&r)["body"], "not json");
+    }
+
+    #[test]
+    fn ids_come_from_the_path_and_the_cube_from_the_path_or_the_handler() {
+        let mut r = record(3);
+        r.route = "/v1/cubes/{cube}/entities/{dimension}/{id}".into();
+        r.path.push(("dimension".into(), "customer".into()));
+        r.path.push(("id".into(), "C000042".into()));
+        r.body = None;
+        let l = line(&r);
+        assert_eq!(l["cube"], "bank_crm");
+        assert_eq!(
+            l["path"],
+            serde_json::json!({"dimension": "customer", "id": "C000042"})
+        );
+        assert!(
+            l.get("body").is_none() && l.get("body_bytes").is_none(),
+            "{l}"
+        );
+        // The Cube API's path names no cube; its handler notes the one its query names.
+        let mut r = record(4);
+        r.path.clear();
+        r.note.cube = Some("bank_crm".into());
+        let l = line(&r);
+        assert_eq!(l["cube"], "bank_crm");
+        assert!(l.get("path").is_none(), "{l}");
+    }
+
+    #[test]
+    fn a_long_body_is_kept_in_part_and_says_so() {
+        let long = Bytes::from(format!(
+            r#"{{"measures": ["{}"]}}"#,
+            "m".repeat(MAX_BODY_BYTES)
+        ));
+        let mut r = record(5);
+        r.body = Some(BodyCopy::new(&long, Some(long.len())));
+        let l = line(&r);
+        let kept = l["body"].as_str().expect("the head as text");
+        assert_eq!(kept.len(), MAX_BODY_BYTES);
+        assert!(long.starts_with(kept.as_bytes()));
+        assert_eq!(l["body_bytes"], long.len());
+        assert_eq!(l["body_truncated"], true);
+        // Over the server's limit: the length is not known.
+        r.body = Some(BodyCopy::new(&long.slice(..100), None));
+        let l = line(&r);
+        assert_eq!(
+            (l["body_truncated"].as_bool(), l.get("body_bytes")),
+            (Some(true), None)
+        );
     }
 
     #[test]

@@ -82,6 +82,10 @@ pub struct Limits {
     /// Connections open at once; one more is answered 503 `too_many_connections` and closed
     /// at once. Keep it under the process's open-file limit (`ulimit -n`).
     pub max_connections: usize,
+    /// Distinct questions (method, path, query string, body) a principal whose answers are
+    /// restricted may ask in any minute; asking one again is free. One more is refused (429
+    /// `too_many_questions` with `Retry-After`). Slows differencing; 0 turns it off.
+    pub max_questions_per_minute: usize,
 }
 
 impl Default for Limits {
@@ -98,6 +102,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            max_questions_per_minute: 600,
         }
     }
 }

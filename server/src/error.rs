@@ -120,6 +120,17 @@ impl ApiError {
         .with_details(json!({"principal": principal, "max_concurrent": running, "max_queued": queued}))
     }
 
+    /// A principal over its distinct questions a minute (`--max-questions-per-minute`); the
+    /// gate adds `Retry-After`.
+    pub fn too_many_questions(principal: &str, limit: usize, secs: u64) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_questions",
+            format!("'{principal}' has asked {limit} different questions in the last minute, the most this server answers a principal; asking one of them again is answered, a new one in {secs} s"),
+        )
+        .with_details(json!({"principal": principal, "max_questions_per_minute": limit, "retry_after_s": secs}))
+    }
+
     /// A failure that is not the client's: logged in full, answered with a generic message.
     pub fn internal(context: &str, detail: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%detail, "{context}");

@@ -277,7 +277,6 @@ pub(crate) async fn query(
     let slot = state.slot(&cube)?;
     require_content_type(&headers, JSON)?;
     let body = read_body(body, state.config.limits.max_body_bytes)?;
-    note(audit.as_ref(), |n| n.set_query(&cube, body.clone()));
     let mut q = Query::from_json(text(&body)?)?;
     let max_rows = state.config.limits.max_result_rows;
     q.limit = capped(q.limit, max_rows);
@@ -346,7 +345,6 @@ pub(crate) async fn drillthrough(
     let slot = state.slot(&cube)?;
     require_content_type(&headers, JSON)?;
     let body = read_body(body, state.config.limits.max_body_bytes)?;
-    note(audit.as_ref(), |n| n.set_query(&cube, body.clone()));
     let mut q = DrillQuery::from_json(text(&body)?)?;
     let max_rows = state.config.limits.max_result_rows;
     q.limit = capped(

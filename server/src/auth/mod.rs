@@ -11,6 +11,7 @@
 //! - [`Principal`]: a name for the audit log (never the key or token), the engine's
 //!   [`Access`] (row-level scope and roles) and the per-principal limits.
 //! - Without `--auth` every request is [`Principal::anonymous`]: everything, admin.
+//! - [`questions`]: the distinct questions each principal asked lately, for the limit on them.
 //! - [`Auth::missing_members`]: scope rules naming members the served data lacks (warned
 //!   about at start and on each reload).
 //!
@@ -21,10 +22,11 @@
 
 pub(crate) mod file;
 pub(crate) mod jwt;
+pub(crate) mod questions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -75,6 +77,8 @@ pub struct Auth {
     /// The running queries of each token subject: shared while any is in flight, dropped
     /// when none is, so the map holds no more than the subjects asking now.
     subject_turns: Mutex<HashMap<String, Weak<Admission>>>,
+    /// The distinct questions each principal asked in the last minute.
+    questions: questions::Questions,
 }
 
 /// A key's scope rule that names a member its cube does not have.
@@ -98,7 +102,7 @@ impl std::fmt::Display for MissingMember {
 }
 
 /// How a principal proved who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// The server runs without `--auth`.
@@ -244,7 +248,30 @@ impl Auth {
             jwt,
             defaults,
             subject_turns: Mutex::new(HashMap::new()),
+            questions: questions::Questions::default(),
         }
+    }
+
+    /// Lets a question (`parts`: method, path, query string, body) of `principal` through, or
+    /// says how long until it would be: at most `limit` distinct questions a minute for a
+    /// principal whose answers are restricted (an admin, or one that sees everything, gains
+    /// nothing by differencing and is not counted).
+    pub(crate) fn admit_question(
+        &self,
+        principal: &Principal,
+        parts: &[&[u8]],
+        limit: usize,
+    ) -> Result<(), Duration> {
+        if principal.is_admin() || principal.access.is_everything() {
+            return Ok(());
+        }
+        let question = self.questions.key(parts);
+        self.questions.admit(
+            (principal.method, &principal.name),
+            question,
+            limit,
+            Instant::now(),
+        )
     }
 
     /// Scope rules of the file's keys that name a member `cube` does not have: such a key sees

@@ -374,7 +374,6 @@ async fn load_post(
     body: Bytes,
 ) -> Result<Response, CubeJsError> {
     let audit = audit.map(|Extension(n)| n);
-    note(audit.as_ref(), |n| n.set_body(body.clone()));
     let body = request::parse_body(&body)?;
     let ask = Ask {
         principal: asker(who),
@@ -388,6 +387,7 @@ async fn load_post(
 async fn dry_get(
     State(state): State<AppState>,
     who: Asker,
+    audit: Option<Extension<NoteSlot>>,
     headers: HeaderMap,
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, CubeJsError> {
@@ -397,7 +397,7 @@ async fn dry_get(
         .transpose()?;
     let ask = Ask {
         principal: asker(who),
-        audit: None,
+        audit: audit.map(|Extension(n)| n),
         query_type: Some("multi".into()),
         dry: true,
     };
@@ -407,13 +407,14 @@ async fn dry_get(
 async fn dry_post(
     State(state): State<AppState>,
     who: Asker,
+    audit: Option<Extension<NoteSlot>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, CubeJsError> {
     let body = request::parse_body(&body)?;
     let ask = Ask {
         principal: asker(who),
-        audit: None,
+        audit: audit.map(|Extension(n)| n),
         query_type: Some("multi".into()),
         dry: true,
     };
