@@ -349,6 +349,69 @@ pub(crate) async fn visible(
     Ok(Some(members))
 }
 
+/// The members of some levels that a principal may see, found once per request. Every
+/// expansion of a predicate into members outside the native resolution (a Cube API
+/// `contains` or `gt`, a search over names) goes through one, so that a name outside the
+/// principal's scope is never matched, listed, suggested or echoed.
+#[derive(Debug, Clone, Default)]
+pub struct MemberView {
+    /// Per restricted level: the codes visible. A level absent here is seen whole.
+    visible: HashMap<LevelRef, Arc<RoaringBitmap>>,
+}
+
+impl MemberView {
+    /// Every member of every level.
+    pub fn everything() -> MemberView {
+        MemberView::default()
+    }
+
+    /// What `access` may see of `levels` of `cube` (levels it sees whole cost nothing).
+    pub async fn new(
+        cube: &Cube,
+        access: &Access,
+        levels: impl IntoIterator<Item = LevelRef>,
+    ) -> Result<MemberView, QueryError> {
+        if access.scope.is_empty() {
+            return Ok(MemberView::everything());
+        }
+        let applied = apply(cube, access)?;
+        let mut visible = HashMap::new();
+        for l in levels {
+            if visible.contains_key(&l) {
+                continue;
+            }
+            if let Some(v) = self::visible(cube, l, &applied).await? {
+                visible.insert(l, v);
+            }
+        }
+        Ok(MemberView { visible })
+    }
+
+    /// Whether some members of `level` are hidden (then filters list members, never the
+    /// complement of a list, so nothing depends on what the principal cannot see).
+    pub fn is_restricted(&self, level: LevelRef) -> bool {
+        self.visible.contains_key(&level)
+    }
+
+    /// Whether the member `code` of `level` may be seen.
+    pub fn sees(&self, level: LevelRef, code: u32) -> bool {
+        self.visible.get(&level).is_none_or(|v| v.contains(code))
+    }
+
+    /// The visible members of `level` of `cube` (code, name), in code order.
+    pub fn members<'a>(
+        &'a self,
+        cube: &'a Cube,
+        level: LevelRef,
+    ) -> impl Iterator<Item = (u32, &'a str)> + 'a {
+        let names = &cube.members(level).names;
+        (0u32..)
+            .zip(names.iter())
+            .filter(move |(c, _)| self.sees(level, *c))
+            .map(|(c, n)| (c, n.as_str()))
+    }
+}
+
 /// A measure of `fact` whose groups are exactly the fact rows' groups (not a closing-period
 /// balance, which keeps only the last period's).
 fn additive_measure(model: &Model, fact: FactId) -> Option<MeasureId> {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use lattice_defs::model::{
     Agg, DimId, DimensionKind, Format, LevelKind, LevelRef, MeasureId, MeasureKind, TimeGrain,
 };
+use lattice_engine::access::MemberView;
 use lattice_engine::store::Cube;
 use serde_json::{Value as Json, json};
 
@@ -63,6 +64,8 @@ pub(crate) struct Catalog<'a> {
     pub name: &'a str,
     pub cube: &'a Cube,
     pub time: Option<TimeDim>,
+    /// The members the asking principal may see: filters expand over these only.
+    pub view: MemberView,
     members: BTreeMap<String, Member>,
 }
 
@@ -123,8 +126,15 @@ impl<'a> Catalog<'a> {
             name,
             cube,
             time,
+            view: MemberView::everything(),
             members,
         }
+    }
+
+    /// This catalog for a principal who sees only what `view` lets through.
+    pub fn seen_through(mut self, view: MemberView) -> Catalog<'a> {
+        self.view = view;
+        self
     }
 
     /// Resolves a fully qualified member name.

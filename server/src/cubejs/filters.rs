@@ -130,7 +130,13 @@ fn leaf_constraint(cat: &Catalog, leaf: &Leaf) -> Result<Constraint, CubeJsError
                     leaf.member
                 )));
             }
-            c.levels.insert(l, level_set(cat, l, leaf)?);
+            let mut set = level_set(cat, l, leaf)?;
+            // What the principal cannot see is never matched, so it never reaches a
+            // native filter, a dry-run or an error.
+            for (code, keep) in (0u32..).zip(set.iter_mut()) {
+                *keep &= cat.view.sees(l, code);
+            }
+            c.levels.insert(l, set);
         }
         Member::Time => {
             let t = cat
@@ -475,10 +481,35 @@ pub(crate) fn periods_covered(
 }
 
 /// The native filter that lets exactly `set` through (`None`: it lets everything through).
+/// On a level the principal sees only part of, it lists the members let through, never
+/// the others, so that it names nothing hidden and depends on nothing hidden.
 pub(crate) fn native_filter(cat: &Catalog, l: LevelRef, set: &[bool]) -> Option<Filter> {
     let names = &cat.cube.members(l).names;
     let level = cat.native_level(l);
     let n = set.iter().filter(|b| **b).count();
+    if cat.view.is_restricted(l) {
+        if n == 0 {
+            let visible: Vec<String> = cat
+                .view
+                .members(cat.cube, l)
+                .map(|(_, n)| n.to_string())
+                .collect();
+            return Some(nothing(&level, &visible));
+        }
+        return Some(Filter {
+            level,
+            op: FilterOp::In,
+            value: None,
+            values: Some(
+                names
+                    .iter()
+                    .zip(set)
+                    .filter(|(_, b)| **b)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            ),
+        });
+    }
     if n == set.len() {
         return None;
     }

@@ -44,6 +44,7 @@ use axum::extract::{Extension, Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use lattice_engine::access::MemberView;
 use lattice_engine::query::{Answer, Query, QueryError};
 use lattice_engine::store::Cube;
 use serde_json::{Value as Json, json};
@@ -243,6 +244,14 @@ impl IntoResponse for CubeJsError {
     }
 }
 
+/// The Cube API's routes (its catch-all for other endpoints aside), as routed below.
+pub const ROUTES: [&str; 4] = [
+    "/cubejs-api/v1/meta",
+    "/cubejs-api/v1/load",
+    "/cubejs-api/v1/subscribe",
+    "/cubejs-api/v1/dry-run",
+];
+
 #[derive(Clone)]
 struct AppState {
     source: Arc<dyn CubeSource>,
@@ -265,10 +274,10 @@ pub fn router_with_token(source: Arc<dyn CubeSource>, token: Option<String>) -> 
         first_seen: Arc::default(),
     };
     Router::new()
-        .route("/cubejs-api/v1/meta", get(meta))
-        .route("/cubejs-api/v1/load", get(load_get).post(load_post))
-        .route("/cubejs-api/v1/subscribe", get(load_get).post(load_post))
-        .route("/cubejs-api/v1/dry-run", get(dry_get).post(dry_post))
+        .route(ROUTES[0], get(meta))
+        .route(ROUTES[1], get(load_get).post(load_post))
+        .route(ROUTES[2], get(load_get).post(load_post))
+        .route(ROUTES[3], get(dry_get).post(dry_post))
         .route(
             "/cubejs-api/v1/{*rest}",
             axum::routing::any(|Path(rest): Path<String>| async move { unknown_endpoint(rest) }),
@@ -467,6 +476,10 @@ async fn answer(
             cube: name.clone(),
         })?;
     let cat = Catalog::new(&name, &cube);
+    // The principal's own members: filters expand over these alone, in the engine's view.
+    let levels = translate::filtered_levels(&cat, &q);
+    let view = MemberView::new(&cube, &principal.access, levels).await?;
+    let cat = cat.seen_through(view);
     let t = translate::translate(&cat, &q)?;
     let multi = query_type.as_deref() == Some("multi");
     if t.query_type != translate::QueryType::Regular && !multi {

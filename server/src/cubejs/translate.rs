@@ -152,6 +152,30 @@ pub(crate) fn cube_of(q: &CubeQuery) -> Result<String, CubeJsError> {
     }
 }
 
+/// The levels whose members `q`'s filters match (a filter that cannot be read names none:
+/// [`translate`] reports it).
+pub(crate) fn filtered_levels(cat: &Catalog, q: &CubeQuery) -> Vec<LevelRef> {
+    fn walk(cat: &Catalog, n: &FilterNode, out: &mut Vec<LevelRef>) {
+        match n {
+            FilterNode::Leaf(leaf) => {
+                if let Ok(super::catalog::Member::Level(l)) = cat.member(&leaf.member) {
+                    out.push(l);
+                }
+            }
+            FilterNode::And(items) | FilterNode::Or(items) => {
+                items.iter().for_each(|i| walk(cat, i, out));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for node in q.filters.iter().filter_map(|f| FilterNode::parse(f).ok()) {
+        walk(cat, &node, &mut out);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Translates `q` for the cube of `cat`.
 pub(crate) fn translate(cat: &Catalog, q: &CubeQuery) -> Result<Translation, CubeJsError> {
     check_supported(q)?;
