@@ -144,8 +144,13 @@ pub struct MigrationDrillAnswer {
     /// `entity`, then `<m>_from`, `<m>_to` per measure.
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Json>>,
+    /// Too few members behind the transition for the principal to see: no one is listed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub suppressed: bool,
+    /// The members are listed but their values are null: each row is one member's numbers,
+    /// a cell smaller than the principal's small-cell threshold.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub values_suppressed: bool,
     pub meta: MigrationMeta,
 }
 
@@ -466,6 +471,9 @@ pub async fn migration_drill(
         columns.push(format!("{name}_to"));
     }
     let suppressed = p.small(members.len());
+    // One member's values are a cell of one member: under suppression they are withheld,
+    // as drill-through withholds them.
+    let values_suppressed = !suppressed && p.small(1);
     let (total, rows) = if suppressed {
         (0, Vec::new())
     } else {
@@ -480,7 +488,12 @@ pub async fn migration_drill(
             let mut row = vec![Json::String(cube.member_name(p.entity, e).to_string())];
             for vals in &p.values {
                 for side in [0u8, 1] {
-                    row.push(vals.get(&(e, side)).copied().unwrap_or(V::Null).json());
+                    let v = if values_suppressed {
+                        V::Null
+                    } else {
+                        vals.get(&(e, side)).copied().unwrap_or(V::Null)
+                    };
+                    row.push(v.json());
                 }
             }
             row
@@ -497,6 +510,7 @@ pub async fn migration_drill(
         columns,
         rows,
         suppressed,
+        values_suppressed,
         meta,
     })
 }
