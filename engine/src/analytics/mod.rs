@@ -292,7 +292,11 @@ impl<'a> Ctx<'a> {
                 measures,
             };
             let (grouped, meta) = aggregate(self.cube, &req, false).await?;
-            self.facts.push(meta);
+            self.facts.push(if self.applied.is_unrestricted() {
+                meta
+            } else {
+                meta.restricted()
+            });
             let slots: Vec<(usize, usize)> = grouped
                 .measures
                 .iter()

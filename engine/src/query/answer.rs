@@ -90,6 +90,21 @@ pub struct FactMeta {
     pub explain: Option<Explain>,
 }
 
+impl FactMeta {
+    /// This fact's path as a principal with a scope or suppression may see it: the cuboid's
+    /// cells (and each candidate's) count the whole cube's groups, not the principal's, so
+    /// they are left out.
+    pub(crate) fn restricted(mut self) -> FactMeta {
+        self.cells = None;
+        if let Some(e) = &mut self.explain {
+            for c in &mut e.candidates {
+                c.cells = None;
+            }
+        }
+        self
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explain {
     /// The levels the cuboid must hold (grouped and filtered).
@@ -104,7 +119,9 @@ pub struct Explain {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Candidate {
     pub cuboid: Vec<String>,
-    pub cells: usize,
+    /// The cuboid's cells (absent for a restricted principal: a cube-wide count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cells: Option<usize>,
 }
 
 /// A value while an answer is computed.

@@ -40,7 +40,12 @@ pub(crate) async fn execute_restricted(
         return execute(cube, query).await;
     }
     let r = resolve_restricted(cube, query, applied).await?;
-    execute_resolved(cube, &r).await
+    let mut answer = execute_resolved(cube, &r).await?;
+    answer.meta.facts = std::mem::take(&mut answer.meta.facts)
+        .into_iter()
+        .map(FactMeta::restricted)
+        .collect();
+    Ok(answer)
 }
 
 /// The members of `level` with facts of `fact` under `filters` (a cell's filters, a
@@ -933,7 +938,7 @@ async fn aggregate_top(
                 .iter()
                 .map(|&i| Candidate {
                     cuboid: names(&cube.cuboids[i].levels),
-                    cells: cube.cuboids[i].len(),
+                    cells: Some(cube.cuboids[i].len()),
                 })
                 .collect(),
             reason,
