@@ -1,7 +1,7 @@
 //! The generated data set keeps the promises the analyses rely on: the 80/20 shape of fee income,
 //! product holdings, managers at their customers' branches, the six channels, corporates without
 //! an age, dormant and collapsing customers to find, first-of-month balances, and the contract of
-//! `../shared/contract/check_data.py`. Each property is asked in SQL (DataFusion) over the files.
+//! `scripts/check_data.py`. Each property is asked in SQL (DataFusion) over the files.
 
 use std::path::Path;
 use std::process::Command;
@@ -233,13 +233,13 @@ async fn months_are_first_days_and_transactions_follow_open_dates_and_holdings()
     );
 }
 
-/// Runs the shared contract checker; skipped (with a line saying so) where python3 or pyarrow is
-/// missing, unless `LATTICE_REQUIRE_CONTRACT=1`.
+/// Runs the repository's contract checker (`scripts/check_data.py`); skipped (with a line saying
+/// so) where python3 or pyarrow is missing, unless `LATTICE_REQUIRE_CONTRACT=1`.
 #[test]
 fn contract_check_passes() {
     let script = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/contract/check_data.py"
+        "/scripts/check_data.py"
     ));
     if let Some(missing) = contract_prerequisite_missing(script) {
         let required = std::env::var("LATTICE_REQUIRE_CONTRACT").is_ok_and(|v| v == "1");
