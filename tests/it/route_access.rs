@@ -178,7 +178,8 @@ async fn world() -> &'static World {
                 );
             }
             let auth = move |dir: &Path| auth_yaml(dir, &manager);
-            let app = app(Some(&auth), |_, _| {}).await;
+            // Many distinct questions per principal: the differencing rate limit is off here.
+            let app = app(Some(&auth), |c, _| c.limits.max_questions_per_minute = 0).await;
             World { app, names, scopes }
         })
         .await
@@ -607,7 +608,7 @@ async fn no_route_shows_a_scoped_principal_anything_outside_its_scope() {
                 for req in &requests {
                     let reply = send(&w.app, scope.key, req).await;
                     assert!(
-                        reply.status.as_u16() < 500,
+                        reply.status.as_u16() < 500 && reply.status != 429,
                         "{route} as {}: {} {}\n{}",
                         scope.key,
                         req.0,
@@ -663,8 +664,8 @@ async fn check_suppressed(w: &World, route: &str, req: &Request) -> Result<(), S
     let reply = send(&w.app, SUPPRESSED, req).await;
     let body = &reply.body;
     let fail = |what: String| Err(format!("{what}\nreply {}: {}", reply.status, reply.text));
-    if reply.status.as_u16() >= 500 {
-        return fail("a server error".into());
+    if reply.status.as_u16() >= 500 || reply.status == 429 {
+        return fail("a server error, or a refusal by the rate limit that is off here".into());
     }
     if !reply.status.is_success() {
         return Ok(()); // refused: no value at all
