@@ -36,7 +36,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError};
+use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError, check_page};
 use lattice_engine::search::{
     Search, SearchAnswer, SearchError, SearchRun, SearchSet, check_name, members, redact, run,
 };
@@ -561,6 +561,8 @@ async fn answer(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(params.as_deref(), headers);
+    // An absurd page is refused before `limit` is capped at the row limit below.
+    check_page(r.limit, r.offset)?;
     let max = state.config.limits.max_result_rows as u64;
     if !csv {
         r.limit = Some(r.limit.unwrap_or(DEFAULT_DRILL_LIMIT).min(max + 1));

@@ -386,6 +386,19 @@ async fn name_and_value_cases(addr: SocketAddr) {
         b"",
     )
     .await;
+    r.error(
+        400,
+        "query_too_large",
+        &["`offset`", "18446744073709551615"],
+    );
+    let r = send(
+        addr,
+        "GET",
+        "/v1/cubes/bank_crm/members/time/year?offset=4294967295",
+        None,
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["members"], json!([]));
     // A cube name with control characters.
@@ -863,21 +876,35 @@ async fn engine_cases(cube: &lattice_engine::store::Cube) {
             }
         }
     }
-    for (limit, offset) in [
-        (Some(u64::MAX), u64::MAX),
-        (Some(0), u64::MAX),
-        (None, u64::MAX - 1),
-    ] {
-        let q = Query {
-            measures: vec!["txn_amount".into()],
-            rows: vec!["customer.id".into()],
-            limit,
-            offset,
-            totals: true,
-            ..Query::default()
-        };
-        let a = execute(cube, &q).await.expect("paging past the end");
+    let paged = |limit, offset| Query {
+        measures: vec!["txn_amount".into()],
+        rows: vec!["customer.id".into()],
+        limit,
+        offset,
+        totals: true,
+        ..Query::default()
+    };
+    // The largest page is answered, past the end: no rows.
+    let most = lattice_engine::query::MAX_PAGE_ROWS;
+    for (limit, offset) in [(Some(most), most), (Some(0), most), (None, most - 1)] {
+        let a = execute(cube, &paged(limit, offset))
+            .await
+            .expect("paging past the end");
         assert!(a.rows.is_empty());
+    }
+    // Beyond it, refused naming the field, whichever path would answer.
+    for (limit, offset, field) in [
+        (Some(u64::MAX), 0, "`limit`"),
+        (Some(most + 1), 0, "`limit`"),
+        (Some(0), u64::MAX, "`offset`"),
+        (None, u64::MAX - 1, "`offset`"),
+        (Some(1), i64::MAX as u64, "`offset`"),
+    ] {
+        let e = execute(cube, &paged(limit, offset))
+            .await
+            .expect_err("a page beyond the most rows");
+        assert_eq!(e.code(), "query_too_large", "{e}");
+        assert!(e.to_string().contains(field), "{field} not in: {e}");
     }
 }
 

@@ -121,13 +121,13 @@ pub struct AbnormalQuery {
 }
 
 impl AbnormalQuery {
+    /// Reads the request; a page beyond [`crate::query::MAX_PAGE_ROWS`] is refused.
     pub fn from_json(text: &str) -> Result<AbnormalQuery, AnalyticsError> {
-        serde_json::from_str(text).map_err(|e| {
-            QueryError::Malformed {
-                message: e.to_string(),
-            }
-            .into()
-        })
+        let q: AbnormalQuery = serde_json::from_str(text).map_err(|e| QueryError::Malformed {
+            message: e.to_string(),
+        })?;
+        crate::query::check_page(q.limit, q.offset)?;
+        Ok(q)
     }
 }
 

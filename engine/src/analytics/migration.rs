@@ -128,8 +128,11 @@ pub struct MigrationDrill {
 }
 
 impl MigrationDrill {
+    /// Reads the request; a page beyond [`crate::query::MAX_PAGE_ROWS`] is refused.
     pub fn from_json(text: &str) -> Result<MigrationDrill, AnalyticsError> {
-        malformed(serde_json::from_str(text))
+        let d: MigrationDrill = malformed(serde_json::from_str(text))?;
+        crate::query::check_page(d.limit, d.offset)?;
+        Ok(d)
     }
 }
 

@@ -112,13 +112,14 @@ pub struct RankSpec {
 }
 
 impl PerformanceQuery {
+    /// Reads the request; a page beyond [`crate::query::MAX_PAGE_ROWS`] is refused.
     pub fn from_json(text: &str) -> Result<PerformanceQuery, AnalyticsError> {
-        serde_json::from_str(text).map_err(|e| {
-            QueryError::Malformed {
+        let q: PerformanceQuery =
+            serde_json::from_str(text).map_err(|e| QueryError::Malformed {
                 message: e.to_string(),
-            }
-            .into()
-        })
+            })?;
+        crate::query::check_page(q.limit, q.offset)?;
+        Ok(q)
     }
 }
 

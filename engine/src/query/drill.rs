@@ -48,10 +48,13 @@ pub struct DrillQuery {
 }
 
 impl DrillQuery {
+    /// Reads a drill-through document; a page beyond [`super::MAX_PAGE_ROWS`] is refused.
     pub fn from_json(text: &str) -> Result<DrillQuery, QueryError> {
-        serde_json::from_str(text).map_err(|e| QueryError::Malformed {
+        let q: DrillQuery = serde_json::from_str(text).map_err(|e| QueryError::Malformed {
             message: e.to_string(),
-        })
+        })?;
+        check_page(q.limit, q.offset)?;
+        Ok(q)
     }
 }
 

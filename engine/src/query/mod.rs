@@ -72,6 +72,8 @@ pub(crate) use exec::{
 pub use fallback::FallbackData;
 pub(crate) use group::AggRequest;
 pub(crate) use resolve::resolve_visible;
-pub use resolve::{MAX_PAGE_ROWS, OrderKey, Resolved, ResolvedFilter, ResolvedShare, resolve};
+pub use resolve::{
+    MAX_PAGE_ROWS, OrderKey, Resolved, ResolvedFilter, ResolvedShare, check_page, resolve,
+};
 pub(crate) use scan::closing_periods;
 pub use spec::{Compare, Direction, Filter, FilterOp, Having, HavingOp, Order, Query, Share};

@@ -72,8 +72,11 @@ const MAX_CONDITIONS: usize = 256;
 /// reached its optimizer and failed there as an internal error.
 pub const MAX_PAGE_ROWS: u64 = u32::MAX as u64;
 
-/// `limit` and `offset` within [`MAX_PAGE_ROWS`], each named in the error.
-pub(crate) fn check_page(limit: Option<u64>, offset: u64) -> Result<(), QueryError> {
+/// `limit` and `offset` within [`MAX_PAGE_ROWS`], each named in the error. Every request
+/// that pages (a query, a drill-through, an analysis, a search run) calls it as it is read,
+/// before a server caps `limit` at its row limit, so an absurd number is refused rather than
+/// quietly cut; resolution checks again for callers of the Rust API.
+pub fn check_page(limit: Option<u64>, offset: u64) -> Result<(), QueryError> {
     let named = [
         ("rows by `limit`", limit),
         ("rows skipped by `offset`", Some(offset)),

@@ -131,10 +131,13 @@ pub struct Compare {
 
 impl Query {
     /// Reads a query document; malformed JSON, unknown keys and wrong types are
-    /// [`QueryError::Malformed`] with serde's line and column.
+    /// [`QueryError::Malformed`] with serde's line and column, and a page beyond
+    /// [`super::MAX_PAGE_ROWS`] is [`QueryError::TooLarge`](super::QueryError::TooLarge).
     pub fn from_json(text: &str) -> Result<Query, super::QueryError> {
-        serde_json::from_str(text).map_err(|e| super::QueryError::Malformed {
+        let q: Query = serde_json::from_str(text).map_err(|e| super::QueryError::Malformed {
             message: e.to_string(),
-        })
+        })?;
+        super::check_page(q.limit, q.offset)?;
+        Ok(q)
     }
 }
