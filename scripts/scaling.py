@@ -99,7 +99,7 @@ x = [r["rows"] / 1e6 for r in rows]
 fig, ax = plt.subplots(1, 3, figsize=(13, 4))
 ax[0].plot(x, [r["build_s"] for r in rows], "o-", label="build")
 ax[0].plot([0, x[-1]], [0, rows[0]["build_s"] * x[-1] / x[0]], "--", color="grey", label="linear from the first")
-# The DESIGN targets at scale 10: a build under 60 s and 4 GB.
+# The project's targets at scale 10: a build under 60 s and 4 GB.
 ten = [r for r in rows if r["scale"] == 10]
 if ten:
     ax[0].plot([ten[0]["rows"] / 1e6], [60], "x", color="red", markersize=10, label="target at scale 10")

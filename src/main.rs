@@ -40,7 +40,7 @@ enum Format {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Write the synthetic bank data set (DESIGN.md's default data set).
+    /// Write the synthetic bank data set (the default data set of docs/architecture.md).
     Gen {
         /// 1 = about 100k customers and 2M transactions over 24 months; linear in scale.
         #[arg(long, default_value_t = 1.0)]

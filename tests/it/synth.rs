@@ -24,7 +24,7 @@ const TABLES: [&str; 8] = [
     "branch_costs",
 ];
 
-/// A session with the shared test data set registered under the table names of DESIGN.md.
+/// A session with the shared test data set registered under the table names of docs/architecture.md.
 async fn session() -> SessionContext {
     let ctx = SessionContext::new();
     for table in TABLES {

@@ -1,6 +1,6 @@
 //! Reading facts and dimension tables, and making the synthetic bank data set.
 //!
-//! - [`synth`] writes the default data set of DESIGN.md (Parquet or CSV), deterministically.
+//! - [`synth`] writes the default data set of docs/architecture.md (Parquet or CSV), deterministically.
 //! - [`load`] registers the sources a definition names with DataFusion, checks their schemas
 //!   against the definition, and checks what only data can show (hierarchies that are functional).
 //! - [`allocate`] computes the fact tables of a definition's `allocations:` (a cost pool split

@@ -1,4 +1,4 @@
-//! The synthetic bank data set of DESIGN.md ("The default data set and cube"): eight tables
+//! The synthetic bank data set of docs/architecture.md ("The default data set: the data contract"): eight tables
 //! written as Parquet or CSV, byte for byte the same for the same seed and scale.
 //!
 //! # What the data looks like
@@ -114,7 +114,7 @@ impl Default for GenOptions {
     }
 }
 
-/// What [`generate`] wrote, one entry per table in the order of DESIGN.md.
+/// What [`generate`] wrote, one entry per table in the order of docs/architecture.md.
 #[derive(Debug)]
 pub struct GenSummary {
     pub tables: Vec<TableSummary>,
@@ -128,7 +128,7 @@ pub struct TableSummary {
     pub path: PathBuf,
 }
 
-/// Writes the 8 tables of DESIGN.md into `out` (created if missing) as `<table>.parquet` or
+/// Writes the 8 tables of docs/architecture.md into `out` (created if missing) as `<table>.parquet` or
 /// `<table>.csv`, replacing files of the same name.
 #[tracing::instrument(skip_all, fields(scale = opts.scale, seed = opts.seed))]
 pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
