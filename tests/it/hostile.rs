@@ -415,6 +415,22 @@ async fn number_cases(addr: SocketAddr) {
         text.pop();
         format!(r#"{text},"{key}":{raw}}}"#)
     };
+    // Issue 18, finding 3: an offset at i64::MAX on a question DataFusion answers reached its
+    // optimizer (`offset + limit` cast to Int64) and came back a 500.
+    let r = query(
+        addr,
+        &json!({"measures": ["txn_amount"], "rows": ["customer.id"], "limit": 1}),
+    )
+    .await;
+    assert_eq!(r.json()["meta"]["source"], "fallback", "{}", r.json());
+    let r = query(
+        addr,
+        &json!({"measures": ["txn_amount"], "rows": ["customer.id"], "limit": 1,
+                "offset": i64::MAX}),
+    )
+    .await;
+    let e = r.error(400, "query_too_large", &["`offset`", "9223372036854775807"]);
+    assert_eq!(e["details"]["found"], json!(i64::MAX), "{e}");
     // u64::MAX and i64::MAX name more rows than any answer has: refused, the field named.
     for (key, raw) in [
         ("limit", "18446744073709551615"),
@@ -427,16 +443,6 @@ async fn number_cases(addr: SocketAddr) {
             &[&format!("`{key}`"), raw],
         );
     }
-    // Issue 18, finding 3: an offset at i64::MAX on a question DataFusion answers reached its
-    // optimizer (`offset + limit` cast to Int64) and came back a 500.
-    let r = query(
-        addr,
-        &json!({"measures": ["txn_amount"], "rows": ["customer.id"], "limit": 1,
-                "offset": i64::MAX}),
-    )
-    .await;
-    let e = r.error(400, "query_too_large", &["`offset`", "9223372036854775807"]);
-    assert_eq!(e["details"]["found"], json!(i64::MAX), "{e}");
     // The largest page allowed is answered (no rows that far).
     let r = query(
         addr,
@@ -1023,8 +1029,10 @@ async fn trickle(addr: SocketAddr, head: &'static [u8], body: bool, give_up: Dur
 }
 
 /// Opens a connection, makes one keep-alive request, reads its answer and then sends
-/// nothing; how long the server keeps it.
+/// nothing; how long the server keeps it, counted from before the request (so never less
+/// than the idle timeout, however late this task reads the answer).
 async fn idle_after_a_request(addr: SocketAddr, give_up: Duration) -> Held {
+    let start = Instant::now();
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -1045,8 +1053,8 @@ async fn idle_after_a_request(addr: SocketAddr, give_up: Duration) -> Held {
         "{}",
         String::from_utf8_lossy(&seen)
     );
-    let start = Instant::now();
-    match tokio::time::timeout(give_up, s.read(&mut buf)).await {
+    let left = give_up.saturating_sub(start.elapsed());
+    match tokio::time::timeout(left, s.read(&mut buf)).await {
         Ok(Ok(0) | Err(_)) => Ok(start.elapsed()),
         Ok(Ok(n)) => panic!("unasked bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
         Err(_) => Err(start.elapsed()),
@@ -1069,6 +1077,10 @@ async fn bare_server(dir: &Path, limits: lattice_server::Limits) -> crate::util:
 /// timeout from its first byte, a body within its own from the headers, and an idle
 /// keep-alive connection is closed after its idle timeout; a normal client is answered
 /// throughout the flood.
+///
+/// Each client's clock starts before the server's can (before its connect or its request),
+/// so a close is never seen before the timeout; `slack` after it allows for a loaded machine,
+/// and stays well under `give_up`, where a connection the server never closes is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_closed_on_time_and_others_still_served() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1089,7 +1101,9 @@ async fn slow_clients_are_closed_on_time_and_others_still_served() {
     )
     .await;
     let addr = listening.addr;
-    let give_up = Duration::from_secs(6);
+    let slack = Duration::from_millis(2500);
+    let give_up = Duration::from_secs(8);
+    assert!(idle + slack < give_up);
     const HEAD: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: yes\r\n\r\n";
     // The body of a definition PUT (read before anything is built), declared 10 kB long.
     const PUT: &[u8] = b"PUT /v1/cubes/slow/definition HTTP/1.1\r\nHost: x\r\nContent-Type: application/yaml\r\nContent-Length: 10000\r\n\r\nversion: 1\n";
@@ -1111,12 +1125,11 @@ async fn slow_clients_are_closed_on_time_and_others_still_served() {
         let r = send(addr, "GET", "/health", None, b"").await;
         assert_eq!(r.status, 200);
         assert!(
-            asked.elapsed() < Duration::from_secs(2),
+            asked.elapsed() < Duration::from_secs(3),
             "{:?}",
             asked.elapsed()
         );
     }
-    let slack = Duration::from_millis(1500);
     for (kind, task) in floods {
         let limit = match kind {
             "header" => header,
@@ -1125,7 +1138,7 @@ async fn slow_clients_are_closed_on_time_and_others_still_served() {
         };
         match task.await.expect("client task") {
             Ok(after) => assert!(
-                after + Duration::from_millis(50) >= limit && after <= limit + slack,
+                after >= limit && after <= limit + slack,
                 "{kind}: closed after {after:?}, the timeout is {limit:?}"
             ),
             Err(after) => panic!("{kind}: still open after {after:?} (timeout {limit:?})"),
@@ -1187,7 +1200,7 @@ async fn connections_over_the_cap_are_refused_at_once() {
             "a fifth connection waited instead of being refused"
         );
         assert!(
-            asked.elapsed() < Duration::from_secs(2),
+            asked.elapsed() < Duration::from_secs(3),
             "{:?}",
             asked.elapsed()
         );
@@ -1200,8 +1213,9 @@ async fn connections_over_the_cap_are_refused_at_once() {
     }
     // One held connection closes: its slot serves a new client (within a bounded wait).
     drop(held.pop());
+    let freed = Instant::now();
     let mut served = false;
-    for _ in 0..50 {
+    while !served && freed.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut s = TcpStream::connect(addr).await.expect("connect");
         let _ = s
@@ -1209,10 +1223,7 @@ async fn connections_over_the_cap_are_refused_at_once() {
             .await;
         let mut raw = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut raw)).await;
-        if raw.starts_with(b"HTTP/1.1 200") {
-            served = true;
-            break;
-        }
+        served = raw.starts_with(b"HTTP/1.1 200");
     }
     assert!(served, "a freed slot was never used again");
     drop(held);
