@@ -365,12 +365,12 @@ fn filter_members(
                 ),
             })
     };
-    let one = || value.ok_or_else(|| bad(format!("`{}` needs `value`", op_name(op))));
+    let one = || value.ok_or_else(|| bad(format!("`{}` needs `value`", op.name())));
     let many = || match values {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(bad(format!(
             "`{}` needs a non-empty `values` list",
-            op_name(op)
+            op.name()
         ))),
     };
     let all = || match visible {
@@ -428,15 +428,4 @@ fn filter_members(
         Some(v) => set & v,
         None => set,
     })
-}
-
-fn op_name(op: FilterOp) -> &'static str {
-    match op {
-        FilterOp::Eq => "eq",
-        FilterOp::In => "in",
-        FilterOp::NotIn => "not_in",
-        FilterOp::Between => "between",
-        FilterOp::Prefix => "prefix",
-        FilterOp::Search => "search",
-    }
 }

@@ -74,6 +74,20 @@ pub enum FilterOp {
     Search,
 }
 
+impl FilterOp {
+    /// The name a query writes (`not_in`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FilterOp::Eq => "eq",
+            FilterOp::In => "in",
+            FilterOp::NotIn => "not_in",
+            FilterOp::Between => "between",
+            FilterOp::Prefix => "prefix",
+            FilterOp::Search => "search",
+        }
+    }
+}
+
 /// A slice (one level) of the cube.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

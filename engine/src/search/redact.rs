@@ -212,7 +212,7 @@ impl Redactor<'_> {
     }
 
     fn show_filter(&self, f: &mut Filter) -> usize {
-        let op = op_name(f.op);
+        let op = f.op.name();
         let mut hidden = 0;
         if let Some(v) = &mut f.value
             && !self.sees(&f.level, op, v)
@@ -234,7 +234,7 @@ impl Redactor<'_> {
         if !self.restricted(&f.level) {
             return true;
         }
-        let op = op_name(f.op);
+        let op = f.op.name();
         let seen = |v: &String| self.sees(&f.level, op, v);
         match f.op {
             FilterOp::Eq if !f.value.as_ref().is_some_and(seen) => {
@@ -257,16 +257,5 @@ impl Redactor<'_> {
             _ => {}
         }
         true
-    }
-}
-
-fn op_name(op: FilterOp) -> &'static str {
-    match op {
-        FilterOp::Eq => "eq",
-        FilterOp::In => "in",
-        FilterOp::NotIn => "not_in",
-        FilterOp::Between => "between",
-        FilterOp::Prefix => "prefix",
-        FilterOp::Search => "search",
     }
 }
