@@ -1,6 +1,10 @@
 //! The HTTP server end to end, over a real socket on 127.0.0.1: every route, every error
 //! shape, hot reload (good and bad definitions, from a PUT and from an edit on disk, queries
 //! during a swap), the limits (time, rows, queue, body size) and graceful shutdown.
+//!
+//! The tests that only read share one server, built once per test binary ([`shared`]); a
+//! test that swaps a definition in, adds a cube, changes the limits or counts metrics starts
+//! its own ([`start`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,15 +38,22 @@ struct TestServer {
     listening: crate::util::Listening,
 }
 
-async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
-    let defs = tempfile::tempdir().expect("tempdir");
-    let served = crate::util::shipped_cube_in(defs.path()).await;
-    let mut config = Config {
-        definitions_dir: Some(defs.path().to_path_buf()),
+/// Serving the definitions of `defs` over the test data, without watching the folder.
+fn config_in(defs: &std::path::Path) -> Config {
+    Config {
+        definitions_dir: Some(defs.to_path_buf()),
         data_dir: Some(parquet_dir().to_path_buf()),
         watch_interval: None,
         ..Config::default()
-    };
+    }
+}
+
+/// A server of the calling test's own, `tune`d, for a test that changes what it serves or
+/// counts on exact metrics; it stops with [`TestServer::stop`].
+async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
+    let defs = tempfile::tempdir().expect("tempdir");
+    let served = crate::util::shipped_cube_in(defs.path()).await;
+    let mut config = config_in(defs.path());
     tune(&mut config);
     let server = Server::new(config, vec![served]).expect("server");
     let listening = crate::util::listen(server).await;
@@ -281,10 +292,63 @@ fn heavy(offset: u64) -> Value {
            "rows": ["customer.id", "time.month"], "totals": true, "limit": 5, "offset": offset})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_answers_and_every_error_has_the_one_shape() {
-    let srv = start(|c| c.limits.max_body_bytes = 64 * 1024).await;
+/// The body limit of the shared server (and of the metrics test's own), small enough to exceed.
+const BODY_LIMIT: usize = 64 * 1024;
 
+/// The server the read-only tests share, and its definitions folder: bank_crm served from that
+/// folder with a body limit of [`BODY_LIMIT`], built once per test binary. Tests that count
+/// metrics, swap a definition in, add a cube or change the limits start their own, so nothing
+/// here changes under a reader; the one that puts bad definitions here leaves the cube as it
+/// was.
+fn shared() -> (Client, &'static std::path::Path) {
+    static SHARED: std::sync::OnceLock<(SocketAddr, PathBuf)> = std::sync::OnceLock::new();
+    let (addr, defs) = SHARED.get_or_init(|| {
+        // Lives as long as the server: the process.
+        let defs = tempfile::tempdir().expect("tempdir").keep();
+        let folder = defs.clone();
+        let addr = crate::util::serve_for_the_binary(|| async move {
+            let served = crate::util::shipped_cube_in(&folder).await;
+            let mut config = config_in(&folder);
+            config.limits.max_body_bytes = BODY_LIMIT;
+            Server::new(config, vec![served]).expect("server")
+        });
+        (addr, defs)
+    });
+    (Client { addr: *addr }, defs)
+}
+
+/// The shared server's client.
+fn srv() -> Client {
+    shared().0
+}
+
+/// The number of provinces, as the metadata reports it.
+async fn province_count(srv: &Client) -> u64 {
+    let meta = srv.get("/v1/cubes/bank_crm").await.json();
+    meta["dimensions"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == "region"))
+        .and_then(|r| r["levels"][0]["members"].as_u64())
+        .expect("a province member count")
+}
+
+/// The provinces' names, in the members route's order.
+async fn province_names(srv: &Client) -> Vec<String> {
+    let all = srv
+        .get("/v1/cubes/bank_crm/members/region/province?limit=1000")
+        .await
+        .json();
+    all["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn health_and_the_cube_list_show_the_served_cube() {
+    let srv = srv();
     let health = srv.get("/health").await;
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["cubes"], 1);
@@ -296,8 +360,11 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
         cubes["cubes"][0]["build"]["cuboids"].as_u64() > Some(0),
         "{cubes}"
     );
+}
 
-    // Metadata: dimensions, levels with member counts, hierarchies, measures with formats.
+#[tokio::test]
+async fn metadata_lists_dimensions_levels_hierarchies_and_measures() {
+    let srv = srv();
     let meta = srv.get("/v1/cubes/bank_crm").await;
     assert_eq!(meta.status, 200);
     let meta = meta.json();
@@ -331,19 +398,18 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
         meta["facts"].as_array().is_some_and(|f| f.len() == 3),
         "{meta}"
     );
+}
 
-    // Members: paged, searched, with their parents.
+#[tokio::test]
+async fn members_are_paged_and_number_as_the_metadata_says() {
+    let srv = srv();
+    let provinces = province_count(&srv).await;
     let all = srv
         .get("/v1/cubes/bank_crm/members/region/province?limit=1000")
         .await
         .json();
     assert_eq!(all["total"].as_u64(), Some(provinces));
-    let names: Vec<&str> = all["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .filter_map(|m| m["name"].as_str())
-        .collect();
+    let names = province_names(&srv).await;
     let page = srv
         .get("/v1/cubes/bank_crm/members/region/province?limit=1&offset=1")
         .await
@@ -353,6 +419,12 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
         (page["limit"].as_u64(), page["offset"].as_u64()),
         (Some(1), Some(1))
     );
+}
+
+#[tokio::test]
+async fn a_member_search_finds_the_names_that_contain_it() {
+    let srv = srv();
+    let names = province_names(&srv).await;
     let needle = &names[0][..names[0].len().min(3)];
     let found = srv
         .get(&format!(
@@ -368,6 +440,12 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
                 .is_some_and(|n| n.to_lowercase().contains(&needle.to_lowercase())))),
         "{found}"
     );
+}
+
+#[tokio::test]
+async fn members_carry_their_parents() {
+    let srv = srv();
+    let names = province_names(&srv).await;
     let cities = srv
         .get("/v1/cubes/bank_crm/members/region/city?limit=3")
         .await
@@ -375,9 +453,14 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
     assert!(
         cities["members"][0]["parent"]
             .as_str()
-            .is_some_and(|p| names.contains(&p)),
+            .is_some_and(|p| names.iter().any(|n| n == p)),
         "{cities}"
     );
+}
+
+#[tokio::test]
+async fn members_errors_name_the_dimension_level_or_parameter() {
+    let srv = srv();
     srv.get("/v1/cubes/bank_crm/members/regoin/province")
         .await
         .error(404, "unknown_dimension");
@@ -392,8 +475,13 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
     srv.get("/v1/cubes/bank_crm/members/region/province?limit=1000000")
         .await
         .error(400, "too_many_rows");
+}
 
-    // A query, then the same query from the cache.
+/// `by_year()` is asked of the shared server by this test alone, so its first answer is
+/// computed and its second cached.
+#[tokio::test]
+async fn a_repeated_query_is_answered_from_the_cache() {
+    let srv = srv();
     let first = srv.query(&by_year()).await;
     assert_eq!(first.status, 200, "{}", first.text());
     let first = first.json();
@@ -412,17 +500,23 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
     let again = srv.query(&by_year()).await.json();
     assert_eq!(again["meta"]["cached"], true);
     assert_eq!(again["rows"], first["rows"]);
+}
 
-    // A question no cuboid answers goes to DataFusion (on the query runtime) and answers.
-    let slow = srv.query(&by_customer(0)).await;
+#[tokio::test]
+async fn a_question_no_cuboid_answers_goes_to_datafusion() {
+    // On the query runtime, and it answers.
+    let slow = srv().query(&by_customer(0)).await;
     assert_eq!(slow.status, 200, "{}", slow.text());
     let slow = slow.json();
     assert_eq!(slow["meta"]["source"], "fallback", "{slow}");
     assert_eq!(slow["rows"].as_array().map(Vec::len), Some(5));
+}
 
-    // Every part of an answer reads into the OpenAPI schema's mirror (which denies unknown
-    // fields): the published schema is the engine's shape.
-    let full = srv
+/// Every part of an answer reads into the OpenAPI schema's mirror (which denies unknown
+/// fields): the published schema is the engine's shape.
+#[tokio::test]
+async fn every_part_of_an_answer_reads_into_the_openapi_schema() {
+    let full = srv()
         .query(&json!({
             "measures": ["txn_amount", "deposit_balance"],
             "rows": ["time.year", "customer.segment"],
@@ -435,8 +529,12 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
         serde_json::from_slice(&full.body).expect("the answer schema");
     assert!(doc.totals.is_some() && !doc.subtotals.is_empty());
     assert!(doc.meta.facts.iter().any(|f| f.explain.is_some()));
+}
 
-    // Query errors: the engine's code, a 4xx, never a 500.
+/// Query errors: the engine's code, a 4xx, never a 500.
+#[tokio::test]
+async fn query_errors_are_4xx_with_the_engines_code() {
+    let srv = srv();
     let e = srv
         .query(&json!({"measures": ["fee_incme"]}))
         .await
@@ -453,6 +551,16 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
     srv.query(&json!({"measures": ["txn_count"], "rows": ["channel.channel"], "filters": [{"level": "channel.channel", "op": "eq", "value": "telegraph"}]}))
         .await
         .error(400, "unknown_member");
+    let e = srv
+        .post("/v1/cubes/bank_crn/query", &by_year())
+        .await
+        .error(404, "unknown_cube");
+    assert_eq!(e["details"]["suggestion"], "bank_crm");
+}
+
+#[tokio::test]
+async fn a_query_must_be_sent_as_json() {
+    let srv = srv();
     let e = srv
         .send(
             "POST",
@@ -471,23 +579,25 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
     )
     .await
     .error(415, "unsupported_media_type");
-    srv.send(
-        "POST",
-        "/v1/cubes/bank_crm/query",
-        Some("application/json; charset=utf-8"),
-        by_year().to_string().as_bytes(),
-    )
-    .await;
-    let e = srv
-        .post("/v1/cubes/bank_crn/query", &by_year())
-        .await
-        .error(404, "unknown_cube");
-    assert_eq!(e["details"]["suggestion"], "bank_crm");
+    // JSON with a charset is JSON. (Not `by_year()`, which the cache test must ask first.)
+    let r = srv
+        .send(
+            "POST",
+            "/v1/cubes/bank_crm/query",
+            Some("application/json; charset=utf-8"),
+            by_age_band().to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_the_limit() {
     let big = format!(
         "{{\"measures\": [\"txn_count\"], \"pad\": \"{}\"}}",
         "x".repeat(100 * 1024)
     );
-    let e = srv
+    let e = srv()
         .send(
             "POST",
             "/v1/cubes/bank_crm/query",
@@ -496,10 +606,13 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
         )
         .await
         .error(413, "body_too_large");
-    assert_eq!(e["details"]["limit_bytes"], 64 * 1024);
+    assert_eq!(e["details"]["limit_bytes"], BODY_LIMIT);
+}
 
-    // Drill-through: the customers behind a cell, paged.
-    let drill = srv
+/// Drill-through: the customers behind a cell, paged.
+#[tokio::test]
+async fn drill_through_pages_the_customers_behind_a_cell() {
+    let drill = srv()
         .post(
             "/v1/cubes/bank_crm/drillthrough",
             &json!({"level": "customer.id", "filters": [{"level": "time.year", "op": "eq", "value": "2025"}],
@@ -514,6 +627,11 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
         "{}",
         drill.text()
     );
+}
+
+#[tokio::test]
+async fn drill_through_errors_name_the_level_or_the_cube() {
+    let srv = srv();
     srv.post(
         "/v1/cubes/bank_crm/drillthrough",
         &json!({"level": "time.month"}),
@@ -526,31 +644,82 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
     )
     .await
     .error(404, "unknown_cube");
+}
 
-    // The definition, as served.
-    let def = srv.get("/v1/cubes/bank_crm/definition").await;
+#[tokio::test]
+async fn the_definition_is_served_as_yaml_with_its_version() {
+    let def = srv().get("/v1/cubes/bank_crm/definition").await;
     assert_eq!(def.status, 200);
     assert_eq!(def.header("content-type"), Some("application/yaml"));
     assert_eq!(def.header("etag"), Some("\"1\""));
     assert_eq!(def.text(), lattice_defs::BANK_CRM_YAML);
+}
 
-    // Routes and methods that do not exist.
+#[tokio::test]
+async fn unknown_routes_and_methods_get_the_error_shape() {
+    let srv = srv();
     srv.get("/v2/cubes").await.error(404, "not_found");
     srv.send("DELETE", "/v1/cubes/bank_crm", None, b"")
         .await
         .error(405, "method_not_allowed");
+}
 
-    // Cube's REST API answers from the same snapshot.
-    let cube_meta = srv.get("/cubejs-api/v1/meta").await;
+#[tokio::test]
+async fn the_cube_api_answers_from_the_same_snapshot() {
+    let cube_meta = srv().get("/cubejs-api/v1/meta").await;
     assert_eq!(cube_meta.status, 200, "{}", cube_meta.text());
     assert_eq!(cube_meta.json()["cubes"][0]["name"], "bank_crm");
+}
 
-    // The OpenAPI document and the metrics.
-    let api = srv.get("/openapi.json").await.json();
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let api = srv().get("/openapi.json").await.json();
     assert_eq!(
         api["paths"].as_object().map(|p| p.len()),
         Some(lattice_server::ROUTES.len())
     );
+}
+
+/// Counts are exact, so this test has a server of its own and makes the requests it counts:
+/// three `by_year()` queries (one computed, two from the cache, one of them sent with a
+/// charset), an unknown measure, a body over the limit, an unknown route and the Cube API's
+/// metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_errors_and_cache_hits() {
+    let srv = start(|c| c.limits.max_body_bytes = BODY_LIMIT).await;
+    for content_type in [
+        "application/json",
+        "application/json",
+        "application/json; charset=utf-8",
+    ] {
+        let r = srv
+            .send(
+                "POST",
+                "/v1/cubes/bank_crm/query",
+                Some(content_type),
+                by_year().to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    srv.query(&json!({"measures": ["fee_incme"]}))
+        .await
+        .error(400, "unknown_measure");
+    let big = format!(
+        "{{\"measures\": [\"txn_count\"], \"pad\": \"{}\"}}",
+        "x".repeat(100 * 1024)
+    );
+    srv.send(
+        "POST",
+        "/v1/cubes/bank_crm/query",
+        Some("application/json"),
+        big.as_bytes(),
+    )
+    .await
+    .error(413, "body_too_large");
+    srv.get("/v2/cubes").await.error(404, "not_found");
+    assert_eq!(srv.get("/cubejs-api/v1/meta").await.status, 200);
+
     let metrics = srv.get("/metrics").await;
     assert_eq!(metrics.status, 200);
     let text = metrics.text();
@@ -578,14 +747,23 @@ async fn every_route_answers_and_every_error_has_the_one_shape() {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_reload_swaps_good_definitions_and_rejects_bad_ones_with_their_place() {
-    let srv = start(|c| c.watch_interval = Some(Duration::from_millis(50))).await;
-    let file = srv.definition_file("bank_crm");
+/// The shipped definition with a typo in a hierarchy (`categry`).
+fn typo() -> String {
+    lattice_defs::BANK_CRM_YAML.replace(
+        "hierarchy: [category, product]",
+        "hierarchy: [categry, product]",
+    )
+}
+
+/// Not YAML, a definition with a typo, one that does not match its data, one for another
+/// cube: all rejected with every error located, and the old snapshot keeps serving; the file
+/// is untouched. Nothing is swapped in, so this runs on the shared server.
+#[tokio::test]
+async fn bad_definitions_are_refused_with_their_place_and_the_old_snapshot_serves_on() {
+    let (srv, defs) = shared();
+    let file = defs.join("bank_crm.yaml");
     let old = srv.query(&by_age_band()).await.json();
 
-    // Not YAML, a definition with a typo, one that does not match its data: all rejected with
-    // every error located, and the old snapshot keeps serving; the file is untouched.
     srv.send(
         "PUT",
         "/v1/cubes/bank_crm/definition",
@@ -594,10 +772,7 @@ async fn hot_reload_swaps_good_definitions_and_rejects_bad_ones_with_their_place
     )
     .await
     .error(415, "unsupported_media_type");
-    let typo = lattice_defs::BANK_CRM_YAML.replace(
-        "hierarchy: [category, product]",
-        "hierarchy: [categry, product]",
-    );
+    let typo = typo();
     let line = typo
         .lines()
         .position(|l| l.contains("categry"))
@@ -649,8 +824,13 @@ async fn hot_reload_swaps_good_definitions_and_rejects_bad_ones_with_their_place
         std::fs::read_to_string(&file).expect("file"),
         lattice_defs::BANK_CRM_YAML
     );
+}
 
-    // A good definition: built, written to disk, swapped in.
+/// A good definition: built, written to disk, swapped in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_definition_is_built_written_and_swapped_in() {
+    let srv = start(|_| {}).await;
+    let file = srv.definition_file("bank_crm");
     let yaml = two_age_bands();
     let done = srv.put_definition("bank_crm", &yaml).await;
     assert_eq!(done.status, 200, "{}", done.text());
@@ -679,8 +859,13 @@ async fn hot_reload_swaps_good_definitions_and_rejects_bad_ones_with_their_place
         ),
         (&json!(2), &json!(true), &json!("put"))
     );
+    srv.stop().await;
+}
 
-    // A new cube, created by PUT into the definitions folder.
+/// A new cube, created by PUT into the definitions folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_put_under_a_new_name_creates_the_cube() {
+    let srv = start(|_| {}).await;
     let copy = lattice_defs::BANK_CRM_YAML.replace("cube: bank_crm", "cube: bank_copy");
     let created = srv.put_definition("bank_copy", &copy).await;
     assert_eq!(created.status, 201, "{}", created.text());
@@ -695,9 +880,22 @@ async fn hot_reload_swaps_good_definitions_and_rejects_bad_ones_with_their_place
         .map(|c| c["name"].clone())
         .collect();
     assert_eq!(names, [json!("bank_copy"), json!("bank_crm")]);
+    srv.stop().await;
+}
 
-    // The file edited on disk: a bad edit is reported and ignored, a good one is served.
-    edit_atomically(&file, &typo);
+/// The file edited on disk: a bad edit is reported and ignored, a good one is served. The
+/// steps depend on each other, so they stay in one test: the PUT first moves the cube to
+/// version 2 with other answers, so that the good edit back to the shipped definition is seen
+/// (its answers return) and is a later version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_on_disk_are_served_and_bad_ones_reported() {
+    let srv = start(|c| c.watch_interval = Some(Duration::from_millis(50))).await;
+    let file = srv.definition_file("bank_crm");
+    let old = srv.query(&by_age_band()).await.json();
+    let done = srv.put_definition("bank_crm", &two_age_bands()).await;
+    assert_eq!(done.status, 200, "{}", done.text());
+
+    edit_atomically(&file, &typo());
     eventually("the bad edit is reported", async || {
         let m = srv.get("/v1/cubes/bank_crm").await.json();
         m["last_reload"]["trigger"] == "file" && m["last_reload"]["ok"] == false
@@ -781,9 +979,10 @@ async fn queries_during_a_swap_are_answered_by_exactly_one_snapshot() {
     srv.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_time_out_slow_queries_bound_rows_and_refuse_a_full_queue() {
-    let srv = start(|c| {
+/// A server where DataFusion's answers time out after 1 ms, answers hold at most 10 rows, one
+/// query runs and one waits, and nothing is cached.
+async fn limited() -> TestServer {
+    start(|c| {
         c.limits = Limits {
             query_timeout: Duration::from_millis(1),
             max_result_rows: 10,
@@ -793,7 +992,12 @@ async fn limits_time_out_slow_queries_bound_rows_and_refuse_a_full_queue() {
         };
         c.cache_entries = 0;
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_query_times_out_and_a_cuboid_still_answers() {
+    let srv = limited().await;
     // DataFusion's answer over the raw facts takes longer than 1 ms: cancelled, 504.
     let e = srv.query(&heavy(0)).await.error(504, "query_timeout");
     assert_eq!(e["details"]["limit_ms"], 1);
@@ -802,6 +1006,12 @@ async fn limits_time_out_slow_queries_bound_rows_and_refuse_a_full_queue() {
         .query(&json!({"measures": ["txn_count"], "rows": ["time.year"]}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_the_row_limit_is_refused_unless_the_query_pages() {
+    let srv = limited().await;
     // 24 months are more rows than the limit of 10, unless the query asks for fewer.
     let e = srv
         .query(&json!({"measures": ["txn_count"], "rows": ["time.month"]}))
@@ -819,8 +1029,13 @@ async fn limits_time_out_slow_queries_bound_rows_and_refuse_a_full_queue() {
         .query(&json!({"measures": ["txn_count"], "rows": ["time.month"], "limit": 10}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    srv.stop().await;
+}
 
-    // One running, one waiting: a burst of slow queries gets some 429s, never a pile-up.
+/// One running, one waiting: a burst of slow queries gets some 429s, never a pile-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_queries_with_429() {
+    let srv = limited().await;
     let mut refused = 0;
     for _ in 0..5 {
         let burst: Vec<_> = (0..16)

@@ -183,3 +183,33 @@ impl Listening {
             .expect("serve ends cleanly");
     }
 }
+
+/// A server for the whole test binary, listening until the binary exits: `make` builds it on a
+/// thread of its own with its own runtime, because `#[tokio::test]` makes a runtime per test and
+/// a server spawned on one test's runtime would stop when that test ends. Call it from a
+/// `OnceLock` so the tests of a module share one build; it blocks until the server listens.
+pub fn serve_for_the_binary<F, Fut>(make: F) -> std::net::SocketAddr
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = lattice_server::Server>,
+{
+    let (addr, listening) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("shared-test-server".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let served = listen(make().await).await;
+                addr.send(served.addr)
+                    .expect("the test waits for the address");
+                // Never stopped: the server (and its runtimes) end with the process.
+                std::future::pending::<()>().await;
+            });
+        })
+        .expect("a thread for the shared server");
+    listening.recv().expect("the shared server starts")
+}
