@@ -38,7 +38,7 @@ pub mod store;
 
 pub use error::{EngineError, Result};
 
-/// Calendar arithmetic shared with the server (Cube API dates).
+/// Arrow's Date32 day numbers as chrono dates (the calendar helpers of `build::time`).
 pub mod calendar {
-    pub use crate::build::time::civil_from_days;
+    pub use crate::build::time::{date_of_day, day_of_date};
 }

@@ -1003,8 +1003,10 @@ fn range_filters(
     let n = bounds.len().saturating_sub(1);
     let col = format!("f.{}", ident(&time.column));
     let start = |p: u32| {
-        let (y, m, d) = super::time::period_start(axis.abs(p), axis.grain);
-        format!("DATE '{y:04}-{m:02}-{d:02}'")
+        format!(
+            "DATE '{}'",
+            super::time::period_start(axis.abs(p), axis.grain)
+        )
     };
     (0..n)
         .map(|i| {

@@ -2,6 +2,7 @@
 //! are numbered from the first one present in any fact table, with no gaps, so "the member
 //! `lag` steps earlier" is a subtraction.
 
+use chrono::{Datelike, NaiveDate};
 use lattice_defs::model::TimeGrain;
 
 /// An absolute period number of a grain: years, `year*4 + q-1` for quarters, `year*12 + m-1`
@@ -11,19 +12,33 @@ pub(crate) type AbsPeriod = i64;
 /// The period of a fact row whose date is NULL: it belongs to `unknown` at every grain.
 pub(crate) const NO_PERIOD: u32 = u32::MAX;
 
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (proleptic Gregorian; Howard
-/// Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// The date `day` days after 1970-01-01 (Arrow's Date32), where chrono's calendar reaches it
+/// (years -262,143 to 262,142).
+pub fn date_of_day(day: i64) -> Option<NaiveDate> {
+    NaiveDate::from_epoch_days(i32::try_from(day).ok()?)
+}
+
+/// Days from 1970-01-01 to `date` (Arrow's Date32).
+pub fn day_of_date(date: NaiveDate) -> i64 {
+    i64::from(date.to_epoch_days())
+}
+
+/// The absolute month (`year*12 + m-1`) holding `date`.
+fn month_of(date: NaiveDate) -> AbsPeriod {
+    i64::from(date.year()) * 12 + i64::from(date.month0())
+}
+
+/// The first day of absolute month `month`.
+fn month_start(month: AbsPeriod) -> Option<NaiveDate> {
+    let year = i32::try_from(month.div_euclid(12)).ok()?;
+    NaiveDate::from_ymd_opt(year, month.rem_euclid(12) as u32 + 1, 1)
+}
+
+/// The date of a day period. The axis reads dates through nanosecond timestamps
+/// ([`period_sql`]) and years through chrono (DataFusion's `date_part`), so every period it
+/// holds, and the one after the last, is a date chrono has.
+fn axis_date(date: Option<NaiveDate>) -> NaiveDate {
+    date.expect("a period of the time axis lies within chrono's calendar")
 }
 
 /// The SQL expression of a date's absolute period at `grain`.
@@ -39,14 +54,14 @@ pub(crate) fn period_sql(date: &str, grain: TimeGrain) -> String {
     }
 }
 
-/// (year, month, day) of the first day of absolute period `p` of `grain`.
-pub(crate) fn period_start(p: AbsPeriod, grain: TimeGrain) -> (i64, i64, i64) {
-    match grain {
-        TimeGrain::Year => (p, 1, 1),
-        TimeGrain::Quarter => (p.div_euclid(4), p.rem_euclid(4) * 3 + 1, 1),
-        TimeGrain::Month => (p.div_euclid(12), p.rem_euclid(12) + 1, 1),
-        TimeGrain::Day => civil_from_days(p),
-    }
+/// The first day of absolute period `p` of `grain`.
+pub(crate) fn period_start(p: AbsPeriod, grain: TimeGrain) -> NaiveDate {
+    axis_date(match grain {
+        TimeGrain::Year => p.checked_mul(12).and_then(month_start),
+        TimeGrain::Quarter => p.checked_mul(3).and_then(month_start),
+        TimeGrain::Month => month_start(p),
+        TimeGrain::Day => date_of_day(p),
+    })
 }
 
 /// The SQL of a fact row's period on the axis (periods since the axis's first; 0 for a fact
@@ -75,10 +90,11 @@ pub(crate) fn coarsen(p: AbsPeriod, fine: TimeGrain, coarse: TimeGrain) -> AbsPe
         (TimeGrain::Month, TimeGrain::Quarter) => p.div_euclid(3),
         (TimeGrain::Month, TimeGrain::Year) => p.div_euclid(12),
         (TimeGrain::Quarter, TimeGrain::Year) => p.div_euclid(4),
-        (TimeGrain::Day, coarse) => {
-            let (y, m, _) = civil_from_days(p);
-            coarsen(y * 12 + m - 1, TimeGrain::Month, coarse)
-        }
+        (TimeGrain::Day, coarse) => coarsen(
+            month_of(axis_date(date_of_day(p))),
+            TimeGrain::Month,
+            coarse,
+        ),
         // A coarser period has no single finer one; callers only coarsen.
         _ => p,
     }
@@ -90,10 +106,7 @@ pub(crate) fn period_name(p: AbsPeriod, grain: TimeGrain) -> String {
         TimeGrain::Year => format!("{p}"),
         TimeGrain::Quarter => format!("{}-Q{}", p.div_euclid(4), p.rem_euclid(4) + 1),
         TimeGrain::Month => format!("{}-{:02}", p.div_euclid(12), p.rem_euclid(12) + 1),
-        TimeGrain::Day => {
-            let (y, m, d) = civil_from_days(p);
-            format!("{y}-{m:02}-{d:02}")
-        }
+        TimeGrain::Day => axis_date(date_of_day(p)).to_string(),
     }
 }
 
@@ -189,5 +202,28 @@ mod tests {
         };
         assert_eq!(axis.names(TimeGrain::Month), ["2024-02", "2024-03"]);
         assert_eq!(axis.code(2, TimeGrain::Month), 1);
+    }
+
+    #[test]
+    fn days_are_date32() {
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        for (day, expected) in [
+            (0, date(1970, 1, 1)),
+            (-1, date(1969, 12, 31)),
+            (11_017, date(2000, 3, 1)),
+            (19_782, date(2024, 2, 29)),
+            (-719_528, date(0, 1, 1)),
+        ] {
+            assert_eq!(date_of_day(day), Some(expected));
+            assert_eq!(day_of_date(expected), day);
+        }
+        assert_eq!(date_of_day(i64::from(i32::MAX)), None);
+        assert_eq!(
+            period_start(2025 * 4 + 3, TimeGrain::Quarter),
+            date(2025, 10, 1)
+        );
+        assert_eq!(period_start(-1, TimeGrain::Month), date(-1, 12, 1));
+        assert_eq!(period_start(2024, TimeGrain::Year), date(2024, 1, 1));
+        assert_eq!(period_start(19_782, TimeGrain::Day), date(2024, 2, 29));
     }
 }

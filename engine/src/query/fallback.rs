@@ -420,16 +420,7 @@ fn date_ranges_sql(
 
 /// The first day (`YYYY-MM-DD`) of an absolute period of `grain`.
 fn period_start(p: i64, grain: TimeGrain) -> String {
-    let (y, m) = match grain {
-        TimeGrain::Year => (p, 1),
-        TimeGrain::Quarter => (p.div_euclid(4), p.rem_euclid(4) * 3 + 1),
-        TimeGrain::Month => (p.div_euclid(12), p.rem_euclid(12) + 1),
-        TimeGrain::Day => {
-            let (y, m, d) = crate::build::time::civil_from_days(p);
-            return format!("{y:04}-{m:02}-{d:02}");
-        }
-    };
-    format!("{y:04}-{m:02}-01")
+    crate::build::time::period_start(p, grain).to_string()
 }
 
 /// The SQL the fallback runs for `req`.

@@ -34,7 +34,7 @@ use lattice_defs::{Catalog, ColumnType, Model};
 use tracing::{info, instrument, warn};
 
 use super::load::ident;
-use crate::build::time::civil_from_days;
+use crate::build::time::date_of_day;
 use crate::{EngineError, Result};
 
 /// What one allocation did, for the build report.
@@ -281,8 +281,10 @@ fn dates(col: &ArrayRef) -> Result<Date32Array> {
 }
 
 fn day_text(days: i32) -> String {
-    let (y, m, d) = civil_from_days(i64::from(days));
-    format!("{y:04}-{m:02}-{d:02}")
+    date_of_day(i64::from(days)).map_or_else(
+        || format!("day {days} after 1970-01-01"),
+        |date| date.to_string(),
+    )
 }
 
 async fn allocate(

@@ -96,7 +96,7 @@ impl<'a> Catalog<'a> {
                         .names
                         .iter()
                         .filter_map(|n| dates::period_days(n, finest.0))
-                        .map(|(_, next)| next - 1)
+                        .filter_map(|(_, next)| next.pred_opt())
                         .max();
                     members.insert(member.clone(), Member::Time);
                     time = Some(TimeDim {

@@ -6,6 +6,7 @@
 //! same calendar. A range is inclusive at both ends, at millisecond precision, as Cube writes
 //! them (`2025-01-01T00:00:00.000` .. `2025-03-31T23:59:59.999`).
 
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta};
 use lattice_defs::model::TimeGrain;
 
 /// Milliseconds since 1970-01-01T00:00:00.000 on the cube's calendar.
@@ -13,37 +14,25 @@ pub(crate) type Ms = i64;
 
 pub(crate) const DAY_MS: Ms = 86_400_000;
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian; Howard Hinnant's
-/// `days_from_civil`). `m` is 1-12.
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The ISO form Cube answers with: `2025-03-01T00:00:00.000`.
+const LOCAL_ISO: &str = "%Y-%m-%dT%H:%M:%S%.3f";
+
+/// The first instant of `date`.
+pub(crate) fn start_ms(date: NaiveDate) -> Ms {
+    ms_of(date.and_time(NaiveTime::MIN))
 }
 
-pub(crate) use lattice_engine::calendar::civil_from_days;
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    days_from_civil(ny, nm, 1) - days_from_civil(y, m, 1)
+fn ms_of(t: NaiveDateTime) -> Ms {
+    t.and_utc().timestamp_millis()
 }
 
-/// `2025-03-01T00:00:00.000`: the local ISO form Cube answers with.
+/// `2025-03-01T00:00:00.000`: the local ISO form Cube answers with. Every instant this module
+/// reads or computes is a chrono date-time; one outside chrono's years is written as its number.
 pub(crate) fn format_local(ms: Ms) -> String {
-    let days = ms.div_euclid(DAY_MS);
-    let rest = ms.rem_euclid(DAY_MS);
-    let (y, m, d) = civil_from_days(days);
-    let (h, min, s, milli) = (
-        rest / 3_600_000,
-        rest / 60_000 % 60,
-        rest / 1000 % 60,
-        rest % 1000,
-    );
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}")
+    DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.naive_utc().format(LOCAL_ISO).to_string(),
+    )
 }
 
 /// Which end of a day a bare date stands for.
@@ -55,27 +44,36 @@ pub(crate) enum Side {
     End,
 }
 
-/// An absolute date or timestamp: `2025-03-14`, `2025-03-14T10:30`, `2025-03-14 10:30:00`,
-/// `2025-03-14T10:30:00.123456`, optionally with `Z` or an offset, which are ignored (the
-/// cube's calendar has no zone). Digits past milliseconds are cut.
-pub(crate) fn parse_absolute(text: &str, side: Side) -> Option<Ms> {
-    let t = text.trim();
-    let b = t.as_bytes();
-    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = t.get(r)?;
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
+/// A number written with ASCII digits only (no sign, no spaces).
+fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+/// The `YYYY-MM-DD` that `text` starts with, if it is a real date.
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
-        return None;
-    }
-    let day = days_from_civil(y, m, d) * DAY_MS;
+    NaiveDate::from_ymd_opt(
+        number(text.get(0..4)?)?,
+        number(text.get(5..7)?)?,
+        number(text.get(8..10)?)?,
+    )
+}
+
+/// An absolute date or timestamp: `2025-03-14`, `2025-03-14T10:30`, `2025-03-14 10:30:00`,
+/// `2025-03-14T10:30:00.123456`, optionally with `Z` or an offset, which are ignored (the
+/// cube's calendar has no zone). Digits past milliseconds are cut. The shape is Cube's, kept
+/// here; chrono checks that the date and the time exist.
+pub(crate) fn parse_absolute(text: &str, side: Side) -> Option<Ms> {
+    let t = text.trim();
+    let b = t.as_bytes();
+    let date = parse_date(t)?;
     if b.len() == 10 {
+        let day = start_ms(date);
         return Some(match side {
             Side::Start => day,
             Side::End => day + DAY_MS - 1,
@@ -94,16 +92,10 @@ pub(crate) fn parse_absolute(text: &str, side: Side) -> Option<Ms> {
         n if n >= 8 => (&rest[..5], Some(&rest[6..])),
         _ => return None,
     };
-    let hb = hm.as_bytes();
-    if hb[2] != b':' {
+    if hm.as_bytes()[2] != b':' {
         return None;
     }
-    let num = |s: &str| -> Option<i64> {
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let (h, min) = (num(&hm[..2])?, num(&hm[3..5])?);
+    let (h, min) = (number(&hm[..2])?, number(&hm[3..5])?);
     let (s, milli) = match sec {
         None => (0, 0),
         Some(sec) => {
@@ -118,15 +110,13 @@ pub(crate) fn parse_absolute(text: &str, side: Side) -> Option<Ms> {
                 0
             } else {
                 let f: String = frac.chars().chain("000".chars()).take(3).collect();
-                num(&f)?
+                number(&f)?
             };
-            (num(whole)?, milli)
+            (number(whole)?, milli)
         }
     };
-    if h > 23 || min > 59 || s > 59 {
-        return None;
-    }
-    Some(day + ((h * 60 + min) * 60 + s) * 1000 + milli)
+    let time = NaiveTime::from_hms_milli_opt(h, min, s, milli)?;
+    Some(ms_of(date.and_time(time)))
 }
 
 /// A calendar unit of relative ranges.
@@ -162,39 +152,42 @@ impl Unit {
     }
 
     /// The day `n` units after `day` (months keep the day of month where it exists, as moment
-    /// does: Jan 31 + 1 month is Feb 28/29).
-    fn add(self, day: i64, n: i64) -> i64 {
+    /// does: Jan 31 + 1 month is Feb 28/29), or `None` past chrono's calendar.
+    fn add(self, day: NaiveDate, n: i64) -> Option<NaiveDate> {
         let months = |k: i64| {
-            let (y, m, d) = civil_from_days(day);
-            let idx = y * 12 + (m - 1) + k;
-            let (ny, nm) = (idx.div_euclid(12), idx.rem_euclid(12) + 1);
-            days_from_civil(ny, nm, d.min(days_in_month(ny, nm)))
+            let months = Months::new(u32::try_from(k.unsigned_abs()).ok()?);
+            if k < 0 {
+                day.checked_sub_months(months)
+            } else {
+                day.checked_add_months(months)
+            }
         };
         match self {
-            Unit::Day => day + n,
-            Unit::Week => day + 7 * n,
+            Unit::Day => day.checked_add_signed(TimeDelta::try_days(n)?),
+            Unit::Week => day.checked_add_signed(TimeDelta::try_weeks(n)?),
             Unit::Month => months(n),
-            Unit::Quarter => months(3 * n),
-            Unit::Year => months(12 * n),
+            Unit::Quarter => months(n.checked_mul(3)?),
+            Unit::Year => months(n.checked_mul(12)?),
         }
     }
 
     /// The first day of the unit holding `day` (weeks start on Monday, as ISO weeks do).
-    fn start(self, day: i64) -> i64 {
-        let (y, m, _) = civil_from_days(day);
+    fn start(self, day: NaiveDate) -> Option<NaiveDate> {
+        let month_start = |month: u32| NaiveDate::from_ymd_opt(day.year(), month, 1);
         match self {
-            Unit::Day => day,
-            // 1970-01-01 was a Thursday.
-            Unit::Week => day - (day + 3).rem_euclid(7),
-            Unit::Month => days_from_civil(y, m, 1),
-            Unit::Quarter => days_from_civil(y, (m - 1) / 3 * 3 + 1, 1),
-            Unit::Year => days_from_civil(y, 1, 1),
+            Unit::Day => Some(day),
+            Unit::Week => {
+                day.checked_sub_days(Days::new(day.weekday().num_days_from_monday().into()))
+            }
+            Unit::Month => month_start(day.month()),
+            Unit::Quarter => month_start(day.month0() / 3 * 3 + 1),
+            Unit::Year => month_start(1),
         }
     }
 
     /// The last millisecond of the unit holding `day`.
-    fn end_ms(self, day: i64) -> Ms {
-        self.add(self.start(day), 1) * DAY_MS - 1
+    fn end_ms(self, day: NaiveDate) -> Option<Ms> {
+        Some(start_ms(self.add(self.start(day)?, 1)?) - 1)
     }
 }
 
@@ -213,7 +206,7 @@ impl Range {
 }
 
 /// What relative ranges are relative to: the last day of the latest period in the cube.
-pub(crate) type Today = i64;
+pub(crate) type Today = NaiveDate;
 
 /// A relative range: `today`, `yesterday`, `tomorrow`, `this|last|next <unit>`,
 /// `last|next <n> <unit>s`, `from <point> to <point>` where a point is an absolute date,
@@ -222,14 +215,15 @@ pub(crate) type Today = i64;
 pub(crate) fn parse_relative(text: &str, today: Today) -> Result<Range, String> {
     let lower = text.trim().to_lowercase();
     let words: Vec<&str> = lower.split_whitespace().collect();
-    let whole = |unit: Unit, first: i64, last: i64| Range {
-        from: unit.start(first) * DAY_MS,
-        to: unit.end_ms(last),
+    let beyond = || format!("'{}' reaches past the calendar", text.trim());
+    let whole = |unit: Unit, first: Option<NaiveDate>, last: Option<NaiveDate>| {
+        units_holding(unit, first, last).ok_or_else(beyond)
     };
+    let (yesterday, tomorrow) = (today.pred_opt(), today.succ_opt());
     match words.as_slice() {
-        ["today"] => Ok(whole(Unit::Day, today, today)),
-        ["yesterday"] => Ok(whole(Unit::Day, today - 1, today - 1)),
-        ["tomorrow"] => Ok(whole(Unit::Day, today + 1, today + 1)),
+        ["today"] => whole(Unit::Day, Some(today), Some(today)),
+        ["yesterday"] => whole(Unit::Day, yesterday, yesterday),
+        ["tomorrow"] => whole(Unit::Day, tomorrow, tomorrow),
         [which @ ("this" | "last" | "next"), unit] => {
             let unit = Unit::parse(unit)?;
             let k = match *which {
@@ -238,49 +232,66 @@ pub(crate) fn parse_relative(text: &str, today: Today) -> Result<Range, String> 
                 _ => 0,
             };
             let day = unit.add(today, k);
-            Ok(whole(unit, day, day))
+            whole(unit, day, day)
         }
         [which @ ("last" | "next"), n, unit] => {
             let n: i64 = n
                 .parse()
                 .map_err(|_| format!("'{n}' is not a number of periods"))?;
             let unit = Unit::parse(unit)?;
-            Ok(if *which == "last" {
-                whole(unit, unit.add(today, -n), unit.add(today, -1))
+            if *which == "last" {
+                whole(
+                    unit,
+                    n.checked_neg().and_then(|n| unit.add(today, n)),
+                    unit.add(today, -1),
+                )
             } else {
                 whole(unit, unit.add(today, 1), unit.add(today, n))
-            })
+            }
         }
         ["from", rest @ ..] => {
             let to_at = rest
                 .iter()
                 .rposition(|w| *w == "to")
                 .ok_or("`from ... to ...` needs `to`")?;
-            let from = point(&rest[..to_at], today)?;
-            let to = point(&rest[to_at + 1..], today)?;
+            let from = point(&rest[..to_at], today)?.ok_or_else(beyond)?;
+            let to = point(&rest[to_at + 1..], today)?.ok_or_else(beyond)?;
             Ok(Range {
-                from: from * DAY_MS,
-                to: to * DAY_MS + DAY_MS - 1,
+                from: start_ms(from),
+                to: start_ms(to) + DAY_MS - 1,
             })
         }
         _ => Err("it is neither a date nor a relative range this server knows".into()),
     }
 }
 
-/// A point of a `from ... to ...` range, as the day it falls on.
-fn point(words: &[&str], today: Today) -> Result<i64, String> {
+/// The whole units from the one holding `first` to the one holding `last`; `None` where a
+/// day lies past chrono's calendar.
+fn units_holding(unit: Unit, first: Option<NaiveDate>, last: Option<NaiveDate>) -> Option<Range> {
+    Some(Range {
+        from: start_ms(unit.start(first?)?),
+        to: unit.end_ms(last?)?,
+    })
+}
+
+/// A point of a `from ... to ...` range, as the day it falls on (`None` past chrono's calendar).
+fn point(words: &[&str], today: Today) -> Result<Option<NaiveDate>, String> {
     let n = |s: &str| {
         s.parse::<i64>()
             .map_err(|_| format!("'{s}' is not a number of periods"))
     };
     match words {
-        ["now" | "today"] => Ok(today),
-        ["yesterday"] => Ok(today - 1),
-        ["tomorrow"] => Ok(today + 1),
-        [k, unit, "ago"] => Ok(Unit::parse(unit)?.add(today, -n(k)?)),
+        ["now" | "today"] => Ok(Some(today)),
+        ["yesterday"] => Ok(today.pred_opt()),
+        ["tomorrow"] => Ok(today.succ_opt()),
+        [k, unit, "ago"] => {
+            let (unit, k) = (Unit::parse(unit)?, n(k)?);
+            Ok(k.checked_neg().and_then(|k| unit.add(today, k)))
+        }
         [k, unit, "from", "now"] => Ok(Unit::parse(unit)?.add(today, n(k)?)),
         [date] => parse_absolute(date, Side::Start)
-            .map(|ms| ms.div_euclid(DAY_MS))
+            .and_then(DateTime::from_timestamp_millis)
+            .map(|t| Some(t.date_naive()))
             .ok_or_else(|| format!("cannot read '{date}' as a date")),
         _ => Err(format!(
             "cannot read '{}' as a point in time",
@@ -290,52 +301,45 @@ fn point(words: &[&str], today: Today) -> Result<i64, String> {
 }
 
 /// A period member of the cube's time dimension, as its first day and the first day after it.
-pub(crate) fn period_days(name: &str, grain: TimeGrain) -> Option<(i64, i64)> {
-    let num = |s: &str| -> Option<i64> {
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let months = |y: i64, m: i64, n: i64| {
-        let end = y * 12 + (m - 1) + n;
-        (
-            days_from_civil(y, m, 1),
-            days_from_civil(end.div_euclid(12), end.rem_euclid(12) + 1, 1),
-        )
+pub(crate) fn period_days(name: &str, grain: TimeGrain) -> Option<(NaiveDate, NaiveDate)> {
+    let months = |year: &str, month: u32, n: u32| {
+        let start = NaiveDate::from_ymd_opt(number(year)?, month, 1)?;
+        Some((start, start.checked_add_months(Months::new(n))?))
     };
     match grain {
-        TimeGrain::Year if name.len() == 4 => Some(months(num(name)?, 1, 12)),
+        TimeGrain::Year if name.len() == 4 => months(name, 1, 12),
         TimeGrain::Quarter => {
             let (y, q) = name.split_once("-Q")?;
-            let q = num(q)?;
+            let q: u32 = number(q)?;
             (y.len() == 4 && (1..=4).contains(&q))
-                .then(|| months(num(y).unwrap_or(0), q * 3 - 2, 3))
+                .then(|| months(y, q * 3 - 2, 3))
+                .flatten()
         }
         TimeGrain::Month => {
             let (y, m) = name.split_once('-')?;
-            let m = num(m)?;
-            (y.len() == 4 && (1..=12).contains(&m)).then(|| months(num(y).unwrap_or(0), m, 1))
+            let m: u32 = number(m)?;
+            (y.len() == 4 && (1..=12).contains(&m))
+                .then(|| months(y, m, 1))
+                .flatten()
         }
-        TimeGrain::Day => {
-            let ms = parse_absolute(name, Side::Start).filter(|_| name.len() == 10)?;
-            let d = ms / DAY_MS;
-            Some((d, d + 1))
+        TimeGrain::Day if name.len() == 10 => {
+            let day = parse_date(name)?;
+            Some((day, day.succ_opt()?))
         }
-        TimeGrain::Year => None,
+        TimeGrain::Year | TimeGrain::Day => None,
     }
 }
 
 /// The local ISO timestamp of a period's start (`2025-Q2` -> `2025-04-01T00:00:00.000`).
 pub(crate) fn period_start_iso(name: &str, grain: TimeGrain) -> Option<String> {
-    period_days(name, grain).map(|(start, _)| format_local(start * DAY_MS))
+    period_days(name, grain).map(|(start, _)| format_local(start_ms(start)))
 }
 
 /// `2026-01-01T10:00:00.000Z` for a wall-clock time (the refresh time Cube reports, in UTC).
 pub(crate) fn format_utc(t: std::time::SystemTime) -> String {
-    let ms = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    format!("{}Z", format_local(ms))
+    DateTime::<chrono::Utc>::from(t)
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -346,15 +350,68 @@ mod tests {
         parse_absolute(text, Side::Start).unwrap()
     }
 
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
     #[test]
-    fn civil_days_round_trip() {
-        for days in [-1000, 0, 19_723, 20_453, 20_513, 100_000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
+    fn units_keep_the_calendar() {
+        // Months keep the day of month where it exists.
+        assert_eq!(
+            Unit::Month.add(date(2024, 1, 31), 1),
+            Some(date(2024, 2, 29))
+        );
+        assert_eq!(
+            Unit::Month.add(date(2025, 3, 31), -1),
+            Some(date(2025, 2, 28))
+        );
+        assert_eq!(
+            Unit::Year.add(date(2024, 2, 29), 1),
+            Some(date(2025, 2, 28))
+        );
+        assert_eq!(
+            Unit::Quarter.add(date(2025, 11, 30), 1),
+            Some(date(2026, 2, 28))
+        );
+        assert_eq!(
+            Unit::Week.add(date(2025, 12, 31), -2),
+            Some(date(2025, 12, 17))
+        );
+        // Weeks start on Monday; quarters in January, April, July and October.
+        assert_eq!(Unit::Week.start(date(2026, 1, 4)), Some(date(2025, 12, 29)));
+        assert_eq!(
+            Unit::Week.start(date(2025, 12, 29)),
+            Some(date(2025, 12, 29))
+        );
+        assert_eq!(
+            Unit::Quarter.start(date(2025, 9, 30)),
+            Some(date(2025, 7, 1))
+        );
+        assert_eq!(
+            Unit::Month.end_ms(date(2024, 2, 10)),
+            Some(start_ms(date(2024, 3, 1)) - 1)
+        );
+        // Past chrono's calendar (years -262,143 to 262,142) is an error, not a wrapped number.
+        assert_eq!(Unit::Year.add(date(2025, 1, 1), 300_000), None);
+        assert_eq!(Unit::Day.add(date(2025, 1, 1), i64::MAX), None);
+        let today = date(2025, 12, 31);
+        for text in [
+            "last 300000 years",
+            "from 9223372036854775807 days ago to today",
+        ] {
+            assert!(
+                parse_relative(text, today)
+                    .unwrap_err()
+                    .contains("past the calendar"),
+                "{text}"
+            );
         }
-        assert_eq!(days_from_civil(2024, 1, 1), 19_723);
-        assert_eq!(days_in_month(2024, 2), 29);
-        assert_eq!(days_in_month(2025, 2), 28);
+        assert_eq!(start_ms(date(1970, 1, 2)), DAY_MS);
+        assert_eq!(format_local(-1), "1969-12-31T23:59:59.999");
+        assert_eq!(
+            format_utc(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(1_999_999)),
+            "1970-01-01T00:00:00.001Z"
+        );
     }
 
     #[test]
@@ -393,7 +450,7 @@ mod tests {
 
     #[test]
     fn relative_ranges_follow_cube() {
-        let today = days_from_civil(2025, 12, 31);
+        let today = date(2025, 12, 31);
         let r = |s: &str| {
             let r = parse_relative(s, today).unwrap();
             [format_local(r.from), format_local(r.to)]
@@ -459,7 +516,7 @@ mod tests {
         assert_eq!(iso("2025-03-14", TimeGrain::Day), "2025-03-14T00:00:00.000");
         assert_eq!(
             period_days("2025-12", TimeGrain::Month),
-            Some((days_from_civil(2025, 12, 1), days_from_civil(2026, 1, 1)))
+            Some((date(2025, 12, 1), date(2026, 1, 1)))
         );
         assert_eq!(period_days("unknown", TimeGrain::Month), None);
     }

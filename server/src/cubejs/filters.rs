@@ -23,7 +23,7 @@ use lattice_engine::query::{Filter, FilterOp, Having, HavingOp};
 
 use super::CubeJsError;
 use super::catalog::{Catalog, Member};
-use super::dates::{self, DAY_MS, Ms, Range, Side};
+use super::dates::{self, Ms, Range, Side};
 use super::request::{FilterNode, Leaf};
 
 /// What a filter (or a group of them) selects.
@@ -463,7 +463,7 @@ pub(crate) fn periods_covered(
             let Some((start, next)) = dates::period_days(n, grain) else {
                 return Ok(false);
             };
-            let (a, b) = (start * DAY_MS, next * DAY_MS - 1);
+            let (a, b) = (dates::start_ms(start), dates::start_ms(next) - 1);
             if instants.iter().any(|&(x, y)| x <= a && b <= y) {
                 Ok(true)
             } else if instants.iter().all(|&(x, y)| y < a || b < x) {

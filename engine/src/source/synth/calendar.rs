@@ -1,4 +1,6 @@
-//! The window of `MONTHS` months and the day arithmetic of Arrow's Date32.
+//! The window of `MONTHS` months, as Arrow's Date32 days.
+
+use chrono::{Datelike, Months, NaiveDate};
 
 use super::{FIRST_YEAR, MONTHLY_GROWTH, SEASON};
 
@@ -14,13 +16,13 @@ pub(super) struct Month {
 
 impl Month {
     pub(super) fn new(index: usize) -> Month {
-        let (year, month) = year_month(index as i64);
+        let start = month_start(index as i64);
         let growth = (1.0 + MONTHLY_GROWTH).powi(index as i32);
         Month {
             index,
-            first_day: days_from_civil(year, month, 1),
-            days: days_in_month(year, month),
-            volume: SEASON[month as usize - 1] * growth,
+            first_day: start.to_epoch_days(),
+            days: u32::from(start.num_days_in_month()),
+            volume: SEASON[start.month0() as usize] * growth,
         }
     }
 
@@ -36,35 +38,17 @@ impl Month {
     }
 }
 
-/// (year, month 1-12) of a month counted from January of `FIRST_YEAR`.
-pub(super) fn year_month(month: i64) -> (i32, u32) {
-    let absolute = i64::from(FIRST_YEAR) * 12 + month;
-    (
-        absolute.div_euclid(12) as i32,
-        absolute.rem_euclid(12) as u32 + 1,
-    )
-}
-
-pub(super) fn days_in_month(year: i32, month: u32) -> u32 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+/// The first day of a month counted from January of `FIRST_YEAR` (negative: before it). The
+/// generator asks only for months within a few years of the window.
+pub(super) fn month_start(month: i64) -> NaiveDate {
+    let january = NaiveDate::from_ymd_opt(FIRST_YEAR, 1, 1).expect("FIRST_YEAR is a year");
+    let offset = Months::new(month.unsigned_abs() as u32);
+    if month < 0 {
+        january.checked_sub_months(offset)
+    } else {
+        january.checked_add_months(offset)
     }
-}
-
-/// Days since 1970-01-01 (Arrow's Date32) of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-pub(super) fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month as i32 + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day as i32 - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    .expect("the window and the open dates lie near FIRST_YEAR")
 }
 
 #[cfg(test)]
@@ -72,12 +56,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_are_exact() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2024, 1, 1), 19_723);
-        assert_eq!(days_from_civil(2025, 12, 31), 20_453);
-        assert_eq!(year_month(-1), (2023, 12));
-        assert_eq!(year_month(23), (2025, 12));
+    fn months_are_exact() {
+        let first = |m| month_start(m).to_epoch_days();
+        assert_eq!(first(0), 19_723); // 2024-01-01
+        assert_eq!(first(-1), 19_692); // 2023-12-01
+        assert_eq!(month_start(23).to_string(), "2025-12-01");
+        assert_eq!(first(24) - 1, 20_453); // 2025-12-31
+        assert_eq!(Month::new(1).days, 29); // February 2024, a leap year
+        assert_eq!(Month::new(13).days, 28);
+        assert_eq!(Month::new(23).first_day, 20_423);
     }
 }

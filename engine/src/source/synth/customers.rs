@@ -8,11 +8,12 @@ use arrow::array::{
     Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::Datelike;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 use super::bank::Bank;
-use super::calendar::{days_from_civil, days_in_month, year_month};
+use super::calendar::month_start;
 use super::catalog::{
     FIRM_KINDS, FIRM_NAMES, GIVEN_NAMES, MAX_HOLDINGS, PRODUCTS, SURNAMES, Segment, SegmentProfile,
 };
@@ -175,9 +176,9 @@ fn draw_open_date(rng: &mut ChaCha8Rng) -> (i32, i64) {
     } else {
         rng.random_range(-months_before..0)
     };
-    let (year, month_of_year) = year_month(month);
-    let day = rng.random_range(1..=days_in_month(year, month_of_year));
-    (days_from_civil(year, month_of_year, day), month)
+    let start = month_start(month);
+    let day: u32 = rng.random_range(1..=u32::from(start.num_days_in_month()));
+    (start.to_epoch_days() + day as i32 - 1, month)
 }
 
 /// The month from which a dormant customer stops transacting: late enough to have a history,
