@@ -4,7 +4,8 @@
 //! formats, tokens) and prints what the client made of each answer — its raw data and its
 //! `ResultSet` methods (`tablePivot`, `chartPivot`, `series`). Each answer is compared with
 //! the native engine's answer to the same question written as a native query by hand, so the
-//! translation has an independent twin.
+//! translation has an independent twin. Node runs once per test binary ([`client_run`]); each
+//! test checks one kind of case, listing every case of that kind that failed.
 //!
 //! Skipped, with the reason printed, only when `node` is not installed; `npm ci` runs in
 //! `tests/cubejs` when its `node_modules` is missing.
@@ -934,62 +935,130 @@ async fn run_node(dir: &Path, url: &str, spec: &Json) -> Option<Vec<Json>> {
     Some(results)
 }
 
-#[tokio::test]
-async fn the_cube_client_gets_the_native_answers() {
-    let started = Instant::now();
-    let cube = cube().await;
-    let cases = cases(&cube);
+/// The cases, and what the client made of each: one Node run for the whole test binary.
+struct ClientRun {
+    cube: Arc<Cube>,
+    cases: Vec<Case>,
+    results: Vec<Json>,
+}
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cubejs::serve(
-        listener,
-        Arc::new(Source(cube.clone())),
-        Some(TOKEN.into()),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+/// Serves the Cube API on a socket while `node tests/cubejs/run.mjs` asks every case, once per
+/// test binary; `None` when `node` is not installed (the reason is printed). The server stops
+/// before the run is returned, so the runtime it ran on may end with the first test.
+async fn client_run() -> Option<&'static ClientRun> {
+    static RUN: OnceCell<Option<ClientRun>> = OnceCell::const_new();
+    RUN.get_or_init(|| async {
+        let started = Instant::now();
+        let cube = cube().await;
+        let cases = cases(&cube);
 
-    let spec = json!({
-        "token": TOKEN,
-        "cases": cases.iter().map(|c| {
-            let mut j = json!({"name": c.name, "kind": c.kind, "query": c.cube});
-            if let Some(mth) = c.method { j["method"] = json!(mth); }
-            if let Some(fm) = c.format { j["responseFormat"] = json!(fm); }
-            if let Some(t) = &c.token { j["token"] = json!(t); }
-            j
-        }).collect::<Vec<_>>(),
-    });
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cubejs");
-    let outcome = run_node(&dir, &url, &spec).await;
-    let _ = stop.send(());
-    server.await.expect("server task").expect("server");
-    let Some(results) = outcome else {
-        return;
-    };
-    assert_eq!(results.len(), cases.len(), "one result per case");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(cubejs::serve(
+            listener,
+            Arc::new(Source(cube.clone())),
+            Some(TOKEN.into()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
 
+        let spec = json!({
+            "token": TOKEN,
+            "cases": cases.iter().map(|c| {
+                let mut j = json!({"name": c.name, "kind": c.kind, "query": c.cube});
+                if let Some(mth) = c.method { j["method"] = json!(mth); }
+                if let Some(fm) = c.format { j["responseFormat"] = json!(fm); }
+                if let Some(t) = &c.token { j["token"] = json!(t); }
+                j
+            }).collect::<Vec<_>>(),
+        });
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cubejs");
+        let outcome = run_node(&dir, &url, &spec).await;
+        let _ = stop.send(());
+        server.await.expect("server task").expect("server");
+        let results = outcome?;
+        eprintln!(
+            "cubejs: {} client requests in {:.1}s",
+            cases.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Some(ClientRun {
+            cube,
+            cases,
+            results,
+        })
+    })
+    .await
+    .as_ref()
+}
+
+/// Checks what the client made of each case `which` picks; fails with every failure listed.
+/// The number of cases checked.
+async fn check_cases(run: &ClientRun, which: impl Fn(&Case) -> bool) -> usize {
     let mut failures = Vec::new();
-    let mut compared = 0;
-    for (c, out) in cases.iter().zip(&results) {
-        let verdict = check(c, out, &cube).await;
-        compared += usize::from(c.kind == "load" && c.error.is_none());
-        if let Err(e) = verdict {
+    let mut checked = 0;
+    for (c, out) in run.cases.iter().zip(&run.results).filter(|(c, _)| which(c)) {
+        checked += 1;
+        if let Err(e) = check(c, out, &run.cube).await {
             failures.push(format!("{}: {e}\n  cube query: {}", c.name, c.cube));
         }
     }
-    eprintln!(
-        "cubejs: {} client requests ({} answers compared with the engine) in {:.1}s",
-        cases.len(),
-        compared,
-        started.elapsed().as_secs_f64()
-    );
+    assert!(checked > 0, "no case of this kind");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(cases.len() >= 25 && compared >= 25);
+    checked
+}
+
+/// Whether the client should get an answer the engine's native twin gives: a `load` case (or
+/// any other that is neither `meta` nor `dryRun`) that expects no error.
+fn compared(c: &Case) -> bool {
+    c.error.is_none() && c.kind != "meta" && c.kind != "dryRun"
+}
+
+#[tokio::test]
+async fn the_client_gets_one_result_for_each_of_at_least_25_cases() {
+    let Some(run) = client_run().await else {
+        return;
+    };
+    assert_eq!(run.results.len(), run.cases.len(), "one result per case");
+    assert!(run.cases.len() >= 25);
+}
+
+#[tokio::test]
+async fn every_load_gets_the_native_answer_and_its_pivots() {
+    let Some(run) = client_run().await else {
+        return;
+    };
+    let compared = check_cases(run, compared).await;
+    eprintln!("cubejs: {compared} answers compared with the engine");
+    assert!(compared >= 25);
+}
+
+#[tokio::test]
+async fn meta_describes_the_cube_as_the_client_expects() {
+    let Some(run) = client_run().await else {
+        return;
+    };
+    check_cases(run, |c| c.error.is_none() && c.kind == "meta").await;
+}
+
+#[tokio::test]
+async fn a_dry_run_resolves_the_range_the_order_and_the_native_query() {
+    let Some(run) = client_run().await else {
+        return;
+    };
+    check_cases(run, |c| c.error.is_none() && c.kind == "dryRun").await;
+}
+
+#[tokio::test]
+async fn errors_reach_the_client_with_their_status_and_message() {
+    let Some(run) = client_run().await else {
+        return;
+    };
+    check_cases(run, |c| c.error.is_some()).await;
 }
 
 async fn check(c: &Case, out: &Json, cube: &Cube) -> Result<(), String> {
