@@ -5,8 +5,9 @@
 //! wrong; never a panic, a 500, a hang or running out of memory. The fuzz targets (`fuzz/`)
 //! search for more; what they found is kept here and beside the code it broke.
 //!
-//! HTTP cases run over a real socket against one server (built once, stopped at the end);
-//! engine cases call the engine directly, where JSON cannot carry the value (NaN).
+//! HTTP cases run over a real socket against one server (built once per test binary, see
+//! [`server`]), each kind a test of its own; engine cases call the engine directly, where JSON
+//! cannot carry the value (NaN).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -186,43 +187,38 @@ measures:
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_requests_get_clear_4xx_answers() {
-    let started = Instant::now();
-    let defs = tempfile::tempdir().expect("tempdir");
-    let served = crate::util::shipped_cube_in(defs.path()).await;
+/// The server the HTTP cases share, built once per test binary: the shipped cube served from a
+/// definitions folder, under a memory budget of 64 MiB. No case changes what it serves (every
+/// definition put here is refused), so the cases run side by side.
+fn server() -> SocketAddr {
+    static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        crate::util::serve_for_the_binary(|| async {
+            // Lives as long as the server: the process.
+            let defs = tempfile::tempdir().expect("tempdir").keep();
+            let served = crate::util::shipped_cube_in(&defs).await;
+            let config = Config {
+                definitions_dir: Some(defs),
+                data_dir: Some(parquet_dir().to_path_buf()),
+                watch_interval: None,
+                memory_budget: Some(64 << 20),
+                ..Config::default()
+            };
+            Server::new(config, vec![served]).expect("server")
+        })
+    })
+}
 
-    // What JSON cannot carry goes to the engine directly, before the cube moves to the server.
-    engine_cases(&served.built.cube).await;
-
-    let config = Config {
-        definitions_dir: Some(defs.path().to_path_buf()),
-        data_dir: Some(parquet_dir().to_path_buf()),
-        watch_interval: None,
-        memory_budget: Some(64 << 20),
-        ..Config::default()
-    };
-    let server = Server::new(config, vec![served]).expect("server");
-    let listening = crate::util::listen(server).await;
-    let addr = listening.addr;
-
-    json_shape_cases(addr).await;
-    name_and_value_cases(addr).await;
-    number_cases(addr).await;
-    numbers_in_every_route(addr).await;
-    body_cases(addr).await;
-    definition_cases(addr).await;
-
-    // Still serving after all that.
+/// Still serving after a hostile case.
+async fn still_serving(addr: SocketAddr) {
     let r = query(addr, &json!({"measures": ["txn_count"]})).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-
-    listening.stop().await;
-    eprintln!("hostile HTTP cases took {:?}", started.elapsed());
 }
 
 /// Deeply nested documents, huge arrays, many levels.
-async fn json_shape_cases(addr: SocketAddr) {
+#[tokio::test]
+async fn deep_nesting_and_huge_arrays_get_a_clear_4xx() {
+    let addr = server();
     // 100k '[' (and 100k '{"a":'), alone and inside a field. The typed reader stops at the
     // first value of the wrong type, long before serde_json's recursion limit (128) would.
     let deep = "[".repeat(100_000);
@@ -284,11 +280,14 @@ async fn json_shape_cases(addr: SocketAddr) {
     query(addr, &json!({"measures": ["txn_amount"], "rows": some}))
         .await
         .error(400, "unknown_level", &["dim0.level0"]);
+    still_serving(addr).await;
 }
 
 /// NUL, RTL marks, emoji and long strings in names and filter values: echoed back exactly,
 /// in valid JSON, with the right error.
-async fn name_and_value_cases(addr: SocketAddr) {
+#[tokio::test]
+async fn control_characters_and_unicode_are_echoed_in_their_errors() {
+    let addr = server();
     let strange = "nul\u{0}rtl\u{202e}emoji😀\u{1b}[31m\r\n";
     let e = query(
         addr,
@@ -405,10 +404,13 @@ async fn name_and_value_cases(addr: SocketAddr) {
     send(addr, "GET", "/v1/cubes/%00%1B%5B31m", None, b"")
         .await
         .error(404, "unknown_cube", &["unknown cube"]);
+    still_serving(addr).await;
 }
 
 /// Enormous, negative and fractional limits and offsets; NaN and infinities.
-async fn number_cases(addr: SocketAddr) {
+#[tokio::test]
+async fn absurd_limits_offsets_and_non_finite_numbers_get_a_clear_4xx() {
+    let addr = server();
     let base = || json!({"measures": ["txn_amount"], "rows": ["time.month"]});
     let with = |key: &str, raw: &str| {
         let mut text = base().to_string();
@@ -513,6 +515,7 @@ async fn number_cases(addr: SocketAddr) {
     )
     .await
     .error(400, "query_too_large", &["`limit`"]);
+    still_serving(addr).await;
 }
 
 /// A JSON document with `raw` (any text, a number JSON may not even hold) at `path`.
@@ -543,7 +546,9 @@ const ABSURD: [&str; 7] = [
 /// 4xx with the API's error document (never a 500, never a dropped connection), and `-0` is
 /// never a 5xx. Each request without the number is answered 200 first, so the 4xx is the
 /// number's.
-async fn numbers_in_every_route(addr: SocketAddr) {
+#[tokio::test]
+async fn every_absurd_integer_on_every_route_gets_a_4xx() {
+    let addr = server();
     let cube = |p: &str| format!("/v1/cubes/bank_crm{p}");
     let migration = json!({"band": "customer.deposit_band", "entity": "customer.id",
         "level": "time.quarter", "from": "2025-Q1", "to": "2025-Q2",
@@ -642,10 +647,13 @@ async fn numbers_in_every_route(addr: SocketAddr) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    still_serving(addr).await;
 }
 
 /// Bodies that are not UTF-8, not JSON, not sent as JSON.
-async fn body_cases(addr: SocketAddr) {
+#[tokio::test]
+async fn bodies_not_utf8_or_not_json_get_a_clear_4xx() {
+    let addr = server();
     post(addr, QUERY, &[0xff, 0xfe, b'{', 0x80, b'}'])
         .await
         .error(400, "malformed_query", &["UTF-8"]);
@@ -697,6 +705,7 @@ async fn body_cases(addr: SocketAddr) {
     )
     .await
     .error(415, "unsupported_media_type", &["yaml"]);
+    still_serving(addr).await;
 }
 
 async fn put(addr: SocketAddr, cube: &str, yaml: &str) -> Reply {
@@ -711,7 +720,9 @@ async fn put(addr: SocketAddr, cube: &str, yaml: &str) -> Reply {
 }
 
 /// Definitions that would explode the lattice, the parser or the memory.
-async fn definition_cases(addr: SocketAddr) {
+#[tokio::test]
+async fn definitions_that_would_explode_are_refused_with_the_reason() {
+    let addr = server();
     // Billion laughs, where the definition takes lists of lists: the typed reader stops at the
     // first list where a name belongs, before expanding anything (serde-saphyr's alias budget
     // is the backstop).
@@ -832,6 +843,7 @@ async fn definition_cases(addr: SocketAddr) {
             .contains("datafusion"),
         "{e}"
     );
+    still_serving(addr).await;
 }
 
 /// The shipped definition with its `aggregates:` section replaced.
@@ -854,7 +866,11 @@ fn replace_aggregates(section: &str) -> String {
 }
 
 /// NaN, infinities and extreme paging through the Rust API, where JSON cannot go.
-async fn engine_cases(cube: &lattice_engine::store::Cube) {
+#[tokio::test]
+async fn nan_infinities_and_extreme_paging_through_the_engine() {
+    let defs = tempfile::tempdir().expect("tempdir");
+    let served = crate::util::shipped_cube_in(defs.path()).await;
+    let cube = &served.built.cube;
     for value in [
         f64::NAN,
         f64::INFINITY,
