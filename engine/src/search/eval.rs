@@ -38,6 +38,7 @@ pub(super) async fn evaluate(ctx: &mut Ctx<'_>, search: &Search) -> Result<Membe
     let mut least = u64::MAX;
     let members = combine(&search.condition, &sets, &mut next, &universe, &mut least);
     let withheld = ctx.applied.suppress.as_ref().is_some_and(|s| least < s.min);
+    let unlisted = ctx.applied.suppress.is_some() && atoms.iter().any(|(_, c)| c.level.is_none());
     Ok(Members {
         entity,
         members,
@@ -45,6 +46,7 @@ pub(super) async fn evaluate(ctx: &mut Ctx<'_>, search: &Search) -> Result<Membe
         facts: std::mem::take(&mut ctx.facts),
         sources,
         withheld,
+        unlisted,
     })
 }
 

@@ -289,6 +289,10 @@ pub struct Members {
     /// fewer than the minimum number of members, none included. Then neither the members nor
     /// their count may be shown, and the search may not filter a query.
     pub withheld: bool,
+    /// Under small-cell suppression: a condition compares a measure's value, so whether one
+    /// member is among those selected tells that member's value against the threshold (a
+    /// few runs with other thresholds find it). The count may be shown, the members not.
+    pub unlisted: bool,
 }
 
 /// Evaluates `search` on `cube` as `access` may see it.
@@ -316,6 +320,9 @@ pub struct SearchAnswer {
     /// Withheld under small-cell suppression ([`Members::withheld`]): no rows, no count.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub suppressed: bool,
+    /// The count only, no members, under small-cell suppression ([`Members::unlisted`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub members_withheld: bool,
     pub meta: SearchMeta,
 }
 
@@ -360,6 +367,20 @@ pub async fn run(
             columns,
             rows: Vec::new(),
             suppressed: true,
+            members_withheld: false,
+            meta: meta(found.facts),
+        });
+    }
+    if found.unlisted {
+        return Ok(SearchAnswer {
+            name: search.name.clone(),
+            entity: search.entity.clone(),
+            count: Some(count),
+            total: found.universe.len(),
+            columns,
+            rows: Vec::new(),
+            suppressed: false,
+            members_withheld: true,
             meta: meta(found.facts),
         });
     }
@@ -467,6 +488,7 @@ pub async fn run(
         columns,
         rows,
         suppressed: false,
+        members_withheld: false,
         meta: meta(facts),
     })
 }
