@@ -562,6 +562,12 @@ pub async fn performance(
             let i = wanted.iter().position(|w| *w == by)?;
             Some(value(i)).filter(|v| *v != V::Null)
         });
+        // New and lost customers, both or neither: the customer counts of this period and the
+        // one before give `new - lost`, so one withheld beside the other shown is no secret.
+        let moves = prev.and_then(|prev| {
+            let (new, lost) = ((now - prev).len(), (prev - now).len());
+            Some((count(new)?, count(lost)?))
+        });
         let parent = parent_of(m);
         built.push(Built {
             period: p,
@@ -575,8 +581,8 @@ pub async fn performance(
                     .zip(parent)
                     .map(|(w, c)| cube.member_name(w, c).to_string()),
                 customers: (!suppressed).then_some(n),
-                new_customers: prev.and_then(|prev| count((now - prev).len())),
-                lost_customers: prev.and_then(|prev| count((prev - now).len())),
+                new_customers: moves.map(|(new, _)| new),
+                lost_customers: moves.map(|(_, lost)| lost),
                 values: shown,
                 high_value_customers,
                 high_value_share: high_value_customers
