@@ -92,14 +92,16 @@ pub struct FactMeta {
 
 impl FactMeta {
     /// This fact's path as a principal with a scope or suppression may see it: the cuboid's
-    /// cells (and each candidate's) count the whole cube's groups, not the principal's, so
-    /// they are left out.
+    /// cells (and each candidate's) count the whole cube's groups, not the principal's, and
+    /// the fallback's SQL names members by their codes in the whole cube (whose gaps count
+    /// the members hidden), so they are left out.
     pub(crate) fn restricted(mut self) -> FactMeta {
         self.cells = None;
         if let Some(e) = &mut self.explain {
             for c in &mut e.candidates {
                 c.cells = None;
             }
+            e.sql = None;
         }
         self
     }
