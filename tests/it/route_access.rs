@@ -773,6 +773,10 @@ async fn check_suppressed(w: &World, route: &str, req: &Request) -> Result<(), S
                 if shown && customers.is_none_or(|n| n < MIN_CUSTOMERS) {
                     return fail(format!("a row of {customers:?} customers shows values"));
                 }
+                let (new, lost) = (int(&row["new_customers"]), int(&row["lost_customers"]));
+                if new.is_some() != lost.is_some() || small(new) || small(lost) {
+                    return fail(format!("new {new:?} and lost {lost:?} customers"));
+                }
             }
         }
         "/v1/cubes/{cube}/analytics/abnormal"
@@ -792,6 +796,14 @@ async fn check_suppressed(w: &World, route: &str, req: &Request) -> Result<(), S
                 {
                     return fail("one customer's values in a search".into());
                 }
+            }
+            let on_values = route.ends_with("searches/run")
+                && req
+                    .2
+                    .as_ref()
+                    .is_some_and(|b| b.to_string().contains("\"measure\""));
+            if on_values && !body["rows"].as_array().is_none_or(Vec::is_empty) {
+                return fail("the members of a condition on a value".into());
             }
         }
         "/cubejs-api/v1/load" | "/cubejs-api/v1/subscribe" => {
@@ -1054,6 +1066,99 @@ async fn scoped_answers_carry_no_cube_wide_statistics() {
                     assert!(c.get("cells").is_none(), "{key}: {c}");
                 }
             }
+        }
+    }
+}
+
+// Found by probing the server as an attacker would, after the findings above were closed.
+
+/// A search's member list answered "is this customer's balance over X?" to a role under
+/// suppression, and a few thresholds found the balance: a condition on a measure's value lists
+/// no members for such a role, only the count.
+#[tokio::test]
+async fn a_search_on_a_value_lists_no_members_under_suppression() {
+    let w = world().await;
+    let body = json!({"search": {"name": "rich", "entity": "customer.id",
+        "where": {"measure": "deposit_balance", "op": "gt", "value": 10000,
+                  "period": {"level": "time.month", "value": "2025-06"}}},
+        "limit": 1000});
+    let route = "/v1/cubes/bank_crm/searches/run";
+    let admin = w.app.as_(ADMIN, "POST", route, Some(&body)).await;
+    assert_eq!(admin.status, 200, "{}", admin.text);
+    let count = admin.body["count"].as_i64().expect("a count");
+    assert!(count >= MIN_CUSTOMERS, "a large search: {count}");
+    assert_eq!(
+        admin.body["rows"].as_array().expect("rows").len() as i64,
+        count
+    );
+    let r = w.app.as_(SUPPRESSED, "POST", route, Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["count"], count, "{}", r.text);
+    assert_eq!(r.body["rows"], json!([]), "{}", r.text);
+    assert_eq!(r.body["members_withheld"], true, "{}", r.text);
+    // A condition on members alone lists them, as drill-through lists a large cell's.
+    let bands = json!({"search": {"name": "bands", "entity": "customer.id",
+        "where": {"level": "customer.deposit_band", "op": "in", "values": ["50k-200k", "200k-1M"],
+                  "period": {"level": "time.month", "value": "2025-06"}}}});
+    let r = w.app.as_(SUPPRESSED, "POST", route, Some(&bands)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        !r.body["rows"].as_array().expect("rows").is_empty(),
+        "{}",
+        r.text
+    );
+}
+
+/// A manager's customers this month and last are shown, so `new - lost` is known: one of
+/// them withheld beside the other shown gave it away. Both are shown, or neither.
+#[tokio::test]
+async fn new_and_lost_customers_are_withheld_together() {
+    let w = world().await;
+    let body = json!({"level": "manager.manager", "period": "time.month",
+        "from": "2024-01", "to": "2025-12", "measures": ["fee_income"], "limit": 100000});
+    let route = "/v1/cubes/bank_crm/analytics/performance";
+    let admin = w.app.as_(ADMIN, "POST", route, Some(&body)).await;
+    assert_eq!(admin.status, 200, "{}", admin.text);
+    let small_moves = admin.body["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| small(int(&r["new_customers"])) != small(int(&r["lost_customers"])))
+        .count();
+    assert!(
+        small_moves > 0,
+        "some month has one small move and not the other"
+    );
+    let r = w.app.as_(SUPPRESSED, "POST", route, Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for row in r.body["rows"].as_array().expect("rows") {
+        let (new, lost) = (int(&row["new_customers"]), int(&row["lost_customers"]));
+        assert_eq!(
+            new.is_some(),
+            lost.is_some(),
+            "one of new/lost shown: {row}"
+        );
+        assert!(!small(new) && !small(lost), "a small move shown: {row}");
+    }
+}
+
+/// The fallback's SQL names members by their codes in the whole cube, whose gaps count the
+/// members a scope hides: a restricted principal's explain leaves it out.
+#[tokio::test]
+async fn a_restricted_explain_shows_no_sql() {
+    let w = world().await;
+    let q = json!({"measures": ["txn_amount"], "rows": ["customer.segment"], "explain": true,
+        "filters": [{"level": "region.city", "op": "not_in", "values": ["Hangzhou"]}]});
+    let admin = w.app.query_as(ADMIN, &q).await;
+    assert_eq!(admin.status, 200, "{}", admin.text);
+    assert_eq!(admin.body["meta"]["source"], "fallback", "{}", admin.text);
+    assert!(admin.body["meta"]["facts"][0]["explain"]["sql"].is_string());
+    for key in [MANAGER, ANALYST, SUPPRESSED] {
+        let r = w.app.query_as(key, &q).await;
+        assert!(r.status.as_u16() < 500, "{}", r.text);
+        for fact in r.body["meta"]["facts"].as_array().into_iter().flatten() {
+            assert!(fact["explain"].get("sql").is_none(), "{key}: {fact}");
+            assert!(fact["explain"]["reason"].is_string(), "{key}: {fact}");
         }
     }
 }
