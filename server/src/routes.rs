@@ -1,7 +1,6 @@
 //! The read-only routes: cubes and their metadata, members, the definition's text, health,
 //! metrics and the OpenAPI document.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Json;
@@ -18,7 +17,7 @@ use crate::audit::{NoteSlot, note};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::info::{BuildInfo, CubeInfo};
-use crate::metrics::{header as metric_header, label};
+use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Scrape};
 use crate::registry::{ReloadOutcome, lock};
 use lattice_engine::access::visible_members;
 
@@ -344,7 +343,7 @@ pub(crate) async fn get_definition(
 }
 
 /// A gauge per cube: name, help, its value from the serving snapshot's metadata.
-type CubeGauge = (&'static str, &'static str, fn(&CubeInfo) -> f64);
+type CubeGauge = (&'static str, &'static str, fn(&CubeInfo) -> u64);
 
 #[utoipa::path(get, path = "/metrics", tag = "server",
     responses(
@@ -352,98 +351,87 @@ type CubeGauge = (&'static str, &'static str, fn(&CubeInfo) -> f64);
         (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
         (status = 403, description = "The principal has neither the role `admin` nor `metrics`", body = crate::openapi::ErrorDoc),
     ))]
-pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let mut out = String::with_capacity(16 * 1024);
-    state.metrics.render(&mut out);
-    let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
-        metric_header(out, name, "gauge", help);
-        let _ = writeln!(out, "{name} {v}");
-    };
-    gauge(
-        &mut out,
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let mut scrape = Scrape::default();
+    scrape.gauge(
         "lattice_queries_running",
-        "Queries running now.",
-        state.admission.running() as f64,
+        "Queries running now",
+        state.admission.running(),
     );
-    gauge(
-        &mut out,
+    scrape.gauge(
         "lattice_queries_waiting",
-        "Queries waiting for a turn.",
-        state.admission.waiting() as f64,
+        "Queries waiting for a turn",
+        state.admission.waiting(),
     );
-    gauge(
-        &mut out,
+    scrape.gauge(
         "lattice_query_cache_entries",
-        "Answers in the query cache.",
-        state.cache.len() as f64,
+        "Answers in the query cache",
+        state.cache.len(),
     );
-    gauge(
-        &mut out,
+    scrape.gauge(
         "lattice_builds_in_progress",
-        "Definition builds running now.",
-        state.registry.builds_in_progress() as f64,
+        "Definition builds running now",
+        state.registry.builds_in_progress(),
     );
     if let Some(audit) = &state.audit {
-        metric_header(
-            &mut out,
-            "lattice_audit_dropped_lines_total",
-            "counter",
-            "Audit lines dropped because the writer fell behind.",
+        scrape.counter(
+            "lattice_audit_dropped_lines",
+            "Audit lines dropped because the writer fell behind",
+            audit.dropped(),
         );
-        let _ = writeln!(out, "lattice_audit_dropped_lines_total {}", audit.dropped());
     }
     let infos: Vec<_> = state.registry.slots().iter().map(|s| s.load()).collect();
-    let per_cube: [CubeGauge; 6] = [
+    let per_cube: [CubeGauge; 5] = [
         (
             "lattice_cube_version",
-            "The serving snapshot's number.",
-            |c| c.version as f64,
+            "The serving snapshot's number",
+            |c| c.version,
         ),
         (
             "lattice_cube_bytes",
-            "Bytes the serving snapshot's cuboids take.",
-            |c| c.build.as_ref().map_or(0.0, |b| b.bytes as f64),
+            "Bytes the serving snapshot's cuboids take",
+            |c| c.build.as_ref().map_or(0, |b| b.bytes as u64),
         ),
         (
             "lattice_cube_cuboids",
-            "Cuboids in the serving snapshot.",
-            |c| c.build.as_ref().map_or(0.0, |b| b.cuboids as f64),
+            "Cuboids in the serving snapshot",
+            |c| c.build.as_ref().map_or(0, |b| b.cuboids as u64),
         ),
         (
             "lattice_cube_cells",
-            "Cells in the serving snapshot's cuboids.",
-            |c| c.build.as_ref().map_or(0.0, |b| b.cells as f64),
+            "Cells in the serving snapshot's cuboids",
+            |c| c.build.as_ref().map_or(0, |b| b.cells as u64),
         ),
         (
             "lattice_cube_fact_rows",
-            "Raw fact rows the serving snapshot was built from.",
-            |c| c.build.as_ref().map_or(0.0, |b| b.fact_rows as f64),
-        ),
-        (
-            "lattice_cube_build_seconds",
-            "How long the serving snapshot took to build.",
-            |c| c.build.as_ref().map_or(0.0, |b| b.seconds),
+            "Raw fact rows the serving snapshot was built from",
+            |c| c.build.as_ref().map_or(0, |b| b.fact_rows),
         ),
     ];
     for (name, help, value) in per_cube {
-        metric_header(&mut out, name, "gauge", help);
-        for snap in &infos {
-            let _ = writeln!(
-                out,
-                "{name}{{cube=\"{}\"}} {}",
-                label(&snap.info.name),
-                value(&snap.info)
-            );
-        }
+        let values = infos.iter().map(|s| (s.info.name.clone(), value(&s.info)));
+        scrape.per_cube(name, help, values);
     }
-    (
+    scrape.per_cube(
+        "lattice_cube_build_seconds",
+        "How long the serving snapshot took to build",
+        infos.iter().map(|s| {
+            let seconds = s.info.build.as_ref().map_or(0.0, |b| b.seconds);
+            (s.info.name.clone(), seconds)
+        }),
+    );
+    let out = state
+        .metrics
+        .render(&scrape)
+        .map_err(|e| ApiError::internal("encoding the metrics", &e))?;
+    Ok((
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(METRICS_CONTENT_TYPE),
         )],
         out,
     )
-        .into_response()
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "server", security(()),
