@@ -14,10 +14,11 @@ use super::answer::{
 };
 use super::error::QueryError;
 use super::fallback;
+use super::finish::{Frame, SortKey, change, ratio};
 use super::group::{AggRequest, Grouped};
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
 use super::scan::{closing_periods, scan};
-use super::spec::{Direction, HavingOp, Query};
+use super::spec::{Direction, Query};
 use crate::access::{Applied, resolve_restricted};
 use crate::store::Cube;
 
@@ -299,13 +300,20 @@ impl<'a> Exec<'a> {
         }
 
         // Having, on the measures at the full grain.
-        rows.retain(|(_, vals)| {
-            r.having.iter().all(|(m, op, x)| {
-                let i = self.mcols.iter().position(|c| *c == MCol::Plain(*m));
-                i.and_then(|i| vals[i].as_f64())
-                    .is_some_and(|v| having(*op, v, *x))
+        let conds: Vec<_> = r
+            .having
+            .iter()
+            .map(|(m, op, x)| {
+                (
+                    self.mcols.iter().position(|c| *c == MCol::Plain(*m)),
+                    *op,
+                    *x,
+                )
             })
-        });
+            .collect();
+        let mut frame = Frame { rows };
+        frame.having(&conds);
+        let rows = frame.rows;
 
         let mut columns: Vec<Column> = r
             .rows
@@ -380,8 +388,8 @@ impl<'a> Exec<'a> {
             _ => BTreeSet::new(),
         };
         if !r.order.is_empty() {
-            let mut sort_keys: Vec<Vec<SortKey>> = Vec::with_capacity(out_rows.len());
-            for (k, vals) in &out_rows {
+            let mut frame = Frame { rows: out_rows };
+            frame.order(|(k, vals)| {
                 let mut sk = Vec::new();
                 for (key, dir) in &r.order {
                     sk.push(match key {
@@ -410,30 +418,22 @@ impl<'a> Exec<'a> {
                         }
                     });
                 }
-                sort_keys.push(sk);
-            }
-            let mut idx: Vec<usize> = (0..out_rows.len()).collect();
-            idx.sort_by(|a, b| cmp_keys(&sort_keys[*a], &sort_keys[*b]));
-            let mut taken: Vec<Option<(Vec<u32>, Vec<V>)>> =
-                out_rows.into_iter().map(Some).collect();
-            out_rows = idx.into_iter().filter_map(|i| taken[i].take()).collect();
+                sk
+            });
+            out_rows = frame.rows;
         }
 
         let total_rows = main.groups.unwrap_or(out_rows.len());
-        let offset = usize::try_from(r.offset).unwrap_or(usize::MAX);
-        let limit = r
-            .limit
-            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let nr = r.rows.len();
         let width = self.mcols.len();
         let mut suppressed = r.suppress.as_ref().map(|s| Suppressed {
             min_customers: s.min,
             ..Suppressed::default()
         });
-        let json_rows: Vec<Vec<Json>> = out_rows
+        let page = Frame { rows: out_rows }.page(r.offset, r.limit);
+        let json_rows: Vec<Vec<Json>> = page
+            .rows
             .into_iter()
-            .skip(offset)
-            .take(limit)
             .enumerate()
             .map(|(j, (k, vals))| {
                 if let Some(sup) = suppressed.as_mut() {
@@ -1028,56 +1028,6 @@ fn fold(agg: lattice_defs::model::Agg, a: V, b: V) -> V {
     }
 }
 
-/// `part / whole` as a number; NULL when either is NULL or the whole is 0.
-fn ratio(part: V, whole: V) -> V {
-    match (part.as_f64(), whole.as_f64()) {
-        (Some(p), Some(w)) if w != 0.0 => {
-            let x = p / w;
-            if x.is_finite() { V::Float(x) } else { V::Null }
-        }
-        _ => V::Null,
-    }
-}
-
-/// `(current - previous) / previous`; NULL when either is NULL or the previous is 0.
-fn change(cur: V, prev: V) -> V {
-    match (cur.as_f64(), prev.as_f64()) {
-        (Some(c), Some(p)) if p != 0.0 => {
-            let x = (c - p) / p;
-            if x.is_finite() { V::Float(x) } else { V::Null }
-        }
-        _ => V::Null,
-    }
-}
-
-fn having(op: HavingOp, v: f64, x: f64) -> bool {
-    match op {
-        HavingOp::Gt => v > x,
-        HavingOp::Ge => v >= x,
-        HavingOp::Lt => v < x,
-        HavingOp::Le => v <= x,
-        HavingOp::Eq => v == x,
-        HavingOp::Ne => v != x,
-    }
-}
-
-/// One part of a row's sort key.
-#[derive(Debug, Clone, Copy)]
-enum SortKey {
-    Code(u32, Direction),
-    /// `None`: NULL, which sorts last in both directions.
-    Value(Option<V>, Direction),
-}
-
-impl SortKey {
-    fn code(c: u32, d: Direction) -> SortKey {
-        SortKey::Code(c, d)
-    }
-    fn value(v: V, d: Direction) -> SortKey {
-        SortKey::Value((v != V::Null).then_some(v), d)
-    }
-}
-
 pub(crate) fn cmp_v(a: V, b: V) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     let exact = |v: V| match v {
@@ -1095,29 +1045,4 @@ pub(crate) fn cmp_v(a: V, b: V) -> std::cmp::Ordering {
     a.as_f64()
         .partial_cmp(&b.as_f64())
         .unwrap_or(Ordering::Equal)
-}
-
-fn cmp_keys(a: &[SortKey], b: &[SortKey]) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    for (x, y) in a.iter().zip(b) {
-        let o = match (x, y) {
-            (SortKey::Code(x, d), SortKey::Code(y, _)) => directed(x.cmp(y), *d),
-            (SortKey::Value(None, _), SortKey::Value(None, _)) => Ordering::Equal,
-            (SortKey::Value(None, _), SortKey::Value(Some(_), _)) => Ordering::Greater,
-            (SortKey::Value(Some(_), _), SortKey::Value(None, _)) => Ordering::Less,
-            (SortKey::Value(Some(x), d), SortKey::Value(Some(y), _)) => directed(cmp_v(*x, *y), *d),
-            _ => Ordering::Equal,
-        };
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    Ordering::Equal
-}
-
-fn directed(o: std::cmp::Ordering, d: Direction) -> std::cmp::Ordering {
-    match d {
-        Direction::Asc => o,
-        Direction::Desc => o.reverse(),
-    }
 }

@@ -54,6 +54,7 @@ mod drill;
 mod error;
 mod exec;
 mod fallback;
+mod finish;
 mod group;
 mod resolve;
 mod scan;

@@ -1,0 +1,257 @@
+//! The finish of a query as stages over one table type, [`Frame`]: the rows of the answer
+//! between the aggregation and the JSON, each a key of member codes and a value per measure
+//! column. [`super::exec`] runs the stages in the order the semantics ask (module docs of
+//! [`super`]): compare and shares fill the measure columns, suppression nulls small cells,
+//! then having, pivot, order and page; the totals are read beside them from the groups.
+//!
+//! Each stage is a plain function of its inputs (no cube), so that it can be tested on small
+//! hand-made frames.
+
+use std::cmp::Ordering;
+
+use super::answer::V;
+use super::exec::cmp_v;
+use super::spec::{Direction, HavingOp};
+
+/// One row: its key (member codes of the grain's levels; of `rows` alone after the pivot)
+/// and its values (one per measure column; after the pivot, one per column key and measure
+/// column).
+pub(super) type Row = (Vec<u32>, Vec<V>);
+
+/// The answer's rows while they are finished, in member order (the order of their keys)
+/// until [`Frame::order`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Frame {
+    pub rows: Vec<Row>,
+}
+
+/// A `having` condition on a measure column: its position (`None`: not a column of the
+/// answer, which no row passes), the operator and the number compared with.
+pub(super) type HavingCond = (Option<usize>, HavingOp, f64);
+
+impl Frame {
+    /// Keeps the rows that pass every condition; a null value fails every condition.
+    pub fn having(&mut self, conds: &[HavingCond]) {
+        self.rows.retain(|(_, vals)| {
+            conds.iter().all(|&(i, op, x)| {
+                i.and_then(|i| vals[i].as_f64())
+                    .is_some_and(|v| having(op, v, x))
+            })
+        });
+    }
+
+    /// Sorts the rows by the keys `sort_key` gives each; ties keep the order they had (member
+    /// order), nulls sort last in either direction.
+    pub fn order(&mut self, mut sort_key: impl FnMut(&Row) -> Vec<SortKey>) {
+        let keys: Vec<Vec<SortKey>> = self.rows.iter().map(&mut sort_key).collect();
+        let mut idx: Vec<usize> = (0..self.rows.len()).collect();
+        // A stable sort: ties keep member order.
+        idx.sort_by(|a, b| cmp_keys(&keys[*a], &keys[*b]));
+        let mut taken: Vec<Option<Row>> = std::mem::take(&mut self.rows)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.rows = idx.into_iter().filter_map(|i| taken[i].take()).collect();
+    }
+
+    /// The page `offset..offset + limit` of the rows (no limit: to the end).
+    pub fn page(self, offset: u64, limit: Option<u64>) -> Frame {
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        let limit = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        Frame {
+            rows: self.rows.into_iter().skip(offset).take(limit).collect(),
+        }
+    }
+}
+
+/// `part / whole` as a number; NULL when either is NULL or the whole is 0.
+pub(super) fn ratio(part: V, whole: V) -> V {
+    match (part.as_f64(), whole.as_f64()) {
+        (Some(p), Some(w)) if w != 0.0 => {
+            let x = p / w;
+            if x.is_finite() { V::Float(x) } else { V::Null }
+        }
+        _ => V::Null,
+    }
+}
+
+/// `(current - previous) / previous`; NULL when either is NULL or the previous is 0.
+pub(super) fn change(cur: V, prev: V) -> V {
+    match (cur.as_f64(), prev.as_f64()) {
+        (Some(c), Some(p)) if p != 0.0 => {
+            let x = (c - p) / p;
+            if x.is_finite() { V::Float(x) } else { V::Null }
+        }
+        _ => V::Null,
+    }
+}
+
+fn having(op: HavingOp, v: f64, x: f64) -> bool {
+    match op {
+        HavingOp::Gt => v > x,
+        HavingOp::Ge => v >= x,
+        HavingOp::Lt => v < x,
+        HavingOp::Le => v <= x,
+        HavingOp::Eq => v == x,
+        HavingOp::Ne => v != x,
+    }
+}
+
+/// One part of a row's sort key.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SortKey {
+    Code(u32, Direction),
+    /// `None`: NULL, which sorts last in both directions.
+    Value(Option<V>, Direction),
+}
+
+impl SortKey {
+    pub fn code(c: u32, d: Direction) -> SortKey {
+        SortKey::Code(c, d)
+    }
+    pub fn value(v: V, d: Direction) -> SortKey {
+        SortKey::Value((v != V::Null).then_some(v), d)
+    }
+}
+
+fn cmp_keys(a: &[SortKey], b: &[SortKey]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (SortKey::Code(x, d), SortKey::Code(y, _)) => directed(x.cmp(y), *d),
+            (SortKey::Value(None, _), SortKey::Value(None, _)) => Ordering::Equal,
+            (SortKey::Value(None, _), SortKey::Value(Some(_), _)) => Ordering::Greater,
+            (SortKey::Value(Some(_), _), SortKey::Value(None, _)) => Ordering::Less,
+            (SortKey::Value(Some(x), d), SortKey::Value(Some(y), _)) => directed(cmp_v(*x, *y), *d),
+            _ => Ordering::Equal,
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+fn directed(o: Ordering, d: Direction) -> Ordering {
+    match d {
+        Direction::Asc => o,
+        Direction::Desc => o.reverse(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of one-level keys `0..` with one value each.
+    fn frame(vals: &[V]) -> Frame {
+        Frame {
+            rows: (0u32..)
+                .zip(vals)
+                .map(|(k, v)| (vec![k], vec![*v]))
+                .collect(),
+        }
+    }
+
+    fn keys(f: &Frame) -> Vec<u32> {
+        f.rows.iter().map(|(k, _)| k[0]).collect()
+    }
+
+    #[test]
+    fn having_keeps_rows_that_pass_and_nulls_fail() {
+        let mut f = frame(&[V::Int(5), V::Null, V::Dec(150, 1), V::Float(2.0)]);
+        f.having(&[(Some(0), HavingOp::Ge, 5.0)]);
+        assert_eq!(keys(&f), [0, 2]);
+        let mut f = frame(&[V::Int(5), V::Null]);
+        f.having(&[(Some(0), HavingOp::Ne, 7.0)]);
+        assert_eq!(keys(&f), [0], "null fails even !=");
+    }
+
+    #[test]
+    fn having_on_a_ties_and_every_condition() {
+        let mut f = frame(&[V::Int(3), V::Int(3), V::Int(4)]);
+        f.having(&[(Some(0), HavingOp::Eq, 3.0), (Some(0), HavingOp::Le, 3.0)]);
+        assert_eq!(keys(&f), [0, 1]);
+    }
+
+    #[test]
+    fn having_on_an_unknown_column_keeps_nothing() {
+        let mut f = frame(&[V::Int(3)]);
+        f.having(&[(None, HavingOp::Gt, 0.0)]);
+        assert!(f.rows.is_empty());
+    }
+
+    #[test]
+    fn having_without_conditions_or_rows() {
+        let mut f = frame(&[V::Null]);
+        f.having(&[]);
+        assert_eq!(keys(&f), [0]);
+        let mut f = Frame::default();
+        f.having(&[(Some(0), HavingOp::Gt, 0.0)]);
+        assert_eq!(f, Frame::default());
+    }
+
+    #[test]
+    fn order_puts_nulls_last_either_way_and_keeps_ties() {
+        let vals = [V::Int(2), V::Null, V::Dec(10, 1), V::Int(2), V::Float(3.5)];
+        for (dir, want) in [
+            (Direction::Asc, [2, 0, 3, 4, 1]),
+            (Direction::Desc, [4, 0, 3, 2, 1]),
+        ] {
+            let mut f = frame(&vals);
+            f.order(|(_, v)| vec![SortKey::value(v[0], dir)]);
+            assert_eq!(keys(&f), want, "{dir:?}");
+        }
+    }
+
+    #[test]
+    fn order_by_codes_then_values() {
+        let mut f = Frame {
+            rows: vec![
+                (vec![0, 1], vec![V::Int(1)]),
+                (vec![0, 2], vec![V::Int(9)]),
+                (vec![1, 0], vec![V::Int(5)]),
+            ],
+        };
+        f.order(|(k, v)| {
+            vec![
+                SortKey::code(k[0], Direction::Desc),
+                SortKey::value(v[0], Direction::Desc),
+            ]
+        });
+        let order: Vec<_> = f.rows.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(order, [vec![1, 0], vec![0, 2], vec![0, 1]]);
+    }
+
+    #[test]
+    fn order_of_nothing() {
+        let mut f = Frame::default();
+        f.order(|_| Vec::new());
+        assert!(f.rows.is_empty());
+        let mut f = frame(&[V::Int(2), V::Int(1)]);
+        f.order(|_| Vec::new());
+        assert_eq!(keys(&f), [0, 1], "no keys: member order");
+    }
+
+    #[test]
+    fn page_skips_and_limits() {
+        let f = frame(&[V::Int(0), V::Int(1), V::Int(2), V::Int(3)]);
+        assert_eq!(keys(&f.clone().page(1, Some(2))), [1, 2]);
+        assert_eq!(keys(&f.clone().page(2, None)), [2, 3]);
+        assert_eq!(keys(&f.clone().page(0, Some(0))), Vec::<u32>::new());
+        assert_eq!(keys(&f.clone().page(9, Some(1))), Vec::<u32>::new());
+        assert_eq!(keys(&f.page(u64::MAX, Some(u64::MAX))), Vec::<u32>::new());
+        assert_eq!(Frame::default().page(0, None), Frame::default());
+    }
+
+    #[test]
+    fn ratio_and_change_are_null_on_null_or_zero() {
+        assert_eq!(ratio(V::Int(1), V::Int(4)), V::Float(0.25));
+        assert_eq!(ratio(V::Int(1), V::Int(0)), V::Null);
+        assert_eq!(ratio(V::Null, V::Int(4)), V::Null);
+        assert_eq!(ratio(V::Int(1), V::Null), V::Null);
+        assert_eq!(change(V::Dec(150, 1), V::Int(10)), V::Float(0.5));
+        assert_eq!(change(V::Int(3), V::Int(0)), V::Null);
+        assert_eq!(change(V::Null, V::Int(3)), V::Null);
+        assert_eq!(change(V::Int(3), V::Null), V::Null);
+    }
+}
