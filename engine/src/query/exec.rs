@@ -175,7 +175,6 @@ impl<'a> Exec<'a> {
 
     async fn run(&self) -> Result<Answer, QueryError> {
         let r = self.r;
-        let model = &self.cube.model;
         let pivot = !r.columns.is_empty();
         let grain = self.grain();
         let mut metas = Vec::new();
@@ -313,58 +312,13 @@ impl<'a> Exec<'a> {
             .collect();
         let mut frame = Frame { rows };
         frame.having(&conds);
-        let rows = frame.rows;
 
-        let mut columns: Vec<Column> = r
-            .rows
-            .iter()
-            .map(|l| Column {
-                name: model.level_name(*l),
-                kind: "level",
-                ty: None,
-            })
-            .collect();
-        let mut out_rows: Vec<(Vec<u32>, Vec<V>)>;
-        let mut col_keys: Vec<Vec<u32>> = Vec::new();
-        if pivot {
-            let nr = r.rows.len();
-            let keys: BTreeSet<Vec<u32>> = rows.iter().map(|(k, _)| k[nr..].to_vec()).collect();
-            col_keys = keys.into_iter().collect();
-            let col_index: HashMap<&[u32], usize> = col_keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (k.as_slice(), i))
-                .collect();
-            for ck in &col_keys {
-                let member = self.member_path(&r.columns, ck);
-                for mc in &self.mcols {
-                    columns.push(Column {
-                        name: format!("{member}|{}", self.mcol_name(*mc)),
-                        kind: "measure",
-                        ty: Some(self.mcol_type(*mc)),
-                    });
-                }
-            }
-            let width = self.mcols.len();
-            let mut by_row: BTreeMap<Vec<u32>, Vec<V>> = BTreeMap::new();
-            for (k, vals) in &rows {
-                let slot = by_row
-                    .entry(k[..nr].to_vec())
-                    .or_insert_with(|| vec![V::Null; width * col_keys.len()]);
-                let c = col_index[&k[nr..]];
-                slot[c * width..(c + 1) * width].copy_from_slice(vals);
-            }
-            out_rows = by_row.into_iter().collect();
+        let (mut frame, col_keys) = if pivot {
+            frame.pivot(r.rows.len(), self.mcols.len())
         } else {
-            for mc in &self.mcols {
-                columns.push(Column {
-                    name: self.mcol_name(*mc),
-                    kind: "measure",
-                    ty: Some(self.mcol_type(*mc)),
-                });
-            }
-            out_rows = rows;
-        }
+            (frame, Vec::new())
+        };
+        let columns = self.columns(pivot.then_some(&col_keys[..]));
 
         // Order: the keys asked for, then member order (the rows are already in it).
         let row_totals = if pivot
@@ -388,7 +342,6 @@ impl<'a> Exec<'a> {
             _ => BTreeSet::new(),
         };
         if !r.order.is_empty() {
-            let mut frame = Frame { rows: out_rows };
             frame.order(|(k, vals)| {
                 let mut sk = Vec::new();
                 for (key, dir) in &r.order {
@@ -420,17 +373,16 @@ impl<'a> Exec<'a> {
                 }
                 sk
             });
-            out_rows = frame.rows;
         }
 
-        let total_rows = main.groups.unwrap_or(out_rows.len());
+        let total_rows = main.groups.unwrap_or(frame.rows.len());
         let nr = r.rows.len();
         let width = self.mcols.len();
         let mut suppressed = r.suppress.as_ref().map(|s| Suppressed {
             min_customers: s.min,
             ..Suppressed::default()
         });
-        let page = Frame { rows: out_rows }.page(r.offset, r.limit);
+        let page = frame.page(r.offset, r.limit);
         let json_rows: Vec<Vec<Json>> = page
             .rows
             .into_iter()
@@ -683,6 +635,38 @@ impl<'a> Exec<'a> {
             }
         }
         Ok(Table { rows, groups: None })
+    }
+
+    /// The answer's columns: the `rows` levels, then each measure column (in a pivot, each
+    /// under every column key of `col_keys`).
+    fn columns(&self, col_keys: Option<&[Vec<u32>]>) -> Vec<Column> {
+        let r = self.r;
+        let mut columns: Vec<Column> = r
+            .rows
+            .iter()
+            .map(|l| Column {
+                name: self.cube.model.level_name(*l),
+                kind: "level",
+                ty: None,
+            })
+            .collect();
+        let prefixes: Vec<String> = match col_keys {
+            None => vec![String::new()],
+            Some(keys) => keys
+                .iter()
+                .map(|ck| format!("{}|", self.member_path(&r.columns, ck)))
+                .collect(),
+        };
+        for prefix in &prefixes {
+            for mc in &self.mcols {
+                columns.push(Column {
+                    name: format!("{prefix}{}", self.mcol_name(*mc)),
+                    kind: "measure",
+                    ty: Some(self.mcol_type(*mc)),
+                });
+            }
+        }
+        columns
     }
 
     fn member_json(&self, levels: &[LevelRef], key: &[u32]) -> Vec<Json> {

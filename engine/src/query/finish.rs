@@ -8,6 +8,7 @@
 //! hand-made frames.
 
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::answer::V;
 use super::exec::cmp_v;
@@ -52,6 +53,29 @@ impl Frame {
             .map(Some)
             .collect();
         self.rows = idx.into_iter().filter_map(|i| taken[i].take()).collect();
+    }
+
+    /// Pivots rows at the full grain (`nr` levels of `rows`, then those of `columns`; `width`
+    /// values each) into one row per `rows` key holding `width` values per column key present,
+    /// both in member order; a combination without a row is null. Returns the column keys too.
+    pub fn pivot(self, nr: usize, width: usize) -> (Frame, Vec<Vec<u32>>) {
+        let keys: BTreeSet<Vec<u32>> = self.rows.iter().map(|(k, _)| k[nr..].to_vec()).collect();
+        let col_keys: Vec<Vec<u32>> = keys.into_iter().collect();
+        let col_index: HashMap<&[u32], usize> = col_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_slice(), i))
+            .collect();
+        let mut by_row: BTreeMap<Vec<u32>, Vec<V>> = BTreeMap::new();
+        for (k, vals) in &self.rows {
+            let slot = by_row
+                .entry(k[..nr].to_vec())
+                .or_insert_with(|| vec![V::Null; width * col_keys.len()]);
+            let c = col_index[&k[nr..]];
+            slot[c * width..(c + 1) * width].copy_from_slice(vals);
+        }
+        let rows = by_row.into_iter().collect();
+        (Frame { rows }, col_keys)
     }
 
     /// The page `offset..offset + limit` of the rows (no limit: to the end).
@@ -230,6 +254,59 @@ mod tests {
         let mut f = frame(&[V::Int(2), V::Int(1)]);
         f.order(|_| Vec::new());
         assert_eq!(keys(&f), [0, 1], "no keys: member order");
+    }
+
+    #[test]
+    fn pivot_spreads_columns_and_fills_gaps_with_null() {
+        // Rows (row member, column member): (0, 1), (0, 0), (1, 1); two values each.
+        let f = Frame {
+            rows: vec![
+                (vec![0, 0], vec![V::Int(1), V::Null]),
+                (vec![0, 1], vec![V::Int(2), V::Int(3)]),
+                (vec![1, 1], vec![V::Int(4), V::Int(5)]),
+            ],
+        };
+        let (p, cols) = f.pivot(1, 2);
+        assert_eq!(cols, [vec![0], vec![1]]);
+        let n = V::Null;
+        assert_eq!(
+            p.rows,
+            [
+                (vec![0], vec![V::Int(1), n, V::Int(2), V::Int(3)]),
+                (vec![1], vec![n, n, V::Int(4), V::Int(5)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn pivot_in_member_order_with_unknown_last() {
+        // The highest code stands for `unknown`, which the dictionaries put after every member.
+        let f = Frame {
+            rows: vec![
+                (vec![2, u32::MAX], vec![V::Int(1)]),
+                (vec![1, 0], vec![V::Int(2)]),
+            ],
+        };
+        let (p, cols) = f.pivot(1, 1);
+        assert_eq!(cols, [vec![0], vec![u32::MAX]]);
+        let keys: Vec<_> = p.rows.iter().map(|(k, _)| k[0]).collect();
+        assert_eq!(keys, [1, 2]);
+        assert_eq!(p.rows[1].1, [V::Null, V::Int(1)]);
+    }
+
+    #[test]
+    fn pivot_of_nothing_has_no_columns() {
+        let (p, cols) = Frame::default().pivot(1, 3);
+        assert!(p.rows.is_empty() && cols.is_empty());
+    }
+
+    #[test]
+    fn pivot_without_row_levels_is_one_row() {
+        let f = Frame {
+            rows: vec![(vec![0], vec![V::Int(1)]), (vec![1], vec![V::Int(2)])],
+        };
+        let (p, _) = f.pivot(0, 1);
+        assert_eq!(p.rows, [(vec![], vec![V::Int(1), V::Int(2)])]);
     }
 
     #[test]
