@@ -14,7 +14,7 @@ use super::answer::{
 };
 use super::error::QueryError;
 use super::fallback;
-use super::finish::{Frame, SortKey, change, ratio};
+use super::finish::{Frame, SortKey};
 use super::group::{AggRequest, Grouped};
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
 use super::scan::{closing_periods, scan};
@@ -183,120 +183,43 @@ impl<'a> Exec<'a> {
             .table(&grain, &r.filters, Some(&mut metas), top.as_ref())
             .await?;
 
-        // Comparison: the same grain with the filters on the compared level's hierarchy
-        // lifted, so that the first member shown still has its predecessor. Other levels of
-        // the same dimension (a customer's segment beside a band) stay filtered.
-        let prev = match r.compare {
-            None => None,
-            Some((l, _)) => {
-                let hierarchy = &self.cube.model().dimensions[l.dim].hierarchy;
-                let moves = |f: &LevelRef| {
-                    f.dim == l.dim
-                        && (f.level == l.level
-                            || (hierarchy.contains(&f.level) && hierarchy.contains(&l.level)))
-                };
-                if r.filters.iter().all(|f| !moves(&f.level)) {
-                    None
-                } else {
-                    let kept: Vec<ResolvedFilter> = r
-                        .filters
-                        .iter()
-                        .filter(|f| !moves(&f.level))
-                        .cloned()
-                        .collect();
-                    Some(self.table(&grain, &kept, None, None).await?)
-                }
-            }
-        };
+        let prev = self.compare_table(&grain).await?;
         let prev = prev.as_ref().unwrap_or(&main);
+        let suppressing = r.suppress.is_some();
+        let small_keys = self.small_keys(&main);
+        let shares = self.share_totals(&main, &small_keys).await?;
 
         // Logical rows: key, then the value of every measure column. Small cells (and
         // comparisons with a small earlier cell) are nulled here, before having and order.
-        let suppressing = r.suppress.is_some();
-        let small_keys: BTreeSet<Vec<u32>> = if suppressing {
-            main.rows
+        let mut frame = Frame {
+            rows: main
+                .rows
                 .iter()
-                .filter(|(_, v)| self.small(v))
-                .map(|(k, _)| k.clone())
-                .collect()
-        } else {
-            BTreeSet::new()
+                .map(|(k, v)| (k.clone(), self.outputs(v)))
+                .collect(),
         };
-        // Each share's totals, and (with suppression) the totals that are small or hold a
-        // small cell: a share there would give the withheld total away.
-        let mut shares = Vec::with_capacity(r.shares.len());
-        for s in &r.shares {
-            let totals = self.coarser(&main, &s.of).await?;
-            let hidden: BTreeSet<Vec<u32>> = if suppressing {
-                small_keys
-                    .iter()
-                    .filter_map(|k| self.share_key(&grain, k, &s.of))
-                    .chain(
-                        totals
-                            .rows
-                            .iter()
-                            .filter(|(_, v)| self.small(v))
-                            .map(|(k, _)| k.clone()),
-                    )
-                    .collect()
-            } else {
-                BTreeSet::new()
-            };
-            shares.push((totals, hidden));
+        if let Some((l, lag)) = r.compare {
+            frame.compare(|key| {
+                let pk = self.prev_key(&grain, key, l, lag)?;
+                prev.rows.get(&pk).map(|v| self.outputs(v))
+            });
         }
-        let mut flags: HashMap<Vec<u32>, Vec<bool>> = HashMap::new();
-        let mut rows: Vec<(Vec<u32>, Vec<V>)> = Vec::with_capacity(main.rows.len());
-        for (key, vals) in &main.rows {
-            let hide = small_keys.contains(key);
-            let plain = self.outputs(vals);
-            let mut out = Vec::with_capacity(self.mcols.len());
-            let before_leaves = r
-                .compare
-                .and_then(|(l, lag)| self.prev_key(&grain, key, l, lag))
-                .and_then(|pk| prev.rows.get(&pk));
-            let hide_prev = suppressing && before_leaves.is_some_and(|b| self.small(b));
-            let before = before_leaves.map(|v| self.outputs(v));
-            for (i, v) in plain.iter().enumerate() {
-                let v = if hide { V::Null } else { *v };
-                out.push(v);
-                if r.compare.is_some() {
-                    let p = if hide_prev {
-                        V::Null
-                    } else {
-                        before.as_ref().map_or(V::Null, |b| b[i])
-                    };
-                    out.push(p);
-                    out.push(change(v, p));
-                }
-            }
-            let mut share_hidden = vec![false; r.shares.len()];
-            for (i, (s, (totals, hidden))) in r.shares.iter().zip(&shares).enumerate() {
-                let tk = self.share_key(&grain, key, &s.of);
-                share_hidden[i] = hide || tk.as_ref().is_some_and(|k| hidden.contains(k));
-                let total = tk
+        for (s, (totals, _)) in r.shares.iter().zip(&shares) {
+            frame.share(|key| {
+                let part = self.value_of(s.measure, &main.rows[key]);
+                let whole = self
+                    .share_key(&grain, key, &s.of)
                     .and_then(|k| totals.rows.get(&k))
                     .map_or(V::Null, |t| self.value_of(s.measure, t));
-                out.push(if share_hidden[i] {
-                    V::Null
-                } else {
-                    ratio(self.value_of(s.measure, vals), total)
-                });
-            }
-            if hide || hide_prev || share_hidden.iter().any(|h| *h) {
-                let f = self
-                    .mcols
-                    .iter()
-                    .map(|c| match c {
-                        MCol::Plain(_) => hide,
-                        MCol::Prev(_) => hide_prev,
-                        MCol::Change(_) => hide || hide_prev,
-                        MCol::Share(i) => share_hidden[*i],
-                    })
-                    .collect();
-                flags.insert(key.clone(), f);
-            }
-            rows.push((key.clone(), out));
+                (part, whole)
+            });
         }
+        let flags = if suppressing {
+            self.withheld(&main, prev, &small_keys, &shares)
+        } else {
+            HashMap::new()
+        };
+        frame.suppress(&flags);
 
         // Having, on the measures at the full grain.
         let conds: Vec<_> = r
@@ -310,7 +233,6 @@ impl<'a> Exec<'a> {
                 )
             })
             .collect();
-        let mut frame = Frame { rows };
         frame.having(&conds);
 
         let (mut frame, col_keys) = if pivot {
@@ -436,6 +358,122 @@ impl<'a> Exec<'a> {
                 cached: false,
             },
         })
+    }
+
+    /// The groups a comparison reads: the same grain with the filters on the compared
+    /// level's hierarchy lifted, so that the first member shown still has its predecessor.
+    /// Other levels of the same dimension (a customer's segment beside a band) stay filtered.
+    /// `None`: no comparison, or no filter to lift (the main groups serve).
+    async fn compare_table(&self, grain: &[LevelRef]) -> Result<Option<Table>, QueryError> {
+        let r = self.r;
+        let Some((l, _)) = r.compare else {
+            return Ok(None);
+        };
+        let hierarchy = &self.cube.model().dimensions[l.dim].hierarchy;
+        let moves = |f: &LevelRef| {
+            f.dim == l.dim
+                && (f.level == l.level
+                    || (hierarchy.contains(&f.level) && hierarchy.contains(&l.level)))
+        };
+        if r.filters.iter().all(|f| !moves(&f.level)) {
+            return Ok(None);
+        }
+        let kept: Vec<ResolvedFilter> = r
+            .filters
+            .iter()
+            .filter(|f| !moves(&f.level))
+            .cloned()
+            .collect();
+        Ok(Some(self.table(grain, &kept, None, None).await?))
+    }
+
+    /// With suppression, the keys of the small groups of `main`; else none.
+    fn small_keys(&self, main: &Table) -> BTreeSet<Vec<u32>> {
+        if self.r.suppress.is_none() {
+            return BTreeSet::new();
+        }
+        main.rows
+            .iter()
+            .filter(|(_, v)| self.small(v))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Each share's totals, and (with suppression) the totals that are small or hold a
+    /// small cell: a share there would give the withheld total away.
+    async fn share_totals(
+        &self,
+        main: &Table,
+        small_keys: &BTreeSet<Vec<u32>>,
+    ) -> Result<Vec<(Table, BTreeSet<Vec<u32>>)>, QueryError> {
+        let grain = self.grain();
+        let mut shares = Vec::with_capacity(self.r.shares.len());
+        for s in &self.r.shares {
+            let totals = self.coarser(main, &s.of).await?;
+            let hidden: BTreeSet<Vec<u32>> = if self.r.suppress.is_some() {
+                small_keys
+                    .iter()
+                    .filter_map(|k| self.share_key(&grain, k, &s.of))
+                    .chain(
+                        totals
+                            .rows
+                            .iter()
+                            .filter(|(_, v)| self.small(v))
+                            .map(|(k, _)| k.clone()),
+                    )
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
+            shares.push((totals, hidden));
+        }
+        Ok(shares)
+    }
+
+    /// The cells suppression withholds: per key of `main` with any, a flag per measure
+    /// column — the row's measures when it is small, the comparison's when the earlier row
+    /// is, a share's when the row or its total is withheld.
+    fn withheld(
+        &self,
+        main: &Table,
+        prev: &Table,
+        small_keys: &BTreeSet<Vec<u32>>,
+        shares: &[(Table, BTreeSet<Vec<u32>>)],
+    ) -> HashMap<Vec<u32>, Vec<bool>> {
+        let r = self.r;
+        let grain = self.grain();
+        let mut flags = HashMap::new();
+        for key in main.rows.keys() {
+            let hide = small_keys.contains(key);
+            let hide_prev = r
+                .compare
+                .and_then(|(l, lag)| self.prev_key(&grain, key, l, lag))
+                .and_then(|pk| prev.rows.get(&pk))
+                .is_some_and(|b| self.small(b));
+            let share_hidden: Vec<bool> = r
+                .shares
+                .iter()
+                .zip(shares)
+                .map(|(s, (_, hidden))| {
+                    let tk = self.share_key(&grain, key, &s.of);
+                    hide || tk.is_some_and(|k| hidden.contains(&k))
+                })
+                .collect();
+            if hide || hide_prev || share_hidden.iter().any(|h| *h) {
+                let f = self
+                    .mcols
+                    .iter()
+                    .map(|c| match c {
+                        MCol::Plain(_) => hide,
+                        MCol::Prev(_) => hide_prev,
+                        MCol::Change(_) => hide || hide_prev,
+                        MCol::Share(i) => share_hidden[*i],
+                    })
+                    .collect();
+                flags.insert(key.clone(), f);
+            }
+        }
+        flags
     }
 
     /// The key of the row `lag` members of `l` before `key`. Other grouped levels of the same

@@ -31,6 +31,42 @@ pub(super) struct Frame {
 pub(super) type HavingCond = (Option<usize>, HavingOp, f64);
 
 impl Frame {
+    /// Compare: after each value (the frame holds the plain measures), the value of the row
+    /// `before` gives for the row's key (the outputs of the row a compared member earlier;
+    /// `None`: there is none) and the change from it.
+    pub fn compare(&mut self, before: impl Fn(&[u32]) -> Option<Vec<V>>) {
+        for (key, vals) in &mut self.rows {
+            let before = before(key);
+            let mut out = Vec::with_capacity(vals.len() * 3);
+            for (i, v) in vals.iter().enumerate() {
+                let p = before.as_ref().map_or(V::Null, |b| b[i]);
+                out.extend([*v, p, change(*v, p)]);
+            }
+            *vals = out;
+        }
+    }
+
+    /// Shares: one more value per row, its part over its whole, as `part_whole` gives them
+    /// for the row's key; a number, null when either is null or the whole is zero.
+    pub fn share(&mut self, mut part_whole: impl FnMut(&[u32]) -> (V, V)) {
+        for (key, vals) in &mut self.rows {
+            let (part, whole) = part_whole(key);
+            vals.push(ratio(part, whole));
+        }
+    }
+
+    /// Suppression: nulls the values `flags` withholds (per row key, a flag per value).
+    pub fn suppress(&mut self, flags: &HashMap<Vec<u32>, Vec<bool>>) {
+        for (key, vals) in &mut self.rows {
+            let Some(f) = flags.get(key) else { continue };
+            for (v, hide) in vals.iter_mut().zip(f) {
+                if *hide {
+                    *v = V::Null;
+                }
+            }
+        }
+    }
+
     /// Keeps the rows that pass every condition; a null value fails every condition.
     pub fn having(&mut self, conds: &[HavingCond]) {
         self.rows.retain(|(_, vals)| {
@@ -89,7 +125,7 @@ impl Frame {
 }
 
 /// `part / whole` as a number; NULL when either is NULL or the whole is 0.
-pub(super) fn ratio(part: V, whole: V) -> V {
+fn ratio(part: V, whole: V) -> V {
     match (part.as_f64(), whole.as_f64()) {
         (Some(p), Some(w)) if w != 0.0 => {
             let x = p / w;
@@ -100,7 +136,7 @@ pub(super) fn ratio(part: V, whole: V) -> V {
 }
 
 /// `(current - previous) / previous`; NULL when either is NULL or the previous is 0.
-pub(super) fn change(cur: V, prev: V) -> V {
+fn change(cur: V, prev: V) -> V {
     match (cur.as_f64(), prev.as_f64()) {
         (Some(c), Some(p)) if p != 0.0 => {
             let x = (c - p) / p;
@@ -178,6 +214,83 @@ mod tests {
 
     fn keys(f: &Frame) -> Vec<u32> {
         f.rows.iter().map(|(k, _)| k[0]).collect()
+    }
+
+    #[test]
+    fn compare_adds_previous_and_change_after_each_measure() {
+        let mut f = Frame {
+            rows: vec![
+                (vec![0], vec![V::Int(10), V::Null]),
+                (vec![1], vec![V::Int(15), V::Int(4)]),
+                (vec![2], vec![V::Int(5), V::Int(0)]),
+            ],
+        };
+        // Member 0 has no earlier one (the first, or `unknown`); each other row's is the one
+        // before.
+        let earlier = f.clone();
+        f.compare(|k| {
+            let pk = k[0].checked_sub(1)?;
+            Some(earlier.rows[pk as usize].1.clone())
+        });
+        let n = V::Null;
+        let want = [
+            vec![V::Int(10), n, n, n, n, n],
+            vec![V::Int(15), V::Int(10), V::Float(0.5), V::Int(4), n, n],
+            vec![
+                V::Int(5),
+                V::Int(15),
+                V::Float(-2.0 / 3.0),
+                V::Int(0),
+                V::Int(4),
+                V::Float(-1.0),
+            ],
+        ];
+        let got: Vec<_> = f.rows.iter().map(|(_, v)| v.clone()).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn compare_with_a_zero_earlier_value_has_no_change() {
+        let mut f = frame(&[V::Int(3)]);
+        f.compare(|_| Some(vec![V::Int(0)]));
+        assert_eq!(f.rows[0].1, [V::Int(3), V::Int(0), V::Null]);
+        let mut f = Frame::default();
+        f.compare(|_| unreachable!("no rows"));
+        assert!(f.rows.is_empty());
+    }
+
+    #[test]
+    fn share_appends_part_over_whole() {
+        let mut f = frame(&[V::Int(1), V::Int(2), V::Int(3), V::Null]);
+        // Row 2's whole is unknown (no total), row 1's is zero.
+        f.share(|k| match k[0] {
+            0 => (V::Int(1), V::Int(4)),
+            1 => (V::Int(2), V::Int(0)),
+            2 => (V::Int(3), V::Null),
+            _ => (V::Null, V::Int(4)),
+        });
+        let shares: Vec<_> = f.rows.iter().map(|(_, v)| v[1]).collect();
+        assert_eq!(shares, [V::Float(0.25), V::Null, V::Null, V::Null]);
+        let mut f = Frame::default();
+        f.share(|_| unreachable!("no rows"));
+        assert!(f.rows.is_empty());
+    }
+
+    #[test]
+    fn suppress_nulls_only_the_flagged_values() {
+        let mut f = Frame {
+            rows: vec![
+                (vec![0], vec![V::Int(1), V::Int(2)]),
+                (vec![1], vec![V::Int(3), V::Null]),
+            ],
+        };
+        let flags = HashMap::from([(vec![1], vec![true, false]), (vec![7], vec![true, true])]);
+        f.suppress(&flags);
+        assert_eq!(f.rows[0].1, [V::Int(1), V::Int(2)]);
+        assert_eq!(f.rows[1].1, [V::Null, V::Null]);
+        let mut f = Frame::default();
+        f.suppress(&flags);
+        assert!(f.rows.is_empty());
     }
 
     #[test]
