@@ -14,7 +14,7 @@ use super::answer::{
 };
 use super::error::QueryError;
 use super::fallback;
-use super::finish::{Frame, SortKey};
+use super::finish::{Frame, Row, SortKey};
 use super::group::{AggRequest, Grouped};
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
 use super::scan::{closing_periods, scan};
@@ -243,90 +243,30 @@ impl<'a> Exec<'a> {
         let columns = self.columns(pivot.then_some(&col_keys[..]));
 
         // Order: the keys asked for, then member order (the rows are already in it).
-        let row_totals = if pivot
-            && (r.totals
-                || r.order
-                    .iter()
-                    .any(|(k, _)| matches!(k, OrderKey::Measure(_))))
-        {
-            Some(self.coarser(&main, &r.rows).await?)
-        } else {
-            None
-        };
-        // Row totals that hold a small cell (or are small) order as nulls.
-        let hidden_row_totals: BTreeSet<Vec<u32>> = match &row_totals {
-            Some(t) if suppressing => t
-                .rows
-                .iter()
-                .filter(|(k, v)| self.small(v) || contains_small(&small_keys, 0, k))
-                .map(|(k, _)| k.clone())
-                .collect(),
-            _ => BTreeSet::new(),
-        };
+        let row_totals = self.row_totals(&main).await?;
+        let hidden_row_totals = self.hidden_row_totals(row_totals.as_ref(), &small_keys);
         if !r.order.is_empty() {
-            frame.order(|(k, vals)| {
-                let mut sk = Vec::new();
-                for (key, dir) in &r.order {
-                    sk.push(match key {
-                        OrderKey::Level(l) => {
-                            let Some(i) = grain.iter().position(|g| g == l) else {
-                                continue;
-                            };
-                            SortKey::code(k[i], *dir)
-                        }
-                        OrderKey::Measure(m) => {
-                            let v = match &row_totals {
-                                Some(_) if hidden_row_totals.contains(&k[..r.rows.len()]) => {
-                                    V::Null
-                                }
-                                Some(t) => t
-                                    .rows
-                                    .get(&k[..r.rows.len()])
-                                    .map_or(V::Null, |v| self.value_of(*m, v)),
-                                None => self
-                                    .mcols
-                                    .iter()
-                                    .position(|c| *c == MCol::Plain(*m))
-                                    .map_or(V::Null, |i| vals[i]),
-                            };
-                            SortKey::value(v, *dir)
-                        }
-                    });
-                }
-                sk
-            });
+            let totals = row_totals.as_ref().map(|t| (t, &hidden_row_totals));
+            frame.order(|row| self.sort_key(row, totals));
         }
 
         let total_rows = main.groups.unwrap_or(frame.rows.len());
-        let nr = r.rows.len();
-        let width = self.mcols.len();
+        let page = frame.page(r.offset, r.limit);
         let mut suppressed = r.suppress.as_ref().map(|s| Suppressed {
             min_customers: s.min,
+            cells: page.withheld_cells(
+                pivot.then_some(&col_keys[..]),
+                &flags,
+                r.rows.len(),
+                self.mcols.len(),
+            ),
             ..Suppressed::default()
         });
-        let page = frame.page(r.offset, r.limit);
         let json_rows: Vec<Vec<Json>> = page
             .rows
             .into_iter()
-            .enumerate()
-            .map(|(j, (k, vals))| {
-                if let Some(sup) = suppressed.as_mut() {
-                    let mut mark = |full: &[u32], first: usize| {
-                        if let Some(f) = flags.get(full) {
-                            let cols = f.iter().enumerate().filter(|(_, h)| **h);
-                            sup.cells.extend(cols.map(|(i, _)| [j, first + i]));
-                        }
-                    };
-                    if pivot {
-                        for (c, ck) in col_keys.iter().enumerate() {
-                            let full: Vec<u32> = k.iter().chain(ck).copied().collect();
-                            mark(&full, nr + c * width);
-                        }
-                    } else {
-                        mark(&k, nr);
-                    }
-                }
-                let keys = if pivot { &k[..] } else { &k[..nr] };
+            .map(|(k, vals)| {
+                let keys = &k[..r.rows.len()];
                 self.member_json(&r.rows, keys)
                     .into_iter()
                     .chain(vals.into_iter().map(V::json))
@@ -358,6 +298,76 @@ impl<'a> Exec<'a> {
                 cached: false,
             },
         })
+    }
+
+    /// In a pivot ordered by a measure or with totals: the groups at the grain of `rows`
+    /// alone (row totals).
+    async fn row_totals(&self, main: &Table) -> Result<Option<Table>, QueryError> {
+        let r = self.r;
+        let by_measure = r
+            .order
+            .iter()
+            .any(|(k, _)| matches!(k, OrderKey::Measure(_)));
+        if r.columns.is_empty() || !(r.totals || by_measure) {
+            return Ok(None);
+        }
+        Ok(Some(self.coarser(main, &r.rows).await?))
+    }
+
+    /// With suppression, the row totals that hold a small cell (or are small): they order
+    /// as nulls.
+    fn hidden_row_totals(
+        &self,
+        row_totals: Option<&Table>,
+        small_keys: &BTreeSet<Vec<u32>>,
+    ) -> BTreeSet<Vec<u32>> {
+        match row_totals {
+            Some(t) if self.r.suppress.is_some() => t
+                .rows
+                .iter()
+                .filter(|(k, v)| self.small(v) || contains_small(small_keys, 0, k))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// A row's sort key under the query's `order`: a level's member code, or a measure's
+    /// value — in a pivot, that of the row total in `row_totals` (null when withheld).
+    fn sort_key(
+        &self,
+        (k, vals): &Row,
+        row_totals: Option<(&Table, &BTreeSet<Vec<u32>>)>,
+    ) -> Vec<SortKey> {
+        let r = self.r;
+        let nr = r.rows.len();
+        let mut sk = Vec::new();
+        for (key, dir) in &r.order {
+            sk.push(match key {
+                OrderKey::Level(l) => {
+                    let Some(i) = r.rows.iter().chain(&r.columns).position(|g| g == l) else {
+                        continue;
+                    };
+                    SortKey::code(k[i], *dir)
+                }
+                OrderKey::Measure(m) => {
+                    let v = match row_totals {
+                        Some((_, hidden)) if hidden.contains(&k[..nr]) => V::Null,
+                        Some((t, _)) => t
+                            .rows
+                            .get(&k[..nr])
+                            .map_or(V::Null, |v| self.value_of(*m, v)),
+                        None => self
+                            .mcols
+                            .iter()
+                            .position(|c| *c == MCol::Plain(*m))
+                            .map_or(V::Null, |i| vals[i]),
+                    };
+                    SortKey::value(v, *dir)
+                }
+            });
+        }
+        sk
     }
 
     /// The groups a comparison reads: the same grain with the filters on the compared

@@ -124,6 +124,40 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// The cells of a page that suppression withholds, as `[row, column]` of the answer:
+    /// `flags` by full key (rows then columns), a flag per measure column; the measure
+    /// columns start after `nr` level columns, `width` per column key in a pivot
+    /// (`col_keys`).
+    pub fn withheld_cells(
+        &self,
+        col_keys: Option<&[Vec<u32>]>,
+        flags: &HashMap<Vec<u32>, Vec<bool>>,
+        nr: usize,
+        width: usize,
+    ) -> Vec<[usize; 2]> {
+        let mut cells = Vec::new();
+        for (j, (k, _)) in self.rows.iter().enumerate() {
+            let mut mark = |full: &[u32], first: usize| {
+                if let Some(f) = flags.get(full) {
+                    let cols = f.iter().enumerate().filter(|(_, h)| **h);
+                    cells.extend(cols.map(|(i, _)| [j, first + i]));
+                }
+            };
+            match col_keys {
+                Some(col_keys) => {
+                    for (c, ck) in col_keys.iter().enumerate() {
+                        let full: Vec<u32> = k.iter().chain(ck).copied().collect();
+                        mark(&full, nr + c * width);
+                    }
+                }
+                None => mark(k, nr),
+            }
+        }
+        cells
+    }
+}
+
 /// `part / whole` as a number; NULL when either is NULL or the whole is 0.
 fn ratio(part: V, whole: V) -> V {
     match (part.as_f64(), whole.as_f64()) {
@@ -420,6 +454,38 @@ mod tests {
         };
         let (p, _) = f.pivot(0, 1);
         assert_eq!(p.rows, [(vec![], vec![V::Int(1), V::Int(2)])]);
+    }
+
+    #[test]
+    fn withheld_cells_by_row_and_column() {
+        let f = Frame {
+            rows: vec![(vec![0], vec![V::Null; 2]), (vec![1], vec![V::Null; 2])],
+        };
+        let flags = HashMap::from([(vec![1], vec![false, true])]);
+        assert_eq!(f.withheld_cells(None, &flags, 1, 2), [[1, 2]]);
+        assert!(f.withheld_cells(None, &HashMap::new(), 1, 2).is_empty());
+        assert!(
+            Frame::default()
+                .withheld_cells(None, &flags, 1, 2)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn withheld_cells_in_a_pivot_by_full_key() {
+        // One row member (0), column members 3 and 4, two measure columns each.
+        let f = Frame {
+            rows: vec![(vec![0], vec![V::Null; 4])],
+        };
+        let flags = HashMap::from([
+            (vec![0, 4], vec![true, true]),
+            (vec![0, 9], vec![true, true]),
+        ]);
+        let cols = [vec![3], vec![4]];
+        assert_eq!(
+            f.withheld_cells(Some(&cols), &flags, 1, 2),
+            [[0, 3], [0, 4]]
+        );
     }
 
     #[test]
