@@ -14,7 +14,7 @@ use super::answer::{
 };
 use super::error::QueryError;
 use super::fallback;
-use super::finish::{Frame, Row, SortKey};
+use super::finish::{Frame, HavingCond, Row, SmallCells, SortKey, contains_small};
 use super::group::{AggRequest, Grouped};
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
 use super::scan::{closing_periods, scan};
@@ -101,10 +101,8 @@ struct Exec<'a> {
     facts: BTreeMap<FactId, Vec<MeasureId>>,
     leaves: Vec<MeasureId>,
     mcols: Vec<MCol>,
-    /// With small-cell suppression: the fewest customers a cell needs, and the leaf positions
-    /// of the customer counts of the facts asked about.
-    min_customers: u64,
-    counts: Vec<usize>,
+    /// With small-cell suppression: which groups are small.
+    small_cells: SmallCells,
 }
 
 impl<'a> Exec<'a> {
@@ -133,7 +131,10 @@ impl<'a> Exec<'a> {
             .iter()
             .filter_map(|m| leaves.iter().position(|l| l == m))
             .collect();
-        let min_customers = r.suppress.as_ref().map_or(0, |s| s.min);
+        let small_cells = SmallCells {
+            min_customers: r.suppress.as_ref().map_or(0, |s| s.min),
+            counts,
+        };
         let mut facts: BTreeMap<FactId, Vec<MeasureId>> = BTreeMap::new();
         for &m in &leaves {
             if let MeasureKind::Aggregate { fact, .. } = model.measures[m].kind {
@@ -155,18 +156,13 @@ impl<'a> Exec<'a> {
             facts,
             leaves,
             mcols,
-            min_customers,
-            counts,
+            small_cells,
         }
     }
 
-    /// Whether a group's leaf values have too few customers to be shown (some fact has
-    /// between 1 and `min_customers - 1` of them).
+    /// Whether a group's leaf values have too few customers to be shown.
     fn small(&self, leaf_values: &[V]) -> bool {
-        self.counts.iter().any(|&i| match leaf_values[i] {
-            V::Int(n) => n > 0 && n < i128::from(self.min_customers),
-            _ => false,
-        })
+        self.small_cells.is_small(leaf_values)
     }
 
     fn grain(&self) -> Vec<LevelRef> {
@@ -191,29 +187,7 @@ impl<'a> Exec<'a> {
 
         // Logical rows: key, then the value of every measure column. Small cells (and
         // comparisons with a small earlier cell) are nulled here, before having and order.
-        let mut frame = Frame {
-            rows: main
-                .rows
-                .iter()
-                .map(|(k, v)| (k.clone(), self.outputs(v)))
-                .collect(),
-        };
-        if let Some((l, lag)) = r.compare {
-            frame.compare(|key| {
-                let pk = self.prev_key(&grain, key, l, lag)?;
-                prev.rows.get(&pk).map(|v| self.outputs(v))
-            });
-        }
-        for (s, (totals, _)) in r.shares.iter().zip(&shares) {
-            frame.share(|key| {
-                let part = self.value_of(s.measure, &main.rows[key]);
-                let whole = self
-                    .share_key(&grain, key, &s.of)
-                    .and_then(|k| totals.rows.get(&k))
-                    .map_or(V::Null, |t| self.value_of(s.measure, t));
-                (part, whole)
-            });
-        }
+        let mut frame = self.measures(&main, prev, &shares);
         let flags = if suppressing {
             self.withheld(&main, prev, &small_keys, &shares)
         } else {
@@ -222,16 +196,10 @@ impl<'a> Exec<'a> {
         frame.suppress(&flags);
 
         // Having, on the measures at the full grain.
-        let conds: Vec<_> = r
+        let conds: Vec<HavingCond> = r
             .having
             .iter()
-            .map(|(m, op, x)| {
-                (
-                    self.mcols.iter().position(|c| *c == MCol::Plain(*m)),
-                    *op,
-                    *x,
-                )
-            })
+            .map(|(m, op, x)| (self.mcol(MCol::Plain(*m)), *op, *x))
             .collect();
         frame.having(&conds);
 
@@ -281,23 +249,69 @@ impl<'a> Exec<'a> {
             (None, Vec::new())
         };
 
-        let all_cuboid = metas.iter().all(|m: &FactMeta| m.source == "cuboid");
         Ok(Answer {
             columns,
             rows: json_rows,
             totals,
             subtotals,
             suppressed,
-            meta: Meta {
-                source: if all_cuboid { "cuboid" } else { "fallback" },
-                cuboid: metas.first().and_then(|m| m.cuboid.clone()),
-                facts: metas,
-                total_rows,
-                elapsed_us: 0,
-                snapshot: self.cube.version,
-                cached: false,
-            },
+            meta: self.meta(metas, total_rows),
         })
+    }
+
+    fn meta(&self, metas: Vec<FactMeta>, total_rows: usize) -> Meta {
+        let all_cuboid = metas.iter().all(|m| m.source == "cuboid");
+        Meta {
+            source: if all_cuboid { "cuboid" } else { "fallback" },
+            cuboid: metas.first().and_then(|m| m.cuboid.clone()),
+            facts: metas,
+            total_rows,
+            elapsed_us: 0,
+            snapshot: self.cube.version,
+            cached: false,
+        }
+    }
+
+    /// The position of a measure column, if the answer has it.
+    fn mcol(&self, c: MCol) -> Option<usize> {
+        self.mcols.iter().position(|x| *x == c)
+    }
+
+    /// The frame of the measure columns, one row per group of `main`: the requested
+    /// measures, with a comparison each measure's value in `prev` and the change, then the
+    /// shares (`shares`: each one's totals).
+    fn measures(
+        &self,
+        main: &Table,
+        prev: &Table,
+        shares: &[(Table, BTreeSet<Vec<u32>>)],
+    ) -> Frame {
+        let r = self.r;
+        let grain = self.grain();
+        let mut frame = Frame {
+            rows: main
+                .rows
+                .iter()
+                .map(|(k, v)| (k.clone(), self.outputs(v)))
+                .collect(),
+        };
+        if let Some((l, lag)) = r.compare {
+            frame.compare(|key| {
+                let pk = self.prev_key(&grain, key, l, lag)?;
+                prev.rows.get(&pk).map(|v| self.outputs(v))
+            });
+        }
+        for (s, (totals, _)) in r.shares.iter().zip(shares) {
+            frame.share(|key| {
+                let part = self.value_of(s.measure, &main.rows[key]);
+                let whole = self
+                    .share_key(&grain, key, &s.of)
+                    .and_then(|k| totals.rows.get(&k))
+                    .map_or(V::Null, |t| self.value_of(s.measure, t));
+                (part, whole)
+            });
+        }
+        frame
     }
 
     /// In a pivot ordered by a measure or with totals: the groups at the grain of `rows`
@@ -357,11 +371,7 @@ impl<'a> Exec<'a> {
                             .rows
                             .get(&k[..nr])
                             .map_or(V::Null, |v| self.value_of(*m, v)),
-                        None => self
-                            .mcols
-                            .iter()
-                            .position(|c| *c == MCol::Plain(*m))
-                            .map_or(V::Null, |i| vals[i]),
+                        None => self.mcol(MCol::Plain(*m)).map_or(V::Null, |i| vals[i]),
                     };
                     SortKey::value(v, *dir)
                 }
@@ -1035,14 +1045,6 @@ pub(crate) fn collect_leaves(model: &lattice_defs::Model, m: MeasureId, out: &mu
             }
         }
     }
-}
-
-/// Whether some small key has `key` as its part from `start` (the key's levels being the
-/// grain's levels `start..start + key.len()`, or a leading part of rows when `start` is 0).
-fn contains_small(small_keys: &BTreeSet<Vec<u32>>, start: usize, key: &[u32]) -> bool {
-    small_keys
-        .iter()
-        .any(|s| s.get(start..start + key.len()) == Some(key))
 }
 
 /// Two partial aggregates of one measure combined, as SQL would over their rows (NULL is no

@@ -158,6 +158,34 @@ impl Frame {
     }
 }
 
+/// Small-cell suppression's test of a group, on its leaf values.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SmallCells {
+    /// The fewest customers a cell needs.
+    pub min_customers: u64,
+    /// The leaf positions of the customer counts of the facts asked about.
+    pub counts: Vec<usize>,
+}
+
+impl SmallCells {
+    /// Whether a group has too few customers to be shown: some fact has between 1 and
+    /// `min_customers - 1` of them (none at all is not small; a null count is not either).
+    pub fn is_small(&self, leaf_values: &[V]) -> bool {
+        self.counts.iter().any(|&i| match leaf_values[i] {
+            V::Int(n) => n > 0 && n < i128::from(self.min_customers),
+            _ => false,
+        })
+    }
+}
+
+/// Whether some small key has `key` as its part from `start` (the key's levels being the
+/// grain's levels `start..start + key.len()`, or a leading part of rows when `start` is 0).
+pub(super) fn contains_small(small_keys: &BTreeSet<Vec<u32>>, start: usize, key: &[u32]) -> bool {
+    small_keys
+        .iter()
+        .any(|s| s.get(start..start + key.len()) == Some(key))
+}
+
 /// `part / whole` as a number; NULL when either is NULL or the whole is 0.
 fn ratio(part: V, whole: V) -> V {
     match (part.as_f64(), whole.as_f64()) {
@@ -486,6 +514,35 @@ mod tests {
             f.withheld_cells(Some(&cols), &flags, 1, 2),
             [[0, 3], [0, 4]]
         );
+    }
+
+    #[test]
+    fn small_cells_are_between_one_and_the_minimum() {
+        let small = SmallCells {
+            min_customers: 3,
+            counts: vec![1, 2],
+        };
+        let cell = |a: V, b: V| small.is_small(&[V::Int(100), a, b]);
+        assert!(cell(V::Int(1), V::Int(9)));
+        assert!(cell(V::Int(9), V::Int(2)), "any fact's count");
+        assert!(!cell(V::Int(3), V::Int(3)), "the minimum itself is shown");
+        assert!(!cell(V::Int(0), V::Int(0)), "no customers is not small");
+        assert!(!cell(V::Null, V::Null));
+        assert!(!SmallCells::default().is_small(&[]), "no suppression");
+    }
+
+    #[test]
+    fn contains_small_matches_a_part_of_a_small_key() {
+        let small = BTreeSet::from([vec![1, 2, 3]]);
+        assert!(
+            contains_small(&small, 0, &[]),
+            "the grand total holds every cell"
+        );
+        assert!(contains_small(&small, 0, &[1, 2]));
+        assert!(contains_small(&small, 1, &[2, 3]));
+        assert!(!contains_small(&small, 0, &[2]));
+        assert!(!contains_small(&small, 2, &[3, 4]), "past the key's end");
+        assert!(!contains_small(&BTreeSet::new(), 0, &[]));
     }
 
     #[test]
