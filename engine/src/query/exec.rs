@@ -569,13 +569,34 @@ impl<'a> Exec<'a> {
         small_keys: &BTreeSet<Vec<u32>>,
         mut sup: Option<&mut Suppressed>,
     ) -> Result<(Option<serde_json::Map<String, Json>>, Vec<Subtotal>), QueryError> {
+        let map = self
+            .grand_totals(main, small_keys, sup.as_deref_mut())
+            .await?;
+        let subtotals = self.subtotals(main, row_totals, small_keys, sup).await?;
+        Ok((Some(map), subtotals))
+    }
+
+    /// Whether suppression withholds a total with leaf values `vals` and key `key` (the
+    /// grain's levels from `start`).
+    fn total_hidden(
+        &self,
+        small_keys: &BTreeSet<Vec<u32>>,
+        vals: &[V],
+        start: usize,
+        key: &[u32],
+    ) -> bool {
+        self.r.suppress.is_some() && (self.small(vals) || contains_small(small_keys, start, key))
+    }
+
+    /// The grand total of each measure, and in a pivot each column's (`<members>|<measure>`).
+    async fn grand_totals(
+        &self,
+        main: &Table,
+        small_keys: &BTreeSet<Vec<u32>>,
+        mut sup: Option<&mut Suppressed>,
+    ) -> Result<serde_json::Map<String, Json>, QueryError> {
         let r = self.r;
         let model = &self.cube.model;
-        let nr = r.rows.len();
-        let suppressing = sup.is_some();
-        let hidden = |vals: &[V], start: usize, key: &[u32]| {
-            suppressing && (self.small(vals) || contains_small(small_keys, start, key))
-        };
         let mut map = serde_json::Map::new();
         let grand = self.coarser(main, &[]).await?;
         let values = grand
@@ -597,14 +618,30 @@ impl<'a> Exec<'a> {
                 }
             }
         };
-        put("", &values, hidden(&values, 0, &[]));
+        put("", &values, self.total_hidden(small_keys, &values, 0, &[]));
         if !r.columns.is_empty() {
+            let nr = r.rows.len();
             let by_col = self.coarser(main, &r.columns).await?;
             for (k, vals) in &by_col.rows {
                 let member = self.member_path(&r.columns, k);
-                put(&format!("{member}|"), vals, hidden(vals, nr, k));
+                let hide = self.total_hidden(small_keys, vals, nr, k);
+                put(&format!("{member}|"), vals, hide);
             }
         }
+        Ok(map)
+    }
+
+    /// A sub-total per leading part of `rows` (the whole of it in a pivot, from
+    /// `row_totals`), withheld rows listed in `sup`.
+    async fn subtotals(
+        &self,
+        main: &Table,
+        row_totals: Option<&Table>,
+        small_keys: &BTreeSet<Vec<u32>>,
+        mut sup: Option<&mut Suppressed>,
+    ) -> Result<Vec<Subtotal>, QueryError> {
+        let r = self.r;
+        let nr = r.rows.len();
         let mut subtotals = Vec::new();
         for n in 1..=nr {
             let owned;
@@ -623,7 +660,7 @@ impl<'a> Exec<'a> {
                 .iter()
                 .enumerate()
                 .map(|(j, (k, vals))| {
-                    let hide = hidden(vals, 0, k);
+                    let hide = self.total_hidden(small_keys, vals, 0, k);
                     if hide {
                         hidden_rows.push([index, j]);
                     }
@@ -641,11 +678,14 @@ impl<'a> Exec<'a> {
                 s.subtotals.extend(hidden_rows);
             }
             subtotals.push(Subtotal {
-                levels: r.rows[..n].iter().map(|l| model.level_name(*l)).collect(),
+                levels: r.rows[..n]
+                    .iter()
+                    .map(|l| self.cube.model.level_name(*l))
+                    .collect(),
                 rows,
             });
         }
-        Ok((Some(map), subtotals))
+        Ok(subtotals)
     }
 
     /// The aggregates at `levels`, part of the grain, over the query's filters: rolled up in
