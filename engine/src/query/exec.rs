@@ -1,6 +1,10 @@
 //! Planning and executing a query: per fact, the smallest cuboid that can derive every level
 //! the query groups or filters by (else the fallback), then one shared finish — derived
 //! measures, comparison, having, pivot, order, paging and totals — over the merged groups.
+//!
+//! The finish runs the stages of [`super::finish`] over a [`Frame`]; this module reads the
+//! cube for them (the earlier rows a comparison needs, share and row totals, which cells
+//! suppression withholds) and turns the page into the [`Answer`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
@@ -169,6 +173,9 @@ impl<'a> Exec<'a> {
         self.r.rows.iter().chain(&self.r.columns).copied().collect()
     }
 
+    /// The answer: the groups at the grain, then the finish's stages in the order the
+    /// semantics fix — measures (with compare and shares), suppression, having, pivot,
+    /// order, page — and the totals beside them.
     async fn run(&self) -> Result<Answer, QueryError> {
         let r = self.r;
         let pivot = !r.columns.is_empty();

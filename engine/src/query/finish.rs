@@ -546,6 +546,51 @@ mod tests {
     }
 
     #[test]
+    fn stages_in_order_on_one_frame() {
+        // Rows (region, month) with one measure; region 1 month 0 is small and withheld.
+        let mut f = Frame {
+            rows: vec![
+                (vec![0, 0], vec![V::Int(4)]),
+                (vec![0, 1], vec![V::Int(6)]),
+                (vec![1, 0], vec![V::Int(1)]),
+                (vec![1, 1], vec![V::Int(2)]),
+                (vec![2, 1], vec![V::Null]),
+            ],
+        };
+        let earlier: HashMap<Vec<u32>, Vec<V>> = f.rows.iter().cloned().collect();
+        f.compare(|k| {
+            let m = k[1].checked_sub(1)?;
+            earlier.get(&vec![k[0], m]).cloned()
+        });
+        let flags = HashMap::from([
+            (vec![1, 0], vec![true, false, true]),
+            (vec![1, 1], vec![false, true, true]),
+        ]);
+        f.suppress(&flags);
+        // Region 2's null fails the condition; region 1's withheld month 0 too.
+        f.having(&[(Some(0), HavingOp::Ge, 2.0)]);
+        let (mut p, cols) = f.pivot(1, 3);
+        assert_eq!(cols, [vec![0], vec![1]]);
+        p.order(|(_, v)| vec![SortKey::value(v[3], Direction::Asc)]);
+        let n = V::Null;
+        assert_eq!(
+            p.rows,
+            [
+                (vec![1], vec![n, n, n, V::Int(2), n, n]),
+                (
+                    vec![0],
+                    vec![V::Int(4), n, n, V::Int(6), V::Int(4), V::Float(0.5)]
+                ),
+            ]
+        );
+        // Flags go by full key: region 1's month 0, dropped by having (its withheld value is
+        // null), still lists its empty slot as withheld.
+        let cells = p.withheld_cells(Some(&cols), &flags, 1, 3);
+        assert_eq!(cells, [[0, 1], [0, 3], [0, 5], [0, 6]]);
+        assert_eq!(p.page(1, Some(5)).rows.len(), 1);
+    }
+
+    #[test]
     fn page_skips_and_limits() {
         let f = frame(&[V::Int(0), V::Int(1), V::Int(2), V::Int(3)]);
         assert_eq!(keys(&f.clone().page(1, Some(2))), [1, 2]);
