@@ -981,74 +981,24 @@ async fn aggregate_top(
     explain: bool,
     top: Option<&Top>,
 ) -> Result<(Grouped, FactMeta, Option<usize>), QueryError> {
-    let model = &cube.model;
-    let mut needs: Vec<LevelRef> = req.levels.to_vec();
-    needs.extend(req.filters.iter().map(|f| f.level));
-    needs.sort_unstable();
-    needs.dedup();
-    let covering = |i: &usize| {
-        let c = &cube.cuboids[*i];
-        c.fact == req.fact && needs.iter().all(|l| cube.covers(*i, *l))
-    };
-    // Every covering cuboid only to explain; else the first (smallest) one.
-    let candidates: Vec<usize> = if explain {
-        cube.cuboids_by_size()
-            .iter()
-            .copied()
-            .filter(covering)
-            .collect()
-    } else {
-        cube.cuboids_by_size()
-            .iter()
-            .copied()
-            .find(covering)
-            .into_iter()
-            .collect()
-    };
-    // Closing periods matter only to semi-additive measures.
-    let semi = req.measures.iter().any(|m| {
-        matches!(
-            model.measures[*m].kind,
-            MeasureKind::Aggregate {
-                over_time: lattice_defs::model::OverTime::Last,
-                ..
-            }
-        )
-    });
-    let closing = semi
-        .then(|| closing_periods(cube, req.fact, req.levels, req.filters))
-        .flatten();
-    let names = |ls: &[LevelRef]| ls.iter().map(|l| model.level_name(*l)).collect::<Vec<_>>();
-    let fact_name = model.facts[req.fact].name.clone();
-    let explained = |reason: String, sql: Option<String>| {
-        explain.then(|| Explain {
-            needs: names(&needs),
-            candidates: candidates
-                .iter()
-                .map(|&i| Candidate {
-                    cuboid: names(&cube.cuboids[i].levels),
-                    cells: Some(cube.cuboids[i].len()),
-                })
-                .collect(),
-            reason,
-            sql,
-        })
-    };
-    if let Some(&best) = candidates.first() {
+    let plan = Plan::new(cube, req, explain);
+    let closing = closing_for(cube, req);
+    let fact_name = cube.model.facts[req.fact].name.clone();
+    if let Some(&best) = plan.candidates.first() {
         let c = &cube.cuboids[best];
         let grouped = scan(cube, c, req, closing.as_ref());
         let reason = format!(
             "the smallest of the {} cuboids that hold (or roll up to) every grouped and filtered level",
-            candidates.len()
+            plan.candidates.len()
         );
         return Ok((
             grouped,
             FactMeta {
                 fact: fact_name,
                 source: "cuboid",
-                cuboid: Some(names(&c.levels)),
+                cuboid: Some(plan.names(&c.levels)),
                 cells: Some(c.len()),
-                explain: explained(reason, None),
+                explain: plan.explained(reason, None),
             },
             None,
         ));
@@ -1056,7 +1006,7 @@ async fn aggregate_top(
     let fb = cube.fallback.as_ref().ok_or_else(|| QueryError::Engine {
         message: format!(
             "no cuboid of {fact_name} holds {} and this cube has no sources to fall back to",
-            names(&needs).join(", ")
+            plan.names(&plan.needs).join(", ")
         ),
     })?;
     let (grouped, sql, groups) = fallback::aggregate(cube, fb, req, closing.as_ref(), top)
@@ -1066,7 +1016,7 @@ async fn aggregate_top(
         })?;
     let reason = format!(
         "no cuboid of {fact_name} holds {}; answered by DataFusion over the raw facts",
-        names(&needs).join(", ")
+        plan.names(&plan.needs).join(", ")
     );
     Ok((
         grouped,
@@ -1075,10 +1025,84 @@ async fn aggregate_top(
             source: "fallback",
             cuboid: None,
             cells: None,
-            explain: explained(reason, Some(sql)),
+            explain: plan.explained(reason, Some(sql)),
         },
         groups,
     ))
+}
+
+/// Where one fact's aggregates can come from: the levels a request needs (grouped or
+/// filtered) and the cuboids that cover them, smallest first — every one only to explain,
+/// else just the smallest.
+struct Plan<'c> {
+    cube: &'c Cube,
+    needs: Vec<LevelRef>,
+    candidates: Vec<usize>,
+    explain: bool,
+}
+
+impl<'c> Plan<'c> {
+    fn new(cube: &'c Cube, req: &AggRequest<'_>, explain: bool) -> Plan<'c> {
+        let mut needs: Vec<LevelRef> = req.levels.to_vec();
+        needs.extend(req.filters.iter().map(|f| f.level));
+        needs.sort_unstable();
+        needs.dedup();
+        let covering = |i: &usize| {
+            let c = &cube.cuboids[*i];
+            c.fact == req.fact && needs.iter().all(|l| cube.covers(*i, *l))
+        };
+        let by_size = cube.cuboids_by_size().iter().copied();
+        let candidates: Vec<usize> = if explain {
+            by_size.filter(covering).collect()
+        } else {
+            by_size.filter(covering).take(1).collect()
+        };
+        Plan {
+            cube,
+            needs,
+            candidates,
+            explain,
+        }
+    }
+
+    fn names(&self, levels: &[LevelRef]) -> Vec<String> {
+        levels
+            .iter()
+            .map(|l| self.cube.model.level_name(*l))
+            .collect()
+    }
+
+    /// The explanation of the choice, when asked for.
+    fn explained(&self, reason: String, sql: Option<String>) -> Option<Explain> {
+        self.explain.then(|| Explain {
+            needs: self.names(&self.needs),
+            candidates: self
+                .candidates
+                .iter()
+                .map(|&i| Candidate {
+                    cuboid: self.names(&self.cube.cuboids[i].levels),
+                    cells: Some(self.cube.cuboids[i].len()),
+                })
+                .collect(),
+            reason,
+            sql,
+        })
+    }
+}
+
+/// The closing periods a request reads; they matter only to semi-additive measures.
+fn closing_for(cube: &Cube, req: &AggRequest<'_>) -> Option<RoaringBitmap> {
+    let semi = req.measures.iter().any(|m| {
+        matches!(
+            cube.model.measures[*m].kind,
+            MeasureKind::Aggregate {
+                over_time: lattice_defs::model::OverTime::Last,
+                ..
+            }
+        )
+    });
+    semi.then(|| closing_periods(cube, req.fact, req.levels, req.filters))
+        .flatten()
 }
 
 pub(crate) fn collect_leaves(model: &lattice_defs::Model, m: MeasureId, out: &mut Vec<MeasureId>) {
