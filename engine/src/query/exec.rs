@@ -203,12 +203,7 @@ impl<'a> Exec<'a> {
         frame.suppress(&flags);
 
         // Having, on the measures at the full grain.
-        let conds: Vec<HavingCond> = r
-            .having
-            .iter()
-            .map(|(m, op, x)| (self.mcol(MCol::Plain(*m)), *op, *x))
-            .collect();
-        frame.having(&conds);
+        frame.having(&self.having_conds());
 
         let (mut frame, col_keys) = if pivot {
             frame.pivot(r.rows.len(), self.mcols.len())
@@ -237,17 +232,7 @@ impl<'a> Exec<'a> {
             ),
             ..Suppressed::default()
         });
-        let json_rows: Vec<Vec<Json>> = page
-            .rows
-            .into_iter()
-            .map(|(k, vals)| {
-                let keys = &k[..r.rows.len()];
-                self.member_json(&r.rows, keys)
-                    .into_iter()
-                    .chain(vals.into_iter().map(V::json))
-                    .collect()
-            })
-            .collect();
+        let json_rows = self.json_rows(page);
 
         let (totals, subtotals) = if r.totals {
             self.totals(&main, row_totals.as_ref(), &small_keys, suppressed.as_mut())
@@ -264,6 +249,29 @@ impl<'a> Exec<'a> {
             suppressed,
             meta: self.meta(metas, total_rows),
         })
+    }
+
+    /// The query's `having` on the positions of its measure columns.
+    fn having_conds(&self) -> Vec<HavingCond> {
+        self.r
+            .having
+            .iter()
+            .map(|(m, op, x)| (self.mcol(MCol::Plain(*m)), *op, *x))
+            .collect()
+    }
+
+    /// The page's rows as JSON: the members of `rows`, then the values.
+    fn json_rows(&self, page: Frame) -> Vec<Vec<Json>> {
+        let levels = &self.r.rows;
+        page.rows
+            .into_iter()
+            .map(|(k, vals)| {
+                self.member_json(levels, &k[..levels.len()])
+                    .into_iter()
+                    .chain(vals.into_iter().map(V::json))
+                    .collect()
+            })
+            .collect()
     }
 
     fn meta(&self, metas: Vec<FactMeta>, total_rows: usize) -> Meta {
