@@ -493,6 +493,62 @@ pub(crate) fn restrict(cube: &Cube, r: &mut Resolved, applied: &Applied) -> Resu
     Ok(())
 }
 
+/// The level on the key column of the dimension whose customers suppression counts
+/// (`customer.id`): each of its members is one customer.
+pub(crate) fn customers_key(model: &Model) -> Option<LevelRef> {
+    let dim = model.privacy.as_ref()?.customers;
+    let d = &model.dimensions[dim];
+    let DimensionKind::Table { table, key, .. } = &d.kind else {
+        return None;
+    };
+    d.levels
+        .iter()
+        .position(|l| {
+            matches!(&l.kind, LevelKind::Column(c) if c.table == *table && c.column == key.column)
+        })
+        .map(|level| LevelRef { dim, level })
+}
+
+/// Under small-cell suppression a query may not group by single customers (each row would
+/// name one customer, and which rows exist would tell who is behind a small cell) nor pick
+/// fewer customers than the threshold by their ids (then whether a row exists tells about
+/// them). A longer list, as a saved search used as a segment gives, is a group like any other.
+/// (A query's own question only: the analyses group by customers inside, and answer with
+/// groups.)
+pub(crate) fn refuse_single_customers(
+    model: &Model,
+    r: &Resolved,
+    applied: &Applied,
+) -> Result<(), QueryError> {
+    let (Some(min), Some(key)) = (
+        applied.suppress.as_ref().map(|s| s.min),
+        customers_key(model),
+    ) else {
+        return Ok(());
+    };
+    let name = model.level_name(key);
+    if r.rows.contains(&key) || r.columns.contains(&key) {
+        return Err(QueryError::Forbidden {
+            message: format!(
+                "grouping by '{name}' shows single customers, and small-cell suppression (fewer than {min} customers) applies to your role; group by their attributes or bands, or drill through a cell"
+            ),
+        });
+    }
+    if let Some(f) = r
+        .filters
+        .iter()
+        .find(|f| f.level == key && f.members.len() < min)
+    {
+        return Err(QueryError::Forbidden {
+            message: format!(
+                "a filter on '{name}' picks {} customers, and small-cell suppression (fewer than {min} customers) applies to your role; pick customers by their attributes, bands or a saved search",
+                f.members.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Answers `query` as `access` may see it.
 pub async fn execute_as(cube: &Cube, query: &Query, access: &Access) -> Result<Answer, QueryError> {
     let applied = apply(cube, access)?;

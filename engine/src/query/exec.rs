@@ -23,7 +23,7 @@ use super::group::{AggRequest, Grouped};
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
 use super::scan::{closing_periods, scan};
 use super::spec::{Direction, Query};
-use crate::access::{Applied, resolve_restricted};
+use crate::access::{Applied, refuse_single_customers, resolve_restricted};
 use crate::store::Cube;
 
 /// Answers `query` from `cube`.
@@ -45,6 +45,7 @@ pub(crate) async fn execute_restricted(
         return execute(cube, query).await;
     }
     let r = resolve_restricted(cube, query, applied).await?;
+    refuse_single_customers(&cube.model, &r, applied)?;
     let mut answer = execute_resolved(cube, &r).await?;
     answer.meta.facts = std::mem::take(&mut answer.meta.facts)
         .into_iter()

@@ -21,7 +21,6 @@
 //! can, as for the query cells the engine suppresses. Adding noise or auditing a principal's
 //! history would be the next step.
 
-use lattice_defs::model::{DimensionKind, LevelKind, LevelRef};
 use roaring::RoaringBitmap;
 
 use super::{Condition, SearchError};
@@ -33,7 +32,10 @@ pub(super) fn refuse_pinned(
     ctx: &Ctx<'_>,
     atoms: &[(String, &Condition)],
 ) -> Result<(), SearchError> {
-    let (Some(s), Some(key)) = (&ctx.applied.suppress, customer_key(ctx)) else {
+    let (Some(s), Some(key)) = (
+        &ctx.applied.suppress,
+        crate::access::customers_key(ctx.model()),
+    ) else {
         return Ok(());
     };
     let model = ctx.model();
@@ -55,20 +57,6 @@ pub(super) fn refuse_pinned(
         }
     }
     Ok(())
-}
-
-/// The level on the key column of the dimension whose customers suppression counts.
-fn customer_key(ctx: &Ctx<'_>) -> Option<LevelRef> {
-    let model = ctx.model();
-    let dim = model.privacy.as_ref()?.customers;
-    let d = &model.dimensions[dim];
-    let DimensionKind::Table { table, key, .. } = &d.kind else {
-        return None;
-    };
-    d.levels
-        .iter()
-        .position(|l| matches!(&l.kind, LevelKind::Column(c) if c.table == *table && c.column == key.column))
-        .map(|level| LevelRef { dim, level })
 }
 
 /// The fewest members any one of `parts` adds to their union `node`: per part, what `node`
