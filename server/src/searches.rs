@@ -220,7 +220,9 @@ pub(crate) fn api_error(e: SearchError) -> ApiError {
             return ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
                 .with_details(json!({"name": name, "owner": owner}));
         }
-        SearchError::SharingNeedsAdmin { name, .. } | SearchError::Withheld { name, .. } => {
+        SearchError::SharingNeedsAdmin { name, .. }
+        | SearchError::Withheld { name, .. }
+        | SearchError::OnValues { name, .. } => {
             return ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
                 .with_details(json!({"name": name}));
         }

@@ -229,6 +229,12 @@ pub enum SearchError {
         "segment '{name}': the search forms a set of fewer than {min} customers (or one of its conditions changes its members by fewer), and small-cell suppression applies to your role; it cannot filter a query"
     )]
     Withheld { name: String, min: u64 },
+    /// Under small-cell suppression: a segment whose condition compares a measure's value
+    /// ([`Members::unlisted`]): a query filtered by it would tell one member's value.
+    #[error(
+        "segment '{name}': the search compares a measure's value, and small-cell suppression (fewer than {min} customers) applies to your role: whether one customer is among its members would tell that customer's value, so it cannot filter a query (run it for its count)"
+    )]
+    OnValues { name: String, min: u64 },
 }
 
 impl From<QueryError> for SearchError {
@@ -249,7 +255,8 @@ impl SearchError {
             SearchError::NotOwner { .. }
             | SearchError::SharingNeedsAdmin { .. }
             | SearchError::PinsCustomers { .. }
-            | SearchError::Withheld { .. } => "forbidden",
+            | SearchError::Withheld { .. }
+            | SearchError::OnValues { .. } => "forbidden",
             SearchError::NameTaken { .. } => "search_name_taken",
             SearchError::OwnerIsKept { .. } => "malformed_query",
         }
@@ -523,8 +530,13 @@ pub async fn expand_segments(
         let search = find(searches, &name)?;
         let mut ctx = Ctx::new(cube, access).await?;
         let found = eval::evaluate(&mut ctx, search).await?;
-        if let (true, Some(s)) = (found.withheld, &ctx.applied.suppress) {
-            return Err(SearchError::Withheld { name, min: s.min });
+        if let Some(s) = &ctx.applied.suppress {
+            if found.withheld {
+                return Err(SearchError::Withheld { name, min: s.min });
+            }
+            if found.unlisted {
+                return Err(SearchError::OnValues { name, min: s.min });
+            }
         }
         by_entity
             .entry(search.entity.clone())
