@@ -554,10 +554,12 @@ pub async fn performance(
             .enumerate()
             .map(|(i, &mid)| (model.measures[mid].name.clone(), value(i).json()))
             .collect();
-        let high_value_customers = q
-            .high_value
-            .as_ref()
-            .and_then(|_| count(high.get(&p).map_or(0, |s| (now & s).len())));
+        // The customers are shown, so the high-value count also tells the others': both
+        // must be large enough to show.
+        let high_value_customers = q.high_value.as_ref().and_then(|_| {
+            let h = high.get(&p).map_or(0, |s| (now & s).len());
+            count(h).filter(|_| !hide(n - h))
+        });
         let by = plan.rank.and_then(|(_, by)| {
             let i = wanted.iter().position(|w| *w == by)?;
             Some(value(i)).filter(|v| *v != V::Null)
