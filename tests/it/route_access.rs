@@ -1162,3 +1162,114 @@ async fn a_restricted_explain_shows_no_sql() {
         }
     }
 }
+
+// Found by probing the fixed server a second time.
+
+/// Grouping by `customer.id` listed the customers behind every small cell (with their bands as
+/// more row levels), and a short id list asked whether one customer was in a segment: a role
+/// under suppression may do neither, on the query route or the Cube API.
+#[tokio::test]
+async fn a_suppressed_role_may_not_group_or_pick_single_customers() {
+    let w = world().await;
+    let grouped = json!({"measures": ["customers"],
+        "rows": ["customer.id", "customer.deposit_band"],
+        "filters": [{"level": "time.month", "op": "eq", "value": "2025-06"}]});
+    let public = public_names();
+    for key in [ANALYST, SUPPRESSED] {
+        // Two of the principal's own customers.
+        let ids: Vec<&String> = scope_of(w, ANALYST)
+            .allowed
+            .iter()
+            .filter(|n| {
+                !public.contains(*n)
+                    && n.bytes().all(|b| b.is_ascii_digit())
+                    && w.names.all["customer.id"].contains(n)
+            })
+            .take(2)
+            .collect();
+        let picked = json!({"measures": ["txn_amount"], "rows": ["customer.deposit_band"],
+            "filters": [{"level": "customer.id", "op": "in", "values": ids}]});
+        for q in [&grouped, &picked] {
+            let r = w.app.query_as(key, q).await;
+            assert_eq!(r.status, 403, "{key}: {}", r.text);
+            assert!(r.text.contains("customer.id"), "{}", r.text);
+        }
+        let cube = json!({"query": {"measures": ["bank_crm.customers"],
+            "dimensions": ["bank_crm.customer_id"]}});
+        let r = w
+            .app
+            .as_(key, "POST", "/cubejs-api/v1/load", Some(&cube))
+            .await;
+        assert_eq!(r.status, 403, "{key}: {}", r.text);
+    }
+    // Drill-through still lists a large cell's customers, and others may still group by them.
+    let r = w.app.query_as(MANAGER, &grouped).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let drill = json!({"level": "customer.id",
+        "filters": [{"level": "time.month", "op": "eq", "value": "2025-06"}], "limit": 10});
+    let r = w
+        .app
+        .as_(
+            SUPPRESSED,
+            "POST",
+            "/v1/cubes/bank_crm/drillthrough",
+            Some(&drill),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        !r.body["rows"].as_array().expect("rows").is_empty(),
+        "{}",
+        r.text
+    );
+}
+
+/// A search on a measure's value lists no members to a suppressed role, but as a query's
+/// segment it filtered rows by customer, and moving the threshold found one balance: such a
+/// search cannot be a suppressed role's segment.
+#[tokio::test]
+async fn a_search_on_a_value_is_no_segment_under_suppression() {
+    let w = world().await;
+    let name = "route_rich";
+    let doc = json!({"name": name, "entity": "customer.id",
+        "where": {"measure": "deposit_balance", "op": "gt", "value": 10000,
+                  "period": {"level": "time.month", "value": "2025-06"}}});
+    let path = format!("/v1/cubes/bank_crm/searches/{name}");
+    let r = w.app.as_(SUPPRESSED, "PUT", &path, Some(&doc)).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    let q = json!({"measures": ["txn_amount"], "rows": ["region.city"], "segments": [name]});
+    let r = w.app.query_as(SUPPRESSED, &q).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains(name), "{}", r.text);
+    let r = w.app.as_(SUPPRESSED, "DELETE", &path, None).await;
+    assert!(r.status.is_success(), "{}", r.text);
+}
+
+/// Performance showed the customers and the high-value customers side by side, so when the
+/// others were few their withheld count was a subtraction away: both must be large to show.
+#[tokio::test]
+async fn high_value_customers_show_only_when_the_others_are_many_too() {
+    let w = world().await;
+    let body = json!({"level": "manager.manager", "period": "time.month",
+        "from": "2025-01", "to": "2025-12", "measures": ["fee_income"],
+        "high_value": {"level": "customer.txn_amount_band",
+                       "members": ["<1k", "1k-10k", "10k-50k", "50k-200k", "unknown"]},
+        "limit": 100000});
+    let route = "/v1/cubes/bank_crm/analytics/performance";
+    let admin = w.app.as_(ADMIN, "POST", route, Some(&body)).await;
+    assert_eq!(admin.status, 200, "{}", admin.text);
+    let others_few = |r: &Value| {
+        let (n, h) = (int(&r["customers"]), int(&r["high_value_customers"]));
+        small(n.zip(h).map(|(n, h)| n - h))
+    };
+    let rows = admin.body["rows"].as_array().expect("rows");
+    assert!(rows.iter().any(others_few), "some manager has few others");
+    let r = w.app.as_(SUPPRESSED, "POST", route, Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for row in r.body["rows"].as_array().expect("rows") {
+        assert!(
+            !others_few(row),
+            "the others' small count is a subtraction away: {row}"
+        );
+    }
+}
