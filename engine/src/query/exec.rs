@@ -196,12 +196,20 @@ impl<'a> Exec<'a> {
         // Logical rows: key, then the value of every measure column. Small cells (and
         // comparisons with a small earlier cell) are nulled here, before having and order.
         let mut frame = self.measures(&main, prev, &shares);
-        let flags = if suppressing {
+        let mut flags = if suppressing {
             self.withheld(&main, prev, &small_keys, &shares)
         } else {
             HashMap::new()
         };
         frame.suppress(&flags);
+        if suppressing {
+            let own: Vec<bool> = self
+                .mcols
+                .iter()
+                .map(|c| matches!(c, MCol::Plain(_)))
+                .collect();
+            frame.drop_withheld(&mut flags, &own);
+        }
 
         // Having, on the measures at the full grain.
         frame.having(&self.having_conds());
@@ -221,7 +229,11 @@ impl<'a> Exec<'a> {
             frame.order(|row| self.sort_key(row, totals));
         }
 
-        let total_rows = main.groups.unwrap_or(frame.rows.len());
+        let total_rows = if suppressing {
+            frame.rows.len()
+        } else {
+            main.groups.unwrap_or(frame.rows.len())
+        };
         let page = frame.page(r.offset, r.limit);
         let mut suppressed = r.suppress.as_ref().map(|s| Suppressed {
             min_customers: s.min,

@@ -67,6 +67,24 @@ impl Frame {
         }
     }
 
+    /// Under suppression: drops the rows that show nothing because of it (every value null,
+    /// some withheld), and forgets their flags. Such a row would still say that its members
+    /// have between 1 and the threshold of customers, so a grouping that pins one customer by
+    /// attributes would list, row by row, what that customer is (a band every month, the
+    /// products held); without it a small cell looks like an empty one.
+    /// `own[i]`: whether value column `i` is the row's own cell (a measure), not a value of
+    /// another cell beside it (a comparison's earlier value).
+    pub fn drop_withheld(&mut self, flags: &mut HashMap<Vec<u32>, Vec<bool>>, own: &[bool]) {
+        self.rows.retain(|(key, vals)| {
+            let withheld = flags.get(key).is_some_and(|f| f.iter().any(|h| *h));
+            let keep = !withheld || vals.iter().zip(own).any(|(v, o)| *o && *v != V::Null);
+            if !keep {
+                flags.remove(key);
+            }
+            keep
+        });
+    }
+
     /// Keeps the rows that pass every condition; a null value fails every condition.
     pub fn having(&mut self, conds: &[HavingCond]) {
         self.rows.retain(|(_, vals)| {
@@ -352,6 +370,36 @@ mod tests {
         assert_eq!(f.rows[1].1, [V::Null, V::Null]);
         let mut f = Frame::default();
         f.suppress(&flags);
+        assert!(f.rows.is_empty());
+    }
+
+    #[test]
+    fn rows_showing_nothing_because_of_suppression_are_dropped() {
+        let mut f = Frame {
+            rows: vec![
+                (vec![0], vec![V::Null, V::Null]),     // withheld entirely: dropped
+                (vec![1], vec![V::Null, V::Int(4)]),   // one value withheld, one shown: kept
+                (vec![2], vec![V::Null, V::Null]),     // empty, nothing withheld: kept
+                (vec![3], vec![V::Int(9), V::Int(8)]), // nothing withheld
+            ],
+        };
+        let mut flags = HashMap::from([
+            (vec![0], vec![true, true]),
+            (vec![1], vec![true, false]),
+            (vec![2], vec![false, false]),
+        ]);
+        f.drop_withheld(&mut flags, &[true, true]);
+        assert_eq!(keys(&f), [1, 2, 3]);
+        assert!(!flags.contains_key(&vec![0]));
+        assert!(flags.contains_key(&vec![1]));
+        // A row whose own cell is withheld goes even with another cell's value beside it.
+        let mut f = Frame {
+            rows: vec![(vec![1], vec![V::Null, V::Int(4)])],
+        };
+        f.drop_withheld(&mut flags, &[true, false]);
+        assert!(f.rows.is_empty());
+        let mut f = Frame::default();
+        f.drop_withheld(&mut flags, &[true, true]);
         assert!(f.rows.is_empty());
     }
 
