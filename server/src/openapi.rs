@@ -407,8 +407,6 @@ pub struct PerformanceRowDoc {
     pub high_value_share: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rank: Option<u64>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub suppressed: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -73,13 +73,10 @@ pub struct MigrationCell {
     pub from: Option<String>,
     /// The band in the later period; null: no facts there (it left).
     pub to: Option<String>,
-    /// Members that made this move (null when suppressed).
-    pub members: Option<u64>,
+    /// Members that made this move.
+    pub members: u64,
     /// Per measure, `<m>_from` and `<m>_to`: the total over these members in each period.
     pub values: serde_json::Map<String, Json>,
-    /// Too few customers for the principal to see: counts and values are null.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub suppressed: bool,
 }
 
 /// How the member sets were found.
@@ -147,9 +144,6 @@ pub struct MigrationDrillAnswer {
     /// `entity`, then `<m>_from`, `<m>_to` per measure.
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Json>>,
-    /// Too few members behind the transition for the principal to see: no one is listed.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub suppressed: bool,
     /// The members are listed but their values are null: each row is one member's numbers,
     /// a cell smaller than the principal's small-cell threshold.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -385,24 +379,21 @@ pub async fn migration(
                 continue;
             }
             let members = p.cell(from, to);
-            if members.is_empty() {
+            // Under suppression a small transition is left out, as an empty one is: its
+            // presence alone would say that 1 to 4 members made it.
+            if members.is_empty() || p.small(members.len()) {
                 continue;
             }
-            let hide = p.small(members.len());
             let mut values = serde_json::Map::new();
             for (i, m) in p.measures.iter().enumerate() {
                 for (side, suffix) in [(0u8, "from"), (1u8, "to")] {
-                    let total = if hide {
-                        V::Null
-                    } else {
-                        members.iter().fold(V::Null, |acc, e| {
-                            match p.values[i].get(&(e, side)).copied().unwrap_or(V::Null) {
-                                V::Null => acc,
-                                v if acc == V::Null => v,
-                                v => V::binary(BinOp::Add, acc, v),
-                            }
-                        })
-                    };
+                    let total = members.iter().fold(V::Null, |acc, e| {
+                        match p.values[i].get(&(e, side)).copied().unwrap_or(V::Null) {
+                            V::Null => acc,
+                            v if acc == V::Null => v,
+                            v => V::binary(BinOp::Add, acc, v),
+                        }
+                    });
                     values.insert(
                         format!("{}_{suffix}", model.measures[*m].name),
                         total.json(),
@@ -412,9 +403,8 @@ pub async fn migration(
             cells.push(MigrationCell {
                 from: name(from),
                 to: name(to),
-                members: (!hide).then(|| members.len()),
+                members: members.len(),
                 values,
-                suppressed: hide,
             });
         }
     }
@@ -473,11 +463,12 @@ pub async fn migration_drill(
         columns.push(format!("{name}_from"));
         columns.push(format!("{name}_to"));
     }
-    let suppressed = p.small(members.len());
-    // One member's values are a cell of one member: under suppression they are withheld,
-    // as drill-through withholds them.
-    let values_suppressed = !suppressed && p.small(1);
-    let (total, rows) = if suppressed {
+    // A small transition answers as an empty one does (no one, no flag): telling them apart
+    // would say that 1 to 4 members made it. One member's values are a cell of one member:
+    // under suppression they are withheld, as drill-through withholds them.
+    let small = p.small(members.len());
+    let values_suppressed = !small && !members.is_empty() && p.small(1);
+    let (total, rows) = if small {
         (0, Vec::new())
     } else {
         let codes: Vec<u32> = members.iter().collect();
@@ -512,7 +503,6 @@ pub async fn migration_drill(
         total,
         columns,
         rows,
-        suppressed,
         values_suppressed,
         meta,
     })

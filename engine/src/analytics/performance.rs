@@ -149,9 +149,6 @@ pub struct PerformanceRow {
     /// Rank within the parent in this period (1 = the largest `rank.by`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rank: Option<u64>,
-    /// Too few customers for the principal to see: counts and values are null.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub suppressed: bool,
 }
 
 /// How the answer was found.
@@ -539,12 +536,16 @@ pub async fn performance(
     for &(p, m) in &pairs {
         let now = set(m, p);
         let n = now.len();
-        let suppressed = hide(n);
-        let count = |x: u64| (!suppressed && !hide(x)).then_some(x);
+        // Under suppression a member with too few customers in a period is left out, as one
+        // without any is: its row alone would say that 1 to 4 customers are there.
+        if hide(n) {
+            continue;
+        }
+        let count = |x: u64| (!hide(x)).then_some(x);
         let prev = plan.prev(p).map(|pp| set(m, pp));
         let value = |i: usize| -> V {
             match values[i].get(&vec![m, p]) {
-                Some(v) if !suppressed => *v,
+                Some(v) => *v,
                 _ => V::Null,
             }
         };
@@ -582,7 +583,7 @@ pub async fn performance(
                 parent: within
                     .zip(parent)
                     .map(|(w, c)| cube.member_name(w, c).to_string()),
-                customers: (!suppressed).then_some(n),
+                customers: Some(n),
                 new_customers: moves.map(|(new, _)| new),
                 lost_customers: moves.map(|(_, lost)| lost),
                 values: shown,
@@ -591,16 +592,13 @@ pub async fn performance(
                     .filter(|_| n > 0)
                     .map(|h| h as f64 / n as f64),
                 rank: None,
-                suppressed,
             },
         });
     }
     if plan.rank.is_some() {
         let mut groups: BTreeMap<(u32, Option<u32>), Vec<usize>> = BTreeMap::new();
         for (i, b) in built.iter().enumerate() {
-            if !b.row.suppressed {
-                groups.entry((b.period, b.parent)).or_default().push(i);
-            }
+            groups.entry((b.period, b.parent)).or_default().push(i);
         }
         for idx in groups.values() {
             let by: Vec<Option<V>> = idx.iter().map(|&i| built[i].by).collect();
