@@ -290,9 +290,6 @@ pub struct DrillAnswerDoc {
     pub total: u64,
     pub columns: Vec<ColumnDoc>,
     pub rows: Vec<Vec<Value>>,
-    /// The cell has too few customers for the principal to see them listed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub suppressed: bool,
     pub meta: DrillMetaDoc,
 }
 

@@ -1310,6 +1310,21 @@ async fn a_small_cell_looks_like_an_empty_one_under_suppression() {
     assert_eq!(r.body["rows"], json!([]), "{}", r.text);
     assert_eq!(r.body["meta"]["total_rows"], 0, "{}", r.text);
 
+    // Drill-through of that one customer's cell: no one, and nothing that says why.
+    let drill = json!({"level": "customer.id", "filters": filters});
+    let route = "/v1/cubes/bank_crm/drillthrough";
+    let admin = w.app.as_(ADMIN, "POST", route, Some(&drill)).await;
+    assert_eq!(admin.body["total"], 1, "{}", admin.text);
+    let r = w.app.as_(SUPPRESSED, "POST", route, Some(&drill)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (&r.body["total"], &r.body["rows"]),
+        (&json!(0), &json!([])),
+        "{}",
+        r.text
+    );
+    assert!(r.body.get("suppressed").is_none(), "{}", r.text);
+
     // The same customer's loan-band transition: one member, answered as no one.
     let migration = json!({"band": "customer.loan_band", "entity": "customer.id",
         "level": "time.quarter", "from": "2024-Q1", "to": "2025-Q4", "filters": filters});

@@ -66,9 +66,6 @@ pub struct DrillAnswer {
     pub total: u64,
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Json>>,
-    /// The cell has fewer customers than the principal may see listed: no members are given.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub suppressed: bool,
     pub meta: DrillMeta,
 }
 
@@ -90,7 +87,7 @@ pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, Q
 
 /// [`drill_through`] under a principal's applied access: the scope joins the cell's filters,
 /// filters see only visible members, and with suppression a cell of too few customers lists
-/// no one (and each member's values are suppressed as any small cell is).
+/// no one, as an empty cell (and each member's values are suppressed as any small cell is).
 pub(crate) async fn drill_through_restricted(
     cube: &Cube,
     q: &DrillQuery,
@@ -207,10 +204,12 @@ async fn drill(
         }
     }
 
-    // A cell of too few customers lists no one.
+    // A cell of too few customers lists no one, and answers exactly as an empty cell does:
+    // a flag would say that 1 to 4 customers are there.
     let counter = applied
         .and_then(|a| a.suppress.as_ref())
         .and_then(|s| Some((s.min, s.counts.iter().find(|(f, _)| *f == fact)?.1)));
+    let mut small = false;
     if let Some((min, count)) = counter {
         let req = AggRequest {
             fact,
@@ -225,26 +224,7 @@ async fn drill(
                 _ => 0,
             })
             .sum();
-        if n > 0 && n < min {
-            return Ok(DrillAnswer {
-                level: q.level.clone(),
-                total: 0,
-                columns: vec![Column {
-                    name: q.level.clone(),
-                    kind: "level",
-                    ty: None,
-                }],
-                rows: Vec::new(),
-                suppressed: true,
-                meta: DrillMeta {
-                    source: "suppressed",
-                    via_measure: model.measures[via].name.clone(),
-                    cuboid: None,
-                    elapsed_us: start.elapsed().as_micros() as u64,
-                    snapshot: cube.version,
-                },
-            });
-        }
+        small = n > 0 && n < min;
     }
 
     // The members, from the sets of the smallest cuboid that covers the filters.
@@ -256,6 +236,7 @@ async fn drill(
             (codes, "fallback", None)
         }
     };
+    let members = if small { RoaringBitmap::new() } else { members };
     let total = members.len();
     let limit = q.limit.unwrap_or(DEFAULT_DRILL_LIMIT);
     let by_measure = q
@@ -360,7 +341,6 @@ async fn drill(
         total,
         columns,
         rows,
-        suppressed: false,
         meta: DrillMeta {
             source,
             via_measure: model.measures[via].name.clone(),
