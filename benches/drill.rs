@@ -12,11 +12,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lattice_engine::build::{BuildOptions, build_cube};
-use lattice_engine::query::{DrillQuery, drill_through};
+use lattice_engine::access::Access;
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::DrillQuery;
 use lattice_engine::source::load::load;
 
 /// A drill-through and its SQL twin: the page, then the total.
@@ -99,16 +101,23 @@ fn bench_drill(c: &mut Criterion) {
     let (_dir, model) = common::bench_model();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let sources = runtime.block_on(load(&model)).expect("load");
-    let cube = runtime
-        .block_on(build_cube(&model, &sources, &BuildOptions::default()))
-        .expect("build");
+    let session = Arc::new(
+        runtime
+            .block_on(lattice_engine::open(
+                &model,
+                &sources,
+                &BuildOptions::default(),
+            ))
+            .expect("build"),
+    )
+    .session(Access::everything());
     // DataFusion gets its own session over the same files.
     let df = runtime.block_on(load(&model)).expect("load for DataFusion");
 
     for d in drills() {
         let q = DrillQuery::from_json(d.request).expect("drill-through parses");
         let first = runtime
-            .block_on(drill_through(&cube, &q))
+            .block_on(session.drill_through(&q))
             .expect("drill-through answers");
         let mut group = c.benchmark_group(format!("drill/{}/{}", first.meta.source, d.name));
         let fast = first.meta.source != "fallback";
@@ -116,7 +125,7 @@ fn bench_drill(c: &mut Criterion) {
         group.warm_up_time(Duration::from_millis(300));
         group.measurement_time(Duration::from_secs(if fast { 1 } else { 3 }));
         group.bench_function("lattice", |b| {
-            b.iter(|| runtime.block_on(drill_through(&cube, &q)).expect("answer"))
+            b.iter(|| runtime.block_on(session.drill_through(&q)).expect("answer"))
         });
         group.sample_size(10);
         group.measurement_time(Duration::from_secs(3));

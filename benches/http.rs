@@ -24,7 +24,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lattice_engine::query::{Query, execute};
+use lattice_engine::access::Access;
+use lattice_engine::query::Query;
 use lattice_engine::source::load::load;
 use lattice_server::{Config, Served, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -113,13 +114,12 @@ fn bench_http(c: &mut Criterion) {
     let uncached_addr = runtime.block_on(serve(&dir, 0));
     // The engine alone answers from a third build; DataFusion from its own session.
     let sources = runtime.block_on(load(&model)).expect("load");
-    let cube = runtime
-        .block_on(lattice_engine::build::build_cube(
-            &model,
-            &sources,
-            &Default::default(),
-        ))
-        .expect("build");
+    let session = std::sync::Arc::new(
+        runtime
+            .block_on(lattice_engine::open(&model, &sources, &Default::default()))
+            .expect("build"),
+    )
+    .session(Access::everything());
     let df = runtime.block_on(load(&model)).expect("load for DataFusion");
     let mut cached = runtime.block_on(Connection::open(cached_addr));
     let mut uncached = runtime.block_on(Connection::open(uncached_addr));
@@ -130,7 +130,7 @@ fn bench_http(c: &mut Criterion) {
         }
         let query = Query::from_json(q.query).expect("question parses");
         let path = runtime
-            .block_on(execute(&cube, &query))
+            .block_on(session.query(&query))
             .expect("question answers")
             .meta
             .source;
@@ -169,7 +169,7 @@ fn bench_http(c: &mut Criterion) {
             b.iter_custom(|iters| requests(&mut uncached, iters))
         });
         group.bench_function("engine", |b| {
-            b.iter(|| runtime.block_on(execute(&cube, &query)).expect("answer"))
+            b.iter(|| runtime.block_on(session.query(&query)).expect("answer"))
         });
         group.sample_size(10);
         group.measurement_time(Duration::from_secs(3));

@@ -16,11 +16,13 @@ mod questions;
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lattice_engine::build::{BuildOptions, build_cube};
-use lattice_engine::query::{Query, execute};
+use lattice_engine::access::Access;
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::Query;
 use lattice_engine::source::load::load;
 
 fn bench_queries(c: &mut Criterion) {
@@ -31,9 +33,16 @@ fn bench_queries(c: &mut Criterion) {
     // A multi-threaded runtime, so that DataFusion gets every core.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let sources = runtime.block_on(load(&model)).expect("load");
-    let cube = runtime
-        .block_on(build_cube(&model, &sources, &BuildOptions::default()))
-        .expect("build");
+    let session = Arc::new(
+        runtime
+            .block_on(lattice_engine::open(
+                &model,
+                &sources,
+                &BuildOptions::default(),
+            ))
+            .expect("build"),
+    )
+    .session(Access::everything());
     // DataFusion gets its own session over the same files, with the default (all cores)
     // parallelism.
     let df = runtime.block_on(load(&model)).expect("load for DataFusion");
@@ -44,7 +53,7 @@ fn bench_queries(c: &mut Criterion) {
         }
         let query = Query::from_json(q.query).expect("question parses");
         let first = runtime
-            .block_on(execute(&cube, &query))
+            .block_on(session.query(&query))
             .expect("question answers");
         let path = first.meta.source;
         if only_path.as_deref().is_some_and(|p| p != path) {
@@ -55,7 +64,7 @@ fn bench_queries(c: &mut Criterion) {
         group.warm_up_time(Duration::from_millis(300));
         group.measurement_time(Duration::from_secs(if path == "cuboid" { 1 } else { 3 }));
         group.bench_function("lattice", |b| {
-            b.iter(|| runtime.block_on(execute(&cube, &query)).expect("answer"))
+            b.iter(|| runtime.block_on(session.query(&query)).expect("answer"))
         });
         // A twin DataFusion cannot run at this scale is reported, not benched (the tests
         // run every twin at the test scale).

@@ -17,23 +17,25 @@ mod common;
 #[path = "../tests/questions.rs"]
 mod questions;
 
-use lattice_engine::build::{BuildOptions, build_cube};
-use lattice_engine::query::{Query, execute};
+use std::sync::Arc;
+
+use lattice_engine::access::Access;
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::{Query, Session};
 use lattice_engine::source::load::load;
-use lattice_engine::store::Cube;
 
 /// Answers every query `rounds` times and serialises each answer; returns the JSON bytes.
 #[inline(never)]
 fn hot_loop(
     runtime: &tokio::runtime::Runtime,
-    cube: &Cube,
+    session: &Session,
     queries: &[Query],
     rounds: usize,
 ) -> usize {
     let mut bytes = 0;
     for _ in 0..rounds {
         for q in queries {
-            let answer = runtime.block_on(execute(cube, q)).expect("answer");
+            let answer = runtime.block_on(session.query(q)).expect("answer");
             bytes += serde_json::to_vec(&answer).expect("JSON").len();
         }
     }
@@ -52,19 +54,26 @@ fn main() {
         .build()
         .expect("runtime");
     let sources = runtime.block_on(load(&model)).expect("load");
-    let cube = runtime
-        .block_on(build_cube(&model, &sources, &BuildOptions::default()))
-        .expect("build");
+    let session = Arc::new(
+        runtime
+            .block_on(lattice_engine::open(
+                &model,
+                &sources,
+                &BuildOptions::default(),
+            ))
+            .expect("build"),
+    )
+    .session(Access::everything());
     let queries: Vec<Query> = questions::questions()
         .iter()
         .map(|q| Query::from_json(q.query).expect("question parses"))
         .filter(|q| {
             runtime
-                .block_on(execute(&cube, q))
+                .block_on(session.query(q))
                 .is_ok_and(|a| a.meta.source == "cuboid")
         })
         .collect();
-    let bytes = hot_loop(&runtime, &cube, &queries, rounds);
+    let bytes = hot_loop(&runtime, &session, &queries, rounds);
     println!(
         "{} cuboid-served questions, {rounds} rounds, {bytes} JSON bytes",
         queries.len()

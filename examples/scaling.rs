@@ -17,8 +17,9 @@ mod questions;
 
 use std::time::{Duration, Instant};
 
-use lattice_engine::build::{BuildOptions, build_cube_with_report};
-use lattice_engine::query::{Query, execute};
+use lattice_engine::access::Access;
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::Query;
 use lattice_engine::source::load::load;
 use serde_json::json;
 
@@ -42,11 +43,12 @@ fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let sources = runtime.block_on(load(&model))?;
     let load_s = start.elapsed().as_secs_f64();
-    let (cube, report) = runtime.block_on(build_cube_with_report(
+    let (data, report) = runtime.block_on(lattice_engine::open_with_report(
         &model,
         &sources,
         &BuildOptions::default(),
     ))?;
+    let session = std::sync::Arc::new(data).session(Access::everything());
     let build_s = start.elapsed().as_secs_f64();
     let peak_mb = peak_memory_mb();
 
@@ -55,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     let ask = std::env::var_os("LATTICE_SCALING_BUILD_ONLY").is_none();
     for q in questions::questions().into_iter().filter(|_| ask) {
         let query = Query::from_json(q.query)?;
-        let first = runtime.block_on(execute(&cube, &query))?;
+        let first = runtime.block_on(session.query(&query))?;
         let path = first.meta.source;
         let runs = if path == "cuboid" {
             CUBOID_RUNS
@@ -65,9 +67,7 @@ fn main() -> anyhow::Result<()> {
         let mut times: Vec<Duration> = (0..runs)
             .map(|_| {
                 let t = Instant::now();
-                runtime
-                    .block_on(execute(&cube, &query))
-                    .map(|_| t.elapsed())
+                runtime.block_on(session.query(&query)).map(|_| t.elapsed())
             })
             .collect::<Result<_, _>>()?;
         times.sort_unstable();
@@ -92,8 +92,8 @@ fn main() -> anyhow::Result<()> {
             )
             .collect::<serde_json::Map<_, _>>(),
         "peak_rss_mb": peak_mb,
-        "cube_mb": cube.memory_bytes() as f64 / 1e6,
-        "cuboids": cube.cuboids().len(),
+        "cube_mb": session.cube().memory_bytes() as f64 / 1e6,
+        "cuboids": session.cube().cuboids().len(),
         "questions": questions,
     });
     println!("{line}");

@@ -367,16 +367,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 /// Builds the cube quietly and prints one member's entity view (or its error as the server's
 /// JSON error document, with exit code 2).
 fn entity(file: &Path, data: Option<&Path>, dimension: &str, id: &str) -> anyhow::Result<ExitCode> {
-    let (rt, cube) = match build_quietly(file, data)? {
+    let (rt, session) = match build_quietly(file, data)? {
         Ok(built) => built,
         Err(code) => return Ok(code),
     };
-    let searches = lattice_engine::search::definition_searches(&cube.model);
-    let all = lattice_engine::access::Access::everything();
+    let searches = lattice_engine::search::definition_searches(&session.cube().model);
     let view = rt
-        .block_on(lattice_engine::entity::entity_view(
-            &cube, &all, dimension, id, &searches,
-        ))
+        .block_on(session.entity_view(dimension, id, &searches))
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default());
     print_answer(view.map_err(|e| (e.code(), e.to_string())))
 }
@@ -389,34 +386,32 @@ fn analyze(
     kind: AnalysisKind,
     json: &Path,
 ) -> anyhow::Result<ExitCode> {
-    use lattice_engine::access::Access;
     use lattice_engine::analytics as an;
     let text = read_request(json, "request")?;
-    let (rt, cube) = match build_quietly(file, data)? {
+    let (rt, session) = match build_quietly(file, data)? {
         Ok(built) => built,
         Err(code) => return Ok(code),
     };
-    let all = Access::everything();
     let pretty = |v: serde_json::Result<String>| v.unwrap_or_default();
     let answer = match kind {
         AnalysisKind::Abnormal => an::AbnormalQuery::from_json(&text).and_then(|q| {
-            rt.block_on(an::abnormal(&cube, &q, &all))
+            rt.block_on(session.abnormal(&q))
                 .map(|a| pretty(serde_json::to_string_pretty(&a)))
         }),
         AnalysisKind::Migration => an::MigrationQuery::from_json(&text).and_then(|q| {
-            rt.block_on(an::migration(&cube, &q, &all))
+            rt.block_on(session.migration(&q))
                 .map(|a| pretty(serde_json::to_string_pretty(&a)))
         }),
         AnalysisKind::MigrationDrill => an::MigrationDrill::from_json(&text).and_then(|q| {
-            rt.block_on(an::migration_drill(&cube, &q, &all))
+            rt.block_on(session.migration_drill(&q))
                 .map(|a| pretty(serde_json::to_string_pretty(&a)))
         }),
         AnalysisKind::Pareto => an::ParetoQuery::from_json(&text).and_then(|q| {
-            rt.block_on(an::pareto(&cube, &q, &all))
+            rt.block_on(session.pareto(&q))
                 .map(|a| pretty(serde_json::to_string_pretty(&a)))
         }),
         AnalysisKind::Performance => an::PerformanceQuery::from_json(&text).and_then(|q| {
-            rt.block_on(an::performance(&cube, &q, &all))
+            rt.block_on(session.performance(&q))
                 .map(|a| pretty(serde_json::to_string_pretty(&a)))
         }),
     };
@@ -427,18 +422,18 @@ fn analyze(
 /// the same JSON error document the server sends, with exit code 2).
 fn query(file: &Path, data: Option<&Path>, json: &Path, drill: bool) -> anyhow::Result<ExitCode> {
     let text = read_request(json, "query")?;
-    let (rt, cube) = match build_quietly(file, data)? {
+    let (rt, session) = match build_quietly(file, data)? {
         Ok(built) => built,
         Err(code) => return Ok(code),
     };
     let answer = if drill {
         lattice_engine::query::DrillQuery::from_json(&text).and_then(|q| {
-            rt.block_on(lattice_engine::query::drill_through(&cube, &q))
+            rt.block_on(session.drill_through(&q))
                 .map(|a| serde_json::to_string_pretty(&a).unwrap_or_default())
         })
     } else {
         lattice_engine::query::Query::from_json(&text).and_then(|q| {
-            rt.block_on(lattice_engine::query::execute(&cube, &q))
+            rt.block_on(session.query(&q))
                 .map(|a| serde_json::to_string_pretty(&a).unwrap_or_default())
         })
     };
@@ -460,7 +455,7 @@ fn read_request(json: &Path, what: &str) -> anyhow::Result<String> {
 fn build_quietly(
     file: &Path,
     data: Option<&Path>,
-) -> anyhow::Result<Result<(tokio::runtime::Runtime, lattice_engine::store::Cube), ExitCode>> {
+) -> anyhow::Result<Result<(tokio::runtime::Runtime, lattice_engine::query::Session), ExitCode>> {
     let model = match read_definition(file, data) {
         Ok(m) => m,
         Err(diags) => return Ok(Err(report(&diags))),
@@ -471,17 +466,18 @@ fn build_quietly(
         Err(EngineError::Definition(diags)) => return Ok(Err(report(&diags))),
         Err(e) => return Err(e.into()),
     };
-    let cube = match rt.block_on(lattice_engine::build::build_cube(
+    let data = match rt.block_on(lattice_engine::open(
         &model,
         &sources,
         &lattice_engine::build::BuildOptions::default(),
     )) {
-        Ok(cube) => cube,
+        Ok(data) => std::sync::Arc::new(data),
         // What only the data shows (a search naming a member it lacks), at its line.
         Err(EngineError::Definition(diags)) => return Ok(Err(report(&diags))),
         Err(e) => return Err(e.into()),
     };
-    Ok(Ok((rt, cube)))
+    let everything = lattice_engine::access::Access::everything();
+    Ok(Ok((rt, data.session(everything))))
 }
 
 /// Prints an answer (already JSON), or an error as the server's JSON error document with exit
@@ -548,7 +544,7 @@ fn load_and_build(
         lattice_engine::build::BuildReport,
     )>,
 > {
-    let sources = match rt.block_on(load::load_within(model, budget.bytes())) {
+    let sources = match rt.block_on(lattice_engine::build::load_within(model, budget.bytes())) {
         Ok(s) => s,
         Err(EngineError::Definition(diags)) => {
             report(&diags);
@@ -700,13 +696,13 @@ fn check_scopes(
     auth: &lattice_server::auth::Auth,
     cubes: &[lattice_server::Served],
 ) -> anyhow::Result<()> {
-    auth.warn_missing_members(cubes.iter().map(|s| &s.built.cube));
+    auth.warn_missing_members(cubes.iter().map(|s| s.built.data.cube()));
     let mut problems = Vec::new();
     for (name, access) in auth.key_access() {
         let misfits: Vec<String> = cubes
             .iter()
             .filter_map(|served| {
-                let model = &served.built.cube.model;
+                let model = &served.built.data.model;
                 access
                     .check(model)
                     .err()
@@ -840,10 +836,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         eprintln!(
             "built cube '{}' in {:.1} s: {} cuboids, {:.1} MB",
-            built.cube.model.name,
+            built.data.model.name,
             built.seconds,
-            built.cube.cuboids.len(),
-            built.cube.memory_bytes() as f64 / 1e6
+            built.data.cuboids.len(),
+            built.data.memory_bytes() as f64 / 1e6
         );
         cubes.push(lattice_server::Served {
             built,
@@ -852,7 +848,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let first = cubes
         .first()
-        .map_or_else(String::new, |c| c.built.cube.model.name.clone());
+        .map_or_else(String::new, |c| c.built.data.model.name.clone());
     let defaults = lattice_server::Limits::default();
     let config = lattice_server::Config {
         definitions_dir,

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use lattice_defs::Diagnostics;
 
-use crate::build::budget::{Bytes, EstimateItem};
-
 /// Everything that can go wrong between a validated `Model` and an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -47,8 +45,8 @@ pub enum EngineError {
     /// would allocate it, with the estimate's parts ([`crate::build::budget`]).
     #[error(
         "the build would need about {} while {stage}, more than the memory budget of {} ({}); raise the budget (`--memory-budget-mb`), or ask for less: fewer or coarser cuboids (`aggregates`), smaller sources",
-        Bytes(*estimate_bytes),
-        Bytes(*budget_bytes),
+        ByteSize(*estimate_bytes),
+        ByteSize(*budget_bytes),
         items.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
     OverMemoryBudget {
@@ -63,3 +61,53 @@ pub enum EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// One part of an estimate: what, how many (rows, members or cells), and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EstimateItem {
+    pub what: String,
+    pub count: u64,
+    pub unit: &'static str,
+    pub bytes: u64,
+}
+
+impl std::fmt::Display for EstimateItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} {} = {}",
+            self.what,
+            self.count,
+            self.unit,
+            ByteSize(self.bytes)
+        )
+    }
+}
+
+/// Bytes, for a person: `1.5 GiB`, `640 KiB`.
+#[derive(Debug, Clone, Copy)]
+pub struct ByteSize(pub u64);
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0 as f64;
+        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if self.0 >= size {
+                return write!(f, "{:.1} {unit}", b / size as f64);
+            }
+        }
+        write!(f, "{} B", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_as_a_person_writes_them() {
+        assert_eq!(ByteSize(512).to_string(), "512 B");
+        assert_eq!(ByteSize(640 << 10).to_string(), "640.0 KiB");
+        assert_eq!(ByteSize(3 << 29).to_string(), "1.5 GiB");
+    }
+}

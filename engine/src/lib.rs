@@ -1,30 +1,33 @@
 //! # lattice-engine
 //!
-//! Everything between a validated [`lattice_defs::Model`] and an answer. Data flows one way:
+//! Everything between a validated [`lattice_defs::Model`] and an answer, in layers. Each
+//! module imports only the modules above it in this list (the test `layers` below reads every
+//! `crate::` path of the engine and fails on one against the order):
+//!
+//! 1. [`error`]: the engine's error type.
+//! 2. [`store`]: the ground floor — the cube as pure data: member dictionaries and the
+//!    encoding of source keys, parent arrays, the time axis and calendar, cuboids with their
+//!    member sets, the periods each fact has.
+//! 3. [`source`]: reading sources through DataFusion, with their schemas checked
+//!    ([`source::load`]), allocations, and the synthetic bank data set ([`source::synth`]).
+//! 4. [`build`]: bucketing, encoding, cuboid selection and materialisation; writes a store
+//!    ([`build::build_cube`]).
+//! 5. [`access`]: a principal's scope and suppression, turned into filters over the store.
+//! 6. [`query`]: the [`query::Session`] — the one entry point of every read (cube, sources for
+//!    the fallback, access, result cache) — with resolution, planning, the cuboid scan, the
+//!    DataFusion fallback and the finish stages.
+//! 7. [`analytics`], then [`search`], then [`entity`]: built on the session — Pareto,
+//!    performance, abnormal change and migration; target-customer searches; the single entity
+//!    view. Each adds its reads as methods of [`query::Session`].
 //!
 //! ```text
-//! Model --source--> registered tables (DataFusion) --build--> cuboids --store--> query
+//! Model --source::load--> Sources --build--> store::Cube --open--> query::Dataset
+//!   Dataset --.session(access)--> Session --query / drill_through / pareto / ...--> answers
 //! ```
 //!
-//! - [`source`]: the synthetic bank data set ([`source::synth`]) and loading the sources a
-//!   definition names, with their schemas checked ([`source::load`]).
-//! - [`build`]: dimension encoding, one DataFusion plan per fact down to the cube grain, cuboid
-//!   selection and roll-up ([`build::build_cube`]).
-//! - [`store`]: the built [`store::Cube`] — member dictionaries and [`store::Cuboid`]s, the API
-//!   the query layer uses (find a cuboid by level set, iterate its cells, read a cell's values
-//!   and member sets).
-//! - [`query`]: the query document, its resolution against a cube, planning (cuboid or
-//!   fallback), execution and the answer; drill-through and the result cache.
-//! - [`access`]: a principal's row-level scope and small-cell suppression, applied to every
-//!   answer given to that principal.
-//! - [`analytics`]: abnormal change and band migration, built from the query engine's
-//!   aggregation and the cuboids' member sets, under the same access.
-//! - [`search`]: target-customer searches — conditions on attributes, bands and per-period
-//!   measures evaluated to roaring member sets — listed, counted and used as query segments.
-//! - [`entity`]: the single entity view (a customer's attributes, holdings, measures and bands
-//!   per period, breakdowns and matching searches), every number a query under the same access.
-//!
-//! Nothing here knows about HTTP; the server crate is a thin shell over this one.
+//! [`open()`] builds a cube and opens it for reading, checking the definition's saved searches
+//! against the data. Nothing here knows about HTTP; the server crate is a thin shell over this
+//! one.
 
 pub mod access;
 pub mod analytics;
@@ -38,7 +41,147 @@ pub mod store;
 
 pub use error::{EngineError, Result};
 
-/// Arrow's Date32 day numbers as chrono dates (the calendar helpers of `build::time`).
-pub mod calendar {
-    pub use crate::build::time::{date_of_day, day_of_date};
+use build::{BuildOptions, BuildReport};
+use query::Dataset;
+use source::load::Sources;
+
+/// Builds the cube of `model` over `sources` and opens it for reading (snapshot 1, with the
+/// sources for the fallback). The definition's saved searches are checked against the data
+/// here, so one naming a member or period the data lacks fails at its line
+/// ([`EngineError::Definition`]).
+pub async fn open(
+    model: &lattice_defs::Model,
+    sources: &Sources,
+    options: &BuildOptions,
+) -> Result<Dataset> {
+    Ok(open_with_report(model, sources, options).await?.0)
+}
+
+/// [`open()`], with the build's report (what was chosen and why, stage times).
+pub async fn open_with_report(
+    model: &lattice_defs::Model,
+    sources: &Sources,
+    options: &BuildOptions,
+) -> Result<(Dataset, BuildReport)> {
+    let (cube, report) = build::build_cube_with_report(model, sources, options).await?;
+    let data = search::check_definition_searches(Dataset::new(cube, Some(sources)))
+        .await
+        .map_err(EngineError::Definition)?;
+    Ok((data, report))
+}
+
+#[cfg(test)]
+mod layers {
+    //! The import order of the module docs above, held: every `crate::` path in the engine's
+    //! code (comments aside) names its own module or one earlier in [`ORDER`].
+
+    use std::path::Path;
+
+    /// The engine's modules, lowest first; `lib.rs` itself is above them all.
+    const ORDER: [&str; 9] = [
+        "error",
+        "store",
+        "source",
+        "build",
+        "access",
+        "query",
+        "analytics",
+        "search",
+        "entity",
+    ];
+
+    fn rank(module: &str) -> Option<usize> {
+        // The crate root re-exports the error type.
+        let module = match module {
+            "EngineError" | "Result" => "error",
+            m => m,
+        };
+        ORDER.iter().position(|m| *m == module)
+    }
+
+    /// The `crate::` paths of one line of code (after any `//` comment is cut off), by the
+    /// module they name first.
+    fn imports(line: &str) -> Vec<String> {
+        let code = line.split("//").next().unwrap_or("");
+        let mut out = Vec::new();
+        let mut rest = code;
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if name.is_empty() && rest.starts_with('{') {
+                let inner = rest[1..].split('}').next().unwrap_or("");
+                out.extend(inner.split(',').map(|n| n.trim().to_string()));
+            } else {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("engine/src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn modules_import_only_the_layers_below_them() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut all = Vec::new();
+        files(&src, &mut all);
+        assert!(all.len() > 30, "the engine's sources: {all:?}");
+        let mut wrong = Vec::new();
+        for path in &all {
+            let rel = path.strip_prefix(&src).expect("under src");
+            let first = rel.components().next().expect("a component");
+            let own = first
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string();
+            if own == "lib" {
+                continue;
+            }
+            let mine = rank(&own).unwrap_or_else(|| panic!("module '{own}' is not in ORDER"));
+            let text = std::fs::read_to_string(path).expect("read");
+            for (n, line) in text.lines().enumerate() {
+                for name in imports(line) {
+                    let theirs = rank(&name).unwrap_or_else(|| {
+                        panic!("{}:{}: unknown crate::{name}", rel.display(), n + 1)
+                    });
+                    if theirs > mine {
+                        wrong.push(format!("{}:{}: {own} imports {name}", rel.display(), n + 1));
+                    }
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "imports against the layer order:\n{}",
+            wrong.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_check_sees_paths_braces_and_skips_comments() {
+        assert_eq!(imports("use crate::query::{Session};"), ["query"]);
+        assert_eq!(
+            imports("use crate::{EngineError, Result};"),
+            ["EngineError", "Result"]
+        );
+        assert_eq!(
+            imports("let x = crate::store::time::coarsen(a); // crate::entity"),
+            ["store"]
+        );
+        assert!(imports("/// see [`crate::search`]").is_empty());
+        assert!(rank("entity") > rank("query"));
+    }
 }

@@ -18,7 +18,7 @@ use lattice_engine::access::Access;
 use lattice_engine::analytics::{
     AbnormalAnswer, AbnormalQuery, AnalyticsError, MigrationAnswer, MigrationDrill,
     MigrationDrillAnswer, MigrationQuery, ParetoAnswer, ParetoQuery, PerformanceAnswer,
-    PerformanceQuery, abnormal, migration, migration_drill, pareto, performance,
+    PerformanceQuery,
 };
 use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError};
 use serde_json::json;
@@ -185,7 +185,7 @@ pub(crate) async fn abnormal_route(
         AbnormalQuery::from_json,
         move |s, mut q, access| async move {
             q.limit = Some(q.limit.map_or(cap, |l| l.min(cap)));
-            abnormal(&s.cube, &q, &access).await
+            s.cube.session(access).abnormal(&q).await
         },
     )
     .await?;
@@ -224,7 +224,7 @@ pub(crate) async fn migration_route(
         &cube,
         request,
         MigrationQuery::from_json,
-        |s, q, access| async move { migration(&s.cube, &q, &access).await },
+        |s, q, access| async move { s.cube.session(access).migration(&q).await },
     )
     .await?;
     Ok(Json(answer))
@@ -264,7 +264,7 @@ pub(crate) async fn migration_drill_route(
         MigrationDrill::from_json,
         move |s, mut d, access| async move {
             d.limit = Some(d.limit.unwrap_or(DEFAULT_DRILL_LIMIT).min(cap));
-            migration_drill(&s.cube, &d, &access).await
+            s.cube.session(access).migration_drill(&d).await
         },
     )
     .await?;
@@ -309,7 +309,7 @@ pub(crate) async fn performance_route(
         PerformanceQuery::from_json,
         move |s, mut q, access| async move {
             q.limit = Some(q.limit.map_or(cap, |l| l.min(cap)));
-            performance(&s.cube, &q, &access).await
+            s.cube.session(access).performance(&q).await
         },
     )
     .await?;
@@ -350,7 +350,7 @@ pub(crate) async fn pareto_route(
         &cube,
         request,
         ParetoQuery::from_json,
-        |s, q, access| async move { pareto(&s.cube, &q, &access).await },
+        |s, q, access| async move { s.cube.session(access).pareto(&q).await },
     )
     .await?;
     Ok(Json(answer))

@@ -8,15 +8,16 @@ use std::time::Instant;
 
 use lattice_defs::Model;
 use lattice_engine::EngineError;
-use lattice_engine::build::{BuildOptions, build_cube_with_report};
-use lattice_engine::store::Cube;
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::Dataset;
 
 use crate::error::BuildError;
 
 /// A cube built from a definition, not yet serving.
 #[derive(Debug)]
 pub struct Built {
-    pub cube: Cube,
+    /// The cube opened over its sources (snapshot 1 until the registry numbers it).
+    pub data: Dataset,
     /// The definition's text, as served by `GET .../definition`.
     pub yaml: String,
     /// Wall time of loading and building.
@@ -51,15 +52,14 @@ pub async fn build_model(
     options: &BuildOptions,
 ) -> Result<Built, BuildError> {
     let started = Instant::now();
-    let sources =
-        match lattice_engine::source::load::load_within(&model, options.memory_budget).await {
-            Ok(s) => s,
-            Err(EngineError::Definition(diags)) => return Err(BuildError::Invalid(diags)),
-            Err(e) => return Err(e.into()),
-        };
-    let (cube, report) = build_cube_with_report(&model, &sources, options).await?;
+    let sources = match lattice_engine::build::load_within(&model, options.memory_budget).await {
+        Ok(s) => s,
+        Err(EngineError::Definition(diags)) => return Err(BuildError::Invalid(diags)),
+        Err(e) => return Err(e.into()),
+    };
+    let (data, report) = lattice_engine::open_with_report(&model, &sources, options).await?;
     Ok(Built {
-        cube,
+        data,
         yaml,
         seconds: started.elapsed().as_secs_f64(),
         fact_rows: report.fact_rows.iter().sum(),

@@ -13,7 +13,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use lattice_engine::entity::{EntityError, EntityView, entity_view};
+use lattice_engine::entity::{EntityError, EntityView};
 use lattice_engine::query::QueryError;
 use serde_json::json;
 
@@ -79,10 +79,10 @@ pub(crate) async fn entity_route(
     let slot = state.slot(&cube)?;
     let searches = crate::searches::all_searches(&state, &cube, &principal).await?;
     let snapshot = slot.load();
-    let access = principal.access.clone();
+    let session = snapshot.cube.session(principal.access.clone());
     // The entity error travels through the query limits inside an Ok.
     let view = run_limited(&state, &principal, async move {
-        Ok(entity_view(&snapshot.cube, &access, &dimension, &id, &searches).await)
+        Ok(session.entity_view(&dimension, &id, &searches).await)
     })
     .await?
     .map_err(api_error)?;

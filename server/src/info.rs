@@ -2,7 +2,7 @@
 //! once per snapshot from its model and member dictionaries.
 
 use lattice_defs::model::{Agg, DimensionKind, Format, LevelKind, MeasureKind, OverTime};
-use lattice_engine::store::Cube;
+use lattice_engine::query::Dataset;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -84,7 +84,7 @@ pub struct FactInfo {
 }
 
 impl CubeInfo {
-    pub fn new(cube: &Cube, build: BuildInfo) -> CubeInfo {
+    pub fn new(cube: &Dataset, build: BuildInfo) -> CubeInfo {
         let model = &cube.model;
         CubeInfo {
             name: model.name.clone(),

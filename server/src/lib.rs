@@ -341,7 +341,7 @@ impl cubejs::CubeSource for Registry {
         self.names()
     }
 
-    fn cube(&self, name: &str) -> Option<Arc<lattice_engine::store::Cube>> {
+    fn cube(&self, name: &str) -> Option<Arc<lattice_engine::query::Dataset>> {
         Registry::cube(self, name)
     }
 }
@@ -356,22 +356,24 @@ impl cubejs::CubeSource for ServedCubes {
         self.0.registry.names()
     }
 
-    fn cube(&self, name: &str) -> Option<Arc<lattice_engine::store::Cube>> {
+    fn cube(&self, name: &str) -> Option<Arc<lattice_engine::query::Dataset>> {
         self.0.registry.cube(name)
     }
 
     fn execute(
         &self,
-        cube: Arc<lattice_engine::store::Cube>,
+        cube: Arc<lattice_engine::query::Dataset>,
         query: lattice_engine::query::Query,
         principal: Arc<auth::Principal>,
     ) -> cubejs::Answering<'_> {
         Box::pin(async move {
             let cache = self.0.cache.clone();
-            let access = principal.access.clone();
-            query::run_limited(&self.0, &principal, async move {
-                cache.execute_as(&cube, &query, &access).await
-            })
+            let session = cube.session(principal.access.clone()).with_cache(cache);
+            query::run_limited(
+                &self.0,
+                &principal,
+                async move { session.query(&query).await },
+            )
             .await
             .map_err(cubejs::CubeJsError::Server)
         })

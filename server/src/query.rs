@@ -20,9 +20,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use lattice_engine::access::drill_through_as;
 use lattice_engine::query::{Answer, DrillAnswer, DrillQuery, Query, QueryError};
-use lattice_engine::search::expand_segments;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
@@ -282,8 +280,10 @@ pub(crate) async fn query(
     q.limit = capped(q.limit, max_rows);
     let offset = q.offset;
     let snapshot = slot.load();
-    let cache = state.cache.clone();
-    let access = principal.access.clone();
+    let session = snapshot
+        .cube
+        .session(principal.access.clone())
+        .with_cache(state.cache.clone());
     // Segments (saved searches) become filters on their entity's members first.
     let searches = if q.segments.is_empty() {
         None
@@ -292,11 +292,11 @@ pub(crate) async fn query(
     };
     let answer = run_limited(&state, &principal, async move {
         if let Some(searches) = searches
-            && let Err(e) = expand_segments(&snapshot.cube, &mut q, &access, &searches).await
+            && let Err(e) = session.expand_segments(&mut q, &searches).await
         {
             return Ok(Err(e));
         }
-        cache.execute_as(&snapshot.cube, &q, &access).await.map(Ok)
+        session.query(&q).await.map(Ok)
     })
     .await?
     .map_err(crate::searches::api_error)?;
@@ -356,9 +356,9 @@ pub(crate) async fn drillthrough(
     );
     let offset = q.offset;
     let snapshot = slot.load();
-    let access = principal.access.clone();
+    let session = snapshot.cube.session(principal.access.clone());
     let answer = run_limited(&state, &principal, async move {
-        drill_through_as(&snapshot.cube, &q, &access).await
+        session.drill_through(&q).await
     })
     .await?;
     note(audit.as_ref(), |n| n.set_rows(answer.rows.len()));

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use lattice_engine::store::Cube;
+use lattice_engine::query::Dataset;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -26,8 +26,9 @@ use crate::info::{BuildInfo, CubeInfo};
 /// One built cube as served: never changed after it is published.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// Shared with anything that answers from this snapshot (other API front ends too).
-    pub cube: Arc<Cube>,
+    /// The cube opened for reading, shared with anything that answers from this snapshot
+    /// (other API front ends too).
+    pub cube: Arc<Dataset>,
     pub info: CubeInfo,
     pub yaml: String,
 }
@@ -35,8 +36,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Numbers `built` as snapshot `version` and computes its metadata.
     pub fn new(built: Built, version: u64) -> Snapshot {
-        let mut cube = built.cube;
-        cube.version = version;
+        let cube = built.data.with_version(version);
         let build = BuildInfo {
             seconds: built.seconds,
             served_since: unix_now(),
@@ -143,7 +143,7 @@ impl Registry {
     }
 
     /// The cube `name` serves now.
-    pub fn cube(&self, name: &str) -> Option<Arc<Cube>> {
+    pub fn cube(&self, name: &str) -> Option<Arc<Dataset>> {
         self.get(name).map(|s| s.load().cube.clone())
     }
 

@@ -229,7 +229,7 @@ pub(crate) fn start_reload(
             }
             let snapshot = Snapshot::new(built, registry.next_version());
             if let Some(auth) = &auth {
-                auth.warn_missing_members([&*snapshot.cube]);
+                auth.warn_missing_members([snapshot.cube.cube()]);
             }
             let version = snapshot.info.version;
             let build = snapshot.info.build.clone();

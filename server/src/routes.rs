@@ -19,7 +19,6 @@ use crate::error::ApiError;
 use crate::info::{BuildInfo, CubeInfo};
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Scrape};
 use crate::registry::{ReloadOutcome, lock};
-use lattice_engine::access::visible_members;
 
 /// `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -155,10 +154,12 @@ pub(crate) async fn cube_metadata(
     // A scoped principal: member counts of what it may see, and nothing about the whole cube.
     let mut info = snap.info.clone();
     info.build = None;
+    let session = snap.cube.session(access);
     for (d, dim) in info.dimensions.iter_mut().enumerate() {
         for (l, level) in dim.levels.iter_mut().enumerate() {
-            let visible =
-                visible_members(&snap.cube, LevelRef { dim: d, level: l }, &access).await?;
+            let visible = session
+                .visible_members(LevelRef { dim: d, level: l })
+                .await?;
             if let Some(v) = visible {
                 level.members = v.len() as usize;
             }
@@ -241,7 +242,7 @@ pub(crate) async fn members(
     }
     let at = LevelRef { dim: d, level: l };
     // The members the principal may see (None: all of them).
-    let visible = visible_members(&snap.cube, at, &access).await?;
+    let visible = snap.cube.session(access).visible_members(at).await?;
     let names = &snap.cube.members(at).names;
     // The parent level in the hierarchy, and each member's parent code when it has one.
     let parent = dim

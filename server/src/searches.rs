@@ -37,9 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError, check_page};
-use lattice_engine::search::{
-    Search, SearchAnswer, SearchError, SearchRun, SearchSet, check_name, members, redact, run,
-};
+use lattice_engine::search::{Search, SearchAnswer, SearchError, SearchRun, SearchSet, check_name};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -180,7 +178,10 @@ pub(crate) async fn all_searches(
     let snapshot = state.slot(cube)?.load();
     let mut out = SearchSet::new();
     for (name, (s, _)) in all {
-        let r = redact(&snapshot.cube, &s, &principal.access)
+        let r = snapshot
+            .cube
+            .session(principal.access.clone())
+            .redact_search(&s)
             .await
             .map_err(api_error)?;
         out.insert(name, r.runnable);
@@ -274,7 +275,10 @@ async fn shown(
     source: Source,
 ) -> Result<Value, ApiError> {
     let snapshot = state.slot(cube)?.load();
-    let r = redact(&snapshot.cube, s, &principal.access)
+    let r = snapshot
+        .cube
+        .session(principal.access.clone())
+        .redact_search(s)
         .await
         .map_err(api_error)?;
     let mut v = listed(&r.shown, source);
@@ -401,9 +405,9 @@ pub(crate) async fn put_one(
     // Checked against the serving cube (names, members, periods) before it is kept.
     let snapshot = slot.load();
     let check = search.clone();
-    let access = principal.access.clone();
+    let session = snapshot.cube.session(principal.access.clone());
     limited(&state, &principal, async move {
-        members(&snapshot.cube, &check, &access).await.map(|_| ())
+        session.search_members(&check).await.map(|_| ())
     })
     .await?;
     let mut saved = (*state.searches.saved(&cube, &slot)?).clone();
@@ -504,7 +508,10 @@ pub(crate) async fn run_named(
     let (search, _) = find_visible(&all, &name)?;
     // Run without the names outside the principal's scope: the same members for them.
     let snapshot = state.slot(&cube)?.load();
-    let search = redact(&snapshot.cube, search, &principal.access)
+    let search = snapshot
+        .cube
+        .session(principal.access.clone())
+        .redact_search(search)
         .await
         .map_err(api_error)?
         .runnable;
@@ -573,9 +580,9 @@ async fn answer(
         r.limit = Some(max + 1);
     }
     let snapshot = state.slot(cube)?.load();
-    let access = principal.access.clone();
+    let session = snapshot.cube.session(principal.access.clone());
     let a = limited(state, principal, async move {
-        run(&snapshot.cube, &search, &r, &access).await
+        session.run_search(&search, &r).await
     })
     .await?;
     if a.rows.len() as u64 > max {

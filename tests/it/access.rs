@@ -5,10 +5,11 @@
 //! away.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use lattice_engine::access::{Access, ScopeRule, drill_through_as, execute_as, visible_members};
+use lattice_engine::access::{Access, ScopeRule};
 use lattice_engine::query::{
-    Answer, DrillQuery, Filter, FilterOp, Query, QueryCache, QueryError, execute,
+    Answer, DrillQuery, Filter, FilterOp, Query, QueryCache, QueryError, Session,
 };
 use serde_json::Value as Json;
 
@@ -97,8 +98,9 @@ async fn every_question_under_a_managers_scope_equals_it_filtered_to_the_manager
             .filters
             .push(filter_in("manager.manager", std::slice::from_ref(&manager)));
         for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
-            let want = execute(cube, &filtered).await;
-            match (execute_as(cube, &query, &access).await, want) {
+            let session = cube.session(access.clone());
+            let want = cube.session(Access::everything()).query(&filtered).await;
+            match (session.query(&query).await, want) {
                 (Ok(got), Ok(want)) => {
                     answered += 1;
                     if without_meta(&got) != without_meta(&want) {
@@ -114,7 +116,7 @@ async fn every_question_under_a_managers_scope_equals_it_filtered_to_the_manager
                 (Err(QueryError::UnknownMember { level, value, .. }), _) => {
                     let l = cube.model().level(&level).expect("level");
                     let code = cube.members(l).code(&value).expect("a real member");
-                    let visible = visible_members(cube, l, &access).await.expect("visible");
+                    let visible = session.visible_members(l).await.expect("visible");
                     assert!(
                         restricted_by_a_managers_scope(&level)
                             && visible.is_some_and(|v| !v.contains(code)),
@@ -155,7 +157,11 @@ async fn a_managers_answers_and_totals_equal_sql_over_their_customers() {
     let sums = "SUM(t.fee_income) AS fee_income, COUNT(*) AS txn_count,
                 COUNT(DISTINCT t.customer_id) AS active_customers";
     for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
-        let a = execute_as(cube, &query, &access).await.expect("answer");
+        let a = cube
+            .session(access.clone())
+            .query(&query)
+            .await
+            .expect("answer");
         let ty = types(&a);
         let rows = run_sql(
             &fx.sql,
@@ -225,7 +231,11 @@ async fn a_provinces_scope_reads_balances_of_its_customers_only() {
     );
     let want = run_sql(&fx.sql, &sql).await.unwrap();
     for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
-        let got = execute_as(cube, &query, &access).await.expect("answer");
+        let got = cube
+            .session(access.clone())
+            .query(&query)
+            .await
+            .expect("answer");
         compare_rows(which, &answer_cells(&got.rows, &types(&got)), &want.rows).unwrap();
     }
 }
@@ -265,8 +275,10 @@ async fn members_outside_the_scope_are_invisible_and_unknown() {
     let other = text(&other.rows[0][0]);
 
     for cube in [&fx.cube, &fx.bare] {
+        let session = cube.session(access.clone());
         let id = cube.model().level("customer.id").unwrap();
-        let visible = visible_members(cube, id, &access)
+        let visible = session
+            .visible_members(id)
             .await
             .unwrap()
             .expect("restricted");
@@ -277,20 +289,10 @@ async fn members_outside_the_scope_are_invisible_and_unknown() {
         assert_eq!(got, want);
         // Channels are not the principal's customers: every one is listed.
         let channel = cube.model().level("channel.channel").unwrap();
-        assert!(
-            visible_members(cube, channel, &access)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(session.visible_members(channel).await.unwrap().is_none());
         // Bands are the definition's labels.
         let band = cube.model().level("customer.deposit_band").unwrap();
-        assert!(
-            visible_members(cube, band, &access)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(session.visible_members(band).await.unwrap().is_none());
 
         // Another manager's customer is refused exactly as a missing one.
         let ask = |value: &str| {
@@ -299,10 +301,8 @@ async fn members_outside_the_scope_are_invisible_and_unknown() {
             ))
             .unwrap()
         };
-        let not_theirs = execute_as(cube, &ask(&other), &access).await.unwrap_err();
-        let missing = execute_as(cube, &ask("99999999"), &access)
-            .await
-            .unwrap_err();
+        let not_theirs = session.query(&ask(&other)).await.unwrap_err();
+        let missing = session.query(&ask("99999999")).await.unwrap_err();
         for e in [&not_theirs, &missing] {
             let QueryError::UnknownMember { suggestions, .. } = e else {
                 panic!("expected unknown_member, got {e:?}");
@@ -315,7 +315,8 @@ async fn members_outside_the_scope_are_invisible_and_unknown() {
         assert_eq!(not_theirs.code(), missing.code());
         assert_eq!(
             not_theirs.to_string().replace(&other, "X"),
-            execute_as(cube, &ask(&other), &access)
+            session
+                .query(&ask(&other))
                 .await
                 .unwrap_err()
                 .to_string()
@@ -323,9 +324,7 @@ async fn members_outside_the_scope_are_invisible_and_unknown() {
         );
         // Their own customer is found.
         let mine = want.iter().next().unwrap();
-        execute_as(cube, &ask(mine), &access)
-            .await
-            .expect("own customer");
+        session.query(&ask(mine)).await.expect("own customer");
     }
 }
 
@@ -340,13 +339,17 @@ async fn a_comparison_never_lifts_the_scope() {
     )
     .unwrap();
     for cube in [&fx.cube, &fx.bare] {
-        let a = execute_as(cube, &query, &access).await.unwrap();
+        let a = cube.session(access.clone()).query(&query).await.unwrap();
         let plain = Query::from_json(
             r#"{"measures": ["txn_count"], "rows": ["customer.txn_count_band"],
                 "filters": [{"level": "customer.segment", "op": "eq", "value": "mass"}]}"#,
         )
         .unwrap();
-        let want = execute(cube, &plain).await.unwrap();
+        let want = cube
+            .session(Access::everything())
+            .query(&plain)
+            .await
+            .unwrap();
         // Each band's earlier value is the band before's value within the scope.
         let value: BTreeMap<&str, &Json> = want
             .rows
@@ -372,30 +375,31 @@ async fn a_comparison_never_lifts_the_scope() {
 async fn scopes_that_do_not_fit_are_forbidden() {
     let fx = fixture().await;
     let query = Query::from_json(r#"{"measures": ["txn_count"]}"#).unwrap();
-    let e = execute_as(&fx.cube, &query, &scoped(&["branch.nowhere = x"], &[]))
+    let e = fx
+        .cube
+        .session(scoped(&["branch.nowhere = x"], &[]))
+        .query(&query)
         .await
         .unwrap_err();
     assert_eq!(e.code(), "forbidden");
     assert!(e.to_string().contains("branch.nowhere"), "{e}");
     // Balances do not vary by channel: a channel scope cannot restrict them.
     let balances = Query::from_json(r#"{"measures": ["deposit_balance"]}"#).unwrap();
-    let e = execute_as(
-        &fx.cube,
-        &balances,
-        &scoped(&["channel.channel = ATM"], &[]),
-    )
-    .await
-    .unwrap_err();
+    let e = fx
+        .cube
+        .session(scoped(&["channel.channel = ATM"], &[]))
+        .query(&balances)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "forbidden");
     assert!(e.to_string().contains("deposit_balance"), "{e}");
     // A member the cube does not have matches nothing.
-    let a = execute_as(
-        &fx.cube,
-        &query,
-        &scoped(&["manager.manager = nobody"], &[]),
-    )
-    .await
-    .unwrap();
+    let a = fx
+        .cube
+        .session(scoped(&["manager.manager = nobody"], &[]))
+        .query(&query)
+        .await
+        .unwrap();
     assert_eq!(a.rows, vec![vec![Json::from(0)]]);
 }
 
@@ -403,27 +407,23 @@ async fn scopes_that_do_not_fit_are_forbidden() {
 async fn the_result_cache_keeps_principals_apart() {
     let fx = fixture().await;
     let manager = busiest_manager(fx).await;
-    let cache = QueryCache::new(100);
+    let cache = Arc::new(QueryCache::new(100));
     let query =
         Query::from_json(r#"{"measures": ["txn_count"], "rows": ["channel.channel"]}"#).unwrap();
     let mine = scoped(&[&format!("manager.manager = {manager}")], &[]);
-    let all = cache
-        .execute_as(&fx.cube, &query, &Access::everything())
-        .await
-        .unwrap();
-    let scoped_first = cache.execute_as(&fx.cube, &query, &mine).await.unwrap();
-    let scoped_again = cache.execute_as(&fx.cube, &query, &mine).await.unwrap();
-    let all_again = cache
-        .execute_as(&fx.cube, &query, &Access::everything())
-        .await
-        .unwrap();
+    let cached =
+        |access: &Access| Session::new(fx.cube.clone(), access.clone()).with_cache(cache.clone());
+    let all = cached(&Access::everything()).query(&query).await.unwrap();
+    let scoped_first = cached(&mine).query(&query).await.unwrap();
+    let scoped_again = cached(&mine).query(&query).await.unwrap();
+    let all_again = cached(&Access::everything()).query(&query).await.unwrap();
     assert!(!scoped_first.meta.cached && scoped_again.meta.cached && all_again.meta.cached);
     assert_eq!(without_meta(&scoped_first), without_meta(&scoped_again));
     assert_eq!(without_meta(&all), without_meta(&all_again));
     assert_ne!(without_meta(&all), without_meta(&scoped_first));
     assert_eq!(
         without_meta(&scoped_first),
-        without_meta(&execute_as(&fx.cube, &query, &mine).await.unwrap())
+        without_meta(&fx.cube.session(mine.clone()).query(&query).await.unwrap())
     );
 }
 
@@ -475,8 +475,13 @@ async fn small_cells_and_every_total_holding_one_are_suppressed() {
     );
     let analyst = scoped(&[], &["analyst"]);
     for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
-        let open = execute(cube, &query).await.unwrap();
-        let a = execute_as(cube, &query, &analyst).await.unwrap();
+        let as_analyst = cube.session(analyst.clone());
+        let open = cube
+            .session(Access::everything())
+            .query(&query)
+            .await
+            .unwrap();
+        let a = as_analyst.query(&query).await.unwrap();
         let sup = a.suppressed.as_ref().expect("suppression reported");
         assert_eq!(i128::from(sup.min_customers), MIN_CUSTOMERS);
         // A small cell's row is left out, as an empty one is: its presence alone would say
@@ -511,7 +516,7 @@ async fn small_cells_and_every_total_holding_one_are_suppressed() {
             of: vec!["region.city".into()],
             name: None,
         }];
-        let s = execute_as(cube, &with_share, &analyst).await.unwrap();
+        let s = as_analyst.query(&with_share).await.unwrap();
         let s_flags: BTreeSet<[usize; 2]> = s
             .suppressed
             .as_ref()
@@ -576,7 +581,7 @@ async fn no_suppressed_cell_can_be_recovered_from_a_pivots_totals() {
     .await;
     assert!(by_cell.values().any(|n| small(*n)), "no small cell to test");
     for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
-        let a = execute_as(cube, &query, &access).await.unwrap();
+        let a = cube.session(access.clone()).query(&query).await.unwrap();
         let sup = a.suppressed.as_ref().unwrap();
         let flagged: BTreeSet<[usize; 2]> = sup.cells.iter().copied().collect();
         let mut small_rows = BTreeSet::new();
@@ -663,7 +668,8 @@ async fn comparisons_order_and_having_do_not_reveal_small_cells() {
     .unwrap();
     let count = |m: &str| by_month.get(&vec![m.to_string()]).copied().unwrap_or(0);
     for cube in [&fx.cube, &fx.bare] {
-        let a = execute_as(cube, &query, &access).await.unwrap();
+        let session = cube.session(access.clone());
+        let a = session.query(&query).await.unwrap();
         let months = &cube
             .members(cube.model().level("time.month").unwrap())
             .names;
@@ -687,7 +693,7 @@ async fn comparisons_order_and_having_do_not_reveal_small_cells() {
             by: "fee_income".into(),
             dir: lattice_engine::query::Direction::Desc,
         }];
-        let a = execute_as(cube, &ordered, &access).await.unwrap();
+        let a = session.query(&ordered).await.unwrap();
         assert!(a.rows.iter().all(|r| !r[1].is_null()));
         let first_null = a.rows.len();
         let shown = by_month.values().filter(|n| !small(**n)).count();
@@ -698,7 +704,7 @@ async fn comparisons_order_and_having_do_not_reveal_small_cells() {
             op: lattice_engine::query::HavingOp::Ge,
             value: 0.0,
         }];
-        let a = execute_as(cube, &having, &access).await.unwrap();
+        let a = session.query(&having).await.unwrap();
         assert_eq!(a.rows.len(), first_null);
     }
 }
@@ -734,25 +740,24 @@ async fn drill_through_lists_no_one_behind_a_small_cell() {
         ..DrillQuery::default()
     };
     for cube in [&fx.cube, &fx.bare] {
+        let session = cube.session(access.clone());
         if let Some((channel, _)) = pick(true) {
-            let d = drill_through_as(cube, &drill(&channel), &access)
-                .await
-                .unwrap();
+            let d = session.drill_through(&drill(&channel)).await.unwrap();
             // As an empty cell: no one, nothing that says why.
             assert!(d.rows.is_empty() && d.total == 0, "{channel}: {d:?}");
             let json = serde_json::to_value(&d).unwrap();
             assert!(json.get("suppressed").is_none(), "{json}");
         }
         let (channel, n) = pick(false).expect("a cell large enough to list");
-        let d = drill_through_as(cube, &drill(&channel), &access)
-            .await
-            .unwrap();
+        let d = session.drill_through(&drill(&channel)).await.unwrap();
         assert_eq!(i128::from(d.total), n);
         // Each member is one customer: their own values are small cells.
         assert!(d.rows.iter().all(|r| r[1].is_null()), "{d:?}");
         // Without the role the same principal sees the values.
         let open = scoped(&[&format!("manager.manager = {manager}")], &[]);
-        let d = drill_through_as(cube, &drill(&channel), &open)
+        let d = cube
+            .session(open.clone())
+            .drill_through(&drill(&channel))
             .await
             .unwrap();
         assert!(d.rows.iter().any(|r| !r[1].is_null()));
@@ -765,16 +770,28 @@ async fn roles_outside_the_privacy_rule_are_not_suppressed() {
     let query =
         Query::from_json(r#"{"measures": ["txn_count"], "rows": ["customer.id"], "limit": 3}"#)
             .unwrap();
-    let a = execute_as(&fx.cube, &query, &scoped(&[], &["admin"]))
+    let a = fx
+        .cube
+        .session(scoped(&[], &["admin"]))
+        .query(&query)
         .await
         .unwrap();
     assert!(a.suppressed.is_none());
     assert_eq!(
         without_meta(&a),
-        without_meta(&execute(&fx.cube, &query).await.unwrap())
+        without_meta(
+            &fx.cube
+                .session(Access::everything())
+                .query(&query)
+                .await
+                .unwrap()
+        )
     );
     // One customer per row: a suppressed role may not group by them at all.
-    let e = execute_as(&fx.cube, &query, &scoped(&[], &["analyst"]))
+    let e = fx
+        .cube
+        .session(scoped(&[], &["analyst"]))
+        .query(&query)
         .await
         .unwrap_err();
     assert!(

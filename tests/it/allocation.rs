@@ -10,14 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use lattice_defs::model::AggMode;
-use lattice_engine::build::{BuildOptions, build_cube};
-use lattice_engine::query::{Query, execute};
+use lattice_engine::access::Access;
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::{Dataset, Query};
 use lattice_engine::source::allocate::AllocationReport;
 use lattice_engine::source::load::load;
-use lattice_engine::store::Cube;
 use serde_json::Value as Json;
 
 use crate::query_suite::{Cell, fixture, run_sql};
@@ -143,9 +144,14 @@ async fn sql_map(ctx: &SessionContext, sql: &str) -> BTreeMap<Vec<String>, i128>
 }
 
 /// An answer's rows keyed by their members, the one measure in cents.
-async fn answer_map(cube: &Cube, query: &str) -> (BTreeMap<Vec<String>, i128>, &'static str) {
+async fn answer_map(
+    cube: &Arc<Dataset>,
+    query: &str,
+) -> (BTreeMap<Vec<String>, i128>, &'static str) {
     let q = Query::from_json(query).expect("query");
-    let a = execute(cube, &q)
+    let a = cube
+        .session(Access::everything())
+        .query(&q)
         .await
         .unwrap_or_else(|e| panic!("{query}: {e}"));
     let n = q.rows.len();
@@ -375,7 +381,10 @@ async fn contribution_equals_sql_by_product_region_manager_customer_and_quarter(
     // Channel: transactions vary by it, balances and the allocated cost do not.
     let q = Query::from_json(r#"{"measures": ["contribution"], "rows": ["channel.channel"]}"#)
         .expect("query");
-    let err = execute(&fx.cube, &q)
+    let err = fx
+        .cube
+        .session(Access::everything())
+        .query(&q)
         .await
         .expect_err("no contribution by channel");
     assert_eq!(err.code(), "measure_does_not_vary", "{err}");
@@ -451,16 +460,20 @@ async fn each_driver_kind_and_the_edge_rules_on_a_hand_made_data_set() {
     let model = lattice_defs::parse_str(DEFINITION, "tiny.yaml", dir.path())
         .unwrap_or_else(|d| panic!("{d}"));
     let sources = load(&model).await.unwrap_or_else(|e| panic!("{e}"));
-    let cube = build_cube(&model, &sources, &BuildOptions::default())
-        .await
-        .expect("build");
+    let cube = Arc::new(
+        lattice_engine::open(&model, &sources, &BuildOptions::default())
+            .await
+            .expect("build"),
+    );
     let mut bare_model = model.clone();
     bare_model.aggregates.mode = AggMode::Explicit;
     bare_model.aggregates.cuboids.clear();
     let bare_sources = load(&bare_model).await.expect("load");
-    let bare = build_cube(&bare_model, &bare_sources, &BuildOptions::default())
-        .await
-        .expect("build without cuboids");
+    let bare = Arc::new(
+        lattice_engine::open(&bare_model, &bare_sources, &BuildOptions::default())
+            .await
+            .expect("build without cuboids"),
+    );
 
     let row = |c: &str, m: &str, v: i128| (vec![c.to_string(), m.to_string()], v * 100);
     let expected = [

@@ -4,16 +4,17 @@
 //! principal sees exactly the unscoped answer restricted to their customers.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use lattice_defs::model::AggMode;
 use lattice_engine::access::{Access, ScopeRule};
 use lattice_engine::analytics::{
     AbnormalAnswer, AbnormalQuery, AnalyticsError, MigrationAnswer, MigrationDrill,
-    MigrationDrillAnswer, MigrationQuery, abnormal, migration, migration_drill,
+    MigrationDrillAnswer, MigrationQuery,
 };
-use lattice_engine::build::{BuildOptions, build_cube};
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::Dataset;
 use lattice_engine::source::load::load;
-use lattice_engine::store::Cube;
 use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
@@ -39,8 +40,9 @@ fn abnormal_query(json: &str) -> AbnormalQuery {
     AbnormalQuery::from_json(json).expect("request")
 }
 
-async fn ask(cube: &Cube, q: &AbnormalQuery, access: &Access) -> AbnormalAnswer {
-    abnormal(cube, q, access)
+async fn ask(cube: &Arc<Dataset>, q: &AbnormalQuery, access: &Access) -> AbnormalAnswer {
+    cube.session(access.clone())
+        .abnormal(q)
         .await
         .unwrap_or_else(|e| panic!("{e} ({})", e.code()))
 }
@@ -411,14 +413,24 @@ async fn a_scoped_principal_sees_the_unscoped_list_restricted_to_their_customers
             "filters": [{{"level": "customer.id", "op": "eq", "value": "{}"}}]}}"#,
         outside.member
     ));
-    let e = abnormal(&fx.cube, &q, &access).await.expect_err("outside");
+    let e = fx
+        .cube
+        .session(access.clone())
+        .abnormal(&q)
+        .await
+        .expect_err("outside");
     assert_eq!(e.code(), "unknown_member");
     // Analysts see no single customer's values.
     let analyst = Access {
         scope: Vec::new(),
         roles: vec!["analyst".into()],
     };
-    let e = abnormal(&fx.cube, &q, &analyst).await.expect_err("analyst");
+    let e = fx
+        .cube
+        .session(analyst.clone())
+        .abnormal(&q)
+        .await
+        .expect_err("analyst");
     assert_eq!(e.code(), "forbidden");
 }
 
@@ -474,7 +486,12 @@ async fn bad_requests_say_what_is_wrong() {
     ];
     for (json, code, says) in cases {
         let e: AnalyticsError = match AbnormalQuery::from_json(json) {
-            Ok(q) => abnormal(&fx.cube, &q, &everyone()).await.expect_err(json),
+            Ok(q) => fx
+                .cube
+                .session(everyone())
+                .abnormal(&q)
+                .await
+                .expect_err(json),
             Err(e) => e,
         };
         assert_eq!(e.code(), code, "{json}: {e}");
@@ -528,8 +545,8 @@ fn cell_rows(a: &MigrationAnswer) -> Vec<Vec<Cell>> {
 
 /// The default model with only the cuboids that hold the deposit-band sets per month (the
 /// automatic selection of the small test cube does not pick one).
-async fn banded() -> &'static Cube {
-    static CUBE: OnceCell<Cube> = OnceCell::const_new();
+async fn banded() -> &'static Arc<Dataset> {
+    static CUBE: OnceCell<Arc<Dataset>> = OnceCell::const_new();
     CUBE.get_or_init(|| async {
         let mut model = bank_crm(parquet_dir(), false).expect("definition");
         let level = |n: &str| model.level(n).expect(n);
@@ -539,9 +556,11 @@ async fn banded() -> &'static Cube {
         model.aggregates.mode = AggMode::Explicit;
         model.aggregates.cuboids = vec![vec![band, month], vec![band, month, manager]];
         let sources = load(&model).await.expect("load");
-        build_cube(&model, &sources, &BuildOptions::default())
-            .await
-            .expect("build")
+        Arc::new(
+            lattice_engine::open(&model, &sources, &BuildOptions::default())
+                .await
+                .expect("build"),
+        )
     })
     .await
 }
@@ -555,11 +574,22 @@ async fn check_migration(
     sql: &str,
 ) -> MigrationAnswer {
     let want = run_sql(&fx.sql, sql).await.expect("SQL");
-    let sets = migration(banded().await, q, access)
+    let sets = banded()
+        .await
+        .session(access.clone())
+        .migration(q)
         .await
         .expect("migration");
-    let built = migration(&fx.cube, q, access).await.expect("migration");
-    let bare = migration(&fx.bare, q, access)
+    let built = fx
+        .cube
+        .session(access.clone())
+        .migration(q)
+        .await
+        .expect("migration");
+    let bare = fx
+        .bare
+        .session(access.clone())
+        .migration(q)
         .await
         .expect("migration (bare)");
     compare_rows("migration (member sets)", &cell_rows(&sets), &want.rows)
@@ -655,7 +685,11 @@ async fn migration_drill_lists_a_transitions_customers_and_scope_restricts_the_m
             .collect()
     };
     for cube in [banded().await, &fx.cube, &fx.bare] {
-        let a = migration_drill(cube, &d, &everyone()).await.expect("drill");
+        let a = cube
+            .session(everyone())
+            .migration_drill(&d)
+            .await
+            .expect("drill");
         compare_rows("drill", &rows(&a), &want.rows).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.total as usize, want.rows.len());
     }

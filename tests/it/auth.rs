@@ -565,7 +565,7 @@ keys:
         fine = some_scope(),
     );
     let auth = Auth::from_yaml(&yaml, "auth.yaml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    let found = auth.warn_missing_members([&served.built.cube]);
+    let found = auth.warn_missing_members([served.built.data.cube()]);
     let got: Vec<(&str, &str, &str, &str)> = found
         .iter()
         .map(|m| {

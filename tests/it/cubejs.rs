@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lattice_engine::build::{BuildOptions, build_cube};
-use lattice_engine::query::{Answer, Query, execute};
+use lattice_engine::access::Access;
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::{Answer, Dataset, Query};
 use lattice_engine::store::Cube;
 use lattice_server::cubejs::{self, CubeSource};
 use serde_json::{Value as Json, json};
@@ -27,15 +28,15 @@ use crate::util::{bank_crm, parquet_dir};
 const TOKEN: &str = "lattice-test-token";
 const C: &str = "bank_crm";
 
-async fn cube() -> Arc<Cube> {
-    static CUBE: OnceCell<Arc<Cube>> = OnceCell::const_new();
+async fn cube() -> Arc<Dataset> {
+    static CUBE: OnceCell<Arc<Dataset>> = OnceCell::const_new();
     CUBE.get_or_init(|| async {
         let model = bank_crm(parquet_dir(), false).expect("definition");
         let sources = lattice_engine::source::load::load(&model)
             .await
             .expect("load");
         Arc::new(
-            build_cube(&model, &sources, &BuildOptions::default())
+            lattice_engine::open(&model, &sources, &BuildOptions::default())
                 .await
                 .expect("build"),
         )
@@ -44,13 +45,13 @@ async fn cube() -> Arc<Cube> {
     .clone()
 }
 
-struct Source(Arc<Cube>);
+struct Source(Arc<Dataset>);
 
 impl CubeSource for Source {
     fn cube_names(&self) -> Vec<String> {
         vec![C.into()]
     }
-    fn cube(&self, name: &str) -> Option<Arc<Cube>> {
+    fn cube(&self, name: &str) -> Option<Arc<Dataset>> {
         (name == C).then(|| self.0.clone())
     }
 }
@@ -937,7 +938,7 @@ async fn run_node(dir: &Path, url: &str, spec: &Json) -> Option<Vec<Json>> {
 
 /// The cases, and what the client made of each: one Node run for the whole test binary.
 struct ClientRun {
-    cube: Arc<Cube>,
+    cube: Arc<Dataset>,
     cases: Vec<Case>,
     results: Vec<Json>,
 }
@@ -1061,7 +1062,7 @@ async fn errors_reach_the_client_with_their_status_and_message() {
     check_cases(run, |c| c.error.is_some()).await;
 }
 
-async fn check(c: &Case, out: &Json, cube: &Cube) -> Result<(), String> {
+async fn check(c: &Case, out: &Json, cube: &Arc<Dataset>) -> Result<(), String> {
     if let Some((status, message)) = c.error {
         if out["ok"] == true {
             return Err(format!("expected an error, the client got {out}"));
@@ -1098,7 +1099,9 @@ async fn check(c: &Case, out: &Json, cube: &Cube) -> Result<(), String> {
     for (i, (native, result)) in c.native.iter().zip(results).enumerate() {
         let q: Query =
             serde_json::from_value(native.clone()).map_err(|e| format!("native query: {e}"))?;
-        let a = execute(cube, &q)
+        let a = cube
+            .session(Access::everything())
+            .query(&q)
             .await
             .map_err(|e| format!("native query {native}: {e}"))?;
         let want = expected_rows(&a, c, c.labels.get(i).copied());

@@ -9,17 +9,17 @@
 //! over HTTP the view is the engine's.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use lattice_defs::Model;
 use lattice_defs::model::{
     Agg, BinOp, Bucket, BucketSource, Cuts, DimensionKind, Expr, LevelKind, MeasureId, MeasureKind,
     OverTime, TimeGrain,
 };
-use lattice_engine::access::{Access, ScopeRule, execute_as};
-use lattice_engine::entity::{EntityView, entity_view};
-use lattice_engine::query::{Filter, FilterOp, Query};
-use lattice_engine::search::{Search, SearchSet, definition_searches, members};
-use lattice_engine::store::Cube;
+use lattice_engine::access::{Access, ScopeRule};
+use lattice_engine::entity::EntityView;
+use lattice_engine::query::{Dataset, Filter, FilterOp, Query};
+use lattice_engine::search::{Search, SearchSet, definition_searches};
 use serde_json::Value;
 
 use crate::query_suite::{Cell, Fixture, compare_rows, fixture, run_sql};
@@ -53,8 +53,9 @@ fn searches() -> SearchSet {
     .collect()
 }
 
-async fn view(cube: &Cube, id: &str, access: &Access) -> EntityView {
-    entity_view(cube, access, "customer", id, &searches())
+async fn view(cube: &Arc<Dataset>, id: &str, access: &Access) -> EntityView {
+    cube.session(access.clone())
+        .entity_view("customer", id, &searches())
         .await
         .unwrap_or_else(|e| panic!("customer {id}: {e} ({})", e.code()))
 }
@@ -580,10 +581,14 @@ async fn check(fx: &Fixture, model: &Model, what: &str, id: &str, v: &EntityView
 }
 
 /// The searches a view lists are those whose own members include the customer.
-async fn check_searches(cube: &Cube, id: &str, v: &EntityView, access: &Access) {
+async fn check_searches(cube: &Arc<Dataset>, id: &str, v: &EntityView, access: &Access) {
     let mut want = Vec::new();
     for (name, s) in &searches() {
-        let m = members(cube, s, access).await.expect("search");
+        let m = cube
+            .session(access.clone())
+            .search_members(s)
+            .await
+            .expect("search");
         let code = cube.members(m.entity).code(id).expect("a member");
         if m.members.contains(code) {
             want.push(name.clone());
@@ -675,7 +680,10 @@ async fn out_of_scope_is_unknown_and_suppressed_principals_are_refused() {
 
     // Someone else's customer: exactly what a query filtering on that id gets, and the same
     // error as an id that does not exist.
-    let e = entity_view(&fx.cube, &scoped, "customer", &other, &searches())
+    let e = fx
+        .cube
+        .session(scoped.clone())
+        .entity_view("customer", &other, &searches())
         .await
         .expect_err("out of scope");
     assert_eq!(e.code(), "unknown_member");
@@ -689,9 +697,17 @@ async fn out_of_scope_is_unknown_and_suppressed_principals_are_refused() {
         }],
         ..Query::default()
     };
-    let qe = execute_as(&fx.cube, &q, &scoped).await.expect_err("query");
+    let qe = fx
+        .cube
+        .session(scoped.clone())
+        .query(&q)
+        .await
+        .expect_err("query");
     assert_eq!(e.to_string(), qe.to_string());
-    let missing = entity_view(&fx.cube, &scoped, "customer", "99999999", &searches())
+    let missing = fx
+        .cube
+        .session(scoped.clone())
+        .entity_view("customer", "99999999", &searches())
         .await
         .expect_err("missing");
     assert_eq!(missing.code(), "unknown_member");
@@ -704,7 +720,10 @@ async fn out_of_scope_is_unknown_and_suppressed_principals_are_refused() {
             .next()
     );
     for bad in ["99999999", "unknown", ""] {
-        let e = entity_view(&fx.cube, &everyone(), "customer", bad, &searches())
+        let e = fx
+            .cube
+            .session(everyone())
+            .entity_view("customer", bad, &searches())
             .await
             .expect_err(bad);
         assert_eq!(e.code(), "unknown_member", "{bad}: {e}");
@@ -716,7 +735,10 @@ async fn out_of_scope_is_unknown_and_suppressed_principals_are_refused() {
         roles: vec!["analyst".into()],
     };
     for id in [own.as_str(), "99999999"] {
-        let e = entity_view(&fx.cube, &analyst, "customer", id, &searches())
+        let e = fx
+            .cube
+            .session(analyst.clone())
+            .entity_view("customer", id, &searches())
             .await
             .expect_err("analyst");
         assert_eq!(e.code(), "forbidden");
@@ -724,11 +746,17 @@ async fn out_of_scope_is_unknown_and_suppressed_principals_are_refused() {
     }
 
     // Dimensions without a key level, and unknown ones.
-    let e = entity_view(&fx.cube, &everyone(), "region", "1", &searches())
+    let e = fx
+        .cube
+        .session(everyone())
+        .entity_view("region", "1", &searches())
         .await
         .expect_err("region");
     assert_eq!(e.code(), "no_key_level", "{e}");
-    let e = entity_view(&fx.cube, &everyone(), "custmer", "1", &searches())
+    let e = fx
+        .cube
+        .session(everyone())
+        .entity_view("custmer", "1", &searches())
         .await
         .expect_err("custmer");
     assert_eq!(e.code(), "unknown_dimension");
@@ -753,7 +781,10 @@ async fn the_view_over_http_is_the_engines_and_out_of_scope_is_404() {
     // The server's searches: the definition's (none saved over the API here).
     let defined = definition_searches(&fx.cube.model);
     assert!(defined.contains_key("affluent_digital_no_loan"));
-    let engine = entity_view(&fx.cube, &everyone(), "customer", &own, &defined)
+    let engine = fx
+        .cube
+        .session(everyone())
+        .entity_view("customer", &own, &defined)
         .await
         .expect("view");
     let mut got = r.body.clone();
@@ -783,7 +814,10 @@ async fn lattice_entity_prints_the_engines_view() {
     let mut printed: Value = serde_json::from_str(&out).expect("JSON");
     printed.as_object_mut().expect("object").remove("meta");
     let defined = definition_searches(&fx.cube.model);
-    let engine = entity_view(&fx.cube, &everyone(), "customer", &id, &defined)
+    let engine = fx
+        .cube
+        .session(everyone())
+        .entity_view("customer", &id, &defined)
         .await
         .expect("view");
     // Ratios (floats) as the suite compares them: to 1e-9 relative; everything else exactly.

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lattice_engine::EngineError;
+use lattice_engine::access::Access;
 use lattice_engine::build::BuildOptions;
-use lattice_engine::query::{Having, HavingOp, Query, execute};
+use lattice_engine::query::{Having, HavingOp, Query};
 use lattice_server::{BuildError, Config, Server};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -870,7 +871,7 @@ fn replace_aggregates(section: &str) -> String {
 async fn nan_infinities_and_extreme_paging_through_the_engine() {
     let defs = tempfile::tempdir().expect("tempdir");
     let served = crate::util::shipped_cube_in(defs.path()).await;
-    let cube = &served.built.cube;
+    let session = Arc::new(served.built.data).session(Access::everything());
     for value in [
         f64::NAN,
         f64::INFINITY,
@@ -890,7 +891,8 @@ async fn nan_infinities_and_extreme_paging_through_the_engine() {
                 totals: true,
                 ..Query::default()
             };
-            let a = execute(cube, &q)
+            let a = session
+                .query(&q)
                 .await
                 .unwrap_or_else(|e| panic!("{value} {op:?}: {e}"));
             if value.is_nan() && op != HavingOp::Ne {
@@ -909,7 +911,8 @@ async fn nan_infinities_and_extreme_paging_through_the_engine() {
     // The largest page is answered, past the end: no rows.
     let most = lattice_engine::query::MAX_PAGE_ROWS;
     for (limit, offset) in [(Some(most), most), (Some(0), most), (None, most - 1)] {
-        let a = execute(cube, &paged(limit, offset))
+        let a = session
+            .query(&paged(limit, offset))
             .await
             .expect("paging past the end");
         assert!(a.rows.is_empty());
@@ -922,7 +925,8 @@ async fn nan_infinities_and_extreme_paging_through_the_engine() {
         (None, u64::MAX - 1, "`offset`"),
         (Some(1), i64::MAX as u64, "`offset`"),
     ] {
-        let e = execute(cube, &paged(limit, offset))
+        let e = session
+            .query(&paged(limit, offset))
             .await
             .expect_err("a page beyond the most rows");
         assert_eq!(e.code(), "query_too_large", "{e}");

@@ -5,9 +5,11 @@
 //! CLI once; and the generator's planted skew (the top 20% of customers bring about 80% of the
 //! fee income).
 
+use std::sync::Arc;
+
 use lattice_engine::access::{Access, ScopeRule};
-use lattice_engine::analytics::{AnalyticsError, ParetoAnswer, ParetoQuery, pareto};
-use lattice_engine::store::Cube;
+use lattice_engine::analytics::{AnalyticsError, ParetoAnswer, ParetoQuery};
+use lattice_engine::query::Dataset;
 use serde_json::Value as Json;
 
 use crate::query_suite::{Cell, Fixture, fixture, run_sql};
@@ -18,8 +20,9 @@ fn request(json: &str) -> ParetoQuery {
     ParetoQuery::from_json(json).expect("request")
 }
 
-async fn ask(cube: &Cube, json: &str, access: &Access) -> ParetoAnswer {
-    pareto(cube, &request(json), access)
+async fn ask(cube: &Arc<Dataset>, json: &str, access: &Access) -> ParetoAnswer {
+    cube.session(access.clone())
+        .pareto(&request(json))
         .await
         .unwrap_or_else(|e| panic!("{json}: {e} ({})", e.code()))
 }
@@ -219,7 +222,10 @@ async fn a_scoped_principal_gets_the_pareto_of_their_own_customers() {
         scope: Vec::new(),
         roles: vec!["analyst".into()],
     };
-    let e = pareto(&fx.cube, &request(json), &analyst)
+    let e = fx
+        .cube
+        .session(analyst.clone())
+        .pareto(&request(json))
         .await
         .expect_err("analyst");
     assert_eq!(e.code(), "forbidden", "{e}");
@@ -307,7 +313,10 @@ async fn bad_requests_say_what_is_wrong() {
     ];
     for (json, code, says) in cases {
         let e: AnalyticsError = match ParetoQuery::from_json(json) {
-            Ok(q) => pareto(&fx.cube, &q, &Access::everything())
+            Ok(q) => fx
+                .cube
+                .session(Access::everything())
+                .pareto(&q)
                 .await
                 .expect_err(json),
             Err(e) => e,

@@ -6,10 +6,13 @@
 //! with a filter, under a manager's scope, on the default cube, a cube whose cuboids hold the
 //! customer sets, and one without cuboids (grouped queries). Then bad requests, HTTP and CLI.
 
+use std::sync::Arc;
+
 use lattice_defs::model::{AggMode, Cuts, LevelKind};
 use lattice_engine::access::{Access, ScopeRule};
-use lattice_engine::analytics::{AnalyticsError, PerformanceAnswer, PerformanceQuery, performance};
-use lattice_engine::build::{BuildOptions, build_cube};
+use lattice_engine::analytics::{AnalyticsError, PerformanceAnswer, PerformanceQuery};
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::Dataset;
 use lattice_engine::source::load::load;
 use lattice_engine::store::Cube;
 use serde_json::Value as Json;
@@ -32,8 +35,8 @@ fn manager_scope(manager: &str) -> Access {
 /// The default cube with cuboids that hold the customer sets per manager and month (with and
 /// without product category) and per deposit band and month, so that every set is read from
 /// roaring sets.
-async fn with_sets() -> &'static Cube {
-    static CUBE: OnceCell<Cube> = OnceCell::const_new();
+async fn with_sets() -> &'static Arc<Dataset> {
+    static CUBE: OnceCell<Arc<Dataset>> = OnceCell::const_new();
     CUBE.get_or_init(|| async {
         let mut model = bank_crm(parquet_dir(), false).expect("definition");
         let level = |n: &str| model.level(n).expect(n);
@@ -48,9 +51,11 @@ async fn with_sets() -> &'static Cube {
             vec![band, month, category],
         ];
         let sources = load(&model).await.expect("load");
-        build_cube(&model, &sources, &BuildOptions::default())
-            .await
-            .expect("build")
+        Arc::new(
+            lattice_engine::open(&model, &sources, &BuildOptions::default())
+                .await
+                .expect("build"),
+        )
     })
     .await
 }
@@ -262,7 +267,9 @@ async fn check(
     let q = twin.request(filters);
     let mut first = None;
     for (name, cube) in [("sets", sets), ("default", &fx.cube), ("bare", &fx.bare)] {
-        let a = performance(cube, &q, access)
+        let a = cube
+            .session(access.clone())
+            .performance(&q)
             .await
             .unwrap_or_else(|e| panic!("{what} ({name}): {e} ({})", e.code()));
         compare_rows(&format!("{what} ({name})"), &cells(&a), &want.rows)
@@ -294,7 +301,10 @@ async fn manager_performance_per_month_equals_sql() {
     let a = check(fx, "per month", &twin, "", &Access::everything()).await;
     assert_eq!(a.meta.source, "member_sets", "{:?}", a.meta);
     // The shipped cube lists the manager-by-month cuboid, so it answers from the sets too.
-    let shipped = performance(&fx.cube, &twin.request(""), &Access::everything())
+    let shipped = fx
+        .cube
+        .session(Access::everything())
+        .performance(&twin.request(""))
         .await
         .expect("shipped cube");
     assert_eq!(shipped.meta.source, "member_sets", "{:?}", shipped.meta);
@@ -440,9 +450,9 @@ async fn a_managers_scope_sees_their_own_performance() {
     );
 }
 
-async fn error_of(cube: &Cube, json: &str) -> AnalyticsError {
+async fn error_of(cube: &Arc<Dataset>, json: &str) -> AnalyticsError {
     let q = PerformanceQuery::from_json(json).expect("request");
-    match performance(cube, &q, &Access::everything()).await {
+    match cube.session(Access::everything()).performance(&q).await {
         Ok(_) => panic!("{json}: answered"),
         Err(e) => e,
     }
@@ -564,13 +574,12 @@ async fn performance_answers_over_http_and_pages() {
         "rank": {"within": "manager.branch", "by": "fee_income"}, "limit": 5, "offset": 2}"#;
     let (status, body) = post_json(addr, path, request).await;
     assert_eq!(status, 200, "{body}");
-    let engine = performance(
-        &fx.cube,
-        &PerformanceQuery::from_json(request).expect("request"),
-        &Access::everything(),
-    )
-    .await
-    .expect("engine");
+    let engine = fx
+        .cube
+        .session(Access::everything())
+        .performance(&PerformanceQuery::from_json(request).expect("request"))
+        .await
+        .expect("engine");
     assert_eq!(
         body["rows"],
         serde_json::to_value(&engine.rows).expect("rows")
@@ -626,10 +635,18 @@ async fn small_counts_are_suppressed_for_a_suppressed_role() {
         scope: Vec::new(),
         roles: vec!["analyst".into()],
     };
-    let open = performance(&fx.cube, &q, &Access::everything())
+    let open = fx
+        .cube
+        .session(Access::everything())
+        .performance(&q)
         .await
         .expect("open");
-    let hidden = performance(&fx.cube, &q, &analyst).await.expect("analyst");
+    let hidden = fx
+        .cube
+        .session(analyst.clone())
+        .performance(&q)
+        .await
+        .expect("analyst");
     // A member with too few customers in a period has no row, as one without any.
     let n_small = open
         .rows

@@ -1,23 +1,27 @@
 //! Resolving queries against the default cube: every error case gives its code and a message
 //! that says what would be valid; valid filters become the member codes they name.
 
-use lattice_engine::build::{BuildOptions, build_cube};
-use lattice_engine::query::{Query, QueryError, resolve};
-use lattice_engine::store::Cube;
+use std::sync::Arc;
+
+use lattice_engine::access::Access;
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::{Dataset, Query, QueryError, resolve};
 use tokio::sync::OnceCell;
 
 use crate::util::{bank_crm, parquet_dir};
 
-async fn cube() -> &'static Cube {
-    static CUBE: OnceCell<Cube> = OnceCell::const_new();
+async fn cube() -> &'static Arc<Dataset> {
+    static CUBE: OnceCell<Arc<Dataset>> = OnceCell::const_new();
     CUBE.get_or_init(|| async {
         let model = bank_crm(parquet_dir(), false).expect("definition");
         let sources = lattice_engine::source::load::load(&model)
             .await
             .expect("load");
-        build_cube(&model, &sources, &BuildOptions::default())
-            .await
-            .expect("build")
+        Arc::new(
+            lattice_engine::open(&model, &sources, &BuildOptions::default())
+                .await
+                .expect("build"),
+        )
     })
     .await
 }
@@ -262,13 +266,18 @@ async fn valid_filters_become_member_codes() {
     assert_eq!(r.measures.len(), 2);
 }
 
-/// Answers `json` through [`execute`], expecting an error.
+/// Answers `json` through a session's query, expecting an error.
 async fn execute_error(json: &str) -> QueryError {
     let query = match Query::from_json(json) {
         Ok(q) => q,
         Err(e) => return e,
     };
-    match lattice_engine::query::execute(cube().await, &query).await {
+    match cube()
+        .await
+        .session(Access::everything())
+        .query(&query)
+        .await
+    {
         Ok(a) => panic!(
             "expected an error for {json}, got {}",
             serde_json::to_string(&a).expect("json")
@@ -399,7 +408,12 @@ async fn drill_error(json: &str) -> QueryError {
         Ok(q) => q,
         Err(e) => return e,
     };
-    match lattice_engine::query::drill_through(cube().await, &q).await {
+    match cube()
+        .await
+        .session(Access::everything())
+        .drill_through(&q)
+        .await
+    {
         Ok(a) => panic!(
             "expected an error for {json}, got {}",
             serde_json::to_string(&a).expect("json")
@@ -489,10 +503,14 @@ async fn cubes_built_from_the_same_sources_each_answer_by_the_fallback() {
     .expect("query");
     let mut answers = Vec::new();
     for _ in 0..2 {
-        let cube = build_cube(&model, &sources, &BuildOptions::default())
-            .await
-            .expect("build");
-        let a = lattice_engine::query::execute(&cube, &q)
+        let cube = Arc::new(
+            lattice_engine::open(&model, &sources, &BuildOptions::default())
+                .await
+                .expect("build"),
+        );
+        let a = cube
+            .session(Access::everything())
+            .query(&q)
             .await
             .expect("the fallback answers");
         assert_eq!(a.meta.source, "fallback");

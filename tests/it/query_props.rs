@@ -17,7 +17,8 @@ use std::fmt::Write as _;
 
 use lattice_defs::Model;
 use lattice_defs::model::{LevelKind, LevelRef, MeasureKind};
-use lattice_engine::query::{Answer, Direction, Query, execute};
+use lattice_engine::access::Access;
+use lattice_engine::query::{Answer, Direction, Query};
 use lattice_engine::store::Cube;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -219,8 +220,8 @@ async fn check_case(fx: &Fixture, seed: u64) -> Result<(), String> {
     let json = random_query(&fx.cube, &mut Rng(seed));
     let text = json.to_string();
     let query = Query::from_json(&text).map_err(|e| format!("{e}\n{text}"))?;
-    let built = execute(&fx.cube, &query).await;
-    let bare = execute(&fx.bare, &query).await;
+    let built = fx.cube.session(Access::everything()).query(&query).await;
+    let bare = fx.bare.session(Access::everything()).query(&query).await;
     let refuse = must_refuse(model, &query);
     let (built, bare) = match (built, bare) {
         (Ok(a), Ok(b)) => (a, b),
@@ -904,7 +905,7 @@ fn random_scope(cube: &Cube, rng: &mut Rng) -> Vec<(String, Vec<String>)> {
 /// and, without pivot or comparison, SQL over the scope's facts — on both cubes; a filter
 /// member the scope cannot see is refused as unknown.
 async fn check_scoped_case(fx: &Fixture, seed: u64) -> Result<(), String> {
-    use lattice_engine::access::{Access, ScopeRule, execute_as, visible_members};
+    use lattice_engine::access::ScopeRule;
     let mut rng = Rng(seed);
     let rules = random_scope(&fx.cube, &mut rng);
     let json = random_query(&fx.cube, &mut rng);
@@ -939,8 +940,9 @@ async fn check_scoped_case(fx: &Fixture, seed: u64) -> Result<(), String> {
 {text}"
     );
     for cube in [&fx.cube, &fx.bare] {
-        let got = execute_as(cube, &query, &access).await;
-        let want = execute(cube, &filtered).await;
+        let session = cube.session(access.clone());
+        let got = session.query(&query).await;
+        let want = cube.session(Access::everything()).query(&filtered).await;
         match (got, want) {
             (Ok(got), Ok(want)) => {
                 if without_meta(&got) != without_meta(&want) {
@@ -971,7 +973,8 @@ async fn check_scoped_case(fx: &Fixture, seed: u64) -> Result<(), String> {
             (Err(lattice_engine::query::QueryError::UnknownMember { level, value, .. }), _) => {
                 let l = cube.model().level(&level).expect("level");
                 let code = cube.members(l).code(&value).expect("a member of the cube");
-                let visible = visible_members(cube, l, &access)
+                let visible = session
+                    .visible_members(l)
                     .await
                     .map_err(|e| e.to_string())?;
                 if visible.is_none_or(|v| v.contains(code)) {

@@ -11,19 +11,19 @@
 //! `LATTICE_QUESTION=substring` runs only the matching questions and prints their answers.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use lattice_defs::model::AggMode;
-use lattice_engine::build::{BuildOptions, build_cube};
+use lattice_engine::access::Access;
+use lattice_engine::build::BuildOptions;
 use lattice_engine::query::{
-    Answer, Direction, DrillAnswer, DrillQuery, Filter, FilterOp, Order, Query, drill_through,
-    execute,
+    Answer, Dataset, Direction, DrillAnswer, DrillQuery, Filter, FilterOp, Order, Query,
 };
 use lattice_engine::source::load::load;
-use lattice_engine::store::Cube;
 use serde_json::Value as Json;
 use tokio::sync::OnceCell;
 
@@ -33,8 +33,8 @@ use crate::util::{bank_crm, parquet_dir};
 /// The default cube, the same model built without cuboids, and a SQL session over the raw
 /// tables; built once per test binary.
 pub struct Fixture {
-    pub cube: Cube,
-    pub bare: Cube,
+    pub cube: Arc<Dataset>,
+    pub bare: Arc<Dataset>,
     pub sql: SessionContext,
 }
 
@@ -44,19 +44,23 @@ pub async fn fixture() -> &'static Fixture {
         .get_or_init(|| async {
             let model = bank_crm(parquet_dir(), false).expect("definition");
             let sources = load(&model).await.expect("load");
-            let cube = build_cube(&model, &sources, &BuildOptions::default())
+            let cube = lattice_engine::open(&model, &sources, &BuildOptions::default())
                 .await
                 .expect("build");
             let mut bare_model = model.clone();
             bare_model.aggregates.mode = AggMode::Explicit;
             bare_model.aggregates.cuboids.clear();
             let bare_sources = load(&bare_model).await.expect("load");
-            let bare = build_cube(&bare_model, &bare_sources, &BuildOptions::default())
+            let bare = lattice_engine::open(&bare_model, &bare_sources, &BuildOptions::default())
                 .await
                 .expect("build without cuboids");
             assert!(bare.cuboids().is_empty(), "the bare cube has cuboids");
             let sql = load(&model).await.expect("load for SQL").ctx;
-            Fixture { cube, bare, sql }
+            Fixture {
+                cube: Arc::new(cube),
+                bare: Arc::new(bare),
+                sql,
+            }
         })
         .await
 }
@@ -364,10 +368,16 @@ pub async fn check_answer(
 /// Answers a question on both cubes and checks both; returns the default cube's source.
 async fn check_question(fx: &Fixture, q: &Question) -> Result<&'static str, String> {
     let query = Query::from_json(q.query).map_err(|e| format!("query: {e}"))?;
-    let built = execute(&fx.cube, &query)
+    let built = fx
+        .cube
+        .session(Access::everything())
+        .query(&query)
         .await
         .map_err(|e| format!("the cube: {e}"))?;
-    let bare = execute(&fx.bare, &query)
+    let bare = fx
+        .bare
+        .session(Access::everything())
+        .query(&query)
         .await
         .map_err(|e| format!("without cuboids: {e}"))?;
     if std::env::var_os("LATTICE_QUESTION").is_some() {
@@ -524,7 +534,9 @@ async fn check_drill(q: &DrillQuery, page_sql: &str, total_sql: &str) -> &'stati
     let total = want_int(&run_sql(&fx.sql, total_sql).await.unwrap().rows[0][0]);
     let mut sources = Vec::new();
     for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
-        let d = drill_through(cube, q)
+        let d = cube
+            .session(Access::everything())
+            .drill_through(q)
             .await
             .unwrap_or_else(|e| panic!("{which}: {e}\n{q:?}"));
         let names: Vec<&str> = d.columns.iter().map(|c| c.name.as_str()).collect();
@@ -768,9 +780,11 @@ aggregates:
         ),
     ]);
     let (model, sources) = crate::reference::load_yaml(yaml, dir.path()).await;
-    let cube = build_cube(&model, &sources, &BuildOptions::default())
-        .await
-        .expect("build");
+    let cube = Arc::new(
+        lattice_engine::open(&model, &sources, &BuildOptions::default())
+            .await
+            .expect("build"),
+    );
     let q = DrillQuery {
         level: "customer.id".into(),
         measures: vec!["balance".into()],
@@ -780,7 +794,11 @@ aggregates:
         }],
         ..DrillQuery::default()
     };
-    let d = drill_through(&cube, &q).await.expect("drill");
+    let d = cube
+        .session(Access::everything())
+        .drill_through(&q)
+        .await
+        .expect("drill");
     assert_eq!(d.total, 2);
     assert_eq!(
         d.rows,

@@ -10,12 +10,12 @@
 //!
 //! The HTTP side: each question is asked over HTTP by the scoped principal (twice: the second
 //! from the cache) after the admin asked it (so the cache holds the admin's answer first), and
-//! must equal the engine's `execute_as` answer for the same access, which must equal the twin.
+//! must equal the engine's answer to a session with the same access, which must equal the twin.
 
 use std::collections::BTreeSet;
 
 use datafusion::prelude::SessionContext;
-use lattice_engine::access::{Access, drill_through_as, execute_as};
+use lattice_engine::access::Access;
 use lattice_engine::query::{DrillQuery, Query};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -160,7 +160,7 @@ async fn every_question_through_http(scope: Scope) {
         let whole = app.query_as(ADMIN_KEY, &doc).await;
         let first = app.query_as(MANAGER_KEY, &doc).await;
         let again = app.query_as(MANAGER_KEY, &doc).await;
-        let engine = execute_as(&fx.cube, &query, &access).await;
+        let engine = fx.cube.session(access.clone()).query(&query).await;
         let mut problems = Vec::new();
         match engine {
             Ok(a) => {
@@ -168,7 +168,7 @@ async fn every_question_through_http(scope: Scope) {
                 for (n, r) in [("first", &first), ("cached", &again)] {
                     if r.status != 200 || what(&r.body) != want {
                         problems.push(format!(
-                            "HTTP ({n}) differs from execute_as:\n  http:   {} {}\n  engine: {want}",
+                            "HTTP ({n}) differs from the scoped session:\n  http:   {} {}\n  engine: {want}",
                             r.status, r.text
                         ));
                     }
@@ -179,7 +179,9 @@ async fn every_question_through_http(scope: Scope) {
                     check_answer(&sql, &q, &query, &a).await
                 };
                 if let Err(e) = checked {
-                    problems.push(format!("execute_as differs from SQL over the scope: {e}"));
+                    problems.push(format!(
+                        "the scoped session differs from SQL over the scope: {e}"
+                    ));
                 }
                 answered += 1;
             }
@@ -194,7 +196,7 @@ async fn every_question_through_http(scope: Scope) {
                     _ => false,
                 };
                 if !hidden {
-                    problems.push(format!("execute_as failed ({}: {e})", e.code()));
+                    problems.push(format!("the scoped session failed ({}: {e})", e.code()));
                 }
                 for r in [&first, &again] {
                     if r.status != 400 || r.body["error"]["code"] != e.code() {
@@ -204,7 +206,7 @@ async fn every_question_through_http(scope: Scope) {
             }
         }
         // The admin still gets the whole answer.
-        let unscoped = lattice_engine::query::execute(&fx.cube, &query).await;
+        let unscoped = fx.cube.session(Access::everything()).query(&query).await;
         if let Ok(u) = unscoped {
             let want = what(&as_read(&u));
             if what(&whole.body) != want {
@@ -462,9 +464,12 @@ async fn drill_through_lists_only_the_scope_s_customers() {
             assert_eq!(r.body["total"].as_u64(), Some(want.len() as u64));
             // The route answers as the engine does for the same access.
             let q = DrillQuery::from_json(&doc.to_string()).expect("drill query");
-            let engine = drill_through_as(&fx.cube, &q, &access)
+            let engine = fx
+                .cube
+                .session(access.clone())
+                .drill_through(&q)
                 .await
-                .expect("drill_through_as");
+                .expect("drill_through");
             assert_eq!(what(&r.body), what(&as_read(&engine)), "{doc}");
         }
     }
@@ -598,7 +603,7 @@ async fn another_s_customer_and_no_customer_look_the_same() {
 
 #[tokio::test]
 async fn the_abnormal_change_list_holds_only_the_scope_s_customers() {
-    use lattice_engine::analytics::{AbnormalQuery, abnormal};
+    use lattice_engine::analytics::AbnormalQuery;
     let fx = fixture().await;
     let mut found = 0;
     for scope in [manager_scope().await, province_scope()] {
@@ -635,7 +640,10 @@ async fn the_abnormal_change_list_holds_only_the_scope_s_customers() {
             // The route answers as the engine does for the same access, and the admin sees
             // at least as much.
             let q = AbnormalQuery::from_json(&doc.to_string()).expect("abnormal query");
-            let engine = abnormal(&fx.cube, &q, &access(&scope))
+            let engine = fx
+                .cube
+                .session(access(&scope))
+                .abnormal(&q)
                 .await
                 .expect("abnormal");
             assert_eq!(what(&r.body), what(&as_read(&engine)), "{doc}");

@@ -5,17 +5,16 @@
 //! query with the members written out; and over HTTP: CRUD kept on disk, runs, scope, CSV.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use lattice_defs::model::AggMode;
-use lattice_engine::access::{Access, ScopeRule, execute_as};
-use lattice_engine::build::{BuildOptions, build_cube};
-use lattice_engine::query::Query;
+use lattice_engine::access::{Access, ScopeRule};
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::{Dataset, Query};
 use lattice_engine::search::{
-    HIDDEN, Search, SearchAnswer, SearchRun, SearchSet, definition_searches, expand_segments,
-    members, run,
+    HIDDEN, Search, SearchAnswer, SearchRun, SearchSet, definition_searches,
 };
 use lattice_engine::source::load::load;
-use lattice_engine::store::Cube;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -72,8 +71,8 @@ fn manager_scope(manager: &str) -> Access {
 
 /// The default model with cuboids holding every atom's member sets (deposit band per month,
 /// product category per month, channel per month), also per manager for scopes.
-async fn with_sets() -> &'static Cube {
-    static CUBE: OnceCell<Cube> = OnceCell::const_new();
+async fn with_sets() -> &'static Arc<Dataset> {
+    static CUBE: OnceCell<Arc<Dataset>> = OnceCell::const_new();
     CUBE.get_or_init(|| async {
         let mut model = bank_crm(parquet_dir(), false).expect("definition");
         let level = |n: &str| model.level(n).expect(n);
@@ -90,9 +89,11 @@ async fn with_sets() -> &'static Cube {
             vec![channel, month, manager],
         ];
         let sources = load(&model).await.expect("load");
-        build_cube(&model, &sources, &BuildOptions::default())
-            .await
-            .expect("build")
+        Arc::new(
+            lattice_engine::open(&model, &sources, &BuildOptions::default())
+                .await
+                .expect("build"),
+        )
     })
     .await
 }
@@ -108,8 +109,10 @@ async fn sql_set(fx: &Fixture, sql: &str) -> BTreeSet<String> {
         .collect()
 }
 
-async fn names(cube: &Cube, s: &Search, access: &Access) -> BTreeSet<String> {
-    let m = members(cube, s, access)
+async fn names(cube: &Arc<Dataset>, s: &Search, access: &Access) -> BTreeSet<String> {
+    let m = cube
+        .session(access.clone())
+        .search_members(s)
         .await
         .unwrap_or_else(|e| panic!("{e} ({})", e.code()));
     m.members
@@ -119,7 +122,7 @@ async fn names(cube: &Cube, s: &Search, access: &Access) -> BTreeSet<String> {
 }
 
 /// The three cubes with the paths they take for `s`.
-async fn cubes(fx: &'static Fixture) -> [(&'static str, &'static Cube); 3] {
+async fn cubes(fx: &'static Fixture) -> [(&'static str, &'static Arc<Dataset>); 3] {
     [
         ("default", &fx.cube),
         ("no cuboids", &fx.bare),
@@ -146,11 +149,19 @@ async fn the_issue_example_equals_sql_on_every_path() {
     for (what, cube) in cubes(fx).await {
         assert_eq!(names(cube, &s, &everyone()).await, want, "{what}");
     }
-    let sets = members(with_sets().await, &s, &everyone())
+    let sets = with_sets()
+        .await
+        .session(everyone())
+        .search_members(&s)
         .await
         .expect("run");
     assert_eq!(sets.sources, ["member_sets", "member_sets", "member_sets"]);
-    let bare = members(&fx.bare, &s, &everyone()).await.expect("run");
+    let bare = fx
+        .bare
+        .session(everyone())
+        .search_members(&s)
+        .await
+        .expect("run");
     assert_eq!(bare.sources, ["grouped", "grouped", "grouped"]);
     println!("example: {} customers", want.len());
 }
@@ -250,17 +261,18 @@ async fn a_scoped_principal_gets_the_unscoped_list_restricted_to_their_customers
             assert_eq!(names(cube, &s, &access).await, want, "{what}: {json}");
         }
         // The run's count and rows too; `total` is the principal's customers.
-        let a = run(
-            &fx.cube,
-            &s,
-            &SearchRun {
-                limit: Some(10_000),
-                ..SearchRun::default()
-            },
-            &access,
-        )
-        .await
-        .expect("run");
+        let a = fx
+            .cube
+            .session(access.clone())
+            .run_search(
+                &s,
+                &SearchRun {
+                    limit: Some(10_000),
+                    ..SearchRun::default()
+                },
+            )
+            .await
+            .expect("run");
         assert_eq!(a.count, Some(want.len() as u64));
         let listed: BTreeSet<String> = a
             .rows
@@ -283,18 +295,19 @@ fn ids(a: &SearchAnswer) -> Vec<String> {
 async fn runs_page_and_order_by_the_entity_or_a_measure() {
     let fx = fixture().await;
     let s = search(EXAMPLE);
-    let all = run(
-        &fx.cube,
-        &s,
-        &SearchRun {
-            measures: vec!["deposit_balance".into(), "txn_count".into()],
-            limit: Some(100_000),
-            ..SearchRun::default()
-        },
-        &everyone(),
-    )
-    .await
-    .expect("run");
+    let all = fx
+        .cube
+        .session(everyone())
+        .run_search(
+            &s,
+            &SearchRun {
+                measures: vec!["deposit_balance".into(), "txn_count".into()],
+                limit: Some(100_000),
+                ..SearchRun::default()
+            },
+        )
+        .await
+        .expect("run");
     assert_eq!(all.count, Some(all.rows.len() as u64));
     let names: Vec<&str> = all.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["customer.id", "deposit_balance", "txn_count"]);
@@ -307,7 +320,11 @@ async fn runs_page_and_order_by_the_entity_or_a_measure() {
                 "offset": offset, "limit": limit
             }))
             .expect("run");
-            run(&fx.cube, &s, &r, &everyone()).await.expect("run")
+            fx.cube
+                .session(everyone())
+                .run_search(&s, &r)
+                .await
+                .expect("run")
         }
     };
     let p = page(json!([]), 2, 3).await;
@@ -339,7 +356,10 @@ async fn runs_page_and_order_by_the_entity_or_a_measure() {
     // Ordering by something not listed is an error.
     let r: SearchRun =
         serde_json::from_value(json!({"order": [{"by": "fee_income"}]})).expect("run");
-    let e = run(&fx.cube, &s, &r, &everyone())
+    let e = fx
+        .cube
+        .session(everyone())
+        .run_search(&s, &r)
         .await
         .expect_err("bad order");
     assert_eq!(e.code(), "bad_order");
@@ -361,25 +381,33 @@ async fn a_search_as_a_segment_equals_the_query_with_its_members_written_out() {
             with_segment["segments"] = json!([s.name]);
             let mut q: Query = serde_json::from_value(with_segment).expect("query");
             for cube in [&fx.cube, &fx.bare] {
+                let session = cube.session(access.clone());
                 let mut expanded = q.clone();
-                expand_segments(cube, &mut expanded, &access, &searches)
+                session
+                    .expand_segments(&mut expanded, &searches)
                     .await
                     .expect("segments");
-                let got = execute_as(cube, &expanded, &access).await.expect("query");
+                let got = session.query(&expanded).await.expect("query");
                 let mut explicit = doc.clone();
                 explicit["filters"] = json!([{"level": "customer.id", "op": "in", "values": ids}]);
                 let explicit: Query = serde_json::from_value(explicit).expect("query");
-                let want = execute_as(cube, &explicit, &access).await.expect("query");
+                let want = session.query(&explicit).await.expect("query");
                 assert_eq!(got.rows, want.rows, "{doc}");
                 assert_eq!(got.totals, want.totals, "{doc}");
             }
             // Unexpanded, a query says what segments need; unknown names are named.
-            let e = lattice_engine::query::execute(&fx.cube, &q)
+            let e = fx
+                .cube
+                .session(Access::everything())
+                .query(&q)
                 .await
                 .expect_err("raw");
             assert_eq!(e.code(), "bad_filter");
             q.segments = vec!["affluent_digital_no_lon".into()];
-            let e = expand_segments(&fx.cube, &mut q, &access, &searches)
+            let e = fx
+                .cube
+                .session(access.clone())
+                .expand_segments(&mut q, &searches)
                 .await
                 .expect_err("unknown");
             assert_eq!(e.code(), "unknown_search");
@@ -459,7 +487,12 @@ async fn bad_searches_say_what_and_where() {
     ];
     for (json, code, says) in cases {
         let e = match Search::from_json(json) {
-            Ok(s) => members(&fx.cube, &s, &everyone()).await.expect_err(json),
+            Ok(s) => fx
+                .cube
+                .session(everyone())
+                .search_members(&s)
+                .await
+                .expect_err(json),
             Err(e) => e,
         };
         assert_eq!(e.code(), code, "{json}: {e}");
@@ -540,7 +573,12 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
             .as_(key, "POST", &format!("{path}/run"), Some(&body))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
-        let engine = run(&fx.cube, &s, &opts, &access).await.expect("run");
+        let engine = fx
+            .cube
+            .session(access.clone())
+            .run_search(&s, &opts)
+            .await
+            .expect("run");
         let mut got = r.body.clone();
         got.as_object_mut().expect("object").remove("meta");
         assert_eq!(got, what(&engine));
@@ -586,7 +624,10 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
             "measures": ["txn_amount", "active_customers"], "rows": ["channel.channel"],
             "filters": [{"level": "customer.id", "op": "in", "values": ids}]}))
         .expect("query");
-        let want = execute_as(&fx.cube, &explicit, &access)
+        let want = fx
+            .cube
+            .session(access.clone())
+            .query(&explicit)
             .await
             .expect("query");
         assert_eq!(r.body["rows"], what(&want)["rows"]);
@@ -637,7 +678,10 @@ async fn searches_are_saved_run_and_used_as_segments_over_http_as_the_principal_
         .as_(admin, "POST", &format!("{yaml_path}/run"), Some(&body))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let engine = run(&fx.cube, &search(EXAMPLE), &opts, &everyone())
+    let engine = fx
+        .cube
+        .session(everyone())
+        .run_search(&search(EXAMPLE), &opts)
         .await
         .expect("run");
     let mut got = r.body.clone();
@@ -688,10 +732,12 @@ async fn the_yaml_search_is_the_issue_example_and_equals_sql_on_every_path() {
     let mut q: Query = serde_json::from_value(json!({
         "measures": ["customers"], "segments": ["affluent_digital_no_loan"]}))
     .expect("query");
-    expand_segments(&fx.cube, &mut q, &everyone(), &defined)
+    fx.cube
+        .session(everyone())
+        .expand_segments(&mut q, &defined)
         .await
         .expect("segments");
-    let a = execute_as(&fx.cube, &q, &everyone()).await.expect("query");
+    let a = fx.cube.session(everyone()).query(&q).await.expect("query");
     assert_eq!(a.rows[0][0], json!(want.len()));
 }
 
@@ -704,7 +750,7 @@ async fn a_yaml_search_naming_a_member_the_data_lacks_fails_the_build_at_its_lin
     let model = lattice_defs::parse_str(&yaml, "bank_crm.yaml", parquet_dir())
         .expect("valid without the data");
     let sources = load(&model).await.expect("load");
-    let e = build_cube(&model, &sources, &BuildOptions::default())
+    let e = lattice_engine::open(&model, &sources, &BuildOptions::default())
         .await
         .expect_err("no member 2M+");
     let text = e.to_string();
@@ -1016,7 +1062,9 @@ async fn a_search_count_is_no_oracle_on_one_customer_under_suppression() {
         let mut out = Vec::new();
         for t in [&below, &at] {
             out.push(
-                members(&fx.cube, &oracle(t), &everyone())
+                fx.cube
+                    .session(everyone())
+                    .search_members(&oracle(t))
                     .await
                     .expect("run")
                     .members
@@ -1033,7 +1081,10 @@ async fn a_search_count_is_no_oracle_on_one_customer_under_suppression() {
     let answers: Vec<Value> = {
         let mut out = Vec::new();
         for t in [&below, &at] {
-            let a = run(&fx.cube, &oracle(t), &SearchRun::default(), &analyst())
+            let a = fx
+                .cube
+                .session(analyst())
+                .run_search(&oracle(t), &SearchRun::default())
                 .await
                 .expect("run");
             assert!(
@@ -1056,7 +1107,10 @@ async fn a_search_count_is_no_oracle_on_one_customer_under_suppression() {
     let mut q: Query = serde_json::from_value(json!({
         "measures": ["customers"], "segments": ["oracle"]}))
     .expect("query");
-    let e = expand_segments(&fx.cube, &mut q, &analyst(), &searches)
+    let e = fx
+        .cube
+        .session(analyst())
+        .expand_segments(&mut q, &searches)
         .await
         .expect_err("withheld");
     assert_eq!(e.code(), "forbidden", "{e}");
@@ -1071,7 +1125,10 @@ async fn a_search_count_is_no_oracle_on_one_customer_under_suppression() {
         json!({"name": "pin", "where": {"measure": "deposit_balance", "op": "gt", "value": below,
             "filters": [{"level": "customer.id", "op": "in", "values": [id]}]}}),
     ] {
-        let e = members(&fx.cube, &search(&doc.to_string()), &analyst())
+        let e = fx
+            .cube
+            .session(analyst())
+            .search_members(&search(&doc.to_string()))
             .await
             .expect_err("pinned");
         assert_eq!(e.code(), "forbidden", "{e}");
@@ -1088,10 +1145,18 @@ async fn a_search_count_is_no_oracle_on_one_customer_under_suppression() {
         &json!({"name": "plain", "where": {"level": "customer.segment", "op": "eq", "value": segment}})
             .to_string(),
     );
-    let a = run(&fx.cube, &plain, &SearchRun::default(), &analyst())
+    let a = fx
+        .cube
+        .session(analyst())
+        .run_search(&plain, &SearchRun::default())
         .await
         .expect("run");
-    let want = members(&fx.cube, &plain, &everyone()).await.expect("run");
+    let want = fx
+        .cube
+        .session(everyone())
+        .search_members(&plain)
+        .await
+        .expect("run");
     assert_eq!((a.count, a.suppressed), (Some(want.members.len()), false));
 }
 

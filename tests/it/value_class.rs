@@ -4,9 +4,10 @@
 //! per class and year, from the cuboids and from the fallback.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use lattice_engine::query::{Answer, Query, execute};
-use lattice_engine::store::Cube;
+use lattice_engine::access::Access;
+use lattice_engine::query::{Answer, Dataset, Query};
 
 use crate::query_suite::{Cell, compare_rows, fixture, run_sql};
 
@@ -28,9 +29,10 @@ const CLASSES: &str = "
                f.raw, f.fee
         FROM f LEFT JOIN r ON r.y = f.y AND r.k = f.k)";
 
-async fn ask(cube: &Cube, json: &str) -> Answer {
+async fn ask(cube: &Arc<Dataset>, json: &str) -> Answer {
     let q = Query::from_json(json).expect("query");
-    execute(cube, &q)
+    cube.session(Access::everything())
+        .query(&q)
         .await
         .unwrap_or_else(|e| panic!("{e}: {json}"))
 }

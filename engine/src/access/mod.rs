@@ -23,19 +23,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use dashmap::DashMap;
 use lattice_defs::Model;
-use lattice_defs::model::{
-    Agg, DimId, DimensionKind, FactId, LevelKind, LevelRef, MeasureId, MeasureKind, OverTime,
-};
+use lattice_defs::model::{DimId, DimensionKind, FactId, LevelKind, LevelRef, MeasureId};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
-use crate::query::{
-    Answer, DrillAnswer, DrillQuery, Query, QueryError, Resolved, ResolvedFilter,
-    drill_through_restricted, execute_restricted, level_members, resolve_visible,
-};
-use crate::store::Cube;
+use crate::store::{Cube, ResolvedFilter};
 
 /// What a principal may see. The default (no scope, no roles) is everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -216,6 +209,13 @@ pub(crate) struct Suppress {
     pub counts: Vec<(FactId, MeasureId)>,
 }
 
+/// An access that cannot be applied to a cube (its scope names a level the cube lacks); the
+/// query layer answers it as `forbidden`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotApplicable {
+    pub message: String,
+}
+
 /// An [`Access`] resolved against one cube.
 #[derive(Debug, Clone)]
 pub(crate) struct Applied {
@@ -235,11 +235,11 @@ impl Applied {
 
 /// `access` against `cube`: unknown scope levels are refused (the principal's configuration
 /// does not fit this cube); unknown scope members simply match nothing.
-pub(crate) fn apply(cube: &Cube, access: &Access) -> Result<Applied, QueryError> {
+pub(crate) fn apply(cube: &Cube, access: &Access) -> Result<Applied, NotApplicable> {
     let model = &cube.model;
     let mut scope = Vec::new();
     for rule in &access.scope {
-        let level = model.level(&rule.level).ok_or_else(|| QueryError::Forbidden {
+        let level = model.level(&rule.level).ok_or_else(|| NotApplicable {
             message: format!(
                 "your access does not apply to cube '{}': its scope names level '{}', which the cube does not have",
                 model.name, rule.level
@@ -291,64 +291,6 @@ fn restricted_dims(model: &Model, scoped: impl Iterator<Item = DimId>) -> Vec<bo
     out
 }
 
-/// Per cube snapshot: the members of a level visible under an access, computed once.
-#[derive(Debug, Default)]
-pub(crate) struct VisibleCache {
-    map: DashMap<(String, LevelRef), Arc<RoaringBitmap>>,
-}
-
-/// Most (partition, level) pairs kept per snapshot before the cache starts over.
-const VISIBLE_CACHE_ENTRIES: usize = 4096;
-
-/// The members of `level` that `access` may see; `None` when it may see all of them.
-pub async fn visible_members(
-    cube: &Cube,
-    level: LevelRef,
-    access: &Access,
-) -> Result<Option<Arc<RoaringBitmap>>, QueryError> {
-    if access.scope.is_empty() {
-        return Ok(None);
-    }
-    let applied = apply(cube, access)?;
-    visible(cube, level, &applied).await
-}
-
-pub(crate) async fn visible(
-    cube: &Cube,
-    level: LevelRef,
-    applied: &Applied,
-) -> Result<Option<Arc<RoaringBitmap>>, QueryError> {
-    let model = &cube.model;
-    let kind = &model.dimensions[level.dim].levels[level.level].kind;
-    if applied.scope.is_empty()
-        || !applied.restricted[level.dim]
-        || matches!(kind, LevelKind::Time(_) | LevelKind::Bucket(_))
-    {
-        return Ok(None);
-    }
-    let key = (applied.partition.clone(), level);
-    if let Some(hit) = cube.visible.map.get(&key) {
-        return Ok(Some(hit.clone()));
-    }
-    let mut members = RoaringBitmap::new();
-    for fact in 0..model.facts.len() {
-        let reaches = |l: LevelRef| model.fact_has_dimension(fact, l.dim);
-        if !reaches(level) || !applied.scope.iter().all(|f| reaches(f.level)) {
-            continue;
-        }
-        let Some(m) = additive_measure(model, fact) else {
-            continue;
-        };
-        members |= level_members(cube, fact, level, &applied.scope, m).await?;
-    }
-    let members = Arc::new(members);
-    if cube.visible.map.len() >= VISIBLE_CACHE_ENTRIES {
-        cube.visible.map.clear();
-    }
-    cube.visible.map.insert(key, members.clone());
-    Ok(Some(members))
-}
-
 /// The members of some levels that a principal may see, found once per request. Every
 /// expansion of a predicate into members outside the native resolution (a Cube API
 /// `contains` or `gt`, a search over names) goes through one, so that a name outside the
@@ -365,26 +307,9 @@ impl MemberView {
         MemberView::default()
     }
 
-    /// What `access` may see of `levels` of `cube` (levels it sees whole cost nothing).
-    pub async fn new(
-        cube: &Cube,
-        access: &Access,
-        levels: impl IntoIterator<Item = LevelRef>,
-    ) -> Result<MemberView, QueryError> {
-        if access.scope.is_empty() {
-            return Ok(MemberView::everything());
-        }
-        let applied = apply(cube, access)?;
-        let mut visible = HashMap::new();
-        for l in levels {
-            if visible.contains_key(&l) {
-                continue;
-            }
-            if let Some(v) = self::visible(cube, l, &applied).await? {
-                visible.insert(l, v);
-            }
-        }
-        Ok(MemberView { visible })
+    /// The view of `visible`: per restricted level, the codes visible.
+    pub(crate) fn new(visible: HashMap<LevelRef, Arc<RoaringBitmap>>) -> MemberView {
+        MemberView { visible }
     }
 
     /// Whether some members of `level` are hidden (then filters list members, never the
@@ -412,87 +337,6 @@ impl MemberView {
     }
 }
 
-/// A measure of `fact` whose groups are exactly the fact rows' groups (not a closing-period
-/// balance, which keeps only the last period's).
-fn additive_measure(model: &Model, fact: FactId) -> Option<MeasureId> {
-    let additive = |m: &&lattice_defs::model::Measure| matches!(&m.kind, MeasureKind::Aggregate { fact: f, over_time: OverTime::Additive, .. } if *f == fact);
-    let counts_first = model
-        .measures
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| additive(m));
-    counts_first
-        .clone()
-        .find(|(_, m)| {
-            matches!(
-                m.kind,
-                MeasureKind::Aggregate {
-                    agg: Agg::Count,
-                    ..
-                }
-            )
-        })
-        .or_else(|| counts_first.clone().next())
-        .map(|(i, _)| i)
-}
-
-/// Visible members of every restricted level a query's filters name, found before it is
-/// resolved.
-pub(crate) async fn visible_for(
-    cube: &Cube,
-    applied: &Applied,
-    levels: impl Iterator<Item = &str>,
-) -> Result<HashMap<LevelRef, Arc<RoaringBitmap>>, QueryError> {
-    let mut out = HashMap::new();
-    for name in levels {
-        let Some(l) = cube.model.level(name) else {
-            continue; // resolution reports it
-        };
-        if out.contains_key(&l) {
-            continue;
-        }
-        if let Some(v) = visible(cube, l, applied).await? {
-            out.insert(l, v);
-        }
-    }
-    Ok(out)
-}
-
-/// Resolves `query` for a principal: filters see only visible members, every measure must
-/// vary by the scope's levels (else the scope could not be applied to it), and the scope and
-/// suppression ride along to execution.
-pub(crate) async fn resolve_restricted(
-    cube: &Cube,
-    query: &Query,
-    applied: &Applied,
-) -> Result<Resolved, QueryError> {
-    let levels = query.filters.iter().map(|f| f.level.as_str());
-    let visible = visible_for(cube, applied, levels).await?;
-    let mut r = resolve_visible(query, cube, &visible)?;
-    restrict(cube, &mut r, applied)?;
-    Ok(r)
-}
-
-/// Attaches the principal's scope and suppression to a resolved query.
-pub(crate) fn restrict(cube: &Cube, r: &mut Resolved, applied: &Applied) -> Result<(), QueryError> {
-    let model = &cube.model;
-    for &m in &r.measures {
-        for f in &applied.scope {
-            if !model.measure_varies_by(m, f.level) {
-                return Err(QueryError::Forbidden {
-                    message: format!(
-                        "measure '{}' cannot be restricted to your scope: its facts have no '{}'",
-                        model.measures[m].name, model.dimensions[f.level.dim].name
-                    ),
-                });
-            }
-        }
-    }
-    r.scope = applied.scope.clone();
-    r.suppress = applied.suppress.clone();
-    Ok(())
-}
-
 /// The level on the key column of the dimension whose customers suppression counts
 /// (`customer.id`): each of its members is one customer.
 pub(crate) fn customers_key(model: &Model) -> Option<LevelRef> {
@@ -507,62 +351,6 @@ pub(crate) fn customers_key(model: &Model) -> Option<LevelRef> {
             matches!(&l.kind, LevelKind::Column(c) if c.table == *table && c.column == key.column)
         })
         .map(|level| LevelRef { dim, level })
-}
-
-/// Under small-cell suppression a query may not group by single customers (each row would
-/// name one customer, and which rows exist would tell who is behind a small cell) nor pick
-/// fewer customers than the threshold by their ids (then whether a row exists tells about
-/// them). A longer list, as a saved search used as a segment gives, is a group like any other.
-/// (A query's own question only: the analyses group by customers inside, and answer with
-/// groups.)
-pub(crate) fn refuse_single_customers(
-    model: &Model,
-    r: &Resolved,
-    applied: &Applied,
-) -> Result<(), QueryError> {
-    let (Some(min), Some(key)) = (
-        applied.suppress.as_ref().map(|s| s.min),
-        customers_key(model),
-    ) else {
-        return Ok(());
-    };
-    let name = model.level_name(key);
-    if r.rows.contains(&key) || r.columns.contains(&key) {
-        return Err(QueryError::Forbidden {
-            message: format!(
-                "grouping by '{name}' shows single customers, and small-cell suppression (fewer than {min} customers) applies to your role; group by their attributes or bands, or drill through a cell"
-            ),
-        });
-    }
-    if let Some(f) = r
-        .filters
-        .iter()
-        .find(|f| f.level == key && f.members.len() < min)
-    {
-        return Err(QueryError::Forbidden {
-            message: format!(
-                "a filter on '{name}' picks {} customers, and small-cell suppression (fewer than {min} customers) applies to your role; pick customers by their attributes, bands or a saved search",
-                f.members.len()
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Answers `query` as `access` may see it.
-pub async fn execute_as(cube: &Cube, query: &Query, access: &Access) -> Result<Answer, QueryError> {
-    let applied = apply(cube, access)?;
-    execute_restricted(cube, query, &applied).await
-}
-
-/// Drill-through as `access` may see it.
-pub async fn drill_through_as(
-    cube: &Cube,
-    q: &DrillQuery,
-    access: &Access,
-) -> Result<DrillAnswer, QueryError> {
-    let applied = apply(cube, access)?;
-    drill_through_restricted(cube, q, &applied).await
 }
 
 #[cfg(test)]

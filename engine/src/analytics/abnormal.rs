@@ -24,9 +24,8 @@ use serde_json::Value as Json;
 use super::{
     AnalyticsError, AnalyticsMeta, Ctx, abs, default_entity, default_level, only, or_zero, page,
 };
-use crate::access::Access;
+use crate::query::Session;
 use crate::query::{Filter, QueryError, V, cmp_v};
-use crate::store::Cube;
 
 /// Which abnormality to look for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,115 +170,113 @@ pub struct AbnormalAnswer {
     pub meta: AnalyticsMeta,
 }
 
-/// Lists the members of `q.entity` whose `q.measure` changed abnormally, as `access` may see
-/// them.
-pub async fn abnormal(
-    cube: &Cube,
-    q: &AbnormalQuery,
-    access: &Access,
-) -> Result<AbnormalAnswer, AnalyticsError> {
-    let start = Instant::now();
-    let mut ctx = Ctx::new(cube, access).await?;
-    if let Some(s) = &ctx.applied.suppress {
-        return Err(QueryError::Forbidden {
+impl Session {
+    /// Lists the members of `q.entity` whose `q.measure` changed abnormally, as `access` may see
+    /// them.
+    pub async fn abnormal(&self, q: &AbnormalQuery) -> Result<AbnormalAnswer, AnalyticsError> {
+        let start = Instant::now();
+        let mut ctx = Ctx::new(self).await?;
+        if let Some(s) = &ctx.applied.suppress {
+            return Err(QueryError::Forbidden {
             message: format!(
                 "the abnormal-change list shows single members' values, and your role sees no cell of fewer than {} customers",
                 s.min
             ),
         }
         .into());
-    }
-    let kind = q.kind.name();
-    let not_for = |field: &'static str| AnalyticsError::NotApplicable { kind, field };
-    let entity = ctx.entity_level(&q.entity, "`entity`")?;
-    let measure = ctx.measure(&q.measure)?;
-    let level = ctx.time_level(&q.level, "`level`")?;
-    let (periods, mut rows) = match q.kind {
-        AbnormalKind::Change | AbnormalKind::Outlier => {
-            if q.periods.is_some() {
-                return Err(not_for("periods"));
+        }
+        let kind = q.kind.name();
+        let not_for = |field: &'static str| AnalyticsError::NotApplicable { kind, field };
+        let entity = ctx.entity_level(&q.entity, "`entity`")?;
+        let measure = ctx.measure(&q.measure)?;
+        let level = ctx.time_level(&q.level, "`level`")?;
+        let (periods, mut rows) = match q.kind {
+            AbnormalKind::Change | AbnormalKind::Outlier => {
+                if q.periods.is_some() {
+                    return Err(not_for("periods"));
+                }
+                if q.as_of.is_some() {
+                    return Err(not_for("as_of"));
+                }
+                let missing = |field, hint| AnalyticsError::Missing { kind, field, hint };
+                let before = q.before.as_deref().ok_or_else(|| {
+                    missing(
+                        "before",
+                        "the earlier period, a member of `level` (\"2025-05\")",
+                    )
+                })?;
+                let after = q.after.as_deref().ok_or_else(|| {
+                    missing(
+                        "after",
+                        "the later period, a member of `level` (\"2025-06\")",
+                    )
+                })?;
+                let (b, a) = (ctx.period(level, before)?, ctx.period(level, after)?);
+                if b >= a {
+                    return Err(AnalyticsError::PeriodOrder {
+                        level: q.level.clone(),
+                        before: before.to_string(),
+                        after: after.to_string(),
+                    });
+                }
+                let rows = if q.kind == AbnormalKind::Change {
+                    for field in ["peers", "basis", "z"] {
+                        let given = match field {
+                            "peers" => q.peers.is_some(),
+                            "basis" => q.basis.is_some(),
+                            _ => q.z.is_some(),
+                        };
+                        if given {
+                            return Err(not_for(field));
+                        }
+                    }
+                    change(&mut ctx, q, entity, measure, level, (b, a)).await?
+                } else {
+                    if q.relative.is_some() {
+                        return Err(not_for("relative"));
+                    }
+                    if q.absolute.is_some() {
+                        return Err(not_for("absolute"));
+                    }
+                    outlier(&mut ctx, q, entity, measure, level, (b, a)).await?
+                };
+                (vec![before.to_string(), after.to_string()], rows)
             }
-            if q.as_of.is_some() {
-                return Err(not_for("as_of"));
-            }
-            let missing = |field, hint| AnalyticsError::Missing { kind, field, hint };
-            let before = q.before.as_deref().ok_or_else(|| {
-                missing(
-                    "before",
-                    "the earlier period, a member of `level` (\"2025-05\")",
-                )
-            })?;
-            let after = q.after.as_deref().ok_or_else(|| {
-                missing(
-                    "after",
-                    "the later period, a member of `level` (\"2025-06\")",
-                )
-            })?;
-            let (b, a) = (ctx.period(level, before)?, ctx.period(level, after)?);
-            if b >= a {
-                return Err(AnalyticsError::PeriodOrder {
-                    level: q.level.clone(),
-                    before: before.to_string(),
-                    after: after.to_string(),
-                });
-            }
-            let rows = if q.kind == AbnormalKind::Change {
-                for field in ["peers", "basis", "z"] {
-                    let given = match field {
-                        "peers" => q.peers.is_some(),
-                        "basis" => q.basis.is_some(),
-                        _ => q.z.is_some(),
-                    };
+            AbnormalKind::Dormant => {
+                for (field, given) in [
+                    ("before", q.before.is_some()),
+                    ("after", q.after.is_some()),
+                    ("relative", q.relative.is_some()),
+                    ("absolute", q.absolute.is_some()),
+                    ("peers", q.peers.is_some()),
+                    ("basis", q.basis.is_some()),
+                    ("z", q.z.is_some()),
+                    ("direction", q.direction != ChangeDirection::Any),
+                ] {
                     if given {
                         return Err(not_for(field));
                     }
                 }
-                change(&mut ctx, q, entity, measure, level, (b, a)).await?
-            } else {
-                if q.relative.is_some() {
-                    return Err(not_for("relative"));
-                }
-                if q.absolute.is_some() {
-                    return Err(not_for("absolute"));
-                }
-                outlier(&mut ctx, q, entity, measure, level, (b, a)).await?
-            };
-            (vec![before.to_string(), after.to_string()], rows)
-        }
-        AbnormalKind::Dormant => {
-            for (field, given) in [
-                ("before", q.before.is_some()),
-                ("after", q.after.is_some()),
-                ("relative", q.relative.is_some()),
-                ("absolute", q.absolute.is_some()),
-                ("peers", q.peers.is_some()),
-                ("basis", q.basis.is_some()),
-                ("z", q.z.is_some()),
-                ("direction", q.direction != ChangeDirection::Any),
-            ] {
-                if given {
-                    return Err(not_for(field));
-                }
+                dormant(&mut ctx, q, entity, measure, level).await?
             }
-            dormant(&mut ctx, q, entity, measure, level).await?
-        }
-    };
-    rows.sort_by(|(ca, ia, _), (cb, ib, _)| cmp_v(*ib, *ia).then(ca.cmp(cb)));
-    let total = rows.len();
-    let rows = page(rows, q.offset, q.limit)
-        .into_iter()
-        .map(|(_, _, r)| r)
-        .collect();
-    Ok(AbnormalAnswer {
-        kind: q.kind,
-        entity: q.entity.clone(),
-        measure: q.measure.clone(),
-        level: q.level.clone(),
-        periods,
-        total,
-        rows,
-        meta: ctx.meta(start),
-    })
+        };
+        rows.sort_by(|(ca, ia, _), (cb, ib, _)| cmp_v(*ib, *ia).then(ca.cmp(cb)));
+        let total = rows.len();
+        let rows = page(rows, q.offset, q.limit)
+            .into_iter()
+            .map(|(_, _, r)| r)
+            .collect();
+        Ok(AbnormalAnswer {
+            kind: q.kind,
+            entity: q.entity.clone(),
+            measure: q.measure.clone(),
+            level: q.level.clone(),
+            periods,
+            total,
+            rows,
+            meta: ctx.meta(start),
+        })
+    }
 }
 
 /// A row with its sort key: (member code, impact, row).

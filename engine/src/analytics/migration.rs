@@ -24,9 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::{AnalyticsError, AnalyticsMeta, Ctx, default_entity, default_level, only, page};
-use crate::access::Access;
+use crate::query::Session;
 use crate::query::{Filter, QueryError, ResolvedFilter, V, closing_periods, member_sets};
-use crate::store::Cube;
 
 /// A migration matrix request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -359,151 +358,152 @@ async fn prepare(ctx: &mut Ctx<'_>, q: &MigrationQuery) -> Result<Prepared, Anal
     })
 }
 
-/// The migration matrix of `q.band` from `q.from` to `q.to`, as `access` may see it.
-pub async fn migration(
-    cube: &Cube,
-    q: &MigrationQuery,
-    access: &Access,
-) -> Result<MigrationAnswer, AnalyticsError> {
-    let start = Instant::now();
-    let mut ctx = Ctx::new(cube, access).await?;
-    let p = prepare(&mut ctx, q).await?;
-    let model = ctx.model();
-    let n = cube.members(p.band).len();
-    let choices: Vec<Option<usize>> = (0..n).map(Some).chain([None]).collect();
-    let name = |b: Option<usize>| b.map(|b| cube.member_name(p.band, b as u32).to_string());
-    let mut cells = Vec::new();
-    for &from in &choices {
-        for &to in &choices {
-            if from.is_none() && to.is_none() {
-                continue;
-            }
-            let members = p.cell(from, to);
-            // Under suppression a small transition is left out, as an empty one is: its
-            // presence alone would say that 1 to 4 members made it.
-            if members.is_empty() || p.small(members.len()) {
-                continue;
-            }
-            let mut values = serde_json::Map::new();
-            for (i, m) in p.measures.iter().enumerate() {
-                for (side, suffix) in [(0u8, "from"), (1u8, "to")] {
-                    let total = members.iter().fold(V::Null, |acc, e| {
-                        match p.values[i].get(&(e, side)).copied().unwrap_or(V::Null) {
-                            V::Null => acc,
-                            v if acc == V::Null => v,
-                            v => V::binary(BinOp::Add, acc, v),
-                        }
-                    });
-                    values.insert(
-                        format!("{}_{suffix}", model.measures[*m].name),
-                        total.json(),
-                    );
+impl Session {
+    /// The migration matrix of `q.band` from `q.from` to `q.to`, as `access` may see it.
+    pub async fn migration(&self, q: &MigrationQuery) -> Result<MigrationAnswer, AnalyticsError> {
+        let cube = self.data();
+        let start = Instant::now();
+        let mut ctx = Ctx::new(self).await?;
+        let p = prepare(&mut ctx, q).await?;
+        let model = ctx.model();
+        let n = cube.members(p.band).len();
+        let choices: Vec<Option<usize>> = (0..n).map(Some).chain([None]).collect();
+        let name = |b: Option<usize>| b.map(|b| cube.member_name(p.band, b as u32).to_string());
+        let mut cells = Vec::new();
+        for &from in &choices {
+            for &to in &choices {
+                if from.is_none() && to.is_none() {
+                    continue;
                 }
+                let members = p.cell(from, to);
+                // Under suppression a small transition is left out, as an empty one is: its
+                // presence alone would say that 1 to 4 members made it.
+                if members.is_empty() || p.small(members.len()) {
+                    continue;
+                }
+                let mut values = serde_json::Map::new();
+                for (i, m) in p.measures.iter().enumerate() {
+                    for (side, suffix) in [(0u8, "from"), (1u8, "to")] {
+                        let total = members.iter().fold(V::Null, |acc, e| {
+                            match p.values[i].get(&(e, side)).copied().unwrap_or(V::Null) {
+                                V::Null => acc,
+                                v if acc == V::Null => v,
+                                v => V::binary(BinOp::Add, acc, v),
+                            }
+                        });
+                        values.insert(
+                            format!("{}_{suffix}", model.measures[*m].name),
+                            total.json(),
+                        );
+                    }
+                }
+                cells.push(MigrationCell {
+                    from: name(from),
+                    to: name(to),
+                    members: members.len(),
+                    values,
+                });
             }
-            cells.push(MigrationCell {
-                from: name(from),
-                to: name(to),
-                members: members.len(),
-                values,
-            });
         }
+        let meta = p.meta(&mut ctx, start);
+        Ok(MigrationAnswer {
+            band: q.band.clone(),
+            entity: q.entity.clone(),
+            level: q.level.clone(),
+            from: q.from.clone(),
+            to: q.to.clone(),
+            bands: cube.members(p.band).names.clone(),
+            cells,
+            meta,
+        })
     }
-    let meta = p.meta(&mut ctx, start);
-    Ok(MigrationAnswer {
-        band: q.band.clone(),
-        entity: q.entity.clone(),
-        level: q.level.clone(),
-        from: q.from.clone(),
-        to: q.to.clone(),
-        bands: cube.members(p.band).names.clone(),
-        cells,
-        meta,
-    })
 }
 
-/// The members behind one transition of a migration matrix, paged in member order.
-pub async fn migration_drill(
-    cube: &Cube,
-    d: &MigrationDrill,
-    access: &Access,
-) -> Result<MigrationDrillAnswer, AnalyticsError> {
-    let start = Instant::now();
-    let mut ctx = Ctx::new(cube, access).await?;
-    let q = &d.migration;
-    let p = prepare(&mut ctx, q).await?;
-    let model = ctx.model();
-    let band_code = |b: &Option<String>| -> Result<Option<usize>, AnalyticsError> {
-        b.as_deref()
-            .map(|name| {
-                let dict = cube.members(p.band);
-                dict.code(name).map(|c| c as usize).ok_or_else(|| {
-                    QueryError::UnknownMember {
-                        level: q.band.clone(),
-                        value: name.to_string(),
-                        suggestions: lattice_defs::diag::suggest_many(
-                            name,
-                            dict.names.iter().map(String::as_str),
-                            3,
-                        ),
-                    }
-                    .into()
+impl Session {
+    /// The members behind one transition of a migration matrix, paged in member order.
+    pub async fn migration_drill(
+        &self,
+        d: &MigrationDrill,
+    ) -> Result<MigrationDrillAnswer, AnalyticsError> {
+        let cube = self.data();
+        let start = Instant::now();
+        let mut ctx = Ctx::new(self).await?;
+        let q = &d.migration;
+        let p = prepare(&mut ctx, q).await?;
+        let model = ctx.model();
+        let band_code = |b: &Option<String>| -> Result<Option<usize>, AnalyticsError> {
+            b.as_deref()
+                .map(|name| {
+                    let dict = cube.members(p.band);
+                    dict.code(name).map(|c| c as usize).ok_or_else(|| {
+                        QueryError::UnknownMember {
+                            level: q.band.clone(),
+                            value: name.to_string(),
+                            suggestions: lattice_defs::diag::suggest_many(
+                                name,
+                                dict.names.iter().map(String::as_str),
+                                3,
+                            ),
+                        }
+                        .into()
+                    })
                 })
-            })
-            .transpose()
-    };
-    let (from, to) = (band_code(&d.from_band)?, band_code(&d.to_band)?);
-    let members = if from.is_none() && to.is_none() {
-        RoaringBitmap::new()
-    } else {
-        p.cell(from, to)
-    };
-    let mut columns = vec![q.entity.clone()];
-    for m in &p.measures {
-        let name = &model.measures[*m].name;
-        columns.push(format!("{name}_from"));
-        columns.push(format!("{name}_to"));
-    }
-    // A small transition answers as an empty one does (no one, no flag): telling them apart
-    // would say that 1 to 4 members made it. One member's values are a cell of one member:
-    // under suppression they are withheld, as drill-through withholds them.
-    let small = p.small(members.len());
-    let values_suppressed = !small && !members.is_empty() && p.small(1);
-    let (total, rows) = if small {
-        (0, Vec::new())
-    } else {
-        let codes: Vec<u32> = members.iter().collect();
-        let rows = page(
-            codes,
-            d.offset,
-            Some(d.limit.unwrap_or(crate::query::DEFAULT_DRILL_LIMIT)),
-        )
-        .into_iter()
-        .map(|e| {
-            let mut row = vec![Json::String(cube.member_name(p.entity, e).to_string())];
-            for vals in &p.values {
-                for side in [0u8, 1] {
-                    let v = if values_suppressed {
-                        V::Null
-                    } else {
-                        vals.get(&(e, side)).copied().unwrap_or(V::Null)
-                    };
-                    row.push(v.json());
+                .transpose()
+        };
+        let (from, to) = (band_code(&d.from_band)?, band_code(&d.to_band)?);
+        let members = if from.is_none() && to.is_none() {
+            RoaringBitmap::new()
+        } else {
+            p.cell(from, to)
+        };
+        let mut columns = vec![q.entity.clone()];
+        for m in &p.measures {
+            let name = &model.measures[*m].name;
+            columns.push(format!("{name}_from"));
+            columns.push(format!("{name}_to"));
+        }
+        // A small transition answers as an empty one does (no one, no flag): telling them apart
+        // would say that 1 to 4 members made it. One member's values are a cell of one member:
+        // under suppression they are withheld, as drill-through withholds them.
+        let small = p.small(members.len());
+        let values_suppressed = !small && !members.is_empty() && p.small(1);
+        let (total, rows) = if small {
+            (0, Vec::new())
+        } else {
+            let codes: Vec<u32> = members.iter().collect();
+            let rows = page(
+                codes,
+                d.offset,
+                Some(d.limit.unwrap_or(crate::query::DEFAULT_DRILL_LIMIT)),
+            )
+            .into_iter()
+            .map(|e| {
+                let mut row = vec![Json::String(cube.member_name(p.entity, e).to_string())];
+                for vals in &p.values {
+                    for side in [0u8, 1] {
+                        let v = if values_suppressed {
+                            V::Null
+                        } else {
+                            vals.get(&(e, side)).copied().unwrap_or(V::Null)
+                        };
+                        row.push(v.json());
+                    }
                 }
-            }
-            row
+                row
+            })
+            .collect();
+            (members.len(), rows)
+        };
+        let meta = p.meta(&mut ctx, start);
+        Ok(MigrationDrillAnswer {
+            entity: q.entity.clone(),
+            from_band: d.from_band.clone(),
+            to_band: d.to_band.clone(),
+            total,
+            columns,
+            rows,
+            values_suppressed,
+            meta,
         })
-        .collect();
-        (members.len(), rows)
-    };
-    let meta = p.meta(&mut ctx, start);
-    Ok(MigrationDrillAnswer {
-        entity: q.entity.clone(),
-        from_band: d.from_band.clone(),
-        to_band: d.to_band.clone(),
-        total,
-        columns,
-        rows,
-        values_suppressed,
-        meta,
-    })
+    }
 }

@@ -35,16 +35,16 @@ pub mod pareto;
 pub mod performance;
 
 pub use abnormal::{
-    AbnormalAnswer, AbnormalKind, AbnormalQuery, AbnormalRow, Basis, ChangeDirection, abnormal,
+    AbnormalAnswer, AbnormalKind, AbnormalQuery, AbnormalRow, Basis, ChangeDirection,
 };
 pub use migration::{
     MigrationAnswer, MigrationCell, MigrationDrill, MigrationDrillAnswer, MigrationMeta,
-    MigrationQuery, migration, migration_drill,
+    MigrationQuery,
 };
-pub use pareto::{ParetoAnswer, ParetoCut, ParetoPoint, ParetoQuery, ParetoReach, pareto};
+pub use pareto::{ParetoAnswer, ParetoCut, ParetoPoint, ParetoQuery, ParetoReach};
 pub use performance::{
     CustomersSpec, HighValue, PerformanceAnswer, PerformanceMeta, PerformanceQuery, PerformanceRow,
-    RankSpec, performance,
+    RankSpec,
 };
 
 use std::collections::BTreeMap;
@@ -53,12 +53,13 @@ use lattice_defs::diag::{suggest, suggest_many};
 use lattice_defs::model::{FactId, LevelKind, LevelRef, MeasureId, MeasureKind};
 use serde::Serialize;
 
-use crate::access::{Access, Applied, apply, resolve_restricted};
+use crate::access::Applied;
+use crate::query::resolve_restricted;
 use crate::query::{
     AggRequest, FactMeta, Filter, Query, QueryError, ResolvedFilter, V, aggregate, collect_leaves,
     eval, resolve,
 };
-use crate::store::Cube;
+use crate::query::{Dataset, Session};
 
 /// What can be wrong with an analysis request: a query's problems, and the analyses' own.
 /// Each has a stable [`AnalyticsError::code`].
@@ -160,16 +161,16 @@ pub struct AnalyticsMeta {
 
 /// One analysis request against a cube, under a principal's applied access.
 pub(crate) struct Ctx<'a> {
-    pub cube: &'a Cube,
+    pub cube: &'a Dataset,
     pub applied: Applied,
     pub facts: Vec<FactMeta>,
 }
 
 impl<'a> Ctx<'a> {
-    pub async fn new(cube: &'a Cube, access: &Access) -> Result<Ctx<'a>, AnalyticsError> {
+    pub async fn new(session: &'a Session) -> Result<Ctx<'a>, AnalyticsError> {
         Ok(Ctx {
-            cube,
-            applied: apply(cube, access)?,
+            cube: session.data(),
+            applied: session.applied()?,
             facts: Vec::new(),
         })
     }
@@ -335,7 +336,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn is_time(cube: &Cube, l: LevelRef) -> bool {
+fn is_time(cube: &Dataset, l: LevelRef) -> bool {
     matches!(
         cube.model.dimensions[l.dim].levels[l.level].kind,
         LevelKind::Time(_)

@@ -27,9 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::{AnalyticsError, AnalyticsMeta, Ctx, default_entity};
-use crate::access::Access;
+use crate::query::Session;
 use crate::query::{Filter, QueryError, V};
-use crate::store::Cube;
 
 /// Most curve points a request may ask for.
 pub const MAX_POINTS: u32 = 10_000;
@@ -153,94 +152,93 @@ fn share(field: &'static str, value: f64) -> Result<i128, AnalyticsError> {
         .ok_or_else(|| bad("has more than 6 decimal places"))
 }
 
-/// Ranks the members of `q.level` by `q.measure` and measures how concentrated it is, as
-/// `access` may see it.
-pub async fn pareto(
-    cube: &Cube,
-    q: &ParetoQuery,
-    access: &Access,
-) -> Result<ParetoAnswer, AnalyticsError> {
-    let start = Instant::now();
-    let mut ctx = Ctx::new(cube, access).await?;
-    if let Some(s) = &ctx.applied.suppress {
-        return Err(QueryError::Forbidden {
+impl Session {
+    /// Ranks the members of `q.level` by `q.measure` and measures how concentrated it is, as
+    /// `access` may see it.
+    pub async fn pareto(&self, q: &ParetoQuery) -> Result<ParetoAnswer, AnalyticsError> {
+        let cube = self.data();
+        let start = Instant::now();
+        let mut ctx = Ctx::new(self).await?;
+        if let Some(s) = &ctx.applied.suppress {
+            return Err(QueryError::Forbidden {
             message: format!(
                 "a Pareto curve shows what the top few members hold, and your role sees no cell of fewer than {} customers",
                 s.min
             ),
         }
         .into());
-    }
-    let level = ctx.entity_level(&q.level, "`level`")?;
-    let measure = ctx.measure(&q.measure)?;
-    if q.points == 0 || q.points > MAX_POINTS {
-        return Err(AnalyticsError::BadThreshold {
-            field: "points",
-            message: format!("{} curve points: give between 1 and {MAX_POINTS}", q.points),
-        });
-    }
-    for (field, list) in [("cuts", &q.cuts), ("reach", &q.reach)] {
-        if list.len() > MAX_SHARES {
+        }
+        let level = ctx.entity_level(&q.level, "`level`")?;
+        let measure = ctx.measure(&q.measure)?;
+        if q.points == 0 || q.points > MAX_POINTS {
             return Err(AnalyticsError::BadThreshold {
-                field,
-                message: format!("{} shares: give at most {MAX_SHARES}", list.len()),
+                field: "points",
+                message: format!("{} curve points: give between 1 and {MAX_POINTS}", q.points),
             });
         }
-    }
-    let cuts = q
-        .cuts
-        .iter()
-        .map(|&c| Ok((c, share("cuts", c)?)))
-        .collect::<Result<Vec<_>, AnalyticsError>>()?;
-    let reach = q
-        .reach
-        .iter()
-        .map(|&r| Ok((r, share("reach", r)?)))
-        .collect::<Result<Vec<_>, AnalyticsError>>()?;
-    let filters = ctx.filters(measure, &[level], &q.filters).await?;
-    let values = ctx.values(measure, &[level], &filters).await?;
-
-    // Exact values at one scale.
-    let mut ranked: Vec<(i128, i8, &str)> = Vec::with_capacity(values.len());
-    for (key, v) in &values {
-        let (x, s) = match *v {
-            V::Null => continue,
-            V::Int(i) => (i, 0),
-            V::Dec(x, s) => (x, s),
-            V::Float(_) => {
-                return Err(AnalyticsError::InexactMeasure {
-                    measure: q.measure.clone(),
+        for (field, list) in [("cuts", &q.cuts), ("reach", &q.reach)] {
+            if list.len() > MAX_SHARES {
+                return Err(AnalyticsError::BadThreshold {
+                    field,
+                    message: format!("{} shares: give at most {MAX_SHARES}", list.len()),
                 });
             }
+        }
+        let cuts = q
+            .cuts
+            .iter()
+            .map(|&c| Ok((c, share("cuts", c)?)))
+            .collect::<Result<Vec<_>, AnalyticsError>>()?;
+        let reach = q
+            .reach
+            .iter()
+            .map(|&r| Ok((r, share("reach", r)?)))
+            .collect::<Result<Vec<_>, AnalyticsError>>()?;
+        let filters = ctx.filters(measure, &[level], &q.filters).await?;
+        let values = ctx.values(measure, &[level], &filters).await?;
+
+        // Exact values at one scale.
+        let mut ranked: Vec<(i128, i8, &str)> = Vec::with_capacity(values.len());
+        for (key, v) in &values {
+            let (x, s) = match *v {
+                V::Null => continue,
+                V::Int(i) => (i, 0),
+                V::Dec(x, s) => (x, s),
+                V::Float(_) => {
+                    return Err(AnalyticsError::InexactMeasure {
+                        measure: q.measure.clone(),
+                    });
+                }
+            };
+            ranked.push((x, s, cube.member_name(level, key[0])));
+        }
+        // The finest scale among the values (integers are scale 0).
+        let scale = ranked.iter().map(|r| r.1).max().unwrap_or(0).max(0);
+        let overflow = || QueryError::Engine {
+            message: format!("the values of '{}' overflow 128 bits", q.measure),
         };
-        ranked.push((x, s, cube.member_name(level, key[0])));
+        let mut members: Vec<(i128, &str)> = Vec::with_capacity(ranked.len());
+        for (x, s, name) in ranked {
+            let up = 10i128
+                .checked_pow((scale - s) as u32)
+                .and_then(|f| x.checked_mul(f))
+                .ok_or_else(overflow)?;
+            members.push((up, name));
+        }
+        let shares =
+            Shares::of(members, scale, q.points as usize, &cuts, &reach).ok_or_else(overflow)?;
+        Ok(ParetoAnswer {
+            level: q.level.clone(),
+            measure: q.measure.clone(),
+            members: shares.members,
+            negative_members: shares.negative_members,
+            total: shares.total,
+            curve: shares.curve,
+            cuts: shares.cuts,
+            reach: shares.reach,
+            meta: ctx.meta(start),
+        })
     }
-    // The finest scale among the values (integers are scale 0).
-    let scale = ranked.iter().map(|r| r.1).max().unwrap_or(0).max(0);
-    let overflow = || QueryError::Engine {
-        message: format!("the values of '{}' overflow 128 bits", q.measure),
-    };
-    let mut members: Vec<(i128, &str)> = Vec::with_capacity(ranked.len());
-    for (x, s, name) in ranked {
-        let up = 10i128
-            .checked_pow((scale - s) as u32)
-            .and_then(|f| x.checked_mul(f))
-            .ok_or_else(overflow)?;
-        members.push((up, name));
-    }
-    let shares =
-        Shares::of(members, scale, q.points as usize, &cuts, &reach).ok_or_else(overflow)?;
-    Ok(ParetoAnswer {
-        level: q.level.clone(),
-        measure: q.measure.clone(),
-        members: shares.members,
-        negative_members: shares.negative_members,
-        total: shares.total,
-        curve: shares.curve,
-        cuts: shares.cuts,
-        reach: shares.reach,
-        meta: ctx.meta(start),
-    })
 }
 
 /// The concentration of exact values (at one scale) over named members.

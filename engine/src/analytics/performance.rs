@@ -30,12 +30,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::{AnalyticsError, AnalyticsMeta, Ctx, default_entity, default_level, only, page};
-use crate::access::Access;
+use crate::query::{Dataset, Session};
 use crate::query::{
     Filter, FilterOp, MemberSets, QueryError, ResolvedFilter, V, closing_periods, cmp_v,
     member_sets_by,
 };
-use crate::store::Cube;
 
 /// A performance request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -376,7 +375,7 @@ async fn plan(ctx: &Ctx<'_>, q: &PerformanceQuery) -> Result<Plan, AnalyticsErro
     })
 }
 
-fn finest(cube: &Cube) -> Result<LevelRef, AnalyticsError> {
+fn finest(cube: &Dataset) -> Result<LevelRef, AnalyticsError> {
     cube.rollup.finest_time.ok_or_else(|| {
         QueryError::Engine {
             message: "a cube with a time level has a finest time level".into(),
@@ -450,192 +449,194 @@ struct Built {
     row: PerformanceRow,
 }
 
-/// Performance of the members of `q.level` per period of `q.period`, as `access` may see it.
-pub async fn performance(
-    cube: &Cube,
-    q: &PerformanceQuery,
-    access: &Access,
-) -> Result<PerformanceAnswer, AnalyticsError> {
-    let start = Instant::now();
-    let mut ctx = Ctx::new(cube, access).await?;
-    let model = ctx.model();
-    let plan = plan(&ctx, q).await?;
-    let (level, period) = (plan.level, plan.period);
+impl Session {
+    /// Performance of the members of `q.level` per period of `q.period`, as `access` may see it.
+    pub async fn performance(
+        &self,
+        q: &PerformanceQuery,
+    ) -> Result<PerformanceAnswer, AnalyticsError> {
+        let cube = self.data();
+        let start = Instant::now();
+        let mut ctx = Ctx::new(self).await?;
+        let model = ctx.model();
+        let plan = plan(&ctx, q).await?;
+        let (level, period) = (plan.level, plan.period);
 
-    // Customers per (member, period), the period before `from` included.
-    let mut f = plan.base.clone();
-    f.push(only(
-        period,
-        plan.prev(plan.from).unwrap_or(plan.from)..=plan.to,
-    ));
-    let (sets, cuboid) = sets_by(
-        &mut ctx,
-        plan.fact,
-        plan.via,
-        plan.entity,
-        &[level, period],
-        &f,
-    )
-    .await?;
-    let empty = RoaringBitmap::new();
-    let set = |m: u32, p: u32| sets.get(&vec![m, p]).unwrap_or(&empty);
+        // Customers per (member, period), the period before `from` included.
+        let mut f = plan.base.clone();
+        f.push(only(
+            period,
+            plan.prev(plan.from).unwrap_or(plan.from)..=plan.to,
+        ));
+        let (sets, cuboid) = sets_by(
+            &mut ctx,
+            plan.fact,
+            plan.via,
+            plan.entity,
+            &[level, period],
+            &f,
+        )
+        .await?;
+        let empty = RoaringBitmap::new();
+        let set = |m: u32, p: u32| sets.get(&vec![m, p]).unwrap_or(&empty);
 
-    // Measures per (member, period); the rank's too when it is not among them.
-    let mut wanted = plan.measures.clone();
-    if let Some((_, by)) = plan.rank
-        && !wanted.contains(&by)
-    {
-        wanted.push(by);
-    }
-    let mut values: Vec<BTreeMap<Vec<u32>, V>> = Vec::new();
-    for &m in &wanted {
-        let mut f = at(
-            "measures",
-            ctx.filters(m, &[level, period], &q.filters).await,
-        )?;
-        f.push(only(period, plan.range()));
-        values.push(ctx.values(m, &[level, period], &f).await?);
-    }
-
-    let (high, closing) = match &q.high_value {
-        Some(hv) => high_value(&mut ctx, q, hv, &plan).await?,
-        None => (HashMap::new(), Vec::new()),
-    };
-
-    // The (period, member) pairs with customers now or the period before, or a value.
-    let mut pairs: BTreeSet<(u32, u32)> = BTreeSet::new();
-    for (k, s) in &sets {
-        if s.is_empty() {
-            continue;
-        }
-        let (m, p) = (k[0], k[1]);
-        if plan.range().contains(&p) {
-            pairs.insert((p, m));
-        }
-        if let Some(next) = p.checked_add(1)
-            && plan.range().contains(&next)
-            && plan.prev(next) == Some(p)
+        // Measures per (member, period); the rank's too when it is not among them.
+        let mut wanted = plan.measures.clone();
+        if let Some((_, by)) = plan.rank
+            && !wanted.contains(&by)
         {
-            pairs.insert((next, m));
+            wanted.push(by);
         }
-    }
-    for vals in &values {
-        for (k, v) in vals {
-            if *v != V::Null {
-                pairs.insert((k[1], k[0]));
-            }
+        let mut values: Vec<BTreeMap<Vec<u32>, V>> = Vec::new();
+        for &m in &wanted {
+            let mut f = at(
+                "measures",
+                ctx.filters(m, &[level, period], &q.filters).await,
+            )?;
+            f.push(only(period, plan.range()));
+            values.push(ctx.values(m, &[level, period], &f).await?);
         }
-    }
 
-    let min = ctx.applied.suppress.as_ref().map(|s| s.min);
-    let hide = |n: u64| min.is_some_and(|min| n > 0 && n < min);
-    let within = plan.rank.map(|(w, _)| w);
-    let parent_map = within.and_then(|w| cube.parent_map(level.dim, level.level, w.level));
-    let parent_of = |m: u32| parent_map.map(|map| map[m as usize]);
-    let mut built: Vec<Built> = Vec::with_capacity(pairs.len());
-    for &(p, m) in &pairs {
-        let now = set(m, p);
-        let n = now.len();
-        // Under suppression a member with too few customers in a period is left out, as one
-        // without any is: its row alone would say that 1 to 4 customers are there.
-        if hide(n) {
-            continue;
-        }
-        let count = |x: u64| (!hide(x)).then_some(x);
-        let prev = plan.prev(p).map(|pp| set(m, pp));
-        let value = |i: usize| -> V {
-            match values[i].get(&vec![m, p]) {
-                Some(v) => *v,
-                _ => V::Null,
-            }
+        let (high, closing) = match &q.high_value {
+            Some(hv) => high_value(&mut ctx, q, hv, &plan).await?,
+            None => (HashMap::new(), Vec::new()),
         };
-        let shown = plan
-            .measures
-            .iter()
-            .enumerate()
-            .map(|(i, &mid)| (model.measures[mid].name.clone(), value(i).json()))
-            .collect();
-        // The customers are shown, so the high-value count also tells the others': both
-        // must be large enough to show.
-        let high_value_customers = q.high_value.as_ref().and_then(|_| {
-            let h = high.get(&p).map_or(0, |s| (now & s).len());
-            count(h).filter(|_| !hide(n - h))
-        });
-        let by = plan.rank.and_then(|(_, by)| {
-            let i = wanted.iter().position(|w| *w == by)?;
-            Some(value(i)).filter(|v| *v != V::Null)
-        });
-        // New and lost customers, both or neither: the customer counts of this period and the
-        // one before give `new - lost`, so one withheld beside the other shown is no secret.
-        let moves = prev.and_then(|prev| {
-            let (new, lost) = ((now - prev).len(), (prev - now).len());
-            Some((count(new)?, count(lost)?))
-        });
-        let parent = parent_of(m);
-        built.push(Built {
-            period: p,
-            parent,
-            member: m,
-            by,
-            row: PerformanceRow {
-                period: cube.member_name(period, p).to_string(),
-                member: cube.member_name(level, m).to_string(),
-                parent: within
-                    .zip(parent)
-                    .map(|(w, c)| cube.member_name(w, c).to_string()),
-                customers: Some(n),
-                new_customers: moves.map(|(new, _)| new),
-                lost_customers: moves.map(|(_, lost)| lost),
-                values: shown,
-                high_value_customers,
-                high_value_share: high_value_customers
-                    .filter(|_| n > 0)
-                    .map(|h| h as f64 / n as f64),
-                rank: None,
-            },
-        });
-    }
-    if plan.rank.is_some() {
-        let mut groups: BTreeMap<(u32, Option<u32>), Vec<usize>> = BTreeMap::new();
-        for (i, b) in built.iter().enumerate() {
-            groups.entry((b.period, b.parent)).or_default().push(i);
-        }
-        for idx in groups.values() {
-            let by: Vec<Option<V>> = idx.iter().map(|&i| built[i].by).collect();
-            for (&i, r) in idx.iter().zip(ranks(&by)) {
-                built[i].row.rank = Some(r);
+
+        // The (period, member) pairs with customers now or the period before, or a value.
+        let mut pairs: BTreeSet<(u32, u32)> = BTreeSet::new();
+        for (k, s) in &sets {
+            if s.is_empty() {
+                continue;
+            }
+            let (m, p) = (k[0], k[1]);
+            if plan.range().contains(&p) {
+                pairs.insert((p, m));
+            }
+            if let Some(next) = p.checked_add(1)
+                && plan.range().contains(&next)
+                && plan.prev(next) == Some(p)
+            {
+                pairs.insert((next, m));
             }
         }
+        for vals in &values {
+            for (k, v) in vals {
+                if *v != V::Null {
+                    pairs.insert((k[1], k[0]));
+                }
+            }
+        }
+
+        let min = ctx.applied.suppress.as_ref().map(|s| s.min);
+        let hide = |n: u64| min.is_some_and(|min| n > 0 && n < min);
+        let within = plan.rank.map(|(w, _)| w);
+        let parent_map = within.and_then(|w| cube.parent_map(level.dim, level.level, w.level));
+        let parent_of = |m: u32| parent_map.map(|map| map[m as usize]);
+        let mut built: Vec<Built> = Vec::with_capacity(pairs.len());
+        for &(p, m) in &pairs {
+            let now = set(m, p);
+            let n = now.len();
+            // Under suppression a member with too few customers in a period is left out, as one
+            // without any is: its row alone would say that 1 to 4 customers are there.
+            if hide(n) {
+                continue;
+            }
+            let count = |x: u64| (!hide(x)).then_some(x);
+            let prev = plan.prev(p).map(|pp| set(m, pp));
+            let value = |i: usize| -> V {
+                match values[i].get(&vec![m, p]) {
+                    Some(v) => *v,
+                    _ => V::Null,
+                }
+            };
+            let shown = plan
+                .measures
+                .iter()
+                .enumerate()
+                .map(|(i, &mid)| (model.measures[mid].name.clone(), value(i).json()))
+                .collect();
+            // The customers are shown, so the high-value count also tells the others': both
+            // must be large enough to show.
+            let high_value_customers = q.high_value.as_ref().and_then(|_| {
+                let h = high.get(&p).map_or(0, |s| (now & s).len());
+                count(h).filter(|_| !hide(n - h))
+            });
+            let by = plan.rank.and_then(|(_, by)| {
+                let i = wanted.iter().position(|w| *w == by)?;
+                Some(value(i)).filter(|v| *v != V::Null)
+            });
+            // New and lost customers, both or neither: the customer counts of this period and the
+            // one before give `new - lost`, so one withheld beside the other shown is no secret.
+            let moves = prev.and_then(|prev| {
+                let (new, lost) = ((now - prev).len(), (prev - now).len());
+                Some((count(new)?, count(lost)?))
+            });
+            let parent = parent_of(m);
+            built.push(Built {
+                period: p,
+                parent,
+                member: m,
+                by,
+                row: PerformanceRow {
+                    period: cube.member_name(period, p).to_string(),
+                    member: cube.member_name(level, m).to_string(),
+                    parent: within
+                        .zip(parent)
+                        .map(|(w, c)| cube.member_name(w, c).to_string()),
+                    customers: Some(n),
+                    new_customers: moves.map(|(new, _)| new),
+                    lost_customers: moves.map(|(_, lost)| lost),
+                    values: shown,
+                    high_value_customers,
+                    high_value_share: high_value_customers
+                        .filter(|_| n > 0)
+                        .map(|h| h as f64 / n as f64),
+                    rank: None,
+                },
+            });
+        }
+        if plan.rank.is_some() {
+            let mut groups: BTreeMap<(u32, Option<u32>), Vec<usize>> = BTreeMap::new();
+            for (i, b) in built.iter().enumerate() {
+                groups.entry((b.period, b.parent)).or_default().push(i);
+            }
+            for idx in groups.values() {
+                let by: Vec<Option<V>> = idx.iter().map(|&i| built[i].by).collect();
+                for (&i, r) in idx.iter().zip(ranks(&by)) {
+                    built[i].row.rank = Some(r);
+                }
+            }
+        }
+        built.sort_by_key(|b| (b.period, b.parent, b.row.rank.unwrap_or(u64::MAX), b.member));
+        let total = built.len();
+        let rows = page(built, q.offset, q.limit)
+            .into_iter()
+            .map(|b| b.row)
+            .collect();
+        let meta = PerformanceMeta {
+            source: if cuboid.is_some() {
+                "member_sets"
+            } else {
+                "grouped"
+            },
+            via_measure: model.measures[plan.via].name.clone(),
+            cuboid: cuboid.map(|ls| ls.iter().map(|l| model.level_name(*l)).collect()),
+            closing,
+            run: ctx.meta(start),
+        };
+        Ok(PerformanceAnswer {
+            level: q.level.clone(),
+            period: q.period.clone(),
+            periods: plan
+                .range()
+                .map(|p| cube.member_name(period, p).to_string())
+                .collect(),
+            measures: q.measures.clone(),
+            total,
+            rows,
+            meta,
+        })
     }
-    built.sort_by_key(|b| (b.period, b.parent, b.row.rank.unwrap_or(u64::MAX), b.member));
-    let total = built.len();
-    let rows = page(built, q.offset, q.limit)
-        .into_iter()
-        .map(|b| b.row)
-        .collect();
-    let meta = PerformanceMeta {
-        source: if cuboid.is_some() {
-            "member_sets"
-        } else {
-            "grouped"
-        },
-        via_measure: model.measures[plan.via].name.clone(),
-        cuboid: cuboid.map(|ls| ls.iter().map(|l| model.level_name(*l)).collect()),
-        closing,
-        run: ctx.meta(start),
-    };
-    Ok(PerformanceAnswer {
-        level: q.level.clone(),
-        period: q.period.clone(),
-        periods: plan
-            .range()
-            .map(|p| cube.member_name(period, p).to_string())
-            .collect(),
-        measures: q.measures.clone(),
-        total,
-        rows,
-        meta,
-    })
 }
 
 #[cfg(test)]

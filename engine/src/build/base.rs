@@ -14,10 +14,12 @@ use lattice_defs::model::{Agg, FactId, MeasureId, MeasureKind, Model, OverTime};
 use lattice_defs::{Catalog, ColumnType};
 use roaring::RoaringBitmap;
 
-use super::arrays::{KeyValue, decimal_values, ints, keys};
-use super::dims::{Dims, key_sql};
-use super::time::{NO_PERIOD, fact_period_sql};
+use super::dims::extend_codes;
+use crate::source::arrays::{decimal_values, ints, keys};
+use crate::source::load::fact_period_sql;
 use crate::source::load::ident;
+use crate::store::encoding::{Encoding, KeyValue, key_sql};
+use crate::store::time::NO_PERIOD;
 use crate::store::{MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
@@ -501,7 +503,12 @@ pub(crate) struct BaseReader {
 }
 
 impl BaseReader {
-    pub fn new(model: &Model, catalog: &Catalog, dims: &Dims, fact: FactId) -> Result<BaseReader> {
+    pub fn new(
+        model: &Model,
+        catalog: &Catalog,
+        dims: &Encoding,
+        fact: FactId,
+    ) -> Result<BaseReader> {
         let f = &model.facts[fact];
         let measures = fact_measures(model, fact);
         let mut inner = Vec::new();
@@ -697,7 +704,7 @@ impl BaseReader {
         &mut self,
         model: &Model,
         ctx: &SessionContext,
-        dims: &Dims,
+        dims: &Encoding,
         filter: &str,
         table: &mut BaseTable,
     ) -> Result<(u64, u64)> {
@@ -716,7 +723,7 @@ impl BaseReader {
                 let dc = dims.codes[d]
                     .as_ref()
                     .ok_or_else(|| EngineError::Internal("no codes".into()))?;
-                dc.extend_codes(b, i, &mut codes[i])?;
+                extend_codes(dc, b, i, &mut codes[i])?;
             }
             let periods = ints(b, n_keys)?;
             if periods.null_count() == 0 {
@@ -792,7 +799,7 @@ impl BaseReader {
         &self,
         model: &Model,
         ctx: &SessionContext,
-        dims: &Dims,
+        dims: &Encoding,
     ) -> Result<(Vec<(u32, u64)>, Vec<Option<ValueStats>>)> {
         let f = &model.facts[self.fact];
         let table = ident(&f.name);
@@ -890,7 +897,7 @@ pub(crate) async fn build_base(
     model: &Model,
     reader: &mut BaseReader,
     ctx: &SessionContext,
-    dims: &Dims,
+    dims: &Encoding,
     catalog: &Catalog,
     range_rows: u64,
 ) -> Result<BaseTable> {
@@ -937,7 +944,7 @@ const MAX_RANGES: u64 = 12;
 /// where the fact has no date or few rows.
 fn period_ranges(
     time: Option<&lattice_defs::model::ColumnRef>,
-    axis: Option<&super::time::TimeAxis>,
+    axis: Option<&crate::store::time::TimeAxis>,
     rows: u64,
     range_rows: u64,
 ) -> Vec<String> {
@@ -961,7 +968,7 @@ fn period_ranges(
 /// `WHERE` clause. The last also takes the rows without a date.
 pub(crate) fn stream_ranges(
     time: &lattice_defs::model::ColumnRef,
-    axis: &super::time::TimeAxis,
+    axis: &crate::store::time::TimeAxis,
     per_period: &[(u32, u64)],
     range_rows: u64,
     grains: &[lattice_defs::model::TimeGrain],
@@ -975,8 +982,8 @@ pub(crate) fn stream_ranges(
     }
     let splits = |b: u32| {
         grains.iter().all(|g| {
-            super::time::coarsen(axis.abs(b), axis.grain, *g)
-                != super::time::coarsen(axis.abs(b - 1), axis.grain, *g)
+            crate::store::time::coarsen(axis.abs(b), axis.grain, *g)
+                != crate::store::time::coarsen(axis.abs(b - 1), axis.grain, *g)
         })
     };
     let mut bounds = vec![0u32];
@@ -997,7 +1004,7 @@ pub(crate) fn stream_ranges(
 /// no clause.
 fn range_filters(
     time: &lattice_defs::model::ColumnRef,
-    axis: &super::time::TimeAxis,
+    axis: &crate::store::time::TimeAxis,
     bounds: &[u32],
 ) -> Vec<((u32, u32), String)> {
     let n = bounds.len().saturating_sub(1);
@@ -1005,7 +1012,7 @@ fn range_filters(
     let start = |p: u32| {
         format!(
             "DATE '{}'",
-            super::time::period_start(axis.abs(p), axis.grain)
+            crate::store::time::period_start(axis.abs(p), axis.grain)
         )
     };
     (0..n)
@@ -1222,7 +1229,7 @@ mod tests {
         use lattice_defs::model::{ColumnRef, TimeGrain};
 
         use super::stream_ranges;
-        use crate::build::time::TimeAxis;
+        use crate::store::time::TimeAxis;
         // Months from 2024-11: 14 periods, the year changing after period 1.
         let axis = TimeAxis {
             grain: TimeGrain::Month,

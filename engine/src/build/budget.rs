@@ -5,7 +5,7 @@
 //! Two checks, each against [`BuildOptions::memory_budget`](super::BuildOptions):
 //!
 //! 1. **Before reading any data** (before even the data checks of
-//!    [`load_within`](crate::source::load::load_within)), from the sources' row counts (Parquet footers; for CSV, an
+//!    [`load_within`](super::load_within)), from the sources' row counts (Parquet footers; for CSV, an
 //!    upper bound from the file size): the member dictionaries of every table dimension (at most
 //!    one member per table row and level) and each fact's base table (at most one row per fact
 //!    row; for a fact that streams through the build, one range of periods) with the working
@@ -17,15 +17,14 @@
 //! at scale 1 (8.3 M fact rows), where stage 1 estimates about 2.0 GB and the build peaks at
 //! about 2.1 GB.
 
-use std::fmt;
-
 use lattice_defs::Catalog;
 use lattice_defs::model::{Agg, DimensionKind, MeasureKind, Model, SourceFormat};
 
 use super::base::BaseTable;
-use super::dims::Dims;
 use super::select::Plan;
+use crate::error::EstimateItem;
 use crate::store::MeasureColumn;
+use crate::store::encoding::Encoding;
 use crate::{EngineError, Result};
 
 /// Bytes a member of a level holds: its name (a `String` and about 16 bytes of text), its
@@ -36,44 +35,6 @@ const DIM_ROW_BYTES: u64 = 32;
 /// A base table's peak over its final size: DataFusion's hash aggregation holds the groups and
 /// their accumulators while it converts them into the base table's columns.
 const BASE_PEAK_FACTOR: u64 = 3;
-
-/// One part of an estimate: what, how many (rows, members or cells), and its bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EstimateItem {
-    pub what: String,
-    pub count: u64,
-    pub unit: &'static str,
-    pub bytes: u64,
-}
-
-impl fmt::Display for EstimateItem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {} {} = {}",
-            self.what,
-            self.count,
-            self.unit,
-            Bytes(self.bytes)
-        )
-    }
-}
-
-/// Bytes, for a person: `1.5 GiB`, `640 KiB`.
-#[derive(Debug, Clone, Copy)]
-pub struct Bytes(pub u64);
-
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0 as f64;
-        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if self.0 >= size {
-                return write!(f, "{:.1} {unit}", b / size as f64);
-            }
-        }
-        write!(f, "{} B", self.0)
-    }
-}
 
 /// A memory budget of half the machine's memory (or of the container's limit, when lower):
 /// the other half is for the cube already serving while a new one builds, and for the rest
@@ -226,7 +187,7 @@ fn column_bytes(c: &MeasureColumn) -> u64 {
 /// Check 2: the dictionaries and base tables as built, and the planned cuboids.
 pub(crate) fn check_plans(
     model: &Model,
-    dims: &Dims,
+    dims: &Encoding,
     bases: &[BaseTable],
     plans: &[Plan],
     budget: u64,
@@ -272,13 +233,6 @@ pub(crate) fn check_plans(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_read_as_a_person_writes_them() {
-        assert_eq!(Bytes(512).to_string(), "512 B");
-        assert_eq!(Bytes(640 << 10).to_string(), "640.0 KiB");
-        assert_eq!(Bytes(3 << 29).to_string(), "1.5 GiB");
-    }
 
     #[test]
     fn the_machine_budget_is_half_its_memory() {

@@ -11,74 +11,50 @@ use std::collections::HashMap;
 use arrow::array::Array;
 
 use datafusion::prelude::SessionContext;
-use lattice_defs::model::{Decimal, DimensionKind, LevelKind, Model, TimeGrain, UNKNOWN_MEMBER};
+use lattice_defs::model::{Decimal, DimensionKind, LevelKind, Model, UNKNOWN_MEMBER};
 use lattice_defs::{Catalog, ColumnType};
 
-use super::arrays::{KeyValue, ints, keys, query, strings};
-use super::time::{NO_PERIOD, TimeAxis, coarsen, period_sql};
+use crate::source::arrays::{ints, keys, query, strings};
 use crate::source::load::{dimension_from, ident, level_member_sql};
 use crate::store::LevelDict;
+use crate::store::encoding::{DimCodes, Encoding, KeyValue, key_sql};
+use crate::store::time::{TimeAxis, period_sql};
 use crate::{EngineError, Result};
 
-/// Codes of one table dimension.
-#[derive(Debug)]
-pub(crate) struct DimCodes {
-    /// Number of keys; code `n_keys` is the "unknown key".
-    pub n_keys: usize,
-    pub key_map: HashMap<KeyValue, u32>,
-    pub integer_key: bool,
-    /// Integer keys in a compact range: `(smallest key, key - smallest -> code)`, so facts are
-    /// coded by indexing instead of hashing (`n_keys` where a key is absent).
-    pub dense: Option<(i64, Vec<u32>)>,
-    /// Per level: key code -> member code (column levels and column buckets).
-    pub by_key: Vec<Option<Vec<u32>>>,
-    /// Per level: metric bucket codes.
-    pub metric: Vec<Option<MetricCodes>>,
-}
-
-impl DimCodes {
-    pub fn key_code(&self, key: &Option<KeyValue>) -> u32 {
-        key.as_ref()
-            .and_then(|k| self.key_map.get(k))
-            .copied()
-            .unwrap_or(self.n_keys as u32)
-    }
-
-    /// Appends the key codes of column `i` of `batch` to `out` (unknown keys get `n_keys`).
-    pub fn extend_codes(
-        &self,
-        batch: &arrow::array::RecordBatch,
-        i: usize,
-        out: &mut Vec<u32>,
-    ) -> Result<()> {
-        let unknown = self.n_keys as u32;
-        match &self.dense {
-            Some((min, slots)) => {
-                let a = ints(batch, i)?;
-                let code = |v: i64| {
-                    v.checked_sub(*min)
-                        .and_then(|o| usize::try_from(o).ok())
-                        .and_then(|o| slots.get(o).copied())
-                        .unwrap_or(unknown)
-                };
-                if a.null_count() == 0 {
-                    out.extend(a.values().iter().map(|v| code(*v)));
-                } else {
-                    out.extend((0..a.len()).map(|r| {
-                        if a.is_valid(r) {
-                            code(a.value(r))
-                        } else {
-                            unknown
-                        }
-                    }));
-                }
-                Ok(())
+/// Appends the key codes of column `i` of `batch` to `out` (unknown keys get `n_keys`).
+pub(crate) fn extend_codes(
+    codes: &DimCodes,
+    batch: &arrow::array::RecordBatch,
+    i: usize,
+    out: &mut Vec<u32>,
+) -> Result<()> {
+    let unknown = codes.n_keys as u32;
+    match &codes.dense {
+        Some((min, slots)) => {
+            let a = ints(batch, i)?;
+            let code = |v: i64| {
+                v.checked_sub(*min)
+                    .and_then(|o| usize::try_from(o).ok())
+                    .and_then(|o| slots.get(o).copied())
+                    .unwrap_or(unknown)
+            };
+            if a.null_count() == 0 {
+                out.extend(a.values().iter().map(|v| code(*v)));
+            } else {
+                out.extend((0..a.len()).map(|r| {
+                    if a.is_valid(r) {
+                        code(a.value(r))
+                    } else {
+                        unknown
+                    }
+                }));
             }
-            None => {
-                let keys = keys(batch, i, self.integer_key)?;
-                out.extend(keys.iter().map(|k| self.key_code(k)));
-                Ok(())
-            }
+            Ok(())
+        }
+        None => {
+            let keys = keys(batch, i, codes.integer_key)?;
+            out.extend(keys.iter().map(|k| codes.key_code(k)));
+            Ok(())
         }
     }
 }
@@ -107,62 +83,6 @@ fn dense_keys(key_map: &HashMap<KeyValue, u32>, n_keys: usize) -> Option<(i64, V
     Some((min, slots))
 }
 
-/// A metric bucket's member per (entity key code, period of its grain).
-#[derive(Debug)]
-pub(crate) struct MetricCodes {
-    /// `None`: one period (the metric over all time).
-    pub grain: Option<TimeGrain>,
-    /// Absolute period of index 0 at `grain`.
-    pub first: i64,
-    pub periods: usize,
-    /// `codes[key * periods + period]`: a band's code, a byte each (a million customers over
-    /// 24 months is 24 MB a band, kept for the fallback as long as the cube).
-    pub codes: Vec<u8>,
-    /// The code of `unknown` (for facts without a period).
-    pub unknown: u32,
-}
-
-impl MetricCodes {
-    /// The member for a key code and an absolute period of the axis grain.
-    pub fn code(&self, key: u32, axis: Option<&TimeAxis>, period: u32) -> u32 {
-        if period == NO_PERIOD && self.grain.is_some() {
-            return self.unknown;
-        }
-        let p = metric_period(self.grain, self.first, axis, period);
-        u32::from(self.codes[key as usize * self.periods + p])
-    }
-}
-
-/// The index among a metric's periods (of `grain`, from absolute period `first`) of axis
-/// period `period`; 0 for a metric over all time.
-pub(crate) fn metric_period(
-    grain: Option<TimeGrain>,
-    first: i64,
-    axis: Option<&TimeAxis>,
-    period: u32,
-) -> usize {
-    match (grain, axis) {
-        (Some(g), Some(axis)) => (coarsen(axis.abs(period), axis.grain, g) - first) as usize,
-        _ => 0,
-    }
-}
-
-/// Everything stage 1 produces.
-#[derive(Debug)]
-pub(crate) struct Dims {
-    pub time: Option<TimeAxis>,
-    /// Per dimension (None for the time dimension).
-    pub codes: Vec<Option<DimCodes>>,
-    /// Per dimension with `via: V`: V's key code -> this dimension's key code.
-    pub via: Vec<Option<Vec<u32>>>,
-    /// Member dictionaries, `dicts[dim][level]`.
-    pub dicts: Vec<Vec<LevelDict>>,
-    /// Roll-up arrays `(dim, child level, ancestor level)` -> child code -> ancestor code, for
-    /// every pair of a hierarchy; `None` where a child member (such as `unknown`) lies under
-    /// several ancestors, so that roll-up must start from finer data.
-    pub parents: HashMap<(usize, usize, usize), Option<Vec<u32>>>,
-}
-
 fn is_integer(catalog: &Catalog, table: &str, column: &str) -> bool {
     matches!(
         catalog
@@ -184,20 +104,11 @@ fn is_numeric(catalog: &Catalog, table: &str, column: &str) -> bool {
     )
 }
 
-/// SQL casting a key column to the type keys are compared in.
-pub(crate) fn key_sql(expr: &str, integer: bool) -> String {
-    if integer {
-        format!("CAST({expr} AS BIGINT)")
-    } else {
-        format!("CAST({expr} AS VARCHAR)")
-    }
-}
-
 pub(crate) async fn build_dims(
     model: &Model,
     catalog: &Catalog,
     ctx: &SessionContext,
-) -> Result<Dims> {
+) -> Result<Encoding> {
     let time = time_axis(model, ctx).await?;
     let mut codes = Vec::new();
     let mut dicts = Vec::new();
@@ -229,7 +140,7 @@ pub(crate) async fn build_dims(
         }
     }
     let via = via_maps(model, catalog, ctx, &codes).await?;
-    let mut dims = Dims {
+    let mut dims = Encoding {
         time,
         codes,
         via,

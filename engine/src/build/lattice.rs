@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use lattice_defs::model::{FactId, LevelKind, LevelRef, Model, TimeGrain};
 
 use super::base::{BaseTable, column_decimal_scale, empty_column, merge_decimal, push_empty};
-use super::dims::Dims;
-use super::time::coarsen;
+use crate::store::encoding::Encoding;
+use crate::store::time::coarsen;
 use crate::store::{Cuboid, MeasureColumn};
 use crate::{EngineError, Result};
 
@@ -21,7 +21,7 @@ pub(crate) struct Closing {
 }
 
 impl Closing {
-    pub fn new(base: &BaseTable, dims: &Dims, model: &Model) -> Closing {
+    pub fn new(base: &BaseTable, dims: &Encoding, model: &Model) -> Closing {
         let mut by_grain = HashMap::new();
         let periods = base.periods();
         let dated = || periods.iter();
@@ -45,7 +45,7 @@ impl Closing {
 
     /// Whether a contribution at period `p` is the closing one for the member of `grain`
     /// containing it (or the latest overall when `grain` is None).
-    pub(crate) fn is_closing(&self, p: u32, grain: Option<TimeGrain>, dims: &Dims) -> bool {
+    pub(crate) fn is_closing(&self, p: u32, grain: Option<TimeGrain>, dims: &Encoding) -> bool {
         match (grain, &dims.time) {
             (Some(g), Some(axis)) => self.by_grain[&g][axis.code(p, g) as usize] == Some(p),
             _ => self.latest == Some(p),
@@ -82,7 +82,7 @@ enum Derive {
 /// Parent array from `child` to `ancestor` (levels of one table dimension), if every child
 /// member lies under one ancestor member.
 pub(crate) fn parent_array(
-    dims: &Dims,
+    dims: &Encoding,
     dim: usize,
     child: usize,
     ancestor: usize,
@@ -104,7 +104,12 @@ pub(crate) fn parent_array(
     Some(map)
 }
 
-fn derivation(model: &Model, dims: &Dims, parent: &[LevelRef], target: LevelRef) -> Option<Derive> {
+fn derivation(
+    model: &Model,
+    dims: &Encoding,
+    parent: &[LevelRef],
+    target: LevelRef,
+) -> Option<Derive> {
     if let Some(i) = parent.iter().position(|l| *l == target) {
         return Some(Derive::Copy(i));
     }
@@ -136,7 +141,7 @@ fn derivation(model: &Model, dims: &Dims, parent: &[LevelRef], target: LevelRef)
 /// Whether `parent` can derive every level of `target`.
 pub(crate) fn can_derive(
     model: &Model,
-    dims: &Dims,
+    dims: &Encoding,
     parent: &[LevelRef],
     target: &[LevelRef],
 ) -> bool {
@@ -148,7 +153,7 @@ pub(crate) fn can_derive(
 /// What every cuboid of one fact is built from.
 pub(crate) struct FactInputs<'a> {
     pub model: &'a Model,
-    pub dims: &'a Dims,
+    pub dims: &'a Encoding,
     pub fact: FactId,
     pub base: &'a BaseTable,
     pub closing: &'a Closing,
@@ -157,7 +162,7 @@ pub(crate) struct FactInputs<'a> {
 impl<'a> FactInputs<'a> {
     pub fn new(
         model: &'a Model,
-        dims: &'a Dims,
+        dims: &'a Encoding,
         fact: FactId,
         base: &'a BaseTable,
         closing: &'a Closing,
@@ -330,7 +335,7 @@ fn group_rows(
     row_codes: &[Vec<u32>],
     rows: usize,
     levels: &[LevelRef],
-    dims: &Dims,
+    dims: &Encoding,
     cell_of_row: &mut Vec<u32>,
 ) -> Vec<u32> {
     let bits: Vec<u32> = levels

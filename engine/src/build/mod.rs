@@ -6,10 +6,10 @@
 //!    facts to the cube grain (the keys the fact carries and the finest time period); the only
 //!    step that reads raw facts. A fact whose rows are nearly at the grain already is read
 //!    ungrouped and its rows of one grain merged after sorting. The base rows end in the order
-//!    of the fact's widest key (the customer) and period. Metric buckets ([`metrics`]) follow
+//!    of the fact's widest key (the customer) and period. Metric buckets ([`bands`]) follow
 //!    from the base tables (the metric per entity and period, bucketed);
 //! 3. [`select`] chooses cuboids. Those that no chosen cuboid with more levels derives are
-//!    aggregated from the base table all together, in one pass over its rows ([`scan`]); the
+//!    aggregated from the base table all together, in one pass over its rows ([`base_pass`]); the
 //!    rest from their smallest built parent ([`lattice`]), level count by level count. Both
 //!    run on every core.
 //!
@@ -21,19 +21,16 @@
 //! the streamed facts' cuboids show their metric buckets.
 //!
 //! [`budget`] estimates the memory of steps 1-2 before any data is read, and of step 3 before
-//! it starts; a build over [`BuildOptions::memory_budget`] is refused there. Last, the
-//! definition's saved searches are evaluated once on the built cube, so one naming a member or
-//! period the data lacks fails the build at its line (`EngineError::Definition`).
+//! it starts; a build over [`BuildOptions::memory_budget`] is refused there. The definition's
+//! saved searches are checked against the data when the cube is opened ([`crate::open()`]).
 
-pub(crate) mod arrays;
+mod bands;
 pub(crate) mod base;
+mod base_pass;
 pub mod budget;
 pub(crate) mod dims;
 mod lattice;
-mod metrics;
-mod scan;
 pub mod select;
-pub(crate) mod time;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -44,9 +41,20 @@ use lattice_defs::model::{LevelKind, LevelRef};
 use tracing::{info, instrument};
 
 use crate::Result;
-use crate::source::load::Sources;
+use crate::source::load::{Sources, load_checked};
+use crate::store::encoding::Encoding;
 use crate::store::{Cube, Cuboid, Rollup};
 pub use select::Plan;
+
+/// Loads the sources of `model` ([`load_checked`]), refused before any data is read when
+/// building its cube would need more than `memory_budget` bytes ([`budget`]).
+pub async fn load_within(model: &Model, memory_budget: Option<u64>) -> Result<Sources> {
+    load_checked(model, |catalog| match memory_budget {
+        Some(bytes) => budget::check_sources(model, catalog, bytes),
+        None => Ok(()),
+    })
+    .await
+}
 
 /// How to build.
 #[derive(Debug, Clone, Default)]
@@ -154,7 +162,7 @@ pub async fn build_cube_with_report(
             header.periods_present = Some(
                 per_period
                     .iter()
-                    .filter(|(p, _)| *p != time::NO_PERIOD)
+                    .filter(|(p, _)| *p != crate::store::time::NO_PERIOD)
                     .map(|(p, _)| *p)
                     .collect(),
             );
@@ -169,7 +177,7 @@ pub async fn build_cube_with_report(
             progress.set_message(format!("aggregating {name} to the cube grain"));
             let base =
                 base::build_base(model, reader, ctx, &dims, &sources.catalog, range_rows).await?;
-            metrics::metric_buckets(model, &mut dims, &base, fact, None)?;
+            bands::metric_buckets(model, &mut dims, &base, fact, None)?;
             bases.push(base);
             stats.push(None);
         }
@@ -177,7 +185,7 @@ pub async fn build_cube_with_report(
     // The bands of a streamed fact's metrics, `unknown` until each range of periods decides
     // its own.
     for &fact in &streamed {
-        metrics::metric_buckets(model, &mut dims, &bases[fact], fact, Some((0, 1)))?;
+        bands::metric_buckets(model, &mut dims, &bases[fact], fact, Some((0, 1)))?;
     }
     stage("base", t);
 
@@ -255,20 +263,10 @@ pub async fn build_cube_with_report(
         model: model.clone(),
         levels,
         cuboids,
-        version: 1,
         rollup,
-        fallback: Some(std::sync::Arc::new(crate::query::FallbackData::new(
-            sources.ctx.clone(),
-            sources.catalog.clone(),
-            dims,
-        ))),
-        visible: Default::default(),
+        encoding: dims,
     };
     cube.index_cuboids();
-    // The definition's searches name members only the data can confirm.
-    crate::search::check_definition_searches(&cube)
-        .await
-        .map_err(crate::EngineError::Definition)?;
     info!(
         cuboids = cube.cuboids.len(),
         bytes = cube.memory_bytes(),
@@ -291,7 +289,7 @@ pub async fn build_cube_with_report(
 
 /// What the query layer needs beyond the cuboids: roll-up maps (time included), the periods
 /// present in each fact, and each measure's decimal scale.
-fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup {
+fn rollup(model: &Model, dims: &Encoding, bases: &[base::BaseTable]) -> Rollup {
     let mut parents: HashMap<(usize, usize, usize), Vec<u32>> = dims
         .parents
         .iter()
@@ -310,11 +308,13 @@ fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup
                 let (Some(ga), Some(gc)) = (grain(anc), grain(child)) else {
                     continue;
                 };
-                let first_c = time::coarsen(axis.first, axis.grain, gc);
-                let first_a = time::coarsen(axis.first, axis.grain, ga);
+                let first_c = crate::store::time::coarsen(axis.first, axis.grain, gc);
+                let first_a = crate::store::time::coarsen(axis.first, axis.grain, ga);
                 let n = axis.names(gc).len();
                 let mut map: Vec<u32> = (0..n)
-                    .map(|c| (time::coarsen(first_c + c as i64, gc, ga) - first_a) as u32)
+                    .map(|c| {
+                        (crate::store::time::coarsen(first_c + c as i64, gc, ga) - first_a) as u32
+                    })
                     .collect();
                 map.push(axis.unknown_code(ga)); // unknown lies under unknown
                 parents.insert((t, child, anc), map);
@@ -339,7 +339,7 @@ fn rollup(model: &Model, dims: &dims::Dims, bases: &[base::BaseTable]) -> Rollup
 
 /// The plans of `fact` built from its base rows: those that no plan with more levels (built
 /// in an earlier layer) derives. Each fact's are built in one pass over its base rows.
-fn from_base(model: &Model, dims: &dims::Dims, plans: &[Plan], fact: usize) -> Vec<usize> {
+fn from_base(model: &Model, dims: &Encoding, plans: &[Plan], fact: usize) -> Vec<usize> {
     let derived = |p: &Plan| {
         plans.iter().any(|q| {
             q.fact == p.fact
@@ -370,7 +370,7 @@ impl Streaming<'_> {
     /// `stats` are the fact's rows per period and its distinct values' ranges.
     async fn run(
         &self,
-        dims: &mut dims::Dims,
+        dims: &mut Encoding,
         reader: &mut base::BaseReader,
         header: &mut base::BaseTable,
         (per_period, ranges): (Vec<(u32, u64)>, Vec<Option<base::ValueStats>>),
@@ -385,10 +385,10 @@ impl Streaming<'_> {
             ));
         };
         let mine = from_base(model, dims, self.plans, fact);
-        let grains = metrics::metric_grains(model, fact).unwrap_or_default();
+        let grains = bands::metric_grains(model, fact).unwrap_or_default();
         let parts = base::stream_ranges(time, axis, &per_period, self.range_rows, &grains);
         let inputs = lattice::FactInputs::new(model, dims, fact, header, self.closing);
-        let mut scanner = scan::Scanner::new(&inputs, self.plans, &mine, self.workers, ranges);
+        let mut scanner = base_pass::Scanner::new(&inputs, self.plans, &mine, self.workers, ranges);
         let (mut fact_rows, mut rows) = (0u64, 0usize);
         for (i, ((a, b), filter)) in parts.iter().enumerate() {
             let started = Instant::now();
@@ -398,7 +398,9 @@ impl Streaming<'_> {
             let last = i + 1 == parts.len();
             let room: u64 = per_period
                 .iter()
-                .filter(|(p, _)| (*a..*b).contains(p) || (last && *p == time::NO_PERIOD))
+                .filter(|(p, _)| {
+                    (*a..*b).contains(p) || (last && *p == crate::store::time::NO_PERIOD)
+                })
                 .map(|(_, n)| n)
                 .sum();
             part.reserve(usize::try_from(room).unwrap_or(0));
@@ -410,7 +412,7 @@ impl Streaming<'_> {
             }
             let read = started.elapsed();
             reader.sort(&mut part)?;
-            metrics::metric_buckets(model, dims, &part, fact, Some((*a, *b)))?;
+            bands::metric_buckets(model, dims, &part, fact, Some((*a, *b)))?;
             scanner.add(&lattice::FactInputs::new(
                 model,
                 dims,
@@ -464,7 +466,7 @@ pub(crate) fn streamed_facts(
             model.facts[f].time.is_some()
                 && model.time_dimension().is_some()
                 && base::distinct_values_are_integers(model, catalog, f)
-                && metrics::metric_grains(model, f).is_some()
+                && bands::metric_grains(model, f).is_some()
         })
         .map(|f| (rows(f), f))
         .filter(|(n, _)| *n > range_rows)
@@ -477,7 +479,7 @@ pub(crate) fn streamed_facts(
         let mut out = Vec::new();
         while !left.is_empty() {
             let i = left.iter().position(|&f| {
-                metrics::metric_sources(model, f)
+                bands::metric_sources(model, f)
                     .iter()
                     .all(|g| *g == f || !left.contains(g))
             })?;
@@ -500,7 +502,7 @@ pub(crate) fn streamed_facts(
 /// `slots` holds those of streamed facts, built already.
 fn build_lattice(
     model: &Model,
-    dims: &dims::Dims,
+    dims: &Encoding,
     bases: &mut [base::BaseTable],
     closing: &[lattice::Closing],
     plans: &[Plan],
@@ -515,7 +517,7 @@ fn build_lattice(
         }
         let input = lattice::FactInputs::new(model, dims, fact, &bases[fact], &closing[fact]);
         let mine = from_base(model, dims, plans, fact);
-        for (i, cuboid) in scan::build_from_base(&input, plans, &mine, workers, &done)? {
+        for (i, cuboid) in base_pass::build_from_base(&input, plans, &mine, workers, &done)? {
             slots[i] = Some(cuboid);
         }
         // Nothing reads this fact's rows again (the other cuboids come from cuboids), so they

@@ -10,7 +10,7 @@ use lattice_defs::limits::MAX_GROUP_LEVELS;
 use lattice_defs::model::{AggMode, FactId, LevelKind, LevelRef, Model, TimeGrain};
 
 use super::base::BaseTable;
-use super::dims::Dims;
+use crate::store::encoding::Encoding;
 use crate::{EngineError, Result};
 
 /// Most cuboids `auto` picks per fact, whatever the budget.
@@ -76,7 +76,7 @@ pub(crate) fn derives(model: &Model, parent: &[LevelRef], target: &[LevelRef]) -
 }
 
 struct Estimator<'a> {
-    dims: &'a Dims,
+    dims: &'a Encoding,
     base_rows: u64,
     bytes_per_cell_measures: u64,
     distinct_measures: u64,
@@ -102,7 +102,7 @@ impl Estimator<'_> {
 }
 
 /// Chooses the cuboids of every fact.
-pub(crate) fn choose(model: &Model, dims: &Dims, bases: &[BaseTable]) -> Result<Vec<Plan>> {
+pub(crate) fn choose(model: &Model, dims: &Encoding, bases: &[BaseTable]) -> Result<Vec<Plan>> {
     let mut plans = Vec::new();
     let budget = model.aggregates.budget_mb.saturating_mul(1024 * 1024);
     for (fact, base) in bases.iter().enumerate() {

@@ -31,12 +31,13 @@ use lattice_defs::model::{
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::access::{Access, Applied, apply, resolve_restricted};
+use crate::access::Applied;
+use crate::query::resolve_restricted;
 use crate::query::{
     Answer, Column, FactMeta, Filter, FilterOp, Query, QueryError, execute_restricted, resolve,
 };
-use crate::search::{SearchSet, members};
-use crate::store::Cube;
+use crate::query::{Dataset, Session};
+use crate::search::SearchSet;
 
 /// What can be wrong with an entity view request; each has a stable [`EntityError::code`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -159,7 +160,7 @@ pub struct EntityView {
 }
 
 /// The level of `dim` on its key column (`customer.id` on `customer_id`).
-pub fn key_level(cube: &Cube, dimension: &str) -> Result<LevelRef, EntityError> {
+pub fn key_level(cube: &Dataset, dimension: &str) -> Result<LevelRef, EntityError> {
     let model = &cube.model;
     let dim = model
         .dimension(dimension)
@@ -184,226 +185,230 @@ pub fn key_level(cube: &Cube, dimension: &str) -> Result<LevelRef, EntityError> 
         })
 }
 
-/// The view of member `id` of `dimension`'s key level, as `access` may see it; `searches`
-/// are the cube's saved searches (the definition's and the API's).
-pub async fn entity_view(
-    cube: &Cube,
-    access: &Access,
-    dimension: &str,
-    id: &str,
-    searches: &SearchSet,
-) -> Result<EntityView, EntityError> {
-    let start = Instant::now();
-    let model = &cube.model;
-    let applied = apply(cube, access)?;
-    if let Some(s) = &applied.suppress {
-        return Err(QueryError::Forbidden {
+impl Session {
+    /// The view of member `id` of `dimension`'s key level, as `access` may see it; `searches`
+    /// are the cube's saved searches (the definition's and the API's).
+    pub async fn entity_view(
+        &self,
+        dimension: &str,
+        id: &str,
+        searches: &SearchSet,
+    ) -> Result<EntityView, EntityError> {
+        let cube = self.data();
+        let start = Instant::now();
+        let model = &cube.model;
+        let applied = self.applied()?;
+        if let Some(s) = &applied.suppress {
+            return Err(QueryError::Forbidden {
             message: format!(
                 "the entity view shows one member's numbers, and small-cell suppression (fewer than {} customers) applies to your role; ask for groups with a query instead",
                 s.min
             ),
         }
         .into());
-    }
-    let key = key_level(cube, dimension)?;
-    let key_name = model.level_name(key);
-    let v = View {
-        cube,
-        applied: &applied,
-        key,
-        filter: Filter {
-            level: key_name.clone(),
-            op: FilterOp::Eq,
-            value: Some(id.to_string()),
-            values: None,
-        },
-    };
-    let facts: Vec<FactId> = (0..model.facts.len())
-        .filter(|&f| model.fact_has_dimension(f, key.dim))
-        .collect();
-    let code = v.check_member(id, &facts).await?;
-    let mut meta = Vec::new();
-
-    // Attributes: the key's dimension's levels fixed per member, and the linked dimensions'.
-    let own: Vec<LevelRef> = levels_of(model, key.dim)
-        .filter(|l| *l != key && per_period(cube, *l).is_none())
-        .collect();
-    let linked: Vec<LevelRef> = (0..model.dimensions.len())
-        .filter(|&d| d != key.dim && via(model, d) == Some(key.dim))
-        .flat_map(|d| levels_of(model, d))
-        .collect();
-    let fact_counts: Vec<String> = facts
-        .iter()
-        .filter_map(|&f| row_measure(model, f))
-        .map(|m| model.measures[m].name.clone())
-        .collect();
-    let (attributes, related) = {
-        let all: Vec<LevelRef> = own.iter().chain(&linked).copied().collect();
-        let a = v.ask(&fact_counts, &all, &[]).await?;
-        meta.extend(a.meta.facts.iter().cloned());
-        let first = a.rows.first();
-        let at = |i: usize, l: LevelRef| Attribute {
-            level: model.level_name(l),
-            member: first.and_then(|r| r[i].as_str()).map(str::to_string),
+        }
+        let key = key_level(cube, dimension)?;
+        let key_name = model.level_name(key);
+        let v = View {
+            cube,
+            applied: &applied,
+            key,
+            filter: Filter {
+                level: key_name.clone(),
+                op: FilterOp::Eq,
+                value: Some(id.to_string()),
+                values: None,
+            },
         };
-        let attributes = own.iter().enumerate().map(|(i, &l)| at(i, l)).collect();
-        let related = linked
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| at(own.len() + i, l))
+        let facts: Vec<FactId> = (0..model.facts.len())
+            .filter(|&f| model.fact_has_dimension(f, key.dim))
             .collect();
-        (attributes, related)
-    };
+        let code = v.check_member(id, &facts).await?;
+        let mut meta = Vec::new();
 
-    // Held: the members of other dimensions in the latest period of a closing-period fact.
-    let mut held = Vec::new();
-    if let Some(finest) = cube.rollup.finest_time {
-        for &f in &facts {
-            let closing = model.measures.iter().any(|m| {
+        // Attributes: the key's dimension's levels fixed per member, and the linked dimensions'.
+        let own: Vec<LevelRef> = levels_of(model, key.dim)
+            .filter(|l| *l != key && per_period(cube, *l).is_none())
+            .collect();
+        let linked: Vec<LevelRef> = (0..model.dimensions.len())
+            .filter(|&d| d != key.dim && via(model, d) == Some(key.dim))
+            .flat_map(|d| levels_of(model, d))
+            .collect();
+        let fact_counts: Vec<String> = facts
+            .iter()
+            .filter_map(|&f| row_measure(model, f))
+            .map(|m| model.measures[m].name.clone())
+            .collect();
+        let (attributes, related) = {
+            let all: Vec<LevelRef> = own.iter().chain(&linked).copied().collect();
+            let a = v.ask(&fact_counts, &all, &[]).await?;
+            meta.extend(a.meta.facts.iter().cloned());
+            let first = a.rows.first();
+            let at = |i: usize, l: LevelRef| Attribute {
+                level: model.level_name(l),
+                member: first.and_then(|r| r[i].as_str()).map(str::to_string),
+            };
+            let attributes = own.iter().enumerate().map(|(i, &l)| at(i, l)).collect();
+            let related = linked
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| at(own.len() + i, l))
+                .collect();
+            (attributes, related)
+        };
+
+        // Held: the members of other dimensions in the latest period of a closing-period fact.
+        let mut held = Vec::new();
+        if let Some(finest) = cube.rollup.finest_time {
+            for &f in &facts {
+                let closing = model.measures.iter().any(|m| {
                 matches!(m.kind, MeasureKind::Aggregate { fact, over_time: OverTime::Last, .. } if fact == f)
             });
-            // The fact's latest period (not `unknown`, which holds facts without a date).
-            let latest = cube.rollup.present[f]
-                .iter()
-                .rev()
-                .find(|&c| cube.member_name(finest, c) != UNKNOWN_MEMBER);
-            let (Some(m), Some(latest)) = (row_measure(model, f), latest) else {
-                continue;
-            };
-            if !closing {
-                continue;
+                // The fact's latest period (not `unknown`, which holds facts without a date).
+                let latest = cube.rollup.present[f]
+                    .iter()
+                    .rev()
+                    .find(|&c| cube.member_name(finest, c) != UNKNOWN_MEMBER);
+                let (Some(m), Some(latest)) = (row_measure(model, f), latest) else {
+                    continue;
+                };
+                if !closing {
+                    continue;
+                }
+                let period = cube.member_name(finest, latest).to_string();
+                let at = Filter {
+                    level: model.level_name(finest),
+                    op: FilterOp::Eq,
+                    value: Some(period.clone()),
+                    values: None,
+                };
+                for level in other_levels(model, f, key.dim) {
+                    let measure = [model.measures[m].name.clone()];
+                    let a = v.ask(&measure, &[level], std::slice::from_ref(&at)).await?;
+                    meta.extend(a.meta.facts.iter().cloned());
+                    held.push(Held {
+                        fact: model.facts[f].name.clone(),
+                        level: model.level_name(level),
+                        period: period.clone(),
+                        members: a
+                            .rows
+                            .iter()
+                            .filter_map(|r| r[0].as_str().map(str::to_string))
+                            .collect(),
+                    });
+                }
             }
-            let period = cube.member_name(finest, latest).to_string();
-            let at = Filter {
-                level: model.level_name(finest),
-                op: FilterOp::Eq,
-                value: Some(period.clone()),
-                values: None,
-            };
-            for level in other_levels(model, f, key.dim) {
-                let measure = [model.measures[m].name.clone()];
-                let a = v.ask(&measure, &[level], std::slice::from_ref(&at)).await?;
+        }
+
+        // Per period: every measure varying by the entity and time.
+        let periods = match cube.rollup.finest_time {
+            Some(finest) => {
+                let measures: Vec<String> = (0..model.measures.len())
+                    .filter(|&m| {
+                        model.measure_varies_by(m, key) && model.measure_varies_by(m, finest)
+                    })
+                    .map(|m| model.measures[m].name.clone())
+                    .collect();
+                let a = v.ask(&measures, &[finest], &[]).await?;
                 meta.extend(a.meta.facts.iter().cloned());
-                held.push(Held {
+                Table::from(a)
+            }
+            None => Table {
+                columns: Vec::new(),
+                rows: Vec::new(),
+            },
+        };
+
+        // Bands: each per-period level of the dimension, per period of its grain.
+        let mut bands = Vec::new();
+        for level in levels_of(model, key.dim) {
+            let Some(period) = per_period(cube, level) else {
+                continue;
+            };
+            let a = v.ask(&fact_counts, &[period, level], &[]).await?;
+            meta.extend(a.meta.facts.iter().cloned());
+            bands.push(Bands {
+                level: model.level_name(level),
+                period_level: model.level_name(period),
+                rows: a
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let s = |j: usize| r[j].as_str().unwrap_or_default().to_string();
+                        [s(0), s(1)]
+                    })
+                    .collect(),
+            });
+        }
+
+        // Breakdowns: each fact's own measures by its other dimensions' finest levels.
+        let mut breakdowns = Vec::new();
+        for &f in &facts {
+            for level in other_levels(model, f, key.dim) {
+                let measures: Vec<String> = (0..model.measures.len())
+                    .filter(|&m| {
+                        model.measure_facts(m) == [f]
+                            && model.measure_varies_by(m, level)
+                            && model.measure_varies_by(m, key)
+                    })
+                    .map(|m| model.measures[m].name.clone())
+                    .collect();
+                if measures.is_empty() {
+                    continue;
+                }
+                let a = v.ask(&measures, &[level], &[]).await?;
+                meta.extend(a.meta.facts.iter().cloned());
+                breakdowns.push(Breakdown {
                     fact: model.facts[f].name.clone(),
                     level: model.level_name(level),
-                    period: period.clone(),
-                    members: a
-                        .rows
-                        .iter()
-                        .filter_map(|r| r[0].as_str().map(str::to_string))
-                        .collect(),
+                    table: a.into(),
                 });
             }
         }
-    }
 
-    // Per period: every measure varying by the entity and time.
-    let periods = match cube.rollup.finest_time {
-        Some(finest) => {
-            let measures: Vec<String> = (0..model.measures.len())
-                .filter(|&m| model.measure_varies_by(m, key) && model.measure_varies_by(m, finest))
-                .map(|m| model.measures[m].name.clone())
-                .collect();
-            let a = v.ask(&measures, &[finest], &[]).await?;
-            meta.extend(a.meta.facts.iter().cloned());
-            Table::from(a)
-        }
-        None => Table {
-            columns: Vec::new(),
-            rows: Vec::new(),
-        },
-    };
-
-    // Bands: each per-period level of the dimension, per period of its grain.
-    let mut bands = Vec::new();
-    for level in levels_of(model, key.dim) {
-        let Some(period) = per_period(cube, level) else {
-            continue;
-        };
-        let a = v.ask(&fact_counts, &[period, level], &[]).await?;
-        meta.extend(a.meta.facts.iter().cloned());
-        bands.push(Bands {
-            level: model.level_name(level),
-            period_level: model.level_name(period),
-            rows: a
-                .rows
-                .iter()
-                .map(|r| {
-                    let s = |j: usize| r[j].as_str().unwrap_or_default().to_string();
-                    [s(0), s(1)]
-                })
-                .collect(),
-        });
-    }
-
-    // Breakdowns: each fact's own measures by its other dimensions' finest levels.
-    let mut breakdowns = Vec::new();
-    for &f in &facts {
-        for level in other_levels(model, f, key.dim) {
-            let measures: Vec<String> = (0..model.measures.len())
-                .filter(|&m| {
-                    model.measure_facts(m) == [f]
-                        && model.measure_varies_by(m, level)
-                        && model.measure_varies_by(m, key)
-                })
-                .map(|m| model.measures[m].name.clone())
-                .collect();
-            if measures.is_empty() {
+        // Saved searches on the key level whose members include this one.
+        let mut matched = Vec::new();
+        let mut search_failures = Vec::new();
+        for (name, s) in searches {
+            if s.entity != key_name {
                 continue;
             }
-            let a = v.ask(&measures, &[level], &[]).await?;
-            meta.extend(a.meta.facts.iter().cloned());
-            breakdowns.push(Breakdown {
-                fact: model.facts[f].name.clone(),
-                level: model.level_name(level),
-                table: a.into(),
-            });
+            match self.search_members(s).await {
+                Ok(found) if found.members.contains(code) => matched.push(name.clone()),
+                Ok(_) => {}
+                Err(e) => search_failures.push(SearchFailure {
+                    name: name.clone(),
+                    code: e.code(),
+                    message: e.to_string(),
+                }),
+            }
         }
-    }
 
-    // Saved searches on the key level whose members include this one.
-    let mut matched = Vec::new();
-    let mut search_failures = Vec::new();
-    for (name, s) in searches {
-        if s.entity != key_name {
-            continue;
-        }
-        match members(cube, s, access).await {
-            Ok(found) if found.members.contains(code) => matched.push(name.clone()),
-            Ok(_) => {}
-            Err(e) => search_failures.push(SearchFailure {
-                name: name.clone(),
-                code: e.code(),
-                message: e.to_string(),
-            }),
-        }
+        Ok(EntityView {
+            cube: model.name.clone(),
+            dimension: model.dimensions[key.dim].name.clone(),
+            level: key_name,
+            id: id.to_string(),
+            attributes,
+            related,
+            held,
+            periods,
+            bands,
+            breakdowns,
+            searches: matched,
+            search_failures,
+            meta: EntityMeta {
+                facts: meta,
+                elapsed_us: start.elapsed().as_micros() as u64,
+                snapshot: cube.version,
+            },
+        })
     }
-
-    Ok(EntityView {
-        cube: model.name.clone(),
-        dimension: model.dimensions[key.dim].name.clone(),
-        level: key_name,
-        id: id.to_string(),
-        attributes,
-        related,
-        held,
-        periods,
-        bands,
-        breakdowns,
-        searches: matched,
-        search_failures,
-        meta: EntityMeta {
-            facts: meta,
-            elapsed_us: start.elapsed().as_micros() as u64,
-            snapshot: cube.version,
-        },
-    })
 }
 
 /// One view request: the cube, the principal's access and the filter on the entity.
 struct View<'a> {
-    cube: &'a Cube,
+    cube: &'a Dataset,
     applied: &'a Applied,
     key: LevelRef,
     filter: Filter,
@@ -479,7 +484,7 @@ fn via(model: &lattice_defs::Model, dim: DimId) -> Option<DimId> {
 
 /// For a level whose member changes by period (a band over a metric per month): the time
 /// level of that period.
-fn per_period(cube: &Cube, level: LevelRef) -> Option<LevelRef> {
+fn per_period(cube: &Dataset, level: LevelRef) -> Option<LevelRef> {
     let model = &cube.model;
     let LevelKind::Bucket(b) = &model.dimensions[level.dim].levels[level.level].kind else {
         return None;

@@ -9,10 +9,8 @@ use dashmap::DashMap;
 
 use super::answer::Answer;
 use super::error::QueryError;
-use super::exec::{execute, execute_restricted};
+use super::session::Dataset;
 use super::spec::Query;
-use crate::access::{Access, apply};
-use crate::store::Cube;
 
 /// Cache key: cube name, snapshot version, normalised query, and a caller's partition (for
 /// example the principal's scope, so that scoped answers are never shared).
@@ -41,44 +39,13 @@ impl QueryCache {
         self.map.is_empty()
     }
 
-    /// The answer to `query`, from the cache when the same query was answered on the same
-    /// snapshot (then `meta.cached` is true and `meta.elapsed_us` is the lookup's time).
-    pub async fn execute(&self, cube: &Cube, query: &Query) -> Result<Answer, QueryError> {
-        self.execute_in(cube, query, "").await
-    }
-
-    /// [`QueryCache::execute`] as `access` may see it: each access has its own partition, so
-    /// no principal is ever served another's answer.
-    pub async fn execute_as(
+    /// The answer to `query` on `data` within `partition` (a principal's access: each has its
+    /// own, so no principal is ever served another's answer): from the cache when the same
+    /// query was answered on the same snapshot (then `meta.cached` is true and
+    /// `meta.elapsed_us` is the lookup's time), else `answer()`'s, kept.
+    pub(crate) async fn get_or_run<F, Fut>(
         &self,
-        cube: &Cube,
-        query: &Query,
-        access: &Access,
-    ) -> Result<Answer, QueryError> {
-        if access.is_everything() {
-            return self.execute_in(cube, query, "").await;
-        }
-        let applied = apply(cube, access)?;
-        self.run(cube, query, &applied.partition, || {
-            execute_restricted(cube, query, &applied)
-        })
-        .await
-    }
-
-    /// [`QueryCache::execute`] within a partition of the cache.
-    pub async fn execute_in(
-        &self,
-        cube: &Cube,
-        query: &Query,
-        partition: &str,
-    ) -> Result<Answer, QueryError> {
-        self.run(cube, query, partition, || execute(cube, query))
-            .await
-    }
-
-    async fn run<F, Fut>(
-        &self,
-        cube: &Cube,
+        cube: &Dataset,
         query: &Query,
         partition: &str,
         answer: F,

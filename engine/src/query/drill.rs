@@ -17,10 +17,12 @@ use super::exec::{aggregate, execute_resolved, level_members};
 use super::group::AggRequest;
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, check_page, resolve_visible};
 use super::scan::{derive, filter_masks, passes};
+use super::session::Dataset;
 use super::spec::{Direction, Filter, Order, Query};
-use crate::access::{Applied, restrict, visible_for};
-use crate::build::arrays::KeyValue;
-use crate::store::{Cube, MeasureColumn};
+use super::visible::{restrict, visible_for};
+use crate::access::Applied;
+use crate::store::MeasureColumn;
+use crate::store::encoding::KeyValue;
 use std::collections::{BTreeMap, HashMap};
 
 /// Members listed when a drill-through names no `limit`.
@@ -80,16 +82,11 @@ pub struct DrillMeta {
     pub snapshot: u64,
 }
 
-/// Lists the members of `q.level` behind the cell `q.filters`.
-pub async fn drill_through(cube: &Cube, q: &DrillQuery) -> Result<DrillAnswer, QueryError> {
-    drill(cube, q, None).await
-}
-
-/// [`drill_through`] under a principal's applied access: the scope joins the cell's filters,
+/// Lists the members of `q.level` behind the cell `q.filters`, under a principal's applied access: the scope joins the cell's filters,
 /// filters see only visible members, and with suppression a cell of too few customers lists
 /// no one, as an empty cell (and each member's values are suppressed as any small cell is).
 pub(crate) async fn drill_through_restricted(
-    cube: &Cube,
+    cube: &Dataset,
     q: &DrillQuery,
     applied: &Applied,
 ) -> Result<DrillAnswer, QueryError> {
@@ -100,7 +97,7 @@ pub(crate) async fn drill_through_restricted(
 }
 
 async fn drill(
-    cube: &Cube,
+    cube: &Dataset,
     q: &DrillQuery,
     applied: Option<&Applied>,
 ) -> Result<DrillAnswer, QueryError> {
@@ -367,7 +364,7 @@ fn page(set: &RoaringBitmap, desc: bool, offset: u64, limit: u64) -> Vec<u32> {
 /// smallest cuboid of `fact` covering the filters. `None` when no cuboid covers them or the
 /// keys are not integers (only integer keys are kept as themselves in the sets).
 pub(crate) fn member_sets(
-    cube: &Cube,
+    cube: &Dataset,
     fact: FactId,
     via: MeasureId,
     level: LevelRef,
@@ -384,15 +381,14 @@ pub(crate) type MemberSets = BTreeMap<Vec<u32>, RoaringBitmap>;
 /// the smallest cuboid of `fact` covering the filters and `by`. Groups without members are
 /// absent.
 pub(crate) fn member_sets_by(
-    cube: &Cube,
+    cube: &Dataset,
     fact: FactId,
     via: MeasureId,
     level: LevelRef,
     by: &[LevelRef],
     filters: &[ResolvedFilter],
 ) -> Option<(MemberSets, Vec<LevelRef>)> {
-    let fb = cube.fallback.as_ref()?;
-    let codes = fb.dims().codes[level.dim].as_ref()?;
+    let codes = cube.encoding.codes[level.dim].as_ref()?;
     let by_key = codes.by_key[level.level].as_ref()?;
     if !codes.integer_key {
         return None;

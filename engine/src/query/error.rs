@@ -128,3 +128,9 @@ impl QueryError {
         }
     }
 }
+
+impl From<crate::access::NotApplicable> for QueryError {
+    fn from(e: crate::access::NotApplicable) -> QueryError {
+        QueryError::Forbidden { message: e.message }
+    }
+}

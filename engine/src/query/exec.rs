@@ -22,12 +22,13 @@ use super::finish::{Frame, HavingCond, Row, SmallCells, SortKey, contains_small}
 use super::group::{AggRequest, Grouped};
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, resolve};
 use super::scan::{closing_periods, scan};
+use super::session::Dataset;
 use super::spec::{Direction, Query};
-use crate::access::{Applied, refuse_single_customers, resolve_restricted};
-use crate::store::Cube;
+use super::visible::{refuse_single_customers, resolve_restricted};
+use crate::access::Applied;
 
-/// Answers `query` from `cube`.
-pub async fn execute(cube: &Cube, query: &Query) -> Result<Answer, QueryError> {
+/// Answers `query` from `cube`, unrestricted.
+pub(crate) async fn execute(cube: &Dataset, query: &Query) -> Result<Answer, QueryError> {
     let start = Instant::now();
     let r = resolve(query, cube)?;
     let mut answer = Exec::new(cube, &r).run().await?;
@@ -37,7 +38,7 @@ pub async fn execute(cube: &Cube, query: &Query) -> Result<Answer, QueryError> {
 
 /// Answers `query` under a principal's applied access.
 pub(crate) async fn execute_restricted(
-    cube: &Cube,
+    cube: &Dataset,
     query: &Query,
     applied: &Applied,
 ) -> Result<Answer, QueryError> {
@@ -57,7 +58,7 @@ pub(crate) async fn execute_restricted(
 /// The members of `level` with facts of `fact` under `filters` (a cell's filters, a
 /// principal's scope), from the smallest cuboid holding them, else the fallback.
 pub(crate) async fn level_members(
-    cube: &Cube,
+    cube: &Dataset,
     fact: FactId,
     level: LevelRef,
     filters: &[ResolvedFilter],
@@ -74,7 +75,7 @@ pub(crate) async fn level_members(
 }
 
 /// Answers an already resolved query.
-pub(crate) async fn execute_resolved(cube: &Cube, r: &Resolved) -> Result<Answer, QueryError> {
+pub(crate) async fn execute_resolved(cube: &Dataset, r: &Resolved) -> Result<Answer, QueryError> {
     let start = Instant::now();
     let mut answer = Exec::new(cube, r).run().await?;
     answer.meta.elapsed_us = start.elapsed().as_micros() as u64;
@@ -100,7 +101,7 @@ struct Table {
 }
 
 struct Exec<'a> {
-    cube: &'a Cube,
+    cube: &'a Dataset,
     r: &'a Resolved,
     /// Aggregate measures the query needs (requested or inside derived ones), by fact.
     facts: BTreeMap<FactId, Vec<MeasureId>>,
@@ -111,7 +112,7 @@ struct Exec<'a> {
 }
 
 impl<'a> Exec<'a> {
-    fn new(cube: &'a Cube, r: &'a Resolved) -> Exec<'a> {
+    fn new(cube: &'a Dataset, r: &'a Resolved) -> Exec<'a> {
         let model = &cube.model;
         let mut leaves = Vec::new();
         for &m in &r.measures {
@@ -986,7 +987,7 @@ pub(crate) enum TopKey {
 
 /// Aggregates one fact: from the smallest cuboid that covers the request, else the fallback.
 pub(crate) async fn aggregate(
-    cube: &Cube,
+    cube: &Dataset,
     req: &AggRequest<'_>,
     explain: bool,
 ) -> Result<(Grouped, FactMeta), QueryError> {
@@ -997,7 +998,7 @@ pub(crate) async fn aggregate(
 /// [`aggregate`], where the fallback may keep only the first groups of `top` (a cuboid scan
 /// keeps every group); then also the number of groups in all.
 async fn aggregate_top(
-    cube: &Cube,
+    cube: &Dataset,
     req: &AggRequest<'_>,
     explain: bool,
     top: Option<&Top>,
@@ -1056,14 +1057,14 @@ async fn aggregate_top(
 /// filtered) and the cuboids that cover them, smallest first — every one only to explain,
 /// else just the smallest.
 struct Plan<'c> {
-    cube: &'c Cube,
+    cube: &'c Dataset,
     needs: Vec<LevelRef>,
     candidates: Vec<usize>,
     explain: bool,
 }
 
 impl<'c> Plan<'c> {
-    fn new(cube: &'c Cube, req: &AggRequest<'_>, explain: bool) -> Plan<'c> {
+    fn new(cube: &'c Dataset, req: &AggRequest<'_>, explain: bool) -> Plan<'c> {
         let mut needs: Vec<LevelRef> = req.levels.to_vec();
         needs.extend(req.filters.iter().map(|f| f.level));
         needs.sort_unstable();
@@ -1112,7 +1113,7 @@ impl<'c> Plan<'c> {
 }
 
 /// The closing periods a request reads; they matter only to semi-additive measures.
-fn closing_for(cube: &Cube, req: &AggRequest<'_>) -> Option<RoaringBitmap> {
+fn closing_for(cube: &Dataset, req: &AggRequest<'_>) -> Option<RoaringBitmap> {
     let semi = req.measures.iter().any(|m| {
         matches!(
             cube.model.measures[*m].kind,

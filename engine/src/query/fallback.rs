@@ -34,21 +34,22 @@ use roaring::RoaringBitmap;
 use super::exec::{Top, TopKey};
 use super::group::{Acc, AggRequest, Grouped};
 use super::spec::Direction;
-use crate::build::arrays::{KeyValue, decimals, ints};
-use crate::build::dims::{DimCodes, Dims, MetricCodes, key_sql};
-use crate::build::time::{TimeAxis, coarsen, fact_period_sql};
+use crate::source::arrays::{decimals, ints};
+use crate::source::load::fact_period_sql;
 use crate::source::load::ident;
 use crate::store::Cube;
+use crate::store::encoding::KeyValue;
+use crate::store::encoding::{DimCodes, Encoding, MetricCodes, key_sql};
+use crate::store::time::{TimeAxis, coarsen};
 use crate::{EngineError, Result};
 
 /// Numbers the fallbacks of this process, for their code tables' names.
 static NEXT_FALLBACK: AtomicU64 = AtomicU64::new(0);
 
-/// What the fallback keeps of a build: the sources' session and the dimension encoding.
+/// What the fallback needs beyond the cube: the sources' DataFusion session and schemas.
 pub struct FallbackData {
     ctx: SessionContext,
     catalog: Catalog,
-    dims: Dims,
     /// Code tables already registered in `ctx`.
     registered: Mutex<HashSet<String>>,
     /// Starts the name of every code table this cube registers: cubes built from the same
@@ -66,21 +67,16 @@ impl std::fmt::Debug for FallbackData {
 }
 
 impl FallbackData {
-    pub(crate) fn new(ctx: SessionContext, catalog: Catalog, dims: Dims) -> FallbackData {
+    pub(crate) fn new(ctx: SessionContext, catalog: Catalog) -> FallbackData {
         FallbackData {
             ctx,
             catalog,
-            dims,
             registered: Mutex::new(HashSet::new()),
             prefix: format!(
                 "__lattice{}_",
                 NEXT_FALLBACK.fetch_add(1, Ordering::Relaxed)
             ),
         }
-    }
-
-    pub(crate) fn dims(&self) -> &Dims {
-        &self.dims
     }
 
     fn column_type(&self, table: &str, column: &str) -> Option<ColumnType> {
@@ -224,7 +220,7 @@ fn periods(p: &ArrayRef, len: usize) -> Result<Vec<Option<usize>>> {
 
 /// The direct dimension of `fact` through which it reaches `dim` (following `via`), and the
 /// map from that dimension's key codes to `dim`'s.
-fn reach(cube: &Cube, dims: &Dims, fact: usize, dim: usize) -> Option<(usize, Vec<u32>)> {
+fn reach(cube: &Cube, dims: &Encoding, fact: usize, dim: usize) -> Option<(usize, Vec<u32>)> {
     let model = &cube.model;
     let f = &model.facts[fact];
     if let Some(i) = f.direct.iter().position(|d| *d == dim) {
@@ -242,7 +238,7 @@ fn reach(cube: &Cube, dims: &Dims, fact: usize, dim: usize) -> Option<(usize, Ve
 /// The SQL of one level's member code for the fact rows of `b`.
 fn level_sql(cube: &Cube, fb: &FallbackData, fact: usize, l: LevelRef) -> Result<String> {
     let model = &cube.model;
-    let dims = &fb.dims;
+    let dims = &cube.encoding;
     let level = &model.dimensions[l.dim].levels[l.level];
     if let LevelKind::Time(g) = level.kind {
         let axis = dims
@@ -331,12 +327,11 @@ const MAX_KEY_FILTER: usize = 64;
 /// itself (and can prune by it) instead of computing every row's member. `None` otherwise.
 fn key_filter_sql(
     cube: &Cube,
-    fb: &FallbackData,
     fact: usize,
     flt: &super::resolve::ResolvedFilter,
 ) -> Option<String> {
     let model = &cube.model;
-    let dims = &fb.dims;
+    let dims = &cube.encoding;
     let l = flt.level;
     let by_key = dims.codes[l.dim].as_ref()?.by_key[l.level].as_ref()?;
     let (i, to_dim) = reach(cube, dims, fact, l.dim)?;
@@ -420,7 +415,7 @@ fn date_ranges_sql(
 
 /// The first day (`YYYY-MM-DD`) of an absolute period of `grain`.
 fn period_start(p: i64, grain: TimeGrain) -> String {
-    crate::build::time::period_start(p, grain).to_string()
+    crate::store::time::period_start(p, grain).to_string()
 }
 
 /// The SQL the fallback runs for `req`.
@@ -433,7 +428,7 @@ pub(crate) fn sql(
 ) -> Result<String> {
     let model = &cube.model;
     let f = &model.facts[req.fact];
-    let dims = &fb.dims;
+    let dims = &cube.encoding;
     let mut inner = Vec::new();
     for (i, &d) in f.direct.iter().enumerate() {
         let (DimensionKind::Table { key, .. }, Some(codes)) =
@@ -471,7 +466,7 @@ pub(crate) fn sql(
             date_filters.push(date_ranges_sql(&date, &flt.members, *g, axis));
             continue;
         }
-        if let Some(keys) = key_filter_sql(cube, fb, req.fact, flt) {
+        if let Some(keys) = key_filter_sql(cube, req.fact, flt) {
             date_filters.push(keys);
             continue;
         }

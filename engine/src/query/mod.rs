@@ -58,23 +58,22 @@ mod finish;
 mod group;
 mod resolve;
 mod scan;
+mod session;
 mod spec;
+mod visible;
 
 pub use answer::{Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal, Suppressed};
 pub(crate) use answer::{V, eval};
 pub use cache::QueryCache;
-pub use drill::{DEFAULT_DRILL_LIMIT, DrillAnswer, DrillMeta, DrillQuery, drill_through};
-pub(crate) use drill::{MemberSets, drill_through_restricted, member_sets, member_sets_by};
+pub use drill::{DEFAULT_DRILL_LIMIT, DrillAnswer, DrillMeta, DrillQuery};
+pub(crate) use drill::{MemberSets, member_sets, member_sets_by};
 pub use error::QueryError;
-pub use exec::execute;
-pub(crate) use exec::{
-    aggregate, cmp_v, collect_leaves, execute_resolved, execute_restricted, level_members,
-};
-pub use fallback::FallbackData;
+pub(crate) use exec::{aggregate, cmp_v, collect_leaves, execute_resolved, execute_restricted};
 pub(crate) use group::AggRequest;
-pub(crate) use resolve::resolve_visible;
 pub use resolve::{
     MAX_PAGE_ROWS, OrderKey, Resolved, ResolvedFilter, ResolvedShare, check_page, resolve,
 };
 pub(crate) use scan::closing_periods;
+pub use session::{Dataset, Session};
 pub use spec::{Compare, Direction, Filter, FilterOp, Having, HavingOp, Order, Query, Share};
+pub(crate) use visible::{resolve_restricted, visible};

@@ -11,16 +11,10 @@ use super::error::QueryError;
 use super::spec::{Direction, FilterOp, HavingOp, Query};
 use crate::access::Suppress;
 use crate::store::Cube;
+pub use crate::store::ResolvedFilter;
 
 /// Close members suggested for a value that is not one.
 const SUGGESTIONS: usize = 3;
-
-/// One filter, as the member codes it lets through.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResolvedFilter {
-    pub level: LevelRef,
-    pub members: RoaringBitmap,
-}
 
 /// What a query orders by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

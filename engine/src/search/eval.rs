@@ -57,7 +57,7 @@ async fn universe(ctx: &Ctx<'_>, entity: LevelRef) -> Result<RoaringBitmap, Sear
     if let Some(u) = dict.code(UNKNOWN_MEMBER) {
         all.remove(u);
     }
-    if let Some(v) = crate::access::visible(ctx.cube, entity, &ctx.applied).await? {
+    if let Some(v) = crate::query::visible(ctx.cube, entity, &ctx.applied).await? {
         all &= &*v;
     }
     Ok(all)

@@ -28,9 +28,10 @@ mod eval;
 mod privacy;
 mod redact;
 
-pub use redact::{HIDDEN, Redacted, redact};
+pub use redact::{HIDDEN, Redacted};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use lattice_defs::diag::suggest;
@@ -39,13 +40,14 @@ use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::access::{Access, resolve_restricted};
+use crate::access::Access;
 use crate::analytics::{AnalyticsError, Ctx, default_entity, default_level};
+use crate::query::resolve_restricted;
 use crate::query::{
     Column, DEFAULT_DRILL_LIMIT, Direction, FactMeta, Filter, FilterOp, OrderKey, Query,
     QueryError, ResolvedFilter, execute_resolved, resolve,
 };
-use crate::store::Cube;
+use crate::query::{Dataset, Session};
 
 /// A saved (or ad hoc) search document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,14 +304,12 @@ pub struct Members {
     pub unlisted: bool,
 }
 
-/// Evaluates `search` on `cube` as `access` may see it.
-pub async fn members(
-    cube: &Cube,
-    search: &Search,
-    access: &Access,
-) -> Result<Members, SearchError> {
-    let mut ctx = Ctx::new(cube, access).await?;
-    eval::evaluate(&mut ctx, search).await
+impl Session {
+    /// Evaluates `search` on `cube` as `access` may see it.
+    pub async fn search_members(&self, search: &Search) -> Result<Members, SearchError> {
+        let mut ctx = Ctx::new(self).await?;
+        eval::evaluate(&mut ctx, search).await
+    }
 }
 
 /// A search's answer: the members (paged), their count and the measures asked for.
@@ -342,162 +342,164 @@ pub struct SearchMeta {
     pub snapshot: u64,
 }
 
-/// Runs `search`: its members (paged, ordered), counts, and `run.measures` per member.
-pub async fn run(
-    cube: &Cube,
-    search: &Search,
-    run: &SearchRun,
-    access: &Access,
-) -> Result<SearchAnswer, SearchError> {
-    let start = Instant::now();
-    let mut ctx = Ctx::new(cube, access).await?;
-    let found = eval::evaluate(&mut ctx, search).await?;
-    let entity = found.entity;
-    let mut columns = vec![Column {
-        name: search.entity.clone(),
-        kind: "level",
-        ty: None,
-    }];
-    let meta = |facts: Vec<FactMeta>| SearchMeta {
-        atoms: found.sources.clone(),
-        facts,
-        elapsed_us: start.elapsed().as_micros() as u64,
-        snapshot: cube.version,
-    };
-    let count = found.members.len();
-    if found.withheld {
-        return Ok(SearchAnswer {
-            name: search.name.clone(),
-            entity: search.entity.clone(),
-            count: None,
-            total: found.universe.len(),
-            columns,
-            rows: Vec::new(),
-            suppressed: true,
-            members_withheld: false,
-            meta: meta(found.facts),
-        });
-    }
-    if found.unlisted {
-        return Ok(SearchAnswer {
+impl Session {
+    /// Runs `search`: its members (paged, ordered), counts, and `run.measures` per member.
+    pub async fn run_search(
+        &self,
+        search: &Search,
+        run: &SearchRun,
+    ) -> Result<SearchAnswer, SearchError> {
+        let cube = self.data();
+        let start = Instant::now();
+        let mut ctx = Ctx::new(self).await?;
+        let found = eval::evaluate(&mut ctx, search).await?;
+        let entity = found.entity;
+        let mut columns = vec![Column {
+            name: search.entity.clone(),
+            kind: "level",
+            ty: None,
+        }];
+        let meta = |facts: Vec<FactMeta>| SearchMeta {
+            atoms: found.sources.clone(),
+            facts,
+            elapsed_us: start.elapsed().as_micros() as u64,
+            snapshot: cube.version,
+        };
+        let count = found.members.len();
+        if found.withheld {
+            return Ok(SearchAnswer {
+                name: search.name.clone(),
+                entity: search.entity.clone(),
+                count: None,
+                total: found.universe.len(),
+                columns,
+                rows: Vec::new(),
+                suppressed: true,
+                members_withheld: false,
+                meta: meta(found.facts),
+            });
+        }
+        if found.unlisted {
+            return Ok(SearchAnswer {
+                name: search.name.clone(),
+                entity: search.entity.clone(),
+                count: Some(count),
+                total: found.universe.len(),
+                columns,
+                rows: Vec::new(),
+                suppressed: false,
+                members_withheld: true,
+                meta: meta(found.facts),
+            });
+        }
+        let limit = run.limit.unwrap_or(DEFAULT_DRILL_LIMIT);
+        for o in &run.order {
+            if o.by != search.entity && !run.measures.contains(&o.by) {
+                return Err(QueryError::BadOrder { by: o.by.clone() }.into());
+            }
+        }
+        let desc = run
+            .order
+            .iter()
+            .find(|o| o.by == search.entity)
+            .is_some_and(|o| o.dir == Direction::Desc);
+        let by_measure = run.order.iter().any(|o| o.by != search.entity);
+        let name = |c: u32| Json::String(cube.member_name(entity, c).to_string());
+        let mut facts = found.facts.clone();
+        let rows = if run.measures.is_empty() {
+            page(&found.members, desc, run.offset, limit)
+                .into_iter()
+                .map(|c| vec![name(c)])
+                .collect()
+        } else {
+            let q = Query {
+                measures: run.measures.clone(),
+                rows: vec![search.entity.clone()],
+                order: run.order.clone(),
+                ..Query::default()
+            };
+            let mut r = if ctx.applied.is_unrestricted() {
+                resolve(&q, cube)?
+            } else {
+                resolve_restricted(cube, &q, &ctx.applied).await?
+            };
+            // Values for the page's members (or, to order by a measure, for all of them).
+            let scope: RoaringBitmap = if by_measure {
+                found.members.clone()
+            } else {
+                page(&found.members, desc, run.offset, limit)
+                    .into_iter()
+                    .collect()
+            };
+            r.filters.push(ResolvedFilter {
+                level: entity,
+                members: scope.clone(),
+            });
+            if !by_measure {
+                let dir = if desc {
+                    Direction::Desc
+                } else {
+                    Direction::Asc
+                };
+                r.order = vec![(OrderKey::Level(entity), dir)];
+            }
+            r.limit = None;
+            r.offset = 0;
+            let answer = execute_resolved(cube, &r).await?;
+            facts.extend(answer.meta.facts.iter().cloned());
+            columns.extend(answer.columns.iter().skip(1).cloned());
+            let width = answer.columns.len();
+            let dict = cube.members(entity);
+            let mut rows: Vec<(u32, Vec<Json>)> = answer
+                .rows
+                .into_iter()
+                .map(|row| {
+                    let code = row
+                        .first()
+                        .and_then(Json::as_str)
+                        .and_then(|n| dict.code(n))
+                        .unwrap_or(u32::MAX);
+                    (code, row)
+                })
+                .collect();
+            let seen: RoaringBitmap = rows.iter().map(|(c, _)| *c).collect();
+            // Members without any value: nulls, which sort last (ties in member order).
+            let mut tail: Vec<(u32, Vec<Json>)> = (&scope - &seen)
+                .iter()
+                .map(|c| {
+                    let mut row = vec![name(c)];
+                    row.resize(width, Json::Null);
+                    (c, row)
+                })
+                .collect();
+            if by_measure {
+                rows.extend(tail);
+                rows.into_iter()
+                    .map(|(_, r)| r)
+                    .skip(usize::try_from(run.offset).unwrap_or(usize::MAX))
+                    .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                    .collect()
+            } else {
+                rows.append(&mut tail);
+                rows.sort_by_key(|(c, _)| *c);
+                if desc {
+                    rows.reverse();
+                }
+                rows.into_iter().map(|(_, r)| r).collect()
+            }
+        };
+        Ok(SearchAnswer {
             name: search.name.clone(),
             entity: search.entity.clone(),
             count: Some(count),
             total: found.universe.len(),
             columns,
-            rows: Vec::new(),
+            rows,
             suppressed: false,
-            members_withheld: true,
-            meta: meta(found.facts),
-        });
+            members_withheld: false,
+            meta: meta(facts),
+        })
     }
-    let limit = run.limit.unwrap_or(DEFAULT_DRILL_LIMIT);
-    for o in &run.order {
-        if o.by != search.entity && !run.measures.contains(&o.by) {
-            return Err(QueryError::BadOrder { by: o.by.clone() }.into());
-        }
-    }
-    let desc = run
-        .order
-        .iter()
-        .find(|o| o.by == search.entity)
-        .is_some_and(|o| o.dir == Direction::Desc);
-    let by_measure = run.order.iter().any(|o| o.by != search.entity);
-    let name = |c: u32| Json::String(cube.member_name(entity, c).to_string());
-    let mut facts = found.facts.clone();
-    let rows = if run.measures.is_empty() {
-        page(&found.members, desc, run.offset, limit)
-            .into_iter()
-            .map(|c| vec![name(c)])
-            .collect()
-    } else {
-        let q = Query {
-            measures: run.measures.clone(),
-            rows: vec![search.entity.clone()],
-            order: run.order.clone(),
-            ..Query::default()
-        };
-        let mut r = if ctx.applied.is_unrestricted() {
-            resolve(&q, cube)?
-        } else {
-            resolve_restricted(cube, &q, &ctx.applied).await?
-        };
-        // Values for the page's members (or, to order by a measure, for all of them).
-        let scope: RoaringBitmap = if by_measure {
-            found.members.clone()
-        } else {
-            page(&found.members, desc, run.offset, limit)
-                .into_iter()
-                .collect()
-        };
-        r.filters.push(ResolvedFilter {
-            level: entity,
-            members: scope.clone(),
-        });
-        if !by_measure {
-            let dir = if desc {
-                Direction::Desc
-            } else {
-                Direction::Asc
-            };
-            r.order = vec![(OrderKey::Level(entity), dir)];
-        }
-        r.limit = None;
-        r.offset = 0;
-        let answer = execute_resolved(cube, &r).await?;
-        facts.extend(answer.meta.facts.iter().cloned());
-        columns.extend(answer.columns.iter().skip(1).cloned());
-        let width = answer.columns.len();
-        let dict = cube.members(entity);
-        let mut rows: Vec<(u32, Vec<Json>)> = answer
-            .rows
-            .into_iter()
-            .map(|row| {
-                let code = row
-                    .first()
-                    .and_then(Json::as_str)
-                    .and_then(|n| dict.code(n))
-                    .unwrap_or(u32::MAX);
-                (code, row)
-            })
-            .collect();
-        let seen: RoaringBitmap = rows.iter().map(|(c, _)| *c).collect();
-        // Members without any value: nulls, which sort last (ties in member order).
-        let mut tail: Vec<(u32, Vec<Json>)> = (&scope - &seen)
-            .iter()
-            .map(|c| {
-                let mut row = vec![name(c)];
-                row.resize(width, Json::Null);
-                (c, row)
-            })
-            .collect();
-        if by_measure {
-            rows.extend(tail);
-            rows.into_iter()
-                .map(|(_, r)| r)
-                .skip(usize::try_from(run.offset).unwrap_or(usize::MAX))
-                .take(usize::try_from(limit).unwrap_or(usize::MAX))
-                .collect()
-        } else {
-            rows.append(&mut tail);
-            rows.sort_by_key(|(c, _)| *c);
-            if desc {
-                rows.reverse();
-            }
-            rows.into_iter().map(|(_, r)| r).collect()
-        }
-    };
-    Ok(SearchAnswer {
-        name: search.name.clone(),
-        entity: search.entity.clone(),
-        count: Some(count),
-        total: found.universe.len(),
-        columns,
-        rows,
-        suppressed: false,
-        members_withheld: false,
-        meta: meta(facts),
-    })
 }
 
 /// `limit` codes of `set` from `offset`, ascending or descending.
@@ -511,69 +513,71 @@ fn page(set: &RoaringBitmap, desc: bool, offset: u64, limit: u64) -> Vec<u32> {
     }
 }
 
-/// Replaces a query's `segments` by filters on their entity levels: per entity, an `in`
-/// filter listing the members every segment on it selects (as `access` may see them), so the
-/// answer equals the same query with that filter written out (and the query cache keys on
-/// the members, not on a search's name whose definition may change). A segment selecting no
-/// one becomes a filter no member passes.
-pub async fn expand_segments(
-    cube: &Cube,
-    query: &mut Query,
-    access: &Access,
-    searches: &SearchSet,
-) -> Result<(), SearchError> {
-    if query.segments.is_empty() {
-        return Ok(());
-    }
-    let mut by_entity: BTreeMap<String, RoaringBitmap> = BTreeMap::new();
-    for name in std::mem::take(&mut query.segments) {
-        let search = find(searches, &name)?;
-        let mut ctx = Ctx::new(cube, access).await?;
-        let found = eval::evaluate(&mut ctx, search).await?;
-        if let Some(s) = &ctx.applied.suppress {
-            if found.withheld {
-                return Err(SearchError::Withheld { name, min: s.min });
-            }
-            if found.unlisted {
-                return Err(SearchError::OnValues { name, min: s.min });
-            }
+impl Session {
+    /// Replaces a query's `segments` by filters on their entity levels: per entity, an `in`
+    /// filter listing the members every segment on it selects (as `access` may see them), so the
+    /// answer equals the same query with that filter written out (and the query cache keys on
+    /// the members, not on a search's name whose definition may change). A segment selecting no
+    /// one becomes a filter no member passes.
+    pub async fn expand_segments(
+        &self,
+        query: &mut Query,
+        searches: &SearchSet,
+    ) -> Result<(), SearchError> {
+        let cube = self.data();
+        if query.segments.is_empty() {
+            return Ok(());
         }
-        by_entity
-            .entry(search.entity.clone())
-            .and_modify(|s| *s &= &found.members)
-            .or_insert(found.members);
-    }
-    for (level, set) in by_entity {
-        let l = cube
-            .model
-            .level(&level)
-            .ok_or_else(|| QueryError::UnknownLevel {
-                name: level.clone(),
-                suggestion: None,
-            })?;
-        let filter = if set.is_empty() {
-            // No member name contains NUL.
-            Filter {
-                level,
-                op: FilterOp::Search,
-                value: Some("\u{0}".into()),
-                values: None,
+        let mut by_entity: BTreeMap<String, RoaringBitmap> = BTreeMap::new();
+        for name in std::mem::take(&mut query.segments) {
+            let search = find(searches, &name)?;
+            let mut ctx = Ctx::new(self).await?;
+            let found = eval::evaluate(&mut ctx, search).await?;
+            if let Some(s) = &ctx.applied.suppress {
+                if found.withheld {
+                    return Err(SearchError::Withheld { name, min: s.min });
+                }
+                if found.unlisted {
+                    return Err(SearchError::OnValues { name, min: s.min });
+                }
             }
-        } else {
-            Filter {
-                level,
-                op: FilterOp::In,
-                value: None,
-                values: Some(
-                    set.iter()
-                        .map(|c| cube.member_name(l, c).to_string())
-                        .collect(),
-                ),
-            }
-        };
-        query.filters.push(filter);
+            by_entity
+                .entry(search.entity.clone())
+                .and_modify(|s| *s &= &found.members)
+                .or_insert(found.members);
+        }
+        for (level, set) in by_entity {
+            let l = cube
+                .model
+                .level(&level)
+                .ok_or_else(|| QueryError::UnknownLevel {
+                    name: level.clone(),
+                    suggestion: None,
+                })?;
+            let filter = if set.is_empty() {
+                // No member name contains NUL.
+                Filter {
+                    level,
+                    op: FilterOp::Search,
+                    value: Some("\u{0}".into()),
+                    values: None,
+                }
+            } else {
+                Filter {
+                    level,
+                    op: FilterOp::In,
+                    value: None,
+                    values: Some(
+                        set.iter()
+                            .map(|c| cube.member_name(l, c).to_string())
+                            .collect(),
+                    ),
+                }
+            };
+            query.filters.push(filter);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The search `name` of `searches`, or `unknown_search` with a suggestion.
@@ -671,16 +675,20 @@ fn filter_of(f: &SearchFilter) -> Option<Filter> {
 
 /// Checks the definition's searches against a built cube — what only the data can show:
 /// that the members and periods they name exist. Each search that fails is a diagnostic at
-/// its name, saying which condition and what is wrong.
-pub async fn check_definition_searches(cube: &Cube) -> Result<(), lattice_defs::Diagnostics> {
-    let model = &cube.model;
+/// its name, saying which condition and what is wrong; the dataset comes back when none does.
+pub async fn check_definition_searches(
+    data: Dataset,
+) -> Result<Dataset, lattice_defs::Diagnostics> {
+    let data = Arc::new(data);
+    let session = data.session(Access::everything());
+    let model = &data.model;
     let documents = definition_searches(model);
     let mut diags = Vec::new();
     for s in &model.searches {
         let Some(search) = documents.get(&s.name) else {
             continue;
         };
-        if let Err(e) = members(cube, search, &Access::everything()).await {
+        if let Err(e) = session.search_members(search).await {
             diags.push(lattice_defs::Diagnostic {
                 file: model.file.clone(),
                 pos: s.pos,
@@ -691,9 +699,9 @@ pub async fn check_definition_searches(cube: &Cube) -> Result<(), lattice_defs::
             });
         }
     }
-    if diags.is_empty() {
-        Ok(())
-    } else {
-        Err(lattice_defs::Diagnostics(diags))
+    if !diags.is_empty() {
+        return Err(lattice_defs::Diagnostics(diags));
     }
+    drop(session);
+    Ok(Arc::into_inner(data).expect("no session outlives the check"))
 }

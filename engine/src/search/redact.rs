@@ -23,9 +23,8 @@ use roaring::RoaringBitmap;
 use serde_json::Value as Json;
 
 use super::{Condition, Search, SearchError};
-use crate::access::{Access, visible_members};
+use crate::query::{Dataset, Session};
 use crate::query::{Filter, FilterOp};
-use crate::store::Cube;
 
 /// What a hidden member name reads as.
 pub const HIDDEN: &str = "(hidden)";
@@ -52,39 +51,39 @@ enum Seen {
     Unknown,
 }
 
-/// `search` as `access` may see and run it on `cube`.
-pub async fn redact(
-    cube: &Cube,
-    search: &Search,
-    access: &Access,
-) -> Result<Redacted, SearchError> {
-    let mut out = Redacted {
-        shown: search.clone(),
-        runnable: search.clone(),
-        hidden: 0,
-    };
-    if access.scope.is_empty() {
-        return Ok(out);
-    }
-    let mut names = Vec::new();
-    levels(&search.condition, &mut names);
-    let mut seen = HashMap::new();
-    for name in names {
-        if seen.contains_key(name) {
-            continue;
-        }
-        let s = match cube.model.level(name) {
-            None => Seen::Unknown,
-            Some(l) => match visible_members(cube, l, access).await? {
-                None => Seen::Every,
-                Some(v) => Seen::Only(l, v),
-            },
+impl Session {
+    /// `search` as `access` may see and run it on `cube`.
+    pub async fn redact_search(&self, search: &Search) -> Result<Redacted, SearchError> {
+        let cube = self.data();
+        let access = self.access();
+        let mut out = Redacted {
+            shown: search.clone(),
+            runnable: search.clone(),
+            hidden: 0,
         };
-        seen.insert(name.to_string(), s);
+        if access.scope.is_empty() {
+            return Ok(out);
+        }
+        let mut names = Vec::new();
+        levels(&search.condition, &mut names);
+        let mut seen = HashMap::new();
+        for name in names {
+            if seen.contains_key(name) {
+                continue;
+            }
+            let s = match cube.model.level(name) {
+                None => Seen::Unknown,
+                Some(l) => match self.visible_members(l).await? {
+                    None => Seen::Every,
+                    Some(v) => Seen::Only(l, v),
+                },
+            };
+            seen.insert(name.to_string(), s);
+        }
+        let r = Redactor { cube, seen: &seen };
+        out.hidden = r.condition(&mut out.shown.condition, &mut out.runnable.condition);
+        Ok(out)
     }
-    let r = Redactor { cube, seen: &seen };
-    out.hidden = r.condition(&mut out.shown.condition, &mut out.runnable.condition);
-    Ok(out)
 }
 
 /// The levels a condition's atoms and their filters name.
@@ -100,7 +99,7 @@ fn levels<'c>(c: &'c Condition, out: &mut Vec<&'c str>) {
 }
 
 struct Redactor<'a> {
-    cube: &'a Cube,
+    cube: &'a Dataset,
     seen: &'a HashMap<String, Seen>,
 }
 

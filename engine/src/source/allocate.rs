@@ -34,7 +34,7 @@ use lattice_defs::{Catalog, ColumnType, Model};
 use tracing::{info, instrument, warn};
 
 use super::load::ident;
-use crate::build::time::date_of_day;
+use crate::store::time::date_of_day;
 use crate::{EngineError, Result};
 
 /// What one allocation did, for the build report.

@@ -46,13 +46,17 @@ impl std::fmt::Debug for Sources {
 /// Registers and checks every source of `model`. Problems in the definition-versus-data come
 /// back as [`EngineError::Definition`], all of them at once.
 pub async fn load(model: &Model) -> Result<Sources> {
-    load_within(model, None).await
+    load_checked(model, |_| Ok(())).await
 }
 
-/// [`load`], refused before the data checks read any data when building the cube would need
-/// more than `memory_budget` bytes ([`crate::build::budget`]).
+/// [`load`], with `before_reading` run once the sources are registered and their schemas
+/// checked, before any data is read: an error from it is returned as is (the build's memory
+/// budget refuses a cube too large this way, `build::load_within`).
 #[instrument(skip_all, fields(cube = %model.name))]
-pub async fn load_within(model: &Model, memory_budget: Option<u64>) -> Result<Sources> {
+pub async fn load_checked(
+    model: &Model,
+    before_reading: impl FnOnce(&Catalog) -> Result<()>,
+) -> Result<Sources> {
     let ctx = SessionContext::new();
     let mut catalog = Catalog::default();
     let mut diags = Vec::new();
@@ -92,9 +96,7 @@ pub async fn load_within(model: &Model, memory_budget: Option<u64>) -> Result<So
     }
     diags.extend(check_catalog(model, &catalog).0);
     if diags.is_empty() {
-        if let Some(budget) = memory_budget {
-            crate::build::budget::check_sources(model, &catalog, budget)?;
-        }
+        before_reading(&catalog)?;
         diags.extend(check_data(model, &ctx).await?.0);
     }
     if !diags.is_empty() {
@@ -178,6 +180,22 @@ fn column_type(t: &DataType) -> ColumnType {
 /// Quotes an identifier for DataFusion SQL.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The SQL of a fact row's period on the axis (periods since the axis's first; 0 for a fact
+/// without a date column), over the fact aliased `f`.
+pub(crate) fn fact_period_sql(
+    time: Option<&lattice_defs::model::ColumnRef>,
+    axis: Option<&crate::store::time::TimeAxis>,
+) -> String {
+    match (time, axis) {
+        (Some(t), Some(axis)) => format!(
+            "{} - {}",
+            crate::store::time::period_sql(&format!("f.{}", ident(&t.column)), axis.grain),
+            axis.first
+        ),
+        _ => "CAST(0 AS BIGINT)".into(),
+    }
 }
 
 /// Quotes a string literal for DataFusion SQL.

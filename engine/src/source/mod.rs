@@ -7,5 +7,6 @@
 //!   exactly over a driver fact's cells) and registers them beside the sources.
 
 pub mod allocate;
+pub(crate) mod arrays;
 pub mod load;
 pub mod synth;

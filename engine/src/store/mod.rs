@@ -12,13 +12,25 @@
 //! the dimension table, entities with no metric); it sorts last.
 
 mod cuboid;
+pub(crate) mod encoding;
+pub mod time;
 
 pub use cuboid::{CellValue, Cuboid, MeasureColumn, NO_VALUE};
+
+use encoding::Encoding;
 
 use std::collections::HashMap;
 
 use lattice_defs::model::{FactId, LevelRef, Model};
 use roaring::RoaringBitmap;
+
+/// A filter over one level, as the member codes it lets through (a query's filter, a
+/// principal's scope rule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedFilter {
+    pub level: LevelRef,
+    pub members: RoaringBitmap,
+}
 
 /// One level's members: `names[code]`.
 #[derive(Debug, Clone, Default)]
@@ -58,21 +70,18 @@ impl LevelDict {
     }
 }
 
-/// A built cube: the model it was built from, the members of every level, and the cuboids.
+/// A built cube: the model it was built from, the members of every level, the cuboids and the
+/// encoding of source keys. Pure data: reading it goes through a [`crate::query::Session`].
 #[derive(Debug)]
 pub struct Cube {
     pub model: Model,
     /// `levels[dim][level]`, parallel to the model's dimensions and levels.
     pub levels: Vec<Vec<LevelDict>>,
     pub cuboids: Vec<Cuboid>,
-    /// Snapshot number: a server counts the cubes it swaps in; answers and cache keys carry it.
-    pub version: u64,
     /// How members roll up and which periods each fact has, for the query layer.
     pub(crate) rollup: Rollup,
-    /// What the fallback needs to ask DataFusion (none for a cube built without sources).
-    pub(crate) fallback: Option<std::sync::Arc<crate::query::FallbackData>>,
-    /// Members visible under each access asked about so far (this snapshot's).
-    pub(crate) visible: crate::access::VisibleCache,
+    /// How source keys map to member codes (the fallback codes raw facts with it).
+    pub(crate) encoding: Encoding,
 }
 
 /// Query-time structure of a cube beyond its cuboids.

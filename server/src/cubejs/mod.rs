@@ -44,9 +44,8 @@ use axum::extract::{Extension, Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use lattice_engine::access::MemberView;
+use lattice_engine::query::Dataset;
 use lattice_engine::query::{Answer, Query, QueryError};
-use lattice_engine::store::Cube;
 use serde_json::{Value as Json, json};
 
 use crate::audit::{NoteSlot, note};
@@ -63,14 +62,17 @@ pub trait CubeSource: Send + Sync + 'static {
     /// The names of the cubes served, in the order `/meta` lists them.
     fn cube_names(&self) -> Vec<String>;
     /// The current snapshot of a cube.
-    fn cube(&self, name: &str) -> Option<Arc<Cube>>;
+    fn cube(&self, name: &str) -> Option<Arc<Dataset>>;
     /// Answers one native query for `principal`, restricted to what its access lets it see.
     /// The server's source runs it through the query cache and the limits its native routes
     /// use; this default asks the engine directly.
-    fn execute(&self, cube: Arc<Cube>, query: Query, principal: Arc<Principal>) -> Answering<'_> {
-        Box::pin(async move {
-            Ok(lattice_engine::access::execute_as(&cube, &query, &principal.access).await?)
-        })
+    fn execute(
+        &self,
+        cube: Arc<Dataset>,
+        query: Query,
+        principal: Arc<Principal>,
+    ) -> Answering<'_> {
+        Box::pin(async move { Ok(cube.session(principal.access.clone()).query(&query).await?) })
     }
 }
 
@@ -478,7 +480,10 @@ async fn answer(
     let cat = Catalog::new(&name, &cube);
     // The principal's own members: filters expand over these alone, in the engine's view.
     let levels = translate::filtered_levels(&cat, &q);
-    let view = MemberView::new(&cube, &principal.access, levels).await?;
+    let view = cube
+        .session(principal.access.clone())
+        .member_view(levels)
+        .await?;
     let cat = cat.seen_through(view);
     let t = translate::translate(&cat, &q)?;
     let multi = query_type.as_deref() == Some("multi");

@@ -20,8 +20,8 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use lattice_engine::query::{Query, execute};
-use lattice_engine::store::Cube;
+use lattice_engine::access::Access;
+use lattice_engine::query::{Dataset, Query};
 use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
@@ -83,8 +83,8 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-fn cube() -> Arc<Cube> {
-    static CUBE: OnceLock<Arc<Cube>> = OnceLock::new();
+fn cube() -> Arc<Dataset> {
+    static CUBE: OnceLock<Arc<Dataset>> = OnceLock::new();
     CUBE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("lattice-cubejs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -100,7 +100,7 @@ fn cube() -> Arc<Cube> {
                 let sources = lattice_engine::source::load::load(&model)
                     .await
                     .expect("load");
-                lattice_engine::build::build_cube(
+                lattice_engine::open(
                     &model,
                     &sources,
                     &lattice_engine::build::BuildOptions::default(),
@@ -349,12 +349,20 @@ async fn answers_match_the_native_engine() {
         "total": true}))
     .unwrap();
     let plan = &t.plans[0];
-    let a = execute(&cube, &plan.native).await.unwrap();
+    let a = cube
+        .session(Access::everything())
+        .query(&plan.native)
+        .await
+        .unwrap();
     let r = response::result(plan, &a, "2026-01-01T00:00:00.000Z");
     let native: Query = serde_json::from_value(json!({"measures": ["amount", "avg_sale"],
         "rows": ["time.quarter"], "filters": [{"level": "channel.channel", "op": "eq", "value": "web"}]}))
     .unwrap();
-    let n = execute(&cube, &native).await.unwrap();
+    let n = cube
+        .session(Access::everything())
+        .query(&native)
+        .await
+        .unwrap();
     assert_eq!(r["data"].as_array().unwrap().len(), n.rows.len());
     assert_eq!(
         r["data"][0],
@@ -375,13 +383,13 @@ async fn call(req: Request<Body>, token: Option<&str>) -> (StatusCode, Json) {
     (status, serde_json::from_slice(&bytes).unwrap_or(Json::Null))
 }
 
-struct One(Arc<Cube>);
+struct One(Arc<Dataset>);
 
 impl CubeSource for One {
     fn cube_names(&self) -> Vec<String> {
         vec!["shop".into()]
     }
-    fn cube(&self, name: &str) -> Option<Arc<Cube>> {
+    fn cube(&self, name: &str) -> Option<Arc<Dataset>> {
         (name == "shop").then(|| self.0.clone())
     }
 }

@@ -27,11 +27,11 @@ use super::base::{
     BaseTable, MeasureSpec, ValueStats, column_decimal_scale, empty_column, merge_decimal,
     push_empty,
 };
-use super::dims::metric_period;
 use super::lattice::{FactInputs, in_code_order, reorder, time_grain};
 use super::select::Plan;
-use super::time::NO_PERIOD;
 use crate::Result;
+use crate::store::encoding::metric_period;
+use crate::store::time::NO_PERIOD;
 use crate::store::{Cuboid, MeasureColumn, NO_VALUE};
 
 /// Base rows per chunk: the chunk's member codes (a few dozen levels of 4 bytes) stay in the
@@ -678,7 +678,7 @@ impl<'a> LevelSources<'a> {
         let mut keys: HashMap<usize, Vec<u32>> = HashMap::new();
         let key_at = |dim: usize| {
             let i = self.inputs;
-            super::metrics::key_codes(i.model, i.dims, i.base, i.fact, dim, Some(at)).into_owned()
+            super::bands::key_codes(i.model, i.dims, i.base, i.fact, dim, Some(at)).into_owned()
         };
         for (l, codes) in needed.iter().zip(out.iter_mut()) {
             codes.clear();

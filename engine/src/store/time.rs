@@ -64,25 +64,6 @@ pub(crate) fn period_start(p: AbsPeriod, grain: TimeGrain) -> NaiveDate {
     })
 }
 
-/// The SQL of a fact row's period on the axis (periods since the axis's first; 0 for a fact
-/// without a date column), over the fact aliased `f`.
-pub(crate) fn fact_period_sql(
-    time: Option<&lattice_defs::model::ColumnRef>,
-    axis: Option<&TimeAxis>,
-) -> String {
-    match (time, axis) {
-        (Some(t), Some(axis)) => format!(
-            "{} - {}",
-            period_sql(
-                &format!("f.{}", crate::source::load::ident(&t.column)),
-                axis.grain
-            ),
-            axis.first
-        ),
-        _ => "CAST(0 AS BIGINT)".into(),
-    }
-}
-
 /// The absolute period of `coarse` that contains absolute period `p` of `fine`.
 pub(crate) fn coarsen(p: AbsPeriod, fine: TimeGrain, coarse: TimeGrain) -> AbsPeriod {
     match (fine, coarse) {

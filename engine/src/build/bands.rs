@@ -19,8 +19,8 @@ use lattice_defs::model::{
 };
 
 use super::base::BaseTable;
-use super::dims::{Dims, MetricCodes, metric_period};
-use super::time::coarsen;
+use crate::store::encoding::{Encoding, MetricCodes, metric_period};
+use crate::store::time::coarsen;
 use crate::store::{LevelDict, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
@@ -94,7 +94,7 @@ pub(crate) fn metric_grains(model: &Model, fact: FactId) -> Option<Vec<TimeGrain
 /// build's threads take them in turns.
 pub(crate) fn metric_buckets(
     model: &Model,
-    dims: &mut Dims,
+    dims: &mut Encoding,
     base: &BaseTable,
     fact: FactId,
     window: Option<(u32, u32)>,
@@ -106,7 +106,7 @@ pub(crate) fn metric_buckets(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, jobs.len());
-    let shared: &Dims = dims;
+    let shared: &Encoding = dims;
     let done: Vec<Vec<Band>> = super::on_threads(workers, |w| {
         jobs.iter()
             .skip(w)
@@ -151,7 +151,7 @@ pub(crate) fn metric_buckets(
 /// periods it covers, and the index of the first.
 fn band(
     model: &Model,
-    dims: &Dims,
+    dims: &Encoding,
     base: &BaseTable,
     (d, _, b, measure, period): BandLevel<'_>,
     window: Option<(u32, u32)>,
@@ -431,7 +431,7 @@ fn distinct_counts(
 /// (borrowed for a dimension the fact carries).
 pub(crate) fn key_codes<'b>(
     model: &Model,
-    dims: &Dims,
+    dims: &Encoding,
     base: &'b BaseTable,
     fact: FactId,
     dim: usize,

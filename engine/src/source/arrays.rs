@@ -7,6 +7,7 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 
+use crate::store::encoding::KeyValue;
 use crate::{EngineError, Result};
 
 /// Runs `sql` and returns its batches.
@@ -63,13 +64,6 @@ pub(crate) fn decimal_values(batch: &RecordBatch, i: usize, scale: i8) -> Result
             .ok_or_else(|| EngineError::Internal("a decimal column is not decimal".into())),
         _ => decimals(batch, i, scale),
     }
-}
-
-/// A key value read from a key column: integers and text keys are both allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum KeyValue {
-    Int(i64),
-    Text(String),
 }
 
 /// Column `i` as key values (`None` for NULL).
