@@ -60,6 +60,8 @@ mod resolve;
 mod scan;
 mod session;
 mod spec;
+#[cfg(test)]
+mod tests;
 mod visible;
 
 pub use answer::{Answer, Candidate, Column, Explain, FactMeta, Meta, Subtotal, Suppressed};
