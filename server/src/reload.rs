@@ -233,12 +233,26 @@ pub(crate) fn start_reload(
             }
             let version = snapshot.info.version;
             let build = snapshot.info.build.clone();
+            // The outcome is recorded before the snapshot is published: whoever is served the
+            // new snapshot also sees that its reload succeeded.
+            let ok = ReloadOutcome {
+                at: unix_now(),
+                trigger,
+                ok: true,
+                version: Some(version),
+                error: None,
+            };
             let (slot, previous_version) = match registry.get(&name) {
                 Some(slot) => {
+                    *lock(&slot.last_reload) = Some(ok);
                     let old = slot.current.swap(Arc::new(snapshot));
                     (slot, Some(old.info.version))
                 }
-                None => (registry.insert(Slot::new(snapshot, path.clone())), None),
+                None => {
+                    let slot = Slot::new(snapshot, path.clone());
+                    *lock(&slot.last_reload) = Some(ok);
+                    (registry.insert(slot), None)
+                }
             };
             if let Some(p) = &slot.path {
                 *lock(&slot.seen) = stamp(p);
@@ -253,18 +267,16 @@ pub(crate) fn start_reload(
         }
         .await;
         metrics.build(result.is_ok(), started.elapsed());
-        let outcome = match &result {
+        match &result {
             Ok(done) => {
                 tracing::info!(cube = %name, version = done.version, previous = ?done.previous_version, trigger, seconds = done.build.as_ref().map_or(0.0, |b| b.seconds), "definition reloaded");
-                ReloadOutcome { at: unix_now(), trigger, ok: true, version: Some(done.version), error: None }
             }
             Err(e) => {
                 tracing::warn!(cube = %name, trigger, error = %e, "reload rejected; the previous snapshot keeps serving");
-                failed(trigger, &ApiError::from(e))
+                if let Some(slot) = registry.get(&name) {
+                    *lock(&slot.last_reload) = Some(failed(trigger, &ApiError::from(e)));
+                }
             }
-        };
-        if let Some(slot) = registry.get(&name) {
-            *lock(&slot.last_reload) = Some(outcome);
         }
         result
     }))
