@@ -287,7 +287,7 @@ async fn prepare(ctx: &mut Ctx<'_>, q: &MigrationQuery) -> Result<Prepared, Anal
         .collect::<Result<Vec<_>, _>>()?;
     let (via, fact) = via_measure(ctx, entity, band)?;
     let base = ctx.filters(via, &[entity, band], &q.filters).await?;
-    let finest = cube.rollup.finest_time.ok_or_else(|| QueryError::Engine {
+    let finest = cube.index.finest_time.ok_or_else(|| QueryError::Engine {
         message: "a cube with a time level has a finest time level".into(),
     })?;
     let n_bands = cube.members(band).len();

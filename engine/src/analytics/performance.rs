@@ -356,7 +356,7 @@ async fn plan(ctx: &Ctx<'_>, q: &PerformanceQuery) -> Result<Plan, AnalyticsErro
     )?;
     let finest = finest(cube)?;
     let to_period = cube.parent_map(finest.dim, finest.level, period.level);
-    let present = cube.rollup.present[fact]
+    let present = cube.index.present[fact]
         .iter()
         .map(|p| to_period.map_or(p, |m| m[p as usize]))
         .collect();
@@ -376,7 +376,7 @@ async fn plan(ctx: &Ctx<'_>, q: &PerformanceQuery) -> Result<Plan, AnalyticsErro
 }
 
 fn finest(cube: &Dataset) -> Result<LevelRef, AnalyticsError> {
-    cube.rollup.finest_time.ok_or_else(|| {
+    cube.index.finest_time.ok_or_else(|| {
         QueryError::Engine {
             message: "a cube with a time level has a finest time level".into(),
         }

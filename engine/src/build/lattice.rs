@@ -66,7 +66,7 @@ pub(crate) fn time_grain(model: &Model, l: LevelRef) -> Option<TimeGrain> {
 }
 
 /// How a target level's code is obtained from a parent cuboid's codes.
-enum Derive {
+enum CodeFrom {
     Copy(usize),
     Time {
         from: usize,
@@ -109,14 +109,14 @@ fn derivation(
     dims: &Encoding,
     parent: &[LevelRef],
     target: LevelRef,
-) -> Option<Derive> {
+) -> Option<CodeFrom> {
     if let Some(i) = parent.iter().position(|l| *l == target) {
-        return Some(Derive::Copy(i));
+        return Some(CodeFrom::Copy(i));
     }
     if let Some(coarse) = time_grain(model, target) {
         return parent.iter().enumerate().find_map(|(i, l)| {
             let fine = time_grain(model, *l)?;
-            (l.dim == target.dim && fine > coarse).then_some(Derive::Time {
+            (l.dim == target.dim && fine > coarse).then_some(CodeFrom::Time {
                 from: i,
                 fine,
                 coarse,
@@ -134,7 +134,7 @@ fn derivation(
             .get(&(target.dim, l.level, target.level))
             .cloned()
             .flatten()
-            .map(|map| Derive::Parent { from: i, map })
+            .map(|map| CodeFrom::Parent { from: i, map })
     })
 }
 
@@ -199,7 +199,7 @@ pub(crate) fn aggregate(
     // Only facts with semi-additive measures need to know which rows close their period.
     let any_semi = specs.iter().any(|s| s.semi);
     let mut semi_ok = Vec::new();
-    let derive: Vec<Derive> = levels
+    let derive: Vec<CodeFrom> = levels
         .iter()
         .map(|t| derivation(model, dims, &c.levels, *t))
         .collect::<Option<_>>()
@@ -214,9 +214,9 @@ pub(crate) fn aggregate(
     for r in 0..rows {
         for (k, d) in derive.iter().enumerate() {
             let code = match d {
-                Derive::Copy(i) => c.codes[*i][r],
-                Derive::Parent { from, map } => map[c.codes[*from][r] as usize],
-                Derive::Time { from, fine, coarse } => {
+                CodeFrom::Copy(i) => c.codes[*i][r],
+                CodeFrom::Parent { from, map } => map[c.codes[*from][r] as usize],
+                CodeFrom::Time { from, fine, coarse } => {
                     let axis = dims.time.as_ref().expect("time levels need an axis");
                     if c.codes[*from][r] == axis.unknown_code(*fine) {
                         row_codes[k].push(axis.unknown_code(*coarse));

@@ -43,7 +43,7 @@ use tracing::{info, instrument};
 use crate::Result;
 use crate::source::load::{Sources, load_checked};
 use crate::store::encoding::Encoding;
-use crate::store::{Cube, Cuboid, Rollup};
+use crate::store::{Cube, CubeIndex, Cuboid};
 pub use select::Plan;
 
 /// Loads the sources of `model` ([`load_checked`]), refused before any data is read when
@@ -245,7 +245,7 @@ pub async fn build_cube_with_report(
     let fact_rows: Vec<u64> = bases.iter().map(|b| b.fact_rows).collect();
     // What the query layer and the report need of the base tables, before the lattice frees
     // them.
-    let rollup = rollup(model, &dims, &bases);
+    let index = cube_index(model, &dims, &bases);
     let base_rows: Vec<usize> = bases.iter().map(|b| b.rows_hint()).collect();
     let base_queries: Vec<usize> = bases.iter().map(|b| b.queries).collect();
     let cuboids = build_lattice(model, &dims, &mut bases, &closing, &plans, slots, &bar)?;
@@ -263,7 +263,7 @@ pub async fn build_cube_with_report(
         model: model.clone(),
         levels,
         cuboids,
-        rollup,
+        index,
         encoding: dims,
     };
     cube.index_cuboids();
@@ -289,7 +289,7 @@ pub async fn build_cube_with_report(
 
 /// What the query layer needs beyond the cuboids: roll-up maps (time included), the periods
 /// present in each fact, and each measure's decimal scale.
-fn rollup(model: &Model, dims: &Encoding, bases: &[base::BaseTable]) -> Rollup {
+fn cube_index(model: &Model, dims: &Encoding, bases: &[base::BaseTable]) -> CubeIndex {
     let mut parents: HashMap<(usize, usize, usize), Vec<u32>> = dims
         .parents
         .iter()
@@ -328,12 +328,12 @@ fn rollup(model: &Model, dims: &Encoding, bases: &[base::BaseTable]) -> Rollup {
             scales[*m] = base::column_decimal_scale(col);
         }
     }
-    Rollup {
+    CubeIndex {
         parents,
         finest_time,
         present,
         scales,
-        ..Rollup::default()
+        ..CubeIndex::default()
     }
 }
 

@@ -259,13 +259,13 @@ impl Session {
 
         // Held: the members of other dimensions in the latest period of a closing-period fact.
         let mut held = Vec::new();
-        if let Some(finest) = cube.rollup.finest_time {
+        if let Some(finest) = cube.index.finest_time {
             for &f in &facts {
                 let closing = model.measures.iter().any(|m| {
                 matches!(m.kind, MeasureKind::Aggregate { fact, over_time: OverTime::Last, .. } if fact == f)
             });
                 // The fact's latest period (not `unknown`, which holds facts without a date).
-                let latest = cube.rollup.present[f]
+                let latest = cube.index.present[f]
                     .iter()
                     .rev()
                     .find(|&c| cube.member_name(finest, c) != UNKNOWN_MEMBER);
@@ -301,7 +301,7 @@ impl Session {
         }
 
         // Per period: every measure varying by the entity and time.
-        let periods = match cube.rollup.finest_time {
+        let periods = match cube.index.finest_time {
             Some(finest) => {
                 let measures: Vec<String> = (0..model.measures.len())
                     .filter(|&m| {

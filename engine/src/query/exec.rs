@@ -826,7 +826,7 @@ impl<'a> Exec<'a> {
     fn mcol_type(&self, c: MCol) -> &'static str {
         match c {
             MCol::Plain(m) | MCol::Prev(m) => {
-                measure_type(&self.cube.model, &self.cube.rollup.scales, m)
+                measure_type(&self.cube.model, &self.cube.index.scales, m)
             }
             MCol::Change(_) | MCol::Share(_) => "number",
         }

@@ -479,7 +479,7 @@ pub(crate) fn sql(
     // The closing periods as ranges of the raw date column (no period to compute per row),
     // where the fact has one and the finest time level has a grain.
     let finest_grain =
-        cube.rollup
+        cube.index
             .finest_time
             .and_then(|l| match model.dimensions[l.dim].levels[l.level].kind {
                 LevelKind::Time(g) => Some(g),
@@ -510,7 +510,7 @@ pub(crate) fn sql(
                 let col = format!("f.{}", ident(&c.column));
                 match agg {
                     Agg::Distinct => key_sql(&col, matches!(ty, Some(ColumnType::Integer))),
-                    Agg::Sum | Agg::Min | Agg::Max if cube.rollup.scales[m] == 6 => {
+                    Agg::Sum | Agg::Min | Agg::Max if cube.index.scales[m] == 6 => {
                         format!("CAST({col} AS DECIMAL(38, 6))")
                     }
                     _ => col,
@@ -611,7 +611,7 @@ pub(crate) async fn aggregate(
             MeasureKind::Aggregate {
                 agg: Agg::Distinct, ..
             } => Acc::Count(Vec::new()),
-            MeasureKind::Aggregate { agg, .. } => Acc::new(*agg, cube.rollup.scales[m]),
+            MeasureKind::Aggregate { agg, .. } => Acc::new(*agg, cube.index.scales[m]),
             MeasureKind::Derived(_) => Acc::Count(Vec::new()),
         })
         .collect();

@@ -11,12 +11,12 @@ use crate::store::{Cube, Cuboid, MeasureColumn};
 /// How a level's code is read from a cuboid: column `col`, through `map` when the cuboid holds
 /// a finer level of the same hierarchy.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Derive<'a> {
+pub(crate) struct LevelRead<'a> {
     pub col: usize,
     pub map: Option<&'a [u32]>,
 }
 
-impl Derive<'_> {
+impl LevelRead<'_> {
     #[inline]
     pub(crate) fn code(&self, c: u32) -> u32 {
         self.map.map_or(c, |m| m[c as usize])
@@ -24,16 +24,20 @@ impl Derive<'_> {
 }
 
 /// How `cuboid` yields `target`, if it can.
-pub(crate) fn derive<'a>(cube: &'a Cube, cuboid: &Cuboid, target: LevelRef) -> Option<Derive<'a>> {
+pub(crate) fn derive<'a>(
+    cube: &'a Cube,
+    cuboid: &Cuboid,
+    target: LevelRef,
+) -> Option<LevelRead<'a>> {
     if let Some(col) = cuboid.levels.iter().position(|l| *l == target) {
-        return Some(Derive { col, map: None });
+        return Some(LevelRead { col, map: None });
     }
     cuboid.levels.iter().enumerate().find_map(|(col, l)| {
         if l.dim != target.dim {
             return None;
         }
         cube.parent_map(l.dim, l.level, target.level)
-            .map(|map| Derive {
+            .map(|map| LevelRead {
                 col,
                 map: Some(map),
             })
@@ -50,7 +54,7 @@ pub(crate) fn closing_periods(
     levels: &[LevelRef],
     filters: &[ResolvedFilter],
 ) -> Option<RoaringBitmap> {
-    let finest = cube.rollup.finest_time?;
+    let finest = cube.index.finest_time?;
     cube.model.facts[fact].time.as_ref()?;
     let to = |l: LevelRef| -> Option<&[u32]> {
         if l == finest {
@@ -66,7 +70,7 @@ pub(crate) fn closing_periods(
         .collect();
     let group = finest_time_level(cube, levels).map(|(_, l)| to(l));
     let mut best: std::collections::BTreeMap<u32, u32> = Default::default();
-    for p in &cube.rollup.present[fact] {
+    for p in &cube.index.present[fact] {
         let at = |m: Option<&[u32]>| m.map_or(p, |m| m[p as usize]);
         if time_filters.iter().all(|(m, set)| set.contains(at(*m))) {
             let g = group.map_or(0, at);
@@ -113,7 +117,7 @@ pub(crate) fn passes(cuboid: &Cuboid, masks: &[(usize, Vec<bool>)], cell: usize)
 
 /// The finest time level among `levels` (deepest in the time hierarchy), with its position.
 fn finest_time_level(cube: &Cube, levels: &[LevelRef]) -> Option<(usize, LevelRef)> {
-    let t = cube.rollup.finest_time?.dim;
+    let t = cube.index.finest_time?.dim;
     let hierarchy = &cube.model.dimensions[t].hierarchy;
     levels
         .iter()
@@ -133,7 +137,7 @@ pub(crate) fn scan(
     let model = &cube.model;
     let n = cuboid.len();
     let masks = filter_masks(cube, cuboid, req.filters);
-    let group: Vec<Derive<'_>> = req
+    let group: Vec<LevelRead<'_>> = req
         .levels
         .iter()
         .filter_map(|l| derive(cube, cuboid, *l))
@@ -164,7 +168,7 @@ pub(crate) fn scan(
 
     // Semi-additive measures read only the cells of each group's closing period.
     let closing_mask: Option<(usize, Vec<bool>)> = closing.and_then(|set| {
-        let finest = cube.rollup.finest_time?;
+        let finest = cube.index.finest_time?;
         let (col, t) = finest_time_level(cube, &cuboid.levels)?;
         let map = if t == finest {
             None
@@ -189,7 +193,7 @@ pub(crate) fn scan(
             .iter()
             .position(|x| *x == m)
             .map(|j| &cuboid.measures[j]);
-        let mut acc = Acc::new(*agg, cube.rollup.scales[m]);
+        let mut acc = Acc::new(*agg, cube.index.scales[m]);
         for _ in 0..groups {
             acc.push_empty();
         }

@@ -231,7 +231,7 @@ async fn member_atom(
             let (plevel, periods) = periods(ctx, p, fact, at)?;
             let finest = ctx
                 .cube
-                .rollup
+                .index
                 .finest_time
                 .ok_or_else(|| QueryError::Engine {
                     message: "a cube with a time level has a finest time level".into(),
@@ -490,10 +490,10 @@ fn periods(
     let end = if p.value == "latest" {
         let cube = ctx.cube;
         let finest = cube
-            .rollup
+            .index
             .finest_time
             .ok_or_else(|| bad("the cube has no time level".into()))?;
-        let max = cube.rollup.present[fact].max().ok_or_else(|| {
+        let max = cube.index.present[fact].max().ok_or_else(|| {
             bad(format!(
                 "'{}' has no facts in any period",
                 ctx.model().facts[fact].name

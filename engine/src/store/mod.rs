@@ -79,14 +79,15 @@ pub struct Cube {
     pub levels: Vec<Vec<LevelDict>>,
     pub cuboids: Vec<Cuboid>,
     /// How members roll up and which periods each fact has, for the query layer.
-    pub(crate) rollup: Rollup,
+    pub(crate) index: CubeIndex,
     /// How source keys map to member codes (the fallback codes raw facts with it).
     pub(crate) encoding: Encoding,
 }
 
-/// Query-time structure of a cube beyond its cuboids.
+/// What the query layer looks up about a cube beyond its cuboids: how members roll up (parent
+/// arrays), the periods each fact has, measure scales, and which cuboid covers which level.
 #[derive(Debug, Default)]
-pub(crate) struct Rollup {
+pub(crate) struct CubeIndex {
     /// `(dim, child level, ancestor level)` -> ancestor code per child code, for every pair of a
     /// hierarchy (time included) where each child member lies under one ancestor.
     pub parents: HashMap<(usize, usize, usize), Vec<u32>>,
@@ -135,7 +136,7 @@ impl Cube {
     /// The map from `child` codes to `ancestor` codes of one dimension, if every child member
     /// lies under one ancestor.
     pub fn parent_map(&self, dim: usize, child: usize, ancestor: usize) -> Option<&[u32]> {
-        self.rollup
+        self.index
             .parents
             .get(&(dim, child, ancestor))
             .map(Vec::as_slice)
@@ -143,15 +144,15 @@ impl Cube {
 
     /// Whether cuboid `i` holds `level` or a finer level of its hierarchy that rolls up to it.
     pub fn covers(&self, i: usize, level: LevelRef) -> bool {
-        self.rollup.covers[i][self.rollup.level_base[level.dim] + level.level]
+        self.index.covers[i][self.index.level_base[level.dim] + level.level]
     }
 
     /// Cuboid indices, smallest first.
     pub fn cuboids_by_size(&self) -> &[usize] {
-        &self.rollup.by_size
+        &self.index.by_size
     }
 
-    /// Fills the cuboid indexes of [`Rollup`] (after the cuboids and parent maps are set).
+    /// Fills the cuboid indexes of [`CubeIndex`] (after the cuboids and parent maps are set).
     pub(crate) fn index_cuboids(&mut self) {
         let mut base = Vec::new();
         let mut n = 0;
@@ -177,9 +178,9 @@ impl Cube {
             .collect();
         let mut by_size: Vec<usize> = (0..self.cuboids.len()).collect();
         by_size.sort_by_key(|&i| (self.cuboids[i].len(), self.cuboids[i].levels.len()));
-        self.rollup.level_base = base;
-        self.rollup.covers = covers;
-        self.rollup.by_size = by_size;
+        self.index.level_base = base;
+        self.index.covers = covers;
+        self.index.by_size = by_size;
     }
 
     /// Bytes the cuboids take in memory (cells, codes, values and bitmaps).
