@@ -12,12 +12,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lattice_engine::access::Access;
-use lattice_engine::build::BuildOptions;
 use lattice_engine::query::DrillQuery;
 use lattice_engine::source::load::load;
 
@@ -101,16 +98,7 @@ fn bench_drill(c: &mut Criterion) {
     let (_dir, model) = common::bench_model();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let sources = runtime.block_on(load(&model)).expect("load");
-    let session = Arc::new(
-        runtime
-            .block_on(lattice_engine::open(
-                &model,
-                &sources,
-                &BuildOptions::default(),
-            ))
-            .expect("build"),
-    )
-    .session(Access::everything());
+    let session = common::open_session(&runtime, &model, &sources);
     // DataFusion gets its own session over the same files.
     let df = runtime.block_on(load(&model)).expect("load for DataFusion");
 

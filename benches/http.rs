@@ -24,7 +24,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lattice_engine::access::Access;
 use lattice_engine::query::Query;
 use lattice_engine::source::load::load;
 use lattice_server::{Config, Served, Server};
@@ -114,12 +113,7 @@ fn bench_http(c: &mut Criterion) {
     let uncached_addr = runtime.block_on(serve(&dir, 0));
     // The engine alone answers from a third build; DataFusion from its own session.
     let sources = runtime.block_on(load(&model)).expect("load");
-    let session = std::sync::Arc::new(
-        runtime
-            .block_on(lattice_engine::open(&model, &sources, &Default::default()))
-            .expect("build"),
-    )
-    .session(Access::everything());
+    let session = common::open_session(&runtime, &model, &sources);
     let df = runtime.block_on(load(&model)).expect("load for DataFusion");
     let mut cached = runtime.block_on(Connection::open(cached_addr));
     let mut uncached = runtime.block_on(Connection::open(uncached_addr));

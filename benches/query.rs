@@ -16,12 +16,9 @@ mod questions;
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lattice_engine::access::Access;
-use lattice_engine::build::BuildOptions;
 use lattice_engine::query::Query;
 use lattice_engine::source::load::load;
 
@@ -33,16 +30,7 @@ fn bench_queries(c: &mut Criterion) {
     // A multi-threaded runtime, so that DataFusion gets every core.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let sources = runtime.block_on(load(&model)).expect("load");
-    let session = Arc::new(
-        runtime
-            .block_on(lattice_engine::open(
-                &model,
-                &sources,
-                &BuildOptions::default(),
-            ))
-            .expect("build"),
-    )
-    .session(Access::everything());
+    let session = common::open_session(&runtime, &model, &sources);
     // DataFusion gets its own session over the same files, with the default (all cores)
     // parallelism.
     let df = runtime.block_on(load(&model)).expect("load for DataFusion");

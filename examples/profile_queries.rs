@@ -17,10 +17,6 @@ mod common;
 #[path = "../tests/questions.rs"]
 mod questions;
 
-use std::sync::Arc;
-
-use lattice_engine::access::Access;
-use lattice_engine::build::BuildOptions;
 use lattice_engine::query::{Query, Session};
 use lattice_engine::source::load::load;
 
@@ -54,16 +50,7 @@ fn main() {
         .build()
         .expect("runtime");
     let sources = runtime.block_on(load(&model)).expect("load");
-    let session = Arc::new(
-        runtime
-            .block_on(lattice_engine::open(
-                &model,
-                &sources,
-                &BuildOptions::default(),
-            ))
-            .expect("build"),
-    )
-    .session(Access::everything());
+    let session = common::open_session(&runtime, &model, &sources);
     let queries: Vec<Query> = questions::questions()
         .iter()
         .map(|q| Query::from_json(q.query).expect("question parses"))

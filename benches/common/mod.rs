@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use lattice_engine::access::Access;
+use lattice_engine::query::Session;
+use lattice_engine::source::load::Sources;
 use lattice_engine::source::synth::{DataFormat, GenOptions, generate};
 
 /// The synthetic bank data set at `scale` (seed 42) in `~/.cache/lattice`, generated once and
@@ -47,4 +50,18 @@ pub fn generated_data(scale: f64) -> (PathBuf, Option<Duration>) {
         took = Some(start.elapsed());
     }
     (dir, took)
+}
+
+/// `model`'s cube built over `sources` and opened for an unrestricted reader.
+#[allow(dead_code)] // not every includer (`#[path]`) calls it
+pub fn open_session(
+    runtime: &tokio::runtime::Runtime,
+    model: &lattice_defs::Model,
+    sources: &Sources,
+) -> Session {
+    let options = lattice_engine::build::BuildOptions::default();
+    let data = runtime
+        .block_on(lattice_engine::open(model, sources, &options))
+        .expect("build");
+    std::sync::Arc::new(data).session(Access::everything())
 }
