@@ -20,7 +20,7 @@ use lattice_defs::model::{
 
 use super::base::BaseTable;
 use crate::store::encoding::{Encoding, MetricCodes, metric_period};
-use crate::store::time::coarsen;
+use crate::store::time::{TimeAxis, coarsen};
 use crate::store::{LevelDict, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
@@ -146,16 +146,19 @@ pub(crate) fn metric_buckets(
     Ok(())
 }
 
-/// One metric bucket level of dimension `d`: the metric per (key, period) slot from the
-/// measure's base table, then each slot's band; within `window` (axis periods), the metric
-/// periods it covers, and the index of the first.
-fn band(
-    model: &Model,
-    dims: &Encoding,
-    base: &BaseTable,
-    (d, _, b, measure, period): BandLevel<'_>,
-    window: Option<(u32, u32)>,
-) -> Result<(LevelDict, MetricCodes, Span)> {
+/// The metric periods a band computes: the metric's grain and the time axis (`None`: one
+/// period for the whole metric), the first period (at the grain), how many, and where they
+/// lie among the whole metric's.
+struct Periods<'a> {
+    grain: Option<(TimeGrain, &'a TimeAxis)>,
+    first: i64,
+    count: usize,
+    span: Span,
+}
+
+/// The metric measure's fact and aggregation, checked: an aggregate, over a bucket with
+/// fewer labels than a code holds (one code is kept for `unknown`).
+fn metric_measure(model: &Model, (d, _, b, measure, _): BandLevel<'_>) -> Result<(FactId, Agg)> {
     let MeasureKind::Aggregate { fact, agg, .. } = &model.measures[measure].kind else {
         return Err(EngineError::Internal(
             "metric bucket over a derived measure".into(),
@@ -171,25 +174,23 @@ fn band(
             ),
         });
     }
-    let agg = *agg;
-    let column = base
-        .measure_ids
-        .iter()
-        .position(|m| *m == measure)
-        .map(|j| &base.measures[j])
-        .ok_or_else(|| {
-            EngineError::Internal("metric measure missing from its base table".into())
-        })?;
-    let n_keys = dims.codes[d]
-        .as_ref()
-        .ok_or_else(|| EngineError::Internal("metric bucket on the time dimension".into()))?
-        .n_keys;
-    let grain = match (period, &dims.time, &model.facts[*fact].time) {
+    Ok((*fact, *agg))
+}
+
+/// The metric periods computed for a metric of grain `period` over `fact`: all, or those of
+/// `window` (axis periods).
+fn metric_periods<'a>(
+    model: &Model,
+    dims: &'a Encoding,
+    fact: FactId,
+    period: Option<TimeGrain>,
+    window: Option<(u32, u32)>,
+) -> Periods<'a> {
+    let grain = match (period, &dims.time, &model.facts[fact].time) {
         (Some(g), Some(axis), Some(_)) if axis.len > 0 => Some((g, axis)),
         _ => None,
     };
-    // The metric periods computed: all, or those of the window.
-    let (first, periods, span) = match grain {
+    let (first, count, span) = match grain {
         Some((g, axis)) => {
             let (a, b) = window.unwrap_or((0, axis.len as u32));
             let at = |p: u32| coarsen(axis.abs(p), axis.grain, g);
@@ -203,14 +204,48 @@ fn band(
         }
         None => (0, 1, Span { lo: 0, all: 1 }),
     };
-    let slots = (n_keys + 1) * periods;
+    Periods {
+        grain,
+        first,
+        count,
+        span,
+    }
+}
+
+/// One metric bucket level of dimension `d`: the metric per (key, period) slot from the
+/// measure's base table, then each slot's band; within `window` (axis periods), the metric
+/// periods it covers, and the index of the first.
+fn band(
+    model: &Model,
+    dims: &Encoding,
+    base: &BaseTable,
+    level: BandLevel<'_>,
+    window: Option<(u32, u32)>,
+) -> Result<(LevelDict, MetricCodes, Span)> {
+    let (d, _, b, measure, period) = level;
+    let (fact, agg) = metric_measure(model, level)?;
+    let column = base
+        .measure_ids
+        .iter()
+        .position(|m| *m == measure)
+        .map(|j| &base.measures[j])
+        .ok_or_else(|| {
+            EngineError::Internal("metric measure missing from its base table".into())
+        })?;
+    let n_keys = dims.codes[d]
+        .as_ref()
+        .ok_or_else(|| EngineError::Internal("metric bucket on the time dimension".into()))?
+        .n_keys;
+    let periods = metric_periods(model, dims, fact, period, window);
+    let (grain, count) = (periods.grain, periods.count);
+    let slots = (n_keys + 1) * count;
     // Each row's slot: its key's, at its period's index (none for the unknown key, or for a
     // row without a date when the metric is per period).
-    let keys = key_codes(model, dims, base, *fact, d, None);
+    let keys = key_codes(model, dims, base, fact, d, None);
     let period_col = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
     let index: Vec<usize> = match grain {
         Some((g, axis)) => (0..axis.len as u32)
-            .map(|p| metric_period(Some(g), first, Some(axis), p))
+            .map(|p| metric_period(Some(g), periods.first, Some(axis), p))
             .collect(),
         None => Vec::new(),
     };
@@ -224,7 +259,7 @@ fn band(
         } else {
             0
         };
-        Some(k * periods + pi)
+        Some(k * count + pi)
     };
     let rows = base.len();
     // Slots that saw at least one fact row.
@@ -234,17 +269,46 @@ fn band(
             seen[s] = true;
         }
     }
-    // The metric per slot that saw facts, at the scale of the edges; `None` where all its
-    // values were NULL.
+    let metric = slot_metric(column, agg, rows, slots, &slot, &keys)?;
+    let (codes, unknown) = band_codes(b, agg, &*metric, &seen, n_keys, count)?;
+    let mut names = b.labels.clone();
+    names.push(UNKNOWN_MEMBER.to_string());
+    Ok((
+        LevelDict::new(names),
+        MetricCodes {
+            grain: grain.map(|(g, _)| g),
+            first: periods.first,
+            periods: count,
+            codes,
+            unknown: u32::from(unknown),
+        },
+        periods.span,
+    ))
+}
+
+/// A metric per slot (see [`slot_metric`]).
+type SlotMetric = Box<dyn Fn(usize) -> Result<Option<i128>>>;
+
+/// The metric (`agg` of `column` over the `rows` of each of `slots`) per slot that saw
+/// facts, at the scale of the edges; `None` where all its values were NULL. `keys` are the
+/// rows' key codes (for distinct counts).
+fn slot_metric(
+    column: &MeasureColumn,
+    agg: Agg,
+    rows: usize,
+    slots: usize,
+    slot: &impl Fn(usize) -> Option<usize>,
+    keys: &[u32],
+) -> Result<SlotMetric> {
     let unit = 10i128.pow(Decimal::SCALE);
-    let metric: Box<dyn Fn(usize) -> Result<Option<i128>> + '_> = match column {
+    Ok(match column {
         MeasureColumn::Decimal64 {
             values,
             valid,
             scale,
         } => {
             let scale = *scale;
-            match accumulate::<i64, i64>(rows, &slot, values, valid, agg, slots, |x| x) {
+            match accumulate::<i64, i64>(rows, slot, values, valid, agg, slots, |x| x) {
                 Some((acc, has)) => Box::new(move |s| {
                     has[s]
                         .then(|| at_edge_scale(i128::from(acc[s]), scale))
@@ -253,7 +317,7 @@ fn band(
                 // A sum past 64 bits: again in 128.
                 None => {
                     let (acc, has) =
-                        accumulate::<i64, i128>(rows, &slot, values, valid, agg, slots, i128::from)
+                        accumulate::<i64, i128>(rows, slot, values, valid, agg, slots, i128::from)
                             .ok_or_else(|| {
                                 EngineError::Internal("metric value overflows".into())
                             })?;
@@ -267,9 +331,8 @@ fn band(
             scale,
         } => {
             let scale = *scale;
-            let (acc, has) =
-                accumulate::<i128, i128>(rows, &slot, values, valid, agg, slots, |x| x)
-                    .ok_or_else(|| EngineError::Internal("metric value overflows".into()))?;
+            let (acc, has) = accumulate::<i128, i128>(rows, slot, values, valid, agg, slots, |x| x)
+                .ok_or_else(|| EngineError::Internal("metric value overflows".into()))?;
             Box::new(move |s| has[s].then(|| at_edge_scale(acc[s], scale)).transpose())
         }
         MeasureColumn::Count(v) => {
@@ -282,22 +345,34 @@ fn band(
             Box::new(move |s| Ok(Some(i128::from(counts[s]) * unit)))
         }
         MeasureColumn::DistinctValues(v) => {
-            let counts = distinct_counts(rows, &slot, &keys, v, slots);
+            let counts = distinct_counts(rows, slot, keys, v, slots);
             Box::new(move |s| Ok(Some(i128::from(counts[s]) * unit)))
         }
         MeasureColumn::Distinct(_) => {
             return Err(EngineError::Internal("bitmaps in a base table".into()));
         }
-    };
+    })
+}
+
+/// Each slot's band code (`n_keys` keys and the unknown key, `periods` each) from its
+/// `metric` over bucket `b`, and the code of `unknown`. Slots not `seen` (no facts in the
+/// period) take the band of 0 for sums and counts over fixed edges, and `unknown` for min
+/// and max and for quantiles (nothing to rank).
+fn band_codes(
+    b: &Bucket,
+    agg: Agg,
+    metric: &dyn Fn(usize) -> Result<Option<i128>>,
+    seen: &[bool],
+    n_keys: usize,
+    periods: usize,
+) -> Result<(Vec<u8>, u8)> {
     let unknown = b.labels.len() as u32;
-    // No facts in the period: the band of 0 for sums and counts over fixed edges; `unknown`
-    // for min and max, and for quantiles (nothing to rank).
     let empty = match (agg, b.cuts.index_of(Decimal(0))) {
         (Agg::Sum | Agg::Count | Agg::Distinct, Some(zero_band)) => zero_band as u32,
         _ => unknown,
     };
     let (empty, unknown) = (empty as u8, unknown as u8);
-    let mut codes = vec![empty; slots];
+    let mut codes = vec![empty; seen.len()];
     codes[n_keys * periods..].fill(unknown);
     match &b.cuts {
         Cuts::Edges(_) => {
@@ -325,19 +400,7 @@ fn band(
             }
         }
     }
-    let mut names = b.labels.clone();
-    names.push(UNKNOWN_MEMBER.to_string());
-    Ok((
-        LevelDict::new(names),
-        MetricCodes {
-            grain: grain.map(|(g, _)| g),
-            first,
-            periods,
-            codes,
-            unknown: u32::from(unknown),
-        },
-        span,
-    ))
+    Ok((codes, unknown))
 }
 
 /// A checked sum for the metric's accumulator.

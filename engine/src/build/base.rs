@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use arrow::array::Array;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use lattice_defs::model::{Agg, FactId, MeasureId, MeasureKind, Model, OverTime};
+use lattice_defs::model::{
+    Agg, DimensionKind, Fact, FactId, MeasureId, MeasureKind, Model, OverTime,
+};
 use lattice_defs::{Catalog, ColumnType};
 use roaring::RoaringBitmap;
 
@@ -172,35 +174,38 @@ impl BaseTable {
         }
         self.sorted_by = Some(k);
         let (key, period) = (&self.codes[k], &self.codes[n - 1]);
-        // Two stable counting sorts of the row numbers, by period and then by key. Codes
-        // are dense; `NO_PERIOD` sorts last.
-        fn by(values: &[u32], rows: impl Iterator<Item = u32>) -> Vec<u32> {
-            let top = values
-                .iter()
-                .copied()
-                .filter(|v| *v != u32::MAX)
-                .max()
-                .map_or(0, |m| m as usize + 1);
-            let bucket = |v: u32| if v == u32::MAX { top } else { v as usize };
-            let mut start = vec![0u32; top + 2];
-            for &v in values {
-                start[bucket(v) + 1] += 1;
-            }
-            for i in 1..start.len() {
-                start[i] += start[i - 1];
-            }
-            let mut order = vec![0u32; values.len()];
-            for r in rows {
-                let b = bucket(values[r as usize]);
-                order[start[b] as usize] = r;
-                start[b] += 1;
-            }
-            order
-        }
+        // Two stable counting sorts of the row numbers, by period and then by key.
         let rows = 0..key.len() as u32;
-        let by_period = by(period, rows);
-        let mut order = by(key, by_period.iter().copied());
+        let by_period = counting_sort(period, rows);
+        let mut order = counting_sort(key, by_period.iter().copied());
         drop(by_period);
+        // Rows DataFusion grouped are one per grain already.
+        let starts: Vec<u32> = if ungrouped {
+            self.grain_starts(k, grain_values, &mut order)
+        } else {
+            Vec::new()
+        };
+        let merged = ungrouped && starts.len() < order.len();
+        let starts = if merged { starts } else { Vec::new() };
+        let groups = Groups {
+            order: &order,
+            starts: &starts,
+            merged,
+        };
+        if !self.gather(groups) {
+            return Err(EngineError::Unsupported {
+                what: "a sum of one cell of the cube grain passes 128-bit decimals".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sorts each run of `order` (rows in the order of key column `k` and period) by the rest
+    /// of the grain (the other keys and the distinct-value columns `grain_values`), and
+    /// returns where each grain's rows start in it.
+    fn grain_starts(&self, k: usize, grain_values: &[usize], order: &mut [u32]) -> Vec<u32> {
+        let n = self.codes.len();
+        let (key, period) = (&self.codes[k], &self.codes[n - 1]);
         // The rest of the grain, compared within each run of one key and period.
         let rest: Vec<&[u32]> = self
             .codes
@@ -226,43 +231,36 @@ impl BaseTable {
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
         };
-        // Rows DataFusion grouped are one per grain already.
-        let starts: Vec<u32> = if ungrouped {
-            let mut start = 0;
-            while start < order.len() {
-                let mut end = start + 1;
-                while end < order.len() && same_run(order[start], order[end]) {
-                    end += 1;
-                }
-                if end - start > 1 && !rest.is_empty() {
-                    order[start..end].sort_by(cmp_rest);
-                }
-                start = end;
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && same_run(order[start], order[end]) {
+                end += 1;
             }
-            // Where each grain's rows start.
-            (0..order.len())
-                .filter(|&p| {
-                    p == 0
-                        || !same_run(order[p - 1], order[p])
-                        || cmp_rest(&order[p - 1], &order[p]).is_ne()
-                })
-                .map(|p| p as u32)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        drop(rest);
-        let merged = ungrouped && starts.len() < order.len();
-        let starts = if merged { starts } else { Vec::new() };
-        let groups = Groups {
-            order: &order,
-            starts: &starts,
-            merged,
-        };
+            if end - start > 1 && !rest.is_empty() {
+                order[start..end].sort_by(cmp_rest);
+            }
+            start = end;
+        }
+        // Where each grain's rows start.
+        (0..order.len())
+            .filter(|&p| {
+                p == 0
+                    || !same_run(order[p - 1], order[p])
+                    || cmp_rest(&order[p - 1], &order[p]).is_ne()
+            })
+            .map(|p| p as u32)
+            .collect()
+    }
+
+    /// Puts every column in the order of `groups`, each grain's rows merged into one; false
+    /// when a sum passes 128 bits. Column by column, every core at once: each column is one
+    /// gather (and merge).
+    fn gather(&mut self, groups: Groups<'_>) -> bool {
+        let merged = groups.merged;
         let specs = &self.specs;
         let overflowed = std::sync::atomic::AtomicBool::new(false);
         let overflow = &overflowed;
-        // Column by column, both cores at once: each column is one gather (and merge).
         std::thread::scope(|s| {
             let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::new();
             for c in &mut self.codes {
@@ -288,7 +286,8 @@ impl BaseTable {
                             }
                         })),
                     MeasureColumn::Distinct(v) => {
-                        let sorted = order.iter().map(|&r| std::mem::take(&mut v[r as usize]));
+                        let order = groups.order.iter();
+                        let sorted = order.map(|&r| std::mem::take(&mut v[r as usize]));
                         *v = sorted.collect();
                     }
                 }
@@ -305,13 +304,34 @@ impl BaseTable {
                 s.spawn(move || share.into_iter().for_each(|job| job()));
             }
         });
-        if overflowed.into_inner() {
-            return Err(EngineError::Unsupported {
-                what: "a sum of one cell of the cube grain passes 128-bit decimals".into(),
-            });
-        }
-        Ok(())
+        !overflowed.into_inner()
     }
+}
+
+/// The row numbers `rows` in a stable counting sort by `values` (dense codes; `NO_PERIOD`,
+/// `u32::MAX`, sorts last).
+fn counting_sort(values: &[u32], rows: impl Iterator<Item = u32>) -> Vec<u32> {
+    let top = values
+        .iter()
+        .copied()
+        .filter(|v| *v != u32::MAX)
+        .max()
+        .map_or(0, |m| m as usize + 1);
+    let bucket = |v: u32| if v == u32::MAX { top } else { v as usize };
+    let mut start = vec![0u32; top + 2];
+    for &v in values {
+        start[bucket(v) + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    let mut order = vec![0u32; values.len()];
+    for r in rows {
+        let b = bucket(values[r as usize]);
+        order[start[b] as usize] = r;
+        start[b] += 1;
+    }
+    order
 }
 
 /// Rows in their new order, and where each grain's rows start in it.
@@ -502,50 +522,74 @@ pub(crate) struct BaseReader {
     widest: Option<usize>,
 }
 
-impl BaseReader {
-    pub fn new(
-        model: &Model,
-        catalog: &Catalog,
-        dims: &Encoding,
-        fact: FactId,
-    ) -> Result<BaseReader> {
-        let f = &model.facts[fact];
-        let measures = fact_measures(model, fact);
-        let mut inner = Vec::new();
-        let mut group = Vec::new();
+/// The SQL of a fact's base query as it is put together: the inner select (keys, period,
+/// measure inputs), the group columns, and the measures' aggregates when grouped and when
+/// read row by row.
+#[derive(Default)]
+struct BaseSql {
+    inner: Vec<String>,
+    group: Vec<String>,
+    outer_aggs: Vec<String>,
+    raw_aggs: Vec<String>,
+}
+
+/// How each measure of a fact is read from its base query (see [`BaseReader`]'s fields).
+struct MeasureReads {
+    scales: Vec<i8>,
+    distinct_integer: Vec<bool>,
+    reuse_key: Vec<Option<usize>>,
+    distinct_columns: Vec<Option<String>>,
+}
+
+impl BaseSql {
+    /// Selects and groups by the key of every dimension `f` carries, then the period; returns
+    /// whether each key is an integer.
+    fn push_keys(&mut self, model: &Model, dims: &Encoding, f: &Fact) -> Result<Vec<bool>> {
         let mut integer_keys = Vec::new();
         for (i, &d) in f.direct.iter().enumerate() {
             let codes = dims.codes[d].as_ref().ok_or_else(|| {
                 EngineError::Internal("a fact's direct dimension is the time dimension".into())
             })?;
-            let lattice_defs::model::DimensionKind::Table { key, .. } = &model.dimensions[d].kind
-            else {
+            let DimensionKind::Table { key, .. } = &model.dimensions[d].kind else {
                 return Err(EngineError::Internal("direct time dimension".into()));
             };
-            inner.push(format!(
+            self.inner.push(format!(
                 "{} AS k{i}",
                 key_sql(&format!("f.{}", ident(&key.column)), codes.integer_key)
             ));
-            group.push(format!("k{i}"));
+            self.group.push(format!("k{i}"));
             integer_keys.push(codes.integer_key);
         }
-        inner.push(format!(
+        self.inner.push(format!(
             "{} AS p",
             fact_period_sql(f.time.as_ref(), dims.time.as_ref())
         ));
-        group.push("p".into());
+        self.group.push("p".into());
+        Ok(integer_keys)
+    }
 
-        let mut outer_aggs = Vec::new();
-        let mut raw_aggs = Vec::new();
-        let mut scales = Vec::new();
-        let mut distinct_integer = Vec::new();
-        let mut reuse_key: Vec<Option<usize>> = vec![None; measures.len()];
-        let mut distinct_columns: Vec<Option<String>> = vec![None; measures.len()];
+    /// Selects the input of each of `f`'s `measures` and its aggregates: a distinct count's
+    /// values are group columns (or a key's, `integer_keys` telling which keys are integers);
+    /// the others are aggregated.
+    fn push_measures(
+        &mut self,
+        model: &Model,
+        catalog: &Catalog,
+        f: &Fact,
+        measures: &[(MeasureId, MeasureSpec)],
+        integer_keys: &[bool],
+    ) -> Result<MeasureReads> {
+        let mut reads = MeasureReads {
+            scales: Vec::new(),
+            distinct_integer: Vec::new(),
+            reuse_key: vec![None; measures.len()],
+            distinct_columns: vec![None; measures.len()],
+        };
         let key_columns: Vec<Option<&str>> = f
             .direct
             .iter()
             .map(|&d| match &model.dimensions[d].kind {
-                lattice_defs::model::DimensionKind::Table { key, .. } => Some(key.column.as_str()),
+                DimensionKind::Table { key, .. } => Some(key.column.as_str()),
                 _ => None,
             })
             .collect();
@@ -556,90 +600,121 @@ impl BaseReader {
             let scale = column
                 .as_ref()
                 .map_or(0, |c| column_scale(catalog, &f.name, &c.column));
-            scales.push(scale);
+            reads.scales.push(scale);
             let x = column.as_ref().map(|c| format!("f.{}", ident(&c.column)));
             match (spec.agg, &x) {
                 (Agg::Distinct, Some(x)) => {
-                    distinct_columns[j] = Some(x.clone());
+                    reads.distinct_columns[j] = Some(x.clone());
                     let int = column
                         .as_ref()
                         .is_some_and(|c| is_integer(catalog, &f.name, &c.column));
-                    distinct_integer.push(int);
+                    reads.distinct_integer.push(int);
                     let same_key = column.as_ref().and_then(|c| {
                         key_columns
                             .iter()
-                            .zip(&integer_keys)
+                            .zip(integer_keys)
                             .position(|(k, ik)| *k == Some(c.column.as_str()) && *ik == int)
                     });
                     if let Some(i) = same_key {
-                        reuse_key[j] = Some(i);
+                        reads.reuse_key[j] = Some(i);
                     } else {
-                        inner.push(format!("{} AS x{j}", key_sql(x, int)));
-                        group.push(format!("x{j}"));
+                        self.inner.push(format!("{} AS x{j}", key_sql(x, int)));
+                        self.group.push(format!("x{j}"));
                     }
                 }
                 (Agg::Count, None) => {
-                    outer_aggs.push(format!("COUNT(*) AS a{j}"));
-                    raw_aggs.push(format!("CAST(1 AS BIGINT) AS a{j}"));
+                    self.outer_aggs.push(format!("COUNT(*) AS a{j}"));
+                    self.raw_aggs.push(format!("CAST(1 AS BIGINT) AS a{j}"));
                 }
-                (agg, Some(x)) => {
-                    let x = if scale == 6 && matches!(agg, Agg::Sum | Agg::Min | Agg::Max) {
-                        format!("CAST({x} AS DECIMAL(38, 6))")
-                    } else {
-                        x.clone()
-                    };
-                    inner.push(format!("{x} AS x{j}"));
-                    outer_aggs.push(match agg {
-                        Agg::Sum => format!("SUM(x{j}) AS a{j}"),
-                        Agg::Min => format!("MIN(x{j}) AS a{j}"),
-                        Agg::Max => format!("MAX(x{j}) AS a{j}"),
-                        _ => format!("COUNT(x{j}) AS a{j}"),
-                    });
-                    raw_aggs.push(match agg {
-                        Agg::Sum | Agg::Min | Agg::Max => format!("x{j} AS a{j}"),
-                        _ => format!(
-                            "CAST(CASE WHEN x{j} IS NULL THEN 0 ELSE 1 END AS BIGINT) AS a{j}"
-                        ),
-                    });
-                }
+                (agg, Some(x)) => self.push_aggregate(j, agg, x, scale),
                 (_, None) => {
                     return Err(EngineError::Internal("aggregate without a column".into()));
                 }
             }
         }
-        let n_keys = f.direct.len();
-        // Outer aggregate columns follow the group columns and fact_rows; distinct values are
-        // group columns (after the keys and the period).
-        let mut agg_cols = Vec::new();
-        let (mut next_outer, mut next_group) = (group.len() + 1, n_keys + 1);
-        for (j, (_, spec)) in measures.iter().enumerate() {
-            if let Some(i) = reuse_key[j] {
-                agg_cols.push(i);
-                continue;
-            }
-            let next = if spec.agg == Agg::Distinct {
-                &mut next_group
-            } else {
-                &mut next_outer
-            };
-            agg_cols.push(*next);
-            *next += 1;
+        Ok(reads)
+    }
+
+    /// Selects measure `j`'s input `x` (at `scale`) and aggregates it by `agg`: a sum,
+    /// minimum or maximum, or a count of its non-null values.
+    fn push_aggregate(&mut self, j: usize, agg: Agg, x: &str, scale: i8) {
+        let x = if scale == 6 && matches!(agg, Agg::Sum | Agg::Min | Agg::Max) {
+            format!("CAST({x} AS DECIMAL(38, 6))")
+        } else {
+            x.to_string()
+        };
+        self.inner.push(format!("{x} AS x{j}"));
+        self.outer_aggs.push(match agg {
+            Agg::Sum => format!("SUM(x{j}) AS a{j}"),
+            Agg::Min => format!("MIN(x{j}) AS a{j}"),
+            Agg::Max => format!("MAX(x{j}) AS a{j}"),
+            _ => format!("COUNT(x{j}) AS a{j}"),
+        });
+        self.raw_aggs.push(match agg {
+            Agg::Sum | Agg::Min | Agg::Max => format!("x{j} AS a{j}"),
+            _ => format!("CAST(CASE WHEN x{j} IS NULL THEN 0 ELSE 1 END AS BIGINT) AS a{j}"),
+        });
+    }
+}
+
+/// The result column of each of `measures` in a base query with `n_group` group columns, of
+/// which `n_keys` keys: outer aggregate columns follow the group columns and fact_rows;
+/// distinct values are group columns (after the keys and the period), or a key's
+/// (`reuse_key`).
+fn agg_columns(
+    measures: &[(MeasureId, MeasureSpec)],
+    reuse_key: &[Option<usize>],
+    n_group: usize,
+    n_keys: usize,
+) -> Vec<usize> {
+    let mut agg_cols = Vec::new();
+    let (mut next_outer, mut next_group) = (n_group + 1, n_keys + 1);
+    for (j, (_, spec)) in measures.iter().enumerate() {
+        if let Some(i) = reuse_key[j] {
+            agg_cols.push(i);
+            continue;
         }
+        let next = if spec.agg == Agg::Distinct {
+            &mut next_group
+        } else {
+            &mut next_outer
+        };
+        agg_cols.push(*next);
+        *next += 1;
+    }
+    agg_cols
+}
+
+impl BaseReader {
+    /// The reader of `fact`: its base query's SQL and where each measure lands in it.
+    pub fn new(
+        model: &Model,
+        catalog: &Catalog,
+        dims: &Encoding,
+        fact: FactId,
+    ) -> Result<BaseReader> {
+        let f = &model.facts[fact];
+        let measures = fact_measures(model, fact);
+        let mut sql = BaseSql::default();
+        let integer_keys = sql.push_keys(model, dims, f)?;
+        let reads = sql.push_measures(model, catalog, f, &measures, &integer_keys)?;
+        let n_keys = f.direct.len();
+        let agg_cols = agg_columns(&measures, &reads.reuse_key, sql.group.len(), n_keys);
         let widest =
             (0..n_keys).max_by_key(|&i| dims.codes[f.direct[i]].as_ref().map_or(0, |c| c.n_keys));
         Ok(BaseReader {
             fact,
             dictionaries: vec![HashMap::new(); measures.len()],
             measures,
-            inner,
-            group,
-            outer_aggs,
-            raw_aggs,
-            scales,
-            distinct_integer,
-            reuse_key,
+            inner: sql.inner,
+            group: sql.group,
+            outer_aggs: sql.outer_aggs,
+            raw_aggs: sql.raw_aggs,
+            scales: reads.scales,
+            distinct_integer: reads.distinct_integer,
+            reuse_key: reads.reuse_key,
             agg_cols,
-            distinct_columns,
+            distinct_columns: reads.distinct_columns,
             raw: model.allocation_of(fact).is_some() && n_keys > 0,
             n_keys,
             widest,

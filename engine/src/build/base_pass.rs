@@ -235,6 +235,40 @@ impl Scanner {
 /// order).
 fn merge_parts(a: Cuboid, b: Cuboid, specs: &[MeasureSpec]) -> Cuboid {
     let width = a.levels.len();
+    let pairs = merged_cells(&a, &b);
+    let codes = (0..width)
+        .map(|k| {
+            pairs
+                .iter()
+                .map(|p| match p {
+                    (Some(i), _) => a.codes[k][*i],
+                    (None, Some(j)) => b.codes[k][*j],
+                    (None, None) => 0,
+                })
+                .collect()
+        })
+        .collect();
+    let measures = a
+        .measures
+        .into_iter()
+        .zip(b.measures)
+        .zip(specs)
+        .map(|((ma, mb), spec)| merge_measure(ma, mb, *spec, &pairs))
+        .collect();
+    Cuboid {
+        fact: a.fact,
+        levels: a.levels,
+        codes,
+        measure_ids: a.measure_ids,
+        measures,
+        parent: None,
+    }
+}
+
+/// The cells of `a` and `b` (both in code order) merged, in code order: each from a, from b,
+/// or from both (the same codes).
+fn merged_cells(a: &Cuboid, b: &Cuboid) -> Vec<(Option<usize>, Option<usize>)> {
+    let width = a.levels.len();
     let (na, nb) = (a.len(), b.len());
     let cmp = |i: usize, j: usize| {
         (0..width)
@@ -242,7 +276,6 @@ fn merge_parts(a: Cuboid, b: Cuboid, specs: &[MeasureSpec]) -> Cuboid {
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     };
-    // The merged cells, in code order: from a, from b, or from both.
     let mut pairs: Vec<(Option<usize>, Option<usize>)> = Vec::with_capacity(na.max(nb));
     let (mut i, mut j) = (0, 0);
     while i < na || j < nb {
@@ -267,83 +300,67 @@ fn merge_parts(a: Cuboid, b: Cuboid, specs: &[MeasureSpec]) -> Cuboid {
             }
         }
     }
-    let codes = (0..width)
-        .map(|k| {
+    pairs
+}
+
+/// One measure column of two parts merged by `spec` over the merged cells `pairs` (see
+/// [`merged_cells`]).
+fn merge_measure(
+    ma: MeasureColumn,
+    mb: MeasureColumn,
+    spec: MeasureSpec,
+    pairs: &[(Option<usize>, Option<usize>)],
+) -> MeasureColumn {
+    match (ma, mb) {
+        (MeasureColumn::Count(x), MeasureColumn::Count(y)) => MeasureColumn::Count(
             pairs
                 .iter()
-                .map(|p| match p {
-                    (Some(i), _) => a.codes[k][*i],
-                    (None, Some(j)) => b.codes[k][*j],
-                    (None, None) => 0,
-                })
-                .collect()
-        })
-        .collect();
-    let measures = a
-        .measures
-        .into_iter()
-        .zip(b.measures)
-        .zip(specs)
-        .map(|((ma, mb), spec)| match (ma, mb) {
-            (MeasureColumn::Count(x), MeasureColumn::Count(y)) => MeasureColumn::Count(
+                .map(|p| p.0.map_or(0, |i| x[i]) + p.1.map_or(0, |j| y[j]))
+                .collect(),
+        ),
+        (
+            MeasureColumn::Decimal {
+                values: x,
+                valid: xok,
+                scale,
+            },
+            MeasureColumn::Decimal {
+                values: y,
+                valid: yok,
+                ..
+            },
+        ) => {
+            let mut values = vec![0i128; pairs.len()];
+            let mut valid = vec![false; pairs.len()];
+            for (c, p) in pairs.iter().enumerate() {
+                if let Some(i) = p.0.filter(|i| xok[*i]) {
+                    merge_decimal(&mut values, &mut valid, c, x[i], spec.agg);
+                }
+                if let Some(j) = p.1.filter(|j| yok[*j]) {
+                    merge_decimal(&mut values, &mut valid, c, y[j], spec.agg);
+                }
+            }
+            MeasureColumn::Decimal {
+                values,
+                valid,
+                scale,
+            }
+        }
+        (MeasureColumn::Distinct(mut x), MeasureColumn::Distinct(mut y)) => {
+            MeasureColumn::Distinct(
                 pairs
                     .iter()
-                    .map(|p| p.0.map_or(0, |i| x[i]) + p.1.map_or(0, |j| y[j]))
+                    .map(|p| {
+                        let mut set = p.0.map(|i| std::mem::take(&mut x[i])).unwrap_or_default();
+                        if let Some(j) = p.1 {
+                            set |= std::mem::take(&mut y[j]);
+                        }
+                        set
+                    })
                     .collect(),
-            ),
-            (
-                MeasureColumn::Decimal {
-                    values: x,
-                    valid: xok,
-                    scale,
-                },
-                MeasureColumn::Decimal {
-                    values: y,
-                    valid: yok,
-                    ..
-                },
-            ) => {
-                let mut values = vec![0i128; pairs.len()];
-                let mut valid = vec![false; pairs.len()];
-                for (c, p) in pairs.iter().enumerate() {
-                    if let Some(i) = p.0.filter(|i| xok[*i]) {
-                        merge_decimal(&mut values, &mut valid, c, x[i], spec.agg);
-                    }
-                    if let Some(j) = p.1.filter(|j| yok[*j]) {
-                        merge_decimal(&mut values, &mut valid, c, y[j], spec.agg);
-                    }
-                }
-                MeasureColumn::Decimal {
-                    values,
-                    valid,
-                    scale,
-                }
-            }
-            (MeasureColumn::Distinct(mut x), MeasureColumn::Distinct(mut y)) => {
-                MeasureColumn::Distinct(
-                    pairs
-                        .iter()
-                        .map(|p| {
-                            let mut set =
-                                p.0.map(|i| std::mem::take(&mut x[i])).unwrap_or_default();
-                            if let Some(j) = p.1 {
-                                set |= std::mem::take(&mut y[j]);
-                            }
-                            set
-                        })
-                        .collect(),
-                )
-            }
-            (x, _) => x,
-        })
-        .collect();
-    Cuboid {
-        fact: a.fact,
-        levels: a.levels,
-        codes,
-        measure_ids: a.measure_ids,
-        measures,
-        parent: None,
+            )
+        }
+        (x, _) => x,
     }
 }
 
@@ -1012,80 +1029,102 @@ impl Acc {
 
     /// Merges a chunk's items (rows or runs) into the cells.
     fn add(&mut self, view: &View<'_>, scratch: &mut Scratch) {
-        let n = view.len;
-        let codes = view.codes;
         let Scratch { cells, ok } = scratch;
         cells.clear();
-        match &mut self.index {
-            Index::Dense { cards, .. } => {
-                cells.resize(n, 0);
-                for (&k, &card) in self.at.iter().zip(cards.iter()) {
-                    for (c, code) in cells.iter_mut().zip(&codes[k]) {
-                        *c = *c * card + code;
-                    }
-                }
-                for r in 0..n {
-                    let Index::Dense { slots, .. } = &mut self.index else {
+        match self.index {
+            Index::Dense { .. } => self.cells_dense(view, cells),
+            Index::Packed { .. } => self.cells_packed(view, cells),
+            Index::Wide(_) => self.cells_wide(view, cells),
+        }
+        self.closing_items(view, ok);
+        self.merge_items(view, cells, ok);
+    }
+
+    /// Each item's cell by its slot in the [`Index::Dense`] array (a new cell for a slot not
+    /// seen), into `cells`.
+    fn cells_dense(&mut self, view: &View<'_>, cells: &mut Vec<u32>) {
+        let (n, codes) = (view.len, view.codes);
+        let Index::Dense { cards, .. } = &self.index else {
+            unreachable!()
+        };
+        cells.resize(n, 0);
+        for (&k, &card) in self.at.iter().zip(cards.iter()) {
+            for (c, code) in cells.iter_mut().zip(&codes[k]) {
+                *c = *c * card + code;
+            }
+        }
+        for r in 0..n {
+            let Index::Dense { slots, .. } = &mut self.index else {
+                unreachable!()
+            };
+            let slot = slots[cells[r] as usize];
+            cells[r] = if slot == u32::MAX {
+                let cell = self.new_cell(codes, r);
+                let Index::Dense { slots, .. } = &mut self.index else {
+                    unreachable!()
+                };
+                slots[cells[r] as usize] = cell;
+                cell
+            } else {
+                slot
+            };
+        }
+    }
+
+    /// Each item's cell by its codes packed into 64 bits ([`Index::Packed`]; a new cell for
+    /// codes not seen), into `cells`.
+    fn cells_packed(&mut self, view: &View<'_>, cells: &mut Vec<u32>) {
+        let codes = view.codes;
+        for r in 0..view.len {
+            let Index::Packed { bits, map } = &mut self.index else {
+                unreachable!()
+            };
+            let mut packed = 0u64;
+            for (&k, b) in self.at.iter().zip(bits.iter()) {
+                packed = (packed << b) | u64::from(codes[k][r]);
+            }
+            let cell = match map.get(&packed) {
+                Some(c) => *c,
+                None => {
+                    let cell = self.new_cell(codes, r);
+                    let Index::Packed { map, .. } = &mut self.index else {
                         unreachable!()
                     };
-                    let slot = slots[cells[r] as usize];
-                    cells[r] = if slot == u32::MAX {
-                        let cell = self.new_cell(codes, r);
-                        let Index::Dense { slots, .. } = &mut self.index else {
-                            unreachable!()
-                        };
-                        slots[cells[r] as usize] = cell;
-                        cell
-                    } else {
-                        slot
-                    };
+                    map.insert(packed, cell);
+                    cell
                 }
-            }
-            Index::Packed { .. } => {
-                for r in 0..n {
-                    let Index::Packed { bits, map } = &mut self.index else {
-                        unreachable!()
-                    };
-                    let mut packed = 0u64;
-                    for (&k, b) in self.at.iter().zip(bits.iter()) {
-                        packed = (packed << b) | u64::from(codes[k][r]);
-                    }
-                    let cell = match map.get(&packed) {
-                        Some(c) => *c,
-                        None => {
-                            let cell = self.new_cell(codes, r);
-                            let Index::Packed { map, .. } = &mut self.index else {
-                                unreachable!()
-                            };
-                            map.insert(packed, cell);
-                            cell
-                        }
-                    };
-                    cells.push(cell);
-                }
-            }
-            Index::Wide(_) => {
-                for r in 0..n {
-                    let key: Vec<u32> = self.at.iter().map(|&k| codes[k][r]).collect();
+            };
+            cells.push(cell);
+        }
+    }
+
+    /// Each item's cell by its codes ([`Index::Wide`]; a new cell for codes not seen), into
+    /// `cells`.
+    fn cells_wide(&mut self, view: &View<'_>, cells: &mut Vec<u32>) {
+        let codes = view.codes;
+        for r in 0..view.len {
+            let key: Vec<u32> = self.at.iter().map(|&k| codes[k][r]).collect();
+            let Index::Wide(map) = &mut self.index else {
+                unreachable!()
+            };
+            let cell = match map.get(&key) {
+                Some(c) => *c,
+                None => {
+                    let cell = self.new_cell(codes, r);
                     let Index::Wide(map) = &mut self.index else {
                         unreachable!()
                     };
-                    let cell = match map.get(&key) {
-                        Some(c) => *c,
-                        None => {
-                            let cell = self.new_cell(codes, r);
-                            let Index::Wide(map) = &mut self.index else {
-                                unreachable!()
-                            };
-                            map.insert(key, cell);
-                            cell
-                        }
-                    };
-                    cells.push(cell);
+                    map.insert(key, cell);
+                    cell
                 }
-            }
+            };
+            cells.push(cell);
         }
-        // Which items' semi-additive values count: those at their cell's closing period.
+    }
+
+    /// Which items' semi-additive values count, into `ok`: those at their cell's closing
+    /// period (`ok` empty when the fact has no semi-additive measure).
+    fn closing_items(&self, view: &View<'_>, ok: &mut Vec<bool>) {
         ok.clear();
         if !self.closing.is_empty() {
             ok.extend(
@@ -1094,6 +1133,11 @@ impl Acc {
                     .map(|&p| self.closing.get(p as usize).copied().unwrap_or(false)),
             );
         }
+    }
+
+    /// Merges each measure of the chunk's items into their `cells`, the semi-additive ones'
+    /// only where `ok`.
+    fn merge_items(&mut self, view: &View<'_>, cells: &[u32], ok: &[bool]) {
         let specs = self.specs.iter();
         for (j, (spec, src)) in specs.zip(&view.measures).enumerate() {
             let dst = &mut self.measures[j];
@@ -1107,26 +1151,10 @@ impl Acc {
                     }
                 }
                 (MeasureView::Decimal64(sv, sok), MeasureColumn::Decimal { values, valid, .. }) => {
-                    merge(
-                        sv,
-                        sok,
-                        cells,
-                        semi.then_some(&ok[..]),
-                        values,
-                        valid,
-                        *spec,
-                    )
+                    merge(sv, sok, cells, semi.then_some(ok), values, valid, *spec)
                 }
                 (MeasureView::Decimal(sv, sok), MeasureColumn::Decimal { values, valid, .. }) => {
-                    merge(
-                        sv,
-                        sok,
-                        cells,
-                        semi.then_some(&ok[..]),
-                        values,
-                        valid,
-                        *spec,
-                    )
+                    merge(sv, sok, cells, semi.then_some(ok), values, valid, *spec)
                 }
                 (MeasureView::Values(v), _) => {
                     if let Some(d) = &mut self.distinct[j] {

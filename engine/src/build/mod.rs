@@ -101,7 +101,103 @@ pub async fn build_cube_with_report(
     sources: &Sources,
     opts: &BuildOptions,
 ) -> Result<(Cube, BuildReport)> {
-    let progress = if opts.progress {
+    let progress = spinner(opts.progress);
+    let mut stages = Stages::default();
+    if let Some(b) = opts.memory_budget {
+        budget::check_sources(model, &sources.catalog, b)?;
+    }
+
+    let t = Instant::now();
+    progress.set_message("encoding dimensions");
+    let mut dims = dims::build_dims(model, &sources.catalog, &sources.ctx).await?;
+    stages.end("dimensions", t);
+
+    let t = Instant::now();
+    let range_rows = opts.base_range_rows.unwrap_or(base::RANGE_ROWS);
+    let mut bases = read_bases(model, sources, &mut dims, range_rows, &progress).await?;
+    stages.end("base", t);
+
+    let t = Instant::now();
+    let plans = select::choose(model, &dims, &bases.tables)?;
+    stages.end("select", t);
+    if let Some(b) = opts.memory_budget {
+        budget::check_plans(model, &dims, &bases.tables, &plans, b)?;
+    }
+
+    let t = Instant::now();
+    progress.finish_and_clear();
+    let bar = cuboid_bar(opts.progress, plans.len());
+    let closing: Vec<lattice::Closing> = bases
+        .tables
+        .iter()
+        .map(|b| lattice::Closing::new(b, &dims, model))
+        .collect();
+    let ctx = &sources.ctx;
+    let slots = build_streamed(model, ctx, &mut dims, &mut bases, &plans, &closing, &bar).await?;
+    let tables = &bases.tables;
+    let fact_rows: Vec<u64> = tables.iter().map(|b| b.fact_rows).collect();
+    // What the query layer and the report need of the base tables, before the lattice frees
+    // them.
+    let index = cube_index(model, &dims, tables);
+    let base_rows: Vec<usize> = tables.iter().map(|b| b.rows_hint()).collect();
+    let base_queries: Vec<usize> = tables.iter().map(|b| b.queries).collect();
+    let streamed = (0..model.facts.len())
+        .map(|f| bases.streamed.contains(&f))
+        .collect();
+    let cuboids = build_lattice(
+        model,
+        &dims,
+        &mut bases.tables,
+        &closing,
+        &plans,
+        slots,
+        &bar,
+    )?;
+    drop(bases);
+    bar.finish_and_clear();
+    stages.end("lattice", t);
+
+    let built = cuboids
+        .iter()
+        .map(|c| (c.len(), c.memory_bytes()))
+        .collect();
+    let cube = assemble(model, dims, cuboids, index);
+    let report = BuildReport {
+        plans,
+        built,
+        fact_rows,
+        base_rows,
+        base_queries,
+        streamed,
+        stages: stages.0,
+        allocations: sources.allocations.clone(),
+    };
+    Ok((cube, report))
+}
+
+/// The time each stage of a build took, in order.
+#[derive(Default)]
+struct Stages(Vec<(&'static str, Duration)>);
+
+impl Stages {
+    /// Ends the stage `name` begun at `t`: logs its time and the memory held, and keeps the
+    /// time for the report.
+    fn end(&mut self, name: &'static str, t: Instant) {
+        let (rss_mb, peak_mb) = memory_mb().unwrap_or_default();
+        info!(
+            stage = name,
+            secs = t.elapsed().as_secs_f64(),
+            rss_mb,
+            peak_mb,
+            "build stage"
+        );
+        self.0.push((name, t.elapsed()));
+    }
+}
+
+/// The spinner shown while the dimensions and base tables are read (hidden unless `shown`).
+fn spinner(shown: bool) -> ProgressBar {
+    let progress = if shown {
         ProgressBar::new_spinner()
     } else {
         ProgressBar::hidden()
@@ -111,33 +207,53 @@ pub async fn build_cube_with_report(
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     progress.enable_steady_tick(Duration::from_millis(120));
-    let mut stages = Vec::new();
-    let mut stage = |name: &'static str, t: Instant| {
-        let (rss_mb, peak_mb) = memory_mb().unwrap_or_default();
-        info!(
-            stage = name,
-            secs = t.elapsed().as_secs_f64(),
-            rss_mb,
-            peak_mb,
-            "build stage"
-        );
-        stages.push((name, t.elapsed()));
+    progress
+}
+
+/// The bar counting the `cuboids` built (hidden unless `shown`).
+fn cuboid_bar(shown: bool, cuboids: usize) -> ProgressBar {
+    let bar = if shown {
+        ProgressBar::new(cuboids as u64)
+    } else {
+        ProgressBar::hidden()
     };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} cuboids [{elapsed}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
 
-    if let Some(b) = opts.memory_budget {
-        budget::check_sources(model, &sources.catalog, b)?;
-    }
+/// A streamed fact's rows per period and its distinct values' ranges.
+type FactStats = (Vec<(u32, u64)>, Vec<Option<base::ValueStats>>);
 
-    let t = Instant::now();
-    progress.set_message("encoding dimensions");
-    let dims = dims::build_dims(model, &sources.catalog, &sources.ctx).await?;
-    stage("dimensions", t);
+/// Every fact's base table after step 2, and what reading the streamed facts later needs.
+struct Bases {
+    /// Per fact, the reader of its rows.
+    readers: Vec<base::BaseReader>,
+    /// Per fact, its base table; a streamed fact's has no rows, only what is planned.
+    tables: Vec<base::BaseTable>,
+    /// Per fact, its [`FactStats`] when it is streamed (taken when it is read).
+    stats: Vec<Option<FactStats>>,
+    /// The streamed facts, in the order to read them ([`streamed_facts`]).
+    streamed: Vec<usize>,
+    /// Fact rows one base query groups at most.
+    range_rows: u64,
+}
 
-    let t = Instant::now();
-    let range_rows = opts.base_range_rows.unwrap_or(base::RANGE_ROWS);
+/// Step 2: reads the base table of every fact not streamed, and counts the streamed facts'
+/// rows by period; decides the metric buckets of the facts read whole (into `dims`), and sets
+/// the streamed facts' to `unknown` until each range of periods decides its own.
+async fn read_bases(
+    model: &Model,
+    sources: &Sources,
+    dims: &mut Encoding,
+    range_rows: u64,
+    progress: &ProgressBar,
+) -> Result<Bases> {
     let ctx = &sources.ctx;
     let mut readers = (0..model.facts.len())
-        .map(|fact| base::BaseReader::new(model, &sources.catalog, &dims, fact))
+        .map(|fact| base::BaseReader::new(model, &sources.catalog, dims, fact))
         .collect::<Result<Vec<_>>>()?;
     // Rows of each fact: its file's, or the allocation's.
     let rows = |f: usize| -> u64 {
@@ -148,92 +264,98 @@ pub async fn build_cube_with_report(
         }
     };
     let streamed = streamed_facts(model, &sources.catalog, &rows, range_rows);
-    let mut dims = dims;
-    let mut bases = Vec::new();
-    // Per streamed fact, its rows per period and its distinct values' ranges.
+    let mut tables = Vec::new();
     let mut stats = Vec::new();
     for (fact, reader) in readers.iter_mut().enumerate() {
         let name = &model.facts[fact].name;
         if streamed.contains(&fact) {
             progress.set_message(format!("counting {name} by period"));
-            let (per_period, ranges) = reader.stats(model, ctx, &dims).await?;
-            let mut header = reader.table();
-            header.planned_rows = Some(per_period.iter().map(|(_, n)| n).sum());
-            header.periods_present = Some(
-                per_period
-                    .iter()
-                    .filter(|(p, _)| *p != crate::store::time::NO_PERIOD)
-                    .map(|(p, _)| *p)
-                    .collect(),
-            );
-            info!(
-                fact = name,
-                rows = header.planned_rows,
-                "read a range of periods at a time"
-            );
-            bases.push(header);
-            stats.push(Some((per_period, ranges)));
+            let (header, fact_stats) = streamed_header(model, ctx, dims, reader).await?;
+            tables.push(header);
+            stats.push(Some(fact_stats));
         } else {
             progress.set_message(format!("aggregating {name} to the cube grain"));
             let base =
-                base::build_base(model, reader, ctx, &dims, &sources.catalog, range_rows).await?;
-            bands::metric_buckets(model, &mut dims, &base, fact, None)?;
-            bases.push(base);
+                base::build_base(model, reader, ctx, dims, &sources.catalog, range_rows).await?;
+            bands::metric_buckets(model, dims, &base, fact, None)?;
+            tables.push(base);
             stats.push(None);
         }
     }
     // The bands of a streamed fact's metrics, `unknown` until each range of periods decides
     // its own.
     for &fact in &streamed {
-        bands::metric_buckets(model, &mut dims, &bases[fact], fact, Some((0, 1)))?;
+        bands::metric_buckets(model, dims, &tables[fact], fact, Some((0, 1)))?;
     }
-    stage("base", t);
+    Ok(Bases {
+        readers,
+        tables,
+        stats,
+        streamed,
+        range_rows,
+    })
+}
 
-    let t = Instant::now();
-    let plans = select::choose(model, &dims, &bases)?;
-    stage("select", t);
-    if let Some(b) = opts.memory_budget {
-        budget::check_plans(model, &dims, &bases, &plans, b)?;
-    }
-
-    let t = Instant::now();
-    progress.finish_and_clear();
-    let bar = if opts.progress {
-        ProgressBar::new(plans.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} cuboids [{elapsed}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+/// Counts the rows of `reader`'s (streamed) fact by period: its base table's header, with the
+/// rows and periods planned, and its [`FactStats`].
+async fn streamed_header(
+    model: &Model,
+    ctx: &datafusion::prelude::SessionContext,
+    dims: &Encoding,
+    reader: &mut base::BaseReader,
+) -> Result<(base::BaseTable, FactStats)> {
+    let (per_period, ranges) = reader.stats(model, ctx, dims).await?;
+    let mut header = reader.table();
+    header.planned_rows = Some(per_period.iter().map(|(_, n)| n).sum());
+    header.periods_present = Some(
+        per_period
+            .iter()
+            .filter(|(p, _)| *p != crate::store::time::NO_PERIOD)
+            .map(|(p, _)| *p)
+            .collect(),
     );
-    let closing: Vec<lattice::Closing> = bases
-        .iter()
-        .map(|b| lattice::Closing::new(b, &dims, model))
-        .collect();
+    info!(
+        fact = &model.facts[reader.fact].name,
+        rows = header.planned_rows,
+        "read a range of periods at a time"
+    );
+    Ok((header, (per_period, ranges)))
+}
+
+/// Reads each streamed fact a range of periods at a time ([`Streaming`]) and builds the
+/// cuboids of `plans` it builds from the base; returns a slot per plan, those cuboids filled.
+async fn build_streamed(
+    model: &Model,
+    ctx: &datafusion::prelude::SessionContext,
+    dims: &mut Encoding,
+    bases: &mut Bases,
+    plans: &[Plan],
+    closing: &[lattice::Closing],
+    bar: &ProgressBar,
+) -> Result<Vec<Option<Cuboid>>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
     let done = || bar.inc(1);
     // Streamed facts: a range of periods is read, decides its periods' bands, merges into
     // every cuboid built from the base, and goes.
-    for &fact in &streamed {
-        let Some(stats) = stats[fact].take() else {
+    for &fact in &bases.streamed {
+        let Some(stats) = bases.stats[fact].take() else {
             continue;
         };
         bar.set_message(format!("({} by ranges of periods)", model.facts[fact].name));
         let streaming = Streaming {
             model,
             ctx,
-            plans: &plans,
+            plans,
             closing: &closing[fact],
-            range_rows,
+            range_rows: bases.range_rows,
             workers,
         };
         let built = streaming
             .run(
-                &mut dims,
-                &mut readers[fact],
-                &mut bases[fact],
+                dims,
+                &mut bases.readers[fact],
+                &mut bases.tables[fact],
                 stats,
                 &done,
             )
@@ -242,22 +364,12 @@ pub async fn build_cube_with_report(
             slots[i] = Some(cuboid);
         }
     }
-    let fact_rows: Vec<u64> = bases.iter().map(|b| b.fact_rows).collect();
-    // What the query layer and the report need of the base tables, before the lattice frees
-    // them.
-    let index = cube_index(model, &dims, &bases);
-    let base_rows: Vec<usize> = bases.iter().map(|b| b.rows_hint()).collect();
-    let base_queries: Vec<usize> = bases.iter().map(|b| b.queries).collect();
-    let cuboids = build_lattice(model, &dims, &mut bases, &closing, &plans, slots, &bar)?;
-    drop(bases);
-    bar.finish_and_clear();
-    stage("lattice", t);
+    Ok(slots)
+}
 
-    let built = cuboids
-        .iter()
-        .map(|c| (c.len(), c.memory_bytes()))
-        .collect();
-    let mut dims = dims;
+/// The cube of `model` from its encoding `dims` (whose level dictionaries move into the
+/// cube), its `cuboids` and `index`, with the cuboids indexed.
+fn assemble(model: &Model, mut dims: Encoding, cuboids: Vec<Cuboid>, index: CubeIndex) -> Cube {
     let levels = std::mem::take(&mut dims.dicts);
     let mut cube = Cube {
         model: model.clone(),
@@ -272,19 +384,7 @@ pub async fn build_cube_with_report(
         bytes = cube.memory_bytes(),
         "cube built"
     );
-    let report = BuildReport {
-        plans,
-        built,
-        fact_rows,
-        base_rows,
-        base_queries,
-        streamed: (0..model.facts.len())
-            .map(|f| streamed.contains(&f))
-            .collect(),
-        stages,
-        allocations: sources.allocations.clone(),
-    };
-    Ok((cube, report))
+    cube
 }
 
 /// What the query layer needs beyond the cuboids: roll-up maps (time included), the periods

@@ -22,9 +22,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Date32Array, Decimal128Array, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, Date32Array, Decimal128Array, DictionaryArray, RecordBatch, StringArray,
+    UInt32Array,
+};
 use arrow::compute::{cast, concat_batches, take};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use lattice_defs::model::{
@@ -287,32 +290,46 @@ fn day_text(days: i32) -> String {
     )
 }
 
-async fn allocate(
-    model: &Model,
-    ctx: &SessionContext,
-    catalog: &Catalog,
-    a: &Allocation,
-) -> Result<AllocationReport> {
-    let fact = &model.facts[a.fact];
-    let from = &model.facts[a.from];
-    let grain = period_grain(model)?;
-    let scale = scale_of(catalog, &a.pool.table, &a.pool.amount.column);
-    let time = from
-        .time
-        .as_ref()
-        .ok_or_else(|| EngineError::Internal("allocation driver fact without time".into()))?;
+/// The driver fact's cells as read: keys, period, member and weight, one row per cell.
+struct Cells {
+    /// The query's result: the key columns first (`k0..`), then period, member and weight.
+    batch: RecordBatch,
+    period: Date32Array,
+    /// Members as a dictionary: each distinct member is looked up once, not once per cell.
+    member: DictionaryArray<Int32Type>,
+    /// The dictionary's values as text.
+    member_names: StringArray,
+    weight: Decimal128Array,
+}
 
-    // The driver's cells: keys, period, member, weight; in member, period, key order.
-    let keys: Vec<&str> = fact
-        .direct
-        .iter()
-        .filter_map(|&d| match &model.dimensions[d].kind {
-            DimensionKind::Table { key, .. } => Some(key.column.as_str()),
-            DimensionKind::Time => None,
-        })
-        .collect();
-    let (member, joins) = member_sql(model, &fact.direct, a.pool.member)?;
-    let (weight, weight_scale) = match a.driver {
+/// The pools, one per member and period, in member, then period order.
+struct Pools {
+    member: Vec<Option<String>>,
+    period: Date32Array,
+    amount: Decimal128Array,
+}
+
+impl Pools {
+    fn len(&self) -> usize {
+        self.member.len()
+    }
+}
+
+/// The cells of each pool together: pool `p`'s cells (rows of [`Cells`]) are
+/// `cells[start[p]..start[p + 1]]`.
+struct Grouped {
+    start: Vec<u32>,
+    cells: Vec<u32>,
+}
+
+/// The SQL aggregate of the driver's weight per cell, and the decimal scale it comes at.
+fn driver_weight(
+    model: &Model,
+    catalog: &Catalog,
+    from: &str,
+    driver: &Driver,
+) -> Result<(String, i8)> {
+    Ok(match *driver {
         // Every cell weighs the same (any positive constant).
         Driver::Equal => ("MIN(1)".to_string(), 0),
         Driver::Measure(m) => match &model.measures[m].kind {
@@ -331,7 +348,7 @@ async fn allocate(
                 column: Some(c),
                 ..
             } => {
-                let s = scale_of(catalog, &from.name, &c.column);
+                let s = scale_of(catalog, from, &c.column);
                 (
                     format!("SUM(CAST(f.{} AS DECIMAL(38, {s})))", ident(&c.column)),
                     s,
@@ -343,9 +360,21 @@ async fn allocate(
                 ));
             }
         },
-    };
+    })
+}
+
+/// The query of the driver's cells: the allocated fact's keys `keys`, the period of its date
+/// column `time`, the member (through `joins`) and the weight, grouped by all but the weight.
+fn cells_sql(
+    from: &str,
+    keys: &[&str],
+    time: &str,
+    grain: TimeGrain,
+    (member, joins): (&str, &str),
+    weight: &str,
+) -> String {
     let key_exprs: Vec<String> = keys.iter().map(|k| format!("f.{}", ident(k))).collect();
-    let period = period_sql(&format!("f.{}", ident(&time.column)), grain);
+    let period = period_sql(&format!("f.{}", ident(time)), grain);
     let member_text = format!("CAST({member} AS VARCHAR)");
     let mut group = key_exprs.clone();
     group.push(period.clone());
@@ -363,36 +392,59 @@ async fn allocate(
     // In no order: a pool's cells are found by their member and period below, and only ties
     // compare keys. Sorting the cells by member, period and keys in the query took two thirds
     // of the allocation at scale 10 (5 of 8 s for 18.7M cells).
-    let sql = format!(
+    format!(
         "SELECT {} FROM {} AS f{joins} WHERE f.{} IS NOT NULL GROUP BY {}",
         select.join(", "),
-        ident(&from.name),
-        ident(&time.column),
+        ident(from),
+        ident(time),
         group.join(", "),
-    );
+    )
+}
+
+/// Runs the cells' query `sql` (whose first `n_keys` columns are keys) and casts its period,
+/// member and weight columns (the weight at `weight_scale`).
+async fn read_cells(
+    ctx: &SessionContext,
+    sql: &str,
+    n_keys: usize,
+    weight_scale: i8,
+    started: std::time::Instant,
+) -> Result<Cells> {
     tracing::debug!(sql, "allocation cells");
-    let started = std::time::Instant::now();
-    let cells = query(ctx, &sql).await?;
+    let batch = query(ctx, sql).await?;
     tracing::debug!(
-        rows = cells.num_rows(),
+        rows = batch.num_rows(),
         secs = started.elapsed().as_secs_f64(),
         "allocation cells read"
     );
-    let n_keys = keys.len();
-    let cell_period = dates(cells.column(n_keys))?;
-    // Members as a dictionary: each distinct member is looked up once, not once per cell.
-    let cell_member = cast(
-        cells.column(n_keys + 1),
+    let period = dates(batch.column(n_keys))?;
+    let member = cast(
+        batch.column(n_keys + 1),
         &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
     )?;
-    let cell_member = cell_member
+    let member = member
         .as_any()
-        .downcast_ref::<arrow::array::DictionaryArray<arrow::datatypes::Int32Type>>()
-        .ok_or_else(|| EngineError::Internal("members as a dictionary".into()))?;
-    let member_names = text_array(cell_member.values())?;
-    let cell_weight = units(cells.column(n_keys + 2), weight_scale)?;
+        .downcast_ref::<DictionaryArray<Int32Type>>()
+        .ok_or_else(|| EngineError::Internal("members as a dictionary".into()))?
+        .clone();
+    let member_names = text_array(member.values())?;
+    let weight = units(batch.column(n_keys + 2), weight_scale)?;
+    Ok(Cells {
+        batch,
+        period,
+        member,
+        member_names,
+        weight,
+    })
+}
 
-    // The pools, one per member and period.
+/// Reads the pools of `a`: its amounts summed per member and period of `grain`, at `scale`.
+async fn read_pools(
+    ctx: &SessionContext,
+    a: &Allocation,
+    grain: TimeGrain,
+    scale: i8,
+) -> Result<Pools> {
     let pool_sql = format!(
         "SELECT {m} AS m, {period} AS p, \
          CAST(SUM(CAST(p.{amount} AS DECIMAL(38, {scale}))) AS DECIMAL(38, {scale})) AS a \
@@ -403,65 +455,77 @@ async fn allocate(
         table = ident(&a.pool.table),
     );
     let pools = query(ctx, &pool_sql).await?;
-    let pool_member = texts(pools.column(0))?;
-    let pool_period = dates(pools.column(1))?;
-    let pool_amount = units(pools.column(2), scale)?;
+    Ok(Pools {
+        member: texts(pools.column(0))?,
+        period: dates(pools.column(1))?,
+        amount: units(pools.column(2), scale)?,
+    })
+}
 
-    let mut report = AllocationReport {
-        name: fact.name.clone(),
-        scale,
-        pools: pools.num_rows(),
-        total: 0,
-        allocated: 0,
-        rows: 0,
-        equal_split: 0,
-        unallocated: Vec::new(),
-    };
+/// Finds each cell's pool (the one with its member and period) and lists the cells of each
+/// pool together, in the pools' order (member, then period); cells without a pool are left
+/// out.
+fn group_by_pool(cells: &Cells, pools: &Pools) -> Grouped {
     let mut by_pool: HashMap<(&str, i32), usize> = HashMap::new();
-    for (i, member) in pool_member.iter().enumerate() {
-        report.total += pool_amount.value(i);
-        if let (Some(m), true) = (member, pool_period.is_valid(i)) {
-            by_pool.insert((m.as_str(), pool_period.value(i)), i);
+    for (i, member) in pools.member.iter().enumerate() {
+        if let (Some(m), true) = (member, pools.period.is_valid(i)) {
+            by_pool.insert((m.as_str(), pools.period.value(i)), i);
         }
     }
-    // Each cell's pool (`NONE`: no pool has its member and period), then the cells of each
-    // pool together, in the pools' order (member, then period).
+    // Each cell's pool (`NONE`: no pool has its member and period).
     const NONE: u32 = u32::MAX;
     let mut pool_at: HashMap<(i32, i32), u32> = HashMap::new();
-    let pool_of: Vec<u32> = (0..cells.num_rows())
+    let pool_of: Vec<u32> = (0..cells.batch.num_rows())
         .map(|i| {
-            if !cell_member.is_valid(i) || !cell_period.is_valid(i) {
+            if !cells.member.is_valid(i) || !cells.period.is_valid(i) {
                 return NONE;
             }
-            let (m, day) = (cell_member.keys().value(i), cell_period.value(i));
+            let (m, day) = (cells.member.keys().value(i), cells.period.value(i));
             *pool_at.entry((m, day)).or_insert_with(|| {
-                let name = member_names.value(m as usize);
+                let name = cells.member_names.value(m as usize);
                 by_pool.get(&(name, day)).map_or(NONE, |p| *p as u32)
             })
         })
         .collect();
-    let mut start = vec![0u32; pools.num_rows() + 1];
+    drop(pool_at);
+    let mut start = vec![0u32; pools.len() + 1];
     for &p in pool_of.iter().filter(|p| **p != NONE) {
         start[p as usize + 1] += 1;
     }
     for i in 1..start.len() {
         start[i] += start[i - 1];
     }
-    let mut grouped = vec![0u32; start[pools.num_rows()] as usize];
+    let mut grouped = vec![0u32; start[pools.len()] as usize];
     let mut next = start.clone();
     for (i, &p) in pool_of.iter().enumerate().filter(|(_, p)| **p != NONE) {
         grouped[next[p as usize] as usize] = i as u32;
         next[p as usize] += 1;
     }
-    drop((pool_of, next, pool_at));
-    // Ties of remainders go to the smaller keys, compared as SQL orders them.
+    Grouped {
+        start,
+        cells: grouped,
+    }
+}
+
+/// Splits each pool over its cells (ties to the smaller keys among the first `n_keys`
+/// columns, compared as SQL orders them): the shares in the order of `grouped.cells`. Counts
+/// the allocated amount and the equal splits into `report`, and lists the pools no cell
+/// received there.
+fn split_pools(
+    fact: &str,
+    cells: &Cells,
+    n_keys: usize,
+    pools: &Pools,
+    grouped: &Grouped,
+    report: &mut AllocationReport,
+) -> Result<Vec<i128>> {
     let options = arrow::compute::SortOptions {
         descending: false,
         nulls_first: false,
     };
     let comparators = (0..n_keys)
         .map(|k| {
-            let c = cells.column(k);
+            let c = cells.batch.column(k);
             arrow::array::make_comparator(c.as_ref(), c.as_ref(), options)
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -472,18 +536,18 @@ async fn allocate(
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     };
-    let mut received = vec![false; pools.num_rows()];
-    let mut amounts: Vec<i128> = Vec::with_capacity(grouped.len());
-    for p in 0..pools.num_rows() {
-        let cells_of = &grouped[start[p] as usize..start[p + 1] as usize];
+    let mut received = vec![false; pools.len()];
+    let mut amounts: Vec<i128> = Vec::with_capacity(grouped.cells.len());
+    for (p, got) in received.iter_mut().enumerate() {
+        let cells_of = &grouped.cells[grouped.start[p] as usize..grouped.start[p + 1] as usize];
         if cells_of.is_empty() {
             continue;
         }
         let weights: Vec<i128> = cells_of
             .iter()
             .map(|&i| {
-                if cell_weight.is_valid(i as usize) {
-                    cell_weight.value(i as usize)
+                if cells.weight.is_valid(i as usize) {
+                    cells.weight.value(i as usize)
                 } else {
                     0
                 }
@@ -492,46 +556,56 @@ async fn allocate(
         if weights.iter().all(|w| *w <= 0) {
             report.equal_split += 1;
         }
-        let amount = pool_amount.value(p);
+        let amount = pools.amount.value(p);
         let shares = split_by(amount, &weights, |a, b| by_keys(cells_of[a], cells_of[b]))
             .ok_or_else(|| EngineError::Unsupported {
                 what: format!(
                     "allocation '{}': the pool of {} at {} times its driver passes 128-bit arithmetic",
-                    fact.name,
-                    pool_member[p].as_deref().unwrap_or(""),
-                    day_text(pool_period.value(p))
+                    fact,
+                    pools.member[p].as_deref().unwrap_or(""),
+                    day_text(pools.period.value(p))
                 ),
             })?;
-        received[p] = true;
+        *got = true;
         report.allocated += amount;
         amounts.extend(shares);
     }
-    let rows = grouped;
     for (i, got) in received.iter().enumerate() {
         if !got {
             report.unallocated.push(Unallocated {
-                member: pool_member[i].clone(),
-                period: pool_period
+                member: pools.member[i].clone(),
+                period: pools
+                    .period
                     .is_valid(i)
-                    .then(|| day_text(pool_period.value(i))),
-                amount: pool_amount.value(i),
+                    .then(|| day_text(pools.period.value(i))),
+                amount: pools.amount.value(i),
             });
         }
     }
-    report.rows = rows.len();
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), "allocation split");
+    Ok(amounts)
+}
 
-    // The allocated table: keys, period, share.
+/// Registers the allocated table under `a`'s fact name `name`: the cells `rows` with their
+/// keys (named `keys`), period and share (`amounts`, at `scale`).
+fn register_allocated(
+    ctx: &SessionContext,
+    name: &str,
+    a: &Allocation,
+    keys: &[&str],
+    cells: &Cells,
+    (rows, amounts): (Vec<u32>, Vec<i128>),
+    scale: i8,
+) -> Result<()> {
     let idx = UInt32Array::from(rows);
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (i, k) in keys.iter().enumerate() {
-        let col = take(cells.column(i).as_ref(), &idx, None)?;
+        let col = take(cells.batch.column(i).as_ref(), &idx, None)?;
         fields.push(Field::new(*k, col.data_type().clone(), true));
         columns.push(col);
     }
     fields.push(Field::new(&a.pool.time.column, DataType::Date32, true));
-    columns.push(take(&cell_period, &idx, None)?);
+    columns.push(take(&cells.period, &idx, None)?);
     fields.push(Field::new(
         &a.pool.amount.column,
         DataType::Decimal128(38, scale),
@@ -543,7 +617,81 @@ async fn allocate(
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     let table = MemTable::try_new(schema, vec![vec![batch]])?;
-    ctx.register_table(fact.name.as_str(), Arc::new(table))?;
+    ctx.register_table(name, Arc::new(table))?;
+    Ok(())
+}
+
+/// Computes the allocation `a`: reads the driver's cells and the pools, splits each pool over
+/// its cells and registers the result as `a`'s fact.
+async fn allocate(
+    model: &Model,
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    a: &Allocation,
+) -> Result<AllocationReport> {
+    let fact = &model.facts[a.fact];
+    let from = &model.facts[a.from];
+    let grain = period_grain(model)?;
+    let scale = scale_of(catalog, &a.pool.table, &a.pool.amount.column);
+    let time = from
+        .time
+        .as_ref()
+        .ok_or_else(|| EngineError::Internal("allocation driver fact without time".into()))?;
+
+    // The driver's cells: keys, period, member, weight.
+    let keys: Vec<&str> = fact
+        .direct
+        .iter()
+        .filter_map(|&d| match &model.dimensions[d].kind {
+            DimensionKind::Table { key, .. } => Some(key.column.as_str()),
+            DimensionKind::Time => None,
+        })
+        .collect();
+    let (member, joins) = member_sql(model, &fact.direct, a.pool.member)?;
+    let (weight, weight_scale) = driver_weight(model, catalog, &from.name, &a.driver)?;
+    let sql = cells_sql(
+        &from.name,
+        &keys,
+        &time.column,
+        grain,
+        (&member, &joins),
+        &weight,
+    );
+    let started = std::time::Instant::now();
+    let cells = read_cells(ctx, &sql, keys.len(), weight_scale, started).await?;
+    let pools = read_pools(ctx, a, grain, scale).await?;
+
+    let mut report = AllocationReport {
+        name: fact.name.clone(),
+        scale,
+        pools: pools.len(),
+        total: (0..pools.len()).map(|i| pools.amount.value(i)).sum(),
+        allocated: 0,
+        rows: 0,
+        equal_split: 0,
+        unallocated: Vec::new(),
+    };
+    let grouped = group_by_pool(&cells, &pools);
+    let amounts = split_pools(
+        &fact.name,
+        &cells,
+        keys.len(),
+        &pools,
+        &grouped,
+        &mut report,
+    )?;
+    report.rows = grouped.cells.len();
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), "allocation split");
+
+    register_allocated(
+        ctx,
+        &fact.name,
+        a,
+        &keys,
+        &cells,
+        (grouped.cells, amounts),
+        scale,
+    )?;
     Ok(report)
 }
 
