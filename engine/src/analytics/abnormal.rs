@@ -176,87 +176,49 @@ impl Session {
     pub async fn abnormal(&self, q: &AbnormalQuery) -> Result<AbnormalAnswer, AnalyticsError> {
         let start = Instant::now();
         let mut ctx = Ctx::new(self).await?;
-        if let Some(s) = &ctx.applied.suppress {
-            return Err(QueryError::Forbidden {
-            message: format!(
-                "the abnormal-change list shows single members' values, and your role sees no cell of fewer than {} customers",
-                s.min
-            ),
-        }
-        .into());
-        }
-        let kind = q.kind.name();
-        let not_for = |field: &'static str| AnalyticsError::NotApplicable { kind, field };
+        refuse_suppressed(&ctx)?;
         let entity = ctx.entity_level(&q.entity, "`entity`")?;
         let measure = ctx.measure(&q.measure)?;
         let level = ctx.time_level(&q.level, "`level`")?;
         let (periods, mut rows) = match q.kind {
             AbnormalKind::Change | AbnormalKind::Outlier => {
-                if q.periods.is_some() {
-                    return Err(not_for("periods"));
-                }
-                if q.as_of.is_some() {
-                    return Err(not_for("as_of"));
-                }
-                let missing = |field, hint| AnalyticsError::Missing { kind, field, hint };
-                let before = q.before.as_deref().ok_or_else(|| {
-                    missing(
-                        "before",
-                        "the earlier period, a member of `level` (\"2025-05\")",
-                    )
-                })?;
-                let after = q.after.as_deref().ok_or_else(|| {
-                    missing(
-                        "after",
-                        "the later period, a member of `level` (\"2025-06\")",
-                    )
-                })?;
-                let (b, a) = (ctx.period(level, before)?, ctx.period(level, after)?);
-                if b >= a {
-                    return Err(AnalyticsError::PeriodOrder {
-                        level: q.level.clone(),
-                        before: before.to_string(),
-                        after: after.to_string(),
-                    });
-                }
+                let (before, after, b, a) = compared_periods(&ctx, q, level)?;
                 let rows = if q.kind == AbnormalKind::Change {
-                    for field in ["peers", "basis", "z"] {
-                        let given = match field {
-                            "peers" => q.peers.is_some(),
-                            "basis" => q.basis.is_some(),
-                            _ => q.z.is_some(),
-                        };
-                        if given {
-                            return Err(not_for(field));
-                        }
-                    }
+                    refuse_given(
+                        q,
+                        &[
+                            ("peers", q.peers.is_some()),
+                            ("basis", q.basis.is_some()),
+                            ("z", q.z.is_some()),
+                        ],
+                    )?;
                     change(&mut ctx, q, entity, measure, level, (b, a)).await?
                 } else {
-                    if q.relative.is_some() {
-                        return Err(not_for("relative"));
-                    }
-                    if q.absolute.is_some() {
-                        return Err(not_for("absolute"));
-                    }
+                    refuse_given(
+                        q,
+                        &[
+                            ("relative", q.relative.is_some()),
+                            ("absolute", q.absolute.is_some()),
+                        ],
+                    )?;
                     outlier(&mut ctx, q, entity, measure, level, (b, a)).await?
                 };
                 (vec![before.to_string(), after.to_string()], rows)
             }
             AbnormalKind::Dormant => {
-                for (field, given) in [
-                    ("before", q.before.is_some()),
-                    ("after", q.after.is_some()),
-                    ("relative", q.relative.is_some()),
-                    ("absolute", q.absolute.is_some()),
-                    ("peers", q.peers.is_some()),
-                    ("basis", q.basis.is_some()),
-                    ("z", q.z.is_some()),
-                    ("direction", q.direction != ChangeDirection::Any),
-                ] {
-                    if given {
-                        return Err(not_for(field));
-                    }
-                }
+                refuse_given(
+                    q,
+                    &[
+                        ("before", q.before.is_some()),
+                        ("after", q.after.is_some()),
+                        ("relative", q.relative.is_some()),
+                        ("absolute", q.absolute.is_some()),
+                        ("peers", q.peers.is_some()),
+                        ("basis", q.basis.is_some()),
+                        ("z", q.z.is_some()),
+                        ("direction", q.direction != ChangeDirection::Any),
+                    ],
+                )?;
                 dormant(&mut ctx, q, entity, measure, level).await?
             }
         };
@@ -277,6 +239,71 @@ impl Session {
             meta: ctx.meta(start),
         })
     }
+}
+
+/// The list shows single members' values: a principal under small-cell suppression is
+/// refused.
+fn refuse_suppressed(ctx: &Ctx<'_>) -> Result<(), AnalyticsError> {
+    if let Some(s) = &ctx.applied.suppress {
+        return Err(QueryError::Forbidden {
+            message: format!(
+                "the abnormal-change list shows single members' values, and your role sees no cell of fewer than {} customers",
+                s.min
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The first field named in `fields` that is given, which `q.kind` does not take, refused.
+fn refuse_given(q: &AbnormalQuery, fields: &[(&'static str, bool)]) -> Result<(), AnalyticsError> {
+    match fields.iter().find(|(_, given)| *given) {
+        Some(&(field, _)) => Err(AnalyticsError::NotApplicable {
+            kind: q.kind.name(),
+            field,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The two periods a `change` or `outlier` compares (without the `dormant` fields): their
+/// names and codes, the first earlier.
+fn compared_periods<'q>(
+    ctx: &Ctx<'_>,
+    q: &'q AbnormalQuery,
+    level: LevelRef,
+) -> Result<(&'q str, &'q str, u32, u32), AnalyticsError> {
+    let kind = q.kind.name();
+    refuse_given(
+        q,
+        &[
+            ("periods", q.periods.is_some()),
+            ("as_of", q.as_of.is_some()),
+        ],
+    )?;
+    let missing = |field, hint| AnalyticsError::Missing { kind, field, hint };
+    let before = q.before.as_deref().ok_or_else(|| {
+        missing(
+            "before",
+            "the earlier period, a member of `level` (\"2025-05\")",
+        )
+    })?;
+    let after = q.after.as_deref().ok_or_else(|| {
+        missing(
+            "after",
+            "the later period, a member of `level` (\"2025-06\")",
+        )
+    })?;
+    let (b, a) = (ctx.period(level, before)?, ctx.period(level, after)?);
+    if b >= a {
+        return Err(AnalyticsError::PeriodOrder {
+            level: q.level.clone(),
+            before: before.to_string(),
+            after: after.to_string(),
+        });
+    }
+    Ok((before, after, b, a))
 }
 
 /// A row with its sort key: (member code, impact, row).

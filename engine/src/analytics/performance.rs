@@ -449,6 +449,35 @@ struct Built {
     row: PerformanceRow,
 }
 
+/// What the rows are built from: the customer sets and the measures' values per
+/// (member, period), and the high-value customers per period.
+struct Gathered {
+    /// Customers per `[member, period]`, the period before `from` included.
+    sets: MemberSets,
+    /// The measures asked for, then the rank's when it is not among them.
+    wanted: Vec<MeasureId>,
+    /// Per measure of `wanted`: its value per `[member, period]`.
+    values: Vec<BTreeMap<Vec<u32>, V>>,
+    /// Per period, the customers high-value at its closing period.
+    high: HashMap<u32, RoaringBitmap>,
+    empty: RoaringBitmap,
+}
+
+impl Gathered {
+    /// The customers of member `m` in period `p`.
+    fn set(&self, m: u32, p: u32) -> &RoaringBitmap {
+        self.sets.get(&vec![m, p]).unwrap_or(&self.empty)
+    }
+
+    /// The value of measure `i` of `wanted` for member `m` in period `p`.
+    fn value(&self, i: usize, m: u32, p: u32) -> V {
+        match self.values[i].get(&vec![m, p]) {
+            Some(v) => *v,
+            _ => V::Null,
+        }
+    }
+}
+
 impl Session {
     /// Performance of the members of `q.level` per period of `q.period`, as `access` may see it.
     pub async fn performance(
@@ -460,152 +489,24 @@ impl Session {
         let mut ctx = Ctx::new(self).await?;
         let model = ctx.model();
         let plan = plan(&ctx, q).await?;
-        let (level, period) = (plan.level, plan.period);
-
-        // Customers per (member, period), the period before `from` included.
-        let mut f = plan.base.clone();
-        f.push(only(
-            period,
-            plan.prev(plan.from).unwrap_or(plan.from)..=plan.to,
-        ));
-        let (sets, cuboid) = sets_by(
-            &mut ctx,
-            plan.fact,
-            plan.via,
-            plan.entity,
-            &[level, period],
-            &f,
-        )
-        .await?;
-        let empty = RoaringBitmap::new();
-        let set = |m: u32, p: u32| sets.get(&vec![m, p]).unwrap_or(&empty);
-
-        // Measures per (member, period); the rank's too when it is not among them.
-        let mut wanted = plan.measures.clone();
-        if let Some((_, by)) = plan.rank
-            && !wanted.contains(&by)
-        {
-            wanted.push(by);
-        }
-        let mut values: Vec<BTreeMap<Vec<u32>, V>> = Vec::new();
-        for &m in &wanted {
-            let mut f = at(
-                "measures",
-                ctx.filters(m, &[level, period], &q.filters).await,
-            )?;
-            f.push(only(period, plan.range()));
-            values.push(ctx.values(m, &[level, period], &f).await?);
-        }
-
+        let period = plan.period;
+        let (sets, cuboid) = customer_sets(&mut ctx, &plan).await?;
+        let (wanted, values) = measure_values(&mut ctx, q, &plan).await?;
         let (high, closing) = match &q.high_value {
             Some(hv) => high_value(&mut ctx, q, hv, &plan).await?,
             None => (HashMap::new(), Vec::new()),
         };
-
-        // The (period, member) pairs with customers now or the period before, or a value.
-        let mut pairs: BTreeSet<(u32, u32)> = BTreeSet::new();
-        for (k, s) in &sets {
-            if s.is_empty() {
-                continue;
-            }
-            let (m, p) = (k[0], k[1]);
-            if plan.range().contains(&p) {
-                pairs.insert((p, m));
-            }
-            if let Some(next) = p.checked_add(1)
-                && plan.range().contains(&next)
-                && plan.prev(next) == Some(p)
-            {
-                pairs.insert((next, m));
-            }
-        }
-        for vals in &values {
-            for (k, v) in vals {
-                if *v != V::Null {
-                    pairs.insert((k[1], k[0]));
-                }
-            }
-        }
-
+        let g = Gathered {
+            sets,
+            wanted,
+            values,
+            high,
+            empty: RoaringBitmap::new(),
+        };
         let min = ctx.applied.suppress.as_ref().map(|s| s.min);
-        let hide = |n: u64| min.is_some_and(|min| n > 0 && n < min);
-        let within = plan.rank.map(|(w, _)| w);
-        let parent_map = within.and_then(|w| cube.parent_map(level.dim, level.level, w.level));
-        let parent_of = |m: u32| parent_map.map(|map| map[m as usize]);
-        let mut built: Vec<Built> = Vec::with_capacity(pairs.len());
-        for &(p, m) in &pairs {
-            let now = set(m, p);
-            let n = now.len();
-            // Under suppression a member with too few customers in a period is left out, as one
-            // without any is: its row alone would say that 1 to 4 customers are there.
-            if hide(n) {
-                continue;
-            }
-            let count = |x: u64| (!hide(x)).then_some(x);
-            let prev = plan.prev(p).map(|pp| set(m, pp));
-            let value = |i: usize| -> V {
-                match values[i].get(&vec![m, p]) {
-                    Some(v) => *v,
-                    _ => V::Null,
-                }
-            };
-            let shown = plan
-                .measures
-                .iter()
-                .enumerate()
-                .map(|(i, &mid)| (model.measures[mid].name.clone(), value(i).json()))
-                .collect();
-            // The customers are shown, so the high-value count also tells the others': both
-            // must be large enough to show.
-            let high_value_customers = q.high_value.as_ref().and_then(|_| {
-                let h = high.get(&p).map_or(0, |s| (now & s).len());
-                count(h).filter(|_| !hide(n - h))
-            });
-            let by = plan.rank.and_then(|(_, by)| {
-                let i = wanted.iter().position(|w| *w == by)?;
-                Some(value(i)).filter(|v| *v != V::Null)
-            });
-            // New and lost customers, both or neither: the customer counts of this period and the
-            // one before give `new - lost`, so one withheld beside the other shown is no secret.
-            let moves = prev.and_then(|prev| {
-                let (new, lost) = ((now - prev).len(), (prev - now).len());
-                Some((count(new)?, count(lost)?))
-            });
-            let parent = parent_of(m);
-            built.push(Built {
-                period: p,
-                parent,
-                member: m,
-                by,
-                row: PerformanceRow {
-                    period: cube.member_name(period, p).to_string(),
-                    member: cube.member_name(level, m).to_string(),
-                    parent: within
-                        .zip(parent)
-                        .map(|(w, c)| cube.member_name(w, c).to_string()),
-                    customers: Some(n),
-                    new_customers: moves.map(|(new, _)| new),
-                    lost_customers: moves.map(|(_, lost)| lost),
-                    values: shown,
-                    high_value_customers,
-                    high_value_share: high_value_customers
-                        .filter(|_| n > 0)
-                        .map(|h| h as f64 / n as f64),
-                    rank: None,
-                },
-            });
-        }
+        let mut built = build_rows(cube, q, &plan, &g, min);
         if plan.rank.is_some() {
-            let mut groups: BTreeMap<(u32, Option<u32>), Vec<usize>> = BTreeMap::new();
-            for (i, b) in built.iter().enumerate() {
-                groups.entry((b.period, b.parent)).or_default().push(i);
-            }
-            for idx in groups.values() {
-                let by: Vec<Option<V>> = idx.iter().map(|&i| built[i].by).collect();
-                for (&i, r) in idx.iter().zip(ranks(&by)) {
-                    built[i].row.rank = Some(r);
-                }
-            }
+            rank_rows(&mut built);
         }
         built.sort_by_key(|b| (b.period, b.parent, b.row.rank.unwrap_or(u64::MAX), b.member));
         let total = built.len();
@@ -636,6 +537,164 @@ impl Session {
             rows,
             meta,
         })
+    }
+}
+
+/// Customers per (member, period), the period before `from` included, and the cuboid whose
+/// sets gave them (`None`: a grouped query).
+async fn customer_sets(
+    ctx: &mut Ctx<'_>,
+    plan: &Plan,
+) -> Result<(MemberSets, Option<Vec<LevelRef>>), AnalyticsError> {
+    let (level, period) = (plan.level, plan.period);
+    let mut f = plan.base.clone();
+    f.push(only(
+        period,
+        plan.prev(plan.from).unwrap_or(plan.from)..=plan.to,
+    ));
+    sets_by(ctx, plan.fact, plan.via, plan.entity, &[level, period], &f).await
+}
+
+/// Measures per (member, period) from `from` to `to`; the rank's too when it is not among
+/// them. The measures, in that order, and their values.
+async fn measure_values(
+    ctx: &mut Ctx<'_>,
+    q: &PerformanceQuery,
+    plan: &Plan,
+) -> Result<(Vec<MeasureId>, Vec<BTreeMap<Vec<u32>, V>>), AnalyticsError> {
+    let (level, period) = (plan.level, plan.period);
+    let mut wanted = plan.measures.clone();
+    if let Some((_, by)) = plan.rank
+        && !wanted.contains(&by)
+    {
+        wanted.push(by);
+    }
+    let mut values: Vec<BTreeMap<Vec<u32>, V>> = Vec::new();
+    for &m in &wanted {
+        let mut f = at(
+            "measures",
+            ctx.filters(m, &[level, period], &q.filters).await,
+        )?;
+        f.push(only(period, plan.range()));
+        values.push(ctx.values(m, &[level, period], &f).await?);
+    }
+    Ok((wanted, values))
+}
+
+/// The (period, member) pairs with customers now or the period before, or a value.
+fn pairs(plan: &Plan, g: &Gathered) -> BTreeSet<(u32, u32)> {
+    let mut pairs: BTreeSet<(u32, u32)> = BTreeSet::new();
+    for (k, s) in &g.sets {
+        if s.is_empty() {
+            continue;
+        }
+        let (m, p) = (k[0], k[1]);
+        if plan.range().contains(&p) {
+            pairs.insert((p, m));
+        }
+        if let Some(next) = p.checked_add(1)
+            && plan.range().contains(&next)
+            && plan.prev(next) == Some(p)
+        {
+            pairs.insert((next, m));
+        }
+    }
+    for vals in &g.values {
+        for (k, v) in vals {
+            if *v != V::Null {
+                pairs.insert((k[1], k[0]));
+            }
+        }
+    }
+    pairs
+}
+
+/// One row per pair of [`pairs`], unranked, in pair order. Under suppression (`min`) a member
+/// with too few customers in a period is left out, as one without any is: its row alone would
+/// say that 1 to 4 customers are there.
+fn build_rows(
+    cube: &Dataset,
+    q: &PerformanceQuery,
+    plan: &Plan,
+    g: &Gathered,
+    min: Option<u64>,
+) -> Vec<Built> {
+    let model = &cube.model;
+    let (level, period) = (plan.level, plan.period);
+    let hide = |n: u64| min.is_some_and(|min| n > 0 && n < min);
+    let within = plan.rank.map(|(w, _)| w);
+    let parent_map = within.and_then(|w| cube.parent_map(level.dim, level.level, w.level));
+    let parent_of = |m: u32| parent_map.map(|map| map[m as usize]);
+    let pairs = pairs(plan, g);
+    let mut built: Vec<Built> = Vec::with_capacity(pairs.len());
+    for &(p, m) in &pairs {
+        let now = g.set(m, p);
+        let n = now.len();
+        if hide(n) {
+            continue;
+        }
+        let count = |x: u64| (!hide(x)).then_some(x);
+        let prev = plan.prev(p).map(|pp| g.set(m, pp));
+        let shown = plan
+            .measures
+            .iter()
+            .enumerate()
+            .map(|(i, &mid)| (model.measures[mid].name.clone(), g.value(i, m, p).json()))
+            .collect();
+        // The customers are shown, so the high-value count also tells the others': both
+        // must be large enough to show.
+        let high_value_customers = q.high_value.as_ref().and_then(|_| {
+            let h = g.high.get(&p).map_or(0, |s| (now & s).len());
+            count(h).filter(|_| !hide(n - h))
+        });
+        let by = plan.rank.and_then(|(_, by)| {
+            let i = g.wanted.iter().position(|w| *w == by)?;
+            Some(g.value(i, m, p)).filter(|v| *v != V::Null)
+        });
+        // New and lost customers, both or neither: the customer counts of this period and the
+        // one before give `new - lost`, so one withheld beside the other shown is no secret.
+        let moves = prev.and_then(|prev| {
+            let (new, lost) = ((now - prev).len(), (prev - now).len());
+            Some((count(new)?, count(lost)?))
+        });
+        let parent = parent_of(m);
+        built.push(Built {
+            period: p,
+            parent,
+            member: m,
+            by,
+            row: PerformanceRow {
+                period: cube.member_name(period, p).to_string(),
+                member: cube.member_name(level, m).to_string(),
+                parent: within
+                    .zip(parent)
+                    .map(|(w, c)| cube.member_name(w, c).to_string()),
+                customers: Some(n),
+                new_customers: moves.map(|(new, _)| new),
+                lost_customers: moves.map(|(_, lost)| lost),
+                values: shown,
+                high_value_customers,
+                high_value_share: high_value_customers
+                    .filter(|_| n > 0)
+                    .map(|h| h as f64 / n as f64),
+                rank: None,
+            },
+        });
+    }
+    built
+}
+
+/// Ranks each row among those of the same period and parent, by its rank measure.
+fn rank_rows(built: &mut [Built]) {
+    let mut groups: BTreeMap<(u32, Option<u32>), Vec<usize>> = BTreeMap::new();
+    for (i, b) in built.iter().enumerate() {
+        groups.entry((b.period, b.parent)).or_default().push(i);
+    }
+    for idx in groups.values() {
+        let by: Vec<Option<V>> = idx.iter().map(|&i| built[i].by).collect();
+        for (&i, r) in idx.iter().zip(ranks(&by)) {
+            built[i].row.rank = Some(r);
+        }
     }
 }
 

@@ -198,15 +198,7 @@ impl Session {
         let start = Instant::now();
         let model = &cube.model;
         let applied = self.applied()?;
-        if let Some(s) = &applied.suppress {
-            return Err(QueryError::Forbidden {
-            message: format!(
-                "the entity view shows one member's numbers, and small-cell suppression (fewer than {} customers) applies to your role; ask for groups with a query instead",
-                s.min
-            ),
-        }
-        .into());
-        }
+        refuse_suppressed(&applied)?;
         let key = key_level(cube, dimension)?;
         let key_name = model.level_name(key);
         let v = View {
@@ -225,165 +217,17 @@ impl Session {
             .collect();
         let code = v.check_member(id, &facts).await?;
         let mut meta = Vec::new();
-
-        // Attributes: the key's dimension's levels fixed per member, and the linked dimensions'.
-        let own: Vec<LevelRef> = levels_of(model, key.dim)
-            .filter(|l| *l != key && per_period(cube, *l).is_none())
-            .collect();
-        let linked: Vec<LevelRef> = (0..model.dimensions.len())
-            .filter(|&d| d != key.dim && via(model, d) == Some(key.dim))
-            .flat_map(|d| levels_of(model, d))
-            .collect();
         let fact_counts: Vec<String> = facts
             .iter()
             .filter_map(|&f| row_measure(model, f))
             .map(|m| model.measures[m].name.clone())
             .collect();
-        let (attributes, related) = {
-            let all: Vec<LevelRef> = own.iter().chain(&linked).copied().collect();
-            let a = v.ask(&fact_counts, &all, &[]).await?;
-            meta.extend(a.meta.facts.iter().cloned());
-            let first = a.rows.first();
-            let at = |i: usize, l: LevelRef| Attribute {
-                level: model.level_name(l),
-                member: first.and_then(|r| r[i].as_str()).map(str::to_string),
-            };
-            let attributes = own.iter().enumerate().map(|(i, &l)| at(i, l)).collect();
-            let related = linked
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| at(own.len() + i, l))
-                .collect();
-            (attributes, related)
-        };
-
-        // Held: the members of other dimensions in the latest period of a closing-period fact.
-        let mut held = Vec::new();
-        if let Some(finest) = cube.index.finest_time {
-            for &f in &facts {
-                let closing = model.measures.iter().any(|m| {
-                matches!(m.kind, MeasureKind::Aggregate { fact, over_time: OverTime::Last, .. } if fact == f)
-            });
-                // The fact's latest period (not `unknown`, which holds facts without a date).
-                let latest = cube.index.present[f]
-                    .iter()
-                    .rev()
-                    .find(|&c| cube.member_name(finest, c) != UNKNOWN_MEMBER);
-                let (Some(m), Some(latest)) = (row_measure(model, f), latest) else {
-                    continue;
-                };
-                if !closing {
-                    continue;
-                }
-                let period = cube.member_name(finest, latest).to_string();
-                let at = Filter {
-                    level: model.level_name(finest),
-                    op: FilterOp::Eq,
-                    value: Some(period.clone()),
-                    values: None,
-                };
-                for level in other_levels(model, f, key.dim) {
-                    let measure = [model.measures[m].name.clone()];
-                    let a = v.ask(&measure, &[level], std::slice::from_ref(&at)).await?;
-                    meta.extend(a.meta.facts.iter().cloned());
-                    held.push(Held {
-                        fact: model.facts[f].name.clone(),
-                        level: model.level_name(level),
-                        period: period.clone(),
-                        members: a
-                            .rows
-                            .iter()
-                            .filter_map(|r| r[0].as_str().map(str::to_string))
-                            .collect(),
-                    });
-                }
-            }
-        }
-
-        // Per period: every measure varying by the entity and time.
-        let periods = match cube.index.finest_time {
-            Some(finest) => {
-                let measures: Vec<String> = (0..model.measures.len())
-                    .filter(|&m| {
-                        model.measure_varies_by(m, key) && model.measure_varies_by(m, finest)
-                    })
-                    .map(|m| model.measures[m].name.clone())
-                    .collect();
-                let a = v.ask(&measures, &[finest], &[]).await?;
-                meta.extend(a.meta.facts.iter().cloned());
-                Table::from(a)
-            }
-            None => Table {
-                columns: Vec::new(),
-                rows: Vec::new(),
-            },
-        };
-
-        // Bands: each per-period level of the dimension, per period of its grain.
-        let mut bands = Vec::new();
-        for level in levels_of(model, key.dim) {
-            let Some(period) = per_period(cube, level) else {
-                continue;
-            };
-            let a = v.ask(&fact_counts, &[period, level], &[]).await?;
-            meta.extend(a.meta.facts.iter().cloned());
-            bands.push(Bands {
-                level: model.level_name(level),
-                period_level: model.level_name(period),
-                rows: a
-                    .rows
-                    .iter()
-                    .map(|r| {
-                        let s = |j: usize| r[j].as_str().unwrap_or_default().to_string();
-                        [s(0), s(1)]
-                    })
-                    .collect(),
-            });
-        }
-
-        // Breakdowns: each fact's own measures by its other dimensions' finest levels.
-        let mut breakdowns = Vec::new();
-        for &f in &facts {
-            for level in other_levels(model, f, key.dim) {
-                let measures: Vec<String> = (0..model.measures.len())
-                    .filter(|&m| {
-                        model.measure_facts(m) == [f]
-                            && model.measure_varies_by(m, level)
-                            && model.measure_varies_by(m, key)
-                    })
-                    .map(|m| model.measures[m].name.clone())
-                    .collect();
-                if measures.is_empty() {
-                    continue;
-                }
-                let a = v.ask(&measures, &[level], &[]).await?;
-                meta.extend(a.meta.facts.iter().cloned());
-                breakdowns.push(Breakdown {
-                    fact: model.facts[f].name.clone(),
-                    level: model.level_name(level),
-                    table: a.into(),
-                });
-            }
-        }
-
-        // Saved searches on the key level whose members include this one.
-        let mut matched = Vec::new();
-        let mut search_failures = Vec::new();
-        for (name, s) in searches {
-            if s.entity != key_name {
-                continue;
-            }
-            match self.search_members(s).await {
-                Ok(found) if found.members.contains(code) => matched.push(name.clone()),
-                Ok(_) => {}
-                Err(e) => search_failures.push(SearchFailure {
-                    name: name.clone(),
-                    code: e.code(),
-                    message: e.to_string(),
-                }),
-            }
-        }
-
+        let (attributes, related) = v.attributes(&fact_counts, &mut meta).await?;
+        let held = v.held(&facts, &mut meta).await?;
+        let periods = v.periods(&mut meta).await?;
+        let bands = v.bands(&fact_counts, &mut meta).await?;
+        let breakdowns = v.breakdowns(&facts, &mut meta).await?;
+        let (matched, search_failures) = self.searches_of(&key_name, code, searches).await;
         Ok(EntityView {
             cube: model.name.clone(),
             dimension: model.dimensions[key.dim].name.clone(),
@@ -404,6 +248,47 @@ impl Session {
             },
         })
     }
+
+    /// Saved searches on the key level `key_name` whose members include the entity (`code`),
+    /// by name, and those that could not be evaluated.
+    async fn searches_of(
+        &self,
+        key_name: &str,
+        code: u32,
+        searches: &SearchSet,
+    ) -> (Vec<String>, Vec<SearchFailure>) {
+        let mut matched = Vec::new();
+        let mut search_failures = Vec::new();
+        for (name, s) in searches {
+            if s.entity != key_name {
+                continue;
+            }
+            match self.search_members(s).await {
+                Ok(found) if found.members.contains(code) => matched.push(name.clone()),
+                Ok(_) => {}
+                Err(e) => search_failures.push(SearchFailure {
+                    name: name.clone(),
+                    code: e.code(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        (matched, search_failures)
+    }
+}
+
+/// One member's numbers are exactly what small-cell suppression hides: a principal it applies
+/// to is refused.
+fn refuse_suppressed(applied: &Applied) -> Result<(), QueryError> {
+    if let Some(s) = &applied.suppress {
+        return Err(QueryError::Forbidden {
+            message: format!(
+                "the entity view shows one member's numbers, and small-cell suppression (fewer than {} customers) applies to your role; ask for groups with a query instead",
+                s.min
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// One view request: the cube, the principal's access and the filter on the entity.
@@ -468,6 +353,176 @@ impl View<'_> {
             .find(|f| f.level == self.key)
             .and_then(|f| f.members.min())
             .ok_or_else(unknown)
+    }
+
+    /// Attributes: the key's dimension's levels fixed per member (the first list), and the
+    /// levels of the dimensions linked through it (the second), read with the facts' counts.
+    async fn attributes(
+        &self,
+        fact_counts: &[String],
+        meta: &mut Vec<FactMeta>,
+    ) -> Result<(Vec<Attribute>, Vec<Attribute>), QueryError> {
+        let (cube, key) = (self.cube, self.key);
+        let model = &cube.model;
+        let own: Vec<LevelRef> = levels_of(model, key.dim)
+            .filter(|l| *l != key && per_period(cube, *l).is_none())
+            .collect();
+        let linked: Vec<LevelRef> = (0..model.dimensions.len())
+            .filter(|&d| d != key.dim && via(model, d) == Some(key.dim))
+            .flat_map(|d| levels_of(model, d))
+            .collect();
+        let all: Vec<LevelRef> = own.iter().chain(&linked).copied().collect();
+        let a = self.ask(fact_counts, &all, &[]).await?;
+        meta.extend(a.meta.facts.iter().cloned());
+        let first = a.rows.first();
+        let at = |i: usize, l: LevelRef| Attribute {
+            level: model.level_name(l),
+            member: first.and_then(|r| r[i].as_str()).map(str::to_string),
+        };
+        let attributes = own.iter().enumerate().map(|(i, &l)| at(i, l)).collect();
+        let related = linked
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| at(own.len() + i, l))
+            .collect();
+        Ok((attributes, related))
+    }
+
+    /// Held: the members of other dimensions in the latest period of each closing-period
+    /// fact of `facts`.
+    async fn held(
+        &self,
+        facts: &[FactId],
+        meta: &mut Vec<FactMeta>,
+    ) -> Result<Vec<Held>, QueryError> {
+        let cube = self.cube;
+        let model = &cube.model;
+        let mut held = Vec::new();
+        let Some(finest) = cube.index.finest_time else {
+            return Ok(held);
+        };
+        for &f in facts {
+            let closing = model.measures.iter().any(|m| {
+                matches!(m.kind, MeasureKind::Aggregate { fact, over_time: OverTime::Last, .. } if fact == f)
+            });
+            // The fact's latest period (not `unknown`, which holds facts without a date).
+            let latest = cube.index.present[f]
+                .iter()
+                .rev()
+                .find(|&c| cube.member_name(finest, c) != UNKNOWN_MEMBER);
+            let (Some(m), Some(latest)) = (row_measure(model, f), latest) else {
+                continue;
+            };
+            if !closing {
+                continue;
+            }
+            let period = cube.member_name(finest, latest).to_string();
+            let at = Filter {
+                level: model.level_name(finest),
+                op: FilterOp::Eq,
+                value: Some(period.clone()),
+                values: None,
+            };
+            for level in other_levels(model, f, self.key.dim) {
+                let measure = [model.measures[m].name.clone()];
+                let a = self
+                    .ask(&measure, &[level], std::slice::from_ref(&at))
+                    .await?;
+                meta.extend(a.meta.facts.iter().cloned());
+                held.push(Held {
+                    fact: model.facts[f].name.clone(),
+                    level: model.level_name(level),
+                    period: period.clone(),
+                    members: a
+                        .rows
+                        .iter()
+                        .filter_map(|r| r[0].as_str().map(str::to_string))
+                        .collect(),
+                });
+            }
+        }
+        Ok(held)
+    }
+
+    /// Per period: every measure varying by the entity and time, per finest time period.
+    async fn periods(&self, meta: &mut Vec<FactMeta>) -> Result<Table, QueryError> {
+        let model = &self.cube.model;
+        let Some(finest) = self.cube.index.finest_time else {
+            return Ok(Table {
+                columns: Vec::new(),
+                rows: Vec::new(),
+            });
+        };
+        let measures: Vec<String> = (0..model.measures.len())
+            .filter(|&m| model.measure_varies_by(m, self.key) && model.measure_varies_by(m, finest))
+            .map(|m| model.measures[m].name.clone())
+            .collect();
+        let a = self.ask(&measures, &[finest], &[]).await?;
+        meta.extend(a.meta.facts.iter().cloned());
+        Ok(Table::from(a))
+    }
+
+    /// Bands: each per-period level of the dimension, per period of its grain.
+    async fn bands(
+        &self,
+        fact_counts: &[String],
+        meta: &mut Vec<FactMeta>,
+    ) -> Result<Vec<Bands>, QueryError> {
+        let model = &self.cube.model;
+        let mut bands = Vec::new();
+        for level in levels_of(model, self.key.dim) {
+            let Some(period) = per_period(self.cube, level) else {
+                continue;
+            };
+            let a = self.ask(fact_counts, &[period, level], &[]).await?;
+            meta.extend(a.meta.facts.iter().cloned());
+            bands.push(Bands {
+                level: model.level_name(level),
+                period_level: model.level_name(period),
+                rows: a
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let s = |j: usize| r[j].as_str().unwrap_or_default().to_string();
+                        [s(0), s(1)]
+                    })
+                    .collect(),
+            });
+        }
+        Ok(bands)
+    }
+
+    /// Breakdowns: each fact's own measures by its other dimensions' finest levels.
+    async fn breakdowns(
+        &self,
+        facts: &[FactId],
+        meta: &mut Vec<FactMeta>,
+    ) -> Result<Vec<Breakdown>, QueryError> {
+        let (model, key) = (&self.cube.model, self.key);
+        let mut breakdowns = Vec::new();
+        for &f in facts {
+            for level in other_levels(model, f, key.dim) {
+                let measures: Vec<String> = (0..model.measures.len())
+                    .filter(|&m| {
+                        model.measure_facts(m) == [f]
+                            && model.measure_varies_by(m, level)
+                            && model.measure_varies_by(m, key)
+                    })
+                    .map(|m| model.measures[m].name.clone())
+                    .collect();
+                if measures.is_empty() {
+                    continue;
+                }
+                let a = self.ask(&measures, &[level], &[]).await?;
+                meta.extend(a.meta.facts.iter().cloned());
+                breakdowns.push(Breakdown {
+                    fact: model.facts[f].name.clone(),
+                    level: model.level_name(level),
+                    table: a.into(),
+                });
+            }
+        }
+        Ok(breakdowns)
     }
 }
 

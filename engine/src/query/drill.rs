@@ -6,12 +6,14 @@
 
 use std::time::Instant;
 
-use lattice_defs::model::{Agg, DimensionKind, FactId, LevelRef, MeasureId, MeasureKind};
+use lattice_defs::model::{
+    Agg, ColumnRef, DimensionKind, FactId, LevelRef, MeasureId, MeasureKind,
+};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::answer::Column;
+use super::answer::{Answer, Column};
 use super::error::QueryError;
 use super::exec::{aggregate, execute_resolved, level_members};
 use super::group::AggRequest;
@@ -24,6 +26,7 @@ use crate::access::Applied;
 use crate::store::MeasureColumn;
 use crate::store::encoding::KeyValue;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Members listed when a drill-through names no `limit`.
 pub const DEFAULT_DRILL_LIMIT: u64 = 100;
@@ -107,122 +110,12 @@ async fn drill(
         Some(a) => visible_for(cube, a, q.filters.iter().map(|f| f.level.as_str())).await?,
         None => HashMap::new(),
     };
-    let resolve = |query: &Query| -> Result<Resolved, QueryError> {
-        let mut r = resolve_visible(query, cube, &visible)?;
-        if let Some(a) = applied {
-            restrict(cube, &mut r, a)?;
-        }
-        Ok(r)
-    };
     let model = &cube.model;
-    let bad = |message: String| QueryError::BadDrill {
-        level: q.level.clone(),
-        message,
-    };
-    let level = model
-        .level(&q.level)
-        .ok_or_else(|| QueryError::UnknownLevel {
-            name: q.level.clone(),
-            suggestion: lattice_defs::diag::suggest(
-                &q.level,
-                model.level_names().iter().map(String::as_str),
-            ),
-        })?;
-    let DimensionKind::Table { key, .. } = &model.dimensions[level.dim].kind else {
-        return Err(bad(
-            "drill-through lists the members of an entity such as customer.id, not time".into(),
-        ));
-    };
-    // Distinct measures over the entity's key, on facts that carry it.
-    let entity_measures: Vec<(MeasureId, FactId)> = model
-        .measures
-        .iter()
-        .enumerate()
-        .filter_map(|(m, meas)| match &meas.kind {
-            MeasureKind::Aggregate {
-                fact,
-                agg: Agg::Distinct,
-                column: Some(c),
-                ..
-            } if c.column == key.column && model.facts[*fact].direct.contains(&level.dim) => {
-                Some((m, *fact))
-            }
-            _ => None,
-        })
-        .collect();
-    if entity_measures.is_empty() {
-        return Err(bad(format!(
-            "no distinct measure counts the keys of '{}' ({}); drill-through needs one",
-            model.dimensions[level.dim].name, key.column
-        )));
-    }
-    // Resolve the filters (and measures) as a query would, with each candidate measure;
-    // the first whose fact varies by every filter level is the one whose sets are used.
-    let mut last_err = None;
-    let mut chosen = None;
-    for &(m, fact) in &entity_measures {
-        let probe = Query {
-            measures: vec![model.measures[m].name.clone()],
-            filters: q.filters.clone(),
-            ..Query::default()
-        };
-        match resolve(&probe) {
-            Ok(r) => {
-                let mut filters = r.filters;
-                filters.extend(r.scope);
-                chosen = Some((m, fact, filters));
-                break;
-            }
-            Err(e @ (QueryError::MeasureDoesNotVary { .. } | QueryError::Forbidden { .. })) => {
-                last_err = Some(e)
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let Some((via, fact, filters)) = chosen else {
-        return Err(last_err.unwrap_or_else(|| bad("no fact varies by the filters".into())));
-    };
-    let requested = Query {
-        measures: q.measures.clone(),
-        rows: vec![q.level.clone()],
-        filters: q.filters.clone(),
-        order: q.order.clone(),
-        ..Query::default()
-    };
-    let r_req = if q.measures.is_empty() {
-        None
-    } else {
-        Some(resolve(&requested)?)
-    };
-    for o in &q.order {
-        let ok = o.by == q.level || q.measures.contains(&o.by);
-        if !ok {
-            return Err(QueryError::BadOrder { by: o.by.clone() });
-        }
-    }
-
-    // A cell of too few customers lists no one, and answers exactly as an empty cell does:
-    // a flag would say that 1 to 4 customers are there.
-    let counter = applied
-        .and_then(|a| a.suppress.as_ref())
-        .and_then(|s| Some((s.min, s.counts.iter().find(|(f, _)| *f == fact)?.1)));
-    let mut small = false;
-    if let Some((min, count)) = counter {
-        let req = AggRequest {
-            fact,
-            levels: &[],
-            filters: &filters,
-            measures: &[count],
-        };
-        let (grouped, _) = aggregate(cube, &req, false).await?;
-        let n: u64 = (0..grouped.len())
-            .map(|g| match grouped.accs[0].value(g) {
-                crate::store::CellValue::Count(n) => n,
-                _ => 0,
-            })
-            .sum();
-        small = n > 0 && n < min;
-    }
+    let (level, key) = drill_level(cube, q)?;
+    let entity_measures = entity_measures(cube, q, level, key)?;
+    let (via, fact, filters) = choose_measure(cube, q, &visible, applied, &entity_measures)?;
+    let r_req = resolve_requested(cube, q, &visible, applied)?;
+    let small = too_few(cube, applied, fact, &filters).await?;
 
     // The members, from the sets of the smallest cuboid that covers the filters.
     let (members, source, cuboid) = match member_sets(cube, fact, via, level, &filters) {
@@ -236,10 +129,6 @@ async fn drill(
     let members = if small { RoaringBitmap::new() } else { members };
     let total = members.len();
     let limit = q.limit.unwrap_or(DEFAULT_DRILL_LIMIT);
-    let by_measure = q
-        .order
-        .iter()
-        .any(|o| o.by != q.level && q.measures.contains(&o.by));
     let desc = q
         .order
         .iter()
@@ -256,81 +145,13 @@ async fn drill(
             .into_iter()
             .map(|c| vec![Json::String(cube.member_name(level, c).to_string())])
             .collect(),
-        Some(mut r) => {
-            // Values for the page's members (or, to order by a measure, for all of them).
-            let scope = if by_measure {
-                members.clone()
-            } else {
-                page(&members, desc, q.offset, limit).into_iter().collect()
+        Some(r) => {
+            let page = Page {
+                members: &members,
+                desc,
+                limit,
             };
-            r.filters.push(ResolvedFilter {
-                level,
-                members: scope.clone(),
-            });
-            if !by_measure {
-                r.order = vec![(
-                    OrderKey::Level(level),
-                    if desc {
-                        Direction::Desc
-                    } else {
-                        Direction::Asc
-                    },
-                )];
-            }
-            r.limit = None;
-            r.offset = 0;
-            let answer = execute_resolved(cube, &r).await?;
-            columns.extend(answer.columns.iter().skip(1).cloned());
-            let width = answer.columns.len();
-            // Columns of the measures ordered by: a row whose values there are all null ties
-            // with a member without a row, and ties keep member order.
-            let order_cols: Vec<usize> = q
-                .order
-                .iter()
-                .filter_map(|o| answer.columns.iter().position(|c| c.name == o.by))
-                .filter(|&i| i > 0)
-                .collect();
-            let mut rows: Vec<(u32, Vec<Json>)> = answer
-                .rows
-                .into_iter()
-                .map(|row| {
-                    let code = row
-                        .first()
-                        .and_then(Json::as_str)
-                        .and_then(|n| cube.members(level).code(n))
-                        .unwrap_or(u32::MAX);
-                    (code, row)
-                })
-                .collect();
-            let seen: RoaringBitmap = rows.iter().map(|(c, _)| *c).collect();
-            let all_null = |row: &Vec<Json>| order_cols.iter().all(|&i| row[i].is_null());
-            let tail_start = if by_measure {
-                rows.iter()
-                    .rposition(|(_, r)| !all_null(r))
-                    .map_or(0, |i| i + 1)
-            } else {
-                0 // in member order throughout
-            };
-            let mut tail = rows.split_off(tail_start);
-            for c in &scope - &seen {
-                let mut row = vec![Json::String(cube.member_name(level, c).to_string())];
-                row.resize(width, Json::Null);
-                tail.push((c, row));
-            }
-            tail.sort_by_key(|(c, _)| *c);
-            if desc {
-                tail.reverse();
-            }
-            rows.extend(tail);
-            let rows: Vec<Vec<Json>> = rows.into_iter().map(|(_, r)| r).collect();
-            if by_measure {
-                rows.into_iter()
-                    .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
-                    .take(usize::try_from(limit).unwrap_or(usize::MAX))
-                    .collect()
-            } else {
-                rows
-            }
+            measure_rows(cube, q, level, r, page, &mut columns).await?
         }
     };
     Ok(DrillAnswer {
@@ -347,6 +168,299 @@ async fn drill(
             snapshot: cube.version,
         },
     })
+}
+
+/// A drill-through's refusal of `q`, naming its level.
+fn bad_drill(q: &DrillQuery, message: String) -> QueryError {
+    QueryError::BadDrill {
+        level: q.level.clone(),
+        message,
+    }
+}
+
+/// `query` resolved as the principal sees it: only `visible` members, and within the scope of
+/// `applied`.
+fn resolve_for(
+    cube: &Dataset,
+    query: &Query,
+    visible: &HashMap<LevelRef, Arc<RoaringBitmap>>,
+    applied: Option<&Applied>,
+) -> Result<Resolved, QueryError> {
+    let mut r = resolve_visible(query, cube, visible)?;
+    if let Some(a) = applied {
+        restrict(cube, &mut r, a)?;
+    }
+    Ok(r)
+}
+
+/// The level drilled into and the key column of its dimension, which must be an entity
+/// (a table dimension), not time.
+fn drill_level<'m>(
+    cube: &'m Dataset,
+    q: &DrillQuery,
+) -> Result<(LevelRef, &'m ColumnRef), QueryError> {
+    let model = &cube.model;
+    let level = model
+        .level(&q.level)
+        .ok_or_else(|| QueryError::UnknownLevel {
+            name: q.level.clone(),
+            suggestion: lattice_defs::diag::suggest(
+                &q.level,
+                model.level_names().iter().map(String::as_str),
+            ),
+        })?;
+    let DimensionKind::Table { key, .. } = &model.dimensions[level.dim].kind else {
+        return Err(bad_drill(
+            q,
+            "drill-through lists the members of an entity such as customer.id, not time".into(),
+        ));
+    };
+    Ok((level, key))
+}
+
+/// Distinct measures over the entity's key, on facts that carry it; at least one.
+fn entity_measures(
+    cube: &Dataset,
+    q: &DrillQuery,
+    level: LevelRef,
+    key: &ColumnRef,
+) -> Result<Vec<(MeasureId, FactId)>, QueryError> {
+    let model = &cube.model;
+    let found: Vec<(MeasureId, FactId)> = model
+        .measures
+        .iter()
+        .enumerate()
+        .filter_map(|(m, meas)| match &meas.kind {
+            MeasureKind::Aggregate {
+                fact,
+                agg: Agg::Distinct,
+                column: Some(c),
+                ..
+            } if c.column == key.column && model.facts[*fact].direct.contains(&level.dim) => {
+                Some((m, *fact))
+            }
+            _ => None,
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(bad_drill(
+            q,
+            format!(
+                "no distinct measure counts the keys of '{}' ({}); drill-through needs one",
+                model.dimensions[level.dim].name, key.column
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+/// The measure whose sets are used, its fact, and the cell's filters (the scope included):
+/// the filters (and measures) are resolved as a query would be with each candidate, and the
+/// first whose fact varies by every filter level is chosen.
+fn choose_measure(
+    cube: &Dataset,
+    q: &DrillQuery,
+    visible: &HashMap<LevelRef, Arc<RoaringBitmap>>,
+    applied: Option<&Applied>,
+    candidates: &[(MeasureId, FactId)],
+) -> Result<(MeasureId, FactId, Vec<ResolvedFilter>), QueryError> {
+    let mut last_err = None;
+    for &(m, fact) in candidates {
+        let probe = Query {
+            measures: vec![cube.model.measures[m].name.clone()],
+            filters: q.filters.clone(),
+            ..Query::default()
+        };
+        match resolve_for(cube, &probe, visible, applied) {
+            Ok(r) => {
+                let mut filters = r.filters;
+                filters.extend(r.scope);
+                return Ok((m, fact, filters));
+            }
+            Err(e @ (QueryError::MeasureDoesNotVary { .. } | QueryError::Forbidden { .. })) => {
+                last_err = Some(e)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| bad_drill(q, "no fact varies by the filters".into())))
+}
+
+/// The query of the measures shown per member, grouped by the level (`None` when none are
+/// asked for); the order may name only the level or one of those measures.
+fn resolve_requested(
+    cube: &Dataset,
+    q: &DrillQuery,
+    visible: &HashMap<LevelRef, Arc<RoaringBitmap>>,
+    applied: Option<&Applied>,
+) -> Result<Option<Resolved>, QueryError> {
+    let requested = Query {
+        measures: q.measures.clone(),
+        rows: vec![q.level.clone()],
+        filters: q.filters.clone(),
+        order: q.order.clone(),
+        ..Query::default()
+    };
+    let r_req = if q.measures.is_empty() {
+        None
+    } else {
+        Some(resolve_for(cube, &requested, visible, applied)?)
+    };
+    for o in &q.order {
+        let ok = o.by == q.level || q.measures.contains(&o.by);
+        if !ok {
+            return Err(QueryError::BadOrder { by: o.by.clone() });
+        }
+    }
+    Ok(r_req)
+}
+
+/// Whether suppression hides the cell: a cell of too few customers lists no one, and answers
+/// exactly as an empty cell does (a flag would say that 1 to 4 customers are there).
+async fn too_few(
+    cube: &Dataset,
+    applied: Option<&Applied>,
+    fact: FactId,
+    filters: &[ResolvedFilter],
+) -> Result<bool, QueryError> {
+    let counter = applied
+        .and_then(|a| a.suppress.as_ref())
+        .and_then(|s| Some((s.min, s.counts.iter().find(|(f, _)| *f == fact)?.1)));
+    let Some((min, count)) = counter else {
+        return Ok(false);
+    };
+    let req = AggRequest {
+        fact,
+        levels: &[],
+        filters,
+        measures: &[count],
+    };
+    let (grouped, _) = aggregate(cube, &req, false).await?;
+    let n: u64 = (0..grouped.len())
+        .map(|g| match grouped.accs[0].value(g) {
+            crate::store::CellValue::Count(n) => n,
+            _ => 0,
+        })
+        .sum();
+    Ok(n > 0 && n < min)
+}
+
+/// The members behind the cell and how a page of them is taken.
+#[derive(Clone, Copy)]
+struct Page<'a> {
+    members: &'a RoaringBitmap,
+    /// Member order descending.
+    desc: bool,
+    limit: u64,
+}
+
+/// The page of rows when measures are shown: each member with its values from `r` (the
+/// requested query), the measure columns appended to `columns`.
+async fn measure_rows(
+    cube: &Dataset,
+    q: &DrillQuery,
+    level: LevelRef,
+    mut r: Resolved,
+    page_of: Page<'_>,
+    columns: &mut Vec<Column>,
+) -> Result<Vec<Vec<Json>>, QueryError> {
+    let Page {
+        members,
+        desc,
+        limit,
+    } = page_of;
+    let by_measure = q
+        .order
+        .iter()
+        .any(|o| o.by != q.level && q.measures.contains(&o.by));
+    // Values for the page's members (or, to order by a measure, for all of them).
+    let scope = if by_measure {
+        members.clone()
+    } else {
+        page(members, desc, q.offset, limit).into_iter().collect()
+    };
+    r.filters.push(ResolvedFilter {
+        level,
+        members: scope.clone(),
+    });
+    if !by_measure {
+        r.order = vec![(
+            OrderKey::Level(level),
+            if desc {
+                Direction::Desc
+            } else {
+                Direction::Asc
+            },
+        )];
+    }
+    r.limit = None;
+    r.offset = 0;
+    let answer = execute_resolved(cube, &r).await?;
+    columns.extend(answer.columns.iter().skip(1).cloned());
+    let rows = with_missing_members(cube, q, level, answer, &scope, desc, by_measure);
+    Ok(if by_measure {
+        rows.into_iter()
+            .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect()
+    } else {
+        rows
+    })
+}
+
+/// The rows of `answer` with a row of nulls for each member of `scope` it lacks, in order:
+/// by measure, a row whose ordered values are all null ties with a member without a row, and
+/// ties keep member order; otherwise member order throughout.
+fn with_missing_members(
+    cube: &Dataset,
+    q: &DrillQuery,
+    level: LevelRef,
+    answer: Answer,
+    scope: &RoaringBitmap,
+    desc: bool,
+    by_measure: bool,
+) -> Vec<Vec<Json>> {
+    let width = answer.columns.len();
+    // Columns of the measures ordered by.
+    let order_cols: Vec<usize> = q
+        .order
+        .iter()
+        .filter_map(|o| answer.columns.iter().position(|c| c.name == o.by))
+        .filter(|&i| i > 0)
+        .collect();
+    let mut rows: Vec<(u32, Vec<Json>)> = answer
+        .rows
+        .into_iter()
+        .map(|row| {
+            let code = row
+                .first()
+                .and_then(Json::as_str)
+                .and_then(|n| cube.members(level).code(n))
+                .unwrap_or(u32::MAX);
+            (code, row)
+        })
+        .collect();
+    let seen: RoaringBitmap = rows.iter().map(|(c, _)| *c).collect();
+    let all_null = |row: &Vec<Json>| order_cols.iter().all(|&i| row[i].is_null());
+    let tail_start = if by_measure {
+        rows.iter()
+            .rposition(|(_, r)| !all_null(r))
+            .map_or(0, |i| i + 1)
+    } else {
+        0 // in member order throughout
+    };
+    let mut tail = rows.split_off(tail_start);
+    for c in scope - &seen {
+        let mut row = vec![Json::String(cube.member_name(level, c).to_string())];
+        row.resize(width, Json::Null);
+        tail.push((c, row));
+    }
+    tail.sort_by_key(|(c, _)| *c);
+    if desc {
+        tail.reverse();
+    }
+    rows.extend(tail);
+    rows.into_iter().map(|(_, r)| r).collect()
 }
 
 /// `limit` codes of `set` from `offset`, ascending or descending.

@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 use lattice_defs::model::{
-    Agg, DimensionKind, LevelKind, LevelRef, MeasureKind, OverTime, TimeGrain,
+    Agg, DimensionKind, Fact, LevelKind, LevelRef, MeasureKind, OverTime, TimeGrain,
 };
 use lattice_defs::{Catalog, ColumnType};
 use roaring::RoaringBitmap;
@@ -426,8 +426,54 @@ pub(crate) fn sql(
     closing: Option<&RoaringBitmap>,
     top: Option<&Top>,
 ) -> Result<String> {
+    let f = &cube.model.facts[req.fact];
+    let mut inner = scan_columns(cube, f)?;
+    let mut select = Vec::new();
+    let mut group = Vec::new();
+    for (k, l) in req.levels.iter().enumerate() {
+        select.push(format!("{} AS g{k}", level_sql(cube, fb, req.fact, *l)?));
+        group.push(format!("g{k}"));
+    }
+    let (filters, scan_filters) = filter_sql(cube, fb, req)?;
+    let closing_cond = closing_sql(cube, f, closing, &mut inner);
+    measures_sql(
+        cube,
+        fb,
+        req,
+        closing_cond.as_deref(),
+        &mut inner,
+        &mut select,
+    );
+    let scan_where = if scan_filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", scan_filters.join(" AND "))
+    };
+    let mut sql = format!(
+        "SELECT {} FROM (SELECT {} FROM {} AS f{scan_where}) AS b",
+        select.join(", "),
+        inner.join(", "),
+        ident(&f.name),
+    );
+    if !filters.is_empty() {
+        sql.push_str(&format!(" WHERE {}", filters.join(" AND ")));
+    }
+    if group.is_empty() {
+        // Like a cuboid: no group at all when no fact row passes.
+        sql.push_str(" HAVING COUNT(*) > 0");
+    } else {
+        sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
+    }
+    Ok(match top {
+        Some(top) => top_sql(&sql, top, &group),
+        None => sql,
+    })
+}
+
+/// The inner scan's columns for fact `f`: each direct dimension's key as `k{i}`, then the
+/// period as `p`.
+fn scan_columns(cube: &Cube, f: &Fact) -> Result<Vec<String>> {
     let model = &cube.model;
-    let f = &model.facts[req.fact];
     let dims = &cube.encoding;
     let mut inner = Vec::new();
     for (i, &d) in f.direct.iter().enumerate() {
@@ -445,39 +491,54 @@ pub(crate) fn sql(
         "{} AS p",
         fact_period_sql(f.time.as_ref(), dims.time.as_ref())
     ));
+    Ok(inner)
+}
 
-    let level_expr = |l: LevelRef| level_sql(cube, fb, req.fact, l);
-    let mut select = Vec::new();
-    let mut group = Vec::new();
-    for (k, l) in req.levels.iter().enumerate() {
-        select.push(format!("{} AS g{k}", level_expr(*l)?));
-        group.push(format!("g{k}"));
-    }
+/// The conditions of `req.filters`: those on member codes (outer `WHERE`), and those on raw
+/// columns the scan can prune by (inner `WHERE`): time filters as ranges of the date column,
+/// and filters keeping a few keys as lists of them.
+fn filter_sql(
+    cube: &Cube,
+    fb: &FallbackData,
+    req: &AggRequest<'_>,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let model = &cube.model;
+    let f = &model.facts[req.fact];
     let mut filters = Vec::new();
-    // Time filters become ranges of the raw date column, which the scan can prune by.
-    let mut date_filters = Vec::new();
+    let mut scan_filters = Vec::new();
     for flt in req.filters {
         if let (LevelKind::Time(g), Some(t), Some(axis)) = (
             &model.dimensions[flt.level.dim].levels[flt.level.level].kind,
             &f.time,
-            &dims.time,
+            &cube.encoding.time,
         ) {
             let date = format!("f.{}", ident(&t.column));
-            date_filters.push(date_ranges_sql(&date, &flt.members, *g, axis));
+            scan_filters.push(date_ranges_sql(&date, &flt.members, *g, axis));
             continue;
         }
         if let Some(keys) = key_filter_sql(cube, req.fact, flt) {
-            date_filters.push(keys);
+            scan_filters.push(keys);
             continue;
         }
         filters.push(format!(
             "{} IN {}",
-            level_expr(flt.level)?,
+            level_sql(cube, fb, req.fact, flt.level)?,
             in_list(&flt.members)
         ));
     }
-    // The closing periods as ranges of the raw date column (no period to compute per row),
-    // where the fact has one and the finest time level has a grain.
+    Ok((filters, scan_filters))
+}
+
+/// The condition that a row is in a closing period, if `closing` names any: as ranges of the
+/// raw date column (a column `c` pushed onto `inner`: no period to compute per row), where
+/// the fact has one and the finest time level has a grain, else as a list of periods.
+fn closing_sql(
+    cube: &Cube,
+    f: &Fact,
+    closing: Option<&RoaringBitmap>,
+    inner: &mut Vec<String>,
+) -> Option<String> {
+    let model = &cube.model;
     let finest_grain =
         cube.index
             .finest_time
@@ -485,7 +546,7 @@ pub(crate) fn sql(
                 LevelKind::Time(g) => Some(g),
                 _ => None,
             });
-    let closing_cond = match (closing, &f.time, &dims.time, finest_grain) {
+    match (closing, &f.time, &cube.encoding.time, finest_grain) {
         (Some(set), Some(t), Some(axis), Some(g)) => {
             let date = format!("f.{}", ident(&t.column));
             inner.push(format!("{} AS c", date_ranges_sql(&date, set, g, axis)));
@@ -493,7 +554,21 @@ pub(crate) fn sql(
         }
         (Some(set), ..) => Some(format!("b.p IN {}", in_list(set))),
         (None, ..) => None,
-    };
+    }
+}
+
+/// Each aggregate measure of `req`: its column `x{j}` of the inner scan onto `inner`, and its
+/// aggregate `a{j}` onto `select` (semi-additive ones only over `closing_cond`).
+fn measures_sql(
+    cube: &Cube,
+    fb: &FallbackData,
+    req: &AggRequest<'_>,
+    closing_cond: Option<&str>,
+    inner: &mut Vec<String>,
+    select: &mut Vec<String>,
+) {
+    let model = &cube.model;
+    let f = &model.facts[req.fact];
     for (j, &m) in req.measures.iter().enumerate() {
         let MeasureKind::Aggregate {
             agg,
@@ -520,7 +595,7 @@ pub(crate) fn sql(
         };
         inner.push(format!("{x} AS x{j}"));
         let arg = if *over_time == OverTime::Last
-            && let Some(cond) = &closing_cond
+            && let Some(cond) = closing_cond
         {
             format!("CASE WHEN {cond} THEN b.x{j} END")
         } else {
@@ -534,53 +609,34 @@ pub(crate) fn sql(
             Agg::Distinct => format!("COUNT(DISTINCT {arg}) AS a{j}"),
         });
     }
-    let scan_where = if date_filters.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", date_filters.join(" AND "))
-    };
-    let mut sql = format!(
-        "SELECT {} FROM (SELECT {} FROM {} AS f{scan_where}) AS b",
-        select.join(", "),
-        inner.join(", "),
-        ident(&f.name),
-    );
-    if !filters.is_empty() {
-        sql.push_str(&format!(" WHERE {}", filters.join(" AND ")));
-    }
-    if group.is_empty() {
-        // Like a cuboid: no group at all when no fact row passes.
-        sql.push_str(" HAVING COUNT(*) > 0");
-    } else {
-        sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
-    }
-    if let Some(top) = top {
-        // The finish's order: the keys asked for (NULLs last both ways), then member order;
-        // `n` counts every group before the limit.
-        let mut keys: Vec<String> = top
-            .order
-            .iter()
-            .map(|(k, d)| {
-                let dir = match d {
-                    Direction::Asc => "ASC",
-                    Direction::Desc => "DESC",
-                };
-                match k {
-                    TopKey::Level(i) => format!("g{i} {dir}"),
-                    TopKey::Measure(j) => format!("a{j} {dir} NULLS LAST"),
-                }
-            })
-            .collect();
-        keys.extend(group.iter().map(|g| format!("{g} ASC")));
-        // DataFusion takes the limit as an Int64; resolution bounds `offset + limit` far below.
-        debug_assert!(i64::try_from(top.limit).is_ok(), "limit {}", top.limit);
-        sql = format!(
-            "SELECT *, COUNT(*) OVER () AS n FROM ({sql}) AS q ORDER BY {} LIMIT {}",
-            keys.join(", "),
-            top.limit
-        );
-    }
-    Ok(sql)
+}
+
+/// `sql` wrapped to keep only `top`'s first groups, in the finish's order: the keys asked for
+/// (NULLs last both ways), then member order (`group`); `n` counts every group before the
+/// limit.
+fn top_sql(sql: &str, top: &Top, group: &[String]) -> String {
+    let mut keys: Vec<String> = top
+        .order
+        .iter()
+        .map(|(k, d)| {
+            let dir = match d {
+                Direction::Asc => "ASC",
+                Direction::Desc => "DESC",
+            };
+            match k {
+                TopKey::Level(i) => format!("g{i} {dir}"),
+                TopKey::Measure(j) => format!("a{j} {dir} NULLS LAST"),
+            }
+        })
+        .collect();
+    keys.extend(group.iter().map(|g| format!("{g} ASC")));
+    // DataFusion takes the limit as an Int64; resolution bounds `offset + limit` far below.
+    debug_assert!(i64::try_from(top.limit).is_ok(), "limit {}", top.limit);
+    format!(
+        "SELECT *, COUNT(*) OVER () AS n FROM ({sql}) AS q ORDER BY {} LIMIT {}",
+        keys.join(", "),
+        top.limit
+    )
 }
 
 /// Answers `req` with DataFusion over the raw facts; with `top`, only its first groups, and

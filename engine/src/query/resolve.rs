@@ -2,7 +2,7 @@
 //! filter values into sets of member codes.
 
 use lattice_defs::diag::{suggest, suggest_many};
-use lattice_defs::model::{LevelKind, LevelRef, MeasureId};
+use lattice_defs::model::{LevelKind, LevelRef, MeasureId, Model};
 use roaring::RoaringBitmap;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -127,40 +127,71 @@ pub(crate) fn resolve_visible(
         });
     }
     let model = cube.model();
-    let level = |name: &str| {
-        model.level(name).ok_or_else(|| QueryError::UnknownLevel {
-            name: name.to_string(),
-            suggestion: suggest(name, model.level_names().iter().map(String::as_str)),
-        })
-    };
-    let measure = |name: &str| {
-        model
-            .measure(name)
-            .ok_or_else(|| QueryError::UnknownMeasure {
-                name: name.to_string(),
-                suggestion: suggest(name, model.measures.iter().map(|m| m.name.as_str())),
-            })
-    };
-
     if query.measures.is_empty() {
         return Err(QueryError::NoMeasures);
     }
     let measures = query
         .measures
         .iter()
-        .map(|m| measure(m))
+        .map(|m| measure_named(model, m))
         .collect::<Result<Vec<_>, _>>()?;
-    let rows = query
-        .rows
-        .iter()
-        .map(|l| level(l))
-        .collect::<Result<Vec<_>, _>>()?;
-    let columns = query
-        .columns
-        .iter()
-        .map(|l| level(l))
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = levels_named(model, &query.rows)?;
+    let columns = levels_named(model, &query.columns)?;
+    let grouped = grouped_levels(model, &rows, &columns)?;
+    let filters = resolve_filters(query, cube, visible)?;
+    check_measures_vary(model, &measures, &grouped, &filters)?;
+    let having = resolve_having(query, model, &measures)?;
+    let order = resolve_order(query, model, &measures, &columns, &grouped)?;
+    let compare = resolve_compare(query, cube, &grouped)?;
+    let shares = resolve_shares(query, cube, &measures, &grouped)?;
+    Ok(Resolved {
+        measures,
+        rows,
+        columns,
+        filters,
+        having,
+        order,
+        limit: query.limit,
+        offset: query.offset,
+        totals: query.totals,
+        compare,
+        explain: query.explain,
+        shares,
+        scope: Vec::new(),
+        suppress: None,
+    })
+}
 
+/// The level called `name`, or an unknown-level error suggesting close names.
+fn level_named(model: &Model, name: &str) -> Result<LevelRef, QueryError> {
+    model.level(name).ok_or_else(|| QueryError::UnknownLevel {
+        name: name.to_string(),
+        suggestion: suggest(name, model.level_names().iter().map(String::as_str)),
+    })
+}
+
+/// The measure called `name`, or an unknown-measure error suggesting close names.
+fn measure_named(model: &Model, name: &str) -> Result<MeasureId, QueryError> {
+    model
+        .measure(name)
+        .ok_or_else(|| QueryError::UnknownMeasure {
+            name: name.to_string(),
+            suggestion: suggest(name, model.measures.iter().map(|m| m.name.as_str())),
+        })
+}
+
+/// The levels called `names`, in order; the first unknown name is the error.
+fn levels_named(model: &Model, names: &[String]) -> Result<Vec<LevelRef>, QueryError> {
+    names.iter().map(|l| level_named(model, l)).collect()
+}
+
+/// The levels grouped by, rows then columns, each with its place; a level named twice is
+/// refused.
+fn grouped_levels(
+    model: &Model,
+    rows: &[LevelRef],
+    columns: &[LevelRef],
+) -> Result<Vec<(LevelRef, &'static str)>, QueryError> {
     let grouped: Vec<(LevelRef, &'static str)> = rows
         .iter()
         .map(|l| (*l, "rows"))
@@ -175,10 +206,18 @@ pub(crate) fn resolve_visible(
             });
         }
     }
+    Ok(grouped)
+}
 
+/// The query's filters as sets of member codes, each within the members visible at its level.
+fn resolve_filters(
+    query: &Query,
+    cube: &Cube,
+    visible: &HashMap<LevelRef, Arc<RoaringBitmap>>,
+) -> Result<Vec<ResolvedFilter>, QueryError> {
     let mut filters = Vec::new();
     for f in &query.filters {
-        let l = level(&f.level)?;
+        let l = level_named(cube.model(), &f.level)?;
         filters.push(ResolvedFilter {
             level: l,
             members: filter_members(
@@ -192,9 +231,17 @@ pub(crate) fn resolve_visible(
             )?,
         });
     }
+    Ok(filters)
+}
 
-    // Every measure must vary by every level the query groups or filters by.
-    for &m in &measures {
+/// Every measure must vary by every level the query groups or filters by.
+fn check_measures_vary(
+    model: &Model,
+    measures: &[MeasureId],
+    grouped: &[(LevelRef, &'static str)],
+    filters: &[ResolvedFilter],
+) -> Result<(), QueryError> {
+    for &m in measures {
         for l in grouped
             .iter()
             .map(|(l, _)| *l)
@@ -209,10 +256,18 @@ pub(crate) fn resolve_visible(
             }
         }
     }
+    Ok(())
+}
 
+/// The `having` conditions, each on a measure the query asks for.
+fn resolve_having(
+    query: &Query,
+    model: &Model,
+    measures: &[MeasureId],
+) -> Result<Vec<(MeasureId, HavingOp, f64)>, QueryError> {
     let mut having = Vec::new();
     for h in &query.having {
-        let m = measure(&h.measure)?;
+        let m = measure_named(model, &h.measure)?;
         if !measures.contains(&m) {
             return Err(QueryError::HavingNotAsked {
                 measure: h.measure.clone(),
@@ -220,7 +275,17 @@ pub(crate) fn resolve_visible(
         }
         having.push((m, h.op, h.value));
     }
+    Ok(having)
+}
 
+/// The order keys: a measure asked for, or a level on rows (never one on columns).
+fn resolve_order(
+    query: &Query,
+    model: &Model,
+    measures: &[MeasureId],
+    columns: &[LevelRef],
+    grouped: &[(LevelRef, &'static str)],
+) -> Result<Vec<(OrderKey, Direction)>, QueryError> {
     let mut order = Vec::new();
     for o in &query.order {
         let key = match (model.measure(&o.by), model.level(&o.by)) {
@@ -233,41 +298,57 @@ pub(crate) fn resolve_visible(
         };
         order.push((key, o.dir));
     }
+    Ok(order)
+}
 
-    let compare = match &query.compare {
-        None => None,
-        Some(c) => {
-            let l = level(&c.level)?;
-            let bad = |message: &str| QueryError::BadCompare {
-                level: c.level.clone(),
-                message: message.to_string(),
-            };
-            if !is_ordered(cube, l) {
-                return Err(bad("compare needs an ordered level (time or bands)"));
-            }
-            if !grouped.iter().any(|(g, _)| *g == l) {
-                return Err(bad("the level must be on rows or columns"));
-            }
-            if c.lag == 0 {
-                return Err(bad("lag must be at least 1"));
-            }
-            Some((l, c.lag))
-        }
+/// The comparison, if any: an ordered level grouped by, and a lag of at least 1.
+fn resolve_compare(
+    query: &Query,
+    cube: &Cube,
+    grouped: &[(LevelRef, &'static str)],
+) -> Result<Option<(LevelRef, u32)>, QueryError> {
+    let Some(c) = &query.compare else {
+        return Ok(None);
     };
+    let l = level_named(cube.model(), &c.level)?;
+    let bad = |message: &str| QueryError::BadCompare {
+        level: c.level.clone(),
+        message: message.to_string(),
+    };
+    if !is_ordered(cube, l) {
+        return Err(bad("compare needs an ordered level (time or bands)"));
+    }
+    if !grouped.iter().any(|(g, _)| *g == l) {
+        return Err(bad("the level must be on rows or columns"));
+    }
+    if c.lag == 0 {
+        return Err(bad("lag must be at least 1"));
+    }
+    Ok(Some((l, c.lag)))
+}
 
+/// The share columns: each of a measure asked for, over levels grouped by (or above one in
+/// its hierarchy), under a column name not yet taken.
+fn resolve_shares(
+    query: &Query,
+    cube: &Cube,
+    measures: &[MeasureId],
+    grouped: &[(LevelRef, &'static str)],
+) -> Result<Vec<ResolvedShare>, QueryError> {
+    let model = cube.model();
     let mut shares: Vec<ResolvedShare> = Vec::new();
     for s in &query.shares {
         let bad = |message: String| QueryError::BadShare {
             measure: s.measure.clone(),
             message,
         };
-        let m = measure(&s.measure)?;
+        let m = measure_named(model, &s.measure)?;
         if !measures.contains(&m) {
             return Err(bad("ask for the measure in `measures` too".into()));
         }
         let mut of = Vec::new();
         for name in &s.of {
-            let l = level(name)?;
+            let l = level_named(model, name)?;
             let reachable = grouped.iter().any(|(g, _)| {
                 *g == l || (g.dim == l.dim && cube.parent_map(l.dim, g.level, l.level).is_some())
             });
@@ -300,23 +381,7 @@ pub(crate) fn resolve_visible(
             name,
         });
     }
-
-    Ok(Resolved {
-        measures,
-        rows,
-        columns,
-        filters,
-        having,
-        order,
-        limit: query.limit,
-        offset: query.offset,
-        totals: query.totals,
-        compare,
-        explain: query.explain,
-        shares,
-        scope: Vec::new(),
-        suppress: None,
-    })
+    Ok(shares)
 }
 
 /// Time levels and bands have an order a comparison or a range can follow.

@@ -1,7 +1,7 @@
 //! The cuboid path: filter a cuboid's cells by member-code masks and re-aggregate them into the
 //! query's grain, rolling members up through parent arrays where the cuboid is finer.
 
-use lattice_defs::model::{Agg, LevelRef, MeasureKind, OverTime};
+use lattice_defs::model::{Agg, LevelRef, MeasureId, MeasureKind, OverTime};
 use roaring::{MultiOps, RoaringBitmap};
 
 use super::group::{Acc, AggRequest, Grouped, Grouper};
@@ -135,7 +135,31 @@ pub(crate) fn scan(
     closing: Option<&RoaringBitmap>,
 ) -> Grouped {
     let model = &cube.model;
-    let n = cuboid.len();
+    let (cell_group, keys, groups) = group_cells(cube, cuboid, req);
+    let closing_mask = closing_mask(cube, cuboid, closing);
+    let mut accs = Vec::with_capacity(req.measures.len());
+    for &m in req.measures {
+        if let Some(acc) = accumulate(cube, cuboid, m, &cell_group, groups, &closing_mask) {
+            accs.push(acc);
+        }
+    }
+    Grouped {
+        levels: req.levels.to_vec(),
+        keys,
+        measures: req
+            .measures
+            .iter()
+            .copied()
+            .filter(|m| matches!(model.measures[*m].kind, MeasureKind::Aggregate { .. }))
+            .collect(),
+        accs,
+    }
+}
+
+/// Pass 1 of [`scan`]: the group of every cell of `cuboid` (`u32::MAX`: filtered out), the
+/// groups' member codes (one run of `req.levels.len()` codes per group, in group order) and
+/// the number of groups.
+fn group_cells(cube: &Cube, cuboid: &Cuboid, req: &AggRequest<'_>) -> (Vec<u32>, Vec<u32>, usize) {
     let masks = filter_masks(cube, cuboid, req.filters);
     let group: Vec<LevelRead<'_>> = req
         .levels
@@ -143,12 +167,10 @@ pub(crate) fn scan(
         .filter_map(|l| derive(cube, cuboid, *l))
         .collect();
     let sizes: Vec<usize> = req.levels.iter().map(|l| cube.members(*l).len()).collect();
-
-    // Pass 1: the group of every cell (u32::MAX: filtered out).
     let mut grouper = Grouper::new(&sizes);
     let mut keys: Vec<u32> = Vec::new();
     let mut groups = 0u32;
-    let mut cell_group = vec![u32::MAX; n];
+    let mut cell_group = vec![u32::MAX; cuboid.len()];
     let mut codes = vec![0u32; group.len()];
     for (cell, slot) in cell_group.iter_mut().enumerate() {
         if !passes(cuboid, &masks, cell) {
@@ -164,102 +186,121 @@ pub(crate) fn scan(
         }
         *slot = g;
     }
-    let groups = groups as usize;
+    (cell_group, keys, groups as usize)
+}
 
-    // Semi-additive measures read only the cells of each group's closing period.
-    let closing_mask: Option<(usize, Vec<bool>)> = closing.and_then(|set| {
-        let finest = cube.index.finest_time?;
-        let (col, t) = finest_time_level(cube, &cuboid.levels)?;
-        let map = if t == finest {
-            None
-        } else {
-            cube.parent_map(finest.dim, finest.level, t.level)
-        };
-        let mut mask = vec![false; cube.members(t).len()];
-        for p in set {
-            mask[map.map_or(p, |m| m[p as usize]) as usize] = true;
-        }
-        Some((col, mask))
-    });
-
-    let mut accs = Vec::with_capacity(req.measures.len());
-    for &m in req.measures {
-        let MeasureKind::Aggregate { agg, over_time, .. } = &model.measures[m].kind else {
-            continue;
-        };
-        let semi = *over_time == OverTime::Last;
-        let column = cuboid
-            .measure_ids
-            .iter()
-            .position(|x| *x == m)
-            .map(|j| &cuboid.measures[j]);
-        let mut acc = Acc::new(*agg, cube.index.scales[m]);
-        for _ in 0..groups {
-            acc.push_empty();
-        }
-        let counts = |cell: usize| match (&closing_mask, semi) {
-            (Some((col, mask)), true) => mask[cuboid.codes[*col][cell] as usize],
-            _ => true,
-        };
-        match (column, &mut acc) {
-            (Some(MeasureColumn::Decimal { values, valid, .. }), Acc::Decimal { .. }) => {
-                for (cell, g) in cell_group.iter().enumerate() {
-                    if *g != u32::MAX && valid[cell] && counts(cell) {
-                        acc.add_decimal(*g as usize, values[cell]);
-                    }
-                }
-            }
-            (Some(MeasureColumn::Count(values)), Acc::Count(out)) => {
-                for (cell, g) in cell_group.iter().enumerate() {
-                    if *g != u32::MAX && counts(cell) {
-                        out[*g as usize] += values[cell];
-                    }
-                }
-            }
-            (Some(MeasureColumn::Distinct(sets)), Acc::Sets(out)) => {
-                // Each group's sets are unioned at once: OR-ing them in one by one re-merges
-                // the growing result every time (a group of a few thousand customer sets took
-                // a second at scale 10), where a multi-way union promotes to bit maps lazily.
-                let mut start = vec![0usize; out.len() + 1];
-                let kept = |cell: usize, g: u32| g != u32::MAX && counts(cell);
-                for (cell, &g) in cell_group.iter().enumerate() {
-                    if kept(cell, g) {
-                        start[g as usize + 1] += 1;
-                    }
-                }
-                for g in 1..start.len() {
-                    start[g] += start[g - 1];
-                }
-                let mut cells = vec![0usize; start[out.len()]];
-                let mut next = start.clone();
-                for (cell, &g) in cell_group.iter().enumerate() {
-                    if kept(cell, g) {
-                        cells[next[g as usize]] = cell;
-                        next[g as usize] += 1;
-                    }
-                }
-                for (g, set) in out.iter_mut().enumerate() {
-                    *set = match &cells[start[g]..start[g + 1]] {
-                        [] => RoaringBitmap::new(),
-                        [one] => sets[*one].clone(),
-                        many => many.iter().map(|&c| &sets[c]).union(),
-                    };
-                }
-            }
-            _ => {}
-        }
-        debug_assert!(!matches!(agg, Agg::Distinct) || matches!(acc, Acc::Sets(_)));
-        accs.push(acc);
+/// Semi-additive measures read only the cells of each group's closing period: the column of
+/// `cuboid`'s finest time level and which of its members hold a period of `closing`.
+fn closing_mask(
+    cube: &Cube,
+    cuboid: &Cuboid,
+    closing: Option<&RoaringBitmap>,
+) -> Option<(usize, Vec<bool>)> {
+    let set = closing?;
+    let finest = cube.index.finest_time?;
+    let (col, t) = finest_time_level(cube, &cuboid.levels)?;
+    let map = if t == finest {
+        None
+    } else {
+        cube.parent_map(finest.dim, finest.level, t.level)
+    };
+    let mut mask = vec![false; cube.members(t).len()];
+    for p in set {
+        mask[map.map_or(p, |m| m[p as usize]) as usize] = true;
     }
-    Grouped {
-        levels: req.levels.to_vec(),
-        keys,
-        measures: req
-            .measures
-            .iter()
-            .copied()
-            .filter(|m| matches!(model.measures[*m].kind, MeasureKind::Aggregate { .. }))
-            .collect(),
-        accs,
+    Some((col, mask))
+}
+
+/// Pass 2 of [`scan`] for measure `m`: its accumulator over the `groups` groups of
+/// `cell_group`; `None` for a measure that is not an aggregate.
+///
+/// The per-cell loops stay here, beside the `counts` closure they call, so that it inlines
+/// into each of them; each loop is monomorphic over its column type.
+fn accumulate(
+    cube: &Cube,
+    cuboid: &Cuboid,
+    m: MeasureId,
+    cell_group: &[u32],
+    groups: usize,
+    closing_mask: &Option<(usize, Vec<bool>)>,
+) -> Option<Acc> {
+    let MeasureKind::Aggregate { agg, over_time, .. } = &cube.model.measures[m].kind else {
+        return None;
+    };
+    let semi = *over_time == OverTime::Last;
+    let column = cuboid
+        .measure_ids
+        .iter()
+        .position(|x| *x == m)
+        .map(|j| &cuboid.measures[j]);
+    let mut acc = Acc::new(*agg, cube.index.scales[m]);
+    for _ in 0..groups {
+        acc.push_empty();
+    }
+    let counts = |cell: usize| match (closing_mask, semi) {
+        (Some((col, mask)), true) => mask[cuboid.codes[*col][cell] as usize],
+        _ => true,
+    };
+    match (column, &mut acc) {
+        (Some(MeasureColumn::Decimal { values, valid, .. }), Acc::Decimal { .. }) => {
+            for (cell, g) in cell_group.iter().enumerate() {
+                if *g != u32::MAX && valid[cell] && counts(cell) {
+                    acc.add_decimal(*g as usize, values[cell]);
+                }
+            }
+        }
+        (Some(MeasureColumn::Count(values)), Acc::Count(out)) => {
+            for (cell, g) in cell_group.iter().enumerate() {
+                if *g != u32::MAX && counts(cell) {
+                    out[*g as usize] += values[cell];
+                }
+            }
+        }
+        (Some(MeasureColumn::Distinct(sets)), Acc::Sets(out)) => {
+            union_sets(cell_group, sets, out, |cell, g| {
+                g != u32::MAX && counts(cell)
+            });
+        }
+        _ => {}
+    }
+    debug_assert!(!matches!(agg, Agg::Distinct) || matches!(acc, Acc::Sets(_)));
+    Some(acc)
+}
+
+/// Each group's distinct set in `out`: the union of `sets` over the cells `kept` assigns to it
+/// (`kept` is generic, so it inlines into the per-cell loops).
+///
+/// Each group's sets are unioned at once: OR-ing them in one by one re-merges the growing
+/// result every time (a group of a few thousand customer sets took a second at scale 10),
+/// where a multi-way union promotes to bit maps lazily.
+fn union_sets(
+    cell_group: &[u32],
+    sets: &[RoaringBitmap],
+    out: &mut [RoaringBitmap],
+    kept: impl Fn(usize, u32) -> bool,
+) {
+    let mut start = vec![0usize; out.len() + 1];
+    for (cell, &g) in cell_group.iter().enumerate() {
+        if kept(cell, g) {
+            start[g as usize + 1] += 1;
+        }
+    }
+    for g in 1..start.len() {
+        start[g] += start[g - 1];
+    }
+    let mut cells = vec![0usize; start[out.len()]];
+    let mut next = start.clone();
+    for (cell, &g) in cell_group.iter().enumerate() {
+        if kept(cell, g) {
+            cells[next[g as usize]] = cell;
+            next[g as usize] += 1;
+        }
+    }
+    for (g, set) in out.iter_mut().enumerate() {
+        *set = match &cells[start[g]..start[g + 1]] {
+            [] => RoaringBitmap::new(),
+            [one] => sets[*one].clone(),
+            many => many.iter().map(|&c| &sets[c]).union(),
+        };
     }
 }

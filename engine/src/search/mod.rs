@@ -40,11 +40,11 @@ use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::access::Access;
+use crate::access::{Access, Applied};
 use crate::analytics::{AnalyticsError, Ctx, default_entity, default_level};
 use crate::query::resolve_restricted;
 use crate::query::{
-    Column, DEFAULT_DRILL_LIMIT, Direction, FactMeta, Filter, FilterOp, OrderKey, Query,
+    Answer, Column, DEFAULT_DRILL_LIMIT, Direction, FactMeta, Filter, FilterOp, OrderKey, Query,
     QueryError, ResolvedFilter, execute_resolved, resolve,
 };
 use crate::query::{Dataset, Session};
@@ -366,127 +366,31 @@ impl Session {
             snapshot: cube.version,
         };
         let count = found.members.len();
-        if found.withheld {
-            return Ok(SearchAnswer {
-                name: search.name.clone(),
-                entity: search.entity.clone(),
-                count: None,
-                total: found.universe.len(),
-                columns,
-                rows: Vec::new(),
-                suppressed: true,
-                members_withheld: false,
-                meta: meta(found.facts),
-            });
+        if found.withheld || found.unlisted {
+            let m = meta(found.facts.clone());
+            return Ok(without_rows(search, &found, columns, m));
         }
-        if found.unlisted {
-            return Ok(SearchAnswer {
-                name: search.name.clone(),
-                entity: search.entity.clone(),
-                count: Some(count),
-                total: found.universe.len(),
-                columns,
-                rows: Vec::new(),
-                suppressed: false,
-                members_withheld: true,
-                meta: meta(found.facts),
-            });
-        }
-        let limit = run.limit.unwrap_or(DEFAULT_DRILL_LIMIT);
-        for o in &run.order {
-            if o.by != search.entity && !run.measures.contains(&o.by) {
-                return Err(QueryError::BadOrder { by: o.by.clone() }.into());
-            }
-        }
-        let desc = run
-            .order
-            .iter()
-            .find(|o| o.by == search.entity)
-            .is_some_and(|o| o.dir == Direction::Desc);
-        let by_measure = run.order.iter().any(|o| o.by != search.entity);
-        let name = |c: u32| Json::String(cube.member_name(entity, c).to_string());
+        let paging = Paging::of(search, run)?;
         let mut facts = found.facts.clone();
         let rows = if run.measures.is_empty() {
-            page(&found.members, desc, run.offset, limit)
+            page(&found.members, paging.desc, run.offset, paging.limit)
                 .into_iter()
-                .map(|c| vec![name(c)])
+                .map(|c| vec![Json::String(cube.member_name(entity, c).to_string())])
                 .collect()
         } else {
-            let q = Query {
-                measures: run.measures.clone(),
-                rows: vec![search.entity.clone()],
-                order: run.order.clone(),
-                ..Query::default()
-            };
-            let mut r = if ctx.applied.is_unrestricted() {
-                resolve(&q, cube)?
-            } else {
-                resolve_restricted(cube, &q, &ctx.applied).await?
-            };
             // Values for the page's members (or, to order by a measure, for all of them).
-            let scope: RoaringBitmap = if by_measure {
+            let scope: RoaringBitmap = if paging.by_measure {
                 found.members.clone()
             } else {
-                page(&found.members, desc, run.offset, limit)
+                page(&found.members, paging.desc, run.offset, paging.limit)
                     .into_iter()
                     .collect()
             };
-            r.filters.push(ResolvedFilter {
-                level: entity,
-                members: scope.clone(),
-            });
-            if !by_measure {
-                let dir = if desc {
-                    Direction::Desc
-                } else {
-                    Direction::Asc
-                };
-                r.order = vec![(OrderKey::Level(entity), dir)];
-            }
-            r.limit = None;
-            r.offset = 0;
-            let answer = execute_resolved(cube, &r).await?;
+            let answer =
+                member_values(cube, &ctx.applied, search, run, entity, &scope, paging).await?;
             facts.extend(answer.meta.facts.iter().cloned());
             columns.extend(answer.columns.iter().skip(1).cloned());
-            let width = answer.columns.len();
-            let dict = cube.members(entity);
-            let mut rows: Vec<(u32, Vec<Json>)> = answer
-                .rows
-                .into_iter()
-                .map(|row| {
-                    let code = row
-                        .first()
-                        .and_then(Json::as_str)
-                        .and_then(|n| dict.code(n))
-                        .unwrap_or(u32::MAX);
-                    (code, row)
-                })
-                .collect();
-            let seen: RoaringBitmap = rows.iter().map(|(c, _)| *c).collect();
-            // Members without any value: nulls, which sort last (ties in member order).
-            let mut tail: Vec<(u32, Vec<Json>)> = (&scope - &seen)
-                .iter()
-                .map(|c| {
-                    let mut row = vec![name(c)];
-                    row.resize(width, Json::Null);
-                    (c, row)
-                })
-                .collect();
-            if by_measure {
-                rows.extend(tail);
-                rows.into_iter()
-                    .map(|(_, r)| r)
-                    .skip(usize::try_from(run.offset).unwrap_or(usize::MAX))
-                    .take(usize::try_from(limit).unwrap_or(usize::MAX))
-                    .collect()
-            } else {
-                rows.append(&mut tail);
-                rows.sort_by_key(|(c, _)| *c);
-                if desc {
-                    rows.reverse();
-                }
-                rows.into_iter().map(|(_, r)| r).collect()
-            }
+            arrange_rows(cube, entity, answer, &scope, paging)
         };
         Ok(SearchAnswer {
             name: search.name.clone(),
@@ -499,6 +403,152 @@ impl Session {
             members_withheld: false,
             meta: meta(facts),
         })
+    }
+}
+
+/// The answer of a search whose members may not be listed under small-cell suppression: no
+/// rows, and no count either when it is withheld ([`Members::withheld`], else
+/// [`Members::unlisted`]).
+fn without_rows(
+    search: &Search,
+    found: &Members,
+    columns: Vec<Column>,
+    meta: SearchMeta,
+) -> SearchAnswer {
+    SearchAnswer {
+        name: search.name.clone(),
+        entity: search.entity.clone(),
+        count: (!found.withheld).then(|| found.members.len()),
+        total: found.universe.len(),
+        columns,
+        rows: Vec::new(),
+        suppressed: found.withheld,
+        members_withheld: !found.withheld,
+        meta,
+    }
+}
+
+/// How a search run pages its members.
+#[derive(Debug, Clone, Copy)]
+struct Paging {
+    /// Member order descending.
+    desc: bool,
+    /// Ordered by a measure (so values are read for every member, then paged).
+    by_measure: bool,
+    offset: u64,
+    limit: u64,
+}
+
+impl Paging {
+    /// The paging of `run`, whose order may name only the entity or one of its measures.
+    fn of(search: &Search, run: &SearchRun) -> Result<Paging, SearchError> {
+        let limit = run.limit.unwrap_or(DEFAULT_DRILL_LIMIT);
+        for o in &run.order {
+            if o.by != search.entity && !run.measures.contains(&o.by) {
+                return Err(QueryError::BadOrder { by: o.by.clone() }.into());
+            }
+        }
+        let desc = run
+            .order
+            .iter()
+            .find(|o| o.by == search.entity)
+            .is_some_and(|o| o.dir == Direction::Desc);
+        let by_measure = run.order.iter().any(|o| o.by != search.entity);
+        Ok(Paging {
+            desc,
+            by_measure,
+            offset: run.offset,
+            limit,
+        })
+    }
+}
+
+/// `run.measures` of the members in `scope`, grouped by the entity, as the principal
+/// (`applied`) sees them; in member order unless ordered by a measure.
+async fn member_values(
+    cube: &Dataset,
+    applied: &Applied,
+    search: &Search,
+    run: &SearchRun,
+    entity: LevelRef,
+    scope: &RoaringBitmap,
+    paging: Paging,
+) -> Result<Answer, SearchError> {
+    let q = Query {
+        measures: run.measures.clone(),
+        rows: vec![search.entity.clone()],
+        order: run.order.clone(),
+        ..Query::default()
+    };
+    let mut r = if applied.is_unrestricted() {
+        resolve(&q, cube)?
+    } else {
+        resolve_restricted(cube, &q, applied).await?
+    };
+    r.filters.push(ResolvedFilter {
+        level: entity,
+        members: scope.clone(),
+    });
+    if !paging.by_measure {
+        let dir = if paging.desc {
+            Direction::Desc
+        } else {
+            Direction::Asc
+        };
+        r.order = vec![(OrderKey::Level(entity), dir)];
+    }
+    r.limit = None;
+    r.offset = 0;
+    Ok(execute_resolved(cube, &r).await?)
+}
+
+/// The page of rows: those of `answer`, and a row of nulls for each member of `scope` without
+/// any value, which sorts last (ties in member order); by measure, the page is taken here.
+fn arrange_rows(
+    cube: &Dataset,
+    entity: LevelRef,
+    answer: Answer,
+    scope: &RoaringBitmap,
+    paging: Paging,
+) -> Vec<Vec<Json>> {
+    let name = |c: u32| Json::String(cube.member_name(entity, c).to_string());
+    let width = answer.columns.len();
+    let dict = cube.members(entity);
+    let mut rows: Vec<(u32, Vec<Json>)> = answer
+        .rows
+        .into_iter()
+        .map(|row| {
+            let code = row
+                .first()
+                .and_then(Json::as_str)
+                .and_then(|n| dict.code(n))
+                .unwrap_or(u32::MAX);
+            (code, row)
+        })
+        .collect();
+    let seen: RoaringBitmap = rows.iter().map(|(c, _)| *c).collect();
+    let mut tail: Vec<(u32, Vec<Json>)> = (scope - &seen)
+        .iter()
+        .map(|c| {
+            let mut row = vec![name(c)];
+            row.resize(width, Json::Null);
+            (c, row)
+        })
+        .collect();
+    if paging.by_measure {
+        rows.extend(tail);
+        rows.into_iter()
+            .map(|(_, r)| r)
+            .skip(usize::try_from(paging.offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(paging.limit).unwrap_or(usize::MAX))
+            .collect()
+    } else {
+        rows.append(&mut tail);
+        rows.sort_by_key(|(c, _)| *c);
+        if paging.desc {
+            rows.reverse();
+        }
+        rows.into_iter().map(|(_, r)| r).collect()
     }
 }
 
