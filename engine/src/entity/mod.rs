@@ -25,18 +25,18 @@ use std::time::Instant;
 
 use lattice_defs::diag::suggest;
 use lattice_defs::model::{
-    Agg, BucketSource, DimId, DimensionKind, FactId, LevelKind, LevelRef, MeasureId, MeasureKind,
-    OverTime, UNKNOWN_MEMBER,
+    BucketSource, DimId, DimensionKind, FactId, LevelKind, LevelRef, MeasureKind, OverTime,
+    UNKNOWN_MEMBER,
 };
 use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::access::Applied;
-use crate::query::resolve_restricted;
 use crate::query::{
     Answer, Column, FactMeta, Filter, FilterOp, Query, QueryError, execute_restricted, resolve,
 };
 use crate::query::{Dataset, Session};
+use crate::query::{resolve_restricted, row_measure};
 use crate::search::SearchSet;
 
 /// What can be wrong with an entity view request; each has a stable [`EntityError::code`].
@@ -557,30 +557,6 @@ fn per_period(cube: &Dataset, level: LevelRef) -> Option<LevelRef> {
         .iter()
         .position(|l| matches!(l.kind, LevelKind::Time(g) if g == grain))
         .map(|level| LevelRef { dim: t, level })
-}
-
-/// A measure of `fact` with a value in every group that has facts: a row count, else the
-/// first additive aggregate.
-fn row_measure(model: &lattice_defs::Model, fact: FactId) -> Option<MeasureId> {
-    let of_fact = |m: &&lattice_defs::model::Measure| matches!(m.kind, MeasureKind::Aggregate { fact: f, over_time: OverTime::Additive, .. } if f == fact);
-    let candidates = model
-        .measures
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| of_fact(m));
-    candidates
-        .clone()
-        .find(|(_, m)| {
-            matches!(
-                m.kind,
-                MeasureKind::Aggregate {
-                    agg: Agg::Count,
-                    ..
-                }
-            )
-        })
-        .or_else(|| candidates.clone().next())
-        .map(|(i, _)| i)
 }
 
 /// The finest level of each dimension `fact` carries directly, other than `entity`'s and

@@ -78,4 +78,4 @@ pub use resolve::{
 pub(crate) use scan::closing_periods;
 pub use session::{Dataset, Session};
 pub use spec::{Compare, Direction, Filter, FilterOp, Having, HavingOp, Order, Query, Share};
-pub(crate) use visible::{resolve_restricted, visible};
+pub(crate) use visible::{resolve_restricted, row_measure, visible};

@@ -50,7 +50,7 @@ pub(crate) async fn visible(
         if !reaches(level) || !applied.scope.iter().all(|f| reaches(f.level)) {
             continue;
         }
-        let Some(m) = additive_measure(model, fact) else {
+        let Some(m) = row_measure(model, fact) else {
             continue;
         };
         members |= level_members(cube, fact, level, &applied.scope, m).await?;
@@ -63,9 +63,10 @@ pub(crate) async fn visible(
     Ok(Some(members))
 }
 
-/// A measure of `fact` whose groups are exactly the fact rows' groups (not a closing-period
-/// balance, which keeps only the last period's).
-fn additive_measure(model: &Model, fact: FactId) -> Option<MeasureId> {
+/// A measure of `fact` with a value in every group that has facts, whose groups are exactly
+/// the fact rows' groups (not a closing-period balance, which keeps only the last period's):
+/// a row count, else the first additive aggregate.
+pub(crate) fn row_measure(model: &Model, fact: FactId) -> Option<MeasureId> {
     let additive = |m: &&lattice_defs::model::Measure| matches!(&m.kind, MeasureKind::Aggregate { fact: f, over_time: OverTime::Additive, .. } if *f == fact);
     let counts_first = model
         .measures
