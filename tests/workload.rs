@@ -299,8 +299,10 @@ pub fn member_sql(level: &str, date: &str) -> String {
 }
 
 /// The fact `f` with everything its members come from; per-month metrics of the customer in
-/// `tx` (transactions) and `bx` (balances), and their yearly value class in `vc`.
-pub fn from_clause(fact: &str) -> String {
+/// `tx` (transactions) and `bx` (balances), and their yearly value class in `vc`, joined only
+/// where one of `levels` needs them (each is one row per customer and period, so a join no
+/// member reads changes nothing but the cost).
+pub fn from_clause(fact: &str, levels: &[&str]) -> String {
     let FactSql { table, date } = fact_sql(fact);
     let mut from = format!(
         "{table} AS f
@@ -308,27 +310,68 @@ pub fn from_clause(fact: &str) -> String {
          LEFT JOIN regions r ON r.region_id = c.region_id
          LEFT JOIN managers m ON m.manager_id = c.manager_id
          LEFT JOIN regions mr ON mr.region_id = m.region_id
-         LEFT JOIN products p ON p.product_id = f.product_id
-         LEFT JOIN tx ON tx.customer_id = c.customer_id AND tx.period = date_trunc('month', {date})
-         LEFT JOIN bx ON bx.customer_id = c.customer_id AND bx.period = date_trunc('month', {date})
-         LEFT JOIN vc ON vc.customer_id = c.customer_id AND vc.y = date_part('year', {date})"
+         LEFT JOIN products p ON p.product_id = f.product_id"
     );
+    let [tx, bx, vc] = metrics_needed(levels);
+    if tx {
+        write!(from, " LEFT JOIN tx ON tx.customer_id = c.customer_id AND tx.period = date_trunc('month', {date})").unwrap();
+    }
+    if bx {
+        write!(from, " LEFT JOIN bx ON bx.customer_id = c.customer_id AND bx.period = date_trunc('month', {date})").unwrap();
+    }
+    if vc {
+        write!(
+            from,
+            " LEFT JOIN vc ON vc.customer_id = c.customer_id AND vc.y = date_part('year', {date})"
+        )
+        .unwrap();
+    }
     if fact == "transactions" {
         from.push_str(" LEFT JOIN channels ch ON ch.channel_id = f.channel_id");
     }
     from
 }
 
-pub const METRICS: &str = "tx AS (SELECT customer_id, date_trunc('month', txn_date) AS period,
-        SUM(amount) AS amount, COUNT(*) AS n FROM transactions GROUP BY 1, 2),
-    bx AS (SELECT customer_id, date_trunc('month', month) AS period,
+/// Whether `levels` read the customer's per-month transactions (`tx`), balances (`bx`), or
+/// yearly value class (`vc`).
+fn metrics_needed(levels: &[&str]) -> [bool; 3] {
+    let any = |names: &[&str]| levels.iter().any(|l| names.contains(l));
+    [
+        any(&["customer.txn_amount_band", "customer.txn_count_band"]),
+        any(&[
+            "customer.deposit_band",
+            "customer.loan_band",
+            "customer.credit_line_band",
+            "customer.products_band",
+        ]),
+        any(&["customer.value_class"]),
+    ]
+}
+
+/// The common table expressions `levels` need ([`METRICS`]), each followed by a comma.
+fn metrics_sql(levels: &[&str]) -> String {
+    metrics_needed(levels)
+        .into_iter()
+        .zip(METRICS)
+        .filter(|(needed, _)| *needed)
+        .map(|(_, cte)| format!("{cte},\n"))
+        .collect()
+}
+
+/// The customer's metrics per month of transactions (`tx`) and of balances (`bx`), and its
+/// value class per year (`vc`), as the bands and the value class read them.
+pub const METRICS: [&str; 3] = [
+    "tx AS (SELECT customer_id, date_trunc('month', txn_date) AS period,
+        SUM(amount) AS amount, COUNT(*) AS n FROM transactions GROUP BY 1, 2)",
+    "bx AS (SELECT customer_id, date_trunc('month', month) AS period,
         SUM(deposit_balance) AS deposit, SUM(loan_balance) AS loan, SUM(credit_line) AS line,
-        COUNT(DISTINCT product_id) AS held FROM balances GROUP BY 1, 2),
-    vc AS (SELECT customer_id, y, CUME_DIST() OVER (PARTITION BY y ORDER BY v) AS cd
+        COUNT(DISTINCT product_id) AS held FROM balances GROUP BY 1, 2)",
+    "vc AS (SELECT customer_id, y, CUME_DIST() OVER (PARTITION BY y ORDER BY v) AS cd
         FROM (SELECT c0.customer_id, date_part('year', t.txn_date) AS y, SUM(t.fee_income) AS v
               FROM transactions t JOIN customers c0 ON c0.customer_id = t.customer_id
               WHERE t.txn_date IS NOT NULL GROUP BY 1, 2)
-        WHERE v IS NOT NULL)";
+        WHERE v IS NOT NULL)",
+];
 
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -412,6 +455,13 @@ pub fn fact_query(model: &Model, q: &Query, fact: &str, outputs: &[(String, Stri
     for (name, expr) in outputs {
         select.push(format!("{expr} AS {name}"));
     }
+    let levels: Vec<&str> = q
+        .rows
+        .iter()
+        .chain(q.filters.iter().map(|f| &f.level))
+        .map(String::as_str)
+        .collect();
+    let (with, from) = (metrics_sql(&levels), from_clause(fact, &levels));
     let mut sql = if fact == "balances" {
         let time_where = if time_filters.is_empty() {
             String::new()
@@ -419,21 +469,20 @@ pub fn fact_query(model: &Model, q: &Query, fact: &str, outputs: &[(String, Stri
             let c: Vec<&str> = time_filters.iter().map(|c| c.as_str()).collect();
             format!("WHERE {}", c.join(" AND "))
         };
+        // The closing month reads only time members: the fact's own date.
         format!(
-            "WITH {METRICS},
+            "WITH {with}
              closing AS (SELECT {time_member} AS tm, MAX(date_trunc('month', {date})) AS cp
                          FROM {} {time_where} GROUP BY 1)
-             SELECT {} FROM {} LEFT JOIN closing ON closing.tm = {time_member}",
-            from_clause(fact),
+             SELECT {} FROM {from} LEFT JOIN closing ON closing.tm = {time_member}",
+            from_clause(fact, &[]),
             select.join(", "),
-            from_clause(fact),
         )
+    } else if with.is_empty() {
+        format!("SELECT {} FROM {from}", select.join(", "))
     } else {
-        format!(
-            "WITH {METRICS} SELECT {} FROM {}",
-            select.join(", "),
-            from_clause(fact)
-        )
+        let with = with.trim_end().trim_end_matches(',');
+        format!("WITH {with} SELECT {} FROM {from}", select.join(", "))
     };
     if !conditions.is_empty() {
         write!(sql, " WHERE {}", conditions.join(" AND ")).unwrap();
