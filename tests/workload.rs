@@ -758,7 +758,7 @@ pub fn bi_question(cube: &Cube, rng: &mut Rng) -> Json {
 /// with [`answer_rows`], which unpivots the answer the same way).
 pub fn workload_sql(model: &Model, q: &Query) -> String {
     let mut grouped = q.clone();
-    grouped.rows.extend(grouped.columns.drain(..));
+    grouped.rows.append(&mut grouped.columns);
     question_sql(model, &grouped)
 }
 
