@@ -789,11 +789,38 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    let data = match args.data {
-        Some(d) => d,
+    let data = match &args.data {
+        Some(d) => d.clone(),
         None => default_data()?,
     };
-    let (files, definitions_dir) = match args.defs {
+    let (files, definitions_dir) = definition_files(args.defs.clone())?;
+    let rt = runtime()?;
+    let cubes = match build_all(&rt, files, &data, args.budget.bytes())? {
+        Ok(cubes) => cubes,
+        Err(code) => return Ok(code),
+    };
+    let first = cubes
+        .first()
+        .map_or_else(String::new, |c| c.built.data.model.name.clone());
+    if let Some(auth) = &auth {
+        check_scopes(auth, &cubes)?;
+    }
+    let config = server_config(&args, definitions_dir, data, auth);
+    let server = lattice_server::Server::new(config, cubes)?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(&args.addr))
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "serving");
+    greet(local, &first, args.auth.as_deref());
+    rt.block_on(server.serve(listener, lattice_server::shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The definitions to serve: the shipped one, one file, or every `*.yaml` of a folder (then
+/// also the folder, where new definitions are picked up).
+fn definition_files(defs: Option<PathBuf>) -> anyhow::Result<(Vec<PathBuf>, Option<PathBuf>)> {
+    Ok(match defs {
         None => (vec![default_definition()?], None),
         Some(p) if p.is_dir() => {
             let mut v: Vec<_> = std::fs::read_dir(&p)
@@ -808,8 +835,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             (v, Some(p))
         }
         Some(p) => (vec![p], None),
-    };
-    let rt = runtime()?;
+    })
+}
+
+/// Builds every definition over `data`, saying what each took; an invalid one is reported
+/// (exit code 2) and nothing is served.
+fn build_all(
+    rt: &tokio::runtime::Runtime,
+    files: Vec<PathBuf>,
+    data: &Path,
+    memory_budget: Option<u64>,
+) -> anyhow::Result<Result<Vec<lattice_server::Served>, ExitCode>> {
     let mut cubes = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
@@ -822,16 +858,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let built = rt.block_on(lattice_server::build_definition_with(
             text,
             Some(&file),
-            Some(&data),
+            Some(data),
             &lattice_engine::build::BuildOptions {
                 progress: true,
-                memory_budget: args.budget.bytes(),
+                memory_budget,
                 ..Default::default()
             },
         ));
         let built = match built {
             Ok(b) => b,
-            Err(lattice_server::BuildError::Invalid(diags)) => return Ok(report(&diags)),
+            Err(lattice_server::BuildError::Invalid(diags)) => return Ok(Err(report(&diags))),
             Err(e) => return Err(e.into()),
         };
         eprintln!(
@@ -846,53 +882,57 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             path: Some(file),
         });
     }
-    let first = cubes
-        .first()
-        .map_or_else(String::new, |c| c.built.data.model.name.clone());
+    Ok(Ok(cubes))
+}
+
+/// The server's configuration from the command line.
+fn server_config(
+    args: &ServeArgs,
+    definitions_dir: Option<PathBuf>,
+    data: PathBuf,
+    auth: Option<std::sync::Arc<lattice_server::auth::Auth>>,
+) -> lattice_server::Config {
     let defaults = lattice_server::Limits::default();
-    let config = lattice_server::Config {
+    let ms = std::time::Duration::from_millis;
+    lattice_server::Config {
         definitions_dir,
         data_dir: Some(data),
         limits: lattice_server::Limits {
             max_body_bytes: args.max_body_bytes,
-            query_timeout: std::time::Duration::from_millis(args.query_timeout_ms),
+            query_timeout: ms(args.query_timeout_ms),
             max_result_rows: args.max_rows,
             max_concurrent_queries: args
                 .max_concurrent_queries
                 .unwrap_or(defaults.max_concurrent_queries),
             max_queued_queries: args.max_queued_queries,
             max_concurrent_builds: args.max_builds,
-            header_read_timeout: std::time::Duration::from_millis(args.header_timeout_ms),
-            body_read_timeout: std::time::Duration::from_millis(args.body_timeout_ms),
-            idle_timeout: std::time::Duration::from_millis(args.idle_timeout_ms),
+            header_read_timeout: ms(args.header_timeout_ms),
+            body_read_timeout: ms(args.body_timeout_ms),
+            idle_timeout: ms(args.idle_timeout_ms),
             max_connections: args.max_connections,
             max_questions_per_minute: args.max_questions_per_minute,
         },
-        cors_origins: args.cors_origins,
+        cors_origins: args.cors_origins.clone(),
         cache_entries: args.cache_entries,
-        watch_interval: (args.watch_ms > 0)
-            .then(|| std::time::Duration::from_millis(args.watch_ms)),
-        cubejs_token: args.cubejs_token,
-        auth: auth.clone(),
+        watch_interval: (args.watch_ms > 0).then(|| ms(args.watch_ms)),
+        cubejs_token: args.cubejs_token.clone(),
+        auth,
         audit: args
             .audit_log
+            .clone()
             .map(|path| lattice_server::audit::AuditConfig {
                 path,
                 max_bytes: args.audit_max_mb.saturating_mul(1 << 20).max(1),
                 keep: args.audit_keep,
             }),
         memory_budget: args.budget.bytes(),
-    };
-    if let Some(auth) = &auth {
-        check_scopes(auth, &cubes)?;
     }
-    let server = lattice_server::Server::new(config, cubes)?;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(&args.addr))
-        .with_context(|| format!("cannot listen on {}", args.addr))?;
-    let local = listener.local_addr()?;
-    tracing::info!(%local, "serving");
-    match &args.auth {
+}
+
+/// What a person starting the server reads first: where it listens, how to ask it, and
+/// whether anyone may.
+fn greet(local: std::net::SocketAddr, first: &str, auth: Option<&Path>) {
+    match auth {
         Some(file) => eprintln!(
             "authentication: principals from {} (send Authorization: Bearer <key or JWT>)",
             file.display()
@@ -911,6 +951,4 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "  the API: http://{local}/openapi.json   metrics: http://{local}/metrics   stop: Ctrl-C"
     );
-    rt.block_on(server.serve(listener, lattice_server::shutdown_signal()))?;
-    Ok(ExitCode::SUCCESS)
 }
