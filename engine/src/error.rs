@@ -22,6 +22,10 @@ pub enum EngineError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// A snapshot folder could not be written or read back: a missing or corrupt file, an
+    /// unknown format version, a definition that changed ([`crate::store::snapshot`]).
+    #[error("snapshot {}: {message}", path.display())]
+    Snapshot { path: PathBuf, message: String },
     /// An Arrow operation failed (building or converting batches).
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

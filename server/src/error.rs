@@ -276,6 +276,13 @@ impl From<&BuildError> for ApiError {
                 | EngineError::InvalidOption { .. } => failed(engine.to_string()),
                 EngineError::Definition(diags) => ApiError::invalid_definition(diags),
                 EngineError::Internal(_) => ApiError::internal("building a cube", engine),
+                // A snapshot the server could not write or read back: its own files, not the
+                // definition's author's.
+                EngineError::Snapshot { .. } => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "snapshot",
+                    engine.to_string(),
+                ),
             },
             BuildError::Persist { .. } | BuildError::Aborted(_) => {
                 ApiError::internal("replacing a definition", e)
