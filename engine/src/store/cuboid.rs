@@ -14,7 +14,7 @@ use lattice_defs::model::{FactId, LevelRef, MeasureId};
 use roaring::RoaringBitmap;
 
 /// One measure's values over the cells of a cuboid.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MeasureColumn {
     /// Sums, minimums or maximums at `scale`; `valid[cell]` is false where every input was null
     /// (SQL's NULL).
@@ -92,7 +92,7 @@ impl std::fmt::Display for CellValue {
 }
 
 /// The aggregates of one fact table grouped by `levels`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cuboid {
     pub fact: FactId,
     pub levels: Vec<LevelRef>,

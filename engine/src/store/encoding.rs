@@ -20,7 +20,7 @@ pub(crate) enum KeyValue {
 }
 
 /// Codes of one table dimension.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct DimCodes {
     /// Number of keys; code `n_keys` is the "unknown key".
     pub n_keys: usize,
@@ -45,7 +45,7 @@ impl DimCodes {
 }
 
 /// A metric bucket's member per (entity key code, period of its grain).
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct MetricCodes {
     /// `None`: one period (the metric over all time).
     pub grain: Option<TimeGrain>,
@@ -85,7 +85,7 @@ pub(crate) fn metric_period(
 }
 
 /// Everything stage 1 produces.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Encoding {
     pub time: Option<TimeAxis>,
     /// Per dimension (None for the time dimension).

@@ -13,6 +13,7 @@
 
 mod cuboid;
 pub(crate) mod encoding;
+pub mod snapshot;
 pub mod time;
 
 pub use cuboid::{CellValue, Cuboid, MeasureColumn, NO_VALUE};
@@ -38,6 +39,13 @@ pub struct LevelDict {
     pub names: Vec<String>,
     /// name -> code, built on first use for long levels.
     index: std::sync::OnceLock<HashMap<String, u32>>,
+}
+
+/// Two dictionaries are equal when their names are (the lookup index is a cache).
+impl PartialEq for LevelDict {
+    fn eq(&self, other: &LevelDict) -> bool {
+        self.names == other.names
+    }
 }
 
 impl LevelDict {
@@ -86,7 +94,7 @@ pub struct Cube {
 
 /// What the query layer looks up about a cube beyond its cuboids: how members roll up (parent
 /// arrays), the periods each fact has, measure scales, and which cuboid covers which level.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct CubeIndex {
     /// `(dim, child level, ancestor level)` -> ancestor code per child code, for every pair of a
     /// hierarchy (time included) where each child member lies under one ancestor.

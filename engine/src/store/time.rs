@@ -92,7 +92,7 @@ pub(crate) fn period_name(p: AbsPeriod, grain: TimeGrain) -> String {
 }
 
 /// The periods of the finest grain, from the first to the last present in the facts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TimeAxis {
     pub grain: TimeGrain,
     /// Absolute number of period 0.
