@@ -1,0 +1,336 @@
+//! Snapshots: a built [`Cube`] in a folder, read back equal to the one written — every level's
+//! members, every cuboid cell and value, the member sets of distinct measures, the index and the
+//! encoding — so a server can start from disk instead of rebuilding.
+//!
+//! ```text
+//! <dir>/manifest.json          version, definition sha256, statistics, shape, file checksums
+//! <dir>/levels.arrow           member names per level
+//! <dir>/cuboid-0000.arrow      one per cuboid: a code column per level, a column per measure
+//! <dir>/parents.arrow, present.arrow, dim-<d>-*.arrow, via.arrow, ...   index and encoding
+//! ```
+//!
+//! Columns are Arrow IPC files, member sets roaring's portable serialization. The model is not
+//! stored: the reader takes the one parsed from the same definition and refuses a snapshot whose
+//! definition hash differs. `docs/snapshots.md` describes the format, the write protocol and the
+//! compatibility rule.
+//!
+//! Writing goes to `.<name>.tmp-<pid>` beside `dir`, every file fsynced, then the folder is
+//! renamed into place and the parent fsynced: a reader sees the old snapshot or the new one.
+//! Reading checks the version first, then every file's size and sha256 before parsing it, then
+//! the definition's hash.
+
+mod columns;
+mod manifest;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use lattice_defs::Model;
+use sha2::{Digest, Sha256};
+
+use super::Cube;
+use crate::error::{EngineError, Result};
+use manifest::{FileEntry, Manifest};
+
+/// The format version this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The format versions this build reads.
+pub const KNOWN_VERSIONS: &[u32] = &[1];
+/// The manifest's file name.
+pub const MANIFEST: &str = "manifest.json";
+
+/// What a written snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub dir: PathBuf,
+    pub cuboids: usize,
+    pub cells: u64,
+    /// What the cuboids take in memory.
+    pub memory_bytes: u64,
+    /// What the files take on disk, the manifest aside.
+    pub file_bytes: u64,
+    /// Files besides the manifest.
+    pub files: usize,
+    pub definition_sha256: String,
+}
+
+/// Writes `cube`, built from `definition_text`, as the snapshot folder `dir` (replacing one
+/// that is there).
+pub fn write(cube: &Cube, definition_text: &str, dir: &Path) -> Result<SnapshotInfo> {
+    let (parent, name) = split(dir)?;
+    fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    remove_dir_if_there(&tmp)?;
+    fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
+    let written = write_into(cube, definition_text, &tmp)
+        .and_then(|manifest| publish(&tmp, dir, &parent, &name).map(|()| manifest));
+    let manifest = written.inspect_err(|_| {
+        // Best effort: the error that stopped the write is the one to report.
+        let _ = fs::remove_dir_all(&tmp);
+    })?;
+    Ok(SnapshotInfo {
+        dir: dir.to_path_buf(),
+        cuboids: manifest.stats.cuboids,
+        cells: manifest.stats.cells,
+        memory_bytes: manifest.stats.memory_bytes,
+        file_bytes: manifest.stats.file_bytes,
+        files: manifest.files.len(),
+        definition_sha256: manifest.definition_sha256,
+    })
+}
+
+/// Reads the snapshot folder `dir` back as the cube of `model`, which must be parsed from
+/// `definition_text`, the definition the snapshot was written from.
+pub fn read(dir: &Path, model: Model, definition_text: &str) -> Result<Cube> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+    let manifest = manifest::parse(&path, &text)?;
+    let folder = Folder::verify(dir, &manifest.files)?;
+    let now = definition_hash(definition_text);
+    if now != manifest.definition_sha256 {
+        return Err(bad(
+            &path,
+            format!(
+                "the definition changed since this snapshot was written (its sha256 is now {now}, \
+                 the snapshot's is {}); rebuild the snapshot from the current definition",
+                manifest.definition_sha256
+            ),
+        ));
+    }
+    columns::read_cube(&folder, &manifest, model)
+}
+
+/// sha256 of a definition's text, lowercase hex: what a snapshot records and checks.
+pub fn definition_hash(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// Writes every file and the manifest into `tmp`, each fsynced, then fsyncs `tmp`.
+fn write_into(cube: &Cube, definition_text: &str, tmp: &Path) -> Result<Manifest> {
+    let mut out = FolderWriter {
+        dir: tmp.to_path_buf(),
+        files: BTreeMap::new(),
+    };
+    let mut manifest = columns::write_cube(&mut out, cube)?;
+    manifest.definition_sha256 = definition_hash(definition_text);
+    manifest.stats.file_bytes = out.files.values().map(|f| f.bytes).sum();
+    manifest.files = out.files;
+    let path = tmp.join(MANIFEST);
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| bad(&path, format!("cannot be written: {e}")))?;
+    write_synced(&path, text.as_bytes())?;
+    sync_dir(tmp)?;
+    Ok(manifest)
+}
+
+/// Renames `tmp` to `dir` (moving an older snapshot aside first, then removing it), and
+/// fsyncs the parent so the rename is durable.
+fn publish(tmp: &Path, dir: &Path, parent: &Path, name: &str) -> Result<()> {
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let replacing = dir.exists();
+    if replacing {
+        remove_dir_if_there(&old)?;
+        fs::rename(dir, &old).map_err(|e| io(dir, e))?;
+    }
+    if let Err(e) = fs::rename(tmp, dir) {
+        if replacing {
+            // Put the older snapshot back; the rename's error is the one to report.
+            let _ = fs::rename(&old, dir);
+        }
+        return Err(io(dir, e));
+    }
+    sync_dir(parent)?;
+    if replacing {
+        fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// The parent folder and the name of `dir`.
+fn split(dir: &Path) -> Result<(PathBuf, String)> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| bad(dir, "is not a folder name a snapshot can have".to_string()))?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name))
+}
+
+fn remove_dir_if_there(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).map_err(|e| io(path, e))?;
+    file.write_all(bytes).map_err(|e| io(path, e))?;
+    file.sync_all().map_err(|e| io(path, e))
+}
+
+/// fsync of a folder, so the names in it (a new file, a rename) are durable. Unix only: other
+/// systems cannot open a folder as a file.
+fn sync_dir(dir: &Path) -> Result<()> {
+    if cfg!(unix) {
+        File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// The folder being written: each file is one Arrow IPC record batch, hashed as it is written.
+#[derive(Debug)]
+struct FolderWriter {
+    dir: PathBuf,
+    files: BTreeMap<String, FileEntry>,
+}
+
+impl FolderWriter {
+    /// Writes `batch` as the IPC file `name`, fsynced, and records its size and sha256.
+    fn batch(&mut self, name: &str, batch: &RecordBatch) -> Result<()> {
+        let path = self.dir.join(name);
+        let file = File::create(&path).map_err(|e| io(&path, e))?;
+        let out = Hashing {
+            inner: BufWriter::new(file),
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let arrow_err = |e: arrow::error::ArrowError| bad(&path, format!("arrow: {e}"));
+        let mut writer =
+            arrow::ipc::writer::FileWriter::try_new(out, &batch.schema()).map_err(arrow_err)?;
+        writer.write(batch).map_err(arrow_err)?;
+        writer.finish().map_err(arrow_err)?;
+        let out = writer.into_inner().map_err(arrow_err)?;
+        let file = out
+            .inner
+            .into_inner()
+            .map_err(|e| io(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| io(&path, e))?;
+        let entry = FileEntry {
+            bytes: out.bytes,
+            sha256: hex(&out.hasher.finalize()),
+        };
+        self.files.insert(name.to_string(), entry);
+        Ok(())
+    }
+}
+
+/// A writer that hashes and counts what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The files of a snapshot being read, each checked against the manifest before it is parsed.
+#[derive(Debug)]
+struct Folder {
+    dir: PathBuf,
+    bytes: BTreeMap<String, Vec<u8>>,
+}
+
+impl Folder {
+    /// Reads every file of the manifest and checks its size and sha256.
+    fn verify(dir: &Path, files: &BTreeMap<String, FileEntry>) -> Result<Folder> {
+        let mut bytes = BTreeMap::new();
+        for (name, entry) in files {
+            let path = dir.join(name);
+            let data = fs::read(&path).map_err(|e| io(&path, e))?;
+            check_file(&path, &data, entry)?;
+            bytes.insert(name.clone(), data);
+        }
+        Ok(Folder {
+            dir: dir.to_path_buf(),
+            bytes,
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The one record batch of the checked file `name`.
+    fn batch(&self, name: &str) -> Result<RecordBatch> {
+        let path = self.path(name);
+        let data = self
+            .bytes
+            .get(name)
+            .ok_or_else(|| bad(&path, "is not listed in the manifest".to_string()))?;
+        let arrow_err = |e: arrow::error::ArrowError| bad(&path, format!("arrow: {e}"));
+        let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(data), None)
+            .map_err(arrow_err)?;
+        let mut batches = reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(arrow_err)?;
+        match batches.len() {
+            1 => Ok(batches.remove(0)),
+            n => Err(bad(&path, format!("holds {n} record batches, not 1"))),
+        }
+    }
+}
+
+fn check_file(path: &Path, data: &[u8], entry: &FileEntry) -> Result<()> {
+    if data.len() as u64 != entry.bytes {
+        return Err(bad(
+            path,
+            format!(
+                "is {} bytes where the manifest says {}: truncated or replaced",
+                data.len(),
+                entry.bytes
+            ),
+        ));
+    }
+    let sha = hex(&Sha256::digest(data));
+    if sha != entry.sha256 {
+        return Err(bad(
+            path,
+            format!(
+                "checksum mismatch (sha256 {sha}, the manifest says {}): the file is corrupt",
+                entry.sha256
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn io(path: &Path, source: std::io::Error) -> EngineError {
+    EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A snapshot error about `path`.
+fn bad(path: &Path, message: String) -> EngineError {
+    EngineError::Snapshot {
+        path: path.to_path_buf(),
+        message,
+    }
+}

@@ -1,0 +1,409 @@
+//! Snapshots round-trip a cube exactly, and refuse what they cannot trust.
+//!
+//! The cube is made by hand (the store may not call the build, see the layer test in
+//! `lib.rs`), in the shape a build gives a small bank, with every column kind: decimal sums
+//! (a NULL cell, extreme values), counts, distinct member sets, a semi-additive balance, a
+//! metric band with per-month codes, an integer key dimension with a dense range, a text key
+//! dimension, parent maps with and without a single ancestor, a cuboid without levels and an
+//! empty one.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use lattice_defs::Model;
+use lattice_defs::model::{LevelRef, TimeGrain};
+use roaring::RoaringBitmap;
+
+use super::{MANIFEST, read, write};
+use crate::error::EngineError;
+use crate::store::encoding::{DimCodes, Encoding, KeyValue, MetricCodes};
+use crate::store::time::TimeAxis;
+use crate::store::{Cube, CubeIndex, Cuboid, LevelDict, MeasureColumn};
+
+const YAML: &str = r#"
+version: 1
+cube: bank
+sources:
+  customers:    { path: customers.csv }
+  channels:     { path: channels.csv }
+  transactions: { path: transactions.csv }
+  balances:     { path: balances.csv }
+facts:
+  transactions: { time: txn_date, dimensions: [customer, channel] }
+  balances:     { time: month_end, dimensions: [customer] }
+dimensions:
+  time: { type: time, hierarchy: [year, month] }
+  customer:
+    table: customers
+    key: customer_id
+    levels:
+      province: { column: province }
+      city:     { column: city }
+      spend_band:
+        bucket: { metric: amount, per: [customer, time.month], edges: [100], labels: [low, high] }
+    hierarchy: [province, city]
+  channel:
+    table: channels
+    key: channel
+    levels:
+      channel: { column: channel }
+measures:
+  amount:    { fact: transactions, agg: sum, column: amount }
+  txn_count: { fact: transactions, agg: count }
+  customers: { fact: transactions, agg: distinct, column: customer_id }
+  balance:   { fact: balances, agg: sum, column: balance, over_time: last }
+aggregates:
+  mode: explicit
+  cuboids: [[customer.city, channel.channel]]
+"#;
+
+fn model(text: &str) -> Model {
+    lattice_defs::parse_str(text, "bank.yaml", Path::new("."))
+        .unwrap_or_else(|e| panic!("definition: {e:?}"))
+}
+
+fn level(model: &Model, name: &str) -> LevelRef {
+    model.level(name).unwrap_or_else(|| panic!("level {name}"))
+}
+
+fn names(names: &[&str]) -> LevelDict {
+    LevelDict::new(names.iter().map(|n| n.to_string()).collect())
+}
+
+fn set(codes: impl IntoIterator<Item = u32>) -> RoaringBitmap {
+    codes.into_iter().collect()
+}
+
+/// Member names of every level of the model, by qualified name.
+fn levels(model: &Model) -> Vec<Vec<LevelDict>> {
+    let members: HashMap<&str, LevelDict> = [
+        ("time.year", names(&["2025", "unknown"])),
+        (
+            "time.month",
+            names(&["2025-01", "2025-02", "2025-03", "unknown"]),
+        ),
+        (
+            "customer.province",
+            names(&["Ontario", "Québec", "unknown"]),
+        ),
+        (
+            "customer.city",
+            names(&["Montréal", "Ottawa", "Toronto", "unknown"]),
+        ),
+        ("customer.spend_band", names(&["low", "high", "unknown"])),
+        (
+            "channel.channel",
+            names(&["", "branch", "online", "unknown"]),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    (0..model.dimensions.len())
+        .map(|d| {
+            (0..model.dimensions[d].levels.len())
+                .map(|l| members[model.level_name(LevelRef { dim: d, level: l }).as_str()].clone())
+                .collect()
+        })
+        .collect()
+}
+
+fn decimal(values: Vec<i128>, valid: Vec<bool>, scale: i8) -> MeasureColumn {
+    MeasureColumn::Decimal {
+        values,
+        valid,
+        scale,
+    }
+}
+
+fn cuboids(model: &Model) -> Vec<Cuboid> {
+    let (txn, bal) = (
+        model.fact("transactions").unwrap(),
+        model.fact("balances").unwrap(),
+    );
+    let m = |n: &str| model.measure(n).unwrap();
+    let l = |n: &str| level(model, n);
+    let big = set((0..100_000).chain([u32::MAX - 1]));
+    vec![
+        Cuboid {
+            fact: txn,
+            levels: vec![l("customer.city"), l("channel.channel")],
+            codes: vec![vec![0, 1, 1, 2, 3], vec![1, 0, 2, 2, 3]],
+            measure_ids: vec![m("amount"), m("txn_count"), m("customers")],
+            measures: vec![
+                // A NULL cell keeps the value under it; extremes of i128 survive.
+                decimal(
+                    vec![23_000, 7, i128::MAX, i128::MIN, -1_250],
+                    vec![true, false, true, true, true],
+                    2,
+                ),
+                MeasureColumn::Count(vec![2, 1, u64::MAX, 0, 3]),
+                MeasureColumn::Distinct(vec![set([0]), set([1]), big, set([]), set([3, 7])]),
+            ],
+            parent: None,
+        },
+        Cuboid {
+            fact: txn,
+            levels: vec![l("customer.province")],
+            codes: vec![vec![0, 1, 2]],
+            measure_ids: vec![m("amount"), m("customers")],
+            measures: vec![
+                decimal(vec![1, 2, 3], vec![true; 3], 2),
+                MeasureColumn::Distinct(vec![set([0, 1]), set([2]), set([3])]),
+            ],
+            parent: Some(0),
+        },
+        Cuboid {
+            fact: bal,
+            levels: vec![l("time.month"), l("customer.spend_band")],
+            codes: vec![vec![0, 1, 2], vec![0, 1, 1]],
+            measure_ids: vec![m("balance")],
+            measures: vec![decimal(
+                vec![500_000, 0, 712_345],
+                vec![true, false, true],
+                3,
+            )],
+            parent: None,
+        },
+        // No levels: one cell, the balance at the latest period.
+        Cuboid {
+            fact: bal,
+            levels: vec![],
+            codes: vec![],
+            measure_ids: vec![m("balance")],
+            measures: vec![decimal(vec![712_345], vec![true], -2)],
+            parent: Some(2),
+        },
+        // Empty.
+        Cuboid {
+            fact: txn,
+            levels: vec![l("customer.spend_band"), l("time.month")],
+            codes: vec![vec![], vec![]],
+            measure_ids: vec![m("txn_count")],
+            measures: vec![MeasureColumn::Count(vec![])],
+            parent: None,
+        },
+    ]
+}
+
+fn customer_codes() -> DimCodes {
+    let key_map = (1..=4)
+        .map(|k| (KeyValue::Int(k), (k - 1) as u32))
+        .collect();
+    DimCodes {
+        n_keys: 4,
+        key_map,
+        integer_key: true,
+        dense: Some((1, vec![0, 1, 2, 3])),
+        by_key: vec![Some(vec![0, 0, 0, 1, 2]), Some(vec![1, 2, 2, 0, 3]), None],
+        metric: vec![
+            None,
+            None,
+            Some(MetricCodes {
+                grain: Some(TimeGrain::Month),
+                first: 2025 * 12,
+                periods: 3,
+                codes: vec![0, 1, 1, 0, 0, 0, 1, 1, 1, 0, 1, 0, 2, 2, 2],
+                unknown: 2,
+            }),
+        ],
+    }
+}
+
+fn channel_codes() -> DimCodes {
+    let keys = ["", "branch", "online", "🙂"];
+    DimCodes {
+        n_keys: keys.len(),
+        key_map: (0..)
+            .zip(keys)
+            .map(|(c, k)| (KeyValue::Text(k.to_string()), c))
+            .collect(),
+        integer_key: false,
+        dense: None,
+        by_key: vec![Some(vec![0, 1, 2, 3, 3])],
+        metric: vec![None],
+    }
+}
+
+fn encoding(model: &Model) -> Encoding {
+    let (time, customer) = (
+        level(model, "time.month").dim,
+        level(model, "customer.city").dim,
+    );
+    let channel = level(model, "channel.channel").dim;
+    let mut codes: Vec<Option<DimCodes>> = (0..model.dimensions.len()).map(|_| None).collect();
+    codes[customer] = Some(customer_codes());
+    codes[channel] = Some(channel_codes());
+    let mut via = vec![None; model.dimensions.len()];
+    via[channel] = Some(vec![2, 0, 1]);
+    Encoding {
+        time: Some(TimeAxis {
+            grain: TimeGrain::Month,
+            first: 2025 * 12,
+            len: 3,
+        }),
+        codes,
+        via,
+        dicts: Vec::new(),
+        parents: [
+            ((customer, 1, 0), Some(vec![1, 0, 0, 2])),
+            ((customer, 2, 0), None),
+            ((time, 1, 0), Some(vec![0, 0, 0, 1])),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+/// The hand-made bank cube, indexed as the build leaves it.
+fn cube() -> Cube {
+    let model = model(YAML);
+    let (time, customer) = (
+        level(&model, "time.month").dim,
+        level(&model, "customer.city").dim,
+    );
+    let index = CubeIndex {
+        parents: [
+            ((customer, 1, 0), vec![1, 0, 0, 2]),
+            ((time, 1, 0), vec![0, 0, 0, 1]),
+        ]
+        .into_iter()
+        .collect(),
+        finest_time: Some(level(&model, "time.month")),
+        present: vec![set([0, 1, 2]), set([0, 2])],
+        scales: vec![2, 0, 0, 3],
+        ..CubeIndex::default()
+    };
+    let mut cube = Cube {
+        levels: levels(&model),
+        cuboids: cuboids(&model),
+        encoding: encoding(&model),
+        index,
+        model,
+    };
+    cube.index_cuboids();
+    cube
+}
+
+fn assert_same(read: &Cube, written: &Cube) {
+    assert_eq!(read.model.name, written.model.name);
+    assert_eq!(read.levels, written.levels);
+    assert_eq!(read.cuboids, written.cuboids);
+    assert_eq!(read.index, written.index);
+    assert_eq!(read.encoding, written.encoding);
+}
+
+/// Writes the cube into `<tempdir>/snap`; returns the temp dir and the cube.
+fn written() -> (tempfile::TempDir, Cube) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cube = cube();
+    write(&cube, YAML, &dir.path().join("snap")).expect("write");
+    (dir, cube)
+}
+
+fn read_error(dir: &Path, definition: &str) -> String {
+    match read(&dir.join("snap"), model(definition), definition) {
+        Ok(_) => panic!("the snapshot was read"),
+        Err(e @ EngineError::Snapshot { .. }) => e.to_string(),
+        Err(e) => panic!("not a snapshot error: {e}"),
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_snapshot_reads_back_equal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cube = cube();
+    let snap = dir.path().join("snap");
+    let info = write(&cube, YAML, &snap).expect("write");
+    assert_eq!((info.cuboids, info.cells), (5, 12));
+    assert_eq!(info.memory_bytes, cube.memory_bytes() as u64);
+    assert!(info.files > 10 && info.file_bytes > 0, "{info:?}");
+    assert_same(&read(&snap, model(YAML), YAML).expect("read"), &cube);
+    // Only the snapshot remains: no temporary folder.
+    assert_eq!(entries(dir.path()), ["snap"]);
+}
+
+#[test]
+fn a_second_write_replaces_the_first() {
+    let (dir, mut cube) = written();
+    cube.cuboids.truncate(2);
+    cube.index_cuboids();
+    let info = write(&cube, YAML, &dir.path().join("snap")).expect("rewrite");
+    assert_eq!(info.cuboids, 2);
+    assert_same(
+        &read(&dir.path().join("snap"), model(YAML), YAML).expect("read"),
+        &cube,
+    );
+    assert_eq!(entries(dir.path()), ["snap"]);
+    assert!(!entries(&dir.path().join("snap")).contains(&"cuboid-0002.arrow".to_string()));
+}
+
+#[test]
+fn a_corrupt_file_is_refused_by_name() {
+    let (dir, _) = written();
+    let path = dir.path().join("snap/cuboid-0000.arrow");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, bytes).expect("write");
+    let error = read_error(dir.path(), YAML);
+    assert!(
+        error.contains("cuboid-0000.arrow") && error.contains("checksum mismatch"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_truncated_file_is_refused_by_name() {
+    let (dir, _) = written();
+    let path = dir.path().join("snap/levels.arrow");
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &bytes[..bytes.len() - 9]).expect("write");
+    let error = read_error(dir.path(), YAML);
+    assert!(
+        error.contains("levels.arrow") && error.contains("truncated"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unknown_version_is_refused_by_number() {
+    let (dir, _) = written();
+    let path = dir.path().join("snap").join(MANIFEST);
+    let text = std::fs::read_to_string(&path).expect("read");
+    let text = text.replacen(
+        "\"format_version\": 1,",
+        "\"format_version\": 7, \"shiny\": [],",
+        1,
+    );
+    std::fs::write(&path, text).expect("write");
+    let error = read_error(dir.path(), YAML);
+    assert!(
+        error.contains("format version 7") && error.contains("reads version 1"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_changed_definition_is_refused() {
+    let (dir, _) = written();
+    let changed = YAML.replace("edges: [100]", "edges: [250]");
+    let error = read_error(dir.path(), &changed);
+    assert!(error.contains("the definition changed"), "{error}");
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let (dir, _) = written();
+    std::fs::remove_file(dir.path().join("snap/present.arrow")).expect("remove");
+    let error = read(&dir.path().join("snap"), model(YAML), YAML).expect_err("refused");
+    assert!(error.to_string().contains("present.arrow"), "{error}");
+}
