@@ -30,6 +30,9 @@ const ENCODING_PARENTS: &str = "encoding-parents.arrow";
 const PRESENT: &str = "present.arrow";
 const VIA: &str = "via.arrow";
 
+/// A row of a lists file: its keys and its codes (`None`: a null list).
+type ListRow = (Vec<usize>, Option<Vec<u32>>);
+
 /// Parent-map rows: `(dim, child, ancestor)` and the ancestor code per child code.
 type ParentRows = HashMap<(usize, usize, usize), Option<Vec<u32>>>;
 
@@ -293,11 +296,7 @@ fn lists_columns(
 }
 
 /// The rows of a file written by [`lists_columns`] with `keys` key columns.
-fn read_lists(
-    folder: &Folder,
-    name: &str,
-    keys: usize,
-) -> Result<Vec<(Vec<usize>, Option<Vec<u32>>)>> {
+fn read_lists(folder: &Folder, name: &str, keys: usize) -> Result<Vec<ListRow>> {
     let path = folder.path(name);
     let batch = folder.batch(name)?;
     let key_columns = (0..keys)
