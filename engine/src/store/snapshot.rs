@@ -258,6 +258,12 @@ impl Folder {
         let mut bytes = BTreeMap::new();
         for (name, entry) in files {
             let path = dir.join(name);
+            if Path::new(name).file_name() != Some(name.as_ref()) {
+                return Err(bad(
+                    &path,
+                    "is not a file of the snapshot folder".to_string(),
+                ));
+            }
             let data = fs::read(&path).map_err(|e| io(&path, e))?;
             check_file(&path, &data, entry)?;
             bytes.insert(name.clone(), data);
