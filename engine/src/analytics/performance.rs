@@ -39,6 +39,7 @@ use crate::store::Cube;
 
 /// A performance request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PerformanceQuery {
     /// The level whose members are assessed (`manager.manager`).
@@ -72,6 +73,7 @@ pub struct PerformanceQuery {
 
 /// The customers of a performance request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CustomersSpec {
     /// The customer level (default `customer.id`).
@@ -97,6 +99,7 @@ fn default_customers() -> String {
 
 /// High-value customers: those whose member of `level` is one of `members`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HighValue {
     pub level: String,
@@ -105,6 +108,7 @@ pub struct HighValue {
 
 /// Rank within the members of `within` (an ancestor of the level) by measure `by`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RankSpec {
     pub within: String,
@@ -125,6 +129,7 @@ impl PerformanceQuery {
 
 /// One member in one period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerformanceRow {
     pub period: String,
     pub member: String,
@@ -139,6 +144,7 @@ pub struct PerformanceRow {
     /// Customers the previous period who are not this period.
     pub lost_customers: Option<u64>,
     /// Per measure, its value (decimals as exact strings).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub values: serde_json::Map<String, Json>,
     /// Customers managed who are high-value at the period's close.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,6 +159,7 @@ pub struct PerformanceRow {
 
 /// How the answer was found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerformanceMeta {
     /// `member_sets` (roaring sets of a cuboid) or `grouped` (a grouped query).
     pub source: &'static str,
@@ -169,6 +176,7 @@ pub struct PerformanceMeta {
 
 /// Performance rows, by period, parent, rank and member.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerformanceAnswer {
     pub level: String,
     pub period: String,
