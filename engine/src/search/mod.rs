@@ -94,12 +94,15 @@ impl Search {
 pub struct Condition {
     /// Every condition holds (intersection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub all: Option<Vec<Condition>>,
     /// At least one holds (union).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub any: Option<Vec<Condition>>,
     /// Does not hold: every member of the entity (the principal may see) minus the set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub not: Option<Box<Condition>>,
     /// Member atom: the members with facts in these members of `level` (a query filter's
     /// `op`, `value`, `values`).
