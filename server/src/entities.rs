@@ -9,47 +9,14 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Extension, Path, State};
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use lattice_engine::entity::{EntityError, EntityView};
-use lattice_engine::query::QueryError;
-use serde_json::json;
+use lattice_engine::entity::EntityView;
 
 use crate::AppState;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorResponse};
 use crate::query::run_limited;
-
-/// The entity route, to merge into the server's router.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route(
-        "/v1/cubes/{cube}/entities/{dimension}/{id}",
-        get(entity_route),
-    )
-}
-
-/// An entity view error as the one error shape; every variant decided here, none by default.
-pub(crate) fn api_error(e: EntityError) -> ApiError {
-    match &e {
-        // The id is part of the path: a member that is not there (or not for this
-        // principal) is a resource that is not there.
-        EntityError::Query(q @ QueryError::UnknownMember { .. }) => ApiError {
-            status: StatusCode::NOT_FOUND,
-            ..ApiError::from(q.clone())
-        },
-        EntityError::Query(q) => ApiError::from(q.clone()),
-        EntityError::UnknownDimension { name, suggestion } => {
-            ApiError::new(StatusCode::NOT_FOUND, e.code(), e.to_string())
-                .with_details(json!({"dimension": name, "suggestion": suggestion}))
-        }
-        EntityError::NoKeyLevel { dimension, key } => {
-            ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
-                .with_details(json!({"dimension": dimension, "key": key}))
-        }
-    }
-}
 
 /// One member of a dimension's key level, everything the cube knows about it.
 #[utoipa::path(
@@ -62,13 +29,13 @@ pub(crate) fn api_error(e: EntityError) -> ApiError {
         ("id" = String, Path, description = "The member of the key level (`customer.id`)"),
     ),
     responses(
-        (status = 200, description = "The entity view (docs/entities.md)", body = Object),
-        (status = 400, description = "The dimension has no level on its key", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "Small-cell suppression applies to the principal: one member's numbers are not shown", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube or dimension; an id that does not exist or is outside the principal's scope (`unknown_member`)", body = crate::openapi::ErrorDoc),
-        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
-        (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
+        (status = 200, description = "The entity view (docs/entities.md)", body = EntityView),
+        (status = 400, description = "The dimension has no level on its key", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "Small-cell suppression applies to the principal: one member's numbers are not shown", body = ErrorResponse),
+        (status = 404, description = "Unknown cube or dimension; an id that does not exist or is outside the principal's scope (`unknown_member`)", body = ErrorResponse),
+        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
+        (status = 504, description = "Over the query time limit", body = ErrorResponse),
     )
 )]
 pub(crate) async fn entity_route(
@@ -80,11 +47,9 @@ pub(crate) async fn entity_route(
     let searches = crate::searches::all_searches(&state, &cube, &principal).await?;
     let snapshot = slot.load();
     let session = snapshot.cube.session(principal.access.clone());
-    // The entity error travels through the query limits inside an Ok.
     let view = run_limited(&state, &principal, async move {
-        Ok(session.entity_view(&dimension, &id, &searches).await)
+        session.entity_view(&dimension, &id, &searches).await
     })
-    .await?
-    .map_err(api_error)?;
+    .await?;
     Ok(Json(view))
 }

@@ -2,8 +2,9 @@
 //! `{"error": {"code": "...", "message": "...", "details": {...}}}`.
 //!
 //! Every error the engine or the definition language can return is mapped here, in
-//! exhaustive matches with no `_` arm, so that a new variant forces a decision about its status.
-//! Internal failures are logged with their detail and answered with a generic message.
+//! exhaustive matches with no `_` arm, so that a new variant forces a decision about its status:
+//! handlers return the engine's errors with `?` and never choose a status themselves. Internal
+//! failures are logged with their detail and answered with a generic message.
 
 use std::time::Duration;
 
@@ -11,8 +12,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lattice_defs::Diagnostics;
 use lattice_engine::EngineError;
+use lattice_engine::analytics::AnalyticsError;
+use lattice_engine::entity::EntityError;
 use lattice_engine::query::QueryError;
+use lattice_engine::search::SearchError;
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 /// An error answered to a client.
 #[derive(Debug, Clone)]
@@ -29,10 +35,34 @@ pub struct ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
+/// Every error's body, `{"error": {"code", "message", "details"}}`: what [`ApiError`] is
+/// written as, and its schema in the OpenAPI document.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable name of the problem (`unknown_level`, `query_timeout`, ...).
+    pub code: &'static str,
+    /// What is wrong, for a person, with the fix where there is one.
+    pub message: String,
+    /// The data of the problem (names, suggestions, limits, located definition errors).
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body = ErrorResponse {
+            error: ErrorBody {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code));
         response
@@ -232,6 +262,138 @@ impl From<QueryError> for ApiError {
     }
 }
 
+impl From<AnalyticsError> for ApiError {
+    fn from(e: AnalyticsError) -> ApiError {
+        let details = match &e {
+            AnalyticsError::Query(q) => return ApiError::from(q.clone()),
+            AnalyticsError::NotATimeLevel { level, .. }
+            | AnalyticsError::TimeLevel { level, .. } => json!({"level": level}),
+            AnalyticsError::PeriodOrder {
+                level,
+                before,
+                after,
+            } => json!({"level": level, "before": before, "after": after}),
+            AnalyticsError::BadThreshold { field, .. } => json!({"field": field}),
+            AnalyticsError::Missing { kind, field, .. }
+            | AnalyticsError::NotApplicable { kind, field } => {
+                json!({"kind": kind, "field": field})
+            }
+            AnalyticsError::BadPeers { level, .. } => json!({"level": level}),
+            AnalyticsError::InexactMeasure { measure } => json!({"measure": measure}),
+            AnalyticsError::At { field, source } => {
+                // The inner problem's status and details, with the field that has it.
+                let mut inner = ApiError::from((**source).clone());
+                if let Some(d) = inner.details.as_object_mut() {
+                    d.insert("field".into(), json!(field));
+                }
+                inner.message = e.to_string();
+                return inner;
+            }
+            AnalyticsError::NotAnAncestor {
+                within,
+                level,
+                ancestors,
+            } => {
+                json!({"field": "rank.within", "within": within, "level": level, "ancestors": ancestors})
+            }
+            AnalyticsError::Invalid { field, .. } => json!({"field": field}),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).with_details(details)
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> ApiError {
+        let (status, details) = match &e {
+            SearchError::Analytics(a) => return ApiError::from(a.clone()),
+            SearchError::UnknownSearch { name, suggestion } => (
+                StatusCode::NOT_FOUND,
+                json!({"name": name, "suggestion": suggestion}),
+            ),
+            SearchError::ReadOnly { name } | SearchError::NameTaken { name } => {
+                (StatusCode::CONFLICT, json!({"name": name}))
+            }
+            SearchError::NotOwner { name, owner } => {
+                (StatusCode::FORBIDDEN, json!({"name": name, "owner": owner}))
+            }
+            SearchError::SharingNeedsAdmin { name, .. }
+            | SearchError::Withheld { name, .. }
+            | SearchError::OnValues { name, .. } => (StatusCode::FORBIDDEN, json!({"name": name})),
+            SearchError::PinsCustomers { at, level, .. } => {
+                (StatusCode::FORBIDDEN, json!({"at": at, "level": level}))
+            }
+            SearchError::OwnerIsKept { name, owner } => (
+                StatusCode::BAD_REQUEST,
+                json!({"name": name, "owner": owner}),
+            ),
+            SearchError::BadCondition { at, .. } | SearchError::BadPeriod { at, .. } => {
+                (StatusCode::BAD_REQUEST, json!({"at": at}))
+            }
+            SearchError::BadName { name, .. } => (StatusCode::BAD_REQUEST, json!({"name": name})),
+        };
+        ApiError::new(status, e.code(), e.to_string()).with_details(details)
+    }
+}
+
+impl From<EntityError> for ApiError {
+    fn from(e: EntityError) -> ApiError {
+        match &e {
+            // The id is part of the path: a member that is not there (or not for this
+            // principal) is a resource that is not there.
+            EntityError::Query(q @ QueryError::UnknownMember { .. }) => ApiError {
+                status: StatusCode::NOT_FOUND,
+                ..ApiError::from(q.clone())
+            },
+            EntityError::Query(q) => ApiError::from(q.clone()),
+            EntityError::UnknownDimension { name, suggestion } => {
+                ApiError::new(StatusCode::NOT_FOUND, e.code(), e.to_string())
+                    .with_details(json!({"dimension": name, "suggestion": suggestion}))
+            }
+            EntityError::NoKeyLevel { dimension, key } => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+                    .with_details(json!({"dimension": dimension, "key": key}))
+            }
+        }
+    }
+}
+
+/// A build's failure: what the definition's author can act on goes back (422), the
+/// server's own failures are internal.
+impl From<&EngineError> for ApiError {
+    fn from(engine: &EngineError) -> ApiError {
+        match engine {
+            // The data the definition names cannot be read or used: the definition's author
+            // can act on these, so the message goes back.
+            EngineError::Io { .. }
+            | EngineError::Parquet { .. }
+            | EngineError::Arrow(_)
+            | EngineError::DataFusion(_)
+            | EngineError::Unsupported { .. }
+            | EngineError::OverMemoryBudget { .. }
+            | EngineError::InvalidOption { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "build_failed",
+                format!("{engine}; the cube keeps serving its previous definition"),
+            ),
+            EngineError::Definition(diags) => ApiError::from(diags),
+            EngineError::Internal(_) => ApiError::internal("building a cube", engine),
+            // A snapshot the server could not write or read back: its own files, not the
+            // definition's author's.
+            EngineError::Snapshot { .. } => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "snapshot",
+                engine.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<&Diagnostics> for ApiError {
+    fn from(diags: &Diagnostics) -> ApiError {
+        ApiError::invalid_definition(diags)
+    }
+}
+
 /// Why a definition could not become a served cube.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -255,39 +417,19 @@ pub enum BuildError {
 
 impl From<&BuildError> for ApiError {
     fn from(e: &BuildError) -> ApiError {
-        let failed = |message: String| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "build_failed",
-                format!("{message}; the cube keeps serving its previous definition"),
-            )
-        };
         match e {
-            BuildError::Invalid(diags) => ApiError::invalid_definition(diags),
-            BuildError::Engine(engine) => match engine {
-                // The data the definition names cannot be read or used: the definition's author
-                // can act on these, so the message goes back.
-                EngineError::Io { .. }
-                | EngineError::Parquet { .. }
-                | EngineError::Arrow(_)
-                | EngineError::DataFusion(_)
-                | EngineError::Unsupported { .. }
-                | EngineError::OverMemoryBudget { .. }
-                | EngineError::InvalidOption { .. } => failed(engine.to_string()),
-                EngineError::Definition(diags) => ApiError::invalid_definition(diags),
-                EngineError::Internal(_) => ApiError::internal("building a cube", engine),
-                // A snapshot the server could not write or read back: its own files, not the
-                // definition's author's.
-                EngineError::Snapshot { .. } => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "snapshot",
-                    engine.to_string(),
-                ),
-            },
+            BuildError::Invalid(diags) => ApiError::from(diags),
+            BuildError::Engine(engine) => ApiError::from(engine),
             BuildError::Persist { .. } | BuildError::Aborted(_) => {
                 ApiError::internal("replacing a definition", e)
             }
         }
+    }
+}
+
+impl From<BuildError> for ApiError {
+    fn from(e: BuildError) -> ApiError {
+        ApiError::from(&e)
     }
 }
 
@@ -319,5 +461,41 @@ mod tests {
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.code, "internal");
         assert!(!e.message.contains("/x/y"), "{}", e.message);
+    }
+
+    #[test]
+    fn each_engine_error_keeps_its_status_through_the_layers_above_it() {
+        let unknown_member = QueryError::UnknownMember {
+            level: "customer.id".into(),
+            value: "42".into(),
+            suggestions: vec![],
+        };
+        // A query's unknown member is a bad request; an entity id that is not there is a
+        // resource that is not there.
+        let e = ApiError::from(SearchError::from(unknown_member.clone()));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "unknown_member")
+        );
+        let e = ApiError::from(EntityError::Query(unknown_member));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::NOT_FOUND, "unknown_member")
+        );
+        let e = ApiError::from(SearchError::ReadOnly { name: "s".into() });
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::CONFLICT, "search_read_only")
+        );
+        // A field's problem: the inner problem's status and code, with the field named.
+        let e = ApiError::from(AnalyticsError::At {
+            field: "rank.by".into(),
+            source: Box::new(AnalyticsError::InexactMeasure {
+                measure: "avg_ticket".into(),
+            }),
+        });
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.details["field"], "rank.by");
+        assert_eq!(e.details["measure"], "avg_ticket");
     }
 }

@@ -29,7 +29,11 @@
 //!   the [`audit`] log (JSON lines, rotated, off the request path). Every route answers for the
 //!   principal's access only; the query limits apply per principal too.
 //! - [`metrics`]: per-route counters and HDR latency histograms, Prometheus text.
-//! - [`openapi`]: `GET /openapi.json`, generated from the types.
+//! - `api`: every native route, declared once (its handler and `#[utoipa::path]`): the router,
+//!   [`ROUTES`] and the OpenAPI document's paths come from it.
+//! - [`openapi`]: `GET /openapi.json`, generated from the route table and the types (the
+//!   engine's own, with its `openapi` feature).
+//! - `body`: the one reader of request bodies (content type, then size, then UTF-8).
 //! - [`cubejs`]: Cube's REST API under `/cubejs-api/v1`, answered from the same snapshots
 //!   (the registry is its [`cubejs::CubeSource`]); its errors keep Cube's own shape.
 //!
@@ -39,8 +43,10 @@
 pub mod cubejs;
 
 mod analytics;
+mod api;
 pub mod audit;
 pub mod auth;
+mod body;
 pub mod build;
 pub mod config;
 mod entities;
@@ -58,14 +64,13 @@ mod searches;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use lattice_engine::query::QueryCache;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -81,31 +86,17 @@ use metrics::Metrics;
 use query::Admission;
 use registry::{Registry, Slot, Snapshot};
 
-/// Every route of the native API, as written in the router (the metrics' `route` label, the
-/// OpenAPI paths). The Cube API's routes are merged beside them. The first nine are routed
-/// here; the analytics, search and entity routes by their modules' `routes()` (a test holds
-/// every one of these to an answer that is not the router's `not_found`).
-pub const ROUTES: [&str; 19] = [
-    "/health",
-    "/metrics",
-    "/openapi.json",
-    "/v1/cubes",
-    "/v1/cubes/{cube}",
-    "/v1/cubes/{cube}/members/{dimension}/{level}",
-    "/v1/cubes/{cube}/query",
-    "/v1/cubes/{cube}/drillthrough",
-    "/v1/cubes/{cube}/definition",
-    "/v1/cubes/{cube}/analytics/abnormal",
-    "/v1/cubes/{cube}/analytics/migration",
-    "/v1/cubes/{cube}/analytics/migration/drill",
-    "/v1/cubes/{cube}/searches",
-    "/v1/cubes/{cube}/searches/run",
-    "/v1/cubes/{cube}/searches/{name}",
-    "/v1/cubes/{cube}/searches/{name}/run",
-    "/v1/cubes/{cube}/entities/{dimension}/{id}",
-    "/v1/cubes/{cube}/analytics/pareto",
-    "/v1/cubes/{cube}/analytics/performance",
-];
+/// Every path of the native API, as the router matches it (the metrics' `route` label, the
+/// OpenAPI paths), in the order of the route table (`api`), which is their one declaration.
+/// The Cube API's routes are merged beside them ([`cubejs::ROUTES`]).
+pub static ROUTES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    // Made once per process: leaking the few paths gives them the list's lifetime.
+    api::paths()
+        .into_iter()
+        .map(String::leak)
+        .map(|p| &*p)
+        .collect()
+});
 
 /// A cube built at start, and the file it came from.
 #[derive(Debug)]
@@ -175,6 +166,8 @@ pub(crate) struct AppState {
     pub audit: Option<audit::AuditLog>,
     /// Target-customer searches saved over the API, per cube.
     pub searches: searches::Store,
+    /// `GET /openapi.json`, made once.
+    pub openapi: &'static str,
 }
 
 impl AppState {
@@ -209,6 +202,7 @@ impl Server {
             builds: Arc::new(Semaphore::new(limits.max_concurrent_builds.max(1))),
             runtimes: Runtimes::new()?,
             searches: searches::Store::default(),
+            openapi: openapi::document(),
             audit: config
                 .audit
                 .clone()
@@ -230,22 +224,7 @@ impl Server {
     pub fn router(&self) -> Router {
         let state = self.state.clone();
         let limits = &state.config.limits;
-        let mut router = Router::new()
-            .route(ROUTES[0], get(routes::health))
-            .route(ROUTES[1], get(routes::metrics))
-            .route(ROUTES[2], get(routes::openapi))
-            .route(ROUTES[3], get(routes::list_cubes))
-            .route(ROUTES[4], get(routes::cube_metadata))
-            .route(ROUTES[5], get(routes::members))
-            .route(ROUTES[6], post(query::query))
-            .route(ROUTES[7], post(query::drillthrough))
-            .route(
-                ROUTES[8],
-                get(routes::get_definition).put(reload::put_definition),
-            )
-            .merge(analytics::routes())
-            .merge(searches::routes())
-            .merge(entities::routes())
+        let mut router = api::router()
             .fallback(|| async {
                 ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -358,6 +337,10 @@ impl cubejs::CubeSource for ServedCubes {
 
     fn cube(&self, name: &str) -> Option<Arc<lattice_engine::query::Dataset>> {
         self.0.registry.cube(name)
+    }
+
+    fn body_limit(&self) -> usize {
+        self.0.config.limits.max_body_bytes
     }
 
     fn execute(
@@ -502,7 +485,7 @@ mod tests {
     #[tokio::test]
     async fn every_listed_route_is_routed_with_its_documented_methods() {
         let doc: Value = serde_json::from_str(openapi::document()).expect("json");
-        for route in ROUTES {
+        for route in ROUTES.iter().copied() {
             let uri = route
                 .replace("{cube}", "bank")
                 .replace("{dimension}", "customer")

@@ -1,565 +1,23 @@
-//! `GET /openapi.json`, generated from the types: the server's own response types derive
-//! `ToSchema`, each route carries `#[utoipa::path]`, and [`ApiDoc`] lists the routes.
+//! `GET /openapi.json`, generated from the types: each route's `#[utoipa::path]` (listed once,
+//! in [`crate::api`]), the server's own answer types and the engine's request and answer types,
+//! which derive `ToSchema` under the engine's `openapi` feature. No schema is written by hand,
+//! so the document cannot drift from what the routes read and write.
 //!
-//! The query, drill-through and answer documents are the engine's types, which do not derive
-//! `ToSchema` (the engine knows nothing about HTTP). Their schemas come from the mirrors below,
-//! which the tests hold in lockstep with the engine's serde shapes: a fully populated engine
-//! document must read into its mirror (which denies unknown fields) and back, so a field added
-//! to either side fails a test until the other follows.
+//! This module imports the routes it documents; no route imports it (the server holds the
+//! document it makes).
 
 use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 
-/// A slice-and-dice question (`lattice_engine::query::Query`).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Query)]
-pub struct QueryDoc {
-    /// Measures to compute, by name.
-    pub measures: Vec<String>,
-    /// Levels on rows (`dimension.level`).
-    #[serde(default)]
-    pub rows: Vec<String>,
-    /// Levels on columns: a pivot.
-    #[serde(default)]
-    pub columns: Vec<String>,
-    #[serde(default)]
-    pub filters: Vec<FilterDoc>,
-    /// Conditions on measure values after aggregation.
-    #[serde(default)]
-    pub having: Vec<HavingDoc>,
-    #[serde(default)]
-    pub order: Vec<OrderDoc>,
-    #[serde(default)]
-    pub limit: Option<u64>,
-    #[serde(default)]
-    pub offset: u64,
-    /// Grand and sub-totals of the grouped levels.
-    #[serde(default)]
-    pub totals: bool,
-    /// Each measure also against the member `lag` steps earlier on an ordered level.
-    #[serde(default)]
-    pub compare: Option<CompareDoc>,
-    /// Say which cuboid answers, and why.
-    #[serde(default)]
-    pub explain: bool,
-    /// Measures as shares of their totals over coarser groups (a column each).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shares: Vec<ShareDoc>,
-    /// Saved searches whose customers filter the query (several intersect).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub segments: Vec<String>,
-}
+use crate::api::{self, Schemas};
 
-/// A measure as a share of its total (`of: []`: the grand total; `of: ["time.month"]`: within
-/// each month; a level above a grouped one: the parent member).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Share)]
-pub struct ShareDoc {
-    pub measure: String,
-    #[serde(default)]
-    pub of: Vec<String>,
-    /// Default `<measure>_share` or `<measure>_share_of_<levels>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = FilterOp)]
-pub enum FilterOpDoc {
-    Eq,
-    In,
-    NotIn,
-    /// Inclusive, on ordered levels (time, bands).
-    Between,
-    /// Member names starting with `value`.
-    Prefix,
-    /// Member names containing `value`, ignoring case.
-    Search,
-}
-
-/// A slice of the cube on one level.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Filter)]
-pub struct FilterDoc {
-    pub level: String,
-    pub op: FilterOpDoc,
-    /// For `eq`, `prefix`, `search`.
-    #[serde(default)]
-    pub value: Option<String>,
-    /// For `in`, `not_in`, and `between` (two members).
-    #[serde(default)]
-    pub values: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = HavingOp)]
-pub enum HavingOpDoc {
-    Gt,
-    Ge,
-    Lt,
-    Le,
-    Eq,
-    Ne,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Having)]
-pub struct HavingDoc {
-    pub measure: String,
-    pub op: HavingOpDoc,
-    pub value: f64,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = Direction)]
-pub enum DirectionDoc {
-    #[default]
-    Asc,
-    Desc,
-}
-
-/// Order by a measure or a grouped level.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Order)]
-pub struct OrderDoc {
-    pub by: String,
-    #[serde(default)]
-    pub dir: DirectionDoc,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Compare)]
-pub struct CompareDoc {
-    pub level: String,
-    pub lag: u32,
-}
-
-/// The answer to a query (`lattice_engine::query::Answer`).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Answer)]
-pub struct AnswerDoc {
-    pub columns: Vec<ColumnDoc>,
-    /// One array per row: level members as strings, then measures (decimals as exact
-    /// strings, counts as integers, ratios as numbers, an empty cell as null).
-    pub rows: Vec<Vec<Value>>,
-    /// Grand totals per measure (and per pivot column, `<member>|<measure>`), when asked for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub totals: Option<serde_json::Map<String, Value>>,
-    /// Measures grouped by each leading part of `rows`, when totals are asked for.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub subtotals: Vec<SubtotalDoc>,
-    /// For principals with small-cell suppression: the values withheld.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suppressed: Option<SuppressedDoc>,
-    pub meta: MetaDoc,
-}
-
-/// Cells and totals withheld because fewer than `min_customers` customers are behind them (or
-/// they contain such a cell).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Suppressed)]
-pub struct SuppressedDoc {
-    pub min_customers: u64,
-    /// `[row, column]` of each withheld value in `rows`.
-    pub cells: Vec<[usize; 2]>,
-    /// Keys of `totals` withheld.
-    pub totals: Vec<String>,
-    /// `[sub-total, row]` of each withheld sub-total row.
-    pub subtotals: Vec<[usize; 2]>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Column)]
-pub struct ColumnDoc {
-    pub name: String,
-    /// `level` or `measure`.
-    pub kind: String,
-    /// For measures: `decimal` (exact, as a string), `integer` or `number`.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub ty: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Subtotal)]
-pub struct SubtotalDoc {
-    pub levels: Vec<String>,
-    /// Members of `levels`, then the measures.
-    pub rows: Vec<Vec<Value>>,
-}
-
-/// How an answer was found.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Meta)]
-pub struct MetaDoc {
-    /// `cuboid` when every fact was answered from a cuboid, else `fallback`.
-    pub source: String,
-    /// The levels of the cuboid that answered (the first fact's); null for the fallback.
-    pub cuboid: Option<Vec<String>>,
-    pub facts: Vec<FactMetaDoc>,
-    /// Rows before `offset` and `limit`.
-    pub total_rows: usize,
-    pub elapsed_us: u64,
-    /// The snapshot (cube version) that answered.
-    pub snapshot: u64,
-    /// Whether the answer came from the result cache.
-    pub cached: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = FactMeta)]
-pub struct FactMetaDoc {
-    pub fact: String,
-    pub source: String,
-    pub cuboid: Option<Vec<String>>,
-    /// Cells of the cuboid scanned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cells: Option<usize>,
-    /// With `explain`: every cuboid that could answer, and why this path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub explain: Option<ExplainDoc>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Explain)]
-pub struct ExplainDoc {
-    pub needs: Vec<String>,
-    pub candidates: Vec<CandidateDoc>,
-    pub reason: String,
-    /// The SQL the fallback ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sql: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Candidate)]
-pub struct CandidateDoc {
-    pub cuboid: Vec<String>,
-    pub cells: usize,
-}
-
-/// A drill-through request (`lattice_engine::query::DrillQuery`).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = DrillQuery)]
-pub struct DrillDoc {
-    /// The level whose members to list (`customer.id`).
-    pub level: String,
-    /// The cell: the same filters as a query.
-    #[serde(default)]
-    pub filters: Vec<FilterDoc>,
-    /// Measures to show per member.
-    #[serde(default)]
-    pub measures: Vec<String>,
-    #[serde(default)]
-    pub order: Vec<OrderDoc>,
-    /// Default 100.
-    #[serde(default)]
-    pub limit: Option<u64>,
-    #[serde(default)]
-    pub offset: u64,
-}
-
-/// The members behind a cell (`lattice_engine::query::DrillAnswer`).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = DrillAnswer)]
-pub struct DrillAnswerDoc {
-    pub level: String,
-    /// Members behind the cell, before paging.
-    pub total: u64,
-    pub columns: Vec<ColumnDoc>,
-    pub rows: Vec<Vec<Value>>,
-    pub meta: DrillMetaDoc,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = DrillMeta)]
-pub struct DrillMetaDoc {
-    /// `member_sets` (united roaring sets of a cuboid) or `fallback`.
-    pub source: String,
-    /// The distinct measure whose sets were used.
-    pub via_measure: String,
-    pub cuboid: Option<Vec<String>>,
-    pub elapsed_us: u64,
-    pub snapshot: u64,
-}
-
-/// Manager performance (`lattice_engine::analytics::PerformanceQuery`): per member of `level`
-/// and period, customers managed, new and lost, measures, high-value share and rank.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = PerformanceQuery)]
-pub struct PerformanceDoc {
-    /// The level assessed (`manager.manager`).
-    pub level: String,
-    /// The time level of the periods (default `time.month`).
-    #[serde(default)]
-    pub period: Option<String>,
-    /// First and last period, inclusive.
-    pub from: String,
-    pub to: String,
-    #[serde(default)]
-    pub customers: Option<CustomersDoc>,
-    #[serde(default)]
-    pub measures: Vec<String>,
-    #[serde(default)]
-    pub high_value: Option<HighValueDoc>,
-    #[serde(default)]
-    pub rank: Option<RankDoc>,
-    #[serde(default)]
-    pub filters: Vec<FilterDoc>,
-    #[serde(default)]
-    pub limit: Option<u64>,
-    #[serde(default)]
-    pub offset: u64,
-}
-
-/// The customer level and the distinct measure that counts them.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = PerformanceCustomers)]
-pub struct CustomersDoc {
-    /// Default `customer.id`.
-    #[serde(default)]
-    pub level: Option<String>,
-    /// Default `customers`.
-    #[serde(default)]
-    pub measure: Option<String>,
-}
-
-/// High-value customers: members of `level` (a band or class) at the period's close.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = HighValue)]
-pub struct HighValueDoc {
-    pub level: String,
-    pub members: Vec<String>,
-}
-
-/// Standard competition rank (1 = largest `by`) within the members of `within`, an ancestor
-/// of the level, per period.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Rank)]
-pub struct RankDoc {
-    pub within: String,
-    pub by: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = PerformanceAnswer)]
-pub struct PerformanceAnswerDoc {
-    pub level: String,
-    pub period: String,
-    pub periods: Vec<String>,
-    pub measures: Vec<String>,
-    /// Rows before paging.
-    pub total: usize,
-    pub rows: Vec<PerformanceRowDoc>,
-    pub meta: PerformanceMetaDoc,
-}
-
-/// One member in one period.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = PerformanceRow)]
-pub struct PerformanceRowDoc {
-    pub period: String,
-    pub member: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    pub customers: Option<u64>,
-    /// Null where the data has no previous period.
-    pub new_customers: Option<u64>,
-    pub lost_customers: Option<u64>,
-    /// Per measure its value (decimals as exact strings).
-    #[schema(value_type = Object)]
-    pub values: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub high_value_customers: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub high_value_share: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rank: Option<u64>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = PerformanceMeta)]
-pub struct PerformanceMetaDoc {
-    /// `member_sets` (roaring sets of a cuboid) or `grouped`.
-    pub source: String,
-    pub via_measure: String,
-    pub cuboid: Option<Vec<String>>,
-    /// Per period, the closing finest-time period where high value is read.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub closing: Vec<Option<String>>,
-    pub facts: Vec<FactMetaDoc>,
-    pub elapsed_us: u64,
-    pub snapshot: u64,
-}
-
-/// A Pareto request (`lattice_engine::analytics::ParetoQuery`): how concentrated `measure` is
-/// over the members of `level`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = ParetoQuery)]
-pub struct ParetoDoc {
-    /// The level whose members are ranked (default `customer.id`).
-    #[serde(default)]
-    pub level: Option<String>,
-    /// An exact measure: a sum, a count, or sums and differences of them.
-    pub measure: String,
-    #[serde(default)]
-    pub filters: Vec<FilterDoc>,
-    /// Shares of the members from the top, each in (0, 1] with at most 6 decimals (default
-    /// `[0.2]`).
-    #[serde(default)]
-    pub cuts: Option<Vec<f64>>,
-    /// Shares of the total to reach (default `[0.8]`).
-    #[serde(default)]
-    pub reach: Option<Vec<f64>>,
-    /// Curve resolution, 1 to 10,000 (default 100).
-    #[serde(default)]
-    pub points: Option<u32>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = ParetoAnswer)]
-pub struct ParetoAnswerDoc {
-    pub level: String,
-    pub measure: String,
-    /// Members with a value.
-    pub members: usize,
-    pub negative_members: usize,
-    /// The sum of the members' values (a decimal as an exact string, or an integer).
-    #[schema(value_type = Object)]
-    pub total: Value,
-    pub curve: Vec<ParetoPointDoc>,
-    pub cuts: Vec<ParetoCutDoc>,
-    pub reach: Vec<ParetoReachDoc>,
-    pub meta: AnalyticsMetaDoc,
-}
-
-/// The top `members` (share `x` of all) hold `cumulative`, share `y` of the total (null when
-/// the total is not positive).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = ParetoPoint)]
-pub struct ParetoPointDoc {
-    pub members: usize,
-    pub x: f64,
-    #[schema(value_type = Object)]
-    pub cumulative: Value,
-    pub y: Option<f64>,
-}
-
-/// The top `ceil(cut * N)` members, their exact value and share.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = ParetoCut)]
-pub struct ParetoCutDoc {
-    pub cut: f64,
-    pub members: usize,
-    #[schema(value_type = Object)]
-    pub value: Value,
-    pub share: Option<f64>,
-}
-
-/// The fewest top members holding at least `share` of the total.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = ParetoReach)]
-pub struct ParetoReachDoc {
-    pub share: f64,
-    pub members: Option<usize>,
-    pub member_share: Option<f64>,
-}
-
-/// How an analysis was answered.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = AnalyticsMeta)]
-pub struct AnalyticsMetaDoc {
-    pub facts: Vec<FactMetaDoc>,
-    pub elapsed_us: u64,
-    pub snapshot: u64,
-}
-
-/// Every error: `{"error": {"code", "message", "details"}}`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Error)]
-pub struct ErrorDoc {
-    pub error: ErrorBodyDoc,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = ErrorBody)]
-pub struct ErrorBodyDoc {
-    /// Stable, machine-readable name of the problem (`unknown_level`, `query_timeout`, ...).
-    pub code: String,
-    /// What is wrong, for a person, with the fix where there is one.
-    pub message: String,
-    /// The data of the problem (names, suggestions, limits, located definition errors).
-    #[schema(value_type = Object)]
-    pub details: Value,
-}
-
+/// What the document says besides its paths: the title, the tags, the security scheme.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
         title = "Lattice",
         description = "Slice-and-dice queries over in-memory OLAP cubes, with hot reload of their definitions."
-    ),
-    paths(
-        crate::routes::health,
-        crate::routes::metrics,
-        crate::routes::openapi,
-        crate::routes::list_cubes,
-        crate::routes::cube_metadata,
-        crate::routes::members,
-        crate::query::query,
-        crate::query::drillthrough,
-        crate::routes::get_definition,
-        crate::reload::put_definition,
-        crate::analytics::abnormal_route,
-        crate::analytics::migration_route,
-        crate::analytics::migration_drill_route,
-        crate::searches::list,
-        crate::searches::run_adhoc,
-        crate::searches::get_one,
-        crate::searches::put_one,
-        crate::searches::delete_one,
-        crate::searches::run_named,
-        crate::entities::entity_route,
-        crate::analytics::pareto_route,
-        crate::analytics::performance_route,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -601,11 +59,25 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The document: [`ApiDoc`], every route of the table, and the schemas they name.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let mut schemas = Schemas::new();
+    for e in api::endpoints() {
+        doc.paths
+            .add_path_operation(&e.path, e.methods, e.operation);
+        (e.schemas)(&mut schemas);
+    }
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.schemas.extend(schemas);
+    doc
+}
+
 /// The OpenAPI document as JSON, made once.
 pub fn document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
-        ApiDoc::openapi().to_json().unwrap_or_else(|e| {
+        openapi().to_json().unwrap_or_else(|e| {
             format!("{{\"error\": \"cannot write the OpenAPI document: {e}\"}}")
         })
     })
@@ -617,6 +89,7 @@ mod tests {
     use lattice_engine::query::{
         Compare, Direction, DrillQuery, Filter, FilterOp, Having, HavingOp, Order, Query, Share,
     };
+    use serde_json::Value;
 
     /// Every field set, every enum's variants used somewhere.
     fn full_query() -> Query {
@@ -704,21 +177,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_query_schema_follows_the_engine_query() {
-        let engine = full_query();
-        let json = serde_json::to_string(&engine).expect("serialise");
-        let mirror: QueryDoc = serde_json::from_str(&json).expect("the mirror reads every field");
-        let back = serde_json::to_string(&mirror).expect("serialise");
-        assert_eq!(
-            Query::from_json(&back).expect("the engine reads the mirror"),
-            engine
-        );
+    /// The properties a schema documents: exactly the keys its type writes when every field is
+    /// set (a field renamed or skipped for serde is so in the schema too).
+    fn assert_properties_are_keys(name: &str, full: &impl serde::Serialize) {
+        let doc: Value = serde_json::from_str(document()).expect("json");
+        let schema = &doc["components"]["schemas"][name];
+        let mut documented: Vec<&String> = schema["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}: {schema}"))
+            .keys()
+            .collect();
+        let value = serde_json::to_value(full).expect("serialise");
+        let mut written: Vec<&String> = value.as_object().expect("an object").keys().collect();
+        documented.sort_unstable();
+        written.sort_unstable();
+        assert_eq!(documented, written, "{name}");
     }
 
     #[test]
-    fn the_drill_schema_follows_the_engine_drill_query() {
-        let engine = DrillQuery {
+    fn request_schemas_document_every_field_the_engine_reads() {
+        use lattice_engine::analytics::{
+            CustomersSpec, HighValue, ParetoQuery, PerformanceQuery, RankSpec,
+        };
+        assert_properties_are_keys("Query", &full_query());
+        let drill = DrillQuery {
             level: "customer.id".into(),
             filters: full_query().filters,
             measures: vec!["txn_amount".into()],
@@ -726,19 +208,8 @@ mod tests {
             limit: Some(3),
             offset: 1,
         };
-        let json = serde_json::to_string(&engine).expect("serialise");
-        let mirror: DrillDoc = serde_json::from_str(&json).expect("the mirror reads every field");
-        let back = serde_json::to_string(&mirror).expect("serialise");
-        assert_eq!(
-            DrillQuery::from_json(&back).expect("the engine reads the mirror"),
-            engine
-        );
-    }
-
-    #[test]
-    fn the_performance_schema_follows_the_engine_request() {
-        use lattice_engine::analytics::{CustomersSpec, HighValue, PerformanceQuery, RankSpec};
-        let engine = PerformanceQuery {
+        assert_properties_are_keys("DrillQuery", &drill);
+        let performance = PerformanceQuery {
             level: "manager.manager".into(),
             period: "time.quarter".into(),
             from: "2025-Q1".into(),
@@ -760,20 +231,8 @@ mod tests {
             limit: Some(3),
             offset: 1,
         };
-        let json = serde_json::to_string(&engine).expect("serialise");
-        let mirror: PerformanceDoc =
-            serde_json::from_str(&json).expect("the mirror reads every field");
-        let back = serde_json::to_string(&mirror).expect("serialise");
-        assert_eq!(
-            PerformanceQuery::from_json(&back).expect("the engine reads the mirror"),
-            engine
-        );
-    }
-
-    #[test]
-    fn the_pareto_schema_follows_the_engine_request() {
-        use lattice_engine::analytics::ParetoQuery;
-        let engine = ParetoQuery {
+        assert_properties_are_keys("PerformanceQuery", &performance);
+        let pareto = ParetoQuery {
             level: "customer.segment".into(),
             measure: "fee_income".into(),
             filters: full_query().filters,
@@ -781,13 +240,55 @@ mod tests {
             reach: vec![0.8],
             points: 50,
         };
-        let json = serde_json::to_string(&engine).expect("serialise");
-        let mirror: ParetoDoc = serde_json::from_str(&json).expect("the mirror reads every field");
-        let back = serde_json::to_string(&mirror).expect("serialise");
-        assert_eq!(
-            ParetoQuery::from_json(&back).expect("the engine reads the mirror"),
-            engine
-        );
+        assert_properties_are_keys("ParetoQuery", &pareto);
+    }
+
+    /// utoipa names a schema after its type alone: two types of one name in different
+    /// modules would overwrite each other in the document without a word.
+    #[test]
+    fn no_two_types_share_a_schema_name() {
+        let mut schemas = Schemas::new();
+        for e in api::endpoints() {
+            (e.schemas)(&mut schemas);
+        }
+        let mut by_name: std::collections::BTreeMap<String, String> = Default::default();
+        for (name, schema) in schemas {
+            let text = serde_json::to_string(&schema).expect("json");
+            let first = by_name.entry(name.clone()).or_insert_with(|| text.clone());
+            assert_eq!(*first, text, "two schemas named {name}");
+        }
+    }
+
+    /// No answer is documented as a bare object where the route writes a type.
+    #[test]
+    fn every_json_answer_has_a_schema_of_its_own() {
+        let doc: Value = serde_json::from_str(document()).expect("json");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("methods") {
+                let mut bodies: Vec<&Value> = Vec::new();
+                if let Some(rb) = op.get("requestBody") {
+                    bodies.extend(
+                        rb["content"]
+                            .as_object()
+                            .into_iter()
+                            .flat_map(|c| c.values()),
+                    );
+                }
+                for response in op["responses"].as_object().expect("responses").values() {
+                    let content = response.get("content").and_then(Value::as_object);
+                    bodies.extend(content.into_iter().flat_map(|c| c.values()));
+                }
+                for body in bodies {
+                    let schema = &body["schema"];
+                    let free = schema["type"] == "object" && schema.get("properties").is_none();
+                    // The OpenAPI document itself is the one free-form answer.
+                    assert!(
+                        !free || path == "/openapi.json",
+                        "{method} {path}: {schema}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -16,18 +16,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::HeaderMap;
 use lattice_engine::query::{Answer, DrillAnswer, DrillQuery, Query, QueryError};
+use lattice_engine::search::SearchError;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 use crate::AppState;
 use crate::audit::{NoteSlot, note};
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::body::{self, RawBody};
+use crate::error::{ApiError, ErrorResponse};
 use crate::metrics::{QueryPath, Rejection};
 
 /// How many queries run at once, and how many may wait for a turn.
@@ -107,15 +107,17 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Runs a query under the limits: the principal's turn and time limit (from the auth file),
 /// then a turn from the server's [`Admission`], inline when it completes at once and on the
-/// query runtime otherwise (see the module docs).
-pub(crate) async fn run_limited<T, F>(
+/// query runtime otherwise (see the module docs). Its error, any engine error, is answered in
+/// the API's shape.
+pub(crate) async fn run_limited<T, E, F>(
     state: &AppState,
     principal: &Principal,
     query: F,
 ) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: Future<Output = Result<T, QueryError>> + Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+    F: Future<Output = Result<T, E>> + Send + 'static,
 {
     let limit = principal
         .query_timeout
@@ -175,55 +177,7 @@ where
             }
         }
     };
-    result.map_err(ApiError::from)
-}
-
-/// Requires a JSON body.
-pub(crate) fn require_content_type(headers: &HeaderMap, accepted: &[&str]) -> Result<(), ApiError> {
-    let found = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let essence = found
-        .map(|f| {
-            f.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    if accepted.contains(&essence.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError::unsupported_media_type(accepted, found))
-    }
-}
-
-/// The body, or the error of a body that could not be read (413 when too large).
-pub(crate) fn read_body(
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::body_too_large(limit)
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                format!("the request body could not be read: {e}"),
-            )
-        }
-    })
-}
-
-fn text(body: &Bytes) -> Result<&str, ApiError> {
-    std::str::from_utf8(body).map_err(|e| {
-        QueryError::Malformed {
-            message: format!("the body is not UTF-8 text ({e})"),
-        }
-        .into()
-    })
+    result.map_err(Into::into)
 }
 
 /// The `limit` to ask the engine for so that an answer over the row limit is noticed without
@@ -242,25 +196,23 @@ fn too_many_rows(state: &AppState, total: usize, offset: u64) -> ApiError {
     .into()
 }
 
-const JSON: &[&str] = &["application/json"];
-
 /// Answers a slice-and-dice query.
 #[utoipa::path(
     post,
     path = "/v1/cubes/{cube}/query",
     tag = "query",
     params(("cube" = String, Path, description = "The cube's name")),
-    request_body(content = crate::openapi::QueryDoc, content_type = "application/json"),
+    request_body(content = Query, content_type = "application/json"),
     responses(
-        (status = 200, description = "The answer", body = crate::openapi::AnswerDoc),
-        (status = 400, description = "A query the cube cannot answer as asked (unknown names, too many rows, ...)", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal's scope forbids it", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
-        (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorDoc),
-        (status = 415, description = "Body not sent as application/json", body = crate::openapi::ErrorDoc),
-        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
-        (status = 504, description = "Over the time limit; cancelled", body = crate::openapi::ErrorDoc),
+        (status = 200, description = "The answer", body = Answer),
+        (status = 400, description = "A query the cube cannot answer as asked (unknown names, too many rows, ...)", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal's scope forbids it", body = ErrorResponse),
+        (status = 404, description = "Unknown cube", body = ErrorResponse),
+        (status = 413, description = "Body over the size limit", body = ErrorResponse),
+        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
+        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
+        (status = 504, description = "Over the time limit; cancelled", body = ErrorResponse),
     )
 )]
 pub(crate) async fn query(
@@ -269,13 +221,12 @@ pub(crate) async fn query(
     audit: Option<Extension<NoteSlot>>,
     Path(cube): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Result<Json<Answer>, ApiError> {
     let audit = audit.map(|Extension(n)| n);
     let slot = state.slot(&cube)?;
-    require_content_type(&headers, JSON)?;
-    let body = read_body(body, state.config.limits.max_body_bytes)?;
-    let mut q = Query::from_json(text(&body)?)?;
+    let limit = state.config.limits.max_body_bytes;
+    let mut q = Query::from_json(&body::read(&headers, body, body::JSON, limit)?)?;
     let max_rows = state.config.limits.max_result_rows;
     q.limit = capped(q.limit, max_rows);
     let offset = q.offset;
@@ -291,15 +242,12 @@ pub(crate) async fn query(
         Some(crate::searches::all_searches(&state, &cube, &principal).await?)
     };
     let answer = run_limited(&state, &principal, async move {
-        if let Some(searches) = searches
-            && let Err(e) = session.expand_segments(&mut q, &searches).await
-        {
-            return Ok(Err(e));
+        if let Some(searches) = searches {
+            session.expand_segments(&mut q, &searches).await?;
         }
-        session.query(&q).await.map(Ok)
+        session.query(&q).await.map_err(SearchError::from)
     })
-    .await?
-    .map_err(crate::searches::api_error)?;
+    .await?;
     note(audit.as_ref(), |n| n.set_rows(answer.rows.len()));
     if answer.rows.len() > max_rows {
         return Err(too_many_rows(&state, answer.meta.total_rows, offset));
@@ -320,17 +268,17 @@ pub(crate) async fn query(
     path = "/v1/cubes/{cube}/drillthrough",
     tag = "query",
     params(("cube" = String, Path, description = "The cube's name")),
-    request_body(content = crate::openapi::DrillDoc, content_type = "application/json"),
+    request_body(content = DrillQuery, content_type = "application/json"),
     responses(
-        (status = 200, description = "The members behind the cell, paged", body = crate::openapi::DrillAnswerDoc),
-        (status = 400, description = "A drill-through the cube cannot answer as asked", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal's scope forbids it", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
-        (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorDoc),
-        (status = 415, description = "Body not sent as application/json", body = crate::openapi::ErrorDoc),
-        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
-        (status = 504, description = "Over the time limit; cancelled", body = crate::openapi::ErrorDoc),
+        (status = 200, description = "The members behind the cell, paged", body = DrillAnswer),
+        (status = 400, description = "A drill-through the cube cannot answer as asked", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal's scope forbids it", body = ErrorResponse),
+        (status = 404, description = "Unknown cube", body = ErrorResponse),
+        (status = 413, description = "Body over the size limit", body = ErrorResponse),
+        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
+        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
+        (status = 504, description = "Over the time limit; cancelled", body = ErrorResponse),
     )
 )]
 pub(crate) async fn drillthrough(
@@ -339,13 +287,12 @@ pub(crate) async fn drillthrough(
     audit: Option<Extension<NoteSlot>>,
     Path(cube): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Result<Json<DrillAnswer>, ApiError> {
     let audit = audit.map(|Extension(n)| n);
     let slot = state.slot(&cube)?;
-    require_content_type(&headers, JSON)?;
-    let body = read_body(body, state.config.limits.max_body_bytes)?;
-    let mut q = DrillQuery::from_json(text(&body)?)?;
+    let limit = state.config.limits.max_body_bytes;
+    let mut q = DrillQuery::from_json(&body::read(&headers, body, body::JSON, limit)?)?;
     let max_rows = state.config.limits.max_result_rows;
     q.limit = capped(
         Some(

@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,19 +32,11 @@ use lattice_engine::build::BuildOptions;
 
 use crate::AppState;
 use crate::auth::Principal;
+use crate::body::{self, RawBody};
 use crate::build::{self, base_dir, write_atomically};
-use crate::error::{ApiError, BuildError};
+use crate::error::{ApiError, BuildError, ErrorResponse};
 use crate::info::BuildInfo;
-use crate::query::{read_body, require_content_type};
 use crate::registry::{ReloadOutcome, Slot, Snapshot, lock, stamp, unix_now};
-
-/// Media types a definition may be sent as.
-pub const YAML_TYPES: &[&str] = &[
-    "application/yaml",
-    "application/x-yaml",
-    "text/yaml",
-    "text/x-yaml",
-];
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -83,15 +74,15 @@ pub struct Building {
         (status = 200, description = "Built and serving", body = Reloaded),
         (status = 201, description = "A new cube, built and serving", body = Reloaded),
         (status = 202, description = "Valid; building in the background (`wait=false`)", body = Building),
-        (status = 400, description = "The definition does not validate, or does not match its data: every error with its line and column", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal lacks the role `admin`", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube, and no definitions folder to create it in", body = crate::openapi::ErrorDoc),
-        (status = 409, description = "A build of this cube is in progress", body = crate::openapi::ErrorDoc),
-        (status = 413, description = "Body over the size limit", body = crate::openapi::ErrorDoc),
-        (status = 415, description = "Body not sent as YAML", body = crate::openapi::ErrorDoc),
-        (status = 422, description = "The build failed", body = crate::openapi::ErrorDoc),
-        (status = 429, description = "Too many builds running", body = crate::openapi::ErrorDoc),
+        (status = 400, description = "The definition does not validate, or does not match its data: every error with its line and column", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal lacks the role `admin`", body = ErrorResponse),
+        (status = 404, description = "Unknown cube, and no definitions folder to create it in", body = ErrorResponse),
+        (status = 409, description = "A build of this cube is in progress", body = ErrorResponse),
+        (status = 413, description = "Body over the size limit", body = ErrorResponse),
+        (status = 415, description = "Body not sent as YAML", body = ErrorResponse),
+        (status = 422, description = "The build failed", body = ErrorResponse),
+        (status = 429, description = "Too many builds running", body = ErrorResponse),
     ))]
 pub(crate) async fn put_definition(
     State(state): State<Arc<AppState>>,
@@ -99,7 +90,7 @@ pub(crate) async fn put_definition(
     Path(cube): Path<String>,
     params: Result<UrlQuery<PutParams>, QueryRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Result<Response, ApiError> {
     principal.require_admin("replacing a definition")?;
     let UrlQuery(params) = params.map_err(|e| {
@@ -117,15 +108,8 @@ pub(crate) async fn put_definition(
             _ => return Err(ApiError::unknown_cube(&cube, state.registry.names())),
         },
     };
-    require_content_type(&headers, YAML_TYPES)?;
-    let body = read_body(body, state.config.limits.max_body_bytes)?;
-    let text = String::from_utf8(body.to_vec()).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("the definition is not UTF-8 text ({e})"),
-        )
-    })?;
+    let limit = state.config.limits.max_body_bytes;
+    let text = body::read(&headers, body, body::YAML, limit)?;
     let task = start_reload(&state, &cube, text, path, true, "put")?;
     if params.wait == Some(false) {
         return Ok((
@@ -146,8 +130,8 @@ pub(crate) async fn put_definition(
             };
             Ok((status, Json(done)).into_response())
         }
-        Ok(Err(e)) => Err(ApiError::from(&e)),
-        Err(join) => Err(ApiError::from(&BuildError::Aborted(join.to_string()))),
+        Ok(Err(e)) => Err(e.into()),
+        Err(join) => Err(BuildError::Aborted(join.to_string()).into()),
     }
 }
 
@@ -175,7 +159,7 @@ pub(crate) fn start_reload(
         |f| f.to_string_lossy().into_owned(),
     );
     let base = base_dir(path.as_deref(), state.config.data_dir.as_deref());
-    let model = build::parse(&text, &label, &base).map_err(|e| ApiError::from(&e))?;
+    let model = build::parse(&text, &label, &base)?;
     if model.name != name {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

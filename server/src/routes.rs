@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::audit::{NoteSlot, note};
 use crate::auth::Access;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorResponse};
 use crate::info::{BuildInfo, CubeInfo};
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Scrape};
 use crate::registry::{ReloadOutcome, lock};
@@ -135,8 +135,8 @@ pub(crate) async fn list_cubes(
     params(("cube" = String, Path, description = "The cube's name")),
     responses(
         (status = 200, description = "Dimensions, levels, hierarchies, member counts, measures", body = CubeDetail),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 404, description = "Unknown cube", body = ErrorResponse),
     ))]
 pub(crate) async fn cube_metadata(
     State(state): State<Arc<AppState>>,
@@ -180,9 +180,9 @@ pub(crate) async fn cube_metadata(
     ),
     responses(
         (status = 200, description = "The level's members, paged", body = Members),
-        (status = 400, description = "Bad paging parameters, or a limit over the row limit", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube, dimension or level", body = crate::openapi::ErrorDoc),
+        (status = 400, description = "Bad paging parameters, or a limit over the row limit", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 404, description = "Unknown cube, dimension or level", body = ErrorResponse),
     ))]
 pub(crate) async fn members(
     State(state): State<Arc<AppState>>,
@@ -324,8 +324,8 @@ pub const YAML: &str = "application/yaml";
     params(("cube" = String, Path, description = "The cube's name")),
     responses(
         (status = 200, description = "The YAML the serving snapshot was built from", content_type = "application/yaml", body = String),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 404, description = "Unknown cube", body = ErrorResponse),
     ))]
 pub(crate) async fn get_definition(
     State(state): State<Arc<AppState>>,
@@ -349,8 +349,8 @@ type CubeGauge = (&'static str, &'static str, fn(&CubeInfo) -> u64);
 #[utoipa::path(get, path = "/metrics", tag = "server",
     responses(
         (status = 200, description = "Prometheus text format: requests, errors and latency per route, queries, builds, cube sizes", content_type = "text/plain", body = String),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal has neither the role `admin` nor `metrics`", body = crate::openapi::ErrorDoc),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal has neither the role `admin` nor `metrics`", body = ErrorResponse),
     ))]
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let mut scrape = Scrape::default();
@@ -435,15 +435,17 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Respon
         .into_response())
 }
 
+// The document is made once, from the route table, with the server, which holds it: this
+// handler needs nothing of how it is made (and `openapi` imports the handlers, not back).
 #[utoipa::path(get, path = "/openapi.json", tag = "server", security(()),
-    responses((status = 200, description = "This API as an OpenAPI document", content_type = "application/json", body = Object)))]
-pub(crate) async fn openapi() -> Response {
+    responses((status = 200, description = "This API as an OpenAPI 3.1 document (free-form: its schema is the OpenAPI specification's)", content_type = "application/json", body = Object)))]
+pub(crate) async fn openapi(State(state): State<Arc<AppState>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        crate::openapi::document().to_string(),
+        state.openapi,
     )
         .into_response()
 }

@@ -29,21 +29,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::Json;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError, check_page};
 use lattice_engine::search::{Search, SearchAnswer, SearchError, SearchRun, SearchSet, check_name};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{Method, Principal};
-use crate::error::ApiError;
-use crate::query::{read_body, require_content_type, run_limited};
+use crate::body::{self, RawBody};
+use crate::error::{ApiError, ErrorResponse};
+use crate::query::run_limited;
 use crate::registry::{Slot, lock};
 
 /// The searches saved over the API, per cube (loaded from its file on first use).
@@ -160,10 +160,11 @@ fn find_visible<'a>(
     name: &str,
 ) -> Result<&'a (Search, Source), ApiError> {
     all.get(name).ok_or_else(|| {
-        api_error(SearchError::UnknownSearch {
+        SearchError::UnknownSearch {
             name: name.to_string(),
             suggestion: lattice_defs::diag::suggest(name, all.keys().map(String::as_str)),
-        })
+        }
+        .into()
     })
 }
 
@@ -178,12 +179,8 @@ pub(crate) async fn all_searches(
     let snapshot = state.slot(cube)?.load();
     let mut out = SearchSet::new();
     for (name, (s, _)) in all {
-        let r = snapshot
-            .cube
-            .session(principal.access.clone())
-            .redact_search(&s)
-            .await
-            .map_err(api_error)?;
+        let session = snapshot.cube.session(principal.access.clone());
+        let r = session.redact_search(&s).await?;
         out.insert(name, r.runnable);
     }
     Ok(out)
@@ -193,99 +190,42 @@ fn definition_searches(slot: &Slot) -> SearchSet {
     lattice_engine::search::definition_searches(&slot.load().cube.model)
 }
 
-/// The search routes, to merge into the server's router.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/cubes/{cube}/searches", get(list))
-        .route("/v1/cubes/{cube}/searches/run", post(run_adhoc))
-        .route(
-            "/v1/cubes/{cube}/searches/{name}",
-            get(get_one).put(put_one).delete(delete_one),
-        )
-        .route("/v1/cubes/{cube}/searches/{name}/run", post(run_named))
+/// One search as a principal may read it: the document (names outside their scope hidden),
+/// where it comes from, and how many names are hidden.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ListedSearch {
+    #[serde(flatten)]
+    pub search: Search,
+    /// `definition` or `api`.
+    pub source: &'static str,
+    /// Names outside the principal's scope, hidden; absent when none is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<usize>,
 }
 
-/// A search error as the one error shape; every variant decided here, none by default.
-pub(crate) fn api_error(e: SearchError) -> ApiError {
-    let details = match &e {
-        SearchError::Analytics(a) => return crate::analytics::api_error(a.clone()),
-        SearchError::UnknownSearch { name, suggestion } => {
-            return ApiError::new(StatusCode::NOT_FOUND, e.code(), e.to_string())
-                .with_details(json!({"name": name, "suggestion": suggestion}));
-        }
-        SearchError::ReadOnly { name } | SearchError::NameTaken { name } => {
-            return ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
-                .with_details(json!({"name": name}));
-        }
-        SearchError::NotOwner { name, owner } => {
-            return ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
-                .with_details(json!({"name": name, "owner": owner}));
-        }
-        SearchError::SharingNeedsAdmin { name, .. }
-        | SearchError::Withheld { name, .. }
-        | SearchError::OnValues { name, .. } => {
-            return ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
-                .with_details(json!({"name": name}));
-        }
-        SearchError::PinsCustomers { at, level, .. } => {
-            return ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
-                .with_details(json!({"at": at, "level": level}));
-        }
-        SearchError::OwnerIsKept { name, owner } => json!({"name": name, "owner": owner}),
-        SearchError::BadCondition { at, .. } | SearchError::BadPeriod { at, .. } => {
-            json!({"at": at})
-        }
-        SearchError::BadName { name, .. } => json!({"name": name}),
-    };
-    ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()).with_details(details)
+/// `GET /v1/cubes/{cube}/searches`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SearchList {
+    /// The definition's searches, then those saved over the API.
+    pub searches: Vec<ListedSearch>,
 }
 
-fn body_text(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    optional: bool,
-) -> Result<String, ApiError> {
-    let body = read_body(body, state.config.limits.max_body_bytes)?;
-    if optional && body.is_empty() {
-        return Ok(String::new());
-    }
-    require_content_type(headers, &["application/json"])?;
-    String::from_utf8(body.to_vec()).map_err(|e| {
-        QueryError::Malformed {
-            message: format!("the body is not UTF-8 text ({e})"),
-        }
-        .into()
-    })
-}
-
-/// One search as listed: the document and where it comes from.
-fn listed(s: &Search, source: Source) -> Value {
-    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-    v["source"] = json!(source.name());
-    v
-}
-
-/// One search as `principal` may read it: names outside their scope hidden, and how many.
+/// One search as `principal` may read it.
 async fn shown(
     state: &AppState,
     cube: &str,
     principal: &Principal,
     s: &Search,
     source: Source,
-) -> Result<Value, ApiError> {
+) -> Result<ListedSearch, ApiError> {
     let snapshot = state.slot(cube)?.load();
-    let r = snapshot
-        .cube
-        .session(principal.access.clone())
-        .redact_search(s)
-        .await
-        .map_err(api_error)?;
-    let mut v = listed(&r.shown, source);
-    if r.hidden > 0 {
-        v["hidden"] = json!(r.hidden);
-    }
-    Ok(v)
+    let session = snapshot.cube.session(principal.access.clone());
+    let r = session.redact_search(s).await?;
+    Ok(ListedSearch {
+        search: r.shown,
+        source: source.name(),
+        hidden: Some(r.hidden).filter(|&h| h > 0),
+    })
 }
 
 #[utoipa::path(
@@ -294,17 +234,17 @@ async fn shown(
     tag = "searches",
     params(("cube" = String, Path, description = "The cube's name")),
     responses(
-        (status = 200, description = "Every search: the definition's (`source: definition`), then those saved over the API (`source: api`)", body = Object),
-        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
+        (status = 200, description = "Every search: the definition's (`source: definition`), then those saved over the API (`source: api`)", body = SearchList),
+        (status = 404, description = "Unknown cube", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = ErrorResponse),
     )
 )]
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,
     Path(cube): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SearchList>, ApiError> {
     let all = visible(&state, &cube, &principal)?;
     let (defined, saved): (Vec<_>, Vec<_>) = all
         .values()
@@ -313,7 +253,7 @@ pub(crate) async fn list(
     for (s, source) in defined.into_iter().chain(saved) {
         out.push(shown(&state, &cube, &principal, s, *source).await?);
     }
-    Ok(Json(json!({"searches": out})))
+    Ok(Json(SearchList { searches: out }))
 }
 
 #[utoipa::path(
@@ -322,17 +262,17 @@ pub(crate) async fn list(
     tag = "searches",
     params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
     responses(
-        (status = 200, description = "The search document and its source", body = Object),
-        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
+        (status = 200, description = "The search document and its source", body = ListedSearch),
+        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = ErrorResponse),
     )
 )]
 pub(crate) async fn get_one(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Arc<Principal>>,
     Path((cube, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ListedSearch>, ApiError> {
     let all = visible(&state, &cube, &principal)?;
     let (s, source) = find_visible(&all, &name)?;
     Ok(Json(shown(&state, &cube, &principal, s, *source).await?))
@@ -343,15 +283,17 @@ pub(crate) async fn get_one(
     path = "/v1/cubes/{cube}/searches/{name}",
     tag = "searches",
     params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
-    request_body(content = Object, content_type = "application/json", description = "The search document (docs/searches.md); its name must be the path's"),
+    request_body(content = Search, content_type = "application/json", description = "The search document (docs/searches.md); its name must be the path's"),
     responses(
-        (status = 200, description = "Replaced", body = Object),
-        (status = 201, description = "Created", body = Object),
-        (status = 400, description = "A search the cube cannot evaluate (`bad_condition` with its path, unknown names, a bad name)", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube", body = crate::openapi::ErrorDoc),
-        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML; or another principal's search has the name (`search_name_taken`, on PUT)", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
+        (status = 200, description = "Replaced", body = ListedSearch),
+        (status = 201, description = "Created", body = ListedSearch),
+        (status = 400, description = "A search the cube cannot evaluate (`bad_condition` with its path, unknown names, a bad name)", body = ErrorResponse),
+        (status = 413, description = "Body over the size limit", body = ErrorResponse),
+        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
+        (status = 404, description = "Unknown cube", body = ErrorResponse),
+        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML; or another principal's search has the name (`search_name_taken`, on PUT)", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = ErrorResponse),
     )
 )]
 pub(crate) async fn put_one(
@@ -359,32 +301,34 @@ pub(crate) async fn put_one(
     Extension(principal): Extension<Arc<Principal>>,
     Path((cube, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Result<Response, ApiError> {
     let slot = state.slot(&cube)?;
-    check_name(&name).map_err(api_error)?;
-    let mut search =
-        Search::from_json(&body_text(&state, &headers, body, false)?).map_err(api_error)?;
+    check_name(&name)?;
+    let limit = state.config.limits.max_body_bytes;
+    let mut search = Search::from_json(&body::read(&headers, body, body::JSON, limit)?)?;
     if search.name != name {
-        return Err(api_error(SearchError::BadName {
+        return Err(SearchError::BadName {
             name: search.name.clone(),
             message: format!("the document's name must be the path's, '{name}'"),
-        }));
+        }
+        .into());
     }
     if definition_searches(&slot).contains_key(&name) {
-        return Err(api_error(SearchError::ReadOnly { name }));
+        return Err(SearchError::ReadOnly { name }.into());
     }
     // Who owns it, and whether this principal may save it so.
     let previous = state.searches.saved(&cube, &slot)?.get(&name).cloned();
     let (owner, was_shared) = match &previous {
         Some(p) if !may_see(&principal, p) => {
-            return Err(api_error(SearchError::NameTaken { name }));
+            return Err(SearchError::NameTaken { name }.into());
         }
         Some(p) if !may_change(&principal, p) => {
-            return Err(api_error(SearchError::NotOwner {
+            return Err(SearchError::NotOwner {
                 name,
                 owner: p.owner.clone().unwrap_or_else(|| "admin".into()),
-            }));
+            }
+            .into());
         }
         Some(p) => (
             p.owner.clone().unwrap_or_else(|| owner_of(&principal)),
@@ -393,20 +337,21 @@ pub(crate) async fn put_one(
         None => (owner_of(&principal), false),
     };
     if search.owner.as_ref().is_some_and(|o| *o != owner) {
-        return Err(api_error(SearchError::OwnerIsKept { name, owner }));
+        return Err(SearchError::OwnerIsKept { name, owner }.into());
     }
     if search.shared != was_shared && !principal.is_admin() {
-        return Err(api_error(SearchError::SharingNeedsAdmin {
+        return Err(SearchError::SharingNeedsAdmin {
             name,
             shared: was_shared,
-        }));
+        }
+        .into());
     }
     search.owner = Some(owner);
     // Checked against the serving cube (names, members, periods) before it is kept.
     let snapshot = slot.load();
     let check = search.clone();
     let session = snapshot.cube.session(principal.access.clone());
-    limited(&state, &principal, async move {
+    run_limited(&state, &principal, async move {
         session.search_members(&check).await.map(|_| ())
     })
     .await?;
@@ -429,10 +374,10 @@ pub(crate) async fn put_one(
     params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = crate::openapi::ErrorDoc),
-        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML; or another principal's search has the name (`search_name_taken`, on PUT)", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
+        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = ErrorResponse),
+        (status = 409, description = "The definition names this search (`search_read_only`): change it in the YAML; or another principal's search has the name (`search_name_taken`, on PUT)", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = ErrorResponse),
     )
 )]
 pub(crate) async fn delete_one(
@@ -442,25 +387,27 @@ pub(crate) async fn delete_one(
 ) -> Result<StatusCode, ApiError> {
     let slot = state.slot(&cube)?;
     if definition_searches(&slot).contains_key(&name) {
-        return Err(api_error(SearchError::ReadOnly { name }));
+        return Err(SearchError::ReadOnly { name }.into());
     }
     let mut saved = (*state.searches.saved(&cube, &slot)?).clone();
     match saved.get(&name) {
         Some(s) if may_see(&principal, s) => {
             if !may_change(&principal, s) {
-                return Err(api_error(SearchError::NotOwner {
+                return Err(SearchError::NotOwner {
                     name,
                     owner: s.owner.clone().unwrap_or_else(|| "admin".into()),
-                }));
+                }
+                .into());
             }
         }
         _ => {
             let all = visible(&state, &cube, &principal)?;
             return Err(find_visible(&all, &name).err().unwrap_or_else(|| {
-                api_error(SearchError::UnknownSearch {
+                SearchError::UnknownSearch {
                     name: name.clone(),
                     suggestion: None,
-                })
+                }
+                .into()
             }));
         }
     }
@@ -469,31 +416,23 @@ pub(crate) async fn delete_one(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Runs a search analysis under the query limits; its errors in the API's shape.
-async fn limited<T, F>(state: &AppState, principal: &Principal, run: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: Future<Output = Result<T, SearchError>> + Send + 'static,
-{
-    // The search error travels through the query limits inside an Ok.
-    let out = run_limited(state, principal, async move { Ok(run.await) }).await?;
-    out.map_err(api_error)
-}
-
 #[utoipa::path(
     post,
     path = "/v1/cubes/{cube}/searches/{name}/run",
     tag = "searches",
     params(("cube" = String, Path, description = "The cube's name"), ("name" = String, Path, description = "The search's name")),
-    request_body(content = Object, content_type = "application/json", description = "Optional: measures per member, order, limit, offset"),
+    request_body(content = Option<SearchRun>, content_type = "application/json", description = "Optional: measures per member, order, limit, offset (no `search`: the name gives it)"),
     responses(
-        (status = 200, description = "The members (paged, ordered) with counts; CSV with `?format=csv` or `Accept: text/csv`", body = Object),
-        (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = crate::openapi::ErrorDoc),
-        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
-        (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
+        (status = 200, description = "The members (paged, ordered) with counts; CSV with `?format=csv` or `Accept: text/csv`",
+            content((SearchAnswer = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = ErrorResponse),
+        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = ErrorResponse),
+        (status = 413, description = "Body over the size limit", body = ErrorResponse),
+        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
+        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
+        (status = 504, description = "Over the query time limit", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = ErrorResponse),
     )
 )]
 pub(crate) async fn run_named(
@@ -502,7 +441,7 @@ pub(crate) async fn run_named(
     Path((cube, name)): Path<(String, String)>,
     RawQuery(params): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Result<Response, ApiError> {
     let all = visible(&state, &cube, &principal)?;
     let (search, _) = find_visible(&all, &name)?;
@@ -512,10 +451,10 @@ pub(crate) async fn run_named(
         .cube
         .session(principal.access.clone())
         .redact_search(search)
-        .await
-        .map_err(api_error)?
+        .await?
         .runnable;
-    let r = SearchRun::from_json(&body_text(&state, &headers, body, true)?).map_err(api_error)?;
+    let limit = state.config.limits.max_body_bytes;
+    let r = SearchRun::from_json(&body::read(&headers, body, body::OPTIONAL_JSON, limit)?)?;
     if r.search.is_some() {
         return Err(QueryError::Malformed {
             message: "a named run takes its search from the name; leave out `search`".into(),
@@ -530,15 +469,18 @@ pub(crate) async fn run_named(
     path = "/v1/cubes/{cube}/searches/run",
     tag = "searches",
     params(("cube" = String, Path, description = "The cube's name")),
-    request_body(content = Object, content_type = "application/json", description = "`search` (an ad hoc document), and measures per member, order, limit, offset"),
+    request_body(content = SearchRun, content_type = "application/json", description = "`search` (an ad hoc document), and measures per member, order, limit, offset"),
     responses(
-        (status = 200, description = "The members (paged, ordered) with counts; CSV with `?format=csv` or `Accept: text/csv`", body = Object),
-        (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = crate::openapi::ErrorDoc),
-        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = crate::openapi::ErrorDoc),
-        (status = 429, description = "Too many queries running and waiting", body = crate::openapi::ErrorDoc),
-        (status = 504, description = "Over the query time limit", body = crate::openapi::ErrorDoc),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = crate::openapi::ErrorDoc),
-        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = crate::openapi::ErrorDoc),
+        (status = 200, description = "The members (paged, ordered) with counts; CSV with `?format=csv` or `Accept: text/csv`",
+            content((SearchAnswer = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = ErrorResponse),
+        (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = ErrorResponse),
+        (status = 413, description = "Body over the size limit", body = ErrorResponse),
+        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
+        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
+        (status = 504, description = "Over the query time limit", body = ErrorResponse),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = ErrorResponse),
     )
 )]
 pub(crate) async fn run_adhoc(
@@ -547,11 +489,11 @@ pub(crate) async fn run_adhoc(
     Path(cube): Path<String>,
     RawQuery(params): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RawBody,
 ) -> Result<Response, ApiError> {
     state.slot(&cube)?;
-    let mut r =
-        SearchRun::from_json(&body_text(&state, &headers, body, false)?).map_err(api_error)?;
+    let limit = state.config.limits.max_body_bytes;
+    let mut r = SearchRun::from_json(&body::read(&headers, body, body::JSON, limit)?)?;
     let search = r.search.take().ok_or_else(|| {
         ApiError::from(QueryError::Malformed {
             message: "an ad hoc run needs `search`: {\"name\": .., \"where\": ..}".into(),
@@ -581,7 +523,7 @@ async fn answer(
     }
     let snapshot = state.slot(cube)?.load();
     let session = snapshot.cube.session(principal.access.clone());
-    let a = limited(state, principal, async move {
+    let a = run_limited(state, principal, async move {
         session.run_search(&search, &r).await
     })
     .await?;

@@ -29,6 +29,7 @@ use crate::query::{Filter, QueryError, V, cmp_v};
 
 /// Which abnormality to look for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AbnormalKind {
     Change,
@@ -48,6 +49,7 @@ impl AbnormalKind {
 
 /// Which way a change must go to count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeDirection {
     Down,
@@ -58,6 +60,7 @@ pub enum ChangeDirection {
 
 /// What an outlier's change is measured in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {
     /// `(after - before) / |before|`; members with no before value are left out.
@@ -69,6 +72,7 @@ pub enum Basis {
 
 /// An abnormal-change request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AbnormalQuery {
     pub kind: AbnormalKind,
@@ -132,6 +136,7 @@ impl AbnormalQuery {
 
 /// One member whose change is abnormal.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AbnormalRow {
     pub member: String,
     /// `outlier`: the member's peer group.
@@ -139,9 +144,12 @@ pub struct AbnormalRow {
     pub peer: Option<String>,
     /// The measure before and after (for `dormant`: over every period before the quiet
     /// window, and over the window); null where the member has no facts.
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub before: Json,
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub after: Json,
     /// `after - before`, a missing value counting 0.
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub change: Json,
     /// `change / |before|`; null when before is null or 0.
     pub relative_change: Option<f64>,
@@ -152,11 +160,13 @@ pub struct AbnormalRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_active: Option<String>,
     /// What the rows are ordered by: `|change|` (for `dormant`, `|before|`).
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub impact: Json,
 }
 
 /// The abnormal members, by impact.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AbnormalAnswer {
     pub kind: AbnormalKind,
     pub entity: String,

@@ -29,6 +29,7 @@ use crate::query::{Filter, QueryError, ResolvedFilter, V, closing_periods, membe
 
 /// A migration matrix request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MigrationQuery {
     /// The band level (`customer.deposit_band`).
@@ -67,6 +68,7 @@ fn malformed<T>(r: serde_json::Result<T>) -> Result<T, AnalyticsError> {
 
 /// One transition.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MigrationCell {
     /// The band in the earlier period; null: the member had no facts there (it entered).
     pub from: Option<String>,
@@ -75,11 +77,13 @@ pub struct MigrationCell {
     /// Members that made this move.
     pub members: u64,
     /// Per measure, `<m>_from` and `<m>_to`: the total over these members in each period.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub values: serde_json::Map<String, Json>,
 }
 
 /// How the member sets were found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MigrationMeta {
     /// `member_sets` (roaring sets of a cuboid) or `grouped` (a query grouped by entity and band).
     pub source: &'static str,
@@ -95,6 +99,7 @@ pub struct MigrationMeta {
 
 /// The migration matrix as a list of non-empty transitions, in band order (null last).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MigrationAnswer {
     pub band: String,
     pub entity: String,
@@ -109,6 +114,7 @@ pub struct MigrationAnswer {
 
 /// Drill-through from one transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MigrationDrill {
     pub migration: MigrationQuery,
@@ -134,6 +140,7 @@ impl MigrationDrill {
 
 /// The members behind a transition, in member order, with their values in both periods.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MigrationDrillAnswer {
     pub entity: String,
     pub from_band: Option<String>,
@@ -142,6 +149,7 @@ pub struct MigrationDrillAnswer {
     pub total: u64,
     /// `entity`, then `<m>_from`, `<m>_to` per measure.
     pub columns: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<serde_json::Value>>))]
     pub rows: Vec<Vec<Json>>,
     /// The members are listed but their values are null: each row is one member's numbers,
     /// a cell smaller than the principal's small-cell threshold.

@@ -152,6 +152,7 @@ impl AnalyticsError {
 
 /// How an analysis was answered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnalyticsMeta {
     /// Per aggregation the analysis ran: its fact, path (`cuboid` or `fallback`) and cuboid.
     pub facts: Vec<FactMeta>,

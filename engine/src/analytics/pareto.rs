@@ -37,6 +37,7 @@ pub const MAX_SHARES: usize = 100;
 
 /// A Pareto request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ParetoQuery {
     /// The level whose members are ranked (default `customer.id`).
@@ -84,12 +85,14 @@ impl ParetoQuery {
 
 /// One point of the cumulative share curve.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParetoPoint {
     /// The top `members` members...
     pub members: usize,
     /// ...as a share of all members,
     pub x: f64,
     /// hold `cumulative` (exact)...
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub cumulative: Json,
     /// ...as a share of the total (null when the total is not positive).
     pub y: Option<f64>,
@@ -97,11 +100,13 @@ pub struct ParetoPoint {
 
 /// What the top `cut` of the members hold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParetoCut {
     pub cut: f64,
     /// `ceil(cut * N)`.
     pub members: usize,
     /// Their value, exact.
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub value: Json,
     /// Their share of the total (null when the total is not positive).
     pub share: Option<f64>,
@@ -109,6 +114,7 @@ pub struct ParetoCut {
 
 /// How many top members it takes to hold `share` of the total.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParetoReach {
     pub share: f64,
     /// The fewest top members whose cumulative value is at least `share * total` (null when
@@ -120,6 +126,7 @@ pub struct ParetoReach {
 
 /// The concentration of a measure over a level's members.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParetoAnswer {
     pub level: String,
     pub measure: String,
@@ -128,6 +135,7 @@ pub struct ParetoAnswer {
     /// Members whose value is below zero.
     pub negative_members: usize,
     /// The sum of the members' values, exact.
+    #[cfg_attr(feature = "openapi", schema(value_type = serde_json::Value))]
     pub total: Json,
     pub curve: Vec<ParetoPoint>,
     pub cuts: Vec<ParetoCut>,

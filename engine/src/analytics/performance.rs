@@ -38,6 +38,7 @@ use crate::query::{
 
 /// A performance request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PerformanceQuery {
     /// The level whose members are assessed (`manager.manager`).
@@ -71,6 +72,7 @@ pub struct PerformanceQuery {
 
 /// The customers of a performance request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CustomersSpec {
     /// The customer level (default `customer.id`).
@@ -96,6 +98,7 @@ fn default_customers() -> String {
 
 /// High-value customers: those whose member of `level` is one of `members`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HighValue {
     pub level: String,
@@ -104,6 +107,7 @@ pub struct HighValue {
 
 /// Rank within the members of `within` (an ancestor of the level) by measure `by`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RankSpec {
     pub within: String,
@@ -124,6 +128,7 @@ impl PerformanceQuery {
 
 /// One member in one period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerformanceRow {
     pub period: String,
     pub member: String,
@@ -138,6 +143,7 @@ pub struct PerformanceRow {
     /// Customers the previous period who are not this period.
     pub lost_customers: Option<u64>,
     /// Per measure, its value (decimals as exact strings).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub values: serde_json::Map<String, Json>,
     /// Customers managed who are high-value at the period's close.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,6 +158,7 @@ pub struct PerformanceRow {
 
 /// How the answer was found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerformanceMeta {
     /// `member_sets` (roaring sets of a cuboid) or `grouped` (a grouped query).
     pub source: &'static str,
@@ -168,6 +175,7 @@ pub struct PerformanceMeta {
 
 /// Performance rows, by period, parent, rank and member.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PerformanceAnswer {
     pub level: String,
     pub period: String,

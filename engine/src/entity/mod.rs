@@ -69,6 +69,7 @@ impl EntityError {
 
 /// One level's member for the entity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attribute {
     pub level: String,
     /// `null` when the entity has no facts to read it from.
@@ -77,6 +78,7 @@ pub struct Attribute {
 
 /// The members of `level` the entity has facts of `fact` with in `period` (its latest).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Held {
     pub fact: String,
     pub level: String,
@@ -86,8 +88,10 @@ pub struct Held {
 
 /// An answer's columns and rows (the query engine's values: decimals as exact strings).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Table {
     pub columns: Vec<Column>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<serde_json::Value>>))]
     pub rows: Vec<Vec<Json>>,
 }
 
@@ -102,6 +106,7 @@ impl From<Answer> for Table {
 
 /// The entity's member of a per-period level in each period it has facts in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bands {
     pub level: String,
     /// The time level of the band's period (`time.month`).
@@ -112,6 +117,7 @@ pub struct Bands {
 
 /// One fact's measures by the finest level of one of its other dimensions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Breakdown {
     pub fact: String,
     pub level: String,
@@ -121,6 +127,7 @@ pub struct Breakdown {
 
 /// A saved search that could not be evaluated (its definition no longer fits the cube).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchFailure {
     pub name: String,
     pub code: &'static str,
@@ -128,6 +135,7 @@ pub struct SearchFailure {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntityMeta {
     /// Per aggregation the view ran: its fact, path (`cuboid` or `fallback`) and cuboid.
     pub facts: Vec<FactMeta>,
@@ -137,6 +145,7 @@ pub struct EntityMeta {
 
 /// The single entity view.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntityView {
     pub cube: String,
     pub dimension: String,

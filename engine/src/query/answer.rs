@@ -10,11 +10,14 @@ use crate::store::CellValue;
 
 /// The answer to a query.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Answer {
     pub columns: Vec<Column>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<serde_json::Value>>))]
     pub rows: Vec<Vec<Json>>,
     /// Grand totals per measure (and per pivot column, `<member>|<measure>`), when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub totals: Option<serde_json::Map<String, Json>>,
     /// Sub-totals: the measures grouped by each leading part of `rows` (and, in a pivot, by
     /// all of `rows`: the row totals across columns), when totals are asked for.
@@ -30,6 +33,7 @@ pub struct Answer {
 /// The cells (and totals) withheld from an answer because fewer than `min_customers`
 /// distinct customers are behind them, or because they contain such a cell.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Suppressed {
     pub min_customers: u64,
     /// `[row, column]` of each null value in `rows` that hides a small cell.
@@ -42,6 +46,7 @@ pub struct Suppressed {
 
 /// One column of an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Column {
     pub name: String,
     /// `level` or `measure`.
@@ -53,14 +58,17 @@ pub struct Column {
 
 /// Measures grouped by some of the query's levels.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Subtotal {
     pub levels: Vec<String>,
     /// Members of `levels`, then the measures, in the query's order.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<serde_json::Value>>))]
     pub rows: Vec<Vec<Json>>,
 }
 
 /// How an answer was found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Meta {
     /// `cuboid` when every fact was answered from a cuboid, else `fallback`.
     pub source: &'static str,
@@ -78,6 +86,7 @@ pub struct Meta {
 
 /// How one fact's aggregates were found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FactMeta {
     pub fact: String,
     pub source: &'static str,
@@ -108,6 +117,7 @@ impl FactMeta {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explain {
     /// The levels the cuboid must hold (grouped and filtered).
     pub needs: Vec<String>,
@@ -119,6 +129,7 @@ pub struct Explain {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Candidate {
     pub cuboid: Vec<String>,
     /// The cuboid's cells (absent for a restricted principal: a cube-wide count).

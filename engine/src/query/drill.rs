@@ -33,6 +33,7 @@ pub const DEFAULT_DRILL_LIMIT: u64 = 100;
 
 /// A drill-through request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DrillQuery {
     /// The level whose members to list (`customer.id`).
@@ -65,16 +66,19 @@ impl DrillQuery {
 
 /// The members behind a cell.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrillAnswer {
     pub level: String,
     /// Members behind the cell (before paging).
     pub total: u64,
     pub columns: Vec<Column>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<serde_json::Value>>))]
     pub rows: Vec<Vec<Json>>,
     pub meta: DrillMeta,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrillMeta {
     /// `member_sets` (united roaring sets of a cuboid) or `fallback` (a grouped query).
     pub source: &'static str,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A slice-and-dice question.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Query {
     /// Measures to compute, by name.
@@ -48,6 +49,7 @@ pub struct Query {
 /// transactions), or of a parent member (`of: ["region.city"]` with `region.branch` on rows:
 /// each branch's share of its city).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Share {
     /// A measure of `measures`.
@@ -61,6 +63,7 @@ pub struct Share {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FilterOp {
     Eq,
@@ -90,6 +93,7 @@ impl FilterOp {
 
 /// A slice (one level) of the cube.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     pub level: String,
@@ -101,6 +105,7 @@ pub struct Filter {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HavingOp {
     Gt,
@@ -112,6 +117,7 @@ pub enum HavingOp {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Having {
     pub measure: String,
@@ -120,6 +126,7 @@ pub struct Having {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     #[default]
@@ -129,6 +136,7 @@ pub enum Direction {
 
 /// Order by a measure or a grouped level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Order {
     pub by: String,
@@ -137,6 +145,7 @@ pub struct Order {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Compare {
     pub level: String,

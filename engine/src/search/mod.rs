@@ -51,6 +51,7 @@ use crate::query::{Dataset, Session};
 
 /// A saved (or ad hoc) search document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Search {
     pub name: String,
@@ -90,16 +91,20 @@ impl Search {
 /// measure atom). Written as one flat object so that a wrong key is named by serde and a
 /// wrong combination by [`SearchError::BadCondition`] with its path (`where.all[1]`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     /// Every condition holds (intersection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub all: Option<Vec<Condition>>,
     /// At least one holds (union).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub any: Option<Vec<Condition>>,
     /// Does not hold: every member of the entity (the principal may see) minus the set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub not: Option<Box<Condition>>,
     /// Member atom: the members with facts in these members of `level` (a query filter's
     /// `op`, `value`, `values`).
@@ -113,6 +118,7 @@ pub struct Condition {
     pub op: Option<String>,
     /// A member name (member atom) or a number (measure atom; exact decimals compare exactly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>))]
     pub value: Option<Json>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Vec<String>>,
@@ -127,6 +133,7 @@ pub struct Condition {
 /// The periods an atom reads: `last` periods of `level` ending at `value` (a member name or
 /// `latest`, the latest period with facts of the atom's fact table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Period {
     #[serde(default = "default_level")]
@@ -150,6 +157,7 @@ pub type SearchSet = BTreeMap<String, Search>;
 
 /// How to list a search's members.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SearchRun {
     /// An ad hoc search (the `/searches/run` route); a named run leaves it out.
@@ -314,6 +322,7 @@ impl Session {
 
 /// A search's answer: the members (paged), their count and the measures asked for.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchAnswer {
     pub name: String,
     pub entity: String,
@@ -323,6 +332,7 @@ pub struct SearchAnswer {
     pub total: u64,
     pub columns: Vec<Column>,
     /// `[member, measure..]` per member.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<serde_json::Value>>))]
     pub rows: Vec<Vec<Json>>,
     /// Withheld under small-cell suppression ([`Members::withheld`]): no rows, no count.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -334,6 +344,7 @@ pub struct SearchAnswer {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchMeta {
     /// Per atom, in document order: `member_sets` (roaring sets of a cuboid) or `grouped`.
     pub atoms: Vec<&'static str>,

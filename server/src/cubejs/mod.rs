@@ -39,17 +39,17 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use lattice_engine::query::Dataset;
 use lattice_engine::query::{Answer, Query, QueryError};
 use serde_json::{Value as Json, json};
 
 use crate::audit::{NoteSlot, note};
 use crate::auth::Principal;
+use crate::body::{self, RawBody};
 use crate::error::ApiError;
 use catalog::Catalog;
 use request::QueryParam;
@@ -63,6 +63,11 @@ pub trait CubeSource: Send + Sync + 'static {
     fn cube_names(&self) -> Vec<String>;
     /// The current snapshot of a cube.
     fn cube(&self, name: &str) -> Option<Arc<Dataset>>;
+    /// The most bytes a request body may have (for the error of one over it): the server's
+    /// limit; alone, axum's default the router reads under.
+    fn body_limit(&self) -> usize {
+        2 << 20
+    }
     /// Answers one native query for `principal`, restricted to what its access lets it see.
     /// The server's source runs it through the query cache and the limits its native routes
     /// use; this default asks the engine directly.
@@ -246,13 +251,29 @@ impl IntoResponse for CubeJsError {
     }
 }
 
-/// The Cube API's routes (its catch-all for other endpoints aside), as routed below.
-pub const ROUTES: [&str; 4] = [
-    "/cubejs-api/v1/meta",
-    "/cubejs-api/v1/load",
-    "/cubejs-api/v1/subscribe",
-    "/cubejs-api/v1/dry-run",
+/// The Cube API's routes (its catch-all for other endpoints aside), each declared once: its
+/// path and handlers. `subscribe` answers as `load` does (no web sockets: one answer).
+const TABLE: [(&str, fn() -> MethodRouter<AppState>); 4] = [
+    ("/cubejs-api/v1/meta", || get(meta)),
+    ("/cubejs-api/v1/load", || get(load_get).post(load_post)),
+    ("/cubejs-api/v1/subscribe", || get(load_get).post(load_post)),
+    ("/cubejs-api/v1/dry-run", || get(dry_get).post(dry_post)),
 ];
+
+/// The paths of the Cube API's routes, as routed.
+pub const ROUTES: [&str; TABLE.len()] = paths(&TABLE);
+
+const fn paths<const N: usize>(
+    table: &[(&'static str, fn() -> MethodRouter<AppState>); N],
+) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = table[i].0;
+        i += 1;
+    }
+    out
+}
 
 #[derive(Clone)]
 struct AppState {
@@ -275,11 +296,11 @@ pub fn router_with_token(source: Arc<dyn CubeSource>, token: Option<String>) -> 
         token: token.map(Arc::from),
         first_seen: Arc::default(),
     };
-    Router::new()
-        .route(ROUTES[0], get(meta))
-        .route(ROUTES[1], get(load_get).post(load_post))
-        .route(ROUTES[2], get(load_get).post(load_post))
-        .route(ROUTES[3], get(dry_get).post(dry_post))
+    TABLE
+        .iter()
+        .fold(Router::new(), |router, (path, routed)| {
+            router.route(path, routed())
+        })
         .route(
             "/cubejs-api/v1/{*rest}",
             axum::routing::any(|Path(rest): Path<String>| async move { unknown_endpoint(rest) }),
@@ -382,10 +403,10 @@ async fn load_post(
     who: Asker,
     audit: Option<Extension<NoteSlot>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: RawBody,
 ) -> Result<Response, CubeJsError> {
     let audit = audit.map(|Extension(n)| n);
-    let body = request::parse_body(&body)?;
+    let body = request::parse_body(read(&state, &headers, body)?.as_bytes())?;
     let ask = Ask {
         principal: asker(who),
         audit,
@@ -420,9 +441,9 @@ async fn dry_post(
     who: Asker,
     audit: Option<Extension<NoteSlot>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: RawBody,
 ) -> Result<Response, CubeJsError> {
-    let body = request::parse_body(&body)?;
+    let body = request::parse_body(read(&state, &headers, body)?.as_bytes())?;
     let ask = Ask {
         principal: asker(who),
         audit: audit.map(|Extension(n)| n),
@@ -430,6 +451,12 @@ async fn dry_post(
         dry: true,
     };
     answer(&state, &headers, body.query, ask).await
+}
+
+/// A POST's body, read as the native routes read theirs; its errors (413, 400) in Cube's shape.
+fn read(state: &AppState, headers: &HeaderMap, body: RawBody) -> Result<String, CubeJsError> {
+    let limit = state.source.body_limit();
+    body::read(headers, body, body::ANY_JSON, limit).map_err(CubeJsError::Server)
 }
 
 /// Who asks, and how.
