@@ -213,3 +213,123 @@ where
         .expect("a thread for the shared server");
     listening.recv().expect("the shared server starts")
 }
+
+/// Checks `value` against the schema `name` of the server's OpenAPI document, as a client
+/// generated from it would read it: every key a documented property (through `$ref`, `allOf`
+/// for flattened parts, arrays, maps and nullable alternatives), every required one there, and
+/// each value of its documented type. Panics with the path of the first mismatch. The
+/// published schema is the engine's type itself, so this holds the HTTP answer to it.
+pub fn assert_conforms(name: &str, value: &serde_json::Value) {
+    let doc: serde_json::Value =
+        serde_json::from_str(lattice_server::openapi::document()).expect("json");
+    let schema = serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+    if let Some(mismatch) = mismatch(&doc, &schema, value, name) {
+        panic!("the answer does not read as its OpenAPI schema {name}: {mismatch}\n{value}");
+    }
+}
+
+fn mismatch(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    at: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next().unwrap_or(r);
+        let target = &doc["components"]["schemas"][name];
+        assert!(!target.is_null(), "{at}: no schema {name}");
+        return mismatch(doc, target, value, at);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(alts) = schema.get(key).and_then(Value::as_array) {
+            let fits = alts.iter().any(|a| mismatch(doc, a, value, at).is_none());
+            return (!fits).then(|| format!("{at}: none of the {key} alternatives"));
+        }
+    }
+    if let Some(types) = schema.get("type") {
+        let types: Vec<&str> = match types {
+            Value::Array(t) => t.iter().filter_map(Value::as_str).collect(),
+            t => t.as_str().into_iter().collect(),
+        };
+        let fits = |t: &str| match t {
+            "null" => value.is_null(),
+            "boolean" => value.is_boolean(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "string" => value.is_string(),
+            "array" => value.is_array(),
+            "object" => value.is_object(),
+            _ => true,
+        };
+        if !types.iter().any(|t| fits(t)) {
+            return Some(format!("{at}: {value} is not {types:?}"));
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !value.is_null()
+        && !allowed.contains(value)
+    {
+        return Some(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    match value {
+        Value::Array(items) => {
+            let item = schema.get("items")?;
+            items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| mismatch(doc, item, v, &format!("{at}[{i}]")))
+        }
+        Value::Object(map) => object_mismatch(doc, schema, map, at),
+        _ => None,
+    }
+}
+
+/// An object against its properties (its `allOf` parts' too: serde's `flatten`).
+fn object_mismatch(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    map: &serde_json::Map<String, serde_json::Value>,
+    at: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    let mut properties = serde_json::Map::new();
+    let mut required: Vec<&str> = Vec::new();
+    let mut parts = vec![schema];
+    while let Some(part) = parts.pop() {
+        let part = match part.get("$ref").and_then(Value::as_str) {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap_or(r)],
+            None => part,
+        };
+        if let Some(p) = part.get("properties").and_then(Value::as_object) {
+            properties.extend(p.clone());
+        }
+        if let Some(r) = part.get("required").and_then(Value::as_array) {
+            required.extend(r.iter().filter_map(Value::as_str));
+        }
+        parts.extend(
+            part.get("allOf")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+    }
+    if let Some(missing) = required.iter().find(|r| !map.contains_key(**r)) {
+        return Some(format!("{at}: no `{missing}`"));
+    }
+    let extra = schema.get("additionalProperties");
+    for (key, v) in map {
+        let at = format!("{at}.{key}");
+        let found = match (properties.get(key), extra) {
+            (Some(s), _) => mismatch(doc, s, v, &at),
+            (None, Some(s)) if s.is_object() => mismatch(doc, s, v, &at),
+            // A free-form object (a map of measures) documents no properties.
+            (None, _) if properties.is_empty() => None,
+            (None, _) => Some(format!("{at}: not documented")),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}

@@ -251,9 +251,12 @@ impl IntoResponse for CubeJsError {
     }
 }
 
+/// A route: its path, and its handlers by method.
+type Route = (&'static str, fn() -> MethodRouter<AppState>);
+
 /// The Cube API's routes (its catch-all for other endpoints aside), each declared once: its
 /// path and handlers. `subscribe` answers as `load` does (no web sockets: one answer).
-const TABLE: [(&str, fn() -> MethodRouter<AppState>); 4] = [
+const TABLE: [Route; 4] = [
     ("/cubejs-api/v1/meta", || get(meta)),
     ("/cubejs-api/v1/load", || get(load_get).post(load_post)),
     ("/cubejs-api/v1/subscribe", || get(load_get).post(load_post)),
@@ -263,9 +266,7 @@ const TABLE: [(&str, fn() -> MethodRouter<AppState>); 4] = [
 /// The paths of the Cube API's routes, as routed.
 pub const ROUTES: [&str; TABLE.len()] = paths(&TABLE);
 
-const fn paths<const N: usize>(
-    table: &[(&'static str, fn() -> MethodRouter<AppState>); N],
-) -> [&'static str; N] {
+const fn paths<const N: usize>(table: &[Route; N]) -> [&'static str; N] {
     let mut out = [""; N];
     let mut i = 0;
     while i < N {
