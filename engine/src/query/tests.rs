@@ -814,9 +814,11 @@ async fn a_built_cube_read_back_from_its_snapshot_is_equal_and_answers_the_same(
     let fx = fixture().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let at = dir.path().join("snap");
-    crate::store::snapshot::write(fx.cube(), YAML, &at).expect("write");
     let model = fx.cube().model.clone();
-    let back = crate::store::snapshot::read(&at, model, YAML).expect("read");
+    let sources =
+        serde_json::to_value(crate::source::load::fingerprint(&model)).expect("fingerprints");
+    crate::store::snapshot::write(fx.cube(), YAML, &sources, &at).expect("write");
+    let back = crate::store::snapshot::read(&at, model, YAML, &sources).expect("read");
     let cube = fx.cube();
     assert_eq!(back.levels, cube.levels);
     assert!(back.cuboids == cube.cuboids, "cuboids differ");

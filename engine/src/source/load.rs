@@ -43,6 +43,51 @@ impl std::fmt::Debug for Sources {
     }
 }
 
+/// What one source file was when it was looked at: its name in the definition, its path, its
+/// size and its modification time. A snapshot records these (`store::snapshot`, as the
+/// manifest's `sources`) so that a reader can tell a snapshot made from other data.
+///
+/// A source with no file at its path (or whose metadata cannot be read) is recorded, not
+/// refused: `size` and both `modified_*` are `None` (`null` in JSON), so the fingerprint of a
+/// missing file differs from that of any file that was there. `modified_*` are also `None`
+/// where the system gives no modification time, or one before the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceFingerprint {
+    pub name: String,
+    pub path: String,
+    /// Bytes.
+    pub size: Option<u64>,
+    /// Modification time, whole seconds since the Unix epoch.
+    pub modified_secs: Option<u64>,
+    /// Modification time, the nanoseconds after `modified_secs`.
+    pub modified_nanos: Option<u32>,
+}
+
+/// The [`SourceFingerprint`] of every source of `model`, in definition order. Reads only file
+/// metadata, never the data; never fails (see [`SourceFingerprint`] for a missing file).
+pub fn fingerprint(model: &Model) -> Vec<SourceFingerprint> {
+    model
+        .sources
+        .iter()
+        .map(|source| {
+            let meta = std::fs::metadata(&source.path)
+                .ok()
+                .filter(std::fs::Metadata::is_file);
+            let modified = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            SourceFingerprint {
+                name: source.name.clone(),
+                path: source.path.display().to_string(),
+                size: meta.as_ref().map(std::fs::Metadata::len),
+                modified_secs: modified.map(|d| d.as_secs()),
+                modified_nanos: modified.map(|d| d.subsec_nanos()),
+            }
+        })
+        .collect()
+}
+
 /// Registers and checks every source of `model`. Problems in the definition-versus-data come
 /// back as [`EngineError::Definition`], all of them at once.
 pub async fn load(model: &Model) -> Result<Sources> {

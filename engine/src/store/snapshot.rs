@@ -3,7 +3,8 @@
 //! encoding — so a server can start from disk instead of rebuilding.
 //!
 //! ```text
-//! <dir>/manifest.json          version, definition sha256, statistics, shape, file checksums
+//! <dir>/manifest.json          version, definition sha256, statistics, shape, file checksums,
+//!                              the sources' fingerprints
 //! <dir>/levels.arrow           member names per level
 //! <dir>/cuboid-0000.arrow      one per cuboid: a code column per level, a column per measure
 //! <dir>/parents.arrow, present.arrow, dim-<d>-*.arrow, via.arrow, ...   index and encoding
@@ -11,13 +12,16 @@
 //!
 //! Columns are Arrow IPC files, member sets roaring's portable serialization. The model is not
 //! stored: the reader takes the one parsed from the same definition and refuses a snapshot whose
-//! definition hash differs. `docs/snapshots.md` describes the format, the write protocol and the
-//! compatibility rule.
+//! definition hash differs. The sources are not stored either: the writer is given their
+//! fingerprints (files, sizes, modification times; `source::load::fingerprint`, which the store
+//! may not call, so they come as JSON) and the reader refuses a snapshot whose recorded sources
+//! differ from the ones it is given. `docs/snapshots.md` describes the format, the write
+//! protocol and the compatibility rule.
 //!
 //! Writing goes to `.<name>.tmp-<pid>` beside `dir`, every file fsynced, then the folder is
 //! renamed into place and the parent fsynced: a reader sees the old snapshot or the new one.
 //! Reading checks the version first, then every file's size and sha256 before parsing it, then
-//! the definition's hash.
+//! the definition's hash, then the sources.
 
 mod columns;
 mod manifest;
@@ -31,16 +35,18 @@ use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
 use lattice_defs::Model;
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Cube;
 use crate::error::{EngineError, Result};
 use manifest::{FileEntry, Manifest};
 
-/// The format version this build writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. 2: the manifest records the sources (`sources`).
+pub const FORMAT_VERSION: u32 = 2;
 /// The format versions this build reads.
-pub const KNOWN_VERSIONS: &[u32] = &[1];
+pub const KNOWN_VERSIONS: &[u32] = &[2];
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";
 
@@ -60,14 +66,22 @@ pub struct SnapshotInfo {
 }
 
 /// Writes `cube`, built from `definition_text`, as the snapshot folder `dir` (replacing one
-/// that is there).
-pub fn write(cube: &Cube, definition_text: &str, dir: &Path) -> Result<SnapshotInfo> {
+/// that is there). `sources` describes the data it was built from, and is recorded as is as the
+/// manifest's `sources`: the JSON of `source::load::fingerprint`, an array of objects each with
+/// a `name` (taken before the build, so that data changed during it is not taken for the data
+/// built from).
+pub fn write(
+    cube: &Cube,
+    definition_text: &str,
+    sources: &Value,
+    dir: &Path,
+) -> Result<SnapshotInfo> {
     let (parent, name) = split(dir)?;
     fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     remove_dir_if_there(&tmp)?;
     fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
-    let written = write_into(cube, definition_text, &tmp)
+    let written = write_into(cube, definition_text, sources, &tmp)
         .and_then(|manifest| publish(&tmp, dir, &parent, &name).map(|()| manifest));
     let manifest = written.inspect_err(|_| {
         // Best effort: the error that stopped the write is the one to report.
@@ -85,8 +99,15 @@ pub fn write(cube: &Cube, definition_text: &str, dir: &Path) -> Result<SnapshotI
 }
 
 /// Reads the snapshot folder `dir` back as the cube of `model`, which must be parsed from
-/// `definition_text`, the definition the snapshot was written from.
-pub fn read(dir: &Path, model: Model, definition_text: &str) -> Result<Cube> {
+/// `definition_text`, the definition the snapshot was written from; `expected_sources` must be
+/// what the snapshot recorded as its sources (the same fingerprints, taken now), else the
+/// snapshot is refused naming the first source that changed.
+pub fn read(
+    dir: &Path,
+    model: Model,
+    definition_text: &str,
+    expected_sources: &Value,
+) -> Result<Cube> {
     let path = dir.join(MANIFEST);
     let text = fs::read_to_string(&path).map_err(|e| io(&path, e))?;
     let manifest = manifest::parse(&path, &text)?;
@@ -102,7 +123,83 @@ pub fn read(dir: &Path, model: Model, definition_text: &str) -> Result<Cube> {
             ),
         ));
     }
+    let recorded = recorded_sources(&path, &text)?;
+    if let Some(change) = sources_change(&recorded, expected_sources) {
+        return Err(bad(
+            &path,
+            format!("{change}; rebuild the snapshot from the current data"),
+        ));
+    }
     columns::read_cube(&folder, &manifest, model)
+}
+
+/// The manifest's `sources`, as written.
+fn recorded_sources(path: &Path, text: &str) -> Result<Value> {
+    let mut value: Value = serde_json::from_str(text)
+        .map_err(|e| bad(path, format!("is not a snapshot manifest (JSON: {e})")))?;
+    value
+        .get_mut("sources")
+        .map(Value::take)
+        .ok_or_else(|| bad(path, "has no sources: not a complete manifest".to_string()))
+}
+
+/// What differs between the sources a snapshot recorded and the ones it is read against, or
+/// `None` when they are the same. Sources are matched by `name`; the first recorded source
+/// that changed or went is named, then the first new one.
+fn sources_change(recorded: &Value, now: &Value) -> Option<String> {
+    if recorded == now {
+        return None;
+    }
+    let (Some(was), Some(is)) = (recorded.as_array(), now.as_array()) else {
+        return Some(format!(
+            "the sources changed since the snapshot: {recorded} -> {now}"
+        ));
+    };
+    let name = |v: &Value| v.get("name").map(shown);
+    for old in was {
+        let label = name(old).unwrap_or_else(|| old.to_string());
+        match is.iter().find(|new| name(new) == name(old)) {
+            None => {
+                return Some(format!(
+                    "source '{label}' is in the snapshot but no longer a source"
+                ));
+            }
+            Some(new) if new != old => {
+                return Some(format!(
+                    "source '{label}' changed since the snapshot: {}",
+                    fields_changed(old, new)
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(new) = is
+        .iter()
+        .find(|new| !was.iter().any(|old| name(old) == name(new)))
+    {
+        let label = name(new).unwrap_or_else(|| new.to_string());
+        return Some(format!("source '{label}' is not in the snapshot"));
+    }
+    Some("the sources changed since the snapshot (their order or duplicates)".to_string())
+}
+
+/// `field old -> new` for each field that differs, in the recorded order, then new fields.
+fn fields_changed(old: &Value, new: &Value) -> String {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return format!("{old} -> {new}");
+    };
+    let show = |v: Option<&Value>| v.map_or_else(|| "absent".to_string(), shown);
+    o.keys()
+        .chain(n.keys().filter(|k| !o.contains_key(*k)))
+        .filter(|k| o.get(*k) != n.get(*k))
+        .map(|k| format!("{k} {} -> {}", show(o.get(k)), show(n.get(k))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A JSON value for a person: strings without their quotes.
+fn shown(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
 }
 
 /// sha256 of a definition's text, lowercase hex: what a snapshot records and checks.
@@ -110,8 +207,16 @@ pub fn definition_hash(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
+/// The manifest as written: its fields, then `sources`.
+#[derive(Serialize)]
+struct Written<'a> {
+    #[serde(flatten)]
+    manifest: &'a Manifest,
+    sources: &'a Value,
+}
+
 /// Writes every file and the manifest into `tmp`, each fsynced, then fsyncs `tmp`.
-fn write_into(cube: &Cube, definition_text: &str, tmp: &Path) -> Result<Manifest> {
+fn write_into(cube: &Cube, definition_text: &str, sources: &Value, tmp: &Path) -> Result<Manifest> {
     let mut out = FolderWriter {
         dir: tmp.to_path_buf(),
         files: BTreeMap::new(),
@@ -121,7 +226,11 @@ fn write_into(cube: &Cube, definition_text: &str, tmp: &Path) -> Result<Manifest
     manifest.stats.file_bytes = out.files.values().map(|f| f.bytes).sum();
     manifest.files = out.files;
     let path = tmp.join(MANIFEST);
-    let text = serde_json::to_string_pretty(&manifest)
+    let written = Written {
+        manifest: &manifest,
+        sources,
+    };
+    let text = serde_json::to_string_pretty(&written)
         .map_err(|e| bad(&path, format!("cannot be written: {e}")))?;
     write_synced(&path, text.as_bytes())?;
     sync_dir(tmp)?;

@@ -13,6 +13,7 @@ use std::path::Path;
 use lattice_defs::Model;
 use lattice_defs::model::{LevelRef, TimeGrain};
 use roaring::RoaringBitmap;
+use serde_json::{Value, json};
 
 use super::{MANIFEST, read, write};
 use crate::error::EngineError;
@@ -56,6 +57,21 @@ aggregates:
   mode: explicit
   cuboids: [[customer.city, channel.channel]]
 "#;
+
+/// The sources' fingerprints, as `source::load::fingerprint` gives them (the store may not call
+/// it): `transactions` is `size` bytes.
+fn sources(size: u64) -> Value {
+    let one = |name: &str, size: u64| {
+        json!({"name": name, "path": format!("/data/{name}.csv"), "size": size,
+               "modified_secs": 1_750_000_000u64, "modified_nanos": 5u32})
+    };
+    json!([
+        one("customers", 40),
+        one("channels", 20),
+        one("transactions", size),
+        one("balances", 30)
+    ])
+}
 
 fn model(text: &str) -> Model {
     lattice_defs::parse_str(text, "bank.yaml", Path::new("."))
@@ -296,12 +312,16 @@ fn assert_same(read: &Cube, written: &Cube) {
 fn written() -> (tempfile::TempDir, Cube) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cube = cube();
-    write(&cube, YAML, &dir.path().join("snap")).expect("write");
+    write(&cube, YAML, &sources(123), &dir.path().join("snap")).expect("write");
     (dir, cube)
 }
 
 fn read_error(dir: &Path, definition: &str) -> String {
-    match read(&dir.join("snap"), model(definition), definition) {
+    read_error_over(dir, definition, &sources(123))
+}
+
+fn read_error_over(dir: &Path, definition: &str, sources: &Value) -> String {
+    match read(&dir.join("snap"), model(definition), definition, sources) {
         Ok(_) => panic!("the snapshot was read"),
         Err(e @ EngineError::Snapshot { .. }) => e.to_string(),
         Err(e) => panic!("not a snapshot error: {e}"),
@@ -322,11 +342,14 @@ fn a_snapshot_reads_back_equal() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cube = cube();
     let snap = dir.path().join("snap");
-    let info = write(&cube, YAML, &snap).expect("write");
+    let info = write(&cube, YAML, &sources(123), &snap).expect("write");
     assert_eq!((info.cuboids, info.cells), (5, 12));
     assert_eq!(info.memory_bytes, cube.memory_bytes() as u64);
     assert!(info.files > 10 && info.file_bytes > 0, "{info:?}");
-    assert_same(&read(&snap, model(YAML), YAML).expect("read"), &cube);
+    assert_same(
+        &read(&snap, model(YAML), YAML, &sources(123)).expect("read"),
+        &cube,
+    );
     // Only the snapshot remains: no temporary folder.
     assert_eq!(entries(dir.path()), ["snap"]);
 }
@@ -336,10 +359,10 @@ fn a_second_write_replaces_the_first() {
     let (dir, mut cube) = written();
     cube.cuboids.truncate(2);
     cube.index_cuboids();
-    let info = write(&cube, YAML, &dir.path().join("snap")).expect("rewrite");
+    let info = write(&cube, YAML, &sources(456), &dir.path().join("snap")).expect("rewrite");
     assert_eq!(info.cuboids, 2);
     assert_same(
-        &read(&dir.path().join("snap"), model(YAML), YAML).expect("read"),
+        &read(&dir.path().join("snap"), model(YAML), YAML, &sources(456)).expect("read"),
         &cube,
     );
     assert_eq!(entries(dir.path()), ["snap"]);
@@ -380,14 +403,14 @@ fn an_unknown_version_is_refused_by_number() {
     let path = dir.path().join("snap").join(MANIFEST);
     let text = std::fs::read_to_string(&path).expect("read");
     let text = text.replacen(
-        "\"format_version\": 1,",
+        "\"format_version\": 2,",
         "\"format_version\": 7, \"shiny\": [],",
         1,
     );
     std::fs::write(&path, text).expect("write");
     let error = read_error(dir.path(), YAML);
     assert!(
-        error.contains("format version 7") && error.contains("reads version 1"),
+        error.contains("format version 7") && error.contains("reads version 2"),
         "{error}"
     );
 }
@@ -404,6 +427,54 @@ fn a_changed_definition_is_refused() {
 fn a_missing_file_is_an_error_naming_it() {
     let (dir, _) = written();
     std::fs::remove_file(dir.path().join("snap/present.arrow")).expect("remove");
-    let error = read(&dir.path().join("snap"), model(YAML), YAML).expect_err("refused");
+    let error =
+        read(&dir.path().join("snap"), model(YAML), YAML, &sources(123)).expect_err("refused");
     assert!(error.to_string().contains("present.arrow"), "{error}");
+}
+
+#[test]
+fn the_manifest_records_the_sources_as_given() {
+    let (dir, _) = written();
+    let text = std::fs::read_to_string(dir.path().join("snap").join(MANIFEST)).expect("read");
+    let manifest: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(manifest["format_version"], 2);
+    assert_eq!(manifest["sources"], sources(123));
+}
+
+#[test]
+fn changed_sources_are_refused_naming_the_first_that_changed() {
+    let (dir, _) = written();
+    let error = read_error_over(dir.path(), YAML, &sources(456));
+    assert!(
+        error.contains("source 'transactions' changed since the snapshot: size 123 -> 456")
+            && error.contains("rebuild the snapshot"),
+        "{error}"
+    );
+
+    let mut touched = sources(123);
+    touched[0]["modified_nanos"] = json!(6);
+    touched[3]["size"] = Value::Null;
+    let error = read_error_over(dir.path(), YAML, &touched);
+    assert!(
+        error.contains("source 'customers' changed since the snapshot: modified_nanos 5 -> 6"),
+        "{error}"
+    );
+
+    let mut gone = sources(123);
+    gone.as_array_mut().expect("array").remove(1);
+    let error = read_error_over(dir.path(), YAML, &gone);
+    assert!(
+        error.contains("source 'channels' is in the snapshot but no longer a source"),
+        "{error}"
+    );
+
+    let mut more = sources(123);
+    more.as_array_mut()
+        .expect("array")
+        .push(json!({"name": "branches", "path": "/data/branches.csv"}));
+    let error = read_error_over(dir.path(), YAML, &more);
+    assert!(
+        error.contains("source 'branches' is not in the snapshot"),
+        "{error}"
+    );
 }
