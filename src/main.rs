@@ -70,6 +70,10 @@ enum Command {
         /// Print every cuboid chosen, its cells and bytes, and why it was chosen.
         #[arg(long)]
         explain: bool,
+        /// Write a snapshot of the built cube to SNAPDIR/<cube name>/, replacing one there
+        /// (see docs/snapshots.md).
+        #[arg(long, value_name = "SNAPDIR")]
+        snapshots: Option<PathBuf>,
         #[command(flatten)]
         budget: BudgetArgs,
     },
@@ -308,8 +312,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             file,
             data,
             explain,
+            snapshots,
             budget,
-        } => build(&file, data.as_deref(), explain, budget),
+        } => build(
+            &file,
+            data.as_deref(),
+            explain,
+            snapshots.as_deref(),
+            budget,
+        ),
         Command::Serve(args) => serve(*args),
         Command::Auth(AuthCommand::HashKey) => {
             let mut line = String::new();
@@ -574,11 +585,22 @@ fn build(
     file: &Path,
     data: Option<&Path>,
     explain: bool,
+    snapshots: Option<&Path>,
     budget: BudgetArgs,
 ) -> anyhow::Result<ExitCode> {
     let model = match read_definition(file, data) {
         Ok(m) => m,
         Err(diags) => return Ok(report(&diags)),
+    };
+    // What the snapshot records is taken before the build: data changed during it is then
+    // seen as changed, never taken for the data the cube was built from.
+    let snapshot_of = match snapshots {
+        Some(_) => Some((
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?,
+            serde_json::to_value(load::fingerprint(&model))?,
+        )),
+        None => None,
     };
     let rt = runtime()?;
     let started = Instant::now();
@@ -656,6 +678,19 @@ fn build(
         cube.cuboids.iter().map(|c| c.len()).sum::<usize>(),
         cube.memory_bytes() as f64 / 1e6
     );
+    if let (Some(root), Some((text, sources))) = (snapshots, snapshot_of) {
+        let started = Instant::now();
+        let dir = root.join(&model.name);
+        let info = lattice_engine::store::snapshot::write(&cube, &text, &sources, &dir)
+            .with_context(|| format!("cannot write the snapshot {}", dir.display()))?;
+        println!(
+            "wrote snapshot {}: {} files, {} bytes (manifest.json aside) in {:.2} s",
+            info.dir.display(),
+            info.files,
+            info.file_bytes,
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

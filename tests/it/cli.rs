@@ -252,3 +252,62 @@ fn query_drills_through_to_the_customers_behind_a_cell() {
         customers
     );
 }
+
+/// `lattice build --snapshots DIR` writes the built cube to `DIR/<cube>/`, its manifest
+/// recording every source's fingerprint; building again replaces it and leaves no temporary
+/// folder behind.
+#[test]
+fn build_writes_a_snapshot_and_a_second_build_replaces_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snapshots = dir.path().to_str().expect("utf-8 path");
+    let entries = |at: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(at)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let manifest_at = dir.path().join("bank_crm/manifest.json");
+    let stale = dir.path().join("bank_crm/stale.txt");
+    for round in 0..2 {
+        let stdout = run_on_test_data(&["build", "--snapshots", snapshots]);
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("wrote snapshot "))
+            .unwrap_or_else(|| panic!("no snapshot line: {stdout}"));
+        assert!(
+            line.contains("bank_crm") && line.contains(" files, ") && line.contains(" bytes"),
+            "{line}"
+        );
+        assert_eq!(entries(dir.path()), ["bank_crm"]);
+        assert!(entries(&dir.path().join("bank_crm")).contains(&"levels.arrow".to_string()));
+        let text = std::fs::read_to_string(&manifest_at).expect("manifest");
+        let manifest: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(manifest["cube"], "bank_crm");
+        let sources = manifest["sources"].as_array().expect("sources").clone();
+        let names: Vec<&str> = sources
+            .iter()
+            .map(|s| s["name"].as_str().expect("name"))
+            .collect();
+        assert!(
+            names.contains(&"transactions") && names.contains(&"customers"),
+            "{names:?}"
+        );
+        for s in &sources {
+            let path = s["path"].as_str().expect("path");
+            let size = std::fs::metadata(path).expect("source file").len();
+            assert_eq!(s["size"], size, "{s}");
+            assert!(s["modified_secs"].as_u64().is_some(), "{s}");
+        }
+        if round == 0 {
+            // A file the snapshot does not have: gone once the folder is replaced.
+            std::fs::write(&stale, "not part of the snapshot").expect("write");
+        } else {
+            assert!(
+                !stale.exists(),
+                "the second build did not replace the folder"
+            );
+        }
+    }
+}
