@@ -1,11 +1,14 @@
 //! Embedding Lattice as a library: make a small synthetic bank data set, define a cube in
-//! YAML, load and build it, and read a cuboid's cells.
+//! YAML, load and build it, read a cuboid's cells (the store), and ask a question through a
+//! session (the way every read goes: the server, the CLI and the SQL layer all do).
 //!
 //! ```sh
 //! cargo run --example embed
 //! ```
 
-use lattice_engine::build::{BuildOptions, build_cube};
+use lattice_engine::access::Access;
+use lattice_engine::build::BuildOptions;
+use lattice_engine::query::Query;
 use lattice_engine::source::load::load;
 use lattice_engine::source::synth::{DataFormat, GenOptions, generate};
 
@@ -45,10 +48,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let model = lattice_defs::parse_str(CUBE, "deposits.yaml", &dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let cube = runtime.block_on(async {
-        let sources = load(&model).await?;
-        build_cube(&model, &sources, &BuildOptions::default()).await
-    })?;
+    let sources = runtime.block_on(load(&model))?;
+    let data = runtime.block_on(lattice_engine::open(
+        &model,
+        &sources,
+        &BuildOptions::default(),
+    ))?;
+    let data = std::sync::Arc::new(data);
+    let cube = data.cube();
 
     let province = model.level("region.province").ok_or("no region.province")?;
     let year = model.level("time.year").ok_or("no time.year")?;
@@ -70,6 +77,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cube.member_name(cuboid.levels()[1], codes[1]),
             value.to_string()
         );
+    }
+
+    // The same numbers asked as a question: a session applies the caller's access (here:
+    // everything) and picks the cuboid, or falls back to DataFusion over the sources.
+    let question = Query::from_json(
+        r#"{"measures": ["deposits", "active_customers"], "rows": ["customer.segment"]}"#,
+    )?;
+    let answer = runtime.block_on(data.session(Access::everything()).query(&question))?;
+    println!("\nby segment (answered from {}):", answer.meta.source);
+    for row in &answer.rows {
+        println!("{row:?}");
     }
     Ok(())
 }

@@ -551,7 +551,7 @@ fn load_and_build(
     budget: BudgetArgs,
 ) -> anyhow::Result<
     Option<(
-        lattice_engine::store::Cube,
+        lattice_engine::query::Dataset,
         lattice_engine::build::BuildReport,
     )>,
 > {
@@ -568,9 +568,8 @@ fn load_and_build(
         memory_budget: budget.bytes(),
         ..Default::default()
     };
-    let built = match rt.block_on(lattice_engine::build::build_cube_with_report(
-        model, &sources, &options,
-    )) {
+    // `open`, not the bare build: the definition's searches are checked against the data too.
+    let built = match rt.block_on(lattice_engine::open_with_report(model, &sources, &options)) {
         Ok(built) => built,
         Err(EngineError::Definition(diags)) => {
             report(&diags);
@@ -681,7 +680,7 @@ fn build(
     if let (Some(root), Some((text, sources))) = (snapshots, snapshot_of) {
         let started = Instant::now();
         let dir = root.join(&model.name);
-        let info = lattice_engine::store::snapshot::write(&cube, &text, &sources, &dir)
+        let info = lattice_engine::store::snapshot::write(cube.cube(), &text, &sources, &dir)
             .with_context(|| format!("cannot write the snapshot {}", dir.display()))?;
         println!(
             "wrote snapshot {}: {} files, {} bytes (manifest.json aside) in {:.2} s",
