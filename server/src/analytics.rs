@@ -22,7 +22,7 @@ use lattice_engine::query::{DEFAULT_DRILL_LIMIT, QueryError};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::body::{self, RawBody};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, BodyRouteErrors, ErrorResponse};
 use crate::query::run_limited;
 use crate::registry::Snapshot;
 
@@ -75,13 +75,10 @@ fn too_many_rows(state: &AppState, rows: usize) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "The members that changed abnormally, by impact", body = AbnormalAnswer),
         (status = 400, description = "A request the cube cannot answer as asked (unknown names, bad periods or thresholds, too many rows)", body = ErrorResponse),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
         (status = 403, description = "The principal's scope forbids it", body = ErrorResponse),
         (status = 404, description = "Unknown cube", body = ErrorResponse),
-        (status = 413, description = "Body over the size limit", body = ErrorResponse),
-        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
-        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
         (status = 504, description = "Over the query time limit", body = ErrorResponse),
+        BodyRouteErrors,
     )
 )]
 pub(crate) async fn abnormal_route(
@@ -119,13 +116,10 @@ pub(crate) async fn abnormal_route(
     responses(
         (status = 200, description = "The matrix of transitions with counts and measure totals", body = MigrationAnswer),
         (status = 400, description = "A request the cube cannot answer as asked (unknown names, bad periods or thresholds, too many rows)", body = ErrorResponse),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
         (status = 403, description = "The principal's scope forbids it", body = ErrorResponse),
         (status = 404, description = "Unknown cube", body = ErrorResponse),
-        (status = 413, description = "Body over the size limit", body = ErrorResponse),
-        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
-        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
         (status = 504, description = "Over the query time limit", body = ErrorResponse),
+        BodyRouteErrors,
     )
 )]
 pub(crate) async fn migration_route(
@@ -158,13 +152,10 @@ pub(crate) async fn migration_route(
     responses(
         (status = 200, description = "The members behind the transition, paged", body = MigrationDrillAnswer),
         (status = 400, description = "A request the cube cannot answer as asked (unknown names, bad periods or thresholds, too many rows)", body = ErrorResponse),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
         (status = 403, description = "The principal's scope forbids it", body = ErrorResponse),
         (status = 404, description = "Unknown cube", body = ErrorResponse),
-        (status = 413, description = "Body over the size limit", body = ErrorResponse),
-        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
-        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
         (status = 504, description = "Over the query time limit", body = ErrorResponse),
+        BodyRouteErrors,
     )
 )]
 pub(crate) async fn migration_drill_route(
@@ -203,13 +194,10 @@ pub(crate) async fn migration_drill_route(
     responses(
         (status = 200, description = "Rows by period, parent, rank and member, paged", body = PerformanceAnswer),
         (status = 400, description = "A request the cube cannot answer as asked (unknown names, a period level that is not time, a rank parent that is not above the level, ...); `details.field` names the field", body = ErrorResponse),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
         (status = 403, description = "The principal's scope forbids it", body = ErrorResponse),
         (status = 404, description = "Unknown cube", body = ErrorResponse),
-        (status = 413, description = "Body over the size limit", body = ErrorResponse),
-        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
-        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
         (status = 504, description = "Over the time limit; cancelled", body = ErrorResponse),
+        BodyRouteErrors,
     )
 )]
 pub(crate) async fn performance_route(
@@ -247,13 +235,10 @@ pub(crate) async fn performance_route(
     responses(
         (status = 200, description = "Member count, exact total, the cumulative share curve, the cuts and the reaches", body = ParetoAnswer),
         (status = 400, description = "A request the cube cannot answer as asked (unknown level or measure, a time level, a cut or reach not in (0, 1], a measure without exact values, ...); `details.field` names a bad number", body = ErrorResponse),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
         (status = 403, description = "The principal's scope or role forbids it (small-cell suppression)", body = ErrorResponse),
         (status = 404, description = "Unknown cube", body = ErrorResponse),
-        (status = 413, description = "Body over the size limit", body = ErrorResponse),
-        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
-        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
         (status = 504, description = "Over the time limit; cancelled", body = ErrorResponse),
+        BodyRouteErrors,
     )
 )]
 pub(crate) async fn pareto_route(

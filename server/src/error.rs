@@ -43,6 +43,27 @@ pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
+/// The errors every route with a JSON body can answer before its own (the gate's, the body
+/// reader's and admission's), documented once and listed in each such route's
+/// `#[utoipa::path(responses(...))]`. A type for the OpenAPI document only: the answers
+/// themselves are [`ApiError`]s.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // never built: its variants describe responses, not values
+pub(crate) enum BodyRouteErrors {
+    /// No valid API key or token (with `--auth`)
+    #[response(status = 401)]
+    Unauthorized(ErrorResponse),
+    /// Body over the size limit
+    #[response(status = 413)]
+    TooLarge(ErrorResponse),
+    /// Body not sent as application/json
+    #[response(status = 415)]
+    NotJson(ErrorResponse),
+    /// Too many queries running and waiting
+    #[response(status = 429)]
+    TooMany(ErrorResponse),
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable name of the problem (`unknown_level`, `query_timeout`, ...).

@@ -27,7 +27,7 @@ use crate::AppState;
 use crate::audit::{NoteSlot, note};
 use crate::auth::Principal;
 use crate::body::{self, RawBody};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, BodyRouteErrors, ErrorResponse};
 use crate::metrics::{QueryPath, Rejection};
 
 /// How many queries run at once, and how many may wait for a turn.
@@ -206,13 +206,10 @@ fn too_many_rows(state: &AppState, total: usize, offset: u64) -> ApiError {
     responses(
         (status = 200, description = "The answer", body = Answer),
         (status = 400, description = "A query the cube cannot answer as asked (unknown names, too many rows, ...)", body = ErrorResponse),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
         (status = 403, description = "The principal's scope forbids it", body = ErrorResponse),
         (status = 404, description = "Unknown cube", body = ErrorResponse),
-        (status = 413, description = "Body over the size limit", body = ErrorResponse),
-        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
-        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
         (status = 504, description = "Over the time limit; cancelled", body = ErrorResponse),
+        BodyRouteErrors,
     )
 )]
 pub(crate) async fn query(
@@ -272,13 +269,10 @@ pub(crate) async fn query(
     responses(
         (status = 200, description = "The members behind the cell, paged", body = DrillAnswer),
         (status = 400, description = "A drill-through the cube cannot answer as asked", body = ErrorResponse),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
         (status = 403, description = "The principal's scope forbids it", body = ErrorResponse),
         (status = 404, description = "Unknown cube", body = ErrorResponse),
-        (status = 413, description = "Body over the size limit", body = ErrorResponse),
-        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
-        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
         (status = 504, description = "Over the time limit; cancelled", body = ErrorResponse),
+        BodyRouteErrors,
     )
 )]
 pub(crate) async fn drillthrough(

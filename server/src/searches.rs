@@ -42,7 +42,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::{Method, Principal};
 use crate::body::{self, RawBody};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, BodyRouteErrors, ErrorResponse};
 use crate::query::run_limited;
 use crate::registry::{Slot, lock};
 
@@ -427,12 +427,9 @@ pub(crate) async fn delete_one(
             content((SearchAnswer = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = ErrorResponse),
         (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = ErrorResponse),
-        (status = 413, description = "Body over the size limit", body = ErrorResponse),
-        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
-        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
         (status = 504, description = "Over the query time limit", body = ErrorResponse),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
         (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = ErrorResponse),
+        BodyRouteErrors,
     )
 )]
 pub(crate) async fn run_named(
@@ -475,12 +472,9 @@ pub(crate) async fn run_named(
             content((SearchAnswer = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A search or run the cube cannot answer (`bad_condition` with its path, unknown names, too many rows)", body = ErrorResponse),
         (status = 404, description = "Unknown cube or search (another's search that is not shared answers so too)", body = ErrorResponse),
-        (status = 413, description = "Body over the size limit", body = ErrorResponse),
-        (status = 415, description = "Body not sent as application/json", body = ErrorResponse),
-        (status = 429, description = "Too many queries running and waiting", body = ErrorResponse),
         (status = 504, description = "Over the query time limit", body = ErrorResponse),
-        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
         (status = 403, description = "The principal may not: another's search (replacing and deleting: its owner or an admin), `shared` set by a principal that is not an admin, a condition on the customers' key or a segment withheld under small-cell suppression, a scope that does not fit", body = ErrorResponse),
+        BodyRouteErrors,
     )
 )]
 pub(crate) async fn run_adhoc(
