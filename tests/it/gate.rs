@@ -33,8 +33,10 @@ async fn audited(tune: impl FnOnce(&mut lattice_server::Config)) -> App {
 async fn audit_lines(app: &App, count: usize) -> Vec<Value> {
     let path = app.dir.path().join("audit.log");
     for _ in 0..200 {
-        let lines: Vec<Value> = std::fs::read_to_string(&path)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // Only whole lines: the writer may be halfway through the last one (a long body).
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        let lines: Vec<Value> = whole
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))
             .collect();
