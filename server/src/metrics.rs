@@ -104,16 +104,24 @@ struct CubeLabels {
 #[derive(Debug, Clone, Copy)]
 pub enum QueryPath {
     Cuboid,
+    /// The base rows kept in memory (no cuboid covers the question).
+    Base,
     Fallback,
     Cache,
 }
 
 impl QueryPath {
-    const ALL: [QueryPath; 3] = [QueryPath::Cuboid, QueryPath::Fallback, QueryPath::Cache];
+    const ALL: [QueryPath; 4] = [
+        QueryPath::Cuboid,
+        QueryPath::Base,
+        QueryPath::Fallback,
+        QueryPath::Cache,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             QueryPath::Cuboid => "cuboid",
+            QueryPath::Base => "base",
             QueryPath::Fallback => "fallback",
             QueryPath::Cache => "cache",
         }

@@ -253,6 +253,8 @@ pub(crate) async fn query(
         QueryPath::Cache
     } else if answer.meta.source == "cuboid" {
         QueryPath::Cuboid
+    } else if answer.meta.source == "base" {
+        QueryPath::Base
     } else {
         QueryPath::Fallback
     });

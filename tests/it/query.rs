@@ -501,10 +501,14 @@ async fn cubes_built_from_the_same_sources_each_answer_by_the_fallback() {
         r#"{"measures": ["txn_amount", "deposit_balance"], "rows": ["region.province", "customer.deposit_band"]}"#,
     )
     .expect("query");
+    let without_base = BuildOptions {
+        without_base: true,
+        ..BuildOptions::default()
+    };
     let mut answers = Vec::new();
     for _ in 0..2 {
         let cube = Arc::new(
-            lattice_engine::open(&model, &sources, &BuildOptions::default())
+            lattice_engine::open(&model, &sources, &without_base)
                 .await
                 .expect("build"),
         );

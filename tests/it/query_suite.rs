@@ -30,10 +30,14 @@ use tokio::sync::OnceCell;
 use crate::questions::{Question, questions};
 use crate::util::{bank_crm, parquet_dir};
 
-/// The default cube, the same model built without cuboids, and a SQL session over the raw
-/// tables; built once per test binary.
+/// The default cube, the same model built without cuboids (answering from its base rows), the
+/// same without cuboids or base rows (answering through DataFusion, the fallback), and a SQL
+/// session over the raw tables; built once per test binary.
 pub struct Fixture {
     pub cube: Arc<Dataset>,
+    /// No cuboids: every question from the base rows.
+    pub base: Arc<Dataset>,
+    /// No cuboids, no base rows: every question from the fallback.
     pub bare: Arc<Dataset>,
     pub sql: SessionContext,
 }
@@ -51,13 +55,22 @@ pub async fn fixture() -> &'static Fixture {
             bare_model.aggregates.mode = AggMode::Explicit;
             bare_model.aggregates.cuboids.clear();
             let bare_sources = load(&bare_model).await.expect("load");
-            let bare = lattice_engine::open(&bare_model, &bare_sources, &BuildOptions::default())
+            let base = lattice_engine::open(&bare_model, &bare_sources, &BuildOptions::default())
                 .await
                 .expect("build without cuboids");
+            assert!(base.cuboids().is_empty(), "the base cube has cuboids");
+            let without_base = BuildOptions {
+                without_base: true,
+                ..BuildOptions::default()
+            };
+            let bare = lattice_engine::open(&bare_model, &bare_sources, &without_base)
+                .await
+                .expect("build without cuboids or base");
             assert!(bare.cuboids().is_empty(), "the bare cube has cuboids");
             let sql = load(&model).await.expect("load for SQL").ctx;
             Fixture {
                 cube: Arc::new(cube),
+                base: Arc::new(base),
                 bare: Arc::new(bare),
                 sql,
             }
@@ -374,12 +387,18 @@ async fn check_question(fx: &Fixture, q: &Question) -> Result<&'static str, Stri
         .query(&query)
         .await
         .map_err(|e| format!("the cube: {e}"))?;
+    let base = fx
+        .base
+        .session(Access::everything())
+        .query(&query)
+        .await
+        .map_err(|e| format!("without cuboids: {e}"))?;
     let bare = fx
         .bare
         .session(Access::everything())
         .query(&query)
         .await
-        .map_err(|e| format!("without cuboids: {e}"))?;
+        .map_err(|e| format!("without cuboids or base: {e}"))?;
     if std::env::var_os("LATTICE_QUESTION").is_some() {
         println!(
             "{}\n{}",
@@ -394,8 +413,24 @@ async fn check_question(fx: &Fixture, q: &Question) -> Result<&'static str, Stri
             built.meta.source, built.meta.cuboid
         ));
     }
+    if let Err(e) = check_answer(&fx.sql, q, &query, &base).await {
+        problems.push(format!("the base rows differ from SQL: {e}"));
+    }
     if let Err(e) = check_answer(&fx.sql, q, &query, &bare).await {
         problems.push(format!("the fallback differs from SQL: {e}"));
+    }
+    if without_meta(&built) != without_meta(&base) {
+        problems.push(format!(
+            "the cube and the base rows differ:\n  cube: {}\n  base: {}",
+            without_meta(&built),
+            without_meta(&base)
+        ));
+    }
+    if base.meta.source != "base" {
+        problems.push(format!(
+            "the cube without cuboids answered from '{}'",
+            base.meta.source
+        ));
     }
     if without_meta(&built) != without_meta(&bare) {
         problems.push(format!(
@@ -406,7 +441,7 @@ async fn check_question(fx: &Fixture, q: &Question) -> Result<&'static str, Stri
     }
     if bare.meta.source != "fallback" {
         problems.push(format!(
-            "the cube without cuboids answered from '{}'",
+            "the cube without cuboids or base answered from '{}'",
             bare.meta.source
         ));
     }
@@ -533,7 +568,11 @@ async fn check_drill(q: &DrillQuery, page_sql: &str, total_sql: &str) -> &'stati
     let want = run_sql(&fx.sql, page_sql).await.unwrap();
     let total = want_int(&run_sql(&fx.sql, total_sql).await.unwrap().rows[0][0]);
     let mut sources = Vec::new();
-    for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+    for (which, cube) in [
+        ("cube", &fx.cube),
+        ("base rows", &fx.base),
+        ("no cuboids", &fx.bare),
+    ] {
         let d = cube
             .session(Access::everything())
             .drill_through(q)
@@ -547,7 +586,7 @@ async fn check_drill(q: &DrillQuery, page_sql: &str, total_sql: &str) -> &'stati
         }
         sources.push(d.meta.source);
     }
-    assert_eq!(sources[1], "fallback", "no cuboids, yet {}", sources[1]);
+    assert_eq!(sources[2], "fallback", "no cuboids, yet {}", sources[2]);
     sources[0]
 }
 

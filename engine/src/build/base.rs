@@ -22,16 +22,9 @@ use crate::source::load::fact_period_sql;
 use crate::source::load::ident;
 use crate::store::encoding::{Encoding, KeyValue, key_sql};
 use crate::store::time::NO_PERIOD;
+pub(crate) use crate::store::base::{BaseTable, MeasureSpec, ValueStats};
 use crate::store::{MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
-
-/// How a stored measure combines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MeasureSpec {
-    pub agg: Agg,
-    /// Semi-additive: only closing-period rows count.
-    pub semi: bool,
-}
 
 /// The aggregate measures of a fact, with their specs and decimal scales.
 pub(crate) fn fact_measures(model: &Model, fact: FactId) -> Vec<(MeasureId, MeasureSpec)> {
@@ -57,60 +50,7 @@ pub(crate) fn fact_measures(model: &Model, fact: FactId) -> Vec<(MeasureId, Meas
         .collect()
 }
 
-/// A fact at the cube grain: `codes` holds one column per direct dimension (key codes) and,
-/// last, the period (0 when the fact has no time); no two rows share all codes.
-#[derive(Debug)]
-pub(crate) struct BaseTable {
-    pub codes: Vec<Vec<u32>>,
-    pub measure_ids: Vec<MeasureId>,
-    pub specs: Vec<MeasureSpec>,
-    pub measures: Vec<MeasureColumn>,
-    /// Rows of raw facts read.
-    pub fact_rows: u64,
-    /// Queries the raw facts were read with (one per range of periods).
-    pub queries: usize,
-    /// The key column the rows are in the order of (then by period), if any.
-    pub sorted_by: Option<usize>,
-    /// Set for a fact read a range of periods at a time (this table then holds one range,
-    /// or none): the fact rows the whole fact has, for choosing its cuboids.
-    pub planned_rows: Option<u64>,
-    /// Set with `planned_rows`: the periods the whole fact has rows in.
-    pub periods_present: Option<RoaringBitmap>,
-}
-
 impl BaseTable {
-    pub fn len(&self) -> usize {
-        self.codes.last().map_or(0, Vec::len)
-    }
-
-    /// Rows of the whole fact at the grain, for estimates: the table's, or, for a fact read
-    /// a range at a time, its fact rows (at most as many).
-    pub fn rows_hint(&self) -> usize {
-        self.planned_rows
-            .map_or(self.len(), |r| usize::try_from(r).unwrap_or(usize::MAX))
-    }
-
-    /// The periods with rows (not [`NO_PERIOD`]), each once.
-    pub fn periods(&self) -> RoaringBitmap {
-        if let Some(p) = &self.periods_present {
-            return p.clone();
-        }
-        let Some(col) = self.codes.last() else {
-            return RoaringBitmap::new();
-        };
-        // Periods are a few hundred axis indexes at most: flags, not a set insert per row.
-        let mut seen: Vec<bool> = Vec::new();
-        for &p in col.iter().filter(|p| **p != NO_PERIOD) {
-            if p as usize >= seen.len() {
-                seen.resize(p as usize + 1, false);
-            }
-            seen[p as usize] = true;
-        }
-        (0..seen.len() as u32)
-            .filter(|p| seen[*p as usize])
-            .collect()
-    }
-
     /// Room for `room` more rows in every column.
     pub fn reserve(&mut self, room: usize) {
         self.codes.iter_mut().for_each(|c| c.reserve(room));
@@ -127,7 +67,7 @@ impl BaseTable {
         }
     }
 
-    fn shrink(&mut self) {
+    pub(crate) fn shrink(&mut self) {
         self.codes.iter_mut().for_each(Vec::shrink_to_fit);
         for col in &mut self.measures {
             match col {
@@ -144,14 +84,6 @@ impl BaseTable {
                 MeasureColumn::Distinct(v) => v.shrink_to_fit(),
             }
         }
-    }
-
-    /// Frees the rows, keeping what the cuboids derived from others read (the measures'
-    /// ids and specs).
-    pub fn free_rows(&mut self) {
-        self.codes = Vec::new();
-        self.measures = Vec::new();
-        self.sorted_by = None;
     }
 
     /// Puts the rows in the order of key column `k`, then period, then the rest of the grain
@@ -957,14 +889,6 @@ pub(crate) fn distinct_values_are_integers(model: &Model, catalog: &Catalog, fac
             || matches!(&model.measures[*m].kind, MeasureKind::Aggregate { column: Some(c), .. }
                 if is_integer(catalog, table, &c.column))
     })
-}
-
-/// What a fact's distinct-value columns hold, for choosing how to keep their sets.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ValueStats {
-    pub max: Option<u32>,
-    /// Non-decreasing in the base's order (values of its sort key).
-    pub ascending: bool,
 }
 
 /// Reads one fact at the cube grain, whole.

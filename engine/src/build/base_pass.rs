@@ -951,7 +951,7 @@ impl Acc {
             .collect();
         let cards: Vec<usize> = levels
             .iter()
-            .map(|l| dims.dicts[l.dim][l.level].len().max(1))
+            .map(|l| inputs.dicts[l.dim][l.level].len().max(1))
             .collect();
         let bits: Vec<u32> = cards
             .iter()

@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 
 use lattice_defs::model::{FactId, LevelKind, LevelRef, Model, TimeGrain};
+use roaring::RoaringBitmap;
 
 use super::base::{
     BaseTable, MeasureSpec, column_decimal_scale, empty_column, merge_decimal, push_empty,
 };
 use crate::store::encoding::Encoding;
 use crate::store::time::coarsen;
-use crate::store::{Cuboid, MeasureColumn};
+use crate::store::{Cuboid, LevelDict, MeasureColumn};
 use crate::{EngineError, Result};
 
 /// Closing periods of a fact: per grain, per member, the last period present in the fact.
@@ -24,8 +25,12 @@ pub(crate) struct Closing {
 
 impl Closing {
     pub fn new(base: &BaseTable, dims: &Encoding, model: &Model) -> Closing {
+        Closing::from_periods(&base.periods(), dims, model)
+    }
+
+    /// The closing periods of a fact with rows in `periods`.
+    pub fn from_periods(periods: &RoaringBitmap, dims: &Encoding, model: &Model) -> Closing {
         let mut by_grain = HashMap::new();
-        let periods = base.periods();
         let dated = || periods.iter();
         let latest = periods.max();
         if let (Some(axis), Some(t)) = (&dims.time, model.time_dimension()) {
@@ -156,6 +161,9 @@ pub(crate) fn can_derive(
 pub(crate) struct FactInputs<'a> {
     pub model: &'a Model,
     pub dims: &'a Encoding,
+    /// Every level's members: the encoding's during a build, the cube's once built (the
+    /// build moves them there).
+    pub dicts: &'a [Vec<LevelDict>],
     pub fact: FactId,
     pub base: &'a BaseTable,
     pub closing: &'a Closing,
@@ -172,10 +180,16 @@ impl<'a> FactInputs<'a> {
         FactInputs {
             model,
             dims,
+            dicts: &dims.dicts,
             fact,
             base,
             closing,
         }
+    }
+
+    /// The same inputs reading the members of every level from `dicts` (a built cube's).
+    pub fn with_dicts(self, dicts: &'a [Vec<LevelDict>]) -> FactInputs<'a> {
+        FactInputs { dicts, ..self }
     }
 }
 

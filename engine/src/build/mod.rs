@@ -26,10 +26,10 @@
 
 mod bands;
 pub(crate) mod base;
-mod base_pass;
+pub(crate) mod base_pass;
 pub mod budget;
 pub(crate) mod dims;
-mod lattice;
+pub(crate) mod lattice;
 pub mod select;
 
 use std::collections::HashMap;
@@ -43,6 +43,7 @@ use tracing::{info, instrument};
 use crate::Result;
 use crate::source::load::{Sources, load_checked};
 use crate::store::encoding::Encoding;
+use crate::store::base::FactBase;
 use crate::store::{Cube, CubeIndex, Cuboid};
 pub use select::Plan;
 
@@ -67,6 +68,9 @@ pub struct BuildOptions {
     /// Fact rows one base query groups at most (the fact is read by ranges of periods);
     /// `None`: about two million.
     pub base_range_rows: Option<u64>,
+    /// Drop the base rows once the cuboids are built (a question no cuboid covers then goes
+    /// to DataFusion over the raw facts): less memory, slower questions.
+    pub without_base: bool,
 }
 
 /// What a build did, for `lattice build --explain` and logs.
@@ -133,7 +137,8 @@ pub async fn build_cube_with_report(
         .map(|b| lattice::Closing::new(b, &dims, model))
         .collect();
     let ctx = &sources.ctx;
-    let slots = build_streamed(model, ctx, &mut dims, &mut bases, &plans, &closing, &bar).await?;
+    let (slots, mut streamed_parts) =
+        build_streamed(model, ctx, &mut dims, &mut bases, &plans, &closing, &bar).await?;
     let tables = &bases.tables;
     let fact_rows: Vec<u64> = tables.iter().map(|b| b.fact_rows).collect();
     // What the query layer and the report need of the base tables, before the lattice frees
@@ -153,7 +158,10 @@ pub async fn build_cube_with_report(
         slots,
         &bar,
     )?;
-    drop(bases);
+    let kept = match opts.without_base {
+        true => Vec::new(),
+        false => keep_bases(bases.tables, &mut streamed_parts),
+    };
     bar.finish_and_clear();
     stages.end("lattice", t);
 
@@ -161,7 +169,7 @@ pub async fn build_cube_with_report(
         .iter()
         .map(|c| (c.len(), c.memory_bytes()))
         .collect();
-    let cube = assemble(model, dims, cuboids, index);
+    let cube = assemble(model, dims, cuboids, index, kept);
     let report = BuildReport {
         plans,
         built,
@@ -332,9 +340,10 @@ async fn build_streamed(
     plans: &[Plan],
     closing: &[lattice::Closing],
     bar: &ProgressBar,
-) -> Result<Vec<Option<Cuboid>>> {
+) -> Result<StreamedCuboids> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut slots: Vec<Option<Cuboid>> = (0..plans.len()).map(|_| None).collect();
+    let mut parts: Vec<Vec<base::BaseTable>> = (0..model.facts.len()).map(|_| Vec::new()).collect();
     let done = || bar.inc(1);
     // Streamed facts: a range of periods is read, decides its periods' bands, merges into
     // every cuboid built from the base, and goes.
@@ -351,7 +360,7 @@ async fn build_streamed(
             range_rows: bases.range_rows,
             workers,
         };
-        let built = streaming
+        let (built, kept) = streaming
             .run(
                 dims,
                 &mut bases.readers[fact],
@@ -363,13 +372,44 @@ async fn build_streamed(
         for (i, cuboid) in built {
             slots[i] = Some(cuboid);
         }
+        parts[fact] = kept;
     }
-    Ok(slots)
+    Ok((slots, parts))
+}
+
+/// Per plan, its cuboid where a streamed fact built it; per fact, a streamed fact's base
+/// rows, a table per range of periods.
+type StreamedCuboids = (Vec<Option<Cuboid>>, Vec<Vec<base::BaseTable>>);
+
+/// Every fact's base rows, kept in the store: a fact read whole keeps its table, a streamed
+/// fact its ranges' tables (`streamed[fact]`).
+fn keep_bases(
+    tables: Vec<base::BaseTable>,
+    streamed: &mut [Vec<base::BaseTable>],
+) -> Vec<Option<FactBase>> {
+    tables
+        .into_iter()
+        .zip(streamed.iter_mut())
+        .map(|(table, ranges)| {
+            let periods = table.periods();
+            let parts = match table.planned_rows {
+                Some(_) => std::mem::take(ranges),
+                None => vec![table],
+            };
+            Some(FactBase::new(parts, periods))
+        })
+        .collect()
 }
 
 /// The cube of `model` from its encoding `dims` (whose level dictionaries move into the
 /// cube), its `cuboids` and `index`, with the cuboids indexed.
-fn assemble(model: &Model, mut dims: Encoding, cuboids: Vec<Cuboid>, index: CubeIndex) -> Cube {
+fn assemble(
+    model: &Model,
+    mut dims: Encoding,
+    cuboids: Vec<Cuboid>,
+    index: CubeIndex,
+    bases: Vec<Option<FactBase>>,
+) -> Cube {
     let levels = std::mem::take(&mut dims.dicts);
     let mut cube = Cube {
         model: model.clone(),
@@ -377,6 +417,7 @@ fn assemble(model: &Model, mut dims: Encoding, cuboids: Vec<Cuboid>, index: Cube
         cuboids,
         index,
         encoding: dims,
+        bases,
     };
     cube.index_cuboids();
     info!(
@@ -475,8 +516,9 @@ impl Streaming<'_> {
         header: &mut base::BaseTable,
         (per_period, ranges): (Vec<(u32, u64)>, Vec<Option<base::ValueStats>>),
         done: &(dyn Fn() + Sync),
-    ) -> Result<Vec<(usize, Cuboid)>> {
+    ) -> Result<(Vec<(usize, Cuboid)>, Vec<base::BaseTable>)> {
         let model = self.model;
+        let mut kept = Vec::new();
         let fact = reader.fact;
         let name = &model.facts[fact].name;
         let (Some(time), Some(axis)) = (&model.facts[fact].time, dims.time.as_ref()) else {
@@ -529,6 +571,8 @@ impl Streaming<'_> {
                 secs = started.elapsed().as_secs_f64(),
                 "range of periods"
             );
+            part.shrink();
+            kept.push(part);
         }
         (header.fact_rows, header.queries) = (fact_rows, parts.len());
         header.planned_rows = Some(rows as u64);
@@ -544,7 +588,7 @@ impl Streaming<'_> {
             peak_mb,
             "streamed base"
         );
-        Ok(built)
+        Ok((built, kept))
     }
 }
 
@@ -620,10 +664,6 @@ fn build_lattice(
         for (i, cuboid) in base_pass::build_from_base(&input, plans, &mine, workers, &done)? {
             slots[i] = Some(cuboid);
         }
-        // Nothing reads this fact's rows again (the other cuboids come from cuboids), so they
-        // go before the next fact's scan: the lattice's peak holds one base table less each
-        // fact.
-        bases[fact].free_rows();
     }
     let bases: &[base::BaseTable] = bases;
     let inputs: Vec<lattice::FactInputs<'_>> = bases

@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 
 use super::answer::{Answer, Column};
 use super::error::QueryError;
-use super::exec::{aggregate, execute_resolved, level_members};
+use super::exec::{aggregate, execute_resolved, level_members_from};
 use super::group::AggRequest;
 use super::resolve::{OrderKey, Resolved, ResolvedFilter, check_page, resolve_visible};
 use super::scan::{derive, filter_masks, passes};
@@ -125,9 +125,16 @@ async fn drill(
     let (members, source, cuboid) = match member_sets(cube, fact, via, level, &filters) {
         Some((set, c)) => (set, "member_sets", Some(c)),
         None => {
-            // The level's groups under the filters (a cuboid holding the level, else SQL).
-            let codes = level_members(cube, fact, level, &filters, via).await?;
-            (codes, "fallback", None)
+            // The level's groups under the filters (a cuboid holding the level, else the base
+            // rows, else SQL).
+            let req = AggRequest {
+                fact,
+                levels: &[level],
+                filters: &filters,
+                measures: &[via],
+            };
+            let (codes, path) = level_members_from(cube, &req).await?;
+            (codes, path, None)
         }
     };
     let members = if small { RoaringBitmap::new() } else { members };

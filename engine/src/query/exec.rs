@@ -70,8 +70,17 @@ pub(crate) async fn level_members(
         filters,
         measures: &[measure],
     };
-    let (grouped, _) = aggregate(cube, &req, false).await?;
-    Ok((0..grouped.len()).map(|g| grouped.key(g)[0]).collect())
+    Ok(level_members_from(cube, &req).await?.0)
+}
+
+/// [`level_members`] of a request, and the path that answered (`cuboid`, `base`, `fallback`).
+pub(crate) async fn level_members_from(
+    cube: &Dataset,
+    req: &AggRequest<'_>,
+) -> Result<(RoaringBitmap, &'static str), QueryError> {
+    let (grouped, meta) = aggregate(cube, req, false).await?;
+    let members = (0..grouped.len()).map(|g| grouped.key(g)[0]).collect();
+    Ok((members, meta.source))
 }
 
 /// Answers an already resolved query.
@@ -289,9 +298,13 @@ impl<'a> Exec<'a> {
     }
 
     fn meta(&self, metas: Vec<FactMeta>, total_rows: usize) -> Meta {
-        let all_cuboid = metas.iter().all(|m| m.source == "cuboid");
+        let path = |p: &str| metas.iter().any(|m| m.source == p);
         Meta {
-            source: if all_cuboid { "cuboid" } else { "fallback" },
+            source: match (path("fallback"), path("base")) {
+                (true, _) => "fallback",
+                (false, true) => "base",
+                (false, false) => "cuboid",
+            },
             cuboid: metas.first().and_then(|m| m.cuboid.clone()),
             facts: metas,
             total_rows,
@@ -995,6 +1008,9 @@ pub(crate) async fn aggregate(
     Ok((grouped, meta))
 }
 
+/// Base rows above which the base path gives way once before its scan.
+const YIELD_ROWS: usize = 100_000;
+
 /// [`aggregate`], where the fallback may keep only the first groups of `top` (a cuboid scan
 /// keeps every group); then also the number of groups in all.
 async fn aggregate_top(
@@ -1024,6 +1040,35 @@ async fn aggregate_top(
             },
             None,
         ));
+    }
+    if cube.base.has(cube, req.fact) {
+        // A scan of many rows gives way once first, so that a server's first poll of the
+        // question does not run it on an I/O thread (it moves it to its query runtime).
+        if cube.base_rows(req.fact) > YIELD_ROWS {
+            tokio::task::yield_now().await;
+        }
+        let built = cube.base.cuboid(cube, req).map_err(|e| QueryError::Engine {
+            message: format!("the base scan failed: {e}"),
+        })?;
+        if let Some(c) = built {
+            let grouped = scan(cube, &c, req, closing.as_ref());
+            let reason = format!(
+                "no cuboid of {fact_name} holds {}; aggregated from its base rows ({} rows)",
+                plan.names(&plan.needs).join(", "),
+                cube.base_rows(req.fact)
+            );
+            return Ok((
+                grouped,
+                FactMeta {
+                    fact: fact_name,
+                    source: "base",
+                    cuboid: None,
+                    cells: Some(c.len()),
+                    explain: plan.explained(reason, None),
+                },
+                None,
+            ));
+        }
     }
     let fb = cube.fallback.as_ref().ok_or_else(|| QueryError::Engine {
         message: format!(

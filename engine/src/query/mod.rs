@@ -49,6 +49,7 @@
 //!   customers and every total containing one, before `having`, order and paging.
 
 mod answer;
+mod base;
 mod cache;
 mod drill;
 mod error;

@@ -19,6 +19,7 @@ use lattice_defs::model::LevelRef;
 use roaring::RoaringBitmap;
 
 use super::answer::Answer;
+use super::base::BasePath;
 use super::cache::QueryCache;
 use super::drill::{DrillAnswer, DrillQuery, drill_through_restricted};
 use super::error::QueryError;
@@ -40,6 +41,8 @@ pub struct Dataset {
     pub(crate) fallback: Option<FallbackData>,
     /// Members visible under each access asked about so far.
     pub(crate) visible: VisibleCache,
+    /// What answering from the base rows needs (nothing for a fact whose base is not kept).
+    pub(crate) base: BasePath,
     /// Snapshot number: a server counts the cubes it swaps in; answers and cache keys carry it.
     pub version: u64,
 }
@@ -48,6 +51,7 @@ impl Dataset {
     /// `cube` opened over the `sources` it was built from (snapshot version 1).
     pub fn new(cube: Cube, sources: Option<&Sources>) -> Dataset {
         Dataset {
+            base: BasePath::new(&cube),
             cube,
             fallback: sources.map(|s| FallbackData::new(s.ctx.clone(), s.catalog.clone())),
             visible: VisibleCache::default(),

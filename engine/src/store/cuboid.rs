@@ -44,7 +44,7 @@ pub enum MeasureColumn {
 pub const NO_VALUE: u32 = u32::MAX;
 
 impl MeasureColumn {
-    fn memory_bytes(&self) -> usize {
+    pub(crate) fn memory_bytes(&self) -> usize {
         match self {
             MeasureColumn::Decimal { values, valid, .. } => values.len() * 16 + valid.len(),
             MeasureColumn::Decimal64 { values, valid, .. } => values.len() * 8 + valid.len(),

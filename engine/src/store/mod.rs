@@ -11,6 +11,7 @@
 //! [`UNKNOWN_MEMBER`](lattice_defs::model::UNKNOWN_MEMBER) (nulls, facts whose key is not in
 //! the dimension table, entities with no metric); it sorts last.
 
+pub(crate) mod base;
 mod cuboid;
 pub(crate) mod encoding;
 pub mod snapshot;
@@ -90,6 +91,9 @@ pub struct Cube {
     pub(crate) index: CubeIndex,
     /// How source keys map to member codes (the fallback codes raw facts with it).
     pub(crate) encoding: Encoding,
+    /// Per fact, its base rows, where kept (none, or fewer than the facts: not kept): what
+    /// answers a question no cuboid covers.
+    pub(crate) bases: Vec<Option<base::FactBase>>,
 }
 
 /// What the query layer looks up about a cube beyond its cuboids: how members roll up (parent
@@ -189,6 +193,19 @@ impl Cube {
         self.index.level_base = base;
         self.index.covers = covers;
         self.index.by_size = by_size;
+    }
+
+    /// Rows of `fact`'s base, where kept (0 where not).
+    pub fn base_rows(&self, fact: FactId) -> usize {
+        self.bases
+            .get(fact)
+            .and_then(Option::as_ref)
+            .map_or(0, base::FactBase::len)
+    }
+
+    /// Bytes the base tables take in memory.
+    pub fn base_bytes(&self) -> usize {
+        self.bases.iter().flatten().map(base::FactBase::memory_bytes).sum()
     }
 
     /// Bytes the cuboids take in memory (cells, codes, values and bitmaps).

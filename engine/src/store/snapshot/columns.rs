@@ -125,6 +125,7 @@ pub(super) fn read_cube(folder: &Folder, m: &Manifest, model: Model) -> Result<C
         cuboids,
         index,
         encoding,
+        bases: Vec::new(), // the base tables are not in the snapshot yet
     };
     cube.index_cuboids();
     Ok(cube)

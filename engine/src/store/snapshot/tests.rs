@@ -293,6 +293,7 @@ fn cube() -> Cube {
         levels: levels(&model),
         cuboids: cuboids(&model),
         encoding: encoding(&model),
+        bases: Vec::new(),
         index,
         model,
     };
