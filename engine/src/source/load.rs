@@ -52,6 +52,7 @@ impl std::fmt::Debug for Sources {
 /// missing file differs from that of any file that was there. `modified_*` are also `None`
 /// where the system gives no modification time, or one before the epoch.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceFingerprint {
     pub name: String,
     pub path: String,

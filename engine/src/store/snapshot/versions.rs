@@ -416,7 +416,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let v = version_name(UNIX_EPOCH, "ab12cd34");
         // Past Linux's pid_max: no such process.
-        let dead = [format!(".{v}.tmp-4000000000"), format!(".{v}.old-4000000001")];
+        let dead = [
+            format!(".{v}.tmp-4000000000"),
+            format!(".{v}.old-4000000001"),
+        ];
         let kept = [
             v.clone(),
             format!(".{v}.tmp-"),
