@@ -23,6 +23,7 @@ mod scoped;
 mod searches;
 mod select;
 mod server;
+mod snapshots;
 mod synth;
 mod util;
 mod value_class;
