@@ -38,6 +38,11 @@ enum Format {
     Csv,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PartitionBy {
+    Month,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Write the synthetic bank data set (the default data set of docs/architecture.md).
@@ -51,6 +56,10 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Parquet)]
         format: Format,
+        /// Write each monthly table (transactions, balances, branch_costs) as a folder of one
+        /// file per month, transactions/2025-03.parquet; the same rows.
+        #[arg(long, value_enum)]
+        partition_by: Option<PartitionBy>,
     },
     /// Check a cube definition, and its data when --data is given; print every error.
     Validate {
@@ -301,18 +310,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             seed,
             out,
             format,
+            partition_by,
         } => {
             let format = match format {
                 Format::Parquet => DataFormat::Parquet,
                 Format::Csv => DataFormat::Csv,
             };
+            let layout = match partition_by {
+                None => synth::Layout::Files,
+                Some(PartitionBy::Month) => synth::Layout::MonthlyFolders,
+            };
             let started = Instant::now();
-            let summary = synth::generate(
+            let summary = synth::generate_in(
                 &GenOptions {
                     scale,
                     seed,
                     format,
                 },
+                layout,
                 &out,
             )?;
             for t in &summary.tables {
