@@ -24,6 +24,7 @@ mod searches;
 mod select;
 mod server;
 mod snapshots;
+mod sources;
 mod synth;
 mod util;
 mod value_class;
