@@ -38,6 +38,11 @@ enum Format {
     Csv,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PartitionBy {
+    Month,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Write the synthetic bank data set (the default data set of docs/architecture.md).
@@ -51,6 +56,10 @@ enum Command {
         out: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Parquet)]
         format: Format,
+        /// Write each monthly table (transactions, balances, branch_costs) as a folder of one
+        /// file per month, transactions/2025-03.parquet; the same rows.
+        #[arg(long, value_enum)]
+        partition_by: Option<PartitionBy>,
     },
     /// Check a cube definition, and its data when --data is given; print every error.
     Validate {
@@ -70,10 +79,13 @@ enum Command {
         /// Print every cuboid chosen, its cells and bytes, and why it was chosen.
         #[arg(long)]
         explain: bool,
-        /// Write a snapshot of the built cube to SNAPDIR/<cube name>/, replacing one there
-        /// (see docs/snapshots.md).
+        /// Write the built cube as a new snapshot version, SNAPDIR/<cube name>/<version>/,
+        /// keeping the newest --keep-snapshots (see docs/snapshots.md).
         #[arg(long, value_name = "SNAPDIR")]
         snapshots: Option<PathBuf>,
+        /// Snapshot versions kept per cube.
+        #[arg(long, default_value_t = lattice_engine::store::snapshot::versions::KEEP)]
+        keep_snapshots: usize,
         #[command(flatten)]
         budget: BudgetArgs,
     },
@@ -245,6 +257,17 @@ struct ServeArgs {
     /// Rotated audit logs kept (PATH.1 .. PATH.N).
     #[arg(long, default_value_t = 10)]
     audit_keep: usize,
+    /// Where cubes are kept as snapshots, DIR/<cube>/<version>/: at start each cube loads the
+    /// newest one written from the same definition over the same source files instead of
+    /// building; a build writes one (default: snapshots/ in the cache folder).
+    #[arg(long, value_name = "DIR")]
+    snapshots: Option<PathBuf>,
+    /// Neither load nor write snapshots: build every cube from its sources.
+    #[arg(long, conflicts_with_all = ["snapshots", "keep_snapshots"])]
+    no_snapshots: bool,
+    /// Snapshot versions kept per cube (the one being served is never removed).
+    #[arg(long, default_value_t = lattice_engine::store::snapshot::versions::KEEP)]
+    keep_snapshots: usize,
     #[command(flatten)]
     budget: BudgetArgs,
 }
@@ -287,18 +310,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             seed,
             out,
             format,
+            partition_by,
         } => {
             let format = match format {
                 Format::Parquet => DataFormat::Parquet,
                 Format::Csv => DataFormat::Csv,
             };
+            let layout = match partition_by {
+                None => synth::Layout::Files,
+                Some(PartitionBy::Month) => synth::Layout::MonthlyFolders,
+            };
             let started = Instant::now();
-            let summary = synth::generate(
+            let summary = synth::generate_in(
                 &GenOptions {
                     scale,
                     seed,
                     format,
                 },
+                layout,
                 &out,
             )?;
             for t in &summary.tables {
@@ -313,12 +342,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             data,
             explain,
             snapshots,
+            keep_snapshots,
             budget,
         } => build(
             &file,
             data.as_deref(),
             explain,
-            snapshots.as_deref(),
+            snapshots.as_deref().map(|dir| (dir, keep_snapshots.max(1))),
             budget,
         ),
         Command::Serve(args) => serve(*args),
@@ -584,7 +614,7 @@ fn build(
     file: &Path,
     data: Option<&Path>,
     explain: bool,
-    snapshots: Option<&Path>,
+    snapshots: Option<(&Path, usize)>,
     budget: BudgetArgs,
 ) -> anyhow::Result<ExitCode> {
     let model = match read_definition(file, data) {
@@ -677,18 +707,34 @@ fn build(
         cube.cuboids.iter().map(|c| c.len()).sum::<usize>(),
         cube.memory_bytes() as f64 / 1e6
     );
-    if let (Some(root), Some((text, sources))) = (snapshots, snapshot_of) {
+    if let (Some((root, keep)), Some((text, sources))) = (snapshots, snapshot_of) {
         let started = Instant::now();
         let dir = root.join(&model.name);
-        let info = lattice_engine::store::snapshot::write(cube.cube(), &text, &sources, &dir)
-            .with_context(|| format!("cannot write the snapshot {}", dir.display()))?;
+        let written = lattice_engine::store::snapshot::versions::write_version(
+            cube.cube(),
+            &text,
+            &sources,
+            &dir,
+            keep,
+            None,
+        )
+        .with_context(|| format!("cannot write a snapshot in {}", dir.display()))?;
+        for left in &written.leftovers {
+            println!(
+                "removed {}, left by an interrupted snapshot write",
+                left.display()
+            );
+        }
         println!(
             "wrote snapshot {}: {} files, {} bytes (manifest.json aside) in {:.2} s",
-            info.dir.display(),
-            info.files,
-            info.file_bytes,
+            written.info.dir.display(),
+            written.info.files,
+            written.info.file_bytes,
             started.elapsed().as_secs_f64()
         );
+        for old in &written.removed {
+            println!("removed the older snapshot {}", old.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -761,7 +807,8 @@ fn check_scopes(
     Ok(())
 }
 
-/// Where `serve` keeps the generated default data set.
+/// Where `serve` keeps the generated default data set and its snapshots: `$LATTICE_CACHE`,
+/// else `~/.cache/lattice`.
 fn cache_dir() -> PathBuf {
     std::env::var_os("LATTICE_CACHE")
         .map(PathBuf::from)
@@ -828,8 +875,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => default_data()?,
     };
     let (files, definitions_dir) = definition_files(args.defs.clone())?;
+    let snapshots = (!args.no_snapshots).then(|| lattice_server::Snapshots {
+        dir: args
+            .snapshots
+            .clone()
+            .unwrap_or_else(|| cache_dir().join("snapshots")),
+        keep: args.keep_snapshots.max(1),
+    });
     let rt = runtime()?;
-    let cubes = match build_all(&rt, files, &data, args.budget.bytes())? {
+    let cubes = match build_all(&rt, files, &data, args.budget.bytes(), snapshots.as_ref())? {
         Ok(cubes) => cubes,
         Err(code) => return Ok(code),
     };
@@ -839,7 +893,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(auth) = &auth {
         check_scopes(auth, &cubes)?;
     }
-    let config = server_config(&args, definitions_dir, data, auth);
+    let config = server_config(&args, definitions_dir, data, auth, snapshots);
     let server = lattice_server::Server::new(config, cubes)?;
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(&args.addr))
@@ -872,13 +926,14 @@ fn definition_files(defs: Option<PathBuf>) -> anyhow::Result<(Vec<PathBuf>, Opti
     })
 }
 
-/// Builds every definition over `data`, saying what each took; an invalid one is reported
-/// (exit code 2) and nothing is served.
+/// Builds every definition over `data` (or loads its newest matching snapshot), saying what
+/// each took; an invalid one is reported (exit code 2) and nothing is served.
 fn build_all(
     rt: &tokio::runtime::Runtime,
     files: Vec<PathBuf>,
     data: &Path,
     memory_budget: Option<u64>,
+    snapshots: Option<&lattice_server::Snapshots>,
 ) -> anyhow::Result<Result<Vec<lattice_server::Served>, ExitCode>> {
     let mut cubes = Vec::new();
     for file in files {
@@ -889,7 +944,7 @@ fn build_all(
             file.display(),
             data.display()
         );
-        let built = rt.block_on(lattice_server::build_definition_with(
+        let built = rt.block_on(lattice_server::build_or_load_definition(
             text,
             Some(&file),
             Some(data),
@@ -898,15 +953,19 @@ fn build_all(
                 memory_budget,
                 ..Default::default()
             },
+            snapshots,
         ));
         let built = match built {
             Ok(b) => b,
             Err(lattice_server::BuildError::Invalid(diags)) => return Ok(Err(report(&diags))),
             Err(e) => return Err(e.into()),
         };
+        let how = match (&built.origin.snapshot, built.origin.loaded) {
+            (Some(s), true) => format!("loaded cube '{}' from {}", built.data.model.name, s.dir),
+            _ => format!("built cube '{}'", built.data.model.name),
+        };
         eprintln!(
-            "built cube '{}' in {:.1} s: {} cuboids, {:.1} MB",
-            built.data.model.name,
+            "{how} in {:.1} s: {} cuboids, {:.1} MB",
             built.seconds,
             built.data.cuboids.len(),
             built.data.memory_bytes() as f64 / 1e6
@@ -925,6 +984,7 @@ fn server_config(
     definitions_dir: Option<PathBuf>,
     data: PathBuf,
     auth: Option<std::sync::Arc<lattice_server::auth::Auth>>,
+    snapshots: Option<lattice_server::Snapshots>,
 ) -> lattice_server::Config {
     let defaults = lattice_server::Limits::default();
     let ms = std::time::Duration::from_millis;
@@ -960,6 +1020,7 @@ fn server_config(
                 keep: args.audit_keep,
             }),
         memory_budget: args.budget.bytes(),
+        snapshots,
     }
 }
 

@@ -106,12 +106,16 @@ pub enum SourceFormat {
     Csv,
 }
 
-/// A table the definition reads. `path` is resolved against the definition's folder.
+/// A table the definition reads. `path` is resolved against the definition's folder (or the
+/// data folder): a file, a folder of files or a glob; the engine finds its files
+/// (`lattice_engine::source::files`).
 #[derive(Debug, Clone)]
 pub struct Source {
     pub name: String,
     pub path: PathBuf,
-    pub format: SourceFormat,
+    /// `format:`, or the path's extension; `None` when neither says (a folder, or a path
+    /// without an extension): the files found tell.
+    pub format: Option<SourceFormat>,
     pub pos: Pos,
 }
 

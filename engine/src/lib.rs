@@ -70,6 +70,14 @@ pub async fn open_with_report(
     Ok((data, report))
 }
 
+/// A cube read back from a snapshot (`store::snapshot`), opened over its `sources` as
+/// [`open()`] opens a cube it built: the definition's saved searches are checked against it.
+pub async fn open_cube(cube: store::Cube, sources: &Sources) -> Result<Dataset> {
+    search::check_definition_searches(Dataset::new(cube, Some(sources)))
+        .await
+        .map_err(EngineError::Definition)
+}
+
 #[cfg(test)]
 mod layers {
     //! The import order of the module docs above, held: every `crate::` path in the engine's

@@ -1,5 +1,10 @@
 //! From definition text to a cube ready to serve, the same way at start (the CLI calls
 //! [`build_definition`]) and on every reload; and the atomic write of an accepted definition.
+//!
+//! With a snapshot folder ([`Snapshots`]), [`build_or_load`] first looks for the newest
+//! snapshot of the cube written from the same definition over the same source files, and
+//! serves it instead of building; otherwise it builds and writes a new snapshot before the cube
+//! is served (`lattice_engine::store::snapshot::versions`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,20 +15,57 @@ use lattice_defs::Model;
 use lattice_engine::EngineError;
 use lattice_engine::build::BuildOptions;
 use lattice_engine::query::Dataset;
+use lattice_engine::source::load::{self, SourceFingerprint};
+use lattice_engine::store::snapshot::versions;
 
 use crate::error::BuildError;
+use crate::info::SnapshotRef;
 
-/// A cube built from a definition, not yet serving.
+/// A cube built from a definition (or loaded from a snapshot of it), not yet serving.
 #[derive(Debug)]
 pub struct Built {
     /// The cube opened over its sources (snapshot 1 until the registry numbers it).
     pub data: Dataset,
     /// The definition's text, as served by `GET .../definition`.
     pub yaml: String,
-    /// Wall time of loading and building.
+    /// Wall time of loading and building (or of reading the snapshot and loading the sources).
     pub seconds: f64,
-    /// Raw fact rows read.
+    /// Raw fact rows read (none when loaded from a snapshot).
     pub fact_rows: u64,
+    /// How the cube was made.
+    pub origin: Origin,
+    /// The sources' fingerprints, taken before the build or checked against the snapshot.
+    pub sources: Vec<SourceFingerprint>,
+}
+
+/// How a served cube was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Read from a snapshot rather than built from the sources.
+    pub loaded: bool,
+    /// When it was made: built (seconds since the Unix epoch), or its snapshot written.
+    pub made_at: u64,
+    /// The snapshot it was read from, or the one written after the build.
+    pub snapshot: Option<SnapshotRef>,
+}
+
+/// Where a server keeps its snapshots, and how many versions of each cube.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshots {
+    /// `<dir>/<cube>/<version>/`.
+    pub dir: PathBuf,
+    /// Versions kept per cube (besides the one being served).
+    pub keep: usize,
+}
+
+impl Snapshots {
+    /// Snapshots in `dir`, keeping [`versions::KEEP`] versions of each cube.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Snapshots {
+        Snapshots {
+            dir: dir.into(),
+            keep: versions::KEEP,
+        }
+    }
 }
 
 /// The folder relative source paths resolve against: the data folder when given, else the
@@ -63,7 +105,138 @@ pub async fn build_model(
         yaml,
         seconds: started.elapsed().as_secs_f64(),
         fact_rows: report.fact_rows.iter().sum(),
+        origin: Origin {
+            loaded: false,
+            made_at: crate::registry::unix_now(),
+            snapshot: None,
+        },
+        sources: Vec::new(),
     })
+}
+
+/// [`build_model`], through `snapshots` when given: the newest snapshot of the same definition
+/// over the same source files is loaded instead of building (each newer one passed over is
+/// logged, with why; damaged ones are moved aside); else the cube is built, and written as a
+/// new snapshot before it is returned. `serving`: the folder of the snapshot the cube serves
+/// now, which the write never removes. A snapshot that cannot be written is logged, not an
+/// error: the cube serves anyway.
+pub async fn build_or_load(
+    model: Model,
+    yaml: String,
+    options: &BuildOptions,
+    snapshots: Option<&Snapshots>,
+    serving: Option<&Path>,
+) -> Result<Built, BuildError> {
+    // Taken before the build: data changed during it is then seen as changed.
+    let fingerprints = load::fingerprint(&model);
+    let Some(snapshots) = snapshots else {
+        let mut built = build_model(model, yaml, options).await?;
+        built.sources = fingerprints;
+        return Ok(built);
+    };
+    let recorded = serde_json::to_value(&fingerprints)
+        .map_err(|e| EngineError::Internal(format!("source fingerprints as JSON: {e}")))?;
+    let cube_dir = snapshots.dir.join(&model.name);
+    if let Some(built) = load_snapshot(&model, &yaml, &cube_dir, &recorded, &fingerprints).await? {
+        return Ok(built);
+    }
+    let mut built = build_model(model, yaml, options).await?;
+    built.sources = fingerprints;
+    let started = Instant::now();
+    let name = &built.data.model.name;
+    match versions::write_version(
+        built.data.cube(),
+        &built.yaml,
+        &recorded,
+        &cube_dir,
+        snapshots.keep,
+        serving,
+    ) {
+        Ok(written) => {
+            for dir in &written.leftovers {
+                tracing::info!(cube = %name, dir = %dir.display(), "removed the temporary folder of an interrupted snapshot write");
+            }
+            tracing::info!(cube = %name, version = %written.version, dir = %written.info.dir.display(), bytes = written.info.file_bytes, seconds = started.elapsed().as_secs_f64(), removed = written.removed.len(), "wrote snapshot");
+            built.origin.made_at =
+                versions::version_time(&written.version).map_or(built.origin.made_at, unix_secs);
+            built.origin.snapshot = Some(SnapshotRef {
+                version: written.version,
+                dir: written.info.dir.display().to_string(),
+            });
+        }
+        Err(e) => {
+            tracing::warn!(cube = %name, dir = %cube_dir.display(), error = %e, "cannot write the snapshot; serving the built cube without one");
+        }
+    }
+    Ok(built)
+}
+
+/// The newest matching snapshot in `cube_dir`, opened over the sources; `None` (logged) when
+/// there is none.
+async fn load_snapshot(
+    model: &Model,
+    yaml: &str,
+    cube_dir: &Path,
+    recorded: &serde_json::Value,
+    fingerprints: &[SourceFingerprint],
+) -> Result<Option<Built>, BuildError> {
+    let started = Instant::now();
+    let search = match versions::find_newest(cube_dir, model, yaml, recorded) {
+        Ok(search) => search,
+        Err(e) => {
+            tracing::warn!(cube = %model.name, dir = %cube_dir.display(), error = %e, "cannot look for snapshots; building");
+            return Ok(None);
+        }
+    };
+    for skipped in &search.skipped {
+        match &skipped.moved_to {
+            Some(to) => {
+                tracing::warn!(cube = %model.name, version = %skipped.version, reason = %skipped.reason, moved_to = %to.display(), "damaged snapshot moved aside; it is never served")
+            }
+            None => {
+                tracing::info!(cube = %model.name, version = %skipped.version, reason = %skipped.reason, "snapshot does not match; skipped")
+            }
+        }
+    }
+    let Some(found) = search.found else {
+        tracing::info!(cube = %model.name, dir = %cube_dir.display(), "no snapshot matches the definition and the sources; building");
+        return Ok(None);
+    };
+    let read_seconds = started.elapsed().as_secs_f64();
+    // The sources still serve the fallback (questions no cuboid answers) and hold the
+    // allocations' tables.
+    let sources = match load::load(model).await {
+        Ok(s) => s,
+        Err(EngineError::Definition(diags)) => return Err(BuildError::Invalid(diags)),
+        Err(e) => return Err(e.into()),
+    };
+    let data = match lattice_engine::open_cube(found.cube, &sources).await {
+        Ok(data) => data,
+        Err(EngineError::Definition(diags)) => return Err(BuildError::Invalid(diags)),
+        Err(e) => return Err(e.into()),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(cube = %model.name, version = %found.version, dir = %found.dir.display(), read_seconds, seconds, "loaded snapshot instead of building");
+    Ok(Some(Built {
+        data,
+        yaml: yaml.to_string(),
+        seconds,
+        fact_rows: 0,
+        origin: Origin {
+            loaded: true,
+            made_at: unix_secs(found.written_at),
+            snapshot: Some(SnapshotRef {
+                version: found.version,
+                dir: found.dir.display().to_string(),
+            }),
+        },
+        sources: fingerprints.to_vec(),
+    }))
+}
+
+fn unix_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Validates and builds the definition in `text` (from `file`, when it has one), with no
@@ -89,9 +262,21 @@ pub async fn build_definition_with(
     data_dir: Option<&Path>,
     options: &BuildOptions,
 ) -> Result<Built, BuildError> {
+    build_or_load_definition(text, file, data_dir, options, None).await
+}
+
+/// [`build_definition_with`], loading a snapshot from `snapshots` when one matches and writing
+/// one after a build ([`build_or_load`]).
+pub async fn build_or_load_definition(
+    text: String,
+    file: Option<&Path>,
+    data_dir: Option<&Path>,
+    options: &BuildOptions,
+    snapshots: Option<&Snapshots>,
+) -> Result<Built, BuildError> {
     let label = file.map_or_else(|| "<input>".to_string(), |f| f.display().to_string());
     let model = parse(&text, &label, &base_dir(file, data_dir))?;
-    build_model(model, text, options).await
+    build_or_load(model, text, options, snapshots, None).await
 }
 
 /// Writes `text` to `path` so that a reader (or a crash) sees either the old file or the new

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::audit::AuditConfig;
 use crate::auth::Auth;
+use crate::build::Snapshots;
 
 /// How a [`crate::Server`] runs.
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub struct Config {
     /// the estimate, 422 `build_failed`); `None` for no limit. Default: half the machine's
     /// memory ([`lattice_engine::build::budget::machine_budget`]).
     pub memory_budget: Option<u64>,
+    /// Where cubes are kept as snapshots (`--snapshots DIR`): a reload that builds writes one
+    /// (the CLI also loads them at start); `None` keeps none.
+    pub snapshots: Option<Snapshots>,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             auth: None,
             audit: None,
             memory_budget: lattice_engine::build::budget::machine_budget(),
+            snapshots: None,
         }
     }
 }

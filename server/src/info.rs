@@ -3,6 +3,7 @@
 
 use lattice_defs::model::{Agg, DimensionKind, Format, LevelKind, MeasureKind, OverTime};
 use lattice_engine::query::Dataset;
+use lattice_engine::source::load::SourceFingerprint;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -16,6 +17,18 @@ pub struct CubeInfo {
     /// Absent for a scoped principal: the cube's size counts every customer's data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildInfo>,
+    /// How the serving cube was made: `built` from the sources, or `loaded` from a snapshot.
+    pub origin: &'static str,
+    /// When it was made: built, or its snapshot written; seconds since the Unix epoch.
+    pub made_at: u64,
+    /// The snapshot it was loaded from, or the one written after its build; absent when the
+    /// server keeps no snapshots, and for a scoped principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotRef>,
+    /// The sources it was made from: per source its files, their sizes and modification times
+    /// (a snapshot is loaded only while they are the same). Absent for a scoped principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<SourceFingerprint>>,
     pub dimensions: Vec<DimensionInfo>,
     pub measures: Vec<MeasureInfo>,
     pub facts: Vec<FactInfo>,
@@ -34,6 +47,16 @@ pub struct BuildInfo {
     pub bytes: usize,
     /// Raw fact rows read.
     pub fact_rows: u64,
+}
+
+/// A snapshot on disk (`--snapshots DIR`): `DIR/<cube>/<version>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SnapshotRef {
+    /// The version: the UTC time it was written and the first 8 hex digits of the
+    /// definition's sha256, `20261207T051500.123Z-1a2b3c4d`.
+    pub version: String,
+    /// Its folder.
+    pub dir: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -84,13 +107,22 @@ pub struct FactInfo {
 }
 
 impl CubeInfo {
-    pub fn new(cube: &Dataset, build: BuildInfo) -> CubeInfo {
+    pub fn new(
+        cube: &Dataset,
+        build: BuildInfo,
+        origin: &crate::build::Origin,
+        sources: Vec<SourceFingerprint>,
+    ) -> CubeInfo {
         let model = &cube.model;
         CubeInfo {
             name: model.name.clone(),
             description: model.description.clone(),
             version: cube.version,
             build: Some(build),
+            origin: if origin.loaded { "loaded" } else { "built" },
+            made_at: origin.made_at,
+            snapshot: origin.snapshot.clone(),
+            sources: Some(sources),
             dimensions: model
                 .dimensions
                 .iter()

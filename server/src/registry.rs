@@ -45,7 +45,7 @@ impl Snapshot {
             bytes: cube.memory_bytes(),
             fact_rows: built.fact_rows,
         };
-        let info = CubeInfo::new(&cube, build);
+        let info = CubeInfo::new(&cube, build, &built.origin, built.sources);
         Snapshot {
             cube: Arc::new(cube),
             info,

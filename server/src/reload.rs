@@ -199,12 +199,25 @@ pub(crate) fn start_reload(
         memory_budget: state.config.memory_budget,
         ..Default::default()
     };
+    let snapshots = state.config.snapshots.clone();
     Ok(state.runtimes.build().spawn(async move {
         let _ticket = ticket;
         let _permit = permit;
         let started = Instant::now();
         let result = async {
-            let built = build::build_model(model, text, &options).await?;
+            // The snapshot serving now is never removed to make room for the new one.
+            let serving = registry
+                .get(&name)
+                .and_then(|slot| slot.load().info.snapshot.clone())
+                .map(|s| PathBuf::from(s.dir));
+            let built = build::build_or_load(
+                model,
+                text,
+                &options,
+                snapshots.as_ref(),
+                serving.as_deref(),
+            )
+            .await?;
             if persist && let Some(p) = &path {
                 write_atomically(p, &built.yaml).map_err(|source| BuildError::Persist {
                     path: p.display().to_string(),

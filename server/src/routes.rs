@@ -154,6 +154,8 @@ pub(crate) async fn cube_metadata(
     // A scoped principal: member counts of what it may see, and nothing about the whole cube.
     let mut info = snap.info.clone();
     info.build = None;
+    info.snapshot = None;
+    info.sources = None;
     let session = snap.cube.session(access);
     for (d, dim) in info.dimensions.iter_mut().enumerate() {
         for (l, level) in dim.levels.iter_mut().enumerate() {

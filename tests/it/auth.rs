@@ -624,6 +624,7 @@ fn serve_warns_at_start_of_scope_members_the_data_lacks() {
             "127.0.0.1:0",
             "--watch-ms",
             "0",
+            "--no-snapshots",
             "--data",
         ])
         .arg(parquet_dir())

@@ -98,9 +98,12 @@ fn serve_answers_over_a_socket_and_stops_on_sigterm() {
     use std::process::Stdio;
     use std::time::Duration;
 
+    let snapshots = tempfile::tempdir().expect("tempdir");
     let mut child = lattice()
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(parquet_dir())
+        .arg("--snapshots")
+        .arg(snapshots.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -134,6 +137,16 @@ fn serve_answers_over_a_socket_and_stops_on_sigterm() {
     };
     let cubes = get("/v1/cubes");
     assert!(cubes.starts_with("HTTP/1.1 200"), "{cubes}");
+    // Built, and kept as a snapshot in the folder given, before it served.
+    let written =
+        lattice_engine::store::snapshot::versions::versions(&snapshots.path().join("bank_crm"))
+            .expect("versions");
+    assert_eq!(written.len(), 1, "{written:?}");
+    let cube = get("/v1/cubes/bank_crm");
+    assert!(
+        cube.contains("\"origin\":\"built\"") && cube.contains(&written[0]),
+        "{cube}"
+    );
     assert!(
         cubes.contains("\"name\":\"bank_crm\"") && cubes.contains("\"cuboids\":"),
         "{cubes}"
@@ -253,11 +266,11 @@ fn query_drills_through_to_the_customers_behind_a_cell() {
     );
 }
 
-/// `lattice build --snapshots DIR` writes the built cube to `DIR/<cube>/`, its manifest
-/// recording every source's fingerprint; building again replaces it and leaves no temporary
-/// folder behind.
+/// `lattice build --snapshots DIR` writes the built cube as a version `DIR/<cube>/<version>/`,
+/// its manifest recording every source's fingerprint; building again adds a newer version
+/// beside it and leaves no temporary folder behind.
 #[test]
-fn build_writes_a_snapshot_and_a_second_build_replaces_it() {
+fn build_writes_a_snapshot_and_a_second_build_adds_a_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let snapshots = dir.path().to_str().expect("utf-8 path");
     let entries = |at: &std::path::Path| {
@@ -268,8 +281,8 @@ fn build_writes_a_snapshot_and_a_second_build_replaces_it() {
         names.sort();
         names
     };
-    let manifest_at = dir.path().join("bank_crm/manifest.json");
-    let stale = dir.path().join("bank_crm/stale.txt");
+    let cube_dir = dir.path().join("bank_crm");
+    let mut written = Vec::new();
     for round in 0..2 {
         let stdout = run_on_test_data(&["build", "--snapshots", snapshots]);
         let line = stdout
@@ -277,12 +290,27 @@ fn build_writes_a_snapshot_and_a_second_build_replaces_it() {
             .find(|l| l.starts_with("wrote snapshot "))
             .unwrap_or_else(|| panic!("no snapshot line: {stdout}"));
         assert!(
-            line.contains("bank_crm") && line.contains(" files, ") && line.contains(" bytes"),
+            line.contains(" files, ") && line.contains(" bytes"),
             "{line}"
         );
+        let folder = line
+            .strip_prefix("wrote snapshot ")
+            .and_then(|l| l.split(": ").next())
+            .expect("the folder");
+        let folder = std::path::PathBuf::from(folder);
+        assert_eq!(folder.parent(), Some(cube_dir.as_path()), "{line}");
+        written.push(
+            folder
+                .file_name()
+                .expect("a version")
+                .to_string_lossy()
+                .into_owned(),
+        );
         assert_eq!(entries(dir.path()), ["bank_crm"]);
-        assert!(entries(&dir.path().join("bank_crm")).contains(&"levels.arrow".to_string()));
-        let text = std::fs::read_to_string(&manifest_at).expect("manifest");
+        // Only versions: no temporary folder left.
+        assert_eq!(entries(&cube_dir), written, "round {round}");
+        assert!(entries(&folder).contains(&"levels.arrow".to_string()));
+        let text = std::fs::read_to_string(folder.join("manifest.json")).expect("manifest");
         let manifest: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(manifest["cube"], "bank_crm");
         let sources = manifest["sources"].as_array().expect("sources").clone();
@@ -300,14 +328,6 @@ fn build_writes_a_snapshot_and_a_second_build_replaces_it() {
             assert_eq!(s["size"], size, "{s}");
             assert!(s["modified_secs"].as_u64().is_some(), "{s}");
         }
-        if round == 0 {
-            // A file the snapshot does not have: gone once the folder is replaced.
-            std::fs::write(&stale, "not part of the snapshot").expect("write");
-        } else {
-            assert!(
-                !stale.exists(),
-                "the second build did not replace the folder"
-            );
-        }
     }
+    assert!(written[0] < written[1], "{written:?}");
 }

@@ -23,6 +23,8 @@ mod scoped;
 mod searches;
 mod select;
 mod server;
+mod snapshots;
+mod sources;
 mod synth;
 mod util;
 mod value_class;

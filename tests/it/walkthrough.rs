@@ -15,6 +15,8 @@ fn the_analysts_day_walkthrough_runs_end_to_end() {
             "the walkthrough needs {tool}"
         );
     }
+    // `serve` keeps its snapshots in the cache folder: a temporary one, not the user's.
+    let cache = tempfile::tempdir().expect("tempdir");
     let out = Command::new("bash")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -23,6 +25,7 @@ fn the_analysts_day_walkthrough_runs_end_to_end() {
         .env("LATTICE", env!("CARGO_BIN_EXE_lattice"))
         .env("DATA", parquet_dir())
         .env("PORT", "0")
+        .env("LATTICE_CACHE", cache.path())
         .output()
         .expect("run the walkthrough");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -332,7 +332,6 @@ fn check_name(
 fn sources(raw: &SpannedMap<RawSource>, ctx: &mut Ctx<'_>, base_dir: &Path) -> Vec<Source> {
     let mut out = Vec::new();
     for (name, src) in &raw.0 {
-        let path_key = format!("sources.{}.path", name.value);
         let format = match &src.format {
             Some(f) => match f.value.as_str() {
                 "parquet" => Some(SourceFormat::Parquet),
@@ -353,26 +352,20 @@ fn sources(raw: &SpannedMap<RawSource>, ctx: &mut Ctx<'_>, base_dir: &Path) -> V
                 } else if lower.ends_with(".csv") {
                     Some(SourceFormat::Csv)
                 } else {
-                    ctx.invalid(
-                        pos(&src.path),
-                        &path_key,
-                        format!(
-                            "cannot tell the format of '{}' from its name; add `format: parquet` or `format: csv`",
-                            src.path.value
-                        ),
-                    );
+                    // A folder, or a name without an extension: the files found tell.
                     None
                 }
             }
         };
-        if let Some(format) = format {
-            out.push(Source {
-                name: name.value.clone(),
-                path: base_dir.join(&src.path.value),
-                format,
-                pos: pos(&src.path),
-            });
+        if src.format.is_some() && format.is_none() {
+            continue;
         }
+        out.push(Source {
+            name: name.value.clone(),
+            path: base_dir.join(&src.path.value),
+            format,
+            pos: pos(&src.path),
+        });
     }
     out
 }

@@ -78,14 +78,17 @@ fn over_budget(stage: &'static str, items: Vec<EstimateItem>, budget: u64) -> Re
     })
 }
 
-/// Rows of a source table without reading it: the Parquet footer's count, or for CSV at most
-/// one row per `columns` bytes of the file (each field takes at least a separator).
+/// Rows of a source table without reading it: the Parquet footers' counts, or for CSV at most
+/// one row per `columns` bytes of its files (each field takes at least a separator).
 pub(crate) fn source_rows(model: &Model, catalog: &Catalog, table: &str) -> u64 {
-    let Some(source) = model.source(table) else {
+    let Some(found) = model
+        .source(table)
+        .and_then(|s| crate::source::files::resolve(s).ok())
+    else {
         return 0;
     };
-    match source.format {
-        SourceFormat::Parquet => std::fs::File::open(&source.path)
+    let rows = |path: &std::path::Path| match found.format {
+        SourceFormat::Parquet => std::fs::File::open(path)
             .ok()
             .and_then(|f| parquet::file::reader::SerializedFileReader::new(f).ok())
             .map_or(0, |r| {
@@ -94,9 +97,10 @@ pub(crate) fn source_rows(model: &Model, catalog: &Catalog, table: &str) -> u64 
             }),
         SourceFormat::Csv => {
             let columns = catalog.table(table).map_or(1, |t| t.columns.len().max(1)) as u64;
-            std::fs::metadata(&source.path).map_or(0, |m| m.len() / columns)
+            std::fs::metadata(path).map_or(0, |m| m.len() / columns)
         }
-    }
+    };
+    found.files.iter().map(|f| rows(f)).sum()
 }
 
 /// Bytes of one base-table row of `fact`: a code per key the fact carries and its period, and

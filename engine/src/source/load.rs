@@ -8,6 +8,8 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::file_format::options::ReadOptions;
+use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 use lattice_defs::model::{
     Bucket, BucketSource, ColumnRef, Cuts, Decimal, Dimension, DimensionKind, Level, LevelKind,
@@ -20,6 +22,7 @@ use lattice_defs::{
 use tracing::{debug, instrument};
 
 use super::allocate::{AllocationReport, allocate_all};
+use super::files::{self, Layout, SourceFiles};
 
 use crate::{EngineError, Result};
 
@@ -43,24 +46,60 @@ impl std::fmt::Debug for Sources {
     }
 }
 
-/// What one source file was when it was looked at: its name in the definition, its path, its
-/// size and its modification time. A snapshot records these (`store::snapshot`, as the
-/// manifest's `sources`) so that a reader can tell a snapshot made from other data.
+/// What a source's files were when they were looked at: its name in the definition, where
+/// they are, their size and modification time. A snapshot records these (`store::snapshot`, as
+/// the manifest's `sources`) so that a reader can tell a snapshot made from other data.
+///
+/// A source of one file: its path, size and modification time. A source of a folder or a glob
+/// (`source::files`): its location, the total size, the newest modification time, and `files`,
+/// each file with its own, so that a new month's file (or a rewritten one) changes it.
 ///
 /// A source with no file at its path (or whose metadata cannot be read) is recorded, not
 /// refused: `size` and both `modified_*` are `None` (`null` in JSON), so the fingerprint of a
 /// missing file differs from that of any file that was there. `modified_*` are also `None`
 /// where the system gives no modification time, or one before the epoch.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceFingerprint {
     pub name: String,
     pub path: String,
-    /// Bytes.
+    /// Bytes (of all its files).
     pub size: Option<u64>,
-    /// Modification time, whole seconds since the Unix epoch.
+    /// Modification time (the newest of its files), whole seconds since the Unix epoch.
     pub modified_secs: Option<u64>,
     /// Modification time, the nanoseconds after `modified_secs`.
     pub modified_nanos: Option<u32>,
+    /// A folder's or a glob's files, in path order; absent for a source of one file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileFingerprint>>,
+}
+
+/// One file of a folder or glob source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileFingerprint {
+    pub path: String,
+    pub size: Option<u64>,
+    pub modified_secs: Option<u64>,
+    pub modified_nanos: Option<u32>,
+}
+
+impl FileFingerprint {
+    fn of(path: &std::path::Path) -> FileFingerprint {
+        let meta = std::fs::metadata(path)
+            .ok()
+            .filter(std::fs::Metadata::is_file);
+        let modified = meta
+            .as_ref()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        FileFingerprint {
+            path: path.display().to_string(),
+            size: meta.as_ref().map(std::fs::Metadata::len),
+            modified_secs: modified.map(|d| d.as_secs()),
+            modified_nanos: modified.map(|d| d.subsec_nanos()),
+        }
+    }
 }
 
 /// The [`SourceFingerprint`] of every source of `model`, in definition order. Reads only file
@@ -69,20 +108,34 @@ pub fn fingerprint(model: &Model) -> Vec<SourceFingerprint> {
     model
         .sources
         .iter()
-        .map(|source| {
-            let meta = std::fs::metadata(&source.path)
-                .ok()
-                .filter(std::fs::Metadata::is_file);
-            let modified = meta
-                .as_ref()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-            SourceFingerprint {
-                name: source.name.clone(),
-                path: source.path.display().to_string(),
-                size: meta.as_ref().map(std::fs::Metadata::len),
-                modified_secs: modified.map(|d| d.as_secs()),
-                modified_nanos: modified.map(|d| d.subsec_nanos()),
+        .map(|source| match files::resolve(source) {
+            Ok(found) if found.layout != Layout::File => {
+                let files: Vec<FileFingerprint> =
+                    found.files.iter().map(|f| FileFingerprint::of(f)).collect();
+                let newest = files
+                    .iter()
+                    .filter_map(|f| Some((f.modified_secs?, f.modified_nanos?)))
+                    .max();
+                SourceFingerprint {
+                    name: source.name.clone(),
+                    path: found.location.display().to_string(),
+                    size: files.iter().map(|f| f.size).sum(),
+                    modified_secs: newest.map(|(s, _)| s),
+                    modified_nanos: newest.map(|(_, n)| n),
+                    files: Some(files),
+                }
+            }
+            found => {
+                let path = found.map_or_else(|_| source.path.clone(), |f| f.location);
+                let file = FileFingerprint::of(&path);
+                SourceFingerprint {
+                    name: source.name.clone(),
+                    path: file.path,
+                    size: file.size,
+                    modified_secs: file.modified_secs,
+                    modified_nanos: file.modified_nanos,
+                    files: None,
+                }
             }
         })
         .collect()
@@ -116,21 +169,30 @@ pub async fn load_checked(
                 message,
             },
         };
-        if !source.path.is_file() {
-            diags.push(unreadable(format!("no file at {path}")));
-            continue;
-        }
-        match register(&ctx, &source.name, &path, source.format).await {
+        let found = match files::resolve(source) {
+            Ok(found) => found,
+            Err(message) => {
+                diags.push(unreadable(message));
+                continue;
+            }
+        };
+        let registered = match found.layout {
+            Layout::File => register(&ctx, &source.name, &path, found.format)
+                .await
+                .map_err(|e| e.to_string()),
+            Layout::Folder | Layout::Glob => register_files(&ctx, &source.name, &found).await,
+        };
+        match registered {
             Ok(schema) => catalog.tables.push(TableSchema {
                 name: source.name.clone(),
-                file: path,
+                file: found.location.display().to_string(),
                 columns: schema
                     .fields()
                     .iter()
                     .map(|f| (f.name().clone(), column_type(f.data_type())))
                     .collect(),
             }),
-            Err(e) => diags.push(unreadable(e.to_string())),
+            Err(message) => diags.push(unreadable(message)),
         }
     }
     // Allocated facts are checked like sources, against the schema their tables will have.
@@ -198,6 +260,128 @@ async fn register(
         "registered source"
     );
     Ok(schema)
+}
+
+/// Registers the files of a folder or glob source as one table. Each file's schema is read
+/// first, so a file that is not of the format, or whose columns differ from the first file's,
+/// is named in the error.
+async fn register_files(
+    ctx: &SessionContext,
+    name: &str,
+    found: &SourceFiles,
+) -> std::result::Result<Arc<Schema>, String> {
+    let state = ctx.state();
+    let options = match found.format {
+        SourceFormat::Parquet => ParquetReadOptions::default()
+            .to_listing_options(&ctx.copied_config(), ctx.copied_table_options()),
+        SourceFormat::Csv => CsvReadOptions::new()
+            .has_header(true)
+            .to_listing_options(&ctx.copied_config(), ctx.copied_table_options()),
+    };
+    let mut urls = Vec::with_capacity(found.files.len());
+    let mut schema: Option<(Arc<Schema>, &std::path::PathBuf)> = None;
+    for file in &found.files {
+        let url = ListingTableUrl::parse(file.display().to_string())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let this = options.infer_schema(&state, &url).await.map_err(|e| {
+            format!(
+                "{} is not a readable {} file: {e}",
+                file.display(),
+                files::extension(found.format)
+            )
+        })?;
+        schema = Some(match schema {
+            None => (this, file),
+            Some((first, first_file)) => {
+                let merged = merge_schema(&first, &this, found.format).map_err(|column| {
+                    format!(
+                        "the columns of {} differ from those of {} ({column})",
+                        file.display(),
+                        first_file.display()
+                    )
+                })?;
+                (merged, first_file)
+            }
+        });
+        urls.push(url);
+    }
+    let Some((schema, _)) = schema else {
+        return Err(format!("no file in {}", found.location.display()));
+    };
+    let schema = match found.format {
+        SourceFormat::Parquet => schema,
+        SourceFormat::Csv => exact_csv_schema(&schema),
+    };
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema.clone());
+    let table = ListingTable::try_new(config).map_err(|e| e.to_string())?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(|e| e.to_string())?;
+    debug!(
+        table = name,
+        files = found.files.len(),
+        columns = schema.fields().len(),
+        "registered source"
+    );
+    Ok(schema)
+}
+
+/// The schema of two files of one source: the same column names in the same order; for
+/// Parquet the same types, for CSV (types inferred per file) integers and fractions read as
+/// fractions. The column that differs, otherwise.
+fn merge_schema(
+    first: &Schema,
+    next: &Schema,
+    format: SourceFormat,
+) -> std::result::Result<Arc<Schema>, String> {
+    let names = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect::<Vec<_>>()
+    };
+    if names(first) != names(next) {
+        return Err(format!(
+            "columns {} here, {} there",
+            names(next).join(", "),
+            names(first).join(", ")
+        ));
+    }
+    let mut fields = Vec::with_capacity(first.fields().len());
+    for (a, b) in first.fields().iter().zip(next.fields()) {
+        let (ta, tb) = (a.data_type(), b.data_type());
+        let merged = if ta == tb {
+            ta.clone()
+        } else {
+            match (format, ta, tb) {
+                (SourceFormat::Csv, DataType::Int64, DataType::Float64)
+                | (SourceFormat::Csv, DataType::Float64, DataType::Int64) => DataType::Float64,
+                (SourceFormat::Csv, DataType::Null, t) | (SourceFormat::Csv, t, DataType::Null) => {
+                    t.clone()
+                }
+                _ => return Err(format!("column {}: {tb} here, {ta} there", a.name())),
+            }
+        };
+        fields.push(Field::new(a.name(), merged, true));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// A CSV schema with every float column read as an exact decimal.
+fn exact_csv_schema(inferred: &Schema) -> Arc<Schema> {
+    Arc::new(Schema::new(
+        inferred
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Float64 | DataType::Float32 => {
+                    Field::new(f.name(), DataType::Decimal128(38, CSV_DECIMAL_SCALE), true)
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ))
 }
 
 fn column_type(t: &DataType) -> ColumnType {

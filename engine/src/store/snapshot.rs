@@ -27,6 +27,7 @@ mod columns;
 mod manifest;
 #[cfg(test)]
 mod tests;
+pub mod versions;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -307,6 +308,7 @@ struct FolderWriter {
 impl FolderWriter {
     /// Writes `batch` as the IPC file `name`, fsynced, and records its size and sha256.
     fn batch(&mut self, name: &str, batch: &RecordBatch) -> Result<()> {
+        test_write_delay();
         let path = self.dir.join(name);
         let file = File::create(&path).map_err(|e| io(&path, e))?;
         let out = Hashing {
@@ -331,6 +333,19 @@ impl FolderWriter {
         };
         self.files.insert(name.to_string(), entry);
         Ok(())
+    }
+}
+
+/// A test hook, in debug builds only: `LATTICE_SNAPSHOT_WRITE_DELAY_MS` makes the writer sleep
+/// that long before each file, so that the crash-safety test (`tests/it/snapshots.rs`) can kill
+/// a writer in the middle of a snapshot.
+fn test_write_delay() {
+    if cfg!(debug_assertions)
+        && let Some(ms) = std::env::var("LATTICE_SNAPSHOT_WRITE_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
 

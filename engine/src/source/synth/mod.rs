@@ -96,6 +96,17 @@ impl DataFormat {
     }
 }
 
+/// How the tables are laid out in the output folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// One file per table, `transactions.parquet`.
+    #[default]
+    Files,
+    /// The monthly tables (transactions, balances, branch_costs) as a folder each, one file per
+    /// month of their date (`transactions/2025-03.parquet`); the others as files. The same rows.
+    MonthlyFolders,
+}
+
 /// What to generate: `scale` 1 is 100,000 customers and about 2,000,000 transactions.
 #[derive(Debug, Clone)]
 pub struct GenOptions {
@@ -130,8 +141,14 @@ pub struct TableSummary {
 
 /// Writes the 8 tables of docs/architecture.md into `out` (created if missing) as `<table>.parquet` or
 /// `<table>.csv`, replacing files of the same name.
-#[tracing::instrument(skip_all, fields(scale = opts.scale, seed = opts.seed))]
 pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
+    generate_in(opts, Layout::Files, out)
+}
+
+/// [`generate`], with the monthly tables laid out as `layout` says (a monthly table's summary
+/// then names its folder).
+#[tracing::instrument(skip_all, fields(scale = opts.scale, seed = opts.seed))]
+pub fn generate_in(opts: &GenOptions, layout: Layout, out: &Path) -> Result<GenSummary> {
     check_scale(opts.scale)?;
     fs::create_dir_all(out).map_err(|source| EngineError::Io {
         path: out.into(),
@@ -141,6 +158,7 @@ pub fn generate(opts: &GenOptions, out: &Path) -> Result<GenSummary> {
     let writer = TableWriter {
         out,
         format: opts.format,
+        layout,
     };
 
     let (transactions, balances, dimensions) = thread::scope(|s| {
