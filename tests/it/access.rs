@@ -97,7 +97,11 @@ async fn every_question_under_a_managers_scope_equals_it_filtered_to_the_manager
         filtered
             .filters
             .push(filter_in("manager.manager", std::slice::from_ref(&manager)));
-        for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+        for (which, cube) in [
+            ("cube", &fx.cube),
+            ("base rows", &fx.base),
+            ("no cuboids", &fx.bare),
+        ] {
             let session = cube.session(access.clone());
             let want = cube.session(Access::everything()).query(&filtered).await;
             match (session.query(&query).await, want) {
@@ -156,7 +160,11 @@ async fn a_managers_answers_and_totals_equal_sql_over_their_customers() {
     );
     let sums = "SUM(t.fee_income) AS fee_income, COUNT(*) AS txn_count,
                 COUNT(DISTINCT t.customer_id) AS active_customers";
-    for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+    for (which, cube) in [
+        ("cube", &fx.cube),
+        ("base rows", &fx.base),
+        ("no cuboids", &fx.bare),
+    ] {
         let a = cube
             .session(access.clone())
             .query(&query)
@@ -230,7 +238,11 @@ async fn a_provinces_scope_reads_balances_of_its_customers_only() {
            GROUP BY p.category ORDER BY p.category"#
     );
     let want = run_sql(&fx.sql, &sql).await.unwrap();
-    for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+    for (which, cube) in [
+        ("cube", &fx.cube),
+        ("base rows", &fx.base),
+        ("no cuboids", &fx.bare),
+    ] {
         let got = cube
             .session(access.clone())
             .query(&query)
@@ -274,7 +286,7 @@ async fn members_outside_the_scope_are_invisible_and_unknown() {
     .unwrap();
     let other = text(&other.rows[0][0]);
 
-    for cube in [&fx.cube, &fx.bare] {
+    for cube in [&fx.cube, &fx.base, &fx.bare] {
         let session = cube.session(access.clone());
         let id = cube.model().level("customer.id").unwrap();
         let visible = session
@@ -338,7 +350,7 @@ async fn a_comparison_never_lifts_the_scope() {
             "compare": {"level": "customer.txn_count_band", "lag": 1}}"#,
     )
     .unwrap();
-    for cube in [&fx.cube, &fx.bare] {
+    for cube in [&fx.cube, &fx.base, &fx.bare] {
         let a = cube.session(access.clone()).query(&query).await.unwrap();
         let plain = Query::from_json(
             r#"{"measures": ["txn_count"], "rows": ["customer.txn_count_band"],
@@ -474,7 +486,11 @@ async fn small_cells_and_every_total_holding_one_are_suppressed() {
         by_cell.len()
     );
     let analyst = scoped(&[], &["analyst"]);
-    for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+    for (which, cube) in [
+        ("cube", &fx.cube),
+        ("base rows", &fx.base),
+        ("no cuboids", &fx.bare),
+    ] {
         let as_analyst = cube.session(analyst.clone());
         let open = cube
             .session(Access::everything())
@@ -580,7 +596,11 @@ async fn no_suppressed_cell_can_be_recovered_from_a_pivots_totals() {
     )
     .await;
     assert!(by_cell.values().any(|n| small(*n)), "no small cell to test");
-    for (which, cube) in [("cube", &fx.cube), ("no cuboids", &fx.bare)] {
+    for (which, cube) in [
+        ("cube", &fx.cube),
+        ("base rows", &fx.base),
+        ("no cuboids", &fx.bare),
+    ] {
         let a = cube.session(access.clone()).query(&query).await.unwrap();
         let sup = a.suppressed.as_ref().unwrap();
         let flagged: BTreeSet<[usize; 2]> = sup.cells.iter().copied().collect();
@@ -667,7 +687,7 @@ async fn comparisons_order_and_having_do_not_reveal_small_cells() {
     )
     .unwrap();
     let count = |m: &str| by_month.get(&vec![m.to_string()]).copied().unwrap_or(0);
-    for cube in [&fx.cube, &fx.bare] {
+    for cube in [&fx.cube, &fx.base, &fx.bare] {
         let session = cube.session(access.clone());
         let a = session.query(&query).await.unwrap();
         let months = &cube
@@ -739,7 +759,7 @@ async fn drill_through_lists_no_one_behind_a_small_cell() {
         measures: vec!["fee_income".into()],
         ..DrillQuery::default()
     };
-    for cube in [&fx.cube, &fx.bare] {
+    for cube in [&fx.cube, &fx.base, &fx.bare] {
         let session = cube.session(access.clone());
         if let Some((channel, _)) = pick(true) {
             let d = session.drill_through(&drill(&channel)).await.unwrap();

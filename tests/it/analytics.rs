@@ -381,7 +381,7 @@ async fn a_scoped_principal_sees_the_unscoped_list_restricted_to_their_customers
     for json in requests {
         let q = abnormal_query(json);
         let all = ask(&fx.cube, &q, &everyone()).await;
-        for cube in [&fx.cube, &fx.bare] {
+        for cube in [&fx.cube, &fx.base, &fx.bare] {
             let scoped = ask(cube, &q, &access).await;
             assert!(
                 scoped.rows.iter().all(|r| theirs.contains(&r.member)),

@@ -141,7 +141,7 @@ pub async fn app(
     tune: impl FnOnce(&mut Config, &Path),
 ) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
-    let served = crate::util::shipped_cube_in(dir.path()).await;
+    let served = crate::util::shipped_fallback_cube_in(dir.path()).await;
     let mut config = Config {
         definitions_dir: Some(dir.path().to_path_buf()),
         data_dir: Some(parquet_dir().to_path_buf()),

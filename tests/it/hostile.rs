@@ -197,7 +197,7 @@ fn server() -> SocketAddr {
         crate::util::serve_for_the_binary(|| async {
             // Lives as long as the server: the process.
             let defs = tempfile::tempdir().expect("tempdir").keep();
-            let served = crate::util::shipped_cube_in(&defs).await;
+            let served = crate::util::shipped_fallback_cube_in(&defs).await;
             let config = Config {
                 definitions_dir: Some(defs),
                 data_dir: Some(parquet_dir().to_path_buf()),

@@ -97,6 +97,21 @@ async fn check_case(fx: &Fixture, seed: u64) -> Result<(), String> {
     if bare.meta.source != "fallback" || built.meta.total_rows != bare.meta.total_rows {
         return Err(format!("meta: {:?} / {:?}\n{text}", built.meta, bare.meta));
     }
+    // The same question from the base rows alone (no cuboids).
+    let base = fx
+        .base
+        .session(Access::everything())
+        .query(&query)
+        .await
+        .map_err(|e| format!("the base rows refuse: {e}\n{text}"))?;
+    if without_meta(&base) != without_meta(&built) || base.meta.source != "base" {
+        return Err(format!(
+            "the base rows differ\n{text}\n  cube: {}\n  base ({}): {}",
+            without_meta(&built),
+            base.meta.source,
+            without_meta(&base)
+        ));
+    }
     if query.columns.is_empty() && query.compare.is_none() {
         check_against_sql(fx, &query, &built)
             .await
@@ -381,7 +396,7 @@ async fn check_scoped_case(fx: &Fixture, seed: u64) -> Result<(), String> {
         "scope {rules:?}
 {text}"
     );
-    for cube in [&fx.cube, &fx.bare] {
+    for cube in [&fx.cube, &fx.base, &fx.bare] {
         let session = cube.session(access.clone());
         let got = session.query(&query).await;
         let want = cube.session(Access::everything()).query(&filtered).await;

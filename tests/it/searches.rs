@@ -380,7 +380,7 @@ async fn a_search_as_a_segment_equals_the_query_with_its_members_written_out() {
             let mut with_segment = doc.clone();
             with_segment["segments"] = json!([s.name]);
             let mut q: Query = serde_json::from_value(with_segment).expect("query");
-            for cube in [&fx.cube, &fx.bare] {
+            for cube in [&fx.cube, &fx.base, &fx.bare] {
                 let session = cube.session(access.clone());
                 let mut expanded = q.clone();
                 session

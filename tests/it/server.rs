@@ -52,7 +52,7 @@ fn config_in(defs: &std::path::Path) -> Config {
 /// counts on exact metrics; it stops with [`TestServer::stop`].
 async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
     let defs = tempfile::tempdir().expect("tempdir");
-    let served = crate::util::shipped_cube_in(defs.path()).await;
+    let served = crate::util::shipped_fallback_cube_in(defs.path()).await;
     let mut config = config_in(defs.path());
     tune(&mut config);
     let server = Server::new(config, vec![served]).expect("server");
@@ -503,13 +503,24 @@ async fn a_repeated_query_is_answered_from_the_cache() {
 }
 
 #[tokio::test]
-async fn a_question_no_cuboid_answers_goes_to_datafusion() {
+async fn a_question_no_cuboid_answers_comes_from_the_base_rows() {
+    let a = srv().query(&by_customer(0)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = a.json();
+    assert_eq!(a["meta"]["source"], "base", "{a}");
+    assert_eq!(a["rows"].as_array().map(Vec::len), Some(5));
+}
+
+#[tokio::test]
+async fn a_question_no_cuboid_answers_goes_to_datafusion_without_base_rows() {
     // On the query runtime, and it answers.
-    let slow = srv().query(&by_customer(0)).await;
+    let srv = limited_by(Duration::from_secs(60)).await;
+    let slow = srv.client.query(&by_customer(0)).await;
     assert_eq!(slow.status, 200, "{}", slow.text());
     let slow = slow.json();
     assert_eq!(slow["meta"]["source"], "fallback", "{slow}");
     assert_eq!(slow["rows"].as_array().map(Vec::len), Some(5));
+    srv.stop().await;
 }
 
 /// Every part of an answer reads as the OpenAPI schema (no field it does not document): the
@@ -994,9 +1005,14 @@ async fn queries_during_a_swap_are_answered_by_exactly_one_snapshot() {
 /// A server where DataFusion's answers time out after 1 ms, answers hold at most 10 rows, one
 /// query runs and one waits, and nothing is cached.
 async fn limited() -> TestServer {
+    limited_by(Duration::from_millis(1)).await
+}
+
+/// [`limited`], with a time limit of `timeout`.
+async fn limited_by(timeout: Duration) -> TestServer {
     start(|c| {
         c.limits = Limits {
-            query_timeout: Duration::from_millis(1),
+            query_timeout: timeout,
             max_result_rows: 10,
             max_concurrent_queries: 1,
             max_queued_queries: 1,

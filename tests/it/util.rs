@@ -80,13 +80,31 @@ pub fn proptest_cases(default: u32) -> u32 {
 /// The shipped `bank_crm` definition written into `dir` and built over the test data, for a
 /// server to serve from that folder.
 pub async fn shipped_cube_in(dir: &Path) -> lattice_server::Served {
+    shipped_cube_with(dir, &lattice_engine::build::BuildOptions::default()).await
+}
+
+/// [`shipped_cube_in`], built without its base rows: a question no cuboid covers goes to
+/// DataFusion, on the server's query runtime, under its time limit (what the tests of the
+/// fallback, time limits and cancellation need).
+pub async fn shipped_fallback_cube_in(dir: &Path) -> lattice_server::Served {
+    let options = lattice_engine::build::BuildOptions {
+        without_base: true,
+        ..Default::default()
+    };
+    shipped_cube_with(dir, &options).await
+}
+
+async fn shipped_cube_with(
+    dir: &Path,
+    options: &lattice_engine::build::BuildOptions,
+) -> lattice_server::Served {
     let path = dir.join("bank_crm.yaml");
     std::fs::write(&path, lattice_defs::BANK_CRM_YAML).expect("write definition");
-    let built = lattice_server::build_definition(
+    let built = lattice_server::build_definition_with(
         lattice_defs::BANK_CRM_YAML.to_string(),
         Some(&path),
         Some(parquet_dir()),
-        false,
+        options,
     )
     .await
     .expect("the shipped cube builds");

@@ -20,9 +20,9 @@ use super::dims::extend_codes;
 use crate::source::arrays::{decimal_values, ints, keys};
 use crate::source::load::fact_period_sql;
 use crate::source::load::ident;
+pub(crate) use crate::store::base::{BaseTable, MeasureSpec, ValueStats};
 use crate::store::encoding::{Encoding, KeyValue, key_sql};
 use crate::store::time::NO_PERIOD;
-pub(crate) use crate::store::base::{BaseTable, MeasureSpec, ValueStats};
 use crate::store::{MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 

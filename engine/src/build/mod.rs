@@ -42,8 +42,8 @@ use tracing::{info, instrument};
 
 use crate::Result;
 use crate::source::load::{Sources, load_checked};
-use crate::store::encoding::Encoding;
 use crate::store::base::FactBase;
+use crate::store::encoding::Encoding;
 use crate::store::{Cube, CubeIndex, Cuboid};
 pub use select::Plan;
 

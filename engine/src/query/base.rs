@@ -48,7 +48,8 @@ impl BasePath {
     /// the base rows of the periods its time filters let through; `None` when the fact's base
     /// is not kept.
     pub fn cuboid(&self, cube: &Cube, req: &AggRequest<'_>) -> crate::Result<Option<Cuboid>> {
-        let (Some(base), Some(Some(closing))) = (base_of(cube, req.fact), self.closing.get(req.fact))
+        let (Some(base), Some(Some(closing))) =
+            (base_of(cube, req.fact), self.closing.get(req.fact))
         else {
             return Ok(None);
         };

@@ -1047,9 +1047,12 @@ async fn aggregate_top(
         if cube.base_rows(req.fact) > YIELD_ROWS {
             tokio::task::yield_now().await;
         }
-        let built = cube.base.cuboid(cube, req).map_err(|e| QueryError::Engine {
-            message: format!("the base scan failed: {e}"),
-        })?;
+        let built = cube
+            .base
+            .cuboid(cube, req)
+            .map_err(|e| QueryError::Engine {
+                message: format!("the base scan failed: {e}"),
+            })?;
         if let Some(c) = built {
             let grouped = scan(cube, &c, req, closing.as_ref());
             let reason = format!(

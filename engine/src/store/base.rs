@@ -5,8 +5,8 @@
 use lattice_defs::model::{Agg, MeasureId};
 use roaring::RoaringBitmap;
 
-use super::{MeasureColumn, NO_VALUE};
 use super::time::NO_PERIOD;
+use super::{MeasureColumn, NO_VALUE};
 
 /// How a stored measure combines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -205,7 +205,11 @@ impl Cube {
 
     /// Bytes the base tables take in memory.
     pub fn base_bytes(&self) -> usize {
-        self.bases.iter().flatten().map(base::FactBase::memory_bytes).sum()
+        self.bases
+            .iter()
+            .flatten()
+            .map(base::FactBase::memory_bytes)
+            .sum()
     }
 
     /// Bytes the cuboids take in memory (cells, codes, values and bitmaps).
