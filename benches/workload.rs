@@ -3,8 +3,9 @@
 //! kind, any measures) from a fixed seed, each answered by Lattice (the engine alone) and by
 //! DataFusion running the question's SQL twin over the raw Parquet, in the same run, the answers
 //! held equal. It reports the share of questions each path answers (`cuboid` when every fact
-//! the question reads is answered from a cuboid, else `fallback`, as `answer.meta.source`
-//! says) and the latency percentiles per path and overall.
+//! the question reads is answered from a cuboid, `base` when one is answered from the base
+//! rows and none by DataFusion, else `fallback`, as `answer.meta.source` says) and the
+//! latency percentiles per path and overall.
 //!
 //! Timing: each question runs once unmeasured (the warm-up, whose answer is the one checked
 //! and whose path is reported), then `LATTICE_WORKLOAD_RUNS` times (default 3); its time is
@@ -111,7 +112,7 @@ fn main() {
     let df = runtime.block_on(load(&model)).expect("load for DataFusion");
 
     let mut rng = workload::Rng(seed);
-    let paths = ["cuboid", "fallback"];
+    let paths = ["cuboid", "base", "fallback"];
     let mut lat: Vec<Latencies> = (0..=paths.len()).map(|_| Latencies::new()).collect();
     let mut dft: Vec<Latencies> = (0..=paths.len()).map(|_| Latencies::new()).collect();
     let mut counts = vec![0usize; paths.len() + 1];

@@ -46,6 +46,16 @@ const DENSE_SLOTS: usize = 1 << 21;
 /// that (customers: 125 KB a cell at a million) its cells are roaring sets from the start.
 const BITSET_BYTES: usize = 4 << 20;
 
+/// Which base rows a scan reads: those whose member of every level lets through (a
+/// question's filters, pushed into the scan of the base rows at query time).
+#[derive(Debug, Clone)]
+pub(crate) struct RowFilter {
+    /// The levels filtered, each once.
+    pub levels: Vec<LevelRef>,
+    /// Per level, per member code: whether it passes.
+    pub passes: Vec<Vec<bool>>,
+}
+
 /// Builds `plans` (indexes into `all`, all of `inputs`' fact) from its whole base table,
 /// spread over `workers` threads; returns each plan's index and cuboid.
 pub(crate) fn build_from_base(
@@ -90,6 +100,8 @@ pub(crate) struct Scanner {
     /// Per thread, its cells of every plan.
     parts: Vec<Vec<Acc>>,
     ranges: Vec<Option<ValueStats>>,
+    /// Only the rows this lets through are read (every cuboid then reads rows, not runs).
+    filter: Option<RowFilter>,
 }
 
 impl Scanner {
@@ -103,10 +115,22 @@ impl Scanner {
         workers: usize,
         ranges: Vec<Option<ValueStats>>,
     ) -> Scanner {
+        Scanner::filtered(inputs, all, plans, workers, ranges, None)
+    }
+
+    /// [`Scanner::new`], reading only the rows `filter` lets through.
+    pub(crate) fn filtered(
+        inputs: &FactInputs<'_>,
+        all: &[Plan],
+        plans: &[usize],
+        workers: usize,
+        ranges: Vec<Option<ValueStats>>,
+        filter: Option<RowFilter>,
+    ) -> Scanner {
         let sources = LevelSources::new(inputs);
         let by_runs: Vec<bool> = plans
             .iter()
-            .map(|&i| sources.by_runs(&all[i].levels))
+            .map(|&i| filter.is_none() && sources.by_runs(&all[i].levels))
             .collect();
         // The levels each kind of cuboid needs, computed once per chunk.
         let needed = |runs: bool| {
@@ -144,6 +168,7 @@ impl Scanner {
             run_levels,
             parts,
             ranges,
+            filter,
         }
     }
 
@@ -166,6 +191,7 @@ impl Scanner {
         let mut parts = std::mem::take(&mut self.parts);
         let (sources, ranges) = (&sources, &self.ranges[..]);
         let (row_levels, run_levels) = (&self.row_levels[..], &self.run_levels[..]);
+        let filter = self.filter.as_ref();
         let result = std::thread::scope(|s| {
             let handles: Vec<_> = parts
                 .iter_mut()
@@ -175,7 +201,7 @@ impl Scanner {
                     s.spawn(move || {
                         let t = std::time::Instant::now();
                         let levels = (row_levels, run_levels);
-                        scan(inputs, sources, ranges, levels, accs, rows.clone());
+                        scan(inputs, sources, ranges, levels, filter, accs, rows.clone());
                         for acc in accs.iter_mut() {
                             acc.end_of_rows();
                         }
@@ -374,9 +400,12 @@ fn scan(
     sources: &LevelSources<'_>,
     ranges: &[Option<ValueStats>],
     (row_levels, run_levels): (&[LevelRef], &[LevelRef]),
+    filter: Option<&RowFilter>,
     accs: &mut [Acc],
     part: std::ops::Range<usize>,
 ) {
+    let mut filter_codes: Vec<Vec<u32>> =
+        vec![Vec::with_capacity(CHUNK_ROWS); filter.map_or(0, |f| f.levels.len())];
     let base = inputs.base;
     let any_rows = accs.iter().any(|a| !a.runs);
     let any_runs = accs.iter().any(|a| a.runs);
@@ -398,6 +427,32 @@ fn scan(
         if any_rows {
             at.clear();
             at.extend(start as u32..end as u32);
+            if let Some(f) = filter {
+                // The chunk's rows the filter lets through, then only their levels.
+                sources.fill(&f.levels, &at, &mut filter_codes);
+                let mut kept = 0;
+                for i in 0..at.len() {
+                    let pass = f
+                        .passes
+                        .iter()
+                        .zip(&filter_codes)
+                        .all(|(p, c)| p.get(c[i] as usize).copied().unwrap_or(false));
+                    if pass {
+                        at[kept] = at[i];
+                        kept += 1;
+                    }
+                }
+                at.truncate(kept);
+                if !at.is_empty() {
+                    sources.fill(row_levels, &at, &mut row_codes);
+                    let view = View::gather(base, &at, &row_codes);
+                    for acc in accs.iter_mut() {
+                        acc.add(&view, &mut scratch);
+                    }
+                }
+                start = end;
+                continue;
+            }
             sources.fill(row_levels, &at, &mut row_codes);
             let view = View::rows(base, start..end, &row_codes);
             for acc in accs.iter_mut().filter(|a| !a.runs) {
@@ -475,6 +530,36 @@ impl<'a> View<'a> {
             len: rows.len(),
             codes,
             periods: Cow::Borrowed(&base.codes[base.codes.len() - 1][rows]),
+            measures,
+        }
+    }
+
+    /// Rows `at` (absolute, increasing), their values copied out.
+    fn gather(base: &'a BaseTable, at: &[u32], codes: &'a [Vec<u32>]) -> View<'a> {
+        fn pick<T: Copy>(v: &[T], at: &[u32]) -> Vec<T> {
+            at.iter().map(|&r| v[r as usize]).collect()
+        }
+        let measures = base
+            .measures
+            .iter()
+            .map(|m| match m {
+                MeasureColumn::Count(v) => MeasureView::Count(Cow::Owned(pick(v, at))),
+                MeasureColumn::Decimal64 { values, valid, .. } => MeasureView::Decimal(
+                    Cow::Owned(at.iter().map(|&r| i128::from(values[r as usize])).collect()),
+                    Cow::Owned(pick(valid, at)),
+                ),
+                MeasureColumn::Decimal { values, valid, .. } => MeasureView::Decimal(
+                    Cow::Owned(pick(values, at)),
+                    Cow::Owned(pick(valid, at)),
+                ),
+                MeasureColumn::DistinctValues(v) => MeasureView::Values(Cow::Owned(pick(v, at))),
+                MeasureColumn::Distinct(_) => MeasureView::None,
+            })
+            .collect();
+        View {
+            len: at.len(),
+            codes,
+            periods: Cow::Owned(pick(&base.codes[base.codes.len() - 1], at)),
             measures,
         }
     }

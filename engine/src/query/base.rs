@@ -8,12 +8,12 @@
 //! A fact read a range of periods at a time keeps one table per range; a range with no period
 //! a time filter lets through is not read.
 
-use lattice_defs::model::{FactId, LevelRef, UNKNOWN_MEMBER};
+use lattice_defs::model::{FactId, LevelRef, MeasureKind, OverTime, UNKNOWN_MEMBER};
 use roaring::RoaringBitmap;
 
 use super::group::AggRequest;
 use super::resolve::ResolvedFilter;
-use crate::build::base_pass::Scanner;
+use crate::build::base_pass::{RowFilter, Scanner};
 use crate::build::lattice::{Closing, FactInputs};
 use crate::build::select::Plan;
 use crate::store::base::{BaseTable, FactBase};
@@ -53,10 +53,27 @@ impl BasePath {
         else {
             return Ok(None);
         };
+        // The filters are applied as the rows are read, but for those on time when a measure
+        // is semi-additive: its closing periods depend on them, so they are levels of the
+        // cuboid and the cuboid path applies them.
+        let semi = req.measures.iter().any(|m| {
+            matches!(
+                cube.model.measures[*m].kind,
+                MeasureKind::Aggregate { over_time: OverTime::Last, .. }
+            )
+        });
+        let time = cube.index.finest_time.map(|t| t.dim);
+        let kept_as_level = |f: &&ResolvedFilter| semi && Some(f.level.dim) == time;
         let mut levels: Vec<LevelRef> = req.levels.to_vec();
-        levels.extend(req.filters.iter().map(|f| f.level));
+        levels.extend(req.filters.iter().filter(kept_as_level).map(|f| f.level));
         levels.sort_unstable();
         levels.dedup();
+        let pushed: Vec<&ResolvedFilter> = req
+            .filters
+            .iter()
+            .filter(|f| !kept_as_level(f))
+            .collect();
+        let filter = row_filter(cube, &pushed);
         let parts: Vec<&BaseTable> = base
             .parts
             .iter()
@@ -91,7 +108,8 @@ impl BasePath {
             .map_or(1, |n| n.get())
             .clamp(1, 2)
             .min(rows / 50_000 + 1);
-        let mut scanner = Scanner::new(&inputs(first), &plans, &[0], workers, base.ranges.clone());
+        let ranges = base.ranges.clone();
+        let mut scanner = Scanner::filtered(&inputs(first), &plans, &[0], workers, ranges, filter);
         for part in parts {
             scanner.add(&inputs(part))?;
         }
@@ -101,6 +119,32 @@ impl BasePath {
             .next()
             .map(|(_, c)| c))
     }
+}
+
+/// The filters as a [`RowFilter`] (filters on one level combined: a member passes all of
+/// them); `None` for none.
+fn row_filter(cube: &Cube, filters: &[&ResolvedFilter]) -> Option<RowFilter> {
+    if filters.is_empty() {
+        return None;
+    }
+    let mut out = RowFilter {
+        levels: Vec::new(),
+        passes: Vec::new(),
+    };
+    for f in filters {
+        let slot = match out.levels.iter().position(|l| *l == f.level) {
+            Some(i) => i,
+            None => {
+                out.levels.push(f.level);
+                out.passes.push(vec![true; cube.members(f.level).len()]);
+                out.levels.len() - 1
+            }
+        };
+        for (code, pass) in out.passes[slot].iter_mut().enumerate() {
+            *pass = *pass && f.members.contains(code as u32);
+        }
+    }
+    Some(out)
 }
 
 fn base_of(cube: &Cube, fact: FactId) -> Option<&FactBase> {
