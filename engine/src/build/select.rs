@@ -14,7 +14,7 @@ use crate::store::encoding::Encoding;
 use crate::{EngineError, Result};
 
 /// Most cuboids `auto` picks per fact, whatever the budget.
-pub const AUTO_MAX_PER_FACT: usize = 64;
+pub const AUTO_MAX_PER_FACT: usize = 160;
 
 /// Most group-bys `auto` weighs (singles first, then pairs, then triples): each step of the
 /// greedy choice compares every one with every other, so a cube with many levels (64 levels
