@@ -54,6 +54,15 @@ pub(crate) struct RowFilter {
     pub levels: Vec<LevelRef>,
     /// Per level, per member code: whether it passes.
     pub passes: Vec<Vec<bool>>,
+    /// Per measure column of the base: whether the question reads it (the others are not
+    /// aggregated, and the cuboid has no column for them).
+    pub wanted: Vec<bool>,
+}
+
+impl RowFilter {
+    fn wants(&self, j: usize) -> bool {
+        self.wanted.get(j).copied().unwrap_or(true)
+    }
 }
 
 /// Builds `plans` (indexes into `all`, all of `inputs`' fact) from its whole base table,
@@ -130,7 +139,10 @@ impl Scanner {
         let sources = LevelSources::new(inputs);
         let by_runs: Vec<bool> = plans
             .iter()
-            .map(|&i| filter.is_none() && sources.by_runs(&all[i].levels))
+            .map(|&i| {
+                filter.as_ref().is_none_or(|f| f.levels.is_empty())
+                    && sources.by_runs(&all[i].levels)
+            })
             .collect();
         // The levels each kind of cuboid needs, computed once per chunk.
         let needed = |runs: bool| {
@@ -157,6 +169,7 @@ impl Scanner {
                             if runs { &run_levels } else { &row_levels },
                             runs,
                             &ranges,
+                            filter.as_ref(),
                         )
                     })
                     .collect()
@@ -427,7 +440,7 @@ fn scan(
         if any_rows {
             at.clear();
             at.extend(start as u32..end as u32);
-            if let Some(f) = filter {
+            if let Some(f) = filter.filter(|f| !f.levels.is_empty()) {
                 // The chunk's rows the filter lets through, then only their levels.
                 sources.fill(&f.levels, &at, &mut filter_codes);
                 let mut kept = 0;
@@ -445,7 +458,7 @@ fn scan(
                 at.truncate(kept);
                 if !at.is_empty() {
                     sources.fill(row_levels, &at, &mut row_codes);
-                    let view = View::gather(base, &at, &row_codes);
+                    let view = View::gather(base, &at, &row_codes, f);
                     for acc in accs.iter_mut() {
                         acc.add(&view, &mut scratch);
                     }
@@ -454,7 +467,7 @@ fn scan(
                 continue;
             }
             sources.fill(row_levels, &at, &mut row_codes);
-            let view = View::rows(base, start..end, &row_codes);
+            let view = View::rows(base, start..end, &row_codes, filter);
             for acc in accs.iter_mut().filter(|a| !a.runs) {
                 acc.add(&view, &mut scratch);
             }
@@ -467,7 +480,7 @@ fn scan(
                     .map(|r| r as u32),
             );
             sources.fill(run_levels, &at, &mut run_codes);
-            let view = View::runs(base, start..end, &at, &run_codes, ranges);
+            let view = View::runs(base, start..end, &at, &run_codes, ranges, filter);
             for acc in accs.iter_mut().filter(|a| a.runs) {
                 acc.add(&view, &mut scratch);
             }
@@ -495,7 +508,7 @@ struct View<'a> {
 /// A measure over a view's items.
 enum MeasureView<'a> {
     Count(Cow<'a, [u64]>),
-    Decimal64(&'a [i64], &'a [bool]),
+    Decimal64(Cow<'a, [i64]>, Cow<'a, [bool]>),
     Decimal(Cow<'a, [i128]>, Cow<'a, [bool]>),
     /// A distinct value per item.
     Values(Cow<'a, [u32]>),
@@ -507,15 +520,23 @@ enum MeasureView<'a> {
 }
 
 impl<'a> View<'a> {
-    fn rows(base: &'a BaseTable, rows: std::ops::Range<usize>, codes: &'a [Vec<u32>]) -> View<'a> {
+    fn rows(
+        base: &'a BaseTable,
+        rows: std::ops::Range<usize>,
+        codes: &'a [Vec<u32>],
+        filter: Option<&RowFilter>,
+    ) -> View<'a> {
         let measures = base
             .measures
             .iter()
-            .map(|m| match m {
+            .enumerate()
+            .map(|(j, m)| match m {
+                _ if filter.is_some_and(|f| !f.wants(j)) => MeasureView::None,
                 MeasureColumn::Count(v) => MeasureView::Count(Cow::Borrowed(&v[rows.clone()])),
-                MeasureColumn::Decimal64 { values, valid, .. } => {
-                    MeasureView::Decimal64(&values[rows.clone()], &valid[rows.clone()])
-                }
+                MeasureColumn::Decimal64 { values, valid, .. } => MeasureView::Decimal64(
+                    Cow::Borrowed(&values[rows.clone()]),
+                    Cow::Borrowed(&valid[rows.clone()]),
+                ),
                 MeasureColumn::Decimal { values, valid, .. } => MeasureView::Decimal(
                     Cow::Borrowed(&values[rows.clone()]),
                     Cow::Borrowed(&valid[rows.clone()]),
@@ -535,23 +556,29 @@ impl<'a> View<'a> {
     }
 
     /// Rows `at` (absolute, increasing), their values copied out.
-    fn gather(base: &'a BaseTable, at: &[u32], codes: &'a [Vec<u32>]) -> View<'a> {
+    fn gather(
+        base: &'a BaseTable,
+        at: &[u32],
+        codes: &'a [Vec<u32>],
+        filter: &RowFilter,
+    ) -> View<'a> {
         fn pick<T: Copy>(v: &[T], at: &[u32]) -> Vec<T> {
             at.iter().map(|&r| v[r as usize]).collect()
         }
         let measures = base
             .measures
             .iter()
-            .map(|m| match m {
+            .enumerate()
+            .map(|(j, m)| match m {
+                _ if !filter.wants(j) => MeasureView::None,
                 MeasureColumn::Count(v) => MeasureView::Count(Cow::Owned(pick(v, at))),
-                MeasureColumn::Decimal64 { values, valid, .. } => MeasureView::Decimal(
-                    Cow::Owned(at.iter().map(|&r| i128::from(values[r as usize])).collect()),
-                    Cow::Owned(pick(valid, at)),
-                ),
-                MeasureColumn::Decimal { values, valid, .. } => MeasureView::Decimal(
+                MeasureColumn::Decimal64 { values, valid, .. } => MeasureView::Decimal64(
                     Cow::Owned(pick(values, at)),
                     Cow::Owned(pick(valid, at)),
                 ),
+                MeasureColumn::Decimal { values, valid, .. } => {
+                    MeasureView::Decimal(Cow::Owned(pick(values, at)), Cow::Owned(pick(valid, at)))
+                }
                 MeasureColumn::DistinctValues(v) => MeasureView::Values(Cow::Owned(pick(v, at))),
                 MeasureColumn::Distinct(_) => MeasureView::None,
             })
@@ -572,6 +599,7 @@ impl<'a> View<'a> {
         starts: &[u32],
         codes: &'a [Vec<u32>],
         ranges: &[Option<ValueStats>],
+        filter: Option<&RowFilter>,
     ) -> View<'a> {
         let bounds = |i: usize| {
             let s = starts[i] as usize;
@@ -584,7 +612,9 @@ impl<'a> View<'a> {
             .iter()
             .zip(&base.specs)
             .zip(ranges)
-            .map(|((m, spec), range)| match m {
+            .enumerate()
+            .map(|(j, ((m, spec), range))| match m {
+                _ if filter.is_some_and(|f| !f.wants(j)) => MeasureView::None,
                 MeasureColumn::Count(v) => MeasureView::Count(Cow::Owned(
                     (0..runs).map(|i| v[bounds(i)].iter().sum()).collect(),
                 )),
@@ -1018,6 +1048,8 @@ struct Acc {
     closing: Vec<bool>,
     /// Reads runs of one key and period, not rows.
     runs: bool,
+    /// Per measure column: whether it is aggregated (see [`RowFilter::wanted`]).
+    wanted: Vec<bool>,
 }
 
 impl Acc {
@@ -1027,6 +1059,7 @@ impl Acc {
         needed: &[LevelRef],
         runs: bool,
         ranges: &[Option<ValueStats>],
+        filter: Option<&RowFilter>,
     ) -> Acc {
         let (model, dims, base) = (inputs.model, inputs.dims, inputs.base);
         let levels = plan.levels.clone();
@@ -1056,10 +1089,14 @@ impl Acc {
             None => Index::Wide(HashMap::new()),
         };
         let est_cells = usize::try_from(plan.est_cells).unwrap_or(usize::MAX).max(1);
+        let wanted: Vec<bool> = (0..base.measures.len())
+            .map(|j| filter.is_none_or(|f| f.wants(j)))
+            .collect();
         let distinct = ranges
             .iter()
-            .map(|r| {
-                let r = (*r)?;
+            .zip(&wanted)
+            .map(|(r, wanted)| {
+                let r = (*r).filter(|_| *wanted)?;
                 let width = r.max.map_or(1, |m| (m as usize >> 3) + 1);
                 Some(if est_cells.saturating_mul(width) <= BITSET_BYTES {
                     DistinctAcc::bits(width)
@@ -1096,6 +1133,7 @@ impl Acc {
             distinct,
             closing,
             runs,
+            wanted,
         }
     }
 
@@ -1287,20 +1325,27 @@ impl Acc {
 
     fn finish(self, inputs: &FactInputs<'_>) -> Cuboid {
         let (order, codes) = in_code_order(&self.keys, self.levels.len(), self.n_cells);
+        let wanted = &self.wanted;
         let measures = self
             .measures
             .into_iter()
             .zip(self.distinct)
-            .map(|(col, d)| match d {
+            .enumerate()
+            .filter(|(j, _)| wanted[*j])
+            .map(|(_, (col, d))| match d {
                 Some(d) => reorder(MeasureColumn::Distinct(d.finish()), &order),
                 None => reorder(col, &order),
             })
+            .collect();
+        let measure_ids = (inputs.base.measure_ids.iter().enumerate())
+            .filter(|(j, _)| wanted[*j])
+            .map(|(_, m)| *m)
             .collect();
         Cuboid {
             fact: inputs.fact,
             levels: self.levels,
             codes,
-            measure_ids: inputs.base.measure_ids.clone(),
+            measure_ids,
             measures,
             parent: None,
         }

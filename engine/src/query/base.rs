@@ -8,7 +8,7 @@
 //! A fact read a range of periods at a time keeps one table per range; a range with no period
 //! a time filter lets through is not read.
 
-use lattice_defs::model::{FactId, LevelRef, MeasureKind, OverTime, UNKNOWN_MEMBER};
+use lattice_defs::model::{FactId, LevelRef, MeasureId, MeasureKind, OverTime, UNKNOWN_MEMBER};
 use roaring::RoaringBitmap;
 
 use super::group::AggRequest;
@@ -59,7 +59,10 @@ impl BasePath {
         let semi = req.measures.iter().any(|m| {
             matches!(
                 cube.model.measures[*m].kind,
-                MeasureKind::Aggregate { over_time: OverTime::Last, .. }
+                MeasureKind::Aggregate {
+                    over_time: OverTime::Last,
+                    ..
+                }
             )
         });
         let time = cube.index.finest_time.map(|t| t.dim);
@@ -68,12 +71,9 @@ impl BasePath {
         levels.extend(req.filters.iter().filter(kept_as_level).map(|f| f.level));
         levels.sort_unstable();
         levels.dedup();
-        let pushed: Vec<&ResolvedFilter> = req
-            .filters
-            .iter()
-            .filter(|f| !kept_as_level(f))
-            .collect();
-        let filter = row_filter(cube, &pushed);
+        let pushed: Vec<&ResolvedFilter> =
+            req.filters.iter().filter(|f| !kept_as_level(f)).collect();
+
         let parts: Vec<&BaseTable> = base
             .parts
             .iter()
@@ -108,8 +108,10 @@ impl BasePath {
             .map_or(1, |n| n.get())
             .clamp(1, 2)
             .min(rows / 50_000 + 1);
+        let filter = row_filter(cube, first, &pushed, req.measures);
         let ranges = base.ranges.clone();
-        let mut scanner = Scanner::filtered(&inputs(first), &plans, &[0], workers, ranges, filter);
+        let mut scanner =
+            Scanner::filtered(&inputs(first), &plans, &[0], workers, ranges, Some(filter));
         for part in parts {
             scanner.add(&inputs(part))?;
         }
@@ -122,14 +124,21 @@ impl BasePath {
 }
 
 /// The filters as a [`RowFilter`] (filters on one level combined: a member passes all of
-/// them); `None` for none.
-fn row_filter(cube: &Cube, filters: &[&ResolvedFilter]) -> Option<RowFilter> {
-    if filters.is_empty() {
-        return None;
-    }
+/// them), reading only the measure columns of `base` that `measures` names.
+fn row_filter(
+    cube: &Cube,
+    base: &BaseTable,
+    filters: &[&ResolvedFilter],
+    measures: &[MeasureId],
+) -> RowFilter {
     let mut out = RowFilter {
         levels: Vec::new(),
         passes: Vec::new(),
+        wanted: base
+            .measure_ids
+            .iter()
+            .map(|m| measures.contains(m))
+            .collect(),
     };
     for f in filters {
         let slot = match out.levels.iter().position(|l| *l == f.level) {
@@ -144,7 +153,7 @@ fn row_filter(cube: &Cube, filters: &[&ResolvedFilter]) -> Option<RowFilter> {
             *pass = *pass && f.members.contains(code as u32);
         }
     }
-    Some(out)
+    out
 }
 
 fn base_of(cube: &Cube, fact: FactId) -> Option<&FactBase> {
