@@ -36,6 +36,21 @@ pub struct Built {
     pub origin: Origin,
     /// The sources' fingerprints, taken before the build or checked against the snapshot.
     pub sources: Vec<SourceFingerprint>,
+    /// The cuboids this build added for questions the cube it replaces answered without a
+    /// cuboid ([`BuildOptions::learned`]): their levels, and the questions they serve.
+    pub learned: Vec<LearnedCuboid>,
+}
+
+/// A cuboid a build chose for recorded questions no cuboid answered.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct LearnedCuboid {
+    pub fact: String,
+    /// Its levels, `dimension.level`.
+    pub levels: Vec<String>,
+    /// The recorded questions it serves.
+    pub questions: u64,
+    /// Their time in all before, in milliseconds.
+    pub cost_ms: f64,
 }
 
 /// How a served cube was made.
@@ -100,6 +115,32 @@ pub async fn build_model(
         Err(e) => return Err(e.into()),
     };
     let (data, report) = lattice_engine::open_with_report(&model, &sources, options).await?;
+    // The recorded group-bys the chosen cuboids serve now.
+    let learned = report
+        .plans
+        .iter()
+        .filter(|p| p.reason.starts_with("learned"))
+        .map(|p| {
+            let served: Vec<_> = options
+                .learned
+                .iter()
+                .filter(|l| {
+                    model.fact(&l.fact) == Some(p.fact)
+                        && l.levels.iter().all(|n| {
+                            model.level(n).is_some_and(|want| {
+                                lattice_engine::build::select::derives(&model, &p.levels, &[want])
+                            })
+                        })
+                })
+                .collect();
+            LearnedCuboid {
+                fact: model.facts[p.fact].name.clone(),
+                levels: p.levels.iter().map(|l| model.level_name(*l)).collect(),
+                questions: served.iter().map(|l| l.questions).sum(),
+                cost_ms: served.iter().map(|l| l.cost_ms).sum(),
+            }
+        })
+        .collect();
     Ok(Built {
         data,
         yaml,
@@ -111,6 +152,7 @@ pub async fn build_model(
             snapshot: None,
         },
         sources: Vec::new(),
+        learned,
     })
 }
 
@@ -231,6 +273,7 @@ async fn load_snapshot(
             }),
         },
         sources: fingerprints.to_vec(),
+        learned: Vec::new(),
     }))
 }
 

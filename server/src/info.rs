@@ -47,6 +47,12 @@ pub struct BuildInfo {
     pub bytes: usize,
     /// Raw fact rows read.
     pub fact_rows: u64,
+    /// Base rows kept in memory (what answers a question no cuboid covers), over all facts.
+    pub base_rows: usize,
+    /// Bytes the base rows take in memory.
+    pub base_bytes: usize,
+    /// The cuboids this build added for questions the cube before it answered without one.
+    pub learned: Vec<crate::build::LearnedCuboid>,
 }
 
 /// A snapshot on disk (`--snapshots DIR`): `DIR/<cube>/<version>/`.

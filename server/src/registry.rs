@@ -44,6 +44,9 @@ impl Snapshot {
             cells: cube.cuboids.iter().map(|c| c.len()).sum(),
             bytes: cube.memory_bytes(),
             fact_rows: built.fact_rows,
+            base_rows: (0..cube.model.facts.len()).map(|f| cube.base_rows(f)).sum(),
+            base_bytes: cube.base_bytes(),
+            learned: built.learned.clone(),
         };
         let info = CubeInfo::new(&cube, build, &built.origin, built.sources);
         Snapshot {

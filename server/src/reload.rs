@@ -194,9 +194,16 @@ pub(crate) fn start_reload(
     let metrics = state.metrics.clone();
     let name = name.to_string();
     let auth = state.config.auth.clone();
+    // What the serving cube answered without a cuboid: the new build weighs it first.
+    let learned = state
+        .registry
+        .get(&name)
+        .map(|slot| slot.load().cube.missed())
+        .unwrap_or_default();
     let options = BuildOptions {
         progress: false,
         memory_budget: state.config.memory_budget,
+        learned,
         ..Default::default()
     };
     let snapshots = state.config.snapshots.clone();

@@ -17,6 +17,7 @@ use crate::audit::{NoteSlot, note};
 use crate::auth::Access;
 use crate::error::{ApiError, ErrorResponse};
 use crate::info::{BuildInfo, CubeInfo};
+use lattice_engine::build::select::Learned;
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Scrape};
 use crate::registry::{ReloadOutcome, lock};
 
@@ -57,7 +58,15 @@ pub struct CubeDetail {
     /// Absent for a scoped principal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reload: Option<ReloadOutcome>,
+    /// The group-bys of the questions no cuboid answered since this snapshot started serving
+    /// (from the base rows or the fallback), costliest first, at most 20: the next build of
+    /// the cube adds cuboids for them within its budget. Absent for a scoped principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed: Option<Vec<Learned>>,
 }
+
+/// Recorded group-bys shown at most.
+const MISSED_SHOWN: usize = 20;
 
 /// Paging and search of a level's members.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -146,9 +155,12 @@ pub(crate) async fn cube_metadata(
     let slot = state.slot(&cube)?;
     let snap = slot.load();
     if access.scope.is_empty() {
+        let mut missed = snap.cube.missed();
+        missed.truncate(MISSED_SHOWN);
         return Ok(Json(CubeDetail {
             info: snap.info.clone(),
             last_reload: lock(&slot.last_reload).clone(),
+            missed: Some(missed),
         }));
     }
     // A scoped principal: member counts of what it may see, and nothing about the whole cube.
@@ -170,6 +182,7 @@ pub(crate) async fn cube_metadata(
     Ok(Json(CubeDetail {
         info,
         last_reload: None,
+        missed: None,
     }))
 }
 

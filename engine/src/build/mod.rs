@@ -71,6 +71,8 @@ pub struct BuildOptions {
     /// Drop the base rows once the cuboids are built (a question no cuboid covers then goes
     /// to DataFusion over the raw facts): less memory, slower questions.
     pub without_base: bool,
+    /// Group-bys that questions asked and no cuboid answered, weighed first by `auto`.
+    pub learned: Vec<select::Learned>,
 }
 
 /// What a build did, for `lattice build --explain` and logs.
@@ -122,7 +124,7 @@ pub async fn build_cube_with_report(
     stages.end("base", t);
 
     let t = Instant::now();
-    let plans = select::choose(model, &dims, &bases.tables)?;
+    let plans = select::choose(model, &dims, &bases.tables, &opts.learned)?;
     stages.end("select", t);
     if let Some(b) = opts.memory_budget {
         budget::check_plans(model, &dims, &bases.tables, &plans, b)?;

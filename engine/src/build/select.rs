@@ -31,6 +31,21 @@ pub struct Plan {
     pub reason: String,
 }
 
+/// A group-by that questions asked and no cuboid answered (recorded by a serving dataset, see
+/// [`crate::query::Dataset::missed`]): the next build of the cube weighs it first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Learned {
+    /// The fact it reads.
+    pub fact: String,
+    /// Every level the questions grouped or filtered by (`dimension.level`).
+    pub levels: Vec<String>,
+    /// Questions of this group-by answered without a cuboid.
+    pub questions: u64,
+    /// Their time in all, in milliseconds.
+    pub cost_ms: f64,
+}
+
 /// Every level the fact's rows vary by.
 fn fact_levels(model: &Model, fact: FactId) -> Vec<LevelRef> {
     let mut out = Vec::new();
@@ -51,7 +66,7 @@ fn time_grain(model: &Model, l: LevelRef) -> Option<TimeGrain> {
 
 /// Whether `parent` can answer `target` by the structure of the model alone: each target
 /// level is in the parent, or a finer level of its hierarchy (or time grain) is.
-pub(crate) fn derives(model: &Model, parent: &[LevelRef], target: &[LevelRef]) -> bool {
+pub fn derives(model: &Model, parent: &[LevelRef], target: &[LevelRef]) -> bool {
     target.iter().all(|t| {
         parent.iter().any(|p| {
             if p == t {
@@ -102,7 +117,12 @@ impl Estimator<'_> {
 }
 
 /// Chooses the cuboids of every fact.
-pub(crate) fn choose(model: &Model, dims: &Encoding, bases: &[BaseTable]) -> Result<Vec<Plan>> {
+pub(crate) fn choose(
+    model: &Model,
+    dims: &Encoding,
+    bases: &[BaseTable],
+    learned: &[Learned],
+) -> Result<Vec<Plan>> {
     let mut plans = Vec::new();
     let budget = model.aggregates.budget_mb.saturating_mul(1024 * 1024);
     for (fact, base) in bases.iter().enumerate() {
@@ -192,6 +212,37 @@ pub(crate) fn choose(model: &Model, dims: &Encoding, bases: &[BaseTable]) -> Res
             AggMode::Auto => {
                 if !chosen.iter().any(|p| p.levels.is_empty()) {
                     chosen.push(plan(Vec::new(), "grand total".into()));
+                }
+                // What served questions missed, costliest first, while the budget lasts.
+                let mut used: u64 = chosen.iter().map(|p| p.est_bytes).sum();
+                let mut costliest: Vec<&Learned> = learned.iter().collect();
+                costliest.sort_by(|a, b| b.cost_ms.total_cmp(&a.cost_ms));
+                for l in costliest {
+                    if model.fact(&l.fact) != Some(fact) || chosen.len() >= AUTO_MAX_PER_FACT {
+                        continue;
+                    }
+                    let Some(mut want) = l
+                        .levels
+                        .iter()
+                        .map(|n| model.level(n))
+                        .collect::<Option<Vec<LevelRef>>>()
+                    else {
+                        continue; // a level the definition no longer has
+                    };
+                    want.sort_unstable();
+                    want.dedup();
+                    let p = plan(
+                        want,
+                        format!(
+                            "learned: {} questions no cuboid answered ({:.1} ms in all)",
+                            l.questions, l.cost_ms
+                        ),
+                    );
+                    let fits = used + p.est_bytes <= budget;
+                    if fits && reachable(&p.levels) && !chosen.iter().any(|c| same(&c.levels, &p.levels)) {
+                        used += p.est_bytes;
+                        chosen.push(p);
+                    }
                 }
                 greedy(model, &est, &levels, &mut chosen, budget, &plan);
             }

@@ -70,9 +70,11 @@ pub struct Subtotal {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Meta {
-    /// `cuboid` when every fact was answered from a cuboid, else `fallback`.
+    /// `cuboid` when every fact was answered from a cuboid; `base` when some fact was
+    /// aggregated from its base rows and none needed DataFusion; else `fallback`.
     pub source: &'static str,
-    /// The levels of the cuboid that answered (the first fact's), `null` for the fallback.
+    /// The levels of the cuboid that answered (the first fact's), `null` for the base rows and
+    /// the fallback.
     pub cuboid: Option<Vec<String>>,
     /// Per fact the query reads: its path and cuboid.
     pub facts: Vec<FactMeta>,

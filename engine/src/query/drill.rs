@@ -80,7 +80,8 @@ pub struct DrillAnswer {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DrillMeta {
-    /// `member_sets` (united roaring sets of a cuboid) or `fallback` (a grouped query).
+    /// `member_sets` (united roaring sets of a cuboid), or the path of the grouped query that
+    /// listed them: `cuboid`, `base` (the base rows) or `fallback` (DataFusion).
     pub source: &'static str,
     /// The distinct measure whose sets were used.
     pub via_measure: String,

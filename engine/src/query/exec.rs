@@ -1041,6 +1041,8 @@ async fn aggregate_top(
             None,
         ));
     }
+    let started = Instant::now();
+    let missed = |took| cube.missed.record(req.fact, &plan.needs, took);
     if cube.base.has(cube, req.fact) {
         // A scan of many rows gives way once first, so that a server's first poll of the
         // question does not run it on an I/O thread (it moves it to its query runtime).
@@ -1055,6 +1057,7 @@ async fn aggregate_top(
             })?;
         if let Some(c) = built {
             let grouped = scan(cube, &c, req, closing.as_ref());
+            missed(started.elapsed());
             let reason = format!(
                 "no cuboid of {fact_name} holds {}; aggregated from its base rows ({} rows)",
                 plan.names(&plan.needs).join(", "),
@@ -1084,6 +1087,7 @@ async fn aggregate_top(
         .map_err(|e| QueryError::Engine {
             message: format!("the fallback query failed: {e}"),
         })?;
+    missed(started.elapsed());
     let reason = format!(
         "no cuboid of {fact_name} holds {}; answered by DataFusion over the raw facts",
         plan.names(&plan.needs).join(", ")

@@ -57,6 +57,7 @@ mod exec;
 mod fallback;
 mod finish;
 mod group;
+mod missed;
 mod resolve;
 mod scan;
 mod session;

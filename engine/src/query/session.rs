@@ -20,6 +20,7 @@ use roaring::RoaringBitmap;
 
 use super::answer::Answer;
 use super::base::BasePath;
+use super::missed::MissLog;
 use super::cache::QueryCache;
 use super::drill::{DrillAnswer, DrillQuery, drill_through_restricted};
 use super::error::QueryError;
@@ -43,6 +44,8 @@ pub struct Dataset {
     pub(crate) visible: VisibleCache,
     /// What answering from the base rows needs (nothing for a fact whose base is not kept).
     pub(crate) base: BasePath,
+    /// The questions no cuboid answered.
+    pub(crate) missed: MissLog,
     /// Snapshot number: a server counts the cubes it swaps in; answers and cache keys carry it.
     pub version: u64,
 }
@@ -52,6 +55,7 @@ impl Dataset {
     pub fn new(cube: Cube, sources: Option<&Sources>) -> Dataset {
         Dataset {
             base: BasePath::new(&cube),
+            missed: MissLog::default(),
             cube,
             fallback: sources.map(|s| FallbackData::new(s.ctx.clone(), s.catalog.clone())),
             visible: VisibleCache::default(),
@@ -66,6 +70,13 @@ impl Dataset {
 
     pub fn cube(&self) -> &Cube {
         &self.cube
+    }
+
+    /// The group-bys questions asked of this dataset that no cuboid answered (from the base
+    /// rows or the fallback), costliest first: what a rebuild should add
+    /// ([`crate::build::BuildOptions::learned`]).
+    pub fn missed(&self) -> Vec<crate::build::select::Learned> {
+        self.missed.learned(&self.cube.model)
     }
 
     /// A session over this dataset as `access` may see it, without a result cache.
