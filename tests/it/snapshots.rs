@@ -16,14 +16,36 @@ use crate::util::{Listening, listen, parquet_dir, post_json};
 
 const CUBE: &str = "bank_crm";
 
-/// Questions over every fact, a value class, a band, and the allocation.
+/// Questions over every fact, a value class, a band, and the allocation; the last one no
+/// cuboid covers ([`uncovered`]).
 fn questions() -> Vec<Value> {
     vec![
         json!({"measures": ["txn_amount", "active_customers", "fee_income"], "rows": ["time.year", "channel.channel"]}),
         json!({"measures": ["deposit_balance", "customers"], "rows": ["region.province", "time.quarter"]}),
         json!({"measures": ["contribution", "allocated_cost"], "rows": ["customer.segment"]}),
         json!({"measures": ["txn_count"], "rows": ["customer.value_class", "customer.deposit_band"]}),
+        uncovered(),
     ]
+}
+
+/// A question no cuboid covers (customers are in none): answered from the base rows.
+fn uncovered() -> Value {
+    json!({"measures": ["txn_amount"], "rows": ["customer.id"], "limit": 5})
+}
+
+/// Where `server` answers `q` from (`cuboid`, `base` or `fallback`).
+async fn source_of(server: &Listening, q: &Value) -> String {
+    let (status, answer) = post_json(
+        server.addr,
+        &format!("/v1/cubes/{CUBE}/query"),
+        &q.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{q}: {answer}");
+    answer["meta"]["source"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no source in {answer}"))
+        .to_string()
 }
 
 /// A fresh copy of the test data set, whose files a test may touch.
@@ -137,6 +159,7 @@ async fn first_start(data: &Path) -> (tempfile::TempDir, String, Vec<Value>) {
     let version = served_version(&first.info);
     assert_eq!(versions_in(snaps.path()), vec![version.clone()]);
     let expected = answers(&first.server).await;
+    assert_eq!(source_of(&first.server, &uncovered()).await, "base");
     first.server.stop().await;
     (snaps, version, expected)
 }
@@ -166,6 +189,8 @@ async fn a_second_start_loads_the_snapshot_and_answers_as_the_build_did() {
     );
     crate::util::assert_conforms("CubeDetail", info);
     assert_eq!(answers(&second.server).await, expected);
+    // The base rows are in the snapshot: what no cuboid covers is not sent to DataFusion.
+    assert_eq!(source_of(&second.server, &uncovered()).await, "base");
     second.server.stop().await;
     // Loading writes nothing.
     assert_eq!(versions_in(snaps.path()), vec![version]);
@@ -193,6 +218,16 @@ fn damage(dir: &Path, how: &str) {
             manifest["format_version"] = json!(99);
             std::fs::write(&path, manifest.to_string()).expect("write");
         }
+        // A snapshot written before the base rows were stored.
+        "version 2" => {
+            let path = dir.join(MANIFEST);
+            let mut manifest: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+            assert_eq!(manifest["format_version"], 3);
+            manifest["format_version"] = json!(2);
+            manifest.as_object_mut().expect("an object").remove("bases");
+            std::fs::write(&path, manifest.to_string()).expect("write");
+        }
         other => panic!("no damage {other}"),
     }
 }
@@ -200,7 +235,13 @@ fn damage(dir: &Path, how: &str) {
 #[tokio::test]
 async fn a_damaged_snapshot_is_set_aside_and_the_cube_built_instead() {
     let (snaps, version, expected) = first_start(parquet_dir()).await;
-    for how in ["corrupt", "truncated", "missing", "unknown version"] {
+    for how in [
+        "corrupt",
+        "truncated",
+        "missing",
+        "unknown version",
+        "version 2",
+    ] {
         let here = tempfile::tempdir().expect("tempdir");
         copy_dir(snaps.path(), here.path());
         damage(&here.path().join(CUBE).join(&version), how);

@@ -166,6 +166,12 @@ impl Fixture {
 
 /// The shop above, built and opened over its sources (as `open` does).
 async fn fixture() -> Fixture {
+    fixture_built(&crate::build::BuildOptions::default()).await
+}
+
+/// The shop, built with `opts` (a cube without base rows sends what no cuboid covers to the
+/// fallback).
+async fn fixture_built(opts: &crate::build::BuildOptions) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, text) in [
         ("customers.csv", CUSTOMERS),
@@ -178,7 +184,7 @@ async fn fixture() -> Fixture {
         .unwrap_or_else(|e| panic!("definition: {e:?}"));
     let sources = crate::source::load::load(&model).await.expect("load");
     // `crate::open` without its check of saved searches (this cube has none).
-    let cube = crate::build::build_cube(&model, &sources, &crate::build::BuildOptions::default())
+    let cube = crate::build::build_cube(&model, &sources, opts)
         .await
         .expect("build");
     let data = Dataset::new(cube, Some(&sources));
@@ -748,7 +754,12 @@ fn table(rows: &[&[&str]]) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn query_gives_the_same_numbers_from_a_cuboid_and_from_the_fallback() {
-    let fx = fixture().await;
+    // Without base rows: what no cuboid covers goes to DataFusion.
+    let fx = fixture_built(&crate::build::BuildOptions {
+        without_base: true,
+        ..Default::default()
+    })
+    .await;
     let session = fx.data.session(crate::access::Access::everything());
     let by_province = table(&[
         &["BC", "525.000000", "2"],
@@ -818,23 +829,35 @@ async fn a_built_cube_read_back_from_its_snapshot_is_equal_and_answers_the_same(
     let sources =
         serde_json::to_value(crate::source::load::fingerprint(&model)).expect("fingerprints");
     crate::store::snapshot::write(fx.cube(), YAML, &sources, &at).expect("write");
-    let back = crate::store::snapshot::read(&at, model, YAML, &sources).expect("read");
+    let back = crate::store::snapshot::read(&at, model.clone(), YAML, &sources).expect("read");
     let cube = fx.cube();
     assert_eq!(back.levels, cube.levels);
     assert!(back.cuboids == cube.cuboids, "cuboids differ");
     assert!(back.index == cube.index, "index differs");
     assert!(back.encoding == cube.encoding, "encoding differs");
+    assert!(!cube.bases.is_empty(), "the build keeps base rows");
+    assert!(back.bases == cube.bases, "base rows differ");
 
-    // The same questions, on a cuboid and through the fallback (which codes raw facts with the
-    // encoding read back), give the same answers.
+    // The same questions give the same answers the same way: on a cuboid, and from the base
+    // rows read back (segments and time are in no cuboid).
     let reread = Arc::new(Dataset::new(back, Some(&fx.sources)));
-    for json in [
-        r#"{"measures": ["amount", "txn_count"], "rows": ["customer.province"]}"#,
-        r#"{"measures": ["amount"], "rows": ["customer.segment"],
-            "filters": [{"level": "time.year", "op": "eq", "value": "2025"}]}"#,
+    let everything = crate::access::Access::everything;
+    for (json, source) in [
+        (
+            r#"{"measures": ["amount", "txn_count"], "rows": ["customer.province"]}"#,
+            "cuboid",
+        ),
+        (
+            r#"{"measures": ["amount"], "rows": ["customer.segment"],
+                "filters": [{"level": "time.year", "op": "eq", "value": "2025"}]}"#,
+            "base",
+        ),
+        (
+            r#"{"measures": ["amount", "txn_count"], "rows": ["time.month", "channel.channel"]}"#,
+            "base",
+        ),
     ] {
         let q = query(json);
-        let everything = crate::access::Access::everything;
         let want = fx
             .data
             .session(everything())
@@ -847,5 +870,26 @@ async fn a_built_cube_read_back_from_its_snapshot_is_equal_and_answers_the_same(
             .await
             .expect("answers");
         assert_eq!(answered(&got), answered(&want), "{json}");
+        assert_eq!(answered(&got).1, source, "{json}");
+        assert_eq!(got.meta.source, source, "{json}");
+        assert!(!got.rows.is_empty(), "{json}");
     }
+
+    // Without its base rows, the cube read back answers through the fallback, which codes raw
+    // facts with the encoding read back: the same numbers.
+    let mut bare = crate::store::snapshot::read(&at, model, YAML, &sources).expect("read");
+    bare.bases = Vec::new();
+    let bare = Arc::new(Dataset::new(bare, Some(&fx.sources)));
+    let q = query(
+        r#"{"measures": ["amount"], "rows": ["customer.segment"],
+            "filters": [{"level": "time.year", "op": "eq", "value": "2025"}]}"#,
+    );
+    let want = fx
+        .data
+        .session(everything())
+        .query(&q)
+        .await
+        .expect("answers");
+    let got = bare.session(everything()).query(&q).await.expect("answers");
+    assert_eq!(answered(&got), (answered(&want).0, "fallback"));
 }

@@ -18,7 +18,7 @@ pub(crate) struct MeasureSpec {
 
 /// A fact at the cube grain: `codes` holds one column per direct dimension (key codes) and,
 /// last, the period (0 when the fact has no time); no two rows share all codes.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct BaseTable {
     pub codes: Vec<Vec<u32>>,
     pub measure_ids: Vec<MeasureId>,
@@ -82,7 +82,7 @@ impl BaseTable {
 }
 
 /// What a fact's distinct-value columns hold, for choosing how to keep their sets.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ValueStats {
     pub max: Option<u32>,
     /// Non-decreasing in the base's order (values of its sort key).
@@ -92,7 +92,7 @@ pub(crate) struct ValueStats {
 /// A fact's base rows kept in the store: one table for a fact read whole, one per range of
 /// periods for a fact read a range at a time (each sorted by the fact's widest key, then
 /// period).
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct FactBase {
     pub parts: Vec<BaseTable>,
     /// Per measure column: what its distinct values hold over all the parts.

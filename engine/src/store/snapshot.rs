@@ -1,12 +1,15 @@
 //! Snapshots: a built [`Cube`] in a folder, read back equal to the one written — every level's
-//! members, every cuboid cell and value, the member sets of distinct measures, the index and the
-//! encoding — so a server can start from disk instead of rebuilding.
+//! members, every cuboid cell and value, the member sets of distinct measures, each fact's base
+//! rows, the index and the encoding — so a server can start from disk instead of rebuilding,
+//! and answer a question no cuboid covers from the base rows as the built cube does.
 //!
 //! ```text
 //! <dir>/manifest.json          version, definition sha256, statistics, shape, file checksums,
 //!                              the sources' fingerprints
 //! <dir>/levels.arrow           member names per level
 //! <dir>/cuboid-0000.arrow      one per cuboid: a code column per level, a column per measure
+//! <dir>/base-<f>-<p>.arrow     one per part of fact f's base rows: a code column per key and
+//!                              the period, a column per measure
 //! <dir>/parents.arrow, present.arrow, dim-<d>-*.arrow, via.arrow, ...   index and encoding
 //! ```
 //!
@@ -45,9 +48,11 @@ use crate::error::{EngineError, Result};
 use manifest::{FileEntry, Manifest};
 
 /// The format version this build writes. 2: the manifest records the sources (`sources`).
-pub const FORMAT_VERSION: u32 = 2;
-/// The format versions this build reads.
-pub const KNOWN_VERSIONS: &[u32] = &[2];
+/// 3: each fact's base rows are stored (`base-<fact>-<part>.arrow`, the manifest's `bases`).
+pub const FORMAT_VERSION: u32 = 3;
+/// The format versions this build reads. Not 2: its cube would come back without base rows
+/// and answer questions no cuboid covers through the slow fallback; it is rebuilt instead.
+pub const KNOWN_VERSIONS: &[u32] = &[3];
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";
 

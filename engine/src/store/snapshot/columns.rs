@@ -16,12 +16,15 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use lattice_defs::Model;
 use roaring::RoaringBitmap;
 
-use super::manifest::{self, Axis, CuboidEntry, Dimension, Manifest, Metric, Stats};
+use super::manifest::{
+    self, Axis, BaseEntry, BaseMeasure, BasePart, CuboidEntry, Dimension, Manifest, Metric, Stats,
+};
 use super::{FORMAT_VERSION, Folder, FolderWriter, bad};
 use crate::error::Result;
+use crate::store::base::{BaseTable, FactBase, MeasureSpec};
 use crate::store::encoding::{DimCodes, Encoding, KeyValue, MetricCodes};
 use crate::store::time::TimeAxis;
-use crate::store::{Cube, CubeIndex, Cuboid, LevelDict, MeasureColumn};
+use crate::store::{Cube, CubeIndex, Cuboid, LevelDict, MeasureColumn, NO_VALUE};
 
 const LEVELS: &str = "levels.arrow";
 const DICTS: &str = "dicts.arrow";
@@ -65,6 +68,7 @@ pub(super) fn write_cube(out: &mut FolderWriter, cube: &Cube) -> Result<Manifest
     )?;
     let dimensions = write_dimensions(out, &cube.encoding)?;
     let cuboids = write_cuboids(out, cube)?;
+    let bases = write_bases(out, cube)?;
     Ok(Manifest {
         format_version: FORMAT_VERSION,
         cube: cube.model.name.clone(),
@@ -87,6 +91,7 @@ pub(super) fn write_cube(out: &mut FolderWriter, cube: &Cube) -> Result<Manifest
         }),
         dimensions,
         cuboids,
+        bases,
         files: Default::default(),
     })
 }
@@ -119,29 +124,46 @@ pub(super) fn read_cube(folder: &Folder, m: &Manifest, model: Model) -> Result<C
         .iter()
         .map(|c| read_cuboid(folder, c))
         .collect::<Result<Vec<_>>>()?;
+    let bases = m
+        .bases
+        .iter()
+        .map(|b| b.as_ref().map(|b| read_base(folder, b)).transpose())
+        .collect::<Result<Vec<_>>>()?;
     let mut cube = Cube {
         levels: read_levels(folder, LEVELS, &m.levels)?,
         model,
         cuboids,
         index,
         encoding,
-        bases: Vec::new(), // the base tables are not in the snapshot yet
+        bases,
     };
     cube.index_cuboids();
     Ok(cube)
 }
 
-/// The manifest's levels, cuboids and measures lie within the model (the definition's hash
-/// matched, so a mismatch means a manifest edited by hand).
+/// The manifest's levels, cuboids, base tables and measures lie within the model (the
+/// definition's hash matched, so a mismatch means a manifest edited by hand).
 fn check_shape(folder: &Folder, m: &Manifest, model: &Model) -> Result<()> {
     let dims: Vec<usize> = model.dimensions.iter().map(|d| d.levels.len()).collect();
     let level_ok = |[d, l]: [usize; 2]| dims.get(d).is_some_and(|n| l < *n);
+    // A base table has a code column per direct dimension of its fact, then the period.
+    let part_ok = |f: usize, p: &BasePart| {
+        let direct = model.facts[f].direct.len();
+        p.keys == direct + 1
+            && p.sorted_by.is_none_or(|k| k < direct)
+            && p.measures.iter().all(|c| c.id < model.measures.len())
+    };
     let ok = m.levels.iter().map(Vec::len).eq(dims.iter().copied())
         && m.finest_time.is_none_or(level_ok)
         && m.cuboids.iter().all(|c| {
             c.fact < model.facts.len()
                 && c.levels.iter().all(|l| level_ok(*l))
                 && c.measure_ids.iter().all(|id| *id < model.measures.len())
+        })
+        && (m.bases.is_empty() || m.bases.len() == model.facts.len())
+        && m.bases.iter().enumerate().all(|(f, b)| {
+            b.as_ref()
+                .is_none_or(|b| b.parts.iter().all(|p| part_ok(f, p)))
         });
     match ok {
         true => Ok(()),
@@ -655,6 +677,251 @@ fn read_measure(batch: &RecordBatch, i: usize, kind: &str, path: &Path) -> Resul
         }
         "count" => MeasureColumn::Count(col::<UInt64Array>(batch, i, path)?.values().to_vec()),
         "distinct" => MeasureColumn::Distinct(deserialize_sets(col(batch, i, path)?, path)?),
+        other => {
+            return Err(bad(
+                path,
+                format!("measure column {i} has an unknown kind '{other}'"),
+            ));
+        }
+    })
+}
+
+/// `base-<fact>-<part>.arrow` for every part of every kept base, and their manifest entries:
+/// one per fact, or none when the cube keeps no base rows.
+fn write_bases(out: &mut FolderWriter, cube: &Cube) -> Result<Vec<Option<BaseEntry>>> {
+    if cube.bases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut entries = Vec::new();
+    for f in 0..cube.model.facts.len() {
+        let Some(base) = cube.bases.get(f).and_then(Option::as_ref) else {
+            entries.push(None);
+            continue;
+        };
+        let parts = base
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(p, table)| write_base_part(out, &cube.model, f, p, table))
+            .collect::<Result<Vec<_>>>()?;
+        entries.push(Some(BaseEntry {
+            periods: base.periods.iter().collect(),
+            parts,
+        }));
+    }
+    Ok(entries)
+}
+
+fn write_base_part(
+    out: &mut FolderWriter,
+    model: &Model,
+    fact: usize,
+    part: usize,
+    t: &BaseTable,
+) -> Result<BasePart> {
+    let file = format!("base-{fact}-{part}.arrow");
+    let path = out.dir.join(&file);
+    if t.specs.len() != t.measures.len() || t.measure_ids.len() != t.measures.len() {
+        return Err(bad(
+            &path,
+            format!(
+                "would hold {} measure columns for {} measure ids and {} specs",
+                t.measures.len(),
+                t.measure_ids.len(),
+                t.specs.len()
+            ),
+        ));
+    }
+    let measures = t
+        .measure_ids
+        .iter()
+        .zip(&t.specs)
+        .zip(&t.measures)
+        .map(|((id, spec), column)| {
+            let (kind, scale) = base_kind(column)?;
+            Some(BaseMeasure {
+                id: *id,
+                agg: manifest::agg_name(spec.agg),
+                semi: spec.semi,
+                kind: kind.to_string(),
+                scale,
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            let message = "holds a cuboid measure column (member sets) in a base table";
+            bad(&path, message.to_string())
+        })?;
+    put(out, &file, base_columns(model, fact, t))?;
+    Ok(BasePart {
+        file,
+        rows: t.len(),
+        keys: t.codes.len(),
+        sorted_by: t.sorted_by,
+        fact_rows: t.fact_rows,
+        queries: t.queries,
+        planned_rows: t.planned_rows,
+        periods_present: t.periods_present.as_ref().map(|p| p.iter().collect()),
+        measures,
+    })
+}
+
+/// A base measure column's kind and decimal scale; `None` for member sets, which only
+/// cuboids hold.
+fn base_kind(m: &MeasureColumn) -> Option<(&'static str, Option<i8>)> {
+    match m {
+        MeasureColumn::Decimal64 { scale, .. } => Some(("decimal64", Some(*scale))),
+        MeasureColumn::Decimal { scale, .. } => Some(("decimal", Some(*scale))),
+        MeasureColumn::Count(_) => Some(("count", None)),
+        MeasureColumn::DistinctValues(_) => Some(("values", None)),
+        MeasureColumn::Distinct(_) => None,
+    }
+}
+
+/// A `UInt32` code column per key (named as its dimension), then `period`; then a column per
+/// measure (named as the measure): Int64 (null where not valid; the scale is in the
+/// manifest), Decimal128 (null where not valid), UInt64, or UInt32 values (null for none).
+fn base_columns(
+    model: &Model,
+    fact: usize,
+    t: &BaseTable,
+) -> std::result::Result<Columns, ArrowError> {
+    let mut columns = Columns::rows(t.len());
+    let direct = &model.facts[fact].direct;
+    for (k, codes) in t.codes.iter().enumerate() {
+        let name = match direct.get(k) {
+            _ if k + 1 == t.codes.len() => "period".to_string(),
+            Some(d) => model.dimensions[*d].name.clone(),
+            None => format!("key-{k}"),
+        };
+        columns = columns.push(&name, Arc::new(UInt32Array::from(codes.clone())), false);
+    }
+    for (id, m) in t.measure_ids.iter().zip(&t.measures) {
+        let name = model
+            .measures
+            .get(*id)
+            .map_or("measure", |m| m.name.as_str());
+        columns = match m {
+            MeasureColumn::Decimal64 { values, valid, .. } => {
+                let nulls = Some(NullBuffer::from(valid.clone()));
+                let array = Int64Array::try_new(ScalarBuffer::from(values.clone()), nulls)?;
+                columns.push(name, Arc::new(array), true)
+            }
+            MeasureColumn::Decimal {
+                values,
+                valid,
+                scale,
+            } => {
+                let nulls = Some(NullBuffer::from(valid.clone()));
+                let array = Decimal128Array::try_new(ScalarBuffer::from(values.clone()), nulls)?
+                    .with_precision_and_scale(38, *scale)?;
+                columns.push(name, Arc::new(array), true)
+            }
+            MeasureColumn::Count(v) => {
+                columns.push(name, Arc::new(UInt64Array::from(v.clone())), false)
+            }
+            MeasureColumn::DistinctValues(v) => {
+                let array: UInt32Array = v.iter().map(|x| (*x != NO_VALUE).then_some(*x)).collect();
+                columns.push(name, Arc::new(array), true)
+            }
+            // Refused by the caller.
+            MeasureColumn::Distinct(_) => columns,
+        };
+    }
+    Ok(columns)
+}
+
+/// A fact's base: its parts, and the periods the manifest records.
+fn read_base(folder: &Folder, e: &BaseEntry) -> Result<FactBase> {
+    let parts = e
+        .parts
+        .iter()
+        .map(|p| read_base_part(folder, p))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(FactBase::new(parts, e.periods.iter().copied().collect()))
+}
+
+fn read_base_part(folder: &Folder, p: &BasePart) -> Result<BaseTable> {
+    let path = folder.path(&p.file);
+    let batch = folder.batch(&p.file)?;
+    if batch.num_rows() != p.rows || batch.num_columns() != p.keys + p.measures.len() {
+        return Err(bad(
+            &path,
+            format!(
+                "does not hold the {} rows and {} columns of its manifest entry",
+                p.rows,
+                p.keys + p.measures.len()
+            ),
+        ));
+    }
+    let codes = (0..p.keys)
+        .map(|k| col::<UInt32Array>(&batch, k, &path).map(|a| a.values().to_vec()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut specs = Vec::new();
+    let mut measures = Vec::new();
+    for (j, m) in p.measures.iter().enumerate() {
+        specs.push(MeasureSpec {
+            agg: manifest::agg(&path, &m.agg)?,
+            semi: m.semi,
+        });
+        measures.push(read_base_measure(&batch, p.keys + j, m, &path)?);
+    }
+    Ok(BaseTable {
+        codes,
+        measure_ids: p.measures.iter().map(|m| m.id).collect(),
+        specs,
+        measures,
+        fact_rows: p.fact_rows,
+        queries: p.queries,
+        sorted_by: p.sorted_by,
+        planned_rows: p.planned_rows,
+        periods_present: p
+            .periods_present
+            .as_ref()
+            .map(|v| v.iter().copied().collect()),
+    })
+}
+
+fn read_base_measure(
+    batch: &RecordBatch,
+    i: usize,
+    m: &BaseMeasure,
+    path: &Path,
+) -> Result<MeasureColumn> {
+    let valid = |a: &dyn Array| (0..a.len()).map(|r| a.is_valid(r)).collect();
+    let no_scale = || bad(path, format!("measure column {i} has no scale"));
+    Ok(match m.kind.as_str() {
+        "decimal64" => {
+            let a: &Int64Array = col(batch, i, path)?;
+            MeasureColumn::Decimal64 {
+                values: a.values().to_vec(),
+                valid: valid(a),
+                scale: m.scale.ok_or_else(no_scale)?,
+            }
+        }
+        "decimal" => {
+            let a: &Decimal128Array = col(batch, i, path)?;
+            if m.scale != Some(a.scale()) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "measure column {i} has scale {} where the manifest says {:?}",
+                        a.scale(),
+                        m.scale
+                    ),
+                ));
+            }
+            MeasureColumn::Decimal {
+                values: a.values().to_vec(),
+                valid: valid(a),
+                scale: a.scale(),
+            }
+        }
+        "count" => MeasureColumn::Count(col::<UInt64Array>(batch, i, path)?.values().to_vec()),
+        "values" => {
+            let a: &UInt32Array = col(batch, i, path)?;
+            MeasureColumn::DistinctValues(a.iter().map(|v| v.unwrap_or(NO_VALUE)).collect())
+        }
         other => {
             return Err(bad(
                 path,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use lattice_defs::model::{LevelRef, TimeGrain};
+use lattice_defs::model::{Agg, LevelRef, TimeGrain};
 use serde::{Deserialize, Serialize};
 
 use super::{FORMAT_VERSION, KNOWN_VERSIONS, bad};
@@ -37,6 +37,8 @@ pub(super) struct Manifest {
     /// Per dimension: its key encoding (`null` for the time dimension).
     pub dimensions: Vec<Option<Dimension>>,
     pub cuboids: Vec<CuboidEntry>,
+    /// Per fact: its base rows (`null`: not kept); empty when the cube keeps none.
+    pub bases: Vec<Option<BaseEntry>>,
     /// Every other file of the folder, by name.
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -91,6 +93,51 @@ pub(super) struct CuboidEntry {
     pub kinds: Vec<String>,
     pub parent: Option<usize>,
     pub cells: usize,
+}
+
+/// One fact's base rows: its parts (one for a fact read whole, one per range of periods for
+/// a fact read a range at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct BaseEntry {
+    /// The finest-time periods the fact has rows in (kept, not recomputed from the parts: for
+    /// a fact read a range at a time they come from its counts by period).
+    pub periods: Vec<u32>,
+    pub parts: Vec<BasePart>,
+}
+
+/// One base table: its file and what its columns are. The file holds `keys` code columns
+/// (the fact's dimensions, then the period), then a column per measure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct BasePart {
+    pub file: String,
+    pub rows: usize,
+    /// Code columns, the period's included.
+    pub keys: usize,
+    /// The key column the rows are in the order of (then by period).
+    pub sorted_by: Option<usize>,
+    /// Rows of raw facts read for it.
+    pub fact_rows: u64,
+    /// Queries the raw facts were read with.
+    pub queries: usize,
+    /// Set for the header of a fact read a range at a time (never on a kept part, but kept
+    /// if set, so the table reads back equal).
+    pub planned_rows: Option<u64>,
+    pub periods_present: Option<Vec<u32>>,
+    pub measures: Vec<BaseMeasure>,
+}
+
+/// One measure column of a base table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct BaseMeasure {
+    pub id: usize,
+    /// `sum`, `count`, `min`, `max` or `distinct`.
+    pub agg: String,
+    /// Semi-additive: only closing-period rows count.
+    pub semi: bool,
+    /// `decimal64`, `decimal`, `count` or `values`.
+    pub kind: String,
+    /// The decimal scale of a `decimal64` or `decimal` column.
+    pub scale: Option<i8>,
 }
 
 /// A file's size and sha256 (lowercase hex).
@@ -149,6 +196,21 @@ pub(super) fn level_ref([dim, level]: [usize; 2]) -> LevelRef {
 
 pub(super) fn grain_name(g: TimeGrain) -> String {
     g.name().to_string()
+}
+
+pub(super) fn agg_name(agg: Agg) -> String {
+    match agg {
+        Agg::Sum => "sum",
+        Agg::Count => "count",
+        Agg::Min => "min",
+        Agg::Max => "max",
+        Agg::Distinct => "distinct",
+    }
+    .to_string()
+}
+
+pub(super) fn agg(path: &Path, name: &str) -> Result<Agg> {
+    Agg::parse(name).ok_or_else(|| bad(path, format!("unknown aggregation '{name}'")))
 }
 
 pub(super) fn grain(path: &Path, name: &str) -> Result<TimeGrain> {

@@ -5,21 +5,25 @@
 //! (a NULL cell, extreme values), counts, distinct member sets, a semi-additive balance, a
 //! metric band with per-month codes, an integer key dimension with a dense range, a text key
 //! dimension, parent maps with and without a single ancestor, a cuboid without levels and an
-//! empty one.
+//! empty one; and base rows: a fact kept in two ranges of periods (64-bit decimals with NULLs,
+//! counts, distinct values with rows of none, a row of no period) and one kept whole (128-bit
+//! decimals).
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use lattice_defs::Model;
-use lattice_defs::model::{LevelRef, TimeGrain};
+use lattice_defs::model::{Agg, LevelRef, TimeGrain};
 use roaring::RoaringBitmap;
 use serde_json::{Value, json};
 
 use super::{MANIFEST, read, write};
 use crate::error::EngineError;
+use crate::store::base::{BaseTable, FactBase, MeasureSpec};
 use crate::store::encoding::{DimCodes, Encoding, KeyValue, MetricCodes};
+use crate::store::time::NO_PERIOD;
 use crate::store::time::TimeAxis;
-use crate::store::{Cube, CubeIndex, Cuboid, LevelDict, MeasureColumn};
+use crate::store::{Cube, CubeIndex, Cuboid, LevelDict, MeasureColumn, NO_VALUE};
 
 const YAML: &str = r#"
 version: 1
@@ -201,6 +205,82 @@ fn cuboids(model: &Model) -> Vec<Cuboid> {
     ]
 }
 
+fn spec(agg: Agg, semi: bool) -> MeasureSpec {
+    MeasureSpec { agg, semi }
+}
+
+/// The base rows of both facts: transactions (customer, channel, period) in two ranges of
+/// periods, sorted by customer then period as the build sorts them; balances (customer,
+/// period) whole.
+fn bases(model: &Model) -> Vec<Option<FactBase>> {
+    let m = |n: &str| model.measure(n).unwrap();
+    let txn_ids = vec![m("amount"), m("txn_count"), m("customers")];
+    let txn_specs = vec![
+        spec(Agg::Sum, false),
+        spec(Agg::Count, false),
+        spec(Agg::Distinct, false),
+    ];
+    let first = BaseTable {
+        codes: vec![vec![0, 0, 1, 3], vec![1, 2, 0, 3], vec![0, 1, 0, 1]],
+        measure_ids: txn_ids.clone(),
+        specs: txn_specs.clone(),
+        measures: vec![
+            // A NULL row keeps the value under it; extremes of i64 survive.
+            MeasureColumn::Decimal64 {
+                values: vec![12_500, 99, i64::MAX, i64::MIN],
+                valid: vec![true, false, true, true],
+                scale: 2,
+            },
+            MeasureColumn::Count(vec![2, 1, u64::MAX, 0]),
+            MeasureColumn::DistinctValues(vec![0, NO_VALUE, 1, 3]),
+        ],
+        fact_rows: 7,
+        queries: 1,
+        sorted_by: Some(0),
+        planned_rows: None,
+        periods_present: None,
+    };
+    let second = BaseTable {
+        codes: vec![vec![1, 2], vec![2, 0], vec![2, NO_PERIOD]],
+        measure_ids: txn_ids,
+        specs: txn_specs,
+        measures: vec![
+            MeasureColumn::Decimal64 {
+                values: vec![-1_250, 0],
+                valid: vec![true, false],
+                scale: 2,
+            },
+            MeasureColumn::Count(vec![3, 1]),
+            MeasureColumn::DistinctValues(vec![NO_VALUE, 2]),
+        ],
+        fact_rows: 4,
+        queries: 1,
+        sorted_by: Some(0),
+        planned_rows: None,
+        periods_present: None,
+    };
+    let balances = BaseTable {
+        codes: vec![vec![0, 1, 2], vec![0, 0, 2]],
+        measure_ids: vec![m("balance")],
+        specs: vec![spec(Agg::Sum, true)],
+        measures: vec![decimal(
+            vec![i128::MAX, 7, i128::MIN],
+            vec![true, false, true],
+            3,
+        )],
+        fact_rows: 3,
+        queries: 1,
+        sorted_by: None,
+        planned_rows: Some(3),
+        periods_present: Some(set([0, 2])),
+    };
+    let mut out: Vec<Option<FactBase>> = model.facts.iter().map(|_| None).collect();
+    out[model.fact("transactions").unwrap()] =
+        Some(FactBase::new(vec![first, second], set([0, 1, 2])));
+    out[model.fact("balances").unwrap()] = Some(FactBase::new(vec![balances], set([0, 2])));
+    out
+}
+
 fn customer_codes() -> DimCodes {
     let key_map = (1..=4)
         .map(|k| (KeyValue::Int(k), (k - 1) as u32))
@@ -293,7 +373,7 @@ fn cube() -> Cube {
         levels: levels(&model),
         cuboids: cuboids(&model),
         encoding: encoding(&model),
-        bases: Vec::new(),
+        bases: bases(&model),
         index,
         model,
     };
@@ -307,6 +387,7 @@ fn assert_same(read: &Cube, written: &Cube) {
     assert_eq!(read.cuboids, written.cuboids);
     assert_eq!(read.index, written.index);
     assert_eq!(read.encoding, written.encoding);
+    assert_eq!(read.bases, written.bases);
 }
 
 /// Writes the cube into `<tempdir>/snap`; returns the temp dir and the cube.
@@ -351,6 +432,11 @@ fn a_snapshot_reads_back_equal() {
         &read(&snap, model(YAML), YAML, &sources(123)).expect("read"),
         &cube,
     );
+    // Each part of each base is a file.
+    let files = entries(&snap);
+    for base in ["base-0-0.arrow", "base-0-1.arrow", "base-1-0.arrow"] {
+        assert!(files.contains(&base.to_string()), "{files:?}");
+    }
     // Only the snapshot remains: no temporary folder.
     assert_eq!(entries(dir.path()), ["snap"]);
 }
@@ -403,15 +489,80 @@ fn an_unknown_version_is_refused_by_number() {
     let (dir, _) = written();
     let path = dir.path().join("snap").join(MANIFEST);
     let text = std::fs::read_to_string(&path).expect("read");
-    let text = text.replacen(
-        "\"format_version\": 2,",
+    let newer = text.replacen(
+        "\"format_version\": 3,",
         "\"format_version\": 7, \"shiny\": [],",
         1,
     );
-    std::fs::write(&path, text).expect("write");
+    std::fs::write(&path, newer).expect("write");
     let error = read_error(dir.path(), YAML);
     assert!(
-        error.contains("format version 7") && error.contains("reads version 2"),
+        error.contains("format version 7") && error.contains("reads version 3"),
+        "{error}"
+    );
+    // Version 2 kept no base rows: refused the same way, so that it is rebuilt.
+    let older = text.replacen("\"format_version\": 3,", "\"format_version\": 2,", 1);
+    std::fs::write(&path, older).expect("write");
+    let error = read_error(dir.path(), YAML);
+    assert!(
+        error.contains("format version 2") && error.contains("reads version 3"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_cube_without_base_rows_reads_back_without_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let snap = dir.path().join("snap");
+    let mut cube = cube();
+    cube.bases = Vec::new();
+    write(&cube, YAML, &sources(123), &snap).expect("write");
+    assert!(!entries(&snap).iter().any(|f| f.starts_with("base-")));
+    let back = read(&snap, model(YAML), YAML, &sources(123)).expect("read");
+    assert!(back.bases.is_empty());
+    assert_same(&back, &cube);
+
+    // One fact's base kept, the other's not: `null` in the manifest, `None` read back.
+    let mut cube = self::cube();
+    cube.bases[model(YAML).fact("balances").unwrap()] = None;
+    write(&cube, YAML, &sources(123), &snap).expect("write");
+    assert_eq!(
+        entries(&snap)
+            .into_iter()
+            .filter(|f| f.starts_with("base-"))
+            .collect::<Vec<_>>(),
+        ["base-0-0.arrow", "base-0-1.arrow"]
+    );
+    assert_same(
+        &read(&snap, model(YAML), YAML, &sources(123)).expect("read"),
+        &cube,
+    );
+}
+
+#[test]
+fn a_base_file_unlike_its_manifest_entry_is_refused_by_name() {
+    let (dir, _) = written();
+    let path = dir.path().join("snap").join(MANIFEST);
+    let text = std::fs::read_to_string(&path).expect("read");
+    let mut manifest: Value = serde_json::from_str(&text).expect("json");
+    let part = &mut manifest["bases"][0]["parts"][1];
+    assert_eq!(part["file"], "base-0-1.arrow");
+    assert_eq!(part["rows"], 2);
+    part["rows"] = json!(3);
+    std::fs::write(&path, manifest.to_string()).expect("write");
+    let error = read_error(dir.path(), YAML);
+    assert!(
+        error.contains("base-0-1.arrow") && error.contains("does not hold the 3 rows"),
+        "{error}"
+    );
+
+    // A column of another type than its kind says.
+    manifest["bases"][0]["parts"][1]["rows"] = json!(2);
+    manifest["bases"][0]["parts"][1]["measures"][1]["kind"] = json!("values");
+    std::fs::write(&path, manifest.to_string()).expect("write");
+    let error = read_error(dir.path(), YAML);
+    assert!(
+        error.contains("base-0-1.arrow") && error.contains("column 4 is missing or not"),
         "{error}"
     );
 }
@@ -438,7 +589,7 @@ fn the_manifest_records_the_sources_as_given() {
     let (dir, _) = written();
     let text = std::fs::read_to_string(dir.path().join("snap").join(MANIFEST)).expect("read");
     let manifest: Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(manifest["format_version"], 2);
+    assert_eq!(manifest["format_version"], 3);
     assert_eq!(manifest["sources"], sources(123));
 }
 
