@@ -17,9 +17,9 @@ use crate::audit::{NoteSlot, note};
 use crate::auth::Access;
 use crate::error::{ApiError, ErrorResponse};
 use crate::info::{BuildInfo, CubeInfo};
-use lattice_engine::build::select::Learned;
 use crate::metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Scrape};
 use crate::registry::{ReloadOutcome, lock};
+use lattice_engine::build::select::Learned;
 
 /// `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]

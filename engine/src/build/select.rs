@@ -239,7 +239,10 @@ pub(crate) fn choose(
                         ),
                     );
                     let fits = used + p.est_bytes <= budget;
-                    if fits && reachable(&p.levels) && !chosen.iter().any(|c| same(&c.levels, &p.levels)) {
+                    if fits
+                        && reachable(&p.levels)
+                        && !chosen.iter().any(|c| same(&c.levels, &p.levels))
+                    {
                         used += p.est_bytes;
                         chosen.push(p);
                     }

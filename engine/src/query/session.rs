@@ -20,12 +20,12 @@ use roaring::RoaringBitmap;
 
 use super::answer::Answer;
 use super::base::BasePath;
-use super::missed::MissLog;
 use super::cache::QueryCache;
 use super::drill::{DrillAnswer, DrillQuery, drill_through_restricted};
 use super::error::QueryError;
 use super::exec::execute_restricted;
 use super::fallback::FallbackData;
+use super::missed::MissLog;
 use super::spec::Query;
 use super::visible::{VisibleCache, visible};
 use crate::access::{Access, Applied, MemberView, apply};
