@@ -1123,3 +1123,60 @@ async fn shutdown_finishes_the_requests_in_flight() {
         "still accepting after shutdown"
     );
 }
+
+/// Learning from the workload: a question no cuboid answers is recorded with its group-by and
+/// shown to an admin; the next build of the cube (here, a PUT of a changed definition) adds a
+/// cuboid for it, says so, and the same question is then answered from that cuboid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_adds_cuboids_for_the_questions_no_cuboid_answered() {
+    let srv = start(|c| c.cache_entries = 0).await;
+    let q = json!({"measures": ["fee_income"],
+        "rows": ["manager.manager", "channel.channel"], "columns": ["customer.education"],
+        "filters": [{"level": "product.category", "op": "eq", "value": "card"}]});
+    let first = srv.query(&q).await.json();
+    assert_ne!(first["meta"]["source"], "cuboid", "{}", first["meta"]);
+    srv.query(&q).await;
+    let meta = srv.get("/v1/cubes/bank_crm").await.json();
+    let missed = meta["missed"].as_array().expect("missed");
+    let want = json!([
+        "customer.education",
+        "manager.manager",
+        "product.category",
+        "channel.channel"
+    ]);
+    let mine = missed
+        .iter()
+        .find(|m| {
+            let mut got: Vec<&Value> = m["levels"].as_array().expect("levels").iter().collect();
+            let mut w: Vec<&Value> = want.as_array().expect("want").iter().collect();
+            got.sort_by_key(|v| v.to_string());
+            w.sort_by_key(|v| v.to_string());
+            got == w
+        })
+        .unwrap_or_else(|| panic!("the question's group-by is not recorded: {missed:?}"));
+    assert_eq!(mine["fact"], "transactions");
+    assert_eq!(mine["questions"], 2);
+    assert!(mine["cost_ms"].as_f64().expect("cost") > 0.0);
+
+    let done = srv.put_definition("bank_crm", &two_age_bands()).await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let meta = srv.get("/v1/cubes/bank_crm").await.json();
+    let learned = meta["build"]["learned"].as_array().expect("learned");
+    assert!(
+        learned
+            .iter()
+            .any(|l| l["fact"] == "transactions" && l["questions"] == 2),
+        "{learned:?}"
+    );
+    let again = srv.query(&q).await.json();
+    assert_eq!(again["meta"]["source"], "cuboid", "{}", again["meta"]);
+    assert_eq!(again["rows"], first["rows"]);
+    // The new snapshot has answered nothing without a cuboid yet.
+    let meta = srv.get("/v1/cubes/bank_crm").await.json();
+    assert!(
+        meta["missed"].as_array().is_some_and(Vec::is_empty),
+        "{}",
+        meta["missed"]
+    );
+    srv.stop().await;
+}
