@@ -15,10 +15,14 @@ use crate::build::select::Learned;
 /// Distinct group-bys kept at most; questions of others are not counted once it is full.
 const MAX_GROUP_BYS: usize = 4096;
 
-/// The questions of one dataset that no cuboid answered.
+/// A group-by: a fact and the levels (sorted) a question grouped or filtered it by.
+type GroupBy = (FactId, Vec<LevelRef>);
+
+/// The questions of one dataset that no cuboid answered: per group-by, how many and their
+/// time in all.
 #[derive(Debug, Default)]
 pub(crate) struct MissLog {
-    entries: Mutex<HashMap<(FactId, Vec<LevelRef>), (u64, Duration)>>,
+    entries: Mutex<HashMap<GroupBy, (u64, Duration)>>,
 }
 
 impl MissLog {
