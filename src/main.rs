@@ -700,12 +700,16 @@ fn build(
         .map(|(n, d)| format!("{n} {:.2}s", d.as_secs_f64()))
         .collect();
     println!(
-        "built cube '{}' in {secs:.2} s ({}): {} cuboids, {} cells, {:.1} MB",
+        "built cube '{}' in {secs:.2} s ({}): {} cuboids, {} cells, {:.1} MB; base rows kept: {}, {:.1} MB",
         model.name,
         stages.join(", "),
         cube.cuboids.len(),
         cube.cuboids.iter().map(|c| c.len()).sum::<usize>(),
-        cube.memory_bytes() as f64 / 1e6
+        cube.memory_bytes() as f64 / 1e6,
+        (0..model.facts.len())
+            .map(|f| cube.base_rows(f))
+            .sum::<usize>(),
+        cube.base_bytes() as f64 / 1e6
     );
     if let (Some((root, keep)), Some((text, sources))) = (snapshots, snapshot_of) {
         let started = Instant::now();
