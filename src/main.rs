@@ -964,9 +964,14 @@ fn build_all(
             Err(lattice_server::BuildError::Invalid(diags)) => return Ok(Err(report(&diags))),
             Err(e) => return Err(e.into()),
         };
-        let how = match (&built.origin.snapshot, built.origin.loaded) {
-            (Some(s), true) => format!("loaded cube '{}' from {}", built.data.model.name, s.dir),
-            _ => format!("built cube '{}'", built.data.model.name),
+        let name = &built.data.model.name;
+        let how = match (&built.origin.snapshot, built.origin.how) {
+            (Some(s), lattice_server::How::Loaded) => format!("loaded cube '{name}' from {}", s.dir),
+            (_, lattice_server::How::Refreshed) => format!(
+                "refreshed cube '{name}' with the new files ({} fact rows read)",
+                built.fact_rows
+            ),
+            _ => format!("built cube '{name}'"),
         };
         eprintln!(
             "{how} in {:.1} s: {} cuboids, {:.1} MB",

@@ -70,6 +70,26 @@ pub async fn open_with_report(
     Ok((data, report))
 }
 
+/// Refreshes `prior` with the new rows of `delta` ([`build::refresh`]) and opens the cube over
+/// `sources` (all the files) as [`open()`] does; why it cannot, when it cannot.
+pub async fn open_refreshed(
+    model: &lattice_defs::Model,
+    prior: &store::Cube,
+    delta: &Sources,
+    sources: &Sources,
+    options: &BuildOptions,
+) -> Result<std::result::Result<(Dataset, BuildReport), build::refresh::NotIncremental>> {
+    let (cube, report) =
+        match build::refresh::refresh_cube_with_report(model, prior, delta, options).await? {
+            Ok(done) => done,
+            Err(not) => return Ok(Err(not)),
+        };
+    let data = search::check_definition_searches(Dataset::new(cube, Some(sources)))
+        .await
+        .map_err(EngineError::Definition)?;
+    Ok(Ok((data, report)))
+}
+
 /// A cube read back from a snapshot (`store::snapshot`), opened over its `sources` as
 /// [`open()`] opens a cube it built: the definition's saved searches are checked against it.
 pub async fn open_cube(cube: store::Cube, sources: &Sources) -> Result<Dataset> {

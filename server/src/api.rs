@@ -98,6 +98,7 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         endpoint::<query::__path_drillthrough, _, _>(query::drillthrough),
         endpoint::<routes::__path_get_definition, _, _>(routes::get_definition),
         endpoint::<reload::__path_put_definition, _, _>(reload::put_definition),
+        endpoint::<reload::__path_refresh_cube, _, _>(reload::refresh_cube),
         endpoint::<analytics::__path_abnormal_route, _, _>(analytics::abnormal_route),
         endpoint::<analytics::__path_migration_route, _, _>(analytics::migration_route),
         endpoint::<analytics::__path_migration_drill_route, _, _>(analytics::migration_drill_route),

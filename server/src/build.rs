@@ -56,12 +56,35 @@ pub struct LearnedCuboid {
 /// How a served cube was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// Read from a snapshot rather than built from the sources.
-    pub loaded: bool,
+    pub how: How,
+    /// Why a refresh could not be applied and the cube was built in full instead.
+    pub rebuilt_because: Option<String>,
     /// When it was made: built (seconds since the Unix epoch), or its snapshot written.
     pub made_at: u64,
     /// The snapshot it was read from, or the one written after the build.
     pub snapshot: Option<SnapshotRef>,
+}
+
+/// How a cube came to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// Built from all the sources.
+    Built,
+    /// Read from a snapshot of the same definition and sources.
+    Loaded,
+    /// An earlier cube with the files added since it was made
+    /// (`lattice_engine::build::refresh`).
+    Refreshed,
+}
+
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Built => "built",
+            How::Loaded => "loaded",
+            How::Refreshed => "refreshed",
+        }
+    }
 }
 
 /// Where a server keeps its snapshots, and how many versions of each cube.
@@ -147,7 +170,8 @@ pub async fn build_model(
         seconds: started.elapsed().as_secs_f64(),
         fact_rows: report.fact_rows.iter().sum(),
         origin: Origin {
-            loaded: false,
+            how: How::Built,
+            rebuilt_because: None,
             made_at: crate::registry::unix_now(),
             snapshot: None,
         },
@@ -182,15 +206,68 @@ pub async fn build_or_load(
     if let Some(built) = load_snapshot(&model, &yaml, &cube_dir, &recorded, &fingerprints).await? {
         return Ok(built);
     }
-    let mut built = build_model(model, yaml, options).await?;
+    let mut built = match refresh_snapshot(&model, &yaml, &cube_dir, &fingerprints, options).await?
+    {
+        Ok(built) => built,
+        Err(why) => {
+            let mut built = build_model(model, yaml, options).await?;
+            built.origin.rebuilt_because = why;
+            built
+        }
+    };
     built.sources = fingerprints;
+    write_snapshot(&mut built, snapshots, &cube_dir, &recorded, serving);
+    Ok(built)
+}
+
+/// `prior` (the cube serving, made from sources with the fingerprints `before`) brought up to
+/// date with its source files as they are now: refreshed with the added files ([`refresh`]),
+/// else built in full, saying why; then written as a new snapshot when `snapshots` is given.
+pub async fn refresh_or_build(
+    model: Model,
+    yaml: String,
+    options: &BuildOptions,
+    snapshots: Option<&Snapshots>,
+    serving: Option<&Path>,
+    prior: &lattice_engine::store::Cube,
+    before: &[SourceFingerprint],
+) -> Result<Built, BuildError> {
+    let now = load::fingerprint(&model);
+    let mut built = match refresh(&model, &yaml, prior, before, &now, options).await? {
+        Ok(built) => built,
+        Err(why) => {
+            tracing::info!(cube = %model.name, reason = %why, "cannot refresh; building in full");
+            let mut built = build_model(model, yaml, options).await?;
+            built.origin.rebuilt_because = Some(why);
+            built.sources = now.clone();
+            built
+        }
+    };
+    if let Some(snapshots) = snapshots {
+        let recorded = serde_json::to_value(&now)
+            .map_err(|e| EngineError::Internal(format!("source fingerprints as JSON: {e}")))?;
+        let cube_dir = snapshots.dir.join(&built.data.model.name);
+        write_snapshot(&mut built, snapshots, &cube_dir, &recorded, serving);
+    }
+    Ok(built)
+}
+
+/// Writes `built` as a new version in `cube_dir` and records it in its origin; a snapshot
+/// that cannot be written is logged, and the cube serves without one.
+fn write_snapshot(
+    built: &mut Built,
+    snapshots: &Snapshots,
+    cube_dir: &Path,
+    recorded: &serde_json::Value,
+    serving: Option<&Path>,
+) {
     let started = Instant::now();
     let name = &built.data.model.name;
     match versions::write_version(
         built.data.cube(),
         &built.yaml,
-        &recorded,
-        &cube_dir,
+        recorded,
+        cube_dir,
         snapshots.keep,
         serving,
     ) {
@@ -210,7 +287,94 @@ pub async fn build_or_load(
             tracing::warn!(cube = %name, dir = %cube_dir.display(), error = %e, "cannot write the snapshot; serving the built cube without one");
         }
     }
-    Ok(built)
+}
+
+/// The newest snapshot of the definition in `cube_dir` (over whatever sources), refreshed
+/// with the files added since; `Err` with why not (logged) when there is none, or its
+/// sources changed otherwise than by added files, or the refresh cannot apply them.
+async fn refresh_snapshot(
+    model: &Model,
+    yaml: &str,
+    cube_dir: &Path,
+    fingerprints: &[SourceFingerprint],
+    options: &BuildOptions,
+) -> Result<Result<Built, Option<String>>, BuildError> {
+    let search = match versions::find_newest(cube_dir, model, yaml, None) {
+        Ok(search) => search,
+        Err(_) => return Ok(Err(None)),
+    };
+    let Some(found) = search.found else {
+        return Ok(Err(None));
+    };
+    let before: Vec<SourceFingerprint> = match serde_json::from_value(found.sources.clone()) {
+        Ok(before) => before,
+        Err(e) => {
+            let why = format!("its recorded sources cannot be read ({e})");
+            tracing::info!(cube = %model.name, version = %found.version, reason = %why, "snapshot not refreshed; building");
+            return Ok(Err(Some(why)));
+        }
+    };
+    let refreshed = refresh(model, yaml, &found.cube, &before, fingerprints, options).await?;
+    match &refreshed {
+        Ok(built) => {
+            tracing::info!(cube = %model.name, from = %found.version, seconds = built.seconds, fact_rows = built.fact_rows, "refreshed snapshot with the new files")
+        }
+        Err(why) => {
+            tracing::info!(cube = %model.name, version = %found.version, reason = %why, "snapshot cannot be refreshed; building in full")
+        }
+    }
+    Ok(refreshed.map_err(Some))
+}
+
+/// `prior` (a cube of `model`, made from sources with the fingerprints `before`) refreshed
+/// with the files added since (`now`): only those are read (`lattice_engine::build::refresh`).
+/// `Err` says why the change cannot be refreshed: the caller builds in full.
+pub async fn refresh(
+    model: &Model,
+    yaml: &str,
+    prior: &lattice_engine::store::Cube,
+    before: &[SourceFingerprint],
+    now: &[SourceFingerprint],
+    options: &BuildOptions,
+) -> Result<Result<Built, String>, BuildError> {
+    let started = Instant::now();
+    let added = match load::added_files(model, before, now) {
+        Ok(added) => added,
+        Err(why) => return Ok(Err(why)),
+    };
+    let engine = |e: EngineError| match e {
+        EngineError::Definition(diags) => BuildError::Invalid(diags),
+        e => e.into(),
+    };
+    let delta = load::load_delta(model, &added).await.map_err(engine)?;
+    // All the files, for the questions that go to DataFusion and the allocations' tables.
+    let sources = load::load(model).await.map_err(engine)?;
+    let (data, report) =
+        match lattice_engine::open_refreshed(model, prior, &delta, &sources, options)
+            .await
+            .map_err(engine)?
+        {
+            Ok(done) => done,
+            Err(not) => return Ok(Err(not.0)),
+        };
+    let read: u64 = report.fact_rows.iter().sum::<u64>()
+        - (0..model.facts.len())
+            .map(|f| prior.base_fact_rows(f))
+            .sum::<u64>();
+    Ok(Ok(Built {
+        data,
+        yaml: yaml.to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        fact_rows: read,
+        origin: Origin {
+            how: How::Refreshed,
+            rebuilt_because: None,
+            made_at: crate::registry::unix_now(),
+            snapshot: None,
+        },
+        sources: now.to_vec(),
+        learned: Vec::new(),
+    }))
 }
 
 /// The newest matching snapshot in `cube_dir`, opened over the sources; `None` (logged) when
@@ -223,7 +387,7 @@ async fn load_snapshot(
     fingerprints: &[SourceFingerprint],
 ) -> Result<Option<Built>, BuildError> {
     let started = Instant::now();
-    let search = match versions::find_newest(cube_dir, model, yaml, recorded) {
+    let search = match versions::find_newest(cube_dir, model, yaml, Some(recorded)) {
         Ok(search) => search,
         Err(e) => {
             tracing::warn!(cube = %model.name, dir = %cube_dir.display(), error = %e, "cannot look for snapshots; building");
@@ -265,7 +429,8 @@ async fn load_snapshot(
         seconds,
         fact_rows: 0,
         origin: Origin {
-            loaded: true,
+            how: How::Loaded,
+            rebuilt_because: None,
             made_at: unix_secs(found.written_at),
             snapshot: Some(SnapshotRef {
                 version: found.version,

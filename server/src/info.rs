@@ -17,8 +17,16 @@ pub struct CubeInfo {
     /// Absent for a scoped principal: the cube's size counts every customer's data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildInfo>,
-    /// How the serving cube was made: `built` from the sources, or `loaded` from a snapshot.
+    /// How the serving cube was made: `built` from the sources, `loaded` from a snapshot, or
+    /// `refreshed`: an earlier cube with the files added since.
     pub origin: &'static str,
+    /// Why the files that changed could not be refreshed, when a refresh was asked for and
+    /// the cube was built in full instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuilt_because: Option<String>,
+    /// The first and last period of the cube's finest time level (absent without time data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub periods: Option<Periods>,
     /// When it was made: built, or its snapshot written; seconds since the Unix epoch.
     pub made_at: u64,
     /// The snapshot it was loaded from, or the one written after its build; absent when the
@@ -32,6 +40,35 @@ pub struct CubeInfo {
     pub dimensions: Vec<DimensionInfo>,
     pub measures: Vec<MeasureInfo>,
     pub facts: Vec<FactInfo>,
+}
+
+/// The periods a cube covers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Periods {
+    /// `time.month`, say.
+    pub level: String,
+    pub first: String,
+    pub last: String,
+}
+
+/// The periods `cube` covers, by its finest time level.
+fn periods(cube: &Dataset) -> Option<Periods> {
+    let model = &cube.model;
+    let t = model.time_dimension()?;
+    let finest = *model.dimensions[t].hierarchy.last()?;
+    let level = lattice_defs::model::LevelRef {
+        dim: t,
+        level: finest,
+    };
+    let members = cube.cube().members(level);
+    // The axis's periods, then `unknown`.
+    let periods = members.len().checked_sub(1).filter(|n| *n > 0)?;
+    let name = |c: usize| cube.cube().member_name(level, c as u32).to_string();
+    Some(Periods {
+        level: model.level_name(level),
+        first: name(0),
+        last: name(periods - 1),
+    })
 }
 
 /// What the build of a snapshot did.
@@ -125,7 +162,9 @@ impl CubeInfo {
             description: model.description.clone(),
             version: cube.version,
             build: Some(build),
-            origin: if origin.loaded { "loaded" } else { "built" },
+            origin: origin.how.as_str(),
+            rebuilt_because: origin.rebuilt_because.clone(),
+            periods: periods(cube),
             made_at: origin.made_at,
             snapshot: origin.snapshot.clone(),
             sources: Some(sources),

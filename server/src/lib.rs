@@ -78,7 +78,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 pub use build::{
-    Built, Origin, Snapshots, build_definition, build_definition_with, build_or_load_definition,
+    Built, How, Origin, Snapshots, build_definition, build_definition_with,
+    build_or_load_definition,
 };
 pub use config::{Config, Limits};
 pub use error::{ApiError, BuildError};

@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use lattice_engine::query::Dataset;
+use lattice_engine::source::load::SourceFingerprint;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -62,7 +63,8 @@ impl Snapshot {
 pub struct ReloadOutcome {
     /// Seconds since the Unix epoch.
     pub at: u64,
-    /// `put` (a request) or `file` (an edit on disk).
+    /// `put` (a request), `file` (an edit on disk), `refresh` (a request to refresh) or
+    /// `sources` (the watcher saw the source files change).
     pub trigger: &'static str,
     pub ok: bool,
     /// The snapshot now serving when it went well.
@@ -90,6 +92,18 @@ pub struct Slot {
     pub last_reload: Mutex<Option<ReloadOutcome>>,
     /// The file as the watcher last saw it.
     pub seen: Mutex<Option<FileStamp>>,
+    /// The sources as the watcher last saw them, and as it last refreshed the cube for.
+    pub sources_seen: Mutex<SourcesSeen>,
+}
+
+/// What the watcher knows of a cube's source files.
+#[derive(Debug, Default)]
+pub struct SourcesSeen {
+    /// Their fingerprints at the last tick: a change is acted on once it holds for a tick
+    /// (a file still being written is not read).
+    pub last: Option<Vec<SourceFingerprint>>,
+    /// The fingerprints a refresh was last started for (not started again if it failed).
+    pub tried: Option<Vec<SourceFingerprint>>,
 }
 
 impl Slot {
@@ -100,6 +114,7 @@ impl Slot {
             path,
             current: ArcSwap::from_pointee(snapshot),
             last_reload: Mutex::new(None),
+            sources_seen: Mutex::new(SourcesSeen::default()),
             seen: Mutex::new(seen),
         }
     }

@@ -135,6 +135,119 @@ pub(crate) async fn put_definition(
     }
 }
 
+/// `POST .../refresh`: what it did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefreshOutcome {
+    pub cube: String,
+    /// `up_to_date` (no source file changed: nothing done), `refreshed` (only the added
+    /// files were read) or `rebuilt` (built in full: `rebuilt_because` says why).
+    pub status: &'static str,
+    /// The snapshot serving now.
+    pub version: u64,
+    /// The snapshot it replaced (none when up to date).
+    pub previous_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuilt_because: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildInfo>,
+}
+
+/// Brings a cube up to date with its source files: the files added since it was made (a new
+/// month of transactions, balances and branch costs) are read and merged into it; a change that
+/// cannot be applied so (a file changed or removed, a dimension table changed) builds it in
+/// full. The cube serving now answers until the new one replaces it.
+#[utoipa::path(post, path = "/v1/cubes/{cube}/refresh", tag = "definitions",
+    params(("cube" = String, Path, description = "The cube's name"), PutParams),
+    responses(
+        (status = 200, description = "Up to date, refreshed or rebuilt, and serving", body = RefreshOutcome),
+        (status = 202, description = "Refreshing in the background (`wait=false`)", body = Building),
+        (status = 401, description = "No valid API key or token (with `--auth`)", body = ErrorResponse),
+        (status = 403, description = "The principal lacks the role `admin`", body = ErrorResponse),
+        (status = 404, description = "Unknown cube", body = ErrorResponse),
+        (status = 409, description = "A build of this cube is in progress", body = ErrorResponse),
+        (status = 422, description = "The refresh and the build failed; the cube serving keeps serving", body = ErrorResponse),
+        (status = 429, description = "Too many builds running", body = ErrorResponse),
+    ))]
+pub(crate) async fn refresh_cube(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(cube): Path<String>,
+    params: Result<UrlQuery<PutParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    principal.require_admin("refreshing a cube")?;
+    let UrlQuery(params) = params.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters",
+            format!("{}; expected wait=true|false", e.body_text()),
+        )
+    })?;
+    let Some(slot) = state.registry.get(&cube) else {
+        return Err(ApiError::unknown_cube(&cube, state.registry.names()));
+    };
+    let serving = slot.load();
+    let now = lattice_engine::source::load::fingerprint(&serving.cube.model);
+    if serving.info.sources.as_deref() == Some(now.as_slice()) {
+        return Ok(Json(RefreshOutcome {
+            cube,
+            status: "up_to_date",
+            version: serving.info.version,
+            previous_version: None,
+            rebuilt_because: None,
+            build: None,
+        })
+        .into_response());
+    }
+    let task = start_refresh(&state, &slot, "refresh")?;
+    if params.wait == Some(false) {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(Building {
+                cube,
+                status: "building",
+            }),
+        )
+            .into_response());
+    }
+    let done = match task.await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(join) => return Err(BuildError::Aborted(join.to_string()).into()),
+    };
+    let now = slot.load();
+    Ok(Json(RefreshOutcome {
+        cube,
+        status: match now.info.origin {
+            "refreshed" => "refreshed",
+            _ => "rebuilt",
+        },
+        version: done.version,
+        previous_version: done.previous_version,
+        rebuilt_because: now.info.rebuilt_because.clone(),
+        build: done.build,
+    })
+    .into_response())
+}
+
+/// Starts refreshing `slot`'s cube with its sources' new files (the definition as served).
+pub(crate) fn start_refresh(
+    state: &Arc<AppState>,
+    slot: &Slot,
+    trigger: &'static str,
+) -> Result<JoinHandle<Result<Reloaded, BuildError>>, ApiError> {
+    let serving = slot.load();
+    let text = serving.yaml.clone();
+    start_build(
+        state,
+        &slot.name,
+        text,
+        slot.path.clone(),
+        false,
+        trigger,
+        Some(serving),
+    )
+}
+
 /// A cube name that can be a file name as it is.
 fn valid_file_name(name: &str) -> bool {
     !name.is_empty()
@@ -154,12 +267,32 @@ pub(crate) fn start_reload(
     persist: bool,
     trigger: &'static str,
 ) -> Result<JoinHandle<Result<Reloaded, BuildError>>, ApiError> {
+    start_build(state, name, text, path, persist, trigger, None)
+}
+
+/// [`start_reload`], or, with `prior` (the snapshot serving, of the same text), a refresh of
+/// it with the files added to its sources ([`build::refresh_or_build`]).
+fn start_build(
+    state: &Arc<AppState>,
+    name: &str,
+    text: String,
+    path: Option<PathBuf>,
+    persist: bool,
+    trigger: &'static str,
+    prior: Option<Arc<Snapshot>>,
+) -> Result<JoinHandle<Result<Reloaded, BuildError>>, ApiError> {
     let label = path.as_deref().and_then(FsPath::file_name).map_or_else(
         || format!("{name}.yaml"),
         |f| f.to_string_lossy().into_owned(),
     );
-    let base = base_dir(path.as_deref(), state.config.data_dir.as_deref());
-    let model = build::parse(&text, &label, &base)?;
+    // A refresh builds the definition serving, as it was read (its sources where they were).
+    let model = match &prior {
+        Some(prior) => prior.cube.model.clone(),
+        None => {
+            let base = base_dir(path.as_deref(), state.config.data_dir.as_deref());
+            build::parse(&text, &label, &base)?
+        }
+    };
     if model.name != name {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -217,14 +350,31 @@ pub(crate) fn start_reload(
                 .get(&name)
                 .and_then(|slot| slot.load().info.snapshot.clone())
                 .map(|s| PathBuf::from(s.dir));
-            let built = build::build_or_load(
-                model,
-                text,
-                &options,
-                snapshots.as_ref(),
-                serving.as_deref(),
-            )
-            .await?;
+            let built = match &prior {
+                Some(prior) => {
+                    let before = prior.info.sources.clone().unwrap_or_default();
+                    build::refresh_or_build(
+                        model,
+                        text,
+                        &options,
+                        snapshots.as_ref(),
+                        serving.as_deref(),
+                        prior.cube.cube(),
+                        &before,
+                    )
+                    .await?
+                }
+                None => {
+                    build::build_or_load(
+                        model,
+                        text,
+                        &options,
+                        snapshots.as_ref(),
+                        serving.as_deref(),
+                    )
+                    .await?
+                }
+            };
             if persist && let Some(p) = &path {
                 write_atomically(p, &built.yaml).map_err(|source| BuildError::Persist {
                     path: p.display().to_string(),
@@ -316,6 +466,7 @@ pub(crate) async fn watch(
         }
         for slot in state.registry.slots() {
             check_file(&state, &slot);
+            check_sources(&state, &slot);
         }
         if let Some(dir) = &state.config.definitions_dir {
             scan_folder(&state, dir, &mut strangers);
@@ -345,6 +496,34 @@ fn check_file(state: &Arc<AppState>, slot: &Slot) {
             tracing::warn!(cube = %slot.name, file = %path.display(), error = %e.message, details = %e.details, "edited definition rejected; the previous snapshot keeps serving");
             *lock(&slot.last_reload) = Some(failed("file", &e));
             *lock(&slot.seen) = now;
+        }
+    }
+}
+
+/// Refreshes `slot`'s cube when its source files changed (a new month's files landed) and
+/// have stayed so for a tick; a change whose refresh failed is not tried again until the files
+/// change again.
+fn check_sources(state: &Arc<AppState>, slot: &Slot) {
+    let serving = slot.load();
+    let now = lattice_engine::source::load::fingerprint(&serving.cube.model);
+    let mut seen = lock(&slot.sources_seen);
+    let settled = seen.last.as_ref() == Some(&now);
+    seen.last = Some(now.clone());
+    if !settled
+        || serving.info.sources.as_ref() == Some(&now)
+        || seen.tried.as_ref() == Some(&now)
+        || state.registry.is_building(&slot.name, &serving.yaml)
+    {
+        return;
+    }
+    match start_refresh(state, slot, "sources") {
+        Ok(_) => seen.tried = Some(now),
+        // Busy: try again on the next tick.
+        Err(e) if e.code == "build_in_progress" || e.code == "too_many_builds" => {}
+        Err(e) => {
+            tracing::warn!(cube = %slot.name, error = %e.message, "cannot refresh with the changed sources; the cube serving keeps serving");
+            *lock(&slot.last_reload) = Some(failed("sources", &e));
+            seen.tried = Some(now);
         }
     }
 }

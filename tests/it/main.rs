@@ -18,6 +18,7 @@ mod query_props;
 mod query_suite;
 mod random_cube;
 mod reference;
+mod refresh;
 mod route_access;
 mod scoped;
 mod searches;

@@ -218,16 +218,16 @@ fn bucket_yaml(rng: &mut Rng, source: &str, edges: &[String]) -> String {
 
 /// A generated case: the definition and its tables.
 #[derive(Debug)]
-struct Case {
-    yaml: String,
-    tables: Vec<Table>,
-    parquet: bool,
+pub(crate) struct Case {
+    pub yaml: String,
+    pub tables: Vec<Table>,
+    pub parquet: bool,
     /// The explicit cuboids, as level names.
-    cuboids: Vec<Vec<String>>,
+    pub cuboids: Vec<Vec<String>>,
 }
 
 impl Case {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut out = format!(
             "format: {}\n--- test.yaml\n{}\n",
             if self.parquet { "parquet" } else { "csv" },
@@ -251,7 +251,7 @@ struct DimGen {
     via: Option<usize>,
 }
 
-fn generate(seed: u64, fact_rows: usize, n_dims: usize) -> Case {
+pub(crate) fn generate(seed: u64, fact_rows: usize, n_dims: usize) -> Case {
     let mut rng = Rng(seed);
     let mut yaml = String::from("version: 1\ncube: random\n");
     let mut dims: Vec<DimGen> = (0..n_dims)

@@ -69,12 +69,12 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A server of the shipped cube (`yaml`) over `data`, keeping snapshots in `snapshots`.
-struct Started {
-    server: Listening,
-    info: Value,
+pub(crate) struct Started {
+    pub server: Listening,
+    pub info: Value,
 }
 
-async fn start(yaml: &str, data: &Path, snapshots: &Path) -> Started {
+pub(crate) async fn start(yaml: &str, data: &Path, snapshots: &Path) -> Started {
     let store = Snapshots::in_dir(snapshots);
     let built = lattice_server::build_or_load_definition(
         yaml.to_string(),
@@ -97,7 +97,7 @@ async fn start(yaml: &str, data: &Path, snapshots: &Path) -> Started {
 }
 
 /// The answers to [`questions`], without their `meta` (timings, snapshot numbers).
-async fn answers(server: &Listening) -> Vec<Value> {
+pub(crate) async fn answers(server: &Listening) -> Vec<Value> {
     let mut out = Vec::new();
     for q in questions() {
         let (status, mut answer) = post_json(
@@ -113,7 +113,7 @@ async fn answers(server: &Listening) -> Vec<Value> {
     out
 }
 
-async fn get_json(addr: std::net::SocketAddr, path: &str) -> Value {
+pub(crate) async fn get_json(addr: std::net::SocketAddr, path: &str) -> Value {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -395,7 +395,7 @@ async fn a_writer_killed_midway_never_leaves_a_damaged_snapshot() {
             interrupted += 1;
         }
         let search =
-            versions::find_newest(&cube_dir, &model, lattice_defs::BANK_CRM_YAML, &sources)
+            versions::find_newest(&cube_dir, &model, lattice_defs::BANK_CRM_YAML, Some(&sources))
                 .expect("search");
         assert!(
             search.skipped.is_empty(),

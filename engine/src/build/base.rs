@@ -67,6 +67,55 @@ impl BaseTable {
         }
     }
 
+    /// Appends `other`'s rows (a table of the same fact) after this table's, unsorted: a
+    /// decimal column kept in 64 bits on one side and 128 on the other becomes 128.
+    pub(crate) fn append(&mut self, other: BaseTable) -> Result<()> {
+        for (mine, theirs) in self.codes.iter_mut().zip(other.codes) {
+            mine.extend(theirs);
+        }
+        for (mine, theirs) in self.measures.iter_mut().zip(other.measures) {
+            let theirs = match (&*mine, theirs) {
+                (MeasureColumn::Decimal { .. }, t @ MeasureColumn::Decimal64 { .. }) => widen(t),
+                (MeasureColumn::Decimal64 { .. }, t @ MeasureColumn::Decimal { .. }) => {
+                    *mine = widen(std::mem::replace(mine, MeasureColumn::Count(Vec::new())));
+                    t
+                }
+                (_, t) => t,
+            };
+            match (mine, theirs) {
+                (MeasureColumn::Count(a), MeasureColumn::Count(b)) => a.extend(b),
+                (MeasureColumn::DistinctValues(a), MeasureColumn::DistinctValues(b)) => a.extend(b),
+                (MeasureColumn::Distinct(a), MeasureColumn::Distinct(b)) => a.extend(b),
+                (
+                    MeasureColumn::Decimal64 { values, valid, .. },
+                    MeasureColumn::Decimal64 {
+                        values: v, valid: ok, ..
+                    },
+                ) => {
+                    values.extend(v);
+                    valid.extend(ok);
+                }
+                (
+                    MeasureColumn::Decimal { values, valid, .. },
+                    MeasureColumn::Decimal {
+                        values: v, valid: ok, ..
+                    },
+                ) => {
+                    values.extend(v);
+                    valid.extend(ok);
+                }
+                _ => {
+                    return Err(EngineError::Internal(
+                        "two base tables of one fact with columns of different kinds".into(),
+                    ));
+                }
+            }
+        }
+        self.fact_rows += other.fact_rows;
+        self.queries += other.queries;
+        Ok(())
+    }
+
     pub(crate) fn shrink(&mut self) {
         self.codes.iter_mut().for_each(Vec::shrink_to_fit);
         for col in &mut self.measures {
@@ -788,6 +837,12 @@ impl BaseReader {
     /// Puts `table`'s rows in the order of the widest key and period, rows of one grain
     /// merged ([`BaseTable::sort_and_merge`]).
     pub fn sort(&self, table: &mut BaseTable) -> Result<()> {
+        self.sort_merging(table, self.raw)
+    }
+
+    /// [`BaseReader::sort`], rows of one grain merged when `ungrouped` (a table put together
+    /// from tables read apart may hold a grain twice).
+    pub fn sort_merging(&self, table: &mut BaseTable, ungrouped: bool) -> Result<()> {
         let Some(k) = self.widest else {
             return Ok(());
         };
@@ -796,7 +851,7 @@ impl BaseReader {
         let grain_values: Vec<usize> = (0..self.measures.len())
             .filter(|j| self.measures[*j].1.agg == Agg::Distinct)
             .collect();
-        table.sort_and_merge(k, &grain_values, self.raw)
+        table.sort_and_merge(k, &grain_values, ungrouped)
     }
 
     /// Per period present (axis index; [`NO_PERIOD`] for rows without one), the fact rows
@@ -1051,6 +1106,22 @@ fn push_decimals(col: &mut MeasureColumn, a: &arrow::array::Decimal128Array) {
     if let MeasureColumn::Decimal { values, valid, .. } = col {
         values.extend(a.values().iter().copied());
         push_valid(valid, a);
+    }
+}
+
+/// A 64-bit decimal column in 128 bits (any other column as it is).
+fn widen(col: MeasureColumn) -> MeasureColumn {
+    match col {
+        MeasureColumn::Decimal64 {
+            values,
+            valid,
+            scale,
+        } => MeasureColumn::Decimal {
+            values: values.into_iter().map(i128::from).collect(),
+            valid,
+            scale,
+        },
+        other => other,
     }
 }
 

@@ -104,12 +104,15 @@ fn is_numeric(catalog: &Catalog, table: &str, column: &str) -> bool {
     )
 }
 
+/// Encodes every dimension of `model`. The time axis spans the periods of the facts in `ctx`
+/// and, when refreshing a cube, those of its `prior` axis.
 pub(crate) async fn build_dims(
     model: &Model,
     catalog: &Catalog,
     ctx: &SessionContext,
+    prior: Option<&TimeAxis>,
 ) -> Result<Encoding> {
-    let time = time_axis(model, ctx).await?;
+    let time = time_axis(model, ctx, prior).await?;
     let mut codes = Vec::new();
     let mut dicts = Vec::new();
     for dim in &model.dimensions {
@@ -158,7 +161,11 @@ pub(crate) async fn build_dims(
     Ok(dims)
 }
 
-async fn time_axis(model: &Model, ctx: &SessionContext) -> Result<Option<TimeAxis>> {
+async fn time_axis(
+    model: &Model,
+    ctx: &SessionContext,
+    prior: Option<&TimeAxis>,
+) -> Result<Option<TimeAxis>> {
     let Some(t) = model.time_dimension() else {
         return Ok(None);
     };
@@ -171,7 +178,12 @@ async fn time_axis(model: &Model, ctx: &SessionContext) -> Result<Option<TimeAxi
             "time dimension with a non-time level".into(),
         ));
     };
-    let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
+    let (mut lo, mut hi): (Option<i64>, Option<i64>) = match prior {
+        Some(p) if p.len > 0 && p.grain == grain => {
+            (Some(p.first), Some(p.first + p.len as i64 - 1))
+        }
+        _ => (None, None),
+    };
     for fact in &model.facts {
         let Some(col) = &fact.time else { continue };
         let p = period_sql(&ident(&col.column), grain);

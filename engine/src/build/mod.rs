@@ -26,6 +26,7 @@
 
 mod bands;
 pub(crate) mod base;
+pub mod refresh;
 pub(crate) mod base_pass;
 pub mod budget;
 pub(crate) mod dims;
@@ -115,19 +116,37 @@ pub async fn build_cube_with_report(
 
     let t = Instant::now();
     progress.set_message("encoding dimensions");
-    let mut dims = dims::build_dims(model, &sources.catalog, &sources.ctx).await?;
+    let mut dims = dims::build_dims(model, &sources.catalog, &sources.ctx, None).await?;
     stages.end("dimensions", t);
 
     let t = Instant::now();
     let range_rows = opts.base_range_rows.unwrap_or(base::RANGE_ROWS);
-    let mut bases = read_bases(model, sources, &mut dims, range_rows, &progress).await?;
+    let bases = read_bases(model, sources, &mut dims, range_rows, &progress).await?;
     stages.end("base", t);
+    complete(model, sources, dims, bases, opts, progress, stages).await
+}
 
+/// Steps 3 and on of a build (or a refresh): chooses the cuboids from the base tables in
+/// `bases`, builds them (reading the streamed facts) and assembles the cube.
+async fn complete(
+    model: &Model,
+    sources: &Sources,
+    mut dims: Encoding,
+    mut bases: Bases,
+    opts: &BuildOptions,
+    progress: ProgressBar,
+    mut stages: Stages,
+) -> Result<(Cube, BuildReport)> {
     let t = Instant::now();
     let plans = select::choose(model, &dims, &bases.tables, &opts.learned)?;
     stages.end("select", t);
     if let Some(b) = opts.memory_budget {
         budget::check_plans(model, &dims, &bases.tables, &plans, b)?;
+    }
+    // A refreshed fact chosen for as if streamed is whole in memory from here on.
+    for &f in &bases.chosen_as_streamed {
+        bases.tables[f].planned_rows = None;
+        bases.tables[f].periods_present = None;
     }
 
     let t = Instant::now();
@@ -249,6 +268,10 @@ struct Bases {
     streamed: Vec<usize>,
     /// Fact rows one base query groups at most.
     range_rows: u64,
+    /// Facts a refresh holds whole that a build would stream: their tables carry a streamed
+    /// fact's planned rows and periods until the cuboids are chosen, so a refresh chooses
+    /// what a build of the same data chooses.
+    chosen_as_streamed: Vec<usize>,
 }
 
 /// Step 2: reads the base table of every fact not streamed, and counts the streamed facts'
@@ -303,6 +326,7 @@ async fn read_bases(
         stats,
         streamed,
         range_rows,
+        chosen_as_streamed: Vec::new(),
     })
 }
 

@@ -5,9 +5,12 @@
 //! CSV has no types; DataFusion infers them, and any column it infers as a float is read as an
 //! exact `Decimal128(38, 6)` instead, so money from CSV stays exact to the cent.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::options::ReadOptions;
 use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
@@ -141,6 +144,64 @@ pub fn fingerprint(model: &Model) -> Vec<SourceFingerprint> {
         .collect()
 }
 
+/// The files added to the sources of `model`'s facts and allocation pools since `before`
+/// was taken (`now`: as they are), per source (every such source, with none where none was
+/// added): what a refresh reads ([`load_delta`]). `Err` says why the change is not only
+/// added files: a file changed or removed, a source of one file changed, any other source
+/// (a dimension table) changed, a source added or removed.
+pub fn added_files(
+    model: &Model,
+    before: &[SourceFingerprint],
+    now: &[SourceFingerprint],
+) -> std::result::Result<HashMap<String, Vec<PathBuf>>, String> {
+    let growing = |name: &str| {
+        model.facts.iter().any(|f| f.name == name)
+            || model.allocations.iter().any(|a| a.pool.table == name)
+    };
+    let mut added = HashMap::new();
+    for source in now {
+        let Some(old) = before.iter().find(|b| b.name == source.name) else {
+            return Err(format!("the source '{}' is new", source.name));
+        };
+        if old == source {
+            if growing(&source.name) {
+                added.insert(source.name.clone(), Vec::new());
+            }
+            continue;
+        }
+        if !growing(&source.name) {
+            return Err(format!("the source '{}' changed", source.name));
+        }
+        let (Some(was), Some(is)) = (&old.files, &source.files) else {
+            return Err(format!("the file of '{}' changed", source.name));
+        };
+        if old.path != source.path {
+            return Err(format!("the source '{}' moved", source.name));
+        }
+        for file in was {
+            match is.iter().find(|f| f.path == file.path) {
+                None => {
+                    return Err(format!("the file {} of '{}' is gone", file.path, source.name));
+                }
+                Some(f) if f != file => {
+                    return Err(format!("the file {} of '{}' changed", file.path, source.name));
+                }
+                Some(_) => {}
+            }
+        }
+        let new = is
+            .iter()
+            .filter(|f| !was.iter().any(|w| w.path == f.path))
+            .map(|f| PathBuf::from(&f.path))
+            .collect();
+        added.insert(source.name.clone(), new);
+    }
+    if let Some(gone) = before.iter().find(|b| !now.iter().any(|n| n.name == b.name)) {
+        return Err(format!("the source '{}' is no longer defined", gone.name));
+    }
+    Ok(added)
+}
+
 /// Registers and checks every source of `model`. Problems in the definition-versus-data come
 /// back as [`EngineError::Definition`], all of them at once.
 pub async fn load(model: &Model) -> Result<Sources> {
@@ -150,9 +211,24 @@ pub async fn load(model: &Model) -> Result<Sources> {
 /// [`load`], with `before_reading` run once the sources are registered and their schemas
 /// checked, before any data is read: an error from it is returned as is (the build's memory
 /// budget refuses a cube too large this way, `build::load_within`).
-#[instrument(skip_all, fields(cube = %model.name))]
 pub async fn load_checked(
     model: &Model,
+    before_reading: impl FnOnce(&Catalog) -> Result<()>,
+) -> Result<Sources> {
+    load_files(model, &HashMap::new(), before_reading).await
+}
+
+/// The sources of `model` for refreshing its cube ([`crate::build::refresh`]): each source
+/// named in `only` registered with just those files (none: an empty table of its columns),
+/// the others whole; allocations are computed over them.
+pub async fn load_delta(model: &Model, only: &HashMap<String, Vec<PathBuf>>) -> Result<Sources> {
+    load_files(model, only, |_| Ok(())).await
+}
+
+#[instrument(skip_all, fields(cube = %model.name))]
+async fn load_files(
+    model: &Model,
+    only: &HashMap<String, Vec<PathBuf>>,
     before_reading: impl FnOnce(&Catalog) -> Result<()>,
 ) -> Result<Sources> {
     let ctx = SessionContext::new();
@@ -176,11 +252,14 @@ pub async fn load_checked(
                 continue;
             }
         };
-        let registered = match found.layout {
-            Layout::File => register(&ctx, &source.name, &path, found.format)
+        let registered = match (only.get(&source.name), found.layout) {
+            (Some(subset), _) => register_files(&ctx, &source.name, &found, Some(subset)).await,
+            (None, Layout::File) => register(&ctx, &source.name, &path, found.format)
                 .await
                 .map_err(|e| e.to_string()),
-            Layout::Folder | Layout::Glob => register_files(&ctx, &source.name, &found).await,
+            (None, Layout::Folder | Layout::Glob) => {
+                register_files(&ctx, &source.name, &found, None).await
+            }
         };
         match registered {
             Ok(schema) => catalog.tables.push(TableSchema {
@@ -262,13 +341,15 @@ async fn register(
     Ok(schema)
 }
 
-/// Registers the files of a folder or glob source as one table. Each file's schema is read
-/// first, so a file that is not of the format, or whose columns differ from the first file's,
-/// is named in the error.
+/// Registers the files of a folder or glob source as one table (only those in `only`, when
+/// given: an empty table where it is empty). Each file's schema is read first, so a file that
+/// is not of the format, or whose columns differ from the first file's, is named in the error;
+/// the table has the columns of all the files, those read or not.
 async fn register_files(
     ctx: &SessionContext,
     name: &str,
     found: &SourceFiles,
+    only: Option<&[PathBuf]>,
 ) -> std::result::Result<Arc<Schema>, String> {
     let state = ctx.state();
     let options = match found.format {
@@ -303,7 +384,9 @@ async fn register_files(
                 (merged, first_file)
             }
         });
-        urls.push(url);
+        if only.is_none_or(|only| only.contains(file)) {
+            urls.push(url);
+        }
     }
     let Some((schema, _)) = schema else {
         return Err(format!("no file in {}", found.location.display()));
@@ -312,6 +395,12 @@ async fn register_files(
         SourceFormat::Parquet => schema,
         SourceFormat::Csv => exact_csv_schema(&schema),
     };
+    if urls.is_empty() {
+        let empty = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(|e| e.to_string())?;
+        ctx.register_table(name, Arc::new(empty))
+            .map_err(|e| e.to_string())?;
+        return Ok(schema);
+    }
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema.clone());

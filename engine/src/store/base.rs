@@ -18,7 +18,7 @@ pub(crate) struct MeasureSpec {
 
 /// A fact at the cube grain: `codes` holds one column per direct dimension (key codes) and,
 /// last, the period (0 when the fact has no time); no two rows share all codes.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BaseTable {
     pub codes: Vec<Vec<u32>>,
     pub measure_ids: Vec<MeasureId>,

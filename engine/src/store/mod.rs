@@ -203,6 +203,14 @@ impl Cube {
             .map_or(0, base::FactBase::len)
     }
 
+    /// Raw fact rows behind `fact`'s base, where kept (0 where not).
+    pub fn base_fact_rows(&self, fact: FactId) -> u64 {
+        self.bases
+            .get(fact)
+            .and_then(Option::as_ref)
+            .map_or(0, |b| b.parts.iter().map(|p| p.fact_rows).sum())
+    }
+
     /// Bytes the base tables take in memory.
     pub fn base_bytes(&self) -> usize {
         self.bases

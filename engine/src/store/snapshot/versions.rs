@@ -74,6 +74,8 @@ pub struct Found {
     pub dir: PathBuf,
     /// When it was written (from its name).
     pub written_at: SystemTime,
+    /// The fingerprints of the sources it was made from, as its manifest records them.
+    pub sources: Value,
 }
 
 /// What [`find_newest`] found: the newest matching version, if any, and every newer one it
@@ -245,7 +247,8 @@ fn temporary_of(name: &str) -> Option<u32> {
 }
 
 /// The newest version in `cube_dir` written from `definition_text` (which `model` is parsed
-/// from) over sources with these fingerprints, read back. Newer versions that do not match are
+/// from) over sources with these fingerprints (any, when `None`: a refresh starts from the
+/// newest of the definition), read back. Newer versions that do not match are
 /// skipped with the reason; damaged ones are moved into `damaged/` (see the module docs).
 /// Temporary folders of interrupted writers are never read. An error is only for a cube folder
 /// that cannot be listed, or a damaged version that cannot be moved aside.
@@ -253,13 +256,13 @@ pub fn find_newest(
     cube_dir: &Path,
     model: &Model,
     definition_text: &str,
-    sources: &Value,
+    sources: Option<&Value>,
 ) -> Result<Search> {
     let mut skipped = Vec::new();
     for version in versions(cube_dir)?.into_iter().rev() {
         let dir = cube_dir.join(&version);
         match try_version(&dir, model, definition_text, sources) {
-            Ok(cube) => {
+            Ok((cube, sources)) => {
                 let written_at = version_time(&version).unwrap_or(UNIX_EPOCH);
                 return Ok(Search {
                     found: Some(Found {
@@ -267,6 +270,7 @@ pub fn find_newest(
                         version,
                         dir,
                         written_at,
+                        sources,
                     }),
                     skipped,
                 });
@@ -306,8 +310,8 @@ fn try_version(
     dir: &Path,
     model: &Model,
     definition_text: &str,
-    sources: &Value,
-) -> std::result::Result<Cube, Refusal> {
+    sources: Option<&Value>,
+) -> std::result::Result<(Cube, Value), Refusal> {
     let path = dir.join(MANIFEST);
     let damaged = |e: crate::error::EngineError| Refusal::Damaged(e.to_string());
     let text = std::fs::read_to_string(&path).map_err(|e| damaged(io(&path, e)))?;
@@ -320,10 +324,11 @@ fn try_version(
         )));
     }
     let recorded = recorded_sources(&path, &text).map_err(damaged)?;
-    if let Some(change) = sources_change(&recorded, sources) {
+    if let Some(change) = sources.and_then(|s| sources_change(&recorded, s)) {
         return Err(Refusal::Mismatch(change));
     }
-    read(dir, model.clone(), definition_text, sources).map_err(damaged)
+    let cube = read(dir, model.clone(), definition_text, &recorded).map_err(damaged)?;
+    Ok((cube, recorded))
 }
 
 /// Moves the version `name` into `cube_dir/damaged/` (under a free name), durably; where it
@@ -442,14 +447,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = "not used: the manifest fails first";
         let search =
-            find_newest(&dir.path().join("absent"), &model(), text, &Value::Null).expect("search");
+            find_newest(&dir.path().join("absent"), &model(), text, Some(&Value::Null)).expect("search");
         assert!(search.found.is_none() && search.skipped.is_empty());
         let v = version_name(UNIX_EPOCH, "ab12cd34");
         std::fs::create_dir(dir.path().join(&v)).expect("mkdir");
         std::fs::write(dir.path().join(&v).join(MANIFEST), "{ not json").expect("write");
         // A second damaged copy of the same name lands beside the first.
         std::fs::create_dir_all(dir.path().join(DAMAGED).join(&v)).expect("mkdir");
-        let search = find_newest(dir.path(), &model(), text, &Value::Null).expect("search");
+        let search = find_newest(dir.path(), &model(), text, Some(&Value::Null)).expect("search");
         assert!(search.found.is_none());
         let [skipped] = &search.skipped[..] else {
             panic!("one skipped: {:?}", search.skipped);
