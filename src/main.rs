@@ -966,7 +966,9 @@ fn build_all(
         };
         let name = &built.data.model.name;
         let how = match (&built.origin.snapshot, built.origin.how) {
-            (Some(s), lattice_server::How::Loaded) => format!("loaded cube '{name}' from {}", s.dir),
+            (Some(s), lattice_server::How::Loaded) => {
+                format!("loaded cube '{name}' from {}", s.dir)
+            }
             (_, lattice_server::How::Refreshed) => format!(
                 "refreshed cube '{name}' with the new files ({} fact rows read)",
                 built.fact_rows

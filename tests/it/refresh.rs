@@ -41,7 +41,11 @@ fn canonical(cube: &Cube) -> Vec<(String, Vec<String>, Vec<Cell>)> {
             let names = (0..cube.members(level).len() as u32)
                 .map(|c| cube.member_name(level, c).to_string())
                 .collect();
-            out.push((format!("{}.{}", dim.name, dim.levels[l].name), names, Vec::new()));
+            out.push((
+                format!("{}.{}", dim.name, dim.levels[l].name),
+                names,
+                Vec::new(),
+            ));
         }
     }
     for c in cube.cuboids() {
@@ -134,8 +138,8 @@ fn answer(data: Dataset, questions: &[serde_json::Value]) -> Vec<serde_json::Val
         let mut out = Vec::new();
         for q in questions {
             let query = Query::from_json(&q.to_string()).expect("query");
-            let mut v = serde_json::to_value(session.query(&query).await.expect("answer"))
-                .expect("JSON");
+            let mut v =
+                serde_json::to_value(session.query(&query).await.expect("answer")).expect("JSON");
             v.as_object_mut().expect("object").remove("meta");
             out.push(v);
         }
@@ -211,8 +215,7 @@ fn a_change_a_refresh_cannot_apply_says_why() {
     let before = fingerprint(&model);
     let why = |before: &[load::SourceFingerprint]| {
         crate::util::block_on(refresh(&model, &prior, before, &options))
-            .err()
-            .expect("not incremental")
+            .expect_err("not incremental")
             .0
     };
 
@@ -231,7 +234,10 @@ fn a_change_a_refresh_cannot_apply_says_why() {
     let saved = save(&past);
     std::fs::write(&past, [saved.0.as_slice(), b"x"].concat()).expect("rewrite");
     let reason = why(&before);
-    assert!(reason.contains("2024-02.parquet") && reason.contains("changed"), "{reason}");
+    assert!(
+        reason.contains("2024-02.parquet") && reason.contains("changed"),
+        "{reason}"
+    );
     restore(&past, saved);
 
     // A dimension table changes.
@@ -289,7 +295,11 @@ async fn run_case(
     let facts = facts.expect("the fact table");
     // Months 2024-01 .. 2025-06 are 0..18; rows of month `cut` and later are late.
     let cut_day = format!("{}-{:02}-01", 2024 + cut / 12, cut % 12 + 1);
-    let day = facts.columns.iter().position(|c| c.name == "day").expect("day");
+    let day = facts
+        .columns
+        .iter()
+        .position(|c| c.name == "day")
+        .expect("day");
     let late: Vec<bool> = facts.columns[day]
         .values
         .iter()
@@ -314,7 +324,11 @@ async fn run_case(
     };
     let (early, later) = (part("a", false), part("b", true));
     // CSV cannot type a column without a value (a file without rows, say).
-    let typed = |t: &Table| t.columns.iter().all(|c| c.values.iter().any(Option::is_some));
+    let typed = |t: &Table| {
+        t.columns
+            .iter()
+            .all(|c| c.values.iter().any(Option::is_some))
+    };
     let parquet = case.parquet || !typed(&early) || !typed(&later);
     let folder = dir.path().join("facts");
     std::fs::create_dir(&folder).expect("folder");
@@ -333,13 +347,17 @@ async fn run_case(
     };
     let model = lattice_defs::parse_str(&yaml, "test.yaml", dir.path())
         .map_err(|d| fail(format!("the definition does not validate:\n{d}")))?;
-    let sources = load::load(&model).await.map_err(|e| fail(format!("load: {e}")))?;
+    let sources = load::load(&model)
+        .await
+        .map_err(|e| fail(format!("load: {e}")))?;
     let prior = build_cube(&model, &sources, &options)
         .await
         .map_err(|e| fail(format!("build: {e}")))?;
     let before = fingerprint(&model);
     write(&later);
-    let sources = load::load(&model).await.map_err(|e| fail(format!("load: {e}")))?;
+    let sources = load::load(&model)
+        .await
+        .map_err(|e| fail(format!("load: {e}")))?;
     let full = build_cube(&model, &sources, &options)
         .await
         .map_err(|e| fail(format!("full build: {e}")))?;
@@ -362,9 +380,17 @@ async fn run_case(
         }
     };
     let periods = |t: &Table| -> std::collections::BTreeSet<String> {
-        t.columns[day].values.iter().flatten().map(|d| period(d)).collect()
+        t.columns[day]
+            .values
+            .iter()
+            .flatten()
+            .map(|d| period(d))
+            .collect()
     };
-    let shared = periods(&early).intersection(&periods(&later)).next().cloned();
+    let shared = periods(&early)
+        .intersection(&periods(&later))
+        .next()
+        .cloned();
     match (refresh(&model, &prior, &before, &options).await, shared) {
         (Ok(refreshed), None) => {
             if canonical(&refreshed) != canonical(&full) {
@@ -376,7 +402,9 @@ async fn run_case(
         (Err(NotIncremental(why)), Some(_)) if why.contains("a period the cube has already") => {
             Ok(())
         }
-        (Ok(_), Some(p)) => Err(fail(format!("refreshed although early and late rows share {p}"))),
+        (Ok(_), Some(p)) => Err(fail(format!(
+            "refreshed although early and late rows share {p}"
+        ))),
         (Err(NotIncremental(why)), _) => Err(fail(format!("not refreshed: {why}"))),
     }
 }
@@ -457,10 +485,7 @@ async fn the_server_refreshes_at_start_and_on_request_and_answers_as_a_full_buil
 
     // A month arrives while the server is down: the next start refreshes the snapshot.
     // Per table, the earlier month's file, then the later's.
-    let (one, two): (Vec<_>, Vec<_>) = held
-        .into_iter()
-        .enumerate()
-        .partition(|(i, _)| i % 2 == 0);
+    let (one, two): (Vec<_>, Vec<_>) = held.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
     for (_, (home, at)) in &one {
         std::fs::rename(at, home).expect("the first month arrives");
     }
@@ -476,14 +501,22 @@ async fn the_server_refreshes_at_start_and_on_request_and_answers_as_a_full_buil
     // Nothing new: up to date.
     let refresh = format!("/v1/cubes/{CUBE}/refresh");
     let (status, body) = post_json(second.server.addr, &refresh, "").await;
-    assert_eq!((status, body["status"].clone()), (200, json!("up_to_date")), "{body}");
+    assert_eq!(
+        (status, body["status"].clone()),
+        (200, json!("up_to_date")),
+        "{body}"
+    );
 
     // The next month lands while it serves: refreshed on request, from memory.
     for (_, (home, at)) in &two {
         std::fs::rename(at, home).expect("the second month arrives");
     }
     let (status, body) = post_json(second.server.addr, &refresh, "").await;
-    assert_eq!((status, body["status"].clone()), (200, json!("refreshed")), "{body}");
+    assert_eq!(
+        (status, body["status"].clone()),
+        (200, json!("refreshed")),
+        "{body}"
+    );
     let info = get_json(second.server.addr, &format!("/v1/cubes/{CUBE}")).await;
     assert_eq!(info["origin"], "refreshed");
     let full = start(yaml, data.path(), elsewhere.path()).await;
@@ -497,7 +530,13 @@ async fn the_server_refreshes_at_start_and_on_request_and_answers_as_a_full_buil
     std::fs::write(&bad, b"not parquet").expect("write");
     let (status, body) = post_json(second.server.addr, &refresh, "").await;
     assert_ne!(status, 200, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("2099-01.parquet"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2099-01.parquet"),
+        "{body}"
+    );
     let info = get_json(second.server.addr, &format!("/v1/cubes/{CUBE}")).await;
     assert_eq!(info["version"], version);
     std::fs::remove_file(&bad).expect("remove");
@@ -508,9 +547,16 @@ async fn the_server_refreshes_at_start_and_on_request_and_answers_as_a_full_buil
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&past, bytes).expect("rewrite");
     let (status, body) = post_json(second.server.addr, &refresh, "").await;
-    assert_eq!((status, body["status"].clone()), (200, json!("rebuilt")), "{body}");
+    assert_eq!(
+        (status, body["status"].clone()),
+        (200, json!("rebuilt")),
+        "{body}"
+    );
     assert!(
-        body["rebuilt_because"].as_str().unwrap_or("").contains("2024-02.parquet"),
+        body["rebuilt_because"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2024-02.parquet"),
         "{body}"
     );
     let info = get_json(second.server.addr, &format!("/v1/cubes/{CUBE}")).await;

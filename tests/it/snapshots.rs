@@ -394,9 +394,13 @@ async fn a_writer_killed_midway_never_leaves_a_damaged_snapshot() {
         if temporaries(&cube_dir).iter().any(|t| t.ends_with(&own)) {
             interrupted += 1;
         }
-        let search =
-            versions::find_newest(&cube_dir, &model, lattice_defs::BANK_CRM_YAML, Some(&sources))
-                .expect("search");
+        let search = versions::find_newest(
+            &cube_dir,
+            &model,
+            lattice_defs::BANK_CRM_YAML,
+            Some(&sources),
+        )
+        .expect("search");
         assert!(
             search.skipped.is_empty(),
             "run {run}: passed over {:?}",

@@ -89,7 +89,9 @@ impl BaseTable {
                 (
                     MeasureColumn::Decimal64 { values, valid, .. },
                     MeasureColumn::Decimal64 {
-                        values: v, valid: ok, ..
+                        values: v,
+                        valid: ok,
+                        ..
                     },
                 ) => {
                     values.extend(v);
@@ -98,7 +100,9 @@ impl BaseTable {
                 (
                     MeasureColumn::Decimal { values, valid, .. },
                     MeasureColumn::Decimal {
-                        values: v, valid: ok, ..
+                        values: v,
+                        valid: ok,
+                        ..
                     },
                 ) => {
                     values.extend(v);

@@ -26,11 +26,11 @@
 
 mod bands;
 pub(crate) mod base;
-pub mod refresh;
 pub(crate) mod base_pass;
 pub mod budget;
 pub(crate) mod dims;
 pub(crate) mod lattice;
+pub mod refresh;
 pub mod select;
 
 use std::collections::HashMap;

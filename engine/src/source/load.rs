@@ -181,10 +181,16 @@ pub fn added_files(
         for file in was {
             match is.iter().find(|f| f.path == file.path) {
                 None => {
-                    return Err(format!("the file {} of '{}' is gone", file.path, source.name));
+                    return Err(format!(
+                        "the file {} of '{}' is gone",
+                        file.path, source.name
+                    ));
                 }
                 Some(f) if f != file => {
-                    return Err(format!("the file {} of '{}' changed", file.path, source.name));
+                    return Err(format!(
+                        "the file {} of '{}' changed",
+                        file.path, source.name
+                    ));
                 }
                 Some(_) => {}
             }
@@ -196,7 +202,10 @@ pub fn added_files(
             .collect();
         added.insert(source.name.clone(), new);
     }
-    if let Some(gone) = before.iter().find(|b| !now.iter().any(|n| n.name == b.name)) {
+    if let Some(gone) = before
+        .iter()
+        .find(|b| !now.iter().any(|n| n.name == b.name))
+    {
         return Err(format!("the source '{}' is no longer defined", gone.name));
     }
     Ok(added)

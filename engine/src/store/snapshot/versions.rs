@@ -446,8 +446,13 @@ mod tests {
     fn a_damaged_version_is_set_aside_and_an_absent_folder_has_none() {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = "not used: the manifest fails first";
-        let search =
-            find_newest(&dir.path().join("absent"), &model(), text, Some(&Value::Null)).expect("search");
+        let search = find_newest(
+            &dir.path().join("absent"),
+            &model(),
+            text,
+            Some(&Value::Null),
+        )
+        .expect("search");
         assert!(search.found.is_none() && search.skipped.is_empty());
         let v = version_name(UNIX_EPOCH, "ab12cd34");
         std::fs::create_dir(dir.path().join(&v)).expect("mkdir");
