@@ -573,6 +573,89 @@ fn validate(file: &Path, data: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The newest snapshot of `model`'s definition (`text`) under `root`, refreshed with the files
+/// added to its sources since it was written (only those are read). `None`, after saying why,
+/// when there is none, nothing was added, or the change needs a full build.
+fn refresh_newest(
+    rt: &tokio::runtime::Runtime,
+    model: &lattice_defs::Model,
+    text: &str,
+    root: &Path,
+    budget: BudgetArgs,
+) -> anyhow::Result<
+    Option<(
+        lattice_engine::query::Dataset,
+        lattice_engine::build::BuildReport,
+    )>,
+> {
+    let dir = root.join(&model.name);
+    let search = lattice_engine::store::snapshot::versions::find_newest(&dir, model, text, None)
+        .with_context(|| format!("cannot look for snapshots in {}", dir.display()))?;
+    for skipped in search.skipped.iter().filter(|s| s.moved_to.is_some()) {
+        println!(
+            "snapshot {} is damaged ({}): moved aside",
+            skipped.version, skipped.reason
+        );
+    }
+    let Some(found) = search.found else {
+        return Ok(None);
+    };
+    let before: Vec<load::SourceFingerprint> =
+        serde_json::from_value(found.sources).context("the snapshot's recorded sources")?;
+    let added = match load::added_files(model, &before, &load::fingerprint(model)) {
+        Ok(added) if added.values().any(|files| !files.is_empty()) => added,
+        Ok(_) => return Ok(None),
+        Err(why) => {
+            println!(
+                "snapshot {} cannot be refreshed ({why}): building in full",
+                found.version
+            );
+            return Ok(None);
+        }
+    };
+    let files: usize = added.values().map(Vec::len).sum();
+    println!(
+        "refreshing snapshot {} with {files} new file{}",
+        found.version,
+        if files == 1 { "" } else { "s" }
+    );
+    let definition = |e: EngineError| match e {
+        EngineError::Definition(diags) => {
+            report(&diags);
+            anyhow::anyhow!("the new files do not match the definition")
+        }
+        e => e.into(),
+    };
+    let delta = rt
+        .block_on(load::load_delta(model, &added))
+        .map_err(definition)?;
+    let sources = rt.block_on(load::load(model)).map_err(definition)?;
+    let options = lattice_engine::build::BuildOptions {
+        progress: true,
+        memory_budget: budget.bytes(),
+        ..Default::default()
+    };
+    let refreshed = rt
+        .block_on(lattice_engine::open_refreshed(
+            model,
+            &found.cube,
+            &delta,
+            &sources,
+            &options,
+        ))
+        .map_err(definition)?;
+    match refreshed {
+        Ok(done) => Ok(Some(done)),
+        Err(not) => {
+            println!(
+                "snapshot {} cannot be refreshed ({not}): building in full",
+                found.version
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Loads a model's sources and builds its cube, with progress on a terminal. `Ok(None)` when
 /// the definition does not match its data; those errors are printed.
 fn load_and_build(
@@ -633,8 +716,21 @@ fn build(
     };
     let rt = runtime()?;
     let started = Instant::now();
-    let Some((cube, rep)) = load_and_build(&rt, &model, budget)? else {
-        return Ok(ExitCode::FAILURE);
+    let refreshed = match (snapshots, &snapshot_of) {
+        (Some((root, _)), Some((text, _))) => refresh_newest(&rt, &model, text, root, budget)?,
+        _ => None,
+    };
+    let verb = if refreshed.is_some() {
+        "refreshed"
+    } else {
+        "built"
+    };
+    let (cube, rep) = match refreshed {
+        Some(done) => done,
+        None => match load_and_build(&rt, &model, budget)? {
+            Some(done) => done,
+            None => return Ok(ExitCode::FAILURE),
+        },
     };
     let secs = started.elapsed().as_secs_f64();
     if explain {
@@ -700,7 +796,7 @@ fn build(
         .map(|(n, d)| format!("{n} {:.2}s", d.as_secs_f64()))
         .collect();
     println!(
-        "built cube '{}' in {secs:.2} s ({}): {} cuboids, {} cells, {:.1} MB; base rows kept: {}, {:.1} MB",
+        "{verb} cube '{}' in {secs:.2} s ({}): {} cuboids, {} cells, {:.1} MB; base rows kept: {}, {:.1} MB",
         model.name,
         stages.join(", "),
         cube.cuboids.len(),

@@ -566,3 +566,63 @@ async fn the_server_refreshes_at_start_and_on_request_and_answers_as_a_full_buil
 }
 
 const CUBE: &str = "bank_crm";
+
+/// `lattice build --snapshots DIR` over a snapshot whose sources gained a month refreshes it
+/// (reading only the new files) and writes the result as a new version, equal to a full build.
+#[test]
+fn the_cli_refreshes_the_newest_snapshot_with_a_new_month() {
+    let data = monthly();
+    let aside = tempfile::tempdir().expect("tempdir");
+    let snaps = tempfile::tempdir().expect("tempdir");
+    let held = hold_back(data.path(), aside.path(), 1);
+    let definition = Path::new(env!("CARGO_MANIFEST_DIR")).join("cube_defs/bank_crm.yaml");
+    let build = || {
+        let out = crate::cli::lattice()
+            .arg("build")
+            .arg(&definition)
+            .arg("--data")
+            .arg(data.path())
+            .arg("--snapshots")
+            .arg(snaps.path())
+            .output()
+            .expect("run lattice build");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let first = build();
+    assert!(first.contains("built cube 'bank_crm'"), "{first}");
+    for (home, at) in &held {
+        std::fs::rename(at, home).expect("the month arrives");
+    }
+    let second = build();
+    assert!(second.contains("refreshing snapshot"), "{second}");
+    assert!(second.contains("refreshed cube 'bank_crm'"), "{second}");
+
+    let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", data.path())
+        .expect("definition");
+    let cube_dir = snaps.path().join("bank_crm");
+    let versions = lattice_engine::store::snapshot::versions::versions(&cube_dir).expect("list");
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    let recorded = serde_json::to_value(fingerprint(&model)).expect("JSON");
+    let newest = lattice_engine::store::snapshot::versions::find_newest(
+        &cube_dir,
+        &model,
+        lattice_defs::BANK_CRM_YAML,
+        Some(&recorded),
+    )
+    .expect("search")
+    .found
+    .expect("the refreshed version matches the sources as they are");
+    assert_eq!(newest.version, versions[1]);
+    let (_, full) = crate::util::block_on(build_full(data.path()));
+    assert_eq!(canonical(&newest.cube), canonical(&full));
+}
+
+async fn build_full(dir: &Path) -> (lattice_defs::Model, Cube) {
+    build(lattice_defs::BANK_CRM_YAML, dir, &BuildOptions::default()).await
+}

@@ -405,6 +405,8 @@ fn probes(w: &World, rng: &mut Rng, route: &str) -> Option<Vec<Request>> {
             get(cube("/definition")),
             ("PUT", cube("/definition"), Some(json!("version: 1"))),
         ],
+        // Admins only; the sources never change here, so an admin's is `up_to_date`.
+        "/v1/cubes/{cube}/refresh" => vec![("POST", cube("/refresh"), None)],
         "/v1/cubes/{cube}/analytics/abnormal" => vec![post(
             cube("/analytics/abnormal"),
             json!({"kind": "change", "entity": "customer.id", "measure": "deposit_balance",
@@ -864,6 +866,7 @@ async fn check_suppressed(w: &World, route: &str, req: &Request) -> Result<(), S
         | "/v1/cubes/{cube}"
         | "/v1/cubes/{cube}/members/{dimension}/{level}"
         | "/v1/cubes/{cube}/definition"
+        | "/v1/cubes/{cube}/refresh"
         | "/v1/cubes/{cube}/searches"
         | "/v1/cubes/{cube}/searches/{name}"
         | "/cubejs-api/v1/meta"
