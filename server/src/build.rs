@@ -220,9 +220,13 @@ pub async fn build_or_load(
     Ok(built)
 }
 
-/// `prior` (the cube serving, made from sources with the fingerprints `before`) brought up to
-/// date with its source files as they are now: refreshed with the added files ([`refresh`]),
-/// else built in full, saying why; then written as a new snapshot when `snapshots` is given.
+/// The cube of `model` made from `prior` (the cube serving, made from sources with the
+/// fingerprints `before`, of this definition or an earlier one): a snapshot of this definition
+/// over the sources as they are now when `snapshots` has one; else `prior` refreshed
+/// ([`refresh`]: only the files added since are read, and `prior`'s base rows reused, which a
+/// definition that changes only bands, classes or derived measures allows too); else built in
+/// full, saying why. A refreshed or built cube is written as a new snapshot when `snapshots` is
+/// given.
 pub async fn refresh_or_build(
     model: Model,
     yaml: String,
@@ -233,6 +237,14 @@ pub async fn refresh_or_build(
     before: &[SourceFingerprint],
 ) -> Result<Built, BuildError> {
     let now = load::fingerprint(&model);
+    if let Some(snapshots) = snapshots {
+        let recorded = serde_json::to_value(&now)
+            .map_err(|e| EngineError::Internal(format!("source fingerprints as JSON: {e}")))?;
+        let cube_dir = snapshots.dir.join(&model.name);
+        if let Some(built) = load_snapshot(&model, &yaml, &cube_dir, &recorded, &now).await? {
+            return Ok(built);
+        }
+    }
     let mut built = match refresh(&model, &yaml, prior, before, &now, options).await? {
         Ok(built) => built,
         Err(why) => {

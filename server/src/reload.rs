@@ -235,8 +235,7 @@ pub(crate) fn start_refresh(
     slot: &Slot,
     trigger: &'static str,
 ) -> Result<JoinHandle<Result<Reloaded, BuildError>>, ApiError> {
-    let serving = slot.load();
-    let text = serving.yaml.clone();
+    let text = slot.load().yaml.clone();
     start_build(
         state,
         &slot.name,
@@ -244,7 +243,7 @@ pub(crate) fn start_refresh(
         slot.path.clone(),
         false,
         trigger,
-        Some(serving),
+        true,
     )
 }
 
@@ -267,11 +266,12 @@ pub(crate) fn start_reload(
     persist: bool,
     trigger: &'static str,
 ) -> Result<JoinHandle<Result<Reloaded, BuildError>>, ApiError> {
-    start_build(state, name, text, path, persist, trigger, None)
+    start_build(state, name, text, path, persist, trigger, false)
 }
 
-/// [`start_reload`], or, with `prior` (the snapshot serving, of the same text), a refresh of
-/// it with the files added to its sources ([`build::refresh_or_build`]).
+/// [`start_reload`], or (`refresh`) a refresh of the cube serving with the files added to its
+/// sources, its definition as it serves. Either is made from the cube serving where it can be
+/// ([`build::refresh_or_build`]: its base rows reused), else loaded or built.
 fn start_build(
     state: &Arc<AppState>,
     name: &str,
@@ -279,14 +279,15 @@ fn start_build(
     path: Option<PathBuf>,
     persist: bool,
     trigger: &'static str,
-    prior: Option<Arc<Snapshot>>,
+    refresh: bool,
 ) -> Result<JoinHandle<Result<Reloaded, BuildError>>, ApiError> {
+    let prior = state.registry.get(name).map(|slot| slot.load());
     let label = path.as_deref().and_then(FsPath::file_name).map_or_else(
         || format!("{name}.yaml"),
         |f| f.to_string_lossy().into_owned(),
     );
     // A refresh builds the definition serving, as it was read (its sources where they were).
-    let model = match &prior {
+    let model = match prior.as_ref().filter(|_| refresh) {
         Some(prior) => prior.cube.model.clone(),
         None => {
             let base = base_dir(path.as_deref(), state.config.data_dir.as_deref());

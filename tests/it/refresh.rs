@@ -626,3 +626,174 @@ fn the_cli_refreshes_the_newest_snapshot_with_a_new_month() {
 async fn build_full(dir: &Path) -> (lattice_defs::Model, Cube) {
     build(lattice_defs::BANK_CRM_YAML, dir, &BuildOptions::default()).await
 }
+
+/// `lattice build --snapshots` refreshing a snapshot with a new month, killed (SIGKILL) at
+/// points spread over its whole run (reading the new files, building, writing): after each
+/// kill, the newest snapshot is a whole one (the one refreshed from, or a finished refresh),
+/// never one set aside as damaged; a run let finish writes what a full build makes.
+#[cfg(unix)]
+#[test]
+fn a_refresh_killed_midway_never_leaves_a_damaged_snapshot() {
+    use lattice_engine::store::snapshot::versions;
+    let data = monthly();
+    let aside = tempfile::tempdir().expect("tempdir");
+    let snaps = tempfile::tempdir().expect("tempdir");
+    let held = hold_back(data.path(), aside.path(), 1);
+    let definition = Path::new(env!("CARGO_MANIFEST_DIR")).join("cube_defs/bank_crm.yaml");
+    let build = |delay_ms: &str| {
+        let mut cmd = crate::cli::lattice();
+        cmd.arg("build")
+            .arg(&definition)
+            .arg("--data")
+            .arg(data.path())
+            .arg("--snapshots")
+            .arg(snaps.path())
+            .env("LATTICE_SNAPSHOT_WRITE_DELAY_MS", delay_ms)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    assert!(build("0").status().expect("run").success());
+    for (home, at) in &held {
+        std::fs::rename(at, home).expect("the month arrives");
+    }
+    let model = lattice_defs::parse_str(lattice_defs::BANK_CRM_YAML, "bank_crm.yaml", data.path())
+        .expect("definition");
+    let cube_dir = snaps.path().join("bank_crm");
+    let (_, full) = crate::util::block_on(build_full(data.path()));
+    let full = canonical(&full);
+    // How long a refresh that writes slowly runs, to spread the kills over it.
+    let timed = std::time::Instant::now();
+    assert!(build("2").status().expect("run").success());
+    let span = timed.elapsed().as_millis() as u64;
+    // Back to the snapshot before the month: remove what the timed run wrote.
+    let written = versions::versions(&cube_dir).expect("list");
+    let last = written.last().expect("a version");
+    std::fs::remove_dir_all(cube_dir.join(last)).expect("remove the timed run's version");
+    // The last kills land after a run would have finished: some runs finish.
+    for run in 0..8u64 {
+        let mut child = build("2").spawn().expect("start lattice build");
+        std::thread::sleep(std::time::Duration::from_millis(span * run / 6));
+        let _ = child.kill();
+        child.wait().expect("reap");
+        let search = versions::find_newest(&cube_dir, &model, lattice_defs::BANK_CRM_YAML, None)
+            .expect("search");
+        assert!(
+            search.skipped.iter().all(|s| s.moved_to.is_none()),
+            "run {run}: a damaged snapshot: {:?}",
+            search.skipped
+        );
+        let found = search.found.expect("a whole snapshot");
+        // A finished refresh holds what a full build makes; otherwise it is the one before.
+        let refreshed = found.sources == serde_json::to_value(fingerprint(&model)).expect("JSON");
+        if refreshed {
+            assert_eq!(canonical(&found.cube), full, "run {run}");
+            std::fs::remove_dir_all(&found.dir).expect("back to the snapshot before");
+        }
+    }
+    assert!(build("0").status().expect("run").success());
+    let found = versions::find_newest(
+        &cube_dir,
+        &model,
+        lattice_defs::BANK_CRM_YAML,
+        Some(&serde_json::to_value(fingerprint(&model)).expect("JSON")),
+    )
+    .expect("search")
+    .found
+    .expect("the refreshed snapshot");
+    assert_eq!(canonical(&found.cube), full);
+}
+
+/// `PUT` of a request to `addr`, with a YAML body: the status and the JSON answer.
+async fn put_yaml(addr: std::net::SocketAddr, path: &str, yaml: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\n\r\n",
+        yaml.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("send");
+    s.write_all(yaml.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let status = head[9..12].parse().expect("status");
+    (status, serde_json::from_str(body).expect("JSON body"))
+}
+
+/// A server of `yaml` over `data` (relative source paths resolve there), no snapshots.
+async fn serve(yaml: &str, data: &Path) -> crate::util::Listening {
+    let built = lattice_server::build_or_load_definition(
+        yaml.to_string(),
+        None,
+        Some(data),
+        &BuildOptions::default(),
+        None,
+    )
+    .await
+    .expect("the cube is served");
+    let config = lattice_server::Config {
+        watch_interval: None,
+        data_dir: Some(data.to_path_buf()),
+        ..lattice_server::Config::default()
+    };
+    crate::util::listen(
+        lattice_server::Server::new(config, vec![lattice_server::Served { built, path: None }])
+            .expect("server"),
+    )
+    .await
+}
+
+/// A new definition that only moves a band's edges is made from the serving cube's base rows
+/// (no fact read again) and answers as a full build of it; one that changes what a fact's base
+/// rows hold is built in full and says why.
+#[tokio::test]
+async fn a_definition_changing_only_bands_reuses_the_base_rows() {
+    use crate::snapshots::{answers, get_json};
+    let yaml = lattice_defs::BANK_CRM_YAML;
+    let data = crate::util::parquet_dir();
+    let server = serve(yaml, data).await;
+    let edges = "edges: [10000, 50000, 200000, 1000000]";
+    assert!(yaml.contains(edges));
+    let banded = yaml.replace(edges, "edges: [5000, 60000, 150000, 900000]");
+    let put = format!("/v1/cubes/{CUBE}/definition");
+    let (status, body) = put_yaml(server.addr, &put, &banded).await;
+    assert_eq!(status, 200, "{body}");
+    let info = get_json(server.addr, &format!("/v1/cubes/{CUBE}")).await;
+    assert_eq!(info["origin"], "refreshed", "{info}");
+    assert_eq!(
+        info["build"]["fact_rows"], 0,
+        "no fact row read again: {info}"
+    );
+    let full = serve(&banded, data).await;
+    assert_eq!(answers(&server).await, answers(&full).await);
+    let band = json!({"measures": ["customers", "deposit_balance"], "rows": ["customer.deposit_band", "time.quarter"]});
+    let ask = |addr| {
+        let band = band.clone();
+        async move {
+            let (status, mut answer) =
+                crate::util::post_json(addr, &format!("/v1/cubes/{CUBE}/query"), &band.to_string())
+                    .await;
+            assert_eq!(status, 200, "{answer}");
+            answer.as_object_mut().expect("object").remove("meta");
+            answer
+        }
+    };
+    assert_eq!(ask(server.addr).await, ask(full.addr).await);
+    full.stop().await;
+
+    let measured = banded.replace(
+        "fee_income:       { fact: transactions, agg: sum, column: fee_income,",
+        "fee_income:       { fact: transactions, agg: sum, column: amount,",
+    );
+    assert_ne!(measured, banded);
+    let (status, body) = put_yaml(server.addr, &put, &measured).await;
+    assert_eq!(status, 200, "{body}");
+    let info = get_json(server.addr, &format!("/v1/cubes/{CUBE}")).await;
+    assert_eq!(info["origin"], "built", "{info}");
+    let why = info["rebuilt_because"].as_str().unwrap_or("");
+    assert!(why.contains("'transactions'"), "{info}");
+    server.stop().await;
+}

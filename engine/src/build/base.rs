@@ -727,6 +727,17 @@ impl BaseReader {
         }
     }
 
+    /// What the base rows read by this reader hold: the query that reads them, and each
+    /// measure column's measure and combination. Two readers of one signature (of two
+    /// definitions) read the same base rows.
+    pub fn signature(&self) -> (String, Vec<MeasureId>, Vec<MeasureSpec>) {
+        (
+            self.sql("fact", ""),
+            self.measures.iter().map(|(m, _)| *m).collect(),
+            self.measures.iter().map(|(_, s)| *s).collect(),
+        )
+    }
+
     /// A table without rows, of this fact's columns.
     pub fn table(&self) -> BaseTable {
         let cols = self

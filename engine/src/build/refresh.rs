@@ -19,7 +19,12 @@
 //! - a fact counts distinct text values (their codes are given in the order a build sees
 //!   them, which a refresh cannot repeat);
 //! - an allocation's new pool rows and its driver's new rows cover different periods (a
-//!   month's costs arriving before or after its transactions change what is allocated).
+//!   month's costs arriving before or after its transactions change what is allocated);
+//! - `model` is another definition than the cube's, and reads other base rows: other facts
+//!   or dimensions, other key codes, another query for a fact's rows, other measures, another
+//!   allocation. A definition that changes only what is computed from the base rows (a band's
+//!   edges or labels, value classes, derived measures, the cuboids listed) is refreshed with
+//!   no new files: the base rows are reused, everything after them computed again.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -77,6 +82,9 @@ pub async fn refresh_cube_with_report(
     progress.set_message("encoding dimensions");
     let axis = prior.encoding.time.as_ref();
     let mut dims = super::dims::build_dims(model, &delta.catalog, &delta.ctx, axis).await?;
+    if let Some(why) = changed_base(model, prior, delta, &dims)? {
+        return not(why);
+    }
     if let (Some(before), Some(now)) = (axis, dims.time.as_ref())
         && before.len > 0
         && before.first != now.first
@@ -151,6 +159,90 @@ pub async fn refresh_cube_with_report(
     };
     let (cube, report) = complete(model, delta, dims, bases, opts, progress, stages).await?;
     Ok(Ok((cube, report)))
+}
+
+/// Why the base rows `prior` keeps are not what `model` reads (when `model` is another
+/// definition than the one `prior` was built from): its facts, their dimensions, the keys'
+/// codes, the query of a fact's base rows or its measures, or an allocation differ. A change
+/// elsewhere (a band's edges or labels, a derived measure, the cuboids listed) keeps them.
+fn changed_base(
+    model: &Model,
+    prior: &Cube,
+    delta: &Sources,
+    dims: &crate::store::encoding::Encoding,
+) -> Result<Option<String>> {
+    let before = &prior.model;
+    let shape = |m: &Model| {
+        (
+            m.dimensions
+                .iter()
+                .map(|d| d.name.clone())
+                .collect::<Vec<_>>(),
+            m.facts
+                .iter()
+                .map(|f| (f.name.clone(), f.direct.clone()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    if shape(before) != shape(model) {
+        return Ok(Some(
+            "the definition changed its dimensions or facts".into(),
+        ));
+    }
+    for (d, (was, is)) in prior.encoding.codes.iter().zip(&dims.codes).enumerate() {
+        let same = match (was, is) {
+            (Some(a), Some(b)) => {
+                a.n_keys == b.n_keys
+                    && a.integer_key == b.integer_key
+                    && a.key_map == b.key_map
+                    && a.dense == b.dense
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            return Ok(Some(format!(
+                "the keys of dimension '{}' changed",
+                model.dimensions[d].name
+            )));
+        }
+    }
+    let allocation = |m: &Model, a: &lattice_defs::model::Allocation| {
+        let driver = match a.driver {
+            lattice_defs::model::Driver::Measure(id) => m.measures[id].name.clone(),
+            lattice_defs::model::Driver::Equal => String::new(),
+        };
+        (
+            m.facts[a.fact].name.clone(),
+            m.facts[a.from].name.clone(),
+            a.pool.table.clone(),
+            a.pool.amount.column.clone(),
+            a.pool.time.column.clone(),
+            a.pool.key.column.clone(),
+            a.pool.member,
+            driver,
+        )
+    };
+    let allocations = |m: &Model| {
+        m.allocations
+            .iter()
+            .map(|a| allocation(m, a))
+            .collect::<Vec<_>>()
+    };
+    if allocations(before) != allocations(model) {
+        return Ok(Some("the definition changed an allocation".into()));
+    }
+    for (f, fact) in model.facts.iter().enumerate() {
+        let was = base::BaseReader::new(before, &delta.catalog, dims, f)?.signature();
+        let is = base::BaseReader::new(model, &delta.catalog, dims, f)?.signature();
+        if was != is {
+            return Ok(Some(format!(
+                "the definition changed what the base rows of fact '{}' hold (its keys, time or measures)",
+                fact.name
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Why the delta's allocations cannot be refreshed: an allocation whose new pool rows and
