@@ -589,8 +589,27 @@ fn refresh_newest(
     )>,
 > {
     let dir = root.join(&model.name);
-    let search = lattice_engine::store::snapshot::versions::find_newest(&dir, model, text, None)
-        .with_context(|| format!("cannot look for snapshots in {}", dir.display()))?;
+    let now = load::fingerprint(model);
+    // Only a version whose sources grew by added files is read.
+    let refreshable = |recorded: &serde_json::Value| {
+        let before: Vec<load::SourceFingerprint> = match serde_json::from_value(recorded.clone())
+        {
+            Ok(before) => before,
+            Err(e) => return Some(format!("its recorded sources cannot be read ({e})")),
+        };
+        match load::added_files(model, &before, &now) {
+            Ok(added) if added.values().any(|files| !files.is_empty()) => None,
+            Ok(_) => Some("no file was added to its sources".into()),
+            Err(why) => Some(why),
+        }
+    };
+    let search = lattice_engine::store::snapshot::versions::find_newest_where(
+        &dir,
+        model,
+        text,
+        &refreshable,
+    )
+    .with_context(|| format!("cannot look for snapshots in {}", dir.display()))?;
     for skipped in search.skipped.iter().filter(|s| s.moved_to.is_some()) {
         println!(
             "snapshot {} is damaged ({}): moved aside",
@@ -598,13 +617,22 @@ fn refresh_newest(
         );
     }
     let Some(found) = search.found else {
+        // Why the newest version of the definition could not be refreshed, when it was not
+        // only that nothing was added.
+        if let Some(newest) = search.skipped.first().filter(|s| {
+            s.moved_to.is_none() && !s.reason.starts_with("no file was added")
+        }) {
+            println!(
+                "snapshot {} cannot be refreshed ({}): building in full",
+                newest.version, newest.reason
+            );
+        }
         return Ok(None);
     };
     let before: Vec<load::SourceFingerprint> =
         serde_json::from_value(found.sources).context("the snapshot's recorded sources")?;
-    let added = match load::added_files(model, &before, &load::fingerprint(model)) {
-        Ok(added) if added.values().any(|files| !files.is_empty()) => added,
-        Ok(_) => return Ok(None),
+    let added = match load::added_files(model, &before, &now) {
+        Ok(added) => added,
         Err(why) => {
             println!(
                 "snapshot {} cannot be refreshed ({why}): building in full",

@@ -311,7 +311,19 @@ async fn refresh_snapshot(
     fingerprints: &[SourceFingerprint],
     options: &BuildOptions,
 ) -> Result<Result<Built, Option<String>>, BuildError> {
-    let search = match versions::find_newest(cube_dir, model, yaml, None) {
+    // Only a version whose sources grew by added files is read.
+    let refreshable = |recorded: &serde_json::Value| {
+        let before: Vec<SourceFingerprint> = match serde_json::from_value(recorded.clone()) {
+            Ok(before) => before,
+            Err(e) => return Some(format!("its recorded sources cannot be read ({e})")),
+        };
+        match load::added_files(model, &before, fingerprints) {
+            Ok(added) if added.values().any(|files| !files.is_empty()) => None,
+            Ok(_) => Some("no file was added to its sources".into()),
+            Err(why) => Some(format!("cannot be refreshed: {why}")),
+        }
+    };
+    let search = match versions::find_newest_where(cube_dir, model, yaml, &refreshable) {
         Ok(search) => search,
         Err(_) => return Ok(Err(None)),
     };

@@ -57,6 +57,12 @@ fn format_of(path: &Path) -> Option<SourceFormat> {
     }
 }
 
+/// `path` made absolute, links resolved (as it is where it cannot be): the name a source's
+/// fingerprint records, the same whether the data folder was given as a relative path or not.
+pub fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Whether `path` (as written) is a glob: it holds `*`, `?` or `[`.
 fn is_glob(path: &Path) -> bool {
     path.to_string_lossy().contains(['*', '?', '['])

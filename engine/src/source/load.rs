@@ -97,7 +97,7 @@ impl FileFingerprint {
             .and_then(|m| m.modified().ok())
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         FileFingerprint {
-            path: path.display().to_string(),
+            path: files::canonical(path).display().to_string(),
             size: meta.as_ref().map(std::fs::Metadata::len),
             modified_secs: modified.map(|d| d.as_secs()),
             modified_nanos: modified.map(|d| d.subsec_nanos()),
@@ -121,7 +121,7 @@ pub fn fingerprint(model: &Model) -> Vec<SourceFingerprint> {
                     .max();
                 SourceFingerprint {
                     name: source.name.clone(),
-                    path: found.location.display().to_string(),
+                    path: files::canonical(&found.location).display().to_string(),
                     size: files.iter().map(|f| f.size).sum(),
                     modified_secs: newest.map(|(s, _)| s),
                     modified_nanos: newest.map(|(_, n)| n),
@@ -393,7 +393,7 @@ async fn register_files(
                 (merged, first_file)
             }
         });
-        if only.is_none_or(|only| only.contains(file)) {
+        if only.is_none_or(|only| only.contains(&files::canonical(file))) {
             urls.push(url);
         }
     }

@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use lattice_defs::Model;
@@ -378,14 +379,16 @@ impl<W: Write> Write for Hashing<W> {
 #[derive(Debug)]
 struct Folder {
     dir: PathBuf,
-    bytes: BTreeMap<String, Vec<u8>>,
+    /// Each checked file's bytes, read once: record batches are decoded over them without a
+    /// copy (Arrow's `FileDecoder`).
+    bytes: BTreeMap<String, arrow::buffer::Buffer>,
 }
 
 impl Folder {
-    /// Reads every file of the manifest and checks its size and sha256.
+    /// Reads every file of the manifest and checks its size and sha256, on every core (the
+    /// files dealt out in turn); the first file at fault, in name order, is the error.
     fn verify(dir: &Path, files: &BTreeMap<String, FileEntry>) -> Result<Folder> {
-        let mut bytes = BTreeMap::new();
-        for (name, entry) in files {
+        let read = |name: &String, entry: &FileEntry| -> Result<Vec<u8>> {
             let path = dir.join(name);
             if Path::new(name).file_name() != Some(name.as_ref()) {
                 return Err(bad(
@@ -395,7 +398,39 @@ impl Folder {
             }
             let data = fs::read(&path).map_err(|e| io(&path, e))?;
             check_file(&path, &data, entry)?;
-            bytes.insert(name.clone(), data);
+            Ok(data)
+        };
+        let listed: Vec<(&String, &FileEntry)> = files.iter().collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, listed.len().max(1));
+        let mut results: Vec<Option<Result<Vec<u8>>>> = (0..listed.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let listed = &listed;
+                    let read = &read;
+                    scope.spawn(move || {
+                        (w..listed.len())
+                            .step_by(workers)
+                            .map(|i| (i, read(listed[i].0, listed[i].1)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for handle in handles {
+                // A reader that panicked leaves its files unread: reported below.
+                for (i, r) in handle.join().unwrap_or_default() {
+                    results[i] = Some(r);
+                }
+            }
+        });
+        let mut bytes = BTreeMap::new();
+        for ((name, _), result) in listed.iter().zip(results) {
+            let data = result.unwrap_or_else(|| {
+                Err(bad(&dir.join(name), "could not be read".to_string()))
+            })?;
+            bytes.insert((*name).clone(), arrow::buffer::Buffer::from_vec(data));
         }
         Ok(Folder {
             dir: dir.to_path_buf(),
@@ -407,23 +442,55 @@ impl Folder {
         self.dir.join(name)
     }
 
-    /// The one record batch of the checked file `name`.
+    /// The one record batch of the checked file `name`, its arrays over the file's bytes.
     fn batch(&self, name: &str) -> Result<RecordBatch> {
+        use arrow::ipc::reader::{FileDecoder, read_footer_length};
         let path = self.path(name);
         let data = self
             .bytes
             .get(name)
             .ok_or_else(|| bad(&path, "is not listed in the manifest".to_string()))?;
         let arrow_err = |e: arrow::error::ArrowError| bad(&path, format!("arrow: {e}"));
-        let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(data), None)
-            .map_err(arrow_err)?;
-        let mut batches = reader
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(arrow_err)?;
-        match batches.len() {
-            1 => Ok(batches.remove(0)),
-            n => Err(bad(&path, format!("holds {n} record batches, not 1"))),
+        let malformed = || bad(&path, "is not an Arrow IPC file".to_string());
+        let trailer = data.len().checked_sub(10).ok_or_else(malformed)?;
+        let tail: [u8; 10] = data[trailer..].try_into().map_err(|_| malformed())?;
+        let footer_len = read_footer_length(tail).map_err(arrow_err)?;
+        let footer_at = trailer.checked_sub(footer_len).ok_or_else(malformed)?;
+        let footer = arrow::ipc::root_as_footer(&data[footer_at..trailer])
+            .map_err(|e| bad(&path, format!("arrow footer: {e}")))?;
+        let schema = footer
+            .schema()
+            .map(arrow::ipc::convert::fb_to_schema)
+            .ok_or_else(malformed)?;
+        let mut decoder = FileDecoder::new(Arc::new(schema), footer.version());
+        let block_data = |block: &arrow::ipc::Block| {
+            let offset = usize::try_from(block.offset()).map_err(|_| malformed())?;
+            let len = usize::try_from(block.bodyLength())
+                .ok()
+                .and_then(|b| b.checked_add(usize::try_from(block.metaDataLength()).ok()?))
+                .ok_or_else(malformed)?;
+            match offset.checked_add(len) {
+                Some(end) if end <= data.len() => Ok(data.slice_with_length(offset, len)),
+                _ => Err(malformed()),
+            }
+        };
+        for block in footer.dictionaries().iter().flatten() {
+            decoder
+                .read_dictionary(block, &block_data(block)?)
+                .map_err(arrow_err)?;
         }
+        let blocks = footer.recordBatches().ok_or_else(malformed)?;
+        if blocks.len() != 1 {
+            return Err(bad(
+                &path,
+                format!("holds {} record batches, not 1", blocks.len()),
+            ));
+        }
+        let block = blocks.get(0);
+        decoder
+            .read_record_batch(block, &block_data(block)?)
+            .map_err(arrow_err)?
+            .ok_or_else(malformed)
     }
 }
 

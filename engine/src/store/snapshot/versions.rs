@@ -258,10 +258,22 @@ pub fn find_newest(
     definition_text: &str,
     sources: Option<&Value>,
 ) -> Result<Search> {
+    let accept = |recorded: &Value| sources.and_then(|s| sources_change(recorded, s));
+    find_newest_where(cube_dir, model, definition_text, &accept)
+}
+
+/// [`find_newest`] of the versions whose recorded sources `accept` takes (it says why not,
+/// else `None`); asked of each version's manifest before any of its data is read.
+pub fn find_newest_where(
+    cube_dir: &Path,
+    model: &Model,
+    definition_text: &str,
+    accept: &dyn Fn(&Value) -> Option<String>,
+) -> Result<Search> {
     let mut skipped = Vec::new();
     for version in versions(cube_dir)?.into_iter().rev() {
         let dir = cube_dir.join(&version);
-        match try_version(&dir, model, definition_text, sources) {
+        match try_version(&dir, model, definition_text, accept) {
             Ok((cube, sources)) => {
                 let written_at = version_time(&version).unwrap_or(UNIX_EPOCH);
                 return Ok(Search {
@@ -310,7 +322,7 @@ fn try_version(
     dir: &Path,
     model: &Model,
     definition_text: &str,
-    sources: Option<&Value>,
+    accept: &dyn Fn(&Value) -> Option<String>,
 ) -> std::result::Result<(Cube, Value), Refusal> {
     let path = dir.join(MANIFEST);
     let damaged = |e: crate::error::EngineError| Refusal::Damaged(e.to_string());
@@ -324,7 +336,7 @@ fn try_version(
         )));
     }
     let recorded = recorded_sources(&path, &text).map_err(damaged)?;
-    if let Some(change) = sources.and_then(|s| sources_change(&recorded, s)) {
+    if let Some(change) = accept(&recorded) {
         return Err(Refusal::Mismatch(change));
     }
     let cube = read(dir, model.clone(), definition_text, &recorded).map_err(damaged)?;
