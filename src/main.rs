@@ -592,8 +592,7 @@ fn refresh_newest(
     let now = load::fingerprint(model);
     // Only a version whose sources grew by added files is read.
     let refreshable = |recorded: &serde_json::Value| {
-        let before: Vec<load::SourceFingerprint> = match serde_json::from_value(recorded.clone())
-        {
+        let before: Vec<load::SourceFingerprint> = match serde_json::from_value(recorded.clone()) {
             Ok(before) => before,
             Err(e) => return Some(format!("its recorded sources cannot be read ({e})")),
         };
@@ -619,9 +618,11 @@ fn refresh_newest(
     let Some(found) = search.found else {
         // Why the newest version of the definition could not be refreshed, when it was not
         // only that nothing was added.
-        if let Some(newest) = search.skipped.first().filter(|s| {
-            s.moved_to.is_none() && !s.reason.starts_with("no file was added")
-        }) {
+        if let Some(newest) = search
+            .skipped
+            .first()
+            .filter(|s| s.moved_to.is_none() && !s.reason.starts_with("no file was added"))
+        {
             println!(
                 "snapshot {} cannot be refreshed ({}): building in full",
                 newest.version, newest.reason
@@ -657,7 +658,9 @@ fn refresh_newest(
     let delta = rt
         .block_on(load::load_delta(model, &added))
         .map_err(definition)?;
-    let sources = rt.block_on(load::load(model)).map_err(definition)?;
+    let sources = rt
+        .block_on(load::load_registered(model))
+        .map_err(definition)?;
     let options = lattice_engine::build::BuildOptions {
         progress: true,
         memory_budget: budget.bytes(),

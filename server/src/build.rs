@@ -371,8 +371,9 @@ pub async fn refresh(
         e => e.into(),
     };
     let delta = load::load_delta(model, &added).await.map_err(engine)?;
-    // All the files, for the questions that go to DataFusion and the allocations' tables.
-    let sources = load::load(model).await.map_err(engine)?;
+    // All the files, for the questions that go to DataFusion and the allocations' tables
+    // (registered; read only when a question needs them).
+    let sources = load::load_registered(model).await.map_err(engine)?;
     let (data, report) =
         match lattice_engine::open_refreshed(model, prior, &delta, &sources, options)
             .await
@@ -434,8 +435,9 @@ async fn load_snapshot(
     };
     let read_seconds = started.elapsed().as_secs_f64();
     // The sources still serve the fallback (questions no cuboid answers) and hold the
-    // allocations' tables.
-    let sources = match load::load(model).await {
+    // allocations' tables: registered, read only when a question needs them (the snapshot was
+    // built from these very files).
+    let sources = match load::load_registered(model).await {
         Ok(s) => s,
         Err(EngineError::Definition(diags)) => return Err(BuildError::Invalid(diags)),
         Err(e) => return Err(e.into()),

@@ -797,3 +797,36 @@ async fn a_definition_changing_only_bands_reuses_the_base_rows() {
     assert!(why.contains("'transactions'"), "{info}");
     server.stop().await;
 }
+
+/// Sources registered for a cube built from them (`load_registered`, as a snapshot start and
+/// a refresh take them) compute an allocation only when a question reads it, and then the same
+/// table as a load that computes it up front.
+#[tokio::test]
+async fn a_lazily_computed_allocation_equals_the_one_computed_up_front() {
+    let model = crate::util::bank_crm(crate::util::parquet_dir(), false).expect("definition");
+    let eager = load::load(&model).await.expect("sources");
+    let lazy = load::load_registered(&model).await.expect("sources");
+    assert!(lazy.allocations.is_empty());
+    let sql = "SELECT customer_id, month, SUM(operating_cost) AS cost, COUNT(*) AS n \
+               FROM branch_cost GROUP BY customer_id, month ORDER BY customer_id, month";
+    let rows = |ctx: &datafusion::prelude::SessionContext| {
+        let ctx = ctx.clone();
+        async move {
+            let batches = ctx
+                .sql(sql)
+                .await
+                .expect("plan")
+                .collect()
+                .await
+                .expect("run");
+            arrow::util::pretty::pretty_format_batches(&batches)
+                .expect("format")
+                .to_string()
+        }
+    };
+    let expected = rows(&eager.ctx).await;
+    assert!(expected.lines().count() > 100, "{expected}");
+    assert_eq!(rows(&lazy.ctx).await, expected);
+    // Asked again: the table computed once answers.
+    assert_eq!(rows(&lazy.ctx).await, expected);
+}

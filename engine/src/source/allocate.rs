@@ -165,6 +165,127 @@ pub(crate) async fn allocate_all(
     Ok(reports)
 }
 
+/// Registers each allocation's table in `ctx` to be computed the first time a query reads it
+/// ([`LazyAllocation`]): a cube that was built (or loaded from a snapshot) reads its
+/// allocations from its base rows, and only a question that goes to DataFusion needs them.
+pub(crate) async fn register_lazy(
+    model: &Model,
+    ctx: &SessionContext,
+    catalog: &Catalog,
+) -> Result<()> {
+    for (i, a) in model.allocations.iter().enumerate() {
+        let from = &model.facts[a.from];
+        // The tables the allocation reads, in a session of its own (no cycle through `ctx`).
+        let own = SessionContext::new();
+        let mut tables = vec![from.name.clone(), a.pool.table.clone()];
+        for d in &model.dimensions {
+            if let DimensionKind::Table { table, .. } = &d.kind {
+                tables.push(table.clone());
+            }
+        }
+        for t in &catalog.tables {
+            if !tables.contains(&t.name) && ctx.table_exist(t.name.as_str())? {
+                tables.push(t.name.clone());
+            }
+        }
+        for t in &tables {
+            if let Ok(provider) = ctx.table_provider(t.as_str()).await {
+                own.register_table(t.as_str(), provider)?;
+            }
+        }
+        let driver = ctx.table_provider(from.name.as_str()).await?.schema();
+        let keys = allocation_keys(model, a);
+        let mut fields = Vec::new();
+        for k in &keys {
+            let field = driver.field_with_name(k)?;
+            fields.push(Field::new(*k, field.data_type().clone(), true));
+        }
+        let scale = scale_of(catalog, &a.pool.table, &a.pool.amount.column);
+        fields.push(Field::new(&a.pool.time.column, DataType::Date32, true));
+        fields.push(Field::new(
+            &a.pool.amount.column,
+            DataType::Decimal128(38, scale),
+            true,
+        ));
+        let lazy = LazyAllocation {
+            schema: Arc::new(Schema::new(fields)),
+            ctx: own,
+            model: Arc::new(model.clone()),
+            catalog: Arc::new(catalog.clone()),
+            index: i,
+            table: tokio::sync::OnceCell::new(),
+        };
+        ctx.register_table(model.facts[a.fact].name.as_str(), Arc::new(lazy))?;
+    }
+    Ok(())
+}
+
+/// The key columns of the allocated fact: those of its dimension tables, in order.
+fn allocation_keys<'m>(model: &'m Model, a: &Allocation) -> Vec<&'m str> {
+    model.facts[a.fact]
+        .direct
+        .iter()
+        .filter_map(|&d| match &model.dimensions[d].kind {
+            DimensionKind::Table { key, .. } => Some(key.column.as_str()),
+            DimensionKind::Time => None,
+        })
+        .collect()
+}
+
+/// An allocation's table, computed by [`allocate`] the first time it is scanned.
+struct LazyAllocation {
+    schema: arrow::datatypes::SchemaRef,
+    /// The sources the allocation reads.
+    ctx: SessionContext,
+    model: Arc<Model>,
+    catalog: Arc<Catalog>,
+    /// Which of the model's allocations.
+    index: usize,
+    table: tokio::sync::OnceCell<Arc<dyn datafusion::catalog::TableProvider>>,
+}
+
+impl std::fmt::Debug for LazyAllocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyAllocation")
+            .field("index", &self.index)
+            .field("computed", &self.table.initialized())
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::TableProvider for LazyAllocation {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::prelude::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let table = self
+            .table
+            .get_or_try_init(|| async {
+                let a = &self.model.allocations[self.index];
+                allocate(&self.model, &self.ctx, &self.catalog, a)
+                    .await
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                self.ctx
+                    .table_provider(self.model.facts[a.fact].name.as_str())
+                    .await
+            })
+            .await?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
+
 /// The finest grain of the time dimension: the period each pool is spread within.
 fn period_grain(model: &Model) -> Result<TimeGrain> {
     let t = model
@@ -639,14 +760,7 @@ async fn allocate(
         .ok_or_else(|| EngineError::Internal("allocation driver fact without time".into()))?;
 
     // The driver's cells: keys, period, member, weight.
-    let keys: Vec<&str> = fact
-        .direct
-        .iter()
-        .filter_map(|&d| match &model.dimensions[d].kind {
-            DimensionKind::Table { key, .. } => Some(key.column.as_str()),
-            DimensionKind::Time => None,
-        })
-        .collect();
+    let keys = allocation_keys(model, a);
     let (member, joins) = member_sql(model, &fact.direct, a.pool.member)?;
     let (weight, weight_scale) = driver_weight(model, catalog, &from.name, &a.driver)?;
     let sql = cells_sql(

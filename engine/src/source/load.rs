@@ -224,20 +224,32 @@ pub async fn load_checked(
     model: &Model,
     before_reading: impl FnOnce(&Catalog) -> Result<()>,
 ) -> Result<Sources> {
-    load_files(model, &HashMap::new(), before_reading).await
+    load_files(model, &HashMap::new(), true, before_reading).await
+}
+
+/// The sources of a cube that was built from these very files (a snapshot whose recorded
+/// fingerprints match, or a refreshed cube), for the questions that go to DataFusion: every
+/// source registered and its schema checked, but no data read now. The data checks passed
+/// when the cube was built, and each allocation is computed the first time a query reads its
+/// table ([`super::allocate::register_lazy`]), so no report of it comes back.
+pub async fn load_registered(model: &Model) -> Result<Sources> {
+    load_files(model, &HashMap::new(), false, |_| Ok(())).await
 }
 
 /// The sources of `model` for refreshing its cube ([`crate::build::refresh`]): each source
 /// named in `only` registered with just those files (none: an empty table of its columns),
 /// the others whole; allocations are computed over them.
 pub async fn load_delta(model: &Model, only: &HashMap<String, Vec<PathBuf>>) -> Result<Sources> {
-    load_files(model, only, |_| Ok(())).await
+    load_files(model, only, true, |_| Ok(())).await
 }
 
 #[instrument(skip_all, fields(cube = %model.name))]
+/// Registers the sources (`only`: see [`load_delta`]); with `read`, checks their data and
+/// computes the allocations, else leaves both (see [`load_registered`]).
 async fn load_files(
     model: &Model,
     only: &HashMap<String, Vec<PathBuf>>,
+    read: bool,
     before_reading: impl FnOnce(&Catalog) -> Result<()>,
 ) -> Result<Sources> {
     let ctx = SessionContext::new();
@@ -290,12 +302,20 @@ async fn load_files(
         }
     }
     diags.extend(check_catalog(model, &catalog).0);
-    if diags.is_empty() {
+    if diags.is_empty() && read {
         before_reading(&catalog)?;
         diags.extend(check_data(model, &ctx).await?.0);
     }
     if !diags.is_empty() {
         return Err(EngineError::Definition(Diagnostics(diags)));
+    }
+    if !read {
+        super::allocate::register_lazy(model, &ctx, &catalog).await?;
+        return Ok(Sources {
+            ctx,
+            catalog,
+            allocations: Vec::new(),
+        });
     }
     let allocations = allocate_all(model, &ctx, &catalog).await?;
     Ok(Sources {

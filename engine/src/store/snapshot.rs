@@ -427,9 +427,8 @@ impl Folder {
         });
         let mut bytes = BTreeMap::new();
         for ((name, _), result) in listed.iter().zip(results) {
-            let data = result.unwrap_or_else(|| {
-                Err(bad(&dir.join(name), "could not be read".to_string()))
-            })?;
+            let data = result
+                .unwrap_or_else(|| Err(bad(&dir.join(name), "could not be read".to_string())))?;
             bytes.insert((*name).clone(), arrow::buffer::Buffer::from_vec(data));
         }
         Ok(Folder {
