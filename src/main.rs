@@ -573,6 +573,12 @@ fn validate(file: &Path, data: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A cube opened for reading, and what its build (or refresh) did.
+type Opened = (
+    lattice_engine::query::Dataset,
+    lattice_engine::build::BuildReport,
+);
+
 /// The newest snapshot of `model`'s definition (`text`) under `root`, refreshed with the files
 /// added to its sources since it was written (only those are read). `None`, after saying why,
 /// when there is none, nothing was added, or the change needs a full build.
@@ -582,12 +588,7 @@ fn refresh_newest(
     text: &str,
     root: &Path,
     budget: BudgetArgs,
-) -> anyhow::Result<
-    Option<(
-        lattice_engine::query::Dataset,
-        lattice_engine::build::BuildReport,
-    )>,
-> {
+) -> anyhow::Result<Option<Opened>> {
     let dir = root.join(&model.name);
     let now = load::fingerprint(model);
     // Only a version whose sources grew by added files is read.
@@ -693,12 +694,7 @@ fn load_and_build(
     rt: &tokio::runtime::Runtime,
     model: &lattice_defs::Model,
     budget: BudgetArgs,
-) -> anyhow::Result<
-    Option<(
-        lattice_engine::query::Dataset,
-        lattice_engine::build::BuildReport,
-    )>,
-> {
+) -> anyhow::Result<Option<Opened>> {
     let sources = match rt.block_on(lattice_engine::build::load_within(model, budget.bytes())) {
         Ok(s) => s,
         Err(EngineError::Definition(diags)) => {

@@ -93,13 +93,7 @@ pub(crate) async fn put_definition(
     body: RawBody,
 ) -> Result<Response, ApiError> {
     principal.require_admin("replacing a definition")?;
-    let UrlQuery(params) = params.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_parameters",
-            format!("{}; expected wait=true|false", e.body_text()),
-        )
-    })?;
+    let params = wait_params(params)?;
     let existing = state.registry.get(&cube);
     let path = match &existing {
         Some(slot) => slot.path.clone(),
@@ -112,14 +106,7 @@ pub(crate) async fn put_definition(
     let text = body::read(&headers, body, body::YAML, limit)?;
     let task = start_reload(&state, &cube, text, path, true, "put")?;
     if params.wait == Some(false) {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(Building {
-                cube,
-                status: "building",
-            }),
-        )
-            .into_response());
+        return Ok(building(cube));
     }
     match task.await {
         Ok(Ok(done)) => {
@@ -175,13 +162,7 @@ pub(crate) async fn refresh_cube(
     params: Result<UrlQuery<PutParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     principal.require_admin("refreshing a cube")?;
-    let UrlQuery(params) = params.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_parameters",
-            format!("{}; expected wait=true|false", e.body_text()),
-        )
-    })?;
+    let params = wait_params(params)?;
     let Some(slot) = state.registry.get(&cube) else {
         return Err(ApiError::unknown_cube(&cube, state.registry.names()));
     };
@@ -200,14 +181,7 @@ pub(crate) async fn refresh_cube(
     }
     let task = start_refresh(&state, &slot, "refresh")?;
     if params.wait == Some(false) {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(Building {
-                cube,
-                status: "building",
-            }),
-        )
-            .into_response());
+        return Ok(building(cube));
     }
     let done = match task.await {
         Ok(Ok(done)) => done,
@@ -245,6 +219,29 @@ pub(crate) fn start_refresh(
         trigger,
         true,
     )
+}
+
+/// The `?wait=` parameter of a build request, or a 400 that says what it takes.
+fn wait_params(params: Result<UrlQuery<PutParams>, QueryRejection>) -> Result<PutParams, ApiError> {
+    params.map(|UrlQuery(p)| p).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameters",
+            format!("{}; expected wait=true|false", e.body_text()),
+        )
+    })
+}
+
+/// 202: the build of `cube` started; `GET /v1/cubes/{cube}` shows how it ends.
+fn building(cube: String) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(Building {
+            cube,
+            status: "building",
+        }),
+    )
+        .into_response()
 }
 
 /// A cube name that can be a file name as it is.

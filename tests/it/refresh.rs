@@ -707,20 +707,7 @@ fn a_refresh_killed_midway_never_leaves_a_damaged_snapshot() {
 
 /// `PUT` of a request to `addr`, with a YAML body: the status and the JSON answer.
 async fn put_yaml(addr: std::net::SocketAddr, path: &str, yaml: &str) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\n\r\n",
-        yaml.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("send");
-    s.write_all(yaml.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let status = head[9..12].parse().expect("status");
-    (status, serde_json::from_str(body).expect("JSON body"))
+    crate::util::send_json(addr, "PUT", path, "application/yaml", yaml).await
 }
 
 /// A server of `yaml` over `data` (relative source paths resolve there), no snapshots.

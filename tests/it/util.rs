@@ -143,10 +143,22 @@ pub async fn post_json(
     path: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
+    send_json(addr, "POST", path, "application/json", body).await
+}
+
+/// `method path` with `body` sent as `content_type` on its own connection: the status and the
+/// JSON answer.
+pub async fn send_json(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(head.as_bytes()).await.expect("send");
