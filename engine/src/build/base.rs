@@ -69,23 +69,28 @@ impl BaseTable {
 
     /// Appends `other`'s rows (a table of the same fact) after this table's, unsorted: a
     /// decimal column kept in 64 bits on one side and 128 on the other becomes 128.
-    pub(crate) fn append(&mut self, other: BaseTable) -> Result<()> {
-        for (mine, theirs) in self.codes.iter_mut().zip(other.codes) {
-            mine.extend(theirs);
+    pub(crate) fn append(&mut self, other: &BaseTable) -> Result<()> {
+        for (mine, theirs) in self.codes.iter_mut().zip(&other.codes) {
+            mine.extend_from_slice(theirs);
         }
-        for (mine, theirs) in self.measures.iter_mut().zip(other.measures) {
-            let theirs = match (&*mine, theirs) {
-                (MeasureColumn::Decimal { .. }, t @ MeasureColumn::Decimal64 { .. }) => widen(t),
-                (MeasureColumn::Decimal64 { .. }, t @ MeasureColumn::Decimal { .. }) => {
-                    *mine = widen(std::mem::replace(mine, MeasureColumn::Count(Vec::new())));
-                    t
-                }
-                (_, t) => t,
-            };
+        for (mine, theirs) in self.measures.iter_mut().zip(&other.measures) {
+            if matches!(
+                (&*mine, theirs),
+                (
+                    MeasureColumn::Decimal64 { .. },
+                    MeasureColumn::Decimal { .. }
+                )
+            ) {
+                *mine = widen(std::mem::replace(mine, MeasureColumn::Count(Vec::new())));
+            }
             match (mine, theirs) {
-                (MeasureColumn::Count(a), MeasureColumn::Count(b)) => a.extend(b),
-                (MeasureColumn::DistinctValues(a), MeasureColumn::DistinctValues(b)) => a.extend(b),
-                (MeasureColumn::Distinct(a), MeasureColumn::Distinct(b)) => a.extend(b),
+                (MeasureColumn::Count(a), MeasureColumn::Count(b)) => a.extend_from_slice(b),
+                (MeasureColumn::DistinctValues(a), MeasureColumn::DistinctValues(b)) => {
+                    a.extend_from_slice(b);
+                }
+                (MeasureColumn::Distinct(a), MeasureColumn::Distinct(b)) => {
+                    a.extend_from_slice(b);
+                }
                 (
                     MeasureColumn::Decimal64 { values, valid, .. },
                     MeasureColumn::Decimal64 {
@@ -94,8 +99,8 @@ impl BaseTable {
                         ..
                     },
                 ) => {
-                    values.extend(v);
-                    valid.extend(ok);
+                    values.extend_from_slice(v);
+                    valid.extend_from_slice(ok);
                 }
                 (
                     MeasureColumn::Decimal { values, valid, .. },
@@ -105,8 +110,19 @@ impl BaseTable {
                         ..
                     },
                 ) => {
-                    values.extend(v);
-                    valid.extend(ok);
+                    values.extend_from_slice(v);
+                    valid.extend_from_slice(ok);
+                }
+                (
+                    MeasureColumn::Decimal { values, valid, .. },
+                    MeasureColumn::Decimal64 {
+                        values: v,
+                        valid: ok,
+                        ..
+                    },
+                ) => {
+                    values.extend(v.iter().map(|x| i128::from(*x)));
+                    valid.extend_from_slice(ok);
                 }
                 _ => {
                     return Err(EngineError::Internal(

@@ -127,12 +127,13 @@ pub async fn refresh_cube_with_report(
             ));
         }
         let mut table = reader.table();
+        table.reserve(kept.len() + new.len());
         for part in &kept.parts {
-            table.append(part.clone())?;
+            table.append(part)?;
         }
-        table.fact_rows = kept.parts.iter().map(|p| p.fact_rows).sum();
         table.queries = 0;
-        table.append(new)?;
+        table.append(&new)?;
+        drop(new);
         reader.sort_merging(&mut table, true)?;
         table.shrink();
         bands::metric_buckets(model, &mut dims, &table, f, None)?;
