@@ -3,8 +3,9 @@
 
 - a full build of the default cube over the monthly layout (`lattice build`), and its peak RSS;
 - the same build with its last month held back, written as a snapshot (`--snapshots`);
-- the refresh of that snapshot once the month's files land (`lattice build --snapshots` again:
-  only the new files are read), against the full build;
+- the refresh once the month's files land, by a server serving that snapshot (`POST
+  .../refresh`, from memory) and by `lattice build --snapshots` again (the snapshot read from
+  disk first); only the new files are read; against the full build;
 - `lattice serve` to serving (`GET /v1/cubes/bank_crm` answers) from the snapshot, against a
   start that builds (`--no-snapshots`);
 - the snapshot's size on disk against the cube's memory (cuboids and base rows).
@@ -55,28 +56,47 @@ def free_port():
         return s.getsockname()[1]
 
 
-def time_to_serving(binary, data, extra):
-    """Seconds from `lattice serve` starting to its cube answering, and the cube's info."""
+def serve(binary, data, extra):
+    """Starts `lattice serve`; returns the process, its port, the seconds until its cube
+    answered, and the cube's info."""
     port = free_port()
     started = time.perf_counter()
     proc = subprocess.Popen(
         [binary, "serve", "--defs", str(DEFINITION), "--data", str(data),
          "--addr", f"127.0.0.1:{port}", "--watch-ms", "0", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while True:
-            if proc.poll() is not None:
-                sys.exit(f"lattice serve exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(
-                        f"http://127.0.0.1:{port}/v1/cubes/bank_crm", timeout=5) as r:
-                    info = json.load(r)
-                return time.perf_counter() - started, info
-            except OSError:
-                time.sleep(0.02)
-    finally:
-        proc.terminate()
-        proc.wait()
+    while True:
+        if proc.poll() is not None:
+            sys.exit(f"lattice serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/v1/cubes/bank_crm", timeout=5) as r:
+                info = json.load(r)
+            return proc, port, time.perf_counter() - started, info
+        except OSError:
+            time.sleep(0.02)
+
+
+def stop(proc):
+    proc.terminate()
+    proc.wait()
+
+
+def time_to_serving(binary, data, extra):
+    """Seconds from `lattice serve` starting to its cube answering, and the cube's info."""
+    proc, _, secs, info = serve(binary, data, extra)
+    stop(proc)
+    return secs, info
+
+
+def server_refresh(port):
+    """Seconds `POST /v1/cubes/bank_crm/refresh` takes, and its answer."""
+    started = time.perf_counter()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/cubes/bank_crm/refresh", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=3600) as r:
+        answer = json.load(r)
+    return time.perf_counter() - started, answer
 
 
 def folder_bytes(path):
@@ -112,9 +132,16 @@ def main():
         shutil.move(str(last), held / f"{table}__{last.name}")
     out, _, _ = run(build + ["--snapshots", str(snaps)])
     before = stated_seconds(out, "built")
+    # A server serving that snapshot refreshes from memory when the month lands...
+    proc, port, _, _ = serve(args.bin, data, ["--snapshots", str(snaps)])
     for f in held.iterdir():
         table, name = f.name.split("__", 1)
         shutil.move(str(f), data / table / name)
+    served_refresh, answer = server_refresh(port)
+    stop(proc)
+    if answer.get("status") != "refreshed":
+        sys.exit(f"the server did not refresh: {answer}")
+    # ... and the command line refreshes the snapshot (read from disk first).
     out, refresh_wall, _ = run(build + ["--snapshots", str(snaps)])
     refresh = stated_seconds(out, "refreshed")
 
@@ -135,6 +162,8 @@ def main():
         "refresh_one_month_s": refresh,
         "refresh_wall_s": refresh_wall,
         "refresh_over_build": refresh / full,
+        "server_refresh_s": served_refresh,
+        "server_refresh_over_build": served_refresh / full,
         "serve_from_snapshot_s": loaded,
         "serve_building_s": built_start,
         "build_over_snapshot_start": built_start / loaded,
@@ -148,6 +177,8 @@ def main():
     print(f"| full build (`lattice build`) | {full:.1f} s (peak RSS {full_peak:.0f} MB) |")
     print(f"| refresh of one new month (`lattice build --snapshots`) | {refresh:.1f} s: "
           f"{100 * refresh / full:.0f}% of the build |")
+    print(f"| the same refresh by the server from memory (`POST .../refresh`, snapshot written) | "
+          f"{served_refresh:.1f} s: {100 * served_refresh / full:.0f}% of the build |")
     print(f"| `serve` to serving, from the snapshot | {loaded:.2f} s |")
     print(f"| `serve` to serving, building | {built_start:.2f} s: "
           f"{built_start / loaded:.1f}x the snapshot start |")

@@ -480,6 +480,13 @@ async fn the_server_refreshes_at_start_and_on_request_and_answers_as_a_full_buil
 
     let first = start(yaml, data.path(), snaps.path()).await;
     assert_eq!(first.info["origin"], "built", "{}", first.info);
+    // The definition's searches, evaluated as the cube opens, are no user's questions: none
+    // is recorded as missed (a refresh or rebuild would add cuboids for them).
+    assert!(
+        first.info["missed"].as_array().is_none_or(Vec::is_empty),
+        "{}",
+        first.info["missed"]
+    );
     let before = last_month(&first.info);
     first.server.stop().await;
 

@@ -42,6 +42,14 @@ impl MissLog {
         }
     }
 
+    /// Forgets every group-by counted (the questions the engine asked itself, not a user).
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// Every group-by counted, costliest first, by name.
     pub fn learned(&self, model: &Model) -> Vec<Learned> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

@@ -764,5 +764,8 @@ pub async fn check_definition_searches(
         return Err(lattice_defs::Diagnostics(diags));
     }
     drop(session);
+    // The searches are the engine's own questions, not a user's: what they missed is no
+    // reason to build a cuboid.
+    data.missed.clear();
     Ok(Arc::into_inner(data).expect("no session outlives the check"))
 }
