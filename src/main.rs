@@ -592,17 +592,7 @@ fn refresh_newest(
     let dir = root.join(&model.name);
     let now = load::fingerprint(model);
     // Only a version whose sources grew by added files is read.
-    let refreshable = |recorded: &serde_json::Value| {
-        let before: Vec<load::SourceFingerprint> = match serde_json::from_value(recorded.clone()) {
-            Ok(before) => before,
-            Err(e) => return Some(format!("its recorded sources cannot be read ({e})")),
-        };
-        match load::added_files(model, &before, &now) {
-            Ok(added) if added.values().any(|files| !files.is_empty()) => None,
-            Ok(_) => Some("no file was added to its sources".into()),
-            Err(why) => Some(why),
-        }
-    };
+    let refreshable = |recorded: &serde_json::Value| load::added_since(model, recorded, &now).err();
     let search = lattice_engine::store::snapshot::versions::find_newest_where(
         &dir,
         model,
@@ -631,9 +621,8 @@ fn refresh_newest(
         }
         return Ok(None);
     };
-    let before: Vec<load::SourceFingerprint> =
-        serde_json::from_value(found.sources).context("the snapshot's recorded sources")?;
-    let added = match load::added_files(model, &before, &now) {
+    // What the search accepted it for.
+    let added = match load::added_since(model, &found.sources, &now) {
         Ok(added) => added,
         Err(why) => {
             println!(

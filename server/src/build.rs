@@ -200,8 +200,7 @@ pub async fn build_or_load(
         built.sources = fingerprints;
         return Ok(built);
     };
-    let recorded = serde_json::to_value(&fingerprints)
-        .map_err(|e| EngineError::Internal(format!("source fingerprints as JSON: {e}")))?;
+    let recorded = as_json(&fingerprints)?;
     let cube_dir = snapshots.dir.join(&model.name);
     if let Some(built) = load_snapshot(&model, &yaml, &cube_dir, &recorded, &fingerprints).await? {
         return Ok(built);
@@ -238,8 +237,7 @@ pub async fn refresh_or_build(
 ) -> Result<Built, BuildError> {
     let now = load::fingerprint(&model);
     if let Some(snapshots) = snapshots {
-        let recorded = serde_json::to_value(&now)
-            .map_err(|e| EngineError::Internal(format!("source fingerprints as JSON: {e}")))?;
+        let recorded = as_json(&now)?;
         let cube_dir = snapshots.dir.join(&model.name);
         if let Some(built) = load_snapshot(&model, &yaml, &cube_dir, &recorded, &now).await? {
             return Ok(built);
@@ -256,12 +254,17 @@ pub async fn refresh_or_build(
         }
     };
     if let Some(snapshots) = snapshots {
-        let recorded = serde_json::to_value(&now)
-            .map_err(|e| EngineError::Internal(format!("source fingerprints as JSON: {e}")))?;
+        let recorded = as_json(&now)?;
         let cube_dir = snapshots.dir.join(&built.data.model.name);
         write_snapshot(&mut built, snapshots, &cube_dir, &recorded, serving);
     }
     Ok(built)
+}
+
+/// Source fingerprints as a snapshot's manifest records them.
+fn as_json(fingerprints: &[SourceFingerprint]) -> Result<serde_json::Value, BuildError> {
+    serde_json::to_value(fingerprints)
+        .map_err(|e| EngineError::Internal(format!("source fingerprints as JSON: {e}")).into())
 }
 
 /// Writes `built` as a new version in `cube_dir` and records it in its origin; a snapshot
@@ -312,17 +315,8 @@ async fn refresh_snapshot(
     options: &BuildOptions,
 ) -> Result<Result<Built, Option<String>>, BuildError> {
     // Only a version whose sources grew by added files is read.
-    let refreshable = |recorded: &serde_json::Value| {
-        let before: Vec<SourceFingerprint> = match serde_json::from_value(recorded.clone()) {
-            Ok(before) => before,
-            Err(e) => return Some(format!("its recorded sources cannot be read ({e})")),
-        };
-        match load::added_files(model, &before, fingerprints) {
-            Ok(added) if added.values().any(|files| !files.is_empty()) => None,
-            Ok(_) => Some("no file was added to its sources".into()),
-            Err(why) => Some(format!("cannot be refreshed: {why}")),
-        }
-    };
+    let refreshable =
+        |recorded: &serde_json::Value| load::added_since(model, recorded, fingerprints).err();
     let search = match versions::find_newest_where(cube_dir, model, yaml, &refreshable) {
         Ok(search) => search,
         Err(_) => return Ok(Err(None)),
@@ -330,14 +324,9 @@ async fn refresh_snapshot(
     let Some(found) = search.found else {
         return Ok(Err(None));
     };
-    let before: Vec<SourceFingerprint> = match serde_json::from_value(found.sources.clone()) {
-        Ok(before) => before,
-        Err(e) => {
-            let why = format!("its recorded sources cannot be read ({e})");
-            tracing::info!(cube = %model.name, version = %found.version, reason = %why, "snapshot not refreshed; building");
-            return Ok(Err(Some(why)));
-        }
-    };
+    // The search read them already (`added_since` accepted them).
+    let before: Vec<SourceFingerprint> = serde_json::from_value(found.sources.clone())
+        .map_err(|e| EngineError::Internal(format!("recorded sources: {e}")))?;
     let refreshed = refresh(model, yaml, &found.cube, &before, fingerprints, options).await?;
     match &refreshed {
         Ok(built) => {

@@ -175,23 +175,12 @@ pub(crate) async fn register_lazy(
 ) -> Result<()> {
     for (i, a) in model.allocations.iter().enumerate() {
         let from = &model.facts[a.from];
-        // The tables the allocation reads, in a session of its own (no cycle through `ctx`).
+        // The sources the allocation reads (its driver, its pool, the dimension tables that
+        // place the pool's members), in a session of its own: no cycle through `ctx`.
         let own = SessionContext::new();
-        let mut tables = vec![from.name.clone(), a.pool.table.clone()];
-        for d in &model.dimensions {
-            if let DimensionKind::Table { table, .. } = &d.kind {
-                tables.push(table.clone());
-            }
-        }
-        for t in &catalog.tables {
-            if !tables.contains(&t.name) && ctx.table_exist(t.name.as_str())? {
-                tables.push(t.name.clone());
-            }
-        }
-        for t in &tables {
-            if let Ok(provider) = ctx.table_provider(t.as_str()).await {
-                own.register_table(t.as_str(), provider)?;
-            }
+        for source in &model.sources {
+            let provider = ctx.table_provider(source.name.as_str()).await?;
+            own.register_table(source.name.as_str(), provider)?;
         }
         let driver = ctx.table_provider(from.name.as_str()).await?.schema();
         let keys = allocation_keys(model, a);

@@ -211,6 +211,23 @@ pub fn added_files(
     Ok(added)
 }
 
+/// [`added_files`] since the fingerprints `recorded` (as a snapshot's manifest records them)
+/// when some were added and nothing else changed: what a refresh of that snapshot reads. `Err`
+/// says why it cannot be refreshed.
+pub fn added_since(
+    model: &Model,
+    recorded: &serde_json::Value,
+    now: &[SourceFingerprint],
+) -> std::result::Result<HashMap<String, Vec<PathBuf>>, String> {
+    let before: Vec<SourceFingerprint> = serde_json::from_value(recorded.clone())
+        .map_err(|e| format!("its recorded sources cannot be read ({e})"))?;
+    let added = added_files(model, &before, now)?;
+    if added.values().all(Vec::is_empty) {
+        return Err("no file was added to its sources".into());
+    }
+    Ok(added)
+}
+
 /// Registers and checks every source of `model`. Problems in the definition-versus-data come
 /// back as [`EngineError::Definition`], all of them at once.
 pub async fn load(model: &Model) -> Result<Sources> {
