@@ -103,6 +103,21 @@ enum Command {
         #[arg(long)]
         drill: bool,
     },
+    /// Answer one SQL statement over the cube (its table is named after the cube: levels as
+    /// `<dimension>_<level>` columns, measures through `MEASURE(m)`) and print the rows.
+    Sql {
+        /// The definition (YAML).
+        file: PathBuf,
+        /// Folder that relative source paths resolve against (default: the definition's folder).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The statement, e.g. "SELECT region_province, MEASURE(txn_amount) FROM bank_crm
+        /// GROUP BY 1".
+        statement: String,
+        /// `table` (aligned text), `csv` or `json` (one object per row, decimals as strings).
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+    },
     /// Run an analysis (JSON, as over HTTP) and print the JSON answer.
     Analyze {
         /// The definition (YAML).
@@ -170,6 +185,13 @@ impl BudgetArgs {
             None => lattice_engine::build::budget::machine_budget(),
         }
     }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SqlFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -390,6 +412,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
             drill,
         } => query(&file, data.as_deref(), &json, drill),
+        Command::Sql {
+            file,
+            data,
+            statement,
+            format,
+        } => sql(&file, data.as_deref(), &statement, format),
         Command::Analyze {
             file,
             data,
@@ -479,6 +507,37 @@ fn query(file: &Path, data: Option<&Path>, json: &Path, drill: bool) -> anyhow::
         })
     };
     print_answer(answer.map_err(|e| (e.code(), e.to_string())))
+}
+
+/// Builds the cube quietly, answers one SQL statement and prints its rows (or the error as
+/// the server's JSON error document, with exit code 2).
+fn sql(
+    file: &Path,
+    data: Option<&Path>,
+    statement: &str,
+    format: SqlFormat,
+) -> anyhow::Result<ExitCode> {
+    use lattice_engine::sql;
+    let (rt, session) = match build_quietly(file, data)? {
+        Ok(built) => built,
+        Err(code) => return Ok(code),
+    };
+    let name = session.cube().model.name.clone();
+    let ctx = sql::context(std::sync::Arc::new(sql::FixedCubes(vec![(name, session)])));
+    let (schema, batches) = match rt.block_on(sql::run(&ctx, statement)) {
+        Ok(r) => r,
+        Err(e) => return print_answer(Err(("sql", sql::message(&e)))),
+    };
+    let text = match format {
+        SqlFormat::Table => sql::output::table(&batches)?,
+        SqlFormat::Csv => sql::output::csv(&schema, &batches)?,
+        SqlFormat::Json => serde_json::to_string_pretty(&sql::output::json(&batches)?)?,
+    };
+    print!("{text}");
+    if format == SqlFormat::Table {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The request document of `lattice query` or `lattice analyze`: a file, or `-` for standard

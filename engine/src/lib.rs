@@ -37,6 +37,7 @@ pub mod error;
 pub mod query;
 pub mod search;
 pub mod source;
+pub mod sql;
 pub mod store;
 
 pub use error::{EngineError, Result};
@@ -106,7 +107,7 @@ mod layers {
     use std::path::Path;
 
     /// The engine's modules, lowest first; `lib.rs` itself is above them all.
-    const ORDER: [&str; 9] = [
+    const ORDER: [&str; 10] = [
         "error",
         "store",
         "source",
@@ -116,6 +117,7 @@ mod layers {
         "analytics",
         "search",
         "entity",
+        "sql",
     ];
 
     fn rank(module: &str) -> Option<usize> {

@@ -26,6 +26,7 @@ mod select;
 mod server;
 mod snapshots;
 mod sources;
+mod sql;
 mod synth;
 mod util;
 mod value_class;

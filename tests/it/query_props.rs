@@ -29,7 +29,7 @@ use crate::reference::{fact_measures, reference_rows};
 
 /// The random workload: the generator and the SQL twin (shared with the benches).
 #[path = "../workload.rs"]
-mod workload;
+pub(crate) mod workload;
 
 use workload::{Rng, question_sql, random_query};
 
