@@ -215,6 +215,10 @@ struct ServeArgs {
     data: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
+    /// Also speak the Postgres wire protocol here (e.g. 127.0.0.1:5433): the cubes as SQL
+    /// tables for psql, drivers and BI tools (docs/sql.md). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pg_addr: Option<String>,
     /// An origin browsers may call from (repeat for several; `*` for any). None by default.
     #[arg(long = "cors-origin")]
     cors_origins: Vec<String>,
@@ -928,15 +932,15 @@ fn report(diags: &lattice_defs::Diagnostics) -> ExitCode {
 
 /// Without `--auth`, an address that is not loopback is refused: an unauthenticated server
 /// must not be reachable from other machines.
-fn refuse_open_listen(addr: &str) -> anyhow::Result<()> {
+fn refuse_open_listen(flag: &str, addr: &str) -> anyhow::Result<()> {
     use std::net::ToSocketAddrs;
     let resolved: Vec<std::net::SocketAddr> = addr
         .to_socket_addrs()
-        .with_context(|| format!("cannot resolve --addr {addr}"))?
+        .with_context(|| format!("cannot resolve {flag} {addr}"))?
         .collect();
     if resolved.is_empty() || resolved.iter().any(|a| !a.ip().is_loopback()) {
         anyhow::bail!(
-            "--addr {addr} is reachable from other machines, and this server has no --auth: give --auth FILE (README, \"Authentication\"; examples/auth.yaml is a start), or listen on 127.0.0.1"
+            "{flag} {addr} is reachable from other machines, and this server has no --auth: give --auth FILE (README, \"Authentication\"; examples/auth.yaml is a start), or listen on 127.0.0.1"
         );
     }
     Ok(())
@@ -1041,7 +1045,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             file,
         )?)),
         None => {
-            refuse_open_listen(&args.addr)?;
+            refuse_open_listen("--addr", &args.addr)?;
+            if let Some(pg) = &args.pg_addr {
+                refuse_open_listen("--pg-addr", pg)?;
+            }
             None
         }
     };
@@ -1075,6 +1082,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let local = listener.local_addr()?;
     tracing::info!(%local, "serving");
+    if let Some(pg) = &args.pg_addr {
+        let pg_listener = rt
+            .block_on(tokio::net::TcpListener::bind(pg))
+            .with_context(|| format!("cannot listen on --pg-addr {pg}"))?;
+        let pg_local = pg_listener.local_addr()?;
+        tracing::info!(%pg_local, "serving the Postgres wire protocol");
+        eprintln!(
+            "Postgres wire protocol on {pg_local}: psql \"host={} port={} dbname=lattice\"",
+            pg_local.ip(),
+            pg_local.port()
+        );
+        rt.spawn(server.serve_pg(pg_listener));
+    }
     greet(local, &first, args.auth.as_deref());
     rt.block_on(server.serve(listener, lattice_server::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)

@@ -19,6 +19,8 @@
 //! 7. [`analytics`], then [`search`], then [`entity`]: built on the session — Pareto,
 //!    performance, abnormal change and migration; target-customer searches; the single entity
 //!    view. Each adds its reads as methods of [`query::Session`].
+//! 8. [`sql`]: cubes as SQL tables in a DataFusion session: an aggregate over a cube table
+//!    becomes one engine query through the caller's [`query::Session`].
 //!
 //! ```text
 //! Model --source::load--> Sources --build--> store::Cube --open--> query::Dataset

@@ -56,6 +56,7 @@ pub mod info;
 mod listen;
 pub mod metrics;
 pub mod openapi;
+mod pg;
 mod query;
 pub mod registry;
 mod reload;
@@ -298,6 +299,12 @@ impl Server {
             let _ = w.await;
         }
         result
+    }
+
+    /// Serves the Postgres wire protocol on `listener` (`serve --pg-addr`): the cubes as SQL
+    /// tables, under the same principals, scopes and limits as HTTP. Runs until dropped.
+    pub fn serve_pg(&self, listener: TcpListener) -> impl Future<Output = ()> + Send + 'static {
+        pg::serve(self.state.clone(), listener)
     }
 
     /// The folders the served definitions live in (the definitions folder first), once each.

@@ -13,6 +13,7 @@ mod hostile;
 mod load;
 mod pareto;
 mod performance;
+mod pg;
 mod query;
 mod query_props;
 mod query_suite;

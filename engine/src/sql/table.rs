@@ -220,8 +220,9 @@ impl TableProvider for CubeTable {
         self.columns.schema.clone()
     }
 
+    /// A base table to catalogs (`pg_class.relkind = 'r'`): what `\dt` and BI tools list.
     fn table_type(&self) -> TableType {
-        TableType::View
+        TableType::Base
     }
 
     fn get_table_definition(&self) -> Option<&str> {
