@@ -219,6 +219,10 @@ struct ServeArgs {
     /// tables for psql, drivers and BI tools (docs/sql.md). Off unless given.
     #[arg(long, value_name = "ADDR")]
     pg_addr: Option<String>,
+    /// Also serve Arrow Flight SQL here (e.g. 127.0.0.1:50051): the same tables and
+    /// semantics for ADBC and JDBC Flight SQL drivers, batches streamed. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    flight_addr: Option<String>,
     /// An origin browsers may call from (repeat for several; `*` for any). None by default.
     #[arg(long = "cors-origin")]
     cors_origins: Vec<String>,
@@ -1049,6 +1053,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             if let Some(pg) = &args.pg_addr {
                 refuse_open_listen("--pg-addr", pg)?;
             }
+            if let Some(flight) = &args.flight_addr {
+                refuse_open_listen("--flight-addr", flight)?;
+            }
             None
         }
     };
@@ -1094,6 +1101,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             pg_local.port()
         );
         rt.spawn(server.serve_pg(pg_listener));
+    }
+    if let Some(flight) = &args.flight_addr {
+        let flight_listener = rt
+            .block_on(tokio::net::TcpListener::bind(flight))
+            .with_context(|| format!("cannot listen on --flight-addr {flight}"))?;
+        let flight_local = flight_listener.local_addr()?;
+        tracing::info!(%flight_local, "serving Arrow Flight SQL");
+        eprintln!("Arrow Flight SQL on grpc://{flight_local}");
+        rt.spawn(server.serve_flight(flight_listener));
     }
     greet(local, &first, args.auth.as_deref());
     rt.block_on(server.serve(listener, lattice_server::shutdown_signal()))?;

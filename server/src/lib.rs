@@ -51,6 +51,7 @@ pub mod build;
 pub mod config;
 mod entities;
 pub mod error;
+mod flight;
 mod gate;
 pub mod info;
 mod listen;
@@ -305,6 +306,12 @@ impl Server {
     /// tables, under the same principals, scopes and limits as HTTP. Runs until dropped.
     pub fn serve_pg(&self, listener: TcpListener) -> impl Future<Output = ()> + Send + 'static {
         pg::serve(self.state.clone(), listener)
+    }
+
+    /// Serves Arrow Flight SQL on `listener` (`serve --flight-addr`): the same tables, under
+    /// the same principals, scopes and limits. Runs until dropped.
+    pub fn serve_flight(&self, listener: TcpListener) -> impl Future<Output = ()> + Send + 'static {
+        flight::serve(self.state.clone(), listener)
     }
 
     /// The folders the served definitions live in (the definitions folder first), once each.

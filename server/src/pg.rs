@@ -69,9 +69,9 @@ use crate::error::ApiError;
 
 /// The served cubes as one principal sees them, on their serving snapshots.
 #[derive(Debug)]
-struct PrincipalCubes {
-    state: Arc<AppState>,
-    principal: Principal,
+pub(crate) struct PrincipalCubes {
+    pub state: Arc<AppState>,
+    pub principal: Principal,
 }
 
 impl Cubes for PrincipalCubes {

@@ -8,6 +8,7 @@ mod cli;
 mod cube_build;
 mod cubejs;
 mod entities;
+mod flight;
 mod gate;
 mod hostile;
 mod load;

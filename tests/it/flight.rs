@@ -1,0 +1,164 @@
+//! Arrow Flight SQL (`serve --flight-addr`, server/src/flight.rs) with arrow-flight's own
+//! Flight SQL client: answers equal the engine's, record batch for record batch; a manager's
+//! key sees only its scope; a handshake with Basic credentials gives a bearer token; a wrong
+//! key, a wrong aggregate and a write are refused with gRPC statuses.
+
+use std::sync::Arc;
+
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use datafusion::arrow::array::RecordBatch;
+use futures::TryStreamExt;
+use lattice_engine::access::Access;
+use lattice_engine::query::Query;
+use lattice_server::auth::Auth;
+use lattice_server::{Config, Server};
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::auth::{ADMIN_KEY, MANAGER_KEY};
+use crate::query_suite::{Cell, compare_rows};
+use crate::util::parquet_dir;
+
+struct Running {
+    server: Server,
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = crate::util::shipped_cube_in(dir.path()).await;
+    let file = crate::auth::auth_file(dir.path(), "region.province in [Zhejiang, Jiangsu]");
+    let config = Config {
+        definitions_dir: Some(dir.path().to_path_buf()),
+        data_dir: Some(parquet_dir().to_path_buf()),
+        watch_interval: None,
+        auth: Some(Arc::new(
+            Auth::from_file(&file).unwrap_or_else(|e| panic!("{e}")),
+        )),
+        ..Config::default()
+    };
+    let server = Server::new(config, vec![served]).expect("server");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let task = tokio::spawn(server.serve_flight(listener));
+    Running {
+        server,
+        addr,
+        task,
+        _dir: dir,
+    }
+}
+
+async fn client(addr: std::net::SocketAddr) -> FlightSqlServiceClient<Channel> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    FlightSqlServiceClient::new(channel)
+}
+
+/// Runs `sql`: every batch of every endpoint.
+async fn run(
+    c: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, arrow_flight::error::FlightError> {
+    let info = c.execute(sql.to_string(), None).await?;
+    let mut out = Vec::new();
+    for endpoint in info.endpoint {
+        let ticket = endpoint.ticket.expect("a ticket");
+        let stream = c.do_get(ticket).await?;
+        out.extend(stream.try_collect::<Vec<_>>().await?);
+    }
+    Ok(out)
+}
+
+fn cells(batches: &[RecordBatch]) -> Vec<Vec<Cell>> {
+    let mut rows: Vec<Vec<Cell>> = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            rows.push(b.columns().iter().map(|c| Cell::from_arrow(c, r)).collect());
+        }
+    }
+    rows.sort_by_key(|r| r[0].to_string());
+    rows
+}
+
+async fn engine(run: &Running, access: Access, query: &str) -> Vec<Vec<Cell>> {
+    let data = run.server.registry().cube("bank_crm").expect("cube");
+    let q = Query::from_json(query).expect("query");
+    let a = data.session(access).query(&q).await.expect("answer");
+    let types: Vec<Option<&str>> = a
+        .columns
+        .iter()
+        .map(|c| if c.kind == "level" { None } else { c.ty })
+        .collect();
+    let mut rows = crate::query_props::answer_cells(&a.rows, &types);
+    rows.sort_by_key(|r| r[0].to_string());
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_answers_equal_the_engine_under_each_key() {
+    let running = start().await;
+    let mut c = client(running.addr).await;
+    // No credential: refused.
+    let e = run(&mut c, "SELECT 1").await.expect_err("no key");
+    assert!(e.to_string().contains("authorization"), "{e}");
+    // A handshake with Basic user:key gives the bearer token.
+    c.handshake("admin", ADMIN_KEY).await.expect("handshake");
+    let sql = "SELECT region_province, MEASURE(txn_amount), MEASURE(active_customers) \
+               FROM bank_crm WHERE time_year = '2025' GROUP BY region_province";
+    let got = cells(&run(&mut c, sql).await.expect("answer"));
+    let want = engine(
+        &running,
+        Access::everything(),
+        r#"{"measures": ["txn_amount", "active_customers"], "rows": ["region.province"],
+            "filters": [{"level": "time.year", "op": "eq", "value": "2025"}]}"#,
+    )
+    .await;
+    assert!(want.len() > 3);
+    compare_rows("flight", &got, &want).expect("same as the engine");
+    // A wrong aggregate and a write: invalid_argument with the cube's message.
+    let e = run(&mut c, "SELECT SUM(active_customers) FROM bank_crm")
+        .await
+        .expect_err("wrong aggregate");
+    assert!(e.to_string().contains("MEASURE(active_customers)"), "{e}");
+    let e = run(&mut c, "CREATE TABLE t (a INT)")
+        .await
+        .expect_err("write");
+    assert!(!e.to_string().is_empty());
+    // The manager's key: only its provinces.
+    let mut m = client(running.addr).await;
+    m.set_token(MANAGER_KEY.to_string());
+    let got = cells(
+        &run(
+            &mut m,
+            "SELECT region_province, MEASURE(customers) FROM bank_crm GROUP BY 1",
+        )
+        .await
+        .expect("answer"),
+    );
+    let names: Vec<String> = got.iter().map(|r| r[0].to_string()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.contains("Jiangsu") || n.contains("Zhejiang")),
+        "{names:?}"
+    );
+    // A wrong key.
+    let mut w = client(running.addr).await;
+    w.set_token("not-a-key".into());
+    let e = run(&mut w, "SELECT 1").await.expect_err("wrong key");
+    assert!(e.to_string().contains("not a known key"), "{e}");
+    assert!(w.handshake("x", "not-a-key").await.is_err());
+}
