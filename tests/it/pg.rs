@@ -457,3 +457,27 @@ async fn psycopg_and_sqlalchemy_connect_bind_and_introspect() {
     let rows = doc["sqlalchemy_rows"].as_array().expect("rows");
     assert_eq!(rows.len(), by_year.len(), "{doc}");
 }
+
+/// The question suite, each question one cube node can say, asked over the wire with psql:
+/// every answer equals the engine's, as psql prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_question_suite_over_the_wire_equals_the_engine() {
+    if !have("psql", &["--version"]) {
+        return;
+    }
+    let pg = start(|_| {}).await;
+    let data = pg.server.registry().cube("bank_crm").expect("cube");
+    let mut asked = 0;
+    for q in crate::questions::questions() {
+        let query = Query::from_json(q.query).expect(q.name);
+        let Some(statement) = crate::sql::cube_sql(&data.model, &query) else {
+            continue;
+        };
+        let out = psql(pg.pg, ADMIN_KEY, &[&statement]).await;
+        assert!(out.status.success(), "{}: {}", q.name, text(&out.stderr));
+        let want = engine_lines(&pg, Access::everything(), q.query).await;
+        assert_eq!(lines(&out), want, "{}\n{statement}", q.name);
+        asked += 1;
+    }
+    assert!(asked >= 10, "only {asked} questions asked over the wire");
+}
