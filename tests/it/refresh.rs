@@ -50,7 +50,7 @@ fn canonical(cube: &Cube) -> Vec<(String, Vec<String>, Vec<Cell>)> {
     }
     for c in cube.cuboids() {
         let measures: Vec<_> = (0..model.measures.len())
-            .filter(|m| c.value(0, *m).is_some() || c.member_set(0, *m).is_some() || c.is_empty())
+            .filter(|m| c.is_empty() || c.value(0, *m).is_some() || c.member_set(0, *m).is_some())
             .collect();
         let mut cells: Vec<Cell> = (0..c.len())
             .map(|cell| {
