@@ -79,25 +79,16 @@ impl Flight {
         }))
     }
 
-    /// Plans `text` for `principal`: its schema, or why not.
+    /// Plans `text` in `ctx` (queries only), or says why not.
     async fn plan(
         &self,
         ctx: &SessionContext,
         text: &str,
     ) -> Result<datafusion::dataframe::DataFrame, Status> {
-        let df = ctx
-            .sql_with_options(text, read_only())
+        ctx.sql_with_options(text, sql::read_only())
             .await
-            .map_err(status)?;
-        Ok(df)
+            .map_err(status)
     }
-}
-
-fn read_only() -> datafusion::execution::context::SQLOptions {
-    datafusion::execution::context::SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
 }
 
 /// A DataFusion error as a gRPC status: what the cube or the SQL refused is the caller's

@@ -29,7 +29,6 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{ColumnarValue, Expr, LogicalPlan, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -152,15 +151,6 @@ fn api_error(e: &ApiError) -> PgWireError {
     pg_error("ERROR", code, e.message.clone())
 }
 
-/// Only queries: no DDL (`CREATE EXTERNAL TABLE` would read server files), no DML or `COPY`,
-/// no DataFusion `SET` that would change the session's limits.
-fn read_only() -> SQLOptions {
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-}
-
 /// Authenticates each connection and gives it its session.
 struct Startup {
     state: Arc<AppState>,
@@ -188,26 +178,23 @@ impl Startup {
             Volatility::Immutable,
             Arc::new(|args| {
                 let oid = |name: Option<&str>| {
-                    name.and_then(|n| {
-                        Some(()).and_then(|()| {
-                            [
-                                Type::BOOL,
-                                Type::INT2,
-                                Type::INT4,
-                                Type::INT8,
-                                Type::FLOAT4,
-                                Type::FLOAT8,
-                                Type::NUMERIC,
-                                Type::TEXT,
-                                Type::VARCHAR,
-                                Type::DATE,
-                                Type::TIMESTAMP,
-                                Type::TIMESTAMPTZ,
-                            ]
-                            .into_iter()
-                            .find(|t| t.name() == n.trim().to_ascii_lowercase())
-                        })
-                    })
+                    let name = name?.trim().to_ascii_lowercase();
+                    [
+                        Type::BOOL,
+                        Type::INT2,
+                        Type::INT4,
+                        Type::INT8,
+                        Type::FLOAT4,
+                        Type::FLOAT8,
+                        Type::NUMERIC,
+                        Type::TEXT,
+                        Type::VARCHAR,
+                        Type::DATE,
+                        Type::TIMESTAMP,
+                        Type::TIMESTAMPTZ,
+                    ]
+                    .into_iter()
+                    .find(|t| t.name() == name)
                     .map(|t| t.oid() as i32)
                 };
                 Ok(match &args[0] {
@@ -384,7 +371,7 @@ impl Statements {
             .await
             .map_err(|e| df_error(&e))?;
         let plan = backslash_escapes(plan).map_err(|e| df_error(&e))?;
-        read_only().verify_plan(&plan).map_err(|_| {
+        sql::read_only().verify_plan(&plan).map_err(|_| {
             pg_error(
                 "ERROR",
                 "25006",

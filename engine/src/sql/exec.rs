@@ -322,22 +322,6 @@ async fn answer(session: &Session, mut q: Query) -> Result<Option<Answer>, SqlEr
 /// The answer as a record batch of `schema`: each group column from its level's column, each
 /// aggregate column from its measure's.
 fn batch(scan: &CubeScan, schema: &SchemaRef, a: &Option<Answer>) -> Result<RecordBatch, SqlError> {
-    let empty = Answer {
-        columns: Vec::new(),
-        rows: Vec::new(),
-        totals: None,
-        subtotals: Vec::new(),
-        suppressed: None,
-        meta: crate::query::Meta {
-            source: "cuboid",
-            cuboid: None,
-            facts: Vec::new(),
-            total_rows: 0,
-            elapsed_us: 0,
-            snapshot: 0,
-            cached: false,
-        },
-    };
     let a = match a {
         Some(a) => a,
         // A filter that keeps no member: no groups, or SQL's one row of nulls for an
@@ -349,7 +333,7 @@ fn batch(scan: &CubeScan, schema: &SchemaRef, a: &Option<Answer>) -> Result<Reco
             return RecordBatch::try_new(schema.clone(), columns)
                 .map_err(|e| SqlError::Value(e.to_string()));
         }
-        None => &empty,
+        None => return Ok(RecordBatch::new_empty(schema.clone())),
     };
     let names: Vec<&String> = scan.levels.iter().chain(&scan.measures).collect();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(names.len());

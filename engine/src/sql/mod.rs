@@ -142,6 +142,16 @@ pub fn context(cubes: Arc<dyn Cubes>) -> SessionContext {
     ctx
 }
 
+/// What the network front ends run: queries only. No DDL (`CREATE EXTERNAL TABLE` would read
+/// the server's files), no DML or `COPY`, no DataFusion `SET` that would change a session's
+/// limits.
+pub fn read_only() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
 /// Runs one statement: its schema and record batches.
 pub async fn run(
     ctx: &SessionContext,
