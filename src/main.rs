@@ -226,6 +226,10 @@ struct ServeArgs {
     /// An origin browsers may call from (repeat for several; `*` for any). None by default.
     #[arg(long = "cors-origin")]
     cors_origins: Vec<String>,
+    /// Serve the explorer (at `/`) from this folder instead of the files built into the
+    /// binary: for working on `web/` (`npm run build` there, then reload the page).
+    #[arg(long, value_name = "DIR")]
+    web_dir: Option<PathBuf>,
     /// Time limit of a query or drill-through, in milliseconds (504 query_timeout beyond).
     #[arg(long, default_value_t = 30_000)]
     query_timeout_ms: u64,
@@ -1225,6 +1229,7 @@ fn server_config(
             max_questions_per_minute: args.max_questions_per_minute,
         },
         cors_origins: args.cors_origins.clone(),
+        web_dir: args.web_dir.clone(),
         cache_entries: args.cache_entries,
         watch_interval: (args.watch_ms > 0).then(|| ms(args.watch_ms)),
         cubejs_token: args.cubejs_token.clone(),
@@ -1255,9 +1260,9 @@ fn greet(local: std::net::SocketAddr, first: &str, auth: Option<&Path>) {
             "UNAUTHENTICATED: no --auth file, so every request is answered as an admin that sees everything; listening on loopback only"
         ),
     }
-    eprintln!(
-        "Lattice is serving on http://{local}  (try: curl -s http://{local}/v1/cubes/{first})"
-    );
+    eprintln!("Lattice is serving on http://{local}");
+    eprintln!("  open the explorer in a browser: http://{local}/");
+    eprintln!("  or ask it from a shell: curl -s http://{local}/v1/cubes/{first}");
     eprintln!(
         "  a query: curl -s http://{local}/v1/cubes/{first}/query -H 'content-type: application/json' -d '{{\"measures\": [\"txn_amount\", \"active_customers\"], \"rows\": [\"time.year\"]}}'"
     );

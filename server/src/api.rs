@@ -18,7 +18,7 @@ use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::{RefOr, schema::Schema};
 
 use crate::AppState;
-use crate::{analytics, entities, query, reload, routes, searches};
+use crate::{analytics, entities, query, reload, routes, searches, workbench};
 
 /// Schemas by name, as utoipa collects those a path names (and theirs).
 pub(crate) type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -99,6 +99,8 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         endpoint::<routes::__path_get_definition, _, _>(routes::get_definition),
         endpoint::<reload::__path_put_definition, _, _>(reload::put_definition),
         endpoint::<reload::__path_refresh_cube, _, _>(reload::refresh_cube),
+        endpoint::<workbench::__path_validate_definition, _, _>(workbench::validate_definition),
+        endpoint::<workbench::__path_preview_bands, _, _>(workbench::preview_bands),
         endpoint::<analytics::__path_abnormal_route, _, _>(analytics::abnormal_route),
         endpoint::<analytics::__path_migration_route, _, _>(analytics::migration_route),
         endpoint::<analytics::__path_migration_drill_route, _, _>(analytics::migration_drill_route),

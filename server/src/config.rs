@@ -40,6 +40,8 @@ pub struct Config {
     /// Where cubes are kept as snapshots (`--snapshots DIR`): a reload that builds writes one
     /// (the CLI also loads them at start); `None` keeps none.
     pub snapshots: Option<Snapshots>,
+    /// Serve the explorer's files from this folder instead of those built in (`--web-dir`).
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -56,6 +58,7 @@ impl Default for Config {
             audit: None,
             memory_budget: lattice_engine::build::budget::machine_budget(),
             snapshots: None,
+            web_dir: None,
         }
     }
 }

@@ -51,6 +51,7 @@ pub mod build;
 pub mod config;
 mod entities;
 pub mod error;
+mod export;
 mod flight;
 mod gate;
 pub mod info;
@@ -63,6 +64,8 @@ pub mod registry;
 mod reload;
 mod routes;
 mod searches;
+pub mod web;
+mod workbench;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -257,8 +260,14 @@ impl Server {
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
+                export::export,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
                 gate::gate,
-            ));
+            ))
+            // The explorer's files carry no data: open, outside the gate.
+            .merge(web::router(state.config.web_dir.clone()));
         if let Some(cors) = cors(&state.config.cors_origins) {
             router = router.layer(cors);
         }

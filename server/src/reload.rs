@@ -266,6 +266,34 @@ pub(crate) fn start_reload(
     start_build(state, name, text, path, persist, trigger, false)
 }
 
+/// `text` read as a definition of cube `name` (whose file is `path`, when it has one): every
+/// error with its line and column, and a definition of another cube refused.
+pub(crate) fn parse_for(
+    state: &AppState,
+    name: &str,
+    text: &str,
+    path: Option<&FsPath>,
+) -> Result<lattice_defs::model::Model, ApiError> {
+    let label = path.and_then(FsPath::file_name).map_or_else(
+        || format!("{name}.yaml"),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let base = base_dir(path, state.config.data_dir.as_deref());
+    let model = build::parse(text, &label, &base)?;
+    if model.name != name {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "cube_name_mismatch",
+            format!(
+                "the definition is of cube '{}', but it was sent for cube '{name}'; send it to /v1/cubes/{}/definition or change its `cube:`",
+                model.name, model.name
+            ),
+        )
+        .with_details(serde_json::json!({"expected": name, "found": model.name})));
+    }
+    Ok(model)
+}
+
 /// [`start_reload`], or (`refresh`) a refresh of the cube serving with the files added to its
 /// sources, its definition as it serves. Either is made from the cube serving where it can be
 /// ([`build::refresh_or_build`]: its base rows reused), else loaded or built.
@@ -279,29 +307,11 @@ fn start_build(
     refresh: bool,
 ) -> Result<JoinHandle<Result<Reloaded, BuildError>>, ApiError> {
     let prior = state.registry.get(name).map(|slot| slot.load());
-    let label = path.as_deref().and_then(FsPath::file_name).map_or_else(
-        || format!("{name}.yaml"),
-        |f| f.to_string_lossy().into_owned(),
-    );
     // A refresh builds the definition serving, as it was read (its sources where they were).
     let model = match prior.as_ref().filter(|_| refresh) {
         Some(prior) => prior.cube.model.clone(),
-        None => {
-            let base = base_dir(path.as_deref(), state.config.data_dir.as_deref());
-            build::parse(&text, &label, &base)?
-        }
+        None => parse_for(state, name, &text, path.as_deref())?,
     };
-    if model.name != name {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "cube_name_mismatch",
-            format!(
-                "the definition is of cube '{}', but it was sent for cube '{name}'; send it to /v1/cubes/{}/definition or change its `cube:`",
-                model.name, model.name
-            ),
-        )
-        .with_details(serde_json::json!({"expected": name, "found": model.name})));
-    }
     let Some(ticket) = state.registry.begin_build(name, &text) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

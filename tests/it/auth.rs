@@ -140,8 +140,21 @@ pub async fn app(
     auth: Option<&dyn Fn(&Path) -> PathBuf>,
     tune: impl FnOnce(&mut Config, &Path),
 ) -> App {
+    app_over(false, auth, tune).await
+}
+
+/// [`app`], over the shipped cube with its base rows kept (`base`) or without them.
+pub async fn app_over(
+    base: bool,
+    auth: Option<&dyn Fn(&Path) -> PathBuf>,
+    tune: impl FnOnce(&mut Config, &Path),
+) -> App {
     let dir = tempfile::tempdir().expect("tempdir");
-    let served = crate::util::shipped_fallback_cube_in(dir.path()).await;
+    let served = if base {
+        crate::util::shipped_cube_in(dir.path()).await
+    } else {
+        crate::util::shipped_fallback_cube_in(dir.path()).await
+    };
     let mut config = Config {
         definitions_dir: Some(dir.path().to_path_buf()),
         data_dir: Some(parquet_dir().to_path_buf()),
@@ -177,6 +190,10 @@ impl App {
             req = req.header(header::AUTHORIZATION, a);
         }
         let req = match body {
+            // A string is a definition's text: sent as YAML.
+            Some(Value::String(text)) => req
+                .header(header::CONTENT_TYPE, "application/yaml")
+                .body(Body::from(text.clone())),
             Some(b) => req
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(b.to_string())),

@@ -33,6 +33,8 @@ mod synth;
 mod util;
 mod value_class;
 mod walkthrough;
+mod web;
+mod workbench;
 
 /// The question suite with SQL twins, shared with the query benchmark.
 #[path = "../questions.rs"]

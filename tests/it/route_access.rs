@@ -77,6 +77,8 @@ struct World {
     app: App,
     names: Names,
     scopes: Vec<Scope>,
+    /// The served definition's text (the band workbench's routes are sent changes of it).
+    definition: String,
 }
 
 async fn texts(sql: &str) -> BTreeSet<String> {
@@ -180,7 +182,16 @@ async fn world() -> &'static World {
             let auth = move |dir: &Path| auth_yaml(dir, &manager);
             // Many distinct questions per principal: the differencing rate limit is off here.
             let app = app(Some(&auth), |c, _| c.limits.max_questions_per_minute = 0).await;
-            World { app, names, scopes }
+            let definition = app
+                .as_(ADMIN, "GET", "/v1/cubes/bank_crm/definition", None)
+                .await
+                .text;
+            World {
+                app,
+                names,
+                scopes,
+                definition,
+            }
         })
         .await
 }
@@ -235,6 +246,27 @@ const TXN_MEASURES: [&str; 4] = ["txn_amount", "txn_count", "fee_income", "avg_t
 const BAL_MEASURES: [&str; 3] = ["deposit_balance", "loan_balance", "interest_margin"];
 
 impl World {
+    /// The served definition with one band changed (new edges, labels or quantiles), or, at
+    /// times, broken: what a person at the band workbench sends.
+    fn changed_definition(&self, rng: &mut Rng) -> String {
+        let changes: [(&str, &str); 5] = [
+            (
+                "edges: [10000, 50000, 200000, 1000000]",
+                "edges: [20000, 50000, 300000, 1000000]",
+            ),
+            ("edges: [1, 5, 20, 50]", "edges: [1, 10, 20, 50]"),
+            ("quantiles: [0.8, 0.95]", "quantiles: [0.5, 0.9]"),
+            (
+                r#"labels: ["0", "1", "2", "3-4", "5+"]"#,
+                r#"labels: ["none", "one", "two", "3-4", "5+"]"#,
+            ),
+            ("edges: [1, 5, 20, 50]", "edges: [50, 5]"),
+        ];
+        let (from, to) = *rng.pick(&changes);
+        assert!(self.definition.contains(from), "the definition has {from}");
+        self.definition.replacen(from, to, 1)
+    }
+
     /// A member name of `level`: usually one of the identifying levels' names (inside or
     /// outside any scope), else something plausible.
     fn member(&self, rng: &mut Rng, level: &str) -> String {
@@ -405,6 +437,20 @@ fn probes(w: &World, rng: &mut Rng, route: &str) -> Option<Vec<Request>> {
             get(cube("/definition")),
             ("PUT", cube("/definition"), Some(json!("version: 1"))),
         ],
+        "/v1/cubes/{cube}/definition/validate" => vec![(
+            "POST",
+            cube("/definition/validate"),
+            Some(json!(w.changed_definition(rng))),
+        )],
+        "/v1/cubes/{cube}/bands/preview" => vec![(
+            "POST",
+            cube(if rng.below(2) == 0 {
+                "/bands/preview"
+            } else {
+                "/bands/preview?period=2025-03"
+            }),
+            Some(json!(w.changed_definition(rng))),
+        )],
         // Admins only; the sources never change here, so an admin's is `up_to_date`.
         "/v1/cubes/{cube}/refresh" => vec![("POST", cube("/refresh"), None)],
         "/v1/cubes/{cube}/analytics/abnormal" => vec![post(
@@ -780,6 +826,7 @@ async fn check_suppressed(w: &World, route: &str, req: &Request) -> Result<(), S
         }
         "/v1/cubes/{cube}/analytics/abnormal"
         | "/v1/cubes/{cube}/analytics/pareto"
+        | "/v1/cubes/{cube}/bands/preview"
         | "/v1/cubes/{cube}/entities/{dimension}/{id}" => {
             return fail("single members' values answered under suppression".into());
         }
@@ -866,6 +913,7 @@ async fn check_suppressed(w: &World, route: &str, req: &Request) -> Result<(), S
         | "/v1/cubes/{cube}"
         | "/v1/cubes/{cube}/members/{dimension}/{level}"
         | "/v1/cubes/{cube}/definition"
+        | "/v1/cubes/{cube}/definition/validate"
         | "/v1/cubes/{cube}/refresh"
         | "/v1/cubes/{cube}/searches"
         | "/v1/cubes/{cube}/searches/{name}"

@@ -33,6 +33,7 @@ pub mod abnormal;
 pub mod migration;
 pub mod pareto;
 pub mod performance;
+pub mod preview;
 
 pub use abnormal::{
     AbnormalAnswer, AbnormalKind, AbnormalQuery, AbnormalRow, Basis, ChangeDirection,
@@ -46,6 +47,7 @@ pub use performance::{
     CustomersSpec, HighValue, PerformanceAnswer, PerformanceMeta, PerformanceQuery, PerformanceRow,
     RankSpec,
 };
+pub use preview::{BandPreview, BandSkipped, BandsPreview};
 
 use std::collections::BTreeMap;
 

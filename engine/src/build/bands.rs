@@ -19,6 +19,7 @@ use lattice_defs::model::{
 };
 
 use super::base::BaseTable;
+use crate::store::base::FactBase;
 use crate::store::encoding::{Encoding, MetricCodes, metric_period};
 use crate::store::time::{TimeAxis, coarsen};
 use crate::store::{LevelDict, MeasureColumn, NO_VALUE};
@@ -123,27 +124,68 @@ pub(crate) fn metric_buckets(
                 continue;
             };
             dims.dicts[d][l] = dict;
-            if codes.periods == span.all {
-                c.metric[l] = Some(codes);
-                continue;
-            }
-            // A window: its periods into the whole metric's codes, which the first window
-            // makes (`unknown` until each period's window comes).
-            let keys = codes.codes.len() / codes.periods;
-            let all = c.metric[l].get_or_insert_with(|| MetricCodes {
-                grain: codes.grain,
-                first: codes.first - span.lo as i64,
-                periods: span.all,
-                codes: vec![codes.unknown as u8; keys * span.all],
-                unknown: codes.unknown,
-            });
-            for (k, part) in codes.codes.chunks_exact(codes.periods).enumerate() {
-                let at = k * span.all + span.lo;
-                all.codes[at..at + codes.periods].copy_from_slice(part);
-            }
+            merge_window(&mut c.metric[l], codes, span);
         }
     }
     Ok(())
+}
+
+/// A window's codes into the whole metric's `all`: as they are when they cover every period,
+/// else their periods into the codes the first window makes (`unknown` until each period's
+/// window comes).
+fn merge_window(all: &mut Option<MetricCodes>, codes: MetricCodes, span: Span) {
+    if codes.periods == span.all {
+        *all = Some(codes);
+        return;
+    }
+    let keys = codes.codes.len() / codes.periods;
+    let all = all.get_or_insert_with(|| MetricCodes {
+        grain: codes.grain,
+        first: codes.first - span.lo as i64,
+        periods: span.all,
+        codes: vec![codes.unknown as u8; keys * span.all],
+        unknown: codes.unknown,
+    });
+    for (k, part) in codes.codes.chunks_exact(codes.periods).enumerate() {
+        let at = k * span.all + span.lo;
+        all.codes[at..at + codes.periods].copy_from_slice(part);
+    }
+}
+
+/// Metric bucket level `(d, l)` of a built cube as bucket `bucket` (of `measure`, per
+/// `period`) would make it, computed from the base rows the cube keeps — the same pass a build
+/// makes, without reading the facts again: its dictionary (the labels and `unknown`) and
+/// codes. `model`, `dims` and `base` are the cube's; the level's current definition is not
+/// read.
+pub(crate) fn recompute(
+    model: &Model,
+    dims: &Encoding,
+    base: &FactBase,
+    (d, l): (usize, usize),
+    bucket: &Bucket,
+    (measure, period): (MeasureId, Option<TimeGrain>),
+) -> Result<(LevelDict, MetricCodes)> {
+    let level: BandLevel<'_> = (d, l, bucket, measure, period);
+    let mut all: Option<MetricCodes> = None;
+    let mut names = None;
+    let whole = base.parts.len() == 1;
+    for (part, periods) in base.parts.iter().zip(&base.part_periods) {
+        // A base read a range of periods at a time: each part is the window of its periods.
+        let window = match (whole, periods.min(), periods.max()) {
+            (true, _, _) => None,
+            (false, Some(a), Some(b)) => Some((a, b + 1)),
+            (false, _, _) => continue,
+        };
+        let (dict, codes, span) = band(model, dims, part, level, window)?;
+        merge_window(&mut all, codes, span);
+        names = Some(dict);
+    }
+    match (names, all) {
+        (Some(dict), Some(codes)) => Ok((dict, codes)),
+        _ => Err(EngineError::Internal(
+            "a metric band over a fact with no base rows".into(),
+        )),
+    }
 }
 
 /// The metric periods a band computes: the metric's grain and the time axis (`None`: one

@@ -24,7 +24,7 @@
 //! it starts; a build over [`BuildOptions::memory_budget`] is refused there. The definition's
 //! saved searches are checked against the data when the cube is opened ([`crate::open()`]).
 
-mod bands;
+pub(crate) mod bands;
 pub(crate) mod base;
 pub(crate) mod base_pass;
 pub mod budget;
