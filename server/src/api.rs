@@ -15,7 +15,7 @@ use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use utoipa::__dev::{SchemaReferences, Tags};
 use utoipa::openapi::path::{HttpMethod, Operation};
-use utoipa::openapi::{RefOr, schema::Schema};
+use utoipa::openapi::{Content, RefOr, schema::Schema};
 
 use crate::AppState;
 use crate::{analytics, entities, query, reload, routes, searches, workbench};
@@ -62,6 +62,19 @@ where
         type_name::<H>(),
         operation.operation_id
     );
+    // The routes whose answers export as tables say so (`export`).
+    if crate::export::exportable(&axum::http::Method::POST, &P::path())
+        && methods.contains(&HttpMethod::Post)
+        && let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200")
+    {
+        for mime in [crate::export::CSV, crate::export::XLSX] {
+            ok.content
+                .insert(mime.to_string(), RefOr::T(Content::default()));
+        }
+        ok.description.push_str(
+            "; the same answer as a table with `Accept: text/csv`, or as a spreadsheet with `Accept: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet`",
+        );
+    }
     Endpoint {
         path: P::path(),
         methods,

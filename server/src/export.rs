@@ -47,7 +47,7 @@ fn wanted(accept: Option<&HeaderValue>) -> Option<Wanted> {
 
 /// Whether `path` is a route whose answer is a table: queries, drill-through, analyses and
 /// searches that run.
-fn exportable(method: &Method, path: &str) -> bool {
+pub(crate) fn exportable(method: &Method, path: &str) -> bool {
     *method == Method::POST
         && path.starts_with("/v1/cubes/")
         && (path.ends_with("/query")

@@ -199,6 +199,22 @@ fn xlsx_cells(bytes: &[u8]) -> Vec<String> {
 #[tokio::test]
 async fn answers_export_as_csv_and_xlsx_for_the_principal_that_asks() {
     let app = server().await;
+    // The OpenAPI document says which answers export.
+    let (_, _, doc) = raw(&app, "GET", "/openapi.json", None, None, None).await;
+    let doc: Value = serde_json::from_slice(&doc).expect("JSON");
+    for path in [
+        "/v1/cubes/{cube}/query",
+        "/v1/cubes/{cube}/analytics/pareto",
+    ] {
+        let content = &doc["paths"][path]["post"]["responses"]["200"]["content"];
+        assert!(
+            content.get("text/csv").is_some() && content.get(XLSX).is_some(),
+            "{path}: {content}"
+        );
+    }
+    assert!(doc["paths"]["/v1/cubes/{cube}/members/{dimension}/{level}"]["get"]["responses"]["200"]["content"]
+        .get("text/csv")
+        .is_none());
     let query = json!({"measures": ["fee_income", "active_customers", "avg_ticket"],
                        "rows": ["region.province", "region.city"], "totals": true});
     for key in [ADMIN, SCOPED] {
@@ -654,5 +670,55 @@ async fn the_explorer_in_a_real_browser() {
         let id = c.as_str().expect("id");
         assert!(own.contains(id), "customer {id} is not {manager}'s");
     }
+    // Last (it changes the cube the checks above asked): the admin's Apply builds the edited
+    // definition, and the new cube serves.
+    let applied = tokio::process::Command::new("python3")
+        .arg(&script)
+        .args(["--url", &format!("http://{}", http.addr)])
+        .arg("--out")
+        .arg(&out)
+        .args(["--admin-key", ADMIN, "--apply", "--step", "apply_admin"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        applied.status.success(),
+        "Apply in the browser failed:\n{stderr}"
+    );
+    let seen_apply: Value = serde_json::from_slice(&applied.stdout).expect("the script's JSON");
+    assert_eq!(
+        seen_apply["apply"]["admin"]["ok"], true,
+        "{}",
+        seen_apply["apply"]
+    );
+    let (status, _, bytes) = raw(
+        &app,
+        "GET",
+        "/v1/cubes/bank_crm/definition",
+        Some(ADMIN),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let served = String::from_utf8(bytes).expect("utf-8");
+    assert!(
+        served.contains("edges: [10000, 50000, 250000, 1000000]"),
+        "{served}"
+    );
+    let (_, _, bytes) = raw(&app, "GET", "/v1/cubes/bank_crm", Some(ADMIN), None, None).await;
+    let info: Value = serde_json::from_slice(&bytes).expect("JSON");
+    assert!(
+        info["version"].as_u64() > Some(1),
+        "a new snapshot serves: {}",
+        info["version"]
+    );
+    eprintln!(
+        "first view in {} ms; the page's files are {} bytes",
+        seen["first_view_ms"],
+        lattice_server::web::embedded_size().0
+    );
     http.stop().await;
 }
