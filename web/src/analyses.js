@@ -2,7 +2,7 @@
 // performance, saved searches.
 import { h, clear, select } from './dom.js';
 import { cubePath, postJson, getJson, request, cubeInfo, allLevels, members, errorBox, currentCube } from './api.js';
-import { fmtValue, fmtDecimal, fmtInteger, fmtPercent, toNumber } from './format.js';
+import { fmtValue, fmtDecimal, fmtInteger, fmtPercent, toNumber, escapeHtml } from './format.js';
 import { chart, valueAxis, categoryAxis, PALETTE } from './charts.js';
 import { exportBar } from './exportbar.js';
 import { drillTable } from './explorer.js';
@@ -110,7 +110,7 @@ async function classes({ cube, info, body }) {
     const shareIdx = si >= 0 ? si : 4;
     requestAnimationFrame(() => chart(el, {
       color: PALETTE, grid: { left: 60, right: 20, top: 40, bottom: 40 }, legend: { top: 0 },
-      tooltip: { trigger: 'item', formatter: (p) => `${p.seriesName} ${p.name}: ${p.value.toFixed(1)}%` },
+      tooltip: { trigger: 'item', formatter: (p) => `${escapeHtml(p.seriesName)} ${escapeHtml(p.name)}: ${p.value.toFixed(1)}%` },
       xAxis: categoryAxis(years), yAxis: { type: 'value', max: 100, name: `share of ${m}`, axisLabel: { formatter: '{value}%' } },
       series: cls.map((c) => ({ type: 'bar', stack: 's', name: c, data: years.map((y) => { const r = a.rows.find((x) => x[0] === y && x[1] === c); return r ? (toNumber(r[shareIdx]) || 0) * 100 : 0; }) })),
     }));

@@ -4,7 +4,7 @@ import { h, clear, select, debounce } from './dom.js';
 import {
   cubePath, postJson, getJson, cubeInfo, allLevels, childLevel, measureInfo, members, errorBox, currentCube,
 } from './api.js';
-import { fmtValue, toNumber, fmtInteger } from './format.js';
+import { fmtValue, toNumber, fmtInteger, escapeHtml } from './format.js';
 import { chart, valueAxis, categoryAxis, PALETTE } from './charts.js';
 import { exportBar } from './exportbar.js';
 
@@ -489,7 +489,7 @@ function chartView(ctx, M) {
       chart(el, {
         color: PALETTE,
         title: { text: `Share of ${axisName}`, left: 'center', textStyle: { fontSize: 13, fontWeight: 'normal' } },
-        tooltip: { trigger: 'item', formatter: (p) => `${p.name}: <b>${fmtValue(p.data.raw, type, chartMeasure)}</b> (${p.percent}%)` },
+        tooltip: { trigger: 'item', formatter: (p) => `${escapeHtml(p.name)}: <b>${escapeHtml(fmtValue(p.data.raw, type, chartMeasure))}</b> (${p.percent}%)` },
         legend: { type: 'scroll', bottom: 0 },
         series: [{ type: 'pie', radius: ['30%', '65%'], data, label: { formatter: '{b}: {d}%' } }],
       });

@@ -54,3 +54,8 @@ export function shortNumber(n) {
   if (a >= 1e3) return (n / 1e3).toFixed(a >= 1e4 ? 0 : 1) + 'k';
   return String(Math.round(n * 100) / 100);
 }
+
+// Text for ECharts tooltips, which are HTML: member names and labels come from the data.
+export function escapeHtml(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+}
