@@ -11,21 +11,29 @@
 //!   statement itself; `DoGet` of that ticket runs it under the same limits as an HTTP query
 //!   (turns, admission, time limit, row limit). A ticket is re-authenticated and re-planned,
 //!   so it grants nothing by itself.
+//! - **Catalog.** `GetCatalogs`, `GetDbSchemas`, `GetTables` (with each table's Arrow
+//!   schema), `GetTableTypes` and `GetSqlInfo` answer what drivers and BI tools list before
+//!   they ask: catalog `lattice`, schema `public`, one table per cube.
 //! - **Errors** are gRPC statuses: `unauthenticated`, `invalid_argument` for a statement the
 //!   cube refuses (with what to write instead), `deadline_exceeded`, `resource_exhausted`.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::FlightSqlService;
-use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery};
+use arrow_flight::sql::{
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
 };
 use axum::http::HeaderValue;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::common::TableReference;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
@@ -221,7 +229,179 @@ impl FlightSqlService for Flight {
         Ok(Response::new(flights.boxed()))
     }
 
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.into_builder().schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut builder = query.into_builder();
+        builder.append(sql::CATALOG);
+        batch_stream(builder.build())
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut builder = query.into_builder();
+        builder.append(sql::CATALOG, sql::SCHEMA);
+        batch_stream(builder.build())
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let ctx = self.context(principal);
+        let mut builder = query.into_builder();
+        // Every cube is a table (the cube list is no secret: `GET /v1/cubes` gives it to any
+        // principal); its columns as the SQL layer types them.
+        for name in self.state.registry.names() {
+            let table = ctx
+                .table_provider(TableReference::full(
+                    sql::CATALOG,
+                    sql::SCHEMA,
+                    name.as_str(),
+                ))
+                .await
+                .map_err(status)?;
+            builder
+                .append(sql::CATALOG, sql::SCHEMA, &name, TABLE, &table.schema())
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        batch_stream(builder.build())
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.into_builder().schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut builder = query.into_builder();
+        builder.append(TABLE);
+        batch_stream(builder.build())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder(sql_info()).schema();
+        metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.principal(&request)?;
+        batch_stream(query.into_builder(sql_info()).build())
+    }
+
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// The type of every cube table.
+const TABLE: &str = "TABLE";
+
+/// What the server says about itself (`CommandGetSqlInfo`): its name and version, Arrow's,
+/// that it only reads, and how SQL is written to it.
+fn sql_info() -> &'static SqlInfoData {
+    static INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+        let mut b = SqlInfoDataBuilder::new();
+        b.append(SqlInfo::FlightSqlServerName, "Lattice");
+        b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+        b.append(SqlInfo::FlightSqlServerArrowVersion, "59");
+        b.append(SqlInfo::FlightSqlServerReadOnly, true);
+        b.append(SqlInfo::FlightSqlServerSql, true);
+        b.append(SqlInfo::FlightSqlServerSubstrait, false);
+        b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+        b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+        b.append(SqlInfo::SqlDdlCatalog, false);
+        b.append(SqlInfo::SqlDdlSchema, false);
+        b.append(SqlInfo::SqlDdlTable, false);
+        b.build().expect("the server's SQL info")
+    });
+    &INFO
+}
+
+/// The `FlightInfo` of a metadata command: its answer's schema, and a ticket that is the
+/// command itself (`DoGet` dispatches on it).
+fn metadata_info(
+    command: &impl ProstMessageExt,
+    schema: &datafusion::arrow::datatypes::Schema,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket {
+        ticket: command.as_any().encode_to_vec().into(),
+    });
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// One record batch as a `DoGet` answer.
+fn batch_stream<E: std::fmt::Display>(
+    batch: Result<RecordBatch, E>,
+) -> Result<Response<DoGetStream>, Status> {
+    let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
+    let flights = FlightDataEncoderBuilder::new()
+        .with_schema(batch.schema())
+        .build(stream::iter([Ok(batch)]))
+        .map_err(|e| Status::internal(e.to_string()));
+    Ok(Response::new(flights.boxed()))
 }
 
 /// Serves Flight SQL on `listener` until dropped.

@@ -162,3 +162,124 @@ async fn flight_sql_answers_equal_the_engine_under_each_key() {
     assert!(e.to_string().contains("not a known key"), "{e}");
     assert!(w.handshake("x", "not-a-key").await.is_err());
 }
+
+/// Every batch behind a `FlightInfo`.
+async fn fetch(
+    c: &mut FlightSqlServiceClient<Channel>,
+    info: arrow_flight::FlightInfo,
+) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for endpoint in info.endpoint {
+        let stream = c
+            .do_get(endpoint.ticket.expect("a ticket"))
+            .await
+            .expect("do_get");
+        out.extend(stream.try_collect::<Vec<_>>().await.expect("batches"));
+    }
+    out
+}
+
+/// The text of column `name` of `batches`, row by row.
+fn texts(batches: &[RecordBatch], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("a column {name}"));
+        for r in 0..col.len() {
+            out.push(
+                Cell::from_arrow(col, r)
+                    .to_string()
+                    .trim_matches('"')
+                    .to_string(),
+            );
+        }
+    }
+    out
+}
+
+/// What a driver lists before it asks: the catalog, the schema, each cube as a table with its
+/// columns, the table types and the server's SQL info; all behind a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_sql_lists_the_catalog_as_drivers_ask() {
+    use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
+    let running = start().await;
+    let mut anonymous = client(running.addr).await;
+    assert!(
+        anonymous.get_catalogs().await.is_err(),
+        "no key, no catalog"
+    );
+    let mut c = client(running.addr).await;
+    c.set_token(MANAGER_KEY.to_string());
+    let info = c.get_catalogs().await.expect("catalogs");
+    assert_eq!(
+        texts(&fetch(&mut c, info).await, "catalog_name"),
+        ["lattice"]
+    );
+    let info = c
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: Some("lattice".into()),
+            db_schema_filter_pattern: None,
+        })
+        .await
+        .expect("schemas");
+    assert_eq!(
+        texts(&fetch(&mut c, info).await, "db_schema_name"),
+        ["public"]
+    );
+    let info = c
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: Some("pub%".into()),
+            table_name_filter_pattern: Some("bank%".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .expect("tables");
+    let batches = fetch(&mut c, info).await;
+    assert_eq!(texts(&batches, "table_name"), ["bank_crm"]);
+    assert_eq!(texts(&batches, "table_type"), ["TABLE"]);
+    // The table's schema, as IPC bytes: the columns the SQL layer gives the cube.
+    let bytes = batches[0]
+        .column_by_name("table_schema")
+        .expect("table_schema")
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::BinaryArray>()
+        .expect("binary")
+        .value(0)
+        .to_vec();
+    let schema =
+        datafusion::arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).expect("an IPC schema");
+    for column in [
+        "region_province",
+        "time_month",
+        "customer_id",
+        "txn_amount",
+        "active_customers",
+    ] {
+        assert!(
+            schema.field_with_name(column).is_ok(),
+            "{column} in {schema:?}"
+        );
+    }
+    let info = c
+        .get_tables(CommandGetTables {
+            table_name_filter_pattern: Some("nothing%".into()),
+            ..CommandGetTables::default()
+        })
+        .await
+        .expect("tables");
+    assert!(texts(&fetch(&mut c, info).await, "table_name").is_empty());
+    let info = c.get_table_types().await.expect("table types");
+    assert_eq!(texts(&fetch(&mut c, info).await, "table_type"), ["TABLE"]);
+    let info = c
+        .get_sql_info(vec![
+            SqlInfo::FlightSqlServerName,
+            SqlInfo::FlightSqlServerReadOnly,
+        ])
+        .await
+        .expect("sql info");
+    let batches = fetch(&mut c, info).await;
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+}
