@@ -283,3 +283,99 @@ async fn flight_sql_lists_the_catalog_as_drivers_ask() {
     let batches = fetch(&mut c, info).await;
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
 }
+
+/// An engine answer's rows as text (decimals exact, counts as digits).
+async fn engine_texts(run: &Running, access: Access, query: &str) -> Vec<Vec<String>> {
+    let data = run.server.registry().cube("bank_crm").expect("cube");
+    let q = Query::from_json(query).expect("query");
+    let a = data.session(access).query(&q).await.expect("answer");
+    a.rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A Python program with the ADBC Flight SQL driver: a statement, one prepared statement bound
+/// twice, the catalog it lists and the table's columns; equal to the engine's answers, and a
+/// manager's key sees only its scope. Skipped where the driver is missing, unless
+/// `LATTICE_REQUIRE_FLIGHT_CLIENTS` is set (`.ci/run` installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adbc_driver_asks_statements_prepared_statements_and_the_catalog() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flight/adbc_client.py");
+    let running = start().await;
+    let uri = format!("grpc://{}", running.addr);
+    let ask = |key: &'static str| {
+        let (script, uri) = (script.clone(), uri.clone());
+        async move {
+            tokio::process::Command::new("python3")
+                .arg(&script)
+                .args([&uri, key])
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("python3 runs")
+        }
+    };
+    let out = ask(ADMIN_KEY).await;
+    if out.status.code() == Some(3) {
+        assert!(
+            std::env::var_os("LATTICE_REQUIRE_FLIGHT_CLIENTS").is_none(),
+            "adbc-driver-flightsql is required (LATTICE_REQUIRE_FLIGHT_CLIENTS) but missing"
+        );
+        eprintln!("skipped: adbc-driver-flightsql is not installed");
+        return;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let texts = |v: &serde_json::Value| -> Vec<Vec<String>> {
+        serde_json::from_value(v.clone()).expect("rows of text")
+    };
+    let want = engine_texts(
+        &running,
+        Access::everything(),
+        r#"{"measures": ["txn_amount", "active_customers"], "rows": ["region.province"]}"#,
+    )
+    .await;
+    assert_eq!(texts(&got["statement"]), want);
+    for year in ["2025", "2024"] {
+        let want = engine_texts(
+            &running,
+            Access::everything(),
+            &format!(
+                r#"{{"measures": ["txn_amount"], "rows": ["region.province"],
+                    "filters": [{{"level": "time.year", "op": "eq", "value": "{year}"}}]}}"#
+            ),
+        )
+        .await;
+        assert_eq!(texts(&got["prepared"][year]), want, "bound to {year}");
+    }
+    assert_eq!(
+        got["objects"],
+        serde_json::json!([["lattice", "public", "bank_crm", "TABLE"]])
+    );
+    assert_eq!(got["columns"]["region_province"], "string");
+    assert_eq!(got["columns"]["txn_amount"], "decimal128(38, 2)");
+    let error = got["error"].as_str().expect("an error");
+    assert!(error.contains("MEASURE(active_customers)"), "{error}");
+    // The manager's key: its two provinces only, prepared or not.
+    let out = ask(MANAGER_KEY).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for rows in [&got["statement"], &got["prepared"]["2025"]] {
+        let provinces: Vec<String> = texts(rows).into_iter().map(|r| r[0].clone()).collect();
+        assert_eq!(provinces, ["Jiangsu", "Zhejiang"], "{rows}");
+    }
+}
