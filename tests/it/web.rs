@@ -15,6 +15,8 @@ use crate::auth::app_over;
 
 const ADMIN: &str = "web-admin-key-0123456789abcdef";
 const SCOPED: &str = "web-scoped-key-0123456789abcdef";
+/// An analyst: every customer, small cells withheld (the shipped cube's `privacy`).
+const SUPPRESSED: &str = "web-analyst-key-0123456789abcdef";
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 fn auth_yaml(dir: &Path) -> PathBuf {
@@ -421,10 +423,11 @@ async fn the_explorer_in_a_real_browser() {
     std::fs::write(
         &auth,
         format!(
-            "version: 1\nkeys:\n  - {{name: admin, sha256: {}, roles: [admin]}}\n  - {{name: manager, sha256: {}, roles: [manager], scope: [{:?}]}}\n",
+            "version: 1\nkeys:\n  - {{name: admin, sha256: {}, roles: [admin]}}\n  - {{name: manager, sha256: {}, roles: [manager], scope: [{:?}]}}\n  - {{name: analyst, sha256: {}, roles: [analyst]}}\n",
             lattice_server::auth::hash_key(ADMIN),
             lattice_server::auth::hash_key(SCOPED),
             format!("manager.manager = {manager}"),
+            lattice_server::auth::hash_key(SUPPRESSED),
         ),
     )
     .expect("auth file");
@@ -669,6 +672,108 @@ async fn the_explorer_in_a_real_browser() {
     for c in customers {
         let id = c.as_str().expect("id");
         assert!(own.contains(id), "customer {id} is not {manager}'s");
+    }
+    // Under small-cell suppression a withheld cell or total reads "withheld" (never a number,
+    // never 0), exactly where the API withholds one; every other cell is the API's.
+    let suppressed = tokio::process::Command::new("python3")
+        .arg(&script)
+        .args(["--url", &format!("http://{}", http.addr)])
+        .arg("--out")
+        .arg(&out)
+        .args(["--admin-key", SUPPRESSED, "--step", "pivot"])
+        .args(["--rows", "region.branch,product.product", "--columns", ""])
+        // Two facts: a row whose transactions are few but whose holders are not keeps its
+        // balance and withholds its transactions.
+        .args(["--measures", "txn_amount,deposit_balance"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&suppressed.stderr);
+    assert!(
+        suppressed.status.success(),
+        "the suppressed pivot failed:\n{stderr}"
+    );
+    let seen_sup: Value = serde_json::from_slice(&suppressed.stdout).expect("the script's JSON");
+    let query = &seen_sup["pivot"]["query"];
+    let api = post_json(&app, SUPPRESSED, "/v1/cubes/bank_crm/query", query).await;
+    let flagged: Vec<(usize, usize)> = api["suppressed"]["cells"]
+        .as_array()
+        .expect("some cells withheld")
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_u64().expect("row") as usize,
+                c[1].as_u64().expect("column") as usize,
+            )
+        })
+        .collect();
+    // Rows of only small cells are left out, as rows without facts are; what contains them
+    // (the grand totals, the branches' sub-totals) is withheld and flagged.
+    let totals_withheld: Vec<&str> = api["suppressed"]["totals"]
+        .as_array()
+        .expect("withheld totals")
+        .iter()
+        .map(|t| t.as_str().expect("a measure"))
+        .collect();
+    assert!(
+        !totals_withheld.is_empty(),
+        "the query has withheld totals: {}",
+        api["suppressed"]
+    );
+    let shown_totals = seen_sup["pivot"]["totals"].as_array().expect("totals");
+    for t in shown_totals {
+        let (kind, measure, text) = (
+            t[0].as_str().unwrap_or(""),
+            t[2].as_str().expect("measure"),
+            t[3].as_str().expect("text"),
+        );
+        if kind == "grand" && totals_withheld.contains(&measure) {
+            assert_eq!(
+                text, "withheld",
+                "the grand total of {measure}: {shown_totals:?}"
+            );
+        }
+        assert_ne!(plain(text), "0", "a withheld total must not read 0: {t}");
+    }
+    assert!(
+        shown_totals.iter().any(|t| t[3] == "withheld"),
+        "the page shows withheld totals: {shown_totals:?}"
+    );
+    let names: Vec<&str> = api["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    let rows = api["rows"].as_array().expect("rows");
+    for cell in seen_sup["pivot"]["cells"].as_array().expect("cells") {
+        let cell = cell.as_array().expect("cell");
+        let (members, rest) = cell.split_at(2);
+        let (measure, shown) = (
+            rest[1].as_str().expect("measure"),
+            rest[2].as_str().expect("text"),
+        );
+        let i = rows
+            .iter()
+            .position(|r| r.as_array().expect("row")[..2] == *members)
+            .unwrap_or_else(|| panic!("a row for {members:?}"));
+        let j = names.iter().position(|n| *n == measure).expect("a column");
+        if flagged.contains(&(i, j)) {
+            assert_eq!(shown, "withheld", "cell {members:?} {measure}");
+            assert!(rows[i][j].is_null());
+        } else if rows[i][j].is_null() {
+            assert!(
+                !shown.chars().any(|c| c.is_ascii_digit()),
+                "an empty cell shows {shown}"
+            );
+        } else {
+            assert_eq!(
+                plain(shown),
+                text(&rows[i][j]),
+                "cell {members:?} {measure}"
+            );
+        }
     }
     // Last (it changes the cube the checks above asked): the admin's Apply builds the edited
     // definition, and the new cube serves.

@@ -179,13 +179,15 @@ class Run:
         for sel in (tid('row-level') + ' ' + tid('remove-level'), tid('column-level') + ' ' + tid('remove-level')):
             while p.locator(sel).count():
                 p.locator(sel).first.click()
-        p.select_option(tid('rows-picker'), 'region.province')
-        p.select_option(tid('columns-picker'), 'time.year')
+        for level in self.a.rows.split(','):
+            p.select_option(tid('rows-picker'), level)
+        for level in filter(None, self.a.columns.split(',')):
+            p.select_option(tid('columns-picker'), level)
         need(p, tid('measure-picker'), 'the measure picker')
         for box in p.locator(tid('measure-picker') + ' input').all():
             box.uncheck()
-        p.check(tid('measure-picker') + ' input[value="txn_amount"]')
-        p.check(tid('measure-picker') + ' input[value="fee_income"]')
+        for m in self.a.measures.split(','):
+            p.check(tid('measure-picker') + f' input[value="{m}"]')
         p.check(tid('totals'))
         q = self.run_query('pivot')
         cells = self.cells()
@@ -194,8 +196,8 @@ class Run:
         totals = p.eval_on_selector_all(tid('total'), 'els => els.map(e => [e.dataset.kind, e.dataset.col, e.dataset.measure, e.textContent])')
         if not totals:
             raise StepFailed('the pivot shows no total cells')
-        self.out['pivot'] = {'query': q, 'cells': [c[:4] for c in cells], 'totals': totals,
-                             'withheld': [c[:3] for c in cells if c[4]]}
+        self.out['pivot'] = {'query': q, 'cells': [c[:-1] for c in cells], 'totals': totals,
+                             'withheld': [c[:-2] for c in cells if c[-1]]}
         self.shot('explorer-pivot')
 
     def chart(self):
@@ -462,7 +464,7 @@ class Run:
                 nxt.click()
                 self.drill_settled(offset=off)
         self.out['manager_query'] = q
-        self.out['manager_cells'] = [c[:4] for c in cells]
+        self.out['manager_cells'] = [c[:-1] for c in cells]
         self.out['manager_customers'] = sorted(set(ids), key=lambda x: (len(x), x))
         self.shot('manager-explorer')
 
@@ -475,6 +477,9 @@ def main():
     ap.add_argument('--manager-key')
     ap.add_argument('--apply', action='store_true', help='also apply an edited definition as admin (rewrites the served definition)')
     ap.add_argument('--step', action='append', help='run only these steps (repeatable)')
+    ap.add_argument('--rows', default='region.province', help='the pivot step\'s row levels, comma-separated')
+    ap.add_argument('--measures', default='txn_amount,fee_income', help='the pivot step\'s measures, comma-separated')
+    ap.add_argument('--columns', default='time.year', help='the pivot step\'s column levels, comma-separated (empty: none)')
     ap.add_argument('--headed', action='store_true')
     a = ap.parse_args()
     a.url = a.url.rstrip('/')
