@@ -190,6 +190,13 @@ class Run:
             p.check(tid('measure-picker') + f' input[value="{m}"]')
         p.check(tid('totals'))
         q = self.run_query('pivot')
+        # The table on screen is the answer to this query, not the one shown before it.
+        want = self.a.measures.split(',')
+        p.wait_for_function(
+            '(ms) => { const cs = [...document.querySelectorAll("[data-testid=cell]")];'
+            ' return cs.length > 0 && cs.every(c => ms.includes(c.dataset.measure)); }',
+            arg=want, timeout=TIMEOUT)
+        need(p, tid('pivot') + f' th[data-level="{self.a.rows.split(",")[-1]}"]', 'the pivot of the levels picked')
         cells = self.cells()
         if not cells:
             raise StepFailed('the pivot shows no cells')
