@@ -15,7 +15,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use lattice_defs::model::{LevelKind, Model};
-use lattice_engine::analytics::BandsPreview;
+use lattice_engine::analytics::{BandsPreview, same_bucket};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -93,11 +93,7 @@ fn changed_bands(old: &Model, new: &Model) -> Vec<String> {
                 .find(|d| d.name == dim.name)
                 .and_then(|d| d.levels.iter().find(|l| l.name == level.name));
             let same = match was.map(|l| &l.kind) {
-                Some(LevelKind::Bucket(a)) => {
-                    a.cuts == b.cuts
-                        && a.labels == b.labels
-                        && source_text(old, &a.source) == source_text(new, &b.source)
-                }
+                Some(LevelKind::Bucket(a)) => same_bucket(old, a, new, b),
                 _ => false,
             };
             if !same {
@@ -106,17 +102,6 @@ fn changed_bands(old: &Model, new: &Model) -> Vec<String> {
         }
     }
     out
-}
-
-/// A bucket's source by names, comparable across two models.
-fn source_text(model: &Model, source: &lattice_defs::model::BucketSource) -> String {
-    use lattice_defs::model::BucketSource;
-    match source {
-        BucketSource::Column(c) => format!("column {c:?}"),
-        BucketSource::Metric { measure, period } => {
-            format!("metric {} per {period:?}", model.measures[*measure].name)
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -143,6 +143,21 @@ async fn the_explorer_is_served_to_anyone_from_the_binary_and_names_no_other_hos
     assert_eq!(status, 401);
 }
 
+/// The JSON answer to a POST and, asked again with `Accept: text/csv`, its CSV rows.
+async fn json_and_csv(
+    app: &Router,
+    key: &str,
+    uri: &str,
+    body: &Value,
+) -> (Value, Vec<Vec<String>>) {
+    let json = post_json(app, key, uri, body).await;
+    let (status, headers, csv) =
+        raw(app, "POST", uri, Some(key), Some("text/csv"), Some(body)).await;
+    assert_eq!(status, 200, "{uri}: {}", String::from_utf8_lossy(&csv));
+    assert!(content_type(&headers).starts_with("text/csv"));
+    (json, csv_rows(&csv))
+}
+
 /// CSV text as rows of fields.
 fn csv_rows(bytes: &[u8]) -> Vec<Vec<String>> {
     csv::ReaderBuilder::new()
@@ -277,38 +292,13 @@ async fn drill_through_and_analyses_export_their_tables_and_errors_stay_json() {
     let drill = json!({"level": "customer.id",
                        "filters": [{"level": "region.province", "op": "eq", "value": "Zhejiang"}],
                        "measures": ["txn_amount"], "limit": 20});
-    let uri = "/v1/cubes/bank_crm/drillthrough";
-    let (_, _, body) = raw(&app, "POST", uri, Some(ADMIN), None, Some(&drill)).await;
-    let json: Value = serde_json::from_slice(&body).expect("JSON");
-    let (status, _, csv) = raw(
-        &app,
-        "POST",
-        uri,
-        Some(ADMIN),
-        Some("text/csv"),
-        Some(&drill),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let rows = csv_rows(&csv);
+    let (json, rows) = json_and_csv(&app, ADMIN, "/v1/cubes/bank_crm/drillthrough", &drill).await;
     assert_eq!(rows.len(), json["rows"].as_array().expect("rows").len() + 1);
     assert_eq!(rows[1][0], text(&json["rows"][0][0]));
 
     let pareto = json!({"level": "customer.id", "measure": "fee_income"});
     let uri = "/v1/cubes/bank_crm/analytics/pareto";
-    let (_, _, body) = raw(&app, "POST", uri, Some(ADMIN), None, Some(&pareto)).await;
-    let json: Value = serde_json::from_slice(&body).expect("JSON");
-    let (status, _, csv) = raw(
-        &app,
-        "POST",
-        uri,
-        Some(ADMIN),
-        Some("text/csv"),
-        Some(&pareto),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let rows = csv_rows(&csv);
+    let (json, rows) = json_and_csv(&app, ADMIN, uri, &pareto).await;
     let curve = json["curve"].as_array().expect("curve");
     assert_eq!(
         rows.len(),
@@ -370,6 +360,32 @@ fn have_browser() -> bool {
 /// A number as the page shows it (thousands separated) as the API writes it.
 fn plain(shown: &str) -> String {
     shown.trim().replace(',', "")
+}
+
+/// What `tests/web/explorer.py` saw, driving the page at `url` with `args` (screenshots to
+/// `out`); a failed step fails the test with the script's account of it.
+async fn explorer(url: &str, out: &Path, args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/explorer.py");
+    let run = tokio::time::timeout(
+        std::time::Duration::from_secs(600),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .args(["--url", url])
+            .arg("--out")
+            .arg(out)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser test ends within 10 minutes")
+    .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "the browser test ({args:?}) failed:\n{stderr}"
+    );
+    serde_json::from_slice(&run.stdout).expect("the script's JSON")
 }
 
 /// The manager with the most customers, and their ids.
@@ -447,25 +463,14 @@ async fn the_explorer_in_a_real_browser() {
         .map(PathBuf::from)
         .unwrap_or_else(|| dir.path().join("shots"));
     std::fs::create_dir_all(&out).expect("screenshot folder");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/explorer.py");
-    let run = tokio::time::timeout(
-        std::time::Duration::from_secs(600),
-        tokio::process::Command::new("python3")
-            .arg(&script)
-            .args(["--url", &format!("http://{}", http.addr)])
-            .arg("--out")
-            .arg(&out)
-            .args(["--admin-key", ADMIN, "--manager-key", SCOPED])
-            .kill_on_drop(true)
-            .output(),
+    let base = format!("http://{}", http.addr);
+    let seen = explorer(
+        &base,
+        &out,
+        &["--admin-key", ADMIN, "--manager-key", SCOPED],
     )
-    .await
-    .expect("the browser test ends within 10 minutes")
-    .expect("python3 runs");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "the browser test failed:\n{stderr}");
-    let seen: Value = serde_json::from_slice(&run.stdout).expect("the script's JSON");
-    assert_eq!(seen["failures"], json!([]), "{stderr}");
+    .await;
+    assert_eq!(seen["failures"], json!([]));
 
     // The pivot: every number shown is the API's for the query the page sent.
     let pivot = &seen["pivot"];
@@ -675,26 +680,25 @@ async fn the_explorer_in_a_real_browser() {
     }
     // Under small-cell suppression a withheld cell or total reads "withheld" (never a number,
     // never 0), exactly where the API withholds one; every other cell is the API's.
-    let suppressed = tokio::process::Command::new("python3")
-        .arg(&script)
-        .args(["--url", &format!("http://{}", http.addr)])
-        .arg("--out")
-        .arg(&out)
-        .args(["--admin-key", SUPPRESSED, "--step", "pivot"])
-        .args(["--rows", "region.branch,product.product", "--columns", ""])
-        // Two facts: a row whose transactions are few but whose holders are not keeps its
-        // balance and withholds its transactions.
-        .args(["--measures", "txn_amount,deposit_balance"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("python3 runs");
-    let stderr = String::from_utf8_lossy(&suppressed.stderr);
-    assert!(
-        suppressed.status.success(),
-        "the suppressed pivot failed:\n{stderr}"
-    );
-    let seen_sup: Value = serde_json::from_slice(&suppressed.stdout).expect("the script's JSON");
+    // Two facts: a row whose transactions are few but whose holders are not keeps its balance
+    // and withholds its transactions.
+    let seen_sup = explorer(
+        &base,
+        &out,
+        &[
+            "--admin-key",
+            SUPPRESSED,
+            "--step",
+            "pivot",
+            "--rows",
+            "region.branch,product.product",
+            "--columns",
+            "",
+            "--measures",
+            "txn_amount,deposit_balance",
+        ],
+    )
+    .await;
     let query = &seen_sup["pivot"]["query"];
     let api = post_json(&app, SUPPRESSED, "/v1/cubes/bank_crm/query", query).await;
     let flagged: Vec<(usize, usize)> = api["suppressed"]["cells"]
@@ -777,22 +781,12 @@ async fn the_explorer_in_a_real_browser() {
     }
     // Last (it changes the cube the checks above asked): the admin's Apply builds the edited
     // definition, and the new cube serves.
-    let applied = tokio::process::Command::new("python3")
-        .arg(&script)
-        .args(["--url", &format!("http://{}", http.addr)])
-        .arg("--out")
-        .arg(&out)
-        .args(["--admin-key", ADMIN, "--apply", "--step", "apply_admin"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("python3 runs");
-    let stderr = String::from_utf8_lossy(&applied.stderr);
-    assert!(
-        applied.status.success(),
-        "Apply in the browser failed:\n{stderr}"
-    );
-    let seen_apply: Value = serde_json::from_slice(&applied.stdout).expect("the script's JSON");
+    let seen_apply = explorer(
+        &base,
+        &out,
+        &["--admin-key", ADMIN, "--apply", "--step", "apply_admin"],
+    )
+    .await;
     assert_eq!(
         seen_apply["apply"]["admin"]["ok"], true,
         "{}",

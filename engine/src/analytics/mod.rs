@@ -47,7 +47,7 @@ pub use performance::{
     CustomersSpec, HighValue, PerformanceAnswer, PerformanceMeta, PerformanceQuery, PerformanceRow,
     RankSpec,
 };
-pub use preview::{BandPreview, BandSkipped, BandsPreview};
+pub use preview::{BandPreview, BandSkipped, BandsPreview, same_bucket};
 
 use std::collections::BTreeMap;
 

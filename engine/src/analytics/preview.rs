@@ -288,7 +288,7 @@ fn period_names(codes: &MetricCodes) -> Vec<String> {
 
 /// Whether two buckets (of two models) place members alike: the same cuts and labels over the
 /// same column, or over the same measure (by name) and period.
-fn same_bucket(a_model: &Model, a: &Bucket, b_model: &Model, b: &Bucket) -> bool {
+pub fn same_bucket(a_model: &Model, a: &Bucket, b_model: &Model, b: &Bucket) -> bool {
     let source = match (&a.source, &b.source) {
         (BucketSource::Column(x), BucketSource::Column(y)) => x == y,
         (
