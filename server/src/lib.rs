@@ -59,6 +59,7 @@ mod listen;
 pub mod metrics;
 pub mod openapi;
 mod pg;
+mod pg_introspect;
 mod query;
 pub mod registry;
 mod reload;

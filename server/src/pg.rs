@@ -169,6 +169,7 @@ impl Startup {
         if let Err(e) = setup_pg_catalog(&ctx, sql::CATALOG, EmptyContextProvider) {
             tracing::warn!(error = %e, "pg_catalog could not be set up");
         }
+        crate::pg_introspect::extend_catalog(&ctx);
         // `to_regtype(name)`: the oid of a built-in type, NULL for others (psycopg asks for
         // `hstore` at connect; there is none).
         ctx.register_udf(create_udf(
@@ -352,9 +353,14 @@ impl Statements {
                 ),
             ));
         }
-        self.parser
+        let mut statements = self
+            .parser
             .parse(text)
-            .map_err(|e| pg_error("ERROR", "42601", e.to_string()))
+            .map_err(|e| pg_error("ERROR", "42601", e.to_string()))?;
+        statements
+            .iter_mut()
+            .for_each(crate::pg_introspect::null_correlated_subqueries);
+        Ok(statements)
     }
 
     async fn plan(&self, ctx: &SessionContext, stmt: SqlStatement) -> PgWireResult<Prepared> {
@@ -574,16 +580,21 @@ fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
         Ok(TreeNodeRecursion::Continue)
     })
     .map_err(|e| df_error(&e))?;
-    let mut v: Vec<_> = types.into_iter().collect();
-    v.sort_by_key(|(id, _)| {
-        id.trim_start_matches('$')
-            .parse::<u32>()
-            .unwrap_or(u32::MAX)
-    });
-    // A parameter compared with a level column is text.
-    Ok(v.into_iter()
-        .map(|(_, t)| t.or(Some(DataType::Utf8)))
-        .collect())
+    // Positional: `$n` is the n-th. A parameter the statement no longer reads (a rewrite
+    // dropped it) keeps its place, as text; one compared with a level column is text too.
+    let position = |id: &str| id.trim_start_matches('$').parse::<usize>().ok();
+    let len = types
+        .keys()
+        .filter_map(|id| position(id))
+        .max()
+        .unwrap_or(0);
+    let mut v = vec![Some(DataType::Utf8); len];
+    for (id, t) in types {
+        if let Some(n) = position(&id).filter(|n| *n >= 1) {
+            v[n - 1] = t.or(Some(DataType::Utf8));
+        }
+    }
+    Ok(v)
 }
 
 #[async_trait]

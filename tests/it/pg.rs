@@ -386,6 +386,8 @@ async fn garbage_and_a_flood_of_connections_leave_the_server_serving() {
     assert_eq!(lines(&out).len(), 1);
 }
 
+/// psycopg binds server-side parameters; SQLAlchemy's inspector reads what Superset reads when a
+/// table becomes a dataset, through its own catalog queries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg_and_sqlalchemy_connect_bind_and_introspect() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pg/clients.py");
@@ -442,12 +444,39 @@ async fn psycopg_and_sqlalchemy_connect_bind_and_introspect() {
             .is_some_and(|t| t.iter().any(|n| n == "public")),
         "{doc}"
     );
+    // The inspector's own column query (no fallback): every column of the SQL table, in
+    // order, typed as the engine types it, measures with their definition's comments.
+    let model = &pg.server.registry().cube("bank_crm").expect("cube").model;
     let columns = doc["columns"].as_array().expect("columns");
-    let has = |name: &str| columns.iter().any(|c| c["name"] == name);
-    assert!(
-        has("region_province") && has("txn_amount") && has("active_customers"),
+    let names: Vec<&str> = columns.iter().filter_map(|c| c["name"].as_str()).collect();
+    let levels = model
+        .dimensions
+        .iter()
+        .map(|d| d.levels.len())
+        .sum::<usize>();
+    assert_eq!(names.len(), levels + model.measures.len(), "{doc}");
+    let column = |name: &str| {
+        columns
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no column {name}: {doc}"))
+    };
+    assert_eq!(column("region_province")["type"], "TEXT");
+    assert_eq!(column("txn_amount")["type"], "NUMERIC");
+    assert_eq!(column("active_customers")["type"], "BIGINT");
+    for m in &model.measures {
+        let want = m.description.as_deref().map_or(Value::Null, |d| d.into());
+        assert_eq!(column(&m.name)["comment"], want, "{}", m.name);
+    }
+    assert!(model.measures.iter().any(|m| m.description.is_some()));
+    assert_eq!(
+        doc["table_comment"].as_str(),
+        model.description.as_deref(),
         "{doc}"
     );
+    for none in ["pk", "foreign_keys", "indexes", "unique"] {
+        assert_eq!(doc[none], serde_json::json!([]), "{none}: {doc}");
+    }
     let by_year = engine_lines(
         &pg,
         Access::everything(),

@@ -3,9 +3,9 @@
 Usage: clients.py HOST PORT KEY
 
 Prints one JSON document: what psycopg 3 answered with server-side parameters (the extended
-protocol, a prepared statement bound twice), and what SQLAlchemy's inspector lists (schemas and
-tables, as Superset reads them; its column query needs functions the catalog lacks, so columns
-are read from information_schema and the inspector's error recorded). Exits 3 when psycopg or
+protocol, a prepared statement bound twice), and what SQLAlchemy's inspector lists as Superset
+reads it: schemas, tables, columns with their types and comments, the table's comment, keys,
+indexes and unique constraints (none: a cube table has none). Exits 3 when psycopg or
 SQLAlchemy is missing.
 """
 
@@ -56,23 +56,16 @@ def main() -> None:
     inspector = sqlalchemy.inspect(engine)
     out["schemas"] = inspector.get_schema_names()
     out["tables"] = inspector.get_table_names()
-    try:
-        out["columns"] = [
-            {"name": c["name"], "type": str(c["type"])}
-            for c in inspector.get_columns("bank_crm")
-        ]
-    except sqlalchemy.exc.SQLAlchemyError as e:
-        # The inspector's column query needs pg_get_serial_sequence, json_build_object and
-        # pg_sequence, which the catalog lacks: recorded, and the columns read the portable way.
-        out["get_columns_error"] = str(e.orig)
-        with engine.connect() as c:
-            r = c.execute(
-                sqlalchemy.text(
-                    "SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_name = 'bank_crm' ORDER BY ordinal_position"
-                )
-            )
-            out["columns"] = [{"name": row[0], "type": row[1]} for row in r]
+    # What Superset reads when a table is added as a dataset.
+    out["columns"] = [
+        {"name": c["name"], "type": str(c["type"]), "comment": c.get("comment")}
+        for c in inspector.get_columns("bank_crm")
+    ]
+    out["table_comment"] = inspector.get_table_comment("bank_crm")["text"]
+    out["pk"] = inspector.get_pk_constraint("bank_crm")["constrained_columns"]
+    out["foreign_keys"] = inspector.get_foreign_keys("bank_crm")
+    out["indexes"] = inspector.get_indexes("bank_crm")
+    out["unique"] = inspector.get_unique_constraints("bank_crm")
     with engine.connect() as c:
         r = c.execute(
             sqlalchemy.text(
