@@ -1,6 +1,6 @@
 //! Arrow Flight SQL (`serve --flight-addr`, server/src/flight.rs) with arrow-flight's own
 //! Flight SQL client: answers equal the engine's, record batch for record batch; a manager's
-//! key sees only its scope; a handshake with Basic credentials gives a bearer token; a wrong
+//! key sees only its scope, an analyst's small cells stay null; a handshake with Basic credentials gives a bearer token; a wrong
 //! key, a wrong aggregate and a write are refused with gRPC statuses.
 
 use std::sync::Arc;
@@ -154,6 +154,34 @@ async fn flight_sql_answers_equal_the_engine_under_each_key() {
             .iter()
             .all(|n| n.contains("Jiangsu") || n.contains("Zhejiang")),
         "{names:?}"
+    );
+    // An analyst's token (small-cell suppression, same scope): null exactly where the engine
+    // withholds a cell, and some cell is withheld.
+    let mut a = client(running.addr).await;
+    a.set_token(crate::auth::token(
+        jsonwebtoken::Algorithm::HS256,
+        serde_json::json!({"sub": "analyst", "lattice_roles": ["analyst"],
+                           "lattice_scope": ["region.province in [Zhejiang, Jiangsu]"]}),
+    ));
+    let sql = "SELECT region_branch, product_product, MEASURE(txn_amount) FROM bank_crm \
+               WHERE time_month = '2025-03' GROUP BY 1, 2";
+    let got = cells(&run(&mut a, sql).await.expect("answer"));
+    let analyst = Access {
+        scope: vec![lattice_engine::access::ScopeRule {
+            level: "region.province".into(),
+            values: vec!["Zhejiang".into(), "Jiangsu".into()],
+        }],
+        roles: vec!["analyst".into()],
+    };
+    let query = r#"{"measures": ["txn_amount"], "rows": ["region.branch", "product.product"],
+                    "filters": [{"level": "time.month", "op": "eq", "value": "2025-03"}]}"#;
+    let want = engine(&running, analyst, query).await;
+    assert!(!want.is_empty());
+    compare_rows("flight analyst", &got, &want).expect("same as the engine");
+    let manager = run(&mut m, sql).await.expect("answer");
+    assert!(
+        cells(&manager).len() > got.len(),
+        "suppression withheld nothing: {got:?}"
     );
     // A wrong key.
     let mut w = client(running.addr).await;
