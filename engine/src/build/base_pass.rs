@@ -431,6 +431,28 @@ fn scan(
     let same_run = |r: usize| key.is_some_and(|k| k[r] == k[r - 1] && periods[r] == periods[r - 1]);
     let mut start = part.start;
     let mut at: Vec<u32> = Vec::with_capacity(CHUNK_ROWS);
+    // A filter on the levels of the sort key (the customer's) or on time: only the rows of
+    // the keys and periods it lets through are read, a chunk of them at a time, each still
+    // checked against the whole filter.
+    let chosen = filter
+        .filter(|f| !f.levels.is_empty())
+        .and_then(|f| Some((f, sources.candidates(f, part.clone())?)));
+    if let Some((f, rows)) = chosen {
+        for chunk in rows.chunks(CHUNK_ROWS) {
+            at.clear();
+            at.extend_from_slice(chunk);
+            sources.fill(&f.levels, &at, &mut filter_codes);
+            keep_passing(f, &filter_codes, &mut at);
+            if !at.is_empty() {
+                sources.fill(row_levels, &at, &mut row_codes);
+                let view = View::gather(base, &at, &row_codes, f);
+                for acc in accs.iter_mut() {
+                    acc.add(&view, &mut scratch);
+                }
+            }
+        }
+        return;
+    }
     while start < n {
         // A chunk ends between runs.
         let mut end = (start + CHUNK_ROWS).min(n);
@@ -443,19 +465,7 @@ fn scan(
             if let Some(f) = filter.filter(|f| !f.levels.is_empty()) {
                 // The chunk's rows the filter lets through, then only their levels.
                 sources.fill(&f.levels, &at, &mut filter_codes);
-                let mut kept = 0;
-                for i in 0..at.len() {
-                    let pass = f
-                        .passes
-                        .iter()
-                        .zip(&filter_codes)
-                        .all(|(p, c)| p.get(c[i] as usize).copied().unwrap_or(false));
-                    if pass {
-                        at[kept] = at[i];
-                        kept += 1;
-                    }
-                }
-                at.truncate(kept);
+                keep_passing(f, &filter_codes, &mut at);
                 if !at.is_empty() {
                     sources.fill(row_levels, &at, &mut row_codes);
                     let view = View::gather(base, &at, &row_codes, f);
@@ -487,6 +497,23 @@ fn scan(
         }
         start = end;
     }
+}
+
+/// Keeps the rows `at` whose members (`codes`, parallel to `f.levels`) pass every level.
+fn keep_passing(f: &RowFilter, codes: &[Vec<u32>], at: &mut Vec<u32>) {
+    let mut kept = 0;
+    for i in 0..at.len() {
+        let pass = f
+            .passes
+            .iter()
+            .zip(codes)
+            .all(|(p, c)| p.get(c[i] as usize).copied().unwrap_or(false));
+        if pass {
+            at[kept] = at[i];
+            kept += 1;
+        }
+    }
+    at.truncate(kept);
 }
 
 /// Buffers a thread reuses from chunk to chunk.
@@ -799,6 +826,82 @@ impl<'a> LevelSources<'a> {
             DimensionKind::Table { via: Some(v), .. } => self.reaches(*v, to),
             _ => true, // a key of 0 for every row
         }
+    }
+
+    /// The rows of `rows` that `f` may let through, in order, told without reading each
+    /// row's members: those of the sort key's values whose members of the filtered levels
+    /// that follow from the key alone pass (one look per key, the rows of a key being
+    /// together), and of the periods the time levels filtered let through. A superset of the
+    /// rows `f` passes (levels that follow from anything else are not looked at); `None`
+    /// when no filtered level follows from the key or the period.
+    fn candidates(&self, f: &RowFilter, rows: std::ops::Range<usize>) -> Option<Vec<u32>> {
+        let (base, model) = (self.inputs.base, self.inputs.model);
+        let sort_dim = base
+            .sorted_by
+            .map(|k| model.facts[self.inputs.fact].direct[k]);
+        let mut by_key: Vec<LevelRef> = Vec::new();
+        let mut by_key_passes: Vec<&[bool]> = Vec::new();
+        let mut period_ok: Option<Vec<bool>> = None;
+        let mut unknown_ok = true;
+        for (l, passes) in f.levels.iter().zip(&f.passes) {
+            match self.levels.get(l) {
+                Some(LevelSource::Key { dim, .. })
+                    if sort_dim.is_some_and(|k| self.reaches(*dim, k)) =>
+                {
+                    by_key.push(*l);
+                    by_key_passes.push(passes);
+                }
+                Some(LevelSource::Time { by_period, unknown }) => {
+                    let pass = |code: u32| passes.get(code as usize).copied().unwrap_or(false);
+                    let ok = period_ok.get_or_insert_with(|| vec![true; by_period.len()]);
+                    for (ok, code) in ok.iter_mut().zip(by_period) {
+                        *ok = *ok && pass(*code);
+                    }
+                    unknown_ok = unknown_ok && pass(*unknown);
+                }
+                _ => {}
+            }
+        }
+        if by_key.is_empty() && period_ok.is_none() {
+            return None;
+        }
+        let periods = &base.codes[base.codes.len() - 1];
+        let period_passes = |r: usize| match &period_ok {
+            None => true,
+            Some(ok) => ok.get(periods[r] as usize).copied().unwrap_or(unknown_ok),
+        };
+        let Some(k) = base.sorted_by.filter(|_| !by_key.is_empty()) else {
+            return Some(
+                rows.filter(|&r| period_passes(r))
+                    .map(|r| r as u32)
+                    .collect(),
+            );
+        };
+        // The first row of each key in `rows`, and whether the key's members pass.
+        let key = &base.codes[k];
+        let starts: Vec<u32> = rows
+            .clone()
+            .filter(|&r| r == rows.start || key[r] != key[r - 1])
+            .map(|r| r as u32)
+            .collect();
+        let mut codes: Vec<Vec<u32>> = vec![Vec::new(); by_key.len()];
+        self.fill(&by_key, &starts, &mut codes);
+        let mut out = Vec::new();
+        for (i, &s) in starts.iter().enumerate() {
+            let pass = by_key_passes
+                .iter()
+                .zip(&codes)
+                .all(|(p, c)| p.get(c[i] as usize).copied().unwrap_or(false));
+            if pass {
+                let end = starts.get(i + 1).map_or(rows.end, |e| *e as usize);
+                out.extend(
+                    (s as usize..end)
+                        .filter(|&r| period_passes(r))
+                        .map(|r| r as u32),
+                );
+            }
+        }
+        Some(out)
     }
 
     /// The member codes of `needed` at base rows `at`, into `out` (parallel to `needed`).
