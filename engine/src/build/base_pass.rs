@@ -830,26 +830,27 @@ impl<'a> LevelSources<'a> {
 
     /// The rows of `rows` that `f` may let through, in order, told without reading each
     /// row's members: those of the sort key's values whose members of the filtered levels
-    /// that follow from the key alone pass (one look per key, the rows of a key being
-    /// together), and of the periods the time levels filtered let through. A superset of the
-    /// rows `f` passes (levels that follow from anything else are not looked at); `None`
-    /// when no filtered level follows from the key or the period.
+    /// that follow from the key alone pass (told once per key value, whose rows are found by
+    /// binary search, the rows being in key order), and of the periods the time levels
+    /// filtered let through. A superset of the rows `f` passes (levels that follow from
+    /// anything else are not looked at); `None` when no filtered level follows from the key
+    /// or the period, or when nearly every key passes and every period does.
     fn candidates(&self, f: &RowFilter, rows: std::ops::Range<usize>) -> Option<Vec<u32>> {
         let (base, model) = (self.inputs.base, self.inputs.model);
         let sort_dim = base
             .sorted_by
             .map(|k| model.facts[self.inputs.fact].direct[k]);
-        let mut by_key: Vec<LevelRef> = Vec::new();
-        let mut by_key_passes: Vec<&[bool]> = Vec::new();
+        // Per level told by the key: its member per value of its dimension's key, and which
+        // members pass.
+        let mut by_key: Vec<(usize, &[u32], &[bool])> = Vec::new();
         let mut period_ok: Option<Vec<bool>> = None;
         let mut unknown_ok = true;
         for (l, passes) in f.levels.iter().zip(&f.passes) {
             match self.levels.get(l) {
-                Some(LevelSource::Key { dim, .. })
+                Some(LevelSource::Key { dim, by_key: map })
                     if sort_dim.is_some_and(|k| self.reaches(*dim, k)) =>
                 {
-                    by_key.push(*l);
-                    by_key_passes.push(passes);
+                    by_key.push((*dim, map, passes));
                 }
                 Some(LevelSource::Time { by_period, unknown }) => {
                     let pass = |code: u32| passes.get(code as usize).copied().unwrap_or(false);
@@ -862,7 +863,14 @@ impl<'a> LevelSources<'a> {
                 _ => {}
             }
         }
-        if by_key.is_empty() && period_ok.is_none() {
+        // Periods that all pass choose nothing.
+        if period_ok
+            .as_ref()
+            .is_some_and(|ok| unknown_ok && ok.iter().all(|p| *p))
+        {
+            period_ok = None;
+        }
+        if by_key.is_empty() && period_ok.is_none() || rows.is_empty() {
             return None;
         }
         let periods = &base.codes[base.codes.len() - 1];
@@ -870,38 +878,64 @@ impl<'a> LevelSources<'a> {
             None => true,
             Some(ok) => ok.get(periods[r] as usize).copied().unwrap_or(unknown_ok),
         };
-        let Some(k) = base.sorted_by.filter(|_| !by_key.is_empty()) else {
+        let (Some(k), Some(sort_dim)) = (base.sorted_by.filter(|_| !by_key.is_empty()), sort_dim)
+        else {
             return Some(
                 rows.filter(|&r| period_passes(r))
                     .map(|r| r as u32)
                     .collect(),
             );
         };
-        // The first row of each key in `rows`, and whether the key's members pass.
+        // The key values of these rows, in increasing order; whether each passes.
         let key = &base.codes[k];
-        let starts: Vec<u32> = rows
-            .clone()
-            .filter(|&r| r == rows.start || key[r] != key[r - 1])
-            .map(|r| r as u32)
-            .collect();
-        let mut codes: Vec<Vec<u32>> = vec![Vec::new(); by_key.len()];
-        self.fill(&by_key, &starts, &mut codes);
-        let mut out = Vec::new();
-        for (i, &s) in starts.iter().enumerate() {
-            let pass = by_key_passes
-                .iter()
-                .zip(&codes)
-                .all(|(p, c)| p.get(c[i] as usize).copied().unwrap_or(false));
-            if pass {
-                let end = starts.get(i + 1).map_or(rows.end, |e| *e as usize);
-                out.extend(
-                    (s as usize..end)
-                        .filter(|&r| period_passes(r))
-                        .map(|r| r as u32),
-                );
+        let (first, last) = (key[rows.start], key[rows.end - 1]);
+        let values: Vec<u32> = (first..=last).collect();
+        let mut pass = vec![true; values.len()];
+        let mut keys_of: HashMap<usize, Vec<u32>> = HashMap::new();
+        for (dim, map, passes) in &by_key {
+            let keys = keys_of
+                .entry(*dim)
+                .or_insert_with(|| self.keys_from(*dim, sort_dim, &values));
+            for (p, key) in pass.iter_mut().zip(keys.iter()) {
+                let member = map.get(*key as usize).copied().unwrap_or(u32::MAX);
+                *p = *p && passes.get(member as usize).copied().unwrap_or(false);
             }
         }
+        let passing = pass.iter().filter(|p| **p).count();
+        if period_ok.is_none() && passing * 10 > values.len() * 9 {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut at = rows.start;
+        for (value, _) in values.iter().zip(&pass).filter(|(_, p)| **p) {
+            let lo = at + key[at..rows.end].partition_point(|k| k < value);
+            let hi = lo + key[lo..rows.end].partition_point(|k| k == value);
+            out.extend((lo..hi).filter(|&r| period_passes(r)).map(|r| r as u32));
+            at = hi;
+        }
         Some(out)
+    }
+
+    /// The key of dimension `dim` for each of `values` of the key of `sort_dim` (which `dim`'s
+    /// key follows from: it is `sort_dim`, or reached through `via` from it), as
+    /// [`super::bands::key_codes`] finds it for a row.
+    fn keys_from(&self, dim: usize, sort_dim: usize, values: &[u32]) -> Vec<u32> {
+        if dim == sort_dim {
+            return values.to_vec();
+        }
+        let (model, dims) = (self.inputs.model, self.inputs.dims);
+        let DimensionKind::Table { via: Some(v), .. } = &model.dimensions[dim].kind else {
+            return vec![0; values.len()];
+        };
+        let from = self.keys_from(*v, sort_dim, values);
+        match dims.via[dim].as_ref() {
+            // A value with no rows may have no key (`u32::MAX`: no member passes it).
+            Some(map) => from
+                .iter()
+                .map(|k| map.get(*k as usize).copied().unwrap_or(u32::MAX))
+                .collect(),
+            None => vec![0; values.len()],
+        }
     }
 
     /// The member codes of `needed` at base rows `at`, into `out` (parallel to `needed`).
