@@ -499,6 +499,19 @@ fn scan(
     }
 }
 
+/// The first index from `from` on whose value `holds` does not (it holds for a prefix of
+/// `values[from..]`): an exponential search, then a binary one, so that the cost follows the
+/// distance (the rows of one key) rather than the length.
+fn gallop(values: &[u32], from: usize, holds: impl Fn(u32) -> bool) -> usize {
+    let (mut lo, mut step) = (from, 1);
+    while lo + step <= values.len() && holds(values[lo + step - 1]) {
+        lo += step;
+        step *= 2;
+    }
+    let hi = (lo + step).min(values.len());
+    lo + values[lo..hi].partition_point(|v| holds(*v))
+}
+
 /// Keeps the rows `at` whose members (`codes`, parallel to `f.levels`) pass every level.
 fn keep_passing(f: &RowFilter, codes: &[Vec<u32>], at: &mut Vec<u32>) {
     let mut kept = 0;
@@ -831,60 +844,83 @@ impl<'a> LevelSources<'a> {
     /// The rows of `rows` that `f` may let through, in order, told without reading each
     /// row's members: those of the sort key's values whose members of the filtered levels
     /// that follow from the key alone pass (told once per key value, whose rows are found by
-    /// binary search, the rows being in key order), and of the periods the time levels
-    /// filtered let through. A superset of the rows `f` passes (levels that follow from
-    /// anything else are not looked at); `None` when no filtered level follows from the key
-    /// or the period, or when nearly every key passes and every period does.
+    /// binary search, the rows being in key order), and, of those, the rows whose period and
+    /// whose keys of the other dimensions the fact carries (a product, a channel) pass the
+    /// filtered levels of time and of those dimensions (one look-up per row and level). A
+    /// superset of the rows `f` passes (levels that follow from anything else, a monthly
+    /// band, are not looked at; nor rows one by one when a sample shows most of them pass);
+    /// `None` when no filtered level is told this way, or when nearly every key passes and
+    /// nothing else is filtered.
     fn candidates(&self, f: &RowFilter, rows: std::ops::Range<usize>) -> Option<Vec<u32>> {
         let (base, model) = (self.inputs.base, self.inputs.model);
-        let sort_dim = base
-            .sorted_by
-            .map(|k| model.facts[self.inputs.fact].direct[k]);
-        // Per level told by the key: its member per value of its dimension's key, and which
-        // members pass.
+        let direct = &model.facts[self.inputs.fact].direct;
+        let sort_dim = base.sorted_by.map(|k| direct[k]);
+        // Per level told by the sort key: its member per value of its dimension's key, and
+        // which members pass.
         let mut by_key: Vec<(usize, &[u32], &[bool])> = Vec::new();
-        let mut period_ok: Option<Vec<bool>> = None;
-        let mut unknown_ok = true;
+        // Per column looked up row by row (the period, a key the fact carries): whether each
+        // of its values passes, and whether a value past them does (`unknown`).
+        let mut by_row: Vec<(usize, Vec<bool>, bool)> = Vec::new();
+        let period_col = base.codes.len() - 1;
         for (l, passes) in f.levels.iter().zip(&f.passes) {
-            match self.levels.get(l) {
+            let pass = |code: u32| passes.get(code as usize).copied().unwrap_or(false);
+            let (col, ok, other): (usize, Vec<bool>, bool) = match self.levels.get(l) {
                 Some(LevelSource::Key { dim, by_key: map })
                     if sort_dim.is_some_and(|k| self.reaches(*dim, k)) =>
                 {
                     by_key.push((*dim, map, passes));
+                    continue;
                 }
-                Some(LevelSource::Time { by_period, unknown }) => {
-                    let pass = |code: u32| passes.get(code as usize).copied().unwrap_or(false);
-                    let ok = period_ok.get_or_insert_with(|| vec![true; by_period.len()]);
-                    for (ok, code) in ok.iter_mut().zip(by_period) {
-                        *ok = *ok && pass(*code);
+                Some(LevelSource::Key { dim, by_key: map }) => {
+                    let Some(i) = direct.iter().position(|d| d == dim) else {
+                        continue;
+                    };
+                    (i, map.iter().map(|m| pass(*m)).collect(), false)
+                }
+                Some(LevelSource::Time { by_period, unknown }) => (
+                    period_col,
+                    by_period.iter().map(|c| pass(*c)).collect(),
+                    pass(*unknown),
+                ),
+                _ => continue,
+            };
+            match by_row.iter_mut().find(|(c, _, _)| *c == col) {
+                Some((_, have, have_other)) => {
+                    for (h, o) in have.iter_mut().zip(&ok) {
+                        *h = *h && *o;
                     }
-                    unknown_ok = unknown_ok && pass(*unknown);
+                    *have_other = *have_other && other;
                 }
-                _ => {}
+                None => by_row.push((col, ok, other)),
             }
         }
-        // Periods that all pass choose nothing.
-        if period_ok
-            .as_ref()
-            .is_some_and(|ok| unknown_ok && ok.iter().all(|p| *p))
-        {
-            period_ok = None;
-        }
-        if by_key.is_empty() && period_ok.is_none() || rows.is_empty() {
+        // A column whose every value passes chooses nothing.
+        by_row.retain(|(_, ok, other)| !(*other && ok.iter().all(|p| *p)));
+        if rows.is_empty() {
             return None;
         }
-        let periods = &base.codes[base.codes.len() - 1];
-        let period_passes = |r: usize| match &period_ok {
-            None => true,
-            Some(ok) => ok.get(periods[r] as usize).copied().unwrap_or(unknown_ok),
+        let row_passes = |checks: &[(usize, Vec<bool>, bool)], r: usize| {
+            checks.iter().all(|(col, ok, other)| {
+                ok.get(base.codes[*col][r] as usize)
+                    .copied()
+                    .unwrap_or(*other)
+            })
         };
+        // Looking up rows one by one pays only when it leaves most of them out: a sample of
+        // about a thousand rows tells.
+        let step = (rows.len() / 1024).max(1);
+        let sampled = rows.clone().step_by(step);
+        let kept = sampled.clone().filter(|&r| row_passes(&by_row, r)).count();
+        if kept * 2 > sampled.count() {
+            by_row.clear();
+        }
+        if by_key.is_empty() && by_row.is_empty() {
+            return None;
+        }
+        let row_passes = |r: usize| row_passes(&by_row, r);
         let (Some(k), Some(sort_dim)) = (base.sorted_by.filter(|_| !by_key.is_empty()), sort_dim)
         else {
-            return Some(
-                rows.filter(|&r| period_passes(r))
-                    .map(|r| r as u32)
-                    .collect(),
-            );
+            return Some(rows.filter(|&r| row_passes(r)).map(|r| r as u32).collect());
         };
         // The key values of these rows, in increasing order; whether each passes.
         let key = &base.codes[k];
@@ -902,15 +938,15 @@ impl<'a> LevelSources<'a> {
             }
         }
         let passing = pass.iter().filter(|p| **p).count();
-        if period_ok.is_none() && passing * 10 > values.len() * 9 {
+        if by_row.is_empty() && passing * 10 > values.len() * 9 {
             return None;
         }
         let mut out = Vec::new();
         let mut at = rows.start;
         for (value, _) in values.iter().zip(&pass).filter(|(_, p)| **p) {
-            let lo = at + key[at..rows.end].partition_point(|k| k < value);
-            let hi = lo + key[lo..rows.end].partition_point(|k| k == value);
-            out.extend((lo..hi).filter(|&r| period_passes(r)).map(|r| r as u32));
+            let lo = gallop(&key[..rows.end], at, |k| k < *value);
+            let hi = gallop(&key[..rows.end], lo, |k| k == *value);
+            out.extend((lo..hi).filter(|&r| row_passes(r)).map(|r| r as u32));
             at = hi;
         }
         Some(out)
@@ -1531,6 +1567,23 @@ mod tests {
     use roaring::RoaringBitmap;
 
     use super::{DistinctAcc, NO_VALUE};
+
+    /// Galloping finds what a binary search finds, from any start.
+    #[test]
+    fn gallop_finds_the_end_of_a_prefix() {
+        let values: Vec<u32> = [0u32, 0, 1, 1, 1, 2, 5, 5, 9]
+            .into_iter()
+            .chain(std::iter::repeat_n(10, 100))
+            .collect();
+        for from in 0..=values.len() {
+            for v in 0..12 {
+                let want = from + values[from..].partition_point(|x| *x < v);
+                assert_eq!(super::gallop(&values, from, |x| x < v), want, "{from} {v}");
+                let want = from + values[from..].partition_point(|x| *x <= v);
+                assert_eq!(super::gallop(&values, from, |x| x <= v), want, "{from} {v}");
+            }
+        }
+    }
 
     /// A run's values given as a mask of bits add the same values as one by one.
     #[test]
