@@ -437,19 +437,16 @@ fn scan(
     let chosen = filter
         .filter(|f| !f.levels.is_empty())
         .and_then(|f| Some((f, sources.candidates(f, part.clone())?)));
+    let mut buffers = Buffers {
+        filter_codes: &mut filter_codes,
+        row_codes: &mut row_codes,
+        scratch: &mut scratch,
+    };
     if let Some((f, rows)) = chosen {
         for chunk in rows.chunks(CHUNK_ROWS) {
             at.clear();
             at.extend_from_slice(chunk);
-            sources.fill(&f.levels, &at, &mut filter_codes);
-            keep_passing(f, &filter_codes, &mut at);
-            if !at.is_empty() {
-                sources.fill(row_levels, &at, &mut row_codes);
-                let view = View::gather(base, &at, &row_codes, f);
-                for acc in accs.iter_mut() {
-                    acc.add(&view, &mut scratch);
-                }
-            }
+            read_filtered(sources, f, row_levels, &mut at, &mut buffers, accs);
         }
         return;
     }
@@ -463,23 +460,14 @@ fn scan(
             at.clear();
             at.extend(start as u32..end as u32);
             if let Some(f) = filter.filter(|f| !f.levels.is_empty()) {
-                // The chunk's rows the filter lets through, then only their levels.
-                sources.fill(&f.levels, &at, &mut filter_codes);
-                keep_passing(f, &filter_codes, &mut at);
-                if !at.is_empty() {
-                    sources.fill(row_levels, &at, &mut row_codes);
-                    let view = View::gather(base, &at, &row_codes, f);
-                    for acc in accs.iter_mut() {
-                        acc.add(&view, &mut scratch);
-                    }
-                }
+                read_filtered(sources, f, row_levels, &mut at, &mut buffers, accs);
                 start = end;
                 continue;
             }
-            sources.fill(row_levels, &at, &mut row_codes);
-            let view = View::rows(base, start..end, &row_codes, filter);
+            sources.fill(row_levels, &at, buffers.row_codes);
+            let view = View::rows(base, start..end, buffers.row_codes, filter);
             for acc in accs.iter_mut().filter(|a| !a.runs) {
-                acc.add(&view, &mut scratch);
+                acc.add(&view, buffers.scratch);
             }
         }
         if any_runs {
@@ -492,7 +480,7 @@ fn scan(
             sources.fill(run_levels, &at, &mut run_codes);
             let view = View::runs(base, start..end, &at, &run_codes, ranges, filter);
             for acc in accs.iter_mut().filter(|a| a.runs) {
-                acc.add(&view, &mut scratch);
+                acc.add(&view, buffers.scratch);
             }
         }
         start = end;
@@ -510,6 +498,35 @@ fn gallop(values: &[u32], from: usize, holds: impl Fn(u32) -> bool) -> usize {
     }
     let hi = (lo + step).min(values.len());
     lo + values[lo..hi].partition_point(|v| holds(*v))
+}
+
+/// Buffers of one thread's scan, reused from chunk to chunk.
+struct Buffers<'b> {
+    filter_codes: &'b mut Vec<Vec<u32>>,
+    row_codes: &'b mut Vec<Vec<u32>>,
+    scratch: &'b mut Scratch,
+}
+
+/// Merges the rows `at` (absolute, increasing) that `f` lets through into every cuboid's
+/// cells, reading only those rows' levels and values.
+fn read_filtered(
+    sources: &LevelSources<'_>,
+    f: &RowFilter,
+    row_levels: &[LevelRef],
+    at: &mut Vec<u32>,
+    buffers: &mut Buffers<'_>,
+    accs: &mut [Acc],
+) {
+    sources.fill(&f.levels, at, buffers.filter_codes);
+    keep_passing(f, buffers.filter_codes, at);
+    if at.is_empty() {
+        return;
+    }
+    sources.fill(row_levels, at, buffers.row_codes);
+    let view = View::gather(sources.inputs.base, at, buffers.row_codes, f);
+    for acc in accs.iter_mut() {
+        acc.add(&view, buffers.scratch);
+    }
 }
 
 /// Keeps the rows `at` whose members (`codes`, parallel to `f.levels`) pass every level.
