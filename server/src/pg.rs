@@ -359,7 +359,7 @@ impl Statements {
             .map_err(|e| pg_error("ERROR", "42601", e.to_string()))?;
         statements
             .iter_mut()
-            .for_each(crate::pg_introspect::null_correlated_subqueries);
+            .for_each(crate::pg_introspect::rewrite_for_planning);
         Ok(statements)
     }
 

@@ -6,7 +6,7 @@
 //! from `pg_collation`. DataFusion plans a correlated scalar subquery only when it is
 //! aggregated, and the catalog rewrite rules of `datafusion-pg-catalog` replace such a
 //! subquery only when it is a whole projection item. In a statement that reads nothing but
-//! the catalog, [`null_correlated_subqueries`] replaces every correlated scalar subquery of a
+//! the catalog, [`rewrite_for_planning`] replaces every correlated scalar subquery of a
 //! projection, however deep, with `NULL`. That is the catalog's true answer for the cube
 //! tables: their columns have no defaults, no identity and the default collation. A
 //! statement that reads a cube is never touched.
@@ -14,7 +14,7 @@
 //! Its primary key, index and unique-constraint queries `unnest` the `int2vector` columns of
 //! `pg_index` and number them with `generate_subscripts`: [`extend_catalog`] serves `pg_index`
 //! with those columns as arrays (and no rows: a cube table has no index), and
-//! [`null_correlated_subqueries`] also spells `generate_subscripts(a, d)` as
+//! [`rewrite_for_planning`] also spells `generate_subscripts(a, d)` as
 //! `unnest(range(1, CAST(array_length(a, d) AS BIGINT) + 1))`, which DataFusion plans.
 
 use std::collections::HashSet;
@@ -50,7 +50,7 @@ const CATALOG_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
 /// `pg_catalog` and `information_schema` with `NULL`; any other statement is left as it is.
 /// In every statement, `generate_subscripts(a, d)` becomes
 /// `unnest(range(1, CAST(array_length(a, d) AS BIGINT) + 1))` (DataFusion has no such function).
-pub(crate) fn null_correlated_subqueries(statement: &mut Statement) {
+pub(crate) fn rewrite_for_planning(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |e: &mut Expr| {
         subscripts_as_unnest(e);
         ControlFlow::<()>::Continue(())
@@ -442,7 +442,7 @@ mod tests {
             .parse(sql)
             .expect("parses");
         let mut statement = statements.remove(0);
-        null_correlated_subqueries(&mut statement);
+        rewrite_for_planning(&mut statement);
         statement.to_string()
     }
 

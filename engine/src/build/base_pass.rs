@@ -431,22 +431,22 @@ fn scan(
     let same_run = |r: usize| key.is_some_and(|k| k[r] == k[r - 1] && periods[r] == periods[r - 1]);
     let mut start = part.start;
     let mut at: Vec<u32> = Vec::with_capacity(CHUNK_ROWS);
-    // A filter on the levels of the sort key (the customer's) or on time: only the rows of
-    // the keys and periods it lets through are read, a chunk of them at a time, each still
-    // checked against the whole filter.
+    // A filter on the levels of the sort key (the customer's), on time or on the fact's own
+    // keys: only the rows it lets through by those levels are read, a chunk of them at a
+    // time, each checked against the rest of the filter.
     let chosen = filter
         .filter(|f| !f.levels.is_empty())
-        .and_then(|f| Some((f, sources.candidates(f, part.clone())?)));
+        .and_then(|f| sources.candidates(f, part.clone()));
     let mut buffers = Buffers {
         filter_codes: &mut filter_codes,
         row_codes: &mut row_codes,
         scratch: &mut scratch,
     };
-    if let Some((f, rows)) = chosen {
+    if let Some(Chosen { rows, rest }) = chosen {
         for chunk in rows.chunks(CHUNK_ROWS) {
             at.clear();
             at.extend_from_slice(chunk);
-            read_filtered(sources, f, row_levels, &mut at, &mut buffers, accs);
+            read_filtered(sources, &rest, row_levels, &mut at, &mut buffers, accs);
         }
         return;
     }
@@ -500,6 +500,14 @@ fn gallop(values: &[u32], from: usize, holds: impl Fn(u32) -> bool) -> usize {
     lo + values[lo..hi].partition_point(|v| holds(*v))
 }
 
+/// The rows a filter lets through by the levels told without reading each row's members
+/// ([`LevelSources::candidates`]), and the rest of the filter, which the rows are checked
+/// against as they are read.
+struct Chosen {
+    rows: Vec<u32>,
+    rest: RowFilter,
+}
+
 /// Buffers of one thread's scan, reused from chunk to chunk.
 struct Buffers<'b> {
     filter_codes: &'b mut Vec<Vec<u32>>,
@@ -517,8 +525,10 @@ fn read_filtered(
     buffers: &mut Buffers<'_>,
     accs: &mut [Acc],
 ) {
-    sources.fill(&f.levels, at, buffers.filter_codes);
-    keep_passing(f, buffers.filter_codes, at);
+    if !f.levels.is_empty() {
+        sources.fill(&f.levels, at, buffers.filter_codes);
+        keep_passing(f, buffers.filter_codes, at);
+    }
     if at.is_empty() {
         return;
     }
@@ -867,8 +877,9 @@ impl<'a> LevelSources<'a> {
     /// superset of the rows `f` passes (levels that follow from anything else, a monthly
     /// band, are not looked at; nor rows one by one when a sample shows most of them pass);
     /// `None` when no filtered level is told this way, or when nearly every key passes and
-    /// nothing else is filtered.
-    fn candidates(&self, f: &RowFilter, rows: std::ops::Range<usize>) -> Option<Vec<u32>> {
+    /// nothing else is filtered. The levels told this way are told exactly: the rest of `f`
+    /// is what the rows chosen still have to pass.
+    fn candidates(&self, f: &RowFilter, rows: std::ops::Range<usize>) -> Option<Chosen> {
         let (base, model) = (self.inputs.base, self.inputs.model);
         let direct = &model.facts[self.inputs.fact].direct;
         let sort_dim = base.sorted_by.map(|k| direct[k]);
@@ -878,14 +889,17 @@ impl<'a> LevelSources<'a> {
         // Per column looked up row by row (the period, a key the fact carries): whether each
         // of its values passes, and whether a value past them does (`unknown`).
         let mut by_row: Vec<(usize, Vec<bool>, bool)> = Vec::new();
+        // Per level of `f`: told by the key (1), by a column row by row (2), or not (0).
+        let mut told = vec![0u8; f.levels.len()];
         let period_col = base.codes.len() - 1;
-        for (l, passes) in f.levels.iter().zip(&f.passes) {
+        for (i, (l, passes)) in f.levels.iter().zip(&f.passes).enumerate() {
             let pass = |code: u32| passes.get(code as usize).copied().unwrap_or(false);
             let (col, ok, other): (usize, Vec<bool>, bool) = match self.levels.get(l) {
                 Some(LevelSource::Key { dim, by_key: map })
                     if sort_dim.is_some_and(|k| self.reaches(*dim, k)) =>
                 {
                     by_key.push((*dim, map, passes));
+                    told[i] = 1;
                     continue;
                 }
                 Some(LevelSource::Key { dim, by_key: map }) => {
@@ -901,6 +915,7 @@ impl<'a> LevelSources<'a> {
                 ),
                 _ => continue,
             };
+            told[i] = 2;
             match by_row.iter_mut().find(|(c, _, _)| *c == col) {
                 Some((_, have, have_other)) => {
                     for (h, o) in have.iter_mut().zip(&ok) {
@@ -930,14 +945,27 @@ impl<'a> LevelSources<'a> {
         let kept = sampled.clone().filter(|&r| row_passes(&by_row, r)).count();
         if kept * 2 > sampled.count() {
             by_row.clear();
+            told.iter_mut().filter(|t| **t == 2).for_each(|t| *t = 0);
         }
         if by_key.is_empty() && by_row.is_empty() {
             return None;
         }
         let row_passes = |r: usize| row_passes(&by_row, r);
+        let rest = || RowFilter {
+            levels: (f.levels.iter().zip(&told))
+                .filter(|(_, t)| **t == 0)
+                .map(|(l, _)| *l)
+                .collect(),
+            passes: (f.passes.iter().zip(&told))
+                .filter(|(_, t)| **t == 0)
+                .map(|(p, _)| p.clone())
+                .collect(),
+            wanted: f.wanted.clone(),
+        };
         let (Some(k), Some(sort_dim)) = (base.sorted_by.filter(|_| !by_key.is_empty()), sort_dim)
         else {
-            return Some(rows.filter(|&r| row_passes(r)).map(|r| r as u32).collect());
+            let rows = rows.filter(|&r| row_passes(r)).map(|r| r as u32).collect();
+            return Some(Chosen { rows, rest: rest() });
         };
         // The key values of these rows, in increasing order; whether each passes.
         let key = &base.codes[k];
@@ -966,7 +994,10 @@ impl<'a> LevelSources<'a> {
             out.extend((lo..hi).filter(|&r| row_passes(r)).map(|r| r as u32));
             at = hi;
         }
-        Some(out)
+        Some(Chosen {
+            rows: out,
+            rest: rest(),
+        })
     }
 
     /// The key of dimension `dim` for each of `values` of the key of `sort_dim` (which `dim`'s
