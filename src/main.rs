@@ -894,6 +894,12 @@ fn build(
             .sum::<usize>(),
         cube.base_bytes() as f64 / 1e6
     );
+    if let Some(m) = rep.merged {
+        println!(
+            "cuboids of the refreshed cube: {} merged with the new rows' cells, {} with the time members a changed band touches built again, {} built again",
+            m.combined, m.replaced, m.rebuilt
+        );
+    }
     if let (Some((root, keep)), Some((text, sources))) = (snapshots, snapshot_of) {
         let started = Instant::now();
         let dir = root.join(&model.name);
@@ -1180,10 +1186,18 @@ fn build_all(
             (Some(s), lattice_server::How::Loaded) => {
                 format!("loaded cube '{name}' from {}", s.dir)
             }
-            (_, lattice_server::How::Refreshed) => format!(
-                "refreshed cube '{name}' with the new files ({} fact rows read)",
-                built.fact_rows
-            ),
+            (_, lattice_server::How::Refreshed) => {
+                let merged = built.merged.map_or(String::new(), |m| {
+                    format!(
+                        "; cuboids: {} merged, {} with time members built again, {} built again",
+                        m.combined, m.replaced, m.rebuilt
+                    )
+                });
+                format!(
+                    "refreshed cube '{name}' with the new files ({} fact rows read{merged})",
+                    built.fact_rows
+                )
+            }
             _ => format!("built cube '{name}'"),
         };
         eprintln!(

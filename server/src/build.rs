@@ -39,6 +39,19 @@ pub struct Built {
     /// The cuboids this build added for questions the cube it replaces answered without a
     /// cuboid ([`BuildOptions::learned`]): their levels, and the questions they serve.
     pub learned: Vec<LearnedCuboid>,
+    /// For a refresh, how its cuboids were made from the cube it refreshed.
+    pub merged: Option<CuboidsMerged>,
+}
+
+/// How a refresh made its cuboids from the cube it refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct CuboidsMerged {
+    /// Merged with the cells of the new rows alone.
+    pub combined: usize,
+    /// Their cells in the time members a changed band touches built again, the rest kept.
+    pub replaced: usize,
+    /// Built from every base row (new, or showing a level that changed everywhere).
+    pub rebuilt: usize,
 }
 
 /// A cuboid a build chose for recorded questions no cuboid answered.
@@ -177,6 +190,7 @@ pub async fn build_model(
         },
         sources: Vec::new(),
         learned,
+        merged: None,
     })
 }
 
@@ -388,6 +402,11 @@ pub async fn refresh(
         },
         sources: now.to_vec(),
         learned: Vec::new(),
+        merged: report.merged.map(|m| CuboidsMerged {
+            combined: m.combined,
+            replaced: m.replaced,
+            rebuilt: m.rebuilt,
+        }),
     }))
 }
 
@@ -454,6 +473,7 @@ async fn load_snapshot(
         },
         sources: fingerprints.to_vec(),
         learned: Vec::new(),
+        merged: None,
     }))
 }
 

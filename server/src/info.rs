@@ -90,6 +90,8 @@ pub struct BuildInfo {
     pub base_bytes: usize,
     /// The cuboids this build added for questions the cube before it answered without one.
     pub learned: Vec<crate::build::LearnedCuboid>,
+    /// For a refresh, how its cuboids were made from the cube it refreshed.
+    pub merged: Option<crate::build::CuboidsMerged>,
 }
 
 /// A snapshot on disk (`--snapshots DIR`): `DIR/<cube>/<version>/`.

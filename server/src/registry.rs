@@ -48,6 +48,7 @@ impl Snapshot {
             base_rows: (0..cube.model.facts.len()).map(|f| cube.base_rows(f)).sum(),
             base_bytes: cube.base_bytes(),
             learned: built.learned.clone(),
+            merged: built.merged,
         };
         let info = CubeInfo::new(&cube, build, &built.origin, built.sources);
         Snapshot {

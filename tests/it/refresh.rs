@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use lattice_engine::access::Access;
 use lattice_engine::build::refresh::{NotIncremental, refresh_cube_with_report};
-use lattice_engine::build::{BuildOptions, build_cube};
+use lattice_engine::build::{BuildOptions, Merged, build_cube};
 use lattice_engine::query::{Dataset, Query};
 use lattice_engine::source::load::{self, added_files, fingerprint, load_delta};
 use lattice_engine::source::synth::{DataFormat, GenOptions, Layout, generate_in};
@@ -86,12 +86,22 @@ async fn refresh(
     before: &[load::SourceFingerprint],
     options: &BuildOptions,
 ) -> Result<Cube, NotIncremental> {
+    Ok(refresh_reporting(model, prior, before, options).await?.0)
+}
+
+/// [`refresh`], and how its cuboids were made.
+async fn refresh_reporting(
+    model: &lattice_defs::Model,
+    prior: &Cube,
+    before: &[load::SourceFingerprint],
+    options: &BuildOptions,
+) -> Result<(Cube, Merged), NotIncremental> {
     let added = added_files(model, before, &fingerprint(model)).map_err(NotIncremental)?;
     let delta = load_delta(model, &added).await.expect("delta sources");
-    refresh_cube_with_report(model, prior, &delta, options)
+    let (cube, report) = refresh_cube_with_report(model, prior, &delta, options)
         .await
-        .expect("refresh")
-        .map(|(cube, _)| cube)
+        .expect("refresh")?;
+    Ok((cube, report.merged.expect("a refresh says how it merged")))
 }
 
 /// The shipped data set in the monthly layout (Parquet).
@@ -160,8 +170,17 @@ fn the_shipped_cube_refreshed_with_its_last_months_equals_a_full_build() {
         for (home, at) in &held {
             std::fs::rename(at, home).expect("the month arrives");
         }
-        let refreshed = crate::util::block_on(refresh(&model, &prior, &before, &options))
-            .unwrap_or_else(|e| panic!("{months} new months: not refreshed: {e}"));
+        let (refreshed, merged) =
+            crate::util::block_on(refresh_reporting(&model, &prior, &before, &options))
+                .unwrap_or_else(|e| panic!("{months} new months: not refreshed: {e}"));
+        // The year of the new months changes its value classes: the cuboids showing them
+        // with time have that year's cells built again, those without time are built anew;
+        // every other cuboid only merges the new months' cells.
+        assert!(merged.replaced > 0, "{months} new months: {merged:?}");
+        assert!(
+            merged.combined > 3 * (merged.replaced + merged.rebuilt),
+            "{months} new months: {merged:?}"
+        );
         let (_, full) = crate::util::block_on(build(yaml, data.path(), &options));
         assert_eq!(
             canonical(&refreshed),
@@ -391,8 +410,11 @@ async fn run_case(
         .intersection(&periods(&later))
         .next()
         .cloned();
-    match (refresh(&model, &prior, &before, &options).await, shared) {
-        (Ok(refreshed), None) => {
+    match (
+        refresh_reporting(&model, &prior, &before, &options).await,
+        shared,
+    ) {
+        (Ok((refreshed, _)), None) => {
             if canonical(&refreshed) != canonical(&full) {
                 return Err(fail("the refreshed cube differs from a full build".into()));
             }
@@ -760,6 +782,18 @@ async fn a_definition_changing_only_bands_reuses_the_base_rows() {
     assert_eq!(
         info["build"]["fact_rows"], 0,
         "no fact row read again: {info}"
+    );
+    // Only the cuboids showing the deposit band are built again; the others are the cube's.
+    let merged = &info["build"]["merged"];
+    let count = |way: &str| {
+        merged[way]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{way}: {info}"))
+    };
+    assert!(count("replaced") + count("rebuilt") > 0, "{merged}");
+    assert!(
+        count("combined") > count("replaced") + count("rebuilt"),
+        "{merged}"
     );
     let full = serve(&banded, data).await;
     assert_eq!(answers(&server).await, answers(&full).await);

@@ -59,8 +59,14 @@ impl Closing {
         }
     }
 
-    fn closing_of(&self, grain: TimeGrain, member: u32) -> Option<u32> {
+    /// The closing period of `member` of `grain`, if it has periods.
+    pub(crate) fn closing_of(&self, grain: TimeGrain, member: u32) -> Option<u32> {
         self.by_grain.get(&grain).and_then(|v| v[member as usize])
+    }
+
+    /// The latest period of the fact (the closing one of a cuboid without time).
+    pub(crate) fn latest(&self) -> Option<u32> {
+        self.latest
     }
 }
 
@@ -299,7 +305,7 @@ fn parent_rows(
 }
 
 /// `n_cells` empty cells of each measure (`specs`, at the scales of `columns`).
-fn empty_cells(
+pub(crate) fn empty_cells(
     specs: &[MeasureSpec],
     columns: &[MeasureColumn],
     n_cells: usize,
@@ -319,7 +325,7 @@ fn empty_cells(
 
 /// Merges each row of the measure `columns` into its cell (`cell_of_row`) of `out`, column by
 /// column; a semi-additive measure's rows only where `semi_ok`.
-fn merge_rows(
+pub(crate) fn merge_rows(
     specs: &[MeasureSpec],
     columns: &[MeasureColumn],
     out: &mut [MeasureColumn],

@@ -30,6 +30,7 @@ pub(crate) mod base_pass;
 pub mod budget;
 pub(crate) mod dims;
 pub(crate) mod lattice;
+pub(crate) mod merge;
 pub mod refresh;
 pub mod select;
 
@@ -93,6 +94,17 @@ pub struct BuildReport {
     pub stages: Vec<(&'static str, Duration)>,
     /// What each allocation split, and what it could not.
     pub allocations: Vec<crate::source::allocate::AllocationReport>,
+    /// For a refresh, how its cuboids were made from the cube's.
+    pub merged: Option<Merged>,
+}
+
+/// How a refresh made its cuboids: merged with the new rows' cells, their changed time
+/// members built again, or built from every base row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    pub combined: usize,
+    pub replaced: usize,
+    pub rebuilt: usize,
 }
 
 /// Builds the cube of `model` over `sources` (registered by [`crate::source::load::load`]),
@@ -132,7 +144,7 @@ async fn complete(
     model: &Model,
     sources: &Sources,
     mut dims: Encoding,
-    mut bases: Bases,
+    mut bases: Bases<'_>,
     opts: &BuildOptions,
     progress: ProgressBar,
     mut stages: Stages,
@@ -170,15 +182,23 @@ async fn complete(
     let streamed = (0..model.facts.len())
         .map(|f| bases.streamed.contains(&f))
         .collect();
-    let cuboids = build_lattice(
-        model,
-        &dims,
-        &mut bases.tables,
-        &closing,
-        &plans,
-        slots,
-        &bar,
-    )?;
+    let inputs: Vec<lattice::FactInputs<'_>> = tables
+        .iter()
+        .enumerate()
+        .map(|(fact, base)| lattice::FactInputs::new(model, &dims, fact, base, &closing[fact]))
+        .collect();
+    let (cuboids, merged) = match &bases.prior {
+        None => (
+            build_lattice(model, &dims, &inputs, &plans, slots, &bar)?,
+            None,
+        ),
+        Some(prior) => {
+            let (cuboids, merged) =
+                merge::merge_cuboids(model, &dims, &inputs, &plans, prior, &bar)?;
+            (cuboids, Some(merged))
+        }
+    };
+    drop(inputs);
     let kept = match opts.without_base {
         true => Vec::new(),
         false => keep_bases(bases.tables, &mut streamed_parts),
@@ -200,6 +220,7 @@ async fn complete(
         streamed,
         stages: stages.0,
         allocations: sources.allocations.clone(),
+        merged,
     };
     Ok((cube, report))
 }
@@ -257,7 +278,7 @@ fn cuboid_bar(shown: bool, cuboids: usize) -> ProgressBar {
 type FactStats = (Vec<(u32, u64)>, Vec<Option<base::ValueStats>>);
 
 /// Every fact's base table after step 2, and what reading the streamed facts later needs.
-struct Bases {
+struct Bases<'a> {
     /// Per fact, the reader of its rows.
     readers: Vec<base::BaseReader>,
     /// Per fact, its base table; a streamed fact's has no rows, only what is planned.
@@ -272,6 +293,8 @@ struct Bases {
     /// fact's planned rows and periods until the cuboids are chosen, so a refresh chooses
     /// what a build of the same data chooses.
     chosen_as_streamed: Vec<usize>,
+    /// For a refresh, the cube it brings up to date and the new rows (its cuboids are merged).
+    prior: Option<merge::Prior<'a>>,
 }
 
 /// Step 2: reads the base table of every fact not streamed, and counts the streamed facts'
@@ -283,7 +306,7 @@ async fn read_bases(
     dims: &mut Encoding,
     range_rows: u64,
     progress: &ProgressBar,
-) -> Result<Bases> {
+) -> Result<Bases<'static>> {
     let ctx = &sources.ctx;
     let mut readers = (0..model.facts.len())
         .map(|fact| base::BaseReader::new(model, &sources.catalog, dims, fact))
@@ -327,6 +350,7 @@ async fn read_bases(
         streamed,
         range_rows,
         chosen_as_streamed: Vec::new(),
+        prior: None,
     })
 }
 
@@ -362,7 +386,7 @@ async fn build_streamed(
     model: &Model,
     ctx: &datafusion::prelude::SessionContext,
     dims: &mut Encoding,
-    bases: &mut Bases,
+    bases: &mut Bases<'_>,
     plans: &[Plan],
     closing: &[lattice::Closing],
     bar: &ProgressBar,
@@ -670,33 +694,28 @@ pub(crate) fn streamed_facts(
 /// Builds the planned cuboids, finest first; each from its smallest built parent. Cuboids
 /// with the same number of levels do not depend on each other and are built in parallel.
 /// `slots` holds those of streamed facts, built already.
-fn build_lattice(
+/// `inputs` holds each fact's base rows and closing periods; a plan whose slot is filled
+/// already is not built again (and may be the parent of others).
+pub(crate) fn build_lattice(
     model: &Model,
     dims: &Encoding,
-    bases: &mut [base::BaseTable],
-    closing: &[lattice::Closing],
+    inputs: &[lattice::FactInputs<'_>],
     plans: &[Plan],
     mut slots: Vec<Option<Cuboid>>,
     bar: &ProgressBar,
 ) -> Result<Vec<Cuboid>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let done = || bar.inc(1);
-    for fact in 0..bases.len() {
-        if bases[fact].planned_rows.is_some() {
+    for (fact, input) in inputs.iter().enumerate() {
+        if input.base.planned_rows.is_some() {
             continue; // streamed: built already
         }
-        let input = lattice::FactInputs::new(model, dims, fact, &bases[fact], &closing[fact]);
-        let mine = from_base(model, dims, plans, fact);
-        for (i, cuboid) in base_pass::build_from_base(&input, plans, &mine, workers, &done)? {
+        let mut mine = from_base(model, dims, plans, fact);
+        mine.retain(|&i| slots[i].is_none());
+        for (i, cuboid) in base_pass::build_from_base(input, plans, &mine, workers, &done)? {
             slots[i] = Some(cuboid);
         }
     }
-    let bases: &[base::BaseTable] = bases;
-    let inputs: Vec<lattice::FactInputs<'_>> = bases
-        .iter()
-        .enumerate()
-        .map(|(fact, base)| lattice::FactInputs::new(model, dims, fact, base, &closing[fact]))
-        .collect();
     // Order: more levels first, then larger first; `slots[i]` receives plan i's cuboid.
     let mut order: Vec<usize> = (0..plans.len()).filter(|&i| slots[i].is_none()).collect();
     order.sort_by_key(|&i| {

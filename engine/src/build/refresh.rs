@@ -4,9 +4,11 @@
 //! The caller registers the *delta*: the sources with only their added files (a source with
 //! none is empty), the dimension tables whole. Each fact's new rows are read at the cube grain
 //! from the delta ([`base::build_base`]) and joined to the base rows the cube keeps; from
-//! those whole base tables the metric bands and value classes, the choice of cuboids and every
-//! cuboid are computed exactly as a full build computes them, so a refreshed cube equals the
-//! cube a build of all the files makes (the differential tests hold it, cuboid for cuboid).
+//! those whole base tables the metric bands and value classes and the choice of cuboids are
+//! computed as a full build computes them, and each chosen cuboid the cube has is merged with
+//! what changed ([`super::merge`]): the new rows' cells, or the time members whose band codes
+//! changed built again. A refreshed cube equals the cube a build of all the files makes (the
+//! differential tests hold it, cuboid for cuboid).
 //! What the cube had is never read again from the files; what it had is reused as it is
 //! (the dimension codes, the time axis's first period).
 //!
@@ -100,6 +102,7 @@ pub async fn refresh_cube_with_report(
     let range_rows = opts.base_range_rows.unwrap_or(base::RANGE_ROWS);
     let mut readers = Vec::new();
     let mut tables = Vec::new();
+    let mut news = Vec::new();
     for (f, kept) in prior.bases.iter().enumerate() {
         let name = &model.facts[f].name;
         let Some(kept) = kept else {
@@ -133,7 +136,7 @@ pub async fn refresh_cube_with_report(
         }
         table.queries = 0;
         table.append(&new)?;
-        drop(new);
+        news.push(new);
         reader.sort_merging(&mut table, true)?;
         table.shrink();
         bands::metric_buckets(model, &mut dims, &table, f, None)?;
@@ -157,6 +160,7 @@ pub async fn refresh_cube_with_report(
         streamed: Vec::new(),
         range_rows,
         chosen_as_streamed,
+        prior: Some(super::merge::Prior { cube: prior, news }),
     };
     let (cube, report) = complete(model, delta, dims, bases, opts, progress, stages).await?;
     Ok(Ok((cube, report)))
