@@ -885,6 +885,27 @@ impl BaseReader {
         table.sort_and_merge(k, &grain_values, ungrouped)
     }
 
+    /// One table of `parts` (tables of this fact, each sorted by [`BaseReader::sort`], no
+    /// two with a dated period in common), sorted as the sort sorts. Where the parts' dated
+    /// periods lie in ranges one after the other (a refresh's new months after the cube's)
+    /// and only the last has undated rows, each key's rows are the parts' runs of that key
+    /// in turn: copied, not sorted again. Otherwise they are appended and sorted, rows of one
+    /// grain merged.
+    pub fn join_sorted(&self, parts: &[&BaseTable]) -> Result<BaseTable> {
+        if let Some(k) = self.widest
+            && let Some(joined) = join_runs(parts, k)
+        {
+            return Ok(joined);
+        }
+        let mut table = self.table();
+        table.reserve(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            table.append(part)?;
+        }
+        self.sort_merging(&mut table, true)?;
+        Ok(table)
+    }
+
     /// Per period present (axis index; [`NO_PERIOD`] for rows without one), the fact rows
     /// in it; and each distinct measure's value range over the whole fact, largest value
     /// and whether the values follow the rows' order (those of the widest key).
@@ -963,6 +984,162 @@ impl BaseReader {
         periods.sort_unstable();
         Ok((periods, ranges))
     }
+}
+
+/// [`BaseReader::join_sorted`] without sorting: `None` unless every part is sorted by key
+/// column `k`, their dated periods lie in ranges one after another, only the last in that
+/// order has undated rows, and each column is of one kind in every part.
+fn join_runs(parts: &[&BaseTable], k: usize) -> Option<BaseTable> {
+    let first = parts.first()?;
+    let n = first.codes.len();
+    if k + 1 >= n
+        || parts
+            .iter()
+            .any(|p| p.sorted_by != Some(k) || p.codes.len() != n)
+    {
+        return None;
+    }
+    // Each part's dated periods' range and whether it has undated rows, in period order.
+    let mut spans: Vec<(u32, u32, bool, &BaseTable)> = Vec::new();
+    for part in parts {
+        let periods = &part.codes[n - 1];
+        let undated = periods.contains(&NO_PERIOD);
+        let dated = periods.iter().copied().filter(|p| *p != NO_PERIOD);
+        let (lo, hi) = dated.fold((u32::MAX, 0), |(lo, hi), p| (lo.min(p), hi.max(p)));
+        if part.len() > 0 {
+            spans.push((lo, hi, undated, part));
+        }
+    }
+    spans.sort_by_key(|s| (s.0, s.1));
+    let follow = spans.windows(2).all(|w| w[0].1 < w[1].0 && !w[0].2);
+    let kinds = |p: &BaseTable| -> Vec<std::mem::Discriminant<MeasureColumn>> {
+        p.measures.iter().map(std::mem::discriminant).collect()
+    };
+    if !follow || spans.iter().any(|s| kinds(s.3) != kinds(first)) {
+        return None;
+    }
+    let keys = spans
+        .iter()
+        .filter_map(|s| s.3.codes[k].last())
+        .max()
+        .map_or(0, |m| *m as usize + 1);
+    // Per part, where each key's run starts (the key column is sorted).
+    let starts: Vec<Vec<usize>> = spans
+        .iter()
+        .map(|s| {
+            let mut at = vec![0usize; keys + 1];
+            for &c in &s.3.codes[k] {
+                at[c as usize + 1] += 1;
+            }
+            for i in 0..keys {
+                at[i + 1] += at[i];
+            }
+            at
+        })
+        .collect();
+    let rows: usize = spans.iter().map(|s| s.3.len()).sum();
+    fn runs<T: Clone>(cols: &[&[T]], starts: &[Vec<usize>], keys: usize, rows: usize) -> Vec<T> {
+        let mut out = Vec::with_capacity(rows);
+        for key in 0..keys {
+            for (col, at) in cols.iter().zip(starts) {
+                out.extend_from_slice(&col[at[key]..at[key + 1]]);
+            }
+        }
+        out
+    }
+    let tables: Vec<&BaseTable> = spans.iter().map(|s| s.3).collect();
+    let codes = (0..n)
+        .map(|c| {
+            let cols: Vec<&[u32]> = tables.iter().map(|t| t.codes[c].as_slice()).collect();
+            runs(&cols, &starts, keys, rows)
+        })
+        .collect();
+    let measures = (0..first.measures.len())
+        .map(|j| {
+            let cols: Vec<&MeasureColumn> = tables.iter().map(|t| &t.measures[j]).collect();
+            match &first.measures[j] {
+                MeasureColumn::Count(_) => MeasureColumn::Count(runs(
+                    &cols
+                        .iter()
+                        .filter_map(|c| match c {
+                            MeasureColumn::Count(v) => Some(v.as_slice()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                    &starts,
+                    keys,
+                    rows,
+                )),
+                MeasureColumn::DistinctValues(_) => MeasureColumn::DistinctValues(runs(
+                    &cols
+                        .iter()
+                        .filter_map(|c| match c {
+                            MeasureColumn::DistinctValues(v) => Some(v.as_slice()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                    &starts,
+                    keys,
+                    rows,
+                )),
+                MeasureColumn::Distinct(_) => MeasureColumn::Distinct(runs(
+                    &cols
+                        .iter()
+                        .filter_map(|c| match c {
+                            MeasureColumn::Distinct(v) => Some(v.as_slice()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                    &starts,
+                    keys,
+                    rows,
+                )),
+                MeasureColumn::Decimal { scale, .. } => {
+                    let (values, valid): (Vec<&[i128]>, Vec<&[bool]>) = cols
+                        .iter()
+                        .filter_map(|c| match c {
+                            MeasureColumn::Decimal { values, valid, .. } => {
+                                Some((values.as_slice(), valid.as_slice()))
+                            }
+                            _ => None,
+                        })
+                        .unzip();
+                    MeasureColumn::Decimal {
+                        values: runs(&values, &starts, keys, rows),
+                        valid: runs(&valid, &starts, keys, rows),
+                        scale: *scale,
+                    }
+                }
+                MeasureColumn::Decimal64 { scale, .. } => {
+                    let (values, valid): (Vec<&[i64]>, Vec<&[bool]>) = cols
+                        .iter()
+                        .filter_map(|c| match c {
+                            MeasureColumn::Decimal64 { values, valid, .. } => {
+                                Some((values.as_slice(), valid.as_slice()))
+                            }
+                            _ => None,
+                        })
+                        .unzip();
+                    MeasureColumn::Decimal64 {
+                        values: runs(&values, &starts, keys, rows),
+                        valid: runs(&valid, &starts, keys, rows),
+                        scale: *scale,
+                    }
+                }
+            }
+        })
+        .collect();
+    Some(BaseTable {
+        codes,
+        measure_ids: first.measure_ids.clone(),
+        specs: first.specs.clone(),
+        measures,
+        fact_rows: tables.iter().map(|t| t.fact_rows).sum(),
+        queries: 0,
+        sorted_by: Some(k),
+        planned_rows: None,
+        periods_present: None,
+    })
 }
 
 /// Whether `fact` can be read a range of periods at a time through the whole build, as far as
@@ -1251,8 +1428,73 @@ mod tests {
     use arrow::array::Decimal128Array;
     use lattice_defs::model::Agg;
 
-    use super::{BaseTable, MeasureSpec, push_decimals};
+    use super::{BaseTable, MeasureSpec, join_runs, push_decimals};
     use crate::store::{MeasureColumn, NO_VALUE};
+
+    /// A table of one key, one other key and the period, with a count and a sum, sorted.
+    fn sorted(rows: &[(u32, u32, u32, i64)]) -> BaseTable {
+        let mut t = BaseTable {
+            codes: vec![
+                rows.iter().map(|r| r.0).collect(),
+                rows.iter().map(|r| r.1).collect(),
+                rows.iter().map(|r| r.2).collect(),
+            ],
+            measure_ids: vec![0, 1],
+            specs: vec![
+                MeasureSpec {
+                    agg: Agg::Count,
+                    semi: false,
+                },
+                MeasureSpec {
+                    agg: Agg::Sum,
+                    semi: false,
+                },
+            ],
+            measures: vec![
+                MeasureColumn::Count(vec![1; rows.len()]),
+                MeasureColumn::Decimal64 {
+                    values: rows.iter().map(|r| r.3).collect(),
+                    valid: vec![true; rows.len()],
+                    scale: 2,
+                },
+            ],
+            fact_rows: rows.len() as u64,
+            queries: 1,
+            sorted_by: None,
+            planned_rows: None,
+            periods_present: None,
+        };
+        t.sort_and_merge(0, &[], false).expect("sorted");
+        t
+    }
+
+    /// Tables whose periods follow each other are joined by copying each key's runs, in the
+    /// order sorting them all gives; a new period inside another's range, or undated rows
+    /// before the last, are left to sorting.
+    #[test]
+    fn tables_of_later_periods_join_as_sorting_joins_them() {
+        let old = sorted(&[(3, 0, 1, 10), (0, 1, 0, 20), (3, 1, 0, 30), (1, 0, 1, 40)]);
+        let new = sorted(&[
+            (0, 0, 2, 50),
+            (2, 1, 3, 60),
+            (3, 0, 2, 70),
+            (5, 0, u32::MAX, 80),
+        ]);
+        let joined = join_runs(&[&new, &old], 0).expect("periods follow each other");
+        let mut all = old.clone();
+        all.append(&new).expect("same columns");
+        all.sort_and_merge(0, &[], false).expect("sorted");
+        assert_eq!(joined.codes, all.codes);
+        assert_eq!(joined.measures, all.measures);
+        assert_eq!(joined.fact_rows, 8);
+        assert_eq!(joined.sorted_by, Some(0));
+
+        let inside = sorted(&[(1, 0, 1, 1)]);
+        let wide = sorted(&[(1, 0, 0, 1), (2, 0, 2, 1)]);
+        assert!(join_runs(&[&wide, &inside], 0).is_none());
+        let undated = sorted(&[(1, 0, u32::MAX, 1)]);
+        assert!(join_runs(&[&undated, &new], 0).is_none());
+    }
 
     /// Rows read ungrouped are sorted by key and period and merged per grain: sums add,
     /// minimums keep the least, NULLs count for nothing, and a distinct value is part of

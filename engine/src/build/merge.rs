@@ -110,9 +110,28 @@ pub(crate) fn merge_cuboids(
 ) -> Result<(Vec<Cuboid>, Merged)> {
     let cube = prior.cube;
     let stale = stale_levels(model, cube, dims);
+    let periods: Vec<FactPeriods> = inputs
+        .iter()
+        .zip(&prior.news)
+        .map(|(whole, new)| FactPeriods {
+            all: whole.base.periods(),
+            new: new.periods(),
+            new_undated: new.codes.last().is_some_and(|c| c.contains(&NO_PERIOD)),
+        })
+        .collect();
     let ways: Vec<Way> = plans
         .iter()
-        .map(|p| way(model, dims, cube, &stale, &inputs[p.fact], prior, p))
+        .map(|p| {
+            way(
+                model,
+                dims,
+                cube,
+                &stale,
+                &inputs[p.fact],
+                &periods[p.fact],
+                p,
+            )
+        })
         .collect();
     let mut merged = Merged::default();
     for w in &ways {
@@ -233,6 +252,14 @@ fn cube_periods(cube: &Cube, fact: usize) -> RoaringBitmap {
         .unwrap_or_default()
 }
 
+/// The periods of a fact's rows, and of its new rows.
+struct FactPeriods {
+    all: RoaringBitmap,
+    new: RoaringBitmap,
+    /// Whether some new rows have no date.
+    new_undated: bool,
+}
+
 /// How planned cuboid `plan` is made (see [`Way`]).
 fn way(
     model: &Model,
@@ -240,7 +267,7 @@ fn way(
     cube: &Cube,
     stale: &HashMap<(usize, usize), Stale>,
     whole: &FactInputs<'_>,
-    prior: &Prior<'_>,
+    fact_periods: &FactPeriods,
     plan: &Plan,
 ) -> Way {
     let Some(at) = cube.cuboids.iter().position(|c| {
@@ -263,18 +290,16 @@ fn way(
         return Way::Rebuild;
     };
     // Every member a change or a new row touches is built again whole.
-    let new = &prior.news[plan.fact];
-    periods |= new.periods();
+    periods |= &fact_periods.new;
     let mut members: Vec<u32> = periods.iter().map(|p| axis.code(p, grain)).collect();
-    let undated = new.codes.last().is_some_and(|c| c.contains(&NO_PERIOD));
+    let undated = fact_periods.new_undated;
     if undated {
         members.push(axis.unknown_code(grain));
     }
     members.sort_unstable();
     members.dedup();
-    let periods = whole
-        .base
-        .periods()
+    let periods = fact_periods
+        .all
         .iter()
         .filter(|p| members.binary_search(&axis.code(*p, grain)).is_ok())
         .collect();

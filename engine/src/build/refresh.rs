@@ -129,15 +129,11 @@ pub async fn refresh_cube_with_report(
                 "the new files of '{name}' have rows in a period the cube has already (from {when})"
             ));
         }
-        let mut table = reader.table();
-        table.reserve(kept.len() + new.len());
-        for part in &kept.parts {
-            table.append(part)?;
-        }
-        table.queries = 0;
-        table.append(&new)?;
+        let mut parts: Vec<&base::BaseTable> = kept.parts.iter().collect();
+        parts.push(&new);
+        let mut table = reader.join_sorted(&parts)?;
+        table.queries = new.queries;
         news.push(new);
-        reader.sort_merging(&mut table, true)?;
         table.shrink();
         bands::metric_buckets(model, &mut dims, &table, f, None)?;
         readers.push(reader);
