@@ -130,6 +130,95 @@ pub(crate) fn metric_buckets(
     Ok(())
 }
 
+/// Whether a refresh may compute the metric buckets over `fact`'s measures for some periods
+/// only ([`refresh_buckets`]): each has a period grain, `prior` (the definition the cube was
+/// built from) defines it the same (level, measure, period, cuts and labels), and the cube's
+/// encoding `prior_dims` has its codes.
+pub(crate) fn buckets_refreshable(
+    model: &Model,
+    prior: &Model,
+    prior_dims: &Encoding,
+    fact: FactId,
+) -> bool {
+    bands_of(model, fact)
+        .into_iter()
+        .all(|(d, l, b, measure, period)| {
+            let was = prior
+                .dimensions
+                .get(d)
+                .and_then(|dim| dim.levels.get(l))
+                .filter(|level| level.name == model.dimensions[d].levels[l].name);
+            let same = match was.map(|level| &level.kind) {
+                Some(LevelKind::Bucket(a)) => match &a.source {
+                    BucketSource::Metric {
+                        measure: m,
+                        period: p,
+                    } => {
+                        prior.measures[*m].name == model.measures[measure].name
+                            && *p == period
+                            && a.cuts == b.cuts
+                            && a.labels == b.labels
+                    }
+                    BucketSource::Column(_) => false,
+                },
+                _ => false,
+            };
+            let codes = prior_dims.codes[d]
+                .as_ref()
+                .and_then(|c| c.metric.get(l)?.as_ref())
+                .is_some_and(|c| c.periods > 0);
+            period.is_some() && same && codes
+        })
+}
+
+/// The metric buckets over `fact`'s measures for a refresh: the cube's codes (`prior`, over
+/// fewer periods) kept, and those of the axis periods `window` computed again from `part`
+/// (its rows of those periods; the window begins and ends at a period of every band's
+/// grain). With no window, the cube's codes only, `unknown` in periods it did not have.
+/// Requires [`buckets_refreshable`].
+pub(crate) fn refresh_buckets(
+    model: &Model,
+    dims: &mut Encoding,
+    prior: &Encoding,
+    part: &BaseTable,
+    fact: FactId,
+    window: Option<(u32, u32)>,
+) -> Result<()> {
+    for (d, l, b, _, period) in bands_of(model, fact) {
+        let old = prior.codes[d]
+            .as_ref()
+            .and_then(|c| c.metric.get(l)?.as_ref())
+            .filter(|c| c.periods > 0)
+            .ok_or_else(|| EngineError::Internal("a band refreshed without its codes".into()))?;
+        let all = metric_periods(model, dims, fact, period, None).count;
+        if old.periods > all {
+            return Err(EngineError::Internal(
+                "a refreshed band with fewer periods".into(),
+            ));
+        }
+        let mut codes = vec![old.unknown as u8; old.codes.len() / old.periods * all];
+        for (k, row) in old.codes.chunks_exact(old.periods).enumerate() {
+            codes[k * all..k * all + old.periods].copy_from_slice(row);
+        }
+        if let Some(c) = dims.codes[d].as_mut() {
+            c.metric[l] = Some(MetricCodes {
+                grain: old.grain,
+                first: old.first,
+                periods: all,
+                codes,
+                unknown: old.unknown,
+            });
+            let mut names = b.labels.clone();
+            names.push(UNKNOWN_MEMBER.to_string());
+            dims.dicts[d][l] = LevelDict::new(names);
+        }
+    }
+    match window {
+        Some(w) => metric_buckets(model, dims, part, fact, Some(w)),
+        None => Ok(()),
+    }
+}
+
 /// A window's codes into the whole metric's `all`: as they are when they cover every period,
 /// else their periods into the codes the first window makes (`unknown` until each period's
 /// window comes).

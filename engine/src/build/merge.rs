@@ -481,7 +481,7 @@ fn gather(col: &MeasureColumn, rows: &[usize]) -> MeasureColumn {
 }
 
 /// The rows of `table` whose period `keep` keeps, in their order.
-fn rows_where(table: &BaseTable, keep: impl Fn(u32) -> bool) -> BaseTable {
+pub(crate) fn rows_where(table: &BaseTable, keep: impl Fn(u32) -> bool) -> BaseTable {
     let rows: Vec<usize> = table
         .codes
         .last()

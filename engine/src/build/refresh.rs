@@ -38,7 +38,7 @@ use crate::Result;
 use crate::source::arrays::{ints, query};
 use crate::source::load::{Sources, ident};
 use crate::store::Cube;
-use crate::store::time::period_sql;
+use crate::store::time::{NO_PERIOD, coarsen, period_sql};
 
 /// Why a refresh cannot be applied to a cube: it is built in full instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,9 +133,18 @@ pub async fn refresh_cube_with_report(
         parts.push(&new);
         let mut table = reader.join_sorted(&parts)?;
         table.queries = new.queries;
-        news.push(new);
         table.shrink();
-        bands::metric_buckets(model, &mut dims, &table, f, None)?;
+        match band_window(model, prior, &dims, f, &new) {
+            Some(window) => {
+                let part = window.map(|(a, b)| {
+                    super::merge::rows_where(&table, |p| p != NO_PERIOD && (a..b).contains(&p))
+                });
+                let rows = part.as_ref().unwrap_or(&table);
+                bands::refresh_buckets(model, &mut dims, &prior.encoding, rows, f, window)?;
+            }
+            None => bands::metric_buckets(model, &mut dims, &table, f, None)?,
+        }
+        news.push(new);
         readers.push(reader);
         tables.push(table);
     }
@@ -160,6 +169,43 @@ pub async fn refresh_cube_with_report(
     };
     let (cube, report) = complete(model, delta, dims, bases, opts, progress, stages).await?;
     Ok(Ok((cube, report)))
+}
+
+/// The axis periods whose metric buckets over `fact`'s measures a refresh computes again,
+/// when it need not compute them all: from the first new period (of the axis, or of the
+/// fact's `new` rows) to the last, widened to begin a period of every band's grain (a year
+/// that gains a month ranks its customers again). `Some(None)`: none, the cube's codes are
+/// kept; `None`: every period is computed (a band without a period grain, or defined
+/// otherwise than the cube's).
+fn band_window(
+    model: &Model,
+    prior: &Cube,
+    dims: &crate::store::encoding::Encoding,
+    fact: usize,
+    new: &base::BaseTable,
+) -> Option<Option<(u32, u32)>> {
+    let grains = bands::metric_grains(model, fact)?;
+    let axis = dims.time.as_ref()?;
+    if grains.is_empty() || !bands::buckets_refreshable(model, &prior.model, &prior.encoding, fact)
+    {
+        return None;
+    }
+    let was = prior.encoding.time.as_ref().map_or(0, |t| t.len as u32);
+    let from = new.periods().min().map_or(was, |p| p.min(was));
+    let len = axis.len as u32;
+    if from >= len {
+        return Some(None);
+    }
+    let splits = |b: u32| {
+        grains.iter().all(|g| {
+            coarsen(axis.abs(b), axis.grain, *g) != coarsen(axis.abs(b - 1), axis.grain, *g)
+        })
+    };
+    let mut a = from;
+    while a > 0 && !splits(a) {
+        a -= 1;
+    }
+    Some(Some((a, len)))
 }
 
 /// Why the base rows `prior` keeps are not what `model` reads (when `model` is another
