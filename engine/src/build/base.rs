@@ -1057,75 +1057,49 @@ fn join_runs(parts: &[&BaseTable], k: usize) -> Option<BaseTable> {
     let measures = (0..first.measures.len())
         .map(|j| {
             let cols: Vec<&MeasureColumn> = tables.iter().map(|t| &t.measures[j]).collect();
+            // Every part's values of one kind (the parts' kinds are checked alike above),
+            // each key's runs in turn.
+            fn joined<'a, T: Clone + 'a>(
+                cols: &[&'a MeasureColumn],
+                pick: impl Fn(&'a MeasureColumn) -> Option<&'a [T]>,
+                (starts, keys, rows): (&[Vec<usize>], usize, usize),
+            ) -> Vec<T> {
+                let slices: Vec<&[T]> = cols.iter().filter_map(|c| pick(c)).collect();
+                runs(&slices, starts, keys, rows)
+            }
+            macro_rules! pick {
+                ($kind:ident) => {
+                    |c: &'_ MeasureColumn| match c {
+                        MeasureColumn::$kind(v) => Some(v.as_slice()),
+                        _ => None,
+                    }
+                };
+                ($kind:ident . $field:ident) => {
+                    |c: &'_ MeasureColumn| match c {
+                        MeasureColumn::$kind { $field, .. } => Some($field.as_slice()),
+                        _ => None,
+                    }
+                };
+            }
+            let at = (starts.as_slice(), keys, rows);
             match &first.measures[j] {
-                MeasureColumn::Count(_) => MeasureColumn::Count(runs(
-                    &cols
-                        .iter()
-                        .filter_map(|c| match c {
-                            MeasureColumn::Count(v) => Some(v.as_slice()),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                    &starts,
-                    keys,
-                    rows,
-                )),
-                MeasureColumn::DistinctValues(_) => MeasureColumn::DistinctValues(runs(
-                    &cols
-                        .iter()
-                        .filter_map(|c| match c {
-                            MeasureColumn::DistinctValues(v) => Some(v.as_slice()),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                    &starts,
-                    keys,
-                    rows,
-                )),
-                MeasureColumn::Distinct(_) => MeasureColumn::Distinct(runs(
-                    &cols
-                        .iter()
-                        .filter_map(|c| match c {
-                            MeasureColumn::Distinct(v) => Some(v.as_slice()),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
-                    &starts,
-                    keys,
-                    rows,
-                )),
-                MeasureColumn::Decimal { scale, .. } => {
-                    let (values, valid): (Vec<&[i128]>, Vec<&[bool]>) = cols
-                        .iter()
-                        .filter_map(|c| match c {
-                            MeasureColumn::Decimal { values, valid, .. } => {
-                                Some((values.as_slice(), valid.as_slice()))
-                            }
-                            _ => None,
-                        })
-                        .unzip();
-                    MeasureColumn::Decimal {
-                        values: runs(&values, &starts, keys, rows),
-                        valid: runs(&valid, &starts, keys, rows),
-                        scale: *scale,
-                    }
+                MeasureColumn::Count(_) => MeasureColumn::Count(joined(&cols, pick!(Count), at)),
+                MeasureColumn::DistinctValues(_) => {
+                    MeasureColumn::DistinctValues(joined(&cols, pick!(DistinctValues), at))
                 }
-                MeasureColumn::Decimal64 { scale, .. } => {
-                    let (values, valid): (Vec<&[i64]>, Vec<&[bool]>) = cols
-                        .iter()
-                        .filter_map(|c| match c {
-                            MeasureColumn::Decimal64 { values, valid, .. } => {
-                                Some((values.as_slice(), valid.as_slice()))
-                            }
-                            _ => None,
-                        })
-                        .unzip();
-                    MeasureColumn::Decimal64 {
-                        values: runs(&values, &starts, keys, rows),
-                        valid: runs(&valid, &starts, keys, rows),
-                        scale: *scale,
-                    }
+                MeasureColumn::Distinct(_) => {
+                    MeasureColumn::Distinct(joined(&cols, pick!(Distinct), at))
                 }
+                MeasureColumn::Decimal { scale, .. } => MeasureColumn::Decimal {
+                    values: joined(&cols, pick!(Decimal.values), at),
+                    valid: joined(&cols, pick!(Decimal.valid), at),
+                    scale: *scale,
+                },
+                MeasureColumn::Decimal64 { scale, .. } => MeasureColumn::Decimal64 {
+                    values: joined(&cols, pick!(Decimal64.values), at),
+                    valid: joined(&cols, pick!(Decimal64.valid), at),
+                    scale: *scale,
+                },
             }
         })
         .collect();

@@ -469,32 +469,45 @@ fn group_rows(
     keys
 }
 
+/// `col`'s values in `order` (row numbers, each at most once): distinct sets are moved, not
+/// copied.
 pub(crate) fn reorder(col: MeasureColumn, order: &[usize]) -> MeasureColumn {
     match col {
-        MeasureColumn::Count(v) => MeasureColumn::Count(order.iter().map(|&i| v[i]).collect()),
+        MeasureColumn::Distinct(mut v) => {
+            MeasureColumn::Distinct(order.iter().map(|&i| std::mem::take(&mut v[i])).collect())
+        }
+        col => gather(&col, order),
+    }
+}
+
+/// The values of `rows` (in order) of `col`.
+pub(crate) fn gather(col: &MeasureColumn, rows: &[usize]) -> MeasureColumn {
+    let pick = |v: &[bool]| rows.iter().map(|&r| v[r]).collect();
+    match col {
+        MeasureColumn::Count(v) => MeasureColumn::Count(rows.iter().map(|&r| v[r]).collect()),
         MeasureColumn::Decimal {
             values,
             valid,
             scale,
         } => MeasureColumn::Decimal {
-            values: order.iter().map(|&i| values[i]).collect(),
-            valid: order.iter().map(|&i| valid[i]).collect(),
-            scale,
+            values: rows.iter().map(|&r| values[r]).collect(),
+            valid: pick(valid),
+            scale: *scale,
         },
         MeasureColumn::Decimal64 {
             values,
             valid,
             scale,
         } => MeasureColumn::Decimal64 {
-            values: order.iter().map(|&i| values[i]).collect(),
-            valid: order.iter().map(|&i| valid[i]).collect(),
-            scale,
+            values: rows.iter().map(|&r| values[r]).collect(),
+            valid: pick(valid),
+            scale: *scale,
         },
-        MeasureColumn::DistinctValues(v) => {
-            MeasureColumn::DistinctValues(order.iter().map(|&i| v[i]).collect())
+        MeasureColumn::Distinct(v) => {
+            MeasureColumn::Distinct(rows.iter().map(|&r| v[r].clone()).collect())
         }
-        MeasureColumn::Distinct(mut v) => {
-            MeasureColumn::Distinct(order.iter().map(|&i| std::mem::take(&mut v[i])).collect())
+        MeasureColumn::DistinctValues(v) => {
+            MeasureColumn::DistinctValues(rows.iter().map(|&r| v[r]).collect())
         }
     }
 }

@@ -32,12 +32,12 @@ use lattice_defs::model::{LevelRef, TimeGrain};
 use roaring::RoaringBitmap;
 
 use super::base::BaseTable;
-use super::lattice::{Closing, FactInputs, empty_cells, merge_rows, time_grain};
+use super::lattice::{Closing, FactInputs, empty_cells, gather, merge_rows, time_grain};
 use super::{Merged, Plan, build_lattice};
 use crate::Result;
 use crate::store::encoding::{Encoding, MetricCodes, metric_period};
 use crate::store::time::{NO_PERIOD, TimeAxis};
-use crate::store::{Cube, Cuboid, MeasureColumn};
+use crate::store::{Cube, Cuboid};
 
 /// What a refresh reuses of the cube it brings up to date: the cube, and each fact's new base
 /// rows (the delta's, sorted as the build sorts them).
@@ -446,37 +446,6 @@ fn cells(c: &Cuboid, rows: &[usize]) -> Cuboid {
         measure_ids: c.measure_ids.clone(),
         measures: c.measures.iter().map(|m| gather(m, rows)).collect(),
         parent: c.parent,
-    }
-}
-
-/// The values of `rows` (in order) of `col`.
-fn gather(col: &MeasureColumn, rows: &[usize]) -> MeasureColumn {
-    match col {
-        MeasureColumn::Count(v) => MeasureColumn::Count(rows.iter().map(|&r| v[r]).collect()),
-        MeasureColumn::Decimal {
-            values,
-            valid,
-            scale,
-        } => MeasureColumn::Decimal {
-            values: rows.iter().map(|&r| values[r]).collect(),
-            valid: rows.iter().map(|&r| valid[r]).collect(),
-            scale: *scale,
-        },
-        MeasureColumn::Decimal64 {
-            values,
-            valid,
-            scale,
-        } => MeasureColumn::Decimal64 {
-            values: rows.iter().map(|&r| values[r]).collect(),
-            valid: rows.iter().map(|&r| valid[r]).collect(),
-            scale: *scale,
-        },
-        MeasureColumn::Distinct(v) => {
-            MeasureColumn::Distinct(rows.iter().map(|&r| v[r].clone()).collect())
-        }
-        MeasureColumn::DistinctValues(v) => {
-            MeasureColumn::DistinctValues(rows.iter().map(|&r| v[r]).collect())
-        }
     }
 }
 
