@@ -208,9 +208,7 @@ pub(crate) fn refresh_buckets(
                 codes,
                 unknown: old.unknown,
             });
-            let mut names = b.labels.clone();
-            names.push(UNKNOWN_MEMBER.to_string());
-            dims.dicts[d][l] = LevelDict::new(names);
+            dims.dicts[d][l] = band_dict(b);
         }
     }
     match window {
@@ -402,10 +400,8 @@ fn band(
     }
     let metric = slot_metric(column, agg, rows, slots, &slot, &keys)?;
     let (codes, unknown) = band_codes(b, agg, &*metric, &seen, n_keys, count)?;
-    let mut names = b.labels.clone();
-    names.push(UNKNOWN_MEMBER.to_string());
     Ok((
-        LevelDict::new(names),
+        band_dict(b),
         MetricCodes {
             grain: grain.map(|(g, _)| g),
             first: periods.first,
@@ -415,6 +411,13 @@ fn band(
         },
         periods.span,
     ))
+}
+
+/// A band's members: its labels, then `unknown`.
+fn band_dict(b: &Bucket) -> LevelDict {
+    let mut names = b.labels.clone();
+    names.push(UNKNOWN_MEMBER.to_string());
+    LevelDict::new(names)
 }
 
 /// A metric per slot (see [`slot_metric`]).

@@ -136,6 +136,30 @@ impl BaseTable {
         Ok(())
     }
 
+    /// The rows whose period `keep` keeps, in their order.
+    pub(crate) fn rows_where(&self, keep: impl Fn(u32) -> bool) -> BaseTable {
+        let rows: Vec<usize> = self
+            .codes
+            .last()
+            .map(|p| (0..p.len()).filter(|&r| keep(p[r])).collect())
+            .unwrap_or_default();
+        BaseTable {
+            codes: self
+                .codes
+                .iter()
+                .map(|col| rows.iter().map(|&r| col[r]).collect())
+                .collect(),
+            measure_ids: self.measure_ids.clone(),
+            specs: self.specs.clone(),
+            measures: self.measures.iter().map(|m| m.gather(&rows)).collect(),
+            fact_rows: 0,
+            queries: 0,
+            sorted_by: self.sorted_by,
+            planned_rows: None,
+            periods_present: None,
+        }
+    }
+
     pub(crate) fn shrink(&mut self) {
         self.codes.iter_mut().for_each(Vec::shrink_to_fit);
         for col in &mut self.measures {
@@ -1216,12 +1240,7 @@ pub(crate) fn stream_ranges(
             *r += n;
         }
     }
-    let splits = |b: u32| {
-        grains.iter().all(|g| {
-            crate::store::time::coarsen(axis.abs(b), axis.grain, *g)
-                != crate::store::time::coarsen(axis.abs(b - 1), axis.grain, *g)
-        })
-    };
+    let splits = |b: u32| axis.begins_period(b, grains);
     let mut bounds = vec![0u32];
     let mut acc = 0;
     for p in 0..len {

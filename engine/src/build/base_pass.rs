@@ -272,7 +272,7 @@ impl Scanner {
 
 /// One cuboid from two parts of the base rows: cells of the same codes merged (both in code
 /// order).
-fn merge_parts(a: Cuboid, b: Cuboid, specs: &[MeasureSpec]) -> Cuboid {
+pub(crate) fn merge_parts(a: Cuboid, b: Cuboid, specs: &[MeasureSpec]) -> Cuboid {
     let width = a.levels.len();
     let pairs = merged_cells(&a, &b);
     let codes = (0..width)

@@ -305,7 +305,7 @@ fn parent_rows(
 }
 
 /// `n_cells` empty cells of each measure (`specs`, at the scales of `columns`).
-pub(crate) fn empty_cells(
+fn empty_cells(
     specs: &[MeasureSpec],
     columns: &[MeasureColumn],
     n_cells: usize,
@@ -325,7 +325,7 @@ pub(crate) fn empty_cells(
 
 /// Merges each row of the measure `columns` into its cell (`cell_of_row`) of `out`, column by
 /// column; a semi-additive measure's rows only where `semi_ok`.
-pub(crate) fn merge_rows(
+fn merge_rows(
     specs: &[MeasureSpec],
     columns: &[MeasureColumn],
     out: &mut [MeasureColumn],
@@ -476,38 +476,6 @@ pub(crate) fn reorder(col: MeasureColumn, order: &[usize]) -> MeasureColumn {
         MeasureColumn::Distinct(mut v) => {
             MeasureColumn::Distinct(order.iter().map(|&i| std::mem::take(&mut v[i])).collect())
         }
-        col => gather(&col, order),
-    }
-}
-
-/// The values of `rows` (in order) of `col`.
-pub(crate) fn gather(col: &MeasureColumn, rows: &[usize]) -> MeasureColumn {
-    let pick = |v: &[bool]| rows.iter().map(|&r| v[r]).collect();
-    match col {
-        MeasureColumn::Count(v) => MeasureColumn::Count(rows.iter().map(|&r| v[r]).collect()),
-        MeasureColumn::Decimal {
-            values,
-            valid,
-            scale,
-        } => MeasureColumn::Decimal {
-            values: rows.iter().map(|&r| values[r]).collect(),
-            valid: pick(valid),
-            scale: *scale,
-        },
-        MeasureColumn::Decimal64 {
-            values,
-            valid,
-            scale,
-        } => MeasureColumn::Decimal64 {
-            values: rows.iter().map(|&r| values[r]).collect(),
-            valid: pick(valid),
-            scale: *scale,
-        },
-        MeasureColumn::Distinct(v) => {
-            MeasureColumn::Distinct(rows.iter().map(|&r| v[r].clone()).collect())
-        }
-        MeasureColumn::DistinctValues(v) => {
-            MeasureColumn::DistinctValues(rows.iter().map(|&r| v[r]).collect())
-        }
+        col => col.gather(order),
     }
 }

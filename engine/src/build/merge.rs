@@ -23,7 +23,6 @@
 //! a merged cuboid holds exactly what a full build of the same data holds (the refresh
 //! differential tests compare them cell for cell).
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use indicatif::ProgressBar;
@@ -32,12 +31,14 @@ use lattice_defs::model::{LevelRef, TimeGrain};
 use roaring::RoaringBitmap;
 
 use super::base::BaseTable;
-use super::lattice::{Closing, FactInputs, empty_cells, gather, merge_rows, time_grain};
+use super::base::MeasureSpec;
+use super::base_pass::merge_parts;
+use super::lattice::{Closing, FactInputs, reorder, time_grain};
 use super::{Merged, Plan, build_lattice};
 use crate::Result;
 use crate::store::encoding::{Encoding, MetricCodes, metric_period};
 use crate::store::time::{NO_PERIOD, TimeAxis};
-use crate::store::{Cube, Cuboid};
+use crate::store::{Cube, Cuboid, MeasureColumn};
 
 /// What a refresh reuses of the cube it brings up to date: the cube, and each fact's new base
 /// rows (the delta's, sorted as the build sorts them).
@@ -113,10 +114,12 @@ pub(crate) fn merge_cuboids(
     let periods: Vec<FactPeriods> = inputs
         .iter()
         .zip(&prior.news)
-        .map(|(whole, new)| FactPeriods {
+        .enumerate()
+        .map(|(f, (whole, new))| FactPeriods {
             all: whole.base.periods(),
             new: new.periods(),
             new_undated: new.codes.last().is_some_and(|c| c.contains(&NO_PERIOD)),
+            closing: Closing::from_periods(&cube_periods(cube, f), dims, model),
         })
         .collect();
     let ways: Vec<Way> = plans
@@ -165,7 +168,7 @@ pub(crate) fn merge_cuboids(
             Rows::New => &prior.news[fact],
             Rows::Periods { periods, undated } => {
                 let keep: RoaringBitmap = periods.iter().copied().collect();
-                subset = rows_where(whole.base, |p| match p {
+                subset = whole.base.rows_where(|p| match p {
                     NO_PERIOD => *undated,
                     p => keep.contains(p),
                 });
@@ -194,15 +197,17 @@ pub(crate) fn merge_cuboids(
         for (&i, mut made) in members.iter().zip(built) {
             made.parent = made.parent.map(|j| members[j]);
             let specs = &whole.base.specs;
-            let cuboid = match &ways[i] {
+            let (old, new) = match &ways[i] {
                 Way::Rebuild => continue,
                 Way::Combine(at) => {
                     let old = with_axis(model, &cube.cuboids[*at], old_axis, dims.time.as_ref());
-                    let was = Closing::from_periods(&cube_periods(cube, fact), dims, model);
                     let finest = finest_time(model, &old.levels);
-                    let old_ok = counted(&old, finest, &was, whole.closing);
+                    let old_ok = counted(&old, finest, &periods[fact].closing, whole.closing);
                     let new_ok = counted(&made, finest, &closing, whole.closing);
-                    combine(specs, &old, &old_ok, &made, &new_ok)?
+                    (
+                        unclosed_dropped(old, specs, &old_ok),
+                        unclosed_dropped(made, specs, &new_ok),
+                    )
                 }
                 Way::Replace {
                     prior: at,
@@ -214,12 +219,14 @@ pub(crate) fn merge_cuboids(
                     let kept: Vec<usize> = (0..old.len())
                         .filter(|&c| members.binary_search(&old.codes[*level][c]).is_err())
                         .collect();
-                    let old = cells(&old, &kept);
-                    let (old_ok, new_ok) = (vec![true; old.len()], vec![true; made.len()]);
-                    combine(specs, &old, &old_ok, &made, &new_ok)?
+                    (cells(old, &kept), made)
                 }
             };
-            out[i] = Some(cuboid);
+            let parent = new.parent;
+            out[i] = Some(Cuboid {
+                parent,
+                ..merge_parts(old, new, specs)
+            });
             bar.inc(1);
         }
         tracing::debug!(
@@ -252,12 +259,14 @@ fn cube_periods(cube: &Cube, fact: usize) -> RoaringBitmap {
         .unwrap_or_default()
 }
 
-/// The periods of a fact's rows, and of its new rows.
+/// The periods of a fact's rows, of its new rows, and of its old rows' closing.
 struct FactPeriods {
     all: RoaringBitmap,
     new: RoaringBitmap,
     /// Whether some new rows have no date.
     new_undated: bool,
+    /// The closing periods of the fact's old rows.
+    closing: Closing,
 }
 
 /// How planned cuboid `plan` is made (see [`Way`]).
@@ -434,98 +443,39 @@ fn with_axis(model: &Model, c: &Cuboid, was: Option<&TimeAxis>, is: Option<&Time
 }
 
 /// The cells `rows` (in order) of `c`.
-fn cells(c: &Cuboid, rows: &[usize]) -> Cuboid {
+fn cells(c: Cuboid, rows: &[usize]) -> Cuboid {
     Cuboid {
-        fact: c.fact,
-        levels: c.levels.clone(),
         codes: c
             .codes
             .iter()
             .map(|col| rows.iter().map(|&r| col[r]).collect())
             .collect(),
-        measure_ids: c.measure_ids.clone(),
-        measures: c.measures.iter().map(|m| gather(m, rows)).collect(),
-        parent: c.parent,
+        measures: c.measures.into_iter().map(|m| reorder(m, rows)).collect(),
+        ..c
     }
 }
 
-/// The rows of `table` whose period `keep` keeps, in their order.
-pub(crate) fn rows_where(table: &BaseTable, keep: impl Fn(u32) -> bool) -> BaseTable {
-    let rows: Vec<usize> = table
-        .codes
-        .last()
-        .map(|p| (0..p.len()).filter(|&r| keep(p[r])).collect())
-        .unwrap_or_default();
-    BaseTable {
-        codes: table
-            .codes
+/// `c` with its semi-additive values left out of the cells where `ok` is false (their closing
+/// period is no longer their time member's): each as a cell with no closing row holds it.
+fn unclosed_dropped(mut c: Cuboid, specs: &[MeasureSpec], ok: &[bool]) -> Cuboid {
+    for (spec, col) in specs.iter().zip(&mut c.measures) {
+        if !spec.semi {
+            continue;
+        }
+        let dropped = ok
             .iter()
-            .map(|col| rows.iter().map(|&r| col[r]).collect())
-            .collect(),
-        measure_ids: table.measure_ids.clone(),
-        specs: table.specs.clone(),
-        measures: table.measures.iter().map(|m| gather(m, &rows)).collect(),
-        fact_rows: 0,
-        queries: 0,
-        sorted_by: table.sorted_by,
-        planned_rows: None,
-        periods_present: None,
+            .enumerate()
+            .filter(|(_, ok)| !**ok)
+            .map(|(i, _)| i);
+        match col {
+            MeasureColumn::Count(v) => dropped.for_each(|i| v[i] = 0),
+            MeasureColumn::Decimal { values, valid, .. } => dropped.for_each(|i| {
+                values[i] = 0;
+                valid[i] = false;
+            }),
+            // Distinct sets count whatever the period; a cuboid holds no other kind.
+            _ => {}
+        }
     }
-}
-
-/// The cells of `old` and `new` (two cuboids of the same levels, each in code order) merged:
-/// a cell in both combines their values; a semi-additive value counts only where its side's
-/// `ok` says so.
-fn combine(
-    specs: &[super::base::MeasureSpec],
-    old: &Cuboid,
-    old_ok: &[bool],
-    new: &Cuboid,
-    new_ok: &[bool],
-) -> Result<Cuboid> {
-    let width = old.levels.len();
-    let (n_old, n_new) = (old.len(), new.len());
-    let order = |i: usize, j: usize| {
-        (0..width)
-            .map(|k| old.codes[k][i].cmp(&new.codes[k][j]))
-            .find(|o| o.is_ne())
-            .unwrap_or(Ordering::Equal)
-    };
-    let mut codes: Vec<Vec<u32>> = vec![Vec::with_capacity(n_old.max(n_new)); width];
-    let (mut cell_old, mut cell_new) = (Vec::with_capacity(n_old), Vec::with_capacity(n_new));
-    let (mut i, mut j, mut n) = (0, 0, 0u32);
-    while i < n_old || j < n_new {
-        let o = match (i < n_old, j < n_new) {
-            (true, true) => order(i, j),
-            (true, false) => Ordering::Less,
-            _ => Ordering::Greater,
-        };
-        let from_old = o.is_le();
-        for (k, col) in codes.iter_mut().enumerate() {
-            col.push(match from_old {
-                true => old.codes[k][i],
-                false => new.codes[k][j],
-            });
-        }
-        if o.is_le() {
-            cell_old.push(n);
-            i += 1;
-        }
-        if o.is_ge() {
-            cell_new.push(n);
-            j += 1;
-        }
-        n += 1;
-    }
-    let mut measures = empty_cells(specs, &old.measures, n as usize);
-    merge_rows(specs, &old.measures, &mut measures, &cell_old, old_ok)?;
-    merge_rows(specs, &new.measures, &mut measures, &cell_new, new_ok)?;
-    Ok(Cuboid {
-        fact: old.fact,
-        levels: old.levels.clone(),
-        codes,
-        measure_ids: old.measure_ids.clone(),
-        measures,
-        parent: new.parent,
-    })
+    c
 }

@@ -38,7 +38,7 @@ use crate::Result;
 use crate::source::arrays::{ints, query};
 use crate::source::load::{Sources, ident};
 use crate::store::Cube;
-use crate::store::time::{NO_PERIOD, coarsen, period_sql};
+use crate::store::time::{NO_PERIOD, period_sql};
 
 /// Why a refresh cannot be applied to a cube: it is built in full instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,9 +136,8 @@ pub async fn refresh_cube_with_report(
         table.shrink();
         match band_window(model, prior, &dims, f, &new) {
             Some(window) => {
-                let part = window.map(|(a, b)| {
-                    super::merge::rows_where(&table, |p| p != NO_PERIOD && (a..b).contains(&p))
-                });
+                let part = window
+                    .map(|(a, b)| table.rows_where(|p| p != NO_PERIOD && (a..b).contains(&p)));
                 let rows = part.as_ref().unwrap_or(&table);
                 bands::refresh_buckets(model, &mut dims, &prior.encoding, rows, f, window)?;
             }
@@ -196,13 +195,8 @@ fn band_window(
     if from >= len {
         return Some(None);
     }
-    let splits = |b: u32| {
-        grains.iter().all(|g| {
-            coarsen(axis.abs(b), axis.grain, *g) != coarsen(axis.abs(b - 1), axis.grain, *g)
-        })
-    };
     let mut a = from;
-    while a > 0 && !splits(a) {
+    while a > 0 && !axis.begins_period(a, &grains) {
         a -= 1;
     }
     Some(Some((a, len)))

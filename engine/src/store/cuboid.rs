@@ -44,6 +44,38 @@ pub enum MeasureColumn {
 pub const NO_VALUE: u32 = u32::MAX;
 
 impl MeasureColumn {
+    /// The values of `rows` (in order).
+    pub(crate) fn gather(&self, rows: &[usize]) -> MeasureColumn {
+        let pick = |v: &[bool]| rows.iter().map(|&r| v[r]).collect();
+        match self {
+            MeasureColumn::Count(v) => MeasureColumn::Count(rows.iter().map(|&r| v[r]).collect()),
+            MeasureColumn::Decimal {
+                values,
+                valid,
+                scale,
+            } => MeasureColumn::Decimal {
+                values: rows.iter().map(|&r| values[r]).collect(),
+                valid: pick(valid),
+                scale: *scale,
+            },
+            MeasureColumn::Decimal64 {
+                values,
+                valid,
+                scale,
+            } => MeasureColumn::Decimal64 {
+                values: rows.iter().map(|&r| values[r]).collect(),
+                valid: pick(valid),
+                scale: *scale,
+            },
+            MeasureColumn::Distinct(v) => {
+                MeasureColumn::Distinct(rows.iter().map(|&r| v[r].clone()).collect())
+            }
+            MeasureColumn::DistinctValues(v) => {
+                MeasureColumn::DistinctValues(rows.iter().map(|&r| v[r]).collect())
+            }
+        }
+    }
+
     pub(crate) fn memory_bytes(&self) -> usize {
         match self {
             MeasureColumn::Decimal { values, valid, .. } => values.len() * 16 + valid.len(),

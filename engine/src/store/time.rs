@@ -117,6 +117,13 @@ impl TimeAxis {
     }
 
     /// The code of `unknown` at `grain`: one past the last member.
+    /// Whether axis period `b` (after the first) begins a period of every grain in `grains`.
+    pub(crate) fn begins_period(&self, b: u32, grains: &[TimeGrain]) -> bool {
+        grains.iter().all(|g| {
+            coarsen(self.abs(b), self.grain, *g) != coarsen(self.abs(b - 1), self.grain, *g)
+        })
+    }
+
     pub fn unknown_code(&self, grain: TimeGrain) -> u32 {
         if self.len == 0 {
             return 0;
