@@ -23,8 +23,10 @@
 //!
 //! Writing goes to `.<name>.tmp-<pid>` beside `dir`, every file fsynced, then the folder is
 //! renamed into place and the parent fsynced: a reader sees the old snapshot or the new one.
-//! Reading checks the version first, then every file's size and sha256 before parsing it, then
-//! the definition's hash, then the sources.
+//! Reading checks the version first, then every file's size and checksum before parsing it,
+//! then the definition's hash, then the sources. Files are memory-mapped, and the columns of a
+//! read cube are Arrow buffers over the mappings: nothing is copied but the member sets, which
+//! roaring deserializes.
 
 mod columns;
 mod manifest;
@@ -43,6 +45,7 @@ use lattice_defs::Model;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use twox_hash::XxHash3_128;
 
 use super::Cube;
 use crate::error::{EngineError, Result};
@@ -50,10 +53,13 @@ use manifest::{FileEntry, Manifest};
 
 /// The format version this build writes. 2: the manifest records the sources (`sources`).
 /// 3: each fact's base rows are stored (`base-<fact>-<part>.arrow`, the manifest's `bases`).
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: files are checked by XXH3-128 (`xxh3_128`) instead of sha256, and a base's distinct
+/// values are stored without nulls (a row without one holds [`super::cuboid::NO_VALUE`]), so
+/// that every base column is read in place.
+pub const FORMAT_VERSION: u32 = 4;
 /// The format versions this build reads. Not 2: its cube would come back without base rows
 /// and answer questions no cuboid covers through the slow fallback; it is rebuilt instead.
-pub const KNOWN_VERSIONS: &[u32] = &[3];
+pub const KNOWN_VERSIONS: &[u32] = &[3, 4];
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";
 
@@ -312,14 +318,14 @@ struct FolderWriter {
 }
 
 impl FolderWriter {
-    /// Writes `batch` as the IPC file `name`, fsynced, and records its size and sha256.
+    /// Writes `batch` as the IPC file `name`, fsynced, and records its size and checksum.
     fn batch(&mut self, name: &str, batch: &RecordBatch) -> Result<()> {
         test_write_delay();
         let path = self.dir.join(name);
         let file = File::create(&path).map_err(|e| io(&path, e))?;
         let out = Hashing {
             inner: BufWriter::new(file),
-            hasher: Sha256::new(),
+            hasher: XxHash3_128::new(),
             bytes: 0,
         };
         let arrow_err = |e: arrow::error::ArrowError| bad(&path, format!("arrow: {e}"));
@@ -335,7 +341,8 @@ impl FolderWriter {
         file.sync_all().map_err(|e| io(&path, e))?;
         let entry = FileEntry {
             bytes: out.bytes,
-            sha256: hex(&out.hasher.finalize()),
+            xxh3_128: Some(format!("{:032x}", out.hasher.finish_128())),
+            sha256: None,
         };
         self.files.insert(name.to_string(), entry);
         Ok(())
@@ -358,14 +365,14 @@ fn test_write_delay() {
 /// A writer that hashes and counts what goes through it.
 struct Hashing<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: XxHash3_128,
     bytes: u64,
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher.write(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -379,16 +386,16 @@ impl<W: Write> Write for Hashing<W> {
 #[derive(Debug)]
 struct Folder {
     dir: PathBuf,
-    /// Each checked file's bytes, read once: record batches are decoded over them without a
-    /// copy (Arrow's `FileDecoder`).
+    /// Each checked file, mapped: record batches are decoded over it without a copy (Arrow's
+    /// `FileDecoder`), and the cube's columns stay Arrow buffers over it.
     bytes: BTreeMap<String, arrow::buffer::Buffer>,
 }
 
 impl Folder {
-    /// Reads every file of the manifest and checks its size and sha256, on every core (the
+    /// Maps every file of the manifest and checks its size and checksum, on every core (the
     /// files dealt out in turn); the first file at fault, in name order, is the error.
     fn verify(dir: &Path, files: &BTreeMap<String, FileEntry>) -> Result<Folder> {
-        let read = |name: &String, entry: &FileEntry| -> Result<Vec<u8>> {
+        let read = |name: &String, entry: &FileEntry| -> Result<arrow::buffer::Buffer> {
             let path = dir.join(name);
             if Path::new(name).file_name() != Some(name.as_ref()) {
                 return Err(bad(
@@ -396,7 +403,7 @@ impl Folder {
                     "is not a file of the snapshot folder".to_string(),
                 ));
             }
-            let data = fs::read(&path).map_err(|e| io(&path, e))?;
+            let data = map_file(&path)?;
             check_file(&path, &data, entry)?;
             Ok(data)
         };
@@ -404,7 +411,8 @@ impl Folder {
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, listed.len().max(1));
-        let mut results: Vec<Option<Result<Vec<u8>>>> = (0..listed.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Result<arrow::buffer::Buffer>>> =
+            (0..listed.len()).map(|_| None).collect();
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
@@ -429,7 +437,7 @@ impl Folder {
         for ((name, _), result) in listed.iter().zip(results) {
             let data = result
                 .unwrap_or_else(|| Err(bad(&dir.join(name), "could not be read".to_string())))?;
-            bytes.insert((*name).clone(), arrow::buffer::Buffer::from_vec(data));
+            bytes.insert((*name).clone(), data);
         }
         Ok(Folder {
             dir: dir.to_path_buf(),
@@ -493,6 +501,25 @@ impl Folder {
     }
 }
 
+/// The file at `path`, memory-mapped read-only and its pages read in, as an Arrow buffer that
+/// keeps the mapping while any column of it lives.
+#[allow(unsafe_code)]
+fn map_file(path: &Path) -> Result<arrow::buffer::Buffer> {
+    let file = File::open(path).map_err(|e| io(path, e))?;
+    if file.metadata().map_err(|e| io(path, e))?.len() == 0 {
+        // A mapping may not be empty; the size check reports the file.
+        return Ok(arrow::buffer::Buffer::from_vec(Vec::<u8>::new()));
+    }
+    // SAFETY: a mapping is undefined behaviour if the file changes under it. Snapshot files
+    // never do: a writer makes them under a temporary folder name and renames the folder into
+    // place, and nothing writes into a published snapshot; removing an old one (which a reader
+    // may still map) unlinks its files, which leaves a mapping intact. What a person or a fault
+    // does to the bytes on disk before they are read in is what the checksum catches.
+    let map =
+        unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(|e| io(path, e))?;
+    Ok(arrow::buffer::Buffer::from(bytes::Bytes::from_owner(map)))
+}
+
 fn check_file(path: &Path, data: &[u8], entry: &FileEntry) -> Result<()> {
     if data.len() as u64 != entry.bytes {
         return Err(bad(
@@ -504,13 +531,26 @@ fn check_file(path: &Path, data: &[u8], entry: &FileEntry) -> Result<()> {
             ),
         ));
     }
-    let sha = hex(&Sha256::digest(data));
-    if sha != entry.sha256 {
+    let (kind, found, recorded) = match (&entry.xxh3_128, &entry.sha256) {
+        (Some(recorded), _) => (
+            "xxh3_128",
+            format!("{:032x}", XxHash3_128::oneshot(data)),
+            recorded,
+        ),
+        (None, Some(recorded)) => ("sha256", hex(&Sha256::digest(data)), recorded),
+        (None, None) => {
+            return Err(bad(
+                path,
+                "has no checksum in the manifest (neither xxh3_128 nor sha256)".to_string(),
+            ));
+        }
+    };
+    if &found != recorded {
         return Err(bad(
             path,
             format!(
-                "checksum mismatch (sha256 {sha}, the manifest says {}): the file is corrupt",
-                entry.sha256
+                "checksum mismatch ({kind} {found}, the manifest says {recorded}): the file is \
+                 corrupt"
             ),
         ));
     }

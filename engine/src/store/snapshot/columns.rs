@@ -665,13 +665,21 @@ fn read_cuboid(folder: &Folder, c: &CuboidEntry) -> Result<Cuboid> {
     })
 }
 
+/// Per row of `a`: whether it holds a value.
+fn valid_flags(a: &dyn Array) -> Vec<bool> {
+    match a.logical_nulls() {
+        Some(nulls) => nulls.iter().collect(),
+        None => vec![true; a.len()],
+    }
+}
+
 fn read_measure(batch: &RecordBatch, i: usize, kind: &str, path: &Path) -> Result<MeasureColumn> {
     Ok(match kind {
         "decimal" => {
             let a: &Decimal128Array = col(batch, i, path)?;
             MeasureColumn::Decimal {
                 values: a.values().to_vec(),
-                valid: (0..a.len()).map(|r| a.is_valid(r)).collect(),
+                valid: valid_flags(a),
                 scale: a.scale(),
             }
         }
@@ -780,7 +788,8 @@ fn base_kind(m: &MeasureColumn) -> Option<(&'static str, Option<i8>)> {
 
 /// A `UInt32` code column per key (named as its dimension), then `period`; then a column per
 /// measure (named as the measure): Int64 (null where not valid; the scale is in the
-/// manifest), Decimal128 (null where not valid), UInt64, or UInt32 values (null for none).
+/// manifest), Decimal128 (null where not valid), UInt64, or UInt32 values ([`NO_VALUE`] for
+/// none; format 3 wrote a null, which a reader still takes).
 fn base_columns(
     model: &Model,
     fact: usize,
@@ -820,9 +829,9 @@ fn base_columns(
             MeasureColumn::Count(v) => {
                 columns.push(name, Arc::new(UInt64Array::from(v.clone())), false)
             }
+            // As kept, NO_VALUE and all, so that a reader takes the column as it is.
             MeasureColumn::DistinctValues(v) => {
-                let array: UInt32Array = v.iter().map(|x| (*x != NO_VALUE).then_some(*x)).collect();
-                columns.push(name, Arc::new(array), true)
+                columns.push(name, Arc::new(UInt32Array::from(v.clone())), false)
             }
             // Refused by the caller.
             MeasureColumn::Distinct(_) => columns,
@@ -888,14 +897,13 @@ fn read_base_measure(
     m: &BaseMeasure,
     path: &Path,
 ) -> Result<MeasureColumn> {
-    let valid = |a: &dyn Array| (0..a.len()).map(|r| a.is_valid(r)).collect();
     let no_scale = || bad(path, format!("measure column {i} has no scale"));
     Ok(match m.kind.as_str() {
         "decimal64" => {
             let a: &Int64Array = col(batch, i, path)?;
             MeasureColumn::Decimal64 {
                 values: a.values().to_vec(),
-                valid: valid(a),
+                valid: valid_flags(a),
                 scale: m.scale.ok_or_else(no_scale)?,
             }
         }
@@ -913,14 +921,18 @@ fn read_base_measure(
             }
             MeasureColumn::Decimal {
                 values: a.values().to_vec(),
-                valid: valid(a),
+                valid: valid_flags(a),
                 scale: a.scale(),
             }
         }
         "count" => MeasureColumn::Count(col::<UInt64Array>(batch, i, path)?.values().to_vec()),
         "values" => {
             let a: &UInt32Array = col(batch, i, path)?;
-            MeasureColumn::DistinctValues(a.iter().map(|v| v.unwrap_or(NO_VALUE)).collect())
+            if a.null_count() == 0 {
+                MeasureColumn::DistinctValues(a.values().to_vec())
+            } else {
+                MeasureColumn::DistinctValues(a.iter().map(|v| v.unwrap_or(NO_VALUE)).collect())
+            }
         }
         other => {
             return Err(bad(

@@ -1,5 +1,5 @@
 //! `manifest.json`: the format version, the definition's hash, build statistics, the shape of
-//! the store (what is not a column) and the size and sha256 of every other file.
+//! the store (what is not a column) and the size and checksum of every other file.
 //!
 //! The version is read on its own first ([`check_version`]), so a manifest of another version
 //! is refused by its number, never by a field this build does not know.
@@ -140,11 +140,15 @@ pub(super) struct BaseMeasure {
     pub scale: Option<i8>,
 }
 
-/// A file's size and sha256 (lowercase hex).
+/// A file's size and checksum, lowercase hex: XXH3-128 from format 4 on, sha256 in format 3.
+/// A reader checks the one the entry has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct FileEntry {
     pub bytes: u64,
-    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xxh3_128: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The version of a manifest's text, refused unless this build knows it.

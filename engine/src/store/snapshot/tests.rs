@@ -490,22 +490,124 @@ fn an_unknown_version_is_refused_by_number() {
     let path = dir.path().join("snap").join(MANIFEST);
     let text = std::fs::read_to_string(&path).expect("read");
     let newer = text.replacen(
-        "\"format_version\": 3,",
+        "\"format_version\": 4,",
         "\"format_version\": 7, \"shiny\": [],",
         1,
     );
     std::fs::write(&path, newer).expect("write");
     let error = read_error(dir.path(), YAML);
     assert!(
-        error.contains("format version 7") && error.contains("reads version 3"),
+        error.contains("format version 7") && error.contains("reads version 3, 4"),
         "{error}"
     );
     // Version 2 kept no base rows: refused the same way, so that it is rebuilt.
-    let older = text.replacen("\"format_version\": 3,", "\"format_version\": 2,", 1);
+    let older = text.replacen("\"format_version\": 4,", "\"format_version\": 2,", 1);
     std::fs::write(&path, older).expect("write");
     let error = read_error(dir.path(), YAML);
     assert!(
-        error.contains("format version 2") && error.contains("reads version 3"),
+        error.contains("format version 2") && error.contains("reads version 3, 4"),
+        "{error}"
+    );
+}
+
+/// A format 3 snapshot (sha256 checksums, a base row without a distinct value stored as a
+/// null) still reads back equal. It is made here from a format 4 one by undoing what changed.
+#[test]
+fn a_format_3_snapshot_reads_back_equal() {
+    use arrow::array::{Array, ArrayRef, UInt32Array};
+    use arrow::datatypes::{Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use sha2::{Digest, Sha256};
+    use std::sync::Arc;
+
+    let (dir, cube) = written();
+    let snap = dir.path().join("snap");
+    let path = snap.join(MANIFEST);
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    manifest["format_version"] = json!(3);
+    let mut nulls = 0;
+    for part in manifest["bases"]
+        .as_array()
+        .expect("bases")
+        .iter()
+        .flat_map(|b| b["parts"].as_array().into_iter().flatten())
+    {
+        let file = snap.join(part["file"].as_str().expect("file"));
+        let keys = part["keys"].as_u64().expect("keys") as usize;
+        let batch = arrow::ipc::reader::FileReader::try_new(
+            std::fs::File::open(&file).expect("open"),
+            None,
+        )
+        .expect("ipc")
+        .next()
+        .expect("one batch")
+        .expect("batch");
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        for (j, m) in part["measures"]
+            .as_array()
+            .expect("measures")
+            .iter()
+            .enumerate()
+        {
+            if m["kind"] == "values" {
+                let values = columns[keys + j]
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .expect("u32");
+                let old: UInt32Array = values
+                    .iter()
+                    .map(|v| v.filter(|v| *v != NO_VALUE))
+                    .collect();
+                nulls += old.null_count();
+                columns[keys + j] = Arc::new(old);
+                fields[keys + j] = fields[keys + j].clone().with_nullable(true);
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch");
+        let mut writer = arrow::ipc::writer::FileWriter::try_new(
+            std::fs::File::create(&file).expect("create"),
+            &batch.schema(),
+        )
+        .expect("writer");
+        writer.write(&batch).expect("write");
+        writer.finish().expect("finish");
+    }
+    assert!(
+        nulls > 0,
+        "the test cube's base has rows without a distinct value"
+    );
+    for (name, entry) in manifest["files"].as_object_mut().expect("files") {
+        let bytes = std::fs::read(snap.join(name)).expect("read");
+        let sha: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        *entry = json!({ "bytes": bytes.len(), "sha256": sha });
+    }
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&manifest).expect("json"),
+    )
+    .expect("write");
+    assert_same(
+        &read(&snap, model(YAML), YAML, &sources(123)).expect("read"),
+        &cube,
+    );
+    // The sha256 is checked as the xxh3 is.
+    let file = snap.join("levels.arrow");
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes[20] ^= 0x01;
+    std::fs::write(&file, bytes).expect("write");
+    let error = read_error(dir.path(), YAML);
+    assert!(
+        error.contains("levels.arrow") && error.contains("checksum mismatch (sha256"),
         "{error}"
     );
 }
@@ -589,7 +691,7 @@ fn the_manifest_records_the_sources_as_given() {
     let (dir, _) = written();
     let text = std::fs::read_to_string(dir.path().join("snap").join(MANIFEST)).expect("read");
     let manifest: Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(manifest["format_version"], 3);
+    assert_eq!(manifest["format_version"], 4);
     assert_eq!(manifest["sources"], sources(123));
 }
 
