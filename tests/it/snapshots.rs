@@ -223,7 +223,7 @@ fn damage(dir: &Path, how: &str) {
             let path = dir.join(MANIFEST);
             let mut manifest: Value =
                 serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
-            assert_eq!(manifest["format_version"], 3);
+            assert_eq!(manifest["format_version"], 4);
             manifest["format_version"] = json!(2);
             manifest.as_object_mut().expect("an object").remove("bases");
             std::fs::write(&path, manifest.to_string()).expect("write");

@@ -22,7 +22,7 @@ use super::base::BaseTable;
 use crate::store::base::FactBase;
 use crate::store::encoding::{Encoding, MetricCodes, metric_period};
 use crate::store::time::{TimeAxis, coarsen};
-use crate::store::{LevelDict, MeasureColumn, NO_VALUE};
+use crate::store::{Column, LevelDict, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
 /// A metric bucket level's dimension, level, dictionary and codes, and where the codes' periods
@@ -371,7 +371,7 @@ fn band(
     // Each row's slot: its key's, at its period's index (none for the unknown key, or for a
     // row without a date when the metric is per period).
     let keys = key_codes(model, dims, base, fact, d, None);
-    let period_col = base.codes.last().map(Vec::as_slice).unwrap_or(&[]);
+    let period_col = base.codes.last().map(Column::as_slice).unwrap_or(&[]);
     let index: Vec<usize> = match grain {
         Some((g, axis)) => (0..axis.len as u32)
             .map(|p| metric_period(Some(g), periods.first, Some(axis), p))

@@ -23,7 +23,7 @@ use crate::source::load::ident;
 pub(crate) use crate::store::base::{BaseTable, MeasureSpec, ValueStats};
 use crate::store::encoding::{Encoding, KeyValue, key_sql};
 use crate::store::time::NO_PERIOD;
-use crate::store::{MeasureColumn, NO_VALUE};
+use crate::store::{Column, MeasureColumn, NO_VALUE};
 use crate::{EngineError, Result};
 
 /// The aggregate measures of a fact, with their specs and decimal scales.
@@ -81,7 +81,7 @@ impl BaseTable {
                     MeasureColumn::Decimal { .. }
                 )
             ) {
-                *mine = widen(std::mem::replace(mine, MeasureColumn::Count(Vec::new())));
+                *mine = widen(std::mem::replace(mine, MeasureColumn::Count(Column::new())));
             }
             match (mine, theirs) {
                 (MeasureColumn::Count(a), MeasureColumn::Count(b)) => a.extend_from_slice(b),
@@ -161,7 +161,7 @@ impl BaseTable {
     }
 
     pub(crate) fn shrink(&mut self) {
-        self.codes.iter_mut().for_each(Vec::shrink_to_fit);
+        self.codes.iter_mut().for_each(Column::shrink_to_fit);
         for col in &mut self.measures {
             match col {
                 MeasureColumn::Count(v) => v.shrink_to_fit(),
@@ -289,20 +289,20 @@ impl BaseTable {
         std::thread::scope(|s| {
             let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::new();
             for c in &mut self.codes {
-                jobs.push(Box::new(move || groups.first(c)));
+                jobs.push(Box::new(move || groups.first(c.to_mut())));
             }
             for (m, spec) in self.measures.iter_mut().zip(specs) {
                 let agg = spec.agg;
                 match m {
                     MeasureColumn::Count(v) => jobs.push(Box::new(move || {
                         if merged {
-                            *v = groups.each(|rows| rows.map(|r| v[r]).sum());
+                            *v = groups.each(|rows| rows.map(|r| v[r]).sum()).into();
                         } else {
-                            groups.first(v);
+                            groups.first(v.to_mut());
                         }
                     })),
                     MeasureColumn::DistinctValues(v) => {
-                        jobs.push(Box::new(move || groups.first(v)))
+                        jobs.push(Box::new(move || groups.first(v.to_mut())))
                     }
                     col @ (MeasureColumn::Decimal { .. } | MeasureColumn::Decimal64 { .. }) => jobs
                         .push(Box::new(move || {
@@ -405,11 +405,11 @@ impl Groups<'_> {
         if !self.merged {
             match col {
                 MeasureColumn::Decimal { values, valid, .. } => {
-                    self.first(values);
+                    self.first(values.to_mut());
                     self.first(valid);
                 }
                 MeasureColumn::Decimal64 { values, valid, .. } => {
-                    self.first(values);
+                    self.first(values.to_mut());
                     self.first(valid);
                 }
                 _ => {}
@@ -440,7 +440,7 @@ impl Groups<'_> {
             }
         } else {
             MeasureColumn::Decimal {
-                values,
+                values: values.into(),
                 valid: merged_ok,
                 scale,
             }
@@ -504,10 +504,10 @@ pub(crate) fn column_decimal_scale(c: &MeasureColumn) -> i8 {
 
 pub(crate) fn empty_column(spec: MeasureSpec, scale: i8) -> MeasureColumn {
     match spec.agg {
-        Agg::Count => MeasureColumn::Count(Vec::new()),
+        Agg::Count => MeasureColumn::Count(Column::new()),
         Agg::Distinct => MeasureColumn::Distinct(Vec::new()),
         Agg::Sum | Agg::Min | Agg::Max => MeasureColumn::Decimal {
-            values: Vec::new(),
+            values: Column::new(),
             valid: Vec::new(),
             scale,
         },
@@ -785,9 +785,9 @@ impl BaseReader {
             .iter()
             .zip(&self.scales)
             .map(|((_, s), sc)| match s.agg {
-                Agg::Distinct => MeasureColumn::DistinctValues(Vec::new()),
+                Agg::Distinct => MeasureColumn::DistinctValues(Column::new()),
                 Agg::Sum | Agg::Min | Agg::Max => MeasureColumn::Decimal64 {
-                    values: Vec::new(),
+                    values: Column::new(),
                     valid: Vec::new(),
                     scale: *sc,
                 },
@@ -795,7 +795,7 @@ impl BaseReader {
             })
             .collect();
         BaseTable {
-            codes: vec![Vec::new(); self.n_keys + 1],
+            codes: vec![Column::new(); self.n_keys + 1],
             measure_ids: self.measures.iter().map(|(m, _)| *m).collect(),
             specs: self.measures.iter().map(|(_, s)| *s).collect(),
             measures: cols,
@@ -834,7 +834,7 @@ impl BaseReader {
                 let dc = dims.codes[d]
                     .as_ref()
                     .ok_or_else(|| EngineError::Internal("no codes".into()))?;
-                extend_codes(dc, b, i, &mut codes[i])?;
+                extend_codes(dc, b, i, codes[i].to_mut())?;
             }
             let periods = ints(b, n_keys)?;
             if periods.null_count() == 0 {
@@ -864,7 +864,7 @@ impl BaseReader {
                         let int = self.distinct_integer[distinct_pos];
                         distinct_pos += 1;
                         if int {
-                            distinct_ints(&ints(b, c)?, v)?;
+                            distinct_ints(&ints(b, c)?, v.to_mut())?;
                         } else {
                             let vals =
                                 distinct_codes(&keys(b, c, int)?, &mut self.dictionaries[j])?;
@@ -1075,7 +1075,7 @@ fn join_runs(parts: &[&BaseTable], k: usize) -> Option<BaseTable> {
     let codes = (0..n)
         .map(|c| {
             let cols: Vec<&[u32]> = tables.iter().map(|t| t.codes[c].as_slice()).collect();
-            runs(&cols, &starts, keys, rows)
+            runs(&cols, &starts, keys, rows).into()
         })
         .collect();
     let measures = (0..first.measures.len())
@@ -1107,20 +1107,22 @@ fn join_runs(parts: &[&BaseTable], k: usize) -> Option<BaseTable> {
             }
             let at = (starts.as_slice(), keys, rows);
             match &first.measures[j] {
-                MeasureColumn::Count(_) => MeasureColumn::Count(joined(&cols, pick!(Count), at)),
+                MeasureColumn::Count(_) => {
+                    MeasureColumn::Count(joined(&cols, pick!(Count), at).into())
+                }
                 MeasureColumn::DistinctValues(_) => {
-                    MeasureColumn::DistinctValues(joined(&cols, pick!(DistinctValues), at))
+                    MeasureColumn::DistinctValues(joined(&cols, pick!(DistinctValues), at).into())
                 }
                 MeasureColumn::Distinct(_) => {
                     MeasureColumn::Distinct(joined(&cols, pick!(Distinct), at))
                 }
                 MeasureColumn::Decimal { scale, .. } => MeasureColumn::Decimal {
-                    values: joined(&cols, pick!(Decimal.values), at),
+                    values: joined(&cols, pick!(Decimal.values), at).into(),
                     valid: joined(&cols, pick!(Decimal.valid), at),
                     scale: *scale,
                 },
                 MeasureColumn::Decimal64 { scale, .. } => MeasureColumn::Decimal64 {
-                    values: joined(&cols, pick!(Decimal64.values), at),
+                    values: joined(&cols, pick!(Decimal64.values), at).into(),
                     valid: joined(&cols, pick!(Decimal64.valid), at),
                     scale: *scale,
                 },
@@ -1422,7 +1424,7 @@ mod tests {
     use lattice_defs::model::Agg;
 
     use super::{BaseTable, MeasureSpec, join_runs, push_decimals};
-    use crate::store::{MeasureColumn, NO_VALUE};
+    use crate::store::{Column, MeasureColumn, NO_VALUE};
 
     /// A table of one key, one other key and the period, with a count and a sum, sorted.
     fn sorted(rows: &[(u32, u32, u32, i64)]) -> BaseTable {
@@ -1444,7 +1446,7 @@ mod tests {
                 },
             ],
             measures: vec![
-                MeasureColumn::Count(vec![1; rows.len()]),
+                MeasureColumn::Count(vec![1; rows.len()].into()),
                 MeasureColumn::Decimal64 {
                     values: rows.iter().map(|r| r.3).collect(),
                     valid: vec![true; rows.len()],
@@ -1499,9 +1501,9 @@ mod tests {
         // row 3 differs from row 1 only in its distinct value.
         let mut base = BaseTable {
             codes: vec![
-                vec![2, 1, 2, 1, 2, 1, 0],
-                vec![0, 3, 0, 3, 0, 3, 0],
-                vec![5, 4, 5, 4, 5, 4, u32::MAX],
+                vec![2, 1, 2, 1, 2, 1, 0].into(),
+                vec![0, 3, 0, 3, 0, 3, 0].into(),
+                vec![5, 4, 5, 4, 5, 4, u32::MAX].into(),
             ],
             measure_ids: vec![0, 1, 2, 3],
             specs: vec![
@@ -1511,18 +1513,18 @@ mod tests {
                 spec(Agg::Distinct),
             ],
             measures: vec![
-                MeasureColumn::Count(vec![1, 1, 1, 1, 1, 1, 1]),
+                MeasureColumn::Count(vec![1, 1, 1, 1, 1, 1, 1].into()),
                 MeasureColumn::Decimal64 {
-                    values: vec![10, 1, 20, 2, i64::MAX, 3, 7],
+                    values: vec![10, 1, 20, 2, i64::MAX, 3, 7].into(),
                     valid: vec![true, true, true, true, true, false, true],
                     scale: 2,
                 },
                 MeasureColumn::Decimal64 {
-                    values: vec![10, 1, -20, 2, 0, 3, 7],
+                    values: vec![10, 1, -20, 2, 0, 3, 7].into(),
                     valid: vec![true, false, true, true, false, false, true],
                     scale: 2,
                 },
-                MeasureColumn::DistinctValues(vec![9, 8, 9, 7, 9, 8, NO_VALUE]),
+                MeasureColumn::DistinctValues(vec![9, 8, 9, 7, 9, 8, NO_VALUE].into()),
             ],
             fact_rows: 7,
             queries: 1,
@@ -1623,7 +1625,7 @@ mod tests {
     #[test]
     fn base_decimals_widen_when_a_value_leaves_64_bits() {
         let mut col = MeasureColumn::Decimal64 {
-            values: Vec::new(),
+            values: Column::new(),
             valid: Vec::new(),
             scale: 2,
         };

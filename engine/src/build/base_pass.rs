@@ -380,7 +380,7 @@ fn merge_measure(
                 }
             }
             MeasureColumn::Decimal {
-                values,
+                values: values.into(),
                 valid,
                 scale,
             }

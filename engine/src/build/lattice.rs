@@ -13,7 +13,7 @@ use super::base::{
 };
 use crate::store::encoding::Encoding;
 use crate::store::time::coarsen;
-use crate::store::{Cuboid, LevelDict, MeasureColumn};
+use crate::store::{Column, Cuboid, LevelDict, MeasureColumn};
 use crate::{EngineError, Result};
 
 /// Closing periods of a fact: per grain, per member, the last period present in the fact.
@@ -373,7 +373,7 @@ pub(crate) fn in_code_order(
     keys: &[u32],
     width: usize,
     n_cells: usize,
-) -> (Vec<usize>, Vec<Vec<u32>>) {
+) -> (Vec<usize>, Vec<Column<u32>>) {
     let key = |c: usize| &keys[c * width..(c + 1) * width];
     let mut order: Vec<usize> = (0..n_cells).collect();
     order.sort_unstable_by(|a, b| key(*a).cmp(key(*b)));

@@ -6,7 +6,7 @@ use lattice_defs::model::{Agg, MeasureId};
 use roaring::RoaringBitmap;
 
 use super::time::NO_PERIOD;
-use super::{MeasureColumn, NO_VALUE};
+use super::{Column, MeasureColumn, NO_VALUE};
 
 /// How a stored measure combines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub(crate) struct MeasureSpec {
 /// last, the period (0 when the fact has no time); no two rows share all codes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BaseTable {
-    pub codes: Vec<Vec<u32>>,
+    pub codes: Vec<Column<u32>>,
     pub measure_ids: Vec<MeasureId>,
     pub specs: Vec<MeasureSpec>,
     pub measures: Vec<MeasureColumn>,
@@ -39,7 +39,7 @@ pub(crate) struct BaseTable {
 
 impl BaseTable {
     pub fn len(&self) -> usize {
-        self.codes.last().map_or(0, Vec::len)
+        self.codes.last().map_or(0, |c| c.len())
     }
 
     /// Rows of the whole fact at the grain, for estimates: the table's, or, for a fact read

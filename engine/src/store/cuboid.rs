@@ -13,13 +13,15 @@
 use lattice_defs::model::{FactId, LevelRef, MeasureId};
 use roaring::RoaringBitmap;
 
+use super::Column;
+
 /// One measure's values over the cells of a cuboid.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MeasureColumn {
     /// Sums, minimums or maximums at `scale`; `valid[cell]` is false where every input was null
     /// (SQL's NULL).
     Decimal {
-        values: Vec<i128>,
+        values: Column<i128>,
         valid: Vec<bool>,
         scale: i8,
     },
@@ -27,17 +29,17 @@ pub enum MeasureColumn {
     /// every value fits (half the memory of the base stage's largest columns). Never in a
     /// cuboid.
     Decimal64 {
-        values: Vec<i64>,
+        values: Column<i64>,
         valid: Vec<bool>,
         scale: i8,
     },
     /// Row counts (or non-null counts).
-    Count(Vec<u64>),
+    Count(Column<u64>),
     /// Exact distinct sets: the codes of the distinct values per cell.
     Distinct(Vec<RoaringBitmap>),
     /// One distinct value per row ([`NO_VALUE`] for none): the form a base table keeps them in
     /// (its grain includes the distinct values). Never in a cuboid.
-    DistinctValues(Vec<u32>),
+    DistinctValues(Column<u32>),
 }
 
 /// Marks a row without a value in [`MeasureColumn::DistinctValues`].
@@ -129,7 +131,7 @@ pub struct Cuboid {
     pub fact: FactId,
     pub levels: Vec<LevelRef>,
     /// `codes[k][cell]`: member code of `levels[k]`.
-    pub codes: Vec<Vec<u32>>,
+    pub codes: Vec<Column<u32>>,
     pub measure_ids: Vec<MeasureId>,
     pub measures: Vec<MeasureColumn>,
     /// Which cuboid it was aggregated from (`None`: from the base table of the fact).
@@ -155,7 +157,7 @@ impl Cuboid {
     pub fn len(&self) -> usize {
         self.codes
             .first()
-            .map_or(self.cell_count_without_levels(), Vec::len)
+            .map_or(self.cell_count_without_levels(), |c| c.len())
     }
 
     fn cell_count_without_levels(&self) -> usize {

@@ -12,11 +12,13 @@
 //! the dimension table, entities with no metric); it sorts last.
 
 pub(crate) mod base;
+mod column;
 mod cuboid;
 pub(crate) mod encoding;
 pub mod snapshot;
 pub mod time;
 
+pub use column::Column;
 pub use cuboid::{CellValue, Cuboid, MeasureColumn, NO_VALUE};
 
 use encoding::Encoding;

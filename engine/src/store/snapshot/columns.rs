@@ -9,7 +9,7 @@ use arrow::array::{
     Array, ArrayRef, Decimal128Array, Int64Array, LargeBinaryArray, LargeListArray,
     LargeStringArray, UInt8Array, UInt32Array, UInt64Array,
 };
-use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -24,7 +24,7 @@ use crate::error::Result;
 use crate::store::base::{BaseTable, FactBase, MeasureSpec};
 use crate::store::encoding::{DimCodes, Encoding, KeyValue, MetricCodes};
 use crate::store::time::TimeAxis;
-use crate::store::{Cube, CubeIndex, Cuboid, LevelDict, MeasureColumn, NO_VALUE};
+use crate::store::{Column, Cube, CubeIndex, Cuboid, LevelDict, MeasureColumn, NO_VALUE};
 
 const LEVELS: &str = "levels.arrow";
 const DICTS: &str = "dicts.arrow";
@@ -599,7 +599,11 @@ fn cuboid_columns(model: &Model, c: &Cuboid) -> std::result::Result<Columns, Arr
     let mut columns = Columns::rows(c.len());
     for (level, codes) in c.levels.iter().zip(&c.codes) {
         let name = model.level_name(*level);
-        columns = columns.push(&name, Arc::new(UInt32Array::from(codes.clone())), false);
+        columns = columns.push(
+            &name,
+            Arc::new(UInt32Array::new(codes.to_buffer(), None)),
+            false,
+        );
     }
     for (id, m) in c.measure_ids.iter().zip(&c.measures) {
         let name = model
@@ -613,12 +617,12 @@ fn cuboid_columns(model: &Model, c: &Cuboid) -> std::result::Result<Columns, Arr
                 scale,
             } => {
                 let nulls = Some(NullBuffer::from(valid.clone()));
-                let array = Decimal128Array::try_new(ScalarBuffer::from(values.clone()), nulls)?
+                let array = Decimal128Array::try_new(values.to_buffer(), nulls)?
                     .with_precision_and_scale(38, *scale)?;
                 columns.push(name, Arc::new(array), true)
             }
             MeasureColumn::Count(v) => {
-                columns.push(name, Arc::new(UInt64Array::from(v.clone())), false)
+                columns.push(name, Arc::new(UInt64Array::new(v.to_buffer(), None)), false)
             }
             MeasureColumn::Distinct(sets) => {
                 columns.push(name, Arc::new(serialize_sets(sets)), false)
@@ -647,7 +651,7 @@ fn read_cuboid(folder: &Folder, c: &CuboidEntry) -> Result<Cuboid> {
         ));
     }
     let codes = (0..n)
-        .map(|k| col::<UInt32Array>(&batch, k, &path).map(|a| a.values().to_vec()))
+        .map(|k| col::<UInt32Array>(&batch, k, &path).map(|a| Column::from(a.values().clone())))
         .collect::<Result<Vec<_>>>()?;
     let measures = c
         .kinds
@@ -678,12 +682,14 @@ fn read_measure(batch: &RecordBatch, i: usize, kind: &str, path: &Path) -> Resul
         "decimal" => {
             let a: &Decimal128Array = col(batch, i, path)?;
             MeasureColumn::Decimal {
-                values: a.values().to_vec(),
+                values: Column::from(a.values().clone()),
                 valid: valid_flags(a),
                 scale: a.scale(),
             }
         }
-        "count" => MeasureColumn::Count(col::<UInt64Array>(batch, i, path)?.values().to_vec()),
+        "count" => MeasureColumn::Count(Column::from(
+            col::<UInt64Array>(batch, i, path)?.values().clone(),
+        )),
         "distinct" => MeasureColumn::Distinct(deserialize_sets(col(batch, i, path)?, path)?),
         other => {
             return Err(bad(
@@ -803,7 +809,11 @@ fn base_columns(
             Some(d) => model.dimensions[*d].name.clone(),
             None => format!("key-{k}"),
         };
-        columns = columns.push(&name, Arc::new(UInt32Array::from(codes.clone())), false);
+        columns = columns.push(
+            &name,
+            Arc::new(UInt32Array::new(codes.to_buffer(), None)),
+            false,
+        );
     }
     for (id, m) in t.measure_ids.iter().zip(&t.measures) {
         let name = model
@@ -813,7 +823,7 @@ fn base_columns(
         columns = match m {
             MeasureColumn::Decimal64 { values, valid, .. } => {
                 let nulls = Some(NullBuffer::from(valid.clone()));
-                let array = Int64Array::try_new(ScalarBuffer::from(values.clone()), nulls)?;
+                let array = Int64Array::try_new(values.to_buffer(), nulls)?;
                 columns.push(name, Arc::new(array), true)
             }
             MeasureColumn::Decimal {
@@ -822,16 +832,16 @@ fn base_columns(
                 scale,
             } => {
                 let nulls = Some(NullBuffer::from(valid.clone()));
-                let array = Decimal128Array::try_new(ScalarBuffer::from(values.clone()), nulls)?
+                let array = Decimal128Array::try_new(values.to_buffer(), nulls)?
                     .with_precision_and_scale(38, *scale)?;
                 columns.push(name, Arc::new(array), true)
             }
             MeasureColumn::Count(v) => {
-                columns.push(name, Arc::new(UInt64Array::from(v.clone())), false)
+                columns.push(name, Arc::new(UInt64Array::new(v.to_buffer(), None)), false)
             }
             // As kept, NO_VALUE and all, so that a reader takes the column as it is.
             MeasureColumn::DistinctValues(v) => {
-                columns.push(name, Arc::new(UInt32Array::from(v.clone())), false)
+                columns.push(name, Arc::new(UInt32Array::new(v.to_buffer(), None)), false)
             }
             // Refused by the caller.
             MeasureColumn::Distinct(_) => columns,
@@ -864,7 +874,7 @@ fn read_base_part(folder: &Folder, p: &BasePart) -> Result<BaseTable> {
         ));
     }
     let codes = (0..p.keys)
-        .map(|k| col::<UInt32Array>(&batch, k, &path).map(|a| a.values().to_vec()))
+        .map(|k| col::<UInt32Array>(&batch, k, &path).map(|a| Column::from(a.values().clone())))
         .collect::<Result<Vec<_>>>()?;
     let mut specs = Vec::new();
     let mut measures = Vec::new();
@@ -902,7 +912,7 @@ fn read_base_measure(
         "decimal64" => {
             let a: &Int64Array = col(batch, i, path)?;
             MeasureColumn::Decimal64 {
-                values: a.values().to_vec(),
+                values: Column::from(a.values().clone()),
                 valid: valid_flags(a),
                 scale: m.scale.ok_or_else(no_scale)?,
             }
@@ -920,16 +930,18 @@ fn read_base_measure(
                 ));
             }
             MeasureColumn::Decimal {
-                values: a.values().to_vec(),
+                values: Column::from(a.values().clone()),
                 valid: valid_flags(a),
                 scale: a.scale(),
             }
         }
-        "count" => MeasureColumn::Count(col::<UInt64Array>(batch, i, path)?.values().to_vec()),
+        "count" => MeasureColumn::Count(Column::from(
+            col::<UInt64Array>(batch, i, path)?.values().clone(),
+        )),
         "values" => {
             let a: &UInt32Array = col(batch, i, path)?;
             if a.null_count() == 0 {
-                MeasureColumn::DistinctValues(a.values().to_vec())
+                MeasureColumn::DistinctValues(Column::from(a.values().clone()))
             } else {
                 MeasureColumn::DistinctValues(a.iter().map(|v| v.unwrap_or(NO_VALUE)).collect())
             }

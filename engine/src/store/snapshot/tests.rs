@@ -129,7 +129,7 @@ fn levels(model: &Model) -> Vec<Vec<LevelDict>> {
 
 fn decimal(values: Vec<i128>, valid: Vec<bool>, scale: i8) -> MeasureColumn {
     MeasureColumn::Decimal {
-        values,
+        values: values.into(),
         valid,
         scale,
     }
@@ -147,7 +147,7 @@ fn cuboids(model: &Model) -> Vec<Cuboid> {
         Cuboid {
             fact: txn,
             levels: vec![l("customer.city"), l("channel.channel")],
-            codes: vec![vec![0, 1, 1, 2, 3], vec![1, 0, 2, 2, 3]],
+            codes: vec![vec![0, 1, 1, 2, 3].into(), vec![1, 0, 2, 2, 3].into()],
             measure_ids: vec![m("amount"), m("txn_count"), m("customers")],
             measures: vec![
                 // A NULL cell keeps the value under it; extremes of i128 survive.
@@ -156,7 +156,7 @@ fn cuboids(model: &Model) -> Vec<Cuboid> {
                     vec![true, false, true, true, true],
                     2,
                 ),
-                MeasureColumn::Count(vec![2, 1, u64::MAX, 0, 3]),
+                MeasureColumn::Count(vec![2, 1, u64::MAX, 0, 3].into()),
                 MeasureColumn::Distinct(vec![set([0]), set([1]), big, set([]), set([3, 7])]),
             ],
             parent: None,
@@ -164,7 +164,7 @@ fn cuboids(model: &Model) -> Vec<Cuboid> {
         Cuboid {
             fact: txn,
             levels: vec![l("customer.province")],
-            codes: vec![vec![0, 1, 2]],
+            codes: vec![vec![0, 1, 2].into()],
             measure_ids: vec![m("amount"), m("customers")],
             measures: vec![
                 decimal(vec![1, 2, 3], vec![true; 3], 2),
@@ -175,7 +175,7 @@ fn cuboids(model: &Model) -> Vec<Cuboid> {
         Cuboid {
             fact: bal,
             levels: vec![l("time.month"), l("customer.spend_band")],
-            codes: vec![vec![0, 1, 2], vec![0, 1, 1]],
+            codes: vec![vec![0, 1, 2].into(), vec![0, 1, 1].into()],
             measure_ids: vec![m("balance")],
             measures: vec![decimal(
                 vec![500_000, 0, 712_345],
@@ -197,9 +197,9 @@ fn cuboids(model: &Model) -> Vec<Cuboid> {
         Cuboid {
             fact: txn,
             levels: vec![l("customer.spend_band"), l("time.month")],
-            codes: vec![vec![], vec![]],
+            codes: vec![vec![].into(), vec![].into()],
             measure_ids: vec![m("txn_count")],
-            measures: vec![MeasureColumn::Count(vec![])],
+            measures: vec![MeasureColumn::Count(vec![].into())],
             parent: None,
         },
     ]
@@ -221,18 +221,22 @@ fn bases(model: &Model) -> Vec<Option<FactBase>> {
         spec(Agg::Distinct, false),
     ];
     let first = BaseTable {
-        codes: vec![vec![0, 0, 1, 3], vec![1, 2, 0, 3], vec![0, 1, 0, 1]],
+        codes: vec![
+            vec![0, 0, 1, 3].into(),
+            vec![1, 2, 0, 3].into(),
+            vec![0, 1, 0, 1].into(),
+        ],
         measure_ids: txn_ids.clone(),
         specs: txn_specs.clone(),
         measures: vec![
             // A NULL row keeps the value under it; extremes of i64 survive.
             MeasureColumn::Decimal64 {
-                values: vec![12_500, 99, i64::MAX, i64::MIN],
+                values: vec![12_500, 99, i64::MAX, i64::MIN].into(),
                 valid: vec![true, false, true, true],
                 scale: 2,
             },
-            MeasureColumn::Count(vec![2, 1, u64::MAX, 0]),
-            MeasureColumn::DistinctValues(vec![0, NO_VALUE, 1, 3]),
+            MeasureColumn::Count(vec![2, 1, u64::MAX, 0].into()),
+            MeasureColumn::DistinctValues(vec![0, NO_VALUE, 1, 3].into()),
         ],
         fact_rows: 7,
         queries: 1,
@@ -241,17 +245,21 @@ fn bases(model: &Model) -> Vec<Option<FactBase>> {
         periods_present: None,
     };
     let second = BaseTable {
-        codes: vec![vec![1, 2], vec![2, 0], vec![2, NO_PERIOD]],
+        codes: vec![
+            vec![1, 2].into(),
+            vec![2, 0].into(),
+            vec![2, NO_PERIOD].into(),
+        ],
         measure_ids: txn_ids,
         specs: txn_specs,
         measures: vec![
             MeasureColumn::Decimal64 {
-                values: vec![-1_250, 0],
+                values: vec![-1_250, 0].into(),
                 valid: vec![true, false],
                 scale: 2,
             },
-            MeasureColumn::Count(vec![3, 1]),
-            MeasureColumn::DistinctValues(vec![NO_VALUE, 2]),
+            MeasureColumn::Count(vec![3, 1].into()),
+            MeasureColumn::DistinctValues(vec![NO_VALUE, 2].into()),
         ],
         fact_rows: 4,
         queries: 1,
@@ -260,7 +268,7 @@ fn bases(model: &Model) -> Vec<Option<FactBase>> {
         periods_present: None,
     };
     let balances = BaseTable {
-        codes: vec![vec![0, 1, 2], vec![0, 0, 2]],
+        codes: vec![vec![0, 1, 2].into(), vec![0, 0, 2].into()],
         measure_ids: vec![m("balance")],
         specs: vec![spec(Agg::Sum, true)],
         measures: vec![decimal(
