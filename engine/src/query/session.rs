@@ -51,8 +51,10 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// `cube` opened over the `sources` it was built from (snapshot version 1).
-    pub fn new(cube: Cube, sources: Option<&Sources>) -> Dataset {
+    /// `cube` opened over the `sources` it was built from (snapshot version 1). Its columns
+    /// become shared buffers ([`Cube::share_columns`]).
+    pub fn new(mut cube: Cube, sources: Option<&Sources>) -> Dataset {
+        cube.share_columns();
         Dataset {
             base: BasePath::new(&cube),
             missed: MissLog::default(),

@@ -78,6 +78,17 @@ impl MeasureColumn {
         }
     }
 
+    /// Hands its vector over to a shared buffer ([`Column::share`]).
+    pub(crate) fn share(&mut self) {
+        match self {
+            MeasureColumn::Decimal { values, .. } => values.share(),
+            MeasureColumn::Decimal64 { values, .. } => values.share(),
+            MeasureColumn::Count(v) => v.share(),
+            MeasureColumn::DistinctValues(v) => v.share(),
+            MeasureColumn::Distinct(_) => {}
+        }
+    }
+
     pub(crate) fn memory_bytes(&self) -> usize {
         match self {
             MeasureColumn::Decimal { values, valid, .. } => values.len() * 16 + valid.len(),

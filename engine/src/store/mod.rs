@@ -226,4 +226,24 @@ impl Cube {
     pub fn memory_bytes(&self) -> usize {
         self.cuboids.iter().map(Cuboid::memory_bytes).sum()
     }
+
+    /// Hands every code and value column over to a shared buffer ([`Column::share`]), without
+    /// a copy: a cube that starts serving, so that a snapshot is written from its buffers and a
+    /// refresh keeps what it does not change by reference.
+    pub fn share_columns(&mut self) {
+        let cuboids = self
+            .cuboids
+            .iter_mut()
+            .map(|c| (&mut c.codes, &mut c.measures));
+        let bases = self
+            .bases
+            .iter_mut()
+            .flatten()
+            .flat_map(|b| b.parts.iter_mut())
+            .map(|t| (&mut t.codes, &mut t.measures));
+        for (codes, measures) in cuboids.chain(bases) {
+            codes.iter_mut().for_each(Column::share);
+            measures.iter_mut().for_each(MeasureColumn::share);
+        }
+    }
 }

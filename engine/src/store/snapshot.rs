@@ -124,7 +124,14 @@ pub fn read(
     let path = dir.join(MANIFEST);
     let text = fs::read_to_string(&path).map_err(|e| io(&path, e))?;
     let manifest = manifest::parse(&path, &text)?;
+    let started = std::time::Instant::now();
     let folder = Folder::verify(dir, &manifest.files)?;
+    tracing::debug!(
+        dir = %dir.display(),
+        files = manifest.files.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "snapshot files mapped and checked"
+    );
     let now = definition_hash(definition_text);
     if now != manifest.definition_sha256 {
         return Err(bad(
@@ -143,7 +150,14 @@ pub fn read(
             format!("{change}; rebuild the snapshot from the current data"),
         ));
     }
-    columns::read_cube(&folder, &manifest, model)
+    let started = std::time::Instant::now();
+    let cube = columns::read_cube(&folder, &manifest, model)?;
+    tracing::debug!(
+        dir = %dir.display(),
+        seconds = started.elapsed().as_secs_f64(),
+        "snapshot columns read"
+    );
+    Ok(cube)
 }
 
 /// The manifest's `sources`, as written.
@@ -325,7 +339,7 @@ impl FolderWriter {
         let file = File::create(&path).map_err(|e| io(&path, e))?;
         let out = Hashing {
             inner: BufWriter::new(file),
-            hasher: XxHash3_128::new(),
+            hasher: PieceHasher::new(PIECE),
             bytes: 0,
         };
         let arrow_err = |e: arrow::error::ArrowError| bad(&path, format!("arrow: {e}"));
@@ -341,7 +355,7 @@ impl FolderWriter {
         file.sync_all().map_err(|e| io(&path, e))?;
         let entry = FileEntry {
             bytes: out.bytes,
-            xxh3_128: Some(format!("{:032x}", out.hasher.finish_128())),
+            xxh3_128: Some(out.hasher.finish()),
             sha256: None,
         };
         self.files.insert(name.to_string(), entry);
@@ -362,17 +376,82 @@ fn test_write_delay() {
     }
 }
 
+/// The bytes a file's checksum hashes at a time: a file's `xxh3_128` is the XXH3-128 of the
+/// XXH3-128 digests (16 bytes each, big-endian) of its pieces of this size, the last one
+/// shorter, so that a reader checks the pieces of one large file on every core.
+const PIECE: usize = 64 << 20;
+
+/// A file's checksum ([`PIECE`]) of bytes that come in any slices.
+struct PieceHasher {
+    size: usize,
+    piece: XxHash3_128,
+    in_piece: usize,
+    digests: Vec<u8>,
+}
+
+impl PieceHasher {
+    /// Pieces of `size` bytes ([`PIECE`] but in tests).
+    fn new(size: usize) -> PieceHasher {
+        PieceHasher {
+            size,
+            piece: XxHash3_128::new(),
+            in_piece: 0,
+            digests: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let take = bytes.len().min(self.size - self.in_piece);
+            self.piece.write(&bytes[..take]);
+            self.in_piece += take;
+            bytes = &bytes[take..];
+            if self.in_piece == self.size {
+                let piece = std::mem::take(&mut self.piece);
+                self.digests.extend(piece.finish_128().to_be_bytes());
+                self.in_piece = 0;
+            }
+        }
+    }
+
+    /// The checksum, lowercase hex.
+    fn finish(mut self) -> String {
+        if self.in_piece > 0 {
+            self.digests.extend(self.piece.finish_128().to_be_bytes());
+        }
+        of_pieces(&self.digests)
+    }
+}
+
+/// The digest of piece `at` of `data` (pieces of `size` bytes).
+fn piece_digest(data: &[u8], size: usize, at: usize) -> [u8; 16] {
+    let start = (at * size).min(data.len());
+    let end = start.saturating_add(size).min(data.len());
+    XxHash3_128::oneshot(&data[start..end]).to_be_bytes()
+}
+
+/// The checksum of a file from its pieces' digests, in order (none: an empty file).
+fn of_pieces(digests: &[u8]) -> String {
+    let empty = XxHash3_128::oneshot(&[]).to_be_bytes();
+    let digests = if digests.is_empty() {
+        &empty[..]
+    } else {
+        digests
+    };
+    format!("{:032x}", XxHash3_128::oneshot(digests))
+}
+
 /// A writer that hashes and counts what goes through it.
 struct Hashing<W> {
     inner: W,
-    hasher: XxHash3_128,
+    hasher: PieceHasher,
     bytes: u64,
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.write(&buf[..n]);
+        self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -393,9 +472,11 @@ struct Folder {
 
 impl Folder {
     /// Maps every file of the manifest and checks its size and checksum, on every core (the
-    /// files dealt out in turn); the first file at fault, in name order, is the error.
+    /// pieces of a large file too); the first file at fault, in name order, is the error.
     fn verify(dir: &Path, files: &BTreeMap<String, FileEntry>) -> Result<Folder> {
-        let read = |name: &String, entry: &FileEntry| -> Result<arrow::buffer::Buffer> {
+        let listed: Vec<(&String, &FileEntry)> = files.iter().collect();
+        // Mapped, their sizes checked (and a format 3 file's sha256, whole).
+        let mapped = on_every_core(&listed, |(name, entry)| {
             let path = dir.join(name);
             if Path::new(name).file_name() != Some(name.as_ref()) {
                 return Err(bad(
@@ -404,39 +485,44 @@ impl Folder {
                 ));
             }
             let data = map_file(&path)?;
-            check_file(&path, &data, entry)?;
-            Ok(data)
-        };
-        let listed: Vec<(&String, &FileEntry)> = files.iter().collect();
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, listed.len().max(1));
-        let mut results: Vec<Option<Result<arrow::buffer::Buffer>>> =
-            (0..listed.len()).map(|_| None).collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let listed = &listed;
-                    let read = &read;
-                    scope.spawn(move || {
-                        (w..listed.len())
-                            .step_by(workers)
-                            .map(|i| (i, read(listed[i].0, listed[i].1)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            for handle in handles {
-                // A reader that panicked leaves its files unread: reported below.
-                for (i, r) in handle.join().unwrap_or_default() {
-                    results[i] = Some(r);
-                }
+            check_size(&path, &data, entry)?;
+            if entry.xxh3_128.is_none() {
+                check_sha256(&path, &data, entry)?;
             }
+            Ok(data)
         });
+        let mapped: Vec<Result<arrow::buffer::Buffer>> = listed
+            .iter()
+            .zip(mapped)
+            .map(|((name, _), r)| {
+                r.unwrap_or_else(|| Err(bad(&dir.join(name), "could not be read".to_string())))
+            })
+            .collect();
+        // Every piece of every file hashed, on every core.
+        let pieces: Vec<(usize, usize)> = mapped
+            .iter()
+            .enumerate()
+            .filter(|(i, data)| data.is_ok() && listed[*i].1.xxh3_128.is_some())
+            .flat_map(|(i, data)| {
+                let len = data.as_ref().map_or(0, |d| d.len());
+                (0..len.div_ceil(PIECE)).map(move |p| (i, p))
+            })
+            .collect();
+        let digests = on_every_core(&pieces, |&(i, p)| match &mapped[i] {
+            Ok(data) => piece_digest(data, PIECE, p).to_vec(),
+            Err(_) => Vec::new(),
+        });
+        let mut of_file: Vec<Vec<u8>> = vec![Vec::new(); listed.len()];
+        for (&(i, _), digest) in pieces.iter().zip(digests) {
+            // A piece whose worker panicked leaves its file's checksum wrong: refused below.
+            of_file[i].extend(digest.unwrap_or_default());
+        }
         let mut bytes = BTreeMap::new();
-        for ((name, _), result) in listed.iter().zip(results) {
-            let data = result
-                .unwrap_or_else(|| Err(bad(&dir.join(name), "could not be read".to_string())))?;
+        for (((name, entry), data), digests) in listed.iter().zip(mapped).zip(of_file) {
+            let data = data?;
+            if let Some(recorded) = &entry.xxh3_128 {
+                mismatch(&dir.join(name), "xxh3_128", &of_pieces(&digests), recorded)?;
+            }
             bytes.insert((*name).clone(), data);
         }
         Ok(Folder {
@@ -501,8 +587,36 @@ impl Folder {
     }
 }
 
-/// The file at `path`, memory-mapped read-only and its pages read in, as an Arrow buffer that
-/// keeps the mapping while any column of it lives.
+/// `f` of every item, on every core (the items dealt out in turn), in the items' order; `None`
+/// for an item whose worker panicked.
+fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<Option<R>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, items.len().max(1));
+    let mut results: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let f = &f;
+                scope.spawn(move || {
+                    (w..items.len())
+                        .step_by(workers)
+                        .map(|i| (i, f(&items[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            for (i, r) in handle.join().unwrap_or_default() {
+                results[i] = Some(r);
+            }
+        }
+    });
+    results
+}
+
+/// The file at `path`, memory-mapped read-only, as an Arrow buffer that keeps the mapping while
+/// any column of it lives. Its pages are read in as the checksum reads them, on every core.
 #[allow(unsafe_code)]
 fn map_file(path: &Path) -> Result<arrow::buffer::Buffer> {
     let file = File::open(path).map_err(|e| io(path, e))?;
@@ -515,12 +629,11 @@ fn map_file(path: &Path) -> Result<arrow::buffer::Buffer> {
     // place, and nothing writes into a published snapshot; removing an old one (which a reader
     // may still map) unlinks its files, which leaves a mapping intact. What a person or a fault
     // does to the bytes on disk before they are read in is what the checksum catches.
-    let map =
-        unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(|e| io(path, e))?;
+    let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(|e| io(path, e))?;
     Ok(arrow::buffer::Buffer::from(bytes::Bytes::from_owner(map)))
 }
 
-fn check_file(path: &Path, data: &[u8], entry: &FileEntry) -> Result<()> {
+fn check_size(path: &Path, data: &[u8], entry: &FileEntry) -> Result<()> {
     if data.len() as u64 != entry.bytes {
         return Err(bad(
             path,
@@ -531,21 +644,22 @@ fn check_file(path: &Path, data: &[u8], entry: &FileEntry) -> Result<()> {
             ),
         ));
     }
-    let (kind, found, recorded) = match (&entry.xxh3_128, &entry.sha256) {
-        (Some(recorded), _) => (
-            "xxh3_128",
-            format!("{:032x}", XxHash3_128::oneshot(data)),
-            recorded,
-        ),
-        (None, Some(recorded)) => ("sha256", hex(&Sha256::digest(data)), recorded),
-        (None, None) => {
-            return Err(bad(
-                path,
-                "has no checksum in the manifest (neither xxh3_128 nor sha256)".to_string(),
-            ));
-        }
+    Ok(())
+}
+
+/// A format 3 file's checksum, its bytes' sha256 (one without is refused).
+fn check_sha256(path: &Path, data: &[u8], entry: &FileEntry) -> Result<()> {
+    let Some(recorded) = &entry.sha256 else {
+        return Err(bad(
+            path,
+            "has no checksum in the manifest (neither xxh3_128 nor sha256)".to_string(),
+        ));
     };
-    if &found != recorded {
+    mismatch(path, "sha256", &hex(&Sha256::digest(data)), recorded)
+}
+
+fn mismatch(path: &Path, kind: &str, found: &str, recorded: &str) -> Result<()> {
+    if found != recorded {
         return Err(bad(
             path,
             format!(

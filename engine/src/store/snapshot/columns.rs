@@ -119,10 +119,13 @@ pub(super) fn read_cube(folder: &Folder, m: &Manifest, model: Model) -> Result<C
         dicts: read_levels(folder, DICTS, &m.dicts)?,
         parents: read_parents(folder, ENCODING_PARENTS)?,
     };
-    let cuboids = m
-        .cuboids
-        .iter()
-        .map(|c| read_cuboid(folder, c))
+    // Cuboids on every core: their member sets are what a read deserializes.
+    let cuboids = super::on_every_core(&m.cuboids, |c| read_cuboid(folder, c))
+        .into_iter()
+        .zip(&m.cuboids)
+        .map(|(r, c)| {
+            r.unwrap_or_else(|| Err(bad(&folder.path(&c.file), "could not be read".into())))
+        })
         .collect::<Result<Vec<_>>>()?;
     let bases = m
         .bases

@@ -620,6 +620,35 @@ fn a_format_3_snapshot_reads_back_equal() {
     );
 }
 
+/// A file's checksum is the same whether its bytes come to the writer in any slices or are
+/// read back piece by piece (on every core), at every length around a piece's edge.
+#[test]
+fn a_checksum_by_pieces_is_the_same_written_and_read() {
+    use super::{PieceHasher, of_pieces, piece_digest};
+    let data: Vec<u8> = (0..100u32).map(|i| (i * 7 % 251) as u8).collect();
+    let size = 16;
+    for len in [0, 1, 15, 16, 17, 32, 33, 100] {
+        let data = &data[..len];
+        let mut written = PieceHasher::new(size);
+        for slice in data.chunks(5) {
+            written.update(slice);
+        }
+        let digests: Vec<u8> = (0..len.div_ceil(size))
+            .flat_map(|p| piece_digest(data, size, p))
+            .collect();
+        assert_eq!(written.finish(), of_pieces(&digests), "{len} bytes");
+    }
+    // One byte changed anywhere changes it.
+    let mut other = data.clone();
+    other[40] ^= 1;
+    let whole = |d: &[u8]| {
+        let mut h = PieceHasher::new(size);
+        h.update(d);
+        h.finish()
+    };
+    assert_ne!(whole(&data), whole(&other));
+}
+
 #[test]
 fn a_cube_without_base_rows_reads_back_without_them() {
     let dir = tempfile::tempdir().expect("temp dir");
