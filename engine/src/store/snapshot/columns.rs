@@ -109,33 +109,46 @@ pub(super) fn read_cube(folder: &Folder, m: &Manifest, model: Model) -> Result<C
         scales: m.scales.clone(),
         ..CubeIndex::default()
     };
-    let encoding = Encoding {
-        time: read_axis(folder, m)?,
-        codes: read_dimensions(folder, m)?,
-        via: read_lists(folder, VIA, 1)?
+    // The base rows and the key encoding on one thread (their summaries and key maps are
+    // built as they are read), the cuboids on every core (their member sets deserialized).
+    let (cuboids, rest) = std::thread::scope(|scope| {
+        let rest = scope.spawn(|| -> Result<_> {
+            let bases = m
+                .bases
+                .iter()
+                .map(|b| b.as_ref().map(|b| read_base(folder, b)).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            let encoding = Encoding {
+                time: read_axis(folder, m)?,
+                codes: read_dimensions(folder, m)?,
+                via: read_lists(folder, VIA, 1)?
+                    .into_iter()
+                    .map(|r| r.1)
+                    .collect(),
+                dicts: read_levels(folder, DICTS, &m.dicts)?,
+                parents: read_parents(folder, ENCODING_PARENTS)?,
+            };
+            Ok((bases, encoding, read_levels(folder, LEVELS, &m.levels)?))
+        });
+        let cuboids = super::on_every_core(&m.cuboids, |c| read_cuboid(folder, c))
             .into_iter()
-            .map(|r| r.1)
-            .collect(),
-        dicts: read_levels(folder, DICTS, &m.dicts)?,
-        parents: read_parents(folder, ENCODING_PARENTS)?,
-    };
-    // Cuboids on every core: their member sets are what a read deserializes.
-    let cuboids = super::on_every_core(&m.cuboids, |c| read_cuboid(folder, c))
-        .into_iter()
-        .zip(&m.cuboids)
-        .map(|(r, c)| {
-            r.unwrap_or_else(|| Err(bad(&folder.path(&c.file), "could not be read".into())))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bases = m
-        .bases
-        .iter()
-        .map(|b| b.as_ref().map(|b| read_base(folder, b)).transpose())
-        .collect::<Result<Vec<_>>>()?;
+            .zip(&m.cuboids)
+            .map(|(r, c)| {
+                r.unwrap_or_else(|| Err(bad(&folder.path(&c.file), "could not be read".into())))
+            })
+            .collect::<Result<Vec<_>>>();
+        (cuboids, rest.join())
+    });
+    let (bases, encoding, levels) = rest.unwrap_or_else(|_| {
+        Err(bad(
+            &folder.path(super::MANIFEST),
+            "its base rows could not be read".into(),
+        ))
+    })?;
     let mut cube = Cube {
-        levels: read_levels(folder, LEVELS, &m.levels)?,
+        levels,
         model,
-        cuboids,
+        cuboids: cuboids?,
         index,
         encoding,
         bases,
