@@ -28,10 +28,6 @@ impl<T: ArrowNativeType> Column<T> {
         Column::Owned(Vec::new())
     }
 
-    pub fn with_capacity(capacity: usize) -> Column<T> {
-        Column::Owned(Vec::with_capacity(capacity))
-    }
-
     #[inline]
     pub fn as_slice(&self) -> &[T] {
         self
@@ -93,14 +89,6 @@ impl<T: ArrowNativeType> Column<T> {
 
     pub fn reserve(&mut self, additional: usize) {
         self.to_mut().reserve(additional);
-    }
-
-    pub fn truncate(&mut self, len: usize) {
-        self.to_mut().truncate(len);
-    }
-
-    pub fn resize(&mut self, len: usize, value: T) {
-        self.to_mut().resize(len, value);
     }
 
     /// Gives back spare capacity; a shared column has none.
